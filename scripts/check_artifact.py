@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Cross-check a reco-cli float artifact with code we did not write.
+
+1. Every file hash in manifest.json is recomputed with hashlib.
+2. model.safetensors is loaded with Python's `safetensors` package; names, dtypes and shapes
+   must match the manifest's architecture.
+3. The feature spec's preprocessing and the MLP are re-implemented in numpy (float64) and
+   compared with `reco-cli predict` on the same rows: max |logit difference| <= 1e-4.
+4. AUC and logloss are recomputed in numpy and compared with `reco-cli eval --json`.
+
+usage: check_artifact.py --bin target/release/reco-cli --model DIR --data FILE.parquet
+"""
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pyarrow.parquet as pq
+from safetensors.numpy import load_file
+
+
+def fail(msg):
+    print(f"check_artifact: FAIL: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def auc(scores, labels):
+    order = np.argsort(scores, kind="mergesort")
+    s = scores[order]
+    ranks = np.empty(len(s))
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and s[j + 1] == s[i]:
+            j += 1
+        ranks[i : j + 1] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    r = np.empty(len(s))
+    r[order] = ranks
+    pos = labels > 0.5
+    n_pos, n_neg = pos.sum(), (~pos).sum()
+    return (r[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--data", required=True)
+    a = ap.parse_args()
+
+    manifest = json.load(open(os.path.join(a.model, "manifest.json")))
+    for name, entry in manifest["files"].items():
+        h = hashlib.sha256(open(os.path.join(a.model, name), "rb").read()).hexdigest()
+        if h != entry["sha256"]:
+            fail(f"{name}: sha256 {h} != manifest {entry['sha256']}")
+
+    tensors = load_file(os.path.join(a.model, "model.safetensors"))
+    spec, arch = manifest["feature_spec"], manifest["architecture"]
+    dims = [sum(arch["embedding_dims"]) + len(spec["numeric"])] + arch["hidden"] + [1]
+    for c, d in zip(spec["categorical"], arch["embedding_dims"]):
+        t = tensors[f"embedding.{c['name']}"]
+        if t.dtype != np.float32 or t.shape != (len(c["vocabulary"]) + 1, d):
+            fail(f"embedding.{c['name']} is {t.dtype} {t.shape}")
+    for i in range(len(dims) - 1):
+        w, b = tensors[f"dense.{i}.weight"], tensors[f"dense.{i}.bias"]
+        if w.shape != (dims[i + 1], dims[i]) or b.shape != (dims[i + 1],):
+            fail(f"dense.{i} shapes {w.shape} {b.shape}, expected ({dims[i + 1]}, {dims[i]})")
+
+    table = pq.read_table(a.data)
+    parts = []
+    for c in spec["categorical"]:
+        vocab = np.asarray(c["vocabulary"], dtype=np.int64)
+        raw = table.column(c["name"]).to_numpy().astype(np.int64)
+        pos = np.searchsorted(vocab, raw)
+        found = (pos < len(vocab)) & (vocab[np.minimum(pos, len(vocab) - 1)] == raw)
+        idx = np.where(found, pos + 1, 0)
+        parts.append(tensors[f"embedding.{c['name']}"].astype(np.float64)[idx])
+    for n in spec["numeric"]:
+        x = table.column(n["name"]).to_numpy().astype(np.float32).astype(np.float64)
+        parts.append(((x - n["mean"]) / n["std"])[:, None])
+    h = np.concatenate(parts, axis=1)
+    for i in range(len(dims) - 1):
+        h = h @ tensors[f"dense.{i}.weight"].astype(np.float64).T + tensors[f"dense.{i}.bias"]
+        if i < len(dims) - 2:
+            h = np.maximum(h, 0.0)
+    ref = h[:, 0]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "p.parquet")
+        subprocess.run([a.bin, "predict", "--model", a.model, "--data", a.data, "--out", out, "--quiet"], check=True)
+        pred = pq.read_table(out)
+        ours = pred.column("logit").to_numpy().astype(np.float64)
+        prob = pred.column("probability").to_numpy().astype(np.float64)
+        rows = pred.column("row").to_numpy()
+    if len(ours) != len(ref) or not np.array_equal(rows, np.arange(len(ref))):
+        fail("predict rows are not one per input row in input order")
+    diff = np.abs(ours - ref).max()
+    if diff > 1e-4:
+        fail(f"max |logit - numpy| = {diff:.3g} > 1e-4")
+    pdiff = np.abs(prob - 1.0 / (1.0 + np.exp(-ref))).max()
+    if pdiff > 1e-5:
+        fail(f"max |probability - numpy| = {pdiff:.3g} > 1e-5")
+
+    ev = json.loads(
+        subprocess.run([a.bin, "eval", a.model, "--data", a.data, "--json", "--quiet"], check=True,
+                       capture_output=True, text=True).stdout
+    )["models"][0]
+    y = table.column(spec["label"]).to_numpy().astype(np.float64)
+    ref_auc = auc(ref, y)
+    p = np.clip(1.0 / (1.0 + np.exp(-ref)), 1e-7, 1 - 1e-7)
+    ref_ll = float(np.mean(-(y * np.log(p) + (1 - y) * np.log(1 - p))))
+    if abs(ev["auc"] - ref_auc) > 1e-4 or abs(ev["logloss"] - ref_ll) > 1e-4:
+        fail(f"eval auc/logloss {ev['auc']:.6f}/{ev['logloss']:.6f} vs numpy {ref_auc:.6f}/{ref_ll:.6f}")
+    print(f"check_artifact: OK {a.model}: {len(ref)} rows, {len(tensors)} tensors, "
+          f"max |dlogit| {diff:.2e}, auc {ref_auc:.4f}")
+
+
+if __name__ == "__main__":
+    main()

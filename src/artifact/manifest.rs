@@ -1,0 +1,143 @@
+//! The manifest: what an artifact is, how it was made, and the hash of every file in it.
+//! Its JSON Schema is published at `schemas/manifest.schema.json`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::spec::FeatureSpec;
+use crate::error::{Error, Result};
+
+/// Value of the `format` field.
+pub const FORMAT: &str = "reco-cli.artifact";
+/// Current manifest schema version.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Architecture of the float network: embeddings, then an MLP with ReLU, then one logit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Architecture {
+    /// Embedding width of each categorical column, in the feature spec's order.
+    pub embedding_dims: Vec<usize>,
+    /// Hidden layer widths; the output layer (width 1, no activation) follows.
+    pub hidden: Vec<usize>,
+    /// Hidden activation (always "relu" in format version 1).
+    pub activation: String,
+}
+
+impl Architecture {
+    /// Width of the MLP input: all embeddings plus the numeric columns.
+    pub fn input_dim(&self, spec: &FeatureSpec) -> usize {
+        self.embedding_dims.iter().sum::<usize>() + spec.numeric.len()
+    }
+
+    /// (in, out) of each dense layer, the output layer included.
+    pub fn layer_shapes(&self, spec: &FeatureSpec) -> Vec<(usize, usize)> {
+        let mut dims = vec![self.input_dim(spec)];
+        dims.extend(&self.hidden);
+        dims.push(1);
+        dims.windows(2).map(|w| (w[0], w[1])).collect()
+    }
+
+    /// Number of trainable parameters.
+    pub fn parameter_count(&self, spec: &FeatureSpec) -> usize {
+        let emb: usize = spec.categorical.iter().zip(&self.embedding_dims).map(|(c, d)| c.rows() * d).sum();
+        let dense: usize = self.layer_shapes(spec).iter().map(|(i, o)| i * o + o).sum();
+        emb + dense
+    }
+}
+
+/// sha256 and size of one file in the artifact.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileEntry {
+    /// Hex sha256 of the file's bytes.
+    pub sha256: String,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// Where an artifact came from (students and INT8 models).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Lineage {
+    /// Content hash ([`Manifest::content_hash`]) of the parent artifact.
+    pub parent_content_sha256: String,
+    /// The parent's kind.
+    pub parent_kind: String,
+    /// The parent's path when this artifact was made.
+    pub parent_path: String,
+}
+
+/// The manifest of one artifact directory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Schema version, [`FORMAT_VERSION`] when written by this build.
+    pub format_version: u32,
+    /// `teacher`, `student`, `student-int8`, ...
+    pub kind: String,
+    /// `ok`, or `failed` when a quality gate failed.
+    pub status: String,
+    /// Version of reco-cli that wrote it.
+    pub reco_cli_version: String,
+    /// Network architecture.
+    pub architecture: Architecture,
+    /// How raw input columns become model inputs.
+    pub feature_spec: FeatureSpec,
+    /// How tensors are named and laid out in `model.safetensors`.
+    pub tensor_layout: String,
+    /// The resolved recipe (after command-line overrides).
+    pub recipe: serde_json::Value,
+    /// Seed used for training.
+    pub seed: u64,
+    /// sha256 and size of every file except the manifest, by relative path.
+    pub files: BTreeMap<String, FileEntry>,
+    /// sha256 of each input data file, by name.
+    pub input_data: BTreeMap<String, String>,
+    /// Parent artifact, if any.
+    pub lineage: Option<Lineage>,
+    /// Training facts (epochs, best epoch, backend, throughput, losses).
+    pub training: serde_json::Value,
+    /// Metrics measured when the artifact was made.
+    pub metrics: serde_json::Value,
+}
+
+impl Manifest {
+    /// Refuses manifests of another format or a newer version.
+    pub fn check_format(&self, path: &Path) -> Result<()> {
+        if self.format != FORMAT {
+            return Err(Error::input(format!(
+                "{}: format is {:?}, expected {FORMAT:?}",
+                path.display(),
+                self.format
+            )));
+        }
+        if self.format_version != FORMAT_VERSION {
+            return Err(Error::input(format!(
+                "{}: format_version {} is not supported (this reco-cli reads {FORMAT_VERSION})",
+                path.display(),
+                self.format_version
+            )));
+        }
+        if self.architecture.embedding_dims.len() != self.feature_spec.categorical.len() {
+            return Err(Error::input(format!(
+                "{}: architecture has {} embeddings but the feature spec has {} categorical columns",
+                path.display(),
+                self.architecture.embedding_dims.len(),
+                self.feature_spec.categorical.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Content hash of the artifact: sha256 over the sorted `name sha256` lines of its files.
+    pub fn content_hash(&self) -> String {
+        let lines: String = self.files.iter().map(|(k, v)| format!("{k} {}\n", v.sha256)).collect();
+        super::sha256_bytes(lines.as_bytes())
+    }
+
+    /// Total bytes of the artifact's files (manifest excluded).
+    pub fn size_bytes(&self) -> u64 {
+        self.files.values().map(|f| f.bytes).sum()
+    }
+}

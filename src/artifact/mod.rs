@@ -1,0 +1,187 @@
+//! Artifacts: the directory a stage writes and serving systems consume (DESIGN §7).
+//!
+//! ```text
+//! <stage>/manifest.json      versioned manifest (see [`manifest::Manifest`])
+//! <stage>/model.safetensors  tensors, named as in [`weights`]
+//! ```
+//! Directories are written into a temporary sibling and renamed into place only when
+//! complete ([`ArtifactWriter`]); every load re-hashes each file listed in the manifest and
+//! refuses a mismatch ([`open`]). No burn or polars here: a serving system links this alone.
+
+pub mod manifest;
+pub mod spec;
+pub mod weights;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+pub use manifest::{FileEntry, Manifest};
+
+use crate::error::{Error, IoContext, Result};
+
+/// File name of the manifest inside an artifact directory.
+pub const MANIFEST: &str = "manifest.json";
+/// File name of the tensors inside an artifact directory.
+pub const WEIGHTS: &str = "model.safetensors";
+
+/// Hex sha256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).at(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).at(path)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+/// Hex sha256 of bytes.
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Builds an artifact in a temporary directory next to its destination; [`finish`] writes the
+/// manifest (with the hash of every file) and renames the directory into place. Dropping it
+/// unfinished removes the temporary directory, so a failure leaves nothing half-written.
+///
+/// [`finish`]: ArtifactWriter::finish
+pub struct ArtifactWriter {
+    tmp: PathBuf,
+    dest: PathBuf,
+    done: bool,
+}
+
+impl ArtifactWriter {
+    /// Starts an artifact that will live at `dest`.
+    pub fn create(dest: &Path) -> Result<Self> {
+        let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).at(parent)?;
+        let name = dest
+            .file_name()
+            .ok_or_else(|| Error::input(format!("{}: not a directory name", dest.display())))?;
+        let tmp = parent.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).at(&tmp)?;
+        }
+        std::fs::create_dir_all(&tmp).at(&tmp)?;
+        Ok(Self { tmp, dest: dest.to_path_buf(), done: false })
+    }
+
+    /// Path of a file inside the (temporary) artifact directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.join(name)
+    }
+
+    /// Writes one file into the artifact.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let p = self.path(name);
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir).at(dir)?;
+        }
+        std::fs::write(&p, bytes).at(&p)
+    }
+
+    /// Hashes every file, writes the manifest and moves the directory into place.
+    pub fn finish(self, mut manifest: Manifest) -> Result<Manifest> {
+        manifest.files = hash_tree(&self.tmp)?;
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
+        self.write(MANIFEST, &json)?;
+        self.commit()?;
+        Ok(manifest)
+    }
+
+    /// Moves the directory into place as it is (no manifest), replacing any previous one.
+    pub fn commit(mut self) -> Result<()> {
+        if self.dest.exists() {
+            let old = self.tmp.with_extension("old");
+            std::fs::rename(&self.dest, &old).at(&self.dest)?;
+            std::fs::rename(&self.tmp, &self.dest).at(&self.dest)?;
+            std::fs::remove_dir_all(&old).at(&old)?;
+        } else {
+            std::fs::rename(&self.tmp, &self.dest).at(&self.dest)?;
+        }
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for ArtifactWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+/// sha256 and size of every file below `dir` except the manifest, keyed by relative path.
+fn hash_tree(dir: &Path) -> Result<BTreeMap<String, FileEntry>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).at(&d)? {
+            let entry = entry.at(&d)?;
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let rel = p.strip_prefix(dir).unwrap_or(&p).to_string_lossy().replace('\\', "/");
+            if rel == MANIFEST {
+                continue;
+            }
+            let bytes = entry.metadata().at(&p)?.len();
+            out.insert(rel, FileEntry { sha256: sha256_file(&p)?, bytes });
+        }
+    }
+    Ok(out)
+}
+
+/// Reads an artifact's manifest and verifies every listed file against its hash.
+pub fn open(dir: &Path) -> Result<Manifest> {
+    let mpath = dir.join(MANIFEST);
+    if !dir.is_dir() {
+        return Err(Error::input(format!("{}: no such artifact directory", dir.display())));
+    }
+    let text = std::fs::read(&mpath).map_err(|_| {
+        Error::input(format!("{}: missing {MANIFEST} (not a reco-cli artifact)", dir.display()))
+    })?;
+    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| {
+        Error::input(format!("{}: not a valid reco-cli manifest ({e})", mpath.display()))
+    })?;
+    manifest.check_format(&mpath)?;
+    verify_files(dir, &manifest)?;
+    Ok(manifest)
+}
+
+/// Checks that each file the manifest lists exists with the recorded sha256.
+pub fn verify_files(dir: &Path, manifest: &Manifest) -> Result<()> {
+    if !manifest.files.contains_key(WEIGHTS) {
+        return Err(Error::input(format!("{}: manifest lists no {WEIGHTS}", dir.join(MANIFEST).display())));
+    }
+    for (name, entry) in &manifest.files {
+        let p = dir.join(name);
+        if !p.is_file() {
+            return Err(Error::input(format!("{}: missing (listed in the manifest)", p.display())));
+        }
+        let actual = sha256_file(&p)?;
+        if actual != entry.sha256 {
+            return Err(Error::input(format!(
+                "{}: sha256 mismatch (manifest says {}, file has {actual}); the artifact was modified or corrupted",
+                p.display(),
+                entry.sha256
+            )));
+        }
+    }
+    Ok(())
+}

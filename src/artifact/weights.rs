@@ -1,0 +1,128 @@
+//! Tensor naming and layout in `model.safetensors` (float models, format version 1).
+//!
+//! | name                      | dtype | shape             |
+//! |---------------------------|-------|-------------------|
+//! | `embedding.<column>`      | F32   | [vocab + 1, dim]  | row 0 = out-of-vocabulary
+//! | `dense.<i>.weight`        | F32   | [out, in]         | PyTorch `nn.Linear` layout
+//! | `dense.<i>.bias`          | F32   | [out]             |
+//!
+//! Dense layers are numbered from 0 (first hidden) to `hidden.len()` (the output layer).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+use super::manifest::Architecture;
+use super::spec::FeatureSpec;
+use crate::error::{Error, IoContext, Result};
+
+/// Layout description stored in the manifest's `tensor_layout`.
+pub const LAYOUT: &str = "embedding.<column>: F32 [vocab+1, dim], row 0 = OOV; dense.<i>.weight: F32 [out, in] (PyTorch Linear); dense.<i>.bias: F32 [out]";
+
+/// A dense layer in PyTorch layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dense {
+    /// Row-major [out, in].
+    pub weight: Vec<f32>,
+    /// [out].
+    pub bias: Vec<f32>,
+    /// Input width.
+    pub input: usize,
+    /// Output width.
+    pub output: usize,
+}
+
+/// An embedding table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    /// Row-major [rows, dim].
+    pub data: Vec<f32>,
+    /// Number of rows (vocabulary + 1).
+    pub rows: usize,
+    /// Embedding width.
+    pub dim: usize,
+}
+
+/// All float tensors of a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FloatWeights {
+    /// One table per categorical column, in spec order.
+    pub embeddings: Vec<Table>,
+    /// Dense layers, the output layer last.
+    pub dense: Vec<Dense>,
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+impl FloatWeights {
+    /// Serializes to safetensors bytes with the names above.
+    pub fn to_bytes(&self, spec: &FeatureSpec) -> Result<Vec<u8>> {
+        let mut owned: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
+        for (c, t) in spec.categorical.iter().zip(&self.embeddings) {
+            owned.push((format!("embedding.{}", c.name), f32_bytes(&t.data), vec![t.rows, t.dim]));
+        }
+        for (i, d) in self.dense.iter().enumerate() {
+            owned.push((format!("dense.{i}.weight"), f32_bytes(&d.weight), vec![d.output, d.input]));
+            owned.push((format!("dense.{i}.bias"), f32_bytes(&d.bias), vec![d.output]));
+        }
+        let views: Vec<(String, TensorView<'_>)> = owned
+            .iter()
+            .map(|(n, b, s)| {
+                TensorView::new(Dtype::F32, s.clone(), b)
+                    .map(|v| (n.clone(), v))
+                    .map_err(|e| Error::Internal(format!("tensor {n}: {e}")))
+            })
+            .collect::<Result<_>>()?;
+        let meta: HashMap<String, String> =
+            [("format".to_string(), "reco-cli".to_string()), ("layout".to_string(), "pytorch-linear".to_string())]
+                .into();
+        safetensors::serialize(views, Some(meta)).map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// Reads and shape-checks the tensors of `arch` from a safetensors file.
+    pub fn load(path: &Path, spec: &FeatureSpec, arch: &Architecture) -> Result<Self> {
+        let bytes = std::fs::read(path).at(path)?;
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| Error::input(format!("{}: not a valid safetensors file ({e})", path.display())))?;
+        let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            let t = st.tensor(name).map_err(|_| {
+                Error::input(format!("{}: missing tensor `{name}`", path.display()))
+            })?;
+            if t.dtype() != Dtype::F32 || t.shape() != shape {
+                return Err(Error::input(format!(
+                    "{}: tensor `{name}` is {:?} {:?}, expected F32 {shape:?}",
+                    path.display(),
+                    t.dtype(),
+                    t.shape()
+                )));
+            }
+            Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        };
+        let embeddings = spec
+            .categorical
+            .iter()
+            .zip(&arch.embedding_dims)
+            .map(|(c, &dim)| {
+                let rows = c.rows();
+                Ok(Table { data: get(&format!("embedding.{}", c.name), &[rows, dim])?, rows, dim })
+            })
+            .collect::<Result<_>>()?;
+        let dense = arch
+            .layer_shapes(spec)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (input, output))| {
+                Ok(Dense {
+                    weight: get(&format!("dense.{i}.weight"), &[output, input])?,
+                    bias: get(&format!("dense.{i}.bias"), &[output])?,
+                    input,
+                    output,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { embeddings, dense })
+    }
+}

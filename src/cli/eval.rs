@@ -1,0 +1,34 @@
+//! `reco-cli eval MODEL_DIR... --data FILE [--ranking FILE]`: the side-by-side table.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use reco::Result;
+use reco::pipeline::eval::{default_ranking, evaluate, table};
+
+use super::Global;
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Artifact directories to compare.
+    #[arg(required = true)]
+    models: Vec<PathBuf>,
+    /// Feature file with labels (e.g. <out>/features/test.parquet).
+    #[arg(long)]
+    data: PathBuf,
+    /// Ranking set for HR@10/NDCG@10 (default: ranking.parquet next to --data, if present).
+    #[arg(long)]
+    ranking: Option<PathBuf>,
+}
+
+pub fn exec(args: EvalArgs, g: &Global) -> Result<u8> {
+    let EvalArgs { models, data, ranking } = args;
+    let ranking = ranking.or_else(|| default_ranking(&data));
+    let report = evaluate(&models, &data, ranking.as_deref())?;
+    if g.json {
+        super::print_json(&report)?;
+    } else {
+        print!("{}", table(&report));
+    }
+    Ok(0)
+}

@@ -1,0 +1,69 @@
+//! `reco-cli inspect DIR`: the manifest, the tensors, and checksum verification.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use reco::artifact::{self, WEIGHTS};
+use reco::{Error, Result};
+use safetensors::SafeTensors;
+
+use super::Global;
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Artifact directory.
+    dir: PathBuf,
+}
+
+pub fn exec(args: InspectArgs, g: &Global) -> Result<u8> {
+    let InspectArgs { dir } = args;
+    let manifest = artifact::open(&dir)?;
+    let wpath = dir.join(WEIGHTS);
+    let bytes = std::fs::read(&wpath).map_err(|e| Error::io(&wpath, e))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::input(format!("{}: not a valid safetensors file ({e})", wpath.display())))?;
+    let mut tensors: Vec<(String, String, Vec<usize>)> =
+        st.tensors().into_iter().map(|(n, v)| (n, format!("{:?}", v.dtype()), v.shape().to_vec())).collect();
+    tensors.sort();
+    if g.json {
+        let t: Vec<_> = tensors
+            .iter()
+            .map(|(n, d, s)| serde_json::json!({ "name": n, "dtype": d, "shape": s }))
+            .collect();
+        return super::print_json(&serde_json::json!({
+            "verified": true,
+            "content_sha256": manifest.content_hash(),
+            "manifest": manifest,
+            "tensors": t,
+        }))
+        .map(|()| 0);
+    }
+    println!("{}  kind {}  status {}  format {} v{}", dir.display(), manifest.kind, manifest.status, manifest.format, manifest.format_version);
+    println!("reco-cli {}  seed {}  content sha256 {}", manifest.reco_cli_version, manifest.seed, manifest.content_hash());
+    println!(
+        "architecture: embeddings {:?} -> hidden {:?} -> 1 ({}), {} parameters",
+        manifest.architecture.embedding_dims,
+        manifest.architecture.hidden,
+        manifest.architecture.activation,
+        manifest.architecture.parameter_count(&manifest.feature_spec)
+    );
+    println!("inputs:");
+    for c in &manifest.feature_spec.categorical {
+        println!("  {:<22} categorical  vocabulary {} (+1 OOV)", c.name, c.vocabulary.len());
+    }
+    for n in &manifest.feature_spec.numeric {
+        println!("  {:<22} numeric      mean {:.4}  std {:.4}", n.name, n.mean, n.std);
+    }
+    println!("tensors:");
+    for (n, d, s) in &tensors {
+        println!("  {n:<28} {d:<5} {s:?}");
+    }
+    println!("files (sha256 verified):");
+    for (name, f) in &manifest.files {
+        println!("  {name:<20} {:>10} bytes  {}", f.bytes, f.sha256);
+    }
+    if let Some(l) = &manifest.lineage {
+        println!("parent: {} ({}) {}", l.parent_path, l.parent_kind, l.parent_content_sha256);
+    }
+    Ok(0)
+}

@@ -1,0 +1,115 @@
+//! Command-line surface: the clap definitions shared by all subcommands, global options, and
+//! dispatch. One file per subcommand holds its arguments and `exec`.
+
+mod datasets;
+mod eval;
+mod inspect;
+mod predict;
+mod prepare;
+mod progress;
+mod run;
+mod train;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use reco::recipe::Recipe;
+use reco::{Error, Result};
+
+/// Compressed place-recommendation models for serving systems.
+#[derive(Debug, Parser)]
+#[command(name = "reco-cli", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every subcommand accepts.
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// Machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// No progress bars or log lines on stderr.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    /// Worker threads (training backend, data preparation). Default: all cores.
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// Override the recipe's seed.
+    #[arg(long, global = true)]
+    seed: Option<u64>,
+    /// Training backend: flex (default), ndarray, or wgpu (built with --features wgpu).
+    #[arg(long, global = true)]
+    backend: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate or import raw tables.
+    #[command(subcommand)]
+    Datasets(datasets::DatasetsCommand),
+    /// Raw tables -> feature files (train/valid/test/calibration/ranking) + feature spec.
+    Prepare(prepare::PrepareArgs),
+    /// Train the teacher model -> <out>/teacher.
+    Train(train::TrainArgs),
+    /// Side-by-side metrics of artifacts on a feature file.
+    Eval(eval::EvalArgs),
+    /// Score a feature file into Parquet (row, logit, probability).
+    Predict(predict::PredictArgs),
+    /// Show and verify an artifact (manifest, tensors, checksums).
+    Inspect(inspect::InspectArgs),
+    /// Run a whole recipe: synth (if needed), prepare, train, eval, gates.
+    Run(run::RunArgs),
+}
+
+/// Runs the parsed command; returns the exit code for outcomes that are not errors.
+pub fn run(cli: Cli) -> Result<u8> {
+    let g = cli.global;
+    if let Some(n) = g.threads {
+        if n == 0 {
+            return Err(Error::input("--threads 0: expected at least 1"));
+        }
+        // Set before any polars or rayon pool starts; nothing else runs yet.
+        // SAFETY: single-threaded at this point of start-up.
+        unsafe { std::env::set_var("POLARS_MAX_THREADS", n.to_string()) };
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().map_err(|e| Error::Internal(e.to_string()))?;
+    }
+    let progress = progress::Bars::new(g.quiet);
+    match cli.command {
+        Command::Datasets(c) => datasets::exec(c, &g, &progress),
+        Command::Prepare(a) => prepare::exec(a, &g, &progress),
+        Command::Train(a) => train::exec(a, &g, &progress),
+        Command::Eval(a) => eval::exec(a, &g),
+        Command::Predict(a) => predict::exec(a, &g),
+        Command::Inspect(a) => inspect::exec(a, &g),
+        Command::Run(a) => run::exec(a, &g, &progress),
+    }
+}
+
+/// Loads a recipe and applies the global overrides (`--seed`, `--backend`).
+fn load_recipe(path: &Path, g: &Global) -> Result<Recipe> {
+    let mut recipe = Recipe::load(path)?;
+    if let Some(seed) = g.seed {
+        recipe.seed = seed;
+    }
+    if let Some(b) = &g.backend {
+        recipe.train.backend.clone_from(b);
+    }
+    reco::model::device(&recipe.train.backend)?;
+    Ok(recipe)
+}
+
+/// Prints a value as pretty JSON on stdout.
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| Error::Internal(e.to_string()))?;
+    println!("{s}");
+    Ok(())
+}
+
+/// `--out` or the recipe default.
+fn out_dir(recipe: &Recipe, out: Option<&PathBuf>) -> reco::pipeline::paths::RunPaths {
+    reco::pipeline::paths::RunPaths::new(recipe, out.map(PathBuf::as_path))
+}

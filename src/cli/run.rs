@@ -1,0 +1,51 @@
+//! `reco-cli run RECIPE [--out DIR]`: the whole pipeline with gates; exit 1 if a gate fails.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use reco::Result;
+use reco::pipeline::eval::table;
+use reco::pipeline::run::run;
+use reco::progress::Progress;
+
+use super::Global;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Recipe file (TOML), e.g. recipes/quickstart.toml.
+    recipe: PathBuf,
+    /// Output root for raw data, features, artifacts and report (default artifacts/<name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn exec(args: RunArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
+    let RunArgs { recipe, out } = args;
+    let recipe = super::load_recipe(&recipe, g)?;
+    let paths = super::out_dir(&recipe, out.as_ref());
+    let report = run(&recipe, &paths, progress)?;
+    if g.json {
+        super::print_json(&report)?;
+    } else {
+        for s in &report.stages {
+            println!("{:<8} {:>7.1}s", s.name, s.seconds);
+        }
+        print!("{}", table(&report.eval));
+        for gate in &report.gates {
+            println!(
+                "gate {:<28} {:.4} <= {:.4}  {}",
+                gate.name,
+                gate.value,
+                gate.threshold,
+                if gate.passed { "PASS" } else { "FAIL" }
+            );
+        }
+        println!("report: {}", paths.report().display());
+    }
+    if report.passed {
+        Ok(0)
+    } else {
+        progress.log("a quality gate failed (see the report)");
+        Ok(1)
+    }
+}

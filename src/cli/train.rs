@@ -1,0 +1,70 @@
+//! `reco-cli train --recipe R [--out DIR]`: `<out>/features` -> `<out>/teacher`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use reco::Result;
+use reco::pipeline::train::{TrainJob, train};
+use reco::progress::Progress;
+
+use super::Global;
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Recipe file (TOML).
+    #[arg(long)]
+    recipe: PathBuf,
+    /// Output root (default artifacts/<recipe name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Override train.epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Override train.batch_size.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Override train.learning_rate.
+    #[arg(long)]
+    learning_rate: Option<f64>,
+}
+
+pub fn exec(args: TrainArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
+    let TrainArgs { recipe, out, epochs, batch_size, learning_rate } = args;
+    let mut recipe = super::load_recipe(&recipe, g)?;
+    if let Some(e) = epochs {
+        recipe.train.epochs = e;
+    }
+    if let Some(b) = batch_size {
+        recipe.train.batch_size = b;
+    }
+    if let Some(lr) = learning_rate {
+        recipe.train.learning_rate = lr;
+    }
+    recipe.validate().map_err(|e| reco::Error::input(format!("train: {e}")))?;
+    let paths = super::out_dir(&recipe, out.as_ref());
+    let recipe_json = serde_json::to_value(&recipe).map_err(|e| reco::Error::Internal(e.to_string()))?;
+    let job = TrainJob {
+        features: &paths.features(),
+        out: &paths.stage("teacher"),
+        checkpoints: &paths.checkpoints("teacher"),
+        cfg: &recipe.train,
+        seed: recipe.seed,
+        recipe: recipe_json,
+        kind: "teacher",
+    };
+    let summary = train(&job, progress)?;
+    if g.json {
+        super::print_json(&summary)?;
+    } else {
+        println!(
+            "teacher: best epoch {}/{}  valid AUC {:.4}  {:.0} rows/s ({})  -> {}",
+            summary.best_epoch,
+            summary.epochs_run,
+            summary.best_valid_auc,
+            summary.rows_per_s,
+            summary.backend,
+            summary.dir.display()
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,8 @@
+//! Data in and out: raw tables, the synthetic generator, feature files.
+//!
+//! Everything that touches a polars `DataFrame` lives here or in `pipeline::prepare`; the rest
+//! of the crate sees plain columns ([`features::FeatureFrame`]).
+
+pub mod features;
+pub mod io;
+pub mod synth;

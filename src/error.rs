@@ -1,0 +1,69 @@
+//! The library's typed error: one variant per way a user can see things fail.
+//!
+//! Every message is a single line that names the file, column or value at fault and what was
+//! expected. The binary maps [`Error::exit_code`] to the process exit status.
+
+use std::path::{Path, PathBuf};
+
+/// Errors returned by every public operation of the library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad user input: arguments, recipes, data files, artifacts. Exit code 2.
+    #[error("{0}")]
+    Input(String),
+    /// An operating-system I/O error on a named path. Exit code 2.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A quality gate failed; the artifact is still written and marked failed. Exit code 1.
+    #[error("quality gate failed: {0}")]
+    Gate(String),
+    /// A failure inside a dependency (polars, burn, parquet) that is not the user's input.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Shorthand used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Builds an [`Error::Input`] from anything printable.
+    pub fn input(msg: impl Into<String>) -> Self {
+        Self::Input(msg.into())
+    }
+
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Self::Io { path: path.as_ref().to_path_buf(), source }
+    }
+
+    /// The process exit code the contract assigns to this error (DESIGN §2).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Gate(_) => 1,
+            Self::Input(_) | Self::Io { .. } | Self::Internal(_) => 2,
+        }
+    }
+}
+
+/// Attaches a path to I/O results: `fs::read(p).at(p)?`.
+pub trait IoContext<T> {
+    /// Converts the I/O error into [`Error::Io`] naming `path`.
+    fn at(self, path: impl AsRef<Path>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}
+
+/// Collapses a multi-line message from a dependency into one line.
+pub fn one_line(msg: &str) -> String {
+    msg.split_whitespace().collect::<Vec<_>>().join(" ")
+}

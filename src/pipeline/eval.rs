@@ -1,0 +1,143 @@
+//! `eval`: side-by-side metrics of one or more artifacts on a feature file (DESIGN §8).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::features::FeatureFrame;
+use crate::error::{Error, Result};
+use crate::metrics;
+use crate::runtime::{FloatModel, sigmoid};
+
+/// One model's row of the evaluation table (the stable JSON shape).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelEval {
+    /// Artifact directory name (`teacher`, `student`, ...).
+    pub name: String,
+    /// Artifact path.
+    pub path: String,
+    /// Manifest kind.
+    pub kind: String,
+    /// ROC AUC on the data file.
+    pub auc: Option<f64>,
+    /// Mean log loss.
+    pub logloss: f64,
+    /// Expected calibration error (10 bins).
+    pub ece: f64,
+    /// HR@10 on the ranking set (true place + sampled candidates per query).
+    #[serde(rename = "hr@10")]
+    pub hr10: Option<f64>,
+    /// NDCG@10 on the ranking set.
+    #[serde(rename = "ndcg@10")]
+    pub ndcg10: Option<f64>,
+    /// Bytes of the artifact's files.
+    pub size_bytes: u64,
+    /// Rows scored.
+    pub rows: usize,
+    /// Scoring latency over the whole file, microseconds per row (1 thread, batches of 4096).
+    pub us_per_row: f64,
+}
+
+/// The whole evaluation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EvalReport {
+    /// AUC of the true probability (synthetic data), the ceiling any model can reach.
+    pub oracle_auc: Option<f64>,
+    /// One row per model.
+    pub models: Vec<ModelEval>,
+}
+
+/// The ranking file `prepare` writes next to a feature file, if present.
+pub fn default_ranking(data: &Path) -> Option<PathBuf> {
+    let p = data.with_file_name("ranking.parquet");
+    p.is_file().then_some(p)
+}
+
+/// Evaluates each model on `data` (and the ranking set, when given).
+pub fn evaluate(models: &[PathBuf], data: &Path, ranking: Option<&Path>) -> Result<EvalReport> {
+    if models.is_empty() {
+        return Err(Error::input("eval: expected at least one model directory"));
+    }
+    let mut opened = Vec::new();
+    for dir in models {
+        opened.push((dir, FloatModel::open(dir)?));
+    }
+    let spec = &opened[0].1.1.spec;
+    for (dir, (_, m)) in &opened[1..] {
+        if m.spec.input_names() != spec.input_names() {
+            return Err(Error::input(format!(
+                "{}: its feature columns differ from {}'s; models compared side by side must share inputs",
+                dir.display(),
+                opened[0].0.display()
+            )));
+        }
+    }
+    let frame = FeatureFrame::read(data, spec, true)?;
+    let labels = frame.labels(data)?;
+    let oracle_auc = frame.oracle.as_ref().and_then(|o| metrics::auc(o, labels));
+    let rank = match ranking {
+        Some(p) => Some(FeatureFrame::read(p, spec, true)?),
+        None => None,
+    };
+    let mut rows = Vec::new();
+    for (dir, (manifest, model)) in &opened {
+        let start = Instant::now();
+        let logits = model.logits(&frame.columns)?;
+        let us_per_row = start.elapsed().as_secs_f64() * 1e6 / frame.columns.rows.max(1) as f64;
+        let probs: Vec<f32> = logits.iter().map(|&z| sigmoid(z)).collect();
+        let (hr10, ndcg10) = match &rank {
+            Some(r) => {
+                let s = model.logits(&r.columns)?;
+                let q = r.query_id.as_deref().ok_or_else(|| Error::input("ranking file has no query_id column"))?;
+                let (hr, ndcg, n) = metrics::ranking(q, &s, r.labels(data)?, 10);
+                if n == 0 { (None, None) } else { (Some(hr), Some(ndcg)) }
+            }
+            None => (None, None),
+        };
+        rows.push(ModelEval {
+            name: dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned()),
+            path: dir.display().to_string(),
+            kind: manifest.kind.clone(),
+            auc: metrics::auc(&logits, labels),
+            logloss: metrics::logloss(&probs, labels),
+            ece: metrics::ece(&probs, labels, 10),
+            hr10,
+            ndcg10,
+            size_bytes: manifest.size_bytes(),
+            rows: frame.columns.rows,
+            us_per_row,
+        });
+    }
+    Ok(EvalReport { oracle_auc, models: rows })
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |x| format!("{x:.4}"))
+}
+
+/// The human-readable table.
+pub fn table(report: &EvalReport) -> String {
+    let mut s = format!(
+        "{:<16} {:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>9}\n",
+        "model", "kind", "auc", "logloss", "ece", "hr@10", "ndcg@10", "size", "us/row"
+    );
+    for m in &report.models {
+        s.push_str(&format!(
+            "{:<16} {:<14} {:>8} {:>8.4} {:>8.4} {:>8} {:>8} {:>11} {:>9.3}\n",
+            m.name,
+            m.kind,
+            opt(m.auc),
+            m.logloss,
+            m.ece,
+            opt(m.hr10),
+            opt(m.ndcg10),
+            m.size_bytes,
+            m.us_per_row
+        ));
+    }
+    if let Some(o) = report.oracle_auc {
+        s.push_str(&format!("oracle AUC (true visit probability): {o:.4}\n"));
+    }
+    s
+}

@@ -1,0 +1,9 @@
+//! The pipeline stages, one file each. Each stage takes resolved settings and paths, reports
+//! through [`crate::progress::Progress`], and returns a summary the CLI prints.
+
+pub mod eval;
+pub mod paths;
+pub mod predict;
+pub mod prepare;
+pub mod run;
+pub mod train;

@@ -1,0 +1,153 @@
+//! `run`: the whole pipeline from one recipe — synth (when the data is missing), prepare,
+//! train, eval — with quality gates and one JSON report (`<out>/report.json`).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::data::synth::{self, SynthParams};
+use crate::error::{Error, IoContext, Result};
+use crate::pipeline::eval::{EvalReport, evaluate};
+use crate::pipeline::paths::RunPaths;
+use crate::pipeline::prepare::prepare;
+use crate::pipeline::train::{TrainJob, train};
+use crate::progress::Progress;
+use crate::recipe::{DataConfig, Recipe};
+
+/// One stage that ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageReport {
+    /// Stage name.
+    pub name: String,
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// Stage summary.
+    pub detail: serde_json::Value,
+}
+
+/// One quality gate.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateReport {
+    /// Gate name.
+    pub name: String,
+    /// Measured value.
+    pub value: f64,
+    /// Threshold.
+    pub threshold: f64,
+    /// Whether it held.
+    pub passed: bool,
+}
+
+/// The run report.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Recipe name.
+    pub recipe: String,
+    /// Output root.
+    pub out: String,
+    /// Stages in order.
+    pub stages: Vec<StageReport>,
+    /// Test-split evaluation of every model built.
+    pub eval: EvalReport,
+    /// Gates checked.
+    pub gates: Vec<GateReport>,
+    /// True when every gate passed.
+    pub passed: bool,
+    /// Total wall time, seconds.
+    pub seconds: f64,
+}
+
+fn json<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+/// The raw-data directory for a recipe, generating synthetic data when it is missing.
+/// Returns the directory and, when it generated data, the stage report.
+pub fn ensure_raw(recipe: &Recipe, paths: &RunPaths) -> Result<(PathBuf, Option<StageReport>)> {
+    match &recipe.data {
+        DataConfig::Files { dir } => Ok((dir.clone(), None)),
+        DataConfig::Synth(s) => {
+            let raw = paths.raw();
+            if raw.join("interactions.parquet").is_file() {
+                return Ok((raw, None));
+            }
+            let start = Instant::now();
+            let params = SynthParams { users: s.users, places: s.places, days: s.days, seed: recipe.seed };
+            let summary = synth::generate(params, &raw)?;
+            let report =
+                StageReport { name: "synth".into(), seconds: start.elapsed().as_secs_f64(), detail: json(&summary) };
+            Ok((raw, Some(report)))
+        }
+    }
+}
+
+/// Runs every stage of `recipe` under `paths`.
+pub fn run(recipe: &Recipe, paths: &RunPaths, progress: &dyn Progress) -> Result<RunReport> {
+    let t0 = Instant::now();
+    let mut stages = Vec::new();
+    let (raw, synth_stage) = ensure_raw(recipe, paths)?;
+    stages.extend(synth_stage);
+
+    let start = Instant::now();
+    progress.log("prepare: building features");
+    let prep = prepare(&raw, &paths.features(), &recipe.prepare, recipe.seed, progress)?;
+    stages.push(StageReport { name: "prepare".into(), seconds: start.elapsed().as_secs_f64(), detail: json(&prep) });
+
+    let start = Instant::now();
+    let recipe_json = json(recipe);
+    let teacher_dir = paths.stage("teacher");
+    let job = TrainJob {
+        features: &paths.features(),
+        out: &teacher_dir,
+        checkpoints: &paths.checkpoints("teacher"),
+        cfg: &recipe.train,
+        seed: recipe.seed,
+        recipe: recipe_json,
+        kind: "teacher",
+    };
+    let summary = train(&job, progress)?;
+    stages.push(StageReport { name: "train".into(), seconds: start.elapsed().as_secs_f64(), detail: json(&summary) });
+
+    let start = Instant::now();
+    let test = paths.features().join("test.parquet");
+    let ranking = paths.features().join("ranking.parquet");
+    let eval = evaluate(&[teacher_dir], &test, Some(&ranking))?;
+    stages.push(StageReport { name: "eval".into(), seconds: start.elapsed().as_secs_f64(), detail: json(&eval) });
+
+    let mut gates = Vec::new();
+    if let (Some(max_gap), Some(oracle), Some(auc)) =
+        (recipe.gates.max_teacher_oracle_auc_gap, eval.oracle_auc, eval.models[0].auc)
+    {
+        let gap = oracle - auc;
+        gates.push(GateReport {
+            name: "teacher_oracle_auc_gap".into(),
+            value: gap,
+            threshold: max_gap,
+            passed: gap <= max_gap,
+        });
+    }
+    let passed = gates.iter().all(|g| g.passed);
+    let report = RunReport {
+        recipe: recipe.name.clone(),
+        out: paths.out.display().to_string(),
+        stages,
+        eval,
+        gates,
+        passed,
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    write_json(&paths.report(), &report)?;
+    Ok(report)
+}
+
+/// Writes JSON through a temporary file renamed into place.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Internal(e.to_string()))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).at(dir)?;
+    }
+    let tmp = crate::data::io::tmp_path(path);
+    std::fs::write(&tmp, bytes).at(&tmp)?;
+    std::fs::rename(&tmp, path).at(path)
+}

@@ -1,0 +1,265 @@
+//! Recipes: the TOML file that describes one pipeline run, and its validation.
+//!
+//! Every table rejects unknown keys, so a typo is an error rather than a silently ignored
+//! setting. The resolved recipe (after command-line overrides) is saved in every artifact.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+
+/// A whole recipe file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Name of the run; the default output directory is `artifacts/<name>/`.
+    pub name: String,
+    /// Seed for data generation, splits, sampling and training.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Where the raw tables come from.
+    pub data: DataConfig,
+    /// Feature preparation.
+    #[serde(default)]
+    pub prepare: PrepareConfig,
+    /// Teacher training.
+    #[serde(default)]
+    pub train: TrainConfig,
+    /// Quality gates checked by `run` (exit code 1 when one fails).
+    #[serde(default)]
+    pub gates: GatesConfig,
+}
+
+/// Quality gates.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatesConfig {
+    /// Fail when the teacher's test AUC is more than this below the oracle AUC (synthetic data).
+    pub max_teacher_oracle_auc_gap: Option<f64>,
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+/// Source of the raw tables.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, tag = "source", rename_all = "kebab-case")]
+pub enum DataConfig {
+    /// Generate with `datasets synth` into `<out>/raw/` when missing.
+    Synth(SynthConfig),
+    /// Read `users`, `places`, `interactions` (Parquet or CSV) from a directory.
+    Files {
+        /// Directory holding the three tables (relative paths resolve against the recipe).
+        dir: PathBuf,
+    },
+}
+
+/// Size and seed-independent knobs of the synthetic generator.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SynthConfig {
+    /// Number of users.
+    #[serde(default = "d_users")]
+    pub users: usize,
+    /// Number of places.
+    #[serde(default = "d_places")]
+    pub places: usize,
+    /// Days of impressions.
+    #[serde(default = "d_days")]
+    pub days: usize,
+}
+
+fn d_users() -> usize {
+    1000
+}
+fn d_places() -> usize {
+    300
+}
+fn d_days() -> usize {
+    28
+}
+
+impl Default for SynthConfig {
+    fn default() -> Self {
+        Self { users: d_users(), places: d_places(), days: d_days() }
+    }
+}
+
+/// Feature preparation settings (DESIGN §3).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrepareConfig {
+    /// Radius for negative sampling and ranking candidates, km.
+    pub radius_km: f64,
+    /// Trailing window for point-in-time place statistics, days.
+    pub window_days: f64,
+    /// Fraction of the time range (latest) held out for validation.
+    pub valid_fraction: f64,
+    /// Fraction of the time range (latest) held out for test.
+    pub test_fraction: f64,
+    /// Rows in the random calibration sample (drawn from the training split).
+    pub calibration_rows: usize,
+    /// Sampled negatives per positive when the interactions carry no label.
+    pub negatives_per_positive: usize,
+    /// Candidates sampled within the radius for each ranking query (plus the true place).
+    pub ranking_candidates: usize,
+    /// Maximum number of ranking queries (positive test impressions) to build.
+    pub ranking_queries: usize,
+}
+
+impl Default for PrepareConfig {
+    fn default() -> Self {
+        Self {
+            radius_km: 5.0,
+            window_days: 7.0,
+            valid_fraction: 0.15,
+            test_fraction: 0.15,
+            calibration_rows: 2000,
+            negatives_per_positive: 4,
+            ranking_candidates: 49,
+            ranking_queries: 2000,
+        }
+    }
+}
+
+/// Teacher training settings (DESIGN §4).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Maximum epochs.
+    pub epochs: usize,
+    /// Rows per optimizer step.
+    pub batch_size: usize,
+    /// AdamW learning rate.
+    pub learning_rate: f64,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+    /// Stop after this many epochs without a better validation AUC.
+    pub patience: usize,
+    /// Hidden layer widths of the MLP.
+    pub hidden: Vec<usize>,
+    /// Embedding width for id columns with large vocabularies (user, place).
+    pub id_embedding_dim: usize,
+    /// Embedding width for small categorical columns (segment, category).
+    pub small_embedding_dim: usize,
+    /// Training backend: `flex` (default, faster) or `ndarray` (or `wgpu` with the feature).
+    pub backend: String,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 12,
+            batch_size: 512,
+            learning_rate: 3e-3,
+            weight_decay: 1e-4,
+            patience: 3,
+            hidden: vec![256, 128],
+            id_embedding_dim: 16,
+            small_embedding_dim: 4,
+            backend: "flex".to_string(),
+        }
+    }
+}
+
+impl Recipe {
+    /// Reads and validates a recipe file. Relative data paths resolve against its directory.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).at(path)?;
+        let mut recipe = Self::parse(&text).map_err(|e| {
+            Error::input(format!("recipe {}: {}", path.display(), e))
+        })?;
+        if let DataConfig::Files { dir } = &mut recipe.data {
+            if dir.is_relative() {
+                let base = path.parent().unwrap_or(Path::new("."));
+                *dir = base.join(&*dir);
+            }
+        }
+        Ok(recipe)
+    }
+
+    /// Parses recipe text; the error is one line with the line number.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let recipe: Self = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let msg = crate::error::one_line(e.message());
+            match line {
+                Some(l) => format!("line {l}: {msg}"),
+                None => msg,
+            }
+        })?;
+        recipe.validate()?;
+        Ok(recipe)
+    }
+
+    /// Range checks that serde cannot express.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let p = &self.prepare;
+        let t = &self.train;
+        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
+            return Err(format!("name {:?}: expected a plain directory name", self.name));
+        }
+        if !(p.radius_km > 0.0 && p.radius_km.is_finite()) {
+            return Err(format!("prepare.radius_km = {}: expected a positive number", p.radius_km));
+        }
+        if !(p.window_days > 0.0 && p.window_days.is_finite()) {
+            return Err(format!("prepare.window_days = {}: expected a positive number", p.window_days));
+        }
+        let held = p.valid_fraction + p.test_fraction;
+        if !(p.valid_fraction > 0.0 && p.test_fraction > 0.0 && held < 0.9) {
+            return Err(format!(
+                "prepare.valid_fraction + test_fraction = {held}: expected each > 0 and the sum < 0.9"
+            ));
+        }
+        if t.epochs == 0 || t.batch_size == 0 || t.hidden.is_empty() || t.hidden.contains(&0) {
+            return Err("train: epochs, batch_size and every hidden width must be positive".into());
+        }
+        if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
+            return Err(format!("train.learning_rate = {}: expected a positive number", t.learning_rate));
+        }
+        if t.id_embedding_dim == 0 || t.small_embedding_dim == 0 {
+            return Err("train: embedding dims must be positive".into());
+        }
+        if let DataConfig::Synth(s) = &self.data {
+            if s.users == 0 || s.places == 0 || s.days < 7 {
+                return Err("data: synth needs users > 0, places > 0 and days >= 7".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "name = \"t\"\n[data]\nsource = \"synth\"\n";
+
+    #[test]
+    fn minimal_recipe_gets_defaults() {
+        let r = Recipe::parse(MINIMAL).unwrap();
+        assert_eq!(r.seed, 42);
+        assert_eq!(r.train, TrainConfig::default());
+        assert_eq!(r.data, DataConfig::Synth(SynthConfig::default()));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_key_and_line() {
+        let text = format!("{MINIMAL}[train]\nepochs = 3\nlearning_rat = 0.1\n");
+        let err = Recipe::parse(&text).unwrap_err();
+        assert!(err.contains("learning_rat") && err.contains("line 6"), "{err}");
+        assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn out_of_range_values_are_rejected() {
+        let err = Recipe::parse(&format!("{MINIMAL}[prepare]\nradius_km = -1\n")).unwrap_err();
+        assert!(err.contains("radius_km"), "{err}");
+        let err = Recipe::parse(&format!("{MINIMAL}[train]\nhidden = [64, 0]\n")).unwrap_err();
+        assert!(err.contains("hidden"), "{err}");
+    }
+}

@@ -1,0 +1,81 @@
+//! Arrow-rs and Parquet at the serving edge: score an Arrow `RecordBatch` and write
+//! predictions as Parquet with provenance in the file's key-value metadata.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Float32Array, RecordBatch, UInt64Array};
+use arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Int32Type, Int64Type, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+
+use super::Columns;
+use crate::artifact::spec::FeatureSpec;
+use crate::error::{Error, IoContext, Result};
+
+/// Extracts the spec's input columns from a RecordBatch (ints for categorical, any float or
+/// int for numeric; nulls and NaN/inf are errors naming the column and row).
+pub fn columns_from_batch(spec: &FeatureSpec, batch: &RecordBatch) -> Result<Columns> {
+    let col = |name: &str| -> Result<&ArrayRef> {
+        batch.column_by_name(name).ok_or_else(|| Error::input(format!("missing column `{name}`")))
+    };
+    let mut categorical = Vec::new();
+    for c in &spec.categorical {
+        let a = col(&c.name)?;
+        if a.null_count() > 0 {
+            return Err(Error::input(format!("column `{}` has nulls, expected ids", c.name)));
+        }
+        let v: Vec<i64> = match a.data_type() {
+            DataType::Int64 => a.as_primitive::<Int64Type>().values().to_vec(),
+            DataType::Int32 => a.as_primitive::<Int32Type>().values().iter().map(|&x| i64::from(x)).collect(),
+            other => {
+                return Err(Error::input(format!("column `{}` has type {other}, expected an integer", c.name)));
+            }
+        };
+        categorical.push(v);
+    }
+    let mut numeric = Vec::new();
+    for n in &spec.numeric {
+        let a = col(&n.name)?;
+        if a.null_count() > 0 {
+            return Err(Error::input(format!("column `{}` has nulls, expected numbers", n.name)));
+        }
+        let v: Vec<f32> = match a.data_type() {
+            DataType::Float32 => a.as_primitive::<Float32Type>().values().to_vec(),
+            DataType::Float64 => a.as_primitive::<Float64Type>().values().iter().map(|&x| x as f32).collect(),
+            DataType::Int64 => a.as_primitive::<Int64Type>().values().iter().map(|&x| x as f32).collect(),
+            other => {
+                return Err(Error::input(format!("column `{}` has type {other}, expected a number", n.name)));
+            }
+        };
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(Error::input(format!("column `{}` row {i} is {}, expected a finite number", n.name, v[i])));
+        }
+        numeric.push(v);
+    }
+    Ok(Columns { rows: batch.num_rows(), categorical, numeric })
+}
+
+/// Writes `row`, `logit`, `probability` to a Parquet file (temp file + rename), with the
+/// given key-value metadata (model content hash, reco-cli version, ...).
+pub fn write_predictions(path: &Path, logits: &[f32], metadata: &[(String, String)]) -> Result<()> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("row", DataType::UInt64, false),
+        Field::new("logit", DataType::Float32, false),
+        Field::new("probability", DataType::Float32, false),
+    ]));
+    let rows = UInt64Array::from_iter_values(0..logits.len() as u64);
+    let logit = Float32Array::from(logits.to_vec());
+    let prob = Float32Array::from_iter_values(logits.iter().map(|&z| super::sigmoid(z)));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(rows), Arc::new(logit), Arc::new(prob)])
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let kv = metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
+    let props = WriterProperties::builder().set_key_value_metadata(Some(kv)).build();
+    let tmp = crate::data::io::tmp_path(path);
+    let file = std::fs::File::create(&tmp).at(&tmp)?;
+    let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| Error::Internal(e.to_string()))?;
+    w.write(&batch).map_err(|e| Error::Internal(e.to_string()))?;
+    w.close().map_err(|e| Error::Internal(e.to_string()))?;
+    std::fs::rename(&tmp, path).at(path)
+}

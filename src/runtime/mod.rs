@@ -1,0 +1,237 @@
+//! The inference runtime serving systems link: load and verify an artifact, turn raw feature
+//! rows into model inputs exactly as the manifest's feature spec says, and score them.
+//!
+//! No burn and no polars: dense layers run on `matrixmultiply`'s packed SGEMM (single
+//! thread), preprocessing is plain loops over columns. Arrow `RecordBatch` input is in
+//! [`arrow_io`].
+
+pub mod arrow_io;
+
+use std::path::Path;
+
+use crate::artifact::manifest::{Architecture, Manifest};
+use crate::artifact::spec::FeatureSpec;
+use crate::artifact::weights::FloatWeights;
+use crate::artifact::{self, WEIGHTS};
+use crate::error::{Error, Result};
+
+/// Raw input columns in the feature spec's order (categorical ids, unnormalized numbers).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Columns {
+    /// Number of rows.
+    pub rows: usize,
+    /// One vector per categorical column of the spec.
+    pub categorical: Vec<Vec<i64>>,
+    /// One vector per numeric column of the spec.
+    pub numeric: Vec<Vec<f32>>,
+}
+
+impl Columns {
+    /// Rows `start..end` as a new set of columns.
+    pub fn slice(&self, start: usize, end: usize) -> Self {
+        Self {
+            rows: end - start,
+            categorical: self.categorical.iter().map(|c| c[start..end].to_vec()).collect(),
+            numeric: self.numeric.iter().map(|c| c[start..end].to_vec()).collect(),
+        }
+    }
+
+    /// Rows picked by index, in that order.
+    pub fn take(&self, idx: &[usize]) -> Self {
+        Self {
+            rows: idx.len(),
+            categorical: self.categorical.iter().map(|c| idx.iter().map(|&i| c[i]).collect()).collect(),
+            numeric: self.numeric.iter().map(|c| idx.iter().map(|&i| c[i]).collect()).collect(),
+        }
+    }
+
+    /// Checks the column counts and lengths against a spec.
+    pub fn check(&self, spec: &FeatureSpec) -> Result<()> {
+        if self.categorical.len() != spec.categorical.len() || self.numeric.len() != spec.numeric.len() {
+            return Err(Error::input(format!(
+                "got {} categorical and {} numeric columns, the model expects {} and {}",
+                self.categorical.len(),
+                self.numeric.len(),
+                spec.categorical.len(),
+                spec.numeric.len()
+            )));
+        }
+        if self.categorical.iter().map(Vec::len).chain(self.numeric.iter().map(Vec::len)).any(|l| l != self.rows) {
+            return Err(Error::input("input columns have different lengths"));
+        }
+        Ok(())
+    }
+}
+
+/// Model inputs after the spec's encoding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    /// Number of rows.
+    pub rows: usize,
+    /// Embedding row of each categorical value, one vector per column.
+    pub ids: Vec<Vec<u32>>,
+    /// Normalized numeric features, row-major [rows, numeric columns].
+    pub numeric: Vec<f32>,
+}
+
+/// Applies the feature spec: vocabulary lookup (0 = OOV) and (x - mean) / std.
+pub fn encode(spec: &FeatureSpec, cols: &Columns) -> Encoded {
+    let ids = spec
+        .categorical
+        .iter()
+        .zip(&cols.categorical)
+        .map(|(c, values)| values.iter().map(|&v| c.index(v)).collect())
+        .collect();
+    let k = spec.numeric.len();
+    let mut numeric = vec![0f32; cols.rows * k];
+    for (j, (n, values)) in spec.numeric.iter().zip(&cols.numeric).enumerate() {
+        let (mean, inv) = (n.mean as f32, (1.0 / n.std) as f32);
+        for (r, &v) in values.iter().enumerate() {
+            numeric[r * k + j] = (v - mean) * inv;
+        }
+    }
+    Encoded { rows: cols.rows, ids, numeric }
+}
+
+/// Logistic function, stable for large |z|.
+pub fn sigmoid(z: f32) -> f32 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// A float model ready to score.
+#[derive(Debug, Clone)]
+pub struct FloatModel {
+    /// Input encoding.
+    pub spec: FeatureSpec,
+    /// Layer sizes.
+    pub arch: Architecture,
+    /// Tensors.
+    pub weights: FloatWeights,
+}
+
+/// Rows scored per chunk (bounds scratch memory).
+const CHUNK: usize = 4096;
+
+impl FloatModel {
+    /// Opens an artifact directory, verifying every file hash first.
+    pub fn open(dir: &Path) -> Result<(Manifest, Self)> {
+        let manifest = artifact::open(dir)?;
+        let weights = FloatWeights::load(&dir.join(WEIGHTS), &manifest.feature_spec, &manifest.architecture)?;
+        let model = Self { spec: manifest.feature_spec.clone(), arch: manifest.architecture.clone(), weights };
+        Ok((manifest, model))
+    }
+
+    /// Logits for every row.
+    pub fn logits(&self, cols: &Columns) -> Result<Vec<f32>> {
+        cols.check(&self.spec)?;
+        let mut out = Vec::with_capacity(cols.rows);
+        let mut start = 0;
+        while start < cols.rows {
+            let end = (start + CHUNK).min(cols.rows);
+            let enc = encode(&self.spec, &cols.slice(start, end));
+            out.extend(self.logits_encoded(&enc));
+            start = end;
+        }
+        Ok(out)
+    }
+
+    /// Builds the MLP input matrix [rows, input_dim] from encoded rows.
+    pub fn input_matrix(&self, enc: &Encoded) -> Vec<f32> {
+        let d = self.arch.input_dim(&self.spec);
+        let k = self.spec.numeric.len();
+        let mut x = vec![0f32; enc.rows * d];
+        for r in 0..enc.rows {
+            let row = &mut x[r * d..(r + 1) * d];
+            let mut off = 0;
+            for (t, ids) in self.weights.embeddings.iter().zip(&enc.ids) {
+                let i = ids[r] as usize;
+                row[off..off + t.dim].copy_from_slice(&t.data[i * t.dim..(i + 1) * t.dim]);
+                off += t.dim;
+            }
+            row[off..off + k].copy_from_slice(&enc.numeric[r * k..(r + 1) * k]);
+        }
+        x
+    }
+
+    /// Logits for already-encoded rows.
+    pub fn logits_encoded(&self, enc: &Encoded) -> Vec<f32> {
+        let mut x = self.input_matrix(enc);
+        let last = self.weights.dense.len() - 1;
+        for (li, layer) in self.weights.dense.iter().enumerate() {
+            let mut y = dense_forward(&x, enc.rows, layer);
+            if li < last {
+                y.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+            x = y;
+        }
+        x
+    }
+}
+
+/// y = x · Wᵀ + b for x [m, in] row-major and W [out, in] row-major.
+pub fn dense_forward(x: &[f32], m: usize, layer: &crate::artifact::weights::Dense) -> Vec<f32> {
+    let (k, n) = (layer.input, layer.output);
+    let mut y = Vec::with_capacity(m * n);
+    for _ in 0..m {
+        y.extend_from_slice(&layer.bias);
+    }
+    if m == 0 {
+        return y;
+    }
+    // SAFETY: the pointers cover m*k, n*k and m*n elements with the given strides, which
+    // is exactly the extent sgemm reads and writes.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            x.as_ptr(),
+            k as isize,
+            1,
+            layer.weight.as_ptr(),
+            1,
+            k as isize,
+            1.0,
+            y.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::weights::Dense;
+
+    #[test]
+    fn dense_forward_matches_a_scalar_loop() {
+        let (m, k, n) = (5, 7, 3);
+        let x: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.91).cos()).collect();
+        let b = vec![0.5, -1.0, 0.25];
+        let layer = Dense { weight: w.clone(), bias: b.clone(), input: k, output: n };
+        let y = dense_forward(&x, m, &layer);
+        for r in 0..m {
+            for o in 0..n {
+                let want: f32 = b[o] + (0..k).map(|i| x[r * k + i] * w[o * k + i]).sum::<f32>();
+                assert!((y[r * n + o] - want).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn sigmoid_is_stable_at_extremes() {
+        assert_eq!(sigmoid(-200.0), 0.0);
+        assert_eq!(sigmoid(200.0), 1.0);
+        assert!((sigmoid(0.0) - 0.5).abs() < 1e-7);
+        assert!((sigmoid(2.0) - 0.880_797).abs() < 1e-6);
+    }
+}

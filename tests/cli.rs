@@ -1,0 +1,311 @@
+//! End-to-end tests of the `reco-cli` binary as a user runs it: a tiny pipeline built once and
+//! shared, and one test per kind of bad input (exit code 2, one-line error naming the file or
+//! column, nothing half-written).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn reco(args: &[&str], cwd: &Path) -> Out {
+    let out = Command::new(env!("CARGO_BIN_EXE_reco-cli"))
+        .args(args)
+        .arg("--quiet")
+        .current_dir(cwd)
+        .output()
+        .expect("run reco-cli");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn ok(o: Out) -> Out {
+    assert_eq!(o.code, 0, "stdout: {}\nstderr: {}", o.stdout, o.stderr);
+    o
+}
+
+/// Exit code 2, and exactly one stderr line that contains every `needles` entry.
+fn input_error(o: &Out, needles: &[&str]) {
+    assert_eq!(o.code, 2, "stdout: {}\nstderr: {}", o.stdout, o.stderr);
+    let lines: Vec<&str> = o.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one stderr line, got: {}", o.stderr);
+    for n in needles {
+        assert!(lines[0].contains(n), "{:?} not in {:?}", n, lines[0]);
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The tiny recipe run once: <tmp>/run/{raw,features,teacher,report.json}.
+fn pipeline() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let recipe = repo().join("recipes/tiny.toml");
+        ok(reco(&["run", recipe.to_str().unwrap(), "--out", "run", "--json"], dir.path()));
+        dir
+    })
+    .path()
+}
+
+fn run_dir() -> PathBuf {
+    pipeline().join("run")
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn run_writes_a_verified_teacher_and_a_report_in_the_stable_shape() {
+    let run = run_dir();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap();
+    let stages: Vec<&str> = report["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["synth", "prepare", "train", "eval"]);
+    let eval = &report["eval"];
+    let oracle = eval["oracle_auc"].as_f64().unwrap();
+    assert!(oracle > 0.6 && oracle < 1.0, "oracle {oracle}");
+    let m = &eval["models"][0];
+    for key in ["name", "path", "kind", "auc", "logloss", "ece", "hr@10", "ndcg@10", "size_bytes", "rows"] {
+        assert!(m.get(key).is_some(), "missing {key} in {m}");
+    }
+    assert_eq!(m["kind"], "teacher");
+    // Even two epochs on tiny data must beat chance clearly.
+    assert!(m["auc"].as_f64().unwrap() > 0.6, "{m}");
+    let hr = m["hr@10"].as_f64().unwrap();
+    assert!(hr > 10.0 / 20.0, "HR@10 over 20 candidates should beat random (0.5): {hr}");
+    assert!(run.join("teacher/manifest.json").is_file());
+    assert!(run.join("checkpoints/teacher/epoch-001.safetensors").is_file());
+    let o = ok(reco(&["inspect", run.join("teacher").to_str().unwrap()], pipeline()));
+    assert!(o.stdout.contains("dense.0.weight") && o.stdout.contains("embedding.user_id"), "{}", o.stdout);
+}
+
+#[test]
+fn eval_json_matches_report_and_predict_writes_one_row_per_input_row() {
+    let run = run_dir();
+    let teacher = run.join("teacher");
+    let test = run.join("features/test.parquet");
+    let o = ok(reco(&["eval", teacher.to_str().unwrap(), "--data", test.to_str().unwrap(), "--json"], pipeline()));
+    let eval: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap();
+    assert_eq!(eval["models"][0]["auc"], report["eval"]["models"][0]["auc"]);
+    let rows = eval["models"][0]["rows"].as_u64().unwrap() as usize;
+
+    let out = pipeline().join("pred.parquet");
+    ok(reco(
+        &["predict", "--model", teacher.to_str().unwrap(), "--data", test.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        pipeline(),
+    ));
+    let file = std::fs::File::open(&out).unwrap();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let kv = builder.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
+    assert!(kv.iter().any(|k| k.key == "reco_cli.model_content_sha256"));
+    let mut seen = 0usize;
+    for batch in builder.build().unwrap() {
+        let batch = batch.unwrap();
+        let row = batch.column_by_name("row").unwrap().as_any().downcast_ref::<arrow::array::UInt64Array>().unwrap();
+        let logit = batch.column_by_name("logit").unwrap().as_any().downcast_ref::<arrow::array::Float32Array>().unwrap();
+        let prob =
+            batch.column_by_name("probability").unwrap().as_any().downcast_ref::<arrow::array::Float32Array>().unwrap();
+        for i in 0..batch.num_rows() {
+            assert_eq!(row.value(i) as usize, seen + i);
+            let want = 1.0 / (1.0 + (-logit.value(i)).exp());
+            assert!((prob.value(i) - want).abs() < 1e-6);
+        }
+        seen += batch.num_rows();
+    }
+    assert_eq!(seen, rows);
+}
+
+#[test]
+fn same_seed_gives_byte_identical_synthetic_data() {
+    let dir = tempfile::tempdir().unwrap();
+    for out in ["a", "b"] {
+        ok(reco(&["datasets", "synth", "--out", out, "--users", "30", "--places", "20", "--days", "7"], dir.path()));
+    }
+    for t in ["users.parquet", "places.parquet", "interactions.parquet"] {
+        assert_eq!(std::fs::read(dir.path().join("a").join(t)).unwrap(), std::fs::read(dir.path().join("b").join(t)).unwrap(), "{t}");
+    }
+}
+
+// ---- bad input -------------------------------------------------------------------------
+
+const USERS: &str = "user_id,segment,home_lat,home_lon\n1,0,52.50,13.40\n2,1,52.52,13.41\n";
+const PLACES: &str = "place_id,lat,lon,category,price_level,rating\n10,52.51,13.40,1,2,4.1\n11,52.52,13.42,2,3,3.5\n12,52.50,13.41,1,1,4.8\n";
+
+fn interactions() -> String {
+    // Two weeks of implicit visits so every split has rows.
+    let mut s = String::from("user_id,place_id,timestamp\n");
+    for d in 0..14 {
+        s.push_str(&format!("1,10,{}\n2,11,{}\n", 1_767_571_200 + d * 86_400, 1_767_571_200 + d * 86_400 + 3600));
+    }
+    s
+}
+
+/// A directory with the three CSV tables (optionally replaced) and a recipe reading them.
+fn csv_case(users: &str, places: &str, inter: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw");
+    std::fs::create_dir_all(&raw).unwrap();
+    std::fs::write(raw.join("users.csv"), users).unwrap();
+    std::fs::write(raw.join("places.csv"), places).unwrap();
+    std::fs::write(raw.join("interactions.csv"), inter).unwrap();
+    std::fs::write(
+        dir.path().join("r.toml"),
+        "name = \"case\"\n[data]\nsource = \"files\"\ndir = \"raw\"\n[prepare]\nnegatives_per_positive = 1\n",
+    )
+    .unwrap();
+    dir
+}
+
+fn prepare_case(dir: &Path) -> Out {
+    reco(&["prepare", "--recipe", "r.toml", "--out", "out"], dir)
+}
+
+fn nothing_written(dir: &Path) {
+    let out = dir.join("out");
+    if out.exists() {
+        let names: Vec<String> =
+            std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert!(names.is_empty(), "left behind: {names:?}");
+    }
+}
+
+#[test]
+fn valid_csv_tables_prepare_with_sampled_negatives() {
+    let dir = csv_case(USERS, PLACES, &interactions());
+    let o = ok(reco(&["prepare", "--recipe", "r.toml", "--out", "out", "--json"], dir.path()));
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["sampled_negatives"], true);
+    // 28 positives, each with one sampled negative.
+    let total: u64 = ["train", "valid", "test"].iter().map(|s| v["rows"][s].as_u64().unwrap()).sum();
+    assert_eq!(total, 56);
+    assert!(dir.path().join("out/features/feature_spec.json").is_file());
+}
+
+#[test]
+fn missing_column_names_file_and_column() {
+    let dir = csv_case(USERS, &PLACES.replace(",lat,", ",latitude,"), &interactions());
+    input_error(&prepare_case(dir.path()), &["places.csv", "missing column `lat`"]);
+    nothing_written(dir.path());
+}
+
+#[test]
+fn wrong_column_type_names_column_and_expected_type() {
+    let dir = csv_case(USERS, &PLACES.replace("52.51,13.40", "north,13.40"), &interactions());
+    input_error(&prepare_case(dir.path()), &["places.csv", "column `lat`", "expected a number"]);
+    nothing_written(dir.path());
+}
+
+#[test]
+fn empty_table_is_rejected() {
+    let dir = csv_case(USERS, PLACES, "user_id,place_id,timestamp\n");
+    input_error(&prepare_case(dir.path()), &["interactions.csv", "empty"]);
+    nothing_written(dir.path());
+}
+
+#[test]
+fn nan_and_infinity_in_numeric_columns_are_rejected() {
+    let dir = csv_case(USERS, &PLACES.replace("13.42", "NaN"), &interactions());
+    input_error(&prepare_case(dir.path()), &["places.csv", "column `lon` row 1", "finite"]);
+    let dir = csv_case(&USERS.replace("52.52", "inf"), PLACES, &interactions());
+    input_error(&prepare_case(dir.path()), &["users.csv", "column `home_lat` row 1", "finite"]);
+    nothing_written(dir.path());
+}
+
+#[test]
+fn unknown_references_are_rejected() {
+    let dir = csv_case(USERS, PLACES, &interactions().replace("\n2,11,", "\n2,99,"));
+    input_error(&prepare_case(dir.path()), &["interactions.csv", "place_id 99"]);
+}
+
+#[test]
+fn unknown_recipe_key_names_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("r.toml"), "name = \"x\"\n[data]\nsource = \"synth\"\n[train]\nepochz = 3\n").unwrap();
+    input_error(&reco(&["run", "r.toml", "--out", "out"], dir.path()), &["r.toml", "epochz", "line 5"]);
+    assert!(!dir.path().join("out").exists());
+}
+
+#[test]
+fn nonexistent_paths_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    input_error(&reco(&["run", "nope.toml"], dir.path()), &["nope.toml"]);
+    input_error(&reco(&["eval", "no-model", "--data", "x.parquet"], dir.path()), &["no-model", "no such artifact"]);
+    input_error(
+        &reco(&["predict", "--model", run_dir().join("teacher").to_str().unwrap(), "--data", "missing.parquet", "--out", "p.parquet"], dir.path()),
+        &["missing.parquet", "no such file"],
+    );
+    assert!(!dir.path().join("p.parquet").exists());
+}
+
+#[test]
+fn truncated_parquet_is_rejected_and_training_leaves_no_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let features = dir.path().join("out/features");
+    copy_dir(&run_dir().join("features"), &features);
+    let train = features.join("train.parquet");
+    let bytes = std::fs::read(&train).unwrap();
+    std::fs::write(&train, &bytes[..bytes.len() / 2]).unwrap();
+    let recipe = repo().join("recipes/tiny.toml");
+    let o = reco(&["train", "--recipe", recipe.to_str().unwrap(), "--out", "out"], dir.path());
+    input_error(&o, &["train.parquet", "not a readable Parquet file"]);
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "features" && n != "checkpoints")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_modified_byte_in_the_weights_is_refused_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("teacher");
+    copy_dir(&run_dir().join("teacher"), &model);
+    let w = model.join("model.safetensors");
+    let mut bytes = std::fs::read(&w).unwrap();
+    let last = bytes.len() - 5;
+    bytes[last] ^= 0x01;
+    std::fs::write(&w, bytes).unwrap();
+    let test = run_dir().join("features/test.parquet");
+    for args in [
+        vec!["inspect", "teacher"],
+        vec!["eval", "teacher", "--data", test.to_str().unwrap()],
+        vec!["predict", "--model", "teacher", "--data", test.to_str().unwrap(), "--out", "p.parquet"],
+    ] {
+        input_error(&reco(&args, dir.path()), &["model.safetensors", "sha256 mismatch"]);
+    }
+    assert!(!dir.path().join("p.parquet").exists());
+}
+
+#[test]
+fn a_manifest_whose_hashes_do_not_match_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("teacher");
+    copy_dir(&run_dir().join("teacher"), &model);
+    let mpath = model.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    m["files"]["metrics.json"]["sha256"] = serde_json::Value::String("0".repeat(64));
+    std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+    input_error(&reco(&["inspect", "teacher"], dir.path()), &["metrics.json", "sha256 mismatch"]);
+}
