@@ -48,22 +48,19 @@ impl GridIndex {
         let km_per_deg = EARTH_RADIUS_KM.to_radians();
         let dlat = radius_km / km_per_deg;
         let dlon = radius_km / (km_per_deg * lat.to_radians().cos().max(0.05));
-        let (r0, r1) = (
-            ((lat - dlat) / self.cell_deg_lat).floor() as i64,
-            ((lat + dlat) / self.cell_deg_lat).floor() as i64,
-        );
-        let (c0, c1) = (
-            ((lon - dlon) / self.cell_deg_lon).floor() as i64,
-            ((lon + dlon) / self.cell_deg_lon).floor() as i64,
-        );
+        let (r0, r1) =
+            (((lat - dlat) / self.cell_deg_lat).floor() as i64, ((lat + dlat) / self.cell_deg_lat).floor() as i64);
+        let (c0, c1) =
+            (((lon - dlon) / self.cell_deg_lon).floor() as i64, ((lon + dlon) / self.cell_deg_lon).floor() as i64);
         let mut out = Vec::new();
         for r in r0..=r1 {
             for c in c0..=c1 {
                 if let Some(ids) = self.cells.get(&(r, c)) {
-                    out.extend(ids.iter().copied().filter(|&i| {
-                        haversine_km(lat, lon, self.lat[i as usize], self.lon[i as usize])
-                            <= radius_km
-                    }));
+                    out.extend(
+                        ids.iter().copied().filter(|&i| {
+                            haversine_km(lat, lon, self.lat[i as usize], self.lon[i as usize]) <= radius_km
+                        }),
+                    );
                 }
             }
         }

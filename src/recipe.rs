@@ -136,6 +136,8 @@ pub struct TrainConfig {
     pub learning_rate: f64,
     /// AdamW decoupled weight decay.
     pub weight_decay: f64,
+    /// Learning-rate multiplier applied after every epoch (1 = constant).
+    pub lr_decay: f64,
     /// Stop after this many epochs without a better validation AUC.
     pub patience: usize,
     /// Hidden layer widths of the MLP.
@@ -155,6 +157,7 @@ impl Default for TrainConfig {
             batch_size: 512,
             learning_rate: 3e-3,
             weight_decay: 1e-4,
+            lr_decay: 0.5,
             patience: 3,
             hidden: vec![256, 128],
             id_embedding_dim: 16,
@@ -168,14 +171,12 @@ impl Recipe {
     /// Reads and validates a recipe file. Relative data paths resolve against its directory.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).at(path)?;
-        let mut recipe = Self::parse(&text).map_err(|e| {
-            Error::input(format!("recipe {}: {}", path.display(), e))
-        })?;
-        if let DataConfig::Files { dir } = &mut recipe.data {
-            if dir.is_relative() {
-                let base = path.parent().unwrap_or(Path::new("."));
-                *dir = base.join(&*dir);
-            }
+        let mut recipe = Self::parse(&text).map_err(|e| Error::input(format!("recipe {}: {}", path.display(), e)))?;
+        if let DataConfig::Files { dir } = &mut recipe.data
+            && dir.is_relative()
+        {
+            let base = path.parent().unwrap_or(Path::new("."));
+            *dir = base.join(&*dir);
         }
         Ok(recipe)
     }
@@ -183,9 +184,7 @@ impl Recipe {
     /// Parses recipe text; the error is one line with the line number.
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
         let recipe: Self = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             let msg = crate::error::one_line(e.message());
             match line {
                 Some(l) => format!("line {l}: {msg}"),
@@ -221,13 +220,16 @@ impl Recipe {
         if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
             return Err(format!("train.learning_rate = {}: expected a positive number", t.learning_rate));
         }
+        if !(t.lr_decay > 0.0 && t.lr_decay <= 1.0) {
+            return Err(format!("train.lr_decay = {}: expected a number in (0, 1]", t.lr_decay));
+        }
         if t.id_embedding_dim == 0 || t.small_embedding_dim == 0 {
             return Err("train: embedding dims must be positive".into());
         }
-        if let DataConfig::Synth(s) = &self.data {
-            if s.users == 0 || s.places == 0 || s.days < 7 {
-                return Err("data: synth needs users > 0, places > 0 and days >= 7".into());
-            }
+        if let DataConfig::Synth(s) = &self.data
+            && (s.users == 0 || s.places == 0 || s.days < 7)
+        {
+            return Err("data: synth needs users > 0, places > 0 and days >= 7".into());
         }
         Ok(())
     }

@@ -76,8 +76,7 @@ fn copy_dir(src: &Path, dst: &Path) {
 #[test]
 fn run_writes_a_verified_teacher_and_a_report_in_the_stable_shape() {
     let run = run_dir();
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap();
     let stages: Vec<&str> = report["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(stages, ["synth", "prepare", "train", "eval"]);
     let eval = &report["eval"];
@@ -105,14 +104,21 @@ fn eval_json_matches_report_and_predict_writes_one_row_per_input_row() {
     let test = run.join("features/test.parquet");
     let o = ok(reco(&["eval", teacher.to_str().unwrap(), "--data", test.to_str().unwrap(), "--json"], pipeline()));
     let eval: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap();
     assert_eq!(eval["models"][0]["auc"], report["eval"]["models"][0]["auc"]);
     let rows = eval["models"][0]["rows"].as_u64().unwrap() as usize;
 
     let out = pipeline().join("pred.parquet");
     ok(reco(
-        &["predict", "--model", teacher.to_str().unwrap(), "--data", test.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        &[
+            "predict",
+            "--model",
+            teacher.to_str().unwrap(),
+            "--data",
+            test.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
         pipeline(),
     ));
     let file = std::fs::File::open(&out).unwrap();
@@ -123,7 +129,8 @@ fn eval_json_matches_report_and_predict_writes_one_row_per_input_row() {
     for batch in builder.build().unwrap() {
         let batch = batch.unwrap();
         let row = batch.column_by_name("row").unwrap().as_any().downcast_ref::<arrow::array::UInt64Array>().unwrap();
-        let logit = batch.column_by_name("logit").unwrap().as_any().downcast_ref::<arrow::array::Float32Array>().unwrap();
+        let logit =
+            batch.column_by_name("logit").unwrap().as_any().downcast_ref::<arrow::array::Float32Array>().unwrap();
         let prob =
             batch.column_by_name("probability").unwrap().as_any().downcast_ref::<arrow::array::Float32Array>().unwrap();
         for i in 0..batch.num_rows() {
@@ -143,7 +150,11 @@ fn same_seed_gives_byte_identical_synthetic_data() {
         ok(reco(&["datasets", "synth", "--out", out, "--users", "30", "--places", "20", "--days", "7"], dir.path()));
     }
     for t in ["users.parquet", "places.parquet", "interactions.parquet"] {
-        assert_eq!(std::fs::read(dir.path().join("a").join(t)).unwrap(), std::fs::read(dir.path().join("b").join(t)).unwrap(), "{t}");
+        assert_eq!(
+            std::fs::read(dir.path().join("a").join(t)).unwrap(),
+            std::fs::read(dir.path().join("b").join(t)).unwrap(),
+            "{t}"
+        );
     }
 }
 
@@ -241,7 +252,8 @@ fn unknown_references_are_rejected() {
 #[test]
 fn unknown_recipe_key_names_key_and_line() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("r.toml"), "name = \"x\"\n[data]\nsource = \"synth\"\n[train]\nepochz = 3\n").unwrap();
+    std::fs::write(dir.path().join("r.toml"), "name = \"x\"\n[data]\nsource = \"synth\"\n[train]\nepochz = 3\n")
+        .unwrap();
     input_error(&reco(&["run", "r.toml", "--out", "out"], dir.path()), &["r.toml", "epochz", "line 5"]);
     assert!(!dir.path().join("out").exists());
 }
@@ -252,7 +264,18 @@ fn nonexistent_paths_are_named() {
     input_error(&reco(&["run", "nope.toml"], dir.path()), &["nope.toml"]);
     input_error(&reco(&["eval", "no-model", "--data", "x.parquet"], dir.path()), &["no-model", "no such artifact"]);
     input_error(
-        &reco(&["predict", "--model", run_dir().join("teacher").to_str().unwrap(), "--data", "missing.parquet", "--out", "p.parquet"], dir.path()),
+        &reco(
+            &[
+                "predict",
+                "--model",
+                run_dir().join("teacher").to_str().unwrap(),
+                "--data",
+                "missing.parquet",
+                "--out",
+                "p.parquet",
+            ],
+            dir.path(),
+        ),
         &["missing.parquet", "no such file"],
     );
     assert!(!dir.path().join("p.parquet").exists());

@@ -106,11 +106,7 @@ impl Manifest {
     /// Refuses manifests of another format or a newer version.
     pub fn check_format(&self, path: &Path) -> Result<()> {
         if self.format != FORMAT {
-            return Err(Error::input(format!(
-                "{}: format is {:?}, expected {FORMAT:?}",
-                path.display(),
-                self.format
-            )));
+            return Err(Error::input(format!("{}: format is {:?}, expected {FORMAT:?}", path.display(), self.format)));
         }
         if self.format_version != FORMAT_VERSION {
             return Err(Error::input(format!(

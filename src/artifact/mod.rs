@@ -67,9 +67,7 @@ impl ArtifactWriter {
     pub fn create(dest: &Path) -> Result<Self> {
         let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).at(parent)?;
-        let name = dest
-            .file_name()
-            .ok_or_else(|| Error::input(format!("{}: not a directory name", dest.display())))?;
+        let name = dest.file_name().ok_or_else(|| Error::input(format!("{}: not a directory name", dest.display())))?;
         let tmp = parent.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).at(&tmp)?;
@@ -153,12 +151,10 @@ pub fn open(dir: &Path) -> Result<Manifest> {
     if !dir.is_dir() {
         return Err(Error::input(format!("{}: no such artifact directory", dir.display())));
     }
-    let text = std::fs::read(&mpath).map_err(|_| {
-        Error::input(format!("{}: missing {MANIFEST} (not a reco-cli artifact)", dir.display()))
-    })?;
-    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| {
-        Error::input(format!("{}: not a valid reco-cli manifest ({e})", mpath.display()))
-    })?;
+    let text = std::fs::read(&mpath)
+        .map_err(|_| Error::input(format!("{}: missing {MANIFEST} (not a reco-cli artifact)", dir.display())))?;
+    let manifest: Manifest = serde_json::from_slice(&text)
+        .map_err(|e| Error::input(format!("{}: not a valid reco-cli manifest ({e})", mpath.display())))?;
     manifest.check_format(&mpath)?;
     verify_files(dir, &manifest)?;
     Ok(manifest)

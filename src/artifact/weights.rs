@@ -88,9 +88,8 @@ impl FloatWeights {
         let st = SafeTensors::deserialize(&bytes)
             .map_err(|e| Error::input(format!("{}: not a valid safetensors file ({e})", path.display())))?;
         let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
-            let t = st.tensor(name).map_err(|_| {
-                Error::input(format!("{}: missing tensor `{name}`", path.display()))
-            })?;
+            let t =
+                st.tensor(name).map_err(|_| Error::input(format!("{}: missing tensor `{name}`", path.display())))?;
             if t.dtype() != Dtype::F32 || t.shape() != shape {
                 return Err(Error::input(format!(
                     "{}: tensor `{name}` is {:?} {:?}, expected F32 {shape:?}",

@@ -26,10 +26,8 @@ pub fn exec(args: InspectArgs, g: &Global) -> Result<u8> {
         st.tensors().into_iter().map(|(n, v)| (n, format!("{:?}", v.dtype()), v.shape().to_vec())).collect();
     tensors.sort();
     if g.json {
-        let t: Vec<_> = tensors
-            .iter()
-            .map(|(n, d, s)| serde_json::json!({ "name": n, "dtype": d, "shape": s }))
-            .collect();
+        let t: Vec<_> =
+            tensors.iter().map(|(n, d, s)| serde_json::json!({ "name": n, "dtype": d, "shape": s })).collect();
         return super::print_json(&serde_json::json!({
             "verified": true,
             "content_sha256": manifest.content_hash(),
@@ -38,8 +36,20 @@ pub fn exec(args: InspectArgs, g: &Global) -> Result<u8> {
         }))
         .map(|()| 0);
     }
-    println!("{}  kind {}  status {}  format {} v{}", dir.display(), manifest.kind, manifest.status, manifest.format, manifest.format_version);
-    println!("reco-cli {}  seed {}  content sha256 {}", manifest.reco_cli_version, manifest.seed, manifest.content_hash());
+    println!(
+        "{}  kind {}  status {}  format {} v{}",
+        dir.display(),
+        manifest.kind,
+        manifest.status,
+        manifest.format,
+        manifest.format_version
+    );
+    println!(
+        "reco-cli {}  seed {}  content sha256 {}",
+        manifest.reco_cli_version,
+        manifest.seed,
+        manifest.content_hash()
+    );
     println!(
         "architecture: embeddings {:?} -> hidden {:?} -> 1 ({}), {} parameters",
         manifest.architecture.embedding_dims,

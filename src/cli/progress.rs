@@ -21,10 +21,10 @@ impl Bars {
     }
 
     fn with<F: FnOnce(&ProgressBar)>(&self, f: F) {
-        if let Ok(guard) = self.bar.lock() {
-            if let Some(b) = guard.as_ref() {
-                f(b);
-            }
+        if let Ok(guard) = self.bar.lock()
+            && let Some(b) = guard.as_ref()
+        {
+            f(b);
         }
     }
 }
@@ -35,16 +35,14 @@ impl Progress for Bars {
             return;
         }
         let bar = ProgressBar::new(total);
-        if let Ok(style) =
-            ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} {elapsed_precise} {msg}")
-        {
+        if let Ok(style) = ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} {elapsed_precise} {msg}") {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.set_prefix(label.to_string());
-        if let Ok(mut guard) = self.bar.lock() {
-            if let Some(old) = guard.replace(bar) {
-                old.finish_and_clear();
-            }
+        if let Ok(mut guard) = self.bar.lock()
+            && let Some(old) = guard.replace(bar)
+        {
+            old.finish_and_clear();
         }
     }
 
@@ -57,10 +55,10 @@ impl Progress for Bars {
     }
 
     fn end(&self) {
-        if let Ok(mut guard) = self.bar.lock() {
-            if let Some(b) = guard.take() {
-                b.finish_and_clear();
-            }
+        if let Ok(mut guard) = self.bar.lock()
+            && let Some(b) = guard.take()
+        {
+            b.finish_and_clear();
         }
     }
 

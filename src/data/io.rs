@@ -30,10 +30,7 @@ pub fn find_table(dir: &Path, name: &str) -> Result<PathBuf> {
             dir.display()
         )));
     }
-    Err(Error::input(format!(
-        "{}: no table `{name}` (expected {name}.parquet or {name}.csv)",
-        dir.display()
-    )))
+    Err(Error::input(format!("{}: no table `{name}` (expected {name}.parquet or {name}.csv)", dir.display())))
 }
 
 /// Reads a whole Parquet or CSV file into a DataFrame; refuses an empty table.
@@ -53,18 +50,11 @@ pub fn read_table(path: &Path) -> Result<DataFrame> {
     } else {
         let file = File::open(path).at(path)?;
         ParquetReader::new(file).finish().map_err(|e| {
-            Error::input(format!(
-                "{}: not a readable Parquet file ({})",
-                path.display(),
-                one_line(&e.to_string())
-            ))
+            Error::input(format!("{}: not a readable Parquet file ({})", path.display(), one_line(&e.to_string())))
         })?
     };
     if df.height() == 0 {
-        return Err(Error::input(format!(
-            "{}: table is empty, expected at least one row",
-            path.display()
-        )));
+        return Err(Error::input(format!("{}: table is empty, expected at least one row", path.display())));
     }
     Ok(df)
 }
@@ -93,11 +83,7 @@ pub fn has_column(df: &DataFrame, name: &str) -> bool {
 fn column<'a>(df: &'a DataFrame, path: &Path, name: &str) -> Result<&'a Column> {
     df.column(name).map_err(|_| {
         let present: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
-        Error::input(format!(
-            "{}: missing column `{name}` (present: {})",
-            path.display(),
-            present.join(", ")
-        ))
+        Error::input(format!("{}: missing column `{name}` (present: {})", path.display(), present.join(", ")))
     })
 }
 

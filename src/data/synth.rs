@@ -6,7 +6,8 @@
 //!   20 km × 20 km city. Each has a category (0..8), a price level (1..4), a rating (1..5),
 //!   a latent popularity `pop ~ N(0, 0.6²)` and a taste vector `v ~ N(0, 0.5²)^4`.
 //! - **Users** have a segment (0..4), a home near a neighbourhood centre and a taste vector
-//!   `u ~ N(0, 0.5²)^4`.
+//!   `u = U[segment] + e` with segment tastes `U ~ N(0, 0.5²)^4` and a personal part
+//!   `e ~ N(0, 0.25²)^4`.
 //! - **Impressions**: on each day every user opens the app with probability 0.85 at an hour
 //!   between 07:00 and 23:00, at a location 1 km (normal) around home. Up to `CANDIDATES`
 //!   places within `RADIUS_KM` are shown. The visit logit of place j for user i is
@@ -23,7 +24,7 @@
 
 use std::path::Path;
 
-use polars::prelude::{Column, NamedFrom};
+use polars::prelude::Column;
 use serde::Serialize;
 
 use crate::data::io::{frame, write_parquet};
@@ -74,10 +75,7 @@ pub struct SynthSummary {
 
 fn offset_km(rng: &mut Rng, (lat, lon): (f64, f64), sd_km: f64) -> (f64, f64) {
     let km_per_deg = 111.195;
-    (
-        lat + rng.normal() * sd_km / km_per_deg,
-        lon + rng.normal() * sd_km / (km_per_deg * lat.to_radians().cos()),
-    )
+    (lat + rng.normal() * sd_km / km_per_deg, lon + rng.normal() * sd_km / (km_per_deg * lat.to_radians().cos()))
 }
 
 fn sigmoid(z: f64) -> f64 {
@@ -100,6 +98,7 @@ pub fn generate(params: SynthParams, out: &Path) -> Result<SynthSummary> {
     let amp: Vec<f64> = (0..CATEGORIES).map(|_| 0.4 + 0.6 * rng.uniform()).collect();
     let peak: Vec<f64> = (0..CATEGORIES).map(|_| 24.0 * rng.uniform()).collect();
     let weekend: Vec<f64> = (0..CATEGORIES).map(|_| 0.3 * rng.normal()).collect();
+    let seg_taste: Vec<f64> = (0..SEGMENTS * TASTE_DIM).map(|_| 0.5 * rng.normal()).collect();
 
     // Places.
     let np = params.places;
@@ -111,7 +110,8 @@ pub fn generate(params: SynthParams, out: &Path) -> Result<SynthSummary> {
     let mut p_pop = Vec::with_capacity(np);
     let mut p_taste = Vec::with_capacity(np * TASTE_DIM);
     for _ in 0..np {
-        let (la, lo) = offset_km(&mut rng, hoods[rng.below(NEIGHBOURHOODS)], 2.0);
+        let hood = hoods[rng.below(NEIGHBOURHOODS)];
+        let (la, lo) = offset_km(&mut rng, hood, 2.0);
         p_lat.push(la);
         p_lon.push(lo);
         p_cat.push(rng.below(CATEGORIES) as i64);
@@ -127,11 +127,13 @@ pub fn generate(params: SynthParams, out: &Path) -> Result<SynthSummary> {
     let mut u_lon = Vec::with_capacity(nu);
     let mut u_taste = Vec::with_capacity(nu * TASTE_DIM);
     for _ in 0..nu {
-        u_seg.push(rng.below(SEGMENTS) as i64);
-        let (la, lo) = offset_km(&mut rng, hoods[rng.below(NEIGHBOURHOODS)], 2.0);
+        let seg = rng.below(SEGMENTS);
+        u_seg.push(seg as i64);
+        let hood = hoods[rng.below(NEIGHBOURHOODS)];
+        let (la, lo) = offset_km(&mut rng, hood, 2.0);
         u_lat.push(la);
         u_lon.push(lo);
-        u_taste.extend((0..TASTE_DIM).map(|_| 0.5 * rng.normal()));
+        u_taste.extend((0..TASTE_DIM).map(|k| seg_taste[seg * TASTE_DIM + k] + 0.25 * rng.normal()));
     }
 
     // Impressions.
@@ -161,9 +163,7 @@ pub fn generate(params: SynthParams, out: &Path) -> Result<SynthSummary> {
                 let j = j as usize;
                 let c = p_cat[j] as usize;
                 let d = haversine_km(la, lo, p_lat[j], p_lon[j]);
-                let taste: f64 = (0..TASTE_DIM)
-                    .map(|k| u_taste[u * TASTE_DIM + k] * p_taste[j * TASTE_DIM + k])
-                    .sum();
+                let taste: f64 = (0..TASTE_DIM).map(|k| u_taste[u * TASTE_DIM + k] * p_taste[j * TASTE_DIM + k]).sum();
                 let z = -0.9 - 0.45 * d
                     + affinity[(u_seg[u] as usize) * CATEGORIES + c]
                     + amp[c] * (std::f64::consts::TAU * (hour - peak[c]) / 24.0).cos()
@@ -179,9 +179,9 @@ pub fn generate(params: SynthParams, out: &Path) -> Result<SynthSummary> {
                 i_lat.push(la);
                 i_lon.push(lo);
                 i_label.push(y);
-                i_rating.push((y == 1).then(|| {
-                    (((p_rating[j] + 0.7 * rng.normal()).clamp(1.0, 5.0)) * 10.0).round() / 10.0
-                }));
+                i_rating.push(
+                    (y == 1).then(|| (((p_rating[j] + 0.7 * rng.normal()).clamp(1.0, 5.0)) * 10.0).round() / 10.0),
+                );
                 i_oracle.push(p);
             }
         }

@@ -57,7 +57,13 @@ pub fn softmax_kl(student: Tensor<2>, teacher: Tensor<2>, temperature: f64) -> T
 }
 
 /// The distillation objective: `alpha · soft + (1 - alpha) · hard`.
-pub fn distillation(student: Tensor<1>, teacher: Tensor<1>, labels: Tensor<1>, temperature: f64, alpha: f64) -> Tensor<1> {
+pub fn distillation(
+    student: Tensor<1>,
+    teacher: Tensor<1>,
+    labels: Tensor<1>,
+    temperature: f64,
+    alpha: f64,
+) -> Tensor<1> {
     let soft = bernoulli_kl(student.clone(), teacher, temperature);
     let hard = bce_with_logits(student, labels);
     soft.mul_scalar(alpha) + hard.mul_scalar(1.0 - alpha)

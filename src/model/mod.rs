@@ -139,12 +139,9 @@ impl RecoNet {
                     }
                 }
                 let bias = match &l.bias {
-                    Some(b) => b
-                        .val()
-                        .into_data()
-                        .as_slice::<f32>()
-                        .map_err(|e| Error::Internal(format!("{e:?}")))?
-                        .to_vec(),
+                    Some(b) => {
+                        b.val().into_data().as_slice::<f32>().map_err(|e| Error::Internal(format!("{e:?}")))?.to_vec()
+                    }
                     None => vec![0.0; output],
                 };
                 Ok(Dense { weight, bias, input, output })

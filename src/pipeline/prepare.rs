@@ -152,8 +152,7 @@ impl PlaceEvents {
         WindowStats {
             impressions: (hi - lo) as u32,
             visits: self.visits[place][hi] - self.visits[place][lo],
-            mean_rating: (n > 0)
-                .then(|| (self.rating_sum[place][hi] - self.rating_sum[place][lo]) / f64::from(n)),
+            mean_rating: (n > 0).then(|| (self.rating_sum[place][hi] - self.rating_sum[place][lo]) / f64::from(n)),
         }
     }
 }
@@ -343,9 +342,19 @@ pub fn prepare(
     let span = (t1 - t0) as f64;
     let cut_valid = t0 + (span * (1.0 - cfg.valid_fraction - cfg.test_fraction)).round() as i64;
     let cut_test = t0 + (span * (1.0 - cfg.test_fraction)).round() as i64;
-    let mut splits = [Rows::new(rows.oracle.is_some(), false), Rows::new(rows.oracle.is_some(), false), Rows::new(rows.oracle.is_some(), false)];
+    let mut splits = [
+        Rows::new(rows.oracle.is_some(), false),
+        Rows::new(rows.oracle.is_some(), false),
+        Rows::new(rows.oracle.is_some(), false),
+    ];
     for i in 0..rows.len() {
-        let s = if rows.ts[i] < cut_valid { 0 } else if rows.ts[i] < cut_test { 1 } else { 2 };
+        let s = if rows.ts[i] < cut_valid {
+            0
+        } else if rows.ts[i] < cut_test {
+            1
+        } else {
+            2
+        };
         splits[s].push(&rows, i);
     }
     for (name, s) in ["train", "valid", "test"].iter().zip(&splits) {

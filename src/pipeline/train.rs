@@ -67,9 +67,8 @@ pub struct TrainSummary {
 /// Reads `feature_spec.json` from a features directory.
 pub fn load_spec(features: &Path) -> Result<FeatureSpec> {
     let p = features.join("feature_spec.json");
-    let text = std::fs::read(&p).map_err(|_| {
-        Error::input(format!("{}: missing (run `reco-cli prepare` first)", p.display()))
-    })?;
+    let text = std::fs::read(&p)
+        .map_err(|_| Error::input(format!("{}: missing (run `reco-cli prepare` first)", p.display())))?;
     serde_json::from_slice(&text).map_err(|e| Error::input(format!("{}: invalid feature spec ({e})", p.display())))
 }
 
@@ -110,6 +109,7 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<TrainSummary
     let (mut train_loss, mut valid_auc) = (Vec::new(), Vec::new());
     let (mut rows_done, mut secs) = (0usize, 0f64);
     let steps_per_epoch = enc.rows.div_ceil(job.cfg.batch_size);
+    let mut lr = job.cfg.learning_rate;
     for epoch in 1..=job.cfg.epochs {
         progress.begin(&format!("{} epoch {epoch}/{}", job.kind, job.cfg.epochs), steps_per_epoch as u64);
         rng.shuffle(&mut order);
@@ -126,10 +126,11 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<TrainSummary
                 progress.status(&format!("loss {v:.4}"));
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(job.cfg.learning_rate, model, grads);
+            model = optim.step(lr, model, grads);
             progress.advance(1);
         }
         secs += start.elapsed().as_secs_f64();
+        lr *= job.cfg.lr_decay;
         rows_done += enc.rows;
         let weights = model.to_weights()?;
         let float = FloatModel { spec: spec.clone(), arch: arch.clone(), weights: weights.clone() };
