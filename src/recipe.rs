@@ -26,9 +26,67 @@ pub struct Recipe {
     /// Teacher training.
     #[serde(default)]
     pub train: TrainConfig,
+    /// Student distillation.
+    #[serde(default)]
+    pub distill: DistillConfig,
     /// Quality gates checked by `run` (exit code 1 when one fails).
     #[serde(default)]
     pub gates: GatesConfig,
+}
+
+/// Distillation settings (DESIGN §5).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistillConfig {
+    /// Compression ratio: hidden widths and embedding dims are scaled by it, in (0, 1].
+    pub ratio: f64,
+    /// Temperature T > 0 of the soft term.
+    pub temperature: f64,
+    /// Weight of the soft term, in [0, 1].
+    pub alpha: f64,
+    /// Also train the same student from scratch (hard labels only) as a baseline.
+    pub scratch_baseline: bool,
+    /// Epochs for the student (default: train.epochs).
+    pub epochs: Option<usize>,
+    /// Learning rate for the student (default: train.learning_rate).
+    pub learning_rate: Option<f64>,
+}
+
+impl Default for DistillConfig {
+    fn default() -> Self {
+        Self { ratio: 0.5, temperature: 3.0, alpha: 0.7, scratch_baseline: true, epochs: None, learning_rate: None }
+    }
+}
+
+impl DistillConfig {
+    /// Range checks: T > 0, alpha in [0, 1], ratio in (0, 1].
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(format!("distill temperature = {}: expected a number > 0", self.temperature));
+        }
+        if !(0.0..=1.0).contains(&self.alpha) {
+            return Err(format!("distill alpha = {}: expected a number in [0, 1]", self.alpha));
+        }
+        if !(self.ratio > 0.0 && self.ratio <= 1.0) {
+            return Err(format!("distill ratio = {}: expected a number in (0, 1]", self.ratio));
+        }
+        if self.epochs == Some(0) || self.learning_rate.is_some_and(|lr| !(lr > 0.0 && lr.is_finite())) {
+            return Err("distill: epochs and learning_rate must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// The training settings of the student: the teacher's, with this section's overrides.
+    pub fn student_train(&self, train: &TrainConfig) -> TrainConfig {
+        let mut t = train.clone();
+        if let Some(e) = self.epochs {
+            t.epochs = e;
+        }
+        if let Some(lr) = self.learning_rate {
+            t.learning_rate = lr;
+        }
+        t
+    }
 }
 
 /// Quality gates.
@@ -37,6 +95,10 @@ pub struct Recipe {
 pub struct GatesConfig {
     /// Fail when the teacher's test AUC is more than this below the oracle AUC (synthetic data).
     pub max_teacher_oracle_auc_gap: Option<f64>,
+    /// Fail when student AUC / teacher AUC (test split) is below this.
+    pub min_student_auc_retention: Option<f64>,
+    /// Fail when student NDCG@10 / teacher NDCG@10 (ranking set) is below this.
+    pub min_student_ndcg_retention: Option<f64>,
 }
 
 fn default_seed() -> u64 {
@@ -226,6 +288,7 @@ impl Recipe {
         if t.id_embedding_dim == 0 || t.small_embedding_dim == 0 {
             return Err("train: embedding dims must be positive".into());
         }
+        self.distill.validate()?;
         if let DataConfig::Synth(s) = &self.data
             && (s.users == 0 || s.places == 0 || s.days < 7)
         {

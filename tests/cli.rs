@@ -78,7 +78,7 @@ fn run_writes_a_verified_teacher_and_a_report_in_the_stable_shape() {
     let run = run_dir();
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap();
     let stages: Vec<&str> = report["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(stages, ["synth", "prepare", "train", "eval"]);
+    assert_eq!(stages, ["synth", "prepare", "train", "distill", "eval"]);
     let eval = &report["eval"];
     let oracle = eval["oracle_auc"].as_f64().unwrap();
     assert!(oracle > 0.6 && oracle < 1.0, "oracle {oracle}");
@@ -155,6 +155,69 @@ fn same_seed_gives_byte_identical_synthetic_data() {
             std::fs::read(dir.path().join("b").join(t)).unwrap(),
             "{t}"
         );
+    }
+}
+
+#[test]
+fn student_records_lineage_and_distillation_and_is_evaluated_beside_the_teacher() {
+    let run = run_dir();
+    let o = ok(reco(&["inspect", run.join("teacher").to_str().unwrap(), "--json"], pipeline()));
+    let teacher: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let o = ok(reco(&["inspect", run.join("student").to_str().unwrap(), "--json"], pipeline()));
+    let student: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let m = &student["manifest"];
+    assert_eq!(m["kind"], "student");
+    assert_eq!(m["lineage"]["parent_content_sha256"], teacher["content_sha256"]);
+    let d = &m["training"]["distillation"];
+    assert_eq!(
+        (d["temperature"].as_f64(), d["alpha"].as_f64(), d["ratio"].as_f64()),
+        (Some(3.0), Some(0.7), Some(0.5))
+    );
+    assert!(d["loss"].as_str().unwrap().contains("T^2"));
+    // tiny.toml: teacher hidden [32, 16], embeddings 8 (ids) and 2 -> student [16, 8], 4 and 1.
+    assert_eq!(m["architecture"]["hidden"], serde_json::json!([16, 8]));
+    assert_eq!(m["architecture"]["embedding_dims"], serde_json::json!([4, 4, 1, 1]));
+    let t_params = teacher["manifest"]["metrics"]["parameters"].as_u64().unwrap();
+    let s_params = m["metrics"]["parameters"].as_u64().unwrap();
+    assert!(s_params * 2 < t_params, "student {s_params} vs teacher {t_params}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap();
+    let kinds: Vec<&str> =
+        report["eval"]["models"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["teacher", "student", "student-scratch"]);
+}
+
+#[test]
+fn distill_rejects_bad_settings_and_inputs_without_writing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for d in ["teacher", "features", "student"] {
+        copy_dir(&run_dir().join(d), &root.join(if d == "student" { "not-a-teacher" } else { d }));
+    }
+    let cases: [(&[&str], &str); 6] = [
+        (&["--temperature", "0"], "temperature"),
+        (&["--temperature", "-2"], "temperature"),
+        (&["--alpha", "1.5"], "alpha"),
+        (&["--alpha", "-0.1"], "alpha"),
+        (&["--ratio", "0"], "ratio"),
+        (&["--ratio", "1.5"], "ratio"),
+    ];
+    for (extra, needle) in cases {
+        let mut args = vec!["distill", "--teacher", "teacher"];
+        args.extend_from_slice(extra);
+        input_error(&reco(&args, root), &[needle]);
+    }
+    input_error(&reco(&["distill", "--teacher", "features"], root), &["features", "manifest.json"]);
+    input_error(
+        &reco(&["distill", "--teacher", "not-a-teacher", "--features", "features"], root),
+        &["not-a-teacher", "expected a float teacher"],
+    );
+    let spec_path = root.join("features/feature_spec.json");
+    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(&spec_path).unwrap()).unwrap();
+    spec["numeric"][0]["mean"] = serde_json::json!(123.0);
+    std::fs::write(&spec_path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    input_error(&reco(&["distill", "--teacher", "teacher"], root), &["feature_spec.json", "does not match"]);
+    for d in ["student", "student-scratch"] {
+        assert!(!root.join(d).exists(), "{d} was written");
     }
 }
 

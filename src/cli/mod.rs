@@ -2,6 +2,7 @@
 //! dispatch. One file per subcommand holds its arguments and `exec`.
 
 mod datasets;
+mod distill;
 mod eval;
 mod inspect;
 mod predict;
@@ -55,6 +56,8 @@ enum Command {
     Prepare(prepare::PrepareArgs),
     /// Train the teacher model -> <out>/teacher.
     Train(train::TrainArgs),
+    /// Train a compressed student from a teacher (temperature-scaled Bernoulli KL + BCE).
+    Distill(distill::DistillArgs),
     /// Side-by-side metrics of artifacts on a feature file.
     Eval(eval::EvalArgs),
     /// Score a feature file into Parquet (row, logit, probability).
@@ -82,6 +85,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Datasets(c) => datasets::exec(c, &g, &progress),
         Command::Prepare(a) => prepare::exec(a, &g, &progress),
         Command::Train(a) => train::exec(a, &g, &progress),
+        Command::Distill(a) => distill::exec(a, &g, &progress),
         Command::Eval(a) => eval::exec(a, &g),
         Command::Predict(a) => predict::exec(a, &g),
         Command::Inspect(a) => inspect::exec(a, &g),

@@ -33,7 +33,7 @@ pub fn exec(args: RunArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
         print!("{}", table(&report.eval));
         for gate in &report.gates {
             println!(
-                "gate {:<28} {:.4} <= {:.4}  {}",
+                "gate {:<28} {:.4} (threshold {:.4})  {}",
                 gate.name,
                 gate.value,
                 gate.threshold,

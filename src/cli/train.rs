@@ -50,7 +50,6 @@ pub fn exec(args: TrainArgs, g: &Global, progress: &dyn Progress) -> Result<u8> 
         cfg: &recipe.train,
         seed: recipe.seed,
         recipe: recipe_json,
-        kind: "teacher",
     };
     let summary = train(&job, progress)?;
     if g.json {

@@ -1,6 +1,7 @@
 //! The pipeline stages, one file each. Each stage takes resolved settings and paths, reports
 //! through [`crate::progress::Progress`], and returns a summary the CLI prints.
 
+pub mod distill;
 pub mod eval;
 pub mod paths;
 pub mod predict;

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use crate::data::synth::{self, SynthParams};
 use crate::error::{Error, IoContext, Result};
-use crate::pipeline::eval::{EvalReport, evaluate};
+use crate::pipeline::distill::{DistillJob, distill};
+use crate::pipeline::eval::{EvalReport, ModelEval, evaluate};
 use crate::pipeline::paths::RunPaths;
 use crate::pipeline::prepare::prepare;
 use crate::pipeline::train::{TrainJob, train};
@@ -104,29 +105,38 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, progress: &dyn Progress) -> Result
         cfg: &recipe.train,
         seed: recipe.seed,
         recipe: recipe_json,
-        kind: "teacher",
     };
     let summary = train(&job, progress)?;
     stages.push(StageReport { name: "train".into(), seconds: start.elapsed().as_secs_f64(), detail: json(&summary) });
 
     let start = Instant::now();
+    let student_train = recipe.distill.student_train(&recipe.train);
+    let (student_dir, scratch_dir) = (paths.stage("student"), paths.stage("student-scratch"));
+    let djob = DistillJob {
+        teacher: &teacher_dir,
+        features: &paths.features(),
+        out: &student_dir,
+        scratch_out: &scratch_dir,
+        checkpoints: &paths.out.join("checkpoints"),
+        cfg: &recipe.distill,
+        train: &student_train,
+        seed: recipe.seed,
+        recipe: json(recipe),
+    };
+    let dsum = distill(&djob, progress)?;
+    stages.push(StageReport { name: "distill".into(), seconds: start.elapsed().as_secs_f64(), detail: json(&dsum) });
+
+    let start = Instant::now();
     let test = paths.features().join("test.parquet");
     let ranking = paths.features().join("ranking.parquet");
-    let eval = evaluate(&[teacher_dir], &test, Some(&ranking))?;
+    let mut models = vec![teacher_dir, student_dir];
+    if recipe.distill.scratch_baseline {
+        models.push(scratch_dir);
+    }
+    let eval = evaluate(&models, &test, Some(&ranking))?;
     stages.push(StageReport { name: "eval".into(), seconds: start.elapsed().as_secs_f64(), detail: json(&eval) });
 
-    let mut gates = Vec::new();
-    if let (Some(max_gap), Some(oracle), Some(auc)) =
-        (recipe.gates.max_teacher_oracle_auc_gap, eval.oracle_auc, eval.models[0].auc)
-    {
-        let gap = oracle - auc;
-        gates.push(GateReport {
-            name: "teacher_oracle_auc_gap".into(),
-            value: gap,
-            threshold: max_gap,
-            passed: gap <= max_gap,
-        });
-    }
+    let gates = check_gates(recipe, &eval);
     let passed = gates.iter().all(|g| g.passed);
     let report = RunReport {
         recipe: recipe.name.clone(),
@@ -139,6 +149,42 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, progress: &dyn Progress) -> Result
     };
     write_json(&paths.report(), &report)?;
     Ok(report)
+}
+
+fn find<'a>(eval: &'a EvalReport, kind: &str) -> Option<&'a ModelEval> {
+    eval.models.iter().find(|m| m.kind == kind)
+}
+
+/// Evaluates the recipe's gates against the evaluation.
+pub fn check_gates(recipe: &Recipe, eval: &EvalReport) -> Vec<GateReport> {
+    let g = &recipe.gates;
+    let mut gates = Vec::new();
+    let teacher = find(eval, "teacher");
+    let student = find(eval, "student");
+    if let (Some(max_gap), Some(oracle), Some(auc)) =
+        (g.max_teacher_oracle_auc_gap, eval.oracle_auc, teacher.and_then(|t| t.auc))
+    {
+        let gap = oracle - auc;
+        gates.push(GateReport {
+            name: "teacher_oracle_auc_gap".into(),
+            value: gap,
+            threshold: max_gap,
+            passed: gap <= max_gap,
+        });
+    }
+    if let (Some(min), Some(t), Some(s)) =
+        (g.min_student_auc_retention, teacher.and_then(|t| t.auc), student.and_then(|s| s.auc))
+    {
+        let r = s / t;
+        gates.push(GateReport { name: "student_auc_retention".into(), value: r, threshold: min, passed: r >= min });
+    }
+    if let (Some(min), Some(t), Some(s)) =
+        (g.min_student_ndcg_retention, teacher.and_then(|t| t.ndcg10), student.and_then(|s| s.ndcg10))
+    {
+        let r = s / t;
+        gates.push(GateReport { name: "student_ndcg_retention".into(), value: r, threshold: min, passed: r >= min });
+    }
+    gates
 }
 
 /// Writes JSON through a temporary file renamed into place.

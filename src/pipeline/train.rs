@@ -1,6 +1,8 @@
-//! `train`: the teacher (DESIGN §4). Hand-written burn loop: forward, BCE-with-logits,
-//! backward, AdamW step; validation AUC after every epoch with the serving runtime, a
-//! checkpoint each epoch, early stopping, and the best epoch saved as the artifact.
+//! `train`: the teacher (DESIGN §4), and the training loop every float model shares.
+//!
+//! Hand-written burn loop ([`fit`]): forward, loss ([`Objective`]: BCE with logits, or the
+//! distillation objective), backward, AdamW step; validation AUC after every epoch with the
+//! serving runtime, a checkpoint each epoch, early stopping, best epoch kept.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,20 +12,21 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Tensor, TensorData};
 use serde::Serialize;
 
-use crate::artifact::manifest::{Architecture, FORMAT, FORMAT_VERSION, Manifest};
+use crate::artifact::manifest::{Architecture, FORMAT, FORMAT_VERSION, Lineage, Manifest};
 use crate::artifact::spec::FeatureSpec;
 use crate::artifact::weights::{FloatWeights, LAYOUT};
 use crate::artifact::{ArtifactWriter, WEIGHTS, sha256_file};
 use crate::data::features::FeatureFrame;
 use crate::error::{Error, IoContext, Result};
 use crate::metrics;
-use crate::model::{BatchTensors, RecoNet, device, loss::bce_with_logits};
+use crate::model::loss::{bce_with_logits, distillation};
+use crate::model::{BatchTensors, RecoNet, device};
 use crate::progress::Progress;
 use crate::recipe::TrainConfig;
 use crate::rng::Rng;
 use crate::runtime::{FloatModel, encode};
 
-/// Inputs of a training run.
+/// Inputs of a teacher training run.
 pub struct TrainJob<'a> {
     /// Directory written by `prepare` (feature files + `feature_spec.json`).
     pub features: &'a Path,
@@ -37,11 +40,9 @@ pub struct TrainJob<'a> {
     pub seed: u64,
     /// Resolved recipe, stored in the manifest.
     pub recipe: serde_json::Value,
-    /// Artifact kind (`teacher`).
-    pub kind: &'a str,
 }
 
-/// What training did.
+/// What a training loop did.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainSummary {
     /// Artifact directory.
@@ -64,12 +65,56 @@ pub struct TrainSummary {
     pub parameters: usize,
 }
 
+/// The loss a training loop minimizes.
+pub enum Objective<'a> {
+    /// Binary cross-entropy with logits on the labels.
+    Hard,
+    /// `alpha · T² · BernoulliKL(sigmoid(t/T) || sigmoid(s/T)) + (1 - alpha) · BCE(s, y)`.
+    Distill {
+        /// Teacher logit of every training row (computed once, in row order).
+        teacher_logits: &'a [f32],
+        /// Temperature T.
+        temperature: f64,
+        /// Weight of the soft term.
+        alpha: f64,
+    },
+}
+
+/// Everything [`fit`] needs.
+pub struct FitInput<'a> {
+    /// Input encoding.
+    pub spec: &'a FeatureSpec,
+    /// Network shape.
+    pub arch: &'a Architecture,
+    /// Training rows and labels.
+    pub train: &'a FeatureFrame,
+    /// Validation rows and labels (early stopping).
+    pub valid: &'a FeatureFrame,
+    /// Hyper-parameters.
+    pub cfg: &'a TrainConfig,
+    /// Seed.
+    pub seed: u64,
+    /// Label for progress and logs (`teacher`, `student`, ...).
+    pub label: &'a str,
+    /// Per-epoch checkpoint directory.
+    pub checkpoints: &'a Path,
+    /// Loss.
+    pub objective: Objective<'a>,
+}
+
 /// Reads `feature_spec.json` from a features directory.
 pub fn load_spec(features: &Path) -> Result<FeatureSpec> {
     let p = features.join("feature_spec.json");
     let text = std::fs::read(&p)
         .map_err(|_| Error::input(format!("{}: missing (run `reco-cli prepare` first)", p.display())))?;
     serde_json::from_slice(&text).map_err(|e| Error::input(format!("{}: invalid feature spec ({e})", p.display())))
+}
+
+/// Reads the training and validation feature files of a features directory.
+pub fn load_splits(features: &Path, spec: &FeatureSpec) -> Result<(FeatureFrame, FeatureFrame)> {
+    let train = FeatureFrame::read(&features.join("train.parquet"), spec, true)?;
+    let valid = FeatureFrame::read(&features.join("valid.parquet"), spec, true)?;
+    Ok((train, valid))
 }
 
 /// The teacher architecture from the recipe: id columns get `id_embedding_dim`, others
@@ -83,76 +128,115 @@ pub fn architecture(spec: &FeatureSpec, cfg: &TrainConfig) -> Architecture {
     Architecture { embedding_dims, hidden: cfg.hidden.clone(), activation: "relu".into() }
 }
 
-/// Trains and writes the artifact.
+/// Trains the teacher and writes its artifact.
 pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<TrainSummary> {
     let spec = load_spec(job.features)?;
     let arch = architecture(&spec, job.cfg);
-    let train_path = job.features.join("train.parquet");
-    let valid_path = job.features.join("valid.parquet");
-    let train = FeatureFrame::read(&train_path, &spec, true)?;
-    let valid = FeatureFrame::read(&valid_path, &spec, true)?;
-    let y_train = train.labels(&train_path)?.to_vec();
-    let y_valid = valid.labels(&valid_path)?.to_vec();
-    let dev = device(&job.cfg.backend)?;
-    dev.seed(job.seed);
-    let ad = dev.autodiff();
-    let mut model = RecoNet::new(&spec, &arch, &ad);
-    let mut optim = AdamWConfig::new().with_weight_decay(job.cfg.weight_decay as f32).init();
+    let (train, valid) = load_splits(job.features, &spec)?;
+    let input = FitInput {
+        spec: &spec,
+        arch: &arch,
+        train: &train,
+        valid: &valid,
+        cfg: job.cfg,
+        seed: job.seed,
+        label: "teacher",
+        checkpoints: job.checkpoints,
+        objective: Objective::Hard,
+    };
+    let (weights, mut summary) = fit(&input, progress)?;
+    summary.dir = job.out.to_path_buf();
+    let meta = ArtifactMeta {
+        kind: "teacher",
+        recipe: job.recipe.clone(),
+        seed: job.seed,
+        features: job.features,
+        lineage: None,
+        training: serde_json::to_value(&summary).map_err(|e| Error::Internal(e.to_string()))?,
+    };
+    write_float_artifact(job.out, &spec, &arch, &weights, meta, summary.best_valid_auc)?;
+    Ok(summary)
+}
 
-    let enc = encode(&spec, &train.columns);
+/// Runs the training loop; returns the best epoch's weights and the summary (`dir` empty).
+pub fn fit(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeights, TrainSummary)> {
+    let (spec, arch, cfg) = (input.spec, input.arch, input.cfg);
+    let y_train = input.train.labels(Path::new("train.parquet"))?;
+    let y_valid = input.valid.labels(Path::new("valid.parquet"))?;
+    if let Objective::Distill { teacher_logits, .. } = &input.objective
+        && teacher_logits.len() != y_train.len()
+    {
+        return Err(Error::Internal("teacher logits do not cover the training rows".into()));
+    }
+    let dev = device(&cfg.backend)?;
+    dev.seed(input.seed);
+    let ad = dev.autodiff();
+    let mut model = RecoNet::new(spec, arch, &ad);
+    let mut optim = AdamWConfig::new().with_weight_decay(cfg.weight_decay as f32).init();
+
+    let enc = encode(spec, &input.train.columns);
     let k = spec.numeric.len();
     let mut order: Vec<usize> = (0..enc.rows).collect();
-    let mut rng = Rng::derive(job.seed, "train-shuffle");
-    std::fs::create_dir_all(job.checkpoints).at(job.checkpoints)?;
+    let mut rng = Rng::derive(input.seed, "train-shuffle");
+    std::fs::create_dir_all(input.checkpoints).at(input.checkpoints)?;
 
     let mut best: Option<(f64, usize, FloatWeights)> = None;
     let (mut train_loss, mut valid_auc) = (Vec::new(), Vec::new());
     let (mut rows_done, mut secs) = (0usize, 0f64);
-    let steps_per_epoch = enc.rows.div_ceil(job.cfg.batch_size);
-    let mut lr = job.cfg.learning_rate;
-    for epoch in 1..=job.cfg.epochs {
-        progress.begin(&format!("{} epoch {epoch}/{}", job.kind, job.cfg.epochs), steps_per_epoch as u64);
+    let steps_per_epoch = enc.rows.div_ceil(cfg.batch_size);
+    let mut lr = cfg.learning_rate;
+    for epoch in 1..=cfg.epochs {
+        progress.begin(&format!("{} epoch {epoch}/{}", input.label, cfg.epochs), steps_per_epoch as u64);
         rng.shuffle(&mut order);
         let start = Instant::now();
-        let mut loss_sum = 0f64;
-        for (step, idx) in order.chunks(job.cfg.batch_size).enumerate() {
+        let (mut loss_sum, mut loss_n) = (0f64, 0usize);
+        for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
             let batch = BatchTensors::new(&enc, idx, k, &ad);
             let y: Vec<f32> = idx.iter().map(|&i| y_train[i]).collect();
-            let targets = Tensor::<1>::from_data(TensorData::new(y, [idx.len()]), &ad);
-            let loss = bce_with_logits(model.forward(&batch), targets);
+            let labels = Tensor::<1>::from_data(TensorData::new(y, [idx.len()]), &ad);
+            let logits = model.forward(&batch);
+            let loss = match &input.objective {
+                Objective::Hard => bce_with_logits(logits, labels),
+                Objective::Distill { teacher_logits, temperature, alpha } => {
+                    let t: Vec<f32> = idx.iter().map(|&i| teacher_logits[i]).collect();
+                    let teacher = Tensor::<1>::from_data(TensorData::new(t, [idx.len()]), &ad);
+                    distillation(logits, teacher, labels, *temperature, *alpha)
+                }
+            };
             if step % 20 == 0 {
                 let v = loss.clone().into_data().as_slice::<f32>().map(|s| s[0]).unwrap_or(f32::NAN);
-                loss_sum += f64::from(v) * 20.0;
+                loss_sum += f64::from(v);
+                loss_n += 1;
                 progress.status(&format!("loss {v:.4}"));
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
             progress.advance(1);
         }
-        secs += start.elapsed().as_secs_f64();
-        lr *= job.cfg.lr_decay;
+        let elapsed = start.elapsed().as_secs_f64();
+        secs += elapsed;
         rows_done += enc.rows;
+        lr *= cfg.lr_decay;
         let weights = model.to_weights()?;
-        let float = FloatModel { spec: spec.clone(), arch: arch.clone(), weights: weights.clone() };
-        let auc = metrics::auc(&float.logits(&valid.columns)?, &y_valid).unwrap_or(f64::NAN);
-        let ckpt = job.checkpoints.join(format!("epoch-{epoch:03}.safetensors"));
-        std::fs::write(&ckpt, weights.to_bytes(&spec)?).at(&ckpt)?;
-        train_loss.push(loss_sum / steps_per_epoch.max(1) as f64);
+        let float = FloatModel { spec: spec.clone(), arch: arch.clone(), weights };
+        let auc = metrics::auc(&float.logits(&input.valid.columns)?, y_valid).unwrap_or(f64::NAN);
+        let ckpt = input.checkpoints.join(format!("epoch-{epoch:03}.safetensors"));
+        std::fs::write(&ckpt, float.weights.to_bytes(spec)?).at(&ckpt)?;
+        train_loss.push(loss_sum / loss_n.max(1) as f64);
         valid_auc.push(auc);
         progress.end();
         progress.log(&format!(
             "{} epoch {epoch}: train loss {:.4}, valid AUC {auc:.4}, {:.0} rows/s",
-            job.kind,
+            input.label,
             train_loss[epoch - 1],
-            enc.rows as f64 / start.elapsed().as_secs_f64().max(1e-9)
+            enc.rows as f64 / elapsed.max(1e-9)
         ));
         if !auc.is_finite() {
             return Err(Error::Internal(format!("validation AUC is {auc} after epoch {epoch} (training diverged?)")));
         }
-        let improved = best.as_ref().is_none_or(|(b, _, _)| auc > *b);
-        if improved {
-            best = Some((auc, epoch, weights));
-        } else if epoch - best.as_ref().map_or(0, |b| b.1) >= job.cfg.patience {
+        if best.as_ref().is_none_or(|(b, _, _)| auc > *b) {
+            best = Some((auc, epoch, float.weights));
+        } else if epoch - best.as_ref().map_or(0, |b| b.1) >= cfg.patience {
             break;
         }
     }
@@ -160,52 +244,67 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<TrainSummary
         return Err(Error::Internal("no epoch was trained".into()));
     };
     let summary = TrainSummary {
-        dir: job.out.to_path_buf(),
+        dir: PathBuf::new(),
         epochs_run: valid_auc.len(),
         best_epoch,
         best_valid_auc: best_auc,
         rows_per_s: rows_done as f64 / secs.max(1e-9),
-        backend: job.cfg.backend.clone(),
+        backend: cfg.backend.clone(),
         train_loss,
         valid_auc,
-        parameters: arch.parameter_count(&spec),
+        parameters: arch.parameter_count(spec),
     };
-    write_float_artifact(job.out, job.kind, &spec, &arch, &weights, job, &summary)?;
-    Ok(summary)
+    Ok((weights, summary))
 }
 
-fn write_float_artifact(
+/// Provenance written into a float artifact's manifest.
+pub struct ArtifactMeta<'a> {
+    /// Artifact kind.
+    pub kind: &'a str,
+    /// Resolved recipe.
+    pub recipe: serde_json::Value,
+    /// Training seed.
+    pub seed: u64,
+    /// Features directory the model was trained on (its files are hashed).
+    pub features: &'a Path,
+    /// Parent artifact, if any.
+    pub lineage: Option<Lineage>,
+    /// Training facts (and distillation parameters).
+    pub training: serde_json::Value,
+}
+
+/// Writes a float artifact (weights, metrics, manifest) atomically.
+pub fn write_float_artifact(
     out: &Path,
-    kind: &str,
     spec: &FeatureSpec,
     arch: &Architecture,
     weights: &FloatWeights,
-    job: &TrainJob<'_>,
-    summary: &TrainSummary,
+    meta: ArtifactMeta<'_>,
+    valid_auc: f64,
 ) -> Result<Manifest> {
     let mut input_data = BTreeMap::new();
     for name in ["train.parquet", "valid.parquet", "feature_spec.json"] {
-        input_data.insert(name.to_string(), sha256_file(&job.features.join(name))?);
+        input_data.insert(name.to_string(), sha256_file(&meta.features.join(name))?);
     }
     let writer = ArtifactWriter::create(out)?;
     writer.write(WEIGHTS, &weights.to_bytes(spec)?)?;
-    let metrics = serde_json::json!({ "valid_auc": summary.best_valid_auc });
+    let metrics = serde_json::json!({ "valid_auc": valid_auc, "parameters": arch.parameter_count(spec) });
     writer.write("metrics.json", &serde_json::to_vec_pretty(&metrics).map_err(|e| Error::Internal(e.to_string()))?)?;
     let manifest = Manifest {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
-        kind: kind.into(),
+        kind: meta.kind.into(),
         status: "ok".into(),
         reco_cli_version: crate::VERSION.into(),
         architecture: arch.clone(),
         feature_spec: spec.clone(),
         tensor_layout: LAYOUT.into(),
-        recipe: job.recipe.clone(),
-        seed: job.seed,
+        recipe: meta.recipe,
+        seed: meta.seed,
         files: BTreeMap::new(),
         input_data,
-        lineage: None,
-        training: serde_json::to_value(summary).map_err(|e| Error::Internal(e.to_string()))?,
+        lineage: meta.lineage,
+        training: meta.training,
         metrics,
     };
     writer.finish(manifest)

@@ -1,0 +1,45 @@
+//! Prints reco's distillation loss and its gradient for logits read from stdin, for
+//! `scripts/check_kl.py` to compare with an independent numpy implementation.
+//!
+//! stdin:  {"student": [..], "teacher": [..], "labels": [..], "temperature": T, "alpha": a}
+//! stdout: {"soft": x, "soft_grad": [..], "total": y, "total_grad": [..]}
+
+use std::io::Read;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use reco::model::loss::{bernoulli_kl, distillation};
+
+fn vec_of(v: &serde_json::Value, key: &str) -> Vec<f32> {
+    v[key].as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).map(|x| x as f32).collect()).unwrap_or_default()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input)?;
+    let v: serde_json::Value = serde_json::from_str(&input)?;
+    let (s, t, y) = (vec_of(&v, "student"), vec_of(&v, "teacher"), vec_of(&v, "labels"));
+    let temperature = v["temperature"].as_f64().ok_or("temperature")?;
+    let alpha = v["alpha"].as_f64().ok_or("alpha")?;
+    let d = Device::flex().autodiff();
+    let n = s.len();
+    let tensor = |x: &[f32]| Tensor::<1>::from_data(TensorData::new(x.to_vec(), [n]), &d);
+    let eval = |total: bool| -> Result<(f32, Vec<f32>), Box<dyn std::error::Error>> {
+        let student = tensor(&s).require_grad();
+        let loss = if total {
+            distillation(student.clone(), tensor(&t), tensor(&y), temperature, alpha)
+        } else {
+            bernoulli_kl(student.clone(), tensor(&t), temperature)
+        };
+        let value = loss.clone().into_data().as_slice::<f32>().map_err(|e| format!("{e:?}"))?[0];
+        let grads = loss.backward();
+        let g = student.grad(&grads).ok_or("no gradient")?.into_data();
+        Ok((value, g.as_slice::<f32>().map_err(|e| format!("{e:?}"))?.to_vec()))
+    };
+    let (soft, soft_grad) = eval(false)?;
+    let (total, total_grad) = eval(true)?;
+    println!(
+        "{}",
+        serde_json::json!({ "soft": soft, "soft_grad": soft_grad, "total": total, "total_grad": total_grad })
+    );
+    Ok(())
+}

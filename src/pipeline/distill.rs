@@ -1,0 +1,191 @@
+//! `distill`: a compressed student trained on the teacher's soft targets (DESIGN §5).
+//!
+//! The student has the teacher's inputs with hidden widths and embedding dims scaled by the
+//! ratio. Its loss is `alpha · T² · BernoulliKL(sigmoid(t/T) || sigmoid(s/T)) + (1 - alpha) ·
+//! BCE(s, y)` ([`crate::model::loss::distillation`]); teacher logits are computed once with the
+//! serving runtime and cached for all epochs. Optionally the same student is trained from
+//! scratch on hard labels (same epochs and seed) as the baseline distillation must beat.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::artifact::manifest::{Architecture, Lineage};
+use crate::error::{Error, Result};
+use crate::pipeline::train::{
+    ArtifactMeta, FitInput, Objective, TrainSummary, fit, load_spec, load_splits, write_float_artifact,
+};
+use crate::progress::Progress;
+use crate::recipe::{DistillConfig, TrainConfig};
+use crate::runtime::FloatModel;
+
+/// The loss definition recorded in student manifests.
+pub const LOSS: &str = "alpha * T^2 * mean[p*log(p/q) + (1-p)*log((1-p)/(1-q))] + (1 - alpha) * mean BCEWithLogits(s, y); p = sigmoid(t/T), q = sigmoid(s/T), computed with log-sigmoid";
+
+/// Inputs of a distillation run.
+pub struct DistillJob<'a> {
+    /// Teacher artifact directory.
+    pub teacher: &'a Path,
+    /// Features directory (must match the teacher's feature spec).
+    pub features: &'a Path,
+    /// Student artifact directory.
+    pub out: &'a Path,
+    /// Scratch-baseline artifact directory (written when the config asks for it).
+    pub scratch_out: &'a Path,
+    /// Checkpoint root (`student/`, `student-scratch/` below it).
+    pub checkpoints: &'a Path,
+    /// Distillation settings.
+    pub cfg: &'a DistillConfig,
+    /// Training settings (the teacher's, with the distill overrides applied by the caller).
+    pub train: &'a TrainConfig,
+    /// Seed.
+    pub seed: u64,
+    /// Resolved recipe for the manifest.
+    pub recipe: serde_json::Value,
+}
+
+/// What distillation produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct DistillSummary {
+    /// The distilled student.
+    pub student: TrainSummary,
+    /// The scratch baseline, if trained.
+    pub scratch: Option<TrainSummary>,
+    /// Content hash of the teacher.
+    pub teacher_content_sha256: String,
+    /// Teacher parameters.
+    pub teacher_parameters: usize,
+    /// Student parameters.
+    pub student_parameters: usize,
+    /// Temperature.
+    pub temperature: f64,
+    /// Soft-term weight.
+    pub alpha: f64,
+    /// Compression ratio.
+    pub ratio: f64,
+}
+
+/// The student architecture: every hidden width and embedding dim times `ratio`, at least 1.
+pub fn student_architecture(teacher: &Architecture, ratio: f64) -> Architecture {
+    let scale = |d: usize| ((d as f64 * ratio).round() as usize).max(1);
+    Architecture {
+        embedding_dims: teacher.embedding_dims.iter().map(|&d| scale(d)).collect(),
+        hidden: teacher.hidden.iter().map(|&d| scale(d)).collect(),
+        activation: teacher.activation.clone(),
+    }
+}
+
+/// Validates settings and inputs, then trains (and writes) the student and the baseline.
+pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillSummary> {
+    job.cfg.validate().map_err(Error::input)?;
+    let (manifest, teacher) = FloatModel::open(job.teacher)?;
+    if manifest.kind != "teacher" || manifest.status != "ok" {
+        return Err(Error::input(format!(
+            "{}: kind {:?} status {:?}, expected a float teacher artifact (kind \"teacher\", status \"ok\")",
+            job.teacher.display(),
+            manifest.kind,
+            manifest.status
+        )));
+    }
+    let spec = load_spec(job.features)?;
+    if spec != teacher.spec {
+        let what = if spec.input_names() != teacher.spec.input_names() {
+            "its input columns differ"
+        } else {
+            "its vocabularies or normalization differ"
+        };
+        return Err(Error::input(format!(
+            "{}: the teacher's feature spec does not match {} ({what}); distill on the features the teacher was trained on",
+            job.teacher.display(),
+            job.features.join("feature_spec.json").display()
+        )));
+    }
+    let (train, valid) = load_splits(job.features, &spec)?;
+    progress.log("distill: computing teacher logits (once, cached for every epoch)");
+    let teacher_logits = teacher.logits(&train.columns)?;
+    let arch = student_architecture(&teacher.arch, job.cfg.ratio);
+    let teacher_hash = manifest.content_hash();
+
+    let student_input = FitInput {
+        spec: &spec,
+        arch: &arch,
+        train: &train,
+        valid: &valid,
+        cfg: job.train,
+        seed: job.seed,
+        label: "student",
+        checkpoints: &job.checkpoints.join("student"),
+        objective: Objective::Distill {
+            teacher_logits: &teacher_logits,
+            temperature: job.cfg.temperature,
+            alpha: job.cfg.alpha,
+        },
+    };
+    let (weights, mut student) = fit(&student_input, progress)?;
+    student.dir = job.out.to_path_buf();
+    let lineage = Lineage {
+        parent_content_sha256: teacher_hash.clone(),
+        parent_kind: manifest.kind.clone(),
+        parent_path: job.teacher.display().to_string(),
+    };
+    let distillation = serde_json::json!({
+        "temperature": job.cfg.temperature,
+        "alpha": job.cfg.alpha,
+        "ratio": job.cfg.ratio,
+        "teacher_content_sha256": teacher_hash,
+        "loss": LOSS,
+    });
+    let meta = ArtifactMeta {
+        kind: "student",
+        recipe: job.recipe.clone(),
+        seed: job.seed,
+        features: job.features,
+        lineage: Some(lineage),
+        training: serde_json::json!({ "distillation": distillation, "summary": student }),
+    };
+    write_float_artifact(job.out, &spec, &arch, &weights, meta, student.best_valid_auc)?;
+
+    let scratch = if job.cfg.scratch_baseline {
+        let input = FitInput {
+            label: "student-scratch",
+            checkpoints: &job.checkpoints.join("student-scratch"),
+            objective: Objective::Hard,
+            ..student_input
+        };
+        let (weights, mut summary) = fit(&input, progress)?;
+        summary.dir = job.scratch_out.to_path_buf();
+        let meta = ArtifactMeta {
+            kind: "student-scratch",
+            recipe: job.recipe.clone(),
+            seed: job.seed,
+            features: job.features,
+            lineage: None,
+            training: serde_json::json!({
+                "baseline_for": "student",
+                "ratio": job.cfg.ratio,
+                "loss": "mean BCEWithLogits(s, y)",
+                "summary": summary,
+            }),
+        };
+        write_float_artifact(job.scratch_out, &spec, &arch, &weights, meta, summary.best_valid_auc)?;
+        Some(summary)
+    } else {
+        None
+    };
+    Ok(DistillSummary {
+        teacher_parameters: teacher.arch.parameter_count(&spec),
+        student_parameters: arch.parameter_count(&spec),
+        student,
+        scratch,
+        teacher_content_sha256: manifest.content_hash(),
+        temperature: job.cfg.temperature,
+        alpha: job.cfg.alpha,
+        ratio: job.cfg.ratio,
+    })
+}
+
+/// Default output directories next to a teacher: `<root>/student`, `<root>/student-scratch`.
+pub fn default_dirs(teacher: &Path) -> (PathBuf, PathBuf) {
+    let root = teacher.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    (root.join("student"), root.join("student-scratch"))
+}
