@@ -14,6 +14,7 @@ pub mod artifact;
 pub mod data;
 pub mod error;
 pub mod geo;
+pub mod kernels;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

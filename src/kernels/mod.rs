@@ -1,0 +1,161 @@
+//! Integer GEMM kernels: `acc[m, n] = Σ_k x[m, k] · w[n, k]` with u8 activations, s8 weights
+//! and i32 accumulation, plus the requantization epilogue (zero-point correction from
+//! precomputed weight row sums, int32 bias, rescale to the next layer's u8 with fused ReLU).
+//!
+//! [`scalar`] is the reference. [`x86`] holds AVX2 and AVX-512 VNNI (`vpdpbusd`) versions,
+//! chosen at run time by CPU feature detection ([`Kernel::detect`]; `RECO_KERNEL=scalar|avx2|
+//! vnni` forces one). AVX2 has no exact u8·s8 dot product: `vpmaddubsw` saturates its i16 pair
+//! sums, so it is used only when every weight fits in 7 bits (|w| ≤ 63, pair sum ≤ 32130);
+//! otherwise AVX2 widens to i16 and uses `vpmaddwd`, which is exact for any s8 weight.
+//! Kernels know slices, shapes and qparams only — not files or models.
+
+pub mod scalar;
+pub mod x86;
+
+/// Rows of `x` and `w` are padded to a multiple of this many bytes (zeros).
+pub const K_ALIGN: usize = 64;
+
+/// `k` rounded up to [`K_ALIGN`].
+pub fn padded(k: usize) -> usize {
+    k.div_ceil(K_ALIGN) * K_ALIGN
+}
+
+/// Which implementation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// Plain Rust loops (the reference).
+    Scalar,
+    /// AVX2: `vpmaddubsw` for 7-bit weights, `vpmaddwd` on widened i16 otherwise.
+    Avx2,
+    /// AVX-512 VNNI `vpdpbusd`.
+    Vnni,
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU supports, unless `RECO_KERNEL` names one.
+    pub fn detect() -> Self {
+        let best = if x86::has_vnni() {
+            Self::Vnni
+        } else if x86::has_avx2() {
+            Self::Avx2
+        } else {
+            Self::Scalar
+        };
+        match std::env::var("RECO_KERNEL").as_deref() {
+            Ok("scalar") => Self::Scalar,
+            Ok("avx2") if x86::has_avx2() => Self::Avx2,
+            Ok("vnni") if x86::has_vnni() => Self::Vnni,
+            _ => best,
+        }
+    }
+
+    /// Every kernel this CPU can run (for tests and benchmarks).
+    pub fn available() -> Vec<Self> {
+        let mut v = vec![Self::Scalar];
+        if x86::has_avx2() {
+            v.push(Self::Avx2);
+        }
+        if x86::has_vnni() {
+            v.push(Self::Vnni);
+        }
+        v
+    }
+
+    /// Short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Scalar => "scalar",
+            Self::Avx2 => "avx2",
+            Self::Vnni => "avx512-vnni",
+        }
+    }
+}
+
+/// s8 weights `[n, k]` packed for every kernel: rows padded to [`padded`]`(k)` with zeros, an
+/// i16 copy for the AVX2 widening path, and the row sums used for zero-point correction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedWeights {
+    /// Output channels.
+    pub n: usize,
+    /// Input width.
+    pub k: usize,
+    /// Padded input width (row stride).
+    pub kp: usize,
+    /// `[n, kp]` s8.
+    pub w8: Vec<i8>,
+    /// `[n, kp]` the same values as i16.
+    pub w16: Vec<i16>,
+    /// Σ_k w[n, k] per output channel.
+    pub row_sums: Vec<i32>,
+    /// Largest |w|; ≤ 63 enables the AVX2 `vpmaddubsw` path.
+    pub max_abs: u8,
+}
+
+impl PackedWeights {
+    /// Packs row-major `[n, k]` weights.
+    pub fn new(w: &[i8], n: usize, k: usize) -> Self {
+        assert_eq!(w.len(), n * k, "weights must be [n, k]");
+        let kp = padded(k);
+        let mut w8 = vec![0i8; n * kp];
+        for r in 0..n {
+            w8[r * kp..r * kp + k].copy_from_slice(&w[r * k..(r + 1) * k]);
+        }
+        let w16 = w8.iter().map(|&v| i16::from(v)).collect();
+        let row_sums = (0..n).map(|r| w[r * k..(r + 1) * k].iter().map(|&v| i32::from(v)).sum()).collect();
+        let max_abs = w.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
+        Self { n, k, kp, w8, w16, row_sums, max_abs }
+    }
+}
+
+/// `acc[r * n + c] = Σ_k x[r * kp + k] · w[c, k]` for `m` rows of padded u8 activations.
+pub fn gemm_u8s8(kernel: Kernel, x: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
+    assert!(x.len() >= m * w.kp && acc.len() >= m * w.n, "buffers too small");
+    match kernel {
+        Kernel::Scalar => scalar::gemm_u8s8(x, m, w, acc),
+        Kernel::Avx2 => x86::gemm_avx2(x, m, w, acc),
+        Kernel::Vnni => x86::gemm_vnni(x, m, w, acc),
+    }
+}
+
+/// How one layer's i32 accumulators become its output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Epilogue {
+    /// Zero point of the layer's input activations.
+    pub input_zero_point: i32,
+    /// Per output channel: `bias_q - input_zero_point · row_sum` (folded at load time).
+    pub offset: Vec<i32>,
+    /// Per output channel: `s_x · s_w / s_y` (hidden) or `s_x · s_w` (float output).
+    pub multiplier: Vec<f32>,
+    /// Zero point of the output activations (hidden layers).
+    pub output_zero_point: i32,
+    /// Clamp the output at the zero point (fused ReLU).
+    pub relu: bool,
+}
+
+/// Requantizes `acc [m, n]` to u8: `clamp(round_even((acc + offset) · multiplier) + z_out)`,
+/// lower bound `z_out` with ReLU, else 0. Writes rows with stride `out_stride`.
+pub fn requantize(acc: &[i32], m: usize, ep: &Epilogue, out: &mut [u8], out_stride: usize) {
+    let n = ep.offset.len();
+    let lo = if ep.relu { ep.output_zero_point } else { 0 };
+    for r in 0..m {
+        let a = &acc[r * n..(r + 1) * n];
+        let o = &mut out[r * out_stride..r * out_stride + n];
+        for c in 0..n {
+            let v = ((a[c] + ep.offset[c]) as f32 * ep.multiplier[c]).round_ties_even() as i32 + ep.output_zero_point;
+            o[c] = v.clamp(lo, 255) as u8;
+        }
+    }
+}
+
+/// Float outputs: `(acc + offset) · multiplier` (the final logit layer).
+pub fn dequantize_output(acc: &[i32], m: usize, ep: &Epilogue, out: &mut [f32]) {
+    let n = ep.offset.len();
+    for r in 0..m {
+        for c in 0..n {
+            out[r * n + c] = (acc[r * n + c] + ep.offset[c]) as f32 * ep.multiplier[c];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,100 @@
+//! One property suite for every kernel this CPU runs, against the scalar reference and a
+//! direct i64 computation: odd shapes (1, 7, 15, 16, 17, 63, 65, ...), extreme values
+//! (all 255 × ±127, the worst case for i16 saturation), 7-bit and full 8-bit weights.
+
+use super::*;
+use crate::rng::Rng;
+
+fn direct(x: &[u8], m: usize, k: usize, kp: usize, w: &[i8], n: usize) -> Vec<i32> {
+    let mut out = vec![0i32; m * n];
+    for r in 0..m {
+        for c in 0..n {
+            let s: i64 = (0..k).map(|i| i64::from(x[r * kp + i]) * i64::from(w[c * k + i])).sum();
+            out[r * n + c] = i32::try_from(s).unwrap();
+        }
+    }
+    out
+}
+
+fn check(kernel: Kernel, m: usize, k: usize, n: usize, gen_x: &mut dyn FnMut() -> u8, gen_w: &mut dyn FnMut() -> i8) {
+    let kp = padded(k);
+    let mut x = vec![0u8; m * kp];
+    for r in 0..m {
+        for i in 0..k {
+            x[r * kp + i] = gen_x();
+        }
+    }
+    let w: Vec<i8> = (0..n * k).map(|_| gen_w()).collect();
+    let packed = PackedWeights::new(&w, n, k);
+    let want = direct(&x, m, k, kp, &w, n);
+    let mut reference = vec![0i32; m * n];
+    gemm_u8s8(Kernel::Scalar, &x, m, &packed, &mut reference);
+    assert_eq!(reference, want, "scalar m={m} k={k} n={n}");
+    let mut got = vec![0i32; m * n];
+    gemm_u8s8(kernel, &x, m, &packed, &mut got);
+    assert_eq!(got, want, "{} m={m} k={k} n={n} max|w|={}", kernel.name(), packed.max_abs);
+}
+
+const SHAPES: [usize; 10] = [1, 2, 7, 15, 16, 17, 63, 64, 65, 130];
+
+#[test]
+fn every_kernel_matches_the_reference_on_odd_shapes_and_random_values() {
+    let mut rng = Rng::new(17);
+    for kernel in Kernel::available() {
+        for &k in &SHAPES {
+            for &n in &[1usize, 3, 4, 5, 17] {
+                for &m in &[1usize, 3] {
+                    let mut r1 = rng.clone();
+                    let mut r2 = Rng::new(rng.next_u64());
+                    check(kernel, m, k, n, &mut || r1.below(256) as u8, &mut || (r2.below(255) as i32 - 127) as i8);
+                    let mut r3 = Rng::new(rng.next_u64());
+                    let mut r4 = Rng::new(rng.next_u64());
+                    // 7-bit weights (the AVX2 vpmaddubsw path).
+                    check(kernel, m, k, n, &mut || r3.below(256) as u8, &mut || (r4.below(127) as i32 - 63) as i8);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn extreme_values_do_not_saturate() {
+    for kernel in Kernel::available() {
+        for &k in &[1usize, 17, 64, 255, 1000] {
+            for w in [127i8, -127, -128, 63, -63] {
+                check(kernel, 2, k, 5, &mut || 255, &mut || w);
+            }
+            check(kernel, 2, k, 5, &mut || 0, &mut || -128);
+        }
+    }
+}
+
+#[test]
+fn requantize_rounds_half_to_even_clamps_and_fuses_relu() {
+    let ep = Epilogue {
+        input_zero_point: 3,
+        offset: vec![10, -10],
+        multiplier: vec![0.5, 0.25],
+        output_zero_point: 4,
+        relu: true,
+    };
+    // (acc + offset) * mult: row 0: (1+10)*0.5 = 5.5 -> 6 (+4 = 10); (-30-10)*0.25 = -10 -> 4 (ReLU at z).
+    // row 1: (1000+10)*0.5 = 505 -> 255 (clamp); (2-10)*0.25 = -2 -> 4+(-2) = 2 -> ReLU 4.
+    let acc = [1, -30, 1000, 2];
+    let mut out = [0u8; 4];
+    requantize(&acc, 2, &ep, &mut out, 2);
+    assert_eq!(out, [10, 4, 255, 4]);
+    let no_relu = Epilogue { relu: false, ..ep.clone() };
+    requantize(&acc, 2, &no_relu, &mut out, 2);
+    assert_eq!(out, [10, 0, 255, 2]);
+    // 2.5 rounds to 2 (ties to even), 3.5 to 4.
+    let half = Epilogue {
+        input_zero_point: 0,
+        offset: vec![0, 0],
+        multiplier: vec![0.5, 0.5],
+        output_zero_point: 0,
+        relu: false,
+    };
+    requantize(&[5, 7], 1, &half, &mut out, 2);
+    assert_eq!(&out[..2], &[2, 4]);
+}
