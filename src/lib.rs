@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod progress;
+pub mod quant;
 pub mod recipe;
 pub mod rng;
 pub mod runtime;

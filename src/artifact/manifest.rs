@@ -100,6 +100,9 @@ pub struct Manifest {
     pub training: serde_json::Value,
     /// Metrics measured when the artifact was made.
     pub metrics: serde_json::Value,
+    /// INT8 artifacts: scheme, calibrator, activation qparams, per-layer SQNR, float layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<serde_json::Value>,
 }
 
 impl Manifest {

@@ -9,6 +9,7 @@
 //! refuses a mismatch ([`open`]). No burn or polars here: a serving system links this alone.
 
 pub mod manifest;
+pub mod qweights;
 pub mod spec;
 pub mod weights;
 

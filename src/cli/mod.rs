@@ -1,6 +1,7 @@
 //! Command-line surface: the clap definitions shared by all subcommands, global options, and
 //! dispatch. One file per subcommand holds its arguments and `exec`.
 
+mod bench;
 mod datasets;
 mod distill;
 mod eval;
@@ -8,6 +9,7 @@ mod inspect;
 mod predict;
 mod prepare;
 mod progress;
+mod quantize;
 mod run;
 mod train;
 
@@ -58,6 +60,10 @@ enum Command {
     Train(train::TrainArgs),
     /// Train a compressed student from a teacher (temperature-scaled Bernoulli KL + BCE).
     Distill(distill::DistillArgs),
+    /// INT8 post-training quantization with calibration and an accuracy gate.
+    Quantize(quantize::QuantizeArgs),
+    /// Scoring throughput of float and INT8 artifacts, interleaved in one run.
+    Bench(bench::BenchArgs),
     /// Side-by-side metrics of artifacts on a feature file.
     Eval(eval::EvalArgs),
     /// Score a feature file into Parquet (row, logit, probability).
@@ -86,6 +92,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Prepare(a) => prepare::exec(a, &g, &progress),
         Command::Train(a) => train::exec(a, &g, &progress),
         Command::Distill(a) => distill::exec(a, &g, &progress),
+        Command::Quantize(a) => quantize::exec(a, &g, &progress),
+        Command::Bench(a) => bench::exec(a, &g),
         Command::Eval(a) => eval::exec(a, &g),
         Command::Predict(a) => predict::exec(a, &g),
         Command::Inspect(a) => inspect::exec(a, &g),

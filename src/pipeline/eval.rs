@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::features::FeatureFrame;
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::runtime::{FloatModel, sigmoid};
+use crate::runtime::{Model, sigmoid};
 
 /// One model's row of the evaluation table (the stable JSON shape).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -61,11 +61,11 @@ pub fn evaluate(models: &[PathBuf], data: &Path, ranking: Option<&Path>) -> Resu
     }
     let mut opened = Vec::new();
     for dir in models {
-        opened.push((dir, FloatModel::open(dir)?));
+        opened.push((dir, Model::open(dir)?));
     }
-    let spec = &opened[0].1.1.spec;
+    let spec = opened[0].1.1.spec();
     for (dir, (_, m)) in &opened[1..] {
-        if m.spec.input_names() != spec.input_names() {
+        if m.spec().input_names() != spec.input_names() {
             return Err(Error::input(format!(
                 "{}: its feature columns differ from {}'s; models compared side by side must share inputs",
                 dir.display(),
@@ -140,4 +140,37 @@ pub fn table(report: &EvalReport) -> String {
         s.push_str(&format!("oracle AUC (true visit probability): {o:.4}\n"));
     }
     s
+}
+
+/// The accuracy-gate metrics of one model on a test file and ranking set.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Quality {
+    /// ROC AUC.
+    pub auc: Option<f64>,
+    /// Mean log loss.
+    pub logloss: f64,
+    /// NDCG@10 on the ranking set.
+    #[serde(rename = "ndcg@10")]
+    pub ndcg10: Option<f64>,
+}
+
+/// AUC, logloss and NDCG@10 of an in-memory model.
+pub fn quality(model: &crate::runtime::Model, test: &FeatureFrame, ranking: Option<&FeatureFrame>) -> Result<Quality> {
+    let labels = test.label.as_deref().ok_or_else(|| Error::input("test file has no label column"))?;
+    let logits = model.logits(&test.columns)?;
+    let probs: Vec<f32> = logits.iter().map(|&z| sigmoid(z)).collect();
+    let ndcg10 = match ranking {
+        Some(r) => {
+            let (q, y) = (r.query_id.as_deref(), r.label.as_deref());
+            match (q, y) {
+                (Some(q), Some(y)) => {
+                    let (_, ndcg, n) = metrics::ranking(q, &model.logits(&r.columns)?, y, 10);
+                    (n > 0).then_some(ndcg)
+                }
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    Ok(Quality { auc: metrics::auc(&logits, labels), logloss: metrics::logloss(&probs, labels), ndcg10 })
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::data::features::FeatureFrame;
 use crate::error::Result;
-use crate::runtime::FloatModel;
+use crate::runtime::Model;
 use crate::runtime::arrow_io::write_predictions;
 
 /// What was scored.
@@ -22,8 +22,8 @@ pub struct PredictSummary {
 
 /// Scores `data` with the model in `model_dir` and writes `out`.
 pub fn predict(model_dir: &Path, data: &Path, out: &Path) -> Result<PredictSummary> {
-    let (manifest, model) = FloatModel::open(model_dir)?;
-    let frame = FeatureFrame::read(data, &model.spec, false)?;
+    let (manifest, model) = Model::open(model_dir)?;
+    let frame = FeatureFrame::read(data, model.spec(), false)?;
     let logits = model.logits(&frame.columns)?;
     let hash = manifest.content_hash();
     let meta = vec![

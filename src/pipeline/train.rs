@@ -306,6 +306,7 @@ pub fn write_float_artifact(
         lineage: meta.lineage,
         training: meta.training,
         metrics,
+        quantization: None,
     };
     writer.finish(manifest)
 }

@@ -6,6 +6,7 @@
 //! [`arrow_io`].
 
 pub mod arrow_io;
+pub mod int8;
 
 use std::path::Path;
 
@@ -112,6 +113,56 @@ pub struct FloatModel {
     pub arch: Architecture,
     /// Tensors.
     pub weights: FloatWeights,
+}
+
+/// Any artifact the runtime can score: float or INT8.
+#[derive(Debug, Clone)]
+pub enum Model {
+    /// Float weights.
+    Float(FloatModel),
+    /// INT8 weights and kernels.
+    Int8(int8::Int8Model),
+}
+
+impl Model {
+    /// Opens an artifact (hashes verified), float or INT8 by its manifest.
+    pub fn open(dir: &Path) -> Result<(Manifest, Self)> {
+        let manifest = artifact::open(dir)?;
+        let path = dir.join(WEIGHTS);
+        let (spec, arch) = (manifest.feature_spec.clone(), manifest.architecture.clone());
+        let model = if manifest.quantization.is_some() {
+            let w = crate::artifact::qweights::QuantWeights::load(&path, &spec, &arch)?;
+            Self::Int8(int8::Int8Model::new(spec, arch, w))
+        } else {
+            let weights = FloatWeights::load(&path, &spec, &arch)?;
+            Self::Float(FloatModel { spec, arch, weights })
+        };
+        Ok((manifest, model))
+    }
+
+    /// The input encoding.
+    pub fn spec(&self) -> &FeatureSpec {
+        match self {
+            Self::Float(m) => &m.spec,
+            Self::Int8(m) => &m.spec,
+        }
+    }
+
+    /// `float` or `int8`.
+    pub fn precision(&self) -> &'static str {
+        match self {
+            Self::Float(_) => "float",
+            Self::Int8(_) => "int8",
+        }
+    }
+
+    /// Logits for every row.
+    pub fn logits(&self, cols: &Columns) -> Result<Vec<f32>> {
+        match self {
+            Self::Float(m) => m.logits(cols),
+            Self::Int8(m) => m.logits(cols),
+        }
+    }
 }
 
 /// Rows scored per chunk (bounds scratch memory).

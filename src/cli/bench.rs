@@ -1,0 +1,43 @@
+//! `reco-cli bench MODEL_DIR... [--batch-sizes 1,64,1024] [--data FILE] [--seconds S]`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use reco::Result;
+use reco::pipeline::bench::{bench, table};
+
+use super::Global;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Artifact directories (float and INT8), measured interleaved.
+    #[arg(required = true)]
+    models: Vec<PathBuf>,
+    /// Rows to score (default: features/test.parquet next to the first model).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Batch sizes.
+    #[arg(long, value_delimiter = ',', default_value = "1,64,1024")]
+    batch_sizes: Vec<usize>,
+    /// Total measuring time in seconds, split over every model and batch size.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+}
+
+pub fn exec(args: BenchArgs, g: &Global) -> Result<u8> {
+    let BenchArgs { models, data, batch_sizes, seconds } = args;
+    let data = data.unwrap_or_else(|| {
+        let first = &models[0];
+        first.parent().map(|p| p.join("features").join("test.parquet")).unwrap_or_default()
+    });
+    if !(seconds > 0.0 && seconds.is_finite()) {
+        return Err(reco::Error::input(format!("--seconds {seconds}: expected a positive number")));
+    }
+    let report = bench(&models, &data, &batch_sizes, seconds, g.threads.unwrap_or(1))?;
+    if g.json {
+        super::print_json(&report)?;
+    } else {
+        print!("{}", table(&report));
+    }
+    Ok(0)
+}

@@ -1,0 +1,102 @@
+//! `reco-cli quantize --model DIR --calibration FILE [--calibrator ...] [--max-auc-drop X]`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use reco::Result;
+use reco::pipeline::quantize::{QuantizeJob, QuantizeOptions, default_out, quantize};
+use reco::progress::Progress;
+use reco::quant::calibrate::Calibrator;
+
+use super::Global;
+
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// Float artifact to quantize.
+    #[arg(long)]
+    model: PathBuf,
+    /// Calibration feature file (e.g. <out>/features/calibration.parquet).
+    #[arg(long)]
+    calibration: PathBuf,
+    /// Activation calibrator: minmax, percentile, entropy, mse.
+    #[arg(long, default_value = "percentile")]
+    calibrator: Calibrator,
+    /// One weight scale per output channel (the default).
+    #[arg(long, conflicts_with = "per_tensor")]
+    per_channel: bool,
+    /// One weight scale per tensor instead.
+    #[arg(long)]
+    per_tensor: bool,
+    /// Per-batch activation ranges instead of calibrated static ones.
+    #[arg(long)]
+    dynamic: bool,
+    /// Weight bits: 8, or 7 (exact on AVX2's faster vpmaddubsw path).
+    #[arg(long, default_value_t = 8)]
+    weight_bits: u32,
+    /// Largest allowed |AUC(int8) - AUC(float)| on the test split.
+    #[arg(long, default_value_t = 0.001)]
+    max_auc_drop: f64,
+    /// Largest allowed |NDCG@10(int8) - NDCG@10(float)| on the ranking set.
+    #[arg(long, default_value_t = 0.002)]
+    max_ndcg_drop: f64,
+    /// Held-out feature file for the gate (default: test.parquet next to --calibration).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Ranking set (default: ranking.parquet next to --calibration, if present).
+    #[arg(long)]
+    ranking: Option<PathBuf>,
+    /// Output directory (default: <model>-int8 next to the model).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn exec(args: QuantizeArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
+    let QuantizeArgs {
+        model,
+        calibration,
+        calibrator,
+        per_channel: _,
+        per_tensor,
+        dynamic,
+        weight_bits,
+        max_auc_drop,
+        max_ndcg_drop,
+        data,
+        ranking,
+        out,
+    } = args;
+    let test = data.unwrap_or_else(|| calibration.with_file_name("test.parquet"));
+    let ranking = ranking.or_else(|| {
+        let p = calibration.with_file_name("ranking.parquet");
+        p.is_file().then_some(p)
+    });
+    let out = out.unwrap_or_else(|| default_out(&model));
+    let opts = QuantizeOptions {
+        calibrator,
+        per_channel: !per_tensor,
+        dynamic,
+        weight_bits,
+        max_auc_drop,
+        max_ndcg_drop,
+    };
+    let job = QuantizeJob {
+        model: &model,
+        calibration: &calibration,
+        test: &test,
+        ranking: ranking.as_deref(),
+        out: &out,
+        opts,
+    };
+    let s = quantize(&job, progress)?;
+    if g.json {
+        super::print_json(&s)?;
+    } else {
+        let f = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |x| format!("{x:.4}"));
+        println!("{} ({}, {} calibrator, kernel {}) -> {}", s.kind, if s.passed { "gate holds" } else { "GATE FAILED" }, s.options.calibrator.name(), s.kernel, s.dir.display());
+        println!("  float: AUC {}  logloss {:.4}  NDCG@10 {}", f(s.parent.auc), s.parent.logloss, f(s.parent.ndcg10));
+        println!("  int8:  AUC {}  logloss {:.4}  NDCG@10 {}", f(s.int8.auc), s.int8.logloss, f(s.int8.ndcg10));
+        println!("  dAUC {:+.5}  dNDCG@10 {:+.5}  layer SQNR dB {:?}  float layers {:?}", s.delta_auc, s.delta_ndcg,
+            s.layer_sqnr_db.iter().map(|v| (v * 10.0).round() / 10.0).collect::<Vec<_>>(), s.float_layers);
+    }
+    Ok(if s.passed { 0 } else { 1 })
+}

@@ -1,0 +1,141 @@
+//! `bench`: scoring throughput of float and INT8 artifacts, measured interleaved in one run
+//! (round-robin over every model × batch size, several rounds, best round kept) so that the
+//! machine's drift hits all of them alike. End to end: raw columns -> encoding -> logits.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::data::features::FeatureFrame;
+use crate::error::{Error, Result};
+use crate::kernels::Kernel;
+use crate::runtime::{Columns, Model};
+
+/// One measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    /// Artifact directory name.
+    pub model: String,
+    /// `float` or `int8`.
+    pub kind: String,
+    /// Rows per call.
+    pub batch: usize,
+    /// Throughput.
+    pub rows_per_s: f64,
+    /// Latency per row, microseconds.
+    pub us_per_row: f64,
+    /// Throughput relative to the float parent (INT8 rows), if it is in the run.
+    pub speedup_vs_float: Option<f64>,
+}
+
+/// The whole benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// CPU model name.
+    pub cpu: String,
+    /// Threads (the runtime scores on one).
+    pub threads: usize,
+    /// INT8 kernel used.
+    pub kernel: String,
+    /// Measurements, model-major.
+    pub results: Vec<BenchResult>,
+}
+
+/// CPU model name from /proc/cpuinfo (or the architecture).
+pub fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|v| v.trim().to_string()))
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// Measures every model at every batch size for about `seconds` each in total.
+pub fn bench(models: &[PathBuf], data: &Path, batch_sizes: &[usize], seconds: f64, threads: usize) -> Result<BenchReport> {
+    if models.is_empty() || batch_sizes.is_empty() || batch_sizes.contains(&0) {
+        return Err(Error::input("bench: expected model directories and positive --batch-sizes"));
+    }
+    let mut opened = Vec::new();
+    for dir in models {
+        let (manifest, model) = Model::open(dir)?;
+        opened.push((dir, manifest, model));
+    }
+    let frame = FeatureFrame::read(data, opened[0].2.spec(), false)?;
+    for (dir, _, m) in &opened[1..] {
+        if m.spec().input_names() != opened[0].2.spec().input_names() {
+            return Err(Error::input(format!("{}: its inputs differ from the other models'", dir.display())));
+        }
+    }
+    let max_b = *batch_sizes.iter().max().unwrap_or(&1);
+    let rows = frame.columns.rows;
+    let batches: Vec<(usize, Vec<Columns>)> = batch_sizes
+        .iter()
+        .map(|&b| {
+            let count = (max_b / b).clamp(1, 64);
+            let cols = (0..count)
+                .map(|i| {
+                    let idx: Vec<usize> = (0..b).map(|j| (i * b + j) % rows).collect();
+                    frame.columns.take(&idx)
+                })
+                .collect();
+            (b, cols)
+        })
+        .collect();
+    let rounds = 5;
+    let per = seconds / (rounds * opened.len() * batches.len()) as f64;
+    let mut best = vec![vec![0f64; batches.len()]; opened.len()];
+    for _ in 0..rounds {
+        for (mi, (_, _, model)) in opened.iter().enumerate() {
+            for (bi, (b, cols)) in batches.iter().enumerate() {
+                let start = Instant::now();
+                let mut done = 0usize;
+                let mut i = 0;
+                while done == 0 || start.elapsed().as_secs_f64() < per {
+                    let out = model.logits(&cols[i % cols.len()])?;
+                    std::hint::black_box(&out);
+                    done += b;
+                    i += 1;
+                }
+                let rps = done as f64 / start.elapsed().as_secs_f64();
+                best[mi][bi] = best[mi][bi].max(rps);
+            }
+        }
+    }
+    let mut results = Vec::new();
+    for (mi, (dir, manifest, model)) in opened.iter().enumerate() {
+        let parent = manifest.lineage.as_ref().map(|l| l.parent_content_sha256.clone());
+        let float_parent = opened.iter().position(|(_, m, md)| {
+            md.precision() == "float" && parent.as_deref() == Some(m.content_hash().as_str())
+        });
+        for (bi, (b, _)) in batches.iter().enumerate() {
+            let rps = best[mi][bi];
+            results.push(BenchResult {
+                model: dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned()),
+                kind: model.precision().to_string(),
+                batch: *b,
+                rows_per_s: rps,
+                us_per_row: 1e6 / rps,
+                speedup_vs_float: float_parent.filter(|_| model.precision() == "int8").map(|p| rps / best[p][bi]),
+            });
+        }
+    }
+    Ok(BenchReport { cpu: cpu_name(), threads, kernel: Kernel::detect().name().to_string(), results })
+}
+
+/// The human-readable table.
+pub fn table(r: &BenchReport) -> String {
+    let mut s = format!("cpu: {}  threads: {}  int8 kernel: {}\n", r.cpu, r.threads, r.kernel);
+    s.push_str(&format!("{:<18} {:<6} {:>6} {:>13} {:>10} {:>14}\n", "model", "kind", "batch", "rows/s", "us/row", "int8/float"));
+    for x in &r.results {
+        s.push_str(&format!(
+            "{:<18} {:<6} {:>6} {:>13.0} {:>10.3} {:>14}\n",
+            x.model,
+            x.kind,
+            x.batch,
+            x.rows_per_s,
+            x.us_per_row,
+            x.speedup_vs_float.map_or_else(|| "-".into(), |v| format!("{v:.2}x"))
+        ));
+    }
+    s
+}

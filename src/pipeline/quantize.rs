@@ -1,0 +1,354 @@
+//! `quantize`: post-training INT8 quantization of a float artifact (DESIGN §6).
+//!
+//! 1. Calibrate: stream the calibration file through the float model in chunks, observing each
+//!    dense layer's input (two passes: range, then a fixed histogram — constant memory).
+//! 2. Quantize: per-channel symmetric s8 weights, i32 biases, u8 activations with the chosen
+//!    calibrator's ranges, row-wise u8 embeddings.
+//! 3. Measure each layer's SQNR in isolation (its int8 output vs float, same float input).
+//! 4. Gate: compare with the float parent on the test split (AUC, logloss) and ranking set
+//!    (NDCG@10). While it fails, move the least accurate remaining layer (lowest SQNR) back to
+//!    float. Still failing with every layer in float: the artifact is written, marked failed.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::artifact::manifest::{FORMAT, FORMAT_VERSION, Lineage, Manifest};
+use crate::artifact::qweights::{LAYOUT, QLayer, QuantWeights, RowwiseTable};
+use crate::artifact::weights::Dense;
+use crate::artifact::{ArtifactWriter, WEIGHTS, sha256_file};
+use crate::data::features::FeatureFrame;
+use crate::error::{Error, Result};
+use crate::kernels::{self, Epilogue, Kernel, PackedWeights};
+use crate::pipeline::eval::{Quality, quality};
+use crate::progress::Progress;
+use crate::quant::calibrate::{Calibrator, Observer};
+use crate::quant::{QParams, quantize_bias, quantize_rowwise, quantize_weights, sqnr_db};
+use crate::runtime::int8::{Int8Model, quantize_padded};
+use crate::runtime::{FloatModel, Model, dense_forward, encode};
+
+/// Quantization settings.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct QuantizeOptions {
+    /// Activation range chooser.
+    pub calibrator: Calibrator,
+    /// One weight scale per output channel (else one per tensor).
+    pub per_channel: bool,
+    /// Per-batch activation ranges instead of calibrated static ones.
+    pub dynamic: bool,
+    /// Weight bits: 8 (±127) or 7 (±63: exact on AVX2's fast `vpmaddubsw` path).
+    pub weight_bits: u32,
+    /// Largest allowed |AUC(int8) - AUC(float)|.
+    pub max_auc_drop: f64,
+    /// Largest allowed |NDCG@10(int8) - NDCG@10(float)|.
+    pub max_ndcg_drop: f64,
+}
+
+impl Default for QuantizeOptions {
+    fn default() -> Self {
+        Self {
+            calibrator: Calibrator::Percentile,
+            per_channel: true,
+            dynamic: false,
+            weight_bits: 8,
+            max_auc_drop: 0.001,
+            max_ndcg_drop: 0.002,
+        }
+    }
+}
+
+/// Inputs of a quantization run.
+pub struct QuantizeJob<'a> {
+    /// Float artifact.
+    pub model: &'a Path,
+    /// Calibration feature file.
+    pub calibration: &'a Path,
+    /// Held-out feature file for the gate.
+    pub test: &'a Path,
+    /// Ranking set for NDCG@10 (optional).
+    pub ranking: Option<&'a Path>,
+    /// Output artifact directory.
+    pub out: &'a Path,
+    /// Settings.
+    pub opts: QuantizeOptions,
+}
+
+/// What quantization produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuantizeSummary {
+    /// Output directory.
+    pub dir: PathBuf,
+    /// Artifact kind (`<parent>-int8`).
+    pub kind: String,
+    /// Whether the gate held.
+    pub passed: bool,
+    /// Settings used.
+    pub options: QuantizeOptions,
+    /// Float parent on the test split.
+    pub parent: Quality,
+    /// The written INT8 model on the test split.
+    pub int8: Quality,
+    /// AUC(int8) - AUC(float).
+    pub delta_auc: f64,
+    /// NDCG@10(int8) - NDCG@10(float).
+    pub delta_ndcg: f64,
+    /// Per-layer SQNR (dB), integer layer vs float, same float input.
+    pub layer_sqnr_db: Vec<f64>,
+    /// Layers kept in float by the gate.
+    pub float_layers: Vec<usize>,
+    /// Calibration rows streamed.
+    pub calibration_rows: usize,
+    /// Calibrator state, bytes (independent of the number of rows).
+    pub calibrator_state_bytes: usize,
+    /// Kernel used for evaluation.
+    pub kernel: String,
+}
+
+const CHUNK: usize = 4096;
+
+/// Float activations entering each dense layer for a chunk of rows.
+fn layer_inputs(model: &FloatModel, enc: &crate::runtime::Encoded) -> Vec<Vec<f32>> {
+    let mut inputs = vec![model.input_matrix(enc)];
+    let last = model.weights.dense.len() - 1;
+    for (i, layer) in model.weights.dense.iter().enumerate().take(last) {
+        let mut y = dense_forward(&inputs[i], enc.rows, layer);
+        y.iter_mut().for_each(|v| *v = v.max(0.0));
+        inputs.push(y);
+    }
+    inputs
+}
+
+fn calibrate(model: &FloatModel, frame: &FeatureFrame, cal: Calibrator) -> (Vec<Observer>, usize) {
+    let n_layers = model.weights.dense.len();
+    let mut obs = vec![Observer::default(); n_layers];
+    let rows = frame.columns.rows;
+    let passes = if cal.needs_histogram() { 2 } else { 1 };
+    for pass in 0..passes {
+        if pass == 1 {
+            obs.iter_mut().for_each(Observer::start_histogram);
+        }
+        let mut start = 0;
+        while start < rows {
+            let end = (start + CHUNK).min(rows);
+            let enc = encode(&model.spec, &frame.columns.slice(start, end));
+            for (o, x) in obs.iter_mut().zip(layer_inputs(model, &enc)) {
+                if pass == 0 { o.observe_range(&x) } else { o.observe_histogram(&x) }
+            }
+            start = end;
+        }
+    }
+    let bytes = obs.iter().map(Observer::state_bytes).sum();
+    (obs, bytes)
+}
+
+fn int8_layer(d: &Dense, qp: Option<QParams>, opts: &QuantizeOptions) -> QLayer {
+    let (weight, weight_scale) = quantize_weights(&d.weight, d.output, d.input, opts.weight_bits, opts.per_channel);
+    let (static_input, bias) = match qp {
+        Some(qp) => (Some((quantize_bias(&d.bias, qp.scale, &weight_scale), qp)), Vec::new()),
+        None => (None, d.bias.clone()),
+    };
+    QLayer::Int8 { weight, weight_scale, static_input, bias, input: d.input, output: d.output }
+}
+
+/// Output of one quantized layer (before activation) for float input `x`.
+fn layer_sqnr(d: &Dense, layer: &QLayer, x: &[f32], m: usize) -> f64 {
+    let QLayer::Int8 { weight, weight_scale, static_input, bias, .. } = layer else {
+        return f64::INFINITY;
+    };
+    let packed = PackedWeights::new(weight, d.output, d.input);
+    let (qp, bias_q) = match static_input {
+        Some((b, qp)) => (*qp, b.clone()),
+        None => {
+            let (lo, hi) = x.iter().fold((0f32, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
+            let qp = QParams::from_range(lo, hi);
+            (qp, quantize_bias(bias, qp.scale, weight_scale))
+        }
+    };
+    let xq = quantize_padded(x, m, d.input, packed.kp, &qp);
+    let mut acc = vec![0i32; m * d.output];
+    kernels::gemm_u8s8(Kernel::detect(), &xq, m, &packed, &mut acc);
+    let ep = Epilogue {
+        input_zero_point: qp.zero_point,
+        offset: bias_q.iter().zip(&packed.row_sums).map(|(&b, &s)| b - qp.zero_point * s).collect(),
+        multiplier: weight_scale.iter().map(|&s| qp.scale * s).collect(),
+        output_zero_point: 0,
+        relu: false,
+    };
+    let mut y = vec![0f32; m * d.output];
+    kernels::dequantize_output(&acc, m, &ep, &mut y);
+    sqnr_db(&dense_forward(x, m, d), &y)
+}
+
+fn delta(a: Option<f64>, b: Option<f64>) -> f64 {
+    match (a, b) {
+        (Some(a), Some(b)) => a - b,
+        _ => 0.0,
+    }
+}
+
+/// Runs calibration, quantization, the gate with fallback, and writes the artifact.
+pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<QuantizeSummary> {
+    let opts = job.opts;
+    if !(opts.weight_bits == 7 || opts.weight_bits == 8) {
+        return Err(Error::input(format!("--weight-bits {}: expected 7 or 8", opts.weight_bits)));
+    }
+    for (name, v) in [("--max-auc-drop", opts.max_auc_drop), ("--max-ndcg-drop", opts.max_ndcg_drop)] {
+        if !(v >= 0.0 && v.is_finite()) {
+            return Err(Error::input(format!("{name} {v}: expected a number >= 0")));
+        }
+    }
+    let (pman, parent) = match Model::open(job.model)? {
+        (m, Model::Float(f)) => (m, f),
+        (m, Model::Int8(_)) => {
+            return Err(Error::input(format!(
+                "{}: kind {:?} is already INT8, expected a float artifact",
+                job.model.display(),
+                m.kind
+            )));
+        }
+    };
+    let cal = FeatureFrame::read(job.calibration, &parent.spec, false)?;
+    let test = FeatureFrame::read(job.test, &parent.spec, true)?;
+    let ranking = match job.ranking {
+        Some(p) => Some(FeatureFrame::read(p, &parent.spec, true)?),
+        None => None,
+    };
+    progress.begin("quantize", 4);
+    let (obs, state_bytes) = calibrate(&parent, &cal, opts.calibrator);
+    let act: Vec<Option<QParams>> =
+        obs.iter().map(|o| (!opts.dynamic).then(|| o.qparams(opts.calibrator))).collect();
+    progress.advance(1);
+
+    let embeddings: Vec<RowwiseTable> = parent
+        .weights
+        .embeddings
+        .iter()
+        .map(|t| {
+            let (codes, scale_offset) = quantize_rowwise(&t.data, t.rows, t.dim);
+            RowwiseTable { codes, scale_offset, rows: t.rows, dim: t.dim }
+        })
+        .collect();
+    let int8_layers: Vec<QLayer> =
+        parent.weights.dense.iter().zip(&act).map(|(d, qp)| int8_layer(d, *qp, &opts)).collect();
+
+    // Per-layer SQNR on the first calibration chunk.
+    let m = cal.columns.rows.min(CHUNK);
+    let inputs = layer_inputs(&parent, &encode(&parent.spec, &cal.columns.slice(0, m)));
+    let sqnr: Vec<f64> = parent
+        .weights
+        .dense
+        .iter()
+        .zip(&int8_layers)
+        .zip(&inputs)
+        .map(|((d, l), x)| layer_sqnr(d, l, x, m))
+        .collect();
+    progress.advance(1);
+
+    let parent_q = quality(&Model::Float(parent.clone()), &test, ranking.as_ref())?;
+    let build = |float_layers: &[usize]| -> QuantWeights {
+        let layers = int8_layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| if float_layers.contains(&i) { QLayer::Float(parent.weights.dense[i].clone()) } else { l.clone() })
+            .collect();
+        QuantWeights { embeddings: embeddings.clone(), layers }
+    };
+    let mut order: Vec<usize> = (0..sqnr.len()).collect();
+    order.sort_by(|&a, &b| sqnr[a].total_cmp(&sqnr[b]));
+    let mut float_layers: Vec<usize> = Vec::new();
+    let (weights, q, passed) = loop {
+        let w = build(&float_layers);
+        let model = Int8Model::new(parent.spec.clone(), parent.arch.clone(), w.clone());
+        let q = quality(&Model::Int8(model), &test, ranking.as_ref())?;
+        let ok = delta(q.auc, parent_q.auc).abs() <= opts.max_auc_drop
+            && delta(q.ndcg10, parent_q.ndcg10).abs() <= opts.max_ndcg_drop;
+        progress.log(&format!(
+            "quantize: float layers {float_layers:?}: dAUC {:+.5}, dNDCG@10 {:+.5} -> {}",
+            delta(q.auc, parent_q.auc),
+            delta(q.ndcg10, parent_q.ndcg10),
+            if ok { "gate holds" } else { "gate fails" }
+        ));
+        if ok || float_layers.len() == order.len() {
+            break (w, q, ok);
+        }
+        float_layers.push(order[float_layers.len()]);
+        float_layers.sort_unstable();
+    };
+    progress.advance(1);
+
+    let kind = format!("{}-int8", pman.kind);
+    let summary = QuantizeSummary {
+        dir: job.out.to_path_buf(),
+        kind: kind.clone(),
+        passed,
+        options: opts,
+        parent: parent_q,
+        int8: q,
+        delta_auc: delta(q.auc, parent_q.auc),
+        delta_ndcg: delta(q.ndcg10, parent_q.ndcg10),
+        layer_sqnr_db: sqnr.clone(),
+        float_layers: float_layers.clone(),
+        calibration_rows: cal.columns.rows,
+        calibrator_state_bytes: state_bytes,
+        kernel: Kernel::detect().name().to_string(),
+    };
+    let mut input_data = pman.input_data.clone();
+    input_data.insert("calibration".into(), sha256_file(job.calibration)?);
+    input_data.insert("test".into(), sha256_file(job.test)?);
+    let activations: Vec<serde_json::Value> = act
+        .iter()
+        .enumerate()
+        .map(|(i, a)| match a {
+            Some(qp) => serde_json::json!({ "layer": i, "scale": qp.scale, "zero_point": qp.zero_point, "dtype": "uint8" }),
+            None => serde_json::json!({ "layer": i, "dynamic": true }),
+        })
+        .collect();
+    let quantization = serde_json::json!({
+        "scheme": "weights int8 symmetric per output channel (zero point 0); biases int32 at s_x*s_w; activations uint8 asymmetric per tensor; embeddings row-wise uint8 with fp32 scale and offset",
+        "weight_bits": opts.weight_bits,
+        "per_channel": opts.per_channel,
+        "dynamic_activations": opts.dynamic,
+        "calibrator": opts.calibrator.name(),
+        "activations": activations,
+        "layer_sqnr_db": sqnr.iter().map(|s| if s.is_finite() { serde_json::json!(s) } else { serde_json::Value::Null }).collect::<Vec<_>>(),
+        "float_layers": float_layers,
+        "gate": { "max_auc_drop": opts.max_auc_drop, "max_ndcg_drop": opts.max_ndcg_drop, "passed": passed },
+        "calibration_rows": cal.columns.rows,
+    });
+    let writer = ArtifactWriter::create(job.out)?;
+    writer.write(WEIGHTS, &weights.to_bytes(&parent.spec)?)?;
+    let metrics = serde_json::json!({ "test": q, "parent_test": parent_q, "delta_auc": summary.delta_auc, "delta_ndcg@10": summary.delta_ndcg });
+    writer.write("metrics.json", &serde_json::to_vec_pretty(&metrics).map_err(|e| Error::Internal(e.to_string()))?)?;
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        format_version: FORMAT_VERSION,
+        kind,
+        status: if passed { "ok".into() } else { "failed".into() },
+        reco_cli_version: crate::VERSION.into(),
+        architecture: parent.arch.clone(),
+        feature_spec: parent.spec.clone(),
+        tensor_layout: LAYOUT.into(),
+        recipe: pman.recipe.clone(),
+        seed: pman.seed,
+        files: Default::default(),
+        input_data,
+        lineage: Some(Lineage {
+            parent_content_sha256: pman.content_hash(),
+            parent_kind: pman.kind.clone(),
+            parent_path: job.model.display().to_string(),
+        }),
+        training: serde_json::json!({ "parent_training": pman.training }),
+        metrics,
+        quantization: Some(quantization),
+    };
+    writer.finish(manifest)?;
+    progress.advance(1);
+    progress.end();
+    Ok(summary)
+}
+
+/// `<model>-int8` next to the model directory.
+pub fn default_out(model: &Path) -> PathBuf {
+    let name = model.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
+    model.with_file_name(format!("{name}-int8"))
+}

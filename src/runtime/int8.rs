@@ -1,0 +1,237 @@
+//! INT8 inference: u8 activations × s8 weights with i32 accumulation in our kernels, zero-point
+//! correction and bias folded into one per-channel offset, requantization with fused ReLU
+//! between integer layers, float only for the final logit (and around layers the accuracy gate
+//! kept in float). Dynamic mode quantizes each layer's input with the batch's own range.
+
+use std::path::Path;
+
+use crate::artifact::manifest::{Architecture, Manifest};
+use crate::artifact::qweights::{QLayer, QuantWeights};
+use crate::artifact::spec::FeatureSpec;
+use crate::artifact::weights::{Dense, Table};
+use crate::artifact::{self, WEIGHTS};
+use crate::error::Result;
+use crate::kernels::{self, Epilogue, Kernel, PackedWeights};
+use crate::quant::QParams;
+use crate::runtime::{Columns, Encoded, dense_forward, encode};
+
+/// One executable layer.
+#[derive(Debug, Clone)]
+enum Exec {
+    Int8 {
+        packed: PackedWeights,
+        weight_scale: Vec<f32>,
+        /// Static input: bias_q, input qparams.
+        input: Option<(Vec<i32>, QParams)>,
+        bias: Vec<f32>,
+    },
+    Float(Dense),
+}
+
+/// An INT8 model ready to score.
+#[derive(Debug, Clone)]
+pub struct Int8Model {
+    /// Input encoding.
+    pub spec: FeatureSpec,
+    /// Layer sizes.
+    pub arch: Architecture,
+    /// Stored tensors.
+    pub weights: QuantWeights,
+    tables: Vec<Table>,
+    layers: Vec<Exec>,
+    kernel: Kernel,
+}
+
+/// Activations between layers.
+enum Act {
+    Float(Vec<f32>),
+    /// Padded u8 rows `[m, kp]` with their qparams.
+    Quant(Vec<u8>, QParams),
+}
+
+const CHUNK: usize = 4096;
+
+impl Int8Model {
+    /// Builds the executable model from stored tensors, with the CPU's best kernel.
+    pub fn new(spec: FeatureSpec, arch: Architecture, weights: QuantWeights) -> Self {
+        Self::with_kernel(spec, arch, weights, Kernel::detect())
+    }
+
+    /// Same, with an explicit kernel (tests, benchmarks).
+    pub fn with_kernel(spec: FeatureSpec, arch: Architecture, weights: QuantWeights, kernel: Kernel) -> Self {
+        let tables = weights
+            .embeddings
+            .iter()
+            .map(|t| Table { data: t.dequantize(), rows: t.rows, dim: t.dim })
+            .collect();
+        let layers = weights
+            .layers
+            .iter()
+            .map(|l| match l {
+                QLayer::Int8 { weight, weight_scale, static_input, bias, input, output } => Exec::Int8 {
+                    packed: PackedWeights::new(weight, *output, *input),
+                    weight_scale: weight_scale.clone(),
+                    input: static_input.clone(),
+                    bias: bias.clone(),
+                },
+                QLayer::Float(d) => Exec::Float(d.clone()),
+            })
+            .collect();
+        Self { spec, arch, weights, tables, layers, kernel }
+    }
+
+    /// Opens an INT8 artifact directory (hashes verified first).
+    pub fn open(dir: &Path) -> Result<(Manifest, Self)> {
+        let manifest = artifact::open(dir)?;
+        let weights = QuantWeights::load(&dir.join(WEIGHTS), &manifest.feature_spec, &manifest.architecture)?;
+        let model = Self::new(manifest.feature_spec.clone(), manifest.architecture.clone(), weights);
+        Ok((manifest, model))
+    }
+
+    /// The kernel in use.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    /// Indices of layers kept in float.
+    pub fn float_layers(&self) -> Vec<usize> {
+        self.layers.iter().enumerate().filter(|(_, l)| matches!(l, Exec::Float(_))).map(|(i, _)| i).collect()
+    }
+
+    /// Logits for every row.
+    pub fn logits(&self, cols: &Columns) -> Result<Vec<f32>> {
+        cols.check(&self.spec)?;
+        let mut out = Vec::with_capacity(cols.rows);
+        let mut start = 0;
+        while start < cols.rows {
+            let end = (start + CHUNK).min(cols.rows);
+            out.extend(self.logits_encoded(&encode(&self.spec, &cols.slice(start, end))));
+            start = end;
+        }
+        Ok(out)
+    }
+
+    /// The float input matrix (dequantized embedding rows + normalized numeric).
+    fn input_matrix(&self, enc: &Encoded) -> Vec<f32> {
+        let d = self.arch.input_dim(&self.spec);
+        let k = self.spec.numeric.len();
+        let mut x = vec![0f32; enc.rows * d];
+        for r in 0..enc.rows {
+            let row = &mut x[r * d..(r + 1) * d];
+            let mut off = 0;
+            for (t, ids) in self.tables.iter().zip(&enc.ids) {
+                let i = ids[r] as usize;
+                row[off..off + t.dim].copy_from_slice(&t.data[i * t.dim..(i + 1) * t.dim]);
+                off += t.dim;
+            }
+            row[off..off + k].copy_from_slice(&enc.numeric[r * k..(r + 1) * k]);
+        }
+        x
+    }
+
+    /// Logits for encoded rows.
+    pub fn logits_encoded(&self, enc: &Encoded) -> Vec<f32> {
+        let m = enc.rows;
+        let mut act = Act::Float(self.input_matrix(enc));
+        let mut width = self.arch.input_dim(&self.spec);
+        let last = self.layers.len() - 1;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let hidden = i < last;
+            act = match layer {
+                Exec::Float(d) => {
+                    let x = match act {
+                        Act::Float(v) => v,
+                        Act::Quant(q, qp) => dequantize_padded(&q, m, width, &qp),
+                    };
+                    let mut y = dense_forward(&x, m, d);
+                    if hidden {
+                        y.iter_mut().for_each(|v| *v = v.max(0.0));
+                    }
+                    Act::Float(y)
+                }
+                Exec::Int8 { packed, weight_scale, input, bias } => {
+                    let (xq, qp, bias_q) = match (act, input) {
+                        (Act::Quant(q, qp), Some((b, _))) => (q, qp, b.clone()),
+                        (Act::Float(v), Some((b, qp))) => (quantize_padded(&v, m, width, packed.kp, qp), *qp, b.clone()),
+                        (a, None) => {
+                            let v = match a {
+                                Act::Float(v) => v,
+                                Act::Quant(q, qp) => dequantize_padded(&q, m, width, &qp),
+                            };
+                            let (lo, hi) = v.iter().fold((0f32, 0f32), |(a, b), &x| (a.min(x), b.max(x)));
+                            let qp = QParams::from_range(lo, hi);
+                            let b = crate::quant::quantize_bias(bias, qp.scale, weight_scale);
+                            (quantize_padded(&v, m, width, packed.kp, &qp), qp, b)
+                        }
+                    };
+                    let mut acc = vec![0i32; m * packed.n];
+                    kernels::gemm_u8s8(self.kernel, &xq, m, packed, &mut acc);
+                    let offset: Vec<i32> =
+                        bias_q.iter().zip(&packed.row_sums).map(|(&b, &s)| b - qp.zero_point * s).collect();
+                    let next_static = match self.layers.get(i + 1) {
+                        Some(Exec::Int8 { input: Some((_, nq)), packed: np, .. }) if hidden => Some((*nq, np.kp)),
+                        _ => None,
+                    };
+                    match next_static {
+                        Some((nq, kp_next)) => {
+                            let ep = Epilogue {
+                                input_zero_point: qp.zero_point,
+                                offset,
+                                multiplier: weight_scale.iter().map(|&s| qp.scale * s / nq.scale).collect(),
+                                output_zero_point: nq.zero_point,
+                                relu: true,
+                            };
+                            let mut out = vec![0u8; m * kp_next];
+                            kernels::requantize(&acc, m, &ep, &mut out, kp_next);
+                            Act::Quant(out, nq)
+                        }
+                        None => {
+                            let ep = Epilogue {
+                                input_zero_point: qp.zero_point,
+                                offset,
+                                multiplier: weight_scale.iter().map(|&s| qp.scale * s).collect(),
+                                output_zero_point: 0,
+                                relu: false,
+                            };
+                            let mut y = vec![0f32; m * packed.n];
+                            kernels::dequantize_output(&acc, m, &ep, &mut y);
+                            if hidden {
+                                y.iter_mut().for_each(|v| *v = v.max(0.0));
+                            }
+                            Act::Float(y)
+                        }
+                    }
+                }
+            };
+            width = match layer {
+                Exec::Float(d) => d.output,
+                Exec::Int8 { packed, .. } => packed.n,
+            };
+        }
+        match act {
+            Act::Float(v) => v,
+            Act::Quant(q, qp) => dequantize_padded(&q, m, width, &qp),
+        }
+    }
+}
+
+/// Quantizes `[m, width]` floats into rows of stride `kp` (padding stays 0).
+pub fn quantize_padded(x: &[f32], m: usize, width: usize, kp: usize, qp: &QParams) -> Vec<u8> {
+    let mut out = vec![0u8; m * kp];
+    let inv = 1.0 / qp.scale;
+    for r in 0..m {
+        for (o, &v) in out[r * kp..r * kp + width].iter_mut().zip(&x[r * width..(r + 1) * width]) {
+            *o = ((v * inv).round_ties_even() as i32 + qp.zero_point).clamp(0, 255) as u8;
+        }
+    }
+    out
+}
+
+fn dequantize_padded(q: &[u8], m: usize, width: usize, qp: &QParams) -> Vec<f32> {
+    let kp = if m == 0 { width } else { q.len() / m };
+    let mut out = Vec::with_capacity(m * width);
+    for r in 0..m {
+        out.extend(q[r * kp..r * kp + width].iter().map(|&c| qp.dequantize(c)));
+    }
+    out
+}
