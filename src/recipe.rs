@@ -29,6 +29,9 @@ pub struct Recipe {
     /// Student distillation.
     #[serde(default)]
     pub distill: DistillConfig,
+    /// INT8 post-training quantization.
+    #[serde(default)]
+    pub quantize: QuantizeConfig,
     /// Quality gates checked by `run` (exit code 1 when one fails).
     #[serde(default)]
     pub gates: GatesConfig,
@@ -86,6 +89,40 @@ impl DistillConfig {
             t.learning_rate = lr;
         }
         t
+    }
+}
+
+/// INT8 quantization settings (DESIGN §6); `run` quantizes the student (and the teacher).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuantizeConfig {
+    /// Activation calibrator: minmax, percentile, entropy, mse.
+    pub calibrator: String,
+    /// One weight scale per output channel (else per tensor).
+    pub per_channel: bool,
+    /// Per-batch activation ranges instead of calibrated ones.
+    pub dynamic: bool,
+    /// Weight bits, 7 or 8.
+    pub weight_bits: u32,
+    /// Largest allowed |dAUC| against the float parent.
+    pub max_auc_drop: f64,
+    /// Largest allowed |dNDCG@10| against the float parent.
+    pub max_ndcg_drop: f64,
+    /// Also quantize the teacher (`teacher-int8`).
+    pub teacher: bool,
+}
+
+impl Default for QuantizeConfig {
+    fn default() -> Self {
+        Self {
+            calibrator: "percentile".into(),
+            per_channel: true,
+            dynamic: false,
+            weight_bits: 7,
+            max_auc_drop: 0.001,
+            max_ndcg_drop: 0.002,
+            teacher: true,
+        }
     }
 }
 
@@ -289,6 +326,14 @@ impl Recipe {
             return Err("train: embedding dims must be positive".into());
         }
         self.distill.validate()?;
+        let q = &self.quantize;
+        q.calibrator.parse::<crate::quant::calibrate::Calibrator>()?;
+        if !(q.weight_bits == 7 || q.weight_bits == 8) {
+            return Err(format!("quantize.weight_bits = {}: expected 7 or 8", q.weight_bits));
+        }
+        if !(q.max_auc_drop >= 0.0 && q.max_ndcg_drop >= 0.0) {
+            return Err("quantize: max_auc_drop and max_ndcg_drop must be >= 0".into());
+        }
         if let DataConfig::Synth(s) = &self.data
             && (s.users == 0 || s.places == 0 || s.days < 7)
         {

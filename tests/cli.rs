@@ -78,7 +78,7 @@ fn run_writes_a_verified_teacher_and_a_report_in_the_stable_shape() {
     let run = run_dir();
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap();
     let stages: Vec<&str> = report["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(stages, ["synth", "prepare", "train", "distill", "eval"]);
+    assert_eq!(stages, ["synth", "prepare", "train", "distill", "quantize-teacher", "quantize-student", "eval"]);
     let eval = &report["eval"];
     let oracle = eval["oracle_auc"].as_f64().unwrap();
     assert!(oracle > 0.6 && oracle < 1.0, "oracle {oracle}");
@@ -183,7 +183,7 @@ fn student_records_lineage_and_distillation_and_is_evaluated_beside_the_teacher(
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap();
     let kinds: Vec<&str> =
         report["eval"]["models"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["teacher", "student", "student-scratch"]);
+    assert_eq!(kinds, ["teacher", "student", "student-scratch", "teacher-int8", "student-int8"]);
 }
 
 #[test]
@@ -218,6 +218,141 @@ fn distill_rejects_bad_settings_and_inputs_without_writing_anything() {
     input_error(&reco(&["distill", "--teacher", "teacher"], root), &["feature_spec.json", "does not match"]);
     for d in ["student", "student-scratch"] {
         assert!(!root.join(d).exists(), "{d} was written");
+    }
+}
+
+fn read_logits(path: &Path) -> Vec<f32> {
+    let file = std::fs::File::open(path).unwrap();
+    let mut out = Vec::new();
+    for batch in ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap() {
+        let batch = batch.unwrap();
+        let l = batch.column_by_name("logit").unwrap().as_any().downcast_ref::<arrow::array::Float32Array>().unwrap();
+        out.extend(l.values().iter().copied());
+    }
+    out
+}
+
+#[test]
+fn int8_artifacts_record_lineage_and_scheme_and_score_close_to_their_parent() {
+    let run = run_dir();
+    for parent in ["teacher", "student"] {
+        let q = run.join(format!("{parent}-int8"));
+        let o = ok(reco(&["inspect", q.to_str().unwrap(), "--json"], pipeline()));
+        let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+        let p = ok(reco(&["inspect", run.join(parent).to_str().unwrap(), "--json"], pipeline()));
+        let pv: serde_json::Value = serde_json::from_str(&p.stdout).unwrap();
+        let m = &v["manifest"];
+        assert_eq!(m["kind"], format!("{parent}-int8"));
+        assert_eq!(m["lineage"]["parent_content_sha256"], pv["content_sha256"]);
+        let qz = &m["quantization"];
+        assert_eq!(qz["weight_bits"], 7);
+        assert_eq!(qz["activations"].as_array().unwrap().len(), 3);
+        assert_eq!(qz["layer_sqnr_db"].as_array().unwrap().len(), 3);
+        let dtypes: Vec<String> =
+            v["tensors"].as_array().unwrap().iter().map(|t| t["dtype"].as_str().unwrap().to_string()).collect();
+        assert!(
+            dtypes.contains(&"I8".to_string())
+                && dtypes.contains(&"I32".to_string())
+                && dtypes.contains(&"U8".to_string()),
+            "{dtypes:?}"
+        );
+    }
+    // INT8 predictions track the float parent's, and every kernel gives identical integers.
+    let test = run.join("features/test.parquet");
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (model, kernel) in [("teacher", ""), ("teacher-int8", ""), ("teacher-int8", "scalar")] {
+        let out = dir.path().join(format!("{model}-{kernel}.parquet"));
+        let o = Command::new(env!("CARGO_BIN_EXE_reco-cli"))
+            .args(["predict", "--model", run.join(model).to_str().unwrap(), "--data", test.to_str().unwrap()])
+            .args(["--out", out.to_str().unwrap(), "--quiet"])
+            .env("RECO_KERNEL", if kernel.is_empty() { "auto" } else { kernel })
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        files.push(read_logits(&out));
+    }
+    assert_eq!(files[1], files[2], "SIMD and scalar INT8 logits differ");
+    let max_diff = files[0].iter().zip(&files[1]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(max_diff < 0.25, "INT8 logits drift from float by {max_diff}");
+}
+
+#[test]
+fn quantize_refuses_bad_input_and_marks_a_failed_gate() {
+    let run = run_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let cal = run.join("features/calibration.parquet");
+    let (cal, test) = (cal.to_str().unwrap(), run.join("features/test.parquet"));
+    let teacher = run.join("teacher");
+    let int8 = run.join("teacher-int8");
+    input_error(
+        &reco(&["quantize", "--model", int8.to_str().unwrap(), "--calibration", cal, "--out", "x"], dir.path()),
+        &["already INT8"],
+    );
+    input_error(
+        &reco(
+            &[
+                "quantize",
+                "--model",
+                teacher.to_str().unwrap(),
+                "--calibration",
+                cal,
+                "--weight-bits",
+                "4",
+                "--out",
+                "x",
+            ],
+            dir.path(),
+        ),
+        &["--weight-bits 4"],
+    );
+    input_error(
+        &reco(
+            &[
+                "quantize",
+                "--model",
+                teacher.to_str().unwrap(),
+                "--calibration",
+                "nope.parquet",
+                "--data",
+                test.to_str().unwrap(),
+                "--out",
+                "x",
+            ],
+            dir.path(),
+        ),
+        &["nope.parquet"],
+    );
+    assert!(!dir.path().join("x").exists());
+    // Zero tolerance: the gate falls back layer by layer; if even all-float layers (row-wise
+    // INT8 embeddings remain) move AUC or NDCG, it exits 1 with a written, failed artifact.
+    let o = reco(
+        &[
+            "quantize",
+            "--model",
+            teacher.to_str().unwrap(),
+            "--calibration",
+            cal,
+            "--max-auc-drop",
+            "0",
+            "--max-ndcg-drop",
+            "0",
+            "--out",
+            "strict",
+            "--json",
+        ],
+        dir.path(),
+    );
+    let s: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("strict/manifest.json")).unwrap()).unwrap();
+    if o.code == 1 {
+        assert_eq!(m["status"], "failed");
+        assert_eq!(s["float_layers"], serde_json::json!([0, 1, 2]));
+    } else {
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        assert_eq!((s["delta_auc"].as_f64(), s["delta_ndcg"].as_f64()), (Some(0.0), Some(0.0)));
+        assert_eq!(m["status"], "ok");
     }
 }
 

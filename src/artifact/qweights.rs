@@ -157,7 +157,8 @@ impl QuantWeights {
             .map_err(|e| Error::input(format!("{}: not a valid safetensors file ({e})", path.display())))?;
         let names: std::collections::HashSet<String> = st.names().into_iter().map(str::to_string).collect();
         let raw = |name: &str, dtype: Dtype, shape: &[usize]| -> Result<Vec<u8>> {
-            let t = st.tensor(name).map_err(|_| Error::input(format!("{}: missing tensor `{name}`", path.display())))?;
+            let t =
+                st.tensor(name).map_err(|_| Error::input(format!("{}: missing tensor `{name}`", path.display())))?;
             if t.dtype() != dtype || t.shape() != shape {
                 return Err(Error::input(format!(
                     "{}: tensor `{name}` is {:?} {:?}, expected {dtype:?} {shape:?}",

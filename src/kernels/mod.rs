@@ -6,14 +6,16 @@
 //! chosen at run time by CPU feature detection ([`Kernel::detect`]; `RECO_KERNEL=scalar|avx2|
 //! vnni` forces one). AVX2 has no exact u8·s8 dot product: `vpmaddubsw` saturates its i16 pair
 //! sums, so it is used only when every weight fits in 7 bits (|w| ≤ 63, pair sum ≤ 32130);
-//! otherwise AVX2 widens to i16 and uses `vpmaddwd`, which is exact for any s8 weight.
+//! otherwise AVX2 widens to i16 and uses `vpmaddwd`, which is exact for any s8 weight
+//! (`quantize --weight-bits 7`, the default, makes every layer take the fast path).
 //! Kernels know slices, shapes and qparams only — not files or models.
 
 pub mod scalar;
 pub mod x86;
 
-/// Rows of `x` and `w` are padded to a multiple of this many bytes (zeros).
-pub const K_ALIGN: usize = 64;
+/// Rows of `x` and `w` are padded to a multiple of this many bytes (zeros): the SIMD layouts
+/// read activations in groups of 4.
+pub const K_ALIGN: usize = 4;
 
 /// `k` rounded up to [`K_ALIGN`].
 pub fn padded(k: usize) -> usize {
@@ -71,24 +73,48 @@ impl Kernel {
     }
 }
 
-/// s8 weights `[n, k]` packed for every kernel: rows padded to [`padded`]`(k)` with zeros, an
-/// i16 copy for the AVX2 widening path, and the row sums used for zero-point correction.
+/// s8 weights `[n, k]` packed for every kernel, plus the row sums used for zero-point
+/// correction.
+///
+/// The SIMD layouts are "k-group interleaved": output channels in blocks of `NB` (one i32
+/// lane each), and for each block the weights of `G` consecutive inputs side by side, so one
+/// broadcast of `G` activation values multiplies `NB` channels at once and no horizontal sums
+/// are needed: `index = ((block · groups + g) · NB + lane) · G + j` for input `k = g · G + j`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PackedWeights {
     /// Output channels.
     pub n: usize,
     /// Input width.
     pub k: usize,
-    /// Padded input width (row stride).
+    /// Padded input width (row stride of activations and of `w8`).
     pub kp: usize,
-    /// `[n, kp]` s8.
+    /// `[n, kp]` s8, row-major (the scalar reference).
     pub w8: Vec<i8>,
-    /// `[n, kp]` the same values as i16.
-    pub w16: Vec<i16>,
+    /// AVX2 `vpmaddubsw` layout: NB = 8, G = 4, s8.
+    pub k4_nb8: Vec<i8>,
+    /// AVX2 `vpmaddwd` layout: NB = 8, G = 2, i16.
+    pub k2_nb8: Vec<i16>,
+    /// AVX-512 VNNI layout: NB = 16, G = 4, s8.
+    pub k4_nb16: Vec<i8>,
     /// Σ_k w[n, k] per output channel.
     pub row_sums: Vec<i32>,
     /// Largest |w|; ≤ 63 enables the AVX2 `vpmaddubsw` path.
     pub max_abs: u8,
+}
+
+/// Interleaves `[n, kp]` weights into blocks of `nb` channels and groups of `g` inputs.
+fn interleave<T: Copy + Default>(w: &[T], n: usize, kp: usize, nb: usize, g: usize) -> Vec<T> {
+    let blocks = n.div_ceil(nb);
+    let groups = kp / g;
+    let mut out = vec![T::default(); blocks * groups * nb * g];
+    for c in 0..n {
+        let (b, lane) = (c / nb, c % nb);
+        for k in 0..kp {
+            let (gi, j) = (k / g, k % g);
+            out[((b * groups + gi) * nb + lane) * g + j] = w[c * kp + k];
+        }
+    }
+    out
 }
 
 impl PackedWeights {
@@ -100,11 +126,30 @@ impl PackedWeights {
         for r in 0..n {
             w8[r * kp..r * kp + k].copy_from_slice(&w[r * k..(r + 1) * k]);
         }
-        let w16 = w8.iter().map(|&v| i16::from(v)).collect();
+        let w16: Vec<i16> = w8.iter().map(|&v| i16::from(v)).collect();
         let row_sums = (0..n).map(|r| w[r * k..(r + 1) * k].iter().map(|&v| i32::from(v)).sum()).collect();
         let max_abs = w.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
-        Self { n, k, kp, w8, w16, row_sums, max_abs }
+        Self {
+            n,
+            k,
+            kp,
+            k4_nb8: interleave(&w8, n, kp, 8, 4),
+            k2_nb8: interleave(&w16, n, kp, 8, 2),
+            k4_nb16: interleave(&w8, n, kp, 16, 4),
+            w8,
+            row_sums,
+            max_abs,
+        }
     }
+}
+
+/// Round half to even for |x| < 2^22 (larger magnitudes are clamped first), without SSE4.1:
+/// adding and subtracting 1.5·2^23 leaves the nearest-even integer, as `cvtps2dq` does.
+#[inline]
+pub fn round_even(x: f32) -> i32 {
+    const MAGIC: f32 = 12_582_912.0;
+    let x = x.clamp(-4_194_304.0, 4_194_304.0);
+    ((x + MAGIC) - MAGIC) as i32
 }
 
 /// `acc[r * n + c] = Σ_k x[r * kp + k] · w[c, k]` for `m` rows of padded u8 activations.
@@ -135,13 +180,22 @@ pub struct Epilogue {
 /// Requantizes `acc [m, n]` to u8: `clamp(round_even((acc + offset) · multiplier) + z_out)`,
 /// lower bound `z_out` with ReLU, else 0. Writes rows with stride `out_stride`.
 pub fn requantize(acc: &[i32], m: usize, ep: &Epilogue, out: &mut [u8], out_stride: usize) {
+    if x86::has_avx2() {
+        x86::requantize_avx2(acc, m, ep, out, out_stride);
+    } else {
+        requantize_scalar(acc, m, ep, out, out_stride);
+    }
+}
+
+/// The reference epilogue (same results as the AVX2 one, bit for bit).
+pub fn requantize_scalar(acc: &[i32], m: usize, ep: &Epilogue, out: &mut [u8], out_stride: usize) {
     let n = ep.offset.len();
     let lo = if ep.relu { ep.output_zero_point } else { 0 };
     for r in 0..m {
         let a = &acc[r * n..(r + 1) * n];
         let o = &mut out[r * out_stride..r * out_stride + n];
         for c in 0..n {
-            let v = ((a[c] + ep.offset[c]) as f32 * ep.multiplier[c]).round_ties_even() as i32 + ep.output_zero_point;
+            let v = round_even((a[c] + ep.offset[c]) as f32 * ep.multiplier[c]) + ep.output_zero_point;
             o[c] = v.clamp(lo, 255) as u8;
         }
     }

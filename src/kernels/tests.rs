@@ -98,3 +98,39 @@ fn requantize_rounds_half_to_even_clamps_and_fuses_relu() {
     requantize(&[5, 7], 1, &half, &mut out, 2);
     assert_eq!(&out[..2], &[2, 4]);
 }
+
+#[test]
+fn simd_epilogue_equals_the_scalar_reference_bit_for_bit() {
+    let mut rng = Rng::new(23);
+    for &n in &[1usize, 7, 8, 9, 16, 31, 256] {
+        let m = 3;
+        let acc: Vec<i32> = (0..m * n).map(|_| (rng.next_u64() as i32) >> (rng.below(24) + 1)).collect();
+        for relu in [false, true] {
+            let ep = Epilogue {
+                input_zero_point: 7,
+                offset: (0..n).map(|_| rng.below(2001) as i32 - 1000).collect(),
+                multiplier: (0..n).map(|_| (rng.uniform() * 0.01) as f32).collect(),
+                output_zero_point: rng.below(256) as i32,
+                relu,
+            };
+            let (mut a, mut b) = (vec![0u8; m * (n + 3)], vec![0u8; m * (n + 3)]);
+            requantize_scalar(&acc, m, &ep, &mut a, n + 3);
+            requantize(&acc, m, &ep, &mut b, n + 3);
+            assert_eq!(a, b, "n={n} relu={relu}");
+        }
+    }
+    // Exact halves go to even and huge values saturate, in both.
+    let ep = Epilogue {
+        input_zero_point: 0,
+        offset: vec![0; 8],
+        multiplier: vec![0.5; 8],
+        output_zero_point: 0,
+        relu: false,
+    };
+    let acc = [1, 3, 5, 7, i32::MAX, i32::MIN, 9, 11];
+    let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
+    requantize_scalar(&acc, 1, &ep, &mut a, 8);
+    requantize(&acc, 1, &ep, &mut b, 8);
+    assert_eq!(a, [0, 2, 2, 4, 255, 0, 4, 6]);
+    assert_eq!(a, b);
+}

@@ -1,5 +1,8 @@
-//! x86-64 SIMD kernels (AVX2, AVX-512 VNNI). Each public entry checks the CPU feature again and
-//! falls back to the scalar reference, so calling one on an unsupported CPU is safe.
+//! x86-64 SIMD kernels (AVX2, AVX-512 VNNI) on the k-group interleaved weight layouts of
+//! [`PackedWeights`]: each step broadcasts a few activation bytes of a row and multiplies a
+//! whole block of output channels (8 i32 lanes on AVX2, 16 on AVX-512), 4 rows × 2 blocks
+//! at a time. Each public entry checks the CPU feature again and falls back to the scalar
+//! reference, so calling one on an unsupported CPU is safe.
 
 use super::{PackedWeights, scalar};
 
@@ -29,17 +32,18 @@ pub fn has_vnni() -> bool {
     }
 }
 
-/// AVX2 GEMM (exact for any s8 weights; see the module docs of `kernels`).
+/// AVX2 GEMM: `vpmaddubsw` + `vpmaddwd` when |w| ≤ 63 (no i16 saturation possible), exact
+/// `vpmaddwd` on i16-widened values otherwise.
 pub fn gemm_avx2(x: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
-        // SAFETY: AVX2 is present (checked above); buffer sizes are checked by the caller
-        // (`x.len() >= m * kp`, `acc.len() >= m * n`) and rows are padded to `kp`.
+        // SAFETY: AVX2 is present; the caller checked `x.len() >= m * kp` and
+        // `acc.len() >= m * n`; packed layouts cover every block and group.
         unsafe {
             if w.max_abs <= 63 {
-                avx2::gemm_maddubs(x, m, w, acc);
+                avx2::gemm::<true>(x, m, w, acc);
             } else {
-                avx2::gemm_madd16(x, m, w, acc);
+                avx2::gemm::<false>(x, m, w, acc);
             }
         }
         return;
@@ -47,7 +51,7 @@ pub fn gemm_avx2(x: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
     scalar::gemm_u8s8(x, m, w, acc);
 }
 
-/// AVX-512 VNNI GEMM.
+/// AVX-512 VNNI GEMM (`vpdpbusd`, no saturation).
 pub fn gemm_vnni(x: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
     #[cfg(target_arch = "x86_64")]
     if has_vnni() {
@@ -58,103 +62,166 @@ pub fn gemm_vnni(x: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
     scalar::gemm_u8s8(x, m, w, acc);
 }
 
+/// AVX2 epilogue: 8 channels at a time, `cvtps2dq` rounding (half to even) after clamping to
+/// ±2^22 exactly like [`super::round_even`], so results equal the scalar reference.
+pub fn requantize_avx2(acc: &[i32], m: usize, ep: &super::Epilogue, out: &mut [u8], out_stride: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: AVX2 is present; every access below is bounds-checked slicing or a load/store
+        // of 8 lanes inside `[c, c + 8) ⊆ [0, n)`.
+        unsafe { avx2::requantize(acc, m, ep, out, out_stride) };
+        return;
+    }
+    super::requantize_scalar(acc, m, ep, out, out_stride);
+}
+
+/// Writes lanes of one channel block into `acc` rows, dropping padded channels.
+#[inline]
+fn store(acc: &mut [i32], n: usize, row: usize, c0: usize, lanes: &[i32]) {
+    let valid = lanes.len().min(n - c0);
+    acc[row * n + c0..row * n + c0 + valid].copy_from_slice(&lanes[..valid]);
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::PackedWeights;
+    use super::{PackedWeights, store};
 
+    /// The 4 (SMALL: 7-bit) or 2 (widened) activation values of group `g` of a row,
+    /// broadcast to every i32 lane.
+    #[inline]
     #[target_feature(enable = "avx2")]
-    fn hsum(v: __m256i) -> i32 {
-        let lo = _mm256_castsi256_si128(v);
-        let hi = _mm256_extracti128_si256(v, 1);
-        let s = _mm_add_epi32(lo, hi);
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-        _mm_cvtsi128_si32(s)
+    unsafe fn bcast<const SMALL: bool>(xr: *const u8, g: usize) -> __m256i {
+        if SMALL {
+            // SAFETY: 4 bytes at 4g lie inside the padded row.
+            _mm256_set1_epi32(unsafe { (xr.add(4 * g) as *const i32).read_unaligned() })
+        } else {
+            let (a, b) = unsafe { (*xr.add(2 * g), *xr.add(2 * g + 1)) };
+            _mm256_set1_epi32(i32::from(a) | (i32::from(b) << 16))
+        }
     }
 
-    /// 7-bit weights: `vpmaddubsw` (u8·s8 pairs -> i16, no saturation since |w| ≤ 63) then
-    /// `vpmaddwd` with ones (-> i32). Four output channels share each activation load.
+    #[inline]
     #[target_feature(enable = "avx2")]
-    pub unsafe fn gemm_maddubs(x: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
-        let (n, kp) = (w.n, w.kp);
-        let ones = _mm256_set1_epi16(1);
-        for r in 0..m {
-            let xr = x[r * kp..].as_ptr();
-            let mut c = 0;
-            while c + 4 <= n {
-                let mut a = [_mm256_setzero_si256(); 4];
-                let mut k = 0;
-                while k < kp {
-                    // SAFETY: k + 32 <= kp and every row holds kp bytes.
-                    let xv = unsafe { _mm256_loadu_si256(xr.add(k).cast()) };
-                    for (j, aj) in a.iter_mut().enumerate() {
-                        let wv = unsafe { _mm256_loadu_si256(w.w8.as_ptr().add((c + j) * kp + k).cast()) };
-                        *aj = _mm256_add_epi32(*aj, _mm256_madd_epi16(_mm256_maddubs_epi16(xv, wv), ones));
-                    }
-                    k += 32;
-                }
-                for (j, aj) in a.iter().enumerate() {
-                    acc[r * n + c + j] = hsum(*aj);
-                }
-                c += 4;
-            }
-            while c < n {
-                let mut a = _mm256_setzero_si256();
-                let mut k = 0;
-                while k < kp {
-                    let xv = unsafe { _mm256_loadu_si256(xr.add(k).cast()) };
-                    let wv = unsafe { _mm256_loadu_si256(w.w8.as_ptr().add(c * kp + k).cast()) };
-                    a = _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(xv, wv), ones));
-                    k += 32;
-                }
-                acc[r * n + c] = hsum(a);
-                c += 1;
+    unsafe fn wload<const SMALL: bool>(w: &PackedWeights, block: usize, groups: usize, g: usize) -> __m256i {
+        // SAFETY: block < blocks and g < groups, so the 32 bytes lie inside the layout.
+        unsafe {
+            if SMALL {
+                _mm256_loadu_si256(w.k4_nb8.as_ptr().add((block * groups + g) * 32).cast())
+            } else {
+                _mm256_loadu_si256(w.k2_nb8.as_ptr().add((block * groups + g) * 16).cast())
             }
         }
     }
 
-    /// Any s8 weights: widen activations to i16 once per row, `vpmaddwd` against the i16
-    /// weight copy (exact).
+    #[inline]
     #[target_feature(enable = "avx2")]
-    pub unsafe fn gemm_madd16(x: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
-        let (n, kp) = (w.n, w.kp);
-        let mut xs = vec![0i16; kp];
+    fn mac<const SMALL: bool>(acc: __m256i, xb: __m256i, wv: __m256i, ones: __m256i) -> __m256i {
+        if SMALL {
+            _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(xb, wv), ones))
+        } else {
+            _mm256_add_epi32(acc, _mm256_madd_epi16(xb, wv))
+        }
+    }
+
+    /// Rows `r0..r0+R` × channel blocks `b0..b0+C`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn tile<const SMALL: bool, const R: usize, const C: usize>(
+        x: &[u8],
+        r0: usize,
+        b0: usize,
+        w: &PackedWeights,
+        acc: &mut [i32],
+    ) {
+        let groups = if SMALL { w.kp / 4 } else { w.kp / 2 };
+        let ones = _mm256_set1_epi16(1);
+        let mut a = [[_mm256_setzero_si256(); C]; R];
+        let rows: [*const u8; R] = std::array::from_fn(|i| x[(r0 + i) * w.kp..].as_ptr());
+        for g in 0..groups {
+            let wv: [__m256i; C] = std::array::from_fn(|j| unsafe { wload::<SMALL>(w, b0 + j, groups, g) });
+            for (ai, row) in a.iter_mut().zip(&rows) {
+                let xb = unsafe { bcast::<SMALL>(*row, g) };
+                for (aij, wj) in ai.iter_mut().zip(&wv) {
+                    *aij = mac::<SMALL>(*aij, xb, *wj, ones);
+                }
+            }
+        }
+        let mut lanes = [0i32; 8];
+        for (i, ai) in a.iter().enumerate() {
+            for (j, aij) in ai.iter().enumerate() {
+                // SAFETY: `lanes` holds 8 i32.
+                unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), *aij) };
+                store(acc, w.n, r0 + i, (b0 + j) * 8, &lanes);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn requantize(acc: &[i32], m: usize, ep: &super::super::Epilogue, out: &mut [u8], stride: usize) {
+        let n = ep.offset.len();
+        let lo = if ep.relu { ep.output_zero_point } else { 0 };
+        let (vlo, vhi) = (_mm256_set1_epi32(lo), _mm256_set1_epi32(255));
+        let vz = _mm256_set1_epi32(ep.output_zero_point);
+        let (fmin, fmax) = (_mm256_set1_ps(-4_194_304.0), _mm256_set1_ps(4_194_304.0));
         for r in 0..m {
-            for (d, &s) in xs.iter_mut().zip(&x[r * kp..(r + 1) * kp]) {
-                *d = i16::from(s);
-            }
+            let a = &acc[r * n..(r + 1) * n];
+            let o = &mut out[r * stride..r * stride + n];
             let mut c = 0;
-            while c + 4 <= n {
-                let mut a = [_mm256_setzero_si256(); 4];
-                let mut k = 0;
-                while k < kp {
-                    // SAFETY: k + 16 <= kp; xs and each weight row hold kp i16 values.
-                    let xv = unsafe { _mm256_loadu_si256(xs.as_ptr().add(k).cast()) };
-                    for (j, aj) in a.iter_mut().enumerate() {
-                        let wv = unsafe { _mm256_loadu_si256(w.w16.as_ptr().add((c + j) * kp + k).cast()) };
-                        *aj = _mm256_add_epi32(*aj, _mm256_madd_epi16(xv, wv));
+            while c + 8 <= n {
+                // SAFETY: c + 8 <= n for every slice read or written here.
+                unsafe {
+                    let v = _mm256_add_epi32(
+                        _mm256_loadu_si256(a.as_ptr().add(c).cast()),
+                        _mm256_loadu_si256(ep.offset.as_ptr().add(c).cast()),
+                    );
+                    let f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(ep.multiplier.as_ptr().add(c)));
+                    let f = _mm256_min_ps(_mm256_max_ps(f, fmin), fmax);
+                    let q = _mm256_add_epi32(_mm256_cvtps_epi32(f), vz);
+                    let q = _mm256_min_epi32(_mm256_max_epi32(q, vlo), vhi);
+                    let mut lanes = [0i32; 8];
+                    _mm256_storeu_si256(lanes.as_mut_ptr().cast(), q);
+                    for (d, &l) in o[c..c + 8].iter_mut().zip(&lanes) {
+                        *d = l as u8;
                     }
-                    k += 16;
                 }
-                for (j, aj) in a.iter().enumerate() {
-                    acc[r * n + c + j] = hsum(*aj);
-                }
-                c += 4;
+                c += 8;
             }
-            while c < n {
-                let mut a = _mm256_setzero_si256();
-                let mut k = 0;
-                while k < kp {
-                    let xv = unsafe { _mm256_loadu_si256(xs.as_ptr().add(k).cast()) };
-                    let wv = unsafe { _mm256_loadu_si256(w.w16.as_ptr().add(c * kp + k).cast()) };
-                    a = _mm256_add_epi32(a, _mm256_madd_epi16(xv, wv));
-                    k += 16;
-                }
-                acc[r * n + c] = hsum(a);
-                c += 1;
+            for cc in c..n {
+                let v =
+                    super::super::round_even((a[cc] + ep.offset[cc]) as f32 * ep.multiplier[cc]) + ep.output_zero_point;
+                o[cc] = v.clamp(lo, 255) as u8;
             }
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn gemm<const SMALL: bool>(x: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
+        let blocks = w.n.div_ceil(8);
+        let mut r = 0;
+        while r + 4 <= m {
+            let mut b = 0;
+            while b + 2 <= blocks {
+                unsafe { tile::<SMALL, 4, 2>(x, r, b, w, acc) };
+                b += 2;
+            }
+            if b < blocks {
+                unsafe { tile::<SMALL, 4, 1>(x, r, b, w, acc) };
+            }
+            r += 4;
+        }
+        while r < m {
+            let mut b = 0;
+            while b + 4 <= blocks {
+                unsafe { tile::<SMALL, 1, 4>(x, r, b, w, acc) };
+                b += 4;
+            }
+            while b < blocks {
+                unsafe { tile::<SMALL, 1, 1>(x, r, b, w, acc) };
+                b += 1;
+            }
+            r += 1;
         }
     }
 }
@@ -163,44 +230,64 @@ mod avx2 {
 mod vnni {
     use std::arch::x86_64::*;
 
-    use super::PackedWeights;
+    use super::{PackedWeights, store};
 
-    /// `vpdpbusd`: 64 u8·s8 products per instruction into 16 i32 lanes, no saturation.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn tile<const R: usize, const C: usize>(x: &[u8], r0: usize, b0: usize, w: &PackedWeights, acc: &mut [i32]) {
+        let groups = w.kp / 4;
+        let mut a = [[_mm512_setzero_si512(); C]; R];
+        let rows: [*const u8; R] = std::array::from_fn(|i| x[(r0 + i) * w.kp..].as_ptr());
+        for g in 0..groups {
+            // SAFETY: block and group are in range; 64 bytes per (block, group).
+            let wv: [__m512i; C] = std::array::from_fn(|j| unsafe {
+                _mm512_loadu_si512(w.k4_nb16.as_ptr().add(((b0 + j) * groups + g) * 64).cast())
+            });
+            for (ai, row) in a.iter_mut().zip(&rows) {
+                // SAFETY: 4 bytes at 4g lie inside the padded row.
+                let xb = _mm512_set1_epi32(unsafe { (row.add(4 * g) as *const i32).read_unaligned() });
+                for (aij, wj) in ai.iter_mut().zip(&wv) {
+                    *aij = _mm512_dpbusd_epi32(*aij, xb, *wj);
+                }
+            }
+        }
+        let mut lanes = [0i32; 16];
+        for (i, ai) in a.iter().enumerate() {
+            for (j, aij) in ai.iter().enumerate() {
+                // SAFETY: `lanes` holds 16 i32.
+                unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), *aij) };
+                store(acc, w.n, r0 + i, (b0 + j) * 16, &lanes);
+            }
+        }
+    }
+
+    /// `vpdpbusd`: 64 u8·s8 products per instruction into 16 i32 lanes.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub unsafe fn gemm(x: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
-        let (n, kp) = (w.n, w.kp);
-        for r in 0..m {
-            let xr = x[r * kp..].as_ptr();
-            let mut c = 0;
-            while c + 4 <= n {
-                let mut a = [_mm512_setzero_si512(); 4];
-                let mut k = 0;
-                while k < kp {
-                    // SAFETY: k + 64 <= kp and every row holds kp bytes.
-                    let xv = unsafe { _mm512_loadu_si512(xr.add(k).cast()) };
-                    for (j, aj) in a.iter_mut().enumerate() {
-                        let wv = unsafe { _mm512_loadu_si512(w.w8.as_ptr().add((c + j) * kp + k).cast()) };
-                        *aj = _mm512_dpbusd_epi32(*aj, xv, wv);
-                    }
-                    k += 64;
-                }
-                for (j, aj) in a.iter().enumerate() {
-                    acc[r * n + c + j] = _mm512_reduce_add_epi32(*aj);
-                }
-                c += 4;
+        let blocks = w.n.div_ceil(16);
+        let mut r = 0;
+        while r + 4 <= m {
+            let mut b = 0;
+            while b + 2 <= blocks {
+                unsafe { tile::<4, 2>(x, r, b, w, acc) };
+                b += 2;
             }
-            while c < n {
-                let mut a = _mm512_setzero_si512();
-                let mut k = 0;
-                while k < kp {
-                    let xv = unsafe { _mm512_loadu_si512(xr.add(k).cast()) };
-                    let wv = unsafe { _mm512_loadu_si512(w.w8.as_ptr().add(c * kp + k).cast()) };
-                    a = _mm512_dpbusd_epi32(a, xv, wv);
-                    k += 64;
-                }
-                acc[r * n + c] = _mm512_reduce_add_epi32(a);
-                c += 1;
+            if b < blocks {
+                unsafe { tile::<4, 1>(x, r, b, w, acc) };
             }
+            r += 4;
+        }
+        while r < m {
+            let mut b = 0;
+            while b + 2 <= blocks {
+                unsafe { tile::<1, 2>(x, r, b, w, acc) };
+                b += 2;
+            }
+            while b < blocks {
+                unsafe { tile::<1, 1>(x, r, b, w, acc) };
+                b += 1;
+            }
+            r += 1;
         }
     }
 }

@@ -46,12 +46,23 @@ pub struct BenchReport {
 pub fn cpu_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|v| v.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.trim().to_string())
+        })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
 /// Measures every model at every batch size for about `seconds` each in total.
-pub fn bench(models: &[PathBuf], data: &Path, batch_sizes: &[usize], seconds: f64, threads: usize) -> Result<BenchReport> {
+pub fn bench(
+    models: &[PathBuf],
+    data: &Path,
+    batch_sizes: &[usize],
+    seconds: f64,
+    threads: usize,
+) -> Result<BenchReport> {
     if models.is_empty() || batch_sizes.is_empty() || batch_sizes.contains(&0) {
         return Err(Error::input("bench: expected model directories and positive --batch-sizes"));
     }
@@ -104,9 +115,9 @@ pub fn bench(models: &[PathBuf], data: &Path, batch_sizes: &[usize], seconds: f6
     let mut results = Vec::new();
     for (mi, (dir, manifest, model)) in opened.iter().enumerate() {
         let parent = manifest.lineage.as_ref().map(|l| l.parent_content_sha256.clone());
-        let float_parent = opened.iter().position(|(_, m, md)| {
-            md.precision() == "float" && parent.as_deref() == Some(m.content_hash().as_str())
-        });
+        let float_parent = opened
+            .iter()
+            .position(|(_, m, md)| md.precision() == "float" && parent.as_deref() == Some(m.content_hash().as_str()));
         for (bi, (b, _)) in batches.iter().enumerate() {
             let rps = best[mi][bi];
             results.push(BenchResult {
@@ -125,7 +136,10 @@ pub fn bench(models: &[PathBuf], data: &Path, batch_sizes: &[usize], seconds: f6
 /// The human-readable table.
 pub fn table(r: &BenchReport) -> String {
     let mut s = format!("cpu: {}  threads: {}  int8 kernel: {}\n", r.cpu, r.threads, r.kernel);
-    s.push_str(&format!("{:<18} {:<6} {:>6} {:>13} {:>10} {:>14}\n", "model", "kind", "batch", "rows/s", "us/row", "int8/float"));
+    s.push_str(&format!(
+        "{:<18} {:<6} {:>6} {:>13} {:>10} {:>14}\n",
+        "model", "kind", "batch", "rows/s", "us/row", "int8/float"
+    ));
     for x in &r.results {
         s.push_str(&format!(
             "{:<18} {:<6} {:>6} {:>13.0} {:>10.3} {:>14}\n",

@@ -50,7 +50,7 @@ impl Default for QuantizeOptions {
             calibrator: Calibrator::Percentile,
             per_channel: true,
             dynamic: false,
-            weight_bits: 8,
+            weight_bits: 7,
             max_auc_drop: 0.001,
             max_ndcg_drop: 0.002,
         }
@@ -215,8 +215,7 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
     };
     progress.begin("quantize", 4);
     let (obs, state_bytes) = calibrate(&parent, &cal, opts.calibrator);
-    let act: Vec<Option<QParams>> =
-        obs.iter().map(|o| (!opts.dynamic).then(|| o.qparams(opts.calibrator))).collect();
+    let act: Vec<Option<QParams>> = obs.iter().map(|o| (!opts.dynamic).then(|| o.qparams(opts.calibrator))).collect();
     progress.advance(1);
 
     let embeddings: Vec<RowwiseTable> = parent
@@ -234,14 +233,8 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
     // Per-layer SQNR on the first calibration chunk.
     let m = cal.columns.rows.min(CHUNK);
     let inputs = layer_inputs(&parent, &encode(&parent.spec, &cal.columns.slice(0, m)));
-    let sqnr: Vec<f64> = parent
-        .weights
-        .dense
-        .iter()
-        .zip(&int8_layers)
-        .zip(&inputs)
-        .map(|((d, l), x)| layer_sqnr(d, l, x, m))
-        .collect();
+    let sqnr: Vec<f64> =
+        parent.weights.dense.iter().zip(&int8_layers).zip(&inputs).map(|((d, l), x)| layer_sqnr(d, l, x, m)).collect();
     progress.advance(1);
 
     let parent_q = quality(&Model::Float(parent.clone()), &test, ranking.as_ref())?;
@@ -249,7 +242,11 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
         let layers = int8_layers
             .iter()
             .enumerate()
-            .map(|(i, l)| if float_layers.contains(&i) { QLayer::Float(parent.weights.dense[i].clone()) } else { l.clone() })
+            .map(
+                |(i, l)| {
+                    if float_layers.contains(&i) { QLayer::Float(parent.weights.dense[i].clone()) } else { l.clone() }
+                },
+            )
             .collect();
         QuantWeights { embeddings: embeddings.clone(), layers }
     };
@@ -299,7 +296,9 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
         .iter()
         .enumerate()
         .map(|(i, a)| match a {
-            Some(qp) => serde_json::json!({ "layer": i, "scale": qp.scale, "zero_point": qp.zero_point, "dtype": "uint8" }),
+            Some(qp) => {
+                serde_json::json!({ "layer": i, "scale": qp.scale, "zero_point": qp.zero_point, "dtype": "uint8" })
+            }
             None => serde_json::json!({ "layer": i, "dynamic": true }),
         })
         .collect();

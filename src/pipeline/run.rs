@@ -12,6 +12,7 @@ use crate::pipeline::distill::{DistillJob, distill};
 use crate::pipeline::eval::{EvalReport, ModelEval, evaluate};
 use crate::pipeline::paths::RunPaths;
 use crate::pipeline::prepare::prepare;
+use crate::pipeline::quantize::{QuantizeJob, QuantizeOptions, QuantizeSummary, quantize};
 use crate::pipeline::train::{TrainJob, train};
 use crate::progress::Progress;
 use crate::recipe::{DataConfig, Recipe};
@@ -126,17 +127,65 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, progress: &dyn Progress) -> Result
     let dsum = distill(&djob, progress)?;
     stages.push(StageReport { name: "distill".into(), seconds: start.elapsed().as_secs_f64(), detail: json(&dsum) });
 
-    let start = Instant::now();
     let test = paths.features().join("test.parquet");
     let ranking = paths.features().join("ranking.parquet");
+    let q = &recipe.quantize;
+    let opts = QuantizeOptions {
+        calibrator: q.calibrator.parse().map_err(Error::input)?,
+        per_channel: q.per_channel,
+        dynamic: q.dynamic,
+        weight_bits: q.weight_bits,
+        max_auc_drop: q.max_auc_drop,
+        max_ndcg_drop: q.max_ndcg_drop,
+    };
+    let mut quantized: Vec<(String, PathBuf)> = Vec::new();
+    let mut qsums: Vec<QuantizeSummary> = Vec::new();
+    let parents: Vec<&str> = if q.teacher { vec!["teacher", "student"] } else { vec!["student"] };
+    for parent in parents {
+        let start = Instant::now();
+        let out = paths.stage(&format!("{parent}-int8"));
+        let job = QuantizeJob {
+            model: &paths.stage(parent),
+            calibration: &paths.features().join("calibration.parquet"),
+            test: &test,
+            ranking: Some(&ranking),
+            out: &out,
+            opts,
+        };
+        let s = quantize(&job, progress)?;
+        stages.push(StageReport {
+            name: format!("quantize-{parent}"),
+            seconds: start.elapsed().as_secs_f64(),
+            detail: json(&s),
+        });
+        quantized.push((parent.to_string(), out));
+        qsums.push(s);
+    }
+
+    let start = Instant::now();
     let mut models = vec![teacher_dir, student_dir];
     if recipe.distill.scratch_baseline {
         models.push(scratch_dir);
     }
+    models.extend(quantized.into_iter().map(|(_, p)| p));
     let eval = evaluate(&models, &test, Some(&ranking))?;
     stages.push(StageReport { name: "eval".into(), seconds: start.elapsed().as_secs_f64(), detail: json(&eval) });
 
-    let gates = check_gates(recipe, &eval);
+    let mut gates = check_gates(recipe, &eval);
+    for s in &qsums {
+        gates.push(GateReport {
+            name: format!("{}_abs_delta_auc", s.kind.replace('-', "_")),
+            value: s.delta_auc.abs(),
+            threshold: s.options.max_auc_drop,
+            passed: s.delta_auc.abs() <= s.options.max_auc_drop,
+        });
+        gates.push(GateReport {
+            name: format!("{}_abs_delta_ndcg", s.kind.replace('-', "_")),
+            value: s.delta_ndcg.abs(),
+            threshold: s.options.max_ndcg_drop,
+            passed: s.delta_ndcg.abs() <= s.options.max_ndcg_drop,
+        });
+    }
     let passed = gates.iter().all(|g| g.passed);
     let report = RunReport {
         recipe: recipe.name.clone(),

@@ -122,8 +122,8 @@ impl Observer {
         }
         let (a, b) = match calibrator {
             Calibrator::Percentile => self.percentile_bins(1e-4),
-            Calibrator::Entropy => self.search(|h, a, b| kl_cost(h, a, b)),
-            Calibrator::Mse => self.search(|h, a, b| mse_cost(h, a, b)),
+            Calibrator::Entropy => self.search(kl_cost),
+            Calibrator::Mse => self.search(mse_cost),
             Calibrator::Minmax => (0, BINS),
         };
         QParams::from_range(self.lo + a as f32 * self.width, self.lo + b as f32 * self.width)

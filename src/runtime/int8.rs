@@ -28,6 +28,18 @@ enum Exec {
     Float(Dense),
 }
 
+/// Epilogues of a static integer layer, computed once at load.
+#[derive(Debug, Clone)]
+struct Plan {
+    /// This layer's input qparams.
+    input: QParams,
+    /// Requantize to the next integer layer's input (hidden layer followed by a static one):
+    /// epilogue, the next layer's row stride, its input qparams.
+    to_u8: Option<(Epilogue, usize, QParams)>,
+    /// Float output (`s_x · s_w` multiplier): last layer, or before a float/dynamic layer.
+    to_f32: Epilogue,
+}
+
 /// An INT8 model ready to score.
 #[derive(Debug, Clone)]
 pub struct Int8Model {
@@ -38,7 +50,10 @@ pub struct Int8Model {
     /// Stored tensors.
     pub weights: QuantWeights,
     tables: Vec<Table>,
+    /// Embedding rows already quantized to layer 0's input qparams (static layer 0 only).
+    input_codes: Option<Vec<Vec<u8>>>,
     layers: Vec<Exec>,
+    plans: Vec<Option<Plan>>,
     kernel: Kernel,
 }
 
@@ -59,11 +74,8 @@ impl Int8Model {
 
     /// Same, with an explicit kernel (tests, benchmarks).
     pub fn with_kernel(spec: FeatureSpec, arch: Architecture, weights: QuantWeights, kernel: Kernel) -> Self {
-        let tables = weights
-            .embeddings
-            .iter()
-            .map(|t| Table { data: t.dequantize(), rows: t.rows, dim: t.dim })
-            .collect();
+        let tables: Vec<Table> =
+            weights.embeddings.iter().map(|t| Table { data: t.dequantize(), rows: t.rows, dim: t.dim }).collect();
         let layers = weights
             .layers
             .iter()
@@ -76,8 +88,46 @@ impl Int8Model {
                 },
                 QLayer::Float(d) => Exec::Float(d.clone()),
             })
+            .collect::<Vec<_>>();
+        let last = layers.len().saturating_sub(1);
+        let plans = (0..layers.len())
+            .map(|i| {
+                let Exec::Int8 { packed, weight_scale, input: Some((bias_q, qp)), .. } = &layers[i] else {
+                    return None;
+                };
+                let offset: Vec<i32> =
+                    bias_q.iter().zip(&packed.row_sums).map(|(&b, &s)| b - qp.zero_point * s).collect();
+                let to_f32 = Epilogue {
+                    input_zero_point: qp.zero_point,
+                    offset: offset.clone(),
+                    multiplier: weight_scale.iter().map(|&s| qp.scale * s).collect(),
+                    output_zero_point: 0,
+                    relu: false,
+                };
+                let to_u8 = match layers.get(i + 1) {
+                    Some(Exec::Int8 { input: Some((_, nq)), packed: np, .. }) if i < last => Some((
+                        Epilogue {
+                            input_zero_point: qp.zero_point,
+                            offset,
+                            multiplier: weight_scale.iter().map(|&s| qp.scale * s / nq.scale).collect(),
+                            output_zero_point: nq.zero_point,
+                            relu: true,
+                        },
+                        np.kp,
+                        *nq,
+                    )),
+                    _ => None,
+                };
+                Some(Plan { input: *qp, to_u8, to_f32 })
+            })
             .collect();
-        Self { spec, arch, weights, tables, layers, kernel }
+        let input_codes = match layers.first() {
+            Some(Exec::Int8 { input: Some((_, qp)), .. }) => {
+                Some(tables.iter().map(|t: &Table| t.data.iter().map(|&v| qp.quantize(v)).collect()).collect())
+            }
+            _ => None,
+        };
+        Self { spec, arch, weights, tables, input_codes, layers, plans, kernel }
     }
 
     /// Opens an INT8 artifact directory (hashes verified first).
@@ -129,16 +179,41 @@ impl Int8Model {
         x
     }
 
+    /// Layer 0's u8 input built directly: embedding codes copied, numeric values quantized.
+    fn quantized_input(&self, enc: &Encoded, codes: &[Vec<u8>], kp: usize, qp: &QParams) -> Vec<u8> {
+        let k = self.spec.numeric.len();
+        let mut x = vec![0u8; enc.rows * kp];
+        let inv = 1.0 / qp.scale;
+        for r in 0..enc.rows {
+            let row = &mut x[r * kp..(r + 1) * kp];
+            let mut off = 0;
+            for ((t, c), ids) in self.tables.iter().zip(codes).zip(&enc.ids) {
+                let i = ids[r] as usize;
+                row[off..off + t.dim].copy_from_slice(&c[i * t.dim..(i + 1) * t.dim]);
+                off += t.dim;
+            }
+            for (o, &v) in row[off..off + k].iter_mut().zip(&enc.numeric[r * k..(r + 1) * k]) {
+                *o = (kernels::round_even(v * inv) + qp.zero_point).clamp(0, 255) as u8;
+            }
+        }
+        x
+    }
+
     /// Logits for encoded rows.
     pub fn logits_encoded(&self, enc: &Encoded) -> Vec<f32> {
         let m = enc.rows;
-        let mut act = Act::Float(self.input_matrix(enc));
+        let mut act = match (&self.input_codes, self.layers.first()) {
+            (Some(codes), Some(Exec::Int8 { packed, input: Some((_, qp)), .. })) => {
+                Act::Quant(self.quantized_input(enc, codes, packed.kp, qp), *qp)
+            }
+            _ => Act::Float(self.input_matrix(enc)),
+        };
         let mut width = self.arch.input_dim(&self.spec);
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
             let hidden = i < last;
-            act = match layer {
-                Exec::Float(d) => {
+            act = match (layer, &self.plans[i]) {
+                (Exec::Float(d), _) => {
                     let x = match act {
                         Act::Float(v) => v,
                         Act::Quant(q, qp) => dequantize_padded(&q, m, width, &qp),
@@ -149,10 +224,35 @@ impl Int8Model {
                     }
                     Act::Float(y)
                 }
-                Exec::Int8 { packed, weight_scale, input, bias } => {
+                (Exec::Int8 { packed, .. }, Some(plan)) => {
+                    let xq = match act {
+                        Act::Quant(q, _) => q,
+                        Act::Float(v) => quantize_padded(&v, m, width, packed.kp, &plan.input),
+                    };
+                    let mut acc = vec![0i32; m * packed.n];
+                    kernels::gemm_u8s8(self.kernel, &xq, m, packed, &mut acc);
+                    match &plan.to_u8 {
+                        Some((ep, kp_next, nq)) => {
+                            let mut out = vec![0u8; m * kp_next];
+                            kernels::requantize(&acc, m, ep, &mut out, *kp_next);
+                            Act::Quant(out, *nq)
+                        }
+                        None => {
+                            let mut y = vec![0f32; m * packed.n];
+                            kernels::dequantize_output(&acc, m, &plan.to_f32, &mut y);
+                            if hidden {
+                                y.iter_mut().for_each(|v| *v = v.max(0.0));
+                            }
+                            Act::Float(y)
+                        }
+                    }
+                }
+                (Exec::Int8 { packed, weight_scale, input, bias }, None) => {
                     let (xq, qp, bias_q) = match (act, input) {
                         (Act::Quant(q, qp), Some((b, _))) => (q, qp, b.clone()),
-                        (Act::Float(v), Some((b, qp))) => (quantize_padded(&v, m, width, packed.kp, qp), *qp, b.clone()),
+                        (Act::Float(v), Some((b, qp))) => {
+                            (quantize_padded(&v, m, width, packed.kp, qp), *qp, b.clone())
+                        }
                         (a, None) => {
                             let v = match a {
                                 Act::Float(v) => v,
@@ -228,7 +328,7 @@ pub fn quantize_padded(x: &[f32], m: usize, width: usize, kp: usize, qp: &QParam
 }
 
 fn dequantize_padded(q: &[u8], m: usize, width: usize, qp: &QParams) -> Vec<f32> {
-    let kp = if m == 0 { width } else { q.len() / m };
+    let kp = q.len().checked_div(m).unwrap_or(width);
     let mut out = Vec::with_capacity(m * width);
     for r in 0..m {
         out.extend(q[r * kp..r * kp + width].iter().map(|&c| qp.dequantize(c)));

@@ -234,6 +234,16 @@ pub fn dense_forward(x: &[f32], m: usize, layer: &crate::artifact::weights::Dens
     if m == 0 {
         return y;
     }
+    if m < 8 {
+        // Small batches: a direct dot product per output beats packing the whole weight matrix.
+        for r in 0..m {
+            let xr = &x[r * k..(r + 1) * k];
+            for (o, yv) in y[r * n..(r + 1) * n].iter_mut().enumerate() {
+                *yv += dot(xr, &layer.weight[o * k..(o + 1) * k]);
+            }
+        }
+        return y;
+    }
     // SAFETY: the pointers cover m*k, n*k and m*n elements with the given strides, which
     // is exactly the extent sgemm reads and writes.
     unsafe {
@@ -257,6 +267,20 @@ pub fn dense_forward(x: &[f32], m: usize, layer: &crate::artifact::weights::Dens
     y
 }
 
+/// f32 dot product with 8 independent accumulators (vectorizes without reassociation flags).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,10 +288,15 @@ mod tests {
 
     #[test]
     fn dense_forward_matches_a_scalar_loop() {
-        let (m, k, n) = (5, 7, 3);
+        for (m, k, n) in [(5, 7, 3), (1, 35, 9), (12, 20, 17), (64, 3, 2)] {
+            check_dense(m, k, n);
+        }
+    }
+
+    fn check_dense(m: usize, k: usize, n: usize) {
         let x: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
         let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.91).cos()).collect();
-        let b = vec![0.5, -1.0, 0.25];
+        let b: Vec<f32> = (0..n).map(|i| i as f32 * 0.25 - 1.0).collect();
         let layer = Dense { weight: w.clone(), bias: b.clone(), input: k, output: n };
         let y = dense_forward(&x, m, &layer);
         for r in 0..m {

@@ -1,0 +1,53 @@
+//! Kernel benchmarks: u8×s8→i32 GEMM per kernel, and the float SGEMM the float runtime uses,
+//! on the teacher-sized layers (64→256→128).
+//!
+//! How to compare two kernels: `cargo bench --bench kernels -- 256x64` runs every kernel on
+//! the same shape in one process; criterion prints time per call, and
+//! `MACs per call / time` gives the throughput (the `elements` column counts MACs).
+//! `RECO_KERNEL` does not apply here: every kernel the CPU supports is measured.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use reco::artifact::weights::Dense;
+use reco::kernels::{Kernel, PackedWeights, gemm_u8s8, padded};
+use reco::rng::Rng;
+use reco::runtime::dense_forward;
+
+fn shapes() -> [(usize, usize, usize); 4] {
+    // (batch m, input k, output n)
+    [(64, 64, 256), (64, 256, 128), (1024, 64, 256), (1, 64, 256)]
+}
+
+fn bench(c: &mut Criterion) {
+    let mut rng = Rng::new(1);
+    for (m, k, n) in shapes() {
+        let kp = padded(k);
+        let x: Vec<u8> = (0..m * kp).map(|_| rng.below(256) as u8).collect();
+        let w8: Vec<i8> = (0..n * k).map(|_| (rng.below(255) as i32 - 127) as i8).collect();
+        let w7: Vec<i8> = w8.iter().map(|&v| v / 2).collect();
+        let mut group = c.benchmark_group(format!("gemm {n}x{k} batch {m}"));
+        group.throughput(Throughput::Elements((m * k * n) as u64));
+        for kernel in Kernel::available() {
+            for (bits, w) in [(8, &w8), (7, &w7)] {
+                let packed = PackedWeights::new(w, n, k);
+                let mut acc = vec![0i32; m * n];
+                group.bench_function(format!("{} w{bits}", kernel.name()), |b| {
+                    b.iter(|| gemm_u8s8(kernel, black_box(&x), m, &packed, &mut acc));
+                });
+            }
+        }
+        let xf: Vec<f32> = (0..m * k).map(|_| rng.normal() as f32).collect();
+        let layer = Dense {
+            weight: (0..n * k).map(|_| rng.normal() as f32).collect(),
+            bias: vec![0.0; n],
+            input: k,
+            output: n,
+        };
+        group.bench_function("f32 sgemm (float runtime)", |b| b.iter(|| dense_forward(black_box(&xf), m, &layer)));
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
