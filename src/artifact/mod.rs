@@ -28,6 +28,13 @@ pub const MANIFEST: &str = "manifest.json";
 /// File name of the tensors inside an artifact directory.
 pub const WEIGHTS: &str = "model.safetensors";
 
+/// `dir/.name.tmp-<pid>` next to `path`: where single files are written before the rename
+/// that puts them in place.
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
 /// Hex sha256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path).at(path)?;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
+use crate::artifact::tmp_path;
 use crate::error::{Error, IoContext, Result, one_line};
 
 /// The column types the pipeline distinguishes.
@@ -67,12 +68,6 @@ pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
         .finish(df)
         .map_err(|e| Error::Internal(format!("writing {}: {}", path.display(), one_line(&e.to_string()))))?;
     std::fs::rename(&tmp, path).at(path)
-}
-
-/// `dir/.name.tmp-<pid>` next to `path`.
-pub fn tmp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
 /// True when the table has a column of that name.

@@ -72,7 +72,7 @@ pub fn write_predictions(path: &Path, logits: &[f32], metadata: &[(String, Strin
         .map_err(|e| Error::Internal(e.to_string()))?;
     let kv = metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
     let props = WriterProperties::builder().set_key_value_metadata(Some(kv)).build();
-    let tmp = crate::data::io::tmp_path(path);
+    let tmp = crate::artifact::tmp_path(path);
     let file = std::fs::File::create(&tmp).at(&tmp)?;
     let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| Error::Internal(e.to_string()))?;
     w.write(&batch).map_err(|e| Error::Internal(e.to_string()))?;
