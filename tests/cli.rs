@@ -278,6 +278,60 @@ fn int8_artifacts_record_lineage_and_scheme_and_score_close_to_their_parent() {
 }
 
 #[test]
+fn dynamic_and_per_tensor_8_bit_variants_score_close_to_the_float_parent() {
+    let run = run_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let cal = run.join("features/calibration.parquet");
+    let test = run.join("features/test.parquet");
+    let teacher = run.join("teacher");
+    let float_out = dir.path().join("float.parquet");
+    ok(reco(
+        &[
+            "predict",
+            "--model",
+            teacher.to_str().unwrap(),
+            "--data",
+            test.to_str().unwrap(),
+            "--out",
+            float_out.to_str().unwrap(),
+        ],
+        dir.path(),
+    ));
+    let reference = read_logits(&float_out);
+    for (name, extra) in
+        [("dyn", vec!["--dynamic"]), ("pt8", vec!["--per-tensor", "--weight-bits", "8", "--calibrator", "mse"])]
+    {
+        let mut args = vec![
+            "quantize",
+            "--model",
+            teacher.to_str().unwrap(),
+            "--calibration",
+            cal.to_str().unwrap(),
+            "--out",
+            name,
+        ];
+        args.extend(extra.iter().copied());
+        args.extend(["--max-auc-drop", "1", "--max-ndcg-drop", "1", "--json"]);
+        let o = ok(reco(&args, dir.path()));
+        let s: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+        assert_eq!(s["float_layers"], serde_json::json!([]), "{name}: loose gate must keep every layer INT8");
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(name).join("manifest.json")).unwrap()).unwrap();
+        assert_eq!(m["quantization"]["dynamic_activations"], name == "dyn");
+        assert_eq!(m["quantization"]["per_channel"], name != "pt8");
+        let out = dir.path().join(format!("{name}.parquet"));
+        ok(reco(
+            &["predict", "--model", name, "--data", test.to_str().unwrap(), "--out", out.to_str().unwrap()],
+            dir.path(),
+        ));
+        let got = read_logits(&out);
+        let max_diff = reference.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(max_diff < 0.3, "{name}: INT8 logits drift from float by {max_diff}");
+        assert!(max_diff > 0.0, "{name}: identical to float, so nothing was quantized");
+    }
+}
+
+#[test]
 fn quantize_refuses_bad_input_and_marks_a_failed_gate() {
     let run = run_dir();
     let dir = tempfile::tempdir().unwrap();
