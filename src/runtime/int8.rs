@@ -189,6 +189,9 @@ impl Int8Model {
     /// Logits for every row.
     pub fn logits(&self, cols: &Columns) -> Result<Vec<f32>> {
         cols.check(&self.spec)?;
+        if cols.rows <= CHUNK {
+            return Ok(self.logits_encoded(&encode(&self.spec, cols)));
+        }
         let mut out = Vec::with_capacity(cols.rows);
         let mut start = 0;
         while start < cols.rows {
@@ -228,7 +231,10 @@ impl Int8Model {
             let mut off = 0;
             for ((t, c), ids) in self.tables.iter().zip(codes).zip(&enc.ids) {
                 let i = ids[r] as usize;
-                row[off..off + t.dim].copy_from_slice(&c[i * t.dim..(i + 1) * t.dim]);
+                // A plain loop: these rows are a few bytes, where a memcpy call costs more.
+                for (d, &v) in row[off..off + t.dim].iter_mut().zip(&c[i * t.dim..(i + 1) * t.dim]) {
+                    *d = v;
+                }
                 off += t.dim;
             }
             for (o, &v) in row[off..off + k].iter_mut().zip(&enc.numeric[r * k..(r + 1) * k]) {

@@ -180,6 +180,9 @@ impl FloatModel {
     /// Logits for every row.
     pub fn logits(&self, cols: &Columns) -> Result<Vec<f32>> {
         cols.check(&self.spec)?;
+        if cols.rows <= CHUNK {
+            return Ok(self.logits_encoded(&encode(&self.spec, cols)));
+        }
         let mut out = Vec::with_capacity(cols.rows);
         let mut start = 0;
         while start < cols.rows {
