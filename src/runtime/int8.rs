@@ -13,7 +13,7 @@ use crate::artifact::{self, WEIGHTS};
 use crate::error::Result;
 use crate::kernels::{self, Epilogue, Kernel, PackedWeights};
 use crate::quant::QParams;
-use crate::runtime::{Columns, Encoded, dense_forward, encode};
+use crate::runtime::{Columns, Encoded, dense_forward, input_matrix, score_in_chunks};
 
 /// One executable layer.
 #[derive(Debug, Clone)]
@@ -63,8 +63,6 @@ enum Act {
     /// Padded u8 rows `[m, kp]` with their qparams.
     Quant(Vec<u8>, QParams),
 }
-
-const CHUNK: usize = 4096;
 
 thread_local! {
     /// Reused scratch buffers: per-call zeroed allocations cost ~20% of INT8 scoring time.
@@ -188,36 +186,12 @@ impl Int8Model {
 
     /// Logits for every row.
     pub fn logits(&self, cols: &Columns) -> Result<Vec<f32>> {
-        cols.check(&self.spec)?;
-        if cols.rows <= CHUNK {
-            return Ok(self.logits_encoded(&encode(&self.spec, cols)));
-        }
-        let mut out = Vec::with_capacity(cols.rows);
-        let mut start = 0;
-        while start < cols.rows {
-            let end = (start + CHUNK).min(cols.rows);
-            out.extend(self.logits_encoded(&encode(&self.spec, &cols.slice(start, end))));
-            start = end;
-        }
-        Ok(out)
+        score_in_chunks(&self.spec, cols, |enc| self.logits_encoded(enc))
     }
 
     /// The float input matrix (dequantized embedding rows + normalized numeric).
     fn input_matrix(&self, enc: &Encoded) -> Vec<f32> {
-        let d = self.arch.input_dim(&self.spec);
-        let k = self.spec.numeric.len();
-        let mut x = vec![0f32; enc.rows * d];
-        for r in 0..enc.rows {
-            let row = &mut x[r * d..(r + 1) * d];
-            let mut off = 0;
-            for (t, ids) in self.tables.iter().zip(&enc.ids) {
-                let i = ids[r] as usize;
-                row[off..off + t.dim].copy_from_slice(&t.data[i * t.dim..(i + 1) * t.dim]);
-                off += t.dim;
-            }
-            row[off..off + k].copy_from_slice(&enc.numeric[r * k..(r + 1) * k]);
-        }
-        x
+        input_matrix(&self.tables, enc, self.spec.numeric.len())
     }
 
     /// Layer 0's u8 input built directly: embedding codes copied, numeric values quantized.

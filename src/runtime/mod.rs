@@ -12,7 +12,7 @@ use std::path::Path;
 
 use crate::artifact::manifest::{Architecture, Manifest};
 use crate::artifact::spec::FeatureSpec;
-use crate::artifact::weights::FloatWeights;
+use crate::artifact::weights::{FloatWeights, Table};
 use crate::artifact::{self, WEIGHTS};
 use crate::error::{Error, Result};
 
@@ -179,37 +179,12 @@ impl FloatModel {
 
     /// Logits for every row.
     pub fn logits(&self, cols: &Columns) -> Result<Vec<f32>> {
-        cols.check(&self.spec)?;
-        if cols.rows <= CHUNK {
-            return Ok(self.logits_encoded(&encode(&self.spec, cols)));
-        }
-        let mut out = Vec::with_capacity(cols.rows);
-        let mut start = 0;
-        while start < cols.rows {
-            let end = (start + CHUNK).min(cols.rows);
-            let enc = encode(&self.spec, &cols.slice(start, end));
-            out.extend(self.logits_encoded(&enc));
-            start = end;
-        }
-        Ok(out)
+        score_in_chunks(&self.spec, cols, |enc| self.logits_encoded(enc))
     }
 
     /// Builds the MLP input matrix [rows, input_dim] from encoded rows.
     pub fn input_matrix(&self, enc: &Encoded) -> Vec<f32> {
-        let d = self.arch.input_dim(&self.spec);
-        let k = self.spec.numeric.len();
-        let mut x = vec![0f32; enc.rows * d];
-        for r in 0..enc.rows {
-            let row = &mut x[r * d..(r + 1) * d];
-            let mut off = 0;
-            for (t, ids) in self.weights.embeddings.iter().zip(&enc.ids) {
-                let i = ids[r] as usize;
-                row[off..off + t.dim].copy_from_slice(&t.data[i * t.dim..(i + 1) * t.dim]);
-                off += t.dim;
-            }
-            row[off..off + k].copy_from_slice(&enc.numeric[r * k..(r + 1) * k]);
-        }
-        x
+        input_matrix(&self.weights.embeddings, enc, self.spec.numeric.len())
     }
 
     /// Logits for already-encoded rows.
@@ -225,6 +200,40 @@ impl FloatModel {
         }
         x
     }
+}
+
+/// Encodes and scores `cols` in chunks of [`CHUNK`] rows (one chunk without copying).
+pub fn score_in_chunks(spec: &FeatureSpec, cols: &Columns, score: impl Fn(&Encoded) -> Vec<f32>) -> Result<Vec<f32>> {
+    cols.check(spec)?;
+    if cols.rows <= CHUNK {
+        return Ok(score(&encode(spec, cols)));
+    }
+    let mut out = Vec::with_capacity(cols.rows);
+    let mut start = 0;
+    while start < cols.rows {
+        let end = (start + CHUNK).min(cols.rows);
+        out.extend(score(&encode(spec, &cols.slice(start, end))));
+        start = end;
+    }
+    Ok(out)
+}
+
+/// The float MLP input `[rows, Σ dims + numeric]`: each row's embedding rows, then its
+/// normalized numeric features.
+pub fn input_matrix(tables: &[Table], enc: &Encoded, numeric: usize) -> Vec<f32> {
+    let d = tables.iter().map(|t| t.dim).sum::<usize>() + numeric;
+    let mut x = vec![0f32; enc.rows * d];
+    for r in 0..enc.rows {
+        let row = &mut x[r * d..(r + 1) * d];
+        let mut off = 0;
+        for (t, ids) in tables.iter().zip(&enc.ids) {
+            let i = ids[r] as usize;
+            row[off..off + t.dim].copy_from_slice(&t.data[i * t.dim..(i + 1) * t.dim]);
+            off += t.dim;
+        }
+        row[off..].copy_from_slice(&enc.numeric[r * numeric..(r + 1) * numeric]);
+    }
+    x
 }
 
 /// y = x · Wᵀ + b for x [m, in] row-major and W [out, in] row-major.
