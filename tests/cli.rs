@@ -45,6 +45,22 @@ fn input_error(o: &Out, needles: &[&str]) {
     }
 }
 
+/// `reco-cli predict` that must succeed.
+fn predict(model: &Path, data: &Path, out: &Path, cwd: &Path) {
+    ok(reco(
+        &[
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        cwd,
+    ));
+}
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -109,18 +125,7 @@ fn eval_json_matches_report_and_predict_writes_one_row_per_input_row() {
     let rows = eval["models"][0]["rows"].as_u64().unwrap() as usize;
 
     let out = pipeline().join("pred.parquet");
-    ok(reco(
-        &[
-            "predict",
-            "--model",
-            teacher.to_str().unwrap(),
-            "--data",
-            test.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        pipeline(),
-    ));
+    predict(&teacher, &test, &out, pipeline());
     let file = std::fs::File::open(&out).unwrap();
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
     let kv = builder.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
@@ -285,18 +290,7 @@ fn dynamic_and_per_tensor_8_bit_variants_score_close_to_the_float_parent() {
     let test = run.join("features/test.parquet");
     let teacher = run.join("teacher");
     let float_out = dir.path().join("float.parquet");
-    ok(reco(
-        &[
-            "predict",
-            "--model",
-            teacher.to_str().unwrap(),
-            "--data",
-            test.to_str().unwrap(),
-            "--out",
-            float_out.to_str().unwrap(),
-        ],
-        dir.path(),
-    ));
+    predict(&teacher, &test, &float_out, dir.path());
     let reference = read_logits(&float_out);
     for (name, extra) in
         [("dyn", vec!["--dynamic"]), ("pt8", vec!["--per-tensor", "--weight-bits", "8", "--calibrator", "mse"])]
@@ -320,10 +314,7 @@ fn dynamic_and_per_tensor_8_bit_variants_score_close_to_the_float_parent() {
         assert_eq!(m["quantization"]["dynamic_activations"], name == "dyn");
         assert_eq!(m["quantization"]["per_channel"], name != "pt8");
         let out = dir.path().join(format!("{name}.parquet"));
-        ok(reco(
-            &["predict", "--model", name, "--data", test.to_str().unwrap(), "--out", out.to_str().unwrap()],
-            dir.path(),
-        ));
+        predict(Path::new(name), &test, &out, dir.path());
         let got = read_logits(&out);
         let max_diff = reference.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(max_diff < 0.3, "{name}: INT8 logits drift from float by {max_diff}");
