@@ -72,6 +72,17 @@ pub fn exec(args: InspectArgs, g: &Global) -> Result<u8> {
     for (name, f) in &manifest.files {
         println!("  {name:<20} {:>10} bytes  {}", f.bytes, f.sha256);
     }
+    if let Some(q) = &manifest.quantization {
+        println!(
+            "quantization: {} calibrator, {}-bit weights, per_channel {}, dynamic activations {}, layers kept float {}, layer SQNR dB {}",
+            q["calibrator"],
+            q["weight_bits"],
+            q["per_channel"],
+            q["dynamic_activations"],
+            q["float_layers"],
+            q["layer_sqnr_db"]
+        );
+    }
     if let Some(l) = &manifest.lineage {
         println!("parent: {} ({}) {}", l.parent_path, l.parent_kind, l.parent_content_sha256);
     }
