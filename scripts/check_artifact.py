@@ -7,8 +7,10 @@
 3. The feature spec's preprocessing and the MLP are re-implemented in numpy (float64) and
    compared with `reco-cli predict` on the same rows: max |logit difference| <= 1e-4.
 4. AUC and logloss are recomputed in numpy and compared with `reco-cli eval --json`.
+With --schema-only (any artifact, INT8 included): steps 1-2 and manifest.json validated against
+schemas/manifest.schema.json with the `jsonschema` package.
 
-usage: check_artifact.py --bin target/release/reco-cli --model DIR --data FILE.parquet
+usage: check_artifact.py --bin target/release/reco-cli --model DIR --data FILE.parquet [--schema-only]
 """
 import argparse
 import hashlib
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 
+import jsonschema
 import numpy as np
 import pyarrow.parquet as pq
 from safetensors.numpy import load_file
@@ -51,15 +54,25 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", required=True)
+    ap.add_argument("--schema-only", action="store_true")
     a = ap.parse_args()
 
     manifest = json.load(open(os.path.join(a.model, "manifest.json")))
+    schema_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "schemas", "manifest.schema.json")
+    try:
+        jsonschema.validate(manifest, json.load(open(schema_path)))
+    except jsonschema.ValidationError as e:
+        fail(f"manifest.json does not match schemas/manifest.schema.json: {e.message}")
     for name, entry in manifest["files"].items():
         h = hashlib.sha256(open(os.path.join(a.model, name), "rb").read()).hexdigest()
         if h != entry["sha256"]:
             fail(f"{name}: sha256 {h} != manifest {entry['sha256']}")
 
     tensors = load_file(os.path.join(a.model, "model.safetensors"))
+    if a.schema_only:
+        print(f"check_artifact: OK {a.model}: schema, hashes, {len(tensors)} tensors loaded by safetensors "
+              f"({sorted({str(t.dtype) for t in tensors.values()})})")
+        return
     spec, arch = manifest["feature_spec"], manifest["architecture"]
     dims = [sum(arch["embedding_dims"]) + len(spec["numeric"])] + arch["hidden"] + [1]
     for c, d in zip(spec["categorical"], arch["embedding_dims"]):
