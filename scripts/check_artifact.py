@@ -172,18 +172,9 @@ def main():
             fail(f"dense.{i} shapes {w.shape} {b.shape}, expected ({dims[i + 1]}, {dims[i]})")
 
     table = pq.read_table(a.data)
-    parts = []
-    for c in spec["categorical"]:
-        vocab = np.asarray(c["vocabulary"], dtype=np.int64)
-        raw = table.column(c["name"]).to_numpy().astype(np.int64)
-        pos = np.searchsorted(vocab, raw)
-        found = (pos < len(vocab)) & (vocab[np.minimum(pos, len(vocab) - 1)] == raw)
-        idx = np.where(found, pos + 1, 0)
-        parts.append(tensors[f"embedding.{c['name']}"].astype(np.float64)[idx])
-    for n in spec["numeric"]:
-        x = table.column(n["name"]).to_numpy().astype(np.float32).astype(np.float64)
-        parts.append(((x - n["mean"]) / n["std"])[:, None])
-    h = np.concatenate(parts, axis=1)
+    ids, num = encode(table, spec)
+    parts = [tensors[f"embedding.{c['name']}"].astype(np.float64)[i] for c, i in zip(spec["categorical"], ids)]
+    h = np.concatenate(parts + [num.astype(np.float64)], axis=1)
     for i in range(len(dims) - 1):
         h = h @ tensors[f"dense.{i}.weight"].astype(np.float64).T + tensors[f"dense.{i}.bias"]
         if i < len(dims) - 2:
