@@ -141,6 +141,12 @@ impl PackedWeights {
             max_abs,
         }
     }
+
+    /// The per-channel epilogue offset `bias_q - input_zero_point · Σ_k w`: the zero-point
+    /// correction and the bias folded into one i32 per output channel.
+    pub fn offsets(&self, bias_q: &[i32], input_zero_point: i32) -> Vec<i32> {
+        bias_q.iter().zip(&self.row_sums).map(|(&b, &s)| b - input_zero_point * s).collect()
+    }
 }
 
 /// Round half to even for |x| < 2^22 (larger magnitudes are clamped first), without SSE4.1:

@@ -159,8 +159,7 @@ fn layer_sqnr(d: &Dense, layer: &QLayer, x: &[f32], m: usize) -> f64 {
     let (qp, bias_q) = match static_input {
         Some((b, qp)) => (*qp, b.clone()),
         None => {
-            let (lo, hi) = x.iter().fold((0f32, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
-            let qp = QParams::from_range(lo, hi);
+            let qp = QParams::covering(x);
             (qp, quantize_bias(bias, qp.scale, weight_scale))
         }
     };
@@ -169,7 +168,7 @@ fn layer_sqnr(d: &Dense, layer: &QLayer, x: &[f32], m: usize) -> f64 {
     kernels::gemm_u8s8(Kernel::detect(), &xq, m, &packed, &mut acc);
     let ep = Epilogue {
         input_zero_point: qp.zero_point,
-        offset: bias_q.iter().zip(&packed.row_sums).map(|(&b, &s)| b - qp.zero_point * s).collect(),
+        offset: packed.offsets(&bias_q, qp.zero_point),
         multiplier: weight_scale.iter().map(|&s| qp.scale * s).collect(),
         output_zero_point: 0,
         relu: false,

@@ -30,6 +30,12 @@ impl QParams {
         Self { scale, zero_point }
     }
 
+    /// Parameters covering the range of `xs` (dynamic, per-batch activations).
+    pub fn covering(xs: &[f32]) -> Self {
+        let (lo, hi) = xs.iter().fold((0f32, 0f32), |(a, b), &x| (a.min(x), b.max(x)));
+        Self::from_range(lo, hi)
+    }
+
     /// Quantizes one value.
     pub fn quantize(&self, x: f32) -> u8 {
         ((x / self.scale).round_ties_even() as i32 + self.zero_point).clamp(0, 255) as u8

@@ -131,8 +131,7 @@ impl Int8Model {
                 let Exec::Int8 { packed, weight_scale, input: Some((bias_q, qp)), .. } = &layers[i] else {
                     return None;
                 };
-                let offset: Vec<i32> =
-                    bias_q.iter().zip(&packed.row_sums).map(|(&b, &s)| b - qp.zero_point * s).collect();
+                let offset = packed.offsets(bias_q, qp.zero_point);
                 let to_f32 = Epilogue {
                     input_zero_point: qp.zero_point,
                     offset: offset.clone(),
@@ -280,16 +279,14 @@ impl Int8Model {
                                 Act::Float(v) => v,
                                 Act::Quant(q, qp) => dequantize_padded(&q, m, width, &qp),
                             };
-                            let (lo, hi) = v.iter().fold((0f32, 0f32), |(a, b), &x| (a.min(x), b.max(x)));
-                            let qp = QParams::from_range(lo, hi);
+                            let qp = QParams::covering(&v);
                             let b = crate::quant::quantize_bias(bias, qp.scale, weight_scale);
                             (quantize_padded(&v, m, width, packed.kp, &qp), qp, b)
                         }
                     };
                     let mut acc = vec![0i32; m * packed.n];
                     kernels::gemm_u8s8(self.kernel, &xq, m, packed, &mut acc);
-                    let offset: Vec<i32> =
-                        bias_q.iter().zip(&packed.row_sums).map(|(&b, &s)| b - qp.zero_point * s).collect();
+                    let offset = packed.offsets(&bias_q, qp.zero_point);
                     let next_static = match self.layers.get(i + 1) {
                         Some(Exec::Int8 { input: Some((_, nq)), packed: np, .. }) if hidden => Some((*nq, np.kp)),
                         _ => None,
