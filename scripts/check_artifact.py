@@ -84,20 +84,17 @@ def check_int8(a, manifest, t):
     for c, i in zip(spec["categorical"], ids):
         codes, so = t[f"embedding.{c['name']}.codes"], t[f"embedding.{c['name']}.scale_offset"]
         emb.append((codes[i].astype(np.float32) * so[i, :1] + so[i, 1:]).astype(np.float32))
-    # Layer-0 input: embedding values are quantized by division, numeric by 1/scale (as ours).
+    # Layer inputs are quantized by division by the scale (as ours and ONNX QuantizeLinear).
     state = ("f", np.concatenate(emb + [num], axis=1).astype(np.float32))
     if 0 in qp:
         s, z = qp[0]
-        e = np.concatenate(emb, axis=1)
-        qe = np.clip(np.rint(e / s) + z, 0, 255)
-        qn = np.clip(np.rint(num * f32(1.0 / s)) + z, 0, 255)
-        state = ("q", np.concatenate([qe, qn], axis=1).astype(np.int64), s, z)
+        state = ("q", np.clip(np.rint(state[1] / f32(s)) + z, 0, 255).astype(np.int64), s, z)
     for i in range(n_layers):
         hidden = i < n_layers - 1
         if f"dense.{i}.weight_q" in t:
             s, z = qp[i]
             if state[0] == "f":
-                x = np.clip(np.rint(state[1] * f32(1.0 / s)) + z, 0, 255).astype(np.int64)
+                x = np.clip(np.rint(state[1] / f32(s)) + z, 0, 255).astype(np.int64)
             else:
                 x = state[1]
             w = t[f"dense.{i}.weight_q"].astype(np.int64)

@@ -7,7 +7,7 @@
 //!
 //! Layering (each arrow is "may use"):
 //! `pipeline -> {data, model, artifact, runtime, metrics}`, `runtime -> artifact`,
-//! `data -> geo`. `runtime` and `artifact` use neither burn nor polars, so a serving system
+//! `data -> geo`, `onnx -> artifact`. `runtime` and `artifact` use neither burn nor polars, so a serving system
 //! can link them alone.
 
 pub mod artifact;
@@ -17,6 +17,7 @@ pub mod geo;
 pub mod kernels;
 pub mod metrics;
 pub mod model;
+pub mod onnx;
 pub mod pipeline;
 pub mod progress;
 pub mod quant;

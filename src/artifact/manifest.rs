@@ -56,6 +56,25 @@ pub struct FileEntry {
     pub bytes: u64,
 }
 
+/// A file exported from the artifact for other runtimes (e.g. `model.onnx`). Kept apart from
+/// [`Manifest::files`] so that exporting does not change the artifact's content hash (which
+/// children and benchmarks use to find their parent).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExportEntry {
+    /// Path relative to the artifact directory.
+    pub file: String,
+    /// Hex sha256 of the file's bytes.
+    pub sha256: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// `fp32` or `qdq-int8`.
+    pub graph: String,
+    /// ONNX IR version.
+    pub ir_version: i64,
+    /// Opset per domain (`ai.onnx`, `ai.onnx.ml`).
+    pub opsets: BTreeMap<String, i64>,
+}
+
 /// Where an artifact came from (students and INT8 models).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Lineage {
@@ -103,6 +122,9 @@ pub struct Manifest {
     /// INT8 artifacts: scheme, calibrator, activation qparams, per-layer SQNR, float layers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantization: Option<serde_json::Value>,
+    /// Exported files by format (`onnx`), verified on load like `files`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub exports: BTreeMap<String, ExportEntry>,
 }
 
 impl Manifest {

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-pub use manifest::{FileEntry, Manifest};
+pub use manifest::{ExportEntry, FileEntry, Manifest};
 
 use crate::error::{Error, IoContext, Result};
 
@@ -173,17 +173,17 @@ pub fn verify_files(dir: &Path, manifest: &Manifest) -> Result<()> {
     if !manifest.files.contains_key(WEIGHTS) {
         return Err(Error::input(format!("{}: manifest lists no {WEIGHTS}", dir.join(MANIFEST).display())));
     }
-    for (name, entry) in &manifest.files {
+    let exports = manifest.exports.values().map(|e| (&e.file, &e.sha256));
+    for (name, sha256) in manifest.files.iter().map(|(n, e)| (n, &e.sha256)).chain(exports) {
         let p = dir.join(name);
         if !p.is_file() {
             return Err(Error::input(format!("{}: missing (listed in the manifest)", p.display())));
         }
         let actual = sha256_file(&p)?;
-        if actual != entry.sha256 {
+        if actual != *sha256 {
             return Err(Error::input(format!(
-                "{}: sha256 mismatch (manifest says {}, file has {actual}); the artifact was modified or corrupted",
+                "{}: sha256 mismatch (manifest says {sha256}, file has {actual}); the artifact was modified or corrupted",
                 p.display(),
-                entry.sha256
             )));
         }
     }

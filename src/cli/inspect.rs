@@ -72,6 +72,12 @@ pub fn exec(args: InspectArgs, g: &Global) -> Result<u8> {
     for (name, f) in &manifest.files {
         println!("  {name:<20} {:>10} bytes  {}", f.bytes, f.sha256);
     }
+    for (format, e) in &manifest.exports {
+        println!(
+            "export {format}: {} ({} graph, IR {}, opsets {:?}) {:>10} bytes  {} (verified)",
+            e.file, e.graph, e.ir_version, e.opsets, e.bytes, e.sha256
+        );
+    }
     if let Some(q) = &manifest.quantization {
         println!(
             "quantization: {} calibrator, {}-bit weights, per_channel {}, dynamic activations {}, layers kept float {}, layer SQNR dB {}",

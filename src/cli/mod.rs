@@ -5,6 +5,7 @@ mod bench;
 mod datasets;
 mod distill;
 mod eval;
+mod export;
 mod inspect;
 mod predict;
 mod prepare;
@@ -66,6 +67,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Side-by-side metrics of artifacts on a feature file.
     Eval(eval::EvalArgs),
+    /// Export an artifact to ONNX (FP32, or QDQ for INT8) with preprocessing in the graph.
+    Export(export::ExportArgs),
     /// Score a feature file into Parquet (row, logit, probability).
     Predict(predict::PredictArgs),
     /// Show and verify an artifact (manifest, tensors, checksums).
@@ -95,6 +98,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Quantize(a) => quantize::exec(a, &g, &progress),
         Command::Bench(a) => bench::exec(a, &g),
         Command::Eval(a) => eval::exec(a, &g),
+        Command::Export(a) => export::exec(a, &g),
         Command::Predict(a) => predict::exec(a, &g),
         Command::Inspect(a) => inspect::exec(a, &g),
         Command::Run(a) => run::exec(a, &g, &progress),

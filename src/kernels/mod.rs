@@ -158,13 +158,53 @@ pub fn round_even(x: f32) -> i32 {
     ((x + MAGIC) - MAGIC) as i32
 }
 
+/// Where a GEMM's results go.
+pub enum Sink<'a> {
+    /// Raw i32 accumulators, `[m, n]` row-major.
+    Acc(&'a mut [i32]),
+    /// Requantized u8 rows of stride `stride`, the epilogue applied as each tile is stored.
+    U8 {
+        /// The requantization.
+        ep: &'a Epilogue,
+        /// Output rows.
+        out: &'a mut [u8],
+        /// Output row stride (the next layer's padded width).
+        stride: usize,
+    },
+}
+
 /// `acc[r * n + c] = Σ_k x[r * kp + k] · w[c, k]` for `m` rows of padded u8 activations.
 pub fn gemm_u8s8(kernel: Kernel, x: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
     assert!(x.len() >= m * w.kp && acc.len() >= m * w.n, "buffers too small");
     match kernel {
         Kernel::Scalar => scalar::gemm_u8s8(x, m, w, acc),
-        Kernel::Avx2 => x86::gemm_avx2(x, m, w, acc),
-        Kernel::Vnni => x86::gemm_vnni(x, m, w, acc),
+        Kernel::Avx2 => x86::gemm_avx2(x, m, w, Sink::Acc(acc)),
+        Kernel::Vnni => x86::gemm_vnni(x, m, w, Sink::Acc(acc)),
+    }
+}
+
+/// GEMM followed by [`requantize`], fused: the same bytes as running the two one after the
+/// other (the scalar kernel does exactly that), without storing the accumulators.
+pub fn gemm_requantize(
+    kernel: Kernel,
+    x: &[u8],
+    m: usize,
+    w: &PackedWeights,
+    ep: &Epilogue,
+    out: &mut [u8],
+    stride: usize,
+) {
+    assert!(x.len() >= m * w.kp, "input buffer too small");
+    assert!(ep.offset.len() == w.n && ep.multiplier.len() == w.n, "epilogue must have n channels");
+    assert!(stride >= w.n && out.len() >= m.saturating_sub(1) * stride + w.n, "output buffer too small");
+    match kernel {
+        Kernel::Scalar => {
+            let mut acc = vec![0i32; m * w.n];
+            scalar::gemm_u8s8(x, m, w, &mut acc);
+            requantize_scalar(&acc, m, ep, out, stride);
+        }
+        Kernel::Avx2 => x86::gemm_avx2(x, m, w, Sink::U8 { ep, out, stride }),
+        Kernel::Vnni => x86::gemm_vnni(x, m, w, Sink::U8 { ep, out, stride }),
     }
 }
 

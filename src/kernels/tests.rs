@@ -134,3 +134,34 @@ fn simd_epilogue_equals_the_scalar_reference_bit_for_bit() {
     assert_eq!(a, [0, 2, 2, 4, 255, 0, 4, 6]);
     assert_eq!(a, b);
 }
+
+#[test]
+fn fused_gemm_requantize_equals_gemm_then_scalar_epilogue() {
+    let mut rng = Rng::new(29);
+    for kernel in Kernel::available() {
+        for &(m, k, n) in &[(1usize, 7usize, 1usize), (3, 17, 9), (4, 64, 16), (5, 65, 17), (9, 130, 40), (4, 33, 8)] {
+            let kp = padded(k);
+            let x: Vec<u8> = (0..m * kp).map(|i| if i % kp < k { rng.below(256) as u8 } else { 0 }).collect();
+            let w: Vec<i8> = (0..n * k).map(|_| (rng.below(127) as i32 - 63) as i8).collect();
+            let packed = PackedWeights::new(&w, n, k);
+            for relu in [false, true] {
+                let ep = Epilogue {
+                    input_zero_point: 5,
+                    offset: (0..n).map(|_| rng.below(4001) as i32 - 2000).collect(),
+                    multiplier: (0..n).map(|_| (rng.uniform() * 0.003) as f32).collect(),
+                    output_zero_point: rng.below(256) as i32,
+                    relu,
+                };
+                let stride = n + 3;
+                let mut acc = vec![0i32; m * n];
+                gemm_u8s8(Kernel::Scalar, &x, m, &packed, &mut acc);
+                let mut want = vec![0xAAu8; m * stride];
+                requantize_scalar(&acc, m, &ep, &mut want, stride);
+                let mut got = vec![0xAAu8; m * stride];
+                gemm_requantize(kernel, &x, m, &packed, &ep, &mut got, stride);
+                // Equal bytes, padding columns included (left untouched).
+                assert_eq!(got, want, "{} m={m} k={k} n={n} relu={relu}", kernel.name());
+            }
+        }
+    }
+}

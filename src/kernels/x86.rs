@@ -4,7 +4,7 @@
 //! at a time. Each public entry checks the CPU feature again and falls back to the scalar
 //! reference, so calling one on an unsupported CPU is safe.
 
-use super::{PackedWeights, scalar};
+use super::{PackedWeights, Sink, scalar};
 
 /// True when AVX2 is available.
 pub fn has_avx2() -> bool {
@@ -34,32 +34,44 @@ pub fn has_vnni() -> bool {
 
 /// AVX2 GEMM: `vpmaddubsw` + `vpmaddwd` when |w| ≤ 63 (no i16 saturation possible), exact
 /// `vpmaddwd` on i16-widened values otherwise.
-pub fn gemm_avx2(x: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
+pub fn gemm_avx2(x: &[u8], m: usize, w: &PackedWeights, mut sink: Sink<'_>) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
-        // SAFETY: AVX2 is present; the caller checked `x.len() >= m * kp` and
-        // `acc.len() >= m * n`; packed layouts cover every block and group.
+        // SAFETY: AVX2 is present; the caller checked `x.len() >= m * kp` and the sink's size;
+        // packed layouts cover every block and group.
         unsafe {
             if w.max_abs <= 63 {
-                avx2::gemm::<true>(x, m, w, acc);
+                avx2::gemm::<true>(x, m, w, &mut sink);
             } else {
-                avx2::gemm::<false>(x, m, w, acc);
+                avx2::gemm::<false>(x, m, w, &mut sink);
             }
         }
         return;
     }
-    scalar::gemm_u8s8(x, m, w, acc);
+    scalar_into(x, m, w, sink);
+}
+
+/// The reference GEMM into any sink (CPUs without the SIMD feature).
+fn scalar_into(x: &[u8], m: usize, w: &PackedWeights, sink: Sink<'_>) {
+    match sink {
+        Sink::Acc(acc) => scalar::gemm_u8s8(x, m, w, acc),
+        Sink::U8 { ep, out, stride } => {
+            let mut acc = vec![0i32; m * w.n];
+            scalar::gemm_u8s8(x, m, w, &mut acc);
+            super::requantize_scalar(&acc, m, ep, out, stride);
+        }
+    }
 }
 
 /// AVX-512 VNNI GEMM (`vpdpbusd`, no saturation).
-pub fn gemm_vnni(x: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
+pub fn gemm_vnni(x: &[u8], m: usize, w: &PackedWeights, mut sink: Sink<'_>) {
     #[cfg(target_arch = "x86_64")]
     if has_vnni() {
         // SAFETY: AVX-512 F/BW/VNNI are present; sizes as in `gemm_avx2`.
-        unsafe { vnni::gemm(x, m, w, acc) };
+        unsafe { vnni::gemm(x, m, w, &mut sink) };
         return;
     }
-    scalar::gemm_u8s8(x, m, w, acc);
+    scalar_into(x, m, w, sink);
 }
 
 /// AVX2 epilogue: 8 channels at a time, `cvtps2dq` rounding (half to even) after clamping to
@@ -75,18 +87,68 @@ pub fn requantize_avx2(acc: &[i32], m: usize, ep: &super::Epilogue, out: &mut [u
     super::requantize_scalar(acc, m, ep, out, out_stride);
 }
 
-/// Writes lanes of one channel block into `acc` rows, dropping padded channels.
+/// The tile store shared by both kernels: 8 accumulators of output channels `c0..c0 + 8` of
+/// one row go to the sink, either as i32 or requantized to u8 right here (the epilogue fused
+/// into the store, so accumulators never make a round trip through memory). Channels past
+/// `n` (block padding) are dropped.
+#[cfg(target_arch = "x86_64")]
 #[inline]
-fn store(acc: &mut [i32], n: usize, row: usize, c0: usize, lanes: &[i32]) {
-    let valid = lanes.len().min(n - c0);
-    acc[row * n + c0..row * n + c0 + valid].copy_from_slice(&lanes[..valid]);
+#[target_feature(enable = "avx2")]
+unsafe fn store8(sink: &mut Sink<'_>, n: usize, row: usize, c0: usize, v: std::arch::x86_64::__m256i) {
+    use std::arch::x86_64::*;
+    let valid = 8.min(n - c0);
+    match sink {
+        Sink::Acc(acc) => {
+            let dst = &mut acc[row * n + c0..row * n + c0 + valid];
+            if valid == 8 {
+                // SAFETY: `dst` holds 8 i32.
+                unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), v) };
+            } else {
+                let mut lanes = [0i32; 8];
+                // SAFETY: `lanes` holds 8 i32.
+                unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), v) };
+                dst.copy_from_slice(&lanes[..valid]);
+            }
+        }
+        Sink::U8 { ep, out, stride } => {
+            let lo = if ep.relu { ep.output_zero_point } else { 0 };
+            let row_out = &mut out[row * *stride + c0..row * *stride + c0 + valid];
+            // SAFETY: full blocks load 8 lanes from `offset[c0..c0 + 8]`, `multiplier[c0..c0 + 8]`
+            // and store 8 bytes into `row_out` (length 8); partial blocks go through local arrays.
+            unsafe {
+                let (off, mul) = if valid == 8 {
+                    let (o, m) = (&ep.offset[c0..c0 + 8], &ep.multiplier[c0..c0 + 8]);
+                    (_mm256_loadu_si256(o.as_ptr().cast()), _mm256_loadu_ps(m.as_ptr()))
+                } else {
+                    let (mut o, mut m) = ([0i32; 8], [0f32; 8]);
+                    o[..valid].copy_from_slice(&ep.offset[c0..c0 + valid]);
+                    m[..valid].copy_from_slice(&ep.multiplier[c0..c0 + valid]);
+                    (_mm256_loadu_si256(o.as_ptr().cast()), _mm256_loadu_ps(m.as_ptr()))
+                };
+                let f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(v, off)), mul);
+                let f = _mm256_min_ps(_mm256_max_ps(f, _mm256_set1_ps(-4_194_304.0)), _mm256_set1_ps(4_194_304.0));
+                let q = _mm256_add_epi32(_mm256_cvtps_epi32(f), _mm256_set1_epi32(ep.output_zero_point));
+                let q = _mm256_min_epi32(_mm256_max_epi32(q, _mm256_set1_epi32(lo)), _mm256_set1_epi32(255));
+                // Values are in [0, 255]: the saturating packs are exact.
+                let w16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
+                let b8 = _mm_packus_epi16(w16, w16);
+                if valid == 8 {
+                    _mm_storel_epi64(row_out.as_mut_ptr().cast(), b8);
+                } else {
+                    let mut bytes = [0u8; 16];
+                    _mm_storeu_si128(bytes.as_mut_ptr().cast(), b8);
+                    row_out.copy_from_slice(&bytes[..valid]);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{PackedWeights, store};
+    use super::{PackedWeights, Sink, store8};
 
     /// The 4 (SMALL: 7-bit) or 2 (widened) activation values of group `g` of a row,
     /// broadcast to every i32 lane.
@@ -133,7 +195,7 @@ mod avx2 {
         r0: usize,
         b0: usize,
         w: &PackedWeights,
-        acc: &mut [i32],
+        sink: &mut Sink<'_>,
     ) {
         let groups = if SMALL { w.kp / 4 } else { w.kp / 2 };
         let ones = _mm256_set1_epi16(1);
@@ -148,12 +210,10 @@ mod avx2 {
                 }
             }
         }
-        let mut lanes = [0i32; 8];
         for (i, ai) in a.iter().enumerate() {
             for (j, aij) in ai.iter().enumerate() {
-                // SAFETY: `lanes` holds 8 i32.
-                unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), *aij) };
-                store(acc, w.n, r0 + i, (b0 + j) * 8, &lanes);
+                // SAFETY: AVX2 is enabled here; block b0 + j has channels below n.
+                unsafe { store8(sink, w.n, r0 + i, (b0 + j) * 8, *aij) };
             }
         }
     }
@@ -197,7 +257,7 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2")]
-    pub unsafe fn gemm<const SMALL: bool>(x: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
+    pub unsafe fn gemm<const SMALL: bool>(x: &[u8], m: usize, w: &PackedWeights, acc: &mut Sink<'_>) {
         let blocks = w.n.div_ceil(8);
         let mut r = 0;
         while r + 4 <= m {
@@ -230,11 +290,17 @@ mod avx2 {
 mod vnni {
     use std::arch::x86_64::*;
 
-    use super::{PackedWeights, store};
+    use super::{PackedWeights, Sink};
 
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn tile<const R: usize, const C: usize>(x: &[u8], r0: usize, b0: usize, w: &PackedWeights, acc: &mut [i32]) {
+    unsafe fn tile<const R: usize, const C: usize>(
+        x: &[u8],
+        r0: usize,
+        b0: usize,
+        w: &PackedWeights,
+        sink: &mut Sink<'_>,
+    ) {
         let groups = w.kp / 4;
         let mut a = [[_mm512_setzero_si512(); C]; R];
         let rows: [*const u8; R] = std::array::from_fn(|i| x[(r0 + i) * w.kp..].as_ptr());
@@ -251,19 +317,50 @@ mod vnni {
                 }
             }
         }
-        let mut lanes = [0i32; 16];
         for (i, ai) in a.iter().enumerate() {
             for (j, aij) in ai.iter().enumerate() {
-                // SAFETY: `lanes` holds 16 i32.
-                unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), *aij) };
-                store(acc, w.n, r0 + i, (b0 + j) * 16, &lanes);
+                // SAFETY: AVX-512 F/BW are enabled here; block b0 + j has channels below n.
+                unsafe { store16(sink, w.n, r0 + i, (b0 + j) * 16, *aij) };
+            }
+        }
+    }
+
+    /// The AVX-512 version of [`store8`](super::store8): 16 channels, masked loads and stores
+    /// for the last block, `vpmovusdb` to pack.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn store16(sink: &mut Sink<'_>, n: usize, row: usize, c0: usize, v: __m512i) {
+        let valid = 16.min(n - c0);
+        let mask: __mmask16 = if valid == 16 { 0xFFFF } else { (1u16 << valid) - 1 };
+        match sink {
+            Sink::Acc(acc) => {
+                let dst = &mut acc[row * n + c0..row * n + c0 + valid];
+                // SAFETY: the mask writes only the `valid` lanes that `dst` holds.
+                unsafe { _mm512_mask_storeu_epi32(dst.as_mut_ptr(), mask, v) };
+            }
+            Sink::U8 { ep, out, stride } => {
+                let lo = if ep.relu { ep.output_zero_point } else { 0 };
+                let (off, mul) = (&ep.offset[c0..c0 + valid], &ep.multiplier[c0..c0 + valid]);
+                let dst = &mut out[row * *stride + c0..row * *stride + c0 + valid];
+                // SAFETY: masked loads read and the masked store writes only the `valid` lanes
+                // that the bounds-checked slices above hold.
+                unsafe {
+                    let off = _mm512_maskz_loadu_epi32(mask, off.as_ptr());
+                    let mul = _mm512_maskz_loadu_ps(mask, mul.as_ptr());
+                    let f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(v, off)), mul);
+                    let f = _mm512_min_ps(_mm512_max_ps(f, _mm512_set1_ps(-4_194_304.0)), _mm512_set1_ps(4_194_304.0));
+                    // `cvtps2dq` under the default rounding mode: half to even, as `round_even`.
+                    let q = _mm512_add_epi32(_mm512_cvtps_epi32(f), _mm512_set1_epi32(ep.output_zero_point));
+                    let q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(lo)), _mm512_set1_epi32(255));
+                    _mm512_mask_cvtusepi32_storeu_epi8(dst.as_mut_ptr().cast(), mask, q);
+                }
             }
         }
     }
 
     /// `vpdpbusd`: 64 u8·s8 products per instruction into 16 i32 lanes.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn gemm(x: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
+    pub unsafe fn gemm(x: &[u8], m: usize, w: &PackedWeights, acc: &mut Sink<'_>) {
         let blocks = w.n.div_ceil(16);
         let mut r = 0;
         while r + 4 <= m {

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod distill;
 pub mod eval;
+pub mod export;
 pub mod paths;
 pub mod predict;
 pub mod prepare;

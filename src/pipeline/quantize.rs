@@ -338,6 +338,7 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
         training: serde_json::json!({ "parent_training": pman.training }),
         metrics,
         quantization: Some(quantization),
+        exports: Default::default(),
     };
     writer.finish(manifest)?;
     progress.advance(1);

@@ -307,6 +307,7 @@ pub fn write_float_artifact(
         training: meta.training,
         metrics,
         quantization: None,
+        exports: Default::default(),
     };
     writer.finish(manifest)
 }

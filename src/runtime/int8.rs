@@ -198,7 +198,6 @@ impl Int8Model {
         let k = self.spec.numeric.len();
         let width = self.arch.input_dim(&self.spec);
         let mut x = take_u8(enc.rows, width, kp);
-        let inv = 1.0 / qp.scale;
         for r in 0..enc.rows {
             let row = &mut x[r * kp..(r + 1) * kp];
             let mut off = 0;
@@ -211,7 +210,7 @@ impl Int8Model {
                 off += t.dim;
             }
             for (o, &v) in row[off..off + k].iter_mut().zip(&enc.numeric[r * k..(r + 1) * k]) {
-                *o = (kernels::round_even(v * inv) + qp.zero_point).clamp(0, 255) as u8;
+                *o = qp.quantize(v);
             }
         }
         x
@@ -247,25 +246,25 @@ impl Int8Model {
                         Act::Quant(q, _) => q,
                         Act::Float(v) => quantize_padded(&v, m, width, packed.kp, &plan.input),
                     };
-                    let mut acc = take_acc(m * packed.n);
-                    kernels::gemm_u8s8(self.kernel, &xq, m, packed, &mut acc);
-                    give_u8(xq);
                     let next = match &plan.to_u8 {
                         Some((ep, kp_next, nq)) => {
                             let mut out = take_u8(m, packed.n, *kp_next);
-                            kernels::requantize(&acc, m, ep, &mut out, *kp_next);
+                            kernels::gemm_requantize(self.kernel, &xq, m, packed, ep, &mut out, *kp_next);
                             Act::Quant(out, *nq)
                         }
                         None => {
+                            let mut acc = take_acc(m * packed.n);
+                            kernels::gemm_u8s8(self.kernel, &xq, m, packed, &mut acc);
                             let mut y = vec![0f32; m * packed.n];
                             kernels::dequantize_output(&acc, m, &plan.to_f32, &mut y);
+                            give_acc(acc);
                             if hidden {
                                 y.iter_mut().for_each(|v| *v = v.max(0.0));
                             }
                             Act::Float(y)
                         }
                     };
-                    give_acc(acc);
+                    give_u8(xq);
                     next
                 }
                 (Exec::Int8 { packed, weight_scale, input, bias }, None) => {
@@ -334,13 +333,13 @@ impl Int8Model {
     }
 }
 
-/// Quantizes `[m, width]` floats into rows of stride `kp` (padding stays 0).
+/// Quantizes `[m, width]` floats into rows of stride `kp` (padding stays 0). Divides by the
+/// scale, as ONNX `QuantizeLinear` does, so exported QDQ graphs see the same codes.
 pub fn quantize_padded(x: &[f32], m: usize, width: usize, kp: usize, qp: &QParams) -> Vec<u8> {
     let mut out = vec![0u8; m * kp];
-    let inv = 1.0 / qp.scale;
     for r in 0..m {
         for (o, &v) in out[r * kp..r * kp + width].iter_mut().zip(&x[r * width..(r + 1) * width]) {
-            *o = ((v * inv).round_ties_even() as i32 + qp.zero_point).clamp(0, 255) as u8;
+            *o = qp.quantize(v);
         }
     }
     out

@@ -1,0 +1,486 @@
+//! ONNX graphs of our artifacts, built on the generated protobuf types of `onnx-protobuf`
+//! (no `protoc` at build time). Owns the graph layout and nothing else: reading artifacts and
+//! writing files is `pipeline::export`'s job.
+//!
+//! Every graph takes the raw feature columns, one input per column named as in the feature
+//! spec (`int64 [batch]` for categorical ids, `float [batch]` for numeric values), and
+//! carries the whole preprocessing:
+//!
+//! - categorical ids → embedding rows: a lookup table indexed by `clip(id - min, -1, range) + 1`
+//!   (plain `Sub`/`Clip`/`Add`/`Gather`, so any runtime runs it) when the ids are dense enough,
+//!   else `ai.onnx.ml.LabelEncoder`; unknown ids map to row 0, the OOV row, as in our runtime;
+//! - numeric columns: `(x - mean) · (1 / std)`, the same two f32 operations as our encoder;
+//! - the MLP: `Gemm(transB = 1)` + `Relu`; outputs `probability` and `logit`, both `[batch]`.
+//!
+//! INT8 artifacts become QDQ graphs carrying exactly our tensors: weights are int8
+//! initializers with per-axis `DequantizeLinear` (axis 0, zero point 0), biases int32 at scale
+//! `s_x · s_w`, each static layer's input passes `QuantizeLinear`/`DequantizeLinear` with our
+//! calibrated u8 scale and zero point, row-wise embeddings are u8 codes gathered and rescaled
+//! by their row's f32 scale and offset, and layers the accuracy gate kept in float stay float.
+//! Layers quantized dynamically use `DynamicQuantizeLinear`.
+
+use onnx_protobuf as pb;
+use pb::Message;
+use pb::tensor_proto::DataType;
+
+use crate::artifact::manifest::Architecture;
+use crate::artifact::qweights::{QLayer, QuantWeights};
+use crate::artifact::spec::{CategoricalSpec, FeatureSpec};
+use crate::artifact::weights::{Dense, FloatWeights};
+use crate::error::{Error, Result};
+
+/// ONNX IR version written (IR 8: ONNX 1.10+, onnxruntime 1.10+).
+pub const IR_VERSION: i64 = 8;
+/// Default-domain opset (per-axis Q/DQ needs 13+).
+pub const OPSET: i64 = 17;
+/// `ai.onnx.ml` opset (LabelEncoder with int64 keys and values).
+pub const ML_OPSET: i64 = 3;
+/// Name of the symbolic batch dimension.
+pub const BATCH: &str = "batch";
+
+/// How categorical ids become embedding rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdLookup {
+    /// A dense table when the id range is small enough, else `LabelEncoder` (the default).
+    Auto,
+    /// Always `ai.onnx.ml.LabelEncoder`.
+    LabelEncoder,
+}
+
+/// The graph builder: nodes, initializers and fresh names.
+struct Graph {
+    nodes: Vec<pb::NodeProto>,
+    inits: Vec<pb::TensorProto>,
+    uses_ml: bool,
+    next: usize,
+}
+
+fn attr_int(name: &str, v: i64) -> pb::AttributeProto {
+    let mut a = pb::AttributeProto::new();
+    a.name = name.to_string();
+    a.type_ = pb::attribute_proto::AttributeType::INT.into();
+    a.i = v;
+    a
+}
+
+fn attr_ints(name: &str, v: Vec<i64>) -> pb::AttributeProto {
+    let mut a = pb::AttributeProto::new();
+    a.name = name.to_string();
+    a.type_ = pb::attribute_proto::AttributeType::INTS.into();
+    a.ints = v;
+    a
+}
+
+/// Raw little-endian bytes of a tensor's elements.
+trait Elem: Copy {
+    const TYPE: DataType;
+    fn put(self, out: &mut Vec<u8>);
+}
+
+macro_rules! elem {
+    ($t:ty, $d:ident) => {
+        impl Elem for $t {
+            const TYPE: DataType = DataType::$d;
+            fn put(self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+        }
+    };
+}
+elem!(f32, FLOAT);
+elem!(i64, INT64);
+elem!(i32, INT32);
+elem!(i8, INT8);
+elem!(u8, UINT8);
+
+impl Graph {
+    fn new() -> Self {
+        Self { nodes: Vec::new(), inits: Vec::new(), uses_ml: false, next: 0 }
+    }
+
+    fn fresh(&mut self, hint: &str) -> String {
+        self.next += 1;
+        format!("{hint}_{}", self.next)
+    }
+
+    /// Adds a constant tensor; returns its name.
+    fn init<T: Elem>(&mut self, name: &str, dims: &[usize], data: &[T]) -> String {
+        debug_assert_eq!(dims.iter().product::<usize>(), data.len());
+        let mut t = pb::TensorProto::new();
+        t.name = name.to_string();
+        t.dims = dims.iter().map(|&d| d as i64).collect();
+        t.data_type = T::TYPE as i32;
+        let mut raw = Vec::with_capacity(std::mem::size_of_val(data));
+        data.iter().for_each(|v| v.put(&mut raw));
+        t.raw_data = raw;
+        self.inits.push(t);
+        name.to_string()
+    }
+
+    /// Adds a node with one output named `out`.
+    fn op_to(&mut self, op: &str, domain: &str, inputs: &[&str], out: &str, attrs: Vec<pb::AttributeProto>) -> String {
+        let mut n = pb::NodeProto::new();
+        n.op_type = op.to_string();
+        n.domain = domain.to_string();
+        n.name = format!("{op}_{}", self.nodes.len());
+        n.input = inputs.iter().map(|s| s.to_string()).collect();
+        n.output = vec![out.to_string()];
+        n.attribute = attrs;
+        self.nodes.push(n);
+        out.to_string()
+    }
+
+    /// Adds a default-domain node with one fresh output.
+    fn op(&mut self, op: &str, inputs: &[&str], attrs: Vec<pb::AttributeProto>) -> String {
+        let out = self.fresh(&op.to_lowercase());
+        self.op_to(op, "", inputs, &out, attrs)
+    }
+
+    /// Embedding row index (int64 `[batch]`, 0 = OOV) of the raw ids in `input`.
+    fn row_index(&mut self, input: &str, c: &CategoricalSpec, lookup: IdLookup) -> String {
+        let col = &c.name;
+        let (Some(&min), Some(&max)) = (c.vocabulary.first(), c.vocabulary.last()) else {
+            // Empty vocabulary: every id is out of vocabulary.
+            let zero = self.init(&format!("{col}.zero"), &[1], &[0i64]);
+            let z = self.op("Mul", &[input, &zero], vec![]);
+            return z;
+        };
+        let range = max.checked_sub(min).and_then(|r| usize::try_from(r).ok());
+        let dense = range.filter(|&r| lookup == IdLookup::Auto && r < (4 * c.vocabulary.len()).max(1 << 16));
+        match dense {
+            Some(range) => {
+                // table[0] = below min, table[range + 2] = above max, table[v - min + 1] = row.
+                let mut table = vec![0i64; range + 3];
+                for (i, &v) in c.vocabulary.iter().enumerate() {
+                    table[(v - min) as usize + 1] = i as i64 + 1;
+                }
+                let table = self.init(&format!("{col}.row_of_id"), &[table.len()], &table);
+                let lo = self.init(&format!("{col}.min_id"), &[], &[min]);
+                let neg1 = self.init(&format!("{col}.clip_lo"), &[], &[-1i64]);
+                let hi = self.init(&format!("{col}.clip_hi"), &[], &[range as i64 + 1]);
+                let one = self.init(&format!("{col}.one"), &[], &[1i64]);
+                let d = self.op("Sub", &[input, &lo], vec![]);
+                let d = self.op("Clip", &[&d, &neg1, &hi], vec![]);
+                let d = self.op("Add", &[&d, &one], vec![]);
+                self.op("Gather", &[&table, &d], vec![attr_int("axis", 0)])
+            }
+            None => {
+                self.uses_ml = true;
+                let out = self.fresh("label_encoder");
+                let values: Vec<i64> = (1..=c.vocabulary.len() as i64).collect();
+                self.op_to(
+                    "LabelEncoder",
+                    "ai.onnx.ml",
+                    &[input],
+                    &out,
+                    vec![
+                        attr_ints("keys_int64s", c.vocabulary.clone()),
+                        attr_ints("values_int64s", values),
+                        attr_int("default_int64", 0),
+                    ],
+                )
+            }
+        }
+    }
+
+    /// `[batch, k]` normalized numeric inputs: `(x - mean) · (1 / std)`.
+    fn numeric(&mut self, spec: &FeatureSpec) -> Option<String> {
+        if spec.numeric.is_empty() {
+            return None;
+        }
+        let axes = self.init("numeric.unsqueeze_axes", &[1], &[1i64]);
+        let cols: Vec<String> =
+            spec.numeric.iter().map(|n| self.op("Unsqueeze", &[n.name.as_str(), &axes], vec![])).collect();
+        let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
+        let x = self.op("Concat", &refs, vec![attr_int("axis", 1)]);
+        let k = spec.numeric.len();
+        let mean: Vec<f32> = spec.numeric.iter().map(|n| n.mean as f32).collect();
+        let inv: Vec<f32> = spec.numeric.iter().map(|n| (1.0 / n.std) as f32).collect();
+        let mean = self.init("numeric.mean", &[k], &mean);
+        let inv = self.init("numeric.inv_std", &[k], &inv);
+        let x = self.op("Sub", &[&x, &mean], vec![]);
+        Some(self.op("Mul", &[&x, &inv], vec![]))
+    }
+
+    /// `Gemm(x, W, b, transB = 1)` for a float layer `i`.
+    fn float_dense(&mut self, x: &str, i: usize, d: &Dense) -> String {
+        let w = self.init(&format!("dense.{i}.weight"), &[d.output, d.input], &d.weight);
+        let b = self.init(&format!("dense.{i}.bias"), &[d.output], &d.bias);
+        self.op("Gemm", &[x, &w, &b], vec![attr_int("transB", 1)])
+    }
+
+    /// `Q` then `DQ` with fixed u8 parameters.
+    fn qdq(&mut self, x: &str, name: &str, scale: f32, zero_point: i32) -> String {
+        let s = self.init(&format!("{name}.scale"), &[], &[scale]);
+        let z = self.init(&format!("{name}.zero_point"), &[], &[zero_point.clamp(0, 255) as u8]);
+        let q = self.op("QuantizeLinear", &[x, &s, &z], vec![]);
+        self.op("DequantizeLinear", &[&q, &s, &z], vec![])
+    }
+
+    /// Per-axis `DequantizeLinear` of an integer constant (axis 0, zero point 0).
+    fn dq_axis0<T: Elem + Default>(&mut self, name: &str, dims: &[usize], data: &[T], scales: &[f32]) -> String {
+        let q = self.init(name, dims, data);
+        let s = self.init(&format!("{name}.scale"), &[scales.len()], scales);
+        let z = self.init(&format!("{name}.zero_point"), &[scales.len()], &vec![T::default(); scales.len()]);
+        self.op("DequantizeLinear", &[&q, &s, &z], vec![attr_int("axis", 0)])
+    }
+
+    fn into_model(self, inputs: Vec<pb::ValueInfoProto>, doc: &str, metadata: &[(String, String)]) -> pb::ModelProto {
+        let mut g = pb::GraphProto::new();
+        g.name = "reco".to_string();
+        g.node = self.nodes;
+        g.initializer = self.inits;
+        g.input = inputs;
+        g.output = vec![value_info("probability", DataType::FLOAT), value_info("logit", DataType::FLOAT)];
+        let mut m = pb::ModelProto::new();
+        m.ir_version = IR_VERSION;
+        m.producer_name = "reco-cli".to_string();
+        m.producer_version = crate::VERSION.to_string();
+        m.doc_string = doc.to_string();
+        let mut opset = pb::OperatorSetIdProto::new();
+        opset.version = OPSET;
+        m.opset_import.push(opset);
+        if self.uses_ml {
+            let mut ml = pb::OperatorSetIdProto::new();
+            ml.domain = "ai.onnx.ml".to_string();
+            ml.version = ML_OPSET;
+            m.opset_import.push(ml);
+        }
+        for (k, v) in metadata {
+            let mut e = pb::StringStringEntryProto::new();
+            e.key = k.clone();
+            e.value = v.clone();
+            m.metadata_props.push(e);
+        }
+        m.graph = protobuf::MessageField::some(g);
+        m
+    }
+}
+
+/// A `[batch]` tensor value of type `t`.
+fn value_info(name: &str, t: DataType) -> pb::ValueInfoProto {
+    let mut dim = pb::tensor_shape_proto::Dimension::new();
+    dim.value = Some(pb::tensor_shape_proto::dimension::Value::DimParam(BATCH.to_string()));
+    let mut shape = pb::TensorShapeProto::new();
+    shape.dim.push(dim);
+    let mut tensor = pb::type_proto::Tensor::new();
+    tensor.elem_type = t as i32;
+    tensor.shape = protobuf::MessageField::some(shape);
+    let mut ty = pb::TypeProto::new();
+    ty.value = Some(pb::type_proto::Value::TensorType(tensor));
+    let mut v = pb::ValueInfoProto::new();
+    v.name = name.to_string();
+    v.type_ = protobuf::MessageField::some(ty);
+    v
+}
+
+fn inputs(spec: &FeatureSpec) -> Vec<pb::ValueInfoProto> {
+    spec.categorical
+        .iter()
+        .map(|c| value_info(&c.name, DataType::INT64))
+        .chain(spec.numeric.iter().map(|n| value_info(&n.name, DataType::FLOAT)))
+        .collect()
+}
+
+/// `logit [batch, 1]` → outputs `logit [batch]` and `probability [batch]`.
+fn outputs(g: &mut Graph, y: &str) {
+    let shape = g.init("output.shape", &[1], &[-1i64]);
+    g.op_to("Reshape", "", &[y, &shape], "logit", vec![]);
+    g.op_to("Sigmoid", "", &["logit"], "probability", vec![]);
+}
+
+/// Concatenates embedding blocks and numeric features into the `[batch, input_dim]` matrix.
+fn input_matrix(g: &mut Graph, mut blocks: Vec<String>, numeric: Option<String>) -> String {
+    blocks.extend(numeric);
+    let refs: Vec<&str> = blocks.iter().map(String::as_str).collect();
+    g.op("Concat", &refs, vec![attr_int("axis", 1)])
+}
+
+fn check_names(spec: &FeatureSpec) -> Result<()> {
+    let mut names: Vec<&str> =
+        spec.categorical.iter().map(|c| c.name.as_str()).chain(spec.numeric.iter().map(|n| n.name.as_str())).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(Error::input(format!("feature spec names column {:?} twice; ONNX inputs must be unique", w[0])));
+    }
+    if let Some(n) = names.iter().find(|n| ["probability", "logit"].contains(n)) {
+        return Err(Error::input(format!("feature column {n:?} collides with an ONNX output name")));
+    }
+    Ok(())
+}
+
+/// The FP32 graph of a float artifact, serialized.
+pub fn float_model(
+    spec: &FeatureSpec,
+    arch: &Architecture,
+    w: &FloatWeights,
+    lookup: IdLookup,
+    metadata: &[(String, String)],
+) -> Result<Vec<u8>> {
+    check_names(spec)?;
+    let mut g = Graph::new();
+    let mut blocks = Vec::new();
+    for (c, t) in spec.categorical.iter().zip(&w.embeddings) {
+        let idx = g.row_index(&c.name, c, lookup);
+        let table = g.init(&format!("embedding.{}", c.name), &[t.rows, t.dim], &t.data);
+        blocks.push(g.op("Gather", &[&table, &idx], vec![attr_int("axis", 0)]));
+    }
+    let numeric = g.numeric(spec);
+    let mut x = input_matrix(&mut g, blocks, numeric);
+    let last = w.dense.len().saturating_sub(1);
+    for (i, d) in w.dense.iter().enumerate() {
+        x = g.float_dense(&x, i, d);
+        if i < last {
+            x = g.op("Relu", &[&x], vec![]);
+        }
+    }
+    outputs(&mut g, &x);
+    let doc = format!("reco-cli FP32 model: {} layers {:?}", w.dense.len(), arch.hidden);
+    serialize(g.into_model(inputs(spec), &doc, metadata))
+}
+
+/// The QDQ graph of an INT8 artifact, serialized.
+pub fn int8_model(
+    spec: &FeatureSpec,
+    arch: &Architecture,
+    w: &QuantWeights,
+    lookup: IdLookup,
+    metadata: &[(String, String)],
+) -> Result<Vec<u8>> {
+    check_names(spec)?;
+    let mut g = Graph::new();
+    let mut blocks = Vec::new();
+    for (c, t) in spec.categorical.iter().zip(&w.embeddings) {
+        let idx = g.row_index(&c.name, c, lookup);
+        let name = format!("embedding.{}", c.name);
+        let codes = g.init(&format!("{name}.codes"), &[t.rows, t.dim], &t.codes);
+        let scale: Vec<f32> = t.scale_offset.chunks(2).map(|p| p[0]).collect();
+        let offset: Vec<f32> = t.scale_offset.chunks(2).map(|p| p[1]).collect();
+        let scale = g.init(&format!("{name}.scale"), &[t.rows, 1], &scale);
+        let offset = g.init(&format!("{name}.offset"), &[t.rows, 1], &offset);
+        let q = g.op("Gather", &[&codes, &idx], vec![attr_int("axis", 0)]);
+        let q = g.op("Cast", &[&q], vec![attr_int("to", DataType::FLOAT as i64)]);
+        let s = g.op("Gather", &[&scale, &idx], vec![attr_int("axis", 0)]);
+        let o = g.op("Gather", &[&offset, &idx], vec![attr_int("axis", 0)]);
+        // code · scale + offset: two f32 operations, as RowwiseTable::dequantize.
+        let v = g.op("Mul", &[&q, &s], vec![]);
+        blocks.push(g.op("Add", &[&v, &o], vec![]));
+    }
+    let numeric = g.numeric(spec);
+    let mut x = input_matrix(&mut g, blocks, numeric);
+    let last = w.layers.len().saturating_sub(1);
+    for (i, layer) in w.layers.iter().enumerate() {
+        x = match layer {
+            QLayer::Float(d) => g.float_dense(&x, i, d),
+            QLayer::Int8 { weight, weight_scale, static_input, bias, input, output } => {
+                let wd = g.dq_axis0(&format!("dense.{i}.weight_q"), &[*output, *input], weight, weight_scale);
+                match static_input {
+                    Some((bias_q, qp)) => {
+                        let xq = g.qdq(&x, &format!("dense.{i}.input"), qp.scale, qp.zero_point);
+                        let bias_scale: Vec<f32> = weight_scale.iter().map(|&s| qp.scale * s).collect();
+                        let bd = g.dq_axis0(&format!("dense.{i}.bias_q"), &[*output], bias_q, &bias_scale);
+                        g.op("Gemm", &[&xq, &wd, &bd], vec![attr_int("transB", 1)])
+                    }
+                    None => {
+                        let dq = g.fresh("dynamic_quantize");
+                        let (ds, dz) = (format!("{dq}.scale"), format!("{dq}.zero_point"));
+                        let mut n = pb::NodeProto::new();
+                        n.op_type = "DynamicQuantizeLinear".to_string();
+                        n.name = dq.clone();
+                        n.input = vec![x.clone()];
+                        n.output = vec![dq.clone(), ds.clone(), dz.clone()];
+                        g.nodes.push(n);
+                        let xq = g.op("DequantizeLinear", &[&dq, &ds, &dz], vec![]);
+                        let b = g.init(&format!("dense.{i}.bias"), &[*output], bias);
+                        g.op("Gemm", &[&xq, &wd, &b], vec![attr_int("transB", 1)])
+                    }
+                }
+            }
+        };
+        if i < last {
+            x = g.op("Relu", &[&x], vec![]);
+        }
+    }
+    outputs(&mut g, &x);
+    let floats: Vec<usize> =
+        w.layers.iter().enumerate().filter(|(_, l)| matches!(l, QLayer::Float(_))).map(|(i, _)| i).collect();
+    let doc = format!("reco-cli INT8 QDQ model: layers {:?}, float layers {floats:?}", arch.hidden);
+    serialize(g.into_model(inputs(spec), &doc, metadata))
+}
+
+fn serialize(m: pb::ModelProto) -> Result<Vec<u8>> {
+    m.write_to_bytes().map_err(|e| Error::Internal(format!("ONNX serialization failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::spec::NumericSpec;
+    use crate::artifact::weights::Table;
+
+    fn spec(vocab: Vec<i64>) -> FeatureSpec {
+        FeatureSpec {
+            categorical: vec![CategoricalSpec { name: "place_id".into(), vocabulary: vocab }],
+            numeric: vec![NumericSpec { name: "distance_km".into(), mean: 1.5, std: 2.0 }],
+            label: "label".into(),
+        }
+    }
+
+    fn weights(rows: usize) -> FloatWeights {
+        FloatWeights {
+            embeddings: vec![Table { data: (0..rows * 2).map(|i| i as f32).collect(), rows, dim: 2 }],
+            dense: vec![Dense { weight: vec![0.5; 3], bias: vec![0.25], input: 3, output: 1 }],
+        }
+    }
+
+    fn parse(bytes: &[u8]) -> pb::ModelProto {
+        pb::ModelProto::parse_from_bytes(bytes).unwrap()
+    }
+
+    fn ops(m: &pb::ModelProto) -> Vec<String> {
+        m.graph.node.iter().map(|n| n.op_type.clone()).collect()
+    }
+
+    #[test]
+    fn float_graph_round_trips_with_named_inputs_and_both_outputs() {
+        let arch = Architecture { embedding_dims: vec![2], hidden: vec![], activation: "relu".into() };
+        let bytes = float_model(&spec(vec![3, 5, 9]), &arch, &weights(4), IdLookup::Auto, &[]).unwrap();
+        let m = parse(&bytes);
+        assert_eq!(m.ir_version, IR_VERSION);
+        let names: Vec<&str> = m.graph.input.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["place_id", "distance_km"]);
+        let outs: Vec<&str> = m.graph.output.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(outs, ["probability", "logit"]);
+        // Dense ids: the portable table lookup, no ML domain.
+        assert!(!ops(&m).contains(&"LabelEncoder".to_string()));
+        assert_eq!(m.opset_import.len(), 1);
+        let table = m.graph.initializer.iter().find(|t| t.name == "place_id.row_of_id").unwrap();
+        let rows: Vec<i64> = table.raw_data.chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+        // [below, 3, 4, 5, 6, 7, 8, 9, above] → rows [0, 1, 0, 2, 0, 0, 0, 3, 0].
+        assert_eq!(rows, [0, 1, 0, 2, 0, 0, 0, 3, 0]);
+    }
+
+    #[test]
+    fn sparse_ids_and_forced_lookup_use_the_label_encoder() {
+        let arch = Architecture { embedding_dims: vec![2], hidden: vec![], activation: "relu".into() };
+        for (vocab, lookup) in [(vec![1, 1 << 40], IdLookup::Auto), (vec![1, 2], IdLookup::LabelEncoder)] {
+            let bytes = float_model(&spec(vocab.clone()), &arch, &weights(3), lookup, &[]).unwrap();
+            let m = parse(&bytes);
+            let le = m.graph.node.iter().find(|n| n.op_type == "LabelEncoder").unwrap();
+            assert_eq!(le.domain, "ai.onnx.ml");
+            let keys = le.attribute.iter().find(|a| a.name == "keys_int64s").unwrap();
+            assert_eq!(keys.ints, vocab);
+            assert!(m.opset_import.iter().any(|o| o.domain == "ai.onnx.ml" && o.version == ML_OPSET));
+        }
+    }
+
+    #[test]
+    fn duplicate_or_reserved_column_names_are_refused() {
+        let arch = Architecture { embedding_dims: vec![2], hidden: vec![], activation: "relu".into() };
+        let mut s = spec(vec![1]);
+        s.numeric[0].name = "logit".into();
+        assert!(float_model(&s, &arch, &weights(2), IdLookup::Auto, &[]).is_err());
+        s.numeric[0].name = "place_id".into();
+        assert!(float_model(&s, &arch, &weights(2), IdLookup::Auto, &[]).is_err());
+    }
+}

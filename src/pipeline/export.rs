@@ -1,0 +1,147 @@
+//! `export`: an artifact → ONNX (FP32 graph for float artifacts, QDQ graph for INT8 ones;
+//! layout in [`crate::onnx`]). The file is written atomically; when it lives inside the
+//! artifact it is recorded with its hash under the manifest's `exports`, and the artifact
+//! directory is rebuilt in a temporary sibling and swapped in, so a failure leaves the old
+//! artifact untouched.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::artifact::manifest::ExportEntry;
+use crate::artifact::qweights::QuantWeights;
+use crate::artifact::weights::FloatWeights;
+use crate::artifact::{self, ArtifactWriter, MANIFEST, WEIGHTS};
+use crate::error::{Error, IoContext, Result};
+use crate::onnx::{self, IdLookup};
+
+/// Default file name inside the artifact.
+pub const ONNX_FILE: &str = "model.onnx";
+
+/// What was exported.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportSummary {
+    /// Artifact directory.
+    pub model: String,
+    /// Written file.
+    pub out: String,
+    /// `fp32` or `qdq-int8`.
+    pub graph: String,
+    /// sha256 of the written file.
+    pub sha256: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// ONNX IR version.
+    pub ir_version: i64,
+    /// Opset per domain.
+    pub opsets: BTreeMap<String, i64>,
+    /// Whether the manifest now records the file (it lives inside the artifact).
+    pub recorded_in_manifest: bool,
+}
+
+/// Exports the artifact in `model_dir` to `out` (default `model_dir/model.onnx`).
+pub fn export(model_dir: &Path, out: Option<&Path>, lookup: IdLookup) -> Result<ExportSummary> {
+    let mut manifest = artifact::open(model_dir)?;
+    if manifest.status != "ok" {
+        return Err(Error::input(format!(
+            "{}: artifact status is {:?} (a quality gate failed); refusing to export it",
+            model_dir.join(MANIFEST).display(),
+            manifest.status
+        )));
+    }
+    let (spec, arch) = (&manifest.feature_spec, &manifest.architecture);
+    let weights = model_dir.join(WEIGHTS);
+    let meta = vec![
+        ("reco_cli.kind".to_string(), manifest.kind.clone()),
+        ("reco_cli.model_content_sha256".to_string(), manifest.content_hash()),
+    ];
+    let (bytes, graph) = if manifest.quantization.is_some() {
+        let w = QuantWeights::load(&weights, spec, arch)?;
+        (onnx::int8_model(spec, arch, &w, lookup, &meta)?, "qdq-int8")
+    } else {
+        let w = FloatWeights::load(&weights, spec, arch)?;
+        (onnx::float_model(spec, arch, &w, lookup, &meta)?, "fp32")
+    };
+    let uses_ml = lookup == IdLookup::LabelEncoder || String::from_utf8_lossy(&bytes).contains("ai.onnx.ml");
+    let mut opsets = BTreeMap::from([("ai.onnx".to_string(), onnx::OPSET)]);
+    if uses_ml {
+        opsets.insert("ai.onnx.ml".to_string(), onnx::ML_OPSET);
+    }
+    let sha256 = artifact::sha256_bytes(&bytes);
+    let out_path = out.map(Path::to_path_buf).unwrap_or_else(|| model_dir.join(ONNX_FILE));
+    let inside = relative_inside(model_dir, &out_path)?;
+    match &inside {
+        Some(rel) => {
+            let writer = ArtifactWriter::create(model_dir)?;
+            copy_tree(model_dir, &writer.path(""), &[rel.as_str(), MANIFEST])?;
+            writer.write(rel, &bytes)?;
+            manifest.exports.insert(
+                "onnx".to_string(),
+                ExportEntry {
+                    file: rel.clone(),
+                    sha256: sha256.clone(),
+                    bytes: bytes.len() as u64,
+                    graph: graph.to_string(),
+                    ir_version: onnx::IR_VERSION,
+                    opsets: opsets.clone(),
+                },
+            );
+            let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
+            writer.write(MANIFEST, &json)?;
+            writer.commit()?;
+        }
+        None => {
+            if let Some(parent) = out_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).at(parent)?;
+            }
+            let tmp = artifact::tmp_path(&out_path);
+            std::fs::write(&tmp, &bytes).at(&tmp)?;
+            std::fs::rename(&tmp, &out_path).at(&out_path)?;
+        }
+    }
+    Ok(ExportSummary {
+        model: model_dir.display().to_string(),
+        out: out_path.display().to_string(),
+        graph: graph.to_string(),
+        sha256,
+        bytes: bytes.len() as u64,
+        ir_version: onnx::IR_VERSION,
+        opsets,
+        recorded_in_manifest: inside.is_some(),
+    })
+}
+
+/// `out`'s path relative to `dir` when it lies inside it (compared after resolving `dir` and
+/// `out`'s parent, which must exist for an inside path).
+fn relative_inside(dir: &Path, out: &Path) -> Result<Option<String>> {
+    let dir = dir.canonicalize().at(dir)?;
+    let name = out.file_name().ok_or_else(|| Error::input(format!("{}: not a file name", out.display())))?;
+    let parent = match out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(p) => match p.canonicalize() {
+            Ok(p) => p,
+            Err(_) => return Ok(None),
+        },
+        None => PathBuf::from(".").canonicalize().at(Path::new("."))?,
+    };
+    Ok(parent.join(name).strip_prefix(&dir).ok().map(|r| r.to_string_lossy().replace('\\', "/")))
+}
+
+/// Copies every file below `from` into `to`, except the relative paths in `skip`.
+fn copy_tree(from: &Path, to: &Path, skip: &[&str]) -> Result<()> {
+    let mut stack = vec![from.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).at(&d)? {
+            let p = entry.at(&d)?.path();
+            let rel = p.strip_prefix(from).unwrap_or(&p).to_path_buf();
+            if p.is_dir() {
+                let dst = to.join(&rel);
+                std::fs::create_dir_all(&dst).at(&dst)?;
+                stack.push(p);
+            } else if !skip.contains(&rel.to_string_lossy().replace('\\', "/").as_str()) {
+                std::fs::copy(&p, to.join(&rel)).at(&p)?;
+            }
+        }
+    }
+    Ok(())
+}
