@@ -94,7 +94,16 @@ fn run_writes_a_verified_teacher_and_a_report_in_the_stable_shape() {
     let run = run_dir();
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap();
     let stages: Vec<&str> = report["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(stages, ["synth", "prepare", "train", "distill", "quantize-teacher", "quantize-student", "eval"]);
+    assert_eq!(
+        stages,
+        ["synth", "prepare", "train", "distill", "quantize-teacher", "quantize-student", "eval", "export"]
+    );
+    // `run` exports every deliverable to ONNX (recorded in its manifest), not the scratch baseline.
+    for stage in ["teacher", "student", "teacher-int8", "student-int8"] {
+        let m = manifest_json(&run.join(stage));
+        assert_eq!(m["exports"]["onnx"]["file"], "model.onnx", "{stage}");
+    }
+    assert!(!run.join("student-scratch/model.onnx").exists());
     let eval = &report["eval"];
     let oracle = eval["oracle_auc"].as_f64().unwrap();
     assert!(oracle > 0.6 && oracle < 1.0, "oracle {oracle}");
@@ -629,7 +638,7 @@ fn export_records_the_onnx_file_in_the_manifest_without_changing_the_content_has
 fn export_elsewhere_leaves_the_artifact_alone_and_bad_input_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("student");
-    copy_dir(&run_dir().join("student"), &model);
+    copy_dir(&run_dir().join("student-scratch"), &model);
     let manifest_before = std::fs::read(model.join("manifest.json")).unwrap();
     let out = ok(reco(&["export", "--model", "student", "--out", "out/s.onnx", "--json"], dir.path()));
     let s: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();

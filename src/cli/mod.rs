@@ -73,7 +73,7 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Show and verify an artifact (manifest, tensors, checksums).
     Inspect(inspect::InspectArgs),
-    /// Run a whole recipe: synth (if needed), prepare, train, eval, gates.
+    /// Run a whole recipe: synth (if needed), prepare, train, distill, quantize, eval, gates, ONNX export.
     Run(run::RunArgs),
 }
 

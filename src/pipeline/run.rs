@@ -186,6 +186,17 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, progress: &dyn Progress) -> Result
             passed: s.delta_ndcg.abs() <= s.options.max_ndcg_drop,
         });
     }
+    // ONNX next to every deliverable (teacher, student and their INT8 models) that passed its
+    // own gate; the scratch baseline is only a comparison.
+    let start = Instant::now();
+    let mut exports = Vec::new();
+    for dir in models.iter().filter(|d| !d.ends_with("student-scratch")) {
+        if crate::artifact::open(dir)?.status == "ok" {
+            exports.push(crate::pipeline::export::export(dir, None, crate::onnx::IdLookup::Auto)?);
+        }
+    }
+    stages.push(StageReport { name: "export".into(), seconds: start.elapsed().as_secs_f64(), detail: json(&exports) });
+
     let passed = gates.iter().all(|g| g.passed);
     let report = RunReport {
         recipe: recipe.name.clone(),
