@@ -654,3 +654,20 @@ fn export_elsewhere_leaves_the_artifact_alone_and_bad_input_is_refused() {
     input_error(&reco(&["export", "--model", "student"], dir.path()), &["manifest.json", "failed", "refusing"]);
     assert!(!model.join("model.onnx").exists());
 }
+
+#[test]
+fn a_closed_stdout_pipe_ends_the_process_quietly_instead_of_panicking() {
+    use std::process::Stdio;
+    let teacher = run_dir().join("teacher");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reco-cli"))
+        .args(["inspect", teacher.to_str().unwrap(), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end before the child has hashed its files and written anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
