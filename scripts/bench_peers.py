@@ -32,30 +32,13 @@ import onnxruntime as ort
 import pyarrow.parquet as pq
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
+from check_artifact import auc  # one AUC (average ranks over ties) for every script
+
 
 def feeds_of(table, spec):
     f = {c["name"]: table[c["name"]].to_numpy().astype(np.int64) for c in spec["categorical"]}
     f.update({n["name"]: table[n["name"]].to_numpy().astype(np.float32) for n in spec["numeric"]})
     return f
-
-
-def auc(labels, scores):
-    labels = np.asarray(labels).astype(bool)
-    order = np.argsort(scores, kind="mergesort")
-    s = np.asarray(scores)[order]
-    ranks = np.empty(len(s), dtype=np.float64)
-    i = 0
-    while i < len(s):  # average ranks over ties
-        j = i
-        while j + 1 < len(s) and s[j + 1] == s[i]:
-            j += 1
-        ranks[i:j + 1] = (i + j) / 2 + 1
-        i = j + 1
-    r = np.empty_like(ranks)
-    r[order] = ranks
-    pos = labels.sum()
-    neg = len(labels) - pos
-    return float((r[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
 class Reader(CalibrationDataReader):
@@ -142,12 +125,12 @@ def main():
         for name, e in engines.items():
             acc = {}
             for eng in ("ort fp32", "ort int8"):
-                acc[eng] = auc(labels, e[eng].run(["logit"], e["feeds"])[0])
+                acc[eng] = float(auc(e[eng].run(["logit"], e["feeds"])[0], labels))
             for eng, d in (("reco float", e["dir"]), ("reco int8", e["int8_dir"])):
                 p = pathlib.Path(tmp) / f"{d.name}.parquet"
                 subprocess.run([a.reco, "predict", "--quiet", "--model", str(d), "--data", a.data, "--out", str(p)],
                                check=True, stdout=subprocess.DEVNULL)
-                acc[eng] = auc(labels, pq.read_table(p)["logit"].to_numpy())
+                acc[eng] = float(auc(pq.read_table(p)["logit"].to_numpy(), labels))
             results[name] = {"auc": acc,
                              "delta_auc": {"ort int8": acc["ort int8"] - acc["ort fp32"],
                                            "reco int8": acc["reco int8"] - acc["reco float"]},

@@ -19,6 +19,8 @@
 //! by their row's f32 scale and offset, and layers the accuracy gate kept in float stay float.
 //! Layers quantized dynamically use `DynamicQuantizeLinear`.
 
+use std::collections::BTreeMap;
+
 use onnx_protobuf as pb;
 use pb::Message;
 use pb::tensor_proto::DataType;
@@ -37,6 +39,15 @@ pub const OPSET: i64 = 17;
 pub const ML_OPSET: i64 = 3;
 /// Name of the symbolic batch dimension.
 pub const BATCH: &str = "batch";
+
+/// A serialized graph and the opsets it imports (by domain; `ai.onnx` for the default one).
+#[derive(Debug, Clone)]
+pub struct Exported {
+    /// The `.onnx` bytes.
+    pub bytes: Vec<u8>,
+    /// Opset version per domain.
+    pub opsets: BTreeMap<String, i64>,
+}
 
 /// How categorical ids become embedding rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,7 +327,7 @@ pub fn float_model(
     w: &FloatWeights,
     lookup: IdLookup,
     metadata: &[(String, String)],
-) -> Result<Vec<u8>> {
+) -> Result<Exported> {
     check_names(spec)?;
     let mut g = Graph::new();
     let mut blocks = Vec::new();
@@ -346,7 +357,7 @@ pub fn int8_model(
     w: &QuantWeights,
     lookup: IdLookup,
     metadata: &[(String, String)],
-) -> Result<Vec<u8>> {
+) -> Result<Exported> {
     check_names(spec)?;
     let mut g = Graph::new();
     let mut blocks = Vec::new();
@@ -408,8 +419,14 @@ pub fn int8_model(
     serialize(g.into_model(inputs(spec), &doc, metadata))
 }
 
-fn serialize(m: pb::ModelProto) -> Result<Vec<u8>> {
-    m.write_to_bytes().map_err(|e| Error::Internal(format!("ONNX serialization failed: {e}")))
+fn serialize(m: pb::ModelProto) -> Result<Exported> {
+    let opsets = m
+        .opset_import
+        .iter()
+        .map(|o| (if o.domain.is_empty() { "ai.onnx".to_string() } else { o.domain.clone() }, o.version))
+        .collect();
+    let bytes = m.write_to_bytes().map_err(|e| Error::Internal(format!("ONNX serialization failed: {e}")))?;
+    Ok(Exported { bytes, opsets })
 }
 
 #[cfg(test)]
@@ -445,7 +462,8 @@ mod tests {
     fn float_graph_round_trips_with_named_inputs_and_both_outputs() {
         let arch = Architecture { embedding_dims: vec![2], hidden: vec![], activation: "relu".into() };
         let bytes = float_model(&spec(vec![3, 5, 9]), &arch, &weights(4), IdLookup::Auto, &[]).unwrap();
-        let m = parse(&bytes);
+        assert_eq!(bytes.opsets, BTreeMap::from([("ai.onnx".to_string(), OPSET)]));
+        let m = parse(&bytes.bytes);
         assert_eq!(m.ir_version, IR_VERSION);
         let names: Vec<&str> = m.graph.input.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(names, ["place_id", "distance_km"]);
@@ -465,7 +483,8 @@ mod tests {
         let arch = Architecture { embedding_dims: vec![2], hidden: vec![], activation: "relu".into() };
         for (vocab, lookup) in [(vec![1, 1 << 40], IdLookup::Auto), (vec![1, 2], IdLookup::LabelEncoder)] {
             let bytes = float_model(&spec(vocab.clone()), &arch, &weights(3), lookup, &[]).unwrap();
-            let m = parse(&bytes);
+            assert_eq!(bytes.opsets.get("ai.onnx.ml"), Some(&ML_OPSET));
+            let m = parse(&bytes.bytes);
             let le = m.graph.node.iter().find(|n| n.op_type == "LabelEncoder").unwrap();
             assert_eq!(le.domain, "ai.onnx.ml");
             let keys = le.attribute.iter().find(|a| a.name == "keys_int64s").unwrap();

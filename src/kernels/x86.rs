@@ -74,8 +74,8 @@ pub fn gemm_vnni(x: &[u8], m: usize, w: &PackedWeights, mut sink: Sink<'_>) {
     scalar_into(x, m, w, sink);
 }
 
-/// AVX2 epilogue: 8 channels at a time, `cvtps2dq` rounding (half to even) after clamping to
-/// ±2^22 exactly like [`super::round_even`], so results equal the scalar reference.
+/// AVX2 epilogue over stored accumulators: 8 channels at a time through `requant8`, so results
+/// equal the scalar reference.
 pub fn requantize_avx2(acc: &[i32], m: usize, ep: &super::Epilogue, out: &mut [u8], out_stride: usize) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
@@ -85,6 +85,29 @@ pub fn requantize_avx2(acc: &[i32], m: usize, ep: &super::Epilogue, out: &mut [u
         return;
     }
     super::requantize_scalar(acc, m, ep, out, out_stride);
+}
+
+/// The epilogue on 8 channels: `clamp(round_even((v + off) · mul) + z_out, lo, 255)` packed to
+/// 8 bytes in the low half of the result (`cvtps2dq` rounds half to even after the same ±2^22
+/// clamp as [`super::round_even`], so results equal the scalar reference).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+fn requant8(
+    v: std::arch::x86_64::__m256i,
+    off: std::arch::x86_64::__m256i,
+    mul: std::arch::x86_64::__m256,
+    ep: &super::Epilogue,
+) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::*;
+    let lo = if ep.relu { ep.output_zero_point } else { 0 };
+    let f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(v, off)), mul);
+    let f = _mm256_min_ps(_mm256_max_ps(f, _mm256_set1_ps(-4_194_304.0)), _mm256_set1_ps(4_194_304.0));
+    let q = _mm256_add_epi32(_mm256_cvtps_epi32(f), _mm256_set1_epi32(ep.output_zero_point));
+    let q = _mm256_min_epi32(_mm256_max_epi32(q, _mm256_set1_epi32(lo)), _mm256_set1_epi32(255));
+    // Values are in [0, 255]: the saturating packs are exact.
+    let w16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
+    _mm_packus_epi16(w16, w16)
 }
 
 /// The tile store shared by both kernels: 8 accumulators of output channels `c0..c0 + 8` of
@@ -111,7 +134,6 @@ unsafe fn store8(sink: &mut Sink<'_>, n: usize, row: usize, c0: usize, v: std::a
             }
         }
         Sink::U8 { ep, out, stride } => {
-            let lo = if ep.relu { ep.output_zero_point } else { 0 };
             let row_out = &mut out[row * *stride + c0..row * *stride + c0 + valid];
             // SAFETY: full blocks load 8 lanes from `offset[c0..c0 + 8]`, `multiplier[c0..c0 + 8]`
             // and store 8 bytes into `row_out` (length 8); partial blocks go through local arrays.
@@ -125,13 +147,7 @@ unsafe fn store8(sink: &mut Sink<'_>, n: usize, row: usize, c0: usize, v: std::a
                     m[..valid].copy_from_slice(&ep.multiplier[c0..c0 + valid]);
                     (_mm256_loadu_si256(o.as_ptr().cast()), _mm256_loadu_ps(m.as_ptr()))
                 };
-                let f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(v, off)), mul);
-                let f = _mm256_min_ps(_mm256_max_ps(f, _mm256_set1_ps(-4_194_304.0)), _mm256_set1_ps(4_194_304.0));
-                let q = _mm256_add_epi32(_mm256_cvtps_epi32(f), _mm256_set1_epi32(ep.output_zero_point));
-                let q = _mm256_min_epi32(_mm256_max_epi32(q, _mm256_set1_epi32(lo)), _mm256_set1_epi32(255));
-                // Values are in [0, 255]: the saturating packs are exact.
-                let w16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
-                let b8 = _mm_packus_epi16(w16, w16);
+                let b8 = requant8(v, off, mul, ep);
                 if valid == 8 {
                     _mm_storel_epi64(row_out.as_mut_ptr().cast(), b8);
                 } else {
@@ -148,7 +164,7 @@ unsafe fn store8(sink: &mut Sink<'_>, n: usize, row: usize, c0: usize, v: std::a
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{PackedWeights, Sink, store8};
+    use super::{PackedWeights, Sink, requant8, store8};
 
     /// The 4 (SMALL: 7-bit) or 2 (widened) activation values of group `g` of a row,
     /// broadcast to every i32 lane.
@@ -221,10 +237,6 @@ mod avx2 {
     #[target_feature(enable = "avx2")]
     pub unsafe fn requantize(acc: &[i32], m: usize, ep: &super::super::Epilogue, out: &mut [u8], stride: usize) {
         let n = ep.offset.len();
-        let lo = if ep.relu { ep.output_zero_point } else { 0 };
-        let (vlo, vhi) = (_mm256_set1_epi32(lo), _mm256_set1_epi32(255));
-        let vz = _mm256_set1_epi32(ep.output_zero_point);
-        let (fmin, fmax) = (_mm256_set1_ps(-4_194_304.0), _mm256_set1_ps(4_194_304.0));
         for r in 0..m {
             let a = &acc[r * n..(r + 1) * n];
             let o = &mut out[r * stride..r * stride + n];
@@ -232,22 +244,14 @@ mod avx2 {
             while c + 8 <= n {
                 // SAFETY: c + 8 <= n for every slice read or written here.
                 unsafe {
-                    let v = _mm256_add_epi32(
-                        _mm256_loadu_si256(a.as_ptr().add(c).cast()),
-                        _mm256_loadu_si256(ep.offset.as_ptr().add(c).cast()),
-                    );
-                    let f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(ep.multiplier.as_ptr().add(c)));
-                    let f = _mm256_min_ps(_mm256_max_ps(f, fmin), fmax);
-                    let q = _mm256_add_epi32(_mm256_cvtps_epi32(f), vz);
-                    let q = _mm256_min_epi32(_mm256_max_epi32(q, vlo), vhi);
-                    let mut lanes = [0i32; 8];
-                    _mm256_storeu_si256(lanes.as_mut_ptr().cast(), q);
-                    for (d, &l) in o[c..c + 8].iter_mut().zip(&lanes) {
-                        *d = l as u8;
-                    }
+                    let v = _mm256_loadu_si256(a.as_ptr().add(c).cast());
+                    let off = _mm256_loadu_si256(ep.offset.as_ptr().add(c).cast());
+                    let mul = _mm256_loadu_ps(ep.multiplier.as_ptr().add(c));
+                    _mm_storel_epi64(o.as_mut_ptr().add(c).cast(), requant8(v, off, mul, ep));
                 }
                 c += 8;
             }
+            let lo = if ep.relu { ep.output_zero_point } else { 0 };
             for cc in c..n {
                 let v =
                     super::super::round_even((a[cc] + ep.offset[cc]) as f32 * ep.multiplier[cc]) + ep.output_zero_point;

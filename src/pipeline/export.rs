@@ -56,18 +56,13 @@ pub fn export(model_dir: &Path, out: Option<&Path>, lookup: IdLookup) -> Result<
         ("reco_cli.kind".to_string(), manifest.kind.clone()),
         ("reco_cli.model_content_sha256".to_string(), manifest.content_hash()),
     ];
-    let (bytes, graph) = if manifest.quantization.is_some() {
+    let (onnx::Exported { bytes, opsets }, graph) = if manifest.quantization.is_some() {
         let w = QuantWeights::load(&weights, spec, arch)?;
         (onnx::int8_model(spec, arch, &w, lookup, &meta)?, "qdq-int8")
     } else {
         let w = FloatWeights::load(&weights, spec, arch)?;
         (onnx::float_model(spec, arch, &w, lookup, &meta)?, "fp32")
     };
-    let uses_ml = lookup == IdLookup::LabelEncoder || String::from_utf8_lossy(&bytes).contains("ai.onnx.ml");
-    let mut opsets = BTreeMap::from([("ai.onnx".to_string(), onnx::OPSET)]);
-    if uses_ml {
-        opsets.insert("ai.onnx.ml".to_string(), onnx::ML_OPSET);
-    }
     let sha256 = artifact::sha256_bytes(&bytes);
     let out_path = out.map(Path::to_path_buf).unwrap_or_else(|| model_dir.join(ONNX_FILE));
     let inside = relative_inside(model_dir, &out_path)?;
