@@ -671,3 +671,47 @@ fn a_closed_stdout_pipe_ends_the_process_quietly_instead_of_panicking() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn bench_pairs_int8_with_its_float_parent_and_runs_concurrent_callers() {
+    let run = run_dir();
+    let (t, q, s) = (run.join("teacher"), run.join("teacher-int8"), run.join("student"));
+    let args = |threads: &str| {
+        vec![
+            "bench".to_string(),
+            t.to_str().unwrap().into(),
+            q.to_str().unwrap().into(),
+            s.to_str().unwrap().into(),
+            "--batch-sizes".into(),
+            "1,8".into(),
+            "--seconds".into(),
+            "0.6".into(),
+            "--threads".into(),
+            threads.into(),
+            "--json".into(),
+        ]
+    };
+    for threads in ["1", "2"] {
+        let a = args(threads);
+        let o = ok(reco(&a.iter().map(String::as_str).collect::<Vec<_>>(), pipeline()));
+        let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+        assert_eq!(v["threads"], threads.parse::<u64>().unwrap());
+        let results = v["results"].as_array().unwrap();
+        assert_eq!(results.len(), 6, "3 models × 2 batch sizes: {results:?}");
+        for r in results {
+            let (model, rps) = (r["model"].as_str().unwrap(), r["rows_per_s"].as_f64().unwrap());
+            assert!(rps > 0.0 && (r["us_per_row"].as_f64().unwrap() * rps - 1e6).abs() < 1.0, "{r}");
+            // Only INT8 rows get a ratio, over their own float parent at the same batch (the
+            // student's lineage parent, the teacher, is in the run too, but both are float).
+            if model == "teacher-int8" {
+                let parent = results.iter().find(|p| p["model"] == "teacher" && p["batch"] == r["batch"]).unwrap();
+                let want = rps / parent["rows_per_s"].as_f64().unwrap();
+                assert!((r["speedup_vs_float"].as_f64().unwrap() - want).abs() < 1e-9 * want, "{r}");
+            } else {
+                assert!(r["speedup_vs_float"].is_null(), "{r}");
+            }
+        }
+    }
+    let bad = reco(&["bench", t.to_str().unwrap(), "--batch-sizes", "0"], pipeline());
+    input_error(&bad, &["batch-sizes"]);
+}

@@ -34,7 +34,7 @@ pub struct BenchResult {
 pub struct BenchReport {
     /// CPU model name.
     pub cpu: String,
-    /// Threads (the runtime scores on one).
+    /// Concurrent scoring threads (each call runs on one; rows/s is their total).
     pub threads: usize,
     /// INT8 kernel used.
     pub kernel: String,
@@ -55,7 +55,26 @@ pub fn cpu_name() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
+/// Scores batches round-robin (starting at batch `first`) for `seconds`; returns rows scored.
+fn score_for(model: &Model, cols: &[Columns], batch: usize, seconds: f64, first: usize) -> Result<usize> {
+    let start = Instant::now();
+    let (mut done, mut i) = (0usize, first);
+    while done == 0 || start.elapsed().as_secs_f64() < seconds {
+        let out = model.logits(&cols[i % cols.len()])?;
+        std::hint::black_box(&out);
+        done += batch;
+        i += 1;
+    }
+    Ok(done)
+}
+
 /// Measures every model at every batch size for about `seconds` each in total.
+///
+/// Each call scores on one thread: `threads` > 1 runs that many callers at once (rows/s is
+/// their total). The caller must keep the float GEMM single-threaded too (`reco-cli bench`
+/// sets `MATMUL_NUM_THREADS=1` at start-up): matrixmultiply otherwise splits large products
+/// over every physical core, even on a process pinned to one, and the float figures stop
+/// meaning one core.
 pub fn bench(
     models: &[PathBuf],
     data: &Path,
@@ -99,14 +118,17 @@ pub fn bench(
         for (mi, (_, _, model)) in opened.iter().enumerate() {
             for (bi, (b, cols)) in batches.iter().enumerate() {
                 let start = Instant::now();
-                let mut done = 0usize;
-                let mut i = 0;
-                while done == 0 || start.elapsed().as_secs_f64() < per {
-                    let out = model.logits(&cols[i % cols.len()])?;
-                    std::hint::black_box(&out);
-                    done += b;
-                    i += 1;
-                }
+                let done = if threads <= 1 {
+                    score_for(model, cols, *b, per, 0)?
+                } else {
+                    std::thread::scope(|sc| {
+                        let workers: Vec<_> =
+                            (0..threads).map(|t| sc.spawn(move || score_for(model, cols, *b, per, t))).collect();
+                        workers.into_iter().try_fold(0usize, |sum, w| {
+                            Ok(sum + w.join().map_err(|_| Error::Internal("bench worker panicked".into()))??)
+                        })
+                    })?
+                };
                 let rps = done as f64 / start.elapsed().as_secs_f64();
                 best[mi][bi] = best[mi][bi].max(rps);
             }

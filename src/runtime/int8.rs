@@ -70,10 +70,13 @@ thread_local! {
     static U8: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// An i32 buffer of `len` (contents unspecified: every kernel overwrites what it uses).
+/// An i32 buffer of at least `len` (contents unspecified: every kernel overwrites what it
+/// uses). Never shrunk, so alternating sizes do not zero-fill it again on every call.
 fn take_acc(len: usize) -> Vec<i32> {
     let mut v = ACC.with(|b| std::mem::take(&mut *b.borrow_mut()));
-    v.resize(len, 0);
+    if v.len() < len {
+        v.resize(len, 0);
+    }
     v
 }
 
