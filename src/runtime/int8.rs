@@ -128,35 +128,12 @@ impl Int8Model {
                 QLayer::Float(d) => Exec::Float(d.clone()),
             })
             .collect::<Vec<_>>();
-        let last = layers.len().saturating_sub(1);
         let plans = (0..layers.len())
-            .map(|i| {
-                let Exec::Int8 { packed, weight_scale, input: Some((bias_q, qp)), .. } = &layers[i] else {
-                    return None;
-                };
-                let offset = packed.offsets(bias_q, qp.zero_point);
-                let to_f32 = Epilogue {
-                    input_zero_point: qp.zero_point,
-                    offset: offset.clone(),
-                    multiplier: weight_scale.iter().map(|&s| qp.scale * s).collect(),
-                    output_zero_point: 0,
-                    relu: false,
-                };
-                let to_u8 = match layers.get(i + 1) {
-                    Some(Exec::Int8 { input: Some((_, nq)), packed: np, .. }) if i < last => Some((
-                        Epilogue {
-                            input_zero_point: qp.zero_point,
-                            offset,
-                            multiplier: weight_scale.iter().map(|&s| qp.scale * s / nq.scale).collect(),
-                            output_zero_point: nq.zero_point,
-                            relu: true,
-                        },
-                        np.kp,
-                        *nq,
-                    )),
-                    _ => None,
-                };
-                Some(Plan { input: *qp, to_u8, to_f32 })
+            .map(|i| match &layers[i] {
+                Exec::Int8 { packed, weight_scale, input: Some((bias_q, qp)), .. } => {
+                    Some(plan(packed, weight_scale, layers.get(i + 1), bias_q, *qp))
+                }
+                _ => None,
             })
             .collect();
         let input_codes = match layers.first() {
@@ -244,10 +221,22 @@ impl Int8Model {
                     }
                     Act::Float(y)
                 }
-                (Exec::Int8 { packed, .. }, Some(plan)) => {
-                    let xq = match act {
-                        Act::Quant(q, _) => q,
-                        Act::Float(v) => quantize_padded(&v, m, width, packed.kp, &plan.input),
+                (Exec::Int8 { packed, weight_scale, bias, .. }, static_plan) => {
+                    let dynamic_plan;
+                    let (xq, plan) = match (static_plan, act) {
+                        (Some(p), Act::Quant(q, _)) => (q, p),
+                        (Some(p), Act::Float(v)) => (quantize_padded(&v, m, width, packed.kp, &p.input), p),
+                        (None, a) => {
+                            // Dynamic: this batch's own range, the bias requantized to match.
+                            let v = match a {
+                                Act::Float(v) => v,
+                                Act::Quant(q, qp) => dequantize_padded(&q, m, width, &qp),
+                            };
+                            let qp = QParams::covering(&v);
+                            let bias_q = crate::quant::quantize_bias(bias, qp.scale, weight_scale);
+                            dynamic_plan = plan(packed, weight_scale, self.layers.get(i + 1), &bias_q, qp);
+                            (quantize_padded(&v, m, width, packed.kp, &qp), &dynamic_plan)
+                        }
                     };
                     let next = match &plan.to_u8 {
                         Some((ep, kp_next, nq)) => {
@@ -255,7 +244,7 @@ impl Int8Model {
                             kernels::gemm_requantize(self.kernel, &xq, m, packed, ep, &mut out, *kp_next);
                             Act::Quant(out, *nq)
                         }
-                        None => {
+                        _ => {
                             let mut acc = take_acc(m * packed.n);
                             kernels::gemm_u8s8(self.kernel, &xq, m, packed, &mut acc);
                             let mut y = vec![0f32; m * packed.n];
@@ -270,59 +259,6 @@ impl Int8Model {
                     give_u8(xq);
                     next
                 }
-                (Exec::Int8 { packed, weight_scale, input, bias }, None) => {
-                    let (xq, qp, bias_q) = match (act, input) {
-                        (Act::Quant(q, qp), Some((b, _))) => (q, qp, b.clone()),
-                        (Act::Float(v), Some((b, qp))) => {
-                            (quantize_padded(&v, m, width, packed.kp, qp), *qp, b.clone())
-                        }
-                        (a, None) => {
-                            let v = match a {
-                                Act::Float(v) => v,
-                                Act::Quant(q, qp) => dequantize_padded(&q, m, width, &qp),
-                            };
-                            let qp = QParams::covering(&v);
-                            let b = crate::quant::quantize_bias(bias, qp.scale, weight_scale);
-                            (quantize_padded(&v, m, width, packed.kp, &qp), qp, b)
-                        }
-                    };
-                    let mut acc = vec![0i32; m * packed.n];
-                    kernels::gemm_u8s8(self.kernel, &xq, m, packed, &mut acc);
-                    let offset = packed.offsets(&bias_q, qp.zero_point);
-                    let next_static = match self.layers.get(i + 1) {
-                        Some(Exec::Int8 { input: Some((_, nq)), packed: np, .. }) if hidden => Some((*nq, np.kp)),
-                        _ => None,
-                    };
-                    match next_static {
-                        Some((nq, kp_next)) => {
-                            let ep = Epilogue {
-                                input_zero_point: qp.zero_point,
-                                offset,
-                                multiplier: weight_scale.iter().map(|&s| qp.scale * s / nq.scale).collect(),
-                                output_zero_point: nq.zero_point,
-                                relu: true,
-                            };
-                            let mut out = vec![0u8; m * kp_next];
-                            kernels::requantize(&acc, m, &ep, &mut out, kp_next);
-                            Act::Quant(out, nq)
-                        }
-                        None => {
-                            let ep = Epilogue {
-                                input_zero_point: qp.zero_point,
-                                offset,
-                                multiplier: weight_scale.iter().map(|&s| qp.scale * s).collect(),
-                                output_zero_point: 0,
-                                relu: false,
-                            };
-                            let mut y = vec![0f32; m * packed.n];
-                            kernels::dequantize_output(&acc, m, &ep, &mut y);
-                            if hidden {
-                                y.iter_mut().for_each(|v| *v = v.max(0.0));
-                            }
-                            Act::Float(y)
-                        }
-                    }
-                }
             };
             width = match layer {
                 Exec::Float(d) => d.output,
@@ -334,6 +270,36 @@ impl Int8Model {
             Act::Quant(q, qp) => dequantize_padded(&q, m, width, &qp),
         }
     }
+}
+
+/// The epilogues of an integer layer (`packed`, `weight_scale`) followed by `next`, for input
+/// qparams `qp` and int32 bias `bias_q` (at `s_x · s_w`): built once at load for static
+/// layers, per call for dynamic ones.
+fn plan(packed: &PackedWeights, weight_scale: &[f32], next: Option<&Exec>, bias_q: &[i32], qp: QParams) -> Plan {
+    let offset = packed.offsets(bias_q, qp.zero_point);
+    let to_f32 = Epilogue {
+        input_zero_point: qp.zero_point,
+        offset: offset.clone(),
+        multiplier: weight_scale.iter().map(|&s| qp.scale * s).collect(),
+        output_zero_point: 0,
+        relu: false,
+    };
+    let to_u8 = match next {
+        // A hidden layer followed by a static integer layer: requantize straight to its input.
+        Some(Exec::Int8 { input: Some((_, nq)), packed: np, .. }) => Some((
+            Epilogue {
+                input_zero_point: qp.zero_point,
+                offset,
+                multiplier: weight_scale.iter().map(|&s| qp.scale * s / nq.scale).collect(),
+                output_zero_point: nq.zero_point,
+                relu: true,
+            },
+            np.kp,
+            *nq,
+        )),
+        _ => None,
+    };
+    Plan { input: qp, to_u8, to_f32 }
 }
 
 /// Quantizes `[m, width]` floats into rows of stride `kp` (padding stays 0). Divides by the
