@@ -320,6 +320,37 @@ fn check_names(spec: &FeatureSpec) -> Result<()> {
     Ok(())
 }
 
+/// The MLP input `[batch, Σ dims + numeric]`: each categorical column's embedding block, built
+/// by `block(graph, "embedding.<column>", row index, table)`, then the normalized numerics.
+fn input_layer<T>(
+    g: &mut Graph,
+    spec: &FeatureSpec,
+    lookup: IdLookup,
+    tables: &[T],
+    mut block: impl FnMut(&mut Graph, &str, &str, &T) -> String,
+) -> String {
+    let mut blocks = Vec::new();
+    for (c, t) in spec.categorical.iter().zip(tables) {
+        let idx = g.row_index(&c.name, c, lookup);
+        blocks.push(block(g, &format!("embedding.{}", c.name), &idx, t));
+    }
+    let numeric = g.numeric(spec);
+    input_matrix(g, blocks, numeric)
+}
+
+/// The dense layers (each built by `dense(graph, input, index, layer)`) with `Relu` between
+/// them, then the `logit` and `probability` outputs.
+fn mlp<L>(g: &mut Graph, mut x: String, layers: &[L], mut dense: impl FnMut(&mut Graph, &str, usize, &L) -> String) {
+    let last = layers.len().saturating_sub(1);
+    for (i, layer) in layers.iter().enumerate() {
+        x = dense(g, &x, i, layer);
+        if i < last {
+            x = g.op("Relu", &[&x], vec![]);
+        }
+    }
+    outputs(g, &x);
+}
+
 /// The FP32 graph of a float artifact, serialized.
 pub fn float_model(
     spec: &FeatureSpec,
@@ -330,22 +361,11 @@ pub fn float_model(
 ) -> Result<Exported> {
     check_names(spec)?;
     let mut g = Graph::new();
-    let mut blocks = Vec::new();
-    for (c, t) in spec.categorical.iter().zip(&w.embeddings) {
-        let idx = g.row_index(&c.name, c, lookup);
-        let table = g.init(&format!("embedding.{}", c.name), &[t.rows, t.dim], &t.data);
-        blocks.push(g.op("Gather", &[&table, &idx], vec![attr_int("axis", 0)]));
-    }
-    let numeric = g.numeric(spec);
-    let mut x = input_matrix(&mut g, blocks, numeric);
-    let last = w.dense.len().saturating_sub(1);
-    for (i, d) in w.dense.iter().enumerate() {
-        x = g.float_dense(&x, i, d);
-        if i < last {
-            x = g.op("Relu", &[&x], vec![]);
-        }
-    }
-    outputs(&mut g, &x);
+    let x = input_layer(&mut g, spec, lookup, &w.embeddings, |g, name, idx, t| {
+        let table = g.init(name, &[t.rows, t.dim], &t.data);
+        g.op("Gather", &[&table, idx], vec![attr_int("axis", 0)])
+    });
+    mlp(&mut g, x, &w.dense, |g, x, i, d| g.float_dense(x, i, d));
     let doc = format!("reco-cli FP32 model: {} layers {:?}", w.dense.len(), arch.hidden);
     serialize(g.into_model(inputs(spec), &doc, metadata))
 }
@@ -360,59 +380,47 @@ pub fn int8_model(
 ) -> Result<Exported> {
     check_names(spec)?;
     let mut g = Graph::new();
-    let mut blocks = Vec::new();
-    for (c, t) in spec.categorical.iter().zip(&w.embeddings) {
-        let idx = g.row_index(&c.name, c, lookup);
-        let name = format!("embedding.{}", c.name);
+    let x = input_layer(&mut g, spec, lookup, &w.embeddings, |g, name, idx, t| {
         let codes = g.init(&format!("{name}.codes"), &[t.rows, t.dim], &t.codes);
         let scale: Vec<f32> = t.scale_offset.chunks(2).map(|p| p[0]).collect();
         let offset: Vec<f32> = t.scale_offset.chunks(2).map(|p| p[1]).collect();
         let scale = g.init(&format!("{name}.scale"), &[t.rows, 1], &scale);
         let offset = g.init(&format!("{name}.offset"), &[t.rows, 1], &offset);
-        let q = g.op("Gather", &[&codes, &idx], vec![attr_int("axis", 0)]);
+        let q = g.op("Gather", &[&codes, idx], vec![attr_int("axis", 0)]);
         let q = g.op("Cast", &[&q], vec![attr_int("to", DataType::FLOAT as i64)]);
-        let s = g.op("Gather", &[&scale, &idx], vec![attr_int("axis", 0)]);
-        let o = g.op("Gather", &[&offset, &idx], vec![attr_int("axis", 0)]);
+        let s = g.op("Gather", &[&scale, idx], vec![attr_int("axis", 0)]);
+        let o = g.op("Gather", &[&offset, idx], vec![attr_int("axis", 0)]);
         // code · scale + offset: two f32 operations, as RowwiseTable::dequantize.
         let v = g.op("Mul", &[&q, &s], vec![]);
-        blocks.push(g.op("Add", &[&v, &o], vec![]));
-    }
-    let numeric = g.numeric(spec);
-    let mut x = input_matrix(&mut g, blocks, numeric);
-    let last = w.layers.len().saturating_sub(1);
-    for (i, layer) in w.layers.iter().enumerate() {
-        x = match layer {
-            QLayer::Float(d) => g.float_dense(&x, i, d),
-            QLayer::Int8 { weight, weight_scale, static_input, bias, input, output } => {
-                let wd = g.dq_axis0(&format!("dense.{i}.weight_q"), &[*output, *input], weight, weight_scale);
-                match static_input {
-                    Some((bias_q, qp)) => {
-                        let xq = g.qdq(&x, &format!("dense.{i}.input"), qp.scale, qp.zero_point);
-                        let bias_scale: Vec<f32> = weight_scale.iter().map(|&s| qp.scale * s).collect();
-                        let bd = g.dq_axis0(&format!("dense.{i}.bias_q"), &[*output], bias_q, &bias_scale);
-                        g.op("Gemm", &[&xq, &wd, &bd], vec![attr_int("transB", 1)])
-                    }
-                    None => {
-                        let dq = g.fresh("dynamic_quantize");
-                        let (ds, dz) = (format!("{dq}.scale"), format!("{dq}.zero_point"));
-                        let mut n = pb::NodeProto::new();
-                        n.op_type = "DynamicQuantizeLinear".to_string();
-                        n.name = dq.clone();
-                        n.input = vec![x.clone()];
-                        n.output = vec![dq.clone(), ds.clone(), dz.clone()];
-                        g.nodes.push(n);
-                        let xq = g.op("DequantizeLinear", &[&dq, &ds, &dz], vec![]);
-                        let b = g.init(&format!("dense.{i}.bias"), &[*output], bias);
-                        g.op("Gemm", &[&xq, &wd, &b], vec![attr_int("transB", 1)])
-                    }
+        g.op("Add", &[&v, &o], vec![])
+    });
+    mlp(&mut g, x, &w.layers, |g, x, i, layer| match layer {
+        QLayer::Float(d) => g.float_dense(x, i, d),
+        QLayer::Int8 { weight, weight_scale, static_input, bias, input, output } => {
+            let wd = g.dq_axis0(&format!("dense.{i}.weight_q"), &[*output, *input], weight, weight_scale);
+            match static_input {
+                Some((bias_q, qp)) => {
+                    let xq = g.qdq(x, &format!("dense.{i}.input"), qp.scale, qp.zero_point);
+                    let bias_scale: Vec<f32> = weight_scale.iter().map(|&s| qp.scale * s).collect();
+                    let bd = g.dq_axis0(&format!("dense.{i}.bias_q"), &[*output], bias_q, &bias_scale);
+                    g.op("Gemm", &[&xq, &wd, &bd], vec![attr_int("transB", 1)])
+                }
+                None => {
+                    let dq = g.fresh("dynamic_quantize");
+                    let (ds, dz) = (format!("{dq}.scale"), format!("{dq}.zero_point"));
+                    let mut n = pb::NodeProto::new();
+                    n.op_type = "DynamicQuantizeLinear".to_string();
+                    n.name = dq.clone();
+                    n.input = vec![x.to_string()];
+                    n.output = vec![dq.clone(), ds.clone(), dz.clone()];
+                    g.nodes.push(n);
+                    let xq = g.op("DequantizeLinear", &[&dq, &ds, &dz], vec![]);
+                    let b = g.init(&format!("dense.{i}.bias"), &[*output], bias);
+                    g.op("Gemm", &[&xq, &wd, &b], vec![attr_int("transB", 1)])
                 }
             }
-        };
-        if i < last {
-            x = g.op("Relu", &[&x], vec![]);
         }
-    }
-    outputs(&mut g, &x);
+    });
     let floats: Vec<usize> =
         w.layers.iter().enumerate().filter(|(_, l)| matches!(l, QLayer::Float(_))).map(|(i, _)| i).collect();
     let doc = format!("reco-cli INT8 QDQ model: layers {:?}, float layers {floats:?}", arch.hidden);

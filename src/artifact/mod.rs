@@ -133,21 +133,29 @@ impl Drop for ArtifactWriter {
 /// sha256 and size of every file below `dir` except the manifest, keyed by relative path.
 fn hash_tree(dir: &Path) -> Result<BTreeMap<String, FileEntry>> {
     let mut out = BTreeMap::new();
+    for (p, rel) in files_below(dir)? {
+        if rel == MANIFEST {
+            continue;
+        }
+        let bytes = std::fs::metadata(&p).at(&p)?.len();
+        out.insert(rel, FileEntry { sha256: sha256_file(&p)?, bytes });
+    }
+    Ok(out)
+}
+
+/// Every file below `dir` (subdirectories included) with its path relative to `dir`, `/`-separated.
+pub fn files_below(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
+    let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).at(&d)? {
-            let entry = entry.at(&d)?;
-            let p = entry.path();
+            let p = entry.at(&d)?.path();
             if p.is_dir() {
                 stack.push(p);
-                continue;
+            } else {
+                let rel = p.strip_prefix(dir).unwrap_or(&p).to_string_lossy().replace('\\', "/");
+                out.push((p, rel));
             }
-            let rel = p.strip_prefix(dir).unwrap_or(&p).to_string_lossy().replace('\\', "/");
-            if rel == MANIFEST {
-                continue;
-            }
-            let bytes = entry.metadata().at(&p)?.len();
-            out.insert(rel, FileEntry { sha256: sha256_file(&p)?, bytes });
         }
     }
     Ok(out)

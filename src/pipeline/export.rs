@@ -124,19 +124,15 @@ fn relative_inside(dir: &Path, out: &Path) -> Result<Option<String>> {
 
 /// Copies every file below `from` into `to`, except the relative paths in `skip`.
 fn copy_tree(from: &Path, to: &Path, skip: &[&str]) -> Result<()> {
-    let mut stack = vec![from.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).at(&d)? {
-            let p = entry.at(&d)?.path();
-            let rel = p.strip_prefix(from).unwrap_or(&p).to_path_buf();
-            if p.is_dir() {
-                let dst = to.join(&rel);
-                std::fs::create_dir_all(&dst).at(&dst)?;
-                stack.push(p);
-            } else if !skip.contains(&rel.to_string_lossy().replace('\\', "/").as_str()) {
-                std::fs::copy(&p, to.join(&rel)).at(&p)?;
-            }
+    for (p, rel) in crate::artifact::files_below(from)? {
+        if skip.contains(&rel.as_str()) {
+            continue;
         }
+        let dst = to.join(&rel);
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent).at(parent)?;
+        }
+        std::fs::copy(&p, &dst).at(&p)?;
     }
     Ok(())
 }
