@@ -69,13 +69,15 @@ def main():
     spec = manifest["feature_spec"]
     table = pq.read_table(a.data)
     # Exercise the OOV mapping: on every 5th row, each categorical id becomes one the
-    # vocabulary lacks (below its minimum, above its maximum, or a gap inside its range).
+    # vocabulary lacks (below its minimum, above its maximum, a gap inside its range, or the
+    # int64 extremes, where the dense lookup's `id - min` wraps around).
     unknown = 0
     for c in spec["categorical"]:
         vocab = np.array(c["vocabulary"], dtype=np.int64)
         known = set(vocab.tolist())
         gaps = [v for v in range(int(vocab.min()), int(vocab.max())) if v not in known][:3] if len(vocab) else []
-        choices = [int(vocab.min()) - 7 if len(vocab) else -7, int(vocab.max()) + 1000 if len(vocab) else 1000] + gaps
+        extremes = [int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)]
+        choices = [int(vocab.min()) - 7 if len(vocab) else -7, int(vocab.max()) + 1000 if len(vocab) else 1000] + gaps + extremes
         ids = table[c["name"]].to_numpy().astype(np.int64).copy()
         rows = np.arange(0, len(ids), 5)
         ids[rows] = np.array(choices, dtype=np.int64)[np.arange(len(rows)) % len(choices)]
