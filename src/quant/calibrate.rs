@@ -1,11 +1,14 @@
-//! Activation calibrators with streaming state: a running min/max, then a fixed 2048-bin
+//! Activation calibrators with streaming state: a running min/max, then a fixed 8192-bin
 //! histogram over that range. Memory per tensor is constant in the number of calibration
 //! rows ([`Observer::state_bytes`]).
 //!
 //! - `minmax`: the observed range.
 //! - `percentile`: the 0.01% / 99.99% quantiles (both tails).
 //! - `entropy`: the clipping window minimizing KL(P || Q) between the histogram and its
-//!   255-level quantization, TensorRT-style (outliers folded into the edge bins).
+//!   255-level quantization, TensorRT-style (outliers folded into the edge bins). Windows keep
+//!   at least 4 bins per level (below that the histogram cannot see rounding error, and KL
+//!   degenerates to "clip as hard as allowed"), and the bin holding zero stays its own level
+//!   (zero is exact in u8, so ReLU's spike of zeros is not smeared over its neighbours).
 //! - `mse`: the clipping window minimizing the expected squared quantization error.
 
 use std::str::FromStr;
@@ -15,7 +18,13 @@ use serde::{Deserialize, Serialize};
 use super::QParams;
 
 /// Histogram bins.
-pub const BINS: usize = 2048;
+pub const BINS: usize = 8192;
+
+/// Quantization levels of a u8 activation range (255 steps).
+const LEVELS: usize = 255;
+
+/// The narrowest window the clipping calibrators consider: 4 histogram bins per level.
+const MIN_WINDOW: usize = 4 * LEVELS;
 
 /// How a range is chosen from observed activations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,7 +131,7 @@ impl Observer {
         }
         let (a, b) = match calibrator {
             Calibrator::Percentile => self.percentile_bins(1e-4),
-            Calibrator::Entropy => self.search(kl_cost),
+            Calibrator::Entropy => self.search(|h, a, b| kl_cost(h, a, b, self.zero_bin())),
             Calibrator::Mse => self.search(mse_cost),
             Calibrator::Minmax => (0, BINS),
         };
@@ -145,15 +154,21 @@ impl Observer {
         (a, b)
     }
 
-    /// Candidate windows shrink the range towards the bin of zero, keeping at least 128 bins.
+    /// The bin holding 0 (the histogram range always includes it).
+    fn zero_bin(&self) -> usize {
+        (((0.0 - self.lo) / self.width) as usize).min(BINS)
+    }
+
+    /// Candidate windows shrink the range towards the bin of zero, keeping at least
+    /// [`MIN_WINDOW`] bins.
     fn search(&self, cost: impl Fn(&[u64], usize, usize) -> f64) -> (usize, usize) {
-        let zero = (((0.0 - self.lo) / self.width) as usize).min(BINS);
+        let zero = self.zero_bin();
         let mut best = (f64::INFINITY, 0, BINS);
         for step in 0..=60 {
             let f = 1.0 - step as f64 / 64.0;
             let a = zero - ((zero as f64) * f).round() as usize;
             let b = zero + (((BINS - zero) as f64) * f).round() as usize;
-            if b <= a || b - a < 128 {
+            if b <= a || b - a < MIN_WINDOW {
                 break;
             }
             let c = cost(&self.hist, a, b);
@@ -179,27 +194,25 @@ fn clipped(hist: &[u64], a: usize, b: usize) -> Vec<f64> {
 /// KL(P || Q), TensorRT-style: P is the histogram clipped to `[a, b)` with the outliers folded
 /// into its edge bins; Q is the 255-level quantization of the in-window bins *without* the
 /// outliers (each level's mass spread evenly over its non-empty bins). Clipping mass away
-/// therefore costs KL, and so does a window too wide for 255 levels.
-fn kl_cost(hist: &[u64], a: usize, b: usize) -> f64 {
+/// therefore costs KL, and so does a window too wide for 255 levels. The bin `zero` (if inside)
+/// is a level of its own: zero is exactly representable.
+fn kl_cost(hist: &[u64], a: usize, b: usize, zero: usize) -> f64 {
     let p = clipped(hist, a, b);
     let inner: Vec<f64> = hist[a..b].iter().map(|&c| c as f64).collect();
     let n = p.len();
-    let levels = 255;
+    let z = zero.checked_sub(a).filter(|&z| z < n);
     let mut q = vec![0f64; n];
-    for l in 0..levels {
-        let (s, e) = (l * n / levels, ((l + 1) * n / levels).min(n));
-        if e <= s {
-            continue;
+    for l in 0..LEVELS {
+        let (s, e) = (l * n / LEVELS, ((l + 1) * n / LEVELS).min(n));
+        let bins = (s..e).filter(|&i| Some(i) != z);
+        let mass: f64 = bins.clone().map(|i| inner[i]).sum();
+        let nonzero = bins.clone().filter(|&i| inner[i] > 0.0).count();
+        for i in bins.filter(|&i| inner[i] > 0.0) {
+            q[i] = mass / nonzero as f64;
         }
-        let mass: f64 = inner[s..e].iter().sum();
-        let nonzero = inner[s..e].iter().filter(|&&v| v > 0.0).count();
-        if nonzero > 0 {
-            for i in s..e {
-                if inner[i] > 0.0 {
-                    q[i] = mass / nonzero as f64;
-                }
-            }
-        }
+    }
+    if let Some(z) = z {
+        q[z] = inner[z];
     }
     let (ps, qs): (f64, f64) = (p.iter().sum(), q.iter().sum());
     if qs == 0.0 {
@@ -218,7 +231,7 @@ fn kl_cost(hist: &[u64], a: usize, b: usize) -> f64 {
 /// Expected squared error (in bin units²) of quantizing the histogram to 255 steps over
 /// `[a, b)`, clipping error included.
 fn mse_cost(hist: &[u64], a: usize, b: usize) -> f64 {
-    let step = (b - a) as f64 / 255.0;
+    let step = (b - a) as f64 / LEVELS as f64;
     let mut err = 0.0;
     for (i, &c) in hist.iter().enumerate() {
         if c == 0 {
@@ -283,6 +296,26 @@ mod tests {
         ys.extend([40.0f32, -40.0]);
         let o = observe(&ys);
         assert!(err(&ys, o.qparams(Calibrator::Mse)) <= err(&ys, o.qparams(Calibrator::Minmax)) * 1.001);
+    }
+
+    fn sqnr_db(xs: &[f32], q: QParams) -> f64 {
+        let signal: f64 = xs.iter().map(|&x| f64::from(x).powi(2)).sum();
+        let noise: f64 = xs.iter().map(|&x| f64::from(q.dequantize(q.quantize(x)) - x).powi(2)).sum();
+        10.0 * (signal / noise).log10()
+    }
+
+    #[test]
+    fn entropy_keeps_the_bulk_of_relu_activations_and_their_exact_zeros() {
+        // Post-ReLU activations: half exact zeros, half a normal's upper tail, as hidden layers see.
+        let mut r = Rng::new(21);
+        let xs: Vec<f32> = (0..200_000).map(|_| (r.normal().max(0.0) * 3.0) as f32).collect();
+        let o = observe(&xs);
+        let (kl, mse) = (o.qparams(Calibrator::Entropy), o.qparams(Calibrator::Mse));
+        assert_eq!(kl.zero_point, 0, "ReLU zeros must stay exact");
+        let (s_kl, s_mse) = (sqnr_db(&xs, kl), sqnr_db(&xs, mse));
+        // 8-bit quantization of this distribution reaches ~40 dB; a window clipped to a few
+        // bins' width (the degenerate KL minimum) falls to ~10 dB.
+        assert!(s_kl > 32.0 && s_kl > s_mse - 4.0, "entropy {s_kl:.1} dB, mse {s_mse:.1} dB");
     }
 
     #[test]
