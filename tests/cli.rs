@@ -715,3 +715,35 @@ fn bench_pairs_int8_with_its_float_parent_and_runs_concurrent_callers() {
     let bad = reco(&["bench", t.to_str().unwrap(), "--batch-sizes", "0"], pipeline());
     input_error(&bad, &["batch-sizes"]);
 }
+
+#[test]
+fn keep_float_layers_stay_float_and_are_recorded_and_bad_indices_are_refused() {
+    let run = run_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let cal = run.join("features/calibration.parquet");
+    let teacher = run.join("teacher");
+    let base = ["quantize", "--model", teacher.to_str().unwrap(), "--calibration", cal.to_str().unwrap()];
+    let mut bad = base.to_vec();
+    bad.extend(["--keep-float", "0,7", "--out", "bad"]);
+    input_error(&reco(&bad, dir.path()), &["--keep-float 7", "dense layers 0 to 2"]);
+    assert!(!dir.path().join("bad").exists());
+    let mut args = base.to_vec();
+    args.extend(["--keep-float", "2,0,2", "--max-auc-drop", "1", "--max-ndcg-drop", "1", "--out", "mixed"]);
+    ok(reco(&args, dir.path()));
+    let q = &manifest_json(&dir.path().join("mixed"))["quantization"];
+    assert_eq!(q["requested_float_layers"], serde_json::json!([0, 2]));
+    assert_eq!(q["float_layers"], serde_json::json!([0, 2]), "a gate this loose adds nothing");
+    // The kept layers are stored as float tensors; the middle one as int8.
+    let o = ok(reco(&["inspect", dir.path().join("mixed").to_str().unwrap(), "--json"], dir.path()));
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let dtype = |name: &str| {
+        v["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .map(|t| t["dtype"].as_str().unwrap().to_string())
+    };
+    assert_eq!(dtype("dense.0.weight").as_deref(), Some("F32"), "{}", v["tensors"]);
+    assert_eq!(dtype("dense.1.weight_q").as_deref(), Some("I8"), "{}", v["tensors"]);
+}

@@ -39,6 +39,9 @@ pub struct QuantizeArgs {
     /// Largest allowed |NDCG@10(int8) - NDCG@10(float)| on the ranking set.
     #[arg(long, default_value_t = 0.002)]
     max_ndcg_drop: f64,
+    /// Dense layers to keep in float from the start, e.g. `0,2` (the gate may add more).
+    #[arg(long, value_delimiter = ',')]
+    keep_float: Vec<usize>,
     /// Held-out feature file for the gate (default: test.parquet next to --calibration).
     #[arg(long)]
     data: Option<PathBuf>,
@@ -61,6 +64,7 @@ pub fn exec(args: QuantizeArgs, g: &Global, progress: &dyn Progress) -> Result<u
         weight_bits,
         max_auc_drop,
         max_ndcg_drop,
+        keep_float,
         data,
         ranking,
         out,
@@ -80,6 +84,7 @@ pub fn exec(args: QuantizeArgs, g: &Global, progress: &dyn Progress) -> Result<u
         ranking: ranking.as_deref(),
         out: &out,
         opts,
+        keep_float: &keep_float,
     };
     let s = quantize(&job, progress)?;
     if g.json {

@@ -71,6 +71,8 @@ pub struct QuantizeJob<'a> {
     pub out: &'a Path,
     /// Settings.
     pub opts: QuantizeOptions,
+    /// Dense layers to keep in float whatever the gate says (the gate's fallback adds to them).
+    pub keep_float: &'a [usize],
 }
 
 /// What quantization produced.
@@ -206,6 +208,14 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
             )));
         }
     };
+    let layers = parent.weights.dense.len();
+    if let Some(&bad) = job.keep_float.iter().find(|&&i| i >= layers) {
+        return Err(Error::input(format!(
+            "--keep-float {bad}: {} has dense layers 0 to {}",
+            job.model.display(),
+            layers.saturating_sub(1)
+        )));
+    }
     let cal = FeatureFrame::read(job.calibration, &parent.spec, false)?;
     let test = FeatureFrame::read(job.test, &parent.spec, true)?;
     let ranking = match job.ranking {
@@ -249,9 +259,14 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
             .collect();
         QuantWeights { embeddings: embeddings.clone(), layers }
     };
-    let mut order: Vec<usize> = (0..sqnr.len()).collect();
+    let mut requested = job.keep_float.to_vec();
+    requested.sort_unstable();
+    requested.dedup();
+    let mut float_layers = requested.clone();
+    // Fallback order: the remaining layers, lowest SQNR first.
+    let mut order: Vec<usize> = (0..sqnr.len()).filter(|i| !float_layers.contains(i)).collect();
     order.sort_by(|&a, &b| sqnr[a].total_cmp(&sqnr[b]));
-    let mut float_layers: Vec<usize> = Vec::new();
+    let mut order = order.into_iter();
     let (weights, q, passed) = loop {
         let w = build(&float_layers);
         let model = Int8Model::new(parent.spec.clone(), parent.arch.clone(), w.clone());
@@ -264,10 +279,10 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
             delta(q.ndcg10, parent_q.ndcg10),
             if ok { "gate holds" } else { "gate fails" }
         ));
-        if ok || float_layers.len() == order.len() {
+        let Some(next) = order.next().filter(|_| !ok) else {
             break (w, q, ok);
-        }
-        float_layers.push(order[float_layers.len()]);
+        };
+        float_layers.push(next);
         float_layers.sort_unstable();
     };
     progress.advance(1);
@@ -310,6 +325,7 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
         "activations": activations,
         "layer_sqnr_db": sqnr.iter().map(|s| if s.is_finite() { serde_json::json!(s) } else { serde_json::Value::Null }).collect::<Vec<_>>(),
         "float_layers": float_layers,
+        "requested_float_layers": requested,
         "gate": { "max_auc_drop": opts.max_auc_drop, "max_ndcg_drop": opts.max_ndcg_drop, "passed": passed },
         "calibration_rows": cal.columns.rows,
     });

@@ -151,6 +151,7 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, progress: &dyn Progress) -> Result
             ranking: Some(&ranking),
             out: &out,
             opts,
+            keep_float: &[],
         };
         let s = quantize(&job, progress)?;
         stages.push(StageReport {
