@@ -701,6 +701,18 @@ fn bench_pairs_int8_with_its_float_parent_and_runs_concurrent_callers() {
         for r in results {
             let (model, rps) = (r["model"].as_str().unwrap(), r["rows_per_s"].as_f64().unwrap());
             assert!(rps > 0.0 && (r["us_per_row"].as_f64().unwrap() * rps - 1e6).abs() < 1.0, "{r}");
+            // GMAC/s: rows/s × Σ in·out over the dense layers, from the manifest's architecture.
+            let m = manifest_json(&run.join(model));
+            let arch = &m["architecture"];
+            let input: u64 =
+                arch["embedding_dims"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).sum::<u64>()
+                    + m["feature_spec"]["numeric"].as_array().unwrap().len() as u64;
+            let mut dims = vec![input];
+            dims.extend(arch["hidden"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()));
+            dims.push(1);
+            let macs: u64 = dims.windows(2).map(|w| w[0] * w[1]).sum();
+            let gmac = r["gmac_per_s"].as_f64().unwrap();
+            assert!((gmac - rps * macs as f64 / 1e9).abs() <= 1e-9 * gmac.max(1.0), "{r} ({macs} MACs/row)");
             // Only INT8 rows get a ratio, over their own float parent at the same batch (the
             // student's lineage parent, the teacher, is in the run too, but both are float).
             if model == "teacher-int8" {
