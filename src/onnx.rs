@@ -150,14 +150,13 @@ impl Graph {
     /// Embedding row index (int64 `[batch]`, 0 = OOV) of the raw ids in `input`.
     fn row_index(&mut self, input: &str, c: &CategoricalSpec, lookup: IdLookup) -> String {
         let col = &c.name;
-        let (Some(&min), Some(&max)) = (c.vocabulary.first(), c.vocabulary.last()) else {
+        let Some(&min) = c.vocabulary.first() else {
             // Empty vocabulary: every id is out of vocabulary.
             let zero = self.init(&format!("{col}.zero"), &[1], &[0i64]);
             let z = self.op("Mul", &[input, &zero], vec![]);
             return z;
         };
-        let range = max.checked_sub(min).and_then(|r| usize::try_from(r).ok());
-        let dense = range.filter(|&r| lookup == IdLookup::Auto && r < (4 * c.vocabulary.len()).max(1 << 16));
+        let dense = c.dense_range().filter(|_| lookup == IdLookup::Auto);
         match dense {
             Some(range) => {
                 // table[0] = below min, table[range + 2] = above max, table[v - min + 1] = row.
@@ -445,7 +444,7 @@ mod tests {
 
     fn spec(vocab: Vec<i64>) -> FeatureSpec {
         FeatureSpec {
-            categorical: vec![CategoricalSpec { name: "place_id".into(), vocabulary: vocab }],
+            categorical: vec![CategoricalSpec::new("place_id", vocab)],
             numeric: vec![NumericSpec { name: "distance_km".into(), mean: 1.5, std: 2.0 }],
             label: "label".into(),
         }

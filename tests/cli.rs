@@ -759,3 +759,38 @@ fn keep_float_layers_stay_float_and_are_recorded_and_bad_indices_are_refused() {
     assert_eq!(dtype("dense.0.weight").as_deref(), Some("F32"), "{}", v["tensors"]);
     assert_eq!(dtype("dense.1.weight_q").as_deref(), Some("I8"), "{}", v["tensors"]);
 }
+
+#[test]
+fn a_manifest_with_an_unsorted_vocabulary_or_a_zero_std_is_refused() {
+    for (what, edit) in [
+        (
+            "vocabulary",
+            &(|m: &mut serde_json::Value| {
+                let v = m["feature_spec"]["categorical"][0]["vocabulary"].as_array_mut().unwrap();
+                v.swap(0, 1);
+            }) as &dyn Fn(&mut serde_json::Value),
+        ),
+        ("std 0", &|m: &mut serde_json::Value| m["feature_spec"]["numeric"][0]["std"] = serde_json::json!(0.0)),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("teacher");
+        copy_dir(&run_dir().join("teacher"), &model);
+        let mpath = model.join("manifest.json");
+        let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+        edit(&mut m);
+        let column = if what == "vocabulary" {
+            m["feature_spec"]["categorical"][0]["name"].as_str().unwrap().to_string()
+        } else {
+            m["feature_spec"]["numeric"][0]["name"].as_str().unwrap().to_string()
+        };
+        std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+        let test = run_dir().join("features/test.parquet");
+        for args in [
+            vec!["inspect", "teacher"],
+            vec!["predict", "--model", "teacher", "--data", test.to_str().unwrap(), "--out", "p.parquet"],
+        ] {
+            input_error(&reco(&args, dir.path()), &["manifest.json", &column, what]);
+        }
+        assert!(!dir.path().join("p.parquet").exists());
+    }
+}

@@ -140,6 +140,7 @@ impl Manifest {
                 self.format_version
             )));
         }
+        self.feature_spec.validate().map_err(|e| Error::input(format!("{}: feature_spec {e}", path.display())))?;
         if self.architecture.embedding_dims.len() != self.feature_spec.categorical.len() {
             return Err(Error::input(format!(
                 "{}: architecture has {} embeddings but the feature spec has {} categorical columns",

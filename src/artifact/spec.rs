@@ -7,23 +7,60 @@
 //! - numeric column: raw value -> (x - mean) / std (std is never 0; constant columns get 1).
 //! - model input = concat(embedding rows in `categorical` order, normalized `numeric` in order).
 
+use std::sync::OnceLock;
+
 use serde::{Deserialize, Serialize};
 
 /// A categorical input column.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CategoricalSpec {
     /// Column name in the feature files (and the ONNX input name).
     pub name: String,
-    /// Known raw values, sorted ascending; index i maps to embedding row i + 1.
+    /// Known raw values, strictly ascending; index i maps to embedding row i + 1. Do not
+    /// change it after the first [`index`](Self::index) call (the lookup table is cached).
     pub vocabulary: Vec<i64>,
+    /// `row_of[v - min]` for every id in `min..=max`, built on first use when the range is
+    /// compact ([`dense_range`](Self::dense_range)); binary search otherwise.
+    #[serde(skip)]
+    row_of: OnceLock<Option<Vec<u32>>>,
+}
+
+impl PartialEq for CategoricalSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.vocabulary == other.vocabulary
+    }
 }
 
 impl CategoricalSpec {
+    /// A column with a strictly ascending vocabulary.
+    pub fn new(name: impl Into<String>, vocabulary: Vec<i64>) -> Self {
+        Self { name: name.into(), vocabulary, row_of: OnceLock::new() }
+    }
+
+    /// `max - min` of the vocabulary when a direct table over it stays small: at most
+    /// max(4 · |vocabulary|, 65,536) entries. The runtime and the ONNX export's dense lookup
+    /// both use this rule.
+    pub fn dense_range(&self) -> Option<usize> {
+        let (&min, &max) = (self.vocabulary.first()?, self.vocabulary.last()?);
+        let range = usize::try_from(max.checked_sub(min)?).ok()?;
+        (range < (4 * self.vocabulary.len()).max(1 << 16)).then_some(range)
+    }
+
     /// Embedding row for a raw value: 1 + its vocabulary position, or 0 when unknown.
     pub fn index(&self, value: i64) -> u32 {
-        match self.vocabulary.binary_search(&value) {
-            Ok(i) => i as u32 + 1,
-            Err(_) => 0,
+        let table = self.row_of.get_or_init(|| {
+            let range = self.dense_range()?;
+            let min = self.vocabulary[0];
+            let mut t = vec![0u32; range + 1];
+            for (i, &v) in self.vocabulary.iter().enumerate() {
+                t[(v - min) as usize] = i as u32 + 1;
+            }
+            Some(t)
+        });
+        match table {
+            // `wrapping_sub` then an unsigned bound: ids below `min` wrap to huge offsets.
+            Some(t) => t.get(value.wrapping_sub(self.vocabulary[0]) as u64 as usize).copied().unwrap_or(0),
+            None => self.vocabulary.binary_search(&value).map_or(0, |i| i as u32 + 1),
         }
     }
 
@@ -56,6 +93,28 @@ pub struct FeatureSpec {
 }
 
 impl FeatureSpec {
+    /// Checks what encoding relies on: strictly ascending vocabularies, finite means and
+    /// positive finite standard deviations. Returns the offending column and value.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        for c in &self.categorical {
+            if let Some(w) = c.vocabulary.windows(2).find(|w| w[0] >= w[1]) {
+                return Err(format!(
+                    "column {:?}: vocabulary must be strictly ascending, found {} then {}",
+                    c.name, w[0], w[1]
+                ));
+            }
+        }
+        for n in &self.numeric {
+            if !(n.mean.is_finite() && n.std.is_finite() && n.std > 0.0) {
+                return Err(format!(
+                    "column {:?}: mean {} and std {}, expected finite values and std > 0",
+                    n.name, n.mean, n.std
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Names of all input columns, categorical first.
     pub fn input_names(&self) -> Vec<&str> {
         self.categorical.iter().map(|c| c.name.as_str()).chain(self.numeric.iter().map(|n| n.name.as_str())).collect()
@@ -69,7 +128,7 @@ impl FeatureSpec {
                 let mut vocabulary = values.to_vec();
                 vocabulary.sort_unstable();
                 vocabulary.dedup();
-                CategoricalSpec { name: (*name).to_string(), vocabulary }
+                CategoricalSpec::new(*name, vocabulary)
             })
             .collect();
         let numeric = numeric
@@ -98,6 +157,46 @@ mod tests {
         assert_eq!((c.index(10), c.index(20), c.index(30)), (1, 2, 3));
         assert_eq!((c.index(15), c.index(-1), c.index(99)), (0, 0, 0));
         assert_eq!(c.rows(), 4);
+    }
+
+    #[test]
+    fn dense_and_sparse_lookups_agree_with_a_linear_scan_on_every_kind_of_id() {
+        let mut rng = crate::rng::Rng::new(5);
+        // Compact ids (dense table), sparse ids (binary search), ids at the i64 extremes.
+        let vocabs: Vec<Vec<i64>> = vec![
+            (0..500).map(|_| rng.below(2000) as i64 - 1000).collect(),
+            (0..300).map(|_| (rng.next_u64() >> 1) as i64 - (1 << 62)).collect(),
+            vec![i64::MIN, -3, 0, 7, i64::MAX],
+            vec![i64::MAX - 5, i64::MAX - 2, i64::MAX],
+            vec![],
+        ];
+        for v in vocabs {
+            let mut v = v;
+            v.sort_unstable();
+            v.dedup();
+            let c = CategoricalSpec::new("c", v.clone());
+            let mut probes: Vec<i64> = v.iter().flat_map(|&x| [x, x.wrapping_add(1), x.wrapping_sub(1)]).collect();
+            probes.extend([i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX - 1, i64::MAX]);
+            probes.extend((0..200).map(|_| rng.next_u64() as i64));
+            for p in probes {
+                let want = v.iter().position(|&x| x == p).map_or(0, |i| i as u32 + 1);
+                assert_eq!(c.index(p), want, "id {p} (dense: {:?})", c.dense_range().is_some());
+            }
+        }
+        assert!(CategoricalSpec::new("c", vec![-5, 10, 70_000]).dense_range().is_none());
+        assert_eq!(CategoricalSpec::new("c", vec![-5, 10, 60_000]).dense_range(), Some(60_005));
+    }
+
+    #[test]
+    fn validation_names_the_column_and_the_bad_value() {
+        let mut spec = FeatureSpec::fit(&[("c", &[3, 1, 2])], &[("x", &[1.0, 2.0])], "y");
+        assert!(spec.validate().is_ok());
+        spec.categorical[0].vocabulary = vec![1, 3, 3];
+        let e = spec.validate().unwrap_err();
+        assert!(e.contains("\"c\"") && e.contains("3 then 3"), "{e}");
+        spec.categorical[0].vocabulary = vec![1, 2, 3];
+        spec.numeric[0].std = 0.0;
+        assert!(spec.validate().unwrap_err().contains("\"x\""));
     }
 
     #[test]
