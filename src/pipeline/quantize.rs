@@ -19,12 +19,12 @@ use crate::artifact::weights::Dense;
 use crate::artifact::{ArtifactWriter, WEIGHTS, sha256_file};
 use crate::data::features::FeatureFrame;
 use crate::error::{Error, Result};
-use crate::kernels::{self, Epilogue, Kernel, PackedWeights};
+use crate::kernels::Kernel;
 use crate::pipeline::eval::{Quality, quality};
 use crate::progress::Progress;
 use crate::quant::calibrate::{Calibrator, Observer};
 use crate::quant::{QParams, quantize_bias, quantize_rowwise, quantize_weights, sqnr_db};
-use crate::runtime::int8::{Int8Model, quantize_padded};
+use crate::runtime::int8::{self, Int8Model};
 use crate::runtime::{FloatModel, Model, dense_forward, encode};
 
 /// Quantization settings.
@@ -152,32 +152,13 @@ fn int8_layer(d: &Dense, qp: Option<QParams>, opts: &QuantizeOptions) -> QLayer 
     QLayer::Int8 { weight, weight_scale, static_input, bias, input: d.input, output: d.output }
 }
 
-/// Output of one quantized layer (before activation) for float input `x`.
+/// SQNR of one quantized layer's output (before activation) against the float layer's, for
+/// float input `x`; infinite for a layer kept float.
 fn layer_sqnr(d: &Dense, layer: &QLayer, x: &[f32], m: usize) -> f64 {
-    let QLayer::Int8 { weight, weight_scale, static_input, bias, .. } = layer else {
-        return f64::INFINITY;
-    };
-    let packed = PackedWeights::new(weight, d.output, d.input);
-    let (qp, bias_q) = match static_input {
-        Some((b, qp)) => (*qp, b.clone()),
-        None => {
-            let qp = QParams::covering(x);
-            (qp, quantize_bias(bias, qp.scale, weight_scale))
-        }
-    };
-    let xq = quantize_padded(x, m, d.input, packed.kp, &qp);
-    let mut acc = vec![0i32; m * d.output];
-    kernels::gemm_u8s8(Kernel::detect(), &xq, m, &packed, &mut acc);
-    let ep = Epilogue {
-        input_zero_point: qp.zero_point,
-        offset: packed.offsets(&bias_q, qp.zero_point),
-        multiplier: weight_scale.iter().map(|&s| qp.scale * s).collect(),
-        output_zero_point: 0,
-        relu: false,
-    };
-    let mut y = vec![0f32; m * d.output];
-    kernels::dequantize_output(&acc, m, &ep, &mut y);
-    sqnr_db(&dense_forward(x, m, d), &y)
+    match int8::layer_output(layer, x, m, Kernel::detect()) {
+        Some(y) => sqnr_db(&dense_forward(x, m, d), &y),
+        None => f64::INFINITY,
+    }
 }
 
 fn delta(a: Option<f64>, b: Option<f64>) -> f64 {

@@ -232,8 +232,7 @@ impl Int8Model {
                                 Act::Float(v) => v,
                                 Act::Quant(q, qp) => dequantize_padded(&q, m, width, &qp),
                             };
-                            let qp = QParams::covering(&v);
-                            let bias_q = crate::quant::quantize_bias(bias, qp.scale, weight_scale);
+                            let (qp, bias_q) = dynamic_input(&v, bias, weight_scale);
                             dynamic_plan = plan(packed, weight_scale, self.layers.get(i + 1), &bias_q, qp);
                             (quantize_padded(&v, m, width, packed.kp, &qp), &dynamic_plan)
                         }
@@ -245,11 +244,7 @@ impl Int8Model {
                             Act::Quant(out, *nq)
                         }
                         _ => {
-                            let mut acc = take_acc(m * packed.n);
-                            kernels::gemm_u8s8(self.kernel, &xq, m, packed, &mut acc);
-                            let mut y = vec![0f32; m * packed.n];
-                            kernels::dequantize_output(&acc, m, &plan.to_f32, &mut y);
-                            give_acc(acc);
+                            let mut y = float_output(self.kernel, &xq, m, packed, &plan.to_f32);
                             if hidden {
                                 y.iter_mut().for_each(|v| *v = v.max(0.0));
                             }
@@ -270,6 +265,39 @@ impl Int8Model {
             Act::Quant(q, qp) => dequantize_padded(&q, m, width, &qp),
         }
     }
+}
+
+/// Per-batch input qparams covering `x` and the bias requantized to them (dynamic layers).
+fn dynamic_input(x: &[f32], bias: &[f32], weight_scale: &[f32]) -> (QParams, Vec<i32>) {
+    let qp = QParams::covering(x);
+    (qp, crate::quant::quantize_bias(bias, qp.scale, weight_scale))
+}
+
+/// GEMM into i32 accumulators, then the float epilogue `ep`: `[m, n]` outputs before activation.
+fn float_output(kernel: Kernel, xq: &[u8], m: usize, packed: &PackedWeights, ep: &Epilogue) -> Vec<f32> {
+    let mut acc = take_acc(m * packed.n);
+    kernels::gemm_u8s8(kernel, xq, m, packed, &mut acc);
+    let mut y = vec![0f32; m * packed.n];
+    kernels::dequantize_output(&acc, m, ep, &mut y);
+    give_acc(acc);
+    y
+}
+
+/// One integer layer's float output (bias added, no activation) for float inputs `x`
+/// `[m, input]`, computed exactly as the runtime does (static or per-batch qparams): what the
+/// quantizer's per-layer SQNR measures. `None` for a float layer.
+pub fn layer_output(layer: &QLayer, x: &[f32], m: usize, kernel: Kernel) -> Option<Vec<f32>> {
+    let QLayer::Int8 { weight, weight_scale, static_input, bias, input, output } = layer else {
+        return None;
+    };
+    let packed = PackedWeights::new(weight, *output, *input);
+    let (qp, bias_q) = match static_input {
+        Some((b, qp)) => (*qp, b.clone()),
+        None => dynamic_input(x, bias, weight_scale),
+    };
+    let ep = plan(&packed, weight_scale, None, &bias_q, qp).to_f32;
+    let xq = quantize_padded(x, m, *input, packed.kp, &qp);
+    Some(float_output(kernel, &xq, m, &packed, &ep))
 }
 
 /// The epilogues of an integer layer (`packed`, `weight_scale`) followed by `next`, for input
