@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use reco::data::features::FeatureFrame;
+use reco::pipeline::bench::{batches_of, single_threaded_float_gemm};
 use reco::runtime::Model;
 
 fn main() -> reco::Result<()> {
-    // One thread for the float GEMM too, as `reco-cli bench` does.
     // SAFETY: nothing else runs yet.
-    unsafe { std::env::set_var("MATMUL_NUM_THREADS", "1") };
+    unsafe { single_threaded_float_gemm() };
     let args: Vec<String> = std::env::args().collect();
     let usage = || reco::Error::input("usage: score_loop MODEL_DIR [BATCH=64] [ROWS=100000]");
     let dir = PathBuf::from(args.get(1).ok_or_else(usage)?);
@@ -23,13 +23,7 @@ fn main() -> reco::Result<()> {
     let (_, model) = Model::open(&dir)?;
     let data = dir.parent().unwrap_or(Path::new(".")).join("features").join("test.parquet");
     let frame = FeatureFrame::read(&data, model.spec(), false)?;
-    let have = frame.columns.rows;
-    let batches: Vec<_> = (0..(1024 / batch).max(1))
-        .map(|i| {
-            let idx: Vec<usize> = (0..batch).map(|j| (i * batch + j) % have).collect();
-            frame.columns.take(&idx)
-        })
-        .collect();
+    let batches = batches_of(&frame.columns, batch, (1024 / batch).max(1));
     let start = Instant::now();
     let mut done = 0;
     let mut i = 0;

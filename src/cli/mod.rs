@@ -90,10 +90,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().map_err(|e| Error::Internal(e.to_string()))?;
     }
     if matches!(cli.command, Command::Bench(_)) {
-        // Each scoring call on one core, float as INT8: matrixmultiply (the float GEMM) would
-        // otherwise split large products over every physical core, pinned or not.
-        // SAFETY: single-threaded at this point of start-up.
-        unsafe { std::env::set_var("MATMUL_NUM_THREADS", "1") };
+        // SAFETY: single-threaded at this point of start-up, no GEMM has run.
+        unsafe { reco::pipeline::bench::single_threaded_float_gemm() };
     }
     let progress = progress::Bars::new(g.quiet);
     match cli.command {

@@ -58,6 +58,28 @@ pub fn cpu_name() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
+/// `count` consecutive batches of `batch` rows from `cols`, wrapping around at its end: what
+/// the benchmarks cycle through.
+pub fn batches_of(cols: &Columns, batch: usize, count: usize) -> Vec<Columns> {
+    (0..count)
+        .map(|i| {
+            let idx: Vec<usize> = (0..batch).map(|j| (i * batch + j) % cols.rows).collect();
+            cols.take(&idx)
+        })
+        .collect()
+}
+
+/// Makes every scoring call single-threaded, float as INT8: matrixmultiply (the float GEMM)
+/// otherwise splits large products over every physical core, even in a process pinned to one.
+///
+/// # Safety
+/// Sets an environment variable: call it at start-up, before any other thread exists and
+/// before the first float GEMM (matrixmultiply reads the variable once).
+pub unsafe fn single_threaded_float_gemm() {
+    // SAFETY: the caller guarantees no other thread runs.
+    unsafe { std::env::set_var("MATMUL_NUM_THREADS", "1") };
+}
+
 /// Scores batches round-robin (starting at batch `first`) for `seconds`; returns rows scored.
 fn score_for(model: &Model, cols: &[Columns], batch: usize, seconds: f64, first: usize) -> Result<usize> {
     let start = Instant::now();
@@ -74,10 +96,8 @@ fn score_for(model: &Model, cols: &[Columns], batch: usize, seconds: f64, first:
 /// Measures every model at every batch size for about `seconds` each in total.
 ///
 /// Each call scores on one thread: `threads` > 1 runs that many callers at once (rows/s is
-/// their total). The caller must keep the float GEMM single-threaded too (`reco-cli bench`
-/// sets `MATMUL_NUM_THREADS=1` at start-up): matrixmultiply otherwise splits large products
-/// over every physical core, even on a process pinned to one, and the float figures stop
-/// meaning one core.
+/// their total). The caller must have called [`single_threaded_float_gemm`] at start-up
+/// (`reco-cli bench` does), or the float figures stop meaning one core.
 pub fn bench(
     models: &[PathBuf],
     data: &Path,
@@ -100,20 +120,8 @@ pub fn bench(
         }
     }
     let max_b = *batch_sizes.iter().max().unwrap_or(&1);
-    let rows = frame.columns.rows;
-    let batches: Vec<(usize, Vec<Columns>)> = batch_sizes
-        .iter()
-        .map(|&b| {
-            let count = (max_b / b).clamp(1, 64);
-            let cols = (0..count)
-                .map(|i| {
-                    let idx: Vec<usize> = (0..b).map(|j| (i * b + j) % rows).collect();
-                    frame.columns.take(&idx)
-                })
-                .collect();
-            (b, cols)
-        })
-        .collect();
+    let batches: Vec<(usize, Vec<Columns>)> =
+        batch_sizes.iter().map(|&b| (b, batches_of(&frame.columns, b, (max_b / b).clamp(1, 64)))).collect();
     let rounds = 5;
     let per = seconds / (rounds * opened.len() * batches.len()) as f64;
     let mut best = vec![vec![0f64; batches.len()]; opened.len()];
