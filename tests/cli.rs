@@ -553,6 +553,22 @@ fn truncated_parquet_is_rejected_and_training_leaves_no_artifact() {
 }
 
 #[test]
+fn training_refuses_a_feature_spec_with_an_unsorted_vocabulary() {
+    let dir = tempfile::tempdir().unwrap();
+    let features = dir.path().join("out/features");
+    copy_dir(&run_dir().join("features"), &features);
+    let spath = features.join("feature_spec.json");
+    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(&spath).unwrap()).unwrap();
+    spec["categorical"][0]["vocabulary"].as_array_mut().unwrap().swap(0, 1);
+    let column = spec["categorical"][0]["name"].as_str().unwrap().to_string();
+    std::fs::write(&spath, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let recipe = repo().join("recipes/tiny.toml");
+    let o = reco(&["train", "--recipe", recipe.to_str().unwrap(), "--out", "out"], dir.path());
+    input_error(&o, &["feature_spec.json", &column, "strictly ascending"]);
+    assert!(!dir.path().join("out/teacher").exists());
+}
+
+#[test]
 fn a_modified_byte_in_the_weights_is_refused_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("teacher");

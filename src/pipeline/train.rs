@@ -107,7 +107,10 @@ pub fn load_spec(features: &Path) -> Result<FeatureSpec> {
     let p = features.join("feature_spec.json");
     let text = std::fs::read(&p)
         .map_err(|_| Error::input(format!("{}: missing (run `reco-cli prepare` first)", p.display())))?;
-    serde_json::from_slice(&text).map_err(|e| Error::input(format!("{}: invalid feature spec ({e})", p.display())))
+    let spec: FeatureSpec = serde_json::from_slice(&text)
+        .map_err(|e| Error::input(format!("{}: invalid feature spec ({e})", p.display())))?;
+    spec.validate().map_err(|e| Error::input(format!("{}: {e}", p.display())))?;
+    Ok(spec)
 }
 
 /// Reads the training and validation feature files of a features directory.
