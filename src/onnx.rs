@@ -204,8 +204,7 @@ impl Graph {
         let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
         let x = self.op("Concat", &refs, vec![attr_int("axis", 1)]);
         let k = spec.numeric.len();
-        let mean: Vec<f32> = spec.numeric.iter().map(|n| n.mean as f32).collect();
-        let inv: Vec<f32> = spec.numeric.iter().map(|n| (1.0 / n.std) as f32).collect();
+        let (mean, inv): (Vec<f32>, Vec<f32>) = spec.numeric.iter().map(|n| n.coefficients()).unzip();
         let mean = self.init("numeric.mean", &[k], &mean);
         let inv = self.init("numeric.inv_std", &[k], &inv);
         let x = self.op("Sub", &[&x, &mean], vec![]);

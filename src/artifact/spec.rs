@@ -48,6 +48,11 @@ impl CategoricalSpec {
 
     /// Embedding row for a raw value: 1 + its vocabulary position, or 0 when unknown.
     pub fn index(&self, value: i64) -> u32 {
+        self.lookup().row(value)
+    }
+
+    /// The lookup [`index`](Self::index) uses, resolved once for a loop over many values.
+    pub fn lookup(&self) -> Lookup<'_> {
         let table = self.row_of.get_or_init(|| {
             let range = self.dense_range()?;
             let min = self.vocabulary[0];
@@ -58,15 +63,36 @@ impl CategoricalSpec {
             Some(t)
         });
         match table {
-            // `wrapping_sub` then an unsigned bound: ids below `min` wrap to huge offsets.
-            Some(t) => t.get(value.wrapping_sub(self.vocabulary[0]) as u64 as usize).copied().unwrap_or(0),
-            None => self.vocabulary.binary_search(&value).map_or(0, |i| i as u32 + 1),
+            Some(t) => Lookup::Dense { min: self.vocabulary[0], rows: t },
+            None => Lookup::Sorted(&self.vocabulary),
         }
     }
 
     /// Rows of the embedding table (vocabulary plus the OOV row).
     pub fn rows(&self) -> usize {
         self.vocabulary.len() + 1
+    }
+}
+
+/// How one categorical column maps raw values to embedding rows (see
+/// [`CategoricalSpec::lookup`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Lookup<'a> {
+    /// `rows[v - min]`, 0 outside the table.
+    Dense { min: i64, rows: &'a [u32] },
+    /// Binary search in the sorted vocabulary.
+    Sorted(&'a [i64]),
+}
+
+impl Lookup<'_> {
+    /// 1 + the vocabulary position of `value`, or 0 when unknown.
+    #[inline]
+    pub fn row(&self, value: i64) -> u32 {
+        match *self {
+            // `wrapping_sub` then an unsigned bound: ids below `min` wrap to huge offsets.
+            Self::Dense { min, rows } => rows.get(value.wrapping_sub(min) as u64 as usize).copied().unwrap_or(0),
+            Self::Sorted(vocabulary) => vocabulary.binary_search(&value).map_or(0, |i| i as u32 + 1),
+        }
     }
 }
 
@@ -79,6 +105,20 @@ pub struct NumericSpec {
     pub mean: f64,
     /// Training-split standard deviation (1 when the column is constant).
     pub std: f64,
+}
+
+impl NumericSpec {
+    /// The normalization of raw values: `(x - mean) · (1 / std)` in f32, the one formula every
+    /// encoder (float and INT8 runtimes, ONNX export) uses; coefficients resolved once.
+    pub fn normalizer(&self) -> impl Fn(f32) -> f32 + Copy + use<> {
+        let (mean, inv) = self.coefficients();
+        move |x| (x - mean) * inv
+    }
+
+    /// `(mean, 1 / std)` as f32.
+    pub fn coefficients(&self) -> (f32, f32) {
+        (self.mean as f32, (1.0 / self.std) as f32)
+    }
 }
 
 /// All model inputs, in order.

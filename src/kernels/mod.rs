@@ -236,15 +236,29 @@ pub fn requantize(acc: &[i32], m: usize, ep: &Epilogue, out: &mut [u8], out_stri
 /// The reference epilogue (same results as the AVX2 one, bit for bit).
 pub fn requantize_scalar(acc: &[i32], m: usize, ep: &Epilogue, out: &mut [u8], out_stride: usize) {
     let n = ep.offset.len();
-    let lo = if ep.relu { ep.output_zero_point } else { 0 };
     for r in 0..m {
         let a = &acc[r * n..(r + 1) * n];
         let o = &mut out[r * out_stride..r * out_stride + n];
         for c in 0..n {
-            let v = round_even((a[c] + ep.offset[c]) as f32 * ep.multiplier[c]) + ep.output_zero_point;
-            o[c] = v.clamp(lo, 255) as u8;
+            o[c] = requantize_one(a[c], c, ep);
         }
     }
+}
+
+/// The epilogue's output bounds before the zero point is added: `[lo - z_out, 255 - z_out]`
+/// (lower bound `z_out` with ReLU, else 0), as f32 for the SIMD epilogues, which clamp before
+/// rounding.
+pub(crate) fn code_bounds(ep: &Epilogue) -> (f32, f32) {
+    let lo = if ep.relu { ep.output_zero_point } else { 0 };
+    ((lo - ep.output_zero_point) as f32, (255 - ep.output_zero_point) as f32)
+}
+
+/// The reference epilogue of one accumulator of channel `c`.
+#[inline]
+pub fn requantize_one(acc: i32, c: usize, ep: &Epilogue) -> u8 {
+    let lo = if ep.relu { ep.output_zero_point } else { 0 };
+    let v = round_even((acc + ep.offset[c]) as f32 * ep.multiplier[c]) + ep.output_zero_point;
+    v.clamp(lo, 255) as u8
 }
 
 /// Float outputs: `(acc + offset) · multiplier` (the final logit layer).

@@ -42,7 +42,9 @@ fn every_kernel_matches_the_reference_on_odd_shapes_and_random_values() {
     let mut rng = Rng::new(17);
     for kernel in Kernel::available() {
         for &k in &SHAPES {
-            for &n in &[1usize, 3, 4, 5, 17] {
+            // n up to 130: every tile width of every kernel (16-channel VNNI blocks 4 + 4 + 1,
+            // 4 + 2 + 1 at 100) and their edges; n ≤ 2 takes the dot-product path.
+            for &n in &[1usize, 2, 3, 4, 5, 17, 63, 100, 130] {
                 for &m in &[1usize, 3, 9] {
                     let mut r1 = rng.clone();
                     let mut r2 = Rng::new(rng.next_u64());
@@ -61,10 +63,13 @@ fn every_kernel_matches_the_reference_on_odd_shapes_and_random_values() {
 fn extreme_values_do_not_saturate() {
     for kernel in Kernel::available() {
         for &k in &[1usize, 17, 64, 255, 1000] {
-            for w in [127i8, -127, -128, 63, -63] {
-                check(kernel, 2, k, 5, &mut || 255, &mut || w);
+            // n = 5: channel blocks; n = 1: the dot-product path.
+            for n in [5, 1] {
+                for w in [127i8, -127, -128, 63, -63] {
+                    check(kernel, 2, k, n, &mut || 255, &mut || w);
+                }
+                check(kernel, 2, k, n, &mut || 0, &mut || -128);
             }
-            check(kernel, 2, k, 5, &mut || 0, &mut || -128);
         }
     }
 }
@@ -139,7 +144,16 @@ fn simd_epilogue_equals_the_scalar_reference_bit_for_bit() {
 fn fused_gemm_requantize_equals_gemm_then_scalar_epilogue() {
     let mut rng = Rng::new(29);
     for kernel in Kernel::available() {
-        for &(m, k, n) in &[(1usize, 7usize, 1usize), (3, 17, 9), (4, 64, 16), (5, 65, 17), (9, 130, 40), (4, 33, 8)] {
+        for &(m, k, n) in &[
+            (1usize, 7usize, 1usize),
+            (3, 17, 9),
+            (4, 64, 16),
+            (5, 65, 17),
+            (9, 130, 40),
+            (4, 33, 8),
+            (9, 130, 100),
+            (5, 64, 130),
+        ] {
             let kp = padded(k);
             let x: Vec<u8> = (0..m * kp).map(|i| if i % kp < k { rng.below(256) as u8 } else { 0 }).collect();
             let w: Vec<i8> = (0..n * k).map(|_| (rng.below(127) as i32 - 63) as i8).collect();

@@ -40,7 +40,9 @@ pub fn gemm_avx2(x: &[u8], m: usize, w: &PackedWeights, mut sink: Sink<'_>) {
         // SAFETY: AVX2 is present; the caller checked `x.len() >= m * kp` and the sink's size;
         // packed layouts cover every block and group.
         unsafe {
-            if w.max_abs <= 63 {
+            if w.n <= NARROW {
+                narrow_into(x, m, w, sink, |xr, wr| avx2::dot(xr, wr));
+            } else if w.max_abs <= 63 {
                 avx2::gemm::<true>(x, m, w, &mut sink);
             } else {
                 avx2::gemm::<false>(x, m, w, &mut sink);
@@ -49,6 +51,26 @@ pub fn gemm_avx2(x: &[u8], m: usize, w: &PackedWeights, mut sink: Sink<'_>) {
         return;
     }
     scalar_into(x, m, w, sink);
+}
+
+/// Layers with at most this many output channels (the logit layer) take one dot product per
+/// row and channel instead of channel blocks, which would compute 8 or 16 lanes to keep one.
+const NARROW: usize = 2;
+
+/// One SIMD dot product (`dot(x_row, w_row)` over `kp` bytes) per row and channel, into the
+/// sink through the scalar epilogue.
+fn narrow_into(x: &[u8], m: usize, w: &PackedWeights, mut sink: Sink<'_>, dot: impl Fn(&[u8], &[i8]) -> i32) {
+    let (n, kp) = (w.n, w.kp);
+    for r in 0..m {
+        let xr = &x[r * kp..(r + 1) * kp];
+        for c in 0..n {
+            let v = dot(xr, &w.w8[c * kp..(c + 1) * kp]);
+            match &mut sink {
+                Sink::Acc(acc) => acc[r * n + c] = v,
+                Sink::U8 { ep, out, stride } => out[r * *stride + c] = super::requantize_one(v, c, ep),
+            }
+        }
+    }
 }
 
 /// The reference GEMM into any sink (CPUs without the SIMD feature).
@@ -67,8 +89,13 @@ fn scalar_into(x: &[u8], m: usize, w: &PackedWeights, sink: Sink<'_>) {
 pub fn gemm_vnni(x: &[u8], m: usize, w: &PackedWeights, mut sink: Sink<'_>) {
     #[cfg(target_arch = "x86_64")]
     if has_vnni() {
-        // SAFETY: AVX-512 F/BW/VNNI are present; sizes as in `gemm_avx2`.
-        unsafe { vnni::gemm(x, m, w, &mut sink) };
+        if w.n <= NARROW {
+            // SAFETY: AVX-512 F/BW/VNNI are present; `dot` gets two rows of `kp` bytes.
+            narrow_into(x, m, w, sink, |xr, wr| unsafe { vnni::dot(xr, wr) });
+        } else {
+            // SAFETY: AVX-512 F/BW/VNNI are present; sizes as in `gemm_avx2`.
+            unsafe { vnni::gemm(x, m, w, &mut sink) };
+        }
         return;
     }
     scalar_into(x, m, w, sink);
@@ -88,8 +115,10 @@ pub fn requantize_avx2(acc: &[i32], m: usize, ep: &super::Epilogue, out: &mut [u
 }
 
 /// The epilogue on 8 channels: `clamp(round_even((v + off) · mul) + z_out, lo, 255)` packed to
-/// 8 bytes in the low half of the result (`cvtps2dq` rounds half to even after the same ±2^22
-/// clamp as [`super::round_even`], so results equal the scalar reference).
+/// 8 bytes in the low half of the result. The clamp is applied before rounding, in float, to
+/// `[lo - z_out, 255 - z_out]` ([`super::code_bounds`]): rounding is monotonic and the bounds
+/// are integers, so this equals the scalar reference's clamp after rounding, and `cvtps2dq`
+/// rounds half to even as [`super::round_even`] does.
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -100,11 +129,10 @@ fn requant8(
     ep: &super::Epilogue,
 ) -> std::arch::x86_64::__m128i {
     use std::arch::x86_64::*;
-    let lo = if ep.relu { ep.output_zero_point } else { 0 };
+    let (lo, hi) = super::code_bounds(ep);
     let f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(v, off)), mul);
-    let f = _mm256_min_ps(_mm256_max_ps(f, _mm256_set1_ps(-4_194_304.0)), _mm256_set1_ps(4_194_304.0));
+    let f = _mm256_min_ps(_mm256_max_ps(f, _mm256_set1_ps(lo)), _mm256_set1_ps(hi));
     let q = _mm256_add_epi32(_mm256_cvtps_epi32(f), _mm256_set1_epi32(ep.output_zero_point));
-    let q = _mm256_min_epi32(_mm256_max_epi32(q, _mm256_set1_epi32(lo)), _mm256_set1_epi32(255));
     // Values are in [0, 255]: the saturating packs are exact.
     let w16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
     _mm_packus_epi16(w16, w16)
@@ -201,6 +229,31 @@ mod avx2 {
         } else {
             _mm256_add_epi32(acc, _mm256_madd_epi16(xb, wv))
         }
+    }
+
+    /// `Σ x[j] · w[j]` over two rows of equal length (a multiple of 4): 16 values per step
+    /// widened to i16 and multiplied with `vpmaddwd`, exact for any s8 weight.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn dot(x: &[u8], w: &[i8]) -> i32 {
+        let len = x.len().min(w.len());
+        let mut acc = _mm256_setzero_si256();
+        let mut j = 0;
+        while j + 16 <= len {
+            // SAFETY: 16 bytes at `j` lie inside both rows.
+            let (xv, wv) = unsafe {
+                (
+                    _mm256_cvtepu8_epi16(_mm_loadu_si128(x.as_ptr().add(j).cast())),
+                    _mm256_cvtepi8_epi16(_mm_loadu_si128(w.as_ptr().add(j).cast())),
+                )
+            };
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(xv, wv));
+            j += 16;
+        }
+        let s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256::<1>(acc));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        let tail: i32 = x[j..len].iter().zip(&w[j..len]).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum();
+        _mm_cvtsi128_si32(s) + tail
     }
 
     /// Rows `r0..r0+R` × channel blocks `b0..b0+C`.
@@ -343,7 +396,7 @@ mod vnni {
                 unsafe { _mm512_mask_storeu_epi32(dst.as_mut_ptr(), mask, v) };
             }
             Sink::U8 { ep, out, stride } => {
-                let lo = if ep.relu { ep.output_zero_point } else { 0 };
+                let (lo, hi) = super::super::code_bounds(ep);
                 let (off, mul) = (&ep.offset[c0..c0 + valid], &ep.multiplier[c0..c0 + valid]);
                 let dst = &mut out[row * *stride + c0..row * *stride + c0 + valid];
                 // SAFETY: masked loads read and the masked store writes only the `valid` lanes
@@ -352,43 +405,75 @@ mod vnni {
                     let off = _mm512_maskz_loadu_epi32(mask, off.as_ptr());
                     let mul = _mm512_maskz_loadu_ps(mask, mul.as_ptr());
                     let f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(v, off)), mul);
-                    let f = _mm512_min_ps(_mm512_max_ps(f, _mm512_set1_ps(-4_194_304.0)), _mm512_set1_ps(4_194_304.0));
+                    let f = _mm512_min_ps(_mm512_max_ps(f, _mm512_set1_ps(lo)), _mm512_set1_ps(hi));
                     // `cvtps2dq` under the default rounding mode: half to even, as `round_even`.
                     let q = _mm512_add_epi32(_mm512_cvtps_epi32(f), _mm512_set1_epi32(ep.output_zero_point));
-                    let q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(lo)), _mm512_set1_epi32(255));
                     _mm512_mask_cvtusepi32_storeu_epi8(dst.as_mut_ptr().cast(), mask, q);
                 }
             }
         }
     }
 
-    /// `vpdpbusd`: 64 u8·s8 products per instruction into 16 i32 lanes.
+    /// `Σ x[j] · w[j]` over two rows of equal length: 64 products per `vpdpbusd`, the last
+    /// partial step through masked loads.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn dot(x: &[u8], w: &[i8]) -> i32 {
+        let len = x.len().min(w.len());
+        let mut acc = _mm512_setzero_si512();
+        let mut j = 0;
+        while j + 64 <= len {
+            // SAFETY: 64 bytes at `j` lie inside both rows.
+            let (xv, wv) =
+                unsafe { (_mm512_loadu_si512(x.as_ptr().add(j).cast()), _mm512_loadu_si512(w.as_ptr().add(j).cast())) };
+            acc = _mm512_dpbusd_epi32(acc, xv, wv);
+            j += 64;
+        }
+        if j < len {
+            let mask: __mmask64 = (1u64 << (len - j)) - 1;
+            // SAFETY: the mask loads only the `len - j` bytes left in both rows.
+            let (xv, wv) = unsafe {
+                (
+                    _mm512_maskz_loadu_epi8(mask, x.as_ptr().add(j).cast()),
+                    _mm512_maskz_loadu_epi8(mask, w.as_ptr().add(j)),
+                )
+            };
+            acc = _mm512_dpbusd_epi32(acc, xv, wv);
+        }
+        _mm512_reduce_add_epi32(acc)
+    }
+
+    /// `vpdpbusd`: 64 u8·s8 products per instruction into 16 i32 lanes. Tiles of 4 rows × 4
+    /// blocks keep 16 independent accumulators in flight (latency 5, up to two per cycle), with
+    /// 8 loads per 16 `vpdpbusd`; narrower tiles take the edges.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub unsafe fn gemm(x: &[u8], m: usize, w: &PackedWeights, acc: &mut Sink<'_>) {
-        let blocks = w.n.div_ceil(16);
         let mut r = 0;
         while r + 4 <= m {
-            let mut b = 0;
-            while b + 2 <= blocks {
-                unsafe { tile::<4, 2>(x, r, b, w, acc) };
-                b += 2;
-            }
-            if b < blocks {
-                unsafe { tile::<4, 1>(x, r, b, w, acc) };
-            }
+            unsafe { row_tiles::<4>(x, r, w, acc) };
             r += 4;
         }
         while r < m {
-            let mut b = 0;
-            while b + 2 <= blocks {
-                unsafe { tile::<1, 2>(x, r, b, w, acc) };
-                b += 2;
-            }
-            while b < blocks {
-                unsafe { tile::<1, 1>(x, r, b, w, acc) };
-                b += 1;
-            }
+            unsafe { row_tiles::<1>(x, r, w, acc) };
             r += 1;
+        }
+    }
+
+    /// Rows `r..r + R` across every channel block: 4, then 2, then 1 block at a time.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn row_tiles<const R: usize>(x: &[u8], r: usize, w: &PackedWeights, acc: &mut Sink<'_>) {
+        let blocks = w.n.div_ceil(16);
+        let mut b = 0;
+        while b + 4 <= blocks {
+            unsafe { tile::<R, 4>(x, r, b, w, acc) };
+            b += 4;
+        }
+        if b + 2 <= blocks {
+            unsafe { tile::<R, 2>(x, r, b, w, acc) };
+            b += 2;
+        }
+        if b < blocks {
+            unsafe { tile::<R, 1>(x, r, b, w, acc) };
         }
     }
 }

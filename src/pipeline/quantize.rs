@@ -25,7 +25,7 @@ use crate::progress::Progress;
 use crate::quant::calibrate::{Calibrator, Observer};
 use crate::quant::{QParams, quantize_bias, quantize_rowwise, quantize_weights, sqnr_db};
 use crate::runtime::int8::{self, Int8Model};
-use crate::runtime::{FloatModel, Model, dense_forward, encode};
+use crate::runtime::{CHUNK, FloatModel, Model, chunks, dense_forward, encode};
 
 /// Quantization settings.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -106,8 +106,6 @@ pub struct QuantizeSummary {
     pub kernel: String,
 }
 
-const CHUNK: usize = 4096;
-
 /// Float activations entering each dense layer for a chunk of rows.
 fn layer_inputs(model: &FloatModel, enc: &crate::runtime::Encoded) -> Vec<Vec<f32>> {
     let mut inputs = vec![model.input_matrix(enc)];
@@ -129,14 +127,11 @@ fn calibrate(model: &FloatModel, frame: &FeatureFrame, cal: Calibrator) -> (Vec<
         if pass == 1 {
             obs.iter_mut().for_each(Observer::start_histogram);
         }
-        let mut start = 0;
-        while start < rows {
-            let end = (start + CHUNK).min(rows);
-            let enc = encode(&model.spec, &frame.columns.slice(start, end));
+        for r in chunks(rows) {
+            let enc = encode(&model.spec, &frame.columns.slice(r.start, r.end));
             for (o, x) in obs.iter_mut().zip(layer_inputs(model, &enc)) {
                 if pass == 0 { o.observe_range(&x) } else { o.observe_histogram(&x) }
             }
-            start = end;
         }
     }
     let bytes = obs.iter().map(Observer::state_bytes).sum();

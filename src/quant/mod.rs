@@ -36,11 +36,20 @@ impl QParams {
         Self::from_range(lo, hi)
     }
 
-    /// Quantizes one value.
+    /// Quantizes one value: `clamp(round_half_even(x / scale) + zero_point, 0, 255)`, NaN to
+    /// the zero point.
+    #[inline]
     pub fn quantize(&self, x: f32) -> u8 {
-        // `round_even` is `round_ties_even` without the libm call (no SSE4.1 in the baseline
-        // target), the same for every input once clamped to [0, 255].
-        (crate::kernels::round_even(x / self.scale) + self.zero_point).clamp(0, 255) as u8
+        // All in f32 (exact: integers below 2^23), without the libm `rintf` call that
+        // `round_ties_even` is in the baseline target, and without a saturating float-to-int
+        // cast before the clamp, so loops over columns vectorize.
+        const MAGIC: f32 = 12_582_912.0;
+        let y = x / self.scale;
+        let y = if y.is_nan() { 0.0 } else { y.clamp(-4_194_304.0, 4_194_304.0) };
+        let q = (((y + MAGIC) - MAGIC) + self.zero_point as f32).clamp(0.0, 255.0);
+        // SAFETY: `q` is an integer in [0, 255] (NaN was replaced above), so the conversion
+        // is exact; unlike a saturating `as`, it vectorizes.
+        unsafe { q.to_int_unchecked::<i32>() as u8 }
     }
 
     /// Dequantizes one code.
@@ -121,6 +130,34 @@ mod tests {
             for _ in 0..1000 {
                 let x = lo.min(0.0) + (hi.max(0.0) - lo.min(0.0)) * r.uniform() as f32;
                 assert!((q.dequantize(q.quantize(x)) - x).abs() <= q.scale / 2.0 + 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn quantize_rounds_half_to_even_saturates_and_maps_nan_to_the_zero_point() {
+        // Reference: std's round_ties_even on the quotient, in i64, clamped.
+        let reference = |q: &QParams, x: f32| -> u8 {
+            let y = x / q.scale;
+            if y.is_nan() {
+                q.zero_point as u8
+            } else {
+                (y.round_ties_even() as i64).saturating_add(i64::from(q.zero_point)).clamp(0, 255) as u8
+            }
+        };
+        let mut r = Rng::new(5);
+        for q in [
+            QParams { scale: 0.5, zero_point: 0 },
+            QParams { scale: 0.5, zero_point: 128 },
+            QParams::from_range(-3.0, 7.0),
+        ] {
+            let mut xs: Vec<f32> = vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MAX, f32::MIN, 0.0, -0.0];
+            // Exact ties around the edges of the code range and around zero.
+            xs.extend((-300..300).map(|i| (i as f32 + 0.5) * q.scale));
+            xs.extend((0..5000).map(|_| ((r.uniform() - 0.5) * 600.0) as f32 * q.scale));
+            xs.extend((0..200).map(|_| ((r.uniform() - 0.5) * 1e9) as f32));
+            for x in xs {
+                assert_eq!(q.quantize(x), reference(&q, x), "x={x} scale={} zp={}", q.scale, q.zero_point);
             }
         }
     }

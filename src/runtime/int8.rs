@@ -3,17 +3,18 @@
 //! between integer layers, float only for the final logit (and around layers the accuracy gate
 //! kept in float). Dynamic mode quantizes each layer's input with the batch's own range.
 
+use std::ops::Range;
 use std::path::Path;
 
 use crate::artifact::manifest::{Architecture, Manifest};
 use crate::artifact::qweights::{QLayer, QuantWeights};
-use crate::artifact::spec::FeatureSpec;
+use crate::artifact::spec::{FeatureSpec, Lookup};
 use crate::artifact::weights::{Dense, Table};
 use crate::artifact::{self, WEIGHTS};
 use crate::error::Result;
 use crate::kernels::{self, Epilogue, Kernel, PackedWeights};
 use crate::quant::QParams;
-use crate::runtime::{Columns, Encoded, dense_forward, input_matrix, score_in_chunks};
+use crate::runtime::{Columns, Encoded, chunks, dense_forward, input_matrix, score_in_chunks};
 
 /// One executable layer.
 #[derive(Debug, Clone)]
@@ -64,10 +65,13 @@ enum Act {
     Quant(Vec<u8>, QParams),
 }
 
+/// A pooled u8 activation buffer and the (width, padded width, length) it was last used with.
+type U8Buffer = ((usize, usize, usize), Vec<u8>);
+
 thread_local! {
     /// Reused scratch buffers: per-call zeroed allocations cost ~20% of INT8 scoring time.
     static ACC: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };
-    static U8: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+    static U8: std::cell::RefCell<Vec<U8Buffer>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// An i32 buffer of at least `len` (contents unspecified: every kernel overwrites what it
@@ -84,24 +88,32 @@ fn give_acc(v: Vec<i32>) {
     ACC.with(|b| *b.borrow_mut() = v);
 }
 
-/// A u8 buffer of `m` rows of stride `kp` whose padding columns `width..kp` are zero.
-fn take_u8(m: usize, width: usize, kp: usize) -> Vec<u8> {
-    let mut v = U8.with(|b| b.borrow_mut().pop()).unwrap_or_default();
-    v.resize(m * kp, 0);
-    if kp > width {
-        for r in 0..m {
-            v[r * kp + width..(r + 1) * kp].fill(0);
-        }
-    }
-    v
-}
+/// Pooled u8 buffers kept per thread: a model uses one per layer input, and a caller may
+/// alternate a few batch sizes.
+const U8_POOL: usize = 8;
 
-fn give_u8(v: Vec<u8>) {
+/// A u8 buffer of `m` rows of stride `kp` whose padding columns `width..kp` are zero: a pooled
+/// buffer last used with the same shape (its padding is still zero: nothing writes there), or
+/// a new zeroed one. Buffers never change shape, so the steady state neither allocates nor
+/// zero-fills.
+fn take_u8(m: usize, width: usize, kp: usize) -> Vec<u8> {
+    let shape = (width, kp, m * kp);
     U8.with(|b| {
         let mut pool = b.borrow_mut();
-        if pool.len() < 4 {
-            pool.push(v);
+        pool.iter().position(|(s, _)| *s == shape).map(|i| pool.remove(i).1)
+    })
+    .unwrap_or_else(|| vec![0; m * kp])
+}
+
+/// Returns a buffer from [`take_u8`] (or any with zero padding) with the shape it holds; the
+/// least recently returned one is dropped when the pool is full.
+fn give_u8(v: Vec<u8>, m: usize, width: usize, kp: usize) {
+    U8.with(|b| {
+        let mut pool = b.borrow_mut();
+        if pool.len() == U8_POOL {
+            pool.remove(0);
         }
+        pool.push(((width, kp, m * kp), v));
     });
 }
 
@@ -163,48 +175,81 @@ impl Int8Model {
         self.layers.iter().enumerate().filter(|(_, l)| matches!(l, Exec::Float(_))).map(|(i, _)| i).collect()
     }
 
-    /// Logits for every row.
+    /// Logits for every row. With a static integer first layer, its u8 input is built straight
+    /// from the raw columns (lookup, normalization and quantization in one pass per column, no
+    /// float encoding); otherwise through the float encoding.
     pub fn logits(&self, cols: &Columns) -> Result<Vec<f32>> {
-        score_in_chunks(&self.spec, cols, |enc| self.logits_encoded(enc))
+        let (Some(codes), Some(Exec::Int8 { packed, input: Some((_, qp)), .. })) =
+            (&self.input_codes, self.layers.first())
+        else {
+            return score_in_chunks(&self.spec, cols, |enc| self.logits_encoded(enc));
+        };
+        cols.check(&self.spec)?;
+        let mut out = Vec::with_capacity(cols.rows);
+        for rows in chunks(cols.rows) {
+            let m = rows.len();
+            let x = self.quantized_input(cols, rows, codes, packed.kp, qp);
+            out.extend(self.forward(Act::Quant(x, *qp), m));
+        }
+        Ok(out)
     }
 
-    /// The float input matrix (dequantized embedding rows + normalized numeric).
-    fn input_matrix(&self, enc: &Encoded) -> Vec<f32> {
-        input_matrix(&self.tables, enc, self.spec.numeric.len())
-    }
-
-    /// Layer 0's u8 input built directly: embedding codes copied, numeric values quantized.
-    fn quantized_input(&self, enc: &Encoded, codes: &[Vec<u8>], kp: usize, qp: &QParams) -> Vec<u8> {
-        let k = self.spec.numeric.len();
+    /// Layer 0's u8 input for `rows` of `cols`: each categorical column's looked-up embedding
+    /// codes copied into place, each numeric column normalized and quantized (as
+    /// [`encode`](crate::runtime::encode) then [`QParams::quantize`] would: same codes).
+    fn quantized_input(
+        &self,
+        cols: &Columns,
+        rows: Range<usize>,
+        codes: &[Vec<u8>],
+        kp: usize,
+        qp: &QParams,
+    ) -> Vec<u8> {
         let width = self.arch.input_dim(&self.spec);
-        let mut x = take_u8(enc.rows, width, kp);
-        for r in 0..enc.rows {
-            let row = &mut x[r * kp..(r + 1) * kp];
-            let mut off = 0;
-            for ((t, c), ids) in self.tables.iter().zip(codes).zip(&enc.ids) {
-                let i = ids[r] as usize;
-                // A plain loop: these rows are a few bytes, where a memcpy call costs more.
-                for (d, &v) in row[off..off + t.dim].iter_mut().zip(&c[i * t.dim..(i + 1) * t.dim]) {
-                    *d = v;
+        let mut x = take_u8(rows.len(), width, kp);
+        let mut off = 0;
+        for ((c, t), (codes, values)) in
+            self.spec.categorical.iter().zip(&self.tables).zip(codes.iter().zip(&cols.categorical))
+        {
+            let (lookup, dim) = (c.lookup(), t.dim);
+            let values = &values[rows.clone()];
+            // Embedding rows are a few bytes, where a memcpy call costs more than the copy:
+            // fixed-size moves for the usual widths.
+            match dim {
+                4 => copy_codes::<4>(&mut x, kp, off, values, lookup, codes),
+                8 => copy_codes::<8>(&mut x, kp, off, values, lookup, codes),
+                16 => copy_codes::<16>(&mut x, kp, off, values, lookup, codes),
+                _ => {
+                    for (row, &v) in x.chunks_exact_mut(kp).zip(values) {
+                        let i = lookup.row(v) as usize;
+                        row[off..off + dim].copy_from_slice(&codes[i * dim..(i + 1) * dim]);
+                    }
                 }
-                off += t.dim;
             }
-            for (o, &v) in row[off..off + k].iter_mut().zip(&enc.numeric[r * k..(r + 1) * k]) {
-                *o = qp.quantize(v);
+            off += dim;
+        }
+        let mut column = vec![0u8; rows.len()];
+        for (n, values) in self.spec.numeric.iter().zip(&cols.numeric) {
+            let normalize = n.normalizer();
+            // Contiguous first (vectorizes), then one byte per row.
+            for (q, &v) in column.iter_mut().zip(&values[rows.clone()]) {
+                *q = qp.quantize(normalize(v));
             }
+            for (row, &q) in x.chunks_exact_mut(kp).zip(&column) {
+                row[off] = q;
+            }
+            off += 1;
         }
         x
     }
 
     /// Logits for encoded rows.
     pub fn logits_encoded(&self, enc: &Encoded) -> Vec<f32> {
-        let m = enc.rows;
-        let mut act = match (&self.input_codes, self.layers.first()) {
-            (Some(codes), Some(Exec::Int8 { packed, input: Some((_, qp)), .. })) => {
-                Act::Quant(self.quantized_input(enc, codes, packed.kp, qp), *qp)
-            }
-            _ => Act::Float(self.input_matrix(enc)),
-        };
+        self.forward(Act::Float(input_matrix(&self.tables, enc, self.spec.numeric.len())), enc.rows)
+    }
+
+    /// Runs every layer on `m` rows of layer 0's input.
+    fn forward(&self, mut act: Act, m: usize) -> Vec<f32> {
         let mut width = self.arch.input_dim(&self.spec);
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -251,7 +296,7 @@ impl Int8Model {
                             Act::Float(y)
                         }
                     };
-                    give_u8(xq);
+                    give_u8(xq, m, width, packed.kp);
                     next
                 }
             };
@@ -264,6 +309,15 @@ impl Int8Model {
             Act::Float(v) => v,
             Act::Quant(q, qp) => dequantize_padded(&q, m, width, &qp),
         }
+    }
+}
+
+/// Copies the `D`-byte embedding code row of each value into column `off` of `x`'s rows.
+#[inline]
+fn copy_codes<const D: usize>(x: &mut [u8], kp: usize, off: usize, values: &[i64], lookup: Lookup<'_>, codes: &[u8]) {
+    for (row, &v) in x.chunks_exact_mut(kp).zip(values) {
+        let i = lookup.row(v) as usize;
+        row[off..off + D].copy_from_slice(&codes[i * D..i * D + D]);
     }
 }
 

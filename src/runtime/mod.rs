@@ -81,14 +81,17 @@ pub fn encode(spec: &FeatureSpec, cols: &Columns) -> Encoded {
         .categorical
         .iter()
         .zip(&cols.categorical)
-        .map(|(c, values)| values.iter().map(|&v| c.index(v)).collect())
+        .map(|(c, values)| {
+            let lookup = c.lookup();
+            values.iter().map(|&v| lookup.row(v)).collect()
+        })
         .collect();
     let k = spec.numeric.len();
     let mut numeric = vec![0f32; cols.rows * k];
     for (j, (n, values)) in spec.numeric.iter().zip(&cols.numeric).enumerate() {
-        let (mean, inv) = (n.mean as f32, (1.0 / n.std) as f32);
+        let normalize = n.normalizer();
         for (r, &v) in values.iter().enumerate() {
-            numeric[r * k + j] = (v - mean) * inv;
+            numeric[r * k + j] = normalize(v);
         }
     }
     Encoded { rows: cols.rows, ids, numeric }
@@ -166,7 +169,7 @@ impl Model {
 }
 
 /// Rows scored per chunk (bounds scratch memory).
-const CHUNK: usize = 4096;
+pub const CHUNK: usize = 4096;
 
 impl FloatModel {
     /// Opens an artifact directory, verifying every file hash first.
@@ -202,18 +205,21 @@ impl FloatModel {
     }
 }
 
-/// Encodes and scores `cols` in chunks of [`CHUNK`] rows (one chunk without copying).
+/// Row ranges of at most [`CHUNK`] rows covering `0..rows`: scoring memory stays bounded
+/// whatever the batch size.
+pub fn chunks(rows: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    (0..rows).step_by(CHUNK).map(move |start| start..(start + CHUNK).min(rows))
+}
+
+/// Encodes and scores `cols` in [`chunks`] (one chunk without copying).
 pub fn score_in_chunks(spec: &FeatureSpec, cols: &Columns, score: impl Fn(&Encoded) -> Vec<f32>) -> Result<Vec<f32>> {
     cols.check(spec)?;
     if cols.rows <= CHUNK {
         return Ok(score(&encode(spec, cols)));
     }
     let mut out = Vec::with_capacity(cols.rows);
-    let mut start = 0;
-    while start < cols.rows {
-        let end = (start + CHUNK).min(cols.rows);
-        out.extend(score(&encode(spec, &cols.slice(start, end))));
-        start = end;
+    for r in chunks(cols.rows) {
+        out.extend(score(&encode(spec, &cols.slice(r.start, r.end))));
     }
     Ok(out)
 }
