@@ -122,8 +122,11 @@ pub fn bench(
     let max_b = *batch_sizes.iter().max().unwrap_or(&1);
     let batches: Vec<(usize, Vec<Columns>)> =
         batch_sizes.iter().map(|&b| (b, batches_of(&frame.columns, b, (max_b / b).clamp(1, 64)))).collect();
-    let rounds = 5;
-    let per = seconds / (rounds * opened.len() * batches.len()) as f64;
+    // As many rounds as slices of ≥ 0.1 s allow (5 to 100): on a busy machine a burst of
+    // noise then costs one short slice of one cell, not a whole cell's measurement.
+    let cells = opened.len() * batches.len();
+    let rounds = ((seconds / (cells as f64 * 0.1)) as usize).clamp(5, 100);
+    let per = seconds / (rounds * cells) as f64;
     let mut best = vec![vec![0f64; batches.len()]; opened.len()];
     for _ in 0..rounds {
         for (mi, (_, _, model)) in opened.iter().enumerate() {

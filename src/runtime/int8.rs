@@ -404,3 +404,99 @@ fn dequantize_padded(q: &[u8], m: usize, width: usize, qp: &QParams) -> Vec<f32>
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::qweights::RowwiseTable;
+    use crate::artifact::spec::{CategoricalSpec, NumericSpec};
+    use crate::quant::{quantize_rowwise, quantize_weights};
+    use crate::rng::Rng;
+    use crate::runtime::encode;
+
+    /// A static INT8 model with random weights: embedding widths 3, 4, 8 and 16 (every
+    /// code-copy width), a dense and a sparse vocabulary (table and binary-search lookups).
+    fn model(kernel: Kernel) -> Int8Model {
+        let mut rng = Rng::new(3);
+        let dims = [3usize, 4, 8, 16];
+        let vocabularies: [Vec<i64>; 4] = [
+            (10..40).collect(),
+            (0..50).map(|i| i * 1_000_003).collect(),
+            (-5..5).collect(),
+            vec![i64::MIN + 1, -7, 0, 9, i64::MAX],
+        ];
+        let spec = FeatureSpec {
+            categorical: vocabularies
+                .iter()
+                .enumerate()
+                .map(|(i, v)| CategoricalSpec::new(format!("c{i}"), v.clone()))
+                .collect(),
+            numeric: (0..5)
+                .map(|i| NumericSpec { name: format!("n{i}"), mean: i as f64 - 2.0, std: 0.5 + i as f64 })
+                .collect(),
+            label: "label".into(),
+        };
+        let arch = Architecture { embedding_dims: dims.to_vec(), hidden: vec![24, 17], activation: "relu".into() };
+        let embeddings = vocabularies
+            .iter()
+            .zip(dims)
+            .map(|(v, dim)| {
+                let rows = v.len() + 1;
+                let t: Vec<f32> = (0..rows * dim).map(|_| rng.normal() as f32).collect();
+                let (codes, scale_offset) = quantize_rowwise(&t, rows, dim);
+                RowwiseTable { codes, scale_offset, rows, dim }
+            })
+            .collect();
+        let shapes = arch.layer_shapes(&spec);
+        let layers = shapes
+            .iter()
+            .map(|&(k, n)| {
+                let w: Vec<f32> = (0..n * k).map(|_| rng.normal() as f32 * 0.3).collect();
+                let (weight, weight_scale) = quantize_weights(&w, n, k, 7, true);
+                let qp = QParams::from_range(-3.0, 4.0);
+                let bias: Vec<f32> = (0..n).map(|_| rng.normal() as f32 * 0.1).collect();
+                let bias_q = crate::quant::quantize_bias(&bias, qp.scale, &weight_scale);
+                QLayer::Int8 {
+                    weight,
+                    weight_scale,
+                    static_input: Some((bias_q, qp)),
+                    bias: vec![],
+                    input: k,
+                    output: n,
+                }
+            })
+            .collect();
+        Int8Model::with_kernel(spec, arch, QuantWeights { embeddings, layers }, kernel)
+    }
+
+    #[test]
+    fn columns_fast_path_equals_encoding_then_quantizing_on_every_kernel() {
+        let mut rng = Rng::new(9);
+        for kernel in Kernel::available() {
+            let model = model(kernel);
+            for rows in [1usize, 5, 67] {
+                let categorical = model
+                    .spec
+                    .categorical
+                    .iter()
+                    .map(|c| {
+                        (0..rows)
+                            .map(|_| match rng.below(4) {
+                                // In the vocabulary, unknown, or at the ends of i64.
+                                0 | 1 => c.vocabulary[rng.below(c.vocabulary.len())],
+                                2 => rng.next_u64() as i64,
+                                _ => [i64::MIN, i64::MAX][rng.below(2)],
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let numeric = (0..5).map(|_| (0..rows).map(|_| (rng.normal() * 4.0) as f32).collect()).collect();
+                let cols = Columns { rows, categorical, numeric };
+                let fast = model.logits(&cols).unwrap();
+                let slow = model.logits_encoded(&encode(&model.spec, &cols));
+                assert_eq!(fast, slow, "{} rows={rows}", kernel.name());
+                assert!(rows == 1 || fast.iter().any(|&v| v != fast[0]), "logits vary across rows");
+            }
+        }
+    }
+}
