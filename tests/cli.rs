@@ -568,6 +568,32 @@ fn training_refuses_a_feature_spec_with_an_unsorted_vocabulary() {
     assert!(!dir.path().join("out/teacher").exists());
 }
 
+/// Built with `--features wgpu` only (CI does not build it): with every Vulkan and EGL driver
+/// hidden, `--backend wgpu` is a one-line input error before anything is written (burn itself
+/// panics in its device thread and left a half-made output behind).
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_without_a_gpu_adapter_is_a_clean_input_error() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&run_dir().join("features"), &dir.path().join("out/features"));
+    let recipe = repo().join("recipes/tiny.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_reco-cli"))
+        .args(["train", "--recipe", recipe.to_str().unwrap(), "--out", "out", "--backend", "wgpu", "--quiet"])
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env("__EGL_VENDOR_LIBRARY_FILENAMES", "/nonexistent/egl.json")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let o = Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    input_error(&o, &["--backend wgpu", "no usable GPU adapter"]);
+    let written: Vec<_> = std::fs::read_dir(dir.path().join("out")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(written, ["features"], "nothing but the copied features");
+}
+
 #[test]
 fn a_modified_byte_in_the_weights_is_refused_everywhere() {
     let dir = tempfile::tempdir().unwrap();

@@ -27,11 +27,33 @@ pub fn device(backend: &str) -> Result<Device> {
         #[allow(deprecated)]
         "ndarray" => Ok(Device::ndarray()),
         #[cfg(feature = "wgpu")]
-        "wgpu" => Ok(Device::wgpu(Default::default())),
+        "wgpu" => wgpu_device(),
         other => Err(Error::input(format!(
             "backend {other:?} is not available in this build, expected one of: {}",
             backends().join(", ")
         ))),
+    }
+}
+
+/// The default wgpu device, checked with one tiny computation. Without a usable adapter burn
+/// panics on first use, in its device thread; this turns that into an input error (exit 2)
+/// before any training starts.
+#[cfg(feature = "wgpu")]
+fn wgpu_device() -> Result<Device> {
+    let device = Device::wgpu(Default::default());
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Tensor::<1>::from_floats([1.0f32, 2.0], &device).sum().into_scalar::<f32>()
+    }));
+    std::panic::set_hook(hook);
+    match probe {
+        Ok(v) if v == 3.0 => Ok(device),
+        Ok(v) => Err(Error::input(format!("--backend wgpu: the GPU computed 1 + 2 = {v}"))),
+        Err(_) => Err(Error::input(
+            "--backend wgpu: no usable GPU adapter (a Vulkan, Metal or DX12 driver is needed; on a headless \
+             NVIDIA Linux machine, point VK_ICD_FILENAMES at an ICD file for libEGL_nvidia.so.0)",
+        )),
     }
 }
 
