@@ -17,9 +17,15 @@ struct Out {
 }
 
 fn reco(args: &[&str], cwd: &Path) -> Out {
+    reco_env(args, cwd, &[])
+}
+
+/// `reco(args, cwd)` with extra environment variables.
+fn reco_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Out {
     let out = Command::new(env!("CARGO_BIN_EXE_reco-cli"))
         .args(args)
         .arg("--quiet")
+        .envs(env.iter().copied())
         .current_dir(cwd)
         .output()
         .expect("run reco-cli");
@@ -577,18 +583,11 @@ fn wgpu_without_a_gpu_adapter_is_a_clean_input_error() {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&run_dir().join("features"), &dir.path().join("out/features"));
     let recipe = repo().join("recipes/tiny.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_reco-cli"))
-        .args(["train", "--recipe", recipe.to_str().unwrap(), "--out", "out", "--backend", "wgpu", "--quiet"])
-        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
-        .env("__EGL_VENDOR_LIBRARY_FILENAMES", "/nonexistent/egl.json")
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let o = Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let o = reco_env(
+        &["train", "--recipe", recipe.to_str().unwrap(), "--out", "out", "--backend", "wgpu"],
+        dir.path(),
+        &[("VK_ICD_FILENAMES", "/nonexistent/icd.json"), ("__EGL_VENDOR_LIBRARY_FILENAMES", "/nonexistent/egl.json")],
+    );
     input_error(&o, &["--backend wgpu", "no usable GPU adapter"]);
     let written: Vec<_> = std::fs::read_dir(dir.path().join("out")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(written, ["features"], "nothing but the copied features");
