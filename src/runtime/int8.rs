@@ -216,15 +216,10 @@ impl Int8Model {
             // Embedding rows are a few bytes, where a memcpy call costs more than the copy:
             // fixed-size moves for the usual widths.
             match dim {
-                4 => copy_codes::<4>(&mut x, kp, off, values, lookup, codes),
-                8 => copy_codes::<8>(&mut x, kp, off, values, lookup, codes),
-                16 => copy_codes::<16>(&mut x, kp, off, values, lookup, codes),
-                _ => {
-                    for (row, &v) in x.chunks_exact_mut(kp).zip(values) {
-                        let i = lookup.row(v) as usize;
-                        row[off..off + dim].copy_from_slice(&codes[i * dim..(i + 1) * dim]);
-                    }
-                }
+                4 => copy_codes::<4>(&mut x, kp, off, dim, values, lookup, codes),
+                8 => copy_codes::<8>(&mut x, kp, off, dim, values, lookup, codes),
+                16 => copy_codes::<16>(&mut x, kp, off, dim, values, lookup, codes),
+                _ => copy_codes::<0>(&mut x, kp, off, dim, values, lookup, codes),
             }
             off += dim;
         }
@@ -288,7 +283,7 @@ impl Int8Model {
                             kernels::gemm_requantize(self.kernel, &xq, m, packed, ep, &mut out, *kp_next);
                             Act::Quant(out, *nq)
                         }
-                        _ => {
+                        None => {
                             let mut y = float_output(self.kernel, &xq, m, packed, &plan.to_f32);
                             if hidden {
                                 y.iter_mut().for_each(|v| *v = v.max(0.0));
@@ -312,12 +307,23 @@ impl Int8Model {
     }
 }
 
-/// Copies the `D`-byte embedding code row of each value into column `off` of `x`'s rows.
+/// Copies the `dim`-byte embedding code row of each value into columns `off..off + dim` of
+/// `x`'s rows. `D > 0` fixes the width at compile time (one fixed-size move per row); `D = 0`
+/// takes `dim` as given.
 #[inline]
-fn copy_codes<const D: usize>(x: &mut [u8], kp: usize, off: usize, values: &[i64], lookup: Lookup<'_>, codes: &[u8]) {
+fn copy_codes<const D: usize>(
+    x: &mut [u8],
+    kp: usize,
+    off: usize,
+    dim: usize,
+    values: &[i64],
+    lookup: Lookup<'_>,
+    codes: &[u8],
+) {
+    let dim = if D > 0 { D } else { dim };
     for (row, &v) in x.chunks_exact_mut(kp).zip(values) {
         let i = lookup.row(v) as usize;
-        row[off..off + D].copy_from_slice(&codes[i * D..i * D + D]);
+        row[off..off + dim].copy_from_slice(&codes[i * dim..i * dim + dim]);
     }
 }
 
