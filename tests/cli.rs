@@ -98,7 +98,7 @@ fn copy_dir(src: &Path, dst: &Path) {
 #[test]
 fn run_writes_a_verified_teacher_and_a_report_in_the_stable_shape() {
     let run = run_dir();
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap();
+    let report = read_json(&run.join("report.json"));
     let stages: Vec<&str> = report["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(
         stages,
@@ -135,7 +135,7 @@ fn eval_json_matches_report_and_predict_writes_one_row_per_input_row() {
     let test = run.join("features/test.parquet");
     let o = ok(reco(&["eval", teacher.to_str().unwrap(), "--data", test.to_str().unwrap(), "--json"], pipeline()));
     let eval: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap();
+    let report = read_json(&run.join("report.json"));
     assert_eq!(eval["models"][0]["auc"], report["eval"]["models"][0]["auc"]);
     let rows = eval["models"][0]["rows"].as_u64().unwrap() as usize;
 
@@ -200,7 +200,7 @@ fn student_records_lineage_and_distillation_and_is_evaluated_beside_the_teacher(
     let t_params = teacher["manifest"]["metrics"]["parameters"].as_u64().unwrap();
     let s_params = m["metrics"]["parameters"].as_u64().unwrap();
     assert!(s_params * 2 < t_params, "student {s_params} vs teacher {t_params}");
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap();
+    let report = read_json(&run.join("report.json"));
     let kinds: Vec<&str> =
         report["eval"]["models"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["teacher", "student", "student-scratch", "teacher-int8", "student-int8"]);
@@ -232,9 +232,9 @@ fn distill_rejects_bad_settings_and_inputs_without_writing_anything() {
         &["not-a-teacher", "expected a float teacher"],
     );
     let spec_path = root.join("features/feature_spec.json");
-    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(&spec_path).unwrap()).unwrap();
+    let mut spec = read_json(&spec_path);
     spec["numeric"][0]["mean"] = serde_json::json!(123.0);
-    std::fs::write(&spec_path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    write_json(&spec_path, &spec);
     input_error(&reco(&["distill", "--teacher", "teacher"], root), &["feature_spec.json", "does not match"]);
     for d in ["student", "student-scratch"] {
         assert!(!root.join(d).exists(), "{d} was written");
@@ -324,8 +324,7 @@ fn dynamic_and_per_tensor_8_bit_variants_score_close_to_the_float_parent() {
         let o = ok(reco(&args, dir.path()));
         let s: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
         assert_eq!(s["float_layers"], serde_json::json!([]), "{name}: loose gate must keep every layer INT8");
-        let m: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join(name).join("manifest.json")).unwrap()).unwrap();
+        let m = manifest_json(&dir.path().join(name));
         assert_eq!(m["quantization"]["dynamic_activations"], name == "dyn");
         assert_eq!(m["quantization"]["per_channel"], name != "pt8");
         let out = dir.path().join(format!("{name}.parquet"));
@@ -404,8 +403,7 @@ fn quantize_refuses_bad_input_and_marks_a_failed_gate() {
         dir.path(),
     );
     let s: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("strict/manifest.json")).unwrap()).unwrap();
+    let m = manifest_json(&dir.path().join("strict"));
     if o.code == 1 {
         assert_eq!(m["status"], "failed");
         assert_eq!(s["float_layers"], serde_json::json!([0, 1, 2]));
@@ -564,10 +562,10 @@ fn training_refuses_a_feature_spec_with_an_unsorted_vocabulary() {
     let features = dir.path().join("out/features");
     copy_dir(&run_dir().join("features"), &features);
     let spath = features.join("feature_spec.json");
-    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(&spath).unwrap()).unwrap();
+    let mut spec = read_json(&spath);
     spec["categorical"][0]["vocabulary"].as_array_mut().unwrap().swap(0, 1);
     let column = spec["categorical"][0]["name"].as_str().unwrap().to_string();
-    std::fs::write(&spath, serde_json::to_vec(&spec).unwrap()).unwrap();
+    write_json(&spath, &spec);
     let recipe = repo().join("recipes/tiny.toml");
     let o = reco(&["train", "--recipe", recipe.to_str().unwrap(), "--out", "out"], dir.path());
     input_error(&o, &["feature_spec.json", &column, "strictly ascending"]);
@@ -620,9 +618,9 @@ fn a_manifest_whose_hashes_do_not_match_is_refused() {
     let model = dir.path().join("teacher");
     copy_dir(&run_dir().join("teacher"), &model);
     let mpath = model.join("manifest.json");
-    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    let mut m = read_json(&mpath);
     m["files"]["metrics.json"]["sha256"] = serde_json::Value::String("0".repeat(64));
-    std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+    write_json(&mpath, &m);
     input_error(&reco(&["inspect", "teacher"], dir.path()), &["metrics.json", "sha256 mismatch"]);
 }
 
@@ -632,7 +630,17 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn manifest_json(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+    read_json(&dir.join("manifest.json"))
+}
+
+/// A JSON file (report, manifest, feature spec) as a value.
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Writes a value back over a JSON file (tests that corrupt one field).
+fn write_json(path: &Path, value: &serde_json::Value) {
+    std::fs::write(path, serde_json::to_vec(value).unwrap()).unwrap();
 }
 
 #[test]
@@ -817,14 +825,14 @@ fn a_manifest_with_an_unsorted_vocabulary_or_a_zero_std_is_refused() {
         let model = dir.path().join("teacher");
         copy_dir(&run_dir().join("teacher"), &model);
         let mpath = model.join("manifest.json");
-        let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+        let mut m = read_json(&mpath);
         edit(&mut m);
         let column = if what == "vocabulary" {
             m["feature_spec"]["categorical"][0]["name"].as_str().unwrap().to_string()
         } else {
             m["feature_spec"]["numeric"][0]["name"].as_str().unwrap().to_string()
         };
-        std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+        write_json(&mpath, &m);
         let test = run_dir().join("features/test.parquet");
         for args in [
             vec!["inspect", "teacher"],
