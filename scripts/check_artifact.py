@@ -55,6 +55,11 @@ def encode(table, spec):
     """Embedding row ids per categorical column and float32 normalized numeric columns."""
     ids = []
     for c in spec["categorical"]:
+        if c.get("dtype") == "string":
+            # String ids: a dictionary from the manifest's vocabulary (row = 1 + position).
+            row = {v: i + 1 for i, v in enumerate(c["vocabulary"])}
+            ids.append(np.array([row.get(v, 0) for v in table.column(c["name"]).to_pylist()], dtype=np.int64))
+            continue
         vocab = np.asarray(c["vocabulary"], dtype=np.int64)
         raw = table.column(c["name"]).to_numpy().astype(np.int64)
         pos = np.searchsorted(vocab, raw)

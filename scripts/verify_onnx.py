@@ -73,6 +73,16 @@ def main():
     # int64 extremes, where the dense lookup's `id - min` wraps around).
     unknown = 0
     for c in spec["categorical"]:
+        if c.get("dtype") == "string":
+            # String ids: unknown strings (empty, another case, a suffix) on every 5th row.
+            known = set(c["vocabulary"])
+            ids = table[c["name"]].to_pylist()
+            variants = ["", "__unknown__", (ids[0] or "").upper() + "x", (ids[0] or "") + " "]
+            for j, r in enumerate(range(0, len(ids), 5)):
+                ids[r] = variants[j % len(variants)]
+            unknown += sum(v not in known for v in ids)
+            table = table.set_column(table.schema.get_field_index(c["name"]), c["name"], pa.array(ids, pa.string()))
+            continue
         vocab = np.array(c["vocabulary"], dtype=np.int64)
         known = set(vocab.tolist())
         gaps = [v for v in range(int(vocab.min()), int(vocab.max())) if v not in known][:3] if len(vocab) else []
@@ -83,7 +93,8 @@ def main():
         ids[rows] = np.array(choices, dtype=np.int64)[np.arange(len(rows)) % len(choices)]
         unknown += int(np.sum(~np.isin(ids, vocab)))
         table = table.set_column(table.schema.get_field_index(c["name"]), c["name"], pa.array(ids))
-    feeds = {c["name"]: table[c["name"]].to_numpy().astype(np.int64) for c in spec["categorical"]}
+    feeds = {c["name"]: (np.array(table[c["name"]].to_pylist(), dtype=object) if c.get("dtype") == "string"
+                         else table[c["name"]].to_numpy().astype(np.int64)) for c in spec["categorical"]}
     feeds.update({n["name"]: table[n["name"]].to_numpy().astype(np.float32) for n in spec["numeric"]})
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1

@@ -3,12 +3,13 @@
 //! writing files is `pipeline::export`'s job.
 //!
 //! Every graph takes the raw feature columns, one input per column named as in the feature
-//! spec (`int64 [batch]` for categorical ids, `float [batch]` for numeric values), and
-//! carries the whole preprocessing:
+//! spec (`int64 [batch]` or `string [batch]` for categorical ids, as the spec's `dtype` says,
+//! `float [batch]` for numeric values), and carries the whole preprocessing:
 //!
 //! - categorical ids → embedding rows: a lookup table indexed by `clip(id - min, -1, range) + 1`
-//!   (plain `Sub`/`Clip`/`Add`/`Gather`, so any runtime runs it) when the ids are dense enough,
-//!   else `ai.onnx.ml.LabelEncoder`; unknown ids map to row 0, the OOV row, as in our runtime;
+//!   (plain `Sub`/`Clip`/`Add`/`Gather`, so any runtime runs it) when integer ids are dense
+//!   enough, else `ai.onnx.ml.LabelEncoder` (always for string ids: `keys_strings`); unknown
+//!   ids map to row 0, the OOV row, as in our runtime;
 //! - numeric columns: `(x - mean) · (1 / std)`, the same two f32 operations as our encoder;
 //! - the MLP: `Gemm(transB = 1)` + `Relu`; outputs `probability` and `logit`, both `[batch]`.
 //!
@@ -27,7 +28,7 @@ use pb::tensor_proto::DataType;
 
 use crate::artifact::manifest::Architecture;
 use crate::artifact::qweights::{QLayer, QuantWeights};
-use crate::artifact::spec::{CategoricalSpec, FeatureSpec};
+use crate::artifact::spec::{CategoricalSpec, FeatureSpec, IdType, Vocabulary};
 use crate::artifact::weights::{Dense, FloatWeights};
 use crate::error::{Error, Result};
 
@@ -79,6 +80,14 @@ fn attr_ints(name: &str, v: Vec<i64>) -> pb::AttributeProto {
     a.name = name.to_string();
     a.type_ = pb::attribute_proto::AttributeType::INTS.into();
     a.ints = v;
+    a
+}
+
+fn attr_strings(name: &str, v: Vec<String>) -> pb::AttributeProto {
+    let mut a = pb::AttributeProto::new();
+    a.name = name.to_string();
+    a.type_ = pb::attribute_proto::AttributeType::STRINGS.into();
+    a.strings = v.into_iter().map(String::into_bytes).collect();
     a
 }
 
@@ -150,7 +159,26 @@ impl Graph {
     /// Embedding row index (int64 `[batch]`, 0 = OOV) of the raw ids in `input`.
     fn row_index(&mut self, input: &str, c: &CategoricalSpec, lookup: IdLookup) -> String {
         let col = &c.name;
-        let Some(&min) = c.vocabulary.first() else {
+        if let Vocabulary::Str(v) = &c.vocabulary {
+            // String ids: always the ML domain's LabelEncoder (string keys -> int64 rows).
+            self.uses_ml = true;
+            let out = self.fresh("label_encoder");
+            let (keys, values): (Vec<String>, Vec<i64>) =
+                if v.is_empty() { (vec![String::new()], vec![0]) } else { (v.clone(), (1..=v.len() as i64).collect()) };
+            return self.op_to(
+                "LabelEncoder",
+                "ai.onnx.ml",
+                &[input],
+                &out,
+                vec![
+                    attr_strings("keys_strings", keys),
+                    attr_ints("values_int64s", values),
+                    attr_int("default_int64", 0),
+                ],
+            );
+        }
+        let vocabulary = c.vocabulary.ints();
+        let Some(&min) = vocabulary.first() else {
             // Empty vocabulary: every id is out of vocabulary.
             let zero = self.init(&format!("{col}.zero"), &[1], &[0i64]);
             let z = self.op("Mul", &[input, &zero], vec![]);
@@ -161,7 +189,7 @@ impl Graph {
             Some(range) => {
                 // table[0] = below min, table[range + 2] = above max, table[v - min + 1] = row.
                 let mut table = vec![0i64; range + 3];
-                for (i, &v) in c.vocabulary.iter().enumerate() {
+                for (i, &v) in vocabulary.iter().enumerate() {
                     table[(v - min) as usize + 1] = i as i64 + 1;
                 }
                 let table = self.init(&format!("{col}.row_of_id"), &[table.len()], &table);
@@ -177,14 +205,14 @@ impl Graph {
             None => {
                 self.uses_ml = true;
                 let out = self.fresh("label_encoder");
-                let values: Vec<i64> = (1..=c.vocabulary.len() as i64).collect();
+                let values: Vec<i64> = (1..=vocabulary.len() as i64).collect();
                 self.op_to(
                     "LabelEncoder",
                     "ai.onnx.ml",
                     &[input],
                     &out,
                     vec![
-                        attr_ints("keys_int64s", c.vocabulary.clone()),
+                        attr_ints("keys_int64s", vocabulary.to_vec()),
                         attr_ints("values_int64s", values),
                         attr_int("default_int64", 0),
                     ],
@@ -286,7 +314,13 @@ fn value_info(name: &str, t: DataType) -> pb::ValueInfoProto {
 fn inputs(spec: &FeatureSpec) -> Vec<pb::ValueInfoProto> {
     spec.categorical
         .iter()
-        .map(|c| value_info(&c.name, DataType::INT64))
+        .map(|c| {
+            let ty = match c.dtype() {
+                IdType::Int64 => DataType::INT64,
+                IdType::String => DataType::STRING,
+            };
+            value_info(&c.name, ty)
+        })
         .chain(spec.numeric.iter().map(|n| value_info(&n.name, DataType::FLOAT)))
         .collect()
 }
@@ -446,6 +480,7 @@ mod tests {
             categorical: vec![CategoricalSpec::new("place_id", vocab)],
             numeric: vec![NumericSpec { name: "distance_km".into(), mean: 1.5, std: 2.0 }],
             label: "label".into(),
+            sources: vec![],
         }
     }
 
@@ -497,6 +532,28 @@ mod tests {
             assert_eq!(keys.ints, vocab);
             assert!(m.opset_import.iter().any(|o| o.domain == "ai.onnx.ml" && o.version == ML_OPSET));
         }
+    }
+
+    #[test]
+    fn string_ids_are_a_string_input_looked_up_by_the_label_encoder() {
+        let arch = Architecture { embedding_dims: vec![2], hidden: vec![], activation: "relu".into() };
+        let mut s = spec(vec![]);
+        let words = vec!["Bar".to_string(), "Coffee Shop".to_string()];
+        s.categorical[0] = CategoricalSpec::with_vocabulary("category", Vocabulary::Str(words.clone()));
+        let bytes = float_model(&s, &arch, &weights(3), IdLookup::Auto, &[]).unwrap();
+        let m = parse(&bytes.bytes);
+        let input = &m.graph.input[0];
+        assert_eq!(input.name, "category");
+        let elem = match &input.type_.value {
+            Some(pb::type_proto::Value::TensorType(t)) => t.elem_type,
+            _ => -1,
+        };
+        assert_eq!(elem, DataType::STRING as i32);
+        let le = m.graph.node.iter().find(|n| n.op_type == "LabelEncoder").unwrap();
+        let keys = le.attribute.iter().find(|a| a.name == "keys_strings").unwrap();
+        assert_eq!(keys.strings, words.iter().map(|w| w.as_bytes().to_vec()).collect::<Vec<_>>());
+        let values = le.attribute.iter().find(|a| a.name == "values_int64s").unwrap();
+        assert_eq!(values.ints, [1, 2]);
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! Every table rejects unknown keys, so a typo is an error rather than a silently ignored
 //! setting. The resolved recipe (after command-line overrides) is saved in every artifact.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::schema::FilesConfig;
 use crate::error::{Error, IoContext, Result};
 
 /// A whole recipe file.
@@ -148,11 +149,8 @@ fn default_seed() -> u64 {
 pub enum DataConfig {
     /// Generate with `datasets synth` into `<out>/raw/` when missing.
     Synth(SynthConfig),
-    /// Read `users`, `places`, `interactions` (Parquet or CSV) from a directory.
-    Files {
-        /// Directory holding the three tables (relative paths resolve against the recipe).
-        dir: PathBuf,
-    },
+    /// The team's own tables, mapped by the recipe (see [`FilesConfig`]).
+    Files(FilesConfig),
 }
 
 /// Size and seed-independent knobs of the synthetic generator.
@@ -271,11 +269,8 @@ impl Recipe {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).at(path)?;
         let mut recipe = Self::parse(&text).map_err(|e| Error::input(format!("recipe {}: {}", path.display(), e)))?;
-        if let DataConfig::Files { dir } = &mut recipe.data
-            && dir.is_relative()
-        {
-            let base = path.parent().unwrap_or(Path::new("."));
-            *dir = base.join(&*dir);
+        if let DataConfig::Files(files) = &mut recipe.data {
+            files.resolve(path.parent().unwrap_or(Path::new(".")));
         }
         Ok(recipe)
     }
@@ -334,10 +329,12 @@ impl Recipe {
         if !(q.max_auc_drop >= 0.0 && q.max_ndcg_drop >= 0.0) {
             return Err("quantize: max_auc_drop and max_ndcg_drop must be >= 0".into());
         }
-        if let DataConfig::Synth(s) = &self.data
-            && (s.users == 0 || s.places == 0 || s.days < 7)
-        {
-            return Err("data: synth needs users > 0, places > 0 and days >= 7".into());
+        match &self.data {
+            DataConfig::Synth(s) if s.users == 0 || s.places == 0 || s.days < 7 => {
+                return Err("data: synth needs users > 0, places > 0 and days >= 7".into());
+            }
+            DataConfig::Files(f) => f.validate()?,
+            DataConfig::Synth(_) => {}
         }
         Ok(())
     }
@@ -363,6 +360,21 @@ mod tests {
         let err = Recipe::parse(&text).unwrap_err();
         assert!(err.contains("learning_rat") && err.contains("line 6"), "{err}");
         assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn a_files_recipe_maps_columns_and_rejects_a_role_the_table_cannot_have() {
+        let text = "name = \"t\"\n[data]\nsource = \"files\"\ntimezone = \"America/New_York\"\n\
+                    [data.interactions]\npath = \"checkins.csv\"\ncolumns = { user = \"userId\", place = \"venueId\" }\n";
+        let r = Recipe::parse(text).unwrap();
+        let DataConfig::Files(f) = &r.data else { panic!("not files") };
+        assert_eq!(f.interactions.columns[&crate::data::schema::Role::Place], "venueId");
+        let err = Recipe::parse(&text.replace("user = ", "segment = ")).unwrap_err();
+        assert!(err.contains("data.interactions.columns.segment") && err.contains("expected one of"), "{err}");
+        let err = Recipe::parse(&text.replace("America/New_York", "Mars/Olympus")).unwrap_err();
+        assert!(err.contains("Mars/Olympus") && err.contains("IANA"), "{err}");
+        let err = Recipe::parse(&text.replace("place = ", "venue = ")).unwrap_err();
+        assert!(err.contains("venue"), "{err}");
     }
 
     #[test]

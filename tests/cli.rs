@@ -91,7 +91,11 @@ fn copy_dir(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).unwrap();
     for e in std::fs::read_dir(src).unwrap() {
         let e = e.unwrap();
-        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dst.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
     }
 }
 
@@ -502,7 +506,7 @@ fn nan_and_infinity_in_numeric_columns_are_rejected() {
 #[test]
 fn unknown_references_are_rejected() {
     let dir = csv_case(USERS, PLACES, &interactions().replace("\n2,11,", "\n2,99,"));
-    input_error(&prepare_case(dir.path()), &["interactions.csv", "place_id 99"]);
+    input_error(&prepare_case(dir.path()), &["interactions.csv", "column `place_id` row 1 is 99", "places.csv"]);
 }
 
 #[test]
@@ -842,4 +846,239 @@ fn a_manifest_with_an_unsorted_vocabulary_or_a_zero_std_is_refused() {
         }
         assert!(!dir.path().join("p.parquet").exists());
     }
+}
+
+// --- Real-data shapes: a check-in log (tests/fixtures/checkins), declared schema, bad input ---
+
+/// The check-in fixture copied into a fresh directory (tests may edit it), recipe `r.toml`.
+fn checkins_case() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("tests/fixtures/checkins"), dir.path());
+    std::fs::rename(dir.path().join("recipe.toml"), dir.path().join("r.toml")).unwrap();
+    dir
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from:?} not in {}", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+/// A numeric column of a Parquet or CSV file as f64 (the feature files are zstd-compressed,
+/// which the test's own parquet reader does not build).
+fn parquet_f64(path: &Path, column: &str) -> Vec<f64> {
+    reco::data::table::Table::file(path).unwrap().floats(column, false).unwrap()
+}
+
+#[test]
+fn a_checkin_log_prepares_with_string_ids_local_time_and_the_previous_visit_as_context() {
+    let dir = checkins_case();
+    let o = ok(reco(&["prepare", "--recipe", "r.toml", "--out", "out", "--json"], dir.path()));
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["labels"]["kind"], "implicit");
+    assert_eq!(v["context"], "previous_visit");
+    assert_eq!(v["sampled_negatives"], true);
+    // Each of the 30 users' first check-in has no previous visit: dropped and counted.
+    let dropped = v["dropped_no_context"].as_u64().unwrap();
+    assert!((30..40).contains(&dropped), "dropped {dropped}");
+    let spec = read_json(&dir.path().join("out/features/feature_spec.json"));
+    let cats: Vec<(&str, &str)> = spec["categorical"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["dtype"].as_str().unwrap()))
+        .collect();
+    // No users table: no segment. Venue ids and category names stay strings.
+    assert_eq!(cats, [("user_id", "int64"), ("place_id", "string"), ("category", "string")]);
+    let category = &spec["categorical"][2]["vocabulary"];
+    assert!(category.as_array().unwrap().iter().any(|c| c == "Café"), "{category}");
+    let numeric: Vec<&str> = spec["numeric"].as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap()).collect();
+    assert!(numeric.contains(&"distance_km"), "{numeric:?}");
+    // No ratings anywhere: no rating features rather than constant ones.
+    assert!(!numeric.iter().any(|n| n.contains("rating")), "{numeric:?}");
+    let ts = spec["sources"].as_array().unwrap().iter().find(|s| s["feature"] == "timestamp").unwrap();
+    assert_eq!((ts["column"].as_str(), ts["dtype"].as_str()), (Some("utc_time"), Some("str")));
+    // Local hours (America/New_York, UTC-5 in January-February): every check-in of the fixture
+    // is between 06:00 and 23:59 local time; in UTC the evening ones would be 00:00-04:59.
+    let train = dir.path().join("out/features/train.parquet");
+    let (s, c) = (parquet_f64(&train, "hour_sin"), parquet_f64(&train, "hour_cos"));
+    let hours: Vec<f64> = s
+        .iter()
+        .zip(&c)
+        .map(|(s, c)| (s.atan2(*c).rem_euclid(std::f64::consts::TAU)) * 24.0 / std::f64::consts::TAU)
+        .collect();
+    assert!(
+        hours.iter().all(|&h| h > 5.99),
+        "a local hour before 06:00: {:?}",
+        hours.iter().copied().fold(24.0, f64::min)
+    );
+    assert!(hours.iter().any(|&h| h >= 19.0), "no evening check-ins");
+}
+
+#[test]
+fn a_checkin_log_runs_end_to_end_and_is_scored_with_string_ids_beside_the_baselines() {
+    let dir = checkins_case();
+    let o = ok(reco(&["run", "r.toml", "--out", "out", "--json"], dir.path()));
+    let report: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let baselines = report["eval"]["baselines"].as_array().unwrap();
+    let names: Vec<&str> = baselines.iter().map(|b| b["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["popularity", "nearest"]);
+    for b in baselines {
+        assert!(b["auc"].as_f64().is_some_and(|a| a > 0.0 && a < 1.0), "{b}");
+        assert!(b["ndcg@10"].as_f64().is_some(), "{b}");
+    }
+    // The model ranks better than putting the nearest venue first.
+    let teacher = report["eval"]["models"].as_array().unwrap().iter().find(|m| m["name"] == "teacher").unwrap();
+    assert!(teacher["auc"].as_f64().unwrap() > baselines[1]["auc"].as_f64().unwrap(), "{report}");
+    let test = dir.path().join("out/features/test.parquet");
+    for model in ["teacher", "student-int8"] {
+        let out = dir.path().join(format!("{model}.parquet"));
+        predict(&dir.path().join("out").join(model), &test, &out, dir.path());
+        let p = parquet_f64(&out, "probability");
+        assert_eq!(p.len(), parquet_f64(&test, "label").len());
+        assert!(p.iter().all(|x| (0.0..=1.0).contains(x)) && p.iter().any(|&x| x != p[0]));
+    }
+}
+
+#[test]
+fn ratings_with_a_threshold_become_labels_and_a_declared_feature_enters_the_spec() {
+    let mut inter = String::from("user_id,place_id,timestamp,stars\n");
+    for d in 0..14 {
+        let t = 1_767_571_200 + d * 86_400;
+        inter.push_str(&format!("1,10,{t},5\n1,11,{},2\n2,11,{},4\n2,12,{},1\n", t + 60, t + 3600, t + 3660));
+    }
+    let dir = csv_case(USERS, PLACES, &inter);
+    std::fs::write(
+        dir.path().join("r.toml"),
+        "name = \"case\"\n[data]\nsource = \"files\"\ndir = \"raw\"\npositive_rating = 4\n\
+         [data.interactions]\ncolumns = { rating = \"stars\" }\n\
+         [[data.features]]\ntable = \"places\"\ncolumn = \"price_level\"\nname = \"price\"\nkind = \"numeric\"\ntransform = \"log1p\"\n",
+    )
+    .unwrap();
+    let o = ok(reco(&["prepare", "--recipe", "r.toml", "--out", "out", "--json"], dir.path()));
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["labels"], serde_json::json!({"kind": "rating", "threshold": 4.0}));
+    assert_eq!(v["sampled_negatives"], false);
+    let total: u64 = ["train", "valid", "test"].iter().map(|s| v["rows"][s].as_u64().unwrap()).sum();
+    assert_eq!(total, 56, "observed negatives are kept, none sampled");
+    let train = dir.path().join("out/features/train.parquet");
+    let (label, price) = (parquet_f64(&train, "label"), parquet_f64(&train, "price"));
+    assert_eq!(label.iter().filter(|&&y| y == 1.0).count() * 2, label.len(), "half the ratings are >= 4");
+    // price_level 2, 3, 1 of places 10, 11, 12, after log1p.
+    for p in &price {
+        assert!([2f64, 3.0, 1.0].iter().any(|x| (x.ln_1p() - p).abs() < 1e-6), "{p}");
+    }
+    let spec = read_json(&dir.path().join("out/features/feature_spec.json"));
+    let src = spec["sources"].as_array().unwrap().iter().find(|s| s["feature"] == "price").unwrap();
+    assert_eq!(src["derive"], "log1p");
+}
+
+#[test]
+fn an_unparseable_timestamp_names_file_column_row_value_and_the_formats() {
+    let dir = checkins_case();
+    let part = dir.path().join("checkins/month=2026-02/part-0.csv");
+    let text = std::fs::read_to_string(&part).unwrap();
+    let line = text.lines().nth(3).unwrap().to_string();
+    let (head, _) = line.rsplit_once(',').unwrap();
+    edit(&part, &format!("\n{line}\n"), &format!("\n{head},2026-02-30T25:00:00Z\n"));
+    let o = prepare_case(dir.path());
+    input_error(&o, &["month=2026-02/part-0.csv", "column `utc_time` row 2", "2026-02-30T25:00:00Z", "ISO-8601"]);
+    nothing_written(dir.path());
+}
+
+#[test]
+fn an_unknown_time_zone_or_a_mapping_to_a_missing_column_is_one_line() {
+    let dir = checkins_case();
+    edit(&dir.path().join("r.toml"), "America/New_York", "America/Nowhere");
+    input_error(&prepare_case(dir.path()), &["America/Nowhere", "IANA"]);
+    nothing_written(dir.path());
+    let dir = checkins_case();
+    edit(&dir.path().join("r.toml"), "place = \"venue_id\", timestamp", "place = \"venue\", timestamp");
+    input_error(&prepare_case(dir.path()), &["missing column `venue`", "data.interactions.columns.place", "venue_id"]);
+    nothing_written(dir.path());
+}
+
+#[test]
+fn a_string_column_declared_numeric_or_constant_in_training_is_refused() {
+    let dir = checkins_case();
+    let feature = "\n[[data.features]]\ntable = \"places\"\ncolumn = \"venue_category_name\"\nkind = \"numeric\"\n";
+    let recipe = dir.path().join("r.toml");
+    std::fs::write(&recipe, std::fs::read_to_string(&recipe).unwrap() + feature).unwrap();
+    input_error(&prepare_case(dir.path()), &["venues.csv", "column `venue_category_name` has type str", "a number"]);
+    nothing_written(dir.path());
+
+    let dir = checkins_case();
+    let venues = dir.path().join("venues.csv");
+    let text = std::fs::read_to_string(&venues).unwrap();
+    let with_chain: String =
+        text.lines().enumerate().map(|(i, l)| format!("{l},{}\n", if i == 0 { "chain" } else { "7" })).collect();
+    std::fs::write(&venues, with_chain).unwrap();
+    let feature = "\n[[data.features]]\ntable = \"places\"\ncolumn = \"chain\"\nkind = \"numeric\"\n";
+    let recipe = dir.path().join("r.toml");
+    std::fs::write(&recipe, std::fs::read_to_string(&recipe).unwrap() + feature).unwrap();
+    input_error(&prepare_case(dir.path()), &["data.features \"chain\"", "constant on the training split"]);
+    nothing_written(dir.path());
+}
+
+#[test]
+fn a_latin1_csv_needs_its_encoding_declared() {
+    let dir = checkins_case();
+    let venues = dir.path().join("venues.csv");
+    let latin1: Vec<u8> = std::fs::read_to_string(&venues).unwrap().chars().map(|c| c as u32 as u8).collect();
+    std::fs::write(&venues, latin1).unwrap();
+    input_error(&prepare_case(dir.path()), &["venues.csv", "line ", "not valid UTF-8", "encoding = \"latin-1\""]);
+    nothing_written(dir.path());
+    edit(&dir.path().join("r.toml"), "path = \"venues.csv\"", "path = \"venues.csv\"\nencoding = \"latin-1\"");
+    ok(prepare_case(dir.path()));
+    let spec = read_json(&dir.path().join("out/features/feature_spec.json"));
+    assert!(spec["categorical"][2]["vocabulary"].as_array().unwrap().iter().any(|c| c == "Café"));
+}
+
+#[test]
+fn an_implicit_log_where_every_user_has_one_event_is_refused() {
+    let mut inter = String::from("user_id,place_id,timestamp\n");
+    for u in 0..20 {
+        inter.push_str(&format!("{},{},{}\n", 100 + u, 10 + u % 3, 1_767_571_200 + u * 86_400));
+    }
+    let users: String = std::iter::once("user_id,segment,home_lat,home_lon\n".to_string())
+        .chain((0..20).map(|u| format!("{},1,52.52,13.40\n", 100 + u)))
+        .collect();
+    let dir = csv_case(&users, PLACES, &inter);
+    input_error(&prepare_case(dir.path()), &["interactions.csv", "every user has one event"]);
+    nothing_written(dir.path());
+}
+
+#[test]
+fn interaction_coordinates_that_are_the_venue_itself_are_refused_as_a_leak() {
+    // A check-in log that repeats each venue's coordinates on every row, read as the user's
+    // own location: distance would be 0 on every visit.
+    let dir = checkins_case();
+    let venues: std::collections::HashMap<String, String> = std::fs::read_to_string(dir.path().join("venues.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].to_string(), format!("{},{}", f[2], f[3]))
+        })
+        .collect();
+    for month in ["2026-01", "2026-02"] {
+        let part = dir.path().join(format!("checkins/month={month}/part-0.csv"));
+        let text = std::fs::read_to_string(&part).unwrap();
+        let rows: String = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                if i == 0 {
+                    format!("{l},lat,lon\n")
+                } else {
+                    format!("{l},{}\n", venues[l.split(',').nth(1).unwrap()])
+                }
+            })
+            .collect();
+        std::fs::write(&part, rows).unwrap();
+    }
+    edit(&dir.path().join("r.toml"), "context = \"previous_visit\"", "context = \"auto\"");
+    input_error(&prepare_case(dir.path()), &["equal the visited place's coordinates", "previous_visit"]);
+    nothing_written(dir.path());
 }

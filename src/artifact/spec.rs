@@ -2,26 +2,220 @@
 //! artifact, so a serving system can reproduce preprocessing from the manifest alone.
 //!
 //! Encoding rules (also stated in the README):
-//! - categorical column: raw i64 value -> index = 1 + position in the sorted `vocabulary`;
+//! - categorical column: raw value (an i64 or a string, as the column's `dtype` says) ->
+//!   index = 1 + position in the sorted `vocabulary` (strings in byte order);
 //!   a value not in the vocabulary -> 0 (the out-of-vocabulary row of the embedding table).
 //! - numeric column: raw value -> (x - mean) / std (std is never 0; constant columns get 1).
 //! - model input = concat(embedding rows in `categorical` order, normalized `numeric` in order).
 
+use std::ops::Range;
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
+/// The type of a categorical column's raw values, as the source table has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdType {
+    /// 64-bit integers (any integer column of the source).
+    #[default]
+    Int64,
+    /// UTF-8 strings (Utf8, large Utf8 or dictionary-encoded strings in the source).
+    String,
+}
+
+impl std::fmt::Display for IdType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Int64 => "int64",
+            Self::String => "string",
+        })
+    }
+}
+
+/// The raw values of one categorical column, in their original type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ids {
+    /// Integer ids.
+    Int(Vec<i64>),
+    /// String ids.
+    Str(Vec<String>),
+}
+
+/// One raw id, borrowed: hashable and ordered, for joins and vocabularies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Key<'a> {
+    /// An integer id.
+    Int(i64),
+    /// A string id.
+    Str(&'a str),
+}
+
+impl std::fmt::Display for Key<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Int(v) => write!(f, "{v}"),
+            Self::Str(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+impl Ids {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Int(v) => v.len(),
+            Self::Str(v) => v.len(),
+        }
+    }
+
+    /// True when there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `int64` or `string`.
+    pub fn id_type(&self) -> IdType {
+        match self {
+            Self::Int(_) => IdType::Int64,
+            Self::Str(_) => IdType::String,
+        }
+    }
+
+    /// Value `i`, borrowed.
+    pub fn key(&self, i: usize) -> Key<'_> {
+        match self {
+            Self::Int(v) => Key::Int(v[i]),
+            Self::Str(v) => Key::Str(&v[i]),
+        }
+    }
+
+    /// Values `range` as a new column.
+    pub fn slice(&self, range: Range<usize>) -> Self {
+        match self {
+            Self::Int(v) => Self::Int(v[range].to_vec()),
+            Self::Str(v) => Self::Str(v[range].to_vec()),
+        }
+    }
+
+    /// Values picked by index, in that order.
+    pub fn take(&self, idx: &[usize]) -> Self {
+        match self {
+            Self::Int(v) => Self::Int(idx.iter().map(|&i| v[i]).collect()),
+            Self::Str(v) => Self::Str(idx.iter().map(|&i| v[i].clone()).collect()),
+        }
+    }
+
+    /// An empty column of the same type.
+    pub fn empty_like(&self) -> Self {
+        match self {
+            Self::Int(_) => Self::Int(Vec::new()),
+            Self::Str(_) => Self::Str(Vec::new()),
+        }
+    }
+
+    /// Appends value `i` of `src` (same type; a type mismatch is a bug and panics in debug).
+    pub fn push_from(&mut self, src: &Ids, i: usize) {
+        match (self, src) {
+            (Self::Int(d), Self::Int(s)) => d.push(s[i]),
+            (Self::Str(d), Self::Str(s)) => d.push(s[i].clone()),
+            _ => debug_assert!(false, "id type mismatch"),
+        }
+    }
+}
+
+/// Known raw values of a categorical column, strictly ascending.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Vocabulary {
+    /// Integer ids.
+    Int(Vec<i64>),
+    /// String ids, in byte order.
+    Str(Vec<String>),
+}
+
+impl Vocabulary {
+    /// Number of known values.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Int(v) => v.len(),
+            Self::Str(v) => v.len(),
+        }
+    }
+
+    /// True when no value is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The type of the values.
+    pub fn id_type(&self) -> IdType {
+        match self {
+            Self::Int(_) => IdType::Int64,
+            Self::Str(_) => IdType::String,
+        }
+    }
+
+    /// The integer vocabulary (empty for a string column).
+    pub fn ints(&self) -> &[i64] {
+        match self {
+            Self::Int(v) => v,
+            Self::Str(_) => &[],
+        }
+    }
+}
+
+/// The JSON form of a categorical column: `dtype` says how to read `vocabulary`.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CategoricalJson {
+    name: String,
+    #[serde(default)]
+    dtype: IdType,
+    vocabulary: VocabularyJson,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum VocabularyJson {
+    Int(Vec<i64>),
+    Str(Vec<String>),
+}
+
+impl TryFrom<CategoricalJson> for CategoricalSpec {
+    type Error = String;
+    fn try_from(j: CategoricalJson) -> std::result::Result<Self, String> {
+        let vocabulary = match (j.dtype, j.vocabulary) {
+            (IdType::Int64, VocabularyJson::Int(v)) => Vocabulary::Int(v),
+            (IdType::String, VocabularyJson::Str(v)) => Vocabulary::Str(v),
+            (IdType::String, VocabularyJson::Int(v)) if v.is_empty() => Vocabulary::Str(Vec::new()),
+            (t, _) => return Err(format!("column {:?}: dtype {t} but the vocabulary holds other values", j.name)),
+        };
+        Ok(Self::with_vocabulary(j.name, vocabulary))
+    }
+}
+
+impl From<CategoricalSpec> for CategoricalJson {
+    fn from(c: CategoricalSpec) -> Self {
+        let dtype = c.vocabulary.id_type();
+        let vocabulary = match c.vocabulary {
+            Vocabulary::Int(v) => VocabularyJson::Int(v),
+            Vocabulary::Str(v) => VocabularyJson::Str(v),
+        };
+        Self { name: c.name, dtype, vocabulary }
+    }
+}
+
 /// A categorical input column.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "CategoricalJson", into = "CategoricalJson")]
 pub struct CategoricalSpec {
     /// Column name in the feature files (and the ONNX input name).
     pub name: String,
     /// Known raw values, strictly ascending; index i maps to embedding row i + 1. Do not
     /// change it after the first [`index`](Self::index) call (the lookup table is cached).
-    pub vocabulary: Vec<i64>,
+    pub vocabulary: Vocabulary,
     /// `row_of[v - min]` for every id in `min..=max`, built on first use when the range is
     /// compact ([`dense_range`](Self::dense_range)); binary search otherwise.
-    #[serde(skip)]
     row_of: OnceLock<Option<Vec<u32>>>,
 }
 
@@ -32,39 +226,71 @@ impl PartialEq for CategoricalSpec {
 }
 
 impl CategoricalSpec {
-    /// A column with a strictly ascending vocabulary.
+    /// An integer column with a strictly ascending vocabulary.
     pub fn new(name: impl Into<String>, vocabulary: Vec<i64>) -> Self {
+        Self::with_vocabulary(name, Vocabulary::Int(vocabulary))
+    }
+
+    /// A column of either type with a strictly ascending vocabulary.
+    pub fn with_vocabulary(name: impl Into<String>, vocabulary: Vocabulary) -> Self {
         Self { name: name.into(), vocabulary, row_of: OnceLock::new() }
     }
 
-    /// `max - min` of the vocabulary when a direct table over it stays small: at most
-    /// max(4 · |vocabulary|, 65,536) entries. The runtime and the ONNX export's dense lookup
-    /// both use this rule.
-    pub fn dense_range(&self) -> Option<usize> {
-        let (&min, &max) = (self.vocabulary.first()?, self.vocabulary.last()?);
-        let range = usize::try_from(max.checked_sub(min)?).ok()?;
-        (range < (4 * self.vocabulary.len()).max(1 << 16)).then_some(range)
+    /// The type of the raw values.
+    pub fn dtype(&self) -> IdType {
+        self.vocabulary.id_type()
     }
 
-    /// Embedding row for a raw value: 1 + its vocabulary position, or 0 when unknown.
+    /// Number of known values (embedding rows less the OOV row).
+    pub fn len(&self) -> usize {
+        self.vocabulary.len()
+    }
+
+    /// True when no value is known.
+    pub fn is_empty(&self) -> bool {
+        self.vocabulary.is_empty()
+    }
+
+    /// `max - min` of an integer vocabulary when a direct table over it stays small: at most
+    /// max(4 · |vocabulary|, 65,536) entries. The runtime and the ONNX export's dense lookup
+    /// both use this rule. `None` for string columns.
+    pub fn dense_range(&self) -> Option<usize> {
+        let v = self.vocabulary.ints();
+        let (&min, &max) = (v.first()?, v.last()?);
+        let range = usize::try_from(max.checked_sub(min)?).ok()?;
+        (range < (4 * v.len()).max(1 << 16)).then_some(range)
+    }
+
+    /// Embedding row for a raw integer value: 1 + its vocabulary position, or 0 when unknown.
     pub fn index(&self, value: i64) -> u32 {
         self.lookup().row(value)
     }
 
     /// The lookup [`index`](Self::index) uses, resolved once for a loop over many values.
     pub fn lookup(&self) -> Lookup<'_> {
+        let ints = self.vocabulary.ints();
         let table = self.row_of.get_or_init(|| {
             let range = self.dense_range()?;
-            let min = self.vocabulary[0];
+            let min = ints[0];
             let mut t = vec![0u32; range + 1];
-            for (i, &v) in self.vocabulary.iter().enumerate() {
+            for (i, &v) in ints.iter().enumerate() {
                 t[(v - min) as usize] = i as u32 + 1;
             }
             Some(t)
         });
-        match table {
-            Some(t) => Lookup::Dense { min: self.vocabulary[0], rows: t },
-            None => Lookup::Sorted(&self.vocabulary),
+        match (table, &self.vocabulary) {
+            (_, Vocabulary::Str(v)) => Lookup::Strings(v),
+            (Some(t), Vocabulary::Int(_)) => Lookup::Dense { min: ints[0], rows: t },
+            (None, Vocabulary::Int(v)) => Lookup::Sorted(v),
+        }
+    }
+
+    /// Embedding rows of raw values (0 for unknown ones and for values of the other type).
+    pub fn rows_of(&self, ids: &Ids) -> Vec<u32> {
+        let lookup = self.lookup();
+        match ids {
+            Ids::Int(v) => v.iter().map(|&x| lookup.row(x)).collect(),
+            Ids::Str(v) => v.iter().map(|x| lookup.row_str(x)).collect(),
         }
     }
 
@@ -82,6 +308,8 @@ pub enum Lookup<'a> {
     Dense { min: i64, rows: &'a [u32] },
     /// Binary search in the sorted vocabulary.
     Sorted(&'a [i64]),
+    /// Binary search in a sorted string vocabulary.
+    Strings(&'a [String]),
 }
 
 impl Lookup<'_> {
@@ -92,6 +320,19 @@ impl Lookup<'_> {
             // `wrapping_sub` then an unsigned bound: ids below `min` wrap to huge offsets.
             Self::Dense { min, rows } => rows.get(value.wrapping_sub(min) as u64 as usize).copied().unwrap_or(0),
             Self::Sorted(vocabulary) => vocabulary.binary_search(&value).map_or(0, |i| i as u32 + 1),
+            Self::Strings(_) => 0,
+        }
+    }
+
+    /// 1 + the vocabulary position of a string `value`, or 0 when unknown (always 0 for an
+    /// integer column).
+    #[inline]
+    pub fn row_str(&self, value: &str) -> u32 {
+        match *self {
+            Self::Strings(vocabulary) => {
+                vocabulary.binary_search_by(|s| s.as_str().cmp(value)).map_or(0, |i| i as u32 + 1)
+            }
+            Self::Dense { .. } | Self::Sorted(_) => 0,
         }
     }
 }
@@ -130,6 +371,27 @@ pub struct FeatureSpec {
     pub numeric: Vec<NumericSpec>,
     /// Name of the 0/1 label column.
     pub label: String,
+    /// The raw table columns the inputs were derived from (written by `prepare`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceColumn>,
+}
+
+/// Where an input comes from: written by `prepare` so a serving system can see the source
+/// table, column and type of every feature, and how the feature value was derived.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceColumn {
+    /// The model input (or the role, e.g. `timestamp`) it feeds.
+    pub feature: String,
+    /// Table: `interactions`, `places` or `users`.
+    pub table: String,
+    /// Column name in that table.
+    pub column: String,
+    /// Its type as read (`i64`, `str`, `datetime[ms, UTC]`, ...).
+    pub dtype: String,
+    /// How the feature value is derived from the column, when not as is (`log1p`, `fill 0`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derive: Option<String>,
 }
 
 impl FeatureSpec {
@@ -137,11 +399,14 @@ impl FeatureSpec {
     /// positive finite standard deviations. Returns the offending column and value.
     pub fn validate(&self) -> std::result::Result<(), String> {
         for c in &self.categorical {
-            if let Some(w) = c.vocabulary.windows(2).find(|w| w[0] >= w[1]) {
-                return Err(format!(
-                    "column {:?}: vocabulary must be strictly ascending, found {} then {}",
-                    c.name, w[0], w[1]
-                ));
+            let bad = match &c.vocabulary {
+                Vocabulary::Int(v) => v.windows(2).find(|w| w[0] >= w[1]).map(|w| (w[0].to_string(), w[1].to_string())),
+                Vocabulary::Str(v) => {
+                    v.windows(2).find(|w| w[0] >= w[1]).map(|w| (format!("{:?}", w[0]), format!("{:?}", w[1])))
+                }
+            };
+            if let Some((a, b)) = bad {
+                return Err(format!("column {:?}: vocabulary must be strictly ascending, found {a} then {b}", c.name));
             }
         }
         for n in &self.numeric {
@@ -160,16 +425,12 @@ impl FeatureSpec {
         self.categorical.iter().map(|c| c.name.as_str()).chain(self.numeric.iter().map(|n| n.name.as_str())).collect()
     }
 
-    /// Builds the spec from training columns: sorted vocabularies and mean/std.
-    pub fn fit(categorical: &[(&str, &[i64])], numeric: &[(&str, &[f32])], label: &str) -> Self {
+    /// Builds the spec from training columns: sorted vocabularies of the values seen at least
+    /// `min_count` times (rarer ones become out-of-vocabulary), and mean/std.
+    pub fn fit(categorical: &[(&str, &Ids, usize)], numeric: &[(&str, &[f32])], label: &str) -> Self {
         let categorical = categorical
             .iter()
-            .map(|(name, values)| {
-                let mut vocabulary = values.to_vec();
-                vocabulary.sort_unstable();
-                vocabulary.dedup();
-                CategoricalSpec::new(*name, vocabulary)
-            })
+            .map(|(name, values, min_count)| CategoricalSpec::with_vocabulary(*name, vocabulary_of(values, *min_count)))
             .collect();
         let numeric = numeric
             .iter()
@@ -181,7 +442,26 @@ impl FeatureSpec {
                 NumericSpec { name: (*name).to_string(), mean, std }
             })
             .collect();
-        Self { categorical, numeric, label: label.to_string() }
+        Self { categorical, numeric, label: label.to_string(), sources: Vec::new() }
+    }
+}
+
+/// The sorted distinct values of `ids` that occur at least `min_count` times.
+fn vocabulary_of(ids: &Ids, min_count: usize) -> Vocabulary {
+    fn keep<T: Ord + Clone>(values: &[T], min_count: usize) -> Vec<T> {
+        let mut sorted: Vec<&T> = values.iter().collect();
+        sorted.sort_unstable();
+        let mut out: Vec<T> = Vec::new();
+        for run in sorted.chunk_by(|a, b| a == b) {
+            if run.len() >= min_count.max(1) {
+                out.push(run[0].clone());
+            }
+        }
+        out
+    }
+    match ids {
+        Ids::Int(v) => Vocabulary::Int(keep(v, min_count)),
+        Ids::Str(v) => Vocabulary::Str(keep(v, min_count)),
     }
 }
 
@@ -191,9 +471,9 @@ mod tests {
 
     #[test]
     fn vocabulary_indexing_reserves_zero_for_unknown_values() {
-        let spec = FeatureSpec::fit(&[("c", &[30, 10, 20, 10])], &[], "label");
+        let spec = FeatureSpec::fit(&[("c", &Ids::Int(vec![30, 10, 20, 10]), 1)], &[], "label");
         let c = &spec.categorical[0];
-        assert_eq!(c.vocabulary, vec![10, 20, 30]);
+        assert_eq!(c.vocabulary, Vocabulary::Int(vec![10, 20, 30]));
         assert_eq!((c.index(10), c.index(20), c.index(30)), (1, 2, 3));
         assert_eq!((c.index(15), c.index(-1), c.index(99)), (0, 0, 0));
         assert_eq!(c.rows(), 4);
@@ -229,14 +509,49 @@ mod tests {
 
     #[test]
     fn validation_names_the_column_and_the_bad_value() {
-        let mut spec = FeatureSpec::fit(&[("c", &[3, 1, 2])], &[("x", &[1.0, 2.0])], "y");
+        let mut spec = FeatureSpec::fit(&[("c", &Ids::Int(vec![3, 1, 2]), 1)], &[("x", &[1.0, 2.0])], "y");
         assert!(spec.validate().is_ok());
-        spec.categorical[0].vocabulary = vec![1, 3, 3];
+        spec.categorical[0].vocabulary = Vocabulary::Int(vec![1, 3, 3]);
         let e = spec.validate().unwrap_err();
         assert!(e.contains("\"c\"") && e.contains("3 then 3"), "{e}");
-        spec.categorical[0].vocabulary = vec![1, 2, 3];
+        spec.categorical[0].vocabulary = Vocabulary::Str(vec!["b".into(), "a".into()]);
+        assert!(spec.validate().unwrap_err().contains("\"b\" then \"a\""));
+        spec.categorical[0].vocabulary = Vocabulary::Int(vec![1, 2, 3]);
         spec.numeric[0].std = 0.0;
         assert!(spec.validate().unwrap_err().contains("\"x\""));
+    }
+
+    #[test]
+    fn string_ids_look_up_in_byte_order_and_rare_values_become_unknown() {
+        let ids = Ids::Str(["Cafe", "Bar", "Cafe", "Zoo", "Bar", "Cafe"].map(String::from).to_vec());
+        let spec = FeatureSpec::fit(&[("c", &ids, 2)], &[], "y");
+        let c = &spec.categorical[0];
+        // "Zoo" occurs once, below min_count 2: out of vocabulary.
+        assert_eq!(c.vocabulary, Vocabulary::Str(vec!["Bar".into(), "Cafe".into()]));
+        let probe = Ids::Str(["Cafe", "Bar", "Zoo", "", "cafe"].map(String::from).to_vec());
+        assert_eq!(c.rows_of(&probe), vec![2, 1, 0, 0, 0]);
+        // Integer values never match a string column.
+        assert_eq!(c.rows_of(&Ids::Int(vec![1, 2])), vec![0, 0]);
+        assert_eq!(c.dtype(), IdType::String);
+    }
+
+    #[test]
+    fn spec_json_round_trips_both_id_types_and_refuses_a_mismatched_dtype() {
+        let spec = FeatureSpec::fit(
+            &[("s", &Ids::Str(vec!["b".into(), "a".into()]), 1), ("i", &Ids::Int(vec![5, 3]), 1)],
+            &[("x", &[1.0, 3.0])],
+            "y",
+        );
+        let json = serde_json::to_string(&spec).unwrap();
+        assert!(json.contains(r#""name":"s","dtype":"string","vocabulary":["a","b"]"#), "{json}");
+        assert!(json.contains(r#""name":"i","dtype":"int64","vocabulary":[3,5]"#), "{json}");
+        let back: FeatureSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, spec);
+        // Manifests written before dtype existed read as int64.
+        let old: CategoricalSpec = serde_json::from_str(r#"{"name":"c","vocabulary":[1,2]}"#).unwrap();
+        assert_eq!(old.dtype(), IdType::Int64);
+        let bad = serde_json::from_str::<CategoricalSpec>(r#"{"name":"c","dtype":"int64","vocabulary":["a"]}"#);
+        assert!(bad.unwrap_err().to_string().contains("dtype int64"));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `reco-cli datasets synth`: write the synthetic raw tables.
+//! `reco-cli datasets synth | import`: write the synthetic raw tables, or convert a public
+//! data set's files into raw tables.
 
 use std::path::PathBuf;
 
@@ -13,6 +14,31 @@ use super::Global;
 pub enum DatasetsCommand {
     /// Synthetic users, places and impressions with known visit probabilities.
     Synth(SynthArgs),
+    /// Convert a public data set's files into raw tables (Parquet).
+    Import(ImportArgs),
+}
+
+/// The data sets `import` knows.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Dataset {
+    /// MovieLens-100k (GroupLens' u.* files or RecBole's atomic files) + a zip code table.
+    #[value(name = "movielens-100k")]
+    Movielens100k,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Which data set.
+    dataset: Dataset,
+    /// Directory with the data set's files.
+    #[arg(long)]
+    from: PathBuf,
+    /// Zip code -> latitude/longitude CSV (default: <from>/zipcodes.csv).
+    #[arg(long)]
+    zipcodes: Option<PathBuf>,
+    /// Output directory (users.parquet, places.parquet, interactions.parquet).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -46,6 +72,20 @@ pub fn exec(cmd: DatasetsCommand, g: &Global, progress: &dyn Progress) -> Result
                 println!(
                     "users {}  places {}  interactions {}  positive rate {:.3}",
                     summary.users, summary.places, summary.interactions, summary.positive_rate
+                );
+            }
+            Ok(0)
+        }
+        DatasetsCommand::Import(ImportArgs { dataset: Dataset::Movielens100k, from, zipcodes, out }) => {
+            let zips = zipcodes.unwrap_or_else(|| from.join("zipcodes.csv"));
+            let summary = reco::data::movielens::import(&from, &zips, &out)?;
+            if g.json {
+                super::print_json(&summary)?;
+            } else {
+                progress.log(&format!("wrote {}", out.display()));
+                println!(
+                    "users {} ({} with a home location)  movies {}  ratings {}",
+                    summary.users, summary.users_with_home, summary.places, summary.interactions
                 );
             }
             Ok(0)

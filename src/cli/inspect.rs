@@ -59,7 +59,7 @@ pub fn exec(args: InspectArgs, g: &Global) -> Result<u8> {
     );
     println!("inputs:");
     for c in &manifest.feature_spec.categorical {
-        println!("  {:<22} categorical  vocabulary {} (+1 OOV)", c.name, c.vocabulary.len());
+        println!("  {:<22} categorical  vocabulary {} (+1 OOV)", c.name, c.len());
     }
     for n in &manifest.feature_spec.numeric {
         println!("  {:<22} numeric      mean {:.4}  std {:.4}", n.name, n.mean, n.std);

@@ -7,13 +7,16 @@
 use std::path::Path;
 
 use crate::artifact::spec::FeatureSpec;
-use crate::data::io::{float_column, has_column, int_column, read_table};
+use crate::data::table::Table;
 use crate::error::{Error, Result};
 use crate::runtime::Columns;
 
-/// Categorical feature columns `prepare` produces, in model order.
+/// Categorical feature columns `prepare` can produce, in model order (each present when its
+/// source column is; declared features follow).
 pub const CATEGORICAL: [&str; 4] = ["user_id", "place_id", "segment", "category"];
-/// Numeric feature columns `prepare` produces, in model order.
+/// Numeric feature columns `prepare` can produce, in model order (`distance_km` only with
+/// coordinates and a context location; `place_rating_w` only with ratings; `place_rating`
+/// and `price_level` only when the places table has them).
 pub const NUMERIC: [&str; 11] = [
     "distance_km",
     "hour_sin",
@@ -29,6 +32,17 @@ pub const NUMERIC: [&str; 11] = [
 ];
 /// The label column.
 pub const LABEL: &str = "label";
+/// The trailing-window visit count (log1p), the popularity baseline's score.
+pub const POPULARITY: &str = "place_visits_w";
+/// The distance from the context location, the nearest-first baseline's (negated) score.
+pub const DISTANCE: &str = "distance_km";
+
+/// True for the names `prepare` gives its own columns (features, label, bookkeeping).
+pub fn is_builtin(name: &str) -> bool {
+    CATEGORICAL.contains(&name)
+        || NUMERIC.contains(&name)
+        || [LABEL, "timestamp", "oracle_p", "query_id", "ctx_lat", "ctx_lon"].contains(&name)
+}
 
 /// A feature file in memory.
 #[derive(Debug, Clone)]
@@ -41,21 +55,44 @@ pub struct FeatureFrame {
     pub oracle: Option<Vec<f32>>,
     /// Ranking query of each row (ranking sets only).
     pub query_id: Option<Vec<i64>>,
+    /// The columns the baselines score by, when the file has them.
+    pub baselines: Baselines,
+}
+
+/// Feature columns the baselines rank by (read whether or not the model uses them).
+#[derive(Debug, Clone, Default)]
+pub struct Baselines {
+    /// `place_visits_w`: visits in the trailing window (popularity).
+    pub popularity: Option<Vec<f64>>,
+    /// `distance_km`: distance from the context location (nearest first).
+    pub distance: Option<Vec<f64>>,
 }
 
 impl FeatureFrame {
     /// Reads the columns named by `spec` (plus label, `oracle_p`, `query_id` when present).
     pub fn read(path: &Path, spec: &FeatureSpec, need_label: bool) -> Result<Self> {
-        let df = read_table(path)?;
-        let categorical =
-            spec.categorical.iter().map(|c| int_column(&df, path, &c.name)).collect::<Result<Vec<_>>>()?;
+        let t = Table::file(path)?;
+        let mut categorical = Vec::with_capacity(spec.categorical.len());
+        for c in &spec.categorical {
+            let ids = t.ids(&c.name)?;
+            if ids.id_type() != c.dtype() {
+                return Err(Error::input(format!(
+                    "{}: column `{}` holds {} ids, the model expects {} ids",
+                    path.display(),
+                    c.name,
+                    ids.id_type(),
+                    c.dtype()
+                )));
+            }
+            categorical.push(ids);
+        }
         let numeric = spec
             .numeric
             .iter()
-            .map(|n| float_column(&df, path, &n.name, false).map(|v| v.into_iter().map(|x| x as f32).collect()))
+            .map(|n| t.floats(&n.name, false).map(|v| v.into_iter().map(|x| x as f32).collect()))
             .collect::<Result<Vec<Vec<f32>>>>()?;
-        let label = if has_column(&df, &spec.label) || need_label {
-            let y = float_column(&df, path, &spec.label, false)?;
+        let label = if t.has(&spec.label) || need_label {
+            let y = t.floats(&spec.label, false)?;
             if let Some(i) = y.iter().position(|&v| v != 0.0 && v != 1.0) {
                 return Err(Error::input(format!(
                     "{}: column `{}` row {i} is {}, expected 0 or 1",
@@ -68,13 +105,17 @@ impl FeatureFrame {
         } else {
             None
         };
-        let oracle = if has_column(&df, "oracle_p") {
-            Some(float_column(&df, path, "oracle_p", false)?.into_iter().map(|v| v as f32).collect())
+        let oracle = if t.has("oracle_p") {
+            Some(t.floats("oracle_p", false)?.into_iter().map(|v| v as f32).collect())
         } else {
             None
         };
-        let query_id = if has_column(&df, "query_id") { Some(int_column(&df, path, "query_id")?) } else { None };
-        Ok(Self { columns: Columns { rows: df.height(), categorical, numeric }, label, oracle, query_id })
+        let query_id = if t.has("query_id") { Some(t.ints("query_id")?) } else { None };
+        let baselines = Baselines {
+            popularity: if t.has(POPULARITY) { Some(t.floats(POPULARITY, false)?) } else { None },
+            distance: if t.has(DISTANCE) { Some(t.floats(DISTANCE, false)?) } else { None },
+        };
+        Ok(Self { columns: Columns { rows: t.height(), categorical, numeric }, label, oracle, query_id, baselines })
     }
 
     /// The labels, or an error naming the file when it has none.

@@ -5,4 +5,8 @@
 
 pub mod features;
 pub mod io;
+pub mod movielens;
+pub mod raw;
+pub mod schema;
 pub mod synth;
+pub mod table;

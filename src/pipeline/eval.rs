@@ -46,6 +46,73 @@ pub struct EvalReport {
     pub oracle_auc: Option<f64>,
     /// One row per model.
     pub models: Vec<ModelEval>,
+    /// Rankings that use no model, with the same metrics: whatever a model does should beat them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baselines: Vec<BaselineEval>,
+}
+
+/// A ranking without a model: scores read straight from a feature column.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Baseline {
+    /// Most visited in the trailing window first (`place_visits_w`).
+    Popularity,
+    /// Nearest to the context location first (`distance_km`).
+    Nearest,
+}
+
+/// A baseline's row of the evaluation table. Its scores are not probabilities, so logloss
+/// and ECE do not exist for it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BaselineEval {
+    /// Which baseline.
+    pub name: Baseline,
+    /// ROC AUC of its scores on the data file.
+    pub auc: Option<f64>,
+    /// HR@10 on the ranking set.
+    #[serde(rename = "hr@10")]
+    pub hr10: Option<f64>,
+    /// NDCG@10 on the ranking set.
+    #[serde(rename = "ndcg@10")]
+    pub ndcg10: Option<f64>,
+    /// Rows scored.
+    pub rows: usize,
+}
+
+impl Baseline {
+    /// Its scores on a feature file (higher ranks first), when the file has its column.
+    fn scores(self, f: &FeatureFrame) -> Option<Vec<f32>> {
+        match self {
+            Self::Popularity => f.baselines.popularity.as_ref().map(|v| v.iter().map(|&x| x as f32).collect()),
+            Self::Nearest => f.baselines.distance.as_ref().map(|v| v.iter().map(|&x| -x as f32).collect()),
+        }
+    }
+}
+
+/// HR@10 and NDCG@10 of `scores` on a ranking set (`None`, `None` when no query counts).
+fn ranking_metrics(r: &FeatureFrame, scores: &[f32], path: &Path) -> Result<(Option<f64>, Option<f64>)> {
+    let q = r.query_id.as_deref().ok_or_else(|| Error::input("ranking file has no query_id column"))?;
+    let (hr, ndcg, n) = metrics::ranking(q, scores, r.labels(path)?, 10);
+    Ok(if n == 0 { (None, None) } else { (Some(hr), Some(ndcg)) })
+}
+
+/// The popularity and (with coordinates) nearest-first rows.
+fn baselines(
+    frame: &FeatureFrame,
+    labels: &[f32],
+    rank: Option<&FeatureFrame>,
+    data: &Path,
+) -> Result<Vec<BaselineEval>> {
+    let mut out = Vec::new();
+    for b in [Baseline::Popularity, Baseline::Nearest] {
+        let Some(scores) = b.scores(frame) else { continue };
+        let (hr10, ndcg10) = match rank.and_then(|r| b.scores(r).map(|s| (r, s))) {
+            Some((r, s)) => ranking_metrics(r, &s, data)?,
+            None => (None, None),
+        };
+        out.push(BaselineEval { name: b, auc: metrics::auc(&scores, labels), hr10, ndcg10, rows: scores.len() });
+    }
+    Ok(out)
 }
 
 /// The ranking file `prepare` writes next to a feature file, if present.
@@ -87,12 +154,7 @@ pub fn evaluate(models: &[PathBuf], data: &Path, ranking: Option<&Path>) -> Resu
         let us_per_row = start.elapsed().as_secs_f64() * 1e6 / frame.columns.rows.max(1) as f64;
         let probs: Vec<f32> = logits.iter().map(|&z| sigmoid(z)).collect();
         let (hr10, ndcg10) = match &rank {
-            Some(r) => {
-                let s = model.logits(&r.columns)?;
-                let q = r.query_id.as_deref().ok_or_else(|| Error::input("ranking file has no query_id column"))?;
-                let (hr, ndcg, n) = metrics::ranking(q, &s, r.labels(data)?, 10);
-                if n == 0 { (None, None) } else { (Some(hr), Some(ndcg)) }
-            }
+            Some(r) => ranking_metrics(r, &model.logits(&r.columns)?, data)?,
             None => (None, None),
         };
         rows.push(ModelEval {
@@ -109,7 +171,8 @@ pub fn evaluate(models: &[PathBuf], data: &Path, ranking: Option<&Path>) -> Resu
             us_per_row,
         });
     }
-    Ok(EvalReport { oracle_auc, models: rows })
+    let baselines = baselines(&frame, labels, rank.as_ref(), data)?;
+    Ok(EvalReport { oracle_auc, models: rows, baselines })
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -134,6 +197,21 @@ pub fn table(report: &EvalReport) -> String {
             opt(m.ndcg10),
             m.size_bytes,
             m.us_per_row
+        ));
+    }
+    for b in &report.baselines {
+        let name = format!("{b:?}", b = b.name).to_lowercase();
+        s.push_str(&format!(
+            "{:<16} {:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>9}\n",
+            name,
+            "baseline",
+            opt(b.auc),
+            "-",
+            "-",
+            opt(b.hr10),
+            opt(b.ndcg10),
+            "-",
+            "-"
         ));
     }
     if let Some(o) = report.oracle_auc {

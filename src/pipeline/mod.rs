@@ -5,6 +5,7 @@ pub mod bench;
 pub mod distill;
 pub mod eval;
 pub mod export;
+pub mod featurize;
 pub mod paths;
 pub mod predict;
 pub mod prepare;

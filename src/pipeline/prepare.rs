@@ -1,36 +1,70 @@
-//! `prepare`: raw tables -> leakage-free feature files (DESIGN §3).
+//! `prepare`: raw tables -> leakage-free feature files (DESIGN §3), as named steps:
 //!
-//! 1. Read and validate `users`, `places`, `interactions` (Parquet or CSV).
-//! 2. Rows: labelled impressions as they are; implicit data (no `label`) gets
-//!    `negatives_per_positive` places sampled within `radius_km` of the context (grid index).
-//! 3. Time split: the earliest part of the time range trains, then valid, then test.
-//! 4. Ranking set: sampled test positives, each with `ranking_candidates` places within the
-//!    radius, all featurized exactly like the training rows.
-//! 5. Point-in-time place statistics over a trailing window, from events strictly before each
-//!    row's timestamp ([`PlaceEvents`]).
-//! 6. Joins, haversine distance and cyclic time features as one polars lazy query.
-//! 7. Feature spec (vocabularies, mean/std) fitted on the training split only; a random
-//!    calibration sample of the training split.
+//! 1. [`raw::read`]: the tables as the recipe maps them, validated (ids, types, timestamps,
+//!    local time).
+//! 2. [`labels`]: an explicit 0/1 column, a rating threshold, or implicit (visits only).
+//! 3. [`context`]: where the user was: the interaction's location, the user's home, or the
+//!    place of their previous visit; rows without one are dropped and counted.
+//! 4. [`impressions`]: the rows, with `negatives_per_positive` sampled places for implicit
+//!    data (within `radius_km` of the context with a grid index, by popularity otherwise).
+//! 5. [`split`]: by time, the earliest part trains, then valid, then test.
+//! 6. [`ranking_set`]: sampled test positives, each with `ranking_candidates` other places.
+//! 7. Point-in-time place statistics over a trailing window, from events strictly before
+//!    each row's timestamp ([`PlaceEvents`]).
+//! 8. [`featurize::features`]: joins, haversine distance, local-time features and declared
+//!    features as one polars lazy plan.
+//! 9. [`fit_spec`]: vocabularies and mean/std on the training split; a random calibration
+//!    sample of the training split.
 //!
 //! Output directory (written atomically): `train|valid|test|calibration|ranking.parquet`,
 //! `feature_spec.json`, `prepare.json`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::f64::consts::{PI, TAU};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 use serde::Serialize;
 
-use crate::artifact::spec::FeatureSpec;
-use crate::artifact::{ArtifactWriter, sha256_file};
-use crate::data::features::{CATEGORICAL, LABEL, NUMERIC};
-use crate::data::io::{find_table, float_column, frame, has_column, int_column, pl, read_table, write_parquet};
+use crate::artifact::ArtifactWriter;
+use crate::artifact::spec::{FeatureSpec, Ids, SourceColumn};
+use crate::data::features::LABEL;
+use crate::data::io::{pl, write_parquet};
+use crate::data::raw::{self, Interactions, RawData};
+use crate::data::schema::{ContextSource, FeatureKind, FilesConfig, TableName, Transform};
+use crate::data::table::Table;
 use crate::error::{Error, Result};
-use crate::geo::{EARTH_RADIUS_KM, GridIndex};
+use crate::geo::GridIndex;
+use crate::pipeline::featurize::{self, FeatureContext, Rows};
 use crate::progress::Progress;
 use crate::recipe::PrepareConfig;
 use crate::rng::Rng;
+
+/// Where the labels came from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum LabelSource {
+    /// An explicit 0/1 column.
+    Column,
+    /// `rating >= threshold` is a positive, lower ratings are observed negatives.
+    Rating {
+        /// The threshold.
+        threshold: f64,
+    },
+    /// Visits only: sampled negatives.
+    Implicit,
+}
+
+/// Where the context location came from (resolved from the recipe's `context`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContextKind {
+    /// The interactions' own coordinates.
+    Interaction,
+    /// The user's home.
+    Home,
+    /// The place of the user's previous visit.
+    PreviousVisit,
+}
 
 /// What `prepare` wrote.
 #[derive(Debug, Clone, Serialize)]
@@ -41,62 +75,19 @@ pub struct PrepareSummary {
     pub rows: BTreeMap<String, usize>,
     /// Whether negatives were sampled (implicit data).
     pub sampled_negatives: bool,
+    /// How rows got their labels.
+    pub labels: LabelSource,
+    /// Where the context location came from (`null`: none, no distance features).
+    pub context: Option<ContextKind>,
+    /// Interactions dropped because they had no context location (no previous visit, no home).
+    pub dropped_no_context: usize,
     /// Timestamps where valid and test begin.
     pub split_times: [i64; 2],
     /// sha256 of each input table.
     pub input_sha256: BTreeMap<String, String>,
+    /// Model inputs written, categorical then numeric.
+    pub features: Vec<String>,
 }
-
-struct Places {
-    id: Vec<i64>,
-    lat: Vec<f64>,
-    lon: Vec<f64>,
-    rating: Option<Vec<f64>>,
-    row_of: HashMap<i64, usize>,
-}
-
-struct Rows {
-    user: Vec<i64>,
-    place: Vec<i64>,
-    ts: Vec<i64>,
-    lat: Vec<f64>,
-    lon: Vec<f64>,
-    label: Vec<f32>,
-    oracle: Option<Vec<f64>>,
-    query: Option<Vec<i64>>,
-}
-
-impl Rows {
-    fn new(oracle: bool, query: bool) -> Self {
-        Self {
-            user: vec![],
-            place: vec![],
-            ts: vec![],
-            lat: vec![],
-            lon: vec![],
-            label: vec![],
-            oracle: oracle.then(Vec::new),
-            query: query.then(Vec::new),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.user.len()
-    }
-
-    fn push(&mut self, src: &Rows, i: usize) {
-        self.user.push(src.user[i]);
-        self.place.push(src.place[i]);
-        self.ts.push(src.ts[i]);
-        self.lat.push(src.lat[i]);
-        self.lon.push(src.lon[i]);
-        self.label.push(src.label[i]);
-        if let (Some(d), Some(s)) = (self.oracle.as_mut(), src.oracle.as_ref()) {
-            d.push(s[i]);
-        }
-    }
-}
-
 /// Per-place event history, sorted by time, with prefix sums for O(log n) window queries.
 pub struct PlaceEvents {
     times: Vec<Vec<i64>>,
@@ -157,196 +148,335 @@ impl PlaceEvents {
     }
 }
 
-fn load_places(dir: &Path, hashes: &mut BTreeMap<String, String>) -> Result<(DataFrame, Places)> {
-    let path = find_table(dir, "places")?;
-    hashes.insert("places".into(), sha256_file(&path)?);
-    let df = read_table(&path)?;
-    let id = int_column(&df, &path, "place_id")?;
-    let lat = float_column(&df, &path, "lat", false)?;
-    let lon = float_column(&df, &path, "lon", false)?;
-    int_column(&df, &path, "category")?;
-    check_lat_lon(&path, "lat", "lon", &lat, &lon)?;
-    let rating = if has_column(&df, "rating") { Some(float_column(&df, &path, "rating", true)?) } else { None };
-    if has_column(&df, "price_level") {
-        int_column(&df, &path, "price_level")?;
-    }
-    let row_of = unique_index(&path, "place_id", &id)?;
-    Ok((df, Places { id, lat, lon, rating, row_of }))
+/// The context location of every interaction (NaN where it has none).
+pub struct Context {
+    /// Where it came from.
+    pub kind: ContextKind,
+    /// Latitude per interaction.
+    pub lat: Vec<f64>,
+    /// Longitude per interaction.
+    pub lon: Vec<f64>,
 }
 
-fn check_lat_lon(path: &Path, lat_name: &str, lon_name: &str, lat: &[f64], lon: &[f64]) -> Result<()> {
-    if let Some(i) = lat.iter().position(|v| !(-90.0..=90.0).contains(v)) {
-        return Err(Error::input(format!(
-            "{}: column `{lat_name}` row {i} is {}, expected a latitude in [-90, 90]",
-            path.display(),
-            lat[i]
-        )));
-    }
-    if let Some(i) = lon.iter().position(|v| !(-180.0..=180.0).contains(v)) {
-        return Err(Error::input(format!(
-            "{}: column `{lon_name}` row {i} is {}, expected a longitude in [-180, 180]",
-            path.display(),
-            lon[i]
-        )));
-    }
-    Ok(())
-}
-
-fn unique_index(path: &Path, name: &str, ids: &[i64]) -> Result<HashMap<i64, usize>> {
-    let mut m = HashMap::with_capacity(ids.len());
-    for (i, &v) in ids.iter().enumerate() {
-        if m.insert(v, i).is_some() {
-            return Err(Error::input(format!(
-                "{}: column `{name}` has the duplicate value {v} (row {i}), expected unique ids",
-                path.display()
-            )));
-        }
-    }
-    Ok(m)
-}
-
-/// Runs the whole preparation from `raw_dir` into `out_dir`.
+/// Runs the whole preparation of the tables `data` describes into `out_dir`.
 pub fn prepare(
-    raw_dir: &Path,
+    data: &FilesConfig,
     out_dir: &Path,
     cfg: &PrepareConfig,
     seed: u64,
     progress: &dyn Progress,
 ) -> Result<PrepareSummary> {
-    let mut hashes = BTreeMap::new();
     progress.begin("prepare", 6);
-    // 1. Tables.
-    let upath = find_table(raw_dir, "users")?;
-    hashes.insert("users".into(), sha256_file(&upath)?);
-    let users_df = read_table(&upath)?;
-    let user_ids = int_column(&users_df, &upath, "user_id")?;
-    let user_row = unique_index(&upath, "user_id", &user_ids)?;
-    if has_column(&users_df, "segment") {
-        int_column(&users_df, &upath, "segment")?;
-    }
-    let home = if has_column(&users_df, "home_lat") || has_column(&users_df, "home_lon") {
-        let la = float_column(&users_df, &upath, "home_lat", false)?;
-        let lo = float_column(&users_df, &upath, "home_lon", false)?;
-        check_lat_lon(&upath, "home_lat", "home_lon", &la, &lo)?;
-        Some((la, lo))
-    } else {
-        None
-    };
-    let (places_df, places) = load_places(raw_dir, &mut hashes)?;
-    let ipath = find_table(raw_dir, "interactions")?;
-    hashes.insert("interactions".into(), sha256_file(&ipath)?);
-    let inter = read_table(&ipath)?;
+    let raw = raw::read(data)?;
+    let (label, label_source) = labels(data, &raw.inter)?;
+    let ctx = context(data, &raw, &label)?;
+    check_declared_leakage(data, label_source)?;
     progress.advance(1);
-
-    let n = inter.height();
-    let user = int_column(&inter, &ipath, "user_id")?;
-    let place = int_column(&inter, &ipath, "place_id")?;
-    let ts = int_column(&inter, &ipath, "timestamp")?;
-    for (i, u) in user.iter().enumerate() {
-        if !user_row.contains_key(u) {
-            return Err(Error::input(format!(
-                "{}: row {i} has user_id {u}, which is not in {}",
-                ipath.display(),
-                upath.display()
-            )));
-        }
-    }
-    let mut place_row = Vec::with_capacity(n);
-    for (i, p) in place.iter().enumerate() {
-        match places.row_of.get(p) {
-            Some(&r) => place_row.push(r),
-            None => {
-                return Err(Error::input(format!(
-                    "{}: row {i} has place_id {p}, which is not in the places table",
-                    ipath.display()
-                )));
-            }
-        }
-    }
-    let (lat, lon) = if has_column(&inter, "lat") || has_column(&inter, "lon") {
-        let la = float_column(&inter, &ipath, "lat", false)?;
-        let lo = float_column(&inter, &ipath, "lon", false)?;
-        check_lat_lon(&ipath, "lat", "lon", &la, &lo)?;
-        (la, lo)
-    } else if let Some((hl, ho)) = &home {
-        (user.iter().map(|u| hl[user_row[u]]).collect(), user.iter().map(|u| ho[user_row[u]]).collect())
-    } else {
-        return Err(Error::input(format!(
-            "{}: no context location: expected columns `lat`, `lon` here or `home_lat`, `home_lon` in {}",
-            ipath.display(),
-            upath.display()
-        )));
-    };
-    let labelled = has_column(&inter, LABEL);
-    let label: Vec<f32> = if labelled {
-        let y = int_column(&inter, &ipath, LABEL)?;
-        if let Some(i) = y.iter().position(|&v| v != 0 && v != 1) {
-            return Err(Error::input(format!(
-                "{}: column `{LABEL}` row {i} is {}, expected 0 or 1",
-                ipath.display(),
-                y[i]
-            )));
-        }
-        y.into_iter().map(|v| v as f32).collect()
-    } else {
-        vec![1.0; n]
-    };
-    let visit_rating =
-        if has_column(&inter, "rating") { Some(float_column(&inter, &ipath, "rating", true)?) } else { None };
-    let oracle = if has_column(&inter, "oracle_p") {
-        let o = float_column(&inter, &ipath, "oracle_p", false)?;
-        if let Some(i) = o.iter().position(|v| !(0.0..=1.0).contains(v)) {
-            return Err(Error::input(format!(
-                "{}: column `oracle_p` row {i} is {}, expected a probability",
-                ipath.display(),
-                o[i]
-            )));
-        }
-        Some(o)
-    } else {
-        None
-    };
 
     // Point-in-time statistics come from the real events only, never from sampled negatives.
+    let inter = &raw.inter;
+    let rating = inter.rating.as_ref();
     let events = PlaceEvents::new(
-        places.id.len(),
-        (0..n).map(|i| (place_row[i], ts[i], label[i] > 0.5, visit_rating.as_ref().map(|r| r[i]))),
+        raw.places.ids.len(),
+        (0..inter.ts.len()).map(|i| (inter.place[i] as usize, inter.ts[i], label[i] > 0.5, rating.map(|r| r[i]))),
     );
-    let raw = Rows { user, place, ts, lat, lon, label, oracle, query: None };
-
-    // 2. Rows, with sampled negatives for implicit data.
-    let index = GridIndex::new(&places.lat, &places.lon, cfg.radius_km);
+    let candidates = Candidates::new(&raw, ctx.as_ref(), &label, cfg.radius_km);
     let mut rng = Rng::derive(seed, "prepare");
-    let rows = if labelled {
-        raw
-    } else {
-        let mut rows = Rows::new(false, false);
-        for i in 0..raw.len() {
-            rows.push(&raw, i);
-            let mut cands = index.within(raw.lat[i], raw.lon[i], cfg.radius_km);
-            cands.retain(|&c| places.id[c as usize] != raw.place[i]);
-            rng.shuffle(&mut cands);
-            for &c in cands.iter().take(cfg.negatives_per_positive) {
-                rows.push(&raw, i);
-                let last = rows.len() - 1;
-                rows.place[last] = places.id[c as usize];
-                rows.label[last] = 0.0;
-            }
-        }
-        rows
-    };
+    let (rows, dropped) = impressions(&raw, &label, label_source, ctx.as_ref(), &candidates, cfg, &mut rng);
     progress.advance(1);
 
-    // 3. Time split.
+    let (splits, cuts) = split(&rows, cfg, &table_name(&raw))?;
+    let ranking = ranking_set(&splits[2], ctx.as_ref(), &candidates, cfg, &mut rng);
+    progress.advance(1);
+
+    let fctx = FeatureContext {
+        raw: &raw,
+        ctx: ctx.as_ref(),
+        events: &events,
+        window: (cfg.window_days * 86_400.0).round() as i64,
+        declared: &data.features,
+    };
+    let mut frames: Vec<(&str, DataFrame)> = Vec::new();
+    for (name, s) in ["train", "valid", "test"].iter().zip(&splits) {
+        frames.push((name, featurize::features(s, &fctx)?));
+    }
+    let mut ranking_df = featurize::features(&ranking, &fctx)?;
+    progress.advance(1);
+
+    let layout = featurize::layout(&fctx);
+    let spec = fit_spec(&frames[0].1, &layout, data, raw.sources.clone())?;
+    let calibration = calibration_sample(&frames[0].1, cfg.calibration_rows, &mut rng)?;
+    frames.push(("calibration", calibration));
+    progress.advance(1);
+
+    let summary = PrepareSummary {
+        dir: out_dir.to_path_buf(),
+        rows: BTreeMap::new(),
+        sampled_negatives: label_source == LabelSource::Implicit,
+        labels: label_source,
+        context: ctx.as_ref().map(|c| c.kind),
+        dropped_no_context: dropped,
+        split_times: cuts,
+        input_sha256: raw.hashes.clone(),
+        features: spec.input_names().into_iter().map(str::to_string).collect(),
+    };
+    let summary = write(out_dir, &mut frames, &mut ranking_df, &spec, summary, cfg, seed)?;
+    progress.advance(1);
+    progress.end();
+    Ok(summary)
+}
+
+fn table_name(raw: &RawData) -> String {
+    raw.inter.mapped.table.name.clone()
+}
+
+/// Step 2: labels of every interaction and where they came from.
+pub fn labels(data: &FilesConfig, inter: &Interactions) -> Result<(Vec<f32>, LabelSource)> {
+    if let Some(y) = &inter.label {
+        return Ok((y.clone(), LabelSource::Column));
+    }
+    let t = &inter.mapped.table;
+    if let Some(threshold) = data.positive_rating {
+        let col = inter.mapped.col(crate::data::schema::Role::Rating).unwrap_or("rating");
+        let r = inter.rating.as_ref().ok_or_else(|| {
+            Error::input(format!(
+                "{}: data.positive_rating needs a rating column (missing column `{col}`; map it with data.interactions.columns.rating)",
+                t.name
+            ))
+        })?;
+        if let Some(i) = r.iter().position(|v| v.is_nan()) {
+            return Err(Error::input(format!("{} is null, expected a rating (data.positive_rating)", t.at(col, i))));
+        }
+        return Ok((
+            r.iter().map(|&v| f32::from(u8::from(v >= threshold))).collect(),
+            LabelSource::Rating { threshold },
+        ));
+    }
+    let mut per_user = vec![0u32; inter.user.iter().map(|&u| u as usize + 1).max().unwrap_or(0)];
+    for &u in &inter.user {
+        per_user[u as usize] += 1;
+    }
+    if per_user.iter().all(|&n| n <= 1) {
+        return Err(Error::input(format!(
+            "{}: implicit data (no label column, no data.positive_rating) where every user has one event: \
+             nothing to learn preferences from; expected users with several visits",
+            t.name
+        )));
+    }
+    Ok((vec![1.0; inter.ts.len()], LabelSource::Implicit))
+}
+
+/// Step 3: the context location of every interaction, or `None` when there is none to use
+/// (places without coordinates, or no location anywhere with `context = "auto"`).
+pub fn context(data: &FilesConfig, raw: &RawData, label: &[f32]) -> Result<Option<Context>> {
+    let t = &raw.inter.mapped.table;
+    if raw.places.coords.is_none() {
+        if data.context != ContextSource::Auto {
+            return Err(Error::input(format!(
+                "data.context = {:?} needs place coordinates: map lat and lon of the places table",
+                data.context
+            )));
+        }
+        return Ok(None);
+    }
+    let kind = match data.context {
+        ContextSource::Interaction => ContextKind::Interaction,
+        ContextSource::Home => ContextKind::Home,
+        ContextSource::PreviousVisit => ContextKind::PreviousVisit,
+        ContextSource::Auto if raw.inter.coords.is_some() => ContextKind::Interaction,
+        ContextSource::Auto if raw.users.home.is_some() => ContextKind::Home,
+        ContextSource::Auto => {
+            return Err(Error::input(format!(
+                "{}: no context location: map interactions lat/lon or users home_lat/home_lon, or set data.context = \"previous_visit\"",
+                t.name
+            )));
+        }
+    };
+    let inter = &raw.inter;
+    let (lat, lon) = match kind {
+        ContextKind::Interaction => inter.coords.clone().ok_or_else(|| {
+            Error::input(format!("{}: data.context = \"interaction\" needs lat and lon columns", t.name))
+        })?,
+        ContextKind::Home => {
+            let (hl, ho) = raw.users.home.as_ref().ok_or_else(|| {
+                Error::input("data.context = \"home\" needs a users table with home_lat and home_lon")
+            })?;
+            inter.user.iter().map(|&u| (hl[u as usize], ho[u as usize])).unzip()
+        }
+        ContextKind::PreviousVisit => {
+            let (pl, po) = raw.places.coords.as_ref().ok_or_else(|| Error::Internal("no coordinates".into()))?;
+            let prev = previous_visit(&inter.user, &inter.ts, &inter.place, Some(label));
+            prev.iter().map(|p| p.map_or((f64::NAN, f64::NAN), |p| (pl[p as usize], po[p as usize]))).unzip()
+        }
+    };
+    if kind == ContextKind::Interaction {
+        check_not_the_place(raw, &lat, &lon, label)?;
+    }
+    Ok(Some(Context { kind, lat, lon }))
+}
+
+/// Refuses interaction coordinates that are the visited place's own location (a check-in log
+/// repeats the venue's coordinates on every row): distance would be 0 for every visit, a leak.
+fn check_not_the_place(raw: &RawData, lat: &[f64], lon: &[f64], label: &[f32]) -> Result<()> {
+    let Some((pl, po)) = &raw.places.coords else { return Ok(()) };
+    let inter = &raw.inter;
+    let visits: Vec<usize> = (0..label.len()).filter(|&i| label[i] > 0.5).collect();
+    let at_place = visits
+        .iter()
+        .filter(|&&i| {
+            let p = inter.place[i] as usize;
+            crate::geo::haversine_km(lat[i], lon[i], pl[p], po[p]) < 0.001
+        })
+        .count();
+    if visits.len() >= 10 && at_place * 2 > visits.len() {
+        return Err(Error::input(format!(
+            "{}: the interactions' lat/lon equal the visited place's coordinates on {at_place} of {} visits: they are the place's location, not where the user was; set data.context = \"previous_visit\" (or map the user's own location)",
+            inter.mapped.table.name,
+            visits.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The place of each user's last visit strictly before each interaction (`None` for a
+/// user's first visit time). `label` marks visits (all rows are visits without it).
+pub fn previous_visit(user: &[u32], ts: &[i64], place: &[u32], label: Option<&[f32]>) -> Vec<Option<u32>> {
+    let mut order: Vec<usize> = (0..ts.len()).collect();
+    order.sort_by_key(|&i| (user[i], ts[i], i));
+    let mut out = vec![None; ts.len()];
+    for group in order.chunk_by(|&a, &b| user[a] == user[b]) {
+        let mut last: Option<u32> = None;
+        // Events at one instant do not see each other: the whole instant gets the visit before.
+        for same in group.chunk_by(|&a, &b| ts[a] == ts[b]) {
+            for &i in same {
+                out[i] = last;
+            }
+            if let Some(&i) = same.iter().rev().find(|&&i| label.is_none_or(|y| y[i] > 0.5)) {
+                last = Some(place[i]);
+            }
+        }
+    }
+    out
+}
+
+/// Interaction-level declared features on implicit data would copy the visited row's values
+/// onto its sampled negatives (a leak), so they need labelled data.
+fn check_declared_leakage(data: &FilesConfig, labels: LabelSource) -> Result<()> {
+    if labels != LabelSource::Implicit {
+        return Ok(());
+    }
+    match data.features.iter().find(|f| f.table == TableName::Interactions) {
+        Some(f) => Err(Error::input(format!(
+            "data.features {:?}: an interactions column cannot be a feature of implicit data (sampled negatives would copy the visit's value); declare it on the places or users table",
+            f.feature_name()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// How negatives and ranking candidates are drawn.
+pub enum Candidates {
+    /// Places within the radius of the context location (grid index).
+    Radius {
+        /// Grid over the places.
+        index: GridIndex,
+        /// Radius, km.
+        radius_km: f64,
+    },
+    /// Any place, with probability proportional to its visits + 1.
+    Popularity {
+        /// Cumulative weights.
+        cumulative: Vec<f64>,
+    },
+}
+
+impl Candidates {
+    fn new(raw: &RawData, ctx: Option<&Context>, label: &[f32], radius_km: f64) -> Self {
+        match (&raw.places.coords, ctx) {
+            (Some((lat, lon)), Some(_)) => Self::Radius { index: GridIndex::new(lat, lon, radius_km), radius_km },
+            _ => {
+                let mut w = vec![1.0f64; raw.places.ids.len()];
+                for (&p, &y) in raw.inter.place.iter().zip(label) {
+                    w[p as usize] += f64::from(y);
+                }
+                let mut acc = 0.0;
+                let cumulative = w.iter().map(|&x| {
+                    acc += x;
+                    acc
+                });
+                Self::Popularity { cumulative: cumulative.collect() }
+            }
+        }
+    }
+
+    /// Up to `k` distinct places other than `exclude`, around (`lat`, `lon`) when by radius.
+    fn draw(&self, lat: f64, lon: f64, exclude: u32, k: usize, rng: &mut Rng) -> Vec<u32> {
+        match self {
+            Self::Radius { index, radius_km } => {
+                let mut cands = index.within(lat, lon, *radius_km);
+                cands.retain(|&c| c != exclude);
+                rng.shuffle(&mut cands);
+                cands.truncate(k);
+                cands
+            }
+            Self::Popularity { cumulative } => {
+                let total = cumulative.last().copied().unwrap_or(0.0);
+                let k = k.min(cumulative.len().saturating_sub(1));
+                let mut out: Vec<u32> = Vec::with_capacity(k);
+                let mut tries = 0;
+                while out.len() < k && tries < 50 * k + 100 {
+                    tries += 1;
+                    let u = rng.uniform() * total;
+                    let c = cumulative.partition_point(|&x| x <= u).min(cumulative.len() - 1) as u32;
+                    if c != exclude && !out.contains(&c) {
+                        out.push(c);
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+/// Step 4: the impressions — interactions with a context (labelled data as they are;
+/// implicit data with sampled negatives). Returns them and the number dropped for want of
+/// a context location.
+fn impressions(
+    raw: &RawData,
+    label: &[f32],
+    labels: LabelSource,
+    ctx: Option<&Context>,
+    candidates: &Candidates,
+    cfg: &PrepareConfig,
+    rng: &mut Rng,
+) -> (Rows, usize) {
+    let inter = &raw.inter;
+    let has_oracle = inter.oracle.is_some() && labels != LabelSource::Implicit;
+    let mut rows = Rows::new(has_oracle, false);
+    let mut dropped = 0;
+    for i in 0..inter.ts.len() {
+        let (lat, lon) = ctx.map_or((0.0, 0.0), |c| (c.lat[i], c.lon[i]));
+        if lat.is_nan() || lon.is_nan() {
+            dropped += 1;
+            continue;
+        }
+        rows.push_interaction(i, inter.place[i], inter.ts[i], label[i]);
+        if labels == LabelSource::Implicit {
+            for c in candidates.draw(lat, lon, inter.place[i], cfg.negatives_per_positive, rng) {
+                rows.push_interaction(i, c, inter.ts[i], 0.0);
+            }
+        }
+    }
+    (rows, dropped)
+}
+
+/// Step 5: the time split. Returns train, valid, test and the two cut times.
+fn split(rows: &Rows, cfg: &PrepareConfig, table: &str) -> Result<([Rows; 3], [i64; 2])> {
     let (t0, t1) = rows.ts.iter().fold((i64::MAX, i64::MIN), |(a, b), &t| (a.min(t), b.max(t)));
-    let span = (t1 - t0) as f64;
+    let span = t1.saturating_sub(t0) as f64;
     let cut_valid = t0 + (span * (1.0 - cfg.valid_fraction - cfg.test_fraction)).round() as i64;
     let cut_test = t0 + (span * (1.0 - cfg.test_fraction)).round() as i64;
-    let mut splits = [
-        Rows::new(rows.oracle.is_some(), false),
-        Rows::new(rows.oracle.is_some(), false),
-        Rows::new(rows.oracle.is_some(), false),
-    ];
+    let mut splits = [rows.empty_like(), rows.empty_like(), rows.empty_like()];
     for i in 0..rows.len() {
         let s = if rows.ts[i] < cut_valid {
             0
@@ -355,206 +485,133 @@ pub fn prepare(
         } else {
             2
         };
-        splits[s].push(&rows, i);
+        splits[s].push(rows, i);
     }
     for (name, s) in ["train", "valid", "test"].iter().zip(&splits) {
         if s.len() == 0 || !s.label.iter().any(|&y| y > 0.5) || !s.label.iter().any(|&y| y < 0.5) {
             return Err(Error::input(format!(
-                "{}: the {name} split has {} rows and needs both visits and non-visits; give more days of interactions or change prepare.valid_fraction/test_fraction",
-                ipath.display(),
+                "{table}: the {name} split has {} rows and needs both visits and non-visits; give more days of interactions or change prepare.valid_fraction/test_fraction",
                 s.len()
             )));
         }
     }
+    Ok((splits, [cut_valid, cut_test]))
+}
 
-    // 4. Ranking queries from test positives.
-    let test = &splits[2];
+/// Step 6: ranking queries from sampled test positives, each with `ranking_candidates`
+/// other places drawn like negatives.
+fn ranking_set(
+    test: &Rows,
+    ctx: Option<&Context>,
+    candidates: &Candidates,
+    cfg: &PrepareConfig,
+    rng: &mut Rng,
+) -> Rows {
     let mut pos: Vec<usize> = (0..test.len()).filter(|&i| test.label[i] > 0.5).collect();
     rng.shuffle(&mut pos);
     pos.truncate(cfg.ranking_queries);
     pos.sort_unstable();
     let mut ranking = Rows::new(false, true);
     for (q, &i) in pos.iter().enumerate() {
-        let mut cands = index.within(test.lat[i], test.lon[i], cfg.radius_km);
-        cands.retain(|&c| places.id[c as usize] != test.place[i]);
-        rng.shuffle(&mut cands);
-        cands.truncate(cfg.ranking_candidates);
+        let src = test.src[i] as usize;
+        let (lat, lon) = ctx.map_or((0.0, 0.0), |c| (c.lat[src], c.lon[src]));
+        let cands = candidates.draw(lat, lon, test.place[i], cfg.ranking_candidates, rng);
         ranking.push(test, i);
         for &c in &cands {
             ranking.push(test, i);
             let last = ranking.len() - 1;
-            ranking.place[last] = places.id[c as usize];
+            ranking.place[last] = c;
             ranking.label[last] = 0.0;
         }
         if let Some(qv) = ranking.query.as_mut() {
             qv.extend(std::iter::repeat_n(q as i64, cands.len() + 1));
         }
     }
-    progress.advance(1);
+    ranking
+}
 
-    // 5 + 6. Features.
-    let window = (cfg.window_days * 86_400.0).round() as i64;
-    let ctx = FeatureContext { users: &users_df, places_df: &places_df, places: &places, events: &events, window };
-    let mut frames: Vec<(&str, DataFrame)> = Vec::new();
-    for (name, s) in ["train", "valid", "test"].iter().zip(&splits) {
-        frames.push((name, featurize(s, &ctx)?));
+/// Step 9: the feature spec, fitted on the training split; declared features that are
+/// constant there are an error (they cannot inform the model).
+fn fit_spec(
+    train: &DataFrame,
+    layout: &featurize::Layout,
+    data: &FilesConfig,
+    sources: Vec<SourceColumn>,
+) -> Result<FeatureSpec> {
+    let t = Table::frame(train.clone(), "train split");
+    let mut cats = Vec::new();
+    for (name, min_count) in &layout.categorical {
+        cats.push((name.as_str(), t.ids(name)?, *min_count));
     }
-    let mut ranking_df = featurize(&ranking, &ctx)?;
-    progress.advance(1);
+    let mut nums = Vec::new();
+    for name in &layout.numeric {
+        nums.push((name.as_str(), t.floats(name, false)?.into_iter().map(|x| x as f32).collect::<Vec<f32>>()));
+    }
+    for f in &data.features {
+        let name = f.feature_name();
+        let constant = match f.kind {
+            FeatureKind::Categorical => cats.iter().find(|c| c.0 == name).map(|c| distinct_at_most_one(&c.1)),
+            FeatureKind::Numeric => nums.iter().find(|c| c.0 == name).map(|c| c.1.iter().all(|&v| v == c.1[0])),
+        };
+        if constant == Some(true) {
+            return Err(Error::input(format!(
+                "data.features {name:?} ({}.{}) is constant on the training split: it cannot inform the model; remove it",
+                f.table.as_str(),
+                f.column
+            )));
+        }
+    }
+    let cat_refs: Vec<(&str, &Ids, usize)> = cats.iter().map(|(n, v, m)| (*n, v, *m)).collect();
+    let num_refs: Vec<(&str, &[f32])> = nums.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+    let mut spec = FeatureSpec::fit(&cat_refs, &num_refs, LABEL);
+    for f in data.features.iter().filter(|f| f.kind == FeatureKind::Numeric && f.transform == Transform::None) {
+        for n in spec.numeric.iter_mut().filter(|n| n.name == f.feature_name()) {
+            n.mean = 0.0;
+            n.std = 1.0;
+        }
+    }
+    spec.sources = sources;
+    Ok(spec)
+}
 
-    // 7. Spec on train; calibration sample.
-    let spec = fit_spec(&frames[0].1)?;
-    let train_rows = frames[0].1.height();
-    let mut idx: Vec<usize> = (0..train_rows).collect();
+fn distinct_at_most_one(ids: &Ids) -> bool {
+    (1..ids.len()).all(|i| ids.key(i) == ids.key(0))
+}
+
+/// A random sample of `n` training rows (in file order).
+fn calibration_sample(train: &DataFrame, n: usize, rng: &mut Rng) -> Result<DataFrame> {
+    let mut idx: Vec<usize> = (0..train.height()).collect();
     rng.shuffle(&mut idx);
-    idx.truncate(cfg.calibration_rows.min(train_rows));
+    idx.truncate(n.min(train.height()));
     idx.sort_unstable();
     let take = IdxCa::from_vec("idx".into(), idx.iter().map(|&i| i as IdxSize).collect());
-    let calibration = frames[0].1.take(&take).map_err(pl("calibration sample"))?;
-    frames.push(("calibration", calibration));
-    progress.advance(1);
+    train.take(&take).map_err(pl("calibration sample"))
+}
 
+/// Step 10: every file, atomically.
+fn write(
+    out_dir: &Path,
+    frames: &mut [(&str, DataFrame)],
+    ranking: &mut DataFrame,
+    spec: &FeatureSpec,
+    mut summary: PrepareSummary,
+    cfg: &PrepareConfig,
+    seed: u64,
+) -> Result<PrepareSummary> {
     let writer = ArtifactWriter::create(out_dir)?;
-    let mut rows_out = BTreeMap::new();
-    for (name, df) in &mut frames {
-        rows_out.insert((*name).to_string(), df.height());
+    for (name, df) in frames.iter_mut() {
+        summary.rows.insert((*name).to_string(), df.height());
         write_parquet(df, &writer.path(&format!("{name}.parquet")))?;
     }
-    rows_out.insert("ranking".into(), ranking_df.height());
-    write_parquet(&mut ranking_df, &writer.path("ranking.parquet"))?;
-    let spec_json = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Internal(e.to_string()))?;
+    summary.rows.insert("ranking".into(), ranking.height());
+    write_parquet(ranking, &writer.path("ranking.parquet"))?;
+    let spec_json = serde_json::to_vec_pretty(spec).map_err(|e| Error::Internal(e.to_string()))?;
     writer.write("feature_spec.json", &spec_json)?;
-    let summary = PrepareSummary {
-        dir: out_dir.to_path_buf(),
-        rows: rows_out,
-        sampled_negatives: !labelled,
-        split_times: [cut_valid, cut_test],
-        input_sha256: hashes,
-    };
     let json = serde_json::to_vec_pretty(&serde_json::json!({ "summary": summary, "config": cfg, "seed": seed }))
         .map_err(|e| Error::Internal(e.to_string()))?;
     writer.write("prepare.json", &json)?;
     writer.commit()?;
-    progress.advance(1);
-    progress.end();
     Ok(summary)
-}
-
-struct FeatureContext<'a> {
-    users: &'a DataFrame,
-    places_df: &'a DataFrame,
-    places: &'a Places,
-    events: &'a PlaceEvents,
-    window: i64,
-}
-
-/// Builds the feature table for a set of rows: point-in-time stats (Rust), then joins,
-/// haversine distance and cyclic time features (polars lazy).
-fn featurize(rows: &Rows, ctx: &FeatureContext<'_>) -> Result<DataFrame> {
-    let n = rows.len();
-    let (mut visits, mut impr, mut rate, mut rating_w) = (vec![0f64; n], vec![0f64; n], vec![0f64; n], vec![0f64; n]);
-    for i in 0..n {
-        let p = ctx.places.row_of[&rows.place[i]];
-        let s = ctx.events.window(p, rows.ts[i], ctx.window);
-        visits[i] = f64::from(s.visits).ln_1p();
-        impr[i] = f64::from(s.impressions).ln_1p();
-        rate[i] = (f64::from(s.visits) + 1.0) / (f64::from(s.impressions) + 2.0);
-        let static_rating = ctx.places.rating.as_ref().map_or(f64::NAN, |r| r[p]);
-        rating_w[i] = s.mean_rating.unwrap_or(static_rating);
-        if !rating_w[i].is_finite() {
-            rating_w[i] = 0.0;
-        }
-    }
-    let mut cols = vec![
-        Column::new("user_id".into(), &rows.user),
-        Column::new("place_id".into(), &rows.place),
-        Column::new("timestamp".into(), &rows.ts),
-        Column::new("ctx_lat".into(), &rows.lat),
-        Column::new("ctx_lon".into(), &rows.lon),
-        Column::new(LABEL.into(), &rows.label),
-        Column::new("place_visits_w".into(), visits),
-        Column::new("place_impressions_w".into(), impr),
-        Column::new("place_visit_rate_w".into(), rate),
-        Column::new("place_rating_w".into(), rating_w),
-    ];
-    if let Some(o) = &rows.oracle {
-        cols.push(Column::new("oracle_p".into(), o));
-    }
-    if let Some(q) = &rows.query {
-        cols.push(Column::new("query_id".into(), q));
-    }
-    let base = frame(n, cols)?;
-
-    let mut user_sel = vec![col("user_id")];
-    user_sel.push(if has_column(ctx.users, "segment") {
-        col("segment").cast(DataType::Int64)
-    } else {
-        lit(0i64).alias("segment")
-    });
-    let users = ctx.users.clone().lazy().select(user_sel);
-    let mut place_sel = vec![
-        col("place_id"),
-        col("lat").cast(DataType::Float64).alias("place_lat"),
-        col("lon").cast(DataType::Float64).alias("place_lon"),
-        col("category").cast(DataType::Int64),
-    ];
-    place_sel.push(if has_column(ctx.places_df, "price_level") {
-        col("price_level").cast(DataType::Float64)
-    } else {
-        lit(0f64).alias("price_level")
-    });
-    place_sel.push(if has_column(ctx.places_df, "rating") {
-        col("rating").cast(DataType::Float64).fill_null(lit(0f64)).alias("place_rating")
-    } else {
-        lit(0f64).alias("place_rating")
-    });
-    let places = ctx.places_df.clone().lazy().select(place_sel);
-
-    let rad = |e: Expr| e * lit(PI / 180.0);
-    let half_dlat = rad(col("place_lat") - col("ctx_lat")) / lit(2.0);
-    let half_dlon = rad(col("place_lon") - col("ctx_lon")) / lit(2.0);
-    let a = half_dlat.clone().sin() * half_dlat.sin()
-        + rad(col("ctx_lat")).cos() * rad(col("place_lat")).cos() * half_dlon.clone().sin() * half_dlon.sin();
-    let distance = (lit(2.0 * EARTH_RADIUS_KM) * a.sqrt().arcsin()).alias("distance_km");
-    let secs = col("timestamp").cast(DataType::Float64);
-    let hour = (secs.clone() % lit(86_400.0)) / lit(3600.0);
-    // 1970-01-01 was a Thursday: (days + 3) mod 7 puts Monday at 0.
-    let dow = ((secs / lit(86_400.0)).floor() + lit(3.0)) % lit(7.0);
-    let mut out_cols: Vec<Expr> = CATEGORICAL.iter().map(|c| col(*c)).collect();
-    out_cols.extend(NUMERIC.iter().map(|c| col(*c).cast(DataType::Float32)));
-    out_cols.push(col(LABEL));
-    out_cols.push(col("timestamp"));
-    if rows.oracle.is_some() {
-        out_cols.push(col("oracle_p").cast(DataType::Float32));
-    }
-    if rows.query.is_some() {
-        out_cols.push(col("query_id"));
-    }
-    base.lazy()
-        .left_join(users, col("user_id"), col("user_id"))
-        .left_join(places, col("place_id"), col("place_id"))
-        .with_columns([
-            distance,
-            (hour.clone() * lit(TAU / 24.0)).sin().alias("hour_sin"),
-            (hour * lit(TAU / 24.0)).cos().alias("hour_cos"),
-            (dow.clone() * lit(TAU / 7.0)).sin().alias("dow_sin"),
-            (dow * lit(TAU / 7.0)).cos().alias("dow_cos"),
-        ])
-        .select(out_cols)
-        .collect()
-        .map_err(pl("featurize"))
-}
-
-fn fit_spec(train: &DataFrame) -> Result<FeatureSpec> {
-    let p = Path::new("train");
-    let cats: Vec<Vec<i64>> = CATEGORICAL.iter().map(|c| int_column(train, p, c)).collect::<Result<_>>()?;
-    let nums: Vec<Vec<f32>> = NUMERIC
-        .iter()
-        .map(|c| float_column(train, p, c, false).map(|v| v.into_iter().map(|x| x as f32).collect()))
-        .collect::<Result<_>>()?;
-    let cat_refs: Vec<(&str, &[i64])> = CATEGORICAL.iter().zip(&cats).map(|(n, v)| (*n, v.as_slice())).collect();
-    let num_refs: Vec<(&str, &[f32])> = NUMERIC.iter().zip(&nums).map(|(n, v)| (*n, v.as_slice())).collect();
-    Ok(FeatureSpec::fit(&cat_refs, &num_refs, LABEL))
 }
 
 #[cfg(test)]

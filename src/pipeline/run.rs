@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::data::schema::FilesConfig;
 use crate::data::synth::{self, SynthParams};
 use crate::error::{Error, IoContext, Result};
 use crate::pipeline::distill::{DistillJob, distill};
@@ -64,22 +65,22 @@ fn json<T: Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
-/// The raw-data directory for a recipe, generating synthetic data when it is missing.
-/// Returns the directory and, when it generated data, the stage report.
-pub fn ensure_raw(recipe: &Recipe, paths: &RunPaths) -> Result<(PathBuf, Option<StageReport>)> {
+/// The raw tables of a recipe, generating synthetic data when it is missing. Returns their
+/// description and, when it generated data, the stage report.
+pub fn ensure_raw(recipe: &Recipe, paths: &RunPaths) -> Result<(FilesConfig, Option<StageReport>)> {
     match &recipe.data {
-        DataConfig::Files { dir } => Ok((dir.clone(), None)),
+        DataConfig::Files(files) => Ok((files.clone(), None)),
         DataConfig::Synth(s) => {
             let raw = paths.raw();
             if raw.join("interactions.parquet").is_file() {
-                return Ok((raw, None));
+                return Ok((FilesConfig::in_dir(&raw), None));
             }
             let start = Instant::now();
             let params = SynthParams { users: s.users, places: s.places, days: s.days, seed: recipe.seed };
             let summary = synth::generate(params, &raw)?;
             let report =
                 StageReport { name: "synth".into(), seconds: start.elapsed().as_secs_f64(), detail: json(&summary) };
-            Ok((raw, Some(report)))
+            Ok((FilesConfig::in_dir(&raw), Some(report)))
         }
     }
 }

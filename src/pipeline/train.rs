@@ -126,7 +126,7 @@ pub fn architecture(spec: &FeatureSpec, cfg: &TrainConfig) -> Architecture {
     let embedding_dims = spec
         .categorical
         .iter()
-        .map(|c| if c.vocabulary.len() > 64 { cfg.id_embedding_dim } else { cfg.small_embedding_dim })
+        .map(|c| if c.len() > 64 { cfg.id_embedding_dim } else { cfg.small_embedding_dim })
         .collect();
     Architecture { embedding_dims, hidden: cfg.hidden.clone(), activation: "relu".into() }
 }

@@ -5,17 +5,19 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Float32Array, RecordBatch, UInt64Array};
-use arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Int32Type, Int64Type, Schema};
+use arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Int64Type, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use super::Columns;
-use crate::artifact::spec::FeatureSpec;
+use crate::artifact::spec::{FeatureSpec, IdType, Ids};
 use crate::error::{Error, IoContext, Result};
 
-/// Extracts the spec's input columns from a RecordBatch (ints for categorical, any float or
-/// int for numeric; nulls and NaN/inf are errors naming the column and row).
+/// Extracts the spec's input columns from a RecordBatch: categorical ids as the spec's dtype
+/// says (any integer type for `int64` columns; Utf8, large Utf8 or a string dictionary for
+/// `string` columns), any float or int for numeric; nulls and NaN/inf are errors naming the
+/// column and row.
 pub fn columns_from_batch(spec: &FeatureSpec, batch: &RecordBatch) -> Result<Columns> {
     let col = |name: &str| -> Result<&ArrayRef> {
         batch.column_by_name(name).ok_or_else(|| Error::input(format!("missing column `{name}`")))
@@ -26,14 +28,7 @@ pub fn columns_from_batch(spec: &FeatureSpec, batch: &RecordBatch) -> Result<Col
         if a.null_count() > 0 {
             return Err(Error::input(format!("column `{}` has nulls, expected ids", c.name)));
         }
-        let v: Vec<i64> = match a.data_type() {
-            DataType::Int64 => a.as_primitive::<Int64Type>().values().to_vec(),
-            DataType::Int32 => a.as_primitive::<Int32Type>().values().iter().map(|&x| i64::from(x)).collect(),
-            other => {
-                return Err(Error::input(format!("column `{}` has type {other}, expected an integer", c.name)));
-            }
-        };
-        categorical.push(v);
+        categorical.push(ids_from_array(&c.name, c.dtype(), a)?);
     }
     let mut numeric = Vec::new();
     for n in &spec.numeric {
@@ -55,6 +50,36 @@ pub fn columns_from_batch(spec: &FeatureSpec, batch: &RecordBatch) -> Result<Col
         numeric.push(v);
     }
     Ok(Columns { rows: batch.num_rows(), categorical, numeric })
+}
+
+/// One categorical column as the spec's id type.
+fn ids_from_array(name: &str, dtype: IdType, a: &ArrayRef) -> Result<Ids> {
+    let wrong = || {
+        let expected = match dtype {
+            IdType::Int64 => "an integer",
+            IdType::String => "a string (Utf8, LargeUtf8 or a string dictionary)",
+        };
+        Error::input(format!("column `{name}` has type {}, expected {expected}", a.data_type()))
+    };
+    match dtype {
+        IdType::Int64 => {
+            if !a.data_type().is_integer() {
+                return Err(wrong());
+            }
+            let cast = arrow::compute::cast(a, &DataType::Int64)
+                .map_err(|e| Error::input(format!("column `{name}`: {e} (ids must fit in an int64)")))?;
+            Ok(Ids::Int(cast.as_primitive::<Int64Type>().values().to_vec()))
+        }
+        IdType::String => {
+            let strings = match a.data_type() {
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => a.clone(),
+                DataType::Dictionary(_, v) if matches!(**v, DataType::Utf8 | DataType::LargeUtf8) => a.clone(),
+                _ => return Err(wrong()),
+            };
+            let cast = arrow::compute::cast(&strings, &DataType::Utf8).map_err(|e| Error::Internal(e.to_string()))?;
+            Ok(Ids::Str(cast.as_string::<i32>().iter().map(|v| v.unwrap_or_default().to_string()).collect()))
+        }
+    }
 }
 
 /// Writes `row`, `logit`, `probability` to a Parquet file (temp file + rename), with the

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::artifact::manifest::{Architecture, Manifest};
 use crate::artifact::qweights::{QLayer, QuantWeights};
-use crate::artifact::spec::{FeatureSpec, Lookup};
+use crate::artifact::spec::{FeatureSpec, Ids};
 use crate::artifact::weights::{Dense, Table};
 use crate::artifact::{self, WEIGHTS};
 use crate::error::Result;
@@ -212,14 +212,15 @@ impl Int8Model {
             self.spec.categorical.iter().zip(&self.tables).zip(codes.iter().zip(&cols.categorical))
         {
             let (lookup, dim) = (c.lookup(), t.dim);
-            let values = &values[rows.clone()];
-            // Embedding rows are a few bytes, where a memcpy call costs more than the copy:
-            // fixed-size moves for the usual widths.
-            match dim {
-                4 => copy_codes::<4>(&mut x, kp, off, dim, values, lookup, codes),
-                8 => copy_codes::<8>(&mut x, kp, off, dim, values, lookup, codes),
-                16 => copy_codes::<16>(&mut x, kp, off, dim, values, lookup, codes),
-                _ => copy_codes::<0>(&mut x, kp, off, dim, values, lookup, codes),
+            match values {
+                Ids::Int(v) => {
+                    let v = &v[rows.clone()];
+                    copy_embedding(&mut x, kp, off, dim, |r| lookup.row(v[r]), codes);
+                }
+                Ids::Str(v) => {
+                    let v = &v[rows.clone()];
+                    copy_embedding(&mut x, kp, off, dim, |r| lookup.row_str(&v[r]), codes);
+                }
             }
             off += dim;
         }
@@ -307,23 +308,34 @@ impl Int8Model {
     }
 }
 
-/// Copies the `dim`-byte embedding code row of each value into columns `off..off + dim` of
-/// `x`'s rows. `D > 0` fixes the width at compile time (one fixed-size move per row); `D = 0`
-/// takes `dim` as given.
+/// Copies the `dim`-byte embedding code row `row(r)` into columns `off..off + dim` of each
+/// row `r` of `x`. Embedding rows are a few bytes, where a memcpy call costs more than the
+/// copy: fixed-size moves for the usual widths.
+#[inline]
+fn copy_embedding(x: &mut [u8], kp: usize, off: usize, dim: usize, row: impl Fn(usize) -> u32, codes: &[u8]) {
+    match dim {
+        4 => copy_codes::<4>(x, kp, off, dim, row, codes),
+        8 => copy_codes::<8>(x, kp, off, dim, row, codes),
+        16 => copy_codes::<16>(x, kp, off, dim, row, codes),
+        _ => copy_codes::<0>(x, kp, off, dim, row, codes),
+    }
+}
+
+/// [`copy_embedding`] for one width: `D > 0` fixes it at compile time (one fixed-size move
+/// per row); `D = 0` takes `dim` as given.
 #[inline]
 fn copy_codes<const D: usize>(
     x: &mut [u8],
     kp: usize,
     off: usize,
     dim: usize,
-    values: &[i64],
-    lookup: Lookup<'_>,
+    row: impl Fn(usize) -> u32,
     codes: &[u8],
 ) {
     let dim = if D > 0 { D } else { dim };
-    for (row, &v) in x.chunks_exact_mut(kp).zip(values) {
-        let i = lookup.row(v) as usize;
-        row[off..off + dim].copy_from_slice(&codes[i * dim..i * dim + dim]);
+    for (r, dst) in x.chunks_exact_mut(kp).enumerate() {
+        let i = row(r) as usize;
+        dst[off..off + dim].copy_from_slice(&codes[i * dim..i * dim + dim]);
     }
 }
 
@@ -415,32 +427,35 @@ fn dequantize_padded(q: &[u8], m: usize, width: usize, qp: &QParams) -> Vec<f32>
 mod tests {
     use super::*;
     use crate::artifact::qweights::RowwiseTable;
-    use crate::artifact::spec::{CategoricalSpec, NumericSpec};
+    use crate::artifact::spec::{CategoricalSpec, NumericSpec, Vocabulary};
     use crate::quant::{quantize_rowwise, quantize_weights};
     use crate::rng::Rng;
     use crate::runtime::encode;
 
     /// A static INT8 model with random weights: embedding widths 3, 4, 8 and 16 (every
-    /// code-copy width), a dense and a sparse vocabulary (table and binary-search lookups).
+    /// code-copy width), a dense and a sparse vocabulary (table and binary-search lookups),
+    /// and a string column.
     fn model(kernel: Kernel) -> Int8Model {
         let mut rng = Rng::new(3);
-        let dims = [3usize, 4, 8, 16];
-        let vocabularies: [Vec<i64>; 4] = [
-            (10..40).collect(),
-            (0..50).map(|i| i * 1_000_003).collect(),
-            (-5..5).collect(),
-            vec![i64::MIN + 1, -7, 0, 9, i64::MAX],
+        let dims = [3usize, 4, 8, 16, 4];
+        let vocabularies: [Vocabulary; 5] = [
+            Vocabulary::Int((10..40).collect()),
+            Vocabulary::Int((0..50).map(|i| i * 1_000_003).collect()),
+            Vocabulary::Int((-5..5).collect()),
+            Vocabulary::Int(vec![i64::MIN + 1, -7, 0, 9, i64::MAX]),
+            Vocabulary::Str(["Bar", "Café", "Coffee Shop", "Park"].map(String::from).to_vec()),
         ];
         let spec = FeatureSpec {
             categorical: vocabularies
                 .iter()
                 .enumerate()
-                .map(|(i, v)| CategoricalSpec::new(format!("c{i}"), v.clone()))
+                .map(|(i, v)| CategoricalSpec::with_vocabulary(format!("c{i}"), v.clone()))
                 .collect(),
             numeric: (0..5)
                 .map(|i| NumericSpec { name: format!("n{i}"), mean: i as f64 - 2.0, std: 0.5 + i as f64 })
                 .collect(),
             label: "label".into(),
+            sources: vec![],
         };
         let arch = Architecture { embedding_dims: dims.to_vec(), hidden: vec![24, 17], activation: "relu".into() };
         let embeddings = vocabularies
@@ -485,15 +500,27 @@ mod tests {
                     .spec
                     .categorical
                     .iter()
-                    .map(|c| {
-                        (0..rows)
-                            .map(|_| match rng.below(4) {
-                                // In the vocabulary, unknown, or at the ends of i64.
-                                0 | 1 => c.vocabulary[rng.below(c.vocabulary.len())],
-                                2 => rng.next_u64() as i64,
-                                _ => [i64::MIN, i64::MAX][rng.below(2)],
-                            })
-                            .collect()
+                    .map(|c| match &c.vocabulary {
+                        Vocabulary::Int(v) => Ids::Int(
+                            (0..rows)
+                                .map(|_| match rng.below(4) {
+                                    // In the vocabulary, unknown, or at the ends of i64.
+                                    0 | 1 => v[rng.below(v.len())],
+                                    2 => rng.next_u64() as i64,
+                                    _ => [i64::MIN, i64::MAX][rng.below(2)],
+                                })
+                                .collect(),
+                        ),
+                        // In the vocabulary or unknown (a prefix, another case, empty).
+                        Vocabulary::Str(v) => Ids::Str(
+                            (0..rows)
+                                .map(|_| match rng.below(4) {
+                                    0 | 1 => v[rng.below(v.len())].clone(),
+                                    2 => v[rng.below(v.len())].to_lowercase(),
+                                    _ => ["", "Caf", "Park "][rng.below(3)].to_string(),
+                                })
+                                .collect(),
+                        ),
                     })
                     .collect();
                 let numeric = (0..5).map(|_| (0..rows).map(|_| (rng.normal() * 4.0) as f32).collect()).collect();

@@ -11,18 +11,19 @@ pub mod int8;
 use std::path::Path;
 
 use crate::artifact::manifest::{Architecture, Manifest};
-use crate::artifact::spec::FeatureSpec;
+use crate::artifact::spec::{FeatureSpec, Ids};
 use crate::artifact::weights::{FloatWeights, Table};
 use crate::artifact::{self, WEIGHTS};
 use crate::error::{Error, Result};
 
-/// Raw input columns in the feature spec's order (categorical ids, unnormalized numbers).
+/// Raw input columns in the feature spec's order (categorical ids in their original type,
+/// unnormalized numbers).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Columns {
     /// Number of rows.
     pub rows: usize,
-    /// One vector per categorical column of the spec.
-    pub categorical: Vec<Vec<i64>>,
+    /// One column per categorical column of the spec, integers or strings as its `dtype` says.
+    pub categorical: Vec<Ids>,
     /// One vector per numeric column of the spec.
     pub numeric: Vec<Vec<f32>>,
 }
@@ -32,7 +33,7 @@ impl Columns {
     pub fn slice(&self, start: usize, end: usize) -> Self {
         Self {
             rows: end - start,
-            categorical: self.categorical.iter().map(|c| c[start..end].to_vec()).collect(),
+            categorical: self.categorical.iter().map(|c| c.slice(start..end)).collect(),
             numeric: self.numeric.iter().map(|c| c[start..end].to_vec()).collect(),
         }
     }
@@ -41,7 +42,7 @@ impl Columns {
     pub fn take(&self, idx: &[usize]) -> Self {
         Self {
             rows: idx.len(),
-            categorical: self.categorical.iter().map(|c| idx.iter().map(|&i| c[i]).collect()).collect(),
+            categorical: self.categorical.iter().map(|c| c.take(idx)).collect(),
             numeric: self.numeric.iter().map(|c| idx.iter().map(|&i| c[i]).collect()).collect(),
         }
     }
@@ -57,8 +58,18 @@ impl Columns {
                 spec.numeric.len()
             )));
         }
-        if self.categorical.iter().map(Vec::len).chain(self.numeric.iter().map(Vec::len)).any(|l| l != self.rows) {
+        if self.categorical.iter().map(Ids::len).chain(self.numeric.iter().map(Vec::len)).any(|l| l != self.rows) {
             return Err(Error::input("input columns have different lengths"));
+        }
+        for (c, ids) in spec.categorical.iter().zip(&self.categorical) {
+            if ids.id_type() != c.dtype() {
+                return Err(Error::input(format!(
+                    "column `{}` holds {} ids, the model expects {} ids",
+                    c.name,
+                    ids.id_type(),
+                    c.dtype()
+                )));
+            }
         }
         Ok(())
     }
@@ -77,15 +88,7 @@ pub struct Encoded {
 
 /// Applies the feature spec: vocabulary lookup (0 = OOV) and (x - mean) / std.
 pub fn encode(spec: &FeatureSpec, cols: &Columns) -> Encoded {
-    let ids = spec
-        .categorical
-        .iter()
-        .zip(&cols.categorical)
-        .map(|(c, values)| {
-            let lookup = c.lookup();
-            values.iter().map(|&v| lookup.row(v)).collect()
-        })
-        .collect();
+    let ids = spec.categorical.iter().zip(&cols.categorical).map(|(c, values)| c.rows_of(values)).collect();
     let k = spec.numeric.len();
     let mut numeric = vec![0f32; cols.rows * k];
     for (j, (n, values)) in spec.numeric.iter().zip(&cols.numeric).enumerate() {

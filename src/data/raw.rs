@@ -1,0 +1,524 @@
+//! `prepare`'s first step: the three tables read as the recipe maps them, validated, with ids
+//! resolved to table rows and timestamps to unix seconds plus the local offset of each.
+//!
+//! Every error names the file, the column (and the recipe key that mapped it), the row and the
+//! value. Nothing is written here.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{Offset, TimeZone};
+
+use crate::artifact::spec::{Ids, Key, SourceColumn};
+use crate::data::io::find_table;
+use crate::data::schema::{FeatureKind, FilesConfig, Role, TableConfig, TableName, Transform};
+use crate::data::table::Table;
+use crate::error::{Error, Result};
+
+/// One table with its configuration and the columns its roles resolved to.
+pub struct Mapped {
+    /// Which table.
+    pub name: TableName,
+    /// The rows (deduplicated for `dedup` tables).
+    pub table: Table,
+    /// Role -> column name, for the roles the table has.
+    pub roles: BTreeMap<Role, String>,
+    /// Whether repeated ids keep their first row (else they are an error).
+    dedup: bool,
+}
+
+impl Mapped {
+    /// The column of a role, when the table has it.
+    pub fn col(&self, role: Role) -> Option<&str> {
+        self.roles.get(&role).map(String::as_str)
+    }
+
+    /// The column of a role the pipeline cannot do without.
+    fn required(&self, role: Role) -> Result<&str> {
+        self.col(role).ok_or_else(|| {
+            let present: Vec<String> = self.table.df.get_column_names().iter().map(|s| s.to_string()).collect();
+            Error::input(format!(
+                "{}: missing column `{}` (or map it: data.{}.columns.{} = \"<column>\"; present: {})",
+                self.table.name,
+                role.default_column(),
+                self.name.as_str(),
+                role.key(),
+                present.join(", ")
+            ))
+        })
+    }
+}
+
+/// Users: one row each.
+pub struct Users {
+    /// Ids in table order (unique).
+    pub ids: Ids,
+    /// The table, absent when users are only the ids seen in the interactions.
+    pub mapped: Option<Mapped>,
+    /// Segment of each user.
+    pub segment: Option<Ids>,
+    /// Home latitude and longitude (NaN where unknown).
+    pub home: Option<(Vec<f64>, Vec<f64>)>,
+}
+
+/// Places: one row each.
+pub struct Places {
+    /// Ids in table order (unique).
+    pub ids: Ids,
+    /// The table, absent when places are only the ids seen in the interactions.
+    pub mapped: Option<Mapped>,
+    /// Coordinates of every place, when the table has them.
+    pub coords: Option<(Vec<f64>, Vec<f64>)>,
+    /// Static rating (NaN where missing).
+    pub rating: Option<Vec<f64>>,
+}
+
+/// Interactions, with ids resolved to user and place rows.
+pub struct Interactions {
+    /// The table.
+    pub mapped: Mapped,
+    /// User row of each interaction.
+    pub user: Vec<u32>,
+    /// Place row of each interaction.
+    pub place: Vec<u32>,
+    /// Unix seconds.
+    pub ts: Vec<i64>,
+    /// Local time as unix seconds (`ts` + the UTC offset in force), for hour and day features.
+    pub local_ts: Vec<i64>,
+    /// Where the user was, when the table has it.
+    pub coords: Option<(Vec<f64>, Vec<f64>)>,
+    /// Explicit 0/1 labels.
+    pub label: Option<Vec<f32>>,
+    /// Rating of the interaction (NaN where missing).
+    pub rating: Option<Vec<f64>>,
+    /// True visit probability (synthetic data).
+    pub oracle: Option<Vec<f64>>,
+}
+
+/// Everything `prepare` reads.
+pub struct RawData {
+    /// Users.
+    pub users: Users,
+    /// Places.
+    pub places: Places,
+    /// Interactions.
+    pub inter: Interactions,
+    /// sha256 of each table read.
+    pub hashes: BTreeMap<String, String>,
+    /// Source column and type of every role used.
+    pub sources: Vec<SourceColumn>,
+}
+
+/// Reads and validates the tables `cfg` describes.
+pub fn read(cfg: &FilesConfig) -> Result<RawData> {
+    let mut hashes = BTreeMap::new();
+    let inter_t = open(cfg, TableName::Interactions)?
+        .ok_or_else(|| Error::input("data: no interactions table (set `dir` or [data.interactions] path)"))?;
+    let users_t = open(cfg, TableName::Users)?;
+    let places_t = open(cfg, TableName::Places)?;
+    for m in [Some(&inter_t), users_t.as_ref(), places_t.as_ref()].into_iter().flatten() {
+        hashes.insert(m.name.as_str().to_string(), m.table.sha256.clone());
+    }
+    let mut sources = Vec::new();
+    for m in [Some(&inter_t), users_t.as_ref(), places_t.as_ref()].into_iter().flatten() {
+        for (role, column) in &m.roles {
+            sources.push(SourceColumn {
+                feature: role.key().to_string(),
+                table: m.name.as_str().to_string(),
+                column: column.clone(),
+                dtype: m.table.dtype(column)?,
+                derive: None,
+            });
+        }
+    }
+    let users = read_users(users_t)?;
+    let places = read_places(places_t)?;
+    let inter = read_interactions(cfg, inter_t, &users, &places)?;
+    let (users, places) = (users.or_seen(&inter.raw_users)?, places.or_seen(&inter.raw_places)?);
+    let inter = inter.resolve(&users, &places)?;
+    sources.extend(check_declared(cfg, &users, &places, &inter)?);
+    Ok(RawData { users, places, inter, hashes, sources })
+}
+
+/// Opens one table and resolves its roles (`None`: the table is absent). A places or users
+/// section without a `path` (and no `dir`) reads its columns from the interactions file,
+/// with the interactions' read settings, one row per id (the first).
+fn open(cfg: &FilesConfig, name: TableName) -> Result<Option<Mapped>> {
+    let Some(mut tc) = cfg.table(name) else { return Ok(None) };
+    let location = match (&tc.path, &cfg.dir) {
+        (Some(p), _) => p.clone(),
+        (None, Some(dir)) => match find_table(dir, name.as_str()) {
+            Ok(p) => p,
+            // In a directory, users and places are optional; interactions are not.
+            Err(_) if name != TableName::Interactions && dir.is_dir() && !explicit(cfg, name) => return Ok(None),
+            Err(e) => return Err(e),
+        },
+        (None, None) if name != TableName::Interactions => {
+            let Some(p) = cfg.interactions.path.clone() else { return Ok(None) };
+            tc = TableConfig { columns: tc.columns, dedup: true, ..cfg.interactions.clone() };
+            p
+        }
+        (None, None) => return Ok(None),
+    };
+    let table = Table::read(&location, &tc)?;
+    let roles = resolve_roles(name, &tc, &table)?;
+    Ok(Some(Mapped { name, table, roles, dedup: tc.dedup }))
+}
+
+fn explicit(cfg: &FilesConfig, name: TableName) -> bool {
+    match name {
+        TableName::Interactions => true,
+        TableName::Places => cfg.places.is_some(),
+        TableName::Users => cfg.users.is_some(),
+    }
+}
+
+/// Role -> column: the recipe's mapping (which must exist), else the default name when present.
+fn resolve_roles(name: TableName, tc: &TableConfig, table: &Table) -> Result<BTreeMap<Role, String>> {
+    let mut roles = BTreeMap::new();
+    for &role in name.roles() {
+        match tc.columns.get(&role) {
+            Some(c) if !table.has(c) => {
+                let present: Vec<String> = table.df.get_column_names().iter().map(|s| s.to_string()).collect();
+                return Err(Error::input(format!(
+                    "{}: missing column `{c}` (mapped by data.{}.columns.{}; present: {})",
+                    table.name,
+                    name.as_str(),
+                    role.key(),
+                    present.join(", ")
+                )));
+            }
+            Some(c) => {
+                roles.insert(role, c.clone());
+            }
+            None if table.has(role.default_column()) => {
+                roles.insert(role, role.default_column().to_string());
+            }
+            None => {}
+        }
+    }
+    Ok(roles)
+}
+
+/// The first row of each distinct id; repeated ids are an error unless the table is `dedup`.
+fn unique_rows(m: &Mapped, ids: &Ids, role: Role) -> Result<Vec<usize>> {
+    let mut seen: HashMap<Key<'_>, usize> = HashMap::with_capacity(ids.len());
+    let mut keep = Vec::with_capacity(ids.len());
+    for i in 0..ids.len() {
+        if seen.insert(ids.key(i), i).is_some() {
+            if m.dedup {
+                continue;
+            }
+            let col = m.col(role).unwrap_or_default();
+            return Err(Error::input(format!(
+                "{} is {}, a repeated id (expected one row per id, or set dedup = true under [data.{}])",
+                m.table.at(col, i),
+                ids.key(i),
+                m.name.as_str()
+            )));
+        }
+        keep.push(i);
+    }
+    Ok(keep)
+}
+
+/// Users before the interactions are known (the table's, if any).
+struct UsersDraft(Option<Users>);
+
+/// Places before the interactions are known.
+struct PlacesDraft(Option<Places>);
+
+fn read_users(m: Option<Mapped>) -> Result<UsersDraft> {
+    let Some(mut m) = m else { return Ok(UsersDraft(None)) };
+    let col = m.required(Role::User)?.to_string();
+    let all = m.table.ids(&col)?;
+    let rows = unique_rows(&m, &all, Role::User)?;
+    m.table.keep_rows(&rows)?;
+    let ids = all.take(&rows);
+    let segment = m.col(Role::Segment).map(|c| m.table.ids(c)).transpose()?;
+    let home = match (m.col(Role::HomeLat), m.col(Role::HomeLon)) {
+        (Some(a), Some(b)) => {
+            let (la, lo) = (m.table.floats(a, true)?, m.table.floats(b, true)?);
+            check_lat_lon(&m.table, a, b, &la, &lo)?;
+            Some((la, lo))
+        }
+        (None, None) => None,
+        _ => return Err(pair_error(&m, Role::HomeLat, Role::HomeLon)),
+    };
+    Ok(UsersDraft(Some(Users { ids, mapped: Some(m), segment, home })))
+}
+
+fn read_places(m: Option<Mapped>) -> Result<PlacesDraft> {
+    let Some(mut m) = m else { return Ok(PlacesDraft(None)) };
+    let col = m.required(Role::Place)?.to_string();
+    let all = m.table.ids(&col)?;
+    let rows = unique_rows(&m, &all, Role::Place)?;
+    m.table.keep_rows(&rows)?;
+    let ids = all.take(&rows);
+    let coords = match (m.col(Role::Lat), m.col(Role::Lon)) {
+        (Some(a), Some(b)) => {
+            let (la, lo) = (m.table.floats(a, false)?, m.table.floats(b, false)?);
+            check_lat_lon(&m.table, a, b, &la, &lo)?;
+            Some((la, lo))
+        }
+        (None, None) => None,
+        _ => return Err(pair_error(&m, Role::Lat, Role::Lon)),
+    };
+    if let Some(c) = m.col(Role::Category) {
+        m.table.ids(c)?;
+    }
+    if let Some(c) = m.col(Role::PriceLevel) {
+        m.table.floats(c, true)?;
+    }
+    let rating = m.col(Role::Rating).map(|c| m.table.floats(c, true)).transpose()?;
+    Ok(PlacesDraft(Some(Places { ids, mapped: Some(m), coords, rating })))
+}
+
+/// One of a coordinate pair is there, the other not.
+fn pair_error(m: &Mapped, a: Role, b: Role) -> Error {
+    let (has, lacks) = if m.col(a).is_some() { (a, b) } else { (b, a) };
+    let present: Vec<String> = m.table.df.get_column_names().iter().map(|s| s.to_string()).collect();
+    Error::input(format!(
+        "{}: missing column `{}` (it has `{}`: map both data.{}.columns.{} and .{}, or neither; present: {})",
+        m.table.name,
+        lacks.default_column(),
+        m.col(has).unwrap_or_default(),
+        m.name.as_str(),
+        a.key(),
+        b.key(),
+        present.join(", ")
+    ))
+}
+
+/// Latitudes in [-90, 90] and longitudes in [-180, 180] (NaN: unknown, allowed).
+fn check_lat_lon(t: &Table, lat_name: &str, lon_name: &str, lat: &[f64], lon: &[f64]) -> Result<()> {
+    if let Some(i) = lat.iter().position(|v| !v.is_nan() && !(-90.0..=90.0).contains(v)) {
+        return Err(Error::input(format!("{} is {}, expected a latitude in [-90, 90]", t.at(lat_name, i), lat[i])));
+    }
+    if let Some(i) = lon.iter().position(|v| !v.is_nan() && !(-180.0..=180.0).contains(v)) {
+        return Err(Error::input(format!("{} is {}, expected a longitude in [-180, 180]", t.at(lon_name, i), lon[i])));
+    }
+    Ok(())
+}
+
+/// Interactions read, ids not yet resolved to rows.
+struct InterDraft {
+    mapped: Mapped,
+    raw_users: Ids,
+    raw_places: Ids,
+    ts: Vec<i64>,
+    local_ts: Vec<i64>,
+    coords: Option<(Vec<f64>, Vec<f64>)>,
+    label: Option<Vec<f32>>,
+    rating: Option<Vec<f64>>,
+    oracle: Option<Vec<f64>>,
+}
+
+fn read_interactions(cfg: &FilesConfig, m: Mapped, _u: &UsersDraft, _p: &PlacesDraft) -> Result<InterDraft> {
+    let t = &m.table;
+    let raw_users = t.ids(m.required(Role::User)?)?;
+    let raw_places = t.ids(m.required(Role::Place)?)?;
+    let ts = t.timestamps(m.required(Role::Timestamp)?, cfg.timestamp_unit, cfg.timestamp_format.as_deref())?;
+    let local_ts = local_times(cfg, &m, &ts)?;
+    let coords = match (m.col(Role::Lat), m.col(Role::Lon)) {
+        (Some(a), Some(b)) => {
+            let (la, lo) = (t.floats(a, false)?, t.floats(b, false)?);
+            check_lat_lon(t, a, b, &la, &lo)?;
+            Some((la, lo))
+        }
+        (None, None) => None,
+        _ => return Err(pair_error(&m, Role::Lat, Role::Lon)),
+    };
+    let label = match m.col(Role::Label) {
+        Some(c) => {
+            if cfg.positive_rating.is_some() {
+                return Err(Error::input(format!(
+                    "{}: has a label column `{c}` and the recipe sets data.positive_rating; use one",
+                    t.name
+                )));
+            }
+            let y = t.ints(c)?;
+            if let Some(i) = y.iter().position(|&v| v != 0 && v != 1) {
+                return Err(Error::input(format!("{} is {}, expected 0 or 1", t.at(c, i), y[i])));
+            }
+            Some(y.into_iter().map(|v| v as f32).collect())
+        }
+        None => None,
+    };
+    let rating = m.col(Role::Rating).map(|c| t.floats(c, true)).transpose()?;
+    let oracle = match m.col(Role::Oracle) {
+        Some(c) => {
+            let o = t.floats(c, false)?;
+            if let Some(i) = o.iter().position(|v| !(0.0..=1.0).contains(v)) {
+                return Err(Error::input(format!("{} is {}, expected a probability", t.at(c, i), o[i])));
+            }
+            Some(o)
+        }
+        None => None,
+    };
+    Ok(InterDraft { mapped: m, raw_users, raw_places, ts, local_ts, coords, label, rating, oracle })
+}
+
+/// `ts` shifted to local time: by the row's `utc_offset` column when mapped, else by the
+/// recipe's time zone at that instant, else UTC.
+fn local_times(cfg: &FilesConfig, m: &Mapped, ts: &[i64]) -> Result<Vec<i64>> {
+    if let Some(c) = m.col(Role::UtcOffset) {
+        let per = cfg.utc_offset_unit.seconds();
+        let off = m.table.floats(c, false)?;
+        if let Some(i) = off.iter().position(|&o| (o * per).abs() > 18.0 * 3600.0) {
+            return Err(Error::input(format!(
+                "{} is {}, expected an offset within ±18 h in {:?} (data.utc_offset_unit)",
+                m.table.at(c, i),
+                off[i],
+                cfg.utc_offset_unit
+            )));
+        }
+        return Ok(ts.iter().zip(&off).map(|(&t, &o)| t + (o * per).round() as i64).collect());
+    }
+    let Some(name) = &cfg.timezone else { return Ok(ts.to_vec()) };
+    let tz: chrono_tz::Tz =
+        name.parse().map_err(|_| Error::input(format!("data.timezone = {name:?}: not an IANA time zone name")))?;
+    Ok(ts
+        .iter()
+        .map(|&t| match chrono::DateTime::from_timestamp(t, 0) {
+            Some(d) => t + i64::from(tz.offset_from_utc_datetime(&d.naive_utc()).fix().local_minus_utc()),
+            None => t,
+        })
+        .collect())
+}
+
+impl UsersDraft {
+    /// The users table, or the distinct users of the interactions in first-seen order.
+    fn or_seen(self, seen: &Ids) -> Result<Users> {
+        Ok(self.0.unwrap_or_else(|| Users { ids: distinct(seen), mapped: None, segment: None, home: None }))
+    }
+}
+
+impl PlacesDraft {
+    /// The places table, or the distinct places of the interactions in first-seen order.
+    fn or_seen(self, seen: &Ids) -> Result<Places> {
+        Ok(self.0.unwrap_or_else(|| Places { ids: distinct(seen), mapped: None, coords: None, rating: None }))
+    }
+}
+
+/// Distinct values in first-seen order.
+fn distinct(ids: &Ids) -> Ids {
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    let keep: Vec<usize> = (0..ids.len()).filter(|&i| seen.insert(ids.key(i))).collect();
+    ids.take(&keep)
+}
+
+impl InterDraft {
+    /// Resolves user and place ids to rows; an id missing from its table is an error.
+    fn resolve(self, users: &Users, places: &Places) -> Result<Interactions> {
+        let user = rows_in(&self.mapped, Role::User, &self.raw_users, &users.ids, users.mapped.as_ref())?;
+        let place = rows_in(&self.mapped, Role::Place, &self.raw_places, &places.ids, places.mapped.as_ref())?;
+        Ok(Interactions {
+            mapped: self.mapped,
+            user,
+            place,
+            ts: self.ts,
+            local_ts: self.local_ts,
+            coords: self.coords,
+            label: self.label,
+            rating: self.rating,
+            oracle: self.oracle,
+        })
+    }
+}
+
+fn rows_in(m: &Mapped, role: Role, values: &Ids, table_ids: &Ids, table: Option<&Mapped>) -> Result<Vec<u32>> {
+    if values.id_type() != table_ids.id_type() {
+        return Err(Error::input(format!(
+            "{}: column `{}` holds {} ids but {} has {} ids",
+            m.table.name,
+            m.col(role).unwrap_or_default(),
+            values.id_type(),
+            table.map_or("the other table".to_string(), |t| t.table.name.clone()),
+            table_ids.id_type()
+        )));
+    }
+    let index: HashMap<Key<'_>, u32> = (0..table_ids.len()).map(|i| (table_ids.key(i), i as u32)).collect();
+    (0..values.len())
+        .map(|i| {
+            index.get(&values.key(i)).copied().ok_or_else(|| {
+                Error::input(format!(
+                    "{} is {}, which is not in {}",
+                    m.table.at(m.col(role).unwrap_or_default(), i),
+                    values.key(i),
+                    table.map_or("its table".to_string(), |t| t.table.name.clone())
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Declared features: their table exists, their column exists and has the declared type,
+/// nulls only with `fill`, log1p only above -1. Returns their sources.
+fn check_declared(
+    cfg: &FilesConfig,
+    users: &Users,
+    places: &Places,
+    inter: &Interactions,
+) -> Result<Vec<SourceColumn>> {
+    let mut sources = Vec::new();
+    for f in &cfg.features {
+        let m = match f.table {
+            TableName::Interactions => Some(&inter.mapped),
+            TableName::Places => places.mapped.as_ref(),
+            TableName::Users => users.mapped.as_ref(),
+        }
+        .ok_or_else(|| {
+            Error::input(format!(
+                "data.features {:?}: there is no {} table to read column `{}` from",
+                f.feature_name(),
+                f.table.as_str(),
+                f.column
+            ))
+        })?;
+        let t = &m.table;
+        if !t.has(&f.column) {
+            t.column(&f.column)?;
+        }
+        match f.kind {
+            FeatureKind::Categorical => {
+                t.ids(&f.column)?;
+            }
+            FeatureKind::Numeric => {
+                let v = t.floats(&f.column, f.fill.is_some())?;
+                if f.transform == Transform::Log1p
+                    && let Some(i) = v.iter().position(|&x| x <= -1.0)
+                {
+                    return Err(Error::input(format!(
+                        "{} is {}, expected a value > -1 for transform = \"log1p\"",
+                        t.at(&f.column, i),
+                        v[i]
+                    )));
+                }
+            }
+        }
+        let derive = match (f.kind, f.transform, f.fill) {
+            (FeatureKind::Categorical, ..) => (f.min_count > 1).then(|| format!("min_count {}", f.min_count)),
+            (_, t, fill) => {
+                let mut steps = Vec::new();
+                if let Some(v) = fill {
+                    steps.push(format!("fill {v} (missing indicator `{}_missing`)", f.feature_name()));
+                }
+                if t == Transform::Log1p {
+                    steps.push("log1p".to_string());
+                }
+                if t == Transform::None {
+                    steps.push("not standardized".to_string());
+                }
+                (!steps.is_empty()).then(|| steps.join(", then "))
+            }
+        };
+        sources.push(SourceColumn {
+            feature: f.feature_name().to_string(),
+            table: f.table.as_str().to_string(),
+            column: f.column.clone(),
+            dtype: t.dtype(&f.column)?,
+            derive,
+        });
+    }
+    Ok(sources)
+}

@@ -1,0 +1,441 @@
+//! Tables as teams have them: one file, a glob, or a directory of Parquet/CSV files
+//! (hive-partitioned `key=value/` folders add their keys as columns), UTF-8 or Latin-1 text,
+//! with typed column accessors whose errors name the file, column, row and value.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use polars::prelude::*;
+
+use crate::artifact::spec::Ids;
+use crate::artifact::{sha256_bytes, sha256_file};
+use crate::data::schema::{Encoding, FileFormat, TableConfig, TimeUnit};
+use crate::error::{Error, IoContext, Result, one_line};
+
+/// A table read into memory, with where each of its rows came from.
+pub struct Table {
+    /// All parts, concatenated in path order.
+    pub df: DataFrame,
+    /// Each part's file and row count, in order.
+    parts: Vec<(PathBuf, usize)>,
+    /// sha256 of the file, or of the list of (path, sha256) of every part.
+    pub sha256: String,
+    /// The table as a user names it: its file, or its directory / glob.
+    pub name: String,
+    /// After [`Table::keep_rows`]: the original row of each remaining row.
+    origin: Option<Vec<usize>>,
+}
+
+/// How string timestamps that are not ISO-8601 are written.
+const TIMESTAMP_FORMATS: &str = "unix seconds (or the recipe's timestamp_unit), ISO-8601 / RFC 3339 \
+(2012-04-03T18:00:09Z, 2012-04-03T14:00:09-04:00), `2012-04-03 18:00:09` (UTC), `2012-04-03`, \
+a Parquet/Arrow timestamp or date, or the recipe's timestamp_format";
+
+impl Table {
+    /// Reads one feature file or single-file table (Parquet or CSV by extension).
+    pub fn file(path: &Path) -> Result<Self> {
+        Self::read(path, &TableConfig { path: Some(path.to_path_buf()), ..TableConfig::default() })
+    }
+
+    /// Reads every file of a table's location: `location` is a file, a glob or a directory.
+    pub fn read(location: &Path, cfg: &TableConfig) -> Result<Self> {
+        let files = list_files(location)?;
+        let mut frames = Vec::with_capacity(files.len());
+        let mut parts = Vec::with_capacity(files.len());
+        let mut listing = String::new();
+        let single = files.len() == 1 && files[0].0 == location;
+        let mut sha256 = String::new();
+        for (file, hive) in &files {
+            let mut df = read_file(file, cfg)?;
+            for (k, v) in hive {
+                let col = match v.parse::<i64>() {
+                    Ok(i) => Column::new(k.as_str().into(), vec![i; df.height()]),
+                    Err(_) => Column::new(k.as_str().into(), vec![v.as_str(); df.height()]),
+                };
+                df.with_column(col).map_err(|e| part_error(file, &e))?;
+            }
+            let h = sha256_file(file)?;
+            listing.push_str(&format!("{}\0{h}\n", file.strip_prefix(location).unwrap_or(file).display()));
+            sha256 = h;
+            parts.push((file.clone(), df.height()));
+            frames.push(df);
+        }
+        let df = if frames.len() == 1 {
+            frames.pop().unwrap_or_default()
+        } else {
+            let args = UnionArgs { to_supertypes: true, ..UnionArgs::default() };
+            let lazy: Vec<LazyFrame> = frames.into_iter().map(IntoLazy::lazy).collect();
+            concat(lazy, args).and_then(LazyFrame::collect).map_err(|e| {
+                Error::input(format!(
+                    "{}: its files do not share one schema ({})",
+                    location.display(),
+                    one_line(&e.to_string())
+                ))
+            })?
+        };
+        let name = location.display().to_string();
+        if df.height() == 0 {
+            return Err(Error::input(format!("{name}: table is empty, expected at least one row")));
+        }
+        let sha256 = if single { sha256 } else { sha256_bytes(listing.as_bytes()) };
+        Ok(Self { df, parts, sha256, name, origin: None })
+    }
+
+    /// A frame already in memory (a split being fitted), named `name` in errors.
+    pub fn frame(df: DataFrame, name: &str) -> Self {
+        let parts = vec![(PathBuf::from(name), df.height())];
+        Self { df, parts, sha256: String::new(), name: name.to_string(), origin: None }
+    }
+
+    /// Number of rows.
+    pub fn height(&self) -> usize {
+        self.df.height()
+    }
+
+    /// True when the table has a column of that name.
+    pub fn has(&self, name: &str) -> bool {
+        self.df.column(name).is_ok()
+    }
+
+    /// Keeps only `rows` (in that order); error locations still name the original rows.
+    pub fn keep_rows(&mut self, rows: &[usize]) -> Result<()> {
+        let idx = IdxCa::from_vec("idx".into(), rows.iter().map(|&i| i as IdxSize).collect());
+        self.df = self.df.take(&idx).map_err(|e| Error::Internal(e.to_string()))?;
+        let origin: Vec<usize> = rows.iter().map(|&r| self.origin.as_ref().map_or(r, |o| o[r])).collect();
+        self.origin = Some(origin);
+        Ok(())
+    }
+
+    /// The file and in-file row of table row `row`.
+    pub fn locate(&self, row: usize) -> (&Path, usize) {
+        let row = self.origin.as_ref().map_or(row, |o| o[row]);
+        let mut r = row;
+        for (p, n) in &self.parts {
+            if r < *n {
+                return (p, r);
+            }
+            r -= n;
+        }
+        (Path::new(&self.name), row)
+    }
+
+    /// `<file>: column `name` row <r>` for table row `row`.
+    pub fn at(&self, name: &str, row: usize) -> String {
+        let (p, r) = self.locate(row);
+        format!("{}: column `{name}` row {r}", p.display())
+    }
+
+    /// The column, or an error naming the table and the columns it has.
+    pub fn column(&self, name: &str) -> Result<&Column> {
+        self.df.column(name).map_err(|_| {
+            let present: Vec<String> = self.df.get_column_names().iter().map(|s| s.to_string()).collect();
+            Error::input(format!("{}: missing column `{name}` (present: {})", self.name, present.join(", ")))
+        })
+    }
+
+    /// The column's type as polars shows it (`i64`, `str`, `datetime[ms, UTC]`).
+    pub fn dtype(&self, name: &str) -> Result<String> {
+        Ok(self.column(name)?.dtype().to_string())
+    }
+
+    fn wrong_type(&self, name: &str, dt: &DataType, expected: &str) -> Error {
+        Error::input(format!("{}: column `{name}` has type {dt}, expected {expected}", self.name))
+    }
+
+    fn null_error(&self, name: &str, row: usize, expected: &str) -> Error {
+        Error::input(format!("{} is null, expected {expected}", self.at(name, row)))
+    }
+
+    /// An integer column as i64; nulls are an error.
+    pub fn ints(&self, name: &str) -> Result<Vec<i64>> {
+        let col = self.column(name)?;
+        if !col.dtype().is_integer() {
+            return Err(self.wrong_type(name, col.dtype(), "an integer"));
+        }
+        let s = col.cast(&DataType::Int64).map_err(|e| self.cast_error(name, &e))?;
+        let ca = s.i64().map_err(|e| Error::Internal(e.to_string()))?;
+        ca.iter().enumerate().map(|(i, v)| v.ok_or_else(|| self.null_error(name, i, "an integer"))).collect()
+    }
+
+    fn cast_error(&self, name: &str, e: &PolarsError) -> Error {
+        Error::input(format!("{}: column `{name}`: {}", self.name, one_line(&e.to_string())))
+    }
+
+    /// A numeric column as f64. Nulls are an error unless `allow_null` (then NaN); NaN and
+    /// infinity are always an error.
+    pub fn floats(&self, name: &str, allow_null: bool) -> Result<Vec<f64>> {
+        let col = self.column(name)?;
+        if !col.dtype().is_primitive_numeric() {
+            return Err(self.wrong_type(name, col.dtype(), "a number"));
+        }
+        let s = col.cast(&DataType::Float64).map_err(|e| self.cast_error(name, &e))?;
+        let ca = s.f64().map_err(|e| Error::Internal(e.to_string()))?;
+        let mut out = Vec::with_capacity(ca.len());
+        for (i, v) in ca.iter().enumerate() {
+            match v {
+                Some(x) if x.is_finite() => out.push(x),
+                Some(x) => return Err(Error::input(format!("{} is {x}, expected a finite number", self.at(name, i)))),
+                None if allow_null => out.push(f64::NAN),
+                None => return Err(self.null_error(name, i, "a number")),
+            }
+        }
+        Ok(out)
+    }
+
+    /// An id column in its own type: integers (any width) or strings (Utf8, categorical).
+    pub fn ids(&self, name: &str) -> Result<Ids> {
+        let col = self.column(name)?;
+        let dt = col.dtype();
+        if dt.is_integer() {
+            return self.ints(name).map(Ids::Int);
+        }
+        if !(dt.is_string() || dt.is_categorical() || dt.is_enum()) {
+            return Err(self.wrong_type(name, dt, "integer or string ids"));
+        }
+        let s = col.cast(&DataType::String).map_err(|e| self.cast_error(name, &e))?;
+        let ca = s.str().map_err(|e| Error::Internal(e.to_string()))?;
+        ca.iter()
+            .enumerate()
+            .map(|(i, v)| v.map(str::to_string).ok_or_else(|| self.null_error(name, i, "an id")))
+            .collect::<Result<Vec<_>>>()
+            .map(Ids::Str)
+    }
+
+    /// A timestamp column as unix seconds (floored), from integers or floats in `unit`,
+    /// strings (ISO-8601 / RFC 3339, or `format`), or Parquet/Arrow datetimes and dates.
+    pub fn timestamps(&self, name: &str, unit: TimeUnit, format: Option<&str>) -> Result<Vec<i64>> {
+        let col = self.column(name)?;
+        let per_unit = |tu: polars::prelude::TimeUnit| match tu {
+            polars::prelude::TimeUnit::Nanoseconds => 1_000_000_000,
+            polars::prelude::TimeUnit::Microseconds => 1_000_000,
+            polars::prelude::TimeUnit::Milliseconds => 1_000,
+        };
+        match col.dtype().clone() {
+            dt if dt.is_integer() => {
+                let per = unit.per_second();
+                Ok(self.ints(name)?.into_iter().map(|v| v.div_euclid(per)).collect())
+            }
+            dt if dt.is_float() => {
+                let per = unit.per_second() as f64;
+                Ok(self.floats(name, false)?.into_iter().map(|v| (v / per).floor() as i64).collect())
+            }
+            DataType::Datetime(tu, _) => {
+                let per = per_unit(tu);
+                let raw = self.physical_ints(name, col)?;
+                Ok(raw.into_iter().map(|v| v.div_euclid(per)).collect())
+            }
+            DataType::Date => Ok(self.physical_ints(name, col)?.into_iter().map(|d| d * 86_400).collect()),
+            dt if dt.is_string() => {
+                let ca = col.str().map_err(|e| Error::Internal(e.to_string()))?;
+                ca.iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let v = v.ok_or_else(|| self.null_error(name, i, "a timestamp"))?;
+                        parse_timestamp(v, format).ok_or_else(|| {
+                            Error::input(format!(
+                                "{} is {v:?}, expected a timestamp: {TIMESTAMP_FORMATS}",
+                                self.at(name, i)
+                            ))
+                        })
+                    })
+                    .collect()
+            }
+            dt => Err(self.wrong_type(name, &dt, "a timestamp (a number, a string or a datetime)")),
+        }
+    }
+
+    /// The i64 physical values of a temporal column; nulls are an error.
+    fn physical_ints(&self, name: &str, col: &Column) -> Result<Vec<i64>> {
+        let s = col.to_physical_repr().cast(&DataType::Int64).map_err(|e| self.cast_error(name, &e))?;
+        let ca = s.i64().map_err(|e| Error::Internal(e.to_string()))?;
+        ca.iter().enumerate().map(|(i, v)| v.ok_or_else(|| self.null_error(name, i, "a timestamp"))).collect()
+    }
+}
+
+/// Unix seconds of a timestamp string: `format` when given, else RFC 3339 / ISO-8601 with an
+/// offset, else a naive `YYYY-MM-DD[ T]HH:MM:SS[.f]` or `YYYY-MM-DD` read as UTC.
+pub fn parse_timestamp(v: &str, format: Option<&str>) -> Option<i64> {
+    let v = v.trim();
+    if let Some(f) = format {
+        return DateTime::parse_from_str(v, f)
+            .map(|d| d.timestamp())
+            .or_else(|_| NaiveDateTime::parse_from_str(v, f).map(|d| d.and_utc().timestamp()))
+            .or_else(|_| {
+                NaiveDate::parse_from_str(v, f).map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp())
+            })
+            .ok();
+    }
+    if let Ok(d) = DateTime::parse_from_rfc3339(v) {
+        return Some(d.timestamp());
+    }
+    for f in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%z"] {
+        if let Ok(d) = DateTime::parse_from_str(v, f) {
+            return Some(d.timestamp());
+        }
+    }
+    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+        if let Ok(d) = NaiveDateTime::parse_from_str(v, f) {
+            return Some(d.and_utc().timestamp());
+        }
+    }
+    NaiveDate::parse_from_str(v, "%Y-%m-%d").ok().map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp())
+}
+
+fn part_error(file: &Path, e: &PolarsError) -> Error {
+    Error::input(format!("{}: {}", file.display(), one_line(&e.to_string())))
+}
+
+/// The files of a location with their hive partition keys (`key=value` folders below it),
+/// sorted by path. Hidden files and `_`-prefixed ones (`_SUCCESS`) are skipped.
+fn list_files(location: &Path) -> Result<Vec<(PathBuf, Vec<(String, String)>)>> {
+    let text = location.to_string_lossy();
+    if text.contains(['*', '?', '[']) {
+        let mut files: Vec<PathBuf> = glob::glob(&text)
+            .map_err(|e| Error::input(format!("{text}: not a valid glob ({e})")))?
+            .filter_map(std::result::Result::ok)
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(Error::input(format!("{text}: no file matches this glob")));
+        }
+        return Ok(files.into_iter().map(|f| (f, Vec::new())).collect());
+    }
+    if location.is_file() {
+        return Ok(vec![(location.to_path_buf(), Vec::new())]);
+    }
+    if !location.is_dir() {
+        return Err(Error::input(format!("{}: no such file or directory", location.display())));
+    }
+    let mut out = Vec::new();
+    walk(location, &mut Vec::new(), &mut out)?;
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    if out.is_empty() {
+        return Err(Error::input(format!("{}: directory holds no .parquet or .csv file", location.display())));
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, keys: &mut Vec<(String, String)>, out: &mut Vec<(PathBuf, Vec<(String, String)>)>) -> Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).at(dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    for p in entries {
+        let file_name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if file_name.starts_with(['.', '_']) {
+            continue;
+        }
+        if p.is_dir() {
+            let pushed = match file_name.split_once('=') {
+                Some((k, v)) if !k.is_empty() => {
+                    keys.push((k.to_string(), v.to_string()));
+                    true
+                }
+                _ => false,
+            };
+            walk(&p, keys, out)?;
+            if pushed {
+                keys.pop();
+            }
+        } else if format_of(&p).is_some() {
+            out.push((p, keys.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// The format a file's extension implies.
+fn format_of(path: &Path) -> Option<FileFormat> {
+    let ext = path.extension()?.to_string_lossy().to_ascii_lowercase();
+    match ext.as_str() {
+        "parquet" | "pq" => Some(FileFormat::Parquet),
+        "csv" | "tsv" | "txt" => Some(FileFormat::Csv),
+        _ => None,
+    }
+}
+
+/// Reads one file of a table.
+fn read_file(path: &Path, cfg: &TableConfig) -> Result<DataFrame> {
+    let format = cfg.format.or_else(|| format_of(path)).ok_or_else(|| {
+        Error::input(format!("{}: unknown file type, expected .parquet or .csv (or set `format`)", path.display()))
+    })?;
+    match format {
+        FileFormat::Parquet => {
+            let file = std::fs::File::open(path).at(path)?;
+            ParquetReader::new(file).finish().map_err(|e| {
+                Error::input(format!("{}: not a readable Parquet file ({})", path.display(), one_line(&e.to_string())))
+            })
+        }
+        FileFormat::Csv => read_csv(path, cfg),
+    }
+}
+
+fn read_csv(path: &Path, cfg: &TableConfig) -> Result<DataFrame> {
+    let bytes = std::fs::read(path).at(path)?;
+    let text = match cfg.encoding {
+        Encoding::Latin1 => bytes.iter().map(|&b| char::from(b)).collect::<String>().into_bytes(),
+        Encoding::Utf8 => {
+            if let Err(e) = std::str::from_utf8(&bytes) {
+                let at = e.valid_up_to();
+                let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+                return Err(Error::input(format!(
+                    "{}: line {line} is not valid UTF-8 (byte 0x{:02X}); set `encoding = \"latin-1\"` for this table in the recipe",
+                    path.display(),
+                    bytes[at]
+                )));
+            }
+            bytes
+        }
+    };
+    let tsv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
+    let sep = cfg.separator.as_deref().and_then(|s| s.bytes().next()).unwrap_or(if tsv { b'\t' } else { b',' });
+    let header = cfg.header.unwrap_or(cfg.column_names.is_empty());
+    let mut df = CsvReadOptions::default()
+        .with_has_header(header)
+        .with_infer_schema_length(None)
+        .map_parse_options(|o| o.with_separator(sep))
+        .into_reader_with_file_handle(Cursor::new(text))
+        .finish()
+        .map_err(|e| {
+            Error::input(format!("{}: not a readable CSV file ({})", path.display(), one_line(&e.to_string())))
+        })?;
+    if !cfg.column_names.is_empty() {
+        if cfg.column_names.len() != df.width() {
+            return Err(Error::input(format!(
+                "{}: has {} columns but column_names lists {}",
+                path.display(),
+                df.width(),
+                cfg.column_names.len()
+            )));
+        }
+        df.set_column_names(&cfg.column_names).map_err(|e| part_error(path, &e))?;
+    }
+    Ok(df)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_strings_in_every_accepted_shape() {
+        // 2012-04-03T18:00:09Z = 1333476009.
+        let t = 1_333_476_009;
+        for v in [
+            "2012-04-03T18:00:09Z",
+            "2012-04-03T18:00:09.000Z",
+            "2012-04-03T14:00:09-04:00",
+            "2012-04-03 18:00:09",
+            "2012-04-03T18:00:09",
+            " 2012-04-03 18:00:09+00:00 ",
+        ] {
+            assert_eq!(parse_timestamp(v, None), Some(t), "{v}");
+        }
+        assert_eq!(parse_timestamp("2012-04-03", None), Some(t - 18 * 3600 - 9));
+        // Foursquare's published format, with its own offset.
+        assert_eq!(parse_timestamp("Tue Apr 03 18:00:09 +0000 2012", Some("%a %b %d %H:%M:%S %z %Y")), Some(t));
+        for bad in ["2012-13-03T18:00:09Z", "yesterday", "", "1333476009"] {
+            assert_eq!(parse_timestamp(bad, None), None, "{bad}");
+        }
+    }
+}

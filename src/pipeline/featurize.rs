@@ -1,0 +1,353 @@
+//! `prepare`'s feature step: rows (interaction, place, time, label) -> the feature table.
+//!
+//! Point-in-time place statistics are computed in Rust from [`PlaceEvents`] (events strictly
+//! before the row); everything else is one polars lazy plan: the users, places and
+//! interaction columns joined by id, haversine distance from the context location, cyclic
+//! hour and day features in local time, and the declared features with their fill and
+//! transform. Which built-in features exist depends on the data ([`layout`]).
+
+use std::f64::consts::{PI, TAU};
+
+use polars::prelude::*;
+
+use crate::artifact::spec::Ids;
+use crate::data::features::LABEL;
+use crate::data::io::{frame, pl};
+use crate::data::raw::{Mapped, RawData};
+use crate::data::schema::{DeclaredFeature, FeatureKind, Role, TableName, Transform};
+use crate::error::Result;
+use crate::geo::EARTH_RADIUS_KM;
+use crate::pipeline::prepare::{Context, PlaceEvents};
+
+/// Rows of a feature file before featurization: which interaction each comes from, which
+/// place it scores, when, and its label.
+#[derive(Debug, Clone, Default)]
+pub struct Rows {
+    /// Index of the interaction the row comes from (its user, context and local time).
+    pub src: Vec<u32>,
+    /// Place row scored.
+    pub place: Vec<u32>,
+    /// Unix seconds.
+    pub ts: Vec<i64>,
+    /// 0/1 label.
+    pub label: Vec<f32>,
+    /// Whether rows carry the interaction's true probability (labelled synthetic data).
+    pub oracle: bool,
+    /// Ranking query of each row (ranking sets only).
+    pub query: Option<Vec<i64>>,
+}
+
+impl Rows {
+    /// No rows yet.
+    pub fn new(oracle: bool, query: bool) -> Self {
+        Self { oracle, query: query.then(Vec::new), ..Self::default() }
+    }
+
+    /// An empty set of rows of the same kind, without queries.
+    pub fn empty_like(&self) -> Self {
+        Self::new(self.oracle, false)
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.src.len()
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.src.is_empty()
+    }
+
+    /// Appends row `i` of `other` (without its query id).
+    pub fn push(&mut self, other: &Rows, i: usize) {
+        self.push_interaction(other.src[i] as usize, other.place[i], other.ts[i], other.label[i]);
+    }
+
+    /// Appends a row of interaction `src` scoring `place`.
+    pub fn push_interaction(&mut self, src: usize, place: u32, ts: i64, label: f32) {
+        self.src.push(src as u32);
+        self.place.push(place);
+        self.ts.push(ts);
+        self.label.push(label);
+    }
+}
+
+/// Everything the features of a set of rows are computed from.
+pub struct FeatureContext<'a> {
+    /// The tables.
+    pub raw: &'a RawData,
+    /// Context location per interaction, if any.
+    pub ctx: Option<&'a Context>,
+    /// Event history for the trailing-window statistics.
+    pub events: &'a PlaceEvents,
+    /// Trailing window, seconds.
+    pub window: i64,
+    /// Declared features.
+    pub declared: &'a [DeclaredFeature],
+}
+
+/// The model inputs a feature table holds, in model order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    /// Categorical columns with their vocabulary `min_count`.
+    pub categorical: Vec<(String, usize)>,
+    /// Numeric columns.
+    pub numeric: Vec<String>,
+}
+
+impl FeatureContext<'_> {
+    fn has_distance(&self) -> bool {
+        self.ctx.is_some() && self.raw.places.coords.is_some()
+    }
+
+    fn has_rating_w(&self) -> bool {
+        self.raw.inter.rating.is_some() || self.raw.places.rating.is_some()
+    }
+
+    fn place_role(&self, role: Role) -> Option<&str> {
+        self.raw.places.mapped.as_ref().and_then(|m| m.col(role))
+    }
+}
+
+/// The inputs `features` writes: the built-in ones the data supports (synthetic data: all
+/// of `CATEGORICAL` and `NUMERIC`), then the declared ones.
+pub fn layout(ctx: &FeatureContext<'_>) -> Layout {
+    let mut categorical = vec![("user_id".to_string(), 1), ("place_id".to_string(), 1)];
+    if ctx.raw.users.segment.is_some() {
+        categorical.push(("segment".into(), 1));
+    }
+    if ctx.place_role(Role::Category).is_some() {
+        categorical.push(("category".into(), 1));
+    }
+    let mut numeric: Vec<String> = Vec::new();
+    if ctx.has_distance() {
+        numeric.push("distance_km".into());
+    }
+    numeric.extend(
+        ["hour_sin", "hour_cos", "dow_sin", "dow_cos", "place_visits_w", "place_impressions_w", "place_visit_rate_w"]
+            .map(String::from),
+    );
+    if ctx.has_rating_w() {
+        numeric.push("place_rating_w".into());
+    }
+    if ctx.raw.places.rating.is_some() {
+        numeric.push("place_rating".into());
+    }
+    if ctx.place_role(Role::PriceLevel).is_some() {
+        numeric.push("price_level".into());
+    }
+    for f in ctx.declared {
+        let name = f.feature_name().to_string();
+        match f.kind {
+            FeatureKind::Categorical => categorical.push((name, f.min_count)),
+            FeatureKind::Numeric => {
+                numeric.push(name.clone());
+                if f.fill.is_some() {
+                    numeric.push(format!("{name}_missing"));
+                }
+            }
+        }
+    }
+    Layout { categorical, numeric }
+}
+
+/// An id column in its own type.
+fn ids_column(name: &str, ids: Ids) -> Column {
+    match ids {
+        Ids::Int(v) => Column::new(name.into(), v),
+        Ids::Str(v) => Column::new(name.into(), v),
+    }
+}
+
+/// The polars type ids of a source column are read as: Int64 for integers, String otherwise.
+fn id_dtype(m: &Mapped, column: &str) -> DataType {
+    match m.table.df.column(column) {
+        Ok(c) if c.dtype().is_integer() => DataType::Int64,
+        _ => DataType::String,
+    }
+}
+
+/// Trailing-window statistics of every row's place, strictly before the row's time.
+fn window_stats(rows: &Rows, ctx: &FeatureContext<'_>, with_rating: bool) -> Vec<Column> {
+    let n = rows.len();
+    let (mut visits, mut impr, mut rate, mut rating_w) = (vec![0f64; n], vec![0f64; n], vec![0f64; n], vec![0f64; n]);
+    for i in 0..n {
+        let p = rows.place[i] as usize;
+        let s = ctx.events.window(p, rows.ts[i], ctx.window);
+        visits[i] = f64::from(s.visits).ln_1p();
+        impr[i] = f64::from(s.impressions).ln_1p();
+        rate[i] = (f64::from(s.visits) + 1.0) / (f64::from(s.impressions) + 2.0);
+        let static_rating = ctx.raw.places.rating.as_ref().map_or(f64::NAN, |r| r[p]);
+        rating_w[i] = s.mean_rating.unwrap_or(static_rating);
+        if !rating_w[i].is_finite() {
+            rating_w[i] = 0.0;
+        }
+    }
+    let mut cols = vec![
+        Column::new("place_visits_w".into(), visits),
+        Column::new("place_impressions_w".into(), impr),
+        Column::new("place_visit_rate_w".into(), rate),
+    ];
+    if with_rating {
+        cols.push(Column::new("place_rating_w".into(), rating_w));
+    }
+    cols
+}
+
+/// The columns computed in Rust, one per row: ids, times, context, label, window statistics.
+fn base_columns(rows: &Rows, ctx: &FeatureContext<'_>) -> Vec<Column> {
+    let (raw, inter) = (ctx.raw, &ctx.raw.inter);
+    let src: Vec<usize> = rows.src.iter().map(|&s| s as usize).collect();
+    let user_rows: Vec<usize> = src.iter().map(|&s| inter.user[s] as usize).collect();
+    let place_rows: Vec<usize> = rows.place.iter().map(|&p| p as usize).collect();
+    let mut cols = vec![
+        ids_column("user_id", raw.users.ids.take(&user_rows)),
+        ids_column("place_id", raw.places.ids.take(&place_rows)),
+        Column::new("timestamp".into(), &rows.ts),
+        Column::new("local_ts".into(), src.iter().map(|&s| inter.local_ts[s]).collect::<Vec<i64>>()),
+        Column::new(LABEL.into(), &rows.label),
+    ];
+    if let Some(c) = ctx.ctx {
+        cols.push(Column::new("ctx_lat".into(), src.iter().map(|&s| c.lat[s]).collect::<Vec<f64>>()));
+        cols.push(Column::new("ctx_lon".into(), src.iter().map(|&s| c.lon[s]).collect::<Vec<f64>>()));
+    }
+    cols.extend(window_stats(rows, ctx, ctx.has_rating_w()));
+    if let (true, Some(o)) = (rows.oracle, &inter.oracle) {
+        cols.push(Column::new("oracle_p".into(), src.iter().map(|&s| o[s]).collect::<Vec<f64>>()));
+    }
+    if let Some(q) = &rows.query {
+        cols.push(Column::new("query_id".into(), q));
+    }
+    if ctx.declared.iter().any(|f| f.table == TableName::Interactions) {
+        cols.push(Column::new("src".into(), rows.src.iter().map(|&s| s as IdxSize).collect::<Vec<IdxSize>>()));
+    }
+    cols
+}
+
+/// The select expressions of the declared features of one table.
+fn declared_exprs(ctx: &FeatureContext<'_>, table: TableName, m: &Mapped) -> Vec<Expr> {
+    let mut out = Vec::new();
+    for f in ctx.declared.iter().filter(|f| f.table == table) {
+        let name = f.feature_name();
+        match f.kind {
+            FeatureKind::Categorical => out.push(col(f.column.as_str()).cast(id_dtype(m, &f.column)).alias(name)),
+            FeatureKind::Numeric => {
+                let mut e = col(f.column.as_str()).cast(DataType::Float64);
+                if let Some(v) = f.fill {
+                    out.push(col(f.column.as_str()).is_null().cast(DataType::Float64).alias(format!("{name}_missing")));
+                    e = e.fill_null(lit(v));
+                }
+                if f.transform == Transform::Log1p {
+                    e = e.log1p();
+                }
+                out.push(e.alias(name));
+            }
+        }
+    }
+    out
+}
+
+/// The users columns joined on `user_id`: segment and declared user features.
+fn users_plan(ctx: &FeatureContext<'_>) -> Option<LazyFrame> {
+    let m = ctx.raw.users.mapped.as_ref()?;
+    let key = m.col(Role::User)?;
+    let mut sel = vec![col(key).cast(id_dtype(m, key)).alias("user_id")];
+    if let Some(s) = m.col(Role::Segment) {
+        sel.push(col(s).cast(id_dtype(m, s)).alias("segment"));
+    }
+    sel.extend(declared_exprs(ctx, TableName::Users, m));
+    (sel.len() > 1).then(|| m.table.df.clone().lazy().select(sel))
+}
+
+/// The places columns joined on `place_id`: coordinates, category, price level, static
+/// rating and declared place features.
+fn places_plan(ctx: &FeatureContext<'_>) -> Option<LazyFrame> {
+    let m = ctx.raw.places.mapped.as_ref()?;
+    let key = m.col(Role::Place)?;
+    let mut sel = vec![col(key).cast(id_dtype(m, key)).alias("place_id")];
+    if let (Some(a), Some(b)) = (m.col(Role::Lat), m.col(Role::Lon)) {
+        sel.push(col(a).cast(DataType::Float64).alias("place_lat"));
+        sel.push(col(b).cast(DataType::Float64).alias("place_lon"));
+    }
+    if let Some(c) = m.col(Role::Category) {
+        sel.push(col(c).cast(id_dtype(m, c)).alias("category"));
+    }
+    if let Some(c) = m.col(Role::PriceLevel) {
+        sel.push(col(c).cast(DataType::Float64).fill_null(lit(0f64)).alias("price_level"));
+    }
+    if let Some(c) = m.col(Role::Rating) {
+        sel.push(col(c).cast(DataType::Float64).fill_null(lit(0f64)).alias("place_rating"));
+    }
+    sel.extend(declared_exprs(ctx, TableName::Places, m));
+    (sel.len() > 1).then(|| m.table.df.clone().lazy().select(sel))
+}
+
+/// The declared interaction features joined on the interaction row.
+fn interactions_plan(ctx: &FeatureContext<'_>) -> Option<LazyFrame> {
+    let m = &ctx.raw.inter.mapped;
+    let exprs = declared_exprs(ctx, TableName::Interactions, m);
+    if exprs.is_empty() {
+        return None;
+    }
+    let mut sel = vec![col("src")];
+    sel.extend(exprs);
+    Some(m.table.df.clone().lazy().with_row_index("src", None).select(sel))
+}
+
+/// Haversine distance, km, from the context location to the place.
+fn distance_expr() -> Expr {
+    let rad = |e: Expr| e * lit(PI / 180.0);
+    let half_dlat = rad(col("place_lat") - col("ctx_lat")) / lit(2.0);
+    let half_dlon = rad(col("place_lon") - col("ctx_lon")) / lit(2.0);
+    let a = half_dlat.clone().sin() * half_dlat.sin()
+        + rad(col("ctx_lat")).cos() * rad(col("place_lat")).cos() * half_dlon.clone().sin() * half_dlon.sin();
+    (lit(2.0 * EARTH_RADIUS_KM) * a.sqrt().arcsin()).alias("distance_km")
+}
+
+/// Cyclic hour-of-day and day-of-week features of the local time.
+fn time_exprs() -> [Expr; 4] {
+    let secs = col("local_ts").cast(DataType::Float64);
+    let day = lit(86_400.0);
+    // Euclidean remainder, so local times before 1970 stay in [0, 24).
+    let hour = (((secs.clone() % day.clone()) + day.clone()) % day.clone()) / lit(3600.0);
+    // 1970-01-01 was a Thursday: (days + 3) mod 7 puts Monday at 0.
+    let dow = ((((secs / day).floor() + lit(3.0)) % lit(7.0)) + lit(7.0)) % lit(7.0);
+    [
+        (hour.clone() * lit(TAU / 24.0)).sin().alias("hour_sin"),
+        (hour * lit(TAU / 24.0)).cos().alias("hour_cos"),
+        (dow.clone() * lit(TAU / 7.0)).sin().alias("dow_sin"),
+        (dow * lit(TAU / 7.0)).cos().alias("dow_cos"),
+    ]
+}
+
+/// The feature table of `rows`: model inputs in [`layout`] order, then the label, the
+/// timestamp and (when present) `oracle_p` and `query_id`.
+pub fn features(rows: &Rows, ctx: &FeatureContext<'_>) -> Result<DataFrame> {
+    let base = frame(rows.len(), base_columns(rows, ctx))?;
+    let mut plan = base.lazy();
+    if let Some(users) = users_plan(ctx) {
+        plan = plan.left_join(users, col("user_id"), col("user_id"));
+    }
+    if let Some(places) = places_plan(ctx) {
+        plan = plan.left_join(places, col("place_id"), col("place_id"));
+    }
+    if let Some(inter) = interactions_plan(ctx) {
+        plan = plan.left_join(inter, col("src"), col("src"));
+    }
+    let mut derived = time_exprs().to_vec();
+    if ctx.has_distance() {
+        derived.push(distance_expr());
+    }
+    let layout = layout(ctx);
+    let mut out: Vec<Expr> = layout.categorical.iter().map(|(c, _)| col(c.as_str())).collect();
+    out.extend(layout.numeric.iter().map(|c| col(c.as_str()).cast(DataType::Float32)));
+    out.push(col(LABEL));
+    out.push(col("timestamp"));
+    if rows.oracle && ctx.raw.inter.oracle.is_some() {
+        out.push(col("oracle_p").cast(DataType::Float32));
+    }
+    if rows.query.is_some() {
+        out.push(col("query_id"));
+    }
+    plan.with_columns(derived).select(out).collect().map_err(pl("featurize"))
+}
