@@ -150,7 +150,7 @@ pub enum DataConfig {
     /// Generate with `datasets synth` into `<out>/raw/` when missing.
     Synth(SynthConfig),
     /// The team's own tables, mapped by the recipe (see [`FilesConfig`]).
-    Files(FilesConfig),
+    Files(Box<FilesConfig>),
 }
 
 /// Size and seed-independent knobs of the synthetic generator.

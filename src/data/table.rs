@@ -286,9 +286,12 @@ fn part_error(file: &Path, e: &PolarsError) -> Error {
     Error::input(format!("{}: {}", file.display(), one_line(&e.to_string())))
 }
 
+/// A file of a table and its hive partition keys (`key=value` folders above it).
+type Part = (PathBuf, Vec<(String, String)>);
+
 /// The files of a location with their hive partition keys (`key=value` folders below it),
 /// sorted by path. Hidden files and `_`-prefixed ones (`_SUCCESS`) are skipped.
-fn list_files(location: &Path) -> Result<Vec<(PathBuf, Vec<(String, String)>)>> {
+fn list_files(location: &Path) -> Result<Vec<Part>> {
     let text = location.to_string_lossy();
     if text.contains(['*', '?', '[']) {
         let mut files: Vec<PathBuf> = glob::glob(&text)
@@ -317,7 +320,7 @@ fn list_files(location: &Path) -> Result<Vec<(PathBuf, Vec<(String, String)>)>> 
     Ok(out)
 }
 
-fn walk(dir: &Path, keys: &mut Vec<(String, String)>, out: &mut Vec<(PathBuf, Vec<(String, String)>)>) -> Result<()> {
+fn walk(dir: &Path, keys: &mut Vec<(String, String)>, out: &mut Vec<Part>) -> Result<()> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).at(dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for p in entries {

@@ -454,13 +454,13 @@ fn impressions(
     let has_oracle = inter.oracle.is_some() && labels != LabelSource::Implicit;
     let mut rows = Rows::new(has_oracle, false);
     let mut dropped = 0;
-    for i in 0..inter.ts.len() {
+    for (i, &y) in label.iter().enumerate() {
         let (lat, lon) = ctx.map_or((0.0, 0.0), |c| (c.lat[i], c.lon[i]));
         if lat.is_nan() || lon.is_nan() {
             dropped += 1;
             continue;
         }
-        rows.push_interaction(i, inter.place[i], inter.ts[i], label[i]);
+        rows.push_interaction(i, inter.place[i], inter.ts[i], y);
         if labels == LabelSource::Implicit {
             for c in candidates.draw(lat, lon, inter.place[i], cfg.negatives_per_positive, rng) {
                 rows.push_interaction(i, c, inter.ts[i], 0.0);
@@ -488,7 +488,7 @@ fn split(rows: &Rows, cfg: &PrepareConfig, table: &str) -> Result<([Rows; 3], [i
         splits[s].push(rows, i);
     }
     for (name, s) in ["train", "valid", "test"].iter().zip(&splits) {
-        if s.len() == 0 || !s.label.iter().any(|&y| y > 0.5) || !s.label.iter().any(|&y| y < 0.5) {
+        if s.is_empty() || !s.label.iter().any(|&y| y > 0.5) || !s.label.iter().any(|&y| y < 0.5) {
             return Err(Error::input(format!(
                 "{table}: the {name} split has {} rows and needs both visits and non-visits; give more days of interactions or change prepare.valid_fraction/test_fraction",
                 s.len()
@@ -617,6 +617,46 @@ fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn previous_visit_is_the_last_visit_strictly_before_and_per_user() {
+        // User 0: visits at t=10 (place 5), 20 (places 6 and 7 at the same instant), 30.
+        // User 1: a non-visit at 5 (place 8), a visit at 15 (place 9).
+        let user = [0, 0, 0, 0, 1, 1];
+        let ts = [20, 10, 30, 20, 15, 5];
+        let place = [6, 5, 1, 7, 9, 8];
+        let label = [1.0, 1.0, 1.0, 1.0, 1.0, 0.0];
+        let prev = previous_visit(&user, &ts, &place, Some(&label));
+        // Events at one instant do not see each other; a non-visit is no previous visit.
+        assert_eq!(prev, [Some(5), None, Some(7), Some(5), None, None]);
+    }
+
+    #[test]
+    fn popularity_candidates_are_distinct_exclude_the_visited_place_and_favour_visits() {
+        let mut cumulative = Vec::new();
+        let mut acc = 0.0;
+        for w in [1.0, 1.0, 50.0, 1.0, 1.0] {
+            acc += w;
+            cumulative.push(acc);
+        }
+        let c = Candidates::Popularity { cumulative };
+        let mut rng = Rng::new(1);
+        let mut first = [0usize; 5];
+        for _ in 0..400 {
+            let d = c.draw(0.0, 0.0, 0, 3, &mut rng);
+            assert_eq!(d.len(), 3);
+            assert!(!d.contains(&0));
+            let mut u = d.clone();
+            u.sort_unstable();
+            u.dedup();
+            assert_eq!(u.len(), 3, "{d:?}");
+            first[d[0] as usize] += 1;
+        }
+        // Place 2 carries 50 of the 54 weight: drawn first almost always.
+        assert!(first[2] > 300, "{first:?}");
+        // Asking for more than exist gives every other place once.
+        assert_eq!(c.draw(0.0, 0.0, 4, 10, &mut rng).len(), 4);
+    }
 
     #[test]
     fn window_stats_use_only_events_strictly_before_t() {

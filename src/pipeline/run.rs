@@ -69,7 +69,7 @@ fn json<T: Serialize>(v: &T) -> serde_json::Value {
 /// description and, when it generated data, the stage report.
 pub fn ensure_raw(recipe: &Recipe, paths: &RunPaths) -> Result<(FilesConfig, Option<StageReport>)> {
     match &recipe.data {
-        DataConfig::Files(files) => Ok((files.clone(), None)),
+        DataConfig::Files(files) => Ok((files.as_ref().clone(), None)),
         DataConfig::Synth(s) => {
             let raw = paths.raw();
             if raw.join("interactions.parquet").is_file() {

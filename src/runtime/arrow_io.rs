@@ -104,3 +104,57 @@ pub fn write_predictions(path: &Path, logits: &[f32], metadata: &[(String, Strin
     w.close().map_err(|e| Error::Internal(e.to_string()))?;
     std::fs::rename(&tmp, path).at(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::spec::{CategoricalSpec, NumericSpec, Vocabulary};
+    use arrow::array::{DictionaryArray, Float64Array, Int32Array, LargeStringArray, StringArray};
+    use arrow::datatypes::Int32Type;
+
+    fn spec() -> FeatureSpec {
+        FeatureSpec {
+            categorical: vec![
+                CategoricalSpec::new("user_id", vec![1, 2]),
+                CategoricalSpec::with_vocabulary("category", Vocabulary::Str(vec!["Bar".into(), "Café".into()])),
+            ],
+            numeric: vec![NumericSpec { name: "distance_km".into(), mean: 0.0, std: 1.0 }],
+            label: "label".into(),
+            sources: vec![],
+        }
+    }
+
+    fn batch(category: ArrayRef) -> RecordBatch {
+        let user: ArrayRef = Arc::new(Int32Array::from(vec![2, 7, 1]));
+        let dist: ArrayRef = Arc::new(Float64Array::from(vec![0.5, 1.5, 2.5]));
+        RecordBatch::try_from_iter([("user_id", user), ("category", category), ("distance_km", dist)]).unwrap()
+    }
+
+    #[test]
+    fn string_ids_come_from_utf8_large_utf8_and_dictionary_columns_alike() {
+        let want = Ids::Str(vec!["Café".into(), "Zoo".into(), "Bar".into()]);
+        let values = ["Café", "Zoo", "Bar"];
+        let dict: DictionaryArray<Int32Type> = values.iter().copied().collect();
+        for a in [
+            Arc::new(StringArray::from(values.to_vec())) as ArrayRef,
+            Arc::new(LargeStringArray::from(values.to_vec())) as ArrayRef,
+            Arc::new(dict) as ArrayRef,
+        ] {
+            let cols = columns_from_batch(&spec(), &batch(a)).unwrap();
+            assert_eq!(cols.categorical, vec![Ids::Int(vec![2, 7, 1]), want.clone()]);
+            assert_eq!(cols.numeric, vec![vec![0.5f32, 1.5, 2.5]]);
+            // The spec's lookup: Café -> 2, unknown -> 0, Bar -> 1.
+            assert_eq!(spec().categorical[1].rows_of(&cols.categorical[1]), vec![2, 0, 1]);
+        }
+    }
+
+    #[test]
+    fn an_id_column_of_the_other_type_or_with_nulls_is_an_error_naming_it() {
+        let ints: ArrayRef = Arc::new(Int32Array::from(vec![1, 2, 3]));
+        let e = columns_from_batch(&spec(), &batch(ints)).unwrap_err().to_string();
+        assert!(e.contains("`category`") && e.contains("expected a string"), "{e}");
+        let nulls: ArrayRef = Arc::new(StringArray::from(vec![Some("Bar"), None, Some("Bar")]));
+        let e = columns_from_batch(&spec(), &batch(nulls)).unwrap_err().to_string();
+        assert!(e.contains("`category` has nulls"), "{e}");
+    }
+}
