@@ -139,6 +139,41 @@ pub struct GatesConfig {
     pub min_student_ndcg_retention: Option<f64>,
 }
 
+/// The error of the `[data]` section read as its own document, and that document (other
+/// lines blanked, so its line numbers are the recipe's), when it has one.
+fn data_section_error(text: &str) -> Option<(toml::de::Error, String)> {
+    let (mut in_data, mut source) = (false, None);
+    let mut doc = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let (t, eol) = (line.trim(), if line.ends_with('\n') { "\n" } else { "" });
+        if t.starts_with('[') {
+            let name = t.trim_start_matches('[').split(']').next().unwrap_or("").trim();
+            in_data = name == "data" || name.starts_with("data.");
+            match name.strip_prefix("data.") {
+                Some(sub) if t.starts_with("[[") => doc.push_str(&format!("[[{sub}]]{eol}")),
+                Some(sub) => doc.push_str(&format!("[{sub}]{eol}")),
+                None => doc.push_str(eol),
+            }
+        } else if in_data
+            && source.is_none()
+            && t.strip_prefix("source").is_some_and(|r| r.trim_start().starts_with('='))
+        {
+            source = t.split('"').nth(1).map(str::to_string);
+            doc.push_str(eol);
+        } else if in_data {
+            doc.push_str(line);
+        } else {
+            doc.push_str(eol);
+        }
+    }
+    let err = match source.as_deref() {
+        Some("files") => toml::from_str::<FilesConfig>(&doc).err(),
+        Some("synth") => toml::from_str::<SynthConfig>(&doc).err(),
+        _ => None,
+    }?;
+    Some((err, doc))
+}
+
 fn default_seed() -> u64 {
     42
 }
@@ -278,8 +313,11 @@ impl Recipe {
     /// Parses recipe text; the error is one line with the line number.
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
         let recipe: Self = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-            let msg = crate::error::one_line(e.message());
+            // `[data]` is read through its `source` tag, which loses the position of errors
+            // inside it: read that section alone, on its own lines, to find where.
+            let (inner, doc) = data_section_error(text).unwrap_or((e, text.to_string()));
+            let line = inner.span().map(|s| doc[..s.start.min(doc.len())].matches('\n').count() + 1);
+            let msg = crate::error::one_line(inner.message());
             match line {
                 Some(l) => format!("line {l}: {msg}"),
                 None => msg,
@@ -375,6 +413,14 @@ mod tests {
         assert!(err.contains("Mars/Olympus") && err.contains("IANA"), "{err}");
         let err = Recipe::parse(&text.replace("place = ", "venue = ")).unwrap_err();
         assert!(err.contains("venue"), "{err}");
+        // Errors inside [data] name their own line, not the section's.
+        let err = Recipe::parse(&text.replace("timezone =", "timezon =")).unwrap_err();
+        assert!(err.starts_with("line 4:") && err.contains("timezon"), "{err}");
+        let err = Recipe::parse(&format!(
+            "{text}[[data.features]]\ntable = \"users\"\ncolumn = \"age\"\nkind = \"numerical\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.starts_with("line 11:") && err.contains("numerical"), "{err}");
     }
 
     #[test]

@@ -317,8 +317,9 @@ fn read_interactions(cfg: &FilesConfig, m: Mapped, _u: &UsersDraft, _p: &PlacesD
     let t = &m.table;
     let raw_users = t.ids(m.required(Role::User)?)?;
     let raw_places = t.ids(m.required(Role::Place)?)?;
-    let ts = t.timestamps(m.required(Role::Timestamp)?, cfg.timestamp_unit, cfg.timestamp_format.as_deref())?;
-    let local_ts = local_times(cfg, &m, &ts)?;
+    let (ts, offsets) =
+        t.timestamps(m.required(Role::Timestamp)?, cfg.timestamp_unit, cfg.timestamp_format.as_deref())?;
+    let local_ts = local_times(cfg, &m, &ts, offsets.as_deref())?;
     let coords = match (m.col(Role::Lat), m.col(Role::Lon)) {
         (Some(a), Some(b)) => {
             let (la, lo) = (t.floats(a, false)?, t.floats(b, false)?);
@@ -359,8 +360,9 @@ fn read_interactions(cfg: &FilesConfig, m: Mapped, _u: &UsersDraft, _p: &PlacesD
 }
 
 /// `ts` shifted to local time: by the row's `utc_offset` column when mapped, else by the
-/// recipe's time zone at that instant, else UTC.
-fn local_times(cfg: &FilesConfig, m: &Mapped, ts: &[i64]) -> Result<Vec<i64>> {
+/// recipe's time zone at that instant, else by the offsets the timestamp strings carry
+/// (`2024-05-01T08:15:00-04:00` is 08:15 local), else UTC.
+fn local_times(cfg: &FilesConfig, m: &Mapped, ts: &[i64], string_offsets: Option<&[i32]>) -> Result<Vec<i64>> {
     if let Some(c) = m.col(Role::UtcOffset) {
         let per = cfg.utc_offset_unit.seconds();
         let off = m.table.floats(c, false)?;
@@ -374,7 +376,12 @@ fn local_times(cfg: &FilesConfig, m: &Mapped, ts: &[i64]) -> Result<Vec<i64>> {
         }
         return Ok(ts.iter().zip(&off).map(|(&t, &o)| t + (o * per).round() as i64).collect());
     }
-    let Some(name) = &cfg.timezone else { return Ok(ts.to_vec()) };
+    let Some(name) = &cfg.timezone else {
+        return Ok(match string_offsets {
+            Some(off) => ts.iter().zip(off).map(|(&t, &o)| t + i64::from(o)).collect(),
+            None => ts.to_vec(),
+        });
+    };
     let tz: chrono_tz::Tz =
         name.parse().map_err(|_| Error::input(format!("data.timezone = {name:?}: not an IANA time zone name")))?;
     Ok(ts
@@ -484,6 +491,16 @@ fn check_declared(
                 t.ids(&f.column)?;
             }
             FeatureKind::Numeric => {
+                if f.fill.is_none()
+                    && let Ok(c) = t.column(&f.column)
+                    && let Some(i) = c.as_materialized_series().iter().position(|v| v.is_null())
+                {
+                    return Err(Error::input(format!(
+                        "{} is null, expected a number (or set `fill = <value>` on data.features {:?})",
+                        t.at(&f.column, i),
+                        f.feature_name()
+                    )));
+                }
                 let v = t.floats(&f.column, f.fill.is_some())?;
                 if f.transform == Transform::Log1p
                     && let Some(i) = v.iter().position(|&x| x <= -1.0)

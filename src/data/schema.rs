@@ -414,10 +414,17 @@ impl FilesConfig {
         let mut names = std::collections::BTreeSet::new();
         for f in &self.features {
             let n = f.feature_name();
-            if n.is_empty() || !names.insert(n.to_string()) || crate::data::features::is_builtin(n) {
-                return Err(format!(
-                    "data.features: feature name {n:?} is empty, repeated or a built-in feature; set `name`"
-                ));
+            let why = if n.is_empty() {
+                Some("is empty")
+            } else if crate::data::features::is_builtin(n) {
+                Some("is a built-in feature's (map the column to its role instead, or set `name`)")
+            } else if !names.insert(n.to_string()) {
+                Some("is declared twice (set `name` on one)")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(format!("data.features: the feature name {n:?} {why}"));
             }
             if f.kind == FeatureKind::Categorical && (f.fill.is_some() || f.transform != Transform::Standard) {
                 return Err(format!("data.features {n:?}: fill and transform apply to numeric features only"));

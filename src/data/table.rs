@@ -140,7 +140,12 @@ impl Table {
     }
 
     fn wrong_type(&self, name: &str, dt: &DataType, expected: &str) -> Error {
-        Error::input(format!("{}: column `{name}` has type {dt}, expected {expected}", self.name))
+        let first = self.df.column(name).ok().and_then(|c| c.get(0).ok()).map(|v| format!(" (row 0 is {v})"));
+        Error::input(format!(
+            "{}: column `{name}` has type {dt}{}, expected {expected}",
+            self.name,
+            first.unwrap_or_default()
+        ))
     }
 
     fn null_error(&self, name: &str, row: usize, expected: &str) -> Error {
@@ -203,8 +208,33 @@ impl Table {
     }
 
     /// A timestamp column as unix seconds (floored), from integers or floats in `unit`,
-    /// strings (ISO-8601 / RFC 3339, or `format`), or Parquet/Arrow datetimes and dates.
-    pub fn timestamps(&self, name: &str, unit: TimeUnit, format: Option<&str>) -> Result<Vec<i64>> {
+    /// strings (ISO-8601 / RFC 3339, or `format`), or Parquet/Arrow datetimes and dates; with
+    /// each row's UTC offset (seconds) when the column holds strings that carry offsets.
+    pub fn timestamps(&self, name: &str, unit: TimeUnit, format: Option<&str>) -> Result<(Vec<i64>, Option<Vec<i32>>)> {
+        let col = self.column(name)?;
+        if !col.dtype().is_string() {
+            return self.numeric_timestamps(name, unit).map(|t| (t, None));
+        }
+        let ca = col.str().map_err(|e| Error::Internal(e.to_string()))?;
+        let expected = match format {
+            Some(f) => format!("a timestamp in the recipe's timestamp_format {f:?}"),
+            None => format!("a timestamp: {TIMESTAMP_FORMATS}"),
+        };
+        let (mut secs, mut offsets, mut any_offset) =
+            (Vec::with_capacity(ca.len()), Vec::with_capacity(ca.len()), false);
+        for (i, v) in ca.iter().enumerate() {
+            let v = v.ok_or_else(|| self.null_error(name, i, "a timestamp"))?;
+            let (t, off) = parse_timestamp(v, format)
+                .ok_or_else(|| Error::input(format!("{} is {v:?}, expected {expected}", self.at(name, i))))?;
+            secs.push(t);
+            offsets.push(off.unwrap_or(0));
+            any_offset |= off.is_some();
+        }
+        Ok((secs, any_offset.then_some(offsets)))
+    }
+
+    /// [`Table::timestamps`] of a numeric or temporal column.
+    fn numeric_timestamps(&self, name: &str, unit: TimeUnit) -> Result<Vec<i64>> {
         let col = self.column(name)?;
         let per_unit = |tu: polars::prelude::TimeUnit| match tu {
             polars::prelude::TimeUnit::Nanoseconds => 1_000_000_000,
@@ -226,21 +256,6 @@ impl Table {
                 Ok(raw.into_iter().map(|v| v.div_euclid(per)).collect())
             }
             DataType::Date => Ok(self.physical_ints(name, col)?.into_iter().map(|d| d * 86_400).collect()),
-            dt if dt.is_string() => {
-                let ca = col.str().map_err(|e| Error::Internal(e.to_string()))?;
-                ca.iter()
-                    .enumerate()
-                    .map(|(i, v)| {
-                        let v = v.ok_or_else(|| self.null_error(name, i, "a timestamp"))?;
-                        parse_timestamp(v, format).ok_or_else(|| {
-                            Error::input(format!(
-                                "{} is {v:?}, expected a timestamp: {TIMESTAMP_FORMATS}",
-                                self.at(name, i)
-                            ))
-                        })
-                    })
-                    .collect()
-            }
             dt => Err(self.wrong_type(name, &dt, "a timestamp (a number, a string or a datetime)")),
         }
     }
@@ -253,33 +268,35 @@ impl Table {
     }
 }
 
-/// Unix seconds of a timestamp string: `format` when given, else RFC 3339 / ISO-8601 with an
-/// offset, else a naive `YYYY-MM-DD[ T]HH:MM:SS[.f]` or `YYYY-MM-DD` read as UTC.
-pub fn parse_timestamp(v: &str, format: Option<&str>) -> Option<i64> {
+/// Unix seconds of a timestamp string, and its UTC offset in seconds when the string
+/// carries one: `format` when given, else RFC 3339 / ISO-8601 with an offset, else a naive
+/// `YYYY-MM-DD[ T]HH:MM:SS[.f]` or `YYYY-MM-DD` read as UTC.
+pub fn parse_timestamp(v: &str, format: Option<&str>) -> Option<(i64, Option<i32>)> {
     let v = v.trim();
+    let aware = |d: DateTime<chrono::FixedOffset>| (d.timestamp(), Some(d.offset().local_minus_utc()));
+    let naive = |d: NaiveDateTime| (d.and_utc().timestamp(), None);
+    let date = |d: NaiveDate| (d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp(), None);
     if let Some(f) = format {
         return DateTime::parse_from_str(v, f)
-            .map(|d| d.timestamp())
-            .or_else(|_| NaiveDateTime::parse_from_str(v, f).map(|d| d.and_utc().timestamp()))
-            .or_else(|_| {
-                NaiveDate::parse_from_str(v, f).map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp())
-            })
+            .map(aware)
+            .or_else(|_| NaiveDateTime::parse_from_str(v, f).map(naive))
+            .or_else(|_| NaiveDate::parse_from_str(v, f).map(date))
             .ok();
     }
     if let Ok(d) = DateTime::parse_from_rfc3339(v) {
-        return Some(d.timestamp());
+        return Some(aware(d));
     }
     for f in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%z"] {
         if let Ok(d) = DateTime::parse_from_str(v, f) {
-            return Some(d.timestamp());
+            return Some(aware(d));
         }
     }
     for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
         if let Ok(d) = NaiveDateTime::parse_from_str(v, f) {
-            return Some(d.and_utc().timestamp());
+            return Some(naive(d));
         }
     }
-    NaiveDate::parse_from_str(v, "%Y-%m-%d").ok().map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp())
+    NaiveDate::parse_from_str(v, "%Y-%m-%d").ok().map(date)
 }
 
 fn part_error(file: &Path, e: &PolarsError) -> Error {
@@ -405,10 +422,11 @@ fn read_csv(path: &Path, cfg: &TableConfig) -> Result<DataFrame> {
     if !cfg.column_names.is_empty() {
         if cfg.column_names.len() != df.width() {
             return Err(Error::input(format!(
-                "{}: has {} columns but column_names lists {}",
+                "{}: has {} columns but column_names lists {} (is `separator` {:?} the file's?)",
                 path.display(),
                 df.width(),
-                cfg.column_names.len()
+                cfg.column_names.len(),
+                char::from(sep)
             )));
         }
         df.set_column_names(&cfg.column_names).map_err(|e| part_error(path, &e))?;
@@ -432,11 +450,15 @@ mod tests {
             "2012-04-03T18:00:09",
             " 2012-04-03 18:00:09+00:00 ",
         ] {
-            assert_eq!(parse_timestamp(v, None), Some(t), "{v}");
+            assert_eq!(parse_timestamp(v, None).map(|p| p.0), Some(t), "{v}");
         }
-        assert_eq!(parse_timestamp("2012-04-03", None), Some(t - 18 * 3600 - 9));
+        assert_eq!(parse_timestamp("2012-04-03", None), Some((t - 18 * 3600 - 9, None)));
+        // The offset a string carries is its local time's.
+        assert_eq!(parse_timestamp("2012-04-03T14:00:09-04:00", None), Some((t, Some(-4 * 3600))));
+        assert_eq!(parse_timestamp("2012-04-03 18:00:09", None), Some((t, None)));
         // Foursquare's published format, with its own offset.
-        assert_eq!(parse_timestamp("Tue Apr 03 18:00:09 +0000 2012", Some("%a %b %d %H:%M:%S %z %Y")), Some(t));
+        let f = Some("%a %b %d %H:%M:%S %z %Y");
+        assert_eq!(parse_timestamp("Tue Apr 03 18:00:09 +0000 2012", f), Some((t, Some(0))));
         for bad in ["2012-13-03T18:00:09Z", "yesterday", "", "1333476009"] {
             assert_eq!(parse_timestamp(bad, None), None, "{bad}");
         }

@@ -84,6 +84,9 @@ pub struct FeatureContext<'a> {
     pub window: i64,
     /// Declared features.
     pub declared: &'a [DeclaredFeature],
+    /// Visits only: every event is a visit, so impression counts and visit rates would only
+    /// repeat the visit count; they are left out.
+    pub implicit: bool,
 }
 
 /// The model inputs a feature table holds, in model order.
@@ -123,10 +126,10 @@ pub fn layout(ctx: &FeatureContext<'_>) -> Layout {
     if ctx.has_distance() {
         numeric.push("distance_km".into());
     }
-    numeric.extend(
-        ["hour_sin", "hour_cos", "dow_sin", "dow_cos", "place_visits_w", "place_impressions_w", "place_visit_rate_w"]
-            .map(String::from),
-    );
+    numeric.extend(["hour_sin", "hour_cos", "dow_sin", "dow_cos", "place_visits_w"].map(String::from));
+    if !ctx.implicit {
+        numeric.extend(["place_impressions_w", "place_visit_rate_w"].map(String::from));
+    }
     if ctx.has_rating_w() {
         numeric.push("place_rating_w".into());
     }

@@ -81,6 +81,10 @@ pub struct PrepareSummary {
     pub context: Option<ContextKind>,
     /// Interactions dropped because they had no context location (no previous visit, no home).
     pub dropped_no_context: usize,
+    /// Visits dropped because the place is farther than `radius_km` from the context location
+    /// (implicit data: negatives are drawn within the radius, so a visit outside it would be
+    /// told apart by its distance alone).
+    pub dropped_outside_radius: usize,
     /// Timestamps where valid and test begin.
     pub split_times: [i64; 2],
     /// sha256 of each input table.
@@ -183,6 +187,15 @@ pub fn prepare(
     let candidates = Candidates::new(&raw, ctx.as_ref(), &label, cfg.radius_km);
     let mut rng = Rng::derive(seed, "prepare");
     let (rows, dropped) = impressions(&raw, &label, label_source, ctx.as_ref(), &candidates, cfg, &mut rng);
+    if rows.is_empty() {
+        return Err(Error::input(format!(
+            "{}: no interaction is left after dropping {} without a context location and {} farther than prepare.radius_km = {} from it",
+            table_name(&raw),
+            dropped.no_context,
+            dropped.outside_radius,
+            cfg.radius_km
+        )));
+    }
     progress.advance(1);
 
     let (splits, cuts) = split(&rows, cfg, &table_name(&raw))?;
@@ -195,6 +208,7 @@ pub fn prepare(
         events: &events,
         window: (cfg.window_days * 86_400.0).round() as i64,
         declared: &data.features,
+        implicit: label_source == LabelSource::Implicit,
     };
     let mut frames: Vec<(&str, DataFrame)> = Vec::new();
     for (name, s) in ["train", "valid", "test"].iter().zip(&splits) {
@@ -215,7 +229,8 @@ pub fn prepare(
         sampled_negatives: label_source == LabelSource::Implicit,
         labels: label_source,
         context: ctx.as_ref().map(|c| c.kind),
-        dropped_no_context: dropped,
+        dropped_no_context: dropped.no_context,
+        dropped_outside_radius: dropped.outside_radius,
         split_times: cuts,
         input_sha256: raw.hashes.clone(),
         features: spec.input_names().into_iter().map(str::to_string).collect(),
@@ -273,8 +288,9 @@ pub fn context(data: &FilesConfig, raw: &RawData, label: &[f32]) -> Result<Optio
     if raw.places.coords.is_none() {
         if data.context != ContextSource::Auto {
             return Err(Error::input(format!(
-                "data.context = {:?} needs place coordinates: map lat and lon of the places table",
-                data.context
+                "{}: data.context = \"{}\" needs place coordinates: map lat and lon of the places table ([data.places] columns)",
+                t.name,
+                context_name(data.context)
             )));
         }
         return Ok(None);
@@ -438,9 +454,16 @@ impl Candidates {
     }
 }
 
+/// Interactions `impressions` left out.
+#[derive(Debug, Clone, Copy, Default)]
+struct Dropped {
+    no_context: usize,
+    outside_radius: usize,
+}
+
 /// Step 4: the impressions — interactions with a context (labelled data as they are;
-/// implicit data with sampled negatives). Returns them and the number dropped for want of
-/// a context location.
+/// implicit data with sampled negatives, and only the visits within the radius the
+/// negatives are drawn from). Returns them and what was dropped.
 fn impressions(
     raw: &RawData,
     label: &[f32],
@@ -449,16 +472,27 @@ fn impressions(
     candidates: &Candidates,
     cfg: &PrepareConfig,
     rng: &mut Rng,
-) -> (Rows, usize) {
+) -> (Rows, Dropped) {
     let inter = &raw.inter;
     let has_oracle = inter.oracle.is_some() && labels != LabelSource::Implicit;
     let mut rows = Rows::new(has_oracle, false);
-    let mut dropped = 0;
+    let mut dropped = Dropped::default();
+    let radius_check = match (&raw.places.coords, candidates) {
+        (Some(coords), Candidates::Radius { .. }) if labels == LabelSource::Implicit => Some(coords),
+        _ => None,
+    };
     for (i, &y) in label.iter().enumerate() {
         let (lat, lon) = ctx.map_or((0.0, 0.0), |c| (c.lat[i], c.lon[i]));
         if lat.is_nan() || lon.is_nan() {
-            dropped += 1;
+            dropped.no_context += 1;
             continue;
+        }
+        if let Some((pl, po)) = radius_check {
+            let p = inter.place[i] as usize;
+            if crate::geo::haversine_km(lat, lon, pl[p], po[p]) > cfg.radius_km {
+                dropped.outside_radius += 1;
+                continue;
+            }
         }
         rows.push_interaction(i, inter.place[i], inter.ts[i], y);
         if labels == LabelSource::Implicit {
@@ -468,6 +502,16 @@ fn impressions(
         }
     }
     (rows, dropped)
+}
+
+/// The recipe name of a context setting.
+fn context_name(c: ContextSource) -> &'static str {
+    match c {
+        ContextSource::Auto => "auto",
+        ContextSource::Interaction => "interaction",
+        ContextSource::Home => "home",
+        ContextSource::PreviousVisit => "previous_visit",
+    }
 }
 
 /// Step 5: the time split. Returns train, valid, test and the two cut times.
