@@ -106,56 +106,7 @@ impl Ids {
         }
     }
 
-    /// An empty column of the same type.
-    pub fn empty_like(&self) -> Self {
-        match self {
-            Self::Int(_) => Self::Int(Vec::new()),
-            Self::Str(_) => Self::Str(Vec::new()),
-        }
-    }
-
-    /// Appends value `i` of `src` (same type; a type mismatch is a bug and panics in debug).
-    pub fn push_from(&mut self, src: &Ids, i: usize) {
-        match (self, src) {
-            (Self::Int(d), Self::Int(s)) => d.push(s[i]),
-            (Self::Str(d), Self::Str(s)) => d.push(s[i].clone()),
-            _ => debug_assert!(false, "id type mismatch"),
-        }
-    }
-}
-
-/// Known raw values of a categorical column, strictly ascending.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Vocabulary {
-    /// Integer ids.
-    Int(Vec<i64>),
-    /// String ids, in byte order.
-    Str(Vec<String>),
-}
-
-impl Vocabulary {
-    /// Number of known values.
-    pub fn len(&self) -> usize {
-        match self {
-            Self::Int(v) => v.len(),
-            Self::Str(v) => v.len(),
-        }
-    }
-
-    /// True when no value is known.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The type of the values.
-    pub fn id_type(&self) -> IdType {
-        match self {
-            Self::Int(_) => IdType::Int64,
-            Self::Str(_) => IdType::String,
-        }
-    }
-
-    /// The integer vocabulary (empty for a string column).
+    /// The integer values (empty for a string column).
     pub fn ints(&self) -> &[i64] {
         match self {
             Self::Int(v) => v,
@@ -163,6 +114,10 @@ impl Vocabulary {
         }
     }
 }
+
+/// Known raw values of a categorical column, strictly ascending (integers, or strings in
+/// byte order).
+pub type Vocabulary = Ids;
 
 /// The JSON form of a categorical column: `dtype` says how to read `vocabulary`.
 #[derive(Serialize, Deserialize)]

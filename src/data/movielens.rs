@@ -69,9 +69,11 @@ struct Rating {
 /// `out` atomically.
 pub fn import(from: &Path, zipcodes: &Path, out: &Path) -> Result<ImportSummary> {
     let (layout, users, movies, ratings) = if from.join("u.data").is_file() {
-        ("grouplens", grouplens_users(from)?, grouplens_movies(from)?, ratings_tsv(&from.join("u.data"), false)?)
+        let users = read_users(&from.join("u.user"), false, '|')?;
+        ("grouplens", users, grouplens_movies(from)?, ratings_tsv(&from.join("u.data"), false)?)
     } else if from.join("ml-100k.inter").is_file() {
-        ("recbole", recbole_users(from)?, recbole_movies(from)?, ratings_tsv(&from.join("ml-100k.inter"), true)?)
+        let users = read_users(&from.join("ml-100k.user"), true, '\t')?;
+        ("recbole", users, recbole_movies(from)?, ratings_tsv(&from.join("ml-100k.inter"), true)?)
     } else {
         return Err(Error::input(format!(
             "{}: expected MovieLens-100k files (u.data, u.user, u.item or ml-100k.inter, ml-100k.user, ml-100k.item); scripts/fetch-movielens.sh fetches them",
@@ -178,32 +180,16 @@ fn ratings_tsv(path: &Path, header: bool) -> Result<Vec<Rating>> {
     Ok(out)
 }
 
-fn grouplens_users(dir: &Path) -> Result<Vec<User>> {
-    let path = dir.join("u.user");
-    let s = text(&path)?;
-    lines(&s, false)
+/// Users from `u.user` (pipe-separated, no header) or `ml-100k.user` (tab-separated, a
+/// header): id, age, gender, occupation, zip code.
+fn read_users(path: &Path, header: bool, sep: char) -> Result<Vec<User>> {
+    let s = text(path)?;
+    lines(&s, header)
         .map(|(line, l)| {
-            let f = fields(&path, 5, line, l, '|')?;
+            let f = fields(path, 5, line, l, sep)?;
             Ok(User {
-                id: int(&path, line, "user id", f[0])?,
-                age: int(&path, line, "age", f[1])?,
-                gender: f[2].to_string(),
-                occupation: f[3].to_string(),
-                zip: f[4].trim().to_string(),
-            })
-        })
-        .collect()
-}
-
-fn recbole_users(dir: &Path) -> Result<Vec<User>> {
-    let path = dir.join("ml-100k.user");
-    let s = text(&path)?;
-    lines(&s, true)
-        .map(|(line, l)| {
-            let f = fields(&path, 5, line, l, '\t')?;
-            Ok(User {
-                id: int(&path, line, "user id", f[0])?,
-                age: int(&path, line, "age", f[1])?,
+                id: int(path, line, "user id", f[0])?,
+                age: int(path, line, "age", f[1])?,
                 gender: f[2].to_string(),
                 occupation: f[3].to_string(),
                 zip: f[4].trim().to_string(),

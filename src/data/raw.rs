@@ -235,15 +235,8 @@ fn read_users(m: Option<Mapped>) -> Result<UsersDraft> {
     m.table.keep_rows(&rows)?;
     let ids = all.take(&rows);
     let segment = m.col(Role::Segment).map(|c| m.table.ids(c)).transpose()?;
-    let home = match (m.col(Role::HomeLat), m.col(Role::HomeLon)) {
-        (Some(a), Some(b)) => {
-            let (la, lo) = (m.table.floats(a, true)?, m.table.floats(b, true)?);
-            check_lat_lon(&m.table, a, b, &la, &lo)?;
-            Some((la, lo))
-        }
-        (None, None) => None,
-        _ => return Err(pair_error(&m, Role::HomeLat, Role::HomeLon)),
-    };
+    // Unknown homes (null) are allowed: those users' rows have no home context.
+    let home = coordinates(&m, Role::HomeLat, Role::HomeLon, true)?;
     Ok(UsersDraft(Some(Users { ids, mapped: Some(m), segment, home })))
 }
 
@@ -254,15 +247,7 @@ fn read_places(m: Option<Mapped>) -> Result<PlacesDraft> {
     let rows = unique_rows(&m, &all, Role::Place)?;
     m.table.keep_rows(&rows)?;
     let ids = all.take(&rows);
-    let coords = match (m.col(Role::Lat), m.col(Role::Lon)) {
-        (Some(a), Some(b)) => {
-            let (la, lo) = (m.table.floats(a, false)?, m.table.floats(b, false)?);
-            check_lat_lon(&m.table, a, b, &la, &lo)?;
-            Some((la, lo))
-        }
-        (None, None) => None,
-        _ => return Err(pair_error(&m, Role::Lat, Role::Lon)),
-    };
+    let coords = coordinates(&m, Role::Lat, Role::Lon, false)?;
     if let Some(c) = m.col(Role::Category) {
         m.table.ids(c)?;
     }
@@ -271,6 +256,20 @@ fn read_places(m: Option<Mapped>) -> Result<PlacesDraft> {
     }
     let rating = m.col(Role::Rating).map(|c| m.table.floats(c, true)).transpose()?;
     Ok(PlacesDraft(Some(Places { ids, mapped: Some(m), coords, rating })))
+}
+
+/// The latitude and longitude columns of a table, validated (nulls as NaN when `allow_null`);
+/// `None` when it has neither, an error when it has one only.
+fn coordinates(m: &Mapped, lat: Role, lon: Role, allow_null: bool) -> Result<Option<(Vec<f64>, Vec<f64>)>> {
+    match (m.col(lat), m.col(lon)) {
+        (Some(a), Some(b)) => {
+            let (la, lo) = (m.table.floats(a, allow_null)?, m.table.floats(b, allow_null)?);
+            check_lat_lon(&m.table, a, b, &la, &lo)?;
+            Ok(Some((la, lo)))
+        }
+        (None, None) => Ok(None),
+        _ => Err(pair_error(m, lat, lon)),
+    }
 }
 
 /// One of a coordinate pair is there, the other not.
@@ -320,15 +319,7 @@ fn read_interactions(cfg: &FilesConfig, m: Mapped, _u: &UsersDraft, _p: &PlacesD
     let (ts, offsets) =
         t.timestamps(m.required(Role::Timestamp)?, cfg.timestamp_unit, cfg.timestamp_format.as_deref())?;
     let local_ts = local_times(cfg, &m, &ts, offsets.as_deref())?;
-    let coords = match (m.col(Role::Lat), m.col(Role::Lon)) {
-        (Some(a), Some(b)) => {
-            let (la, lo) = (t.floats(a, false)?, t.floats(b, false)?);
-            check_lat_lon(t, a, b, &la, &lo)?;
-            Some((la, lo))
-        }
-        (None, None) => None,
-        _ => return Err(pair_error(&m, Role::Lat, Role::Lon)),
-    };
+    let coords = coordinates(&m, Role::Lat, Role::Lon, false)?;
     let label = match m.col(Role::Label) {
         Some(c) => {
             if cfg.positive_rating.is_some() {
