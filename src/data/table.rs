@@ -463,4 +463,33 @@ mod tests {
             assert_eq!(parse_timestamp(bad, None), None, "{bad}");
         }
     }
+
+    #[test]
+    fn numeric_and_temporal_timestamp_columns_become_unix_seconds() {
+        let t = 1_333_476_009i64;
+        let ms = Column::new("ms".into(), vec![t * 1000 + 999, -1]);
+        let dt = ms
+            .cast(&DataType::Datetime(polars::prelude::TimeUnit::Milliseconds, Some(TimeZone::UTC)))
+            .unwrap()
+            .with_name("dt".into());
+        let naive = ms
+            .cast(&DataType::Datetime(polars::prelude::TimeUnit::Milliseconds, None))
+            .unwrap()
+            .with_name("naive".into());
+        let days = Column::new("days".into(), vec![15_433i32, 0]).cast(&DataType::Date).unwrap();
+        let secs = Column::new("secs".into(), vec![t as f64 + 0.5, -0.5]);
+        let df = DataFrame::new(2, vec![ms, dt, naive, days, secs]).unwrap();
+        let table = Table::frame(df, "t");
+        let read = |c: &str, unit| table.timestamps(c, unit, None).unwrap();
+        // Floored, also below zero: -1 ms is the last second of 1969.
+        assert_eq!(read("ms", TimeUnit::Milliseconds), (vec![t, -1], None));
+        assert_eq!(read("dt", TimeUnit::Seconds), (vec![t, -1], None));
+        assert_eq!(read("naive", TimeUnit::Seconds), (vec![t, -1], None));
+        assert_eq!(read("days", TimeUnit::Seconds), (vec![15_433 * 86_400, 0], None));
+        assert_eq!(read("secs", TimeUnit::Seconds), (vec![t, -1], None));
+        let strings = Column::new("s".into(), vec!["2012-04-03T14:00:09-04:00", "2012-04-03 18:00:09"]);
+        let table = Table::frame(DataFrame::new(2, vec![strings]).unwrap(), "t");
+        // Per-row offsets where the strings carry one (0 where they do not).
+        assert_eq!(table.timestamps("s", TimeUnit::Seconds, None).unwrap(), (vec![t, t], Some(vec![-4 * 3600, 0])));
+    }
 }
