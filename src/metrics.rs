@@ -1,6 +1,6 @@
 //! Evaluation metrics: AUC, logloss, ECE, and ranking HR@k / NDCG@k per query.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 /// Area under the ROC curve (Mann-Whitney, ties count one half). `None` with one class only.
 pub fn auc(scores: &[f32], labels: &[f32]) -> Option<f64> {
@@ -61,7 +61,8 @@ pub fn ece(probs: &[f32], labels: &[f32], bins: usize) -> f64 {
 /// HR@k and NDCG@k over queries with exactly one positive each (other queries are skipped).
 /// A negative scoring equal to the positive ranks ahead of it (pessimistic ties).
 pub fn ranking(query: &[i64], scores: &[f32], labels: &[f32], k: usize) -> (f64, f64, usize) {
-    let mut groups: HashMap<i64, Vec<usize>> = HashMap::new();
+    // Ordered: the sums below run in one order, so the result is the same bits every run.
+    let mut groups: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
     for (i, &q) in query.iter().enumerate() {
         groups.entry(q).or_default().push(i);
     }

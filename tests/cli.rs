@@ -497,16 +497,16 @@ fn empty_table_is_rejected() {
 #[test]
 fn nan_and_infinity_in_numeric_columns_are_rejected() {
     let dir = csv_case(USERS, &PLACES.replace("13.42", "NaN"), &interactions());
-    input_error(&prepare_case(dir.path()), &["places.csv", "column `lon` row 1", "finite"]);
+    input_error(&prepare_case(dir.path()), &["places.csv", "column `lon` line 3", "finite"]);
     let dir = csv_case(&USERS.replace("52.52", "inf"), PLACES, &interactions());
-    input_error(&prepare_case(dir.path()), &["users.csv", "column `home_lat` row 1", "finite"]);
+    input_error(&prepare_case(dir.path()), &["users.csv", "column `home_lat` line 3", "finite"]);
     nothing_written(dir.path());
 }
 
 #[test]
 fn unknown_references_are_rejected() {
     let dir = csv_case(USERS, PLACES, &interactions().replace("\n2,11,", "\n2,99,"));
-    input_error(&prepare_case(dir.path()), &["interactions.csv", "column `place_id` row 1 is 99", "places.csv"]);
+    input_error(&prepare_case(dir.path()), &["interactions.csv", "column `place_id` line 3 is 99", "places.csv"]);
 }
 
 #[test]
@@ -982,7 +982,7 @@ fn an_unparseable_timestamp_names_file_column_row_value_and_the_formats() {
     let (head, _) = line.rsplit_once(',').unwrap();
     edit(&part, &format!("\n{line}\n"), &format!("\n{head},2026-02-30T25:00:00Z\n"));
     let o = prepare_case(dir.path());
-    input_error(&o, &["month=2026-02/part-0.csv", "column `utc_time` row 2", "2026-02-30T25:00:00Z", "ISO-8601"]);
+    input_error(&o, &["month=2026-02/part-0.csv", "column `utc_time` line 4", "2026-02-30T25:00:00Z", "ISO-8601"]);
     nothing_written(dir.path());
 }
 
@@ -1126,4 +1126,74 @@ fn movielens_grouplens_files_import_as_raw_tables_and_a_recipe_labels_them_by_ra
     // Movies have no coordinates: no context, no distance feature.
     assert_eq!(v["context"], serde_json::Value::Null);
     assert!(!v["features"].as_array().unwrap().iter().any(|f| f == "distance_km"));
+}
+
+#[test]
+fn a_places_section_without_a_path_reads_the_log_itself_and_takes_only_mapped_roles() {
+    // One file: every check-in repeats its venue's attributes, and carries a per-visit rating.
+    let dir = checkins_case();
+    let venues: std::collections::HashMap<String, String> = std::fs::read_to_string(dir.path().join("venues.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (id, rest) = l.split_once(',').unwrap();
+            (id.to_string(), rest.to_string())
+        })
+        .collect();
+    let mut log = String::from("user_id,venue_id,utc_time,venue_category_name,latitude,longitude,rating\n");
+    for month in ["2026-01", "2026-02"] {
+        let text = std::fs::read_to_string(dir.path().join(format!("checkins/month={month}/part-0.csv"))).unwrap();
+        for (i, l) in text.lines().skip(1).enumerate() {
+            log.push_str(&format!("{l},{},{}\n", venues[l.split(',').nth(1).unwrap()], 1 + i % 5));
+        }
+    }
+    std::fs::write(dir.path().join("log.csv"), log).unwrap();
+    let recipe = dir.path().join("r.toml");
+    edit(&recipe, "path = \"checkins\"", "path = \"log.csv\"");
+    edit(&recipe, "path = \"venues.csv\"\n", "");
+    let o = ok(reco(&["prepare", "--recipe", "r.toml", "--out", "out", "--json"], dir.path()));
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let features: Vec<&str> = v["features"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    assert!(features.contains(&"category") && features.contains(&"distance_km"), "{features:?}");
+    // The log's per-visit rating is the interactions' (trailing window), never a place attribute.
+    assert!(features.contains(&"place_rating_w") && !features.contains(&"place_rating"), "{features:?}");
+    edit(&recipe, "lon = \"longitude\" }", "lon = \"longitude\", rating = \"rating\" }");
+    input_error(&prepare_case(dir.path()), &["data.places.columns.rating", "each row's rating is that visit's"]);
+}
+
+#[test]
+fn partitions_that_disagree_on_a_column_or_shadow_one_are_refused() {
+    let dir = checkins_case();
+    // February's user ids become text (a letter): one id column with two types.
+    let feb = dir.path().join("checkins/month=2026-02/part-0.csv");
+    let text = std::fs::read_to_string(&feb).unwrap();
+    let first = text.lines().nth(1).unwrap().to_string();
+    edit(&feb, &format!("\n{first}\n"), &format!("\nu{first}\n"));
+    input_error(
+        &prepare_case(dir.path()),
+        &["month=2026-02/part-0.csv", "column `user_id` reads as str here", "month=2026-01"],
+    );
+    nothing_written(dir.path());
+    // A partition key that is also a column of the files.
+    let dir = checkins_case();
+    let jan = dir.path().join("checkins/month=2026-01");
+    std::fs::rename(&jan, dir.path().join("checkins/user_id=1")).unwrap();
+    input_error(&prepare_case(dir.path()), &["has a column `user_id`", "`user_id=1` folder"]);
+    nothing_written(dir.path());
+}
+
+#[test]
+fn millisecond_timestamps_read_as_seconds_are_refused_with_the_unit_named() {
+    let mut inter = String::from("user_id,place_id,timestamp\n");
+    for d in 0..14i64 {
+        let t = (1_767_571_200 + d * 86_400) * 1000;
+        inter.push_str(&format!("1,10,{t}\n2,11,{}\n", t + 3_600_000));
+    }
+    let dir = csv_case(USERS, PLACES, &inter);
+    input_error(&prepare_case(dir.path()), &["column `timestamp` line 2", "outside 1900-2200", "timestamp_unit"]);
+    nothing_written(dir.path());
+    let recipe = dir.path().join("r.toml");
+    edit(&recipe, "dir = \"raw\"\n", "dir = \"raw\"\ntimestamp_unit = \"ms\"\n");
+    ok(prepare_case(dir.path()));
 }

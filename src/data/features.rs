@@ -41,7 +41,19 @@ pub const DISTANCE: &str = "distance_km";
 pub fn is_builtin(name: &str) -> bool {
     CATEGORICAL.contains(&name)
         || NUMERIC.contains(&name)
-        || [LABEL, "timestamp", "oracle_p", "query_id", "ctx_lat", "ctx_lon"].contains(&name)
+        || [
+            LABEL,
+            "timestamp",
+            "oracle_p",
+            "query_id",
+            "ctx_lat",
+            "ctx_lon",
+            "local_ts",
+            "place_lat",
+            "place_lon",
+            "src",
+        ]
+        .contains(&name)
 }
 
 /// A feature file in memory.

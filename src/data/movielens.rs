@@ -216,7 +216,9 @@ fn grouplens_movies(dir: &Path) -> Result<Vec<Movie>> {
     let mut names: Vec<(usize, String)> = Vec::new();
     for (line, l) in lines(&gs, false) {
         let f = fields(&gpath, 2, line, l, '|')?;
-        names.push((int(&gpath, line, "genre index", f[1])? as usize, f[0].to_string()));
+        let i = usize::try_from(int(&gpath, line, "genre index", f[1])?)
+            .map_err(|_| bad(&gpath, line, "genre index", f[1]))?;
+        names.push((i, f[0].to_string()));
     }
     names.sort();
     let path = dir.join("u.item");

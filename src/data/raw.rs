@@ -6,12 +6,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{Offset, TimeZone};
-
 use crate::artifact::spec::{Ids, Key, SourceColumn};
 use crate::data::io::find_table;
 use crate::data::schema::{FeatureKind, FilesConfig, Role, TableConfig, TableName, Transform};
-use crate::data::table::Table;
+use crate::data::table::{Table, utc_offset_at};
 use crate::error::{Error, Result};
 
 /// One table with its configuration and the columns its roles resolved to.
@@ -154,13 +152,24 @@ fn open(cfg: &FilesConfig, name: TableName) -> Result<Option<Mapped>> {
         },
         (None, None) if name != TableName::Interactions => {
             let Some(p) = cfg.interactions.path.clone() else { return Ok(None) };
+            // A rating there is each visit's, not the place's: as a place attribute it would
+            // carry one visit's label to every row of that place.
+            if name == TableName::Places && tc.columns.contains_key(&Role::Rating) {
+                return Err(Error::input(
+                    "data.places.columns.rating: a places section read from the interactions file cannot take a rating (each row's rating is that visit's); map it on [data.interactions] instead",
+                ));
+            }
             tc = TableConfig { columns: tc.columns, dedup: true, ..cfg.interactions.clone() };
-            p
+            let table = Table::read(&p, &tc)?;
+            // Only the roles mapped explicitly: the interactions' own `rating`, `lat`, ... are not
+            // the place's (or user's).
+            let roles = resolve_roles(name, &tc, &table, false)?;
+            return Ok(Some(Mapped { name, table, roles, dedup: true }));
         }
         (None, None) => return Ok(None),
     };
     let table = Table::read(&location, &tc)?;
-    let roles = resolve_roles(name, &tc, &table)?;
+    let roles = resolve_roles(name, &tc, &table, true)?;
     Ok(Some(Mapped { name, table, roles, dedup: tc.dedup }))
 }
 
@@ -172,8 +181,9 @@ fn explicit(cfg: &FilesConfig, name: TableName) -> bool {
     }
 }
 
-/// Role -> column: the recipe's mapping (which must exist), else the default name when present.
-fn resolve_roles(name: TableName, tc: &TableConfig, table: &Table) -> Result<BTreeMap<Role, String>> {
+/// Role -> column: the recipe's mapping (which must exist), else (with `defaults`) the
+/// default name when present.
+fn resolve_roles(name: TableName, tc: &TableConfig, table: &Table, defaults: bool) -> Result<BTreeMap<Role, String>> {
     let mut roles = BTreeMap::new();
     for &role in name.roles() {
         match tc.columns.get(&role) {
@@ -190,7 +200,7 @@ fn resolve_roles(name: TableName, tc: &TableConfig, table: &Table) -> Result<BTr
             Some(c) => {
                 roles.insert(role, c.clone());
             }
-            None if table.has(role.default_column()) => {
+            None if defaults && table.has(role.default_column()) => {
                 roles.insert(role, role.default_column().to_string());
             }
             None => {}
@@ -316,8 +326,17 @@ fn read_interactions(cfg: &FilesConfig, m: Mapped, _u: &UsersDraft, _p: &PlacesD
     let t = &m.table;
     let raw_users = t.ids(m.required(Role::User)?)?;
     let raw_places = t.ids(m.required(Role::Place)?)?;
-    let (ts, offsets) =
-        t.timestamps(m.required(Role::Timestamp)?, cfg.timestamp_unit, cfg.timestamp_format.as_deref())?;
+    let ts_col = m.required(Role::Timestamp)?;
+    let (ts, offsets) = t.timestamps(ts_col, cfg.timestamp_unit, cfg.timestamp_format.as_deref())?;
+    // 1900-01-01 ..= 2200-01-01: outside is a unit mistake (milliseconds read as seconds).
+    if let Some(i) = ts.iter().position(|&v| !(-2_208_988_800..=7_258_118_400).contains(&v)) {
+        return Err(Error::input(format!(
+            "{} is {} s since 1970, outside 1900-2200: is data.timestamp_unit = {:?} right?",
+            t.at(ts_col, i),
+            ts[i],
+            cfg.timestamp_unit
+        )));
+    }
     let local_ts = local_times(cfg, &m, &ts, offsets.as_deref())?;
     let coords = coordinates(&m, Role::Lat, Role::Lon, false)?;
     let label = match m.col(Role::Label) {
@@ -375,13 +394,7 @@ fn local_times(cfg: &FilesConfig, m: &Mapped, ts: &[i64], string_offsets: Option
     };
     let tz: chrono_tz::Tz =
         name.parse().map_err(|_| Error::input(format!("data.timezone = {name:?}: not an IANA time zone name")))?;
-    Ok(ts
-        .iter()
-        .map(|&t| match chrono::DateTime::from_timestamp(t, 0) {
-            Some(d) => t + i64::from(tz.offset_from_utc_datetime(&d.naive_utc()).fix().local_minus_utc()),
-            None => t,
-        })
-        .collect())
+    Ok(ts.iter().map(|&t| t + i64::from(utc_offset_at(tz, t))).collect())
 }
 
 impl UsersDraft {

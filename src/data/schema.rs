@@ -432,6 +432,17 @@ impl FilesConfig {
             if f.fill.is_some_and(|v| !v.is_finite()) {
                 return Err(format!("data.features {n:?}: fill must be a finite number"));
             }
+            if f.transform == Transform::Log1p && f.fill.is_some_and(|v| v <= -1.0) {
+                return Err(format!("data.features {n:?}: fill must be > -1 with transform = \"log1p\""));
+            }
+            if f.fill.is_some() {
+                let indicator = format!("{n}_missing");
+                if self.features.iter().any(|g| g.feature_name() == indicator) {
+                    return Err(format!(
+                        "data.features {n:?}: its missing indicator {indicator:?} is also a declared feature's name"
+                    ));
+                }
+            }
         }
         Ok(())
     }

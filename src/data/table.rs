@@ -18,13 +18,21 @@ pub struct Table {
     /// All parts, concatenated in path order.
     pub df: DataFrame,
     /// Each part's file and row count, in order.
-    parts: Vec<(PathBuf, usize)>,
+    parts: Vec<Part>,
     /// sha256 of the file, or of the list of (path, sha256) of every part.
     pub sha256: String,
     /// The table as a user names it: its file, or its directory / glob.
     pub name: String,
     /// After [`Table::keep_rows`]: the original row of each remaining row.
     origin: Option<Vec<usize>>,
+}
+
+/// One file of a table.
+struct Part {
+    path: PathBuf,
+    rows: usize,
+    /// Line number of the first data row (CSV), for error messages; `None`: Parquet.
+    first_line: Option<usize>,
 }
 
 /// How string timestamps that are not ISO-8601 are written.
@@ -41,26 +49,35 @@ impl Table {
     /// Reads every file of a table's location: `location` is a file, a glob or a directory.
     pub fn read(location: &Path, cfg: &TableConfig) -> Result<Self> {
         let files = list_files(location)?;
+        let hive_ints = hive_int_keys(&files);
+        let base = literal_prefix(location);
         let mut frames = Vec::with_capacity(files.len());
         let mut parts = Vec::with_capacity(files.len());
         let mut listing = String::new();
         let single = files.len() == 1 && files[0].0 == location;
         let mut sha256 = String::new();
         for (file, hive) in &files {
-            let mut df = read_file(file, cfg)?;
+            let (mut df, first_line) = read_file(file, cfg)?;
             for (k, v) in hive {
+                if df.column(k).is_ok() {
+                    return Err(Error::input(format!(
+                        "{}: has a column `{k}` and sits in a `{k}={v}` folder: rename one (the folder's value would replace the column)",
+                        file.display()
+                    )));
+                }
                 let col = match v.parse::<i64>() {
-                    Ok(i) => Column::new(k.as_str().into(), vec![i; df.height()]),
-                    Err(_) => Column::new(k.as_str().into(), vec![v.as_str(); df.height()]),
+                    Ok(i) if hive_ints.contains(k) => Column::new(k.as_str().into(), vec![i; df.height()]),
+                    _ => Column::new(k.as_str().into(), vec![v.as_str(); df.height()]),
                 };
                 df.with_column(col).map_err(|e| part_error(file, &e))?;
             }
             let h = sha256_file(file)?;
-            listing.push_str(&format!("{}\0{h}\n", file.strip_prefix(location).unwrap_or(file).display()));
+            listing.push_str(&format!("{}\0{h}\n", file.strip_prefix(&base).unwrap_or(file).display()));
             sha256 = h;
-            parts.push((file.clone(), df.height()));
+            parts.push(Part { path: file.clone(), rows: df.height(), first_line });
             frames.push(df);
         }
+        check_part_types(&frames, &parts)?;
         let df = if frames.len() == 1 {
             frames.pop().unwrap_or_default()
         } else {
@@ -84,7 +101,7 @@ impl Table {
 
     /// A frame already in memory (a split being fitted), named `name` in errors.
     pub fn frame(df: DataFrame, name: &str) -> Self {
-        let parts = vec![(PathBuf::from(name), df.height())];
+        let parts = vec![Part { path: PathBuf::from(name), rows: df.height(), first_line: None }];
         Self { df, parts, sha256: String::new(), name: name.to_string(), origin: None }
     }
 
@@ -107,23 +124,25 @@ impl Table {
         Ok(())
     }
 
-    /// The file and in-file row of table row `row`.
-    pub fn locate(&self, row: usize) -> (&Path, usize) {
+    /// The file of table row `row` and where it is there: `line N` (CSV) or `row N`
+    /// (Parquet, 0-based).
+    pub fn locate(&self, row: usize) -> (&Path, String) {
         let row = self.origin.as_ref().map_or(row, |o| o[row]);
         let mut r = row;
-        for (p, n) in &self.parts {
-            if r < *n {
-                return (p, r);
+        for p in &self.parts {
+            if r < p.rows {
+                let at = p.first_line.map_or_else(|| format!("row {r}"), |l| format!("line {}", l + r));
+                return (&p.path, at);
             }
-            r -= n;
+            r -= p.rows;
         }
-        (Path::new(&self.name), row)
+        (Path::new(&self.name), format!("row {row}"))
     }
 
-    /// `<file>: column `name` row <r>` for table row `row`.
+    /// `<file>: column `name` line <n>` (or `row <r>`) for table row `row`.
     pub fn at(&self, name: &str, row: usize) -> String {
-        let (p, r) = self.locate(row);
-        format!("{}: column `{name}` row {r}", p.display())
+        let (p, at) = self.locate(row);
+        format!("{}: column `{name}` {at}", p.display())
     }
 
     /// The column, or an error naming the table and the columns it has.
@@ -158,7 +177,13 @@ impl Table {
         if !col.dtype().is_integer() {
             return Err(self.wrong_type(name, col.dtype(), "an integer"));
         }
-        let s = col.cast(&DataType::Int64).map_err(|e| self.cast_error(name, &e))?;
+        let s = col.strict_cast(&DataType::Int64).map_err(|e| {
+            Error::input(format!(
+                "{}: column `{name}` does not fit in an int64 ({})",
+                self.name,
+                one_line(&e.to_string())
+            ))
+        })?;
         let ca = s.i64().map_err(|e| Error::Internal(e.to_string()))?;
         ca.iter().enumerate().map(|(i, v)| v.ok_or_else(|| self.null_error(name, i, "an integer"))).collect()
     }
@@ -212,6 +237,13 @@ impl Table {
     /// each row's UTC offset (seconds) when the column holds strings that carry offsets.
     pub fn timestamps(&self, name: &str, unit: TimeUnit, format: Option<&str>) -> Result<(Vec<i64>, Option<Vec<i32>>)> {
         let col = self.column(name)?;
+        if let DataType::Datetime(_, Some(tz)) = col.dtype() {
+            // A zoned datetime holds UTC instants; its zone gives the local offsets.
+            let zone = tz.to_string().parse::<chrono_tz::Tz>().ok().filter(|z| *z != chrono_tz::UTC);
+            let secs = self.numeric_timestamps(name, unit)?;
+            let offsets = zone.map(|z| secs.iter().map(|&t| utc_offset_at(z, t)).collect());
+            return Ok((secs, offsets));
+        }
         if !col.dtype().is_string() {
             return self.numeric_timestamps(name, unit).map(|t| (t, None));
         }
@@ -268,6 +300,13 @@ impl Table {
     }
 }
 
+/// The offset from UTC (seconds) of `tz` at unix second `t`.
+pub fn utc_offset_at(tz: chrono_tz::Tz, t: i64) -> i32 {
+    use chrono::{Offset, TimeZone};
+    chrono::DateTime::from_timestamp(t, 0)
+        .map_or(0, |d| tz.offset_from_utc_datetime(&d.naive_utc()).fix().local_minus_utc())
+}
+
 /// Unix seconds of a timestamp string, and its UTC offset in seconds when the string
 /// carries one: `format` when given, else RFC 3339 / ISO-8601 with an offset, else a naive
 /// `YYYY-MM-DD[ T]HH:MM:SS[.f]` or `YYYY-MM-DD` read as UTC.
@@ -299,16 +338,56 @@ pub fn parse_timestamp(v: &str, format: Option<&str>) -> Option<(i64, Option<i32
     NaiveDate::parse_from_str(v, "%Y-%m-%d").ok().map(date)
 }
 
+/// Hive keys whose every value is an integer (read as integers; the others as strings).
+fn hive_int_keys(files: &[FileEntry]) -> std::collections::BTreeSet<String> {
+    let mut all = std::collections::BTreeMap::<&str, bool>::new();
+    for (_, keys) in files {
+        for (k, v) in keys {
+            let int = v.parse::<i64>().is_ok();
+            all.entry(k).and_modify(|b| *b &= int).or_insert(int);
+        }
+    }
+    all.into_iter().filter(|(_, int)| *int).map(|(k, _)| k.to_string()).collect()
+}
+
+/// The directory a location's files are named relative to in the table's hash: the location,
+/// or a glob's leading components without wildcards.
+fn literal_prefix(location: &Path) -> PathBuf {
+    location.components().take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '['])).collect()
+}
+
+/// Refuses a column read as text in one file and as numbers in another (ids with letters or
+/// leading zeros in some files only): joining them would split one id into two.
+fn check_part_types(frames: &[DataFrame], parts: &[Part]) -> Result<()> {
+    let Some(first) = frames.first() else { return Ok(()) };
+    for (df, part) in frames.iter().zip(parts).skip(1) {
+        for c in df.columns() {
+            let Ok(f) = first.column(c.name()) else { continue };
+            if c.dtype().is_string() != f.dtype().is_string() {
+                return Err(Error::input(format!(
+                    "{}: column `{}` reads as {} here but as {} in {}: one column must have one type in every file",
+                    part.path.display(),
+                    c.name(),
+                    c.dtype(),
+                    f.dtype(),
+                    parts[0].path.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn part_error(file: &Path, e: &PolarsError) -> Error {
     Error::input(format!("{}: {}", file.display(), one_line(&e.to_string())))
 }
 
 /// A file of a table and its hive partition keys (`key=value` folders above it).
-type Part = (PathBuf, Vec<(String, String)>);
+type FileEntry = (PathBuf, Vec<(String, String)>);
 
 /// The files of a location with their hive partition keys (`key=value` folders below it),
 /// sorted by path. Hidden files and `_`-prefixed ones (`_SUCCESS`) are skipped.
-fn list_files(location: &Path) -> Result<Vec<Part>> {
+fn list_files(location: &Path) -> Result<Vec<FileEntry>> {
     let text = location.to_string_lossy();
     if text.contains(['*', '?', '[']) {
         let mut files: Vec<PathBuf> = glob::glob(&text)
@@ -337,7 +416,7 @@ fn list_files(location: &Path) -> Result<Vec<Part>> {
     Ok(out)
 }
 
-fn walk(dir: &Path, keys: &mut Vec<(String, String)>, out: &mut Vec<Part>) -> Result<()> {
+fn walk(dir: &Path, keys: &mut Vec<(String, String)>, out: &mut Vec<FileEntry>) -> Result<()> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).at(dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for p in entries {
@@ -374,23 +453,27 @@ fn format_of(path: &Path) -> Option<FileFormat> {
     }
 }
 
-/// Reads one file of a table.
-fn read_file(path: &Path, cfg: &TableConfig) -> Result<DataFrame> {
+/// Reads one file of a table, with the line number of its first data row (CSV).
+fn read_file(path: &Path, cfg: &TableConfig) -> Result<(DataFrame, Option<usize>)> {
     let format = cfg.format.or_else(|| format_of(path)).ok_or_else(|| {
         Error::input(format!("{}: unknown file type, expected .parquet or .csv (or set `format`)", path.display()))
     })?;
     match format {
         FileFormat::Parquet => {
             let file = std::fs::File::open(path).at(path)?;
-            ParquetReader::new(file).finish().map_err(|e| {
+            let df = ParquetReader::new(file).finish().map_err(|e| {
                 Error::input(format!("{}: not a readable Parquet file ({})", path.display(), one_line(&e.to_string())))
-            })
+            })?;
+            Ok((df, None))
         }
-        FileFormat::Csv => read_csv(path, cfg),
+        FileFormat::Csv => {
+            let header = cfg.header.unwrap_or(cfg.column_names.is_empty());
+            read_csv(path, cfg, header).map(|df| (df, Some(1 + usize::from(header))))
+        }
     }
 }
 
-fn read_csv(path: &Path, cfg: &TableConfig) -> Result<DataFrame> {
+fn read_csv(path: &Path, cfg: &TableConfig, header: bool) -> Result<DataFrame> {
     let bytes = std::fs::read(path).at(path)?;
     let text = match cfg.encoding {
         Encoding::Latin1 => bytes.iter().map(|&b| char::from(b)).collect::<String>().into_bytes(),
@@ -409,7 +492,6 @@ fn read_csv(path: &Path, cfg: &TableConfig) -> Result<DataFrame> {
     };
     let tsv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
     let sep = cfg.separator.as_deref().and_then(|s| s.bytes().next()).unwrap_or(if tsv { b'\t' } else { b',' });
-    let header = cfg.header.unwrap_or(cfg.column_names.is_empty());
     let mut df = CsvReadOptions::default()
         .with_has_header(header)
         .with_infer_schema_length(None)

@@ -141,7 +141,7 @@ impl PlaceEvents {
     /// Statistics over events with `t - window <= time < t` (strictly before `t`).
     pub fn window(&self, place: usize, t: i64, window: i64) -> WindowStats {
         let times = &self.times[place];
-        let lo = times.partition_point(|&x| x < t - window);
+        let lo = times.partition_point(|&x| x < t.saturating_sub(window));
         let hi = times.partition_point(|&x| x < t);
         let n = self.rating_n[place][hi] - self.rating_n[place][lo];
         WindowStats {
@@ -184,7 +184,8 @@ pub fn prepare(
         raw.places.ids.len(),
         (0..inter.ts.len()).map(|i| (inter.place[i] as usize, inter.ts[i], label[i] > 0.5, rating.map(|r| r[i]))),
     );
-    let candidates = Candidates::new(&raw, ctx.as_ref(), &label, cfg.radius_km);
+    let train_fraction = 1.0 - cfg.valid_fraction - cfg.test_fraction;
+    let candidates = Candidates::new(&raw, ctx.as_ref(), &label, cfg.radius_km, train_fraction);
     let mut rng = Rng::derive(seed, "prepare");
     let (rows, dropped) = impressions(&raw, &label, label_source, ctx.as_ref(), &candidates, cfg, &mut rng);
     if rows.is_empty() {
@@ -332,7 +333,8 @@ pub fn context(data: &FilesConfig, raw: &RawData, label: &[f32]) -> Result<Optio
 }
 
 /// Refuses interaction coordinates that are the visited place's own location (a check-in log
-/// repeats the venue's coordinates on every row): distance would be 0 for every visit, a leak.
+/// repeats the venue's coordinates, or a GPS fix at the venue, on every row): distance would
+/// be ~0 for every visit, a leak. Within 50 m on more than half of the visits counts.
 fn check_not_the_place(raw: &RawData, lat: &[f64], lon: &[f64], label: &[f32]) -> Result<()> {
     let Some((pl, po)) = &raw.places.coords else { return Ok(()) };
     let inter = &raw.inter;
@@ -341,7 +343,7 @@ fn check_not_the_place(raw: &RawData, lat: &[f64], lon: &[f64], label: &[f32]) -
         .iter()
         .filter(|&&i| {
             let p = inter.place[i] as usize;
-            crate::geo::haversine_km(lat[i], lon[i], pl[p], po[p]) < 0.001
+            crate::geo::haversine_km(lat[i], lon[i], pl[p], po[p]) < 0.05
         })
         .count();
     if visits.len() >= 10 && at_place * 2 > visits.len() {
@@ -399,7 +401,7 @@ pub enum Candidates {
         /// Radius, km.
         radius_km: f64,
     },
-    /// Any place, with probability proportional to its visits + 1.
+    /// Any place, with probability proportional to its visits in the training period + 1.
     Popularity {
         /// Cumulative weights.
         cumulative: Vec<f64>,
@@ -407,13 +409,20 @@ pub enum Candidates {
 }
 
 impl Candidates {
-    fn new(raw: &RawData, ctx: Option<&Context>, label: &[f32], radius_km: f64) -> Self {
+    fn new(raw: &RawData, ctx: Option<&Context>, label: &[f32], radius_km: f64, train_fraction: f64) -> Self {
         match (&raw.places.coords, ctx) {
             (Some((lat, lon)), Some(_)) => Self::Radius { index: GridIndex::new(lat, lon, radius_km), radius_km },
             _ => {
+                // Visits of the training period only (the time split's first part), so
+                // negatives are not drawn with popularity from the future.
+                let ts = &raw.inter.ts;
+                let (t0, t1) = ts.iter().fold((i64::MAX, i64::MIN), |(a, b), &t| (a.min(t), b.max(t)));
+                let cut = t0 + (t1.saturating_sub(t0) as f64 * train_fraction).round() as i64;
                 let mut w = vec![1.0f64; raw.places.ids.len()];
-                for (&p, &y) in raw.inter.place.iter().zip(label) {
-                    w[p as usize] += f64::from(y);
+                for ((&p, &y), &t) in raw.inter.place.iter().zip(label).zip(ts) {
+                    if t < cut {
+                        w[p as usize] += f64::from(y);
+                    }
                 }
                 let mut acc = 0.0;
                 let cumulative = w.iter().map(|&x| {
