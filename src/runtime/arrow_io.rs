@@ -25,7 +25,8 @@ pub fn columns_from_batch(spec: &FeatureSpec, batch: &RecordBatch) -> Result<Col
     let mut categorical = Vec::new();
     for c in &spec.categorical {
         let a = col(&c.name)?;
-        if a.null_count() > 0 {
+        // Logical nulls: a dictionary's null values count too.
+        if a.logical_nulls().is_some_and(|n| n.null_count() > 0) {
             return Err(Error::input(format!("column `{}` has nulls, expected ids", c.name)));
         }
         categorical.push(ids_from_array(&c.name, c.dtype(), a)?);
@@ -66,7 +67,9 @@ fn ids_from_array(name: &str, dtype: IdType, a: &ArrayRef) -> Result<Ids> {
             if !a.data_type().is_integer() {
                 return Err(wrong());
             }
-            let cast = arrow::compute::cast(a, &DataType::Int64)
+            // Unsafe (erroring) cast: an id that does not fit is an error, not a null read as 0.
+            let opts = arrow::compute::CastOptions { safe: false, ..Default::default() };
+            let cast = arrow::compute::cast_with_options(a, &DataType::Int64, &opts)
                 .map_err(|e| Error::input(format!("column `{name}`: {e} (ids must fit in an int64)")))?;
             Ok(Ids::Int(cast.as_primitive::<Int64Type>().values().to_vec()))
         }
@@ -156,5 +159,21 @@ mod tests {
         let nulls: ArrayRef = Arc::new(StringArray::from(vec![Some("Bar"), None, Some("Bar")]));
         let e = columns_from_batch(&spec(), &batch(nulls)).unwrap_err().to_string();
         assert!(e.contains("`category` has nulls"), "{e}");
+        // A dictionary whose values hold the null.
+        let values: ArrayRef = Arc::new(StringArray::from(vec![Some("Bar"), None]));
+        let keys = Int32Array::from(vec![0, 1, 0]);
+        let dict: ArrayRef = Arc::new(DictionaryArray::<Int32Type>::try_new(keys, values).unwrap());
+        let e = columns_from_batch(&spec(), &batch(dict)).unwrap_err().to_string();
+        assert!(e.contains("`category` has nulls"), "{e}");
+        // An unsigned id past i64::MAX is an error, not id 0.
+        let mut s = spec();
+        s.categorical.swap(0, 1);
+        s.categorical[1] = CategoricalSpec::new("user_id", vec![1]);
+        let user: ArrayRef = Arc::new(arrow::array::UInt64Array::from(vec![1, u64::MAX, 2]));
+        let cat: ArrayRef = Arc::new(StringArray::from(vec!["Bar"; 3]));
+        let dist: ArrayRef = Arc::new(Float64Array::from(vec![0.5; 3]));
+        let b = RecordBatch::try_from_iter([("user_id", user), ("category", cat), ("distance_km", dist)]).unwrap();
+        let e = columns_from_batch(&s, &b).unwrap_err().to_string();
+        assert!(e.contains("`user_id`") && e.contains("int64"), "{e}");
     }
 }
