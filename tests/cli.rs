@@ -1197,3 +1197,20 @@ fn millisecond_timestamps_read_as_seconds_are_refused_with_the_unit_named() {
     edit(&recipe, "dir = \"raw\"\n", "dir = \"raw\"\ntimestamp_unit = \"ms\"\n");
     ok(prepare_case(dir.path()));
 }
+
+#[test]
+fn a_byte_order_mark_and_missing_categories_are_read_as_a_spreadsheet_user_expects() {
+    let dir = checkins_case();
+    let venues = dir.path().join("venues.csv");
+    let text = std::fs::read_to_string(&venues).unwrap();
+    // Excel's UTF-8 export starts with a BOM; one venue has no category.
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let parts: Vec<&str> = lines[1].split(',').collect();
+    lines[1] = format!("{},,{},{}", parts[0], parts[2], parts[3]);
+    std::fs::write(&venues, format!("\u{feff}{}\n", lines.join("\n"))).unwrap();
+    ok(prepare_case(dir.path()));
+    let spec = read_json(&dir.path().join("out/features/feature_spec.json"));
+    let category = spec["categorical"][2]["vocabulary"].as_array().unwrap();
+    // The missing category is a category of its own: the empty string, first in byte order.
+    assert_eq!(category[0], "", "{category:?}");
+}

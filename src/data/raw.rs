@@ -244,7 +244,7 @@ fn read_users(m: Option<Mapped>) -> Result<UsersDraft> {
     let rows = unique_rows(&m, &all, Role::User)?;
     m.table.keep_rows(&rows)?;
     let ids = all.take(&rows);
-    let segment = m.col(Role::Segment).map(|c| m.table.ids(c)).transpose()?;
+    let segment = m.col(Role::Segment).map(|c| m.table.categories(c)).transpose()?;
     // Unknown homes (null) are allowed: those users' rows have no home context.
     let home = coordinates(&m, Role::HomeLat, Role::HomeLon, true)?;
     Ok(UsersDraft(Some(Users { ids, mapped: Some(m), segment, home })))
@@ -259,7 +259,7 @@ fn read_places(m: Option<Mapped>) -> Result<PlacesDraft> {
     let ids = all.take(&rows);
     let coords = coordinates(&m, Role::Lat, Role::Lon, false)?;
     if let Some(c) = m.col(Role::Category) {
-        m.table.ids(c)?;
+        m.table.categories(c)?;
     }
     if let Some(c) = m.col(Role::PriceLevel) {
         m.table.floats(c, true)?;
@@ -492,7 +492,7 @@ fn check_declared(
         }
         match f.kind {
             FeatureKind::Categorical => {
-                t.ids(&f.column)?;
+                t.categories(&f.column)?;
             }
             FeatureKind::Numeric => {
                 if f.fill.is_none()

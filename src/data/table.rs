@@ -215,6 +215,16 @@ impl Table {
 
     /// An id column in its own type: integers (any width) or strings (Utf8, categorical).
     pub fn ids(&self, name: &str) -> Result<Ids> {
+        self.read_ids(name, false)
+    }
+
+    /// Like [`Table::ids`] for an attribute (category, segment, declared categorical): in a
+    /// text column a missing value reads as the empty string, a category of its own.
+    pub fn categories(&self, name: &str) -> Result<Ids> {
+        self.read_ids(name, true)
+    }
+
+    fn read_ids(&self, name: &str, missing_as_empty: bool) -> Result<Ids> {
         let col = self.column(name)?;
         let dt = col.dtype();
         if dt.is_integer() {
@@ -227,7 +237,11 @@ impl Table {
         let ca = s.str().map_err(|e| Error::Internal(e.to_string()))?;
         ca.iter()
             .enumerate()
-            .map(|(i, v)| v.map(str::to_string).ok_or_else(|| self.null_error(name, i, "an id")))
+            .map(|(i, v)| match v {
+                Some(v) => Ok(v.to_string()),
+                None if missing_as_empty => Ok(String::new()),
+                None => Err(self.null_error(name, i, "an id")),
+            })
             .collect::<Result<Vec<_>>>()
             .map(Ids::Str)
     }
@@ -478,6 +492,11 @@ fn read_csv(path: &Path, cfg: &TableConfig, header: bool) -> Result<DataFrame> {
     let text = match cfg.encoding {
         Encoding::Latin1 => bytes.iter().map(|&b| char::from(b)).collect::<String>().into_bytes(),
         Encoding::Utf8 => {
+            // A byte-order mark would become part of the first column's name.
+            let bytes = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
+                Some(rest) => rest.to_vec(),
+                None => bytes,
+            };
             if let Err(e) = std::str::from_utf8(&bytes) {
                 let at = e.valid_up_to();
                 let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;

@@ -170,6 +170,15 @@ fn id_dtype(m: &Mapped, column: &str) -> DataType {
     }
 }
 
+/// An attribute column (category, segment, declared categorical) as the feature: text with
+/// missing values as the empty string ([`crate::data::table::Table::categories`]).
+fn category_expr(m: &Mapped, column: &str, alias: &str) -> Expr {
+    let dt = id_dtype(m, column);
+    let e = col(column).cast(dt.clone());
+    let e = if dt == DataType::String { e.fill_null(lit("")) } else { e };
+    e.alias(alias)
+}
+
 /// Trailing-window statistics of every row's place, strictly before the row's time.
 fn window_stats(rows: &Rows, ctx: &FeatureContext<'_>, with_rating: bool) -> Vec<Column> {
     let n = rows.len();
@@ -233,7 +242,7 @@ fn declared_exprs(ctx: &FeatureContext<'_>, table: TableName, m: &Mapped) -> Vec
     for f in ctx.declared.iter().filter(|f| f.table == table) {
         let name = f.feature_name();
         match f.kind {
-            FeatureKind::Categorical => out.push(col(f.column.as_str()).cast(id_dtype(m, &f.column)).alias(name)),
+            FeatureKind::Categorical => out.push(category_expr(m, &f.column, name)),
             FeatureKind::Numeric => {
                 let mut e = col(f.column.as_str()).cast(DataType::Float64);
                 if let Some(v) = f.fill {
@@ -256,7 +265,7 @@ fn users_plan(ctx: &FeatureContext<'_>) -> Option<LazyFrame> {
     let key = m.col(Role::User)?;
     let mut sel = vec![col(key).cast(id_dtype(m, key)).alias("user_id")];
     if let Some(s) = m.col(Role::Segment) {
-        sel.push(col(s).cast(id_dtype(m, s)).alias("segment"));
+        sel.push(category_expr(m, s, "segment"));
     }
     sel.extend(declared_exprs(ctx, TableName::Users, m));
     (sel.len() > 1).then(|| m.table.df.clone().lazy().select(sel))
@@ -273,7 +282,7 @@ fn places_plan(ctx: &FeatureContext<'_>) -> Option<LazyFrame> {
         sel.push(col(b).cast(DataType::Float64).alias("place_lon"));
     }
     if let Some(c) = m.col(Role::Category) {
-        sel.push(col(c).cast(id_dtype(m, c)).alias("category"));
+        sel.push(category_expr(m, c, "category"));
     }
     if let Some(c) = m.col(Role::PriceLevel) {
         sel.push(col(c).cast(DataType::Float64).fill_null(lit(0f64)).alias("price_level"));
