@@ -147,7 +147,7 @@ impl QuantWeights {
             .collect::<Result<_>>()?;
         let meta: HashMap<String, String> =
             [("format".to_string(), "reco-cli".to_string()), ("quantization".to_string(), "int8".to_string())].into();
-        safetensors::serialize(views, Some(meta)).map_err(|e| Error::Internal(e.to_string()))
+        super::weights::serialize_ordered(views, meta)
     }
 
     /// Reads and shape-checks an INT8 model's tensors.

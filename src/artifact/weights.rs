@@ -53,6 +53,27 @@ pub struct FloatWeights {
     pub dense: Vec<Dense>,
 }
 
+/// `safetensors::serialize` with the JSON header's keys sorted: the crate writes its
+/// metadata from a `HashMap`, so its key order (and every hash over the file) changed from run
+/// to run. The data offsets are explicit in the header, so reordering its keys leaves the
+/// tensor bytes and the header's length as they are.
+pub fn serialize_ordered(views: Vec<(String, TensorView<'_>)>, meta: HashMap<String, String>) -> Result<Vec<u8>> {
+    let mut bytes = safetensors::serialize(views, Some(meta)).map_err(|e| Error::Internal(e.to_string()))?;
+    let bad = || Error::Internal("safetensors header".into());
+    let len = usize::try_from(u64::from_le_bytes(bytes.get(..8).ok_or_else(bad)?.try_into().map_err(|_| bad())?))
+        .map_err(|_| bad())?;
+    let header = bytes.get(8..8 + len).ok_or_else(bad)?;
+    // serde_json's Value keeps object keys in a BTreeMap: sorted.
+    let value: serde_json::Value = serde_json::from_slice(header).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut sorted = serde_json::to_vec(&value).map_err(|e| Error::Internal(e.to_string()))?;
+    if sorted.len() > len {
+        return Err(bad());
+    }
+    sorted.resize(len, b' ');
+    bytes[8..8 + len].copy_from_slice(&sorted);
+    Ok(bytes)
+}
+
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -79,7 +100,7 @@ impl FloatWeights {
         let meta: HashMap<String, String> =
             [("format".to_string(), "reco-cli".to_string()), ("layout".to_string(), "pytorch-linear".to_string())]
                 .into();
-        safetensors::serialize(views, Some(meta)).map_err(|e| Error::Internal(e.to_string()))
+        serialize_ordered(views, meta)
     }
 
     /// Reads and shape-checks the tensors of `arch` from a safetensors file.
@@ -123,5 +144,33 @@ impl FloatWeights {
             })
             .collect::<Result<_>>()?;
         Ok(Self { embeddings, dense })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safetensors_bytes_are_the_same_every_time_and_still_load() {
+        let data = f32_bytes(&[1.0, 2.0, 3.0, 4.0]);
+        let bytes_of = || {
+            let views = vec![
+                ("b".to_string(), TensorView::new(Dtype::F32, vec![2, 2], &data).unwrap()),
+                ("a".to_string(), TensorView::new(Dtype::F32, vec![4], &data).unwrap()),
+            ];
+            let meta: HashMap<String, String> = (0..6).map(|i| (format!("k{i}"), format!("v{i}"))).collect();
+            serialize_ordered(views, meta).unwrap()
+        };
+        // Each HashMap gets its own random order: 20 serializations agree only when ordered.
+        let first = bytes_of();
+        for _ in 0..20 {
+            assert_eq!(bytes_of(), first);
+        }
+        let st = SafeTensors::deserialize(&first).unwrap();
+        assert_eq!(st.tensor("b").unwrap().shape(), [2, 2]);
+        assert_eq!(st.tensor("a").unwrap().data(), data.as_slice());
+        let (_, meta) = SafeTensors::read_metadata(&first).unwrap();
+        assert_eq!(meta.metadata().as_ref().map(|m| m.len()), Some(6));
     }
 }
