@@ -2,8 +2,12 @@
 
 use std::collections::BTreeMap;
 
-/// Area under the ROC curve (Mann-Whitney, ties count one half). `None` with one class only.
+/// Area under the ROC curve (Mann-Whitney, ties count one half). `None` (not measurable)
+/// with one class only or any non-finite score.
 pub fn auc(scores: &[f32], labels: &[f32]) -> Option<f64> {
+    if scores.iter().any(|s| !s.is_finite()) {
+        return None;
+    }
     let mut idx: Vec<usize> = (0..scores.len()).collect();
     idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
     let (mut rank_sum, mut pos) = (0f64, 0f64);
@@ -59,8 +63,12 @@ pub fn ece(probs: &[f32], labels: &[f32], bins: usize) -> f64 {
 }
 
 /// HR@k and NDCG@k over queries with exactly one positive each (other queries are skipped).
-/// A negative scoring equal to the positive ranks ahead of it (pessimistic ties).
+/// A negative scoring equal to the positive ranks ahead of it (pessimistic ties). With any
+/// non-finite score nothing is measurable: 0 queries.
 pub fn ranking(query: &[i64], scores: &[f32], labels: &[f32], k: usize) -> (f64, f64, usize) {
+    if scores.iter().any(|s| !s.is_finite()) {
+        return (f64::NAN, f64::NAN, 0);
+    }
     // Ordered: the sums below run in one order, so the result is the same bits every run.
     let mut groups: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
     for (i, &q) in query.iter().enumerate() {
@@ -89,6 +97,18 @@ pub fn ranking(query: &[i64], scores: &[f32], labels: &[f32], k: usize) -> (f64,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_finite_scores_make_auc_and_ranking_not_measurable() {
+        let y = [1.0, 0.0, 1.0, 0.0];
+        assert_eq!(auc(&[0.9, 0.1, 0.8, 0.2], &y), Some(1.0));
+        // `score >= NaN` is always false: NaN used to rank every positive first (HR = 1.0).
+        assert_eq!(auc(&[f32::NAN, 0.1, 0.8, 0.2], &y), None);
+        assert_eq!(auc(&[0.9, f32::INFINITY, 0.8, 0.2], &y), None);
+        let q = [0, 0, 1, 1];
+        assert_eq!(ranking(&q, &[0.9, 0.1, 0.8, 0.2], &y, 10).2, 2);
+        assert_eq!(ranking(&q, &[f32::NAN; 4], &y, 10).2, 0);
+    }
 
     fn brute_auc(s: &[f32], y: &[f32]) -> f64 {
         let (mut num, mut den) = (0.0, 0.0);

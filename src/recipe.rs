@@ -352,6 +352,9 @@ impl Recipe {
         if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
             return Err(format!("train.learning_rate = {}: expected a positive number", t.learning_rate));
         }
+        if !(t.weight_decay >= 0.0 && t.weight_decay.is_finite()) {
+            return Err(format!("train.weight_decay = {}: expected a finite number >= 0", t.weight_decay));
+        }
         if !(t.lr_decay > 0.0 && t.lr_decay <= 1.0) {
             return Err(format!("train.lr_decay = {}: expected a number in (0, 1]", t.lr_decay));
         }
@@ -429,5 +432,7 @@ mod tests {
         assert!(err.contains("radius_km"), "{err}");
         let err = Recipe::parse(&format!("{MINIMAL}[train]\nhidden = [64, 0]\n")).unwrap_err();
         assert!(err.contains("hidden"), "{err}");
+        let err = Recipe::parse(&format!("{MINIMAL}[train]\nweight_decay = nan\n")).unwrap_err();
+        assert!(err.contains("train.weight_decay = NaN"), "{err}");
     }
 }

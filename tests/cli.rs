@@ -1214,3 +1214,13 @@ fn a_byte_order_mark_and_missing_categories_are_read_as_a_spreadsheet_user_expec
     // The missing category is a category of its own: the empty string, first in byte order.
     assert_eq!(category[0], "", "{category:?}");
 }
+
+#[test]
+fn training_that_diverges_is_refused_instead_of_shipping_a_nan_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = std::fs::read_to_string(repo().join("recipes/tiny.toml")).unwrap();
+    std::fs::write(dir.path().join("r.toml"), recipe.replace("[train]\n", "[train]\nlearning_rate = 1e30\n")).unwrap();
+    let o = reco(&["run", "r.toml", "--out", "out"], dir.path());
+    input_error(&o, &["training diverged in epoch 1", "learning_rate"]);
+    assert!(!dir.path().join("out/teacher").exists(), "a teacher artifact was written");
+}

@@ -74,6 +74,14 @@ pub fn serialize_ordered(views: Vec<(String, TensorView<'_>)>, meta: HashMap<Str
     Ok(bytes)
 }
 
+impl FloatWeights {
+    /// True when every embedding, weight and bias is finite.
+    pub fn is_finite(&self) -> bool {
+        self.embeddings.iter().all(|t| t.data.iter().all(|v| v.is_finite()))
+            && self.dense.iter().all(|d| d.weight.iter().chain(&d.bias).all(|v| v.is_finite()))
+    }
+}
+
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }

@@ -25,6 +25,14 @@ pub fn predict(model_dir: &Path, data: &Path, out: &Path) -> Result<PredictSumma
     let (manifest, model) = Model::open(model_dir)?;
     let frame = FeatureFrame::read(data, model.spec(), false)?;
     let logits = model.logits(&frame.columns)?;
+    if let Some(i) = logits.iter().position(|v| !v.is_finite()) {
+        return Err(crate::error::Error::input(format!(
+            "{}: the model scores row {i} of {} as {}; nothing written",
+            model_dir.display(),
+            data.display(),
+            logits[i]
+        )));
+    }
     let hash = manifest.content_hash();
     let meta = vec![
         ("reco_cli.version".to_string(), crate::VERSION.to_string()),

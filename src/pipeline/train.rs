@@ -59,6 +59,10 @@ pub struct TrainSummary {
     pub backend: String,
     /// Mean training loss per epoch.
     pub train_loss: Vec<f64>,
+    /// The epoch whose loss, weights or validation scores were not finite (training stopped
+    /// there and kept the best earlier epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diverged_at_epoch: Option<usize>,
     /// Validation AUC per epoch.
     pub valid_auc: Vec<f64>,
     /// Trainable parameters.
@@ -184,6 +188,7 @@ pub fn fit(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeight
     std::fs::create_dir_all(input.checkpoints).at(input.checkpoints)?;
 
     let mut best: Option<(f64, usize, FloatWeights)> = None;
+    let mut diverged = None;
     let (mut train_loss, mut valid_auc) = (Vec::new(), Vec::new());
     let (mut rows_done, mut secs) = (0usize, 0f64);
     let steps_per_epoch = enc.rows.div_ceil(cfg.batch_size);
@@ -222,7 +227,25 @@ pub fn fit(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeight
         lr *= cfg.lr_decay;
         let weights = model.to_weights()?;
         let float = FloatModel { spec: spec.clone(), arch: arch.clone(), weights };
-        let auc = metrics::auc(&float.logits(&input.valid.columns)?, y_valid).unwrap_or(f64::NAN);
+        let valid_logits = float.logits(&input.valid.columns)?;
+        let loss_now = loss_sum / loss_n.max(1) as f64;
+        if !(loss_now.is_finite() && float.weights.is_finite() && valid_logits.iter().all(|v| v.is_finite())) {
+            // Diverged: keep the last good epoch, or refuse when there is none.
+            progress.end();
+            let Some((_, good, _)) = &best else {
+                return Err(Error::input(format!(
+                    "{}: training diverged in epoch {epoch} (loss {loss_now}, non-finite weights or scores): lower train.learning_rate ({}) or check weight_decay",
+                    input.label, cfg.learning_rate
+                )));
+            };
+            progress.log(&format!(
+                "{} epoch {epoch}: training diverged (loss {loss_now}); keeping epoch {good}",
+                input.label
+            ));
+            diverged = Some(epoch);
+            break;
+        }
+        let auc = metrics::auc(&valid_logits, y_valid).unwrap_or(f64::NAN);
         let ckpt = input.checkpoints.join(format!("epoch-{epoch:03}.safetensors"));
         std::fs::write(&ckpt, float.weights.to_bytes(spec)?).at(&ckpt)?;
         train_loss.push(loss_sum / loss_n.max(1) as f64);
@@ -256,6 +279,7 @@ pub fn fit(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeight
         train_loss,
         valid_auc,
         parameters: arch.parameter_count(spec),
+        diverged_at_epoch: diverged,
     };
     Ok((weights, summary))
 }
