@@ -77,7 +77,9 @@ pub fn ranking(query: &[i64], scores: &[f32], labels: &[f32], k: usize) -> (f64,
     let (mut hr, mut ndcg, mut n) = (0f64, 0f64, 0usize);
     for rows in groups.values() {
         let pos: Vec<usize> = rows.iter().copied().filter(|&i| labels[i] > 0.5).collect();
-        if pos.len() != 1 {
+        // One positive and at least one candidate: a query without candidates ranks its
+        // positive first whatever the scores, and measures nothing.
+        if pos.len() != 1 || rows.len() < 2 {
             continue;
         }
         let s = scores[pos[0]];
@@ -108,6 +110,8 @@ mod tests {
         let q = [0, 0, 1, 1];
         assert_eq!(ranking(&q, &[0.9, 0.1, 0.8, 0.2], &y, 10).2, 2);
         assert_eq!(ranking(&q, &[f32::NAN; 4], &y, 10).2, 0);
+        // Queries of the positive alone (no candidates) count for nothing.
+        assert_eq!(ranking(&[0, 1], &[0.5, 0.5], &[1.0, 1.0], 10).2, 0);
     }
 
     fn brute_auc(s: &[f32], y: &[f32]) -> f64 {

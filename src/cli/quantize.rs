@@ -102,9 +102,9 @@ pub fn exec(args: QuantizeArgs, g: &Global, progress: &dyn Progress) -> Result<u
         println!("  float: AUC {}  logloss {:.4}  NDCG@10 {}", f(s.parent.auc), s.parent.logloss, f(s.parent.ndcg10));
         println!("  int8:  AUC {}  logloss {:.4}  NDCG@10 {}", f(s.int8.auc), s.int8.logloss, f(s.int8.ndcg10));
         println!(
-            "  dAUC {:+.5}  dNDCG@10 {:+.5}  layer SQNR dB {:?}  float layers {:?}",
-            s.delta_auc,
-            s.delta_ndcg,
+            "  dAUC {}  dNDCG@10 {}  layer SQNR dB {:?}  float layers {:?}",
+            s.delta_auc.map_or_else(|| "not measurable".into(), |d| format!("{d:+.5}")),
+            s.delta_ndcg.map_or_else(|| "not measurable".into(), |d| format!("{d:+.5}")),
             s.layer_sqnr_db.iter().map(|v| (v * 10.0).round() / 10.0).collect::<Vec<_>>(),
             s.float_layers
         );

@@ -33,9 +33,9 @@ pub fn exec(args: RunArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
         print!("{}", table(&report.eval));
         for gate in &report.gates {
             println!(
-                "gate {:<28} {:.4} (threshold {:.4})  {}",
+                "gate {:<28} {} (threshold {:.4})  {}",
                 gate.name,
-                gate.value,
+                gate.value.map_or_else(|| "not measurable".into(), |v| format!("{v:.4}")),
                 gate.threshold,
                 if gate.passed { "PASS" } else { "FAIL" }
             );

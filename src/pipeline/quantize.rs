@@ -91,9 +91,9 @@ pub struct QuantizeSummary {
     /// The written INT8 model on the test split.
     pub int8: Quality,
     /// AUC(int8) - AUC(float).
-    pub delta_auc: f64,
+    pub delta_auc: Option<f64>,
     /// NDCG@10(int8) - NDCG@10(float).
-    pub delta_ndcg: f64,
+    pub delta_ndcg: Option<f64>,
     /// Per-layer SQNR (dB), integer layer vs float, same float input.
     pub layer_sqnr_db: Vec<f64>,
     /// Layers kept in float by the gate.
@@ -156,11 +156,20 @@ fn layer_sqnr(d: &Dense, layer: &QLayer, x: &[f32], m: usize) -> f64 {
     }
 }
 
-fn delta(a: Option<f64>, b: Option<f64>) -> f64 {
-    match (a, b) {
-        (Some(a), Some(b)) => a - b,
-        _ => 0.0,
-    }
+/// `a - b`, or `None` (not measurable) when either is missing or not finite.
+fn delta(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    let d = a? - b?;
+    d.is_finite().then_some(d)
+}
+
+/// Whether a measured change stays within `max`: a change that could not be measured fails.
+fn within(d: Option<f64>, max: f64) -> bool {
+    d.is_some_and(|d| d.abs() <= max)
+}
+
+/// A change for the log: signed, or "not measurable".
+fn shown(d: Option<f64>) -> String {
+    d.map_or_else(|| "not measurable".into(), |d| format!("{d:+.5}"))
 }
 
 /// Runs calibration, quantization, the gate with fallback, and writes the artifact.
@@ -247,12 +256,12 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
         let w = build(&float_layers);
         let model = Int8Model::new(parent.spec.clone(), parent.arch.clone(), w.clone());
         let q = quality(&Model::Int8(model), &test, ranking.as_ref())?;
-        let ok = delta(q.auc, parent_q.auc).abs() <= opts.max_auc_drop
-            && delta(q.ndcg10, parent_q.ndcg10).abs() <= opts.max_ndcg_drop;
+        let ok = within(delta(q.auc, parent_q.auc), opts.max_auc_drop)
+            && within(delta(q.ndcg10, parent_q.ndcg10), opts.max_ndcg_drop);
         progress.log(&format!(
-            "quantize: float layers {float_layers:?}: dAUC {:+.5}, dNDCG@10 {:+.5} -> {}",
-            delta(q.auc, parent_q.auc),
-            delta(q.ndcg10, parent_q.ndcg10),
+            "quantize: float layers {float_layers:?}: dAUC {}, dNDCG@10 {} -> {}",
+            shown(delta(q.auc, parent_q.auc)),
+            shown(delta(q.ndcg10, parent_q.ndcg10)),
             if ok { "gate holds" } else { "gate fails" }
         ));
         let Some(next) = order.next().filter(|_| !ok) else {

@@ -34,12 +34,20 @@ pub struct StageReport {
 pub struct GateReport {
     /// Gate name.
     pub name: String,
-    /// Measured value.
-    pub value: f64,
+    /// Measured value; `null` when it could not be measured (then the gate fails).
+    pub value: Option<f64>,
     /// Threshold.
     pub threshold: f64,
     /// Whether it held.
     pub passed: bool,
+}
+
+impl GateReport {
+    /// A gate on `value`: it holds when the value was measured, is finite and `holds(value)`.
+    fn new(name: impl Into<String>, value: Option<f64>, threshold: f64, holds: impl Fn(f64) -> bool) -> Self {
+        let value = value.filter(|v| v.is_finite());
+        Self { name: name.into(), value, threshold, passed: value.is_some_and(holds) }
+    }
 }
 
 /// The run report.
@@ -175,18 +183,11 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, progress: &dyn Progress) -> Result
 
     let mut gates = check_gates(recipe, &eval);
     for s in &qsums {
-        gates.push(GateReport {
-            name: format!("{}_abs_delta_auc", s.kind.replace('-', "_")),
-            value: s.delta_auc.abs(),
-            threshold: s.options.max_auc_drop,
-            passed: s.delta_auc.abs() <= s.options.max_auc_drop,
-        });
-        gates.push(GateReport {
-            name: format!("{}_abs_delta_ndcg", s.kind.replace('-', "_")),
-            value: s.delta_ndcg.abs(),
-            threshold: s.options.max_ndcg_drop,
-            passed: s.delta_ndcg.abs() <= s.options.max_ndcg_drop,
-        });
+        let kind = s.kind.replace('-', "_");
+        let (max_auc, max_ndcg) = (s.options.max_auc_drop, s.options.max_ndcg_drop);
+        let (d_auc, d_ndcg) = (s.delta_auc.map(f64::abs), s.delta_ndcg.map(f64::abs));
+        gates.push(GateReport::new(format!("{kind}_abs_delta_auc"), d_auc, max_auc, |d| d <= max_auc));
+        gates.push(GateReport::new(format!("{kind}_abs_delta_ndcg"), d_ndcg, max_ndcg, |d| d <= max_ndcg));
     }
     // ONNX next to every deliverable (teacher, student and their INT8 models) that passed its
     // own gate; the scratch baseline is only a comparison.
@@ -223,28 +224,19 @@ pub fn check_gates(recipe: &Recipe, eval: &EvalReport) -> Vec<GateReport> {
     let mut gates = Vec::new();
     let teacher = find(eval, "teacher");
     let student = find(eval, "student");
-    if let (Some(max_gap), Some(oracle), Some(auc)) =
-        (g.max_teacher_oracle_auc_gap, eval.oracle_auc, teacher.and_then(|t| t.auc))
-    {
-        let gap = oracle - auc;
-        gates.push(GateReport {
-            name: "teacher_oracle_auc_gap".into(),
-            value: gap,
-            threshold: max_gap,
-            passed: gap <= max_gap,
-        });
+    // A gate the recipe sets is checked; a metric it cannot measure fails it.
+    if let Some(max_gap) = g.max_teacher_oracle_auc_gap {
+        let gap = eval.oracle_auc.zip(teacher.and_then(|t| t.auc)).map(|(o, a)| o - a);
+        gates.push(GateReport::new("teacher_oracle_auc_gap", gap, max_gap, |v| v <= max_gap));
     }
-    if let (Some(min), Some(t), Some(s)) =
-        (g.min_student_auc_retention, teacher.and_then(|t| t.auc), student.and_then(|s| s.auc))
-    {
-        let r = s / t;
-        gates.push(GateReport { name: "student_auc_retention".into(), value: r, threshold: min, passed: r >= min });
+    let retention = |t: Option<f64>, s: Option<f64>| t.zip(s).map(|(t, s)| s / t);
+    if let Some(min) = g.min_student_auc_retention {
+        let r = retention(teacher.and_then(|t| t.auc), student.and_then(|s| s.auc));
+        gates.push(GateReport::new("student_auc_retention", r, min, |v| v >= min));
     }
-    if let (Some(min), Some(t), Some(s)) =
-        (g.min_student_ndcg_retention, teacher.and_then(|t| t.ndcg10), student.and_then(|s| s.ndcg10))
-    {
-        let r = s / t;
-        gates.push(GateReport { name: "student_ndcg_retention".into(), value: r, threshold: min, passed: r >= min });
+    if let Some(min) = g.min_student_ndcg_retention {
+        let r = retention(teacher.and_then(|t| t.ndcg10), student.and_then(|s| s.ndcg10));
+        gates.push(GateReport::new("student_ndcg_retention", r, min, |v| v >= min));
     }
     gates
 }
