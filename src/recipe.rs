@@ -346,6 +346,19 @@ impl Recipe {
                 "prepare.valid_fraction + test_fraction = {held}: expected each > 0 and the sum < 0.9"
             ));
         }
+        let min_cal = crate::pipeline::quantize::MIN_CALIBRATION_ROWS;
+        if p.calibration_rows < min_cal {
+            return Err(format!("prepare.calibration_rows = {}: expected at least {min_cal}", p.calibration_rows));
+        }
+        for (key, v) in [
+            ("ranking_queries", p.ranking_queries),
+            ("ranking_candidates", p.ranking_candidates),
+            ("negatives_per_positive", p.negatives_per_positive),
+        ] {
+            if v == 0 {
+                return Err(format!("prepare.{key} = 0: expected at least 1 (nothing could be measured or learned)"));
+            }
+        }
         if t.epochs == 0 || t.batch_size == 0 || t.hidden.is_empty() || t.hidden.contains(&0) {
             return Err("train: epochs, batch_size and every hidden width must be positive".into());
         }
@@ -432,6 +445,10 @@ mod tests {
         assert!(err.contains("radius_km"), "{err}");
         let err = Recipe::parse(&format!("{MINIMAL}[train]\nhidden = [64, 0]\n")).unwrap_err();
         assert!(err.contains("hidden"), "{err}");
+        let err = Recipe::parse(&format!("{MINIMAL}[prepare]\nranking_candidates = 0\n")).unwrap_err();
+        assert!(err.contains("prepare.ranking_candidates = 0"), "{err}");
+        let err = Recipe::parse(&format!("{MINIMAL}[prepare]\ncalibration_rows = 1\n")).unwrap_err();
+        assert!(err.contains("prepare.calibration_rows = 1"), "{err}");
         let err = Recipe::parse(&format!("{MINIMAL}[train]\nweight_decay = nan\n")).unwrap_err();
         assert!(err.contains("train.weight_decay = NaN"), "{err}");
     }

@@ -1227,10 +1227,11 @@ fn training_that_diverges_is_refused_instead_of_shipping_a_nan_model() {
 
 #[test]
 fn gates_on_metrics_that_cannot_be_measured_fail_instead_of_passing() {
-    // No ranking candidates: every query is its positive alone; NDCG would be 1.0 for anything.
+    // A tiny radius leaves no ranking candidates: every query is its positive alone, and NDCG
+    // would be 1.0 for any model.
     let dir = tempfile::tempdir().unwrap();
     let recipe = std::fs::read_to_string(repo().join("recipes/tiny.toml")).unwrap();
-    let recipe = recipe.replace("ranking_candidates = 19", "ranking_candidates = 0")
+    let recipe = recipe.replace("[prepare]\n", "[prepare]\nradius_km = 0.000001\n")
         + "\n[gates]\nmin_student_ndcg_retention = 0.5\nmax_teacher_oracle_auc_gap = 1.0\n";
     std::fs::write(dir.path().join("r.toml"), recipe).unwrap();
     let o = reco(&["run", "r.toml", "--out", "out", "--json"], dir.path());

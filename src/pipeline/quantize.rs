@@ -172,6 +172,9 @@ fn shown(d: Option<f64>) -> String {
     d.map_or_else(|| "not measurable".into(), |d| format!("{d:+.5}"))
 }
 
+/// The fewest calibration rows `quantize` accepts.
+pub const MIN_CALIBRATION_ROWS: usize = 32;
+
 /// Runs calibration, quantization, the gate with fallback, and writes the artifact.
 pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<QuantizeSummary> {
     let opts = job.opts;
@@ -202,6 +205,13 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
         )));
     }
     let cal = FeatureFrame::read(job.calibration, &parent.spec, false)?;
+    if cal.columns.rows < MIN_CALIBRATION_ROWS {
+        return Err(Error::input(format!(
+            "{}: {} calibration rows, expected at least {MIN_CALIBRATION_ROWS} (activation ranges from fewer rows are noise)",
+            job.calibration.display(),
+            cal.columns.rows
+        )));
+    }
     let test = FeatureFrame::read(job.test, &parent.spec, true)?;
     let ranking = match job.ranking {
         Some(p) => Some(FeatureFrame::read(p, &parent.spec, true)?),
