@@ -1246,3 +1246,29 @@ fn gates_on_metrics_that_cannot_be_measured_fail_instead_of_passing() {
     // The oracle is there (synthetic data): that gate is measured and holds.
     assert_eq!(gate("teacher_oracle_auc_gap")["passed"], true);
 }
+
+#[test]
+fn an_output_onto_an_input_or_into_an_artifact_is_refused_and_nothing_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&run_dir().join("teacher"), &dir.path().join("teacher"));
+    copy_dir(&run_dir().join("features"), &dir.path().join("features"));
+    let before = std::fs::read(dir.path().join("teacher/model.safetensors")).unwrap();
+    let manifest = std::fs::read(dir.path().join("teacher/manifest.json")).unwrap();
+    let cases: [&[&str]; 5] = [
+        &["export", "--model", "teacher", "--out", "teacher/model.safetensors"],
+        &["export", "--model", "teacher", "--out", "teacher/manifest.json"],
+        &["quantize", "--model", "teacher", "--calibration", "features/calibration.parquet", "--out", "teacher"],
+        &["predict", "--model", "teacher", "--data", "features/test.parquet", "--out", "features/test.parquet"],
+        &["distill", "--teacher", "teacher", "--out", "teacher"],
+    ];
+    for args in cases {
+        let o = reco(args, dir.path());
+        input_error(&o, &["--out", "nothing written"]);
+        assert_eq!(std::fs::read(dir.path().join("teacher/model.safetensors")).unwrap(), before, "{args:?}");
+        assert_eq!(std::fs::read(dir.path().join("teacher/manifest.json")).unwrap(), manifest, "{args:?}");
+    }
+    // distill --teacher X --out Y writes under Y, not beside X.
+    ok(reco(&["distill", "--teacher", "teacher", "--out", "elsewhere", "--epochs", "1", "--no-scratch"], dir.path()));
+    assert!(dir.path().join("elsewhere/student/manifest.json").is_file());
+    assert!(!dir.path().join("student").exists());
+}

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use reco::pipeline::distill::{DistillJob, default_dirs, distill};
+use reco::pipeline::distill::{DistillJob, distill};
 use reco::progress::Progress;
 use reco::recipe::{DistillConfig, Recipe};
 use reco::{Error, Result};
@@ -43,6 +43,7 @@ pub struct DistillArgs {
 
 pub fn exec(args: DistillArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
     let DistillArgs { recipe, teacher, features, out, ratio, temperature, alpha, epochs, no_scratch } = args;
+    let teacher_given = recipe.is_none();
     let (mut recipe, teacher, root) = match (recipe, teacher) {
         (Some(r), _) => {
             let recipe = super::load_recipe(&r, g)?;
@@ -60,7 +61,9 @@ pub fn exec(args: DistillArgs, g: &Global, progress: &dyn Progress) -> Result<u8
             if let Some(s) = g.seed {
                 recipe.seed = s;
             }
-            let root = t.parent().map(PathBuf::from).unwrap_or_default();
+            // --out is the root of what distill writes (students, checkpoints); default: beside
+            // the teacher.
+            let root = out.clone().unwrap_or_else(|| t.parent().map(PathBuf::from).unwrap_or_default());
             (recipe, t, root)
         }
         (None, None) => return Err(Error::input("distill: give --recipe or --teacher")),
@@ -82,8 +85,14 @@ pub fn exec(args: DistillArgs, g: &Global, progress: &dyn Progress) -> Result<u8
         d.scratch_baseline = false;
     }
     d.validate().map_err(|e| Error::input(format!("distill: {e}")))?;
-    let features = features.unwrap_or_else(|| root.join("features"));
-    let (student, scratch) = default_dirs(&teacher);
+    let features = match (features, &out) {
+        (Some(f), _) => f,
+        // With --teacher and --out, the features stay beside the teacher.
+        (None, Some(_)) if teacher_given => teacher.parent().map(|p| p.join("features")).unwrap_or_default(),
+        (None, _) => root.join("features"),
+    };
+    let (student, scratch) = (root.join("student"), root.join("student-scratch"));
+    reco::pipeline::paths::check_output(&student, &[], &[teacher.as_path()], None)?;
     let train = recipe.distill.student_train(&recipe.train);
     let recipe_json = serde_json::to_value(&recipe).map_err(|e| Error::Internal(e.to_string()))?;
     let job = DistillJob {

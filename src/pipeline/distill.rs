@@ -6,7 +6,7 @@
 //! serving runtime and cached for all epochs. Optionally the same student is trained from
 //! scratch on hard labels (same epochs and seed) as the baseline distillation must beat.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -182,10 +182,4 @@ pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillS
         alpha: job.cfg.alpha,
         ratio: job.cfg.ratio,
     })
-}
-
-/// Default output directories next to a teacher: `<root>/student`, `<root>/student-scratch`.
-pub fn default_dirs(teacher: &Path) -> (PathBuf, PathBuf) {
-    let root = teacher.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    (root.join("student"), root.join("student-scratch"))
 }

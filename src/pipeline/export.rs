@@ -65,6 +65,7 @@ pub fn export(model_dir: &Path, out: Option<&Path>, lookup: IdLookup) -> Result<
     };
     let sha256 = artifact::sha256_bytes(&bytes);
     let out_path = out.map(Path::to_path_buf).unwrap_or_else(|| model_dir.join(ONNX_FILE));
+    super::paths::check_output(&out_path, &[], &[model_dir], Some(ONNX_FILE))?;
     let inside = relative_inside(model_dir, &out_path)?;
     match &inside {
         Some(rel) => {

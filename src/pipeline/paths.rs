@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::{Error, IoContext, Result};
 use crate::recipe::Recipe;
 
 /// The directory layout of one run.
@@ -42,4 +43,53 @@ impl RunPaths {
     pub fn report(&self) -> PathBuf {
         self.out.join("report.json")
     }
+}
+
+/// `path` made absolute without requiring it to exist: its parent canonicalized (when that
+/// exists) joined with its file name.
+fn absolute(path: &Path) -> Result<PathBuf> {
+    if let Ok(p) = path.canonicalize() {
+        return Ok(p);
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = parent.canonicalize().unwrap_or_else(|_| parent.to_path_buf());
+    Ok(match path.file_name() {
+        Some(name) => parent.join(name),
+        None => parent,
+    })
+}
+
+/// The one guard every command that takes `--out` applies: the output must not be one of its
+/// input files, nor an artifact directory it reads, nor inside one (except for
+/// `allowed_inside`, a file name the command manages there, such as `model.onnx`).
+pub fn check_output(out: &Path, inputs: &[&Path], artifacts: &[&Path], allowed_inside: Option<&str>) -> Result<()> {
+    let o = absolute(out)?;
+    for input in inputs {
+        if absolute(input)? == o {
+            return Err(Error::input(format!(
+                "--out {}: that is an input of this command; nothing written",
+                out.display()
+            )));
+        }
+    }
+    for dir in artifacts {
+        let d = dir.canonicalize().at(dir)?;
+        let inside = o.strip_prefix(&d).ok();
+        let managed = inside.is_some_and(|r| allowed_inside.is_some_and(|a| r == Path::new(a)));
+        if inside.is_some() && !managed {
+            return Err(Error::input(format!(
+                "--out {}: inside the artifact {} it reads (it would overwrite or corrupt it); nothing written",
+                out.display(),
+                dir.display()
+            )));
+        }
+        if d.starts_with(&o) && o != d {
+            return Err(Error::input(format!(
+                "--out {}: contains the artifact {} it reads; nothing written",
+                out.display(),
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
 }

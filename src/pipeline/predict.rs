@@ -23,6 +23,7 @@ pub struct PredictSummary {
 /// Scores `data` with the model in `model_dir` and writes `out`.
 pub fn predict(model_dir: &Path, data: &Path, out: &Path) -> Result<PredictSummary> {
     let (manifest, model) = Model::open(model_dir)?;
+    super::paths::check_output(out, &[data], &[model_dir], None)?;
     let frame = FeatureFrame::read(data, model.spec(), false)?;
     let logits = model.logits(&frame.columns)?;
     if let Some(i) = logits.iter().position(|v| !v.is_finite()) {
