@@ -1272,3 +1272,21 @@ fn an_output_onto_an_input_or_into_an_artifact_is_refused_and_nothing_changes() 
     assert!(dir.path().join("elsewhere/student/manifest.json").is_file());
     assert!(!dir.path().join("student").exists());
 }
+
+#[test]
+fn synthetic_raw_data_is_reused_only_when_it_was_made_with_the_recipes_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = std::fs::read_to_string(repo().join("recipes/tiny.toml")).unwrap();
+    std::fs::write(dir.path().join("r.toml"), &recipe).unwrap();
+    let stages = |o: &Out| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+        v["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect()
+    };
+    let run = || ok(reco(&["run", "r.toml", "--out", "out", "--json"], dir.path()));
+    assert_eq!(stages(&run())[0], "synth");
+    assert_eq!(stages(&run())[0], "prepare", "same settings: raw/ reused");
+    std::fs::write(dir.path().join("r.toml"), recipe.replace("users = 150", "users = 120")).unwrap();
+    assert_eq!(stages(&run())[0], "synth", "other settings: raw/ regenerated");
+    let synth = read_json(&dir.path().join("out/raw/synth.json"));
+    assert_eq!(synth["params"]["users"], 120);
+}

@@ -80,17 +80,27 @@ pub fn ensure_raw(recipe: &Recipe, paths: &RunPaths) -> Result<(FilesConfig, Opt
         DataConfig::Files(files) => Ok((files.as_ref().clone(), None)),
         DataConfig::Synth(s) => {
             let raw = paths.raw();
-            if raw.join("interactions.parquet").is_file() {
+            let params = SynthParams { users: s.users, places: s.places, days: s.days, seed: recipe.seed };
+            // Reuse raw/ only when it was generated with these very settings.
+            if raw.join("interactions.parquet").is_file() && made_with(&raw, &params) {
                 return Ok((FilesConfig::in_dir(&raw), None));
             }
             let start = Instant::now();
-            let params = SynthParams { users: s.users, places: s.places, days: s.days, seed: recipe.seed };
             let summary = synth::generate(params, &raw)?;
             let report =
                 StageReport { name: "synth".into(), seconds: start.elapsed().as_secs_f64(), detail: json(&summary) };
             Ok((FilesConfig::in_dir(&raw), Some(report)))
         }
     }
+}
+
+/// Whether `raw/synth.json` records exactly `params`.
+fn made_with(raw: &Path, params: &SynthParams) -> bool {
+    let recorded = std::fs::read(raw.join("synth.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("params").cloned());
+    recorded.is_some_and(|r| r == json(params))
 }
 
 /// Runs every stage of `recipe` under `paths`.
