@@ -63,7 +63,29 @@ impl<T> IoContext<T> for std::io::Result<T> {
     }
 }
 
-/// Collapses a multi-line message from a dependency into one line.
+/// Longest dependency message kept in an error line: a CSV parser quoting the rest of a file
+/// must not print megabytes.
+const MAX_DETAIL: usize = 400;
+
+/// Collapses a multi-line message from a dependency into one line of at most 400 characters.
 pub fn one_line(msg: &str) -> String {
-    msg.split_whitespace().collect::<Vec<_>>().join(" ")
+    let line = msg.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(MAX_DETAIL) {
+        Some((cut, _)) => format!("{} ...", &line[..cut]),
+        None => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_joins_lines_and_caps_the_length_at_a_char_boundary() {
+        assert_eq!(one_line("a\n  b\tc"), "a b c");
+        let long = "é".repeat(1000);
+        let l = one_line(&long);
+        assert_eq!(l.chars().count(), MAX_DETAIL + 4);
+        assert!(l.ends_with(" ..."));
+    }
 }

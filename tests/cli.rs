@@ -1290,3 +1290,29 @@ fn synthetic_raw_data_is_reused_only_when_it_was_made_with_the_recipes_settings(
     let synth = read_json(&dir.path().join("out/raw/synth.json"));
     assert_eq!(synth["params"]["users"], 120);
 }
+
+#[test]
+fn a_second_run_into_a_locked_output_fails_cleanly_and_runs_once_the_lock_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = repo().join("recipes/tiny.toml");
+    let out = dir.path().join("out");
+    let lock = reco::pipeline::paths::OutputLock::acquire(&out).unwrap();
+    let o = reco(&["run", recipe.to_str().unwrap(), "--out", "out"], dir.path());
+    input_error(&o, &["another reco-cli process is writing there", ".reco-cli.lock"]);
+    assert!(!out.join("teacher").exists() && !out.join("raw").exists());
+    drop(lock);
+    ok(reco(&["run", recipe.to_str().unwrap(), "--out", "out"], dir.path()));
+}
+
+#[test]
+fn an_ambiguous_table_and_runaway_bench_settings_are_refused() {
+    let dir = csv_case(USERS, PLACES, &interactions());
+    std::fs::copy(run_dir().join("raw/interactions.parquet"), dir.path().join("raw/interactions.parquet")).unwrap();
+    input_error(&prepare_case(dir.path()), &["both interactions.parquet and interactions.csv"]);
+    nothing_written(dir.path());
+    let teacher = run_dir().join("teacher");
+    let t = teacher.to_str().unwrap();
+    input_error(&reco(&["bench", t, "--threads", "1000000"], dir.path()), &["--threads 1000000"]);
+    input_error(&reco(&["bench", t, "--batch-sizes", "1,100000000"], dir.path()), &["--batch-sizes 100000000"]);
+    input_error(&reco(&["bench", t, "--seconds", "1e9"], dir.path()), &["--seconds"]);
+}

@@ -30,10 +30,14 @@ pub fn exec(args: BenchArgs, g: &Global) -> Result<u8> {
         let first = &models[0];
         first.parent().map(|p| p.join("features").join("test.parquet")).unwrap_or_default()
     });
-    if !(seconds > 0.0 && seconds.is_finite()) {
-        return Err(reco::Error::input(format!("--seconds {seconds}: expected a positive number")));
+    if !(seconds > 0.0 && seconds <= 3600.0) {
+        return Err(reco::Error::input(format!("--seconds {seconds}: expected a number in (0, 3600]")));
     }
-    let report = bench(&models, &data, &batch_sizes, seconds, g.threads.unwrap_or(1))?;
+    let threads = g.threads.unwrap_or(1);
+    if let Some(b) = batch_sizes.iter().find(|&&b| b == 0 || b > 1 << 20) {
+        return Err(reco::Error::input(format!("--batch-sizes {b}: expected sizes from 1 to 1048576 rows")));
+    }
+    let report = bench(&models, &data, &batch_sizes, seconds, threads)?;
     if g.json {
         super::print_json(&report)?;
     } else {

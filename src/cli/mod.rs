@@ -77,12 +77,15 @@ enum Command {
     Run(run::RunArgs),
 }
 
+/// The most threads `--threads` may ask for (each one is an OS thread in every pool).
+const MAX_THREADS: usize = 256;
+
 /// Runs the parsed command; returns the exit code for outcomes that are not errors.
 pub fn run(cli: Cli) -> Result<u8> {
     let g = cli.global;
     if let Some(n) = g.threads {
-        if n == 0 {
-            return Err(Error::input("--threads 0: expected at least 1"));
+        if !(1..=MAX_THREADS).contains(&n) {
+            return Err(Error::input(format!("--threads {n}: expected 1 to {MAX_THREADS}")));
         }
         // Set before any polars or rayon pool starts; nothing else runs yet.
         // SAFETY: single-threaded at this point of start-up.

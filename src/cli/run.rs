@@ -23,6 +23,7 @@ pub fn exec(args: RunArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
     let RunArgs { recipe, out } = args;
     let recipe = super::load_recipe(&recipe, g)?;
     let paths = super::out_dir(&recipe, out.as_ref());
+    let _lock = reco::pipeline::paths::OutputLock::acquire(&paths.out)?;
     let report = run(&recipe, &paths, progress)?;
     if g.json {
         super::print_json(&report)?;

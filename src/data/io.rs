@@ -9,13 +9,18 @@ use polars::prelude::*;
 use crate::artifact::tmp_path;
 use crate::error::{Error, IoContext, Result, one_line};
 
-/// Finds `<dir>/<name>.parquet` or `<dir>/<name>.csv`.
+/// Finds `<dir>/<name>.parquet` or `<dir>/<name>.csv` (both is ambiguous: an error).
 pub fn find_table(dir: &Path, name: &str) -> Result<PathBuf> {
-    for ext in ["parquet", "csv"] {
-        let p = dir.join(format!("{name}.{ext}"));
-        if p.is_file() {
-            return Ok(p);
-        }
+    let found: Vec<PathBuf> =
+        ["parquet", "csv"].iter().map(|ext| dir.join(format!("{name}.{ext}"))).filter(|p| p.is_file()).collect();
+    if found.len() > 1 {
+        return Err(Error::input(format!(
+            "{}: holds both {name}.parquet and {name}.csv; remove one or name the file with [data.{name}] path",
+            dir.display()
+        )));
+    }
+    if let Some(p) = found.into_iter().next() {
+        return Ok(p);
     }
     if !dir.is_dir() {
         return Err(Error::input(format!(

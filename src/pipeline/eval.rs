@@ -91,7 +91,10 @@ impl Baseline {
 
 /// HR@10 and NDCG@10 of `scores` on a ranking set (`None`, `None` when no query counts).
 fn ranking_metrics(r: &FeatureFrame, scores: &[f32], path: &Path) -> Result<(Option<f64>, Option<f64>)> {
-    let q = r.query_id.as_deref().ok_or_else(|| Error::input("ranking file has no query_id column"))?;
+    let q = r
+        .query_id
+        .as_deref()
+        .ok_or_else(|| Error::input(format!("{}: the ranking file has no query_id column", path.display())))?;
     let (hr, ndcg, n) = metrics::ranking(q, scores, r.labels(path)?, 10);
     Ok(if n == 0 { (None, None) } else { (Some(hr), Some(ndcg)) })
 }
@@ -101,13 +104,13 @@ fn baselines(
     frame: &FeatureFrame,
     labels: &[f32],
     rank: Option<&FeatureFrame>,
-    data: &Path,
+    rank_path: &Path,
 ) -> Result<Vec<BaselineEval>> {
     let mut out = Vec::new();
     for b in [Baseline::Popularity, Baseline::Nearest] {
         let Some(scores) = b.scores(frame) else { continue };
         let (hr10, ndcg10) = match rank.and_then(|r| b.scores(r).map(|s| (r, s))) {
-            Some((r, s)) => ranking_metrics(r, &s, data)?,
+            Some((r, s)) => ranking_metrics(r, &s, rank_path)?,
             None => (None, None),
         };
         out.push(BaselineEval { name: b, auc: metrics::auc(&scores, labels), hr10, ndcg10, rows: scores.len() });
@@ -147,6 +150,7 @@ pub fn evaluate(models: &[PathBuf], data: &Path, ranking: Option<&Path>) -> Resu
         Some(p) => Some(FeatureFrame::read(p, spec, true)?),
         None => None,
     };
+    let rank_path = ranking.unwrap_or(data);
     let mut rows = Vec::new();
     for (dir, (manifest, model)) in &opened {
         let start = Instant::now();
@@ -154,7 +158,7 @@ pub fn evaluate(models: &[PathBuf], data: &Path, ranking: Option<&Path>) -> Resu
         let us_per_row = start.elapsed().as_secs_f64() * 1e6 / frame.columns.rows.max(1) as f64;
         let probs: Vec<f32> = logits.iter().map(|&z| sigmoid(z)).collect();
         let (hr10, ndcg10) = match &rank {
-            Some(r) => ranking_metrics(r, &model.logits(&r.columns)?, data)?,
+            Some(r) => ranking_metrics(r, &model.logits(&r.columns)?, rank_path)?,
             None => (None, None),
         };
         rows.push(ModelEval {
@@ -171,7 +175,7 @@ pub fn evaluate(models: &[PathBuf], data: &Path, ranking: Option<&Path>) -> Resu
             us_per_row,
         });
     }
-    let baselines = baselines(&frame, labels, rank.as_ref(), data)?;
+    let baselines = baselines(&frame, labels, rank.as_ref(), rank_path)?;
     Ok(EvalReport { oracle_auc, models: rows, baselines })
 }
 

@@ -93,3 +93,28 @@ pub fn check_output(out: &Path, inputs: &[&Path], artifacts: &[&Path], allowed_i
     }
     Ok(())
 }
+
+/// An exclusive lock on an output root (`<out>/.reco-cli.lock`, an OS file lock released when
+/// the process ends, however it ends): two runs into one `--out` cannot interleave.
+#[derive(Debug)]
+pub struct OutputLock {
+    _file: std::fs::File,
+}
+
+impl OutputLock {
+    /// Takes the lock, or says that another process holds it.
+    pub fn acquire(out: &Path) -> Result<Self> {
+        std::fs::create_dir_all(out).at(out)?;
+        let path = out.join(".reco-cli.lock");
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).at(&path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::input(format!(
+                "{}: another reco-cli process is writing there (it holds {}); wait for it or choose another --out",
+                out.display(),
+                path.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        }
+    }
+}
