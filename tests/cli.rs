@@ -858,6 +858,18 @@ fn checkins_case() -> tempfile::TempDir {
     dir
 }
 
+/// The fixture's venues: id -> [category, latitude, longitude].
+fn venues_by_id(dir: &Path) -> std::collections::HashMap<String, Vec<String>> {
+    let text = std::fs::read_to_string(dir.join("venues.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<String> = l.split(',').map(str::to_string).collect();
+            (f[0].clone(), f[1..].to_vec())
+        })
+        .collect()
+}
+
 fn edit(path: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(path).unwrap();
     assert!(text.contains(from), "{from:?} not in {}", path.display());
@@ -1053,15 +1065,8 @@ fn interaction_coordinates_that_are_the_venue_itself_are_refused_as_a_leak() {
     // A check-in log that repeats each venue's coordinates on every row, read as the user's
     // own location: distance would be 0 on every visit.
     let dir = checkins_case();
-    let venues: std::collections::HashMap<String, String> = std::fs::read_to_string(dir.path().join("venues.csv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f[0].to_string(), format!("{},{}", f[2], f[3]))
-        })
-        .collect();
+    let venues: std::collections::HashMap<String, String> =
+        venues_by_id(dir.path()).into_iter().map(|(id, f)| (id, format!("{},{}", f[1], f[2]))).collect();
     for month in ["2026-01", "2026-02"] {
         let part = dir.path().join(format!("checkins/month={month}/part-0.csv"));
         let text = std::fs::read_to_string(&part).unwrap();
@@ -1132,15 +1137,8 @@ fn movielens_grouplens_files_import_as_raw_tables_and_a_recipe_labels_them_by_ra
 fn a_places_section_without_a_path_reads_the_log_itself_and_takes_only_mapped_roles() {
     // One file: every check-in repeats its venue's attributes, and carries a per-visit rating.
     let dir = checkins_case();
-    let venues: std::collections::HashMap<String, String> = std::fs::read_to_string(dir.path().join("venues.csv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let (id, rest) = l.split_once(',').unwrap();
-            (id.to_string(), rest.to_string())
-        })
-        .collect();
+    let venues: std::collections::HashMap<String, String> =
+        venues_by_id(dir.path()).into_iter().map(|(id, f)| (id, f.join(","))).collect();
     let mut log = String::from("user_id,venue_id,utc_time,venue_category_name,latitude,longitude,rating\n");
     for month in ["2026-01", "2026-02"] {
         let text = std::fs::read_to_string(dir.path().join(format!("checkins/month={month}/part-0.csv"))).unwrap();
