@@ -76,7 +76,9 @@ impl ArtifactWriter {
         let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).at(parent)?;
         let name = dest.file_name().ok_or_else(|| Error::input(format!("{}: not a directory name", dest.display())))?;
-        let tmp = parent.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+        let name = name.to_string_lossy().into_owned();
+        recover_stale(parent, &name, dest)?;
+        let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).at(&tmp)?;
         }
@@ -107,10 +109,13 @@ impl ArtifactWriter {
         Ok(manifest)
     }
 
-    /// Moves the directory into place as it is (no manifest), replacing any previous one.
+    /// Moves the directory into place as it is (no manifest), replacing any previous one. The
+    /// previous copy waits in `.<name>.old-<pid>` between the two renames: a process killed
+    /// there leaves it for the next writer to put back ([`recover_stale`]).
     pub fn commit(mut self) -> Result<()> {
         if self.dest.exists() {
-            let old = self.tmp.with_extension("old");
+            let name = self.dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let old = self.tmp.with_file_name(format!(".{name}.old-{}", std::process::id()));
             std::fs::rename(&self.dest, &old).at(&self.dest)?;
             std::fs::rename(&self.tmp, &self.dest).at(&self.dest)?;
             std::fs::remove_dir_all(&old).at(&old)?;
@@ -120,6 +125,41 @@ impl ArtifactWriter {
         self.done = true;
         Ok(())
     }
+}
+
+/// Whether process `pid` is alive (Linux: `/proc/<pid>`; elsewhere assumed gone).
+fn alive(pid: u32) -> bool {
+    pid == std::process::id() || (cfg!(target_os = "linux") && Path::new("/proc").join(pid.to_string()).exists())
+}
+
+/// Leftovers of writers of `<parent>/<name>` that were killed: their temporary directories
+/// (`.<name>.tmp-<pid>`) are removed, and a previous copy caught between the two renames of
+/// [`ArtifactWriter::commit`] (`.<name>.old-<pid>`) is put back when `dest` is missing, or
+/// removed when `dest` is there. Directories of live processes are left alone.
+fn recover_stale(parent: &Path, name: &str, dest: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(parent) else { return Ok(()) };
+    let mut stale: Vec<(bool, PathBuf)> = Vec::new();
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file.strip_prefix(&format!(".{name}.")) else { continue };
+        let (old, pid) = match (rest.strip_prefix("old-"), rest.strip_prefix("tmp-")) {
+            (Some(pid), _) => (true, pid),
+            (_, Some(pid)) => (false, pid),
+            _ => continue,
+        };
+        if pid.parse::<u32>().is_ok_and(|p| !alive(p)) {
+            stale.push((old, e.path()));
+        }
+    }
+    stale.sort();
+    for (old, path) in stale {
+        if old && !dest.exists() {
+            std::fs::rename(&path, dest).at(dest)?;
+        } else {
+            std::fs::remove_dir_all(&path).at(&path)?;
+        }
+    }
+    Ok(())
 }
 
 impl Drop for ArtifactWriter {
@@ -196,4 +236,53 @@ pub fn verify_files(dir: &Path, manifest: &Manifest) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod crash_tests {
+    use super::*;
+
+    /// A pid no process has (above Linux's pid_max).
+    const DEAD: u32 = 999_999_999;
+
+    #[test]
+    fn a_copy_caught_between_the_two_renames_is_put_back_and_stale_temp_dirs_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("teacher");
+        // Killed after `teacher` -> `.teacher.old-<pid>`, before the new copy was renamed in.
+        let old = dir.path().join(format!(".teacher.old-{DEAD}"));
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join("model.safetensors"), b"previous").unwrap();
+        let tmp = dir.path().join(format!(".teacher.tmp-{DEAD}"));
+        std::fs::create_dir_all(&tmp).unwrap();
+        std::fs::write(tmp.join("half"), b"x").unwrap();
+        let w = ArtifactWriter::create(&dest).unwrap();
+        assert_eq!(std::fs::read(dest.join("model.safetensors")).unwrap(), b"previous", "previous copy put back");
+        assert!(!tmp.exists() && !old.exists());
+        w.write("model.safetensors", b"new").unwrap();
+        w.commit().unwrap();
+        assert_eq!(std::fs::read(dest.join("model.safetensors")).unwrap(), b"new");
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["teacher"]);
+    }
+
+    #[test]
+    fn a_stale_old_copy_beside_a_complete_artifact_is_removed_and_replacement_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("student");
+        std::fs::create_dir_all(&dest).unwrap();
+        std::fs::write(dest.join("f"), b"current").unwrap();
+        let old = dir.path().join(format!(".student.old-{DEAD}"));
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join("f"), b"older").unwrap();
+        // Before: the rename onto a non-empty `.student.old` failed with "Directory not empty".
+        let w = ArtifactWriter::create(&dest).unwrap();
+        w.write("f", b"newest").unwrap();
+        w.commit().unwrap();
+        assert_eq!(std::fs::read(dest.join("f")).unwrap(), b"newest");
+        assert!(!old.exists());
+    }
 }
