@@ -1314,3 +1314,26 @@ fn an_ambiguous_table_and_runaway_bench_settings_are_refused() {
     input_error(&reco(&["bench", t, "--batch-sizes", "1,100000000"], dir.path()), &["--batch-sizes 100000000"]);
     input_error(&reco(&["bench", t, "--seconds", "1e9"], dir.path()), &["--seconds"]);
 }
+
+#[test]
+fn an_int8_artifact_where_a_float_model_is_needed_names_its_float_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let t8 = run_dir().join("teacher-int8");
+    let o = reco(&["distill", "--teacher", t8.to_str().unwrap(), "--out", "out"], dir.path());
+    input_error(&o, &["teacher-int8", "an INT8 artifact", "expected a float model", "teacher"]);
+    assert!(!o.stderr.contains("missing tensor"));
+    let q = reco(
+        &[
+            "quantize",
+            "--model",
+            t8.to_str().unwrap(),
+            "--calibration",
+            run_dir().join("features/calibration.parquet").to_str().unwrap(),
+            "--out",
+            "q",
+        ],
+        dir.path(),
+    );
+    input_error(&q, &["is already INT8", "expected a float artifact"]);
+    assert!(!dir.path().join("out").exists() && !dir.path().join("q").exists());
+}

@@ -175,9 +175,18 @@ impl Model {
 pub const CHUNK: usize = 4096;
 
 impl FloatModel {
-    /// Opens an artifact directory, verifying every file hash first.
+    /// Opens a float artifact directory, verifying every file hash first; an INT8 artifact is
+    /// an input error naming its float parent.
     pub fn open(dir: &Path) -> Result<(Manifest, Self)> {
         let manifest = artifact::open(dir)?;
+        if manifest.quantization.is_some() {
+            let parent = manifest.lineage.as_ref().map_or("-", |l| l.parent_path.as_str());
+            return Err(Error::input(format!(
+                "{}: an INT8 artifact (kind {:?}), expected a float model such as its parent {parent}",
+                dir.display(),
+                manifest.kind
+            )));
+        }
         let weights = FloatWeights::load(&dir.join(WEIGHTS), &manifest.feature_spec, &manifest.architecture)?;
         let model = Self { spec: manifest.feature_spec.clone(), arch: manifest.architecture.clone(), weights };
         Ok((manifest, model))
