@@ -870,6 +870,13 @@ fn venues_by_id(dir: &Path) -> std::collections::HashMap<String, Vec<String>> {
         .collect()
 }
 
+/// Replaces line `n` (0-based, the header is 0) of a file by `f(line)`.
+fn edit_line(path: &Path, n: usize, f: impl Fn(&str) -> String) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<String> = text.lines().enumerate().map(|(i, l)| if i == n { f(l) } else { l.to_string() }).collect();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
 fn edit(path: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(path).unwrap();
     assert!(text.contains(from), "{from:?} not in {}", path.display());
@@ -989,10 +996,7 @@ fn ratings_with_a_threshold_become_labels_and_a_declared_feature_enters_the_spec
 fn an_unparseable_timestamp_names_file_column_row_value_and_the_formats() {
     let dir = checkins_case();
     let part = dir.path().join("checkins/month=2026-02/part-0.csv");
-    let text = std::fs::read_to_string(&part).unwrap();
-    let line = text.lines().nth(3).unwrap().to_string();
-    let (head, _) = line.rsplit_once(',').unwrap();
-    edit(&part, &format!("\n{line}\n"), &format!("\n{head},2026-02-30T25:00:00Z\n"));
+    edit_line(&part, 3, |l| format!("{},2026-02-30T25:00:00Z", l.rsplit_once(',').unwrap().0));
     let o = prepare_case(dir.path());
     input_error(&o, &["month=2026-02/part-0.csv", "column `utc_time` line 4", "2026-02-30T25:00:00Z", "ISO-8601"]);
     nothing_written(dir.path());
@@ -1165,9 +1169,7 @@ fn partitions_that_disagree_on_a_column_or_shadow_one_are_refused() {
     let dir = checkins_case();
     // February's user ids become text (a letter): one id column with two types.
     let feb = dir.path().join("checkins/month=2026-02/part-0.csv");
-    let text = std::fs::read_to_string(&feb).unwrap();
-    let first = text.lines().nth(1).unwrap().to_string();
-    edit(&feb, &format!("\n{first}\n"), &format!("\nu{first}\n"));
+    edit_line(&feb, 1, |l| format!("u{l}"));
     input_error(
         &prepare_case(dir.path()),
         &["month=2026-02/part-0.csv", "column `user_id` reads as str here", "month=2026-01"],

@@ -245,17 +245,21 @@ mod crash_tests {
     /// A pid no process has (above Linux's pid_max).
     const DEAD: u32 = 999_999_999;
 
+    /// Creates directory `dir` holding one file `name` with `bytes`.
+    fn dir_with(dir: &Path, name: &str, bytes: &[u8]) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+
     #[test]
     fn a_copy_caught_between_the_two_renames_is_put_back_and_stale_temp_dirs_go() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("teacher");
         // Killed after `teacher` -> `.teacher.old-<pid>`, before the new copy was renamed in.
         let old = dir.path().join(format!(".teacher.old-{DEAD}"));
-        std::fs::create_dir_all(&old).unwrap();
-        std::fs::write(old.join("model.safetensors"), b"previous").unwrap();
+        dir_with(&old, "model.safetensors", b"previous");
         let tmp = dir.path().join(format!(".teacher.tmp-{DEAD}"));
-        std::fs::create_dir_all(&tmp).unwrap();
-        std::fs::write(tmp.join("half"), b"x").unwrap();
+        dir_with(&tmp, "half", b"x");
         let w = ArtifactWriter::create(&dest).unwrap();
         assert_eq!(std::fs::read(dest.join("model.safetensors")).unwrap(), b"previous", "previous copy put back");
         assert!(!tmp.exists() && !old.exists());
@@ -273,11 +277,9 @@ mod crash_tests {
     fn a_stale_old_copy_beside_a_complete_artifact_is_removed_and_replacement_works() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("student");
-        std::fs::create_dir_all(&dest).unwrap();
-        std::fs::write(dest.join("f"), b"current").unwrap();
+        dir_with(&dest, "f", b"current");
         let old = dir.path().join(format!(".student.old-{DEAD}"));
-        std::fs::create_dir_all(&old).unwrap();
-        std::fs::write(old.join("f"), b"older").unwrap();
+        dir_with(&old, "f", b"older");
         // Before: the rename onto a non-empty `.student.old` failed with "Directory not empty".
         let w = ArtifactWriter::create(&dest).unwrap();
         w.write("f", b"newest").unwrap();

@@ -84,20 +84,7 @@ impl FeatureFrame {
     /// Reads the columns named by `spec` (plus label, `oracle_p`, `query_id` when present).
     pub fn read(path: &Path, spec: &FeatureSpec, need_label: bool) -> Result<Self> {
         let t = Table::file(path)?;
-        let mut categorical = Vec::with_capacity(spec.categorical.len());
-        for c in &spec.categorical {
-            let ids = t.ids(&c.name)?;
-            if ids.id_type() != c.dtype() {
-                return Err(Error::input(format!(
-                    "{}: column `{}` holds {} ids, the model expects {} ids",
-                    path.display(),
-                    c.name,
-                    ids.id_type(),
-                    c.dtype()
-                )));
-            }
-            categorical.push(ids);
-        }
+        let categorical = spec.categorical.iter().map(|c| t.ids(&c.name)).collect::<Result<Vec<_>>>()?;
         let numeric = spec
             .numeric
             .iter()
@@ -127,7 +114,10 @@ impl FeatureFrame {
             popularity: if t.has(POPULARITY) { Some(t.floats(POPULARITY, false)?) } else { None },
             distance: if t.has(DISTANCE) { Some(t.floats(DISTANCE, false)?) } else { None },
         };
-        Ok(Self { columns: Columns { rows: t.height(), categorical, numeric }, label, oracle, query_id, baselines })
+        let columns = Columns { rows: t.height(), categorical, numeric };
+        // The runtime's own check (id types against the spec), naming the file.
+        columns.check(spec).map_err(|e| Error::input(format!("{}: {e}", path.display())))?;
+        Ok(Self { columns, label, oracle, query_id, baselines })
     }
 
     /// The labels, or an error naming the file when it has none.

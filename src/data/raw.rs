@@ -33,14 +33,13 @@ impl Mapped {
     /// The column of a role the pipeline cannot do without.
     fn required(&self, role: Role) -> Result<&str> {
         self.col(role).ok_or_else(|| {
-            let present: Vec<String> = self.table.df.get_column_names().iter().map(|s| s.to_string()).collect();
             Error::input(format!(
                 "{}: missing column `{}` (or map it: data.{}.columns.{} = \"<column>\"; present: {})",
                 self.table.name,
                 role.default_column(),
                 self.name.as_str(),
                 role.key(),
-                present.join(", ")
+                self.table.present()
             ))
         })
     }
@@ -108,16 +107,13 @@ pub struct RawData {
 
 /// Reads and validates the tables `cfg` describes.
 pub fn read(cfg: &FilesConfig) -> Result<RawData> {
-    let mut hashes = BTreeMap::new();
+    let (mut hashes, mut sources) = (BTreeMap::new(), Vec::new());
     let inter_t = open(cfg, TableName::Interactions)?
         .ok_or_else(|| Error::input("data: no interactions table (set `dir` or [data.interactions] path)"))?;
     let users_t = open(cfg, TableName::Users)?;
     let places_t = open(cfg, TableName::Places)?;
     for m in [Some(&inter_t), users_t.as_ref(), places_t.as_ref()].into_iter().flatten() {
         hashes.insert(m.name.as_str().to_string(), m.table.sha256.clone());
-    }
-    let mut sources = Vec::new();
-    for m in [Some(&inter_t), users_t.as_ref(), places_t.as_ref()].into_iter().flatten() {
         for (role, column) in &m.roles {
             sources.push(SourceColumn {
                 feature: role.key().to_string(),
@@ -128,10 +124,14 @@ pub fn read(cfg: &FilesConfig) -> Result<RawData> {
             });
         }
     }
-    let users = read_users(users_t)?;
-    let places = read_places(places_t)?;
-    let inter = read_interactions(cfg, inter_t, &users, &places)?;
-    let (users, places) = (users.or_seen(&inter.raw_users)?, places.or_seen(&inter.raw_places)?);
+    let users = users_t.map(read_users).transpose()?;
+    let places = places_t.map(read_places).transpose()?;
+    let inter = read_interactions(cfg, inter_t)?;
+    // Without a table: the distinct ids of the interactions, in first-seen order.
+    let users =
+        users.unwrap_or_else(|| Users { ids: distinct(&inter.raw_users), mapped: None, segment: None, home: None });
+    let places =
+        places.unwrap_or_else(|| Places { ids: distinct(&inter.raw_places), mapped: None, coords: None, rating: None });
     let inter = inter.resolve(&users, &places)?;
     sources.extend(check_declared(cfg, &users, &places, &inter)?);
     Ok(RawData { users, places, inter, hashes, sources })
@@ -188,13 +188,12 @@ fn resolve_roles(name: TableName, tc: &TableConfig, table: &Table, defaults: boo
     for &role in name.roles() {
         match tc.columns.get(&role) {
             Some(c) if !table.has(c) => {
-                let present: Vec<String> = table.df.get_column_names().iter().map(|s| s.to_string()).collect();
                 return Err(Error::input(format!(
                     "{}: missing column `{c}` (mapped by data.{}.columns.{}; present: {})",
                     table.name,
                     name.as_str(),
                     role.key(),
-                    present.join(", ")
+                    table.present()
                 )));
             }
             Some(c) => {
@@ -231,32 +230,26 @@ fn unique_rows(m: &Mapped, ids: &Ids, role: Role) -> Result<Vec<usize>> {
     Ok(keep)
 }
 
-/// Users before the interactions are known (the table's, if any).
-struct UsersDraft(Option<Users>);
-
-/// Places before the interactions are known.
-struct PlacesDraft(Option<Places>);
-
-fn read_users(m: Option<Mapped>) -> Result<UsersDraft> {
-    let Some(mut m) = m else { return Ok(UsersDraft(None)) };
-    let col = m.required(Role::User)?.to_string();
+/// The ids of a users or places table, one row per id (see [`unique_rows`]): the table keeps
+/// only those rows.
+fn unique_ids(m: &mut Mapped, role: Role) -> Result<Ids> {
+    let col = m.required(role)?.to_string();
     let all = m.table.ids(&col)?;
-    let rows = unique_rows(&m, &all, Role::User)?;
+    let rows = unique_rows(m, &all, role)?;
     m.table.keep_rows(&rows)?;
-    let ids = all.take(&rows);
+    Ok(all.take(&rows))
+}
+
+fn read_users(mut m: Mapped) -> Result<Users> {
+    let ids = unique_ids(&mut m, Role::User)?;
     let segment = m.col(Role::Segment).map(|c| m.table.categories(c)).transpose()?;
     // Unknown homes (null) are allowed: those users' rows have no home context.
     let home = coordinates(&m, Role::HomeLat, Role::HomeLon, true)?;
-    Ok(UsersDraft(Some(Users { ids, mapped: Some(m), segment, home })))
+    Ok(Users { ids, mapped: Some(m), segment, home })
 }
 
-fn read_places(m: Option<Mapped>) -> Result<PlacesDraft> {
-    let Some(mut m) = m else { return Ok(PlacesDraft(None)) };
-    let col = m.required(Role::Place)?.to_string();
-    let all = m.table.ids(&col)?;
-    let rows = unique_rows(&m, &all, Role::Place)?;
-    m.table.keep_rows(&rows)?;
-    let ids = all.take(&rows);
+fn read_places(mut m: Mapped) -> Result<Places> {
+    let ids = unique_ids(&mut m, Role::Place)?;
     let coords = coordinates(&m, Role::Lat, Role::Lon, false)?;
     if let Some(c) = m.col(Role::Category) {
         m.table.categories(c)?;
@@ -265,7 +258,7 @@ fn read_places(m: Option<Mapped>) -> Result<PlacesDraft> {
         m.table.floats(c, true)?;
     }
     let rating = m.col(Role::Rating).map(|c| m.table.floats(c, true)).transpose()?;
-    Ok(PlacesDraft(Some(Places { ids, mapped: Some(m), coords, rating })))
+    Ok(Places { ids, mapped: Some(m), coords, rating })
 }
 
 /// The latitude and longitude columns of a table, validated (nulls as NaN when `allow_null`);
@@ -285,7 +278,6 @@ fn coordinates(m: &Mapped, lat: Role, lon: Role, allow_null: bool) -> Result<Opt
 /// One of a coordinate pair is there, the other not.
 fn pair_error(m: &Mapped, a: Role, b: Role) -> Error {
     let (has, lacks) = if m.col(a).is_some() { (a, b) } else { (b, a) };
-    let present: Vec<String> = m.table.df.get_column_names().iter().map(|s| s.to_string()).collect();
     Error::input(format!(
         "{}: missing column `{}` (it has `{}`: map both data.{}.columns.{} and .{}, or neither; present: {})",
         m.table.name,
@@ -294,7 +286,7 @@ fn pair_error(m: &Mapped, a: Role, b: Role) -> Error {
         m.name.as_str(),
         a.key(),
         b.key(),
-        present.join(", ")
+        m.table.present()
     ))
 }
 
@@ -322,7 +314,7 @@ struct InterDraft {
     oracle: Option<Vec<f64>>,
 }
 
-fn read_interactions(cfg: &FilesConfig, m: Mapped, _u: &UsersDraft, _p: &PlacesDraft) -> Result<InterDraft> {
+fn read_interactions(cfg: &FilesConfig, m: Mapped) -> Result<InterDraft> {
     let t = &m.table;
     let raw_users = t.ids(m.required(Role::User)?)?;
     let raw_places = t.ids(m.required(Role::Place)?)?;
@@ -395,20 +387,6 @@ fn local_times(cfg: &FilesConfig, m: &Mapped, ts: &[i64], string_offsets: Option
     let tz: chrono_tz::Tz =
         name.parse().map_err(|_| Error::input(format!("data.timezone = {name:?}: not an IANA time zone name")))?;
     Ok(ts.iter().map(|&t| t + i64::from(utc_offset_at(tz, t))).collect())
-}
-
-impl UsersDraft {
-    /// The users table, or the distinct users of the interactions in first-seen order.
-    fn or_seen(self, seen: &Ids) -> Result<Users> {
-        Ok(self.0.unwrap_or_else(|| Users { ids: distinct(seen), mapped: None, segment: None, home: None }))
-    }
-}
-
-impl PlacesDraft {
-    /// The places table, or the distinct places of the interactions in first-seen order.
-    fn or_seen(self, seen: &Ids) -> Result<Places> {
-        Ok(self.0.unwrap_or_else(|| Places { ids: distinct(seen), mapped: None, coords: None, rating: None }))
-    }
 }
 
 /// Distinct values in first-seen order.

@@ -79,23 +79,14 @@ pub enum Role {
 }
 
 impl Role {
-    /// The column name used when the recipe maps none.
+    /// The column name used when the recipe maps none: the key, but for the ids and the
+    /// oracle (`user_id`, `place_id`, `oracle_p`).
     pub fn default_column(self) -> &'static str {
         match self {
             Self::User => "user_id",
             Self::Place => "place_id",
-            Self::Timestamp => "timestamp",
-            Self::Label => "label",
-            Self::Rating => "rating",
-            Self::Lat => "lat",
-            Self::Lon => "lon",
-            Self::UtcOffset => "utc_offset",
             Self::Oracle => "oracle_p",
-            Self::Category => "category",
-            Self::PriceLevel => "price_level",
-            Self::Segment => "segment",
-            Self::HomeLat => "home_lat",
-            Self::HomeLon => "home_lon",
+            other => other.key(),
         }
     }
 

@@ -147,10 +147,14 @@ impl Table {
 
     /// The column, or an error naming the table and the columns it has.
     pub fn column(&self, name: &str) -> Result<&Column> {
-        self.df.column(name).map_err(|_| {
-            let present: Vec<String> = self.df.get_column_names().iter().map(|s| s.to_string()).collect();
-            Error::input(format!("{}: missing column `{name}` (present: {})", self.name, present.join(", ")))
-        })
+        self.df
+            .column(name)
+            .map_err(|_| Error::input(format!("{}: missing column `{name}` (present: {})", self.name, self.present())))
+    }
+
+    /// The table's column names, comma-separated (for "missing column" messages).
+    pub fn present(&self) -> String {
+        self.df.get_column_names().iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
     }
 
     /// The column's type as polars shows it (`i64`, `str`, `datetime[ms, UTC]`).

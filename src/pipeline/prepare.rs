@@ -184,8 +184,7 @@ pub fn prepare(
         raw.places.ids.len(),
         (0..inter.ts.len()).map(|i| (inter.place[i] as usize, inter.ts[i], label[i] > 0.5, rating.map(|r| r[i]))),
     );
-    let train_fraction = 1.0 - cfg.valid_fraction - cfg.test_fraction;
-    let candidates = Candidates::new(&raw, ctx.as_ref(), &label, cfg.radius_km, train_fraction);
+    let candidates = Candidates::new(&raw, ctx.as_ref(), &label, cfg);
     let mut rng = Rng::derive(seed, "prepare");
     let (rows, dropped) = impressions(&raw, &label, label_source, ctx.as_ref(), &candidates, cfg, &mut rng);
     if rows.is_empty() {
@@ -409,15 +408,15 @@ pub enum Candidates {
 }
 
 impl Candidates {
-    fn new(raw: &RawData, ctx: Option<&Context>, label: &[f32], radius_km: f64, train_fraction: f64) -> Self {
+    fn new(raw: &RawData, ctx: Option<&Context>, label: &[f32], cfg: &PrepareConfig) -> Self {
+        let radius_km = cfg.radius_km;
         match (&raw.places.coords, ctx) {
             (Some((lat, lon)), Some(_)) => Self::Radius { index: GridIndex::new(lat, lon, radius_km), radius_km },
             _ => {
                 // Visits of the training period only (the time split's first part), so
                 // negatives are not drawn with popularity from the future.
                 let ts = &raw.inter.ts;
-                let (t0, t1) = ts.iter().fold((i64::MAX, i64::MIN), |(a, b), &t| (a.min(t), b.max(t)));
-                let cut = t0 + (t1.saturating_sub(t0) as f64 * train_fraction).round() as i64;
+                let [cut, _] = time_cuts(ts, cfg);
                 let mut w = vec![1.0f64; raw.places.ids.len()];
                 for ((&p, &y), &t) in raw.inter.place.iter().zip(label).zip(ts) {
                     if t < cut {
@@ -523,12 +522,19 @@ fn context_name(c: ContextSource) -> &'static str {
     }
 }
 
-/// Step 5: the time split. Returns train, valid, test and the two cut times.
-fn split(rows: &Rows, cfg: &PrepareConfig, table: &str) -> Result<([Rows; 3], [i64; 2])> {
-    let (t0, t1) = rows.ts.iter().fold((i64::MAX, i64::MIN), |(a, b), &t| (a.min(t), b.max(t)));
+/// Where valid and test begin: the latest `valid_fraction + test_fraction` of the time range
+/// of `ts` is held out.
+fn time_cuts(ts: &[i64], cfg: &PrepareConfig) -> [i64; 2] {
+    let (t0, t1) = ts.iter().fold((i64::MAX, i64::MIN), |(a, b), &t| (a.min(t), b.max(t)));
     let span = t1.saturating_sub(t0) as f64;
     let cut_valid = t0 + (span * (1.0 - cfg.valid_fraction - cfg.test_fraction)).round() as i64;
     let cut_test = t0 + (span * (1.0 - cfg.test_fraction)).round() as i64;
+    [cut_valid, cut_test]
+}
+
+/// Step 5: the time split. Returns train, valid, test and the two cut times.
+fn split(rows: &Rows, cfg: &PrepareConfig, table: &str) -> Result<([Rows; 3], [i64; 2])> {
+    let [cut_valid, cut_test] = time_cuts(&rows.ts, cfg);
     let mut splits = [rows.empty_like(), rows.empty_like(), rows.empty_like()];
     for i in 0..rows.len() {
         let s = if rows.ts[i] < cut_valid {
