@@ -13,6 +13,7 @@
 pub mod artifact;
 pub mod data;
 pub mod error;
+pub mod fuzz;
 pub mod geo;
 pub mod kernels;
 pub mod metrics;

@@ -14,6 +14,79 @@ pub const FORMAT: &str = "reco-cli.artifact";
 /// Current manifest schema version.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// What an artifact is: the stage that made it. A closed set: a manifest naming any other
+/// kind is refused on load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// The float teacher (`train`).
+    Teacher,
+    /// The distilled float student (`distill`).
+    Student,
+    /// The student architecture trained on hard labels only (the distillation baseline).
+    StudentScratch,
+    /// INT8 model of the teacher (`quantize`).
+    TeacherInt8,
+    /// INT8 model of the student.
+    StudentInt8,
+    /// INT8 model of the scratch student.
+    StudentScratchInt8,
+}
+
+impl Kind {
+    /// The name used in manifests and stage directories.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Teacher => "teacher",
+            Self::Student => "student",
+            Self::StudentScratch => "student-scratch",
+            Self::TeacherInt8 => "teacher-int8",
+            Self::StudentInt8 => "student-int8",
+            Self::StudentScratchInt8 => "student-scratch-int8",
+        }
+    }
+
+    /// Whether the kind is an INT8 model.
+    pub fn is_int8(self) -> bool {
+        matches!(self, Self::TeacherInt8 | Self::StudentInt8 | Self::StudentScratchInt8)
+    }
+
+    /// The kind of this float model's INT8 version (`None` for an INT8 kind).
+    pub fn int8(self) -> Option<Self> {
+        match self {
+            Self::Teacher => Some(Self::TeacherInt8),
+            Self::Student => Some(Self::StudentInt8),
+            Self::StudentScratch => Some(Self::StudentScratchInt8),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether an artifact passed the gate it was made under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Usable.
+    Ok,
+    /// Written for inspection, but a quality gate failed.
+    Failed,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+        })
+    }
+}
+
 /// Architecture of the float network: embeddings, then an MLP with ReLU, then one logit.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Architecture {
@@ -81,8 +154,9 @@ pub struct Lineage {
     /// Content hash ([`Manifest::content_hash`]) of the parent artifact.
     pub parent_content_sha256: String,
     /// The parent's kind.
-    pub parent_kind: String,
-    /// The parent's path when this artifact was made.
+    pub parent_kind: Kind,
+    /// The parent's directory when this artifact was made, relative to this artifact's
+    /// directory (`../teacher`).
     pub parent_path: String,
 }
 
@@ -94,9 +168,9 @@ pub struct Manifest {
     /// Schema version, [`FORMAT_VERSION`] when written by this build.
     pub format_version: u32,
     /// `teacher`, `student`, `student-int8`, ...
-    pub kind: String,
+    pub kind: Kind,
     /// `ok`, or `failed` when a quality gate failed.
-    pub status: String,
+    pub status: Status,
     /// Version of reco-cli that wrote it.
     pub reco_cli_version: String,
     /// Network architecture.
@@ -138,6 +212,14 @@ impl Manifest {
                 "{}: format_version {} is not supported (this reco-cli reads {FORMAT_VERSION})",
                 path.display(),
                 self.format_version
+            )));
+        }
+        if self.kind.is_int8() != self.quantization.is_some() {
+            return Err(Error::input(format!(
+                "{}: kind {} {} a `quantization` section",
+                path.display(),
+                self.kind,
+                if self.kind.is_int8() { "is INT8 but has no" } else { "is a float model but has" }
             )));
         }
         self.feature_spec.validate().map_err(|e| Error::input(format!("{}: feature_spec {e}", path.display())))?;

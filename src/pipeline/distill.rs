@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::artifact::manifest::{Architecture, Lineage};
+use crate::artifact::manifest::{Architecture, Kind, Lineage, Status};
 use crate::error::{Error, Result};
 use crate::pipeline::train::{
     ArtifactMeta, FitInput, Objective, TrainSummary, fit, load_spec, load_splits, write_float_artifact,
@@ -79,7 +79,7 @@ pub fn student_architecture(teacher: &Architecture, ratio: f64) -> Architecture 
 pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillSummary> {
     job.cfg.validate().map_err(Error::input)?;
     let (manifest, teacher) = FloatModel::open(job.teacher)?;
-    if manifest.kind != "teacher" || manifest.status != "ok" {
+    if manifest.kind != Kind::Teacher || manifest.status != Status::Ok {
         return Err(Error::input(format!(
             "{}: kind {:?} status {:?}, expected a float teacher artifact (kind \"teacher\", status \"ok\")",
             job.teacher.display(),
@@ -125,8 +125,8 @@ pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillS
     student.dir = job.out.to_path_buf();
     let lineage = Lineage {
         parent_content_sha256: teacher_hash.clone(),
-        parent_kind: manifest.kind.clone(),
-        parent_path: job.teacher.display().to_string(),
+        parent_kind: manifest.kind,
+        parent_path: crate::pipeline::stable::relative(job.out, job.teacher),
     };
     let distillation = serde_json::json!({
         "temperature": job.cfg.temperature,
@@ -136,7 +136,7 @@ pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillS
         "loss": LOSS,
     });
     let meta = ArtifactMeta {
-        kind: "student",
+        kind: Kind::Student,
         recipe: job.recipe.clone(),
         seed: job.seed,
         features: job.features,
@@ -155,7 +155,7 @@ pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillS
         let (weights, mut summary) = fit(&input, progress)?;
         summary.dir = job.scratch_out.to_path_buf();
         let meta = ArtifactMeta {
-            kind: "student-scratch",
+            kind: Kind::StudentScratch,
             recipe: job.recipe.clone(),
             seed: job.seed,
             features: job.features,

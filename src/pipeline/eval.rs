@@ -164,7 +164,7 @@ pub fn evaluate(models: &[PathBuf], data: &Path, ranking: Option<&Path>) -> Resu
         rows.push(ModelEval {
             name: dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned()),
             path: dir.display().to_string(),
-            kind: manifest.kind.clone(),
+            kind: manifest.kind.to_string(),
             auc: metrics::auc(&logits, labels),
             logloss: metrics::logloss(&probs, labels),
             ece: metrics::ece(&probs, labels, 10),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::artifact::manifest::ExportEntry;
+use crate::artifact::manifest::{ExportEntry, Status};
 use crate::artifact::qweights::QuantWeights;
 use crate::artifact::weights::FloatWeights;
 use crate::artifact::{self, ArtifactWriter, MANIFEST, WEIGHTS};
@@ -43,7 +43,7 @@ pub struct ExportSummary {
 /// Exports the artifact in `model_dir` to `out` (default `model_dir/model.onnx`).
 pub fn export(model_dir: &Path, out: Option<&Path>, lookup: IdLookup) -> Result<ExportSummary> {
     let mut manifest = artifact::open(model_dir)?;
-    if manifest.status != "ok" {
+    if manifest.status != Status::Ok {
         return Err(Error::input(format!(
             "{}: artifact status is {:?} (a quality gate failed); refusing to export it",
             model_dir.join(MANIFEST).display(),
@@ -53,7 +53,7 @@ pub fn export(model_dir: &Path, out: Option<&Path>, lookup: IdLookup) -> Result<
     let (spec, arch) = (&manifest.feature_spec, &manifest.architecture);
     let weights = model_dir.join(WEIGHTS);
     let meta = vec![
-        ("reco_cli.kind".to_string(), manifest.kind.clone()),
+        ("reco_cli.kind".to_string(), manifest.kind.to_string()),
         ("reco_cli.model_content_sha256".to_string(), manifest.content_hash()),
     ];
     let (onnx::Exported { bytes, opsets }, graph) = if manifest.quantization.is_some() {

@@ -11,4 +11,5 @@ pub mod predict;
 pub mod prepare;
 pub mod quantize;
 pub mod run;
+pub mod stable;
 pub mod train;

@@ -39,9 +39,14 @@ impl RunPaths {
         self.out.join("checkpoints").join(name)
     }
 
-    /// The run report.
+    /// The run report (no timings, paths relative to `out`).
     pub fn report(&self) -> PathBuf {
         self.out.join("report.json")
+    }
+
+    /// Wall-clock timings of the run's stages (the one file that differs between reruns).
+    pub fn timings(&self) -> PathBuf {
+        self.out.join("timings.json")
     }
 }
 

@@ -37,7 +37,7 @@ pub fn predict(model_dir: &Path, data: &Path, out: &Path) -> Result<PredictSumma
     let hash = manifest.content_hash();
     let meta = vec![
         ("reco_cli.version".to_string(), crate::VERSION.to_string()),
-        ("reco_cli.model_kind".to_string(), manifest.kind.clone()),
+        ("reco_cli.model_kind".to_string(), manifest.kind.to_string()),
         ("reco_cli.model_content_sha256".to_string(), hash.clone()),
         ("reco_cli.input".to_string(), data.display().to_string()),
     ];

@@ -666,8 +666,9 @@ fn write(
     write_parquet(ranking, &writer.path("ranking.parquet"))?;
     let spec_json = serde_json::to_vec_pretty(spec).map_err(|e| Error::Internal(e.to_string()))?;
     writer.write("feature_spec.json", &spec_json)?;
-    let json = serde_json::to_vec_pretty(&serde_json::json!({ "summary": summary, "config": cfg, "seed": seed }))
-        .map_err(|e| Error::Internal(e.to_string()))?;
+    let record = serde_json::json!({ "summary": summary, "config": cfg, "seed": seed });
+    let (record, _) = crate::pipeline::stable::for_file(record, out_dir);
+    let json = serde_json::to_vec_pretty(&record).map_err(|e| Error::Internal(e.to_string()))?;
     writer.write("prepare.json", &json)?;
     writer.commit()?;
     Ok(summary)

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::artifact::manifest::{FORMAT, FORMAT_VERSION, Lineage, Manifest};
+use crate::artifact::manifest::{FORMAT, FORMAT_VERSION, Lineage, Manifest, Status};
 use crate::artifact::qweights::{LAYOUT, QLayer, QuantWeights, RowwiseTable};
 use crate::artifact::weights::Dense;
 use crate::artifact::{ArtifactWriter, WEIGHTS, sha256_file};
@@ -190,7 +190,7 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
         (m, Model::Float(f)) => (m, f),
         (m, Model::Int8(_)) => {
             return Err(Error::input(format!(
-                "{}: kind {:?} is already INT8, expected a float artifact",
+                "{}: kind {} is already INT8, expected a float artifact",
                 job.model.display(),
                 m.kind
             )));
@@ -282,10 +282,10 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
     };
     progress.advance(1);
 
-    let kind = format!("{}-int8", pman.kind);
+    let kind = pman.kind.int8().ok_or_else(|| Error::Internal(format!("kind {} has no INT8 version", pman.kind)))?;
     let summary = QuantizeSummary {
         dir: job.out.to_path_buf(),
-        kind: kind.clone(),
+        kind: kind.to_string(),
         passed,
         options: opts,
         parent: parent_q,
@@ -332,7 +332,7 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
         kind,
-        status: if passed { "ok".into() } else { "failed".into() },
+        status: if passed { Status::Ok } else { Status::Failed },
         reco_cli_version: crate::VERSION.into(),
         architecture: parent.arch.clone(),
         feature_spec: parent.spec.clone(),
@@ -343,8 +343,8 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
         input_data,
         lineage: Some(Lineage {
             parent_content_sha256: pman.content_hash(),
-            parent_kind: pman.kind.clone(),
-            parent_path: job.model.display().to_string(),
+            parent_kind: pman.kind,
+            parent_path: crate::pipeline::stable::relative(job.out, job.model),
         }),
         training: serde_json::json!({ "parent_training": pman.training }),
         metrics,

@@ -106,6 +106,12 @@ fn made_with(raw: &Path, params: &SynthParams) -> bool {
 /// Runs every stage of `recipe` under `paths`.
 pub fn run(recipe: &Recipe, paths: &RunPaths, progress: &dyn Progress) -> Result<RunReport> {
     let t0 = Instant::now();
+    // A report left by an earlier run must not vouch for models this run may fail to rebuild.
+    for stale in [paths.report(), paths.timings()] {
+        if stale.exists() {
+            std::fs::remove_file(&stale).at(&stale)?;
+        }
+    }
     let mut stages = Vec::new();
     let (raw, synth_stage) = ensure_raw(recipe, paths)?;
     stages.extend(synth_stage);
@@ -204,7 +210,7 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, progress: &dyn Progress) -> Result
     let start = Instant::now();
     let mut exports = Vec::new();
     for dir in models.iter().filter(|d| !d.ends_with("student-scratch")) {
-        if crate::artifact::open(dir)?.status == "ok" {
+        if crate::artifact::open(dir)?.status == crate::artifact::manifest::Status::Ok {
             exports.push(crate::pipeline::export::export(dir, None, crate::onnx::IdLookup::Auto)?);
         }
     }
@@ -220,7 +226,11 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, progress: &dyn Progress) -> Result
         passed,
         seconds: t0.elapsed().as_secs_f64(),
     };
-    write_json(&paths.report(), &report)?;
+    // The files hold no timings and no absolute paths (same recipe, data, seed -> same bytes);
+    // the timings go to their own file.
+    let (stable, timings) = crate::pipeline::stable::for_file(json(&report), &paths.out);
+    write_json(&paths.timings(), &timings)?;
+    write_json(&paths.report(), &stable)?;
     Ok(report)
 }
 

@@ -12,7 +12,7 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Tensor, TensorData};
 use serde::Serialize;
 
-use crate::artifact::manifest::{Architecture, FORMAT, FORMAT_VERSION, Lineage, Manifest};
+use crate::artifact::manifest::{Architecture, FORMAT, FORMAT_VERSION, Kind, Lineage, Manifest, Status};
 use crate::artifact::spec::FeatureSpec;
 use crate::artifact::weights::{FloatWeights, LAYOUT};
 use crate::artifact::{ArtifactWriter, WEIGHTS, sha256_file};
@@ -154,7 +154,7 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<TrainSummary
     let (weights, mut summary) = fit(&input, progress)?;
     summary.dir = job.out.to_path_buf();
     let meta = ArtifactMeta {
-        kind: "teacher",
+        kind: Kind::Teacher,
         recipe: job.recipe.clone(),
         seed: job.seed,
         features: job.features,
@@ -287,7 +287,7 @@ pub fn fit(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeight
 /// Provenance written into a float artifact's manifest.
 pub struct ArtifactMeta<'a> {
     /// Artifact kind.
-    pub kind: &'a str,
+    pub kind: Kind,
     /// Resolved recipe.
     pub recipe: serde_json::Value,
     /// Training seed.
@@ -320,8 +320,8 @@ pub fn write_float_artifact(
     let manifest = Manifest {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
-        kind: meta.kind.into(),
-        status: "ok".into(),
+        kind: meta.kind,
+        status: Status::Ok,
         reco_cli_version: crate::VERSION.into(),
         architecture: arch.clone(),
         feature_spec: spec.clone(),
@@ -331,7 +331,7 @@ pub fn write_float_artifact(
         files: BTreeMap::new(),
         input_data,
         lineage: meta.lineage,
-        training: meta.training,
+        training: crate::pipeline::stable::for_file(meta.training, out).0,
         metrics,
         quantization: None,
         exports: Default::default(),

@@ -180,9 +180,12 @@ impl FloatModel {
     pub fn open(dir: &Path) -> Result<(Manifest, Self)> {
         let manifest = artifact::open(dir)?;
         if manifest.quantization.is_some() {
-            let parent = manifest.lineage.as_ref().map_or("-", |l| l.parent_path.as_str());
+            let parent = manifest
+                .lineage
+                .as_ref()
+                .map_or_else(|| "-".into(), |l| dir.join(&l.parent_path).display().to_string());
             return Err(Error::input(format!(
-                "{}: an INT8 artifact (kind {:?}), expected a float model such as its parent {parent}",
+                "{}: an INT8 artifact (kind {}), expected a float model such as its parent {parent}",
                 dir.display(),
                 manifest.kind
             )));

@@ -1,0 +1,132 @@
+//! Fuzz harnesses: what a hostile or broken input reaches through each loader, as plain
+//! functions on bytes. The cargo-fuzz targets in `fuzz/` call them under libFuzzer
+//! (`scripts/fuzz`), and `tests/fuzz_corpus.rs` runs them on the seed corpus and on mutations
+//! of it in every `cargo test`, so the harnesses never rot and a crash found once stays fixed.
+//!
+//! Contract checked by every harness: the loader returns `Ok` or an [`Error::Input`]-class
+//! error; it never panics, never loops, and never reports an internal error for bad input.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::artifact::spec::Ids;
+use crate::artifact::{MANIFEST, WEIGHTS, sha256_bytes};
+use crate::error::{Error, Result};
+use crate::runtime::{Columns, Model};
+
+/// The table file formats the raw-table harness writes its bytes as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableFormat {
+    /// `interactions.csv`.
+    Csv,
+    /// `interactions.parquet`.
+    Parquet,
+}
+
+/// A scratch directory removed on drop (one per harness call; unique per process and call).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Result<Self> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("reco-fuzz-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Internal(format!("{}: {e}", dir.display())))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Panics when `result` is an internal error: bad input must be reported as bad input.
+fn expect_input_class<T>(result: Result<T>) -> Option<T> {
+    match result {
+        Ok(v) => Some(v),
+        Err(Error::Internal(msg)) => panic!("bad input reported as an internal error: {msg}"),
+        Err(_) => None,
+    }
+}
+
+/// Recipe parser and validator on arbitrary text.
+pub fn recipe(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(r) = crate::recipe::Recipe::parse(text) {
+        let _ = r.validate();
+    }
+}
+
+/// Encodes an artifact as one fuzz input: `u32 LE manifest length | manifest.json | model.safetensors`.
+pub fn encode_artifact(manifest: &[u8], weights: &[u8]) -> Vec<u8> {
+    let mut out = (manifest.len() as u32).to_le_bytes().to_vec();
+    out.extend_from_slice(manifest);
+    out.extend_from_slice(weights);
+    out
+}
+
+/// Splits a fuzz input made by [`encode_artifact`].
+fn decode_artifact(data: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = u32::from_le_bytes(data.get(..4)?.try_into().ok()?) as usize;
+    let rest = &data[4..];
+    (len <= rest.len()).then(|| rest.split_at(len))
+}
+
+/// The manifest with its file list rewritten to match `weights`, so that mutated manifests and
+/// tensors get past the hash check to the parsers behind it. Text that is not JSON stays as is.
+fn rehash(manifest: &[u8], weights: &[u8]) -> Vec<u8> {
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(manifest) else { return manifest.to_vec() };
+    if let Some(obj) = v.as_object_mut() {
+        let entry = serde_json::json!({ "sha256": sha256_bytes(weights), "bytes": weights.len() });
+        obj.insert("files".into(), serde_json::json!({ WEIGHTS: entry }));
+        obj.remove("exports");
+    }
+    serde_json::to_vec(&v).unwrap_or_else(|_| manifest.to_vec())
+}
+
+/// A few rows that hit every vocabulary branch (known ids, out of vocabulary) and odd numbers.
+fn probe_rows(model: &Model) -> Columns {
+    let spec = model.spec();
+    let rows = 3;
+    let categorical = spec
+        .categorical
+        .iter()
+        .map(|c| match c.dtype() {
+            crate::artifact::spec::IdType::Int64 => Ids::Int(vec![0, 1, i64::MAX]),
+            crate::artifact::spec::IdType::String => Ids::Str(vec![String::new(), "1".into(), "\u{fffd}".into()]),
+        })
+        .collect();
+    let numeric = spec.numeric.iter().map(|_| vec![0.0, 1e30, -1.0]).collect();
+    Columns { rows, categorical, numeric }
+}
+
+/// Artifact loader (manifest + safetensors, float or INT8) and scoring on a few rows.
+pub fn artifact(data: &[u8]) {
+    let Some((manifest, weights)) = decode_artifact(data) else { return };
+    let Ok(dir) = Scratch::new() else { return };
+    let written = std::fs::write(dir.0.join(MANIFEST), rehash(manifest, weights))
+        .and_then(|()| std::fs::write(dir.0.join(WEIGHTS), weights));
+    if written.is_err() {
+        return;
+    }
+    if let Some((_, model)) = expect_input_class(Model::open(&dir.0)) {
+        let _ = expect_input_class(model.logits(&probe_rows(&model)));
+    }
+}
+
+/// Raw interactions table (CSV or Parquet, default schema) through the same validation
+/// `prepare` runs: roles, ids, labels, timestamps.
+pub fn raw_table(data: &[u8], format: TableFormat) {
+    let Ok(dir) = Scratch::new() else { return };
+    let name = match format {
+        TableFormat::Csv => "interactions.csv",
+        TableFormat::Parquet => "interactions.parquet",
+    };
+    if std::fs::write(dir.0.join(name), data).is_err() {
+        return;
+    }
+    let cfg = crate::data::schema::FilesConfig::in_dir(&dir.0);
+    let _ = expect_input_class(crate::data::raw::read(&cfg));
+}

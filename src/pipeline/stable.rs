@@ -1,0 +1,157 @@
+//! What a file written by a run may hold so that the same recipe, data and seed give the same
+//! bytes: no wall-clock timings and no absolute paths. Summaries keep both for the terminal
+//! and `--json`; before one goes into a file, [`for_file`] takes the timing fields out
+//! (they go to `<out>/timings.json`) and rewrites paths below the file's base as relative.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::Value;
+
+/// Field names that hold wall-clock measurements.
+pub const TIMING_FIELDS: [&str; 3] = ["seconds", "rows_per_s", "us_per_row"];
+
+/// Timing values taken out of a summary, by location (`/stages/train/seconds`: array items
+/// are named by their `name` field when they have one, by index otherwise).
+pub type Timings = BTreeMap<String, Value>;
+
+/// `value` without timing fields and with absolute paths under `base` made relative to it
+/// (`base` itself becomes `.`), and the timings taken out.
+pub fn for_file(value: Value, base: &Path) -> (Value, Timings) {
+    let mut timings = Timings::new();
+    let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+    let v = walk(value, &base, "", &mut timings);
+    (v, timings)
+}
+
+fn walk(value: Value, base: &Path, at: &str, timings: &mut Timings) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in map {
+                let here = format!("{at}/{k}");
+                if TIMING_FIELDS.contains(&k.as_str()) && v.is_number() {
+                    timings.insert(here, v);
+                } else {
+                    out.insert(k, walk(v, base, &here, timings));
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let name = v.get("name").and_then(Value::as_str).map_or_else(|| i.to_string(), str::to_string);
+                    walk(v, base, &format!("{at}/{name}"), timings)
+                })
+                .collect(),
+        ),
+        Value::String(s) => Value::String(relative_if_below(&s, base)),
+        other => other,
+    }
+}
+
+/// `s` relative to `base` when it is a path (absolute, or relative to the working directory,
+/// as a user's `--out` is) at or below `base`; otherwise unchanged.
+fn relative_if_below(s: &str, base: &Path) -> String {
+    let Ok(p) = std::path::absolute(s) else { return s.to_string() };
+    match p.strip_prefix(base) {
+        Ok(rest) if rest.as_os_str().is_empty() => ".".into(),
+        Ok(rest) => rest.to_string_lossy().replace('\\', "/"),
+        Err(_) => s.to_string(),
+    }
+}
+
+/// The path of `to` as seen from directory `from` (`../teacher` for a sibling), both made
+/// absolute first (symlinks resolved where they exist), `/`-separated.
+pub fn relative(from: &Path, to: &Path) -> String {
+    let (from, to) = (resolved(from), resolved(to));
+    let common = from.components().zip(to.components()).take_while(|(a, b)| a == b).count();
+    let ups = from.components().count() - common;
+    let mut parts: Vec<String> = vec!["..".to_string(); ups];
+    parts.extend(to.components().skip(common).map(|c| c.as_os_str().to_string_lossy().into_owned()));
+    if parts.is_empty() { ".".into() } else { parts.join("/") }
+}
+
+/// `p` absolute, with its longest existing ancestor canonicalized and `.`/`..` folded.
+fn resolved(p: &Path) -> PathBuf {
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut existing = abs.as_path();
+    let mut tail = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                tail.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => break,
+        }
+    }
+    let mut out = existing.canonicalize().unwrap_or_else(|_| existing.to_path_buf());
+    for name in tail.iter().rev() {
+        out.push(name);
+    }
+    let mut folded = PathBuf::new();
+    for c in out.components() {
+        match c {
+            Component::ParentDir => {
+                folded.pop();
+            }
+            Component::CurDir => {}
+            other => folded.push(other),
+        }
+    }
+    folded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timings_leave_the_file_value_and_are_keyed_by_stage_name() {
+        let report = serde_json::json!({
+            "out": "/runs/a",
+            "seconds": 3.5,
+            "stages": [
+                { "name": "train", "seconds": 1.25, "detail": { "dir": "/runs/a/teacher", "rows_per_s": 9.0, "epochs_run": 3 } },
+                { "seconds": 0.5 }
+            ],
+            "elsewhere": "/data/raw.csv",
+            "seconds_label": "kept (a string field named like a timing is not a timing value)"
+        });
+        let (v, t) = for_file(report, Path::new("/runs/a"));
+        assert_eq!(v["out"], ".");
+        assert_eq!(v["stages"][0]["detail"]["dir"], "teacher");
+        assert_eq!(v["stages"][0]["detail"]["epochs_run"], 3);
+        assert_eq!(v["elsewhere"], "/data/raw.csv");
+        assert!(v.get("seconds").is_none() && v["stages"][0].get("seconds").is_none());
+        assert!(v["stages"][0]["detail"].get("rows_per_s").is_none());
+        let keys: Vec<&str> = t.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["/seconds", "/stages/1/seconds", "/stages/train/detail/rows_per_s", "/stages/train/seconds"]);
+        assert_eq!(t["/stages/train/seconds"], 1.25);
+    }
+
+    #[test]
+    fn a_path_that_only_shares_a_prefix_string_is_not_below_the_base() {
+        assert_eq!(relative_if_below("/runs/ab/teacher", Path::new("/runs/a")), "/runs/ab/teacher");
+        assert_eq!(relative_if_below("/runs/a", Path::new("/runs/a")), ".");
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(relative_if_below("out/teacher", &cwd.join("out")), "teacher");
+        assert_eq!(relative_if_below("relu", &cwd.join("out")), "relu");
+        assert_eq!(relative_if_below("../teacher", &cwd), "../teacher");
+    }
+
+    #[test]
+    fn relative_paths_between_siblings_and_across_trees() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("run/teacher")).unwrap();
+        assert_eq!(relative(&root.join("run/teacher-int8"), &root.join("run/teacher")), "../teacher");
+        assert_eq!(relative(&root.join("other/x/y"), &root.join("run/teacher")), "../../../run/teacher");
+        assert_eq!(relative(&root.join("run/./teacher"), &root.join("run/teacher")), ".");
+        assert_eq!(relative(&root.join("run/a/../b"), &root.join("run/teacher")), "../teacher");
+    }
+}
