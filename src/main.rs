@@ -9,7 +9,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     restore_sigpipe();
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) => return usage_error(&e),
+    };
     match cli::run(args) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -17,6 +20,25 @@ fn main() -> ExitCode {
             ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
         }
     }
+}
+
+/// Help and version go to stdout (exit 0); a missing subcommand prints the help (exit 2); a usage error is one line on stderr, exit 2: clap's
+/// first paragraph (what is wrong, and which argument) joined, without the usage block.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) || !e.use_stderr() {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        // `reco-cli` or `reco-cli datasets` alone: the help is the answer, as a usage error.
+        let _ = e.print();
+        return ExitCode::from(2);
+    }
+    let text = e.render().to_string();
+    let first: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+    eprintln!("{} (see --help)", first.join(" "));
+    ExitCode::from(2)
 }
 
 /// Rust ignores SIGPIPE, so `println!` panics when stdout is a closed pipe

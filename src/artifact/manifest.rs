@@ -201,6 +201,12 @@ pub struct Manifest {
     pub exports: BTreeMap<String, ExportEntry>,
 }
 
+/// Whether a manifest's file name stays inside the artifact: relative, plain components only.
+fn is_inside_name(name: &str) -> bool {
+    let p = Path::new(name);
+    !name.is_empty() && p.components().all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
 impl Manifest {
     /// Refuses manifests of another format or a newer version.
     pub fn check_format(&self, path: &Path) -> Result<()> {
@@ -212,6 +218,13 @@ impl Manifest {
                 "{}: format_version {} is not supported (this reco-cli reads {FORMAT_VERSION})",
                 path.display(),
                 self.format_version
+            )));
+        }
+        let names = self.files.keys().chain(self.exports.values().map(|e| &e.file));
+        if let Some(bad) = names.into_iter().find(|n| !is_inside_name(n)) {
+            return Err(Error::input(format!(
+                "{}: lists file {bad:?}, expected a path inside the artifact directory (no `..`, not absolute)",
+                path.display()
             )));
         }
         if self.kind.is_int8() != self.quantization.is_some() {

@@ -35,6 +35,30 @@ pub fn tmp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+/// Writes the single file `path` atomically: `write` fills a temporary file beside it, which
+/// is renamed into place only when `write` succeeds and removed when it fails. Errors on the
+/// temporary file name `path`, the file the user asked for.
+pub fn write_atomic(path: &Path, write: impl FnOnce(std::fs::File) -> Result<()>) -> Result<()> {
+    let tmp = tmp_path(path);
+    let result = std::fs::File::create(&tmp)
+        .at(path)
+        .and_then(write)
+        .and_then(|()| std::fs::rename(&tmp, path).at(path))
+        .map_err(|e| rename_path(e, &tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// An error that names the hidden temporary path `tmp` names `dest` instead.
+fn rename_path(e: Error, tmp: &Path, dest: &Path) -> Error {
+    match e {
+        Error::Io { path, source } if path == tmp => Error::Io { path: dest.to_path_buf(), source },
+        other => other,
+    }
+}
+
 /// Hex sha256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path).at(path)?;
@@ -91,13 +115,14 @@ impl ArtifactWriter {
         self.tmp.join(name)
     }
 
-    /// Writes one file into the artifact.
+    /// Writes one file into the artifact; an error names the file's final path.
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let p = self.path(name);
+        let dest = self.dest.join(name);
         if let Some(dir) = p.parent() {
-            std::fs::create_dir_all(dir).at(dir)?;
+            std::fs::create_dir_all(dir).at(&dest)?;
         }
-        std::fs::write(&p, bytes).at(&p)
+        std::fs::write(&p, bytes).at(&dest)
     }
 
     /// Hashes every file, writes the manifest and moves the directory into place.
@@ -241,6 +266,24 @@ pub fn verify_files(dir: &Path, manifest: &Manifest) -> Result<()> {
 #[cfg(test)]
 mod crash_tests {
     use super::*;
+
+    #[test]
+    fn a_failed_single_file_write_keeps_the_old_file_leaves_no_temp_and_names_the_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("scores.parquet");
+        std::fs::write(&dest, b"previous").unwrap();
+        let err = write_atomic(&dest, |mut f| {
+            std::io::Write::write_all(&mut f, b"half").unwrap();
+            Err(Error::io(tmp_path(&dest), std::io::Error::from_raw_os_error(28)))
+        })
+        .unwrap_err();
+        assert!(err.to_string().starts_with(&format!("{}: ", dest.display())), "{err}");
+        assert_eq!(std::fs::read(&dest).unwrap(), b"previous");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, [std::ffi::OsString::from("scores.parquet")]);
+        write_atomic(&dest, |mut f| std::io::Write::write_all(&mut f, b"new").at(&dest)).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new");
+    }
 
     /// A pid no process has (above Linux's pid_max).
     const DEAD: u32 = 999_999_999;

@@ -144,11 +144,17 @@ fn open(cfg: &FilesConfig, name: TableName) -> Result<Option<Mapped>> {
     let Some(mut tc) = cfg.table(name) else { return Ok(None) };
     let location = match (&tc.path, &cfg.dir) {
         (Some(p), _) => p.clone(),
-        (None, Some(dir)) => match find_table(dir, name.as_str()) {
-            Ok(p) => p,
+        (None, Some(dir)) => match find_table(dir, name.as_str())? {
+            Some(p) => p,
             // In a directory, users and places are optional; interactions are not.
-            Err(_) if name != TableName::Interactions && dir.is_dir() && !explicit(cfg, name) => return Ok(None),
-            Err(e) => return Err(e),
+            None if name != TableName::Interactions && !explicit(cfg, name) => return Ok(None),
+            None => {
+                return Err(Error::input(format!(
+                    "{}: no table `{name}` (expected {name}.parquet or {name}.csv)",
+                    dir.display(),
+                    name = name.as_str()
+                )));
+            }
         },
         (None, None) if name != TableName::Interactions => {
             let Some(p) = cfg.interactions.path.clone() else { return Ok(None) };

@@ -91,9 +91,7 @@ pub fn export(model_dir: &Path, out: Option<&Path>, lookup: IdLookup) -> Result<
             if let Some(parent) = out_path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).at(parent)?;
             }
-            let tmp = artifact::tmp_path(&out_path);
-            std::fs::write(&tmp, &bytes).at(&tmp)?;
-            std::fs::rename(&tmp, &out_path).at(&out_path)?;
+            artifact::write_atomic(&out_path, |mut f| std::io::Write::write_all(&mut f, &bytes).at(&out_path))?;
         }
     }
     Ok(ExportSummary {

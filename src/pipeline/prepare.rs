@@ -548,9 +548,17 @@ fn split(rows: &Rows, cfg: &PrepareConfig, table: &str) -> Result<([Rows; 3], [i
     }
     for (name, s) in ["train", "valid", "test"].iter().zip(&splits) {
         if s.is_empty() || !s.label.iter().any(|&y| y > 0.5) || !s.label.iter().any(|&y| y < 0.5) {
+            let (first, last) = (rows.ts.iter().min().copied(), rows.ts.iter().max().copied());
+            let at = |t: Option<i64>| {
+                t.and_then(|t| chrono::DateTime::from_timestamp(t, 0)).map_or("-".into(), |d| d.to_rfc3339())
+            };
             return Err(Error::input(format!(
-                "{table}: the {name} split has {} rows and needs both visits and non-visits; give more days of interactions or change prepare.valid_fraction/test_fraction",
-                s.len()
+                "{table}: the {name} split has {} rows and needs both visits and non-visits (timestamps span {} to {}, split at {} and {}); give more days of interactions or change prepare.valid_fraction/test_fraction",
+                s.len(),
+                at(first),
+                at(last),
+                at(Some(cut_valid)),
+                at(Some(cut_test))
             )));
         }
     }

@@ -267,7 +267,5 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).at(dir)?;
     }
-    let tmp = crate::artifact::tmp_path(path);
-    std::fs::write(&tmp, bytes).at(&tmp)?;
-    std::fs::rename(&tmp, path).at(path)
+    crate::artifact::write_atomic(path, |mut f| std::io::Write::write_all(&mut f, &bytes).at(path))
 }

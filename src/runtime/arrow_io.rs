@@ -12,7 +12,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::Columns;
 use crate::artifact::spec::{FeatureSpec, IdType, Ids};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 
 /// Extracts the spec's input columns from a RecordBatch: categorical ids as the spec's dtype
 /// says (any integer type for `int64` columns; Utf8, large Utf8 or a string dictionary for
@@ -100,12 +100,18 @@ pub fn write_predictions(path: &Path, logits: &[f32], metadata: &[(String, Strin
         .map_err(|e| Error::Internal(e.to_string()))?;
     let kv = metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
     let props = WriterProperties::builder().set_key_value_metadata(Some(kv)).build();
-    let tmp = crate::artifact::tmp_path(path);
-    let file = std::fs::File::create(&tmp).at(&tmp)?;
-    let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| Error::Internal(e.to_string()))?;
-    w.write(&batch).map_err(|e| Error::Internal(e.to_string()))?;
-    w.close().map_err(|e| Error::Internal(e.to_string()))?;
-    std::fs::rename(&tmp, path).at(path)
+    crate::artifact::write_atomic(path, |file| {
+        let fail = |e: parquet::errors::ParquetError| match e {
+            parquet::errors::ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
+                Ok(io) => Error::io(path, *io),
+                Err(other) => Error::Internal(other.to_string()),
+            },
+            other => Error::Internal(format!("writing {}: {other}", path.display())),
+        };
+        let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(fail)?;
+        w.write(&batch).map_err(fail)?;
+        w.close().map(drop).map_err(fail)
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,739 @@
+//! The bad-input matrix: every subcommand, fed what users really get wrong. Each case must
+//! exit 2 with exactly one stderr line naming the file / column / value / flag at fault
+//! (`needles`), and leave the case directory byte-for-byte as it was (nothing written,
+//! nothing overwritten, no temp files left).
+
+use std::path::Path;
+
+use super::common::{changed, copy_dir, edit, read_json, reco, repo, snapshot, tiny_run, write_json};
+
+/// One bad input.
+struct Case {
+    name: &'static str,
+    /// Breaks something in the case directory (which starts as `run/`, `r.toml`, `raw/`, `f.toml`).
+    setup: fn(&Path),
+    args: &'static [&'static str],
+    /// Substrings the error line must contain.
+    needles: &'static [&'static str],
+}
+
+const USERS: &str = "user_id,segment,home_lat,home_lon\n1,0,52.50,13.40\n2,1,52.52,13.41\n";
+const PLACES: &str = "place_id,lat,lon,category,price_level,rating\n10,52.51,13.40,1,2,4.1\n11,52.52,13.42,2,3,3.5\n12,52.50,13.41,1,1,4.8\n";
+
+/// Two weeks of implicit visits (so every split has rows).
+fn interactions() -> String {
+    let mut s = String::from("user_id,place_id,timestamp\n");
+    for d in 0..14 {
+        s.push_str(&format!("1,10,{}\n2,11,{}\n", 1_767_571_200 + d * 86_400, 1_767_571_200 + d * 86_400 + 3600));
+    }
+    s
+}
+
+/// The starting point of every case: a finished tiny run, its recipe, and valid CSV tables with
+/// a recipe that reads them.
+fn base(dir: &Path) {
+    copy_dir(tiny_run(), &dir.join("run"));
+    std::fs::copy(repo().join("recipes/tiny.toml"), dir.join("r.toml")).unwrap();
+    let raw = dir.join("raw");
+    std::fs::create_dir_all(&raw).unwrap();
+    std::fs::write(raw.join("users.csv"), USERS).unwrap();
+    std::fs::write(raw.join("places.csv"), PLACES).unwrap();
+    std::fs::write(raw.join("interactions.csv"), interactions()).unwrap();
+    std::fs::write(
+        dir.join("f.toml"),
+        "name = \"case\"\n[data]\nsource = \"files\"\ndir = \"raw\"\n[prepare]\nnegatives_per_positive = 1\n",
+    )
+    .unwrap();
+}
+
+fn none(_: &Path) {}
+
+/// Edits the tiny recipe copy.
+fn recipe(dir: &Path, from: &str, to: &str) {
+    edit(&dir.join("r.toml"), from, to);
+}
+
+fn inter(dir: &Path, text: &str) {
+    std::fs::write(dir.join("raw/interactions.csv"), text).unwrap();
+}
+
+fn places(dir: &Path, text: &str) {
+    std::fs::write(dir.join("raw/places.csv"), text).unwrap();
+}
+
+fn manifest(dir: &Path, stage: &str, f: impl Fn(&mut serde_json::Value)) {
+    let p = dir.join("run").join(stage).join("manifest.json");
+    let mut m = read_json(&p);
+    f(&mut m);
+    write_json(&p, &m);
+}
+
+/// `rows.csv` with the given text.
+fn rows_csv(dir: &Path, text: &str) {
+    std::fs::write(dir.join("rows.csv"), text).unwrap();
+}
+
+/// `rows.csv` with every model input column of the tiny run's feature spec and `n` rows of
+/// valid values (ids 1, numbers 0, label alternating).
+fn model_rows(dir: &Path, n: usize) {
+    let spec = read_json(&dir.join("run/features/feature_spec.json"));
+    let names = |k: &str| {
+        spec[k].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    let (cat, num) = (names("categorical"), names("numeric"));
+    let mut text = cat.iter().chain(&num).cloned().collect::<Vec<_>>().join(",") + ",label\n";
+    for r in 0..n {
+        let row: Vec<String> = cat.iter().map(|_| "1".to_string()).chain(num.iter().map(|_| "0".to_string())).collect();
+        text.push_str(&format!("{},{}\n", row.join(","), r % 2));
+    }
+    rows_csv(dir, &text);
+}
+
+/// A small CSV of model inputs written by `predict`'s own reader's format: the test split's
+/// columns from `eval` (made by copying a real parquet file is enough for most cases).
+fn test_copy(dir: &Path) {
+    std::fs::copy(dir.join("run/features/test.parquet"), dir.join("test.parquet")).unwrap();
+}
+
+const CASES: &[Case] = &[
+    // ---- recipes and flags (refused before any stage runs) ----
+    Case {
+        name: "recipe file missing",
+        setup: none,
+        args: &["run", "nope.toml", "--out", "o"],
+        needles: &["nope.toml"],
+    },
+    Case {
+        name: "recipe not TOML",
+        setup: |d| recipe(d, "name = \"tiny\"", "name = "),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["r.toml"],
+    },
+    Case {
+        name: "unknown recipe key",
+        setup: |d| recipe(d, "epochs = 2", "epoch = 2"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["epoch"],
+    },
+    Case {
+        name: "zero learning rate",
+        setup: |d| recipe(d, "epochs = 2", "epochs = 2\nlearning_rate = 0.0"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["learning_rate"],
+    },
+    Case {
+        name: "nan learning rate",
+        setup: |d| recipe(d, "epochs = 2", "epochs = 2\nlearning_rate = nan"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["learning_rate"],
+    },
+    Case {
+        name: "nan weight decay",
+        setup: |d| recipe(d, "epochs = 2", "epochs = 2\nweight_decay = nan"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["weight_decay"],
+    },
+    Case {
+        name: "negative weight decay",
+        setup: |d| recipe(d, "epochs = 2", "epochs = 2\nweight_decay = -1.0"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["weight_decay"],
+    },
+    Case {
+        name: "zero epochs",
+        setup: |d| recipe(d, "epochs = 2", "epochs = 0"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["epochs"],
+    },
+    Case {
+        name: "zero batch size",
+        setup: |d| recipe(d, "batch_size = 256", "batch_size = 0"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["batch_size"],
+    },
+    Case {
+        name: "zero-width hidden layer",
+        setup: |d| recipe(d, "hidden = [32, 16]", "hidden = [32, 0]"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["hidden"],
+    },
+    Case {
+        name: "one calibration row",
+        setup: |d| recipe(d, "calibration_rows = 300", "calibration_rows = 1"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["calibration_rows"],
+    },
+    Case {
+        name: "zero ranking queries",
+        setup: |d| recipe(d, "ranking_queries = 200", "ranking_queries = 0"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["ranking_queries"],
+    },
+    Case {
+        name: "zero ranking candidates",
+        setup: |d| recipe(d, "ranking_candidates = 19", "ranking_candidates = 0"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["ranking_candidates"],
+    },
+    Case {
+        name: "negative radius",
+        setup: |d| recipe(d, "[prepare]", "[prepare]\nradius_km = -1.0"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["radius_km"],
+    },
+    Case {
+        name: "fractions over one",
+        setup: |d| recipe(d, "[prepare]", "[prepare]\nvalid_fraction = 0.6\ntest_fraction = 0.6"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["fraction"],
+    },
+    Case {
+        name: "student ratio zero",
+        setup: |d| recipe(d, "[quantize]", "[distill]\nratio = 0.0\n[quantize]"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["ratio"],
+    },
+    Case {
+        name: "negative temperature",
+        setup: |d| recipe(d, "[quantize]", "[distill]\ntemperature = -1.0\n[quantize]"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["temperature"],
+    },
+    Case {
+        name: "alpha above one",
+        setup: |d| recipe(d, "[quantize]", "[distill]\nalpha = 2.0\n[quantize]"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["alpha"],
+    },
+    Case {
+        name: "nan INT8 gate",
+        setup: |d| recipe(d, "max_auc_drop = 0.02", "max_auc_drop = nan"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["max_auc_drop"],
+    },
+    Case {
+        name: "unknown calibrator",
+        setup: |d| recipe(d, "[quantize]", "[quantize]\ncalibrator = \"magic\""),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["magic"],
+    },
+    Case {
+        name: "nan quality gate",
+        setup: |d| recipe(d, "[quantize]", "[gates]\nmin_teacher_auc = nan\n[quantize]"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["min_teacher_auc"],
+    },
+    Case {
+        name: "unknown data source",
+        setup: |d| recipe(d, "source = \"synth\"", "source = \"cloud\""),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["cloud"],
+    },
+    Case {
+        name: "zero synthetic users",
+        setup: |d| recipe(d, "users = 150", "users = 0"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["users"],
+    },
+    Case {
+        name: "unknown backend",
+        setup: none,
+        args: &["run", "r.toml", "--out", "o", "--backend", "tpu"],
+        needles: &["tpu"],
+    },
+    Case {
+        name: "zero threads",
+        setup: none,
+        args: &["run", "r.toml", "--out", "o", "--threads", "0"],
+        needles: &["threads"],
+    },
+    Case {
+        name: "a million threads",
+        setup: none,
+        args: &["run", "r.toml", "--out", "o", "--threads", "1000000"],
+        needles: &["threads"],
+    },
+    Case {
+        name: "seed not a number",
+        setup: none,
+        args: &["run", "r.toml", "--out", "o", "--seed", "abc"],
+        needles: &["--seed", "abc"],
+    },
+    Case {
+        name: "unknown subcommand flag",
+        setup: none,
+        args: &["run", "r.toml", "--outt", "o"],
+        needles: &["--outt"],
+    },
+    Case {
+        name: "run --out is a file",
+        setup: none,
+        args: &["run", "r.toml", "--out", "r.toml"],
+        needles: &["r.toml"],
+    },
+    // ---- raw tables (prepare) ----
+    Case {
+        name: "missing id column",
+        setup: |d| inter(d, "uid,place_id,timestamp\n1,10,1767571200\n"),
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["interactions.csv", "user_id"],
+    },
+    Case {
+        name: "place id not an integer",
+        setup: |d| inter(d, &interactions().replacen("1,10,", "1,ten,", 1)),
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["interactions.csv", "place_id"],
+    },
+    Case {
+        name: "empty interactions",
+        setup: |d| inter(d, "user_id,place_id,timestamp\n"),
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["interactions.csv", "empty"],
+    },
+    Case {
+        name: "nan latitude",
+        setup: |d| places(d, &PLACES.replacen("52.51", "NaN", 1)),
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["places.csv", "lat"],
+    },
+    Case {
+        name: "latitude out of range",
+        setup: |d| places(d, &PLACES.replacen("52.51", "95.0", 1)),
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["places.csv", "lat", "95"],
+    },
+    Case {
+        name: "unknown place referenced",
+        setup: |d| inter(d, &interactions().replacen("1,10,", "1,99,", 1)),
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["99"],
+    },
+    Case {
+        name: "duplicate place ids",
+        setup: |d| places(d, &format!("{PLACES}10,52.5,13.4,1,2,4.0\n")),
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["places.csv", "10"],
+    },
+    Case {
+        name: "unreadable timestamp",
+        setup: |d| inter(d, &interactions().replacen("1767571200", "yesterday", 1)),
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["timestamp", "yesterday"],
+    },
+    Case {
+        name: "timestamp in milliseconds read as seconds",
+        setup: |d| inter(d, &interactions().replacen("1767571200", "1767571200000", 1)),
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["timestamp", "1767571200000"],
+    },
+    Case {
+        name: "duplicate column name",
+        setup: |d| inter(d, &interactions().replacen("user_id,place_id,timestamp", "user_id,place_id,user_id", 1)),
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["interactions.csv", "user_id"],
+    },
+    Case {
+        name: "ragged CSV row",
+        setup: |d| inter(d, &format!("{}1,10,1767571200,extra,fields\n", interactions())),
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["interactions.csv", "line"],
+    },
+    Case {
+        name: "label not 0/1",
+        setup: |d| inter(d, "user_id,place_id,timestamp,label\n1,10,1767571200,2\n2,11,1767657600,0\n"),
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["label", "2"],
+    },
+    Case {
+        name: "mapped column absent",
+        setup: |d| {
+            std::fs::write(d.join("f.toml"), "name = \"case\"\n[data]\nsource = \"files\"\ndir = \"raw\"\n[data.interactions]\ncolumns = { user = \"uid\" }\n").unwrap()
+        },
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["uid"],
+    },
+    Case {
+        name: "interactions path missing",
+        setup: |d| std::fs::remove_file(d.join("raw/interactions.csv")).unwrap(),
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["interactions"],
+    },
+    Case {
+        name: "csv and parquet of one table",
+        setup: |d| std::fs::copy(d.join("run/raw/places.parquet"), d.join("raw/places.parquet")).map(drop).unwrap(),
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["places"],
+    },
+    Case {
+        name: "truncated parquet table",
+        setup: |d| {
+            std::fs::remove_file(d.join("raw/interactions.csv")).unwrap();
+            let b = std::fs::read(d.join("run/raw/interactions.parquet")).unwrap();
+            std::fs::write(d.join("raw/interactions.parquet"), &b[..b.len() / 2]).unwrap();
+        },
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["interactions.parquet"],
+    },
+    Case {
+        name: "glob matching nothing",
+        setup: |d| {
+            std::fs::write(
+                d.join("f.toml"),
+                "name = \"case\"\n[data]\nsource = \"files\"\n[data.interactions]\npath = \"logs/*.parquet\"\n",
+            )
+            .unwrap()
+        },
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["logs/*.parquet"],
+    },
+    Case {
+        name: "all visits at one instant",
+        setup: |d| inter(d, "user_id,place_id,timestamp\n1,10,1767571200\n2,11,1767571200\n1,11,1767571200\n"),
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["timestamp"],
+    },
+    Case {
+        name: "unknown time zone",
+        setup: |d| edit(&d.join("f.toml"), "dir = \"raw\"", "dir = \"raw\"\ntimezone = \"Mars/Olympus\""),
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["Mars/Olympus"],
+    },
+    Case {
+        name: "prepare --out onto the raw tables",
+        setup: |d| edit(&d.join("f.toml"), "dir = \"raw\"", "dir = \"o/raw\"").to_owned(),
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["o/raw"],
+    },
+    // ---- artifacts (inspect, eval, bench, export, predict) ----
+    Case { name: "artifact dir missing", setup: none, args: &["inspect", "run/nope"], needles: &["run/nope"] },
+    Case {
+        name: "no manifest",
+        setup: |d| std::fs::remove_file(d.join("run/teacher/manifest.json")).unwrap(),
+        args: &["inspect", "run/teacher"],
+        needles: &["manifest.json"],
+    },
+    Case {
+        name: "manifest not JSON",
+        setup: |d| std::fs::write(d.join("run/teacher/manifest.json"), "{ not json").unwrap(),
+        args: &["inspect", "run/teacher"],
+        needles: &["manifest.json"],
+    },
+    Case {
+        name: "newer format version",
+        setup: |d| manifest(d, "teacher", |m| m["format_version"] = 99.into()),
+        args: &["inspect", "run/teacher"],
+        needles: &["format_version", "99"],
+    },
+    Case {
+        name: "unknown kind",
+        setup: |d| manifest(d, "teacher", |m| m["kind"] = "wizard".into()),
+        args: &["inspect", "run/teacher"],
+        needles: &["manifest.json", "wizard"],
+    },
+    Case {
+        name: "unknown status",
+        setup: |d| manifest(d, "teacher", |m| m["status"] = "maybe".into()),
+        args: &["inspect", "run/teacher"],
+        needles: &["manifest.json", "maybe"],
+    },
+    Case {
+        name: "INT8 kind without quantization",
+        setup: |d| {
+            manifest(d, "teacher-int8", |m| {
+                m.as_object_mut().unwrap().remove("quantization");
+            })
+        },
+        args: &["eval", "run/teacher-int8", "--data", "run/features/test.parquet"],
+        needles: &["quantization"],
+    },
+    Case {
+        name: "manifest lists a file outside the artifact",
+        setup: |d| {
+            manifest(d, "teacher", |m| m["files"]["../r.toml"] = serde_json::json!({"sha256": "00", "bytes": 1}))
+        },
+        args: &["inspect", "run/teacher"],
+        needles: &["../r.toml"],
+    },
+    Case {
+        name: "modified weights",
+        setup: |d| {
+            let p = d.join("run/teacher/model.safetensors");
+            let mut b = std::fs::read(&p).unwrap();
+            let n = b.len() - 3;
+            b[n] ^= 1;
+            std::fs::write(&p, b).unwrap();
+        },
+        args: &["eval", "run/teacher", "--data", "run/features/test.parquet"],
+        needles: &["model.safetensors", "sha256"],
+    },
+    Case {
+        name: "weights missing",
+        setup: |d| std::fs::remove_file(d.join("run/teacher/model.safetensors")).unwrap(),
+        args: &["predict", "--model", "run/teacher", "--data", "run/features/test.parquet", "--out", "p.parquet"],
+        needles: &["model.safetensors"],
+    },
+    Case {
+        name: "eval data missing",
+        setup: none,
+        args: &["eval", "run/teacher", "--data", "nope.parquet"],
+        needles: &["nope.parquet"],
+    },
+    Case {
+        name: "eval data without labels",
+        setup: |d| rows_csv(d, "user_id,place_id\n1,2\n"),
+        args: &["eval", "run/teacher", "--data", "rows.csv"],
+        needles: &["rows.csv"],
+    },
+    Case {
+        name: "ranking set without query_id",
+        setup: test_copy,
+        args: &["eval", "run/teacher", "--data", "run/features/test.parquet", "--ranking", "test.parquet"],
+        needles: &["test.parquet", "query_id"],
+    },
+    Case {
+        name: "predict --out onto its input",
+        setup: test_copy,
+        args: &["predict", "--model", "run/teacher", "--data", "test.parquet", "--out", "test.parquet"],
+        needles: &["--out"],
+    },
+    Case {
+        name: "predict --out inside the artifact",
+        setup: none,
+        args: &[
+            "predict",
+            "--model",
+            "run/teacher",
+            "--data",
+            "run/features/test.parquet",
+            "--out",
+            "run/teacher/p.parquet",
+        ],
+        needles: &["--out"],
+    },
+    Case {
+        name: "predict data missing a column",
+        setup: |d| rows_csv(d, "user_id,label\n1,0\n"),
+        args: &["predict", "--model", "run/teacher", "--data", "rows.csv", "--out", "p.parquet"],
+        needles: &["rows.csv"],
+    },
+    Case {
+        name: "export --out onto the weights",
+        setup: none,
+        args: &["export", "--model", "run/teacher", "--out", "run/teacher/model.safetensors"],
+        needles: &["--out"],
+    },
+    Case {
+        name: "export --out onto the manifest",
+        setup: none,
+        args: &["export", "--model", "run/teacher", "--out", "run/teacher/manifest.json"],
+        needles: &["--out"],
+    },
+    Case {
+        name: "export a failed artifact",
+        setup: |d| manifest(d, "teacher", |m| m["status"] = "failed".into()),
+        args: &["export", "--model", "run/teacher", "--out", "t.onnx"],
+        needles: &["failed"],
+    },
+    Case {
+        name: "bench batch size zero",
+        setup: none,
+        args: &["bench", "run/teacher", "--batch-sizes", "0"],
+        needles: &["batch"],
+    },
+    Case {
+        name: "bench batch size huge",
+        setup: none,
+        args: &["bench", "run/teacher", "--batch-sizes", "100000000"],
+        needles: &["batch"],
+    },
+    Case {
+        name: "bench zero seconds",
+        setup: none,
+        args: &["bench", "run/teacher", "--seconds", "0"],
+        needles: &["seconds"],
+    },
+    Case { name: "bench model missing", setup: none, args: &["bench", "run/nope"], needles: &["run/nope"] },
+    // ---- training stages (train, distill, quantize) ----
+    Case {
+        name: "train without features",
+        setup: none,
+        args: &["train", "--recipe", "r.toml", "--out", "o"],
+        needles: &["features"],
+    },
+    Case {
+        name: "train --epochs 0",
+        setup: none,
+        args: &["train", "--recipe", "r.toml", "--out", "run", "--epochs", "0"],
+        needles: &["epochs"],
+    },
+    Case {
+        name: "train negative learning rate",
+        setup: none,
+        args: &["train", "--recipe", "r.toml", "--out", "run", "--learning-rate=-1"],
+        needles: &["learning"],
+    },
+    Case {
+        name: "distill an INT8 teacher",
+        setup: none,
+        args: &["distill", "--teacher", "run/teacher-int8", "--out", "o"],
+        needles: &["INT8", "run/teacher-int8"],
+    },
+    Case {
+        name: "distill a student as teacher",
+        setup: none,
+        args: &["distill", "--teacher", "run/student", "--out", "o"],
+        needles: &["student"],
+    },
+    Case {
+        name: "distill ratio zero",
+        setup: none,
+        args: &["distill", "--teacher", "run/teacher", "--out", "o", "--ratio", "0"],
+        needles: &["ratio"],
+    },
+    Case {
+        name: "distill temperature zero",
+        setup: none,
+        args: &["distill", "--teacher", "run/teacher", "--out", "o", "--temperature", "0"],
+        needles: &["temperature"],
+    },
+    Case {
+        name: "distill --out inside the teacher",
+        setup: none,
+        args: &["distill", "--teacher", "run/teacher", "--out", "run/teacher"],
+        needles: &["--out"],
+    },
+    Case {
+        name: "quantize an INT8 model",
+        setup: none,
+        args: &[
+            "quantize",
+            "--model",
+            "run/teacher-int8",
+            "--calibration",
+            "run/features/calibration.parquet",
+            "--out",
+            "q",
+        ],
+        needles: &["run/teacher-int8", "INT8"],
+    },
+    Case {
+        name: "quantize --out onto its parent",
+        setup: none,
+        args: &[
+            "quantize",
+            "--model",
+            "run/teacher",
+            "--calibration",
+            "run/features/calibration.parquet",
+            "--out",
+            "run/teacher",
+        ],
+        needles: &["--out"],
+    },
+    Case {
+        name: "quantize calibration missing",
+        setup: none,
+        args: &["quantize", "--model", "run/teacher", "--calibration", "nope.parquet", "--out", "q"],
+        needles: &["nope.parquet"],
+    },
+    Case {
+        name: "quantize nan gate",
+        setup: none,
+        args: &[
+            "quantize",
+            "--model",
+            "run/teacher",
+            "--calibration",
+            "run/features/calibration.parquet",
+            "--out",
+            "q",
+            "--max-auc-drop",
+            "nan",
+        ],
+        needles: &["max-auc-drop"],
+    },
+    Case {
+        name: "quantize keep-float out of range",
+        setup: none,
+        args: &[
+            "quantize",
+            "--model",
+            "run/teacher",
+            "--calibration",
+            "run/features/calibration.parquet",
+            "--out",
+            "q",
+            "--keep-float",
+            "9",
+        ],
+        needles: &["9"],
+    },
+    Case {
+        name: "quantize a five-row calibration set",
+        setup: |d| model_rows(d, 5),
+        args: &["quantize", "--model", "run/teacher", "--calibration", "rows.csv", "--out", "q"],
+        needles: &["rows.csv"],
+    },
+    Case {
+        name: "quantize weight bits 3",
+        setup: none,
+        args: &[
+            "quantize",
+            "--model",
+            "run/teacher",
+            "--calibration",
+            "run/features/calibration.parquet",
+            "--out",
+            "q",
+            "--weight-bits",
+            "3",
+        ],
+        needles: &["3"],
+    },
+    // ---- datasets ----
+    Case {
+        name: "synth zero users",
+        setup: none,
+        args: &["datasets", "synth", "--out", "s", "--users", "0"],
+        needles: &["users"],
+    },
+    Case {
+        name: "synth --out is a file",
+        setup: none,
+        args: &["datasets", "synth", "--out", "r.toml"],
+        needles: &["r.toml"],
+    },
+    Case {
+        name: "import from a missing dir",
+        setup: none,
+        args: &["datasets", "import", "movielens-100k", "--from", "nope", "--out", "m"],
+        needles: &["nope"],
+    },
+];
+
+#[test]
+fn every_bad_input_is_one_line_exit_2_and_writes_nothing() {
+    assert!(CASES.len() >= 60, "{} cases", CASES.len());
+    let mut failures = Vec::new();
+    for case in CASES {
+        let dir = tempfile::tempdir().unwrap();
+        base(dir.path());
+        (case.setup)(dir.path());
+        let before = snapshot(dir.path());
+        let out = reco(case.args, dir.path());
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        let missing: Vec<&&str> =
+            case.needles.iter().filter(|n| !lines.first().is_some_and(|l| l.contains(**n))).collect();
+        let written = changed(&before, &snapshot(dir.path()));
+        if out.code != 2 || lines.len() != 1 || !missing.is_empty() || !written.is_empty() {
+            failures.push(format!(
+                "{}: exit {}, {} stderr lines, missing {missing:?}, written {written:?}\n    {}",
+                case.name,
+                out.code,
+                lines.len(),
+                out.stderr.trim()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases wrong:\n{}", failures.len(), CASES.len(), failures.join("\n"));
+}
