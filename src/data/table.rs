@@ -476,19 +476,39 @@ fn read_file(path: &Path, cfg: &TableConfig) -> Result<(DataFrame, Option<usize>
     let format = cfg.format.or_else(|| format_of(path)).ok_or_else(|| {
         Error::input(format!("{}: unknown file type, expected .parquet or .csv (or set `format`)", path.display()))
     })?;
-    match format {
+    let (df, first_line) = match format {
         FileFormat::Parquet => {
             let file = std::fs::File::open(path).at(path)?;
             let df = ParquetReader::new(file).finish().map_err(|e| {
                 Error::input(format!("{}: not a readable Parquet file ({})", path.display(), one_line(&e.to_string())))
             })?;
-            Ok((df, None))
+            (df, None)
         }
         FileFormat::Csv => {
             let header = cfg.header.unwrap_or(cfg.column_names.is_empty());
-            read_csv(path, cfg, header).map(|df| (df, Some(1 + usize::from(header))))
+            (read_csv(path, cfg, header)?, Some(1 + usize::from(header)))
+        }
+    };
+    check_unique_names(&df, path)?;
+    Ok((df, first_line))
+}
+
+/// Two columns of one name are refused: which one a role maps to would be a guess. (Polars'
+/// CSV reader renames the second `x` to `x_duplicated_0`.)
+fn check_unique_names(df: &DataFrame, path: &Path) -> Result<()> {
+    let names: Vec<&str> = df.get_column_names().iter().map(|n| n.as_str()).collect();
+    for n in &names {
+        if let Some((base, k)) = n.rsplit_once("_duplicated_")
+            && k.parse::<usize>().is_ok()
+            && names.contains(&base)
+        {
+            return Err(Error::input(format!(
+                "{}: has two columns named `{base}`; rename one (or map the one you mean with `columns`)",
+                path.display()
+            )));
         }
     }
+    Ok(())
 }
 
 fn read_csv(path: &Path, cfg: &TableConfig, header: bool) -> Result<DataFrame> {

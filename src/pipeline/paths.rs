@@ -104,22 +104,40 @@ pub fn check_output(out: &Path, inputs: &[&Path], artifacts: &[&Path], allowed_i
 #[derive(Debug)]
 pub struct OutputLock {
     _file: std::fs::File,
+    path: PathBuf,
+    /// Whether this process created the output directory (then a run that wrote nothing
+    /// else removes it again, lock file and all).
+    created: bool,
 }
 
 impl OutputLock {
     /// Takes the lock, or says that another process holds it.
     pub fn acquire(out: &Path) -> Result<Self> {
+        let created = !out.exists();
         std::fs::create_dir_all(out).at(out)?;
         let path = out.join(".reco-cli.lock");
         let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).at(&path)?;
         match file.try_lock() {
-            Ok(()) => Ok(Self { _file: file }),
+            Ok(()) => Ok(Self { _file: file, path, created }),
             Err(std::fs::TryLockError::WouldBlock) => Err(Error::input(format!(
                 "{}: another reco-cli process is writing there (it holds {}); wait for it or choose another --out",
                 out.display(),
                 path.display()
             ))),
             Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        }
+    }
+}
+
+impl Drop for OutputLock {
+    /// A command that failed before writing anything into a directory it created leaves no
+    /// directory behind (bad input writes nothing).
+    fn drop(&mut self) {
+        let Some(dir) = self.path.parent() else { return };
+        let only_lock = std::fs::read_dir(dir).is_ok_and(|mut it| it.all(|e| e.is_ok_and(|e| e.path() == self.path)));
+        if self.created && only_lock {
+            let _ = std::fs::remove_file(&self.path);
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }

@@ -74,16 +74,21 @@ fn json<T: Serialize>(v: &T) -> serde_json::Value {
 }
 
 /// The raw tables of a recipe, generating synthetic data when it is missing. Returns their
-/// description and, when it generated data, the stage report.
+/// description and, for synthetic data, the synth stage report (generated or reused).
 pub fn ensure_raw(recipe: &Recipe, paths: &RunPaths) -> Result<(FilesConfig, Option<StageReport>)> {
     match &recipe.data {
         DataConfig::Files(files) => Ok((files.as_ref().clone(), None)),
         DataConfig::Synth(s) => {
             let raw = paths.raw();
             let params = SynthParams { users: s.users, places: s.places, days: s.days, seed: recipe.seed };
-            // Reuse raw/ only when it was generated with these very settings.
-            if raw.join("interactions.parquet").is_file() && made_with(&raw, &params) {
-                return Ok((FilesConfig::in_dir(&raw), None));
+            // Reuse raw/ only when it was generated with these very settings; the stage is
+            // reported the same either way (its summary is recorded in synth.json), so a rerun's
+            // report is byte-identical to the first.
+            if raw.join("interactions.parquet").is_file()
+                && let Some(summary) = made_with(&raw, &params)
+            {
+                let report = StageReport { name: "synth".into(), seconds: 0.0, detail: summary };
+                return Ok((FilesConfig::in_dir(&raw), Some(report)));
             }
             let start = Instant::now();
             let summary = synth::generate(params, &raw)?;
@@ -94,13 +99,12 @@ pub fn ensure_raw(recipe: &Recipe, paths: &RunPaths) -> Result<(FilesConfig, Opt
     }
 }
 
-/// Whether `raw/synth.json` records exactly `params`.
-fn made_with(raw: &Path, params: &SynthParams) -> bool {
+/// The recorded summary, when `raw/synth.json` records exactly `params`.
+fn made_with(raw: &Path, params: &SynthParams) -> Option<serde_json::Value> {
     let recorded = std::fs::read(raw.join("synth.json"))
         .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v.get("params").cloned());
-    recorded.is_some_and(|r| r == json(params))
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())?;
+    (recorded.get("params") == Some(&json(params))).then(|| recorded.get("summary").cloned()).flatten()
 }
 
 /// Runs every stage of `recipe` under `paths`.

@@ -5,3 +5,5 @@
 
 mod bad_inputs;
 mod common;
+mod crash;
+mod determinism;

@@ -1,0 +1,124 @@
+//! `kill -9` at moments spread over a whole `run`, then two `run`s into one `--out` at once:
+//! no directory that looks like an artifact fails `inspect`, the next run succeeds, and its
+//! files equal an uninterrupted run's.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::common::{bin, changed, ok, reco, repo, snapshot, tiny_run};
+
+fn run_command(out: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.args(["run", repo().join("recipes/tiny.toml").to_str().unwrap(), "--out"])
+        .arg(out)
+        .arg("--quiet")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Every visible directory holding a manifest must pass `inspect`; a visible stage directory
+/// without one must not exist (features/ and raw/ are checked by their own completeness).
+fn no_broken_artifacts(out: &Path, moment: &str) {
+    let Ok(entries) = std::fs::read_dir(out) else { return };
+    for e in entries {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if !p.is_dir() || name.starts_with('.') || name == "checkpoints" {
+            continue;
+        }
+        match name.as_str() {
+            "raw" => {}
+            "features" => {
+                for f in ["train.parquet", "valid.parquet", "test.parquet", "feature_spec.json", "prepare.json"] {
+                    assert!(p.join(f).is_file(), "{moment}: features/ without {f}");
+                }
+            }
+            _ => {
+                let o = reco(&["inspect", p.to_str().unwrap()], out);
+                assert_eq!(o.code, 0, "{moment}: {name} looks like an artifact but fails inspect: {}", o.stderr);
+            }
+        }
+    }
+}
+
+/// The moments to kill at: a fixed pseudo-random spread over `total` (same every test run).
+fn moments(total: Duration, n: usize) -> Vec<Duration> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            total.mul_f64((x % 1000) as f64 / 1000.0)
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_at_random_moments_never_leaves_a_broken_artifact_and_the_rerun_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    // How long a whole run takes here, to spread the kills over it.
+    let t = Instant::now();
+    let status = run_command(&dir.path().join("timing")).status().unwrap();
+    assert!(status.success());
+    let total = t.elapsed();
+    let mut killed = 0;
+    for (i, at) in moments(total, 16).into_iter().enumerate() {
+        let mut child = run_command(&out).spawn().unwrap();
+        std::thread::sleep(at);
+        let finished = child.try_wait().unwrap().is_some();
+        if !finished {
+            child.kill().unwrap(); // SIGKILL
+            killed += 1;
+        }
+        child.wait().unwrap();
+        no_broken_artifacts(&out, &format!("kill {i} at {at:?}"));
+    }
+    assert!(killed >= 8, "only {killed} of 16 runs were killed before they finished");
+    ok(reco(&["run", repo().join("recipes/tiny.toml").to_str().unwrap(), "--out", out.to_str().unwrap()], dir.path()));
+    no_broken_artifacts(&out, "after the rerun");
+    let leftovers: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.') && n != ".reco-cli.lock")
+        .collect();
+    assert!(leftovers.is_empty(), "temp or old copies left after a successful rerun: {leftovers:?}");
+    let mut a = snapshot(tiny_run());
+    let mut b = snapshot(&out);
+    for s in [&mut a, &mut b] {
+        s.remove("timings.json");
+        s.remove(".reco-cli.lock");
+    }
+    assert_eq!(changed(&a, &b), Vec::<String>::new(), "the rerun after kills differs from an uninterrupted run");
+}
+
+#[test]
+fn two_runs_into_one_out_one_fails_cleanly_and_nothing_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let first = run_command(&out).spawn().unwrap();
+    // Let the first take the lock.
+    std::thread::sleep(Duration::from_millis(30));
+    let second = run_command(&out).spawn().unwrap();
+    let (a, b) = (first.wait_with_output().unwrap(), second.wait_with_output().unwrap());
+    let codes = [a.status.code(), b.status.code()];
+    assert!(codes.contains(&Some(0)), "neither run succeeded: {codes:?}");
+    let loser = if a.status.success() { &b } else { &a };
+    if !loser.status.success() {
+        assert_eq!(loser.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&loser.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("another reco-cli process"), "{err}");
+    }
+    no_broken_artifacts(&out, "after two concurrent runs");
+    let mut x = snapshot(tiny_run());
+    let mut y = snapshot(&out);
+    for s in [&mut x, &mut y] {
+        s.remove("timings.json");
+        s.remove(".reco-cli.lock");
+    }
+    assert_eq!(changed(&x, &y), Vec::<String>::new());
+}
