@@ -39,10 +39,13 @@ pub struct DistillArgs {
     /// Skip the scratch baseline.
     #[arg(long)]
     no_scratch: bool,
+    /// Continue killed student trainings from their last epoch checkpoints.
+    #[arg(long)]
+    resume: bool,
 }
 
 pub fn exec(args: DistillArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
-    let DistillArgs { recipe, teacher, features, out, ratio, temperature, alpha, epochs, no_scratch } = args;
+    let DistillArgs { recipe, teacher, features, out, ratio, temperature, alpha, epochs, no_scratch, resume } = args;
     let teacher_given = recipe.is_none();
     let (mut recipe, teacher, root) = match (recipe, teacher) {
         (Some(r), _) => {
@@ -105,6 +108,7 @@ pub fn exec(args: DistillArgs, g: &Global, progress: &dyn Progress) -> Result<u8
         train: &train,
         seed: recipe.seed,
         recipe: recipe_json,
+        resume,
     };
     let summary = distill(&job, progress)?;
     if g.json {

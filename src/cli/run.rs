@@ -17,14 +17,18 @@ pub struct RunArgs {
     /// Output root for raw data, features, artifacts and report (default artifacts/<name>).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Continue trainings a killed run left unfinished from their last epoch checkpoint
+    /// (same final weights as an uninterrupted run).
+    #[arg(long)]
+    resume: bool,
 }
 
 pub fn exec(args: RunArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
-    let RunArgs { recipe, out } = args;
+    let RunArgs { recipe, out, resume } = args;
     let recipe = super::load_recipe(&recipe, g)?;
     let paths = super::out_dir(&recipe, out.as_ref());
     let _lock = reco::pipeline::paths::OutputLock::acquire(&paths.out)?;
-    let report = run(&recipe, &paths, progress)?;
+    let report = run(&recipe, &paths, resume, progress)?;
     if g.json {
         super::print_json(&report)?;
     } else {

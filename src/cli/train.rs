@@ -26,10 +26,14 @@ pub struct TrainArgs {
     /// Override train.learning_rate.
     #[arg(long)]
     learning_rate: Option<f64>,
+    /// Continue a killed training from its last epoch checkpoint (same final weights as an
+    /// uninterrupted run with the same seed).
+    #[arg(long)]
+    resume: bool,
 }
 
 pub fn exec(args: TrainArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
-    let TrainArgs { recipe, out, epochs, batch_size, learning_rate } = args;
+    let TrainArgs { recipe, out, epochs, batch_size, learning_rate, resume } = args;
     let mut recipe = super::load_recipe(&recipe, g)?;
     if let Some(e) = epochs {
         recipe.train.epochs = e;
@@ -48,6 +52,7 @@ pub fn exec(args: TrainArgs, g: &Global, progress: &dyn Progress) -> Result<u8> 
         features: &paths.features(),
         out: &paths.stage("teacher"),
         checkpoints: &paths.checkpoints("teacher"),
+        resume,
         cfg: &recipe.train,
         seed: recipe.seed,
         recipe: recipe_json,

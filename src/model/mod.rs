@@ -5,7 +5,7 @@
 
 pub mod loss;
 
-use burn::module::Module;
+use burn::module::{Module, Param, ParamId};
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -170,5 +170,118 @@ impl RecoNet {
             })
             .collect::<Result<_>>()?;
         Ok(FloatWeights { embeddings, dense })
+    }
+
+    /// Gives the parameters ids 1, 2, 3, ... in a fixed order (embeddings, then each layer's
+    /// weight and bias) instead of burn's random ones, so that optimizer state saved by one
+    /// process (keyed by parameter id) applies to the same parameters in another (`--resume`).
+    pub fn with_stable_ids(mut self) -> Self {
+        let mut n = 0u64;
+        let mut next = || {
+            n += 1;
+            ParamId::from(n)
+        };
+        for e in &mut self.embeddings {
+            e.weight.id = next();
+        }
+        for l in &mut self.layers {
+            l.weight.id = next();
+            if let Some(b) = &mut l.bias {
+                b.id = next();
+            }
+        }
+        self
+    }
+
+    /// A trainable network holding `w` exactly (the inverse of [`RecoNet::to_weights`]), with
+    /// stable parameter ids.
+    pub fn from_weights(spec: &FeatureSpec, arch: &Architecture, w: &FloatWeights, device: &Device) -> Result<Self> {
+        let mut net = Self::new(spec, arch, device);
+        if net.embeddings.len() != w.embeddings.len() || net.layers.len() != w.dense.len() {
+            return Err(Error::Internal("checkpoint weights do not match the architecture".into()));
+        }
+        for (e, t) in net.embeddings.iter_mut().zip(&w.embeddings) {
+            e.weight = Param::from_data(TensorData::new(t.data.clone(), [t.rows, t.dim]), device);
+        }
+        for (l, d) in net.layers.iter_mut().zip(&w.dense) {
+            let mut transposed = vec![0f32; d.input * d.output];
+            for o in 0..d.output {
+                for i in 0..d.input {
+                    transposed[i * d.output + o] = d.weight[o * d.input + i];
+                }
+            }
+            l.weight = Param::from_data(TensorData::new(transposed, [d.input, d.output]), device);
+            l.bias = Some(Param::from_data(TensorData::new(d.bias.clone(), [d.output]), device));
+        }
+        Ok(net.with_stable_ids())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::spec::{CategoricalSpec, NumericSpec};
+    use burn::optim::{AdamWConfig, GradientsParams};
+
+    fn setup() -> (FeatureSpec, Architecture, crate::runtime::Encoded) {
+        let spec = FeatureSpec {
+            categorical: vec![CategoricalSpec::new("user_id", (1..=20).collect())],
+            numeric: vec![NumericSpec { name: "x".into(), mean: 0.0, std: 1.0 }],
+            label: "label".into(),
+            sources: Vec::new(),
+        };
+        let arch = Architecture { embedding_dims: vec![4], hidden: vec![8], activation: "relu".into() };
+        let rows = 64;
+        let enc = crate::runtime::Encoded {
+            rows,
+            ids: vec![(0..rows as u32).map(|i| i % 21).collect()],
+            numeric: (0..rows).map(|i| (i as f32 * 0.37).sin()).collect(),
+        };
+        (spec, arch, enc)
+    }
+
+    fn step(
+        model: RecoNet,
+        optim: &mut burn::optim::ModuleOptimizer,
+        enc: &crate::runtime::Encoded,
+        ad: &Device,
+    ) -> RecoNet {
+        let idx: Vec<usize> = (0..enc.rows).collect();
+        let batch = BatchTensors::new(enc, &idx, 1, ad);
+        let y: Vec<f32> = idx.iter().map(|&i| (i % 3 == 0) as u8 as f32).collect();
+        let labels = Tensor::<1>::from_data(TensorData::new(y, [idx.len()]), ad);
+        let loss = crate::model::loss::bce_with_logits(model.forward(&batch), labels);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        optim.step(0.01, model, grads)
+    }
+
+    #[test]
+    fn a_network_rebuilt_from_its_weights_and_optimizer_state_continues_bit_for_bit() {
+        let (spec, arch, enc) = setup();
+        let dev = device("flex").unwrap();
+        dev.seed(1);
+        let ad = dev.autodiff();
+        let mut model = RecoNet::new(&spec, &arch, &ad).with_stable_ids();
+        let mut optim = AdamWConfig::new().with_weight_decay(0.01).init();
+        for _ in 0..3 {
+            model = step(model, &mut optim, &enc, &ad);
+        }
+        let saved_w = model.to_weights().unwrap();
+        let saved_o = optim.into_bytes().unwrap().to_vec();
+        assert_eq!(RecoNet::from_weights(&spec, &arch, &saved_w, &ad).unwrap().to_weights().unwrap(), saved_w);
+        let mut a = model;
+        for _ in 0..3 {
+            a = step(a, &mut optim, &enc, &ad);
+        }
+        let mut b = RecoNet::from_weights(&spec, &arch, &saved_w, &ad).unwrap();
+        let mut optim_b = AdamWConfig::new()
+            .with_weight_decay(0.01)
+            .init()
+            .from_bytes(burn::tensor::Bytes::from_bytes_vec(saved_o))
+            .unwrap();
+        for _ in 0..3 {
+            b = step(b, &mut optim_b, &enc, &ad);
+        }
+        assert_eq!(a.to_weights().unwrap(), b.to_weights().unwrap());
     }
 }

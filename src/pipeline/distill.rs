@@ -42,6 +42,8 @@ pub struct DistillJob<'a> {
     pub seed: u64,
     /// Resolved recipe for the manifest.
     pub recipe: serde_json::Value,
+    /// Continue interrupted student trainings from their checkpoints (`--resume`).
+    pub resume: bool,
 }
 
 /// What distillation produced.
@@ -115,6 +117,7 @@ pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillS
         seed: job.seed,
         label: "student",
         checkpoints: &job.checkpoints.join("student"),
+        resume: job.resume,
         objective: Objective::Distill {
             teacher_logits: &teacher_logits,
             temperature: job.cfg.temperature,
@@ -150,6 +153,7 @@ pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillS
             label: "student-scratch",
             checkpoints: &job.checkpoints.join("student-scratch"),
             objective: Objective::Hard,
+            resume: job.resume,
             ..student_input
         };
         let (weights, mut summary) = fit(&input, progress)?;

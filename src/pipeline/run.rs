@@ -107,8 +107,9 @@ fn made_with(raw: &Path, params: &SynthParams) -> Option<serde_json::Value> {
     (recorded.get("params") == Some(&json(params))).then(|| recorded.get("summary").cloned()).flatten()
 }
 
-/// Runs every stage of `recipe` under `paths`.
-pub fn run(recipe: &Recipe, paths: &RunPaths, progress: &dyn Progress) -> Result<RunReport> {
+/// Runs every stage of `recipe` under `paths`; `resume` continues interrupted trainings from
+/// their checkpoints (the result is the same as an uninterrupted run's).
+pub fn run(recipe: &Recipe, paths: &RunPaths, resume: bool, progress: &dyn Progress) -> Result<RunReport> {
     let t0 = Instant::now();
     // A report left by an earlier run must not vouch for models this run may fail to rebuild.
     for stale in [paths.report(), paths.timings()] {
@@ -132,6 +133,7 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, progress: &dyn Progress) -> Result
         features: &paths.features(),
         out: &teacher_dir,
         checkpoints: &paths.checkpoints("teacher"),
+        resume,
         cfg: &recipe.train,
         seed: recipe.seed,
         recipe: recipe_json,
@@ -152,6 +154,7 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, progress: &dyn Progress) -> Result
         train: &student_train,
         seed: recipe.seed,
         recipe: json(recipe),
+        resume,
     };
     let dsum = distill(&djob, progress)?;
     stages.push(StageReport { name: "distill".into(), seconds: start.elapsed().as_secs_f64(), detail: json(&dsum) });

@@ -21,6 +21,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::metrics;
 use crate::model::loss::{bce_with_logits, distillation};
 use crate::model::{BatchTensors, RecoNet, device};
+use crate::pipeline::checkpoint::{self, ResumeState};
 use crate::progress::Progress;
 use crate::recipe::TrainConfig;
 use crate::rng::Rng;
@@ -34,6 +35,8 @@ pub struct TrainJob<'a> {
     pub out: &'a Path,
     /// Where per-epoch checkpoints go.
     pub checkpoints: &'a Path,
+    /// Continue an interrupted run from its last checkpoint (`--resume`).
+    pub resume: bool,
     /// Hyper-parameters.
     pub cfg: &'a TrainConfig,
     /// Seed for initialization and shuffling.
@@ -104,6 +107,8 @@ pub struct FitInput<'a> {
     pub checkpoints: &'a Path,
     /// Loss.
     pub objective: Objective<'a>,
+    /// Continue from the checkpoint directory's resume state, when it has one.
+    pub resume: bool,
 }
 
 /// Reads `feature_spec.json` from a features directory.
@@ -150,6 +155,7 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<TrainSummary
         label: "teacher",
         checkpoints: job.checkpoints,
         objective: Objective::Hard,
+        resume: job.resume,
     };
     let (weights, mut summary) = fit(&input, progress)?;
     summary.dir = job.out.to_path_buf();
@@ -165,6 +171,34 @@ pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<TrainSummary
     Ok(summary)
 }
 
+/// What [`fit`]'s trajectory depends on: every setting but the epoch budget, the seed, the
+/// objective, and the encoded rows and labels.
+fn fit_fingerprint(input: &FitInput<'_>, enc: &crate::runtime::Encoded, y_train: &[f32], y_valid: &[f32]) -> String {
+    let mut cfg = serde_json::to_value(input.cfg).unwrap_or_default();
+    if let Some(obj) = cfg.as_object_mut() {
+        obj.remove("epochs");
+        obj.remove("patience");
+    }
+    let objective = match &input.objective {
+        Objective::Hard => serde_json::json!("hard"),
+        Objective::Distill { temperature, alpha, .. } => {
+            serde_json::json!({ "temperature": temperature, "alpha": alpha })
+        }
+    };
+    let settings = serde_json::json!({
+        "train": cfg, "seed": input.seed, "label": input.label, "objective": objective, "arch": input.arch,
+        "spec": input.spec,
+    });
+    let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let mut data = vec![f32_bytes(&enc.numeric), f32_bytes(y_train), f32_bytes(y_valid)];
+    data.extend(enc.ids.iter().map(|c| c.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()));
+    if let Objective::Distill { teacher_logits, .. } = &input.objective {
+        data.push(f32_bytes(teacher_logits));
+    }
+    let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+    checkpoint::fingerprint(&settings, &refs)
+}
+
 /// Runs the training loop; returns the best epoch's weights and the summary (`dir` empty).
 pub fn fit(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeights, TrainSummary)> {
     let (spec, arch, cfg) = (input.spec, input.arch, input.cfg);
@@ -178,7 +212,7 @@ pub fn fit(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeight
     let dev = device(&cfg.backend)?;
     dev.seed(input.seed);
     let ad = dev.autodiff();
-    let mut model = RecoNet::new(spec, arch, &ad);
+    let mut model = RecoNet::new(spec, arch, &ad).with_stable_ids();
     let mut optim = AdamWConfig::new().with_weight_decay(cfg.weight_decay as f32).init();
 
     let enc = encode(spec, &input.train.columns);
@@ -186,6 +220,7 @@ pub fn fit(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeight
     let mut order: Vec<usize> = (0..enc.rows).collect();
     let mut rng = Rng::derive(input.seed, "train-shuffle");
     std::fs::create_dir_all(input.checkpoints).at(input.checkpoints)?;
+    let fingerprint = fit_fingerprint(input, &enc, y_train, y_valid);
 
     let mut best: Option<(f64, usize, FloatWeights)> = None;
     let mut diverged = None;
@@ -193,7 +228,31 @@ pub fn fit(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeight
     let (mut rows_done, mut secs) = (0usize, 0f64);
     let steps_per_epoch = enc.rows.div_ceil(cfg.batch_size);
     let mut lr = cfg.learning_rate;
-    for epoch in 1..=cfg.epochs {
+    let mut first = 1;
+    if input.resume {
+        match checkpoint::load(input.checkpoints, &fingerprint, spec, arch)? {
+            Some(r) => {
+                model = RecoNet::from_weights(spec, arch, &r.current, &ad)?;
+                optim = optim.from_bytes(burn::tensor::Bytes::from_bytes_vec(r.optimizer)).map_err(|e| {
+                    Error::input(format!("{}: unreadable optimizer state ({e:?})", input.checkpoints.display()))
+                })?;
+                // Each epoch shuffles the previous epoch's order: replay the shuffles.
+                for _ in 0..r.state.epoch {
+                    rng.shuffle(&mut order);
+                }
+                lr = r.state.lr;
+                best = Some((r.state.valid_auc[r.state.best_epoch - 1], r.state.best_epoch, r.best));
+                first = r.state.epoch + 1;
+                if r.state.best_epoch != r.state.epoch && r.state.epoch - r.state.best_epoch >= cfg.patience {
+                    first = usize::MAX; // it had stopped early: no epoch left
+                }
+                (train_loss, valid_auc) = (r.state.train_loss, r.state.valid_auc);
+                progress.log(&format!("{}: resuming after epoch {}", input.label, r.state.epoch));
+            }
+            None => progress.log(&format!("{}: no checkpoint to resume; starting at epoch 1", input.label)),
+        }
+    }
+    for epoch in first..=cfg.epochs {
         progress.begin(&format!("{} epoch {epoch}/{}", input.label, cfg.epochs), steps_per_epoch as u64);
         rng.shuffle(&mut order);
         let start = Instant::now();
@@ -246,26 +305,36 @@ pub fn fit(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeight
             break;
         }
         let auc = metrics::auc(&valid_logits, y_valid).unwrap_or(f64::NAN);
-        let ckpt = input.checkpoints.join(format!("epoch-{epoch:03}.safetensors"));
-        std::fs::write(&ckpt, float.weights.to_bytes(spec)?).at(&ckpt)?;
-        train_loss.push(loss_sum / loss_n.max(1) as f64);
-        valid_auc.push(auc);
-        progress.end();
-        progress.log(&format!(
-            "{} epoch {epoch}: train loss {:.4}, valid AUC {auc:.4}, {:.0} rows/s",
-            input.label,
-            train_loss[epoch - 1],
-            enc.rows as f64 / elapsed.max(1e-9)
-        ));
         if !auc.is_finite() {
             return Err(Error::Internal(format!("validation AUC is {auc} after epoch {epoch} (training diverged?)")));
         }
+        train_loss.push(loss_now);
+        valid_auc.push(auc);
         if best.as_ref().is_none_or(|(b, _, _)| auc > *b) {
-            best = Some((auc, epoch, float.weights));
-        } else if epoch - best.as_ref().map_or(0, |b| b.1) >= cfg.patience {
+            best = Some((auc, epoch, float.weights.clone()));
+        }
+        let best_epoch = best.as_ref().map_or(epoch, |b| b.1);
+        let state = ResumeState {
+            fingerprint: fingerprint.clone(),
+            epoch,
+            lr,
+            train_loss: train_loss.clone(),
+            valid_auc: valid_auc.clone(),
+            best_epoch,
+        };
+        let optimizer = optim.into_bytes().map_err(|e| Error::Internal(format!("optimizer state: {e:?}")))?;
+        checkpoint::save(input.checkpoints, &state, &float.weights.to_bytes(spec)?, &optimizer)?;
+        progress.end();
+        progress.log(&format!(
+            "{} epoch {epoch}: train loss {loss_now:.4}, valid AUC {auc:.4}, {:.0} rows/s",
+            input.label,
+            enc.rows as f64 / elapsed.max(1e-9)
+        ));
+        if best_epoch != epoch && epoch - best_epoch >= cfg.patience {
             break;
         }
     }
+    checkpoint::finish(input.checkpoints)?;
     let Some((best_auc, best_epoch, weights)) = best else {
         return Err(Error::Internal("no epoch was trained".into()));
     };

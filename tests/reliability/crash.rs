@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::common::{bin, changed, ok, reco, repo, snapshot, tiny_run};
+use super::common::{bin, changed, copy_dir, ok, reco, repo, snapshot, tiny_run};
 
 fn run_command(out: &Path) -> Command {
     let mut c = Command::new(bin());
@@ -78,7 +78,11 @@ fn kill_9_at_random_moments_never_leaves_a_broken_artifact_and_the_rerun_matches
         no_broken_artifacts(&out, &format!("kill {i} at {at:?}"));
     }
     assert!(killed >= 8, "only {killed} of 16 runs were killed before they finished");
-    ok(reco(&["run", repo().join("recipes/tiny.toml").to_str().unwrap(), "--out", out.to_str().unwrap()], dir.path()));
+    // --resume continues whatever training the last kill interrupted.
+    ok(reco(
+        &["run", repo().join("recipes/tiny.toml").to_str().unwrap(), "--out", out.to_str().unwrap(), "--resume"],
+        dir.path(),
+    ));
     no_broken_artifacts(&out, "after the rerun");
     let leftovers: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
@@ -121,4 +125,61 @@ fn two_runs_into_one_out_one_fails_cleanly_and_nothing_is_corrupt() {
         s.remove(".reco-cli.lock");
     }
     assert_eq!(changed(&x, &y), Vec::<String>::new());
+}
+
+/// `train` on a copy of the tiny run's features with small batches (slow enough to kill in
+/// the middle), stderr piped for its per-epoch log lines.
+fn train_command(out: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.args(["train", "--recipe", repo().join("recipes/tiny.toml").to_str().unwrap(), "--out"])
+        .arg(out)
+        .args(["--epochs", "5", "--batch-size", "32", "--threads", "1"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+#[test]
+fn a_training_killed_after_epoch_2_resumes_to_the_same_weights_and_history() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for d in [&a, &b] {
+        copy_dir(&tiny_run().join("features"), &d.join("features"));
+    }
+    assert!(train_command(&a, &[]).status().unwrap().success());
+
+    // Kill -9 as soon as epoch 2 is logged (its checkpoint is on disk by then).
+    let mut child = train_command(&b, &[]).spawn().unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    for line in stderr.lines() {
+        if line.unwrap().contains("epoch 2:") {
+            child.kill().unwrap();
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the training finished before the kill");
+    assert!(b.join("checkpoints/teacher/resume.json").is_file());
+    assert!(!b.join("teacher").exists());
+
+    // Other settings than the checkpoint's: refused, not continued.
+    let o = train_command(&b, &["--resume", "--learning-rate", "0.5"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("resume.json") && err.contains("other training data or settings"), "{err}");
+
+    let o = train_command(&b, &["--resume"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("resuming after epoch 2") && !err.contains("epoch 1:"), "{err}");
+    // Same weights at every epoch, same manifest (loss and AUC history included); no resume
+    // state left once training finished.
+    let (mut x, mut y) = (snapshot(&a), snapshot(&b));
+    for s in [&mut x, &mut y] {
+        s.remove(".reco-cli.lock");
+    }
+    assert_eq!(changed(&x, &y), Vec::<String>::new());
+    assert!(!b.join("checkpoints/teacher/resume.json").exists());
 }

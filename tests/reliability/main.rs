@@ -7,3 +7,4 @@ mod bad_inputs;
 mod common;
 mod crash;
 mod determinism;
+mod fuzz_corpus;
