@@ -40,6 +40,11 @@ pub fn tmp_path(path: &Path) -> PathBuf {
 /// temporary file name `path`, the file the user asked for.
 pub fn write_atomic(path: &Path, write: impl FnOnce(std::fs::File) -> Result<()>) -> Result<()> {
     let tmp = tmp_path(path);
+    // Temporary files of killed writers of this same file go first.
+    if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
+        let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+        recover_stale(parent, &name.to_string_lossy(), path)?;
+    }
     let result = std::fs::File::create(&tmp)
         .at(path)
         .and_then(write)
@@ -180,8 +185,10 @@ fn recover_stale(parent: &Path, name: &str, dest: &Path) -> Result<()> {
     for (old, path) in stale {
         if old && !dest.exists() {
             std::fs::rename(&path, dest).at(dest)?;
-        } else {
+        } else if path.is_dir() {
             std::fs::remove_dir_all(&path).at(&path)?;
+        } else {
+            std::fs::remove_file(&path).at(&path)?;
         }
     }
     Ok(())
@@ -224,6 +231,32 @@ pub fn files_below(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
         }
     }
     Ok(out)
+}
+
+/// Whether an artifact's parent is still the one it was made from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum LineageStatus {
+    /// The parent directory holds the artifact this one was made from.
+    Current,
+    /// The parent was replaced since (e.g. a rerun retrained it): this artifact is stale.
+    Changed {
+        /// The parent's content hash now.
+        now: String,
+    },
+    /// No readable artifact at the recorded parent path.
+    Missing,
+}
+
+/// The [`LineageStatus`] of the artifact in `dir` (`None` for one without a parent).
+pub fn lineage_status(dir: &Path, manifest: &Manifest) -> Option<LineageStatus> {
+    let lineage = manifest.lineage.as_ref()?;
+    let parent = dir.join(&lineage.parent_path);
+    Some(match open(&parent) {
+        Ok(p) if p.content_hash() == lineage.parent_content_sha256 => LineageStatus::Current,
+        Ok(p) => LineageStatus::Changed { now: p.content_hash() },
+        Err(_) => LineageStatus::Missing,
+    })
 }
 
 /// Reads an artifact's manifest and verifies every listed file against its hash.

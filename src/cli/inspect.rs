@@ -30,6 +30,7 @@ pub fn exec(args: InspectArgs, g: &Global) -> Result<u8> {
             tensors.iter().map(|(n, d, s)| serde_json::json!({ "name": n, "dtype": d, "shape": s })).collect();
         return super::print_json(&serde_json::json!({
             "verified": true,
+            "lineage_status": artifact::lineage_status(&dir, &manifest),
             "content_sha256": manifest.content_hash(),
             "manifest": manifest,
             "tensors": t,
@@ -90,7 +91,14 @@ pub fn exec(args: InspectArgs, g: &Global) -> Result<u8> {
         );
     }
     if let Some(l) = &manifest.lineage {
-        println!("parent: {} ({}) {}", l.parent_path, l.parent_kind, l.parent_content_sha256);
+        let state = match artifact::lineage_status(&dir, &manifest) {
+            Some(artifact::LineageStatus::Changed { now }) => {
+                format!("STALE: the parent has changed since (now {now}); remake this artifact")
+            }
+            Some(artifact::LineageStatus::Missing) => "parent not found".into(),
+            _ => "current".into(),
+        };
+        println!("parent: {} ({}) {}  [{state}]", l.parent_path, l.parent_kind, l.parent_content_sha256);
     }
     Ok(0)
 }

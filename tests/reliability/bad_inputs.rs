@@ -505,6 +505,18 @@ const CASES: &[Case] = &[
         needles: &["--out"],
     },
     Case {
+        name: "predict --out is a directory",
+        setup: |d| std::fs::create_dir_all(d.join("scores")).unwrap(),
+        args: &["predict", "--model", "run/teacher", "--data", "run/features/test.parquet", "--out", "scores"],
+        needles: &["scores"],
+    },
+    Case {
+        name: "export --out is a directory",
+        setup: |d| std::fs::create_dir_all(d.join("onnx")).unwrap(),
+        args: &["export", "--model", "run/teacher", "--out", "onnx"],
+        needles: &["onnx"],
+    },
+    Case {
         name: "predict data missing a column",
         setup: |d| rows_csv(d, "user_id,label\n1,0\n"),
         args: &["predict", "--model", "run/teacher", "--data", "rows.csv", "--out", "p.parquet"],

@@ -183,3 +183,37 @@ fn a_training_killed_after_epoch_2_resumes_to_the_same_weights_and_history() {
     assert_eq!(changed(&x, &y), Vec::<String>::new());
     assert!(!b.join("checkpoints/teacher/resume.json").exists());
 }
+
+#[test]
+fn a_rerun_killed_after_training_leaves_no_report_and_the_old_int8_models_show_as_stale() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    copy_dir(tiny_run(), &out);
+    // Another seed retrains the teacher; the kill lands once the students train.
+    let mut child = Command::new(bin())
+        .args(["run", repo().join("recipes/tiny.toml").to_str().unwrap(), "--out"])
+        .arg(&out)
+        .args(["--seed", "8"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    for line in stderr.lines() {
+        if line.unwrap().starts_with("student") {
+            child.kill().unwrap();
+            break;
+        }
+    }
+    assert!(!child.wait().unwrap().success(), "the run finished before the kill");
+    assert!(!out.join("report.json").exists(), "the old report still vouches for the old models");
+    let o = ok(reco(&["inspect", out.join("teacher-int8").to_str().unwrap()], dir.path()));
+    assert!(o.stdout.contains("STALE"), "{}", o.stdout);
+    let o = ok(reco(&["inspect", out.join("teacher-int8").to_str().unwrap(), "--json"], dir.path()));
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["lineage_status"]["state"], "changed");
+    let o = ok(reco(&["inspect", tiny_run().join("teacher-int8").to_str().unwrap(), "--json"], dir.path()));
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["lineage_status"]["state"], "current");
+}

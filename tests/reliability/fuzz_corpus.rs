@@ -85,7 +85,9 @@ fn artifact_loader_survives_its_corpus() {
     let run = tiny_run();
     let seeds: Vec<Vec<u8>> = ["teacher", "student", "teacher-int8", "student-int8"]
         .iter()
-        .map(|s| encode_artifact(&read(&run.join(s).join("manifest.json")), &read(&run.join(s).join("model.safetensors"))))
+        .map(|s| {
+            encode_artifact(&read(&run.join(s).join("manifest.json")), &read(&run.join(s).join("model.safetensors")))
+        })
         .collect();
     let hot = seeds.iter().map(Vec::len).min().unwrap_or(0);
     // Valid seeds load and score: the harness reaches the scoring path, not only the parsers.
@@ -112,6 +114,7 @@ fn table_readers_survive_their_corpus() {
         b"user_id,place_id,timestamp,label\n1,10,1767571200,1\n2,11,2026-01-05T10:00:00Z,0\n".to_vec(),
     ];
     assert!(replay("table_csv", &csv, 256, 150, |d| raw_table(d, TableFormat::Csv)) >= 300);
-    let parquet = vec![read(&tiny_run().join("raw/places.parquet")), read(&tiny_run().join("raw/interactions.parquet"))];
+    let parquet =
+        vec![read(&tiny_run().join("raw/places.parquet")), read(&tiny_run().join("raw/interactions.parquet"))];
     assert!(replay("table_parquet", &parquet, 1024, 100, |d| raw_table(d, TableFormat::Parquet)) >= 200);
 }
