@@ -10,6 +10,10 @@ use std::sync::OnceLock;
 
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+#[path = "support/mod.rs"]
+mod support;
+use support::{PLACES, USERS, copy_dir, interactions};
+
 struct Out {
     code: i32,
     stdout: String,
@@ -85,18 +89,6 @@ fn pipeline() -> &'static Path {
 
 fn run_dir() -> PathBuf {
     pipeline().join("run")
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &dst.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 #[test]
@@ -419,18 +411,6 @@ fn quantize_refuses_bad_input_and_marks_a_failed_gate() {
 }
 
 // ---- bad input -------------------------------------------------------------------------
-
-const USERS: &str = "user_id,segment,home_lat,home_lon\n1,0,52.50,13.40\n2,1,52.52,13.41\n";
-const PLACES: &str = "place_id,lat,lon,category,price_level,rating\n10,52.51,13.40,1,2,4.1\n11,52.52,13.42,2,3,3.5\n12,52.50,13.41,1,1,4.8\n";
-
-fn interactions() -> String {
-    // Two weeks of implicit visits so every split has rows.
-    let mut s = String::from("user_id,place_id,timestamp\n");
-    for d in 0..14 {
-        s.push_str(&format!("1,10,{}\n2,11,{}\n", 1_767_571_200 + d * 86_400, 1_767_571_200 + d * 86_400 + 3600));
-    }
-    s
-}
 
 /// A directory with the three CSV tables (optionally replaced) and a recipe reading them.
 fn csv_case(users: &str, places: &str, inter: &str) -> tempfile::TempDir {

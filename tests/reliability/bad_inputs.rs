@@ -17,17 +17,7 @@ struct Case {
     needles: &'static [&'static str],
 }
 
-const USERS: &str = "user_id,segment,home_lat,home_lon\n1,0,52.50,13.40\n2,1,52.52,13.41\n";
-const PLACES: &str = "place_id,lat,lon,category,price_level,rating\n10,52.51,13.40,1,2,4.1\n11,52.52,13.42,2,3,3.5\n12,52.50,13.41,1,1,4.8\n";
-
-/// Two weeks of implicit visits (so every split has rows).
-fn interactions() -> String {
-    let mut s = String::from("user_id,place_id,timestamp\n");
-    for d in 0..14 {
-        s.push_str(&format!("1,10,{}\n2,11,{}\n", 1_767_571_200 + d * 86_400, 1_767_571_200 + d * 86_400 + 3600));
-    }
-    s
-}
+use crate::support::{PLACES, USERS, interactions};
 
 /// The starting point of every case: a finished tiny run, its recipe, and valid CSV tables with
 /// a recipe that reads them.

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+pub use crate::support::copy_dir;
+
 pub struct Out {
     pub code: i32,
     pub stdout: String,
@@ -57,18 +59,6 @@ trait Leak {
 impl Leak for Box<Path> {
     fn pipe_leak(self) -> &'static Path {
         Box::leak(self)
-    }
-}
-
-pub fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &dst.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
-        }
     }
 }
 
