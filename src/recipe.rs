@@ -139,6 +139,31 @@ pub struct GatesConfig {
     pub min_student_ndcg_retention: Option<f64>,
 }
 
+/// Largest hidden or embedding width a recipe may ask for.
+const MAX_WIDTH: usize = 16_384;
+
+impl GatesConfig {
+    /// Retentions are ratios in [0, 1] (a percentage is a typo); the oracle gap is >= 0.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        for (key, v) in [
+            ("min_student_auc_retention", self.min_student_auc_retention),
+            ("min_student_ndcg_retention", self.min_student_ndcg_retention),
+        ] {
+            if let Some(v) = v
+                && !(0.0..=1.0).contains(&v)
+            {
+                return Err(format!("gates.{key} = {v}: expected a ratio in [0, 1] (0.98 for 98 %)"));
+            }
+        }
+        if let Some(v) = self.max_teacher_oracle_auc_gap
+            && !(v >= 0.0 && v <= 1.0)
+        {
+            return Err(format!("gates.max_teacher_oracle_auc_gap = {v}: expected a number in [0, 1]"));
+        }
+        Ok(())
+    }
+}
+
 /// The error of the `[data]` section read as its own document, and that document (other
 /// lines blanked, so its line numbers are the recipe's), when it has one.
 fn data_section_error(text: &str) -> Option<(toml::de::Error, String)> {
@@ -374,6 +399,21 @@ impl Recipe {
         if t.id_embedding_dim == 0 || t.small_embedding_dim == 0 {
             return Err("train: embedding dims must be positive".into());
         }
+        // Sizes past these are typos, and would abort on a failed allocation.
+        for (key, v, max) in [
+            ("epochs", t.epochs, 100_000),
+            ("batch_size", t.batch_size, 1 << 20),
+            ("id_embedding_dim", t.id_embedding_dim, MAX_WIDTH),
+            ("small_embedding_dim", t.small_embedding_dim, MAX_WIDTH),
+        ]
+        .into_iter()
+        .chain(t.hidden.iter().map(|&h| ("hidden", h, MAX_WIDTH)))
+        {
+            if v > max {
+                return Err(format!("train.{key} = {v}: expected at most {max}"));
+            }
+        }
+        self.gates.validate()?;
         self.distill.validate()?;
         let q = &self.quantize;
         q.calibrator.parse::<crate::quant::calibrate::Calibrator>()?;
@@ -384,11 +424,18 @@ impl Recipe {
             return Err("quantize: max_auc_drop and max_ndcg_drop must be >= 0".into());
         }
         match &self.data {
-            DataConfig::Synth(s) if s.users == 0 || s.places == 0 || s.days < 7 => {
-                return Err("data: synth needs users > 0, places > 0 and days >= 7".into());
+            DataConfig::Synth(s) => {
+                let params =
+                    crate::data::synth::SynthParams { users: s.users, places: s.places, days: s.days, seed: self.seed };
+                params.validate().map_err(|e| format!("data: {e}"))?;
+                if s.places <= p.ranking_candidates {
+                    return Err(format!(
+                        "data.places = {}: a ranking query needs prepare.ranking_candidates = {} other places; expected more places",
+                        s.places, p.ranking_candidates
+                    ));
+                }
             }
             DataConfig::Files(f) => f.validate()?,
-            DataConfig::Synth(_) => {}
         }
         Ok(())
     }

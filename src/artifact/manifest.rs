@@ -227,6 +227,13 @@ impl Manifest {
                 path.display()
             )));
         }
+        if self.architecture.activation != "relu" {
+            return Err(Error::input(format!(
+                "{}: architecture.activation {:?} is not supported (format version 1 has \"relu\")",
+                path.display(),
+                self.architecture.activation
+            )));
+        }
         if self.kind.is_int8() != self.quantization.is_some() {
             return Err(Error::input(format!(
                 "{}: kind {} {} a `quantization` section",

@@ -107,6 +107,7 @@ impl ArtifactWriter {
         let name = dest.file_name().ok_or_else(|| Error::input(format!("{}: not a directory name", dest.display())))?;
         let name = name.to_string_lossy().into_owned();
         recover_stale(parent, &name, dest)?;
+        check_replaceable(dest)?;
         let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).at(&tmp)?;
@@ -155,6 +156,50 @@ impl ArtifactWriter {
         self.done = true;
         Ok(())
     }
+}
+
+/// Names of the files reco-cli writes into a directory it replaces as a whole (an artifact, a
+/// features directory, imported or synthetic raw tables).
+const OWN_FILES: [&str; 15] = [
+    MANIFEST,
+    WEIGHTS,
+    "metrics.json",
+    "model.onnx",
+    "feature_spec.json",
+    "prepare.json",
+    "train.parquet",
+    "valid.parquet",
+    "test.parquet",
+    "calibration.parquet",
+    "ranking.parquet",
+    "users.parquet",
+    "places.parquet",
+    "interactions.parquet",
+    "synth.json",
+];
+
+/// A directory replaced as a whole must hold only what reco-cli wrote there: replacing a
+/// user's folder (or the input data an `--out` was pointed at) would delete their files.
+fn check_replaceable(dest: &Path) -> Result<()> {
+    if !dest.exists() {
+        return Ok(());
+    }
+    if !dest.is_dir() {
+        return Err(Error::input(format!(
+            "{}: is a file; the output must be a directory (new, empty, or written by reco-cli)",
+            dest.display()
+        )));
+    }
+    for entry in std::fs::read_dir(dest).at(dest)? {
+        let name = entry.at(dest)?.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with('.') || OWN_FILES.contains(&name.as_str())) {
+            return Err(Error::input(format!(
+                "{}: holds `{name}`, which reco-cli did not write; choose a new or empty directory (replacing it would delete that file)",
+                dest.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Whether process `pid` is alive (Linux: `/proc/<pid>`; elsewhere assumed gone).
@@ -279,11 +324,18 @@ pub fn verify_files(dir: &Path, manifest: &Manifest) -> Result<()> {
     if !manifest.files.contains_key(WEIGHTS) {
         return Err(Error::input(format!("{}: manifest lists no {WEIGHTS}", dir.join(MANIFEST).display())));
     }
-    let exports = manifest.exports.values().map(|e| (&e.file, &e.sha256));
-    for (name, sha256) in manifest.files.iter().map(|(n, e)| (n, &e.sha256)).chain(exports) {
+    let exports = manifest.exports.values().map(|e| (&e.file, &e.sha256, e.bytes));
+    for (name, sha256, bytes) in manifest.files.iter().map(|(n, e)| (n, &e.sha256, e.bytes)).chain(exports) {
         let p = dir.join(name);
         if !p.is_file() {
             return Err(Error::input(format!("{}: missing (listed in the manifest)", p.display())));
+        }
+        let size = std::fs::metadata(&p).at(&p)?.len();
+        if size != bytes {
+            return Err(Error::input(format!(
+                "{}: {size} bytes, the manifest says {bytes}; the artifact was modified or corrupted",
+                p.display()
+            )));
         }
         let actual = sha256_file(&p)?;
         if actual != *sha256 {
@@ -350,17 +402,31 @@ mod crash_tests {
     }
 
     #[test]
+    fn a_directory_holding_foreign_files_or_a_file_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("mine");
+        dir_with(&dest, "notes.txt", b"keep me");
+        let err = ArtifactWriter::create(&dest).err().unwrap().to_string();
+        assert!(err.contains("notes.txt"), "{err}");
+        assert_eq!(std::fs::read(dest.join("notes.txt")).unwrap(), b"keep me");
+        let file = dir.path().join("q8");
+        std::fs::write(&file, b"hi").unwrap();
+        assert!(ArtifactWriter::create(&file).err().unwrap().to_string().contains("is a file"));
+        assert_eq!(std::fs::read(&file).unwrap(), b"hi");
+    }
+
+    #[test]
     fn a_stale_old_copy_beside_a_complete_artifact_is_removed_and_replacement_works() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("student");
-        dir_with(&dest, "f", b"current");
+        dir_with(&dest, "metrics.json", b"current");
         let old = dir.path().join(format!(".student.old-{DEAD}"));
-        dir_with(&old, "f", b"older");
+        dir_with(&old, "metrics.json", b"older");
         // Before: the rename onto a non-empty `.student.old` failed with "Directory not empty".
         let w = ArtifactWriter::create(&dest).unwrap();
-        w.write("f", b"newest").unwrap();
+        w.write("metrics.json", b"newest").unwrap();
         w.commit().unwrap();
-        assert_eq!(std::fs::read(dest.join("f")).unwrap(), b"newest");
+        assert_eq!(std::fs::read(dest.join("metrics.json")).unwrap(), b"newest");
         assert!(!old.exists());
     }
 }

@@ -169,15 +169,15 @@ impl QuantWeights {
             }
             Ok(t.data().to_vec())
         };
-        let f32s = |b: Vec<u8>| -> Vec<f32> {
-            b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        let f32s = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            super::weights::finite_f32(path, name, &raw(name, Dtype::F32, shape)?)
         };
         let mut embeddings = Vec::new();
         for (c, &dim) in spec.categorical.iter().zip(&arch.embedding_dims) {
             let rows = c.rows();
             embeddings.push(RowwiseTable {
                 codes: raw(&format!("embedding.{}.codes", c.name), Dtype::U8, &[rows, dim])?,
-                scale_offset: f32s(raw(&format!("embedding.{}.scale_offset", c.name), Dtype::F32, &[rows, 2])?),
+                scale_offset: f32s(&format!("embedding.{}.scale_offset", c.name), &[rows, 2])?,
                 rows,
                 dim,
             });
@@ -189,26 +189,26 @@ impl QuantWeights {
                     .into_iter()
                     .map(|b| b as i8)
                     .collect();
-                let weight_scale = f32s(raw(&format!("dense.{i}.weight_scale"), Dtype::F32, &[output])?);
+                let weight_scale = f32s(&format!("dense.{i}.weight_scale"), &[output])?;
                 let (static_input, bias) = if names.contains(&format!("dense.{i}.bias_q")) {
                     let bias_q = raw(&format!("dense.{i}.bias_q"), Dtype::I32, &[output])?
                         .chunks_exact(4)
                         .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                         .collect();
-                    let scale = f32s(raw(&format!("dense.{i}.input_scale"), Dtype::F32, &[1])?)[0];
+                    let scale = f32s(&format!("dense.{i}.input_scale"), &[1])?[0];
                     let zp = raw(&format!("dense.{i}.input_zero_point"), Dtype::U8, &[1])?[0];
                     if !(scale > 0.0 && scale.is_finite()) {
                         return Err(Error::input(format!("{}: dense.{i}.input_scale is {scale}", path.display())));
                     }
                     (Some((bias_q, QParams { scale, zero_point: i32::from(zp) })), Vec::new())
                 } else {
-                    (None, f32s(raw(&format!("dense.{i}.bias"), Dtype::F32, &[output])?))
+                    (None, f32s(&format!("dense.{i}.bias"), &[output])?)
                 };
                 layers.push(QLayer::Int8 { weight, weight_scale, static_input, bias, input, output });
             } else {
                 layers.push(QLayer::Float(Dense {
-                    weight: f32s(raw(&format!("dense.{i}.weight"), Dtype::F32, &[output, input])?),
-                    bias: f32s(raw(&format!("dense.{i}.bias"), Dtype::F32, &[output])?),
+                    weight: f32s(&format!("dense.{i}.weight"), &[output, input])?,
+                    bias: f32s(&format!("dense.{i}.bias"), &[output])?,
                     input,
                     output,
                 }));

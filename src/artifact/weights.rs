@@ -127,7 +127,7 @@ impl FloatWeights {
                     t.shape()
                 )));
             }
-            Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+            finite_f32(path, name, t.data())
         };
         let embeddings = spec
             .categorical
@@ -153,6 +153,20 @@ impl FloatWeights {
             .collect::<Result<_>>()?;
         Ok(Self { embeddings, dense })
     }
+}
+
+/// The little-endian f32 values of tensor `name`; a NaN or infinity is an input error naming
+/// the tensor and position (a model holding one scores garbage).
+pub(crate) fn finite_f32(path: &Path, name: &str, data: &[u8]) -> Result<Vec<f32>> {
+    let v: Vec<f32> = data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(Error::input(format!(
+            "{}: tensor `{name}` holds {} at position {i}; the model is corrupt or its training diverged",
+            path.display(),
+            v[i]
+        )));
+    }
+    Ok(v)
 }
 
 #[cfg(test)]

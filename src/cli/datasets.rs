@@ -60,10 +60,8 @@ pub struct SynthArgs {
 pub fn exec(cmd: DatasetsCommand, g: &Global, progress: &dyn Progress) -> Result<u8> {
     match cmd {
         DatasetsCommand::Synth(SynthArgs { out, users, places, days }) => {
-            if users == 0 || places == 0 || days == 0 {
-                return Err(reco::Error::input("datasets synth: --users, --places and --days must be positive"));
-            }
             let params = SynthParams { users, places, days, seed: g.seed.unwrap_or(42) };
+            params.validate().map_err(|e| reco::Error::input(format!("datasets {e} (--users, --places, --days)")))?;
             let summary = synth::generate(params, &out)?;
             if g.json {
                 super::print_json(&summary)?;

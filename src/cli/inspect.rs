@@ -17,7 +17,8 @@ pub struct InspectArgs {
 
 pub fn exec(args: InspectArgs, g: &Global) -> Result<u8> {
     let InspectArgs { dir } = args;
-    let manifest = artifact::open(&dir)?;
+    // Verified means loadable: hashes, shapes and values (no NaN or infinity) all checked.
+    let (manifest, _) = reco::runtime::Model::open(&dir)?;
     let wpath = dir.join(WEIGHTS);
     let bytes = std::fs::read(&wpath).map_err(|e| Error::io(&wpath, e))?;
     let st = SafeTensors::deserialize(&bytes)

@@ -369,6 +369,18 @@ impl FilesConfig {
         if self.dir.is_none() && self.interactions.path.is_none() {
             return Err("data: expected `dir` or `[data.interactions] path`".into());
         }
+        if self.dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+            return Err("data.dir = \"\": expected a directory path".into());
+        }
+        for (name, t) in [
+            ("interactions", Some(&self.interactions)),
+            ("places", self.places.as_ref()),
+            ("users", self.users.as_ref()),
+        ] {
+            if t.and_then(|t| t.path.as_ref()).is_some_and(|p| p.as_os_str().is_empty()) {
+                return Err(format!("data.{name}.path = \"\": expected a file, glob or directory"));
+            }
+        }
         for name in [TableName::Interactions, TableName::Places, TableName::Users] {
             let Some(t) = self.table(name) else { continue };
             for role in t.columns.keys() {

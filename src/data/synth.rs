@@ -28,7 +28,7 @@ use polars::prelude::Column;
 use serde::Serialize;
 
 use crate::data::io::{frame, write_parquet};
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::geo::{GridIndex, haversine_km};
 use crate::rng::Rng;
 
@@ -60,6 +60,22 @@ pub struct SynthParams {
     pub seed: u64,
 }
 
+impl SynthParams {
+    /// Sizes a generator run can hold in memory: users, places in 1..=10M, days in 7..=3650.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        const MAX: usize = 10_000_000;
+        for (key, v) in [("users", self.users), ("places", self.places)] {
+            if v == 0 || v > MAX {
+                return Err(format!("synth {key} = {v}: expected 1 to {MAX}"));
+            }
+        }
+        if !(7..=3650).contains(&self.days) {
+            return Err(format!("synth days = {}: expected 7 to 3650", self.days));
+        }
+        Ok(())
+    }
+}
+
 /// Row counts of what was written.
 #[derive(Debug, Clone, Serialize)]
 pub struct SynthSummary {
@@ -85,6 +101,7 @@ fn sigmoid(z: f64) -> f64 {
 /// Generates the three tables into `out` (`users.parquet`, `places.parquet`,
 /// `interactions.parquet`) plus `synth.json` with the parameters.
 pub fn generate(params: SynthParams, out: &Path) -> Result<SynthSummary> {
+    params.validate().map_err(Error::input)?;
     std::fs::create_dir_all(out).at(out)?;
     let mut rng = Rng::derive(params.seed, "synth");
 

@@ -196,6 +196,17 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
             )));
         }
     };
+    let kind = pman.kind.int8().ok_or_else(|| Error::Internal(format!("kind {} has no INT8 version", pman.kind)))?;
+    // An artifact already at --out may only be an earlier version of this one.
+    if let Ok(existing) = crate::artifact::open(job.out)
+        && existing.kind != kind
+    {
+        return Err(Error::input(format!(
+            "--out {}: holds a {} artifact; quantize writes a {kind} there (choose another --out)",
+            job.out.display(),
+            existing.kind
+        )));
+    }
     let layers = parent.weights.dense.len();
     if let Some(&bad) = job.keep_float.iter().find(|&&i| i >= layers) {
         return Err(Error::input(format!(
@@ -214,7 +225,13 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
     }
     let test = FeatureFrame::read(job.test, &parent.spec, true)?;
     let ranking = match job.ranking {
-        Some(p) => Some(FeatureFrame::read(p, &parent.spec, true)?),
+        Some(p) => {
+            let r = FeatureFrame::read(p, &parent.spec, true)?;
+            if r.query_id.is_none() {
+                return Err(Error::input(format!("{}: the ranking file has no query_id column", p.display())));
+            }
+            Some(r)
+        }
         None => None,
     };
     progress.begin("quantize", 4);
@@ -282,7 +299,6 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
     };
     progress.advance(1);
 
-    let kind = pman.kind.int8().ok_or_else(|| Error::Internal(format!("kind {} has no INT8 version", pman.kind)))?;
     let summary = QuantizeSummary {
         dir: job.out.to_path_buf(),
         kind: kind.to_string(),

@@ -85,6 +85,21 @@ fn test_copy(dir: &Path) {
     std::fs::copy(dir.join("run/features/test.parquet"), dir.join("test.parquet")).unwrap();
 }
 
+/// Overwrites the first value of tensor `tensor` in `run/<stage>/model.safetensors` with NaN and
+/// records the new hash and size in the manifest, so the hash check passes and the loader
+/// itself must notice.
+fn poison(dir: &Path, stage: &str, tensor: &str) {
+    let p = dir.join("run").join(stage).join("model.safetensors");
+    let mut b = std::fs::read(&p).unwrap();
+    let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&b[8..8 + n]).unwrap();
+    let start = 8 + n + header[tensor]["data_offsets"][0].as_u64().unwrap() as usize;
+    b[start..start + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&p, &b).unwrap();
+    let (sha, len) = (reco::artifact::sha256_bytes(&b), b.len());
+    manifest(dir, stage, |m| m["files"]["model.safetensors"] = serde_json::json!({ "sha256": sha, "bytes": len }));
+}
+
 const CASES: &[Case] = &[
     // ---- recipes and flags (refused before any stage runs) ----
     Case {
@@ -209,9 +224,9 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "nan quality gate",
-        setup: |d| recipe(d, "[quantize]", "[gates]\nmin_teacher_auc = nan\n[quantize]"),
+        setup: |d| recipe(d, "[quantize]", "[gates]\nmin_student_auc_retention = nan\n[quantize]"),
         args: &["run", "r.toml", "--out", "o"],
-        needles: &["min_teacher_auc"],
+        needles: &["min_student_auc_retention"],
     },
     Case {
         name: "unknown data source",
@@ -704,6 +719,169 @@ const CASES: &[Case] = &[
         setup: none,
         args: &["datasets", "import", "movielens-100k", "--from", "nope", "--out", "m"],
         needles: &["nope"],
+    },
+    // ---- found by a second probe: data loss through --out, garbage weights, sizes ----
+    Case {
+        name: "import --out onto its own input",
+        setup: |d| {
+            std::fs::write(d.join("raw/ml-100k.inter"), "user_id:token\titem_id:token\trating:float\ttimestamp:float\n")
+                .unwrap()
+        },
+        args: &["datasets", "import", "movielens-100k", "--from", "raw", "--out", "raw"],
+        needles: &["raw"],
+    },
+    Case {
+        name: "quantize --out onto a user's folder",
+        setup: |d| {
+            std::fs::create_dir_all(d.join("mine")).unwrap();
+            std::fs::write(d.join("mine/notes.txt"), "x").unwrap();
+        },
+        args: &[
+            "quantize",
+            "--model",
+            "run/teacher",
+            "--calibration",
+            "run/features/calibration.parquet",
+            "--out",
+            "mine",
+        ],
+        needles: &["mine", "notes.txt"],
+    },
+    Case {
+        name: "quantize --out onto the raw tables",
+        setup: none,
+        args: &[
+            "quantize",
+            "--model",
+            "run/teacher",
+            "--calibration",
+            "run/features/calibration.parquet",
+            "--out",
+            "raw",
+        ],
+        needles: &["raw", "users.csv"],
+    },
+    Case {
+        name: "quantize --out onto a file",
+        setup: |d| std::fs::write(d.join("q8"), "hi").unwrap(),
+        args: &[
+            "quantize",
+            "--model",
+            "run/teacher",
+            "--calibration",
+            "run/features/calibration.parquet",
+            "--out",
+            "q8",
+        ],
+        needles: &["q8", "file"],
+    },
+    Case {
+        name: "quantize --out onto another artifact",
+        setup: none,
+        args: &[
+            "quantize",
+            "--model",
+            "run/teacher",
+            "--calibration",
+            "run/features/calibration.parquet",
+            "--out",
+            "run/student",
+        ],
+        needles: &["run/student", "student"],
+    },
+    Case {
+        name: "NaN in float weights with matching hashes",
+        setup: |d| poison(d, "teacher", "dense.1.weight"),
+        args: &["predict", "--model", "run/teacher", "--data", "run/features/test.parquet", "--out", "p.parquet"],
+        needles: &["model.safetensors", "dense.1.weight", "NaN"],
+    },
+    Case {
+        name: "NaN in an INT8 weight scale with matching hashes",
+        setup: |d| poison(d, "teacher-int8", "dense.1.weight_scale"),
+        args: &["eval", "run/teacher-int8", "--data", "run/features/test.parquet"],
+        needles: &["dense.1.weight_scale", "NaN"],
+    },
+    Case {
+        name: "NaN in INT8 embedding scales",
+        setup: |d| poison(d, "student-int8", "embedding.user_id.scale_offset"),
+        args: &["inspect", "run/student-int8"],
+        needles: &["embedding.user_id.scale_offset"],
+    },
+    Case {
+        name: "unsupported activation",
+        setup: |d| manifest(d, "teacher", |m| m["architecture"]["activation"] = "gelu".into()),
+        args: &["predict", "--model", "run/teacher", "--data", "run/features/test.parquet", "--out", "p.parquet"],
+        needles: &["activation", "gelu"],
+    },
+    Case {
+        name: "file size differs from the manifest",
+        setup: |d| manifest(d, "teacher", |m| m["files"]["model.safetensors"]["bytes"] = 1.into()),
+        args: &["inspect", "run/teacher"],
+        needles: &["model.safetensors", "bytes"],
+    },
+    Case {
+        name: "synth users beyond memory",
+        setup: none,
+        args: &["datasets", "synth", "--out", "s", "--users", "100000000000"],
+        needles: &["users"],
+    },
+    Case {
+        name: "embedding dim beyond memory",
+        setup: |d| recipe(d, "id_embedding_dim = 8", "id_embedding_dim = 100000000"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["id_embedding_dim"],
+    },
+    Case {
+        name: "hidden width beyond memory",
+        setup: |d| recipe(d, "hidden = [32, 16]", "hidden = [2000000000, 16]"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["hidden"],
+    },
+    Case {
+        name: "a billion epochs",
+        setup: |d| recipe(d, "epochs = 2", "epochs = 1000000000"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["epochs"],
+    },
+    Case {
+        name: "retention as a percentage",
+        setup: |d| recipe(d, "[quantize]", "[gates]\nmin_student_auc_retention = 98.0\n[quantize]"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["min_student_auc_retention", "98"],
+    },
+    Case {
+        name: "negative retention",
+        setup: |d| recipe(d, "[quantize]", "[gates]\nmin_student_ndcg_retention = -1.0\n[quantize]"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["min_student_ndcg_retention"],
+    },
+    Case {
+        name: "fewer places than ranking candidates",
+        setup: |d| recipe(d, "places = 80", "places = 10"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["places", "ranking_candidates"],
+    },
+    Case {
+        name: "empty data dir",
+        setup: |d| edit(&d.join("f.toml"), "dir = \"raw\"", "dir = \"\""),
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["data.dir"],
+    },
+    Case {
+        name: "quantize ranking file without query_id",
+        setup: none,
+        args: &[
+            "quantize",
+            "--model",
+            "run/teacher",
+            "--calibration",
+            "run/features/calibration.parquet",
+            "--out",
+            "q",
+            "--ranking",
+            "run/features/test.parquet",
+        ],
+        needles: &["test.parquet", "query_id"],
     },
 ];
 
