@@ -156,7 +156,7 @@ impl GatesConfig {
             }
         }
         if let Some(v) = self.max_teacher_oracle_auc_gap
-            && !(v >= 0.0 && v <= 1.0)
+            && !(0.0..=1.0).contains(&v)
         {
             return Err(format!("gates.max_teacher_oracle_auc_gap = {v}: expected a number in [0, 1]"));
         }
