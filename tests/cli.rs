@@ -1000,7 +1000,10 @@ fn a_string_column_declared_numeric_or_constant_in_training_is_refused() {
     let feature = "\n[[data.features]]\ntable = \"places\"\ncolumn = \"venue_category_name\"\nkind = \"numeric\"\n";
     let recipe = dir.path().join("r.toml");
     std::fs::write(&recipe, std::fs::read_to_string(&recipe).unwrap() + feature).unwrap();
-    input_error(&prepare_case(dir.path()), &["venues.csv", "column `venue_category_name` has type str", "a number"]);
+    input_error(
+        &prepare_case(dir.path()),
+        &["venues.csv", "column `venue_category_name` line 2 is \"Coffee Shop\"", "expected a number"],
+    );
     nothing_written(dir.path());
 
     let dir = checkins_case();

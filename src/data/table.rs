@@ -162,13 +162,37 @@ impl Table {
         Ok(self.column(name)?.dtype().to_string())
     }
 
+    /// The column is not of the expected kind: names the first value that is not (a text cell
+    /// that does not parse as a number, a fraction where an integer goes), else the type.
     fn wrong_type(&self, name: &str, dt: &DataType, expected: &str) -> Error {
-        let first = self.df.column(name).ok().and_then(|c| c.get(0).ok()).map(|v| format!(" (row 0 is {v})"));
-        Error::input(format!(
-            "{}: column `{name}` has type {dt}{}, expected {expected}",
-            self.name,
-            first.unwrap_or_default()
-        ))
+        match self.first_offender(name, expected == "an integer") {
+            Some((row, v)) => Error::input(format!("{} is {v}, expected {expected}", self.at(name, row))),
+            None => Error::input(format!("{}: column `{name}` has type {dt}, expected {expected}", self.name)),
+        }
+    }
+
+    /// The first row whose value is not an integer (`integer`) or not a number.
+    fn first_offender(&self, name: &str, integer: bool) -> Option<(usize, String)> {
+        let col = self.df.column(name).ok()?;
+        if col.dtype().is_string() {
+            let ok = |v: &str| if integer { v.trim().parse::<i64>().is_ok() } else { v.trim().parse::<f64>().is_ok() };
+            return col
+                .str()
+                .ok()?
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| v.filter(|v| !ok(v)).map(|v| (i, format!("{v:?}"))));
+        }
+        if col.dtype().is_float() && integer {
+            let s = col.cast(&DataType::Float64).ok()?;
+            return s
+                .f64()
+                .ok()?
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| v.filter(|x| !x.is_finite() || x.fract() != 0.0).map(|x| (i, x.to_string())));
+        }
+        None
     }
 
     fn null_error(&self, name: &str, row: usize, expected: &str) -> Error {
@@ -178,7 +202,9 @@ impl Table {
     /// An integer column as i64; nulls are an error.
     pub fn ints(&self, name: &str) -> Result<Vec<i64>> {
         let col = self.column(name)?;
-        if !col.dtype().is_integer() {
+        // A float column whose every value is whole (ids exported as 5.0) reads as integers.
+        let whole = col.dtype().is_float() && self.first_offender(name, true).is_none();
+        if !col.dtype().is_integer() && !whole {
             return Err(self.wrong_type(name, col.dtype(), "an integer"));
         }
         let s = col.strict_cast(&DataType::Int64).map_err(|e| {
@@ -231,7 +257,8 @@ impl Table {
     fn read_ids(&self, name: &str, missing_as_empty: bool) -> Result<Ids> {
         let col = self.column(name)?;
         let dt = col.dtype();
-        if dt.is_integer() {
+        if dt.is_integer() || dt.is_float() {
+            // Floats only when every value is whole (else `ints` names the first that is not).
             return self.ints(name).map(Ids::Int);
         }
         if !(dt.is_string() || dt.is_categorical() || dt.is_enum()) {
@@ -274,6 +301,15 @@ impl Table {
             (Vec::with_capacity(ca.len()), Vec::with_capacity(ca.len()), false);
         for (i, v) in ca.iter().enumerate() {
             let v = v.ok_or_else(|| self.null_error(name, i, "a timestamp"))?;
+            // A column mixing numbers and strings reads as strings: a number there is still
+            // unix time in the recipe's unit.
+            if format.is_none()
+                && let Ok(n) = v.trim().parse::<i64>()
+            {
+                secs.push(n.div_euclid(unit.per_second()));
+                offsets.push(0);
+                continue;
+            }
             let (t, off) = parse_timestamp(v, format)
                 .ok_or_else(|| Error::input(format!("{} is {v:?}, expected {expected}", self.at(name, i))))?;
             secs.push(t);

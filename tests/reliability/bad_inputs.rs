@@ -63,6 +63,18 @@ fn rows_csv(dir: &Path, text: &str) {
     std::fs::write(dir.join("rows.csv"), text).unwrap();
 }
 
+/// [`model_rows`] with the cell of `column` in data row `row` (0-based) replaced by `value`.
+fn model_rows_with(dir: &Path, n: usize, row: usize, column: &str, value: &str) {
+    model_rows(dir, n);
+    let text = std::fs::read_to_string(dir.join("rows.csv")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let col = lines[0].split(',').position(|c| c == column).unwrap();
+    let mut cells: Vec<String> = lines[row + 1].split(',').map(str::to_string).collect();
+    cells[col] = value.to_string();
+    lines[row + 1] = cells.join(",");
+    rows_csv(dir, &(lines.join("\n") + "\n"));
+}
+
 /// `rows.csv` with every model input column of the tiny run's feature spec and `n` rows of
 /// valid values (ids 1, numbers 0, label alternating).
 fn model_rows(dir: &Path, n: usize) {
@@ -882,6 +894,18 @@ const CASES: &[Case] = &[
             "run/features/test.parquet",
         ],
         needles: &["test.parquet", "query_id"],
+    },
+    Case {
+        name: "one text cell in a numeric predict column",
+        setup: |d| model_rows_with(d, 30, 11, "distance_km", "abc"),
+        args: &["predict", "--model", "run/teacher", "--data", "rows.csv", "--out", "p.parquet"],
+        needles: &["rows.csv", "distance_km", "line 13", "\"abc\""],
+    },
+    Case {
+        name: "a fractional id in an integer column",
+        setup: |d| model_rows_with(d, 30, 20, "user_id", "5.5"),
+        args: &["predict", "--model", "run/teacher", "--data", "rows.csv", "--out", "p.parquet"],
+        needles: &["rows.csv", "user_id", "line 22", "5.5"],
     },
 ];
 
