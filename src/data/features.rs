@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use crate::artifact::spec::FeatureSpec;
+use crate::data::schema::TableConfig;
 use crate::data::table::Table;
 use crate::error::{Error, Result};
 use crate::runtime::Columns;
@@ -83,7 +84,15 @@ pub struct Baselines {
 impl FeatureFrame {
     /// Reads the columns named by `spec` (plus label, `oracle_p`, `query_id` when present).
     pub fn read(path: &Path, spec: &FeatureSpec, need_label: bool) -> Result<Self> {
-        let t = Table::file(path)?;
+        // String ids stay text in a CSV even when they look like numbers (`0012345`).
+        let text_columns = spec
+            .categorical
+            .iter()
+            .filter(|c| c.dtype() == crate::artifact::spec::IdType::String)
+            .map(|c| c.name.clone())
+            .collect();
+        let cfg = TableConfig { path: Some(path.to_path_buf()), text_columns, ..TableConfig::default() };
+        let t = Table::read(path, &cfg)?;
         let categorical = spec.categorical.iter().map(|c| t.ids(&c.name)).collect::<Result<Vec<_>>>()?;
         let numeric = spec
             .numeric
@@ -93,12 +102,7 @@ impl FeatureFrame {
         let label = if t.has(&spec.label) || need_label {
             let y = t.floats(&spec.label, false)?;
             if let Some(i) = y.iter().position(|&v| v != 0.0 && v != 1.0) {
-                return Err(Error::input(format!(
-                    "{}: column `{}` row {i} is {}, expected 0 or 1",
-                    path.display(),
-                    spec.label,
-                    y[i]
-                )));
+                return Err(Error::input(format!("{} is {}, expected 0 or 1", t.at(&spec.label, i), y[i])));
             }
             Some(y.into_iter().map(|v| v as f32).collect())
         } else {

@@ -157,6 +157,10 @@ pub struct TableConfig {
     /// that repeats each venue's attributes on every row). Default: repeated ids are an error.
     #[serde(default)]
     pub dedup: bool,
+    /// CSV columns read as text whatever they look like (string ids such as `0012345`, which
+    /// type inference would make integers). Set by readers that know the types, not recipes.
+    #[serde(skip)]
+    pub text_columns: Vec<String>,
     /// Role -> column name, for the roles whose column is not named as the default.
     #[serde(default)]
     pub columns: BTreeMap<Role, String>,

@@ -571,9 +571,13 @@ fn read_csv(path: &Path, cfg: &TableConfig, header: bool) -> Result<DataFrame> {
     };
     let tsv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
     let sep = cfg.separator.as_deref().and_then(|s| s.bytes().next()).unwrap_or(if tsv { b'\t' } else { b',' });
+    let text_schema = (!cfg.text_columns.is_empty() && header).then(|| {
+        Arc::new(Schema::from_iter(cfg.text_columns.iter().map(|n| Field::new(n.as_str().into(), DataType::String))))
+    });
     let mut df = CsvReadOptions::default()
         .with_has_header(header)
         .with_infer_schema_length(None)
+        .with_schema_overwrite(text_schema)
         .map_parse_options(|o| o.with_separator(sep))
         .into_reader_with_file_handle(Cursor::new(text))
         .finish()
@@ -598,6 +602,19 @@ fn read_csv(path: &Path, cfg: &TableConfig, header: bool) -> Result<DataFrame> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_columns_keep_ids_that_look_like_numbers_and_whole_floats_read_as_ints() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("rows.csv");
+        std::fs::write(&p, "place_id,user_id\n0012345,5.0\n0099,7.0\n").unwrap();
+        let cfg = TableConfig { text_columns: vec!["place_id".into()], ..TableConfig::default() };
+        let t = Table::read(&p, &cfg).unwrap();
+        assert_eq!(t.ids("place_id").unwrap(), Ids::Str(vec!["0012345".into(), "0099".into()]));
+        assert_eq!(t.ids("user_id").unwrap(), Ids::Int(vec![5, 7]));
+        // Without the hint, inference makes them integers (leading zeros gone).
+        assert_eq!(Table::file(&p).unwrap().ids("place_id").unwrap(), Ids::Int(vec![12345, 99]));
+    }
 
     #[test]
     fn timestamp_strings_in_every_accepted_shape() {
