@@ -168,14 +168,28 @@ fn ratings_tsv(path: &Path, header: bool) -> Result<Vec<Rating>> {
     let mut out = Vec::new();
     for (line, l) in lines(&s, header) {
         let f = fields(path, 4, line, l, '\t')?;
-        let rating: f64 = f[2].trim().parse().map_err(|_| bad(path, line, "rating", f[2]))?;
-        let ts: f64 = f[3].trim().parse().map_err(|_| bad(path, line, "timestamp", f[3]))?;
+        // Ratings 0..=10 and unix seconds 1900..2200: anything else is a corrupt line.
+        let rating: f64 = f[2]
+            .trim()
+            .parse()
+            .ok()
+            .filter(|r: &f64| (0.0..=10.0).contains(r))
+            .ok_or_else(|| bad(path, line, "rating (expected 0 to 10)", f[2]))?;
+        let ts: f64 = f[3]
+            .trim()
+            .parse()
+            .ok()
+            .filter(|t: &f64| (-2_208_988_800.0..7_258_118_400.0).contains(t))
+            .ok_or_else(|| bad(path, line, "timestamp (expected unix seconds, 1900 to 2200)", f[3]))?;
         out.push(Rating {
             user: int(path, line, "user id", f[0])?,
             item: int(path, line, "item id", f[1])?,
             rating,
             ts: ts as i64,
         });
+    }
+    if out.is_empty() {
+        return Err(Error::input(format!("{}: holds no ratings", path.display())));
     }
     Ok(out)
 }
@@ -184,11 +198,16 @@ fn ratings_tsv(path: &Path, header: bool) -> Result<Vec<Rating>> {
 /// header): id, age, gender, occupation, zip code.
 fn read_users(path: &Path, header: bool, sep: char) -> Result<Vec<User>> {
     let s = text(path)?;
+    let mut seen = std::collections::BTreeSet::new();
     lines(&s, header)
         .map(|(line, l)| {
             let f = fields(path, 5, line, l, sep)?;
+            let id = int(path, line, "user id", f[0])?;
+            if !seen.insert(id) {
+                return Err(Error::input(format!("{}: line {line}: user id {id} appears twice", path.display())));
+            }
             Ok(User {
-                id: int(path, line, "user id", f[0])?,
+                id,
                 age: int(path, line, "age", f[1])?,
                 gender: f[2].to_string(),
                 occupation: f[3].to_string(),

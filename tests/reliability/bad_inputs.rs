@@ -112,6 +112,19 @@ fn poison(dir: &Path, stage: &str, tensor: &str) {
     manifest(dir, stage, |m| m["files"]["model.safetensors"] = serde_json::json!({ "sha256": sha, "bytes": len }));
 }
 
+/// A minimal GroupLens MovieLens directory `ml/` whose `u.data` is `data` and `u.user` is `users`.
+fn movielens(dir: &Path, data: &str, users: &str) {
+    let ml = dir.join("ml");
+    std::fs::create_dir_all(&ml).unwrap();
+    std::fs::write(ml.join("u.data"), data).unwrap();
+    std::fs::write(ml.join("u.user"), users).unwrap();
+    std::fs::write(ml.join("u.genre"), "unknown|0\nAction|1\n\n").unwrap();
+    std::fs::write(ml.join("u.item"), "1|Heat (1995)|01-Jan-1995||http://x|0|1\n").unwrap();
+    std::fs::write(ml.join("zipcodes.csv"), "zip_code,latitude,longitude,city\n85711,32.2,-110.9,Tucson\n").unwrap();
+}
+
+const ML_USERS: &str = "1|24|M|technician|85711\n";
+
 const CASES: &[Case] = &[
     // ---- recipes and flags (refused before any stage runs) ----
     Case {
@@ -906,6 +919,36 @@ const CASES: &[Case] = &[
         setup: |d| model_rows_with(d, 30, 20, "user_id", "5.5"),
         args: &["predict", "--model", "run/teacher", "--data", "rows.csv", "--out", "p.parquet"],
         needles: &["rows.csv", "user_id", "line 22", "5.5"],
+    },
+    Case {
+        name: "import a NaN timestamp",
+        setup: |d| movielens(d, "1\t1\t5\tnan\n", ML_USERS),
+        args: &["datasets", "import", "movielens-100k", "--from", "ml", "--out", "m"],
+        needles: &["u.data", "line 1", "timestamp"],
+    },
+    Case {
+        name: "import a timestamp past 2200",
+        setup: |d| movielens(d, "1\t1\t5\t1e30\n", ML_USERS),
+        args: &["datasets", "import", "movielens-100k", "--from", "ml", "--out", "m"],
+        needles: &["u.data", "timestamp", "1e30"],
+    },
+    Case {
+        name: "import a NaN rating",
+        setup: |d| movielens(d, "1\t1\tnan\t880000000\n", ML_USERS),
+        args: &["datasets", "import", "movielens-100k", "--from", "ml", "--out", "m"],
+        needles: &["u.data", "rating"],
+    },
+    Case {
+        name: "import no ratings",
+        setup: |d| movielens(d, "", ML_USERS),
+        args: &["datasets", "import", "movielens-100k", "--from", "ml", "--out", "m"],
+        needles: &["u.data", "no ratings"],
+    },
+    Case {
+        name: "import a duplicate user",
+        setup: |d| movielens(d, "1\t1\t5\t880000000\n", "1|24|M|technician|85711\n1|30|F|other|85711\n"),
+        args: &["datasets", "import", "movielens-100k", "--from", "ml", "--out", "m"],
+        needles: &["u.user", "line 2", "1"],
     },
 ];
 
