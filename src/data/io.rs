@@ -11,7 +11,10 @@ use crate::error::{Error, Result, one_line};
 /// neither; both is ambiguous (an error), and so is a missing directory.
 pub fn find_table(dir: &Path, name: &str) -> Result<Option<PathBuf>> {
     let found: Vec<PathBuf> =
-        ["parquet", "csv"].iter().map(|ext| dir.join(format!("{name}.{ext}"))).filter(|p| p.is_file()).collect();
+        ["parquet", "csv"].iter().map(|ext| dir.join(format!("{name}.{ext}"))).filter(|p| p.exists()).collect();
+    if let Some(d) = found.iter().find(|p| !p.is_file()) {
+        return Err(Error::input(format!("{}: is a directory, expected the {name} table as a file", d.display())));
+    }
     if found.len() > 1 {
         return Err(Error::input(format!(
             "{}: holds both {name}.parquet and {name}.csv; remove one or name the file with [data.{name}] path",

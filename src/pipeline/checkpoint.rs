@@ -29,13 +29,45 @@ pub struct ResumeState {
     /// Last completed epoch (1-based).
     pub epoch: usize,
     /// Learning rate for the next epoch.
+    #[serde(with = "exact")]
     pub lr: f64,
     /// Mean training loss per completed epoch.
+    #[serde(with = "exact_vec")]
     pub train_loss: Vec<f64>,
     /// Validation AUC per completed epoch.
+    #[serde(with = "exact_vec")]
     pub valid_auc: Vec<f64>,
     /// Best epoch so far (its weights are `epoch-<best>.safetensors`).
     pub best_epoch: usize,
+}
+
+/// f64 values as their bit patterns: JSON number parsing may round the last bit, and a
+/// resumed run must carry on with exactly the values it stopped with.
+mod exact {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{:016x}", v.to_bits()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        let text = String::deserialize(d)?;
+        u64::from_str_radix(&text, 16).map(f64::from_bits).map_err(serde::de::Error::custom)
+    }
+}
+
+/// [`exact`] for a list.
+mod exact_vec {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|x| format!("{:016x}", x.to_bits())))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        let texts = Vec::<String>::deserialize(d)?;
+        texts.iter().map(|t| u64::from_str_radix(t, 16).map(f64::from_bits).map_err(serde::de::Error::custom)).collect()
+    }
 }
 
 /// What a resumed loop starts from.
@@ -57,6 +89,28 @@ pub fn epoch_weights(dir: &Path, epoch: usize) -> PathBuf {
 
 fn optimizer_file(dir: &Path, epoch: usize) -> PathBuf {
     dir.join(format!("optimizer-{epoch:03}.bpk"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_resume_state_round_trips_every_bit() {
+        // 0.45867844416045117 came back one ulp off through a JSON number.
+        let v = [0.45867844416045117, 0.1 + 0.2, f64::MIN_POSITIVE, 1.0 / 3.0];
+        let state = ResumeState {
+            fingerprint: "f".into(),
+            epoch: 4,
+            lr: 0.001 * 0.9_f64.powi(3),
+            train_loss: v.to_vec(),
+            valid_auc: v.to_vec(),
+            best_epoch: 2,
+        };
+        let back: ResumeState = serde_json::from_slice(&serde_json::to_vec(&state).unwrap()).unwrap();
+        assert_eq!(back, state);
+        assert!(back.valid_auc.iter().zip(&v).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
 }
 
 fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -631,6 +631,19 @@ fn fit_spec(
     let cat_refs: Vec<(&str, &Ids, usize)> = cats.iter().map(|(n, v, m)| (*n, v, *m)).collect();
     let num_refs: Vec<(&str, &[f32])> = nums.iter().map(|(n, v)| (*n, v.as_slice())).collect();
     let mut spec = FeatureSpec::fit(&cat_refs, &num_refs, LABEL);
+    // min_count can leave a declared column with no value in its vocabulary: all OOV, as
+    // constant as a single value.
+    for f in data.features.iter().filter(|f| f.kind == FeatureKind::Categorical) {
+        if let Some(c) = spec.categorical.iter().find(|c| c.name == f.feature_name() && c.len() == 0) {
+            return Err(Error::input(format!(
+                "data.features {:?} ({}.{}): no value occurs min_count = {} times in the training split, so every value would be out of vocabulary; lower min_count",
+                c.name,
+                f.table.as_str(),
+                f.column,
+                f.min_count
+            )));
+        }
+    }
     for f in data.features.iter().filter(|f| f.kind == FeatureKind::Numeric && f.transform == Transform::None) {
         for n in spec.numeric.iter_mut().filter(|n| n.name == f.feature_name()) {
             n.mean = 0.0;

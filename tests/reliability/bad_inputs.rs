@@ -950,6 +950,25 @@ const CASES: &[Case] = &[
         args: &["datasets", "import", "movielens-100k", "--from", "ml", "--out", "m"],
         needles: &["u.user", "line 2", "1"],
     },
+    Case {
+        name: "users table is a directory",
+        setup: |d| {
+            std::fs::remove_file(d.join("raw/users.csv")).unwrap();
+            std::fs::create_dir_all(d.join("raw/users.csv")).unwrap();
+        },
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["users.csv", "directory"],
+    },
+    Case {
+        name: "declared feature left with an empty vocabulary",
+        setup: |d| {
+            let mut r = std::fs::read_to_string(d.join("f.toml")).unwrap();
+            r = r.replace("[prepare]", "[[data.features]]\ntable = \"users\"\ncolumn = \"segment\"\nname = \"seg\"\nkind = \"categorical\"\nmin_count = 100000\n[prepare]");
+            std::fs::write(d.join("f.toml"), r).unwrap();
+        },
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["seg", "users.segment", "min_count"],
+    },
 ];
 
 #[test]
