@@ -91,28 +91,6 @@ fn optimizer_file(dir: &Path, epoch: usize) -> PathBuf {
     dir.join(format!("optimizer-{epoch:03}.bpk"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_resume_state_round_trips_every_bit() {
-        // 0.45867844416045117 came back one ulp off through a JSON number.
-        let v = [0.45867844416045117, 0.1 + 0.2, f64::MIN_POSITIVE, 1.0 / 3.0];
-        let state = ResumeState {
-            fingerprint: "f".into(),
-            epoch: 4,
-            lr: 0.001 * 0.9_f64.powi(3),
-            train_loss: v.to_vec(),
-            valid_auc: v.to_vec(),
-            best_epoch: 2,
-        };
-        let back: ResumeState = serde_json::from_slice(&serde_json::to_vec(&state).unwrap()).unwrap();
-        assert_eq!(back, state);
-        assert!(back.valid_auc.iter().zip(&v).all(|(a, b)| a.to_bits() == b.to_bits()));
-    }
-}
-
 fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, |mut f| std::io::Write::write_all(&mut f, bytes).at(path))
 }
@@ -186,4 +164,26 @@ pub fn fingerprint(settings: &serde_json::Value, data: &[&[u8]]) -> String {
         text.extend_from_slice(sha256_bytes(d).as_bytes());
     }
     sha256_bytes(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_resume_state_round_trips_every_bit() {
+        // 0.45867844416045117 came back one ulp off through a JSON number.
+        let v = [0.45867844416045117, 0.1 + 0.2, f64::MIN_POSITIVE, 1.0 / 3.0];
+        let state = ResumeState {
+            fingerprint: "f".into(),
+            epoch: 4,
+            lr: 0.001 * 0.9_f64.powi(3),
+            train_loss: v.to_vec(),
+            valid_auc: v.to_vec(),
+            best_epoch: 2,
+        };
+        let back: ResumeState = serde_json::from_slice(&serde_json::to_vec(&state).unwrap()).unwrap();
+        assert_eq!(back, state);
+        assert!(back.valid_auc.iter().zip(&v).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
 }

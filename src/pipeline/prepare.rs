@@ -634,7 +634,7 @@ fn fit_spec(
     // min_count can leave a declared column with no value in its vocabulary: all OOV, as
     // constant as a single value.
     for f in data.features.iter().filter(|f| f.kind == FeatureKind::Categorical) {
-        if let Some(c) = spec.categorical.iter().find(|c| c.name == f.feature_name() && c.len() == 0) {
+        if let Some(c) = spec.categorical.iter().find(|c| c.name == f.feature_name() && c.is_empty()) {
             return Err(Error::input(format!(
                 "data.features {:?} ({}.{}): no value occurs min_count = {} times in the training split, so every value would be out of vocabulary; lower min_count",
                 c.name,
