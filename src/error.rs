@@ -63,6 +63,20 @@ impl<T> IoContext<T> for std::io::Result<T> {
     }
 }
 
+/// Runs `f`, turning a panic inside it (a dependency's parser failing an assertion on
+/// malformed bytes) into the error `describe(message)`. Fuzzing found polars' Parquet reader
+/// panicking on corrupt files: that is bad input, not a crash.
+pub fn catch_panic<T>(f: impl FnOnce() -> Result<T>, describe: impl FnOnce(String) -> Error) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        Err(describe(one_line(&msg)))
+    })
+}
+
 /// Longest dependency message kept in an error line: a CSV parser quoting the rest of a file
 /// must not print megabytes.
 const MAX_DETAIL: usize = 400;

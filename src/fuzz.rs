@@ -42,6 +42,13 @@ impl Drop for Scratch {
     }
 }
 
+/// For the libFuzzer targets: libfuzzer-sys aborts on every panic, even one the library
+/// catches and reports as bad input ([`crate::error::catch_panic`]). This hook only prints;
+/// a panic that escapes a harness still aborts (libfuzzer-sys catches it at the boundary).
+pub fn keep_going_after_caught_panics() {
+    std::panic::set_hook(Box::new(|info| eprintln!("panic (caught or not): {info}")));
+}
+
 /// Panics when `result` is an internal error: bad input must be reported as bad input.
 fn expect_input_class<T>(result: Result<T>) -> Option<T> {
     match result {

@@ -13,7 +13,12 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(e) => return usage_error(&e),
     };
-    match cli::run(args) {
+    // Panics print nothing where they happen (a dependency's worker thread would print a
+    // multi-line report even when the library turns the panic into an input error); one that
+    // reaches here is reported as one internal-error line.
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = reco::error::catch_panic(|| cli::run(args), |msg| reco::Error::Internal(format!("panic: {msg}")));
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e}");

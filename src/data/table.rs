@@ -11,7 +11,7 @@ use polars::prelude::*;
 use crate::artifact::spec::Ids;
 use crate::artifact::{sha256_bytes, sha256_file};
 use crate::data::schema::{Encoding, FileFormat, TableConfig, TimeUnit};
-use crate::error::{Error, IoContext, Result, one_line};
+use crate::error::{Error, IoContext, Result, catch_panic, one_line};
 
 /// A table read into memory, with where each of its rows came from.
 pub struct Table {
@@ -515,14 +515,23 @@ fn read_file(path: &Path, cfg: &TableConfig) -> Result<(DataFrame, Option<usize>
     let (df, first_line) = match format {
         FileFormat::Parquet => {
             let file = std::fs::File::open(path).at(path)?;
-            let df = ParquetReader::new(file).finish().map_err(|e| {
-                Error::input(format!("{}: not a readable Parquet file ({})", path.display(), one_line(&e.to_string())))
-            })?;
+            let bad =
+                |detail: String| Error::input(format!("{}: not a readable Parquet file ({detail})", path.display()));
+            let df = catch_panic(
+                || ParquetReader::new(file).finish().map_err(|e| bad(one_line(&e.to_string()))),
+                |panic| bad(format!("the reader failed: {panic}")),
+            )?;
             (df, None)
         }
         FileFormat::Csv => {
             let header = cfg.header.unwrap_or(cfg.column_names.is_empty());
-            (read_csv(path, cfg, header)?, Some(1 + usize::from(header)))
+            let df = catch_panic(
+                || read_csv(path, cfg, header),
+                |panic| {
+                    Error::input(format!("{}: not a readable CSV file (the reader failed: {panic})", path.display()))
+                },
+            )?;
+            (df, Some(1 + usize::from(header)))
         }
     };
     check_unique_names(&df, path)?;

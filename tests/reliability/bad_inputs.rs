@@ -969,6 +969,16 @@ const CASES: &[Case] = &[
         args: &["prepare", "--recipe", "f.toml", "--out", "o"],
         needles: &["seg", "users.segment", "min_count"],
     },
+    Case {
+        name: "a Parquet file that makes polars panic (found by fuzzing)",
+        setup: |d| {
+            std::fs::remove_file(d.join("raw/interactions.csv")).unwrap();
+            let crash = repo().join("fuzz/regressions/table_parquet/crash-7d44da7b57cadb1e717f355a07ad700847a3fb1c");
+            std::fs::copy(crash, d.join("raw/interactions.parquet")).unwrap();
+        },
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["interactions.parquet", "not a readable Parquet file"],
+    },
 ];
 
 #[test]
