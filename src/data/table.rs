@@ -517,6 +517,17 @@ fn read_file(path: &Path, cfg: &TableConfig) -> Result<(DataFrame, Option<usize>
             let file = std::fs::File::open(path).at(path)?;
             let bad =
                 |detail: String| Error::input(format!("{}: not a readable Parquet file ({detail})", path.display()));
+            // The footer is decoded by arrow-rs first: polars' decoder trusts list lengths in a
+            // corrupt footer and aborts the process allocating tens of gigabytes (found by fuzzing).
+            let footer = std::fs::File::open(path).at(path)?;
+            catch_panic(
+                || {
+                    parquet::file::serialized_reader::SerializedFileReader::new(footer)
+                        .map(drop)
+                        .map_err(|e| bad(one_line(&e.to_string())))
+                },
+                |panic| bad(format!("the reader failed: {panic}")),
+            )?;
             let df = catch_panic(
                 || ParquetReader::new(file).finish().map_err(|e| bad(one_line(&e.to_string()))),
                 |panic| bad(format!("the reader failed: {panic}")),

@@ -979,6 +979,16 @@ const CASES: &[Case] = &[
         args: &["prepare", "--recipe", "f.toml", "--out", "o"],
         needles: &["interactions.parquet", "not a readable Parquet file"],
     },
+    Case {
+        name: "a Parquet footer whose lengths made polars allocate 26 GB (found by fuzzing)",
+        setup: |d| {
+            std::fs::remove_file(d.join("raw/interactions.csv")).unwrap();
+            let crash = repo().join("fuzz/regressions/table_parquet/crash-c6b5a9bf426a9235531596424f9492e9611563e0");
+            std::fs::copy(crash, d.join("raw/interactions.parquet")).unwrap();
+        },
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["interactions.parquet", "not a readable Parquet file"],
+    },
 ];
 
 #[test]
