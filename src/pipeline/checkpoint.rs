@@ -46,27 +46,34 @@ pub struct ResumeState {
 mod exact {
     use serde::{Deserialize, Deserializer, Serializer};
 
+    pub fn to_hex(v: f64) -> String {
+        format!("{:016x}", v.to_bits())
+    }
+
+    pub fn from_hex<E: serde::de::Error>(text: &str) -> Result<f64, E> {
+        u64::from_str_radix(text, 16).map(f64::from_bits).map_err(E::custom)
+    }
+
     pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{:016x}", v.to_bits()))
+        s.serialize_str(&to_hex(*v))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-        let text = String::deserialize(d)?;
-        u64::from_str_radix(&text, 16).map(f64::from_bits).map_err(serde::de::Error::custom)
+        from_hex(&String::deserialize(d)?)
     }
 }
 
 /// [`exact`] for a list.
 mod exact_vec {
+    use super::exact::{from_hex, to_hex};
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(v.iter().map(|x| format!("{:016x}", x.to_bits())))
+        s.collect_seq(v.iter().map(|&x| to_hex(x)))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
-        let texts = Vec::<String>::deserialize(d)?;
-        texts.iter().map(|t| u64::from_str_radix(t, 16).map(f64::from_bits).map_err(serde::de::Error::custom)).collect()
+        Vec::<String>::deserialize(d)?.iter().map(|t| from_hex(t)).collect()
     }
 }
 
