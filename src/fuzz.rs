@@ -1,6 +1,6 @@
 //! Fuzz harnesses: what a hostile or broken input reaches through each loader, as plain
 //! functions on bytes. The cargo-fuzz targets in `fuzz/` call them under libFuzzer
-//! (`scripts/fuzz`), and `tests/fuzz_corpus.rs` runs them on the seed corpus and on mutations
+//! (`scripts/fuzz`), and `tests/reliability/fuzz_corpus.rs` runs them on the seed corpus and on mutations
 //! of it in every `cargo test`, so the harnesses never rot and a crash found once stays fixed.
 //!
 //! Contract checked by every harness: the loader returns `Ok` or an [`Error::Input`]-class
@@ -27,11 +27,11 @@ pub enum TableFormat {
 struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new() -> Result<Self> {
+    fn new() -> std::io::Result<Self> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("reco-fuzz-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| Error::Internal(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir)?;
         Ok(Self(dir))
     }
 }

@@ -129,7 +129,7 @@ pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillS
     let lineage = Lineage {
         parent_content_sha256: teacher_hash.clone(),
         parent_kind: manifest.kind,
-        parent_path: crate::pipeline::stable::relative(job.out, job.teacher),
+        parent_path: crate::pipeline::paths::relative(job.out, job.teacher),
     };
     let distillation = serde_json::json!({
         "temperature": job.cfg.temperature,
@@ -153,7 +153,6 @@ pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillS
             label: "student-scratch",
             checkpoints: &job.checkpoints.join("student-scratch"),
             objective: Objective::Hard,
-            resume: job.resume,
             ..student_input
         };
         let (weights, mut summary) = fit(&input, progress)?;

@@ -1,6 +1,6 @@
 //! Where a run keeps things: `<out>/raw`, `<out>/features`, `<out>/teacher`, ...
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
 use crate::recipe::Recipe;
@@ -50,27 +50,56 @@ impl RunPaths {
     }
 }
 
-/// `path` made absolute without requiring it to exist: its parent canonicalized (when that
-/// exists) joined with its file name.
-fn absolute(path: &Path) -> Result<PathBuf> {
-    if let Ok(p) = path.canonicalize() {
-        return Ok(p);
+/// The path of `to` as seen from directory `from` (`../teacher` for a sibling), both made
+/// absolute first (symlinks resolved where they exist), `/`-separated.
+pub fn relative(from: &Path, to: &Path) -> String {
+    let (from, to) = (resolved(from), resolved(to));
+    let common = from.components().zip(to.components()).take_while(|(a, b)| a == b).count();
+    let ups = from.components().count() - common;
+    let mut parts: Vec<String> = vec!["..".to_string(); ups];
+    parts.extend(to.components().skip(common).map(|c| c.as_os_str().to_string_lossy().into_owned()));
+    if parts.is_empty() { ".".into() } else { parts.join("/") }
+}
+
+/// `p` absolute, with its longest existing ancestor canonicalized and `.`/`..` folded (it
+/// need not exist).
+fn resolved(p: &Path) -> PathBuf {
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut existing = abs.as_path();
+    let mut tail = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                tail.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => break,
+        }
     }
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let parent = parent.canonicalize().unwrap_or_else(|_| parent.to_path_buf());
-    Ok(match path.file_name() {
-        Some(name) => parent.join(name),
-        None => parent,
-    })
+    let mut out = existing.canonicalize().unwrap_or_else(|_| existing.to_path_buf());
+    for name in tail.iter().rev() {
+        out.push(name);
+    }
+    let mut folded = PathBuf::new();
+    for c in out.components() {
+        match c {
+            Component::ParentDir => {
+                folded.pop();
+            }
+            Component::CurDir => {}
+            other => folded.push(other),
+        }
+    }
+    folded
 }
 
 /// The one guard every command that takes `--out` applies: the output must not be one of its
 /// input files, nor an artifact directory it reads, nor inside one (except for
 /// `allowed_inside`, a file name the command manages there, such as `model.onnx`).
 pub fn check_output(out: &Path, inputs: &[&Path], artifacts: &[&Path], allowed_inside: Option<&str>) -> Result<()> {
-    let o = absolute(out)?;
+    let o = resolved(out);
     for input in inputs {
-        if absolute(input)? == o {
+        if resolved(input) == o {
             return Err(Error::input(format!(
                 "--out {}: that is an input of this command; nothing written",
                 out.display()
@@ -139,5 +168,21 @@ impl Drop for OutputLock {
             let _ = std::fs::remove_file(&self.path);
             let _ = std::fs::remove_dir(dir);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_between_siblings_and_across_trees() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("run/teacher")).unwrap();
+        assert_eq!(relative(&root.join("run/teacher-int8"), &root.join("run/teacher")), "../teacher");
+        assert_eq!(relative(&root.join("other/x/y"), &root.join("run/teacher")), "../../../run/teacher");
+        assert_eq!(relative(&root.join("run/./teacher"), &root.join("run/teacher")), ".");
+        assert_eq!(relative(&root.join("run/a/../b"), &root.join("run/teacher")), "../teacher");
     }
 }

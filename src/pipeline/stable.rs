@@ -4,7 +4,7 @@
 //! (they go to `<out>/timings.json`) and rewrites paths below the file's base as relative.
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -64,48 +64,6 @@ fn relative_if_below(s: &str, base: &Path) -> String {
     }
 }
 
-/// The path of `to` as seen from directory `from` (`../teacher` for a sibling), both made
-/// absolute first (symlinks resolved where they exist), `/`-separated.
-pub fn relative(from: &Path, to: &Path) -> String {
-    let (from, to) = (resolved(from), resolved(to));
-    let common = from.components().zip(to.components()).take_while(|(a, b)| a == b).count();
-    let ups = from.components().count() - common;
-    let mut parts: Vec<String> = vec!["..".to_string(); ups];
-    parts.extend(to.components().skip(common).map(|c| c.as_os_str().to_string_lossy().into_owned()));
-    if parts.is_empty() { ".".into() } else { parts.join("/") }
-}
-
-/// `p` absolute, with its longest existing ancestor canonicalized and `.`/`..` folded.
-fn resolved(p: &Path) -> PathBuf {
-    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let mut existing = abs.as_path();
-    let mut tail = Vec::new();
-    while !existing.exists() {
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                tail.push(name.to_os_string());
-                existing = parent;
-            }
-            _ => break,
-        }
-    }
-    let mut out = existing.canonicalize().unwrap_or_else(|_| existing.to_path_buf());
-    for name in tail.iter().rev() {
-        out.push(name);
-    }
-    let mut folded = PathBuf::new();
-    for c in out.components() {
-        match c {
-            Component::ParentDir => {
-                folded.pop();
-            }
-            Component::CurDir => {}
-            other => folded.push(other),
-        }
-    }
-    folded
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,16 +100,5 @@ mod tests {
         assert_eq!(relative_if_below("out/teacher", &cwd.join("out")), "teacher");
         assert_eq!(relative_if_below("relu", &cwd.join("out")), "relu");
         assert_eq!(relative_if_below("../teacher", &cwd), "../teacher");
-    }
-
-    #[test]
-    fn relative_paths_between_siblings_and_across_trees() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        std::fs::create_dir_all(root.join("run/teacher")).unwrap();
-        assert_eq!(relative(&root.join("run/teacher-int8"), &root.join("run/teacher")), "../teacher");
-        assert_eq!(relative(&root.join("other/x/y"), &root.join("run/teacher")), "../../../run/teacher");
-        assert_eq!(relative(&root.join("run/./teacher"), &root.join("run/teacher")), ".");
-        assert_eq!(relative(&root.join("run/a/../b"), &root.join("run/teacher")), "../teacher");
     }
 }

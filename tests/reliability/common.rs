@@ -39,27 +39,15 @@ pub fn ok(o: Out) -> Out {
 
 /// `recipes/tiny.toml` run once into `<tmp>/run`; tests copy it, never change it.
 pub fn tiny_run() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
+    static RUN: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &RUN.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
         let recipe = repo().join("recipes/tiny.toml");
         ok(reco(&["run", recipe.to_str().unwrap(), "--out", "run"], dir.path()));
-        dir
+        let run = dir.path().join("run");
+        (dir, run)
     })
-    .path()
-    .join("run")
-    .into_boxed_path()
-    .pipe_leak()
-}
-
-trait Leak {
-    fn pipe_leak(self) -> &'static Path;
-}
-
-impl Leak for Box<Path> {
-    fn pipe_leak(self) -> &'static Path {
-        Box::leak(self)
-    }
+    .1
 }
 
 /// Every file and directory below `root`, by relative path, with the file's bytes (`None` for
