@@ -6,27 +6,21 @@
 //! come back as [`error::Error`] and the binary decides what to show and which exit code to use.
 //!
 //! Layering (each arrow is "may use"):
-//! `pipeline -> {data, model, artifact, runtime, metrics}`, `runtime -> artifact`,
-//! `data -> geo`, `onnx -> artifact`. `runtime` and `artifact` use neither burn nor polars, so a serving system
-//! can link them alone.
+//! `pipeline -> {data, model, artifact, runtime, metrics}`, `data -> geo`. The artifact
+//! format, the runtime and its kernels are the `reco-runtime` crate (no burn, no polars: a
+//! serving system links it alone); ONNX graphs are `reco-onnx`. Both are re-exported here
+//! under their old paths.
 
-pub mod artifact;
 pub mod data;
-pub mod error;
 pub mod fuzz;
 pub mod geo;
-pub mod kernels;
 pub mod metrics;
 pub mod model;
-pub mod onnx;
+pub mod parquet_out;
 pub mod pipeline;
 pub mod progress;
-pub mod quant;
 pub mod recipe;
-pub mod rng;
-pub mod runtime;
 
-pub use error::{Error, Result};
-
-/// The version written into every manifest.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use reco_onnx as onnx;
+pub use reco_runtime::{Error, Result, VERSION};
+pub use reco_runtime::{artifact, error, kernels, quant, rng, runtime};

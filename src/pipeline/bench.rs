@@ -168,7 +168,7 @@ pub fn bench(
             });
         }
     }
-    Ok(BenchReport { cpu: cpu_name(), threads, kernel: Kernel::detect().name().to_string(), results })
+    Ok(BenchReport { cpu: cpu_name(), threads, kernel: Kernel::detect()?.name().to_string(), results })
 }
 
 /// The human-readable table.

@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use crate::data::features::FeatureFrame;
 use crate::error::Result;
+use crate::parquet_out::write_predictions;
 use crate::runtime::Model;
-use crate::runtime::arrow_io::write_predictions;
 
 /// What was scored.
 #[derive(Debug, Clone, Serialize)]

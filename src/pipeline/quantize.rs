@@ -128,7 +128,7 @@ fn calibrate(model: &FloatModel, frame: &FeatureFrame, cal: Calibrator) -> (Vec<
             obs.iter_mut().for_each(Observer::start_histogram);
         }
         for r in chunks(rows) {
-            let enc = encode(&model.spec, &frame.columns.slice(r.start, r.end));
+            let enc = encode(&model.spec, &frame.columns.view().slice(r));
             for (o, x) in obs.iter_mut().zip(layer_inputs(model, &enc)) {
                 if pass == 0 { o.observe_range(&x) } else { o.observe_histogram(&x) }
             }
@@ -149,8 +149,8 @@ fn int8_layer(d: &Dense, qp: Option<QParams>, opts: &QuantizeOptions) -> QLayer 
 
 /// SQNR of one quantized layer's output (before activation) against the float layer's, for
 /// float input `x`; infinite for a layer kept float.
-fn layer_sqnr(d: &Dense, layer: &QLayer, x: &[f32], m: usize) -> f64 {
-    match int8::layer_output(layer, x, m, Kernel::detect()) {
+fn layer_sqnr(d: &Dense, layer: &QLayer, x: &[f32], m: usize, kernel: Kernel) -> f64 {
+    match int8::layer_output(layer, x, m, kernel) {
         Some(y) => sqnr_db(&dense_forward(x, m, d), &y),
         None => f64::INFINITY,
     }
@@ -207,6 +207,7 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
             existing.kind
         )));
     }
+    let kernel = Kernel::detect()?;
     let layers = parent.weights.dense.len();
     if let Some(&bad) = job.keep_float.iter().find(|&&i| i >= layers) {
         return Err(Error::input(format!(
@@ -253,9 +254,15 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
 
     // Per-layer SQNR on the first calibration chunk.
     let m = cal.columns.rows.min(CHUNK);
-    let inputs = layer_inputs(&parent, &encode(&parent.spec, &cal.columns.slice(0, m)));
-    let sqnr: Vec<f64> =
-        parent.weights.dense.iter().zip(&int8_layers).zip(&inputs).map(|((d, l), x)| layer_sqnr(d, l, x, m)).collect();
+    let inputs = layer_inputs(&parent, &encode(&parent.spec, &cal.columns.view().slice(0..m)));
+    let sqnr: Vec<f64> = parent
+        .weights
+        .dense
+        .iter()
+        .zip(&int8_layers)
+        .zip(&inputs)
+        .map(|((d, l), x)| layer_sqnr(d, l, x, m, kernel))
+        .collect();
     progress.advance(1);
 
     let parent_q = quality(&Model::Float(parent.clone()), &test, ranking.as_ref())?;
@@ -281,7 +288,7 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
     let mut order = order.into_iter();
     let (weights, q, passed) = loop {
         let w = build(&float_layers);
-        let model = Int8Model::new(parent.spec.clone(), parent.arch.clone(), w.clone());
+        let model = Int8Model::with_kernel(parent.spec.clone(), parent.arch.clone(), w.clone(), kernel);
         let q = quality(&Model::Int8(model), &test, ranking.as_ref())?;
         let ok = within(delta(q.auc, parent_q.auc), opts.max_auc_drop)
             && within(delta(q.ndcg10, parent_q.ndcg10), opts.max_ndcg_drop);
@@ -312,7 +319,7 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
         float_layers: float_layers.clone(),
         calibration_rows: cal.columns.rows,
         calibrator_state_bytes: state_bytes,
-        kernel: Kernel::detect().name().to_string(),
+        kernel: Kernel::detect()?.name().to_string(),
     };
     let mut input_data = pman.input_data.clone();
     input_data.insert("calibration".into(), sha256_file(job.calibration)?);

@@ -215,7 +215,7 @@ pub fn fit(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeight
     let mut model = RecoNet::new(spec, arch, &ad).with_stable_ids();
     let mut optim = AdamWConfig::new().with_weight_decay(cfg.weight_decay as f32).init();
 
-    let enc = encode(spec, &input.train.columns);
+    let enc = encode(spec, &input.train.columns.view());
     let k = spec.numeric.len();
     let mut order: Vec<usize> = (0..enc.rows).collect();
     let mut rng = Rng::derive(input.seed, "train-shuffle");

@@ -26,11 +26,11 @@ use onnx_protobuf as pb;
 use pb::Message;
 use pb::tensor_proto::DataType;
 
-use crate::artifact::manifest::Architecture;
-use crate::artifact::qweights::{QLayer, QuantWeights};
-use crate::artifact::spec::{CategoricalSpec, FeatureSpec, IdType, Vocabulary};
-use crate::artifact::weights::{Dense, FloatWeights};
-use crate::error::{Error, Result};
+use reco_runtime::artifact::manifest::Architecture;
+use reco_runtime::artifact::qweights::{QLayer, QuantWeights};
+use reco_runtime::artifact::spec::{CategoricalSpec, FeatureSpec, IdType, Vocabulary};
+use reco_runtime::artifact::weights::{Dense, FloatWeights};
+use reco_runtime::error::{Error, Result};
 
 /// ONNX IR version written (IR 8: ONNX 1.10+, onnxruntime 1.10+).
 pub const IR_VERSION: i64 = 8;
@@ -272,7 +272,7 @@ impl Graph {
         let mut m = pb::ModelProto::new();
         m.ir_version = IR_VERSION;
         m.producer_name = "reco-cli".to_string();
-        m.producer_version = crate::VERSION.to_string();
+        m.producer_version = reco_runtime::VERSION.to_string();
         m.doc_string = doc.to_string();
         let mut opset = pb::OperatorSetIdProto::new();
         opset.version = OPSET;
@@ -472,8 +472,8 @@ fn serialize(m: pb::ModelProto) -> Result<Exported> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifact::spec::NumericSpec;
-    use crate::artifact::weights::Table;
+    use reco_runtime::artifact::spec::NumericSpec;
+    use reco_runtime::artifact::weights::Table;
 
     fn spec(vocab: Vec<i64>) -> FeatureSpec {
         FeatureSpec {

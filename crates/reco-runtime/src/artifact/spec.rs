@@ -42,6 +42,46 @@ pub enum Ids {
     Str(Vec<String>),
 }
 
+/// The raw values of one categorical column, borrowed (see [`Ids::view`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum IdsRef<'a> {
+    /// Integer ids.
+    Int(&'a [i64]),
+    /// String ids.
+    Str(&'a [String]),
+}
+
+impl<'a> IdsRef<'a> {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Int(v) => v.len(),
+            Self::Str(v) => v.len(),
+        }
+    }
+
+    /// True when there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `int64` or `string`.
+    pub fn id_type(&self) -> IdType {
+        match self {
+            Self::Int(_) => IdType::Int64,
+            Self::Str(_) => IdType::String,
+        }
+    }
+
+    /// Values `range`, still borrowed.
+    pub fn slice(&self, range: Range<usize>) -> IdsRef<'a> {
+        match *self {
+            Self::Int(v) => IdsRef::Int(&v[range]),
+            Self::Str(v) => IdsRef::Str(&v[range]),
+        }
+    }
+}
+
 /// One raw id, borrowed: hashable and ordered, for joins and vocabularies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Key<'a> {
@@ -87,6 +127,14 @@ impl Ids {
         match self {
             Self::Int(v) => Key::Int(v[i]),
             Self::Str(v) => Key::Str(&v[i]),
+        }
+    }
+
+    /// The values, borrowed.
+    pub fn view(&self) -> IdsRef<'_> {
+        match self {
+            Self::Int(v) => IdsRef::Int(v),
+            Self::Str(v) => IdsRef::Str(v),
         }
     }
 
@@ -242,10 +290,15 @@ impl CategoricalSpec {
 
     /// Embedding rows of raw values (0 for unknown ones and for values of the other type).
     pub fn rows_of(&self, ids: &Ids) -> Vec<u32> {
+        self.rows_of_ref(ids.view())
+    }
+
+    /// [`CategoricalSpec::rows_of`] on borrowed values.
+    pub fn rows_of_ref(&self, ids: IdsRef<'_>) -> Vec<u32> {
         let lookup = self.lookup();
         match ids {
-            Ids::Int(v) => v.iter().map(|&x| lookup.row(x)).collect(),
-            Ids::Str(v) => v.iter().map(|x| lookup.row_str(x)).collect(),
+            IdsRef::Int(v) => v.iter().map(|&x| lookup.row(x)).collect(),
+            IdsRef::Str(v) => v.iter().map(|x| lookup.row_str(x)).collect(),
         }
     }
 

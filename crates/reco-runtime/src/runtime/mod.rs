@@ -1,17 +1,22 @@
 //! The inference runtime serving systems link: load and verify an artifact, turn raw feature
 //! rows into model inputs exactly as the manifest's feature spec says, and score them.
 //!
-//! No burn and no polars: dense layers run on `matrixmultiply`'s packed SGEMM (single
-//! thread), preprocessing is plain loops over columns. Arrow `RecordBatch` input is in
-//! [`arrow_io`].
+//! No burn and no polars: dense layers run on `matrixmultiply`'s packed SGEMM, preprocessing
+//! is plain loops over columns. Scoring borrows its input ([`ColumnsRef`]: no copies per
+//! chunk) and runs on the calling thread, or on exactly as many threads as
+//! [`Model::logits_threads`] is given. Arrow `RecordBatch` input is in [`arrow_io`] (feature
+//! `arrow`); request coalescing in [`coalesce`].
 
+#[cfg(feature = "arrow")]
 pub mod arrow_io;
+pub mod coalesce;
 pub mod int8;
 
 use std::path::Path;
 
 use crate::artifact::manifest::{Architecture, Manifest};
-use crate::artifact::spec::{FeatureSpec, Ids};
+use crate::artifact::qweights::RowwiseTable;
+use crate::artifact::spec::{FeatureSpec, Ids, IdsRef};
 use crate::artifact::weights::{FloatWeights, Table};
 use crate::artifact::{self, WEIGHTS};
 use crate::error::{Error, Result};
@@ -47,7 +52,44 @@ impl Columns {
         }
     }
 
+    /// The columns, borrowed.
+    pub fn view(&self) -> ColumnsRef<'_> {
+        ColumnsRef {
+            rows: self.rows,
+            categorical: self.categorical.iter().map(Ids::view).collect(),
+            numeric: self.numeric.iter().map(Vec::as_slice).collect(),
+        }
+    }
+
     /// Checks the column counts and lengths against a spec.
+    pub fn check(&self, spec: &FeatureSpec) -> Result<()> {
+        self.view().check(spec)
+    }
+}
+
+/// Raw input columns borrowed from the caller (a server's parsed request, a data frame):
+/// what every scoring function takes, so slicing rows never copies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnsRef<'a> {
+    /// Number of rows.
+    pub rows: usize,
+    /// One column per categorical column of the spec.
+    pub categorical: Vec<IdsRef<'a>>,
+    /// One slice per numeric column of the spec.
+    pub numeric: Vec<&'a [f32]>,
+}
+
+impl<'a> ColumnsRef<'a> {
+    /// Rows `range`, still borrowed.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> ColumnsRef<'a> {
+        ColumnsRef {
+            rows: range.len(),
+            categorical: self.categorical.iter().map(|c| c.slice(range.clone())).collect(),
+            numeric: self.numeric.iter().map(|c| &c[range.clone()]).collect(),
+        }
+    }
+
+    /// Checks the column counts, lengths and id types against a spec.
     pub fn check(&self, spec: &FeatureSpec) -> Result<()> {
         if self.categorical.len() != spec.categorical.len() || self.numeric.len() != spec.numeric.len() {
             return Err(Error::input(format!(
@@ -58,7 +100,8 @@ impl Columns {
                 spec.numeric.len()
             )));
         }
-        if self.categorical.iter().map(Ids::len).chain(self.numeric.iter().map(Vec::len)).any(|l| l != self.rows) {
+        if self.categorical.iter().map(IdsRef::len).chain(self.numeric.iter().map(|c| c.len())).any(|l| l != self.rows)
+        {
             return Err(Error::input("input columns have different lengths"));
         }
         for (c, ids) in spec.categorical.iter().zip(&self.categorical) {
@@ -87,8 +130,8 @@ pub struct Encoded {
 }
 
 /// Applies the feature spec: vocabulary lookup (0 = OOV) and (x - mean) / std.
-pub fn encode(spec: &FeatureSpec, cols: &Columns) -> Encoded {
-    let ids = spec.categorical.iter().zip(&cols.categorical).map(|(c, values)| c.rows_of(values)).collect();
+pub fn encode(spec: &FeatureSpec, cols: &ColumnsRef<'_>) -> Encoded {
+    let ids = spec.categorical.iter().zip(&cols.categorical).map(|(c, values)| c.rows_of_ref(*values)).collect();
     let k = spec.numeric.len();
     let mut numeric = vec![0f32; cols.rows * k];
     for (j, (n, values)) in spec.numeric.iter().zip(&cols.numeric).enumerate() {
@@ -138,7 +181,7 @@ impl Model {
         let (spec, arch) = (manifest.feature_spec.clone(), manifest.architecture.clone());
         let model = if manifest.quantization.is_some() {
             let w = crate::artifact::qweights::QuantWeights::load(&path, &spec, &arch)?;
-            Self::Int8(int8::Int8Model::new(spec, arch, w))
+            Self::Int8(int8::Int8Model::new(spec, arch, w)?)
         } else {
             let weights = FloatWeights::load(&path, &spec, &arch)?;
             Self::Float(FloatModel { spec, arch, weights })
@@ -162,14 +205,76 @@ impl Model {
         }
     }
 
-    /// Logits for every row.
+    /// Logits for every row, on the calling thread.
     pub fn logits(&self, cols: &Columns) -> Result<Vec<f32>> {
+        self.score(&cols.view())
+    }
+
+    /// Logits for borrowed columns, on the calling thread.
+    pub fn score(&self, cols: &ColumnsRef<'_>) -> Result<Vec<f32>> {
         match self {
-            Self::Float(m) => m.logits(cols),
+            Self::Float(m) => m.score(cols),
             Self::Int8(m) => m.logits(cols),
         }
     }
+
+    /// Logits computed on `threads` threads (contiguous row ranges, results in row order);
+    /// `threads` ≤ 1 is [`Model::score`] on the calling thread.
+    pub fn logits_threads(&self, cols: &ColumnsRef<'_>, threads: usize) -> Result<Vec<f32>> {
+        cols.check(self.spec())?;
+        let parts = threads.min(cols.rows.div_ceil(MIN_ROWS_PER_THREAD)).max(1);
+        if parts == 1 {
+            return self.score(cols);
+        }
+        let per = cols.rows.div_ceil(parts);
+        let ranges: Vec<_> = (0..cols.rows).step_by(per).map(|s| s..(s + per).min(cols.rows)).collect();
+        let results: Vec<Result<Vec<f32>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = ranges.iter().map(|r| scope.spawn(|| self.score(&cols.slice(r.clone())))).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(Error::Internal("a scoring thread panicked".into()))))
+                .collect()
+        });
+        let mut out = Vec::with_capacity(cols.rows);
+        for r in results {
+            out.extend(r?);
+        }
+        Ok(out)
+    }
+
+    /// Opens an artifact from memory: the manifest's JSON and the weights file's bytes, the
+    /// weights checked against the manifest's size and sha256 (for servers that fetch
+    /// artifacts from a store instead of a directory). `name` labels error messages.
+    pub fn from_bytes(name: &str, manifest_json: &[u8], weights: &[u8]) -> Result<(Manifest, Self)> {
+        let manifest = artifact::manifest_from_bytes(name, manifest_json)?;
+        artifact::verify_bytes(name, &manifest, WEIGHTS, weights)?;
+        let label = Path::new(name).join(WEIGHTS);
+        let (spec, arch) = (manifest.feature_spec.clone(), manifest.architecture.clone());
+        let model = if manifest.quantization.is_some() {
+            let w = crate::artifact::qweights::QuantWeights::from_bytes(weights, &label, &spec, &arch)?;
+            Self::Int8(int8::Int8Model::new(spec, arch, w)?)
+        } else {
+            let weights = FloatWeights::from_bytes(weights, &label, &spec, &arch)?;
+            Self::Float(FloatModel { spec, arch, weights })
+        };
+        Ok((manifest, model))
+    }
+
+    /// Bytes of tensors the loaded model holds.
+    pub fn resident_bytes(&self) -> usize {
+        match self {
+            Self::Float(m) => {
+                let w = &m.weights;
+                4 * (w.embeddings.iter().map(|t| t.data.len()).sum::<usize>()
+                    + w.dense.iter().map(|d| d.weight.len() + d.bias.len()).sum::<usize>())
+            }
+            Self::Int8(m) => m.resident_bytes(),
+        }
+    }
 }
+
+/// Fewest rows worth a thread of their own in [`Model::logits_threads`].
+const MIN_ROWS_PER_THREAD: usize = 256;
 
 /// Rows scored per chunk (bounds scratch memory).
 pub const CHUNK: usize = 4096;
@@ -197,6 +302,11 @@ impl FloatModel {
 
     /// Logits for every row.
     pub fn logits(&self, cols: &Columns) -> Result<Vec<f32>> {
+        self.score(&cols.view())
+    }
+
+    /// Logits for borrowed columns.
+    pub fn score(&self, cols: &ColumnsRef<'_>) -> Result<Vec<f32>> {
         score_in_chunks(&self.spec, cols, |enc| self.logits_encoded(enc))
     }
 
@@ -226,31 +336,61 @@ pub fn chunks(rows: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
     (0..rows).step_by(CHUNK).map(move |start| start..(start + CHUNK).min(rows))
 }
 
-/// Encodes and scores `cols` in [`chunks`] (one chunk without copying).
-pub fn score_in_chunks(spec: &FeatureSpec, cols: &Columns, score: impl Fn(&Encoded) -> Vec<f32>) -> Result<Vec<f32>> {
+/// Encodes and scores `cols` in [`chunks`] (borrowed slices: nothing is copied per chunk).
+pub fn score_in_chunks(
+    spec: &FeatureSpec,
+    cols: &ColumnsRef<'_>,
+    score: impl Fn(&Encoded) -> Vec<f32>,
+) -> Result<Vec<f32>> {
     cols.check(spec)?;
-    if cols.rows <= CHUNK {
-        return Ok(score(&encode(spec, cols)));
-    }
     let mut out = Vec::with_capacity(cols.rows);
     for r in chunks(cols.rows) {
-        out.extend(score(&encode(spec, &cols.slice(r.start, r.end))));
+        out.extend(score(&encode(spec, &cols.slice(r))));
     }
     Ok(out)
 }
 
+/// An embedding table whose rows can be written out as floats.
+pub trait EmbeddingRows {
+    /// Width of a row.
+    fn dim(&self) -> usize;
+    /// Writes row `i` into `out` (`dim` values).
+    fn row_into(&self, i: usize, out: &mut [f32]);
+}
+
+impl EmbeddingRows for Table {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn row_into(&self, i: usize, out: &mut [f32]) {
+        out.copy_from_slice(&self.data[i * self.dim..(i + 1) * self.dim]);
+    }
+}
+
+impl EmbeddingRows for RowwiseTable {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    /// Dequantized on the fly: `code · scale + offset`, as [`RowwiseTable::dequantize`].
+    fn row_into(&self, i: usize, out: &mut [f32]) {
+        let (s, o) = (self.scale_offset[2 * i], self.scale_offset[2 * i + 1]);
+        for (v, &q) in out.iter_mut().zip(&self.codes[i * self.dim..(i + 1) * self.dim]) {
+            *v = f32::from(q) * s + o;
+        }
+    }
+}
+
 /// The float MLP input `[rows, Σ dims + numeric]`: each row's embedding rows, then its
 /// normalized numeric features.
-pub fn input_matrix(tables: &[Table], enc: &Encoded, numeric: usize) -> Vec<f32> {
-    let d = tables.iter().map(|t| t.dim).sum::<usize>() + numeric;
+pub fn input_matrix<T: EmbeddingRows>(tables: &[T], enc: &Encoded, numeric: usize) -> Vec<f32> {
+    let d = tables.iter().map(EmbeddingRows::dim).sum::<usize>() + numeric;
     let mut x = vec![0f32; enc.rows * d];
     for r in 0..enc.rows {
         let row = &mut x[r * d..(r + 1) * d];
         let mut off = 0;
         for (t, ids) in tables.iter().zip(&enc.ids) {
-            let i = ids[r] as usize;
-            row[off..off + t.dim].copy_from_slice(&t.data[i * t.dim..(i + 1) * t.dim]);
-            off += t.dim;
+            t.row_into(ids[r] as usize, &mut row[off..off + t.dim()]);
+            off += t.dim();
         }
         row[off..].copy_from_slice(&enc.numeric[r * numeric..(r + 1) * numeric]);
     }
@@ -258,23 +398,25 @@ pub fn input_matrix(tables: &[Table], enc: &Encoded, numeric: usize) -> Vec<f32>
 }
 
 /// y = x · Wᵀ + b for x [m, in] row-major and W [out, in] row-major.
+///
+/// Every batch size takes the same SGEMM, whose sum for one output does not depend on the
+/// other rows: a row scores bit for bit the same alone, in a coalesced batch or in a file
+/// (a dot-product path for small batches was faster but summed in another order).
+///
+/// # Panics
+/// When `x` holds fewer than `m · in` values or the layer's tensors do not match its shape.
 pub fn dense_forward(x: &[f32], m: usize, layer: &crate::artifact::weights::Dense) -> Vec<f32> {
     let (k, n) = (layer.input, layer.output);
+    assert!(x.len() >= m * k, "dense_forward: input holds {} values, expected {m} x {k}", x.len());
+    assert!(
+        layer.weight.len() == n * k && layer.bias.len() == n,
+        "dense_forward: layer tensors do not match its shape {n} x {k}"
+    );
     let mut y = Vec::with_capacity(m * n);
     for _ in 0..m {
         y.extend_from_slice(&layer.bias);
     }
     if m == 0 {
-        return y;
-    }
-    if m < 8 {
-        // Small batches: a direct dot product per output beats packing the whole weight matrix.
-        for r in 0..m {
-            let xr = &x[r * k..(r + 1) * k];
-            for (o, yv) in y[r * n..(r + 1) * n].iter_mut().enumerate() {
-                *yv += dot(xr, &layer.weight[o * k..(o + 1) * k]);
-            }
-        }
         return y;
     }
     // SAFETY: the pointers cover m*k, n*k and m*n elements with the given strides, which
@@ -300,20 +442,6 @@ pub fn dense_forward(x: &[f32], m: usize, layer: &crate::artifact::weights::Dens
     y
 }
 
-/// f32 dot product with 8 independent accumulators (vectorizes without reassociation flags).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +451,19 @@ mod tests {
     fn dense_forward_matches_a_scalar_loop() {
         for (m, k, n) in [(5, 7, 3), (1, 35, 9), (12, 20, 17), (64, 3, 2)] {
             check_dense(m, k, n);
+        }
+    }
+
+    #[test]
+    fn a_row_scores_the_same_alone_and_at_any_position_of_any_batch() {
+        let (k, n) = (67, 37);
+        let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.53).sin()).collect();
+        let layer = Dense { weight: w, bias: vec![0.125; n], input: k, output: n };
+        let x: Vec<f32> = (0..300 * k).map(|i| (i as f32 * 0.29).cos() * 3.0).collect();
+        let all = dense_forward(&x, 300, &layer);
+        for (start, m) in [(0, 1), (17, 1), (5, 7), (100, 64), (250, 50)] {
+            let part = dense_forward(&x[start * k..(start + m) * k], m, &layer);
+            assert_eq!(part, all[start * n..(start + m) * n], "rows {start}..{}", start + m);
         }
     }
 

@@ -152,8 +152,12 @@ impl QuantWeights {
 
     /// Reads and shape-checks an INT8 model's tensors.
     pub fn load(path: &Path, spec: &FeatureSpec, arch: &Architecture) -> Result<Self> {
-        let bytes = std::fs::read(path).at(path)?;
-        let st = SafeTensors::deserialize(&bytes)
+        Self::from_bytes(&std::fs::read(path).at(path)?, path, spec, arch)
+    }
+
+    /// Same, from the file's bytes (`path` names them in errors).
+    pub fn from_bytes(bytes: &[u8], path: &Path, spec: &FeatureSpec, arch: &Architecture) -> Result<Self> {
+        let st = SafeTensors::deserialize(bytes)
             .map_err(|e| Error::input(format!("{}: not a valid safetensors file ({e})", path.display())))?;
         let names: std::collections::HashSet<String> = st.names().into_iter().map(str::to_string).collect();
         let raw = |name: &str, dtype: Dtype, shape: &[usize]| -> Result<Vec<u8>> {

@@ -1,14 +1,8 @@
-//! Arrow-rs and Parquet at the serving edge: score an Arrow `RecordBatch` and write
-//! predictions as Parquet with provenance in the file's key-value metadata.
+//! Arrow-rs at the serving edge (feature `arrow`): the spec's input columns from an Arrow
+//! `RecordBatch`, so a server holding Arrow data scores it without a row format in between.
 
-use std::path::Path;
-use std::sync::Arc;
-
-use arrow::array::{Array, ArrayRef, AsArray, Float32Array, RecordBatch, UInt64Array};
-use arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Int64Type, Schema};
-use parquet::arrow::ArrowWriter;
-use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float32Type, Float64Type, Int64Type};
 
 use super::Columns;
 use crate::artifact::spec::{FeatureSpec, IdType, Ids};
@@ -85,37 +79,10 @@ fn ids_from_array(name: &str, dtype: IdType, a: &ArrayRef) -> Result<Ids> {
     }
 }
 
-/// Writes `row`, `logit`, `probability` to a Parquet file (temp file + rename), with the
-/// given key-value metadata (model content hash, reco-cli version, ...).
-pub fn write_predictions(path: &Path, logits: &[f32], metadata: &[(String, String)]) -> Result<()> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("row", DataType::UInt64, false),
-        Field::new("logit", DataType::Float32, false),
-        Field::new("probability", DataType::Float32, false),
-    ]));
-    let rows = UInt64Array::from_iter_values(0..logits.len() as u64);
-    let logit = Float32Array::from(logits.to_vec());
-    let prob = Float32Array::from_iter_values(logits.iter().map(|&z| super::sigmoid(z)));
-    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(rows), Arc::new(logit), Arc::new(prob)])
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    let kv = metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
-    let props = WriterProperties::builder().set_key_value_metadata(Some(kv)).build();
-    crate::artifact::write_atomic(path, |file| {
-        let fail = |e: parquet::errors::ParquetError| match e {
-            parquet::errors::ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
-                Ok(io) => Error::io(path, *io),
-                Err(other) => Error::Internal(other.to_string()),
-            },
-            other => Error::Internal(format!("writing {}: {other}", path.display())),
-        };
-        let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(fail)?;
-        w.write(&batch).map_err(fail)?;
-        w.close().map(drop).map_err(fail)
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::artifact::spec::{CategoricalSpec, NumericSpec, Vocabulary};
     use arrow::array::{DictionaryArray, Float64Array, Int32Array, LargeStringArray, StringArray};

@@ -7,14 +7,15 @@ use std::ops::Range;
 use std::path::Path;
 
 use crate::artifact::manifest::{Architecture, Manifest};
-use crate::artifact::qweights::{QLayer, QuantWeights};
-use crate::artifact::spec::{FeatureSpec, Ids};
-use crate::artifact::weights::{Dense, Table};
+use crate::artifact::qweights::{QLayer, QuantWeights, RowwiseTable};
+use crate::artifact::spec::FeatureSpec;
+use crate::artifact::spec::IdsRef;
+use crate::artifact::weights::Dense;
 use crate::artifact::{self, WEIGHTS};
 use crate::error::Result;
 use crate::kernels::{self, Epilogue, Kernel, PackedWeights};
 use crate::quant::QParams;
-use crate::runtime::{Columns, Encoded, chunks, dense_forward, input_matrix, score_in_chunks};
+use crate::runtime::{ColumnsRef, Encoded, chunks, dense_forward, input_matrix, score_in_chunks};
 
 /// One executable layer.
 #[derive(Debug, Clone)]
@@ -41,6 +42,18 @@ struct Plan {
     to_f32: Epilogue,
 }
 
+/// How layer 0's input is built. Each form keeps one copy of the embeddings, no larger than
+/// the stored codes.
+#[derive(Debug, Clone)]
+enum Input {
+    /// A static integer layer 0: every embedding row already quantized to its input qparams
+    /// (one byte per value), so rows are copied, not computed; with layer 0's padded width
+    /// and input qparams.
+    Codes(Vec<Vec<u8>>, usize, QParams),
+    /// A float or dynamic layer 0: the stored row-wise codes, dequantized as rows are gathered.
+    Rowwise(Vec<RowwiseTable>),
+}
+
 /// An INT8 model ready to score.
 #[derive(Debug, Clone)]
 pub struct Int8Model {
@@ -48,11 +61,7 @@ pub struct Int8Model {
     pub spec: FeatureSpec,
     /// Layer sizes.
     pub arch: Architecture,
-    /// Stored tensors.
-    pub weights: QuantWeights,
-    tables: Vec<Table>,
-    /// Embedding rows already quantized to layer 0's input qparams (static layer 0 only).
-    input_codes: Option<Vec<Vec<u8>>>,
+    input: Input,
     layers: Vec<Exec>,
     plans: Vec<Option<Plan>>,
     kernel: Kernel,
@@ -118,26 +127,25 @@ fn give_u8(v: Vec<u8>, m: usize, width: usize, kp: usize) {
 }
 
 impl Int8Model {
-    /// Builds the executable model from stored tensors, with the CPU's best kernel.
-    pub fn new(spec: FeatureSpec, arch: Architecture, weights: QuantWeights) -> Self {
-        Self::with_kernel(spec, arch, weights, Kernel::detect())
+    /// Builds the executable model from stored tensors (consumed: the model keeps no second
+    /// copy), with the kernel [`Kernel::detect`] picks.
+    pub fn new(spec: FeatureSpec, arch: Architecture, weights: QuantWeights) -> Result<Self> {
+        Ok(Self::with_kernel(spec, arch, weights, Kernel::detect()?))
     }
 
     /// Same, with an explicit kernel (tests, benchmarks).
     pub fn with_kernel(spec: FeatureSpec, arch: Architecture, weights: QuantWeights, kernel: Kernel) -> Self {
-        let tables: Vec<Table> =
-            weights.embeddings.iter().map(|t| Table { data: t.dequantize(), rows: t.rows, dim: t.dim }).collect();
-        let layers = weights
-            .layers
-            .iter()
+        let QuantWeights { embeddings, layers } = weights;
+        let layers = layers
+            .into_iter()
             .map(|l| match l {
                 QLayer::Int8 { weight, weight_scale, static_input, bias, input, output } => Exec::Int8 {
-                    packed: PackedWeights::new(weight, *output, *input),
-                    weight_scale: weight_scale.clone(),
-                    input: static_input.clone(),
-                    bias: bias.clone(),
+                    packed: PackedWeights::for_kernel(&weight, output, input, kernel),
+                    weight_scale,
+                    input: static_input,
+                    bias,
                 },
-                QLayer::Float(d) => Exec::Float(d.clone()),
+                QLayer::Float(d) => Exec::Float(d),
             })
             .collect::<Vec<_>>();
         let plans = (0..layers.len())
@@ -148,20 +156,45 @@ impl Int8Model {
                 _ => None,
             })
             .collect();
-        let input_codes = match layers.first() {
-            Some(Exec::Int8 { input: Some((_, qp)), .. }) => {
-                Some(tables.iter().map(|t: &Table| t.data.iter().map(|&v| qp.quantize(v)).collect()).collect())
-            }
-            _ => None,
+        let input = match layers.first() {
+            Some(Exec::Int8 { input: Some((_, qp)), packed, .. }) => Input::Codes(
+                embeddings.iter().map(|t| t.dequantize().iter().map(|&v| qp.quantize(v)).collect()).collect(),
+                packed.kp(),
+                *qp,
+            ),
+            _ => Input::Rowwise(embeddings),
         };
-        Self { spec, arch, weights, tables, input_codes, layers, plans, kernel }
+        Self { spec, arch, input, layers, plans, kernel }
+    }
+
+    /// Bytes of tensors this model holds in memory (embeddings, packed weights, epilogues).
+    pub fn resident_bytes(&self) -> usize {
+        let embeddings: usize = match &self.input {
+            Input::Codes(c, _, _) => c.iter().map(Vec::len).sum(),
+            Input::Rowwise(t) => t.iter().map(|t| t.codes.len() + 4 * t.scale_offset.len()).sum(),
+        };
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| match l {
+                Exec::Int8 { packed, weight_scale, bias, .. } => packed.bytes() + 4 * (weight_scale.len() + bias.len()),
+                Exec::Float(d) => 4 * (d.weight.len() + d.bias.len()),
+            })
+            .sum();
+        let plans: usize = self
+            .plans
+            .iter()
+            .flatten()
+            .map(|p| 8 * (p.to_f32.offset.len() + p.to_u8.as_ref().map_or(0, |(e, _, _)| e.offset.len())))
+            .sum();
+        embeddings + layers + plans
     }
 
     /// Opens an INT8 artifact directory (hashes verified first).
     pub fn open(dir: &Path) -> Result<(Manifest, Self)> {
         let manifest = artifact::open(dir)?;
         let weights = QuantWeights::load(&dir.join(WEIGHTS), &manifest.feature_spec, &manifest.architecture)?;
-        let model = Self::new(manifest.feature_spec.clone(), manifest.architecture.clone(), weights);
+        let model = Self::new(manifest.feature_spec.clone(), manifest.architecture.clone(), weights)?;
         Ok((manifest, model))
     }
 
@@ -178,20 +211,27 @@ impl Int8Model {
     /// Logits for every row. With a static integer first layer, its u8 input is built straight
     /// from the raw columns (lookup, normalization and quantization in one pass per column, no
     /// float encoding); otherwise through the float encoding.
-    pub fn logits(&self, cols: &Columns) -> Result<Vec<f32>> {
-        let (Some(codes), Some(Exec::Int8 { packed, input: Some((_, qp)), .. })) =
-            (&self.input_codes, self.layers.first())
-        else {
+    pub fn logits(&self, cols: &ColumnsRef<'_>) -> Result<Vec<f32>> {
+        let Some((codes, kp, qp)) = self.static_input() else {
             return score_in_chunks(&self.spec, cols, |enc| self.logits_encoded(enc));
         };
         cols.check(&self.spec)?;
         let mut out = Vec::with_capacity(cols.rows);
         for rows in chunks(cols.rows) {
             let m = rows.len();
-            let x = self.quantized_input(cols, rows, codes, packed.kp, qp);
-            out.extend(self.forward(Act::Quant(x, *qp), m));
+            let x = self.quantized_input(cols, rows, codes, kp, &qp);
+            out.extend(self.forward(Act::Quant(x, qp), m));
         }
         Ok(out)
+    }
+
+    /// The pre-quantized embedding codes, padded width and input qparams of a static integer
+    /// layer 0.
+    fn static_input(&self) -> Option<(&[Vec<u8>], usize, QParams)> {
+        match &self.input {
+            Input::Codes(codes, kp, qp) => Some((codes, *kp, *qp)),
+            Input::Rowwise(_) => None,
+        }
     }
 
     /// Layer 0's u8 input for `rows` of `cols`: each categorical column's looked-up embedding
@@ -199,7 +239,7 @@ impl Int8Model {
     /// [`encode`](crate::runtime::encode) then [`QParams::quantize`] would: same codes).
     fn quantized_input(
         &self,
-        cols: &Columns,
+        cols: &ColumnsRef<'_>,
         rows: Range<usize>,
         codes: &[Vec<u8>],
         kp: usize,
@@ -208,16 +248,16 @@ impl Int8Model {
         let width = self.arch.input_dim(&self.spec);
         let mut x = take_u8(rows.len(), width, kp);
         let mut off = 0;
-        for ((c, t), (codes, values)) in
-            self.spec.categorical.iter().zip(&self.tables).zip(codes.iter().zip(&cols.categorical))
+        for ((c, &dim), (codes, values)) in
+            self.spec.categorical.iter().zip(&self.arch.embedding_dims).zip(codes.iter().zip(&cols.categorical))
         {
-            let (lookup, dim) = (c.lookup(), t.dim);
+            let lookup = c.lookup();
             match values {
-                Ids::Int(v) => {
+                IdsRef::Int(v) => {
                     let v = &v[rows.clone()];
                     copy_embedding(&mut x, kp, off, dim, |r| lookup.row(v[r]), codes);
                 }
-                Ids::Str(v) => {
+                IdsRef::Str(v) => {
                     let v = &v[rows.clone()];
                     copy_embedding(&mut x, kp, off, dim, |r| lookup.row_str(&v[r]), codes);
                 }
@@ -241,7 +281,26 @@ impl Int8Model {
 
     /// Logits for encoded rows.
     pub fn logits_encoded(&self, enc: &Encoded) -> Vec<f32> {
-        self.forward(Act::Float(input_matrix(&self.tables, enc, self.spec.numeric.len())), enc.rows)
+        let k = self.spec.numeric.len();
+        match &self.input {
+            Input::Codes(codes, kp, qp) => {
+                let (kp, qp) = (*kp, *qp);
+                let width = self.arch.input_dim(&self.spec);
+                let mut x = take_u8(enc.rows, width, kp);
+                let mut off = 0;
+                for ((&dim, codes), ids) in self.arch.embedding_dims.iter().zip(codes).zip(&enc.ids) {
+                    copy_embedding(&mut x, kp, off, dim, |r| ids[r], codes);
+                    off += dim;
+                }
+                for (r, row) in x.chunks_exact_mut(kp).enumerate() {
+                    for (q, &v) in row[off..off + k].iter_mut().zip(&enc.numeric[r * k..(r + 1) * k]) {
+                        *q = qp.quantize(v);
+                    }
+                }
+                self.forward(Act::Quant(x, qp), enc.rows)
+            }
+            Input::Rowwise(tables) => self.forward(Act::Float(input_matrix(tables, enc, k)), enc.rows),
+        }
     }
 
     /// Runs every layer on `m` rows of layer 0's input.
@@ -266,7 +325,7 @@ impl Int8Model {
                     let dynamic_plan;
                     let (xq, plan) = match (static_plan, act) {
                         (Some(p), Act::Quant(q, _)) => (q, p),
-                        (Some(p), Act::Float(v)) => (quantize_padded(&v, m, width, packed.kp, &p.input), p),
+                        (Some(p), Act::Float(v)) => (quantize_padded(&v, m, width, packed.kp(), &p.input), p),
                         (None, a) => {
                             // Dynamic: this batch's own range, the bias requantized to match.
                             let v = match a {
@@ -275,12 +334,12 @@ impl Int8Model {
                             };
                             let (qp, bias_q) = dynamic_input(&v, bias, weight_scale);
                             dynamic_plan = plan(packed, weight_scale, self.layers.get(i + 1), &bias_q, qp);
-                            (quantize_padded(&v, m, width, packed.kp, &qp), &dynamic_plan)
+                            (quantize_padded(&v, m, width, packed.kp(), &qp), &dynamic_plan)
                         }
                     };
                     let next = match &plan.to_u8 {
                         Some((ep, kp_next, nq)) => {
-                            let mut out = take_u8(m, packed.n, *kp_next);
+                            let mut out = take_u8(m, packed.n(), *kp_next);
                             kernels::gemm_requantize(self.kernel, &xq, m, packed, ep, &mut out, *kp_next);
                             Act::Quant(out, *nq)
                         }
@@ -292,13 +351,13 @@ impl Int8Model {
                             Act::Float(y)
                         }
                     };
-                    give_u8(xq, m, width, packed.kp);
+                    give_u8(xq, m, width, packed.kp());
                     next
                 }
             };
             width = match layer {
                 Exec::Float(d) => d.output,
-                Exec::Int8 { packed, .. } => packed.n,
+                Exec::Int8 { packed, .. } => packed.n(),
             };
         }
         match act {
@@ -347,9 +406,9 @@ fn dynamic_input(x: &[f32], bias: &[f32], weight_scale: &[f32]) -> (QParams, Vec
 
 /// GEMM into i32 accumulators, then the float epilogue `ep`: `[m, n]` outputs before activation.
 fn float_output(kernel: Kernel, xq: &[u8], m: usize, packed: &PackedWeights, ep: &Epilogue) -> Vec<f32> {
-    let mut acc = take_acc(m * packed.n);
+    let mut acc = take_acc(m * packed.n());
     kernels::gemm_u8s8(kernel, xq, m, packed, &mut acc);
-    let mut y = vec![0f32; m * packed.n];
+    let mut y = vec![0f32; m * packed.n()];
     kernels::dequantize_output(&acc, m, ep, &mut y);
     give_acc(acc);
     y
@@ -362,13 +421,13 @@ pub fn layer_output(layer: &QLayer, x: &[f32], m: usize, kernel: Kernel) -> Opti
     let QLayer::Int8 { weight, weight_scale, static_input, bias, input, output } = layer else {
         return None;
     };
-    let packed = PackedWeights::new(weight, *output, *input);
+    let packed = PackedWeights::for_kernel(weight, *output, *input, kernel);
     let (qp, bias_q) = match static_input {
         Some((b, qp)) => (*qp, b.clone()),
         None => dynamic_input(x, bias, weight_scale),
     };
     let ep = plan(&packed, weight_scale, None, &bias_q, qp).to_f32;
-    let xq = quantize_padded(x, m, *input, packed.kp, &qp);
+    let xq = quantize_padded(x, m, *input, packed.kp(), &qp);
     Some(float_output(kernel, &xq, m, &packed, &ep))
 }
 
@@ -394,7 +453,7 @@ fn plan(packed: &PackedWeights, weight_scale: &[f32], next: Option<&Exec>, bias_
                 output_zero_point: nq.zero_point,
                 relu: true,
             },
-            np.kp,
+            np.kp(),
             *nq,
         )),
         _ => None,
@@ -427,10 +486,11 @@ fn dequantize_padded(q: &[u8], m: usize, width: usize, qp: &QParams) -> Vec<f32>
 mod tests {
     use super::*;
     use crate::artifact::qweights::RowwiseTable;
+    use crate::artifact::spec::Ids;
     use crate::artifact::spec::{CategoricalSpec, NumericSpec, Vocabulary};
     use crate::quant::{quantize_rowwise, quantize_weights};
     use crate::rng::Rng;
-    use crate::runtime::encode;
+    use crate::runtime::{Columns, encode};
 
     /// A static INT8 model with random weights: embedding widths 3, 4, 8 and 16 (every
     /// code-copy width), a dense and a sparse vocabulary (table and binary-search lookups),
@@ -525,8 +585,8 @@ mod tests {
                     .collect();
                 let numeric = (0..5).map(|_| (0..rows).map(|_| (rng.normal() * 4.0) as f32).collect()).collect();
                 let cols = Columns { rows, categorical, numeric };
-                let fast = model.logits(&cols).unwrap();
-                let slow = model.logits_encoded(&encode(&model.spec, &cols));
+                let fast = model.logits(&cols.view()).unwrap();
+                let slow = model.logits_encoded(&encode(&model.spec, &cols.view()));
                 assert_eq!(fast, slow, "{} rows={rows}", kernel.name());
                 assert!(rows == 1 || fast.iter().any(|&v| v != fast[0]), "logits vary across rows");
             }

@@ -179,3 +179,47 @@ fn fused_gemm_requantize_equals_gemm_then_scalar_epilogue() {
         }
     }
 }
+
+#[test]
+fn kernel_names_parse_and_unknown_or_unsupported_ones_are_errors() {
+    assert_eq!(Kernel::parse("scalar").unwrap(), Kernel::Scalar);
+    assert_eq!(Kernel::parse("auto").unwrap(), Kernel::best());
+    let e = Kernel::parse("avx3").unwrap_err().to_string();
+    assert!(e.contains("\"avx3\"") && e.contains("expected auto, scalar, avx2 or vnni"), "{e}");
+    for (name, supported) in [("avx2", x86::has_avx2()), ("vnni", x86::has_vnni())] {
+        match Kernel::parse(name) {
+            Ok(k) => assert!(supported && Kernel::available().contains(&k)),
+            Err(e) => assert!(!supported && e.to_string().contains("does not support"), "{e}"),
+        }
+    }
+}
+
+#[test]
+fn packing_for_one_kernel_keeps_one_layout_and_gives_the_same_accumulators() {
+    let mut rng = Rng::new(4);
+    let (m, n, k) = (5, 19, 13);
+    for max in [63i32, 127] {
+        let w: Vec<i8> = (0..n * k).map(|_| (rng.below(2 * max as usize + 1) as i32 - max) as i8).collect();
+        let x: Vec<u8> = (0..m * padded(k)).map(|i| if i % padded(k) < k { rng.below(256) as u8 } else { 0 }).collect();
+        let mut want = vec![0i32; m * n];
+        gemm_u8s8(Kernel::Scalar, &x, m, &PackedWeights::new(&w, n, k), &mut want);
+        for kernel in Kernel::available() {
+            let p = PackedWeights::for_kernel(&w, n, k, kernel);
+            assert!(p.bytes() < PackedWeights::new(&w, n, k).bytes(), "{}", kernel.name());
+            // Its own kernel and every other (falling back to scalar) agree.
+            for other in Kernel::available() {
+                let mut got = vec![0i32; m * n];
+                gemm_u8s8(other, &x, m, &p, &mut got);
+                assert_eq!(got, want, "packed for {}, run on {}", kernel.name(), other.name());
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "buffers too small")]
+fn a_short_activation_buffer_panics_instead_of_reading_past_it() {
+    let p = PackedWeights::new(&[1i8; 16 * 8], 16, 8);
+    let mut acc = vec![0i32; 2 * 16];
+    gemm_u8s8(Kernel::best(), &[0u8; 8], 2, &p, &mut acc);
+}

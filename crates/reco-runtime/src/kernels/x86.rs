@@ -7,7 +7,7 @@
 use super::{PackedWeights, Sink, scalar};
 
 /// True when AVX2 is available.
-pub fn has_avx2() -> bool {
+pub(crate) fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2")
@@ -19,7 +19,7 @@ pub fn has_avx2() -> bool {
 }
 
 /// True when AVX-512 F/BW and VNNI are available.
-pub fn has_vnni() -> bool {
+pub(crate) fn has_vnni() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
@@ -34,28 +34,44 @@ pub fn has_vnni() -> bool {
 
 /// AVX2 GEMM: `vpmaddubsw` + `vpmaddwd` when |w| ≤ 63 (no i16 saturation possible), exact
 /// `vpmaddwd` on i16-widened values otherwise.
-pub fn gemm_avx2(x: &[u8], m: usize, w: &PackedWeights, mut sink: Sink<'_>) {
+pub(crate) fn gemm_avx2(x: &[u8], m: usize, w: &PackedWeights, mut sink: Sink<'_>) {
+    check_sizes(x, m, w, &sink);
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
-        // SAFETY: AVX2 is present; the caller checked `x.len() >= m * kp` and the sink's size;
-        // packed layouts cover every block and group.
+        let small = w.max_abs <= 63 && super::has_layout(&w.k4_nb8, w.n, w.kp, 8, 4);
+        let wide = super::has_layout(&w.k2_nb8, w.n, w.kp, 8, 2);
+        // SAFETY: AVX2 is present; `check_sizes` checked `x` and the sink against the shape;
+        // the layout used was checked to cover every block and group.
         unsafe {
             if w.n <= NARROW {
                 narrow_into(x, m, w, sink, |xr, wr| avx2::dot(xr, wr));
-            } else if w.max_abs <= 63 {
+                return;
+            } else if small {
                 avx2::gemm::<true>(x, m, w, &mut sink);
-            } else {
+                return;
+            } else if wide {
                 avx2::gemm::<false>(x, m, w, &mut sink);
+                return;
             }
         }
-        return;
     }
     scalar_into(x, m, w, sink);
 }
 
+/// The size checks every SIMD entry point makes before running unchecked loads and stores:
+/// `m` rows of `kp` input bytes, and a sink of `m · n` accumulators or `m` u8 rows.
+fn check_sizes(x: &[u8], m: usize, w: &PackedWeights, sink: &Sink<'_>) {
+    assert!(w.kp % super::K_ALIGN == 0 && w.kp >= w.k && w.w8.len() == w.n * w.kp, "inconsistent packed weights");
+    assert!(x.len() >= m * w.kp, "input buffer too small");
+    match sink {
+        Sink::Acc(acc) => assert!(acc.len() >= m * w.n, "accumulator buffer too small"),
+        Sink::U8 { ep, out, stride } => super::check_epilogue(ep, w.n, m, out.len(), *stride),
+    }
+}
+
 /// Layers with at most this many output channels (the logit layer) take one dot product per
 /// row and channel instead of channel blocks, which would compute 8 or 16 lanes to keep one.
-const NARROW: usize = 2;
+pub(crate) const NARROW: usize = 2;
 
 /// One SIMD dot product (`dot(x_row, w_row)` over `kp` bytes) per row and channel, into the
 /// sink through the scalar epilogue.
@@ -86,24 +102,30 @@ fn scalar_into(x: &[u8], m: usize, w: &PackedWeights, sink: Sink<'_>) {
 }
 
 /// AVX-512 VNNI GEMM (`vpdpbusd`, no saturation).
-pub fn gemm_vnni(x: &[u8], m: usize, w: &PackedWeights, mut sink: Sink<'_>) {
+pub(crate) fn gemm_vnni(x: &[u8], m: usize, w: &PackedWeights, mut sink: Sink<'_>) {
+    check_sizes(x, m, w, &sink);
     #[cfg(target_arch = "x86_64")]
     if has_vnni() {
         if w.n <= NARROW {
             // SAFETY: AVX-512 F/BW/VNNI are present; `dot` gets two rows of `kp` bytes.
             narrow_into(x, m, w, sink, |xr, wr| unsafe { vnni::dot(xr, wr) });
-        } else {
-            // SAFETY: AVX-512 F/BW/VNNI are present; sizes as in `gemm_avx2`.
+            return;
+        } else if super::has_layout(&w.k4_nb16, w.n, w.kp, 16, 4) {
+            // SAFETY: AVX-512 F/BW/VNNI are present; sizes checked by `check_sizes`, the layout
+            // by `has_layout`.
             unsafe { vnni::gemm(x, m, w, &mut sink) };
+            return;
         }
-        return;
     }
     scalar_into(x, m, w, sink);
 }
 
 /// AVX2 epilogue over stored accumulators: 8 channels at a time through `requant8`, so results
 /// equal the scalar reference.
-pub fn requantize_avx2(acc: &[i32], m: usize, ep: &super::Epilogue, out: &mut [u8], out_stride: usize) {
+#[cfg(test)]
+pub(crate) fn requantize_avx2(acc: &[i32], m: usize, ep: &super::Epilogue, out: &mut [u8], out_stride: usize) {
+    assert!(acc.len() >= m * ep.offset.len(), "accumulators too small");
+    super::check_epilogue(ep, ep.offset.len(), m, out.len(), out_stride);
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: AVX2 is present; every access below is bounds-checked slicing or a load/store
@@ -192,7 +214,7 @@ unsafe fn store8(sink: &mut Sink<'_>, n: usize, row: usize, c0: usize, v: std::a
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{PackedWeights, Sink, requant8, store8};
+    use super::{PackedWeights, Sink, store8};
 
     /// The 4 (SMALL: 7-bit) or 2 (widened) activation values of group `g` of a row,
     /// broadcast to every i32 lane.
@@ -288,6 +310,7 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2")]
+    #[cfg(test)]
     pub unsafe fn requantize(acc: &[i32], m: usize, ep: &super::super::Epilogue, out: &mut [u8], stride: usize) {
         let n = ep.offset.len();
         for r in 0..m {
@@ -300,7 +323,7 @@ mod avx2 {
                     let v = _mm256_loadu_si256(a.as_ptr().add(c).cast());
                     let off = _mm256_loadu_si256(ep.offset.as_ptr().add(c).cast());
                     let mul = _mm256_loadu_ps(ep.multiplier.as_ptr().add(c));
-                    _mm_storel_epi64(o.as_mut_ptr().add(c).cast(), requant8(v, off, mul, ep));
+                    _mm_storel_epi64(o.as_mut_ptr().add(c).cast(), super::requant8(v, off, mul, ep));
                 }
                 c += 8;
             }

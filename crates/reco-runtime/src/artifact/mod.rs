@@ -312,11 +312,47 @@ pub fn open(dir: &Path) -> Result<Manifest> {
     }
     let text = std::fs::read(&mpath)
         .map_err(|_| Error::input(format!("{}: missing {MANIFEST} (not a reco-cli artifact)", dir.display())))?;
-    let manifest: Manifest = serde_json::from_slice(&text)
-        .map_err(|e| Error::input(format!("{}: not a valid reco-cli manifest ({e})", mpath.display())))?;
-    manifest.check_format(&mpath)?;
+    let manifest = parse_manifest(&text, &mpath)?;
     verify_files(dir, &manifest)?;
     Ok(manifest)
+}
+
+/// Parses and format-checks a manifest; `mpath` names it in errors.
+fn parse_manifest(text: &[u8], mpath: &Path) -> Result<Manifest> {
+    let manifest: Manifest = serde_json::from_slice(text)
+        .map_err(|e| Error::input(format!("{}: not a valid reco-cli manifest ({e})", mpath.display())))?;
+    manifest.check_format(mpath)?;
+    Ok(manifest)
+}
+
+/// A manifest read from memory (`name` stands for the artifact in errors).
+pub fn manifest_from_bytes(name: &str, text: &[u8]) -> Result<Manifest> {
+    parse_manifest(text, &Path::new(name).join(MANIFEST))
+}
+
+/// Checks in-memory `bytes` of the file `file` against the manifest's size and sha256.
+pub fn verify_bytes(name: &str, manifest: &Manifest, file: &str, bytes: &[u8]) -> Result<()> {
+    let p = Path::new(name).join(file);
+    let entry = manifest.files.get(file).ok_or_else(|| {
+        Error::input(format!("{}: manifest lists no {file}", Path::new(name).join(MANIFEST).display()))
+    })?;
+    if bytes.len() as u64 != entry.bytes {
+        return Err(Error::input(format!(
+            "{}: {} bytes, the manifest says {}; the artifact was modified or corrupted",
+            p.display(),
+            bytes.len(),
+            entry.bytes
+        )));
+    }
+    let actual = sha256_bytes(bytes);
+    if actual != entry.sha256 {
+        return Err(Error::input(format!(
+            "{}: sha256 mismatch (manifest says {}, bytes have {actual}); the artifact was modified or corrupted",
+            p.display(),
+            entry.sha256
+        )));
+    }
+    Ok(())
 }
 
 /// Checks that each file the manifest lists exists with the recorded sha256.

@@ -113,8 +113,12 @@ impl FloatWeights {
 
     /// Reads and shape-checks the tensors of `arch` from a safetensors file.
     pub fn load(path: &Path, spec: &FeatureSpec, arch: &Architecture) -> Result<Self> {
-        let bytes = std::fs::read(path).at(path)?;
-        let st = SafeTensors::deserialize(&bytes)
+        Self::from_bytes(&std::fs::read(path).at(path)?, path, spec, arch)
+    }
+
+    /// Same, from the file's bytes (`path` names them in errors).
+    pub fn from_bytes(bytes: &[u8], path: &Path, spec: &FeatureSpec, arch: &Architecture) -> Result<Self> {
+        let st = SafeTensors::deserialize(bytes)
             .map_err(|e| Error::input(format!("{}: not a valid safetensors file ({e})", path.display())))?;
         let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
             let t =

@@ -3,7 +3,7 @@
 use super::PackedWeights;
 
 /// See [`super::gemm_u8s8`].
-pub fn gemm_u8s8(x: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
+pub(crate) fn gemm_u8s8(x: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
     for r in 0..m {
         let xr = &x[r * w.kp..r * w.kp + w.k];
         for c in 0..w.n {
