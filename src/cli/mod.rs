@@ -12,6 +12,7 @@ mod prepare;
 mod progress;
 mod quantize;
 mod run;
+mod serve;
 mod train;
 
 use std::path::{Path, PathBuf};
@@ -75,6 +76,10 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Run a whole recipe: synth (if needed), prepare, train, distill, quantize, eval, gates, ONNX export.
     Run(run::RunArgs),
+    /// Serve a model over HTTP (POST /v1/score, GET /metrics, /healthz) with request coalescing.
+    Serve(serve::PassArgs),
+    /// Concurrent single-row clients against the coalescer and against running servers.
+    Loadtest(serve::PassArgs),
 }
 
 /// The most threads `--threads` may ask for (each one is an OS thread in every pool).
@@ -109,6 +114,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Predict(a) => predict::exec(a, &g),
         Command::Inspect(a) => inspect::exec(a, &g),
         Command::Run(a) => run::exec(a, &g, &progress),
+        Command::Serve(a) => serve::exec("serve", a),
+        Command::Loadtest(a) => serve::exec("loadtest", a),
     }
 }
 

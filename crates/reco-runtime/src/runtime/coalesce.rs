@@ -117,7 +117,8 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    fn new(bounds: &[f64]) -> Self {
+    /// An empty histogram with these finite bucket bounds.
+    pub fn new(bounds: &[f64]) -> Self {
         Self { bounds: bounds.to_vec(), counts: vec![0; bounds.len() + 1], sum: 0.0, count: 0 }
     }
 

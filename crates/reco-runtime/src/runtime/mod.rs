@@ -10,6 +10,7 @@
 #[cfg(feature = "arrow")]
 pub mod arrow_io;
 pub mod coalesce;
+pub mod json;
 pub mod int8;
 
 use std::path::Path;

@@ -1,0 +1,173 @@
+//! JSON rows → [`Columns`]: the body of a server's score request, `{"rows": [{column: value,
+//! ...}, ...]}` with exactly the feature spec's raw columns. Every refusal is one line naming
+//! the row and column and what was expected (a server's 400 reason).
+
+use serde_json::Value;
+
+use super::Columns;
+use crate::artifact::spec::{FeatureSpec, IdType, Ids};
+
+/// Why a request body was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BodyError {
+    /// The body does not describe rows the model can score.
+    #[error("{0}")]
+    Invalid(String),
+    /// More rows than allowed in one request.
+    #[error("the request has {rows} rows, at most {max} are allowed")]
+    TooManyRows {
+        /// Rows sent.
+        rows: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+fn invalid(msg: String) -> BodyError {
+    BodyError::Invalid(msg)
+}
+
+/// Parses a score request body against `spec`, at most `max_rows` rows.
+pub fn columns_from_json(spec: &FeatureSpec, body: &[u8], max_rows: usize) -> Result<Columns, BodyError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| invalid(format!("the body is not valid JSON: {e}")))?;
+    let Value::Object(top) = v else {
+        return Err(invalid("the body must be a JSON object {\"rows\": [...]}".into()));
+    };
+    if let Some(k) = top.keys().find(|k| *k != "rows") {
+        return Err(invalid(format!("unknown field `{k}`: the body holds only `rows`")));
+    }
+    let rows = match top.get("rows") {
+        Some(Value::Array(rows)) => rows,
+        Some(_) => return Err(invalid("`rows` must be an array of objects".into())),
+        None => return Err(invalid("missing field `rows`".into())),
+    };
+    if rows.is_empty() {
+        return Err(invalid("`rows` is empty: send at least one row".into()));
+    }
+    if rows.len() > max_rows {
+        return Err(BodyError::TooManyRows { rows: rows.len(), max: max_rows });
+    }
+    let mut cols = Columns {
+        rows: rows.len(),
+        categorical: spec
+            .categorical
+            .iter()
+            .map(|c| match c.dtype() {
+                IdType::Int64 => Ids::Int(Vec::with_capacity(rows.len())),
+                IdType::String => Ids::Str(Vec::with_capacity(rows.len())),
+            })
+            .collect(),
+        numeric: vec![Vec::with_capacity(rows.len()); spec.numeric.len()],
+    };
+    for (i, row) in rows.iter().enumerate() {
+        push_row(spec, &mut cols, i, row)?;
+    }
+    Ok(cols)
+}
+
+/// Appends row `i` to `cols`.
+fn push_row(spec: &FeatureSpec, cols: &mut Columns, i: usize, row: &Value) -> Result<(), BodyError> {
+    let Value::Object(row) = row else {
+        return Err(invalid(format!("row {i}: expected an object of column values")));
+    };
+    let known = |k: &str| spec.categorical.iter().any(|c| c.name == k) || spec.numeric.iter().any(|n| n.name == k);
+    if let Some(k) = row.keys().find(|k| !known(k)) {
+        return Err(invalid(format!("row {i}: unknown column `{k}`")));
+    }
+    let get = |name: &str| row.get(name).ok_or_else(|| invalid(format!("row {i}: missing column `{name}`")));
+    for (c, dst) in spec.categorical.iter().zip(&mut cols.categorical) {
+        let v = get(&c.name)?;
+        match (dst, v) {
+            (Ids::Int(d), Value::Number(n)) if n.as_i64().is_some() => d.extend(n.as_i64()),
+            (Ids::Str(d), Value::String(s)) => d.push(s.clone()),
+            (Ids::Int(_), other) => {
+                return Err(invalid(format!("row {i}: column `{}` is {}, expected an integer id", c.name, kind(other))));
+            }
+            (Ids::Str(_), other) => {
+                return Err(invalid(format!("row {i}: column `{}` is {}, expected a string id", c.name, kind(other))));
+            }
+        }
+    }
+    for (n, dst) in spec.numeric.iter().zip(&mut cols.numeric) {
+        let v = get(&n.name)?;
+        let x = v.as_f64().filter(|x| x.is_finite() && x.abs() <= f64::from(f32::MAX)).ok_or_else(|| {
+            invalid(format!("row {i}: column `{}` is {}, expected a finite number", n.name, kind(v)))
+        })?;
+        dst.push(x as f32);
+    }
+    Ok(())
+}
+
+/// A JSON value described for an error message (with the value when short).
+fn kind(v: &Value) -> String {
+    let text = v.to_string();
+    let shown = if text.len() <= 40 { format!(" {text}") } else { String::new() };
+    let what = match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "the number",
+        Value::String(_) => "the string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    format!("{what}{shown}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::spec::{CategoricalSpec, NumericSpec, Vocabulary};
+
+    fn spec() -> FeatureSpec {
+        FeatureSpec {
+            categorical: vec![
+                CategoricalSpec::new("user_id", vec![1, 2]),
+                CategoricalSpec::with_vocabulary("place_id", Vocabulary::Str(vec!["a".into()])),
+            ],
+            numeric: vec![NumericSpec { name: "distance_km".into(), mean: 0.0, std: 1.0 }],
+            label: "label".into(),
+            sources: vec![],
+        }
+    }
+
+    fn parse(body: &str) -> Result<Columns, BodyError> {
+        columns_from_json(&spec(), body.as_bytes(), 3)
+    }
+
+    #[test]
+    fn rows_become_columns_in_row_order() {
+        let c = parse(r#"{"rows":[{"user_id":2,"place_id":"a","distance_km":1.5},
+                                  {"distance_km":-3,"place_id":"zz","user_id":-7}]}"#)
+        .unwrap();
+        assert_eq!(c.rows, 2);
+        assert_eq!(c.categorical, vec![Ids::Int(vec![2, -7]), Ids::Str(vec!["a".into(), "zz".into()])]);
+        assert_eq!(c.numeric, vec![vec![1.5f32, -3.0]]);
+    }
+
+    #[test]
+    fn every_refusal_names_the_row_column_and_expectation() {
+        let row = |u: &str, p: &str, d: &str| format!(r#"{{"rows":[{{"user_id":{u},"place_id":{p},"distance_km":{d}}}]}}"#);
+        for (body, want) in [
+            ("{", "not valid JSON".to_string()),
+            ("[1]", "must be a JSON object".into()),
+            (r#"{"rows":[],"x":1}"#, "unknown field `x`".into()),
+            (r#"{"rows":[]}"#, "`rows` is empty".into()),
+            (r#"{"rows":{}}"#, "must be an array".into()),
+            (r#"{}"#, "missing field `rows`".into()),
+            (r#"{"rows":[5]}"#, "row 0: expected an object".into()),
+            (&row("1.5", "\"a\"", "1"), "row 0: column `user_id` is the number 1.5, expected an integer id".into()),
+            (&row("\"1\"", "\"a\"", "1"), "column `user_id` is the string \"1\", expected an integer id".into()),
+            (&row("1", "3", "1"), "column `place_id` is the number 3, expected a string id".into()),
+            (&row("1", "\"a\"", "null"), "column `distance_km` is null, expected a finite number".into()),
+            (&row("1", "\"a\"", "1e300"), "expected a finite number".into()),
+            (r#"{"rows":[{"user_id":1,"place_id":"a"}]}"#, "row 0: missing column `distance_km`".into()),
+            (r#"{"rows":[{"user_id":1,"place_id":"a","distance_km":1,"label":1}]}"#, "row 0: unknown column `label`".into()),
+        ] {
+            let e = parse(&body).unwrap_err().to_string();
+            assert!(e.contains(&want), "{body}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        let four = format!(r#"{{"rows":[{}]}}"#, vec![r#"{"user_id":1,"place_id":"a","distance_km":1}"#; 4].join(","));
+        assert_eq!(parse(&four).unwrap_err(), BodyError::TooManyRows { rows: 4, max: 3 });
+    }
+}

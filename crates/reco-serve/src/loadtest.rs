@@ -1,0 +1,283 @@
+//! `loadtest`: N concurrent closed-loop clients of single-row requests, bounded in time and
+//! count. In-process against the coalescer (with coalescing, and with batches of one: one
+//! request per inference, same queue and threads), interleaved per client count; with
+//! `--url`, over HTTP against running servers. Reports throughput, p50/p95/p99 latency, mean
+//! batch size and refusals, plus the latency bound `max wait + one full batch + 2 ms`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use reco_runtime::runtime::coalesce::{Coalescer, Config};
+use reco_runtime::runtime::{Columns, Model};
+use serde::Serialize;
+
+use crate::Batching;
+use crate::data::{read_columns, row_json};
+
+/// Flags of `loadtest`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Artifact directory.
+    #[arg(long)]
+    model: PathBuf,
+    /// Feature file (Parquet) whose rows the clients send.
+    #[arg(long)]
+    data: PathBuf,
+    /// Client counts to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64,256")]
+    clients: Vec<usize>,
+    /// Longest run per cell, seconds.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Most requests per cell.
+    #[arg(long, default_value_t = 200_000)]
+    max_requests: usize,
+    #[command(flatten)]
+    batching: Batching,
+    /// Servers to load as LABEL=http://HOST:PORT (repeatable); in-process only without it.
+    #[arg(long)]
+    url: Vec<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One measured cell.
+#[derive(Debug, Serialize)]
+struct Cell {
+    target: String,
+    clients: usize,
+    requests: usize,
+    errors: usize,
+    seconds: f64,
+    rows_per_s: f64,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    mean_batch: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    model: String,
+    max_batch: usize,
+    max_wait_ms: u64,
+    scoring_threads: usize,
+    full_batch_ms: f64,
+    p99_bound_ms: f64,
+    cells: Vec<Cell>,
+}
+
+/// Runs every cell and prints the report.
+pub fn run(a: &Args) -> Result<(), String> {
+    if a.clients.is_empty() || a.clients.contains(&0) || a.seconds <= 0.0 || a.max_requests == 0 {
+        return Err("--clients must list counts ≥ 1, --seconds and --max-requests must be positive".into());
+    }
+    let (manifest, model) = Model::open(&a.model).map_err(|e| e.to_string())?;
+    let model = Arc::new(model);
+    let cols = read_columns(&a.data, model.spec())?;
+    let rows: Vec<Columns> = (0..cols.rows.min(4096)).map(|i| cols.slice(i, i + 1)).collect();
+    let config = a.batching.config();
+    let full_batch_ms = full_batch_ms(&model, &cols, config.max_batch)?;
+    let mut cells = Vec::new();
+    for &clients in &a.clients {
+        for (label, max_batch) in [("in-process coalesced", config.max_batch), ("in-process one-per-inference", 1)] {
+            let cfg = Config { max_batch, ..config.clone() };
+            cells.push(in_process(label, &model, &rows, cfg, clients, a)?);
+        }
+        for target in &a.url {
+            cells.push(over_http(target, model.spec(), &cols, clients, a)?);
+        }
+    }
+    let report = Report {
+        model: manifest.kind.to_string(),
+        max_batch: config.max_batch,
+        max_wait_ms: a.batching.max_wait_ms,
+        scoring_threads: config.threads,
+        full_batch_ms,
+        p99_bound_ms: a.batching.max_wait_ms as f64 + full_batch_ms + 2.0,
+        cells,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+/// Median time of one batch of `max_batch` rows, milliseconds.
+fn full_batch_ms(model: &Model, cols: &Columns, max_batch: usize) -> Result<f64, String> {
+    let batch = cols.slice(0, max_batch.min(cols.rows));
+    let mut times = Vec::new();
+    for _ in 0..101 {
+        let t = Instant::now();
+        model.logits(&batch).map_err(|e| e.to_string())?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+fn in_process(
+    label: &str,
+    model: &Arc<Model>,
+    rows: &[Columns],
+    cfg: Config,
+    clients: usize,
+    a: &Args,
+) -> Result<Cell, String> {
+    let coalescer = Coalescer::new(Arc::clone(model), cfg).map_err(|e| e.to_string())?;
+    let next = AtomicUsize::new(0);
+    let limit = Duration::from_secs_f64(a.seconds);
+    let start = Instant::now();
+    let per_client: Vec<(Vec<f64>, usize)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|_| {
+                s.spawn(|| {
+                    let (mut lat, mut errors) = (Vec::new(), 0);
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= a.max_requests || start.elapsed() >= limit {
+                            break;
+                        }
+                        let t = Instant::now();
+                        match coalescer.score(rows[i % rows.len()].clone(), None) {
+                            Ok(_) => lat.push(t.elapsed().as_secs_f64()),
+                            Err(_) => errors += 1,
+                        }
+                    }
+                    (lat, errors)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+    });
+    let seconds = start.elapsed().as_secs_f64();
+    let mean_batch = coalescer.stats().batch_rows.mean();
+    Ok(cell(label, clients, per_client, seconds, mean_batch))
+}
+
+fn cell(target: &str, clients: usize, per_client: Vec<(Vec<f64>, usize)>, seconds: f64, mean_batch: Option<f64>) -> Cell {
+    let errors = per_client.iter().map(|(_, e)| e).sum();
+    let mut lat: Vec<f64> = per_client.into_iter().flat_map(|(l, _)| l).collect();
+    lat.sort_by(f64::total_cmp);
+    let q = |p: f64| lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1)).map_or(f64::NAN, |v| v * 1e3);
+    Cell {
+        target: target.to_string(),
+        clients,
+        requests: lat.len(),
+        errors,
+        seconds,
+        rows_per_s: lat.len() as f64 / seconds,
+        p50_ms: q(0.50),
+        p95_ms: q(0.95),
+        p99_ms: q(0.99),
+        mean_batch,
+    }
+}
+
+/// `clients` keep-alive connections to `LABEL=URL`, each sending one-row requests.
+fn over_http(
+    target: &str,
+    spec: &reco_runtime::artifact::spec::FeatureSpec,
+    cols: &Columns,
+    clients: usize,
+    a: &Args,
+) -> Result<Cell, String> {
+    let (label, url) = target.split_once('=').ok_or_else(|| format!("--url {target}: expected LABEL=http://HOST:PORT"))?;
+    let addr = url.strip_prefix("http://").ok_or_else(|| format!("--url {target}: expected an http:// URL"))?;
+    let addr = addr.trim_end_matches('/').to_string();
+    let bodies: Arc<Vec<Bytes>> =
+        Arc::new((0..cols.rows.min(4096)).map(|i| Bytes::from(row_json(spec, cols, i))).collect());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let (limit, max) = (Duration::from_secs_f64(a.seconds), a.max_requests);
+    let start = Instant::now();
+    let per_client = rt.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..clients {
+            let (bodies, next, addr) = (Arc::clone(&bodies), Arc::clone(&next), addr.clone());
+            tasks.spawn(async move { http_client(&addr, &bodies, &next, start, limit, max).await });
+        }
+        let mut out = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            out.push(r.map_err(|e| e.to_string())??);
+        }
+        Ok::<_, String>(out)
+    })?;
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(cell(&format!("http {label}"), clients, per_client, seconds, None))
+}
+
+async fn http_client(
+    addr: &str,
+    bodies: &[Bytes],
+    next: &AtomicUsize,
+    start: Instant,
+    limit: Duration,
+    max: usize,
+) -> Result<(Vec<f64>, usize), String> {
+    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("{addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    tokio::spawn(conn);
+    let (mut lat, mut errors) = (Vec::new(), 0);
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= max || start.elapsed() >= limit {
+            break;
+        }
+        let req = hyper::Request::post("/v1/score")
+            .header(hyper::header::HOST, addr)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(bodies[i % bodies.len()].clone()))
+            .map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        match send.send_request(req).await {
+            Ok(resp) => {
+                let ok = resp.status().is_success();
+                let done = resp.into_body().collect().await.is_ok();
+                if ok && done { lat.push(t.elapsed().as_secs_f64()) } else { errors += 1 }
+            }
+            Err(_) => return Ok((lat, errors + 1)),
+        }
+    }
+    Ok((lat, errors))
+}
+
+fn print_table(r: &Report) {
+    println!(
+        "{}: max batch {}, max wait {} ms, {} scoring thread(s); one full batch {:.3} ms; p99 bound {:.2} ms",
+        r.model, r.max_batch, r.max_wait_ms, r.scoring_threads, r.full_batch_ms, r.p99_bound_ms
+    );
+    println!(
+        "| {:<30} | {:>7} | {:>9} | {:>6} | {:>11} | {:>8} | {:>8} | {:>8} | {:>10} |",
+        "target", "clients", "requests", "errors", "rows/s", "p50 ms", "p95 ms", "p99 ms", "mean batch"
+    );
+    println!("|{}|", ["-"; 9].map(|_| "---").join("|"));
+    for c in &r.cells {
+        println!(
+            "| {:<30} | {:>7} | {:>9} | {:>6} | {:>11.0} | {:>8.3} | {:>8.3} | {:>8.3} | {:>10} |",
+            c.target,
+            c.clients,
+            c.requests,
+            c.errors,
+            c.rows_per_s,
+            c.p50_ms,
+            c.p95_ms,
+            c.p99_ms,
+            c.mean_batch.map_or_else(|| "-".into(), |b| format!("{b:.1}"))
+        );
+    }
+}

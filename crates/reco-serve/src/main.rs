@@ -1,0 +1,177 @@
+//! `reco-serve`: the reference server for reco artifacts, built on `reco-runtime` alone (no
+//! burn, no polars), and its load generator. `reco-cli serve` and `reco-cli loadtest` run it.
+//!
+//! Exit codes as reco-cli's: 0 success, 2 bad input (a model that fails verification, an
+//! address in use, bad flags).
+
+mod data;
+mod encoding;
+mod loadtest;
+mod metrics;
+mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use reco_runtime::runtime::Model;
+use reco_runtime::runtime::coalesce::{Coalescer, Config};
+
+#[derive(Parser)]
+#[command(name = "reco-serve", version, about = "Serve reco artifacts over HTTP, and load-test them")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Batching flags shared by `serve` and `loadtest`.
+#[derive(clap::Args, Clone)]
+struct Batching {
+    /// Most rows per scored batch.
+    #[arg(long, default_value_t = 64)]
+    max_batch: usize,
+    /// Longest wait of a batch's oldest request, milliseconds.
+    #[arg(long, default_value_t = 10)]
+    max_wait_ms: u64,
+    /// Most rows queued at once (more is refused with 503).
+    #[arg(long, default_value_t = 4096)]
+    queue_rows: usize,
+    /// Scoring threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+impl Batching {
+    fn config(&self) -> Config {
+        Config {
+            max_batch: self.max_batch,
+            max_wait: Duration::from_millis(self.max_wait_ms),
+            queue_rows: self.queue_rows,
+            threads: self.threads,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a model: POST /v1/score, GET /metrics, GET /healthz.
+    Serve {
+        /// Artifact directory (verified before the server starts).
+        #[arg(long)]
+        model: PathBuf,
+        /// Address to listen on (port 0: any free port; the bound address is printed on stdout).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+        #[command(flatten)]
+        batching: Batching,
+        /// Largest request body, bytes.
+        #[arg(long, default_value_t = 1 << 20)]
+        max_body_bytes: usize,
+        /// Most rows per score request.
+        #[arg(long, default_value_t = 4096)]
+        max_rows: usize,
+        /// Deadline of a score request, milliseconds (then 504).
+        #[arg(long, default_value_t = 1000)]
+        deadline_ms: u64,
+        /// HTTP worker threads.
+        #[arg(long, default_value_t = 1)]
+        http_threads: usize,
+    },
+    /// Concurrent single-row clients against the coalescer in-process (with and without
+    /// coalescing) and, with --url, against running servers.
+    Loadtest(loadtest::Args),
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if e.use_stderr() => {
+            let text = e.to_string();
+            let first = text.split("\n\n").next().unwrap_or(&text).split_whitespace().collect::<Vec<_>>().join(" ");
+            eprintln!("{first}");
+            std::process::exit(2);
+        }
+        Err(e) => {
+            let _ = e.print();
+            return;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve { model, addr, batching, max_body_bytes, max_rows, deadline_ms, http_threads } => {
+            let limits =
+                server::Limits { max_body: max_body_bytes, max_rows, deadline: Duration::from_millis(deadline_ms) };
+            serve(&model, addr, &batching, limits, http_threads)
+        }
+        Command::Loadtest(args) => loadtest::run(&args),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+}
+
+/// Loads and verifies the model, then serves until SIGTERM or SIGINT.
+fn serve(
+    dir: &std::path::Path,
+    addr: SocketAddr,
+    batching: &Batching,
+    limits: server::Limits,
+    http_threads: usize,
+) -> Result<(), String> {
+    let stop = block_stop_signals()?;
+    let (manifest, model) = Model::open(dir).map_err(|e| e.to_string())?;
+    let model_info = (manifest.kind.to_string(), manifest.content_hash());
+    let coalescer = Coalescer::new(Arc::new(model), batching.config()).map_err(|e| e.to_string())?;
+    let app = Arc::new(server::App { coalescer, model: model_info, limits, metrics: Default::default() });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(http_threads.max(1))
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the HTTP runtime: {e}"))?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    std::thread::spawn(move || {
+        let sig = stop();
+        eprintln!("reco-serve: {sig}, finishing open requests");
+        let _ = tx.send(true);
+    });
+    rt.block_on(async {
+        let listener = server::bind(addr).await?;
+        let bound = listener.local_addr().map_err(|e| e.to_string())?;
+        println!("http://{bound}");
+        eprintln!("reco-serve: {} ({}) on http://{bound}", dir.display(), app.model.0);
+        server::serve(Arc::clone(&app), listener, rx, Duration::from_secs(10)).await;
+        Ok::<_, String>(())
+    })?;
+    drop(rt);
+    // Scores whatever is still queued, then stops the scoring threads.
+    if let Ok(app) = Arc::try_unwrap(app) {
+        app.coalescer.shutdown();
+    }
+    eprintln!("reco-serve: stopped");
+    Ok(())
+}
+
+/// Blocks SIGTERM and SIGINT in this thread and every thread it starts afterwards, and
+/// returns a function that waits for one of them (run it on a thread of its own).
+fn block_stop_signals() -> Result<impl FnOnce() -> &'static str + Send, String> {
+    // SAFETY: `set` is a valid, initialised sigset_t for every call; pthread_sigmask only
+    // changes this thread's mask.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return Err("cannot block SIGTERM".into());
+        }
+        set
+    };
+    Ok(move || {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `set` and `sig` are valid for the call.
+        let rc = unsafe { libc::sigwait(&set, &mut sig) };
+        if rc == 0 && sig == libc::SIGINT { "SIGINT" } else { "SIGTERM" }
+    })
+}

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Cross-check of `reco-cli serve` over real HTTP on 127.0.0.1 (bounded in count and time).
+
+- Scores every row of a feature file over HTTP (requests of 1 to 37 rows, 8 concurrent
+  clients, so the coalescer mixes requests in batches) and checks the logits equal
+  `reco-cli predict`'s bit for bit (float32), and probabilities equal sigmoid(logit).
+- Bad input: malformed JSON, missing/extra/wrong-typed columns, NaN, an empty batch, a body
+  over the limit: 400/413 with a one-line JSON reason; 404 and 405.
+- gzip and brotli responses decode to the same JSON; `/metrics` parses with the Prometheus
+  project's own parser (prometheus_client) and its counters agree with what was sent.
+- SIGTERM: the server finishes and exits 0; a model that fails verification: exit 2.
+"""
+
+import argparse
+import concurrent.futures as cf
+import gzip
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+
+import brotli
+import numpy as np
+import pyarrow.parquet as pq
+from prometheus_client.parser import text_string_to_metric_families
+
+TIMEOUT = 20
+
+
+def start(cli, model, *extra):
+    p = subprocess.Popen([cli, "serve", "--model", model, "--addr", "127.0.0.1:0", *extra],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline().strip()
+    if not line.startswith("http://"):
+        p.kill()
+        sys.exit(f"serve did not start: {line!r} {p.stderr.read()}")
+    return p, line
+
+
+def request(url, body=None, headers=None, method=None):
+    req = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=TIMEOUT) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def rows_of(table, spec):
+    names = [c["name"] for c in spec["categorical"]] + [n["name"] for n in spec["numeric"]]
+    cols = {n: table.column(n).to_pylist() for n in names}
+    out = []
+    for i in range(table.num_rows):
+        row = {}
+        for n in names:
+            v = cols[n][i]
+            row[n] = float(np.float32(v)) if isinstance(v, float) else v
+        out.append(row)
+    return out
+
+
+def check_scores(url, rows, want):
+    # Requests of 1..37 rows, sent by 8 clients at once.
+    chunks, i, size = [], 0, 1
+    while i < len(rows):
+        chunks.append((i, rows[i:i + size]))
+        i += size
+        size = size % 37 + 1
+
+    def send(chunk):
+        start, part = chunk
+        status, _, body = request(url + "/v1/score", json.dumps({"rows": part}).encode(),
+                                  {"Content-Type": "application/json"})
+        assert status == 200, (status, body[:200])
+        return start, json.loads(body)
+
+    got = np.zeros(len(rows), dtype=np.float32)
+    with cf.ThreadPoolExecutor(8) as ex:
+        for start, r in ex.map(send, chunks):
+            logits = np.array(r["logits"], dtype=np.float32)
+            probs = np.array(r["probabilities"], dtype=np.float32)
+            got[start:start + len(logits)] = logits
+            ref = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+            assert np.allclose(probs, ref, atol=1e-6), "probabilities are sigmoid(logit)"
+    diff = np.flatnonzero(got != want)
+    assert diff.size == 0, f"{diff.size} rows differ from predict, first {diff[:5]}: {got[diff[:5]]} vs {want[diff[:5]]}"
+    return len(chunks)
+
+
+def check_bad_input(url, row):
+    def post(body, status_want, text):
+        status, headers, out = request(url + "/v1/score", body, {"Content-Type": "application/json"})
+        assert status == status_want, (body[:80], status, out)
+        msg = json.loads(out)["error"]
+        assert text in msg and "\n" not in msg, (body[:80], msg)
+
+    col = next(iter(row))
+    num = [k for k, v in row.items() if isinstance(v, float)][0]
+    missing = {k: v for k, v in row.items() if k != col}
+    post(b"{", 400, "not valid JSON")
+    post(json.dumps({"rows": []}).encode(), 400, "`rows` is empty")
+    post(json.dumps({"rows": [missing]}).encode(), 400, f"missing column `{col}`")
+    post(json.dumps({"rows": [dict(row, extra=1)]}).encode(), 400, "unknown column `extra`")
+    post(json.dumps({"rows": [dict(row, **{num: "x"})]}).encode(), 400, f"column `{num}` is the string")
+    post(json.dumps({"rows": [row, dict(row, **{num: float("nan")})]}).encode(), 400, "not valid JSON")
+    # Over the server's --max-body-bytes 65536 (small enough to sit in the socket buffer
+    # whole, so the client reads the 413 instead of a reset).
+    post(b'{"rows": [' + b" " * 100_000 + b"]}", 413, "over the limit of 65536 bytes")
+    status, _, _ = request(url + "/nowhere")
+    assert status == 404
+    status, _, _ = request(url + "/v1/score")
+    assert status == 405
+    return 7
+
+
+def check_encodings(url, row):
+    body = json.dumps({"rows": [row] * 20}).encode()
+    plain = json.loads(request(url + "/v1/score", body)[2])
+    for enc, decode in [("gzip", gzip.decompress), ("br", brotli.decompress)]:
+        status, headers, out = request(url + "/v1/score", body, {"Accept-Encoding": enc})
+        assert status == 200 and headers.get("content-encoding") == enc, headers
+        assert json.loads(decode(out)) == plain
+
+
+def check_metrics(url, ok_requests, bad_requests):
+    status, headers, text = request(url + "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain"), headers
+    fams = {f.name: f for f in text_string_to_metric_families(text.decode())}
+    for name in ["recommendations_requests", "recommendations_request_duration_seconds",
+                 "recommendations_inference_duration_seconds", "recommendations_batch_size_rows",
+                 "recommendations_queue_duration_seconds", "recommendations_queue_depth_rows",
+                 "recommendations_rejected", "recommendations_cache_hit_ratio", "recommendations_model_info"]:
+        assert name in fams, f"{name} missing from /metrics: {sorted(fams)}"
+    counts = {(s.labels["endpoint"], s.labels["code"]): s.value
+              for s in fams["recommendations_requests"].samples if s.name.endswith("_total")}
+    assert counts.get(("/v1/score", "200")) == ok_requests, counts
+    assert counts.get(("/v1/score", "400"), 0) + counts.get(("/v1/score", "413"), 0) >= bad_requests, counts
+    batch = {s.name: s.value for s in fams["recommendations_batch_size_rows"].samples}
+    assert batch["recommendations_batch_size_rows_count"] > 0
+    assert math.isnan(fams["recommendations_cache_hit_ratio"].samples[0].value), "no lookups yet: NaN, not 0 or 1"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cli", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--data", required=True)
+    a = ap.parse_args()
+    spec = json.load(open(os.path.join(a.model, "manifest.json")))["feature_spec"]
+    table = pq.read_table(a.data)
+    rows = rows_of(table, spec)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "p.parquet")
+        subprocess.run([a.cli, "predict", "--model", a.model, "--data", a.data, "--out", out, "--quiet"], check=True)
+        want = pq.read_table(out).column("logit").to_numpy().astype(np.float32)
+
+        p, url = start(a.cli, a.model, "--max-batch", "64", "--max-wait-ms", "2", "--max-body-bytes", "65536")
+        try:
+            ok = check_scores(url, rows, want)
+            bad = check_bad_input(url, rows[0])
+            check_encodings(url, rows[0])
+            ok += 3
+            check_metrics(url, ok, bad)
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(timeout=TIMEOUT) == 0, p.stderr.read()
+        finally:
+            if p.poll() is None:
+                p.kill()
+
+        broken = os.path.join(tmp, "broken")
+        shutil.copytree(a.model, broken)
+        with open(os.path.join(broken, "model.safetensors"), "r+b") as f:
+            f.seek(-1, 2)
+            f.write(b"\x00")
+        r = subprocess.run([a.cli, "serve", "--model", broken, "--addr", "127.0.0.1:0"],
+                           capture_output=True, text=True, timeout=TIMEOUT)
+        assert r.returncode == 2 and "sha256 mismatch" in r.stderr and r.stdout == "", (r.returncode, r.stderr)
+    print(f"serve OK: {a.model}: {len(rows)} rows in {ok - 3} requests equal predict bit for bit; "
+          f"{bad} bad requests refused; gzip/br; /metrics parsed; SIGTERM exit 0; broken model exit 2")
+
+
+if __name__ == "__main__":
+    main()
