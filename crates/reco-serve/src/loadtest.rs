@@ -123,6 +123,11 @@ fn full_batch_ms(model: &Model, cols: &Columns, max_batch: usize) -> Result<f64,
     Ok(times[times.len() / 2])
 }
 
+/// Closed-loop clients without a thread each (a server's requests are cheap tasks, not OS
+/// threads): every reply, delivered on the scoring thread, records its latency and sends
+/// that client's next request. A load generator on threads of its own measured its own
+/// wake-ups instead (on 2 cores, one thread per client or one generator thread woken per
+/// reply cost more than the scoring).
 fn in_process(
     label: &str,
     model: &Arc<Model>,
@@ -131,35 +136,83 @@ fn in_process(
     clients: usize,
     a: &Args,
 ) -> Result<Cell, String> {
-    let coalescer = Coalescer::new(Arc::clone(model), cfg).map_err(|e| e.to_string())?;
-    let next = AtomicUsize::new(0);
-    let limit = Duration::from_secs_f64(a.seconds);
-    let start = Instant::now();
-    let per_client: Vec<(Vec<f64>, usize)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..clients)
-            .map(|_| {
-                s.spawn(|| {
-                    let (mut lat, mut errors) = (Vec::new(), 0);
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= a.max_requests || start.elapsed() >= limit {
-                            break;
-                        }
-                        let t = Instant::now();
-                        match coalescer.score(rows[i % rows.len()].clone(), None) {
-                            Ok(_) => lat.push(t.elapsed().as_secs_f64()),
-                            Err(_) => errors += 1,
-                        }
-                    }
-                    (lat, errors)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+    let coalescer = Arc::new(Coalescer::new(Arc::clone(model), cfg).map_err(|e| e.to_string())?);
+    let driver = Arc::new(Driver {
+        coalescer: Arc::downgrade(&coalescer),
+        rows: rows.iter().cloned().map(Arc::new).collect(),
+        next: AtomicUsize::new(0),
+        start: Instant::now(),
+        limit: Duration::from_secs_f64(a.seconds),
+        max: a.max_requests,
+        results: std::sync::Mutex::new((Vec::new(), 0)),
+        done: (std::sync::Mutex::new(0), std::sync::Condvar::new()),
     });
-    let seconds = start.elapsed().as_secs_f64();
+    for _ in 0..clients {
+        Driver::issue(&driver);
+    }
+    let (count, cv) = &driver.done;
+    let mut finished = count.lock().map_err(|e| e.to_string())?;
+    while *finished < clients {
+        finished = cv.wait(finished).map_err(|e| e.to_string())?;
+    }
+    drop(finished);
+    let seconds = driver.start.elapsed().as_secs_f64();
     let mean_batch = coalescer.stats().batch_rows.mean();
-    Ok(cell(label, clients, per_client, seconds, mean_batch))
+    let (lat, errors) = std::mem::take(&mut *driver.results.lock().map_err(|e| e.to_string())?);
+    Ok(cell(label, clients, vec![(lat, errors)], seconds, mean_batch))
+}
+
+/// The shared state of in-process clients.
+struct Driver {
+    coalescer: std::sync::Weak<Coalescer>,
+    rows: Vec<Arc<Columns>>,
+    next: AtomicUsize,
+    start: Instant,
+    limit: Duration,
+    max: usize,
+    results: std::sync::Mutex<(Vec<f64>, usize)>,
+    done: (std::sync::Mutex<usize>, std::sync::Condvar),
+}
+
+impl Driver {
+    /// Sends one client's next request, or counts the client finished.
+    fn issue(this: &Arc<Self>) {
+        loop {
+            let i = this.next.fetch_add(1, Ordering::Relaxed);
+            // The clock is read every 64 requests: the generator stays cheap.
+            let over = i >= this.max || (i % 64 == 0 && this.start.elapsed() >= this.limit);
+            if over {
+                this.next.store(usize::MAX / 2, Ordering::Relaxed);
+            }
+            let Some(coalescer) = this.coalescer.upgrade().filter(|_| !over && i < this.max) else {
+                let (count, cv) = &this.done;
+                if let Ok(mut n) = count.lock() {
+                    *n += 1;
+                }
+                cv.notify_all();
+                return;
+            };
+            let (me, t) = (Arc::clone(this), Instant::now());
+            let reply = Box::new(move |r: Result<Vec<f32>, _>| {
+                me.record(r.is_ok().then(|| t.elapsed().as_secs_f64()));
+                Driver::issue(&me);
+            });
+            match coalescer.submit(Arc::clone(&this.rows[i % this.rows.len()]), None, reply) {
+                Ok(()) => return,
+                // Refused (queue full): counted, and the client tries its next request.
+                Err(_) => this.record(None),
+            }
+        }
+    }
+
+    fn record(&self, latency: Option<f64>) {
+        if let Ok(mut r) = self.results.lock() {
+            match latency {
+                Some(l) => r.0.push(l),
+                None => r.1 += 1,
+            }
+        }
+    }
 }
 
 fn cell(target: &str, clients: usize, per_client: Vec<(Vec<f64>, usize)>, seconds: f64, mean_batch: Option<f64>) -> Cell {

@@ -70,7 +70,7 @@ pub enum CoalesceError {
 pub type Reply = Box<dyn FnOnce(Result<Vec<f32>, CoalesceError>) + Send>;
 
 struct Pending {
-    cols: Columns,
+    cols: Arc<Columns>,
     enqueued: Instant,
     deadline: Option<Instant>,
     reply: Reply,
@@ -81,6 +81,8 @@ struct Queue {
     requests: VecDeque<Pending>,
     rows: usize,
     closed: bool,
+    /// Requests admitted so far (counted here: one lock per request, not two).
+    admitted: u64,
 }
 
 struct Shared {
@@ -222,12 +224,21 @@ impl Coalescer {
     /// Queues `cols` (one or more rows); `reply` is called exactly once, on a scoring thread,
     /// with the rows' logits or the reason there are none. An invalid request, a full queue
     /// or a closed coalescer is an immediate error and `reply` is not called.
-    pub fn submit(&self, cols: Columns, deadline: Option<Instant>, reply: Reply) -> Result<(), CoalesceError> {
+    ///
+    /// The columns are shared, not copied: a caller holding an `Arc<Columns>` keeps it.
+    pub fn submit(
+        &self,
+        cols: impl Into<Arc<Columns>>,
+        deadline: Option<Instant>,
+        reply: Reply,
+    ) -> Result<(), CoalesceError> {
+        let cols = cols.into();
         if let Err(e) = validate(&self.shared.model, &cols) {
             lock(&self.shared.stats).rejected_invalid += 1;
             return Err(e);
         }
         let rows = cols.rows;
+        let wake;
         {
             let mut q = lock(&self.shared.queue);
             if q.closed {
@@ -239,16 +250,22 @@ impl Coalescer {
                 lock(&self.shared.stats).rejected_full += 1;
                 return Err(CoalesceError::QueueFull(waiting));
             }
+            let was_empty = q.requests.is_empty();
             q.rows += rows;
             q.requests.push_back(Pending { cols, enqueued: Instant::now(), deadline, reply });
+            // A scoring thread needs waking only to start a batch's wait (the queue was
+            // empty) or to end it (the batch is full): not on every request in between.
+            wake = was_empty || q.rows >= self.shared.config.max_batch;
+            q.admitted += 1;
         }
-        lock(&self.shared.stats).admitted += 1;
-        self.shared.wake.notify_one();
+        if wake {
+            self.shared.wake.notify_one();
+        }
         Ok(())
     }
 
     /// Scores `cols` through the queue and waits for the result, at most until `deadline`.
-    pub fn score(&self, cols: Columns, deadline: Option<Instant>) -> Result<Vec<f32>, CoalesceError> {
+    pub fn score(&self, cols: impl Into<Arc<Columns>>, deadline: Option<Instant>) -> Result<Vec<f32>, CoalesceError> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.submit(cols, deadline, Box::new(move |r| drop(tx.send(r))))?;
         let received = match deadline {
@@ -264,7 +281,8 @@ impl Coalescer {
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         let mut s = lock(&self.shared.stats).clone();
-        s.queued_rows = lock(&self.shared.queue).rows;
+        let q = lock(&self.shared.queue);
+        (s.queued_rows, s.admitted) = (q.rows, q.admitted);
         s
     }
 

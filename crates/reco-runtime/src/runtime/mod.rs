@@ -64,7 +64,8 @@ impl Columns {
 
     /// Checks the column counts and lengths against a spec.
     pub fn check(&self, spec: &FeatureSpec) -> Result<()> {
-        self.view().check(spec)
+        let lens = self.categorical.iter().map(Ids::len).chain(self.numeric.iter().map(Vec::len));
+        check_shape(spec, self.rows, self.categorical.iter().map(Ids::id_type), self.numeric.len(), lens)
     }
 }
 
@@ -92,31 +93,37 @@ impl<'a> ColumnsRef<'a> {
 
     /// Checks the column counts, lengths and id types against a spec.
     pub fn check(&self, spec: &FeatureSpec) -> Result<()> {
-        if self.categorical.len() != spec.categorical.len() || self.numeric.len() != spec.numeric.len() {
-            return Err(Error::input(format!(
-                "got {} categorical and {} numeric columns, the model expects {} and {}",
-                self.categorical.len(),
-                self.numeric.len(),
-                spec.categorical.len(),
-                spec.numeric.len()
-            )));
-        }
-        if self.categorical.iter().map(IdsRef::len).chain(self.numeric.iter().map(|c| c.len())).any(|l| l != self.rows)
-        {
-            return Err(Error::input("input columns have different lengths"));
-        }
-        for (c, ids) in spec.categorical.iter().zip(&self.categorical) {
-            if ids.id_type() != c.dtype() {
-                return Err(Error::input(format!(
-                    "column `{}` holds {} ids, the model expects {} ids",
-                    c.name,
-                    ids.id_type(),
-                    c.dtype()
-                )));
-            }
-        }
-        Ok(())
+        let lens = self.categorical.iter().map(IdsRef::len).chain(self.numeric.iter().map(|c| c.len()));
+        check_shape(spec, self.rows, self.categorical.iter().map(IdsRef::id_type), self.numeric.len(), lens)
     }
+}
+
+/// The checks of [`Columns::check`] and [`ColumnsRef::check`]: as many columns as the spec,
+/// `rows` values in each, and each categorical column of the spec's id type.
+fn check_shape(
+    spec: &FeatureSpec,
+    rows: usize,
+    id_types: impl ExactSizeIterator<Item = crate::artifact::spec::IdType>,
+    numeric: usize,
+    mut lens: impl Iterator<Item = usize>,
+) -> Result<()> {
+    let categorical = id_types.len();
+    if categorical != spec.categorical.len() || numeric != spec.numeric.len() {
+        return Err(Error::input(format!(
+            "got {categorical} categorical and {numeric} numeric columns, the model expects {} and {}",
+            spec.categorical.len(),
+            spec.numeric.len()
+        )));
+    }
+    if lens.any(|l| l != rows) {
+        return Err(Error::input("input columns have different lengths"));
+    }
+    for (c, t) in spec.categorical.iter().zip(id_types) {
+        if t != c.dtype() {
+            return Err(Error::input(format!("column `{}` holds {t} ids, the model expects {} ids", c.name, c.dtype())));
+        }
+    }
+    Ok(())
 }
 
 /// Model inputs after the spec's encoding.
