@@ -100,6 +100,9 @@ fn push_row(spec: &FeatureSpec, cols: &mut Columns, i: usize, row: &Value) -> Re
 
 /// A JSON value described for an error message (with the value when short).
 fn kind(v: &Value) -> String {
+    if v.is_null() {
+        return "null".into();
+    }
     let text = v.to_string();
     let shown = if text.len() <= 40 { format!(" {text}") } else { String::new() };
     let what = match v {
