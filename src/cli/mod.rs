@@ -7,6 +7,7 @@ mod distill;
 mod eval;
 mod export;
 mod inspect;
+mod precompute;
 mod predict;
 mod prepare;
 mod progress;
@@ -76,6 +77,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Run a whole recipe: synth (if needed), prepare, train, distill, quantize, eval, gates, ONNX export.
     Run(run::RunArgs),
+    /// Top-K places per segment x busiest grid cell (x category), scored offline, to Parquet.
+    Precompute(precompute::PrecomputeArgs),
     /// Serve a model over HTTP (POST /v1/score, GET /metrics, /healthz) with request coalescing.
     Serve(serve::PassArgs),
     /// Concurrent single-row clients against the coalescer and against running servers.
@@ -114,6 +117,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Predict(a) => predict::exec(a, &g),
         Command::Inspect(a) => inspect::exec(a, &g),
         Command::Run(a) => run::exec(a, &g, &progress),
+        Command::Precompute(a) => precompute::exec(a, &g),
         Command::Serve(a) => serve::exec("serve", a),
         Command::Loadtest(a) => serve::exec("loadtest", a),
     }

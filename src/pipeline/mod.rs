@@ -8,6 +8,7 @@ pub mod eval;
 pub mod export;
 pub mod featurize;
 pub mod paths;
+pub mod precompute;
 pub mod predict;
 pub mod prepare;
 pub mod quantize;

@@ -91,6 +91,9 @@ pub struct PrepareSummary {
     pub input_sha256: BTreeMap<String, String>,
     /// Model inputs written, categorical then numeric.
     pub features: Vec<String>,
+    /// The moment `places.parquet` describes: one second after the last interaction (its
+    /// window statistics count every event).
+    pub snapshot_ts: i64,
 }
 /// Per-place event history, sorted by time, with prefix sums for O(log n) window queries.
 pub struct PlaceEvents {
@@ -221,6 +224,8 @@ pub fn prepare(
     let spec = fit_spec(&frames[0].1, &layout, data, raw.sources.clone())?;
     let calibration = calibration_sample(&frames[0].1, cfg.calibration_rows, &mut rng)?;
     frames.push(("calibration", calibration));
+    let snapshot_ts = raw.inter.ts.iter().max().map_or(0, |t| t.saturating_add(1));
+    frames.push(("places", place_snapshot(&fctx, &label, snapshot_ts)?));
     progress.advance(1);
 
     let summary = PrepareSummary {
@@ -234,11 +239,54 @@ pub fn prepare(
         split_times: cuts,
         input_sha256: raw.hashes.clone(),
         features: spec.input_names().into_iter().map(str::to_string).collect(),
+        snapshot_ts,
     };
     let summary = write(out_dir, &mut frames, &mut ranking_df, &spec, summary, cfg, seed)?;
     progress.advance(1);
     progress.end();
     Ok(summary)
+}
+
+/// Model inputs that describe the user, the request context or the time, not the place: what
+/// `precompute` supplies per key, everything else comes from `places.parquet`.
+pub const REQUEST_FEATURES: [&str; 7] =
+    ["user_id", "segment", "distance_km", "hour_sin", "hour_cos", "dow_sin", "dow_cos"];
+
+/// Every place as the feature code sees it at `ts`: `place_id` and the place's own inputs
+/// (category, trailing-window statistics, static and declared place features), computed by
+/// the same [`featurize::features`] as the feature files, then `place_lat`/`place_lon` and
+/// `visits` (all visits before `ts`). What `precompute` scores candidates from.
+fn place_snapshot(fctx: &FeatureContext<'_>, label: &[f32], ts: i64) -> Result<DataFrame> {
+    let raw = fctx.raw;
+    let n = raw.places.ids.len();
+    let mut rows = Rows::new(false, false);
+    for p in 0..n {
+        rows.push_interaction(0, p as u32, ts, 0.0);
+    }
+    let df = featurize::features(&rows, fctx)?;
+    let layout = featurize::layout(fctx);
+    let not_place: Vec<String> =
+        fctx.declared.iter().filter(|f| f.table != TableName::Places).map(|f| f.feature_name().to_string()).collect();
+    let keep: Vec<&str> = layout
+        .categorical
+        .iter()
+        .map(|(c, _)| c.as_str())
+        .chain(layout.numeric.iter().map(String::as_str))
+        .filter(|c| !REQUEST_FEATURES.contains(c))
+        .filter(|c| !not_place.iter().any(|d| c == d || c.strip_suffix("_missing") == Some(d.as_str())))
+        .collect();
+    let mut out = df.select(keep).map_err(pl("place snapshot"))?;
+    let mut visits = vec![0u32; n];
+    for (&p, &y) in raw.inter.place.iter().zip(label) {
+        visits[p as usize] += u32::from(y > 0.5);
+    }
+    let mut extra = vec![Column::new("visits".into(), visits)];
+    if let Some((lat, lon)) = &raw.places.coords {
+        extra.insert(0, Column::new("place_lon".into(), lon));
+        extra.insert(0, Column::new("place_lat".into(), lat));
+    }
+    out.hstack_mut(&extra).map_err(pl("place snapshot"))?;
+    Ok(out)
 }
 
 fn table_name(raw: &RawData) -> String {

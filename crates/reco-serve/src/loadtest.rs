@@ -215,7 +215,13 @@ impl Driver {
     }
 }
 
-fn cell(target: &str, clients: usize, per_client: Vec<(Vec<f64>, usize)>, seconds: f64, mean_batch: Option<f64>) -> Cell {
+fn cell(
+    target: &str,
+    clients: usize,
+    per_client: Vec<(Vec<f64>, usize)>,
+    seconds: f64,
+    mean_batch: Option<f64>,
+) -> Cell {
     let errors = per_client.iter().map(|(_, e)| e).sum();
     let mut lat: Vec<f64> = per_client.into_iter().flat_map(|(l, _)| l).collect();
     lat.sort_by(f64::total_cmp);
@@ -242,7 +248,8 @@ fn over_http(
     clients: usize,
     a: &Args,
 ) -> Result<Cell, String> {
-    let (label, url) = target.split_once('=').ok_or_else(|| format!("--url {target}: expected LABEL=http://HOST:PORT"))?;
+    let (label, url) =
+        target.split_once('=').ok_or_else(|| format!("--url {target}: expected LABEL=http://HOST:PORT"))?;
     let addr = url.strip_prefix("http://").ok_or_else(|| format!("--url {target}: expected an http:// URL"))?;
     let addr = addr.trim_end_matches('/').to_string();
     let bodies: Arc<Vec<Bytes>> =

@@ -54,11 +54,20 @@ impl HttpMetrics {
         let mut out = String::new();
         header(&mut out, "recommendations_requests_total", "counter", "HTTP requests by endpoint and status code.");
         for ((endpoint, code), n) in &m.requests {
-            let _ = writeln!(out, "recommendations_requests_total{{endpoint=\"{}\",code=\"{code}\"}} {n}", escape(endpoint));
+            let _ = writeln!(
+                out,
+                "recommendations_requests_total{{endpoint=\"{}\",code=\"{code}\"}} {n}",
+                escape(endpoint)
+            );
         }
         header(&mut out, "recommendations_request_duration_seconds", "histogram", "HTTP request latency by endpoint.");
         for (endpoint, h) in &m.durations {
-            histogram(&mut out, "recommendations_request_duration_seconds", &format!("endpoint=\"{}\"", escape(endpoint)), h);
+            histogram(
+                &mut out,
+                "recommendations_request_duration_seconds",
+                &format!("endpoint=\"{}\"", escape(endpoint)),
+                h,
+            );
         }
         let st = snap.stats;
         header(&mut out, "recommendations_inference_duration_seconds", "histogram", "Scoring time per batch.");
@@ -81,7 +90,12 @@ impl HttpMetrics {
         header(&mut out, "recommendations_cache_requests_total", "counter", "Response-cache lookups by result.");
         let _ = writeln!(out, "recommendations_cache_requests_total{{result=\"hit\"}} {}", m.cache_hits);
         let _ = writeln!(out, "recommendations_cache_requests_total{{result=\"miss\"}} {}", m.cache_misses);
-        header(&mut out, "recommendations_cache_hit_ratio", "gauge", "Hits over lookups (NaN before the first lookup).");
+        header(
+            &mut out,
+            "recommendations_cache_hit_ratio",
+            "gauge",
+            "Hits over lookups (NaN before the first lookup).",
+        );
         let lookups = m.cache_hits + m.cache_misses;
         let ratio = if lookups == 0 { "NaN".to_string() } else { (m.cache_hits as f64 / lookups as f64).to_string() };
         let _ = writeln!(out, "recommendations_cache_hit_ratio {ratio}");
@@ -144,8 +158,12 @@ mod tests {
         let stats = Stats::default();
         let text = m.render(&Snapshot { stats: &stats, model: ("teacher\"x", "ab"), rss_bytes: None });
         assert!(text.contains("recommendations_requests_total{endpoint=\"/v1/score\",code=\"200\"} 2\n"), "{text}");
-        assert!(text.contains("recommendations_request_duration_seconds_bucket{endpoint=\"/v1/score\",le=\"0.0005\"} 2\n"));
-        assert!(text.contains("recommendations_request_duration_seconds_bucket{endpoint=\"/v1/score\",le=\"+Inf\"} 3\n"));
+        assert!(
+            text.contains("recommendations_request_duration_seconds_bucket{endpoint=\"/v1/score\",le=\"0.0005\"} 2\n")
+        );
+        assert!(
+            text.contains("recommendations_request_duration_seconds_bucket{endpoint=\"/v1/score\",le=\"+Inf\"} 3\n")
+        );
         assert!(text.contains("recommendations_request_duration_seconds_count{endpoint=\"/v1/score\"} 3\n"));
         assert!(text.contains("kind=\"teacher\\\"x\""));
         assert!(text.contains("recommendations_cache_hit_ratio NaN\n"), "no lookups: not computable");

@@ -124,9 +124,10 @@ async fn route(app: &App, req: Request<Incoming>) -> (&'static str, Reply) {
         (&Method::POST, "/v1/score") => ("/v1/score", score(app, req).await),
         (&Method::GET, "/metrics") => ("/metrics", metrics(app)),
         (&Method::GET, "/healthz") => ("/healthz", Reply::text(StatusCode::OK, "text/plain", "ok\n".into())),
-        (_, "/v1/score" | "/metrics" | "/healthz") => {
-            ("other", Reply::error(StatusCode::METHOD_NOT_ALLOWED, &format!("{} is not allowed on {path}", req.method())))
-        }
+        (_, "/v1/score" | "/metrics" | "/healthz") => (
+            "other",
+            Reply::error(StatusCode::METHOD_NOT_ALLOWED, &format!("{} is not allowed on {path}", req.method())),
+        ),
         _ => ("other", Reply::error(StatusCode::NOT_FOUND, &format!("no such endpoint: {path}"))),
     }
 }

@@ -81,7 +81,11 @@ fn push_row(spec: &FeatureSpec, cols: &mut Columns, i: usize, row: &Value) -> Re
             (Ids::Int(d), Value::Number(n)) if n.as_i64().is_some() => d.extend(n.as_i64()),
             (Ids::Str(d), Value::String(s)) => d.push(s.clone()),
             (Ids::Int(_), other) => {
-                return Err(invalid(format!("row {i}: column `{}` is {}, expected an integer id", c.name, kind(other))));
+                return Err(invalid(format!(
+                    "row {i}: column `{}` is {}, expected an integer id",
+                    c.name,
+                    kind(other)
+                )));
             }
             (Ids::Str(_), other) => {
                 return Err(invalid(format!("row {i}: column `{}` is {}, expected a string id", c.name, kind(other))));
@@ -90,9 +94,10 @@ fn push_row(spec: &FeatureSpec, cols: &mut Columns, i: usize, row: &Value) -> Re
     }
     for (n, dst) in spec.numeric.iter().zip(&mut cols.numeric) {
         let v = get(&n.name)?;
-        let x = v.as_f64().filter(|x| x.is_finite() && x.abs() <= f64::from(f32::MAX)).ok_or_else(|| {
-            invalid(format!("row {i}: column `{}` is {}, expected a finite number", n.name, kind(v)))
-        })?;
+        let x = v
+            .as_f64()
+            .filter(|x| x.is_finite() && x.abs() <= f64::from(f32::MAX))
+            .ok_or_else(|| invalid(format!("row {i}: column `{}` is {}, expected a finite number", n.name, kind(v))))?;
         dst.push(x as f32);
     }
     Ok(())
@@ -139,8 +144,10 @@ mod tests {
 
     #[test]
     fn rows_become_columns_in_row_order() {
-        let c = parse(r#"{"rows":[{"user_id":2,"place_id":"a","distance_km":1.5},
-                                  {"distance_km":-3,"place_id":"zz","user_id":-7}]}"#)
+        let c = parse(
+            r#"{"rows":[{"user_id":2,"place_id":"a","distance_km":1.5},
+                                  {"distance_km":-3,"place_id":"zz","user_id":-7}]}"#,
+        )
         .unwrap();
         assert_eq!(c.rows, 2);
         assert_eq!(c.categorical, vec![Ids::Int(vec![2, -7]), Ids::Str(vec!["a".into(), "zz".into()])]);
@@ -149,7 +156,8 @@ mod tests {
 
     #[test]
     fn every_refusal_names_the_row_column_and_expectation() {
-        let row = |u: &str, p: &str, d: &str| format!(r#"{{"rows":[{{"user_id":{u},"place_id":{p},"distance_km":{d}}}]}}"#);
+        let row =
+            |u: &str, p: &str, d: &str| format!(r#"{{"rows":[{{"user_id":{u},"place_id":{p},"distance_km":{d}}}]}}"#);
         for (body, want) in [
             ("{", "not valid JSON".to_string()),
             ("[1]", "must be a JSON object".into()),
@@ -164,7 +172,10 @@ mod tests {
             (&row("1", "\"a\"", "null"), "column `distance_km` is null, expected a finite number".into()),
             (&row("1", "\"a\"", "1e300"), "expected a finite number".into()),
             (r#"{"rows":[{"user_id":1,"place_id":"a"}]}"#, "row 0: missing column `distance_km`".into()),
-            (r#"{"rows":[{"user_id":1,"place_id":"a","distance_km":1,"label":1}]}"#, "row 0: unknown column `label`".into()),
+            (
+                r#"{"rows":[{"user_id":1,"place_id":"a","distance_km":1,"label":1}]}"#,
+                "row 0: unknown column `label`".into(),
+            ),
         ] {
             let e = parse(&body).unwrap_err().to_string();
             assert!(e.contains(&want), "{body}: {e}");

@@ -10,8 +10,8 @@
 #[cfg(feature = "arrow")]
 pub mod arrow_io;
 pub mod coalesce;
-pub mod json;
 pub mod int8;
+pub mod json;
 
 use std::path::Path;
 
@@ -120,7 +120,11 @@ fn check_shape(
     }
     for (c, t) in spec.categorical.iter().zip(id_types) {
         if t != c.dtype() {
-            return Err(Error::input(format!("column `{}` holds {t} ids, the model expects {} ids", c.name, c.dtype())));
+            return Err(Error::input(format!(
+                "column `{}` holds {t} ids, the model expects {} ids",
+                c.name,
+                c.dtype()
+            )));
         }
     }
     Ok(())
