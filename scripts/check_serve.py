@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import brotli
@@ -146,27 +147,72 @@ def check_metrics(url, ok_requests, bad_requests):
     assert math.isnan(fams["recommendations_cache_hit_ratio"].samples[0].value), "no lookups yet: NaN, not 0 or 1"
 
 
+def check_recommendations(url, table_path):
+    """Every sampled key's places equal the table's, in rank order; the second identical
+    request is a cache hit; bad and unknown keys are 400, uncovered cells 404."""
+    kv = pq.ParquetFile(table_path).metadata.metadata
+    deg = float(kv[b"reco_cli.cell_deg"])
+    rows = pq.read_table(table_path).to_pylist()
+    keys = {}
+    for r in rows:
+        keys.setdefault((r["segment"], r["cell_lat"], r["cell_lon"], r["category"]), []).append(r)
+    sample = sorted(keys, key=str)[:: max(1, len(keys) // 6)][:6]
+    for seg, ci, cj, cat in sample:
+        # A point inside the cell, not its corner.
+        q = {"segment": seg, "lat": (ci + 0.3) * deg, "lon": (cj + 0.7) * deg}
+        if cat is not None:
+            q["category"] = cat
+        path = url + "/v1/recommendations?" + urllib.parse.urlencode(q)
+        for attempt in range(2):
+            status, _, body = request(path)
+            assert status == 200, (status, body)
+            got = json.loads(body)
+            want = sorted(keys[(seg, ci, cj, cat)], key=lambda r: r["rank"])
+            assert [p["place_id"] for p in got["places"]] == [r["place_id"] for r in want], (q, got)
+            assert all(abs(p["logit"] - r["logit"]) < 1e-6 for p, r in zip(got["places"], want))
+    seg0 = sample[0][0]
+    for q, code, text in [
+        ({"segment": "no-such", "lat": 0, "lon": 0}, 400, "unknown segment"),
+        ({"segment": seg0, "lat": "north", "lon": 0}, 400, "`lat` is"),
+        ({"segment": seg0, "lat": 0}, 400, "missing parameter `lon`"),
+        ({"segment": seg0, "lat": 0, "lon": 0, "x": 1}, 400, "unknown parameter `x`"),
+        ({"segment": seg0, "lat": -89.5, "lon": 179.5}, 404, "no precomputed recommendations"),
+    ]:
+        status, _, body = request(url + "/v1/recommendations?" + urllib.parse.urlencode(q))
+        assert status == code and text in json.loads(body)["error"], (q, status, body)
+    return len(sample)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cli", required=True)
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", required=True)
+    ap.add_argument("--table", help="a precompute table to serve and check at /v1/recommendations")
     a = ap.parse_args()
     spec = json.load(open(os.path.join(a.model, "manifest.json")))["feature_spec"]
     table = pq.read_table(a.data)
     rows = rows_of(table, spec)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "p.parquet")
-        subprocess.run([a.cli, "predict", "--model", a.model, "--data", a.data, "--out", out, "--quiet"], check=True)
+        subprocess.run([a.cli, "predict", "--model", a.model, "--data", a.data, "--out", out, "--quiet"], check=True,
+                       stdout=subprocess.DEVNULL)
         want = pq.read_table(out).column("logit").to_numpy().astype(np.float32)
 
-        p, url = start(a.cli, a.model, "--max-batch", "64", "--max-wait-ms", "2", "--max-body-bytes", "65536")
+        extra = ["--recommendations", a.table] if a.table else []
+        p, url = start(a.cli, a.model, "--max-batch", "64", "--max-wait-ms", "2", "--max-body-bytes", "65536", *extra)
         try:
             ok = check_scores(url, rows, want)
             bad = check_bad_input(url, rows[0])
             check_encodings(url, rows[0])
             ok += 3
             check_metrics(url, ok, bad)
+            if a.table:
+                keys = check_recommendations(url, a.table)
+                fams = {f.name: f for f in text_string_to_metric_families(request(url + "/metrics")[2].decode())}
+                ratio = fams["recommendations_cache_hit_ratio"].samples[0].value
+                # Each sampled key: one miss then one hit; then one 404 miss.
+                assert abs(ratio - keys / (2 * keys + 1)) < 1e-9, ratio
             p.send_signal(signal.SIGTERM)
             assert p.wait(timeout=TIMEOUT) == 0, p.stderr.read()
         finally:

@@ -8,6 +8,7 @@ mod data;
 mod encoding;
 mod loadtest;
 mod metrics;
+mod recommendations;
 mod server;
 
 use std::net::SocketAddr;
@@ -78,6 +79,15 @@ enum Command {
         /// HTTP worker threads.
         #[arg(long, default_value_t = 1)]
         http_threads: usize,
+        /// A `reco-cli precompute` table to serve at GET /v1/recommendations.
+        #[arg(long)]
+        recommendations: Option<PathBuf>,
+        /// Time to live of a cached recommendations response, seconds.
+        #[arg(long, default_value_t = 60)]
+        cache_ttl_s: u64,
+        /// Responses the in-process cache holds.
+        #[arg(long, default_value_t = 10_000)]
+        cache_entries: usize,
     },
     /// Concurrent single-row clients against the coalescer in-process (with and without
     /// coalescing) and, with --url, against running servers.
@@ -99,10 +109,22 @@ fn main() {
         }
     };
     let result = match cli.command {
-        Command::Serve { model, addr, batching, max_body_bytes, max_rows, deadline_ms, http_threads } => {
+        Command::Serve {
+            model,
+            addr,
+            batching,
+            max_body_bytes,
+            max_rows,
+            deadline_ms,
+            http_threads,
+            recommendations,
+            cache_ttl_s,
+            cache_entries,
+        } => {
             let limits =
                 server::Limits { max_body: max_body_bytes, max_rows, deadline: Duration::from_millis(deadline_ms) };
-            serve(&model, addr, &batching, limits, http_threads)
+            let table = recommendations.map(|p| (p, Duration::from_secs(cache_ttl_s), cache_entries));
+            serve(&model, addr, &batching, limits, http_threads, table)
         }
         Command::Loadtest(args) => loadtest::run(&args),
     };
@@ -119,12 +141,17 @@ fn serve(
     batching: &Batching,
     limits: server::Limits,
     http_threads: usize,
+    table: Option<(PathBuf, Duration, usize)>,
 ) -> Result<(), String> {
     let stop = block_stop_signals()?;
     let (manifest, model) = Model::open(dir).map_err(|e| e.to_string())?;
     let model_info = (manifest.kind.to_string(), manifest.content_hash());
+    let recommendations = table
+        .map(|(path, ttl, entries)| recommendations::Recommendations::load(&path, &model_info.1, entries, ttl))
+        .transpose()?;
     let coalescer = Coalescer::new(Arc::new(model), batching.config()).map_err(|e| e.to_string())?;
-    let app = Arc::new(server::App { coalescer, model: model_info, limits, metrics: Default::default() });
+    let app =
+        Arc::new(server::App { coalescer, model: model_info, limits, metrics: Default::default(), recommendations });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(http_threads.max(1))
         .enable_all()
@@ -140,7 +167,8 @@ fn serve(
         let listener = server::bind(addr).await?;
         let bound = listener.local_addr().map_err(|e| e.to_string())?;
         println!("http://{bound}");
-        eprintln!("reco-serve: {} ({}) on http://{bound}", dir.display(), app.model.0);
+        let keys = app.recommendations.as_ref().map_or(0, recommendations::Recommendations::len);
+        eprintln!("reco-serve: {} ({}) on http://{bound}, {keys} recommendation keys", dir.display(), app.model.0);
         server::serve(Arc::clone(&app), listener, rx, Duration::from_secs(10)).await;
         Ok::<_, String>(())
     })?;

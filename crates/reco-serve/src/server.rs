@@ -25,6 +25,7 @@ use reco_runtime::runtime::sigmoid;
 
 use crate::encoding::{Encoding, compress};
 use crate::metrics::{HttpMetrics, Snapshot, rss_bytes};
+use crate::recommendations::{Miss, Recommendations};
 
 /// Request limits.
 #[derive(Debug, Clone)]
@@ -47,6 +48,8 @@ pub struct App {
     pub limits: Limits,
     /// HTTP counters.
     pub metrics: HttpMetrics,
+    /// The precompute table behind `/v1/recommendations`, if loaded.
+    pub recommendations: Option<Recommendations>,
 }
 
 /// A response before compression.
@@ -124,11 +127,32 @@ async fn route(app: &App, req: Request<Incoming>) -> (&'static str, Reply) {
         (&Method::POST, "/v1/score") => ("/v1/score", score(app, req).await),
         (&Method::GET, "/metrics") => ("/metrics", metrics(app)),
         (&Method::GET, "/healthz") => ("/healthz", Reply::text(StatusCode::OK, "text/plain", "ok\n".into())),
-        (_, "/v1/score" | "/metrics" | "/healthz") => (
+        (&Method::GET, "/v1/recommendations") => ("/v1/recommendations", recommend(app, req.uri().query())),
+        (_, "/v1/score" | "/metrics" | "/healthz" | "/v1/recommendations") => (
             "other",
             Reply::error(StatusCode::METHOD_NOT_ALLOWED, &format!("{} is not allowed on {path}", req.method())),
         ),
         _ => ("other", Reply::error(StatusCode::NOT_FOUND, &format!("no such endpoint: {path}"))),
+    }
+}
+
+fn recommend(app: &App, query: Option<&str>) -> Reply {
+    let Some(table) = &app.recommendations else {
+        return Reply::error(
+            StatusCode::NOT_FOUND,
+            "this server has no precompute table (serve --recommendations FILE)",
+        );
+    };
+    match table.lookup(query.unwrap_or("")) {
+        Ok((body, hit)) => {
+            app.metrics.cache_lookup(hit);
+            Reply { status: StatusCode::OK, content_type: "application/json", body, retry_after: false }
+        }
+        Err(Miss::NotFound(m)) => {
+            app.metrics.cache_lookup(false);
+            Reply::error(StatusCode::NOT_FOUND, &m)
+        }
+        Err(Miss::BadRequest(m)) => Reply::error(StatusCode::BAD_REQUEST, &m),
     }
 }
 
