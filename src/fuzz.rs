@@ -137,3 +137,44 @@ pub fn raw_table(data: &[u8], format: TableFormat) {
     let cfg = crate::data::schema::FilesConfig::in_dir(&dir.0);
     let _ = expect_input_class(crate::data::raw::read(&cfg));
 }
+
+/// The feature spec score requests are parsed against: an int64 and a string id column and
+/// two numeric columns.
+fn request_spec() -> crate::artifact::spec::FeatureSpec {
+    use crate::artifact::spec::{CategoricalSpec, NumericSpec, Vocabulary};
+    crate::artifact::spec::FeatureSpec {
+        categorical: vec![
+            CategoricalSpec::new("user_id", vec![1, 2, 3]),
+            CategoricalSpec::with_vocabulary("place_id", Vocabulary::Str(vec!["a".into(), "b".into()])),
+        ],
+        numeric: ["distance_km", "hour_sin"].map(|n| NumericSpec { name: n.into(), mean: 0.0, std: 1.0 }).to_vec(),
+        label: "label".into(),
+        sources: vec![],
+    }
+}
+
+/// A server's score request body (`reco-serve` `POST /v1/score`): parsed against a fixed
+/// spec; an accepted body must give columns the runtime accepts, every number finite and at
+/// most the row limit; a refused one a one-line reason.
+pub fn score_request(data: &[u8]) {
+    let spec = request_spec();
+    match crate::runtime::json::columns_from_json(&spec, data, 64) {
+        Ok(cols) => {
+            assert!(cols.check(&spec).is_ok() && (1..=64).contains(&cols.rows), "accepted an invalid request");
+            assert!(cols.numeric.iter().flatten().all(|v| v.is_finite()), "accepted a non-finite number");
+        }
+        Err(e) => assert!(!e.to_string().contains('\n'), "a multi-line reason: {e}"),
+    }
+}
+
+/// Seed bodies for [`score_request`].
+pub fn score_request_seeds() -> Vec<Vec<u8>> {
+    [
+        r#"{"rows":[{"user_id":1,"place_id":"a","distance_km":0.5,"hour_sin":-1}]}"#,
+        r#"{"rows":[{"user_id":9,"place_id":"zz","distance_km":1e3,"hour_sin":0},{"hour_sin":1.5,"distance_km":-2,"place_id":"b","user_id":-4}]}"#,
+        r#"{"rows":[{"user_id":1.0,"place_id":3,"distance_km":null}]}"#,
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect()
+}

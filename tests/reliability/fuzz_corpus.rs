@@ -118,3 +118,12 @@ fn table_readers_survive_their_corpus() {
         vec![read(&tiny_run().join("raw/places.parquet")), read(&tiny_run().join("raw/interactions.parquet"))];
     assert!(replay("table_parquet", &parquet, 1024, 100, |d| raw_table(d, TableFormat::Parquet)) >= 200);
 }
+
+#[test]
+fn score_request_parser_survives_its_corpus() {
+    let seeds = reco::fuzz::score_request_seeds();
+    for s in &seeds {
+        reco::fuzz::score_request(s);
+    }
+    assert!(replay("score_request", &seeds, 256, 400, reco::fuzz::score_request) >= 1200);
+}

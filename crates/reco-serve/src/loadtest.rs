@@ -180,7 +180,7 @@ impl Driver {
         loop {
             let i = this.next.fetch_add(1, Ordering::Relaxed);
             // The clock is read every 64 requests: the generator stays cheap.
-            let over = i >= this.max || (i % 64 == 0 && this.start.elapsed() >= this.limit);
+            let over = i >= this.max || (i.is_multiple_of(64) && this.start.elapsed() >= this.limit);
             if over {
                 this.next.store(usize::MAX / 2, Ordering::Relaxed);
             }

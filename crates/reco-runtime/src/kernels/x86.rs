@@ -61,7 +61,10 @@ pub(crate) fn gemm_avx2(x: &[u8], m: usize, w: &PackedWeights, mut sink: Sink<'_
 /// The size checks every SIMD entry point makes before running unchecked loads and stores:
 /// `m` rows of `kp` input bytes, and a sink of `m · n` accumulators or `m` u8 rows.
 fn check_sizes(x: &[u8], m: usize, w: &PackedWeights, sink: &Sink<'_>) {
-    assert!(w.kp % super::K_ALIGN == 0 && w.kp >= w.k && w.w8.len() == w.n * w.kp, "inconsistent packed weights");
+    assert!(
+        w.kp.is_multiple_of(super::K_ALIGN) && w.kp >= w.k && w.w8.len() == w.n * w.kp,
+        "inconsistent packed weights"
+    );
     assert!(x.len() >= m * w.kp, "input buffer too small");
     match sink {
         Sink::Acc(acc) => assert!(acc.len() >= m * w.n, "accumulator buffer too small"),

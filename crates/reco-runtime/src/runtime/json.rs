@@ -177,11 +177,11 @@ mod tests {
                 "row 0: unknown column `label`".into(),
             ),
         ] {
-            let e = parse(&body).unwrap_err().to_string();
+            let e = parse(body).unwrap_err().to_string();
             assert!(e.contains(&want), "{body}: {e}");
             assert!(!e.contains('\n'), "{e}");
         }
-        let four = format!(r#"{{"rows":[{}]}}"#, vec![r#"{"user_id":1,"place_id":"a","distance_km":1}"#; 4].join(","));
+        let four = format!(r#"{{"rows":[{}]}}"#, [r#"{"user_id":1,"place_id":"a","distance_km":1}"#; 4].join(","));
         assert_eq!(parse(&four).unwrap_err(), BodyError::TooManyRows { rows: 4, max: 3 });
     }
 }
