@@ -219,6 +219,19 @@ def main():
             if p.poll() is None:
                 p.kill()
 
+        # Fail-fast admission: a request larger than the whole queue is 503 with Retry-After.
+        p, url = start(a.cli, a.model, "--queue-rows", "4")
+        try:
+            status, headers, body = request(url + "/v1/score", json.dumps({"rows": rows[:5]}).encode())
+            assert status == 503 and headers.get("retry-after") == "1", (status, headers, body)
+            assert "queue is full" in json.loads(body)["error"]
+            assert request(url + "/v1/score", json.dumps({"rows": rows[:4]}).encode())[0] == 200
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(timeout=TIMEOUT) == 0
+        finally:
+            if p.poll() is None:
+                p.kill()
+
         broken = os.path.join(tmp, "broken")
         shutil.copytree(a.model, broken)
         with open(os.path.join(broken, "model.safetensors"), "r+b") as f:
@@ -228,7 +241,8 @@ def main():
                            capture_output=True, text=True, timeout=TIMEOUT)
         assert r.returncode == 2 and "sha256 mismatch" in r.stderr and r.stdout == "", (r.returncode, r.stderr)
     print(f"serve OK: {a.model}: {len(rows)} rows in {ok - 3} requests equal predict bit for bit; "
-          f"{bad} bad requests refused; gzip/br; /metrics parsed; SIGTERM exit 0; broken model exit 2")
+          f"{bad} bad requests refused; gzip/br; /metrics parsed; 503 + Retry-After; SIGTERM exit 0; "
+          f"broken model exit 2")
 
 
 if __name__ == "__main__":

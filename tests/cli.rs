@@ -1323,3 +1323,51 @@ fn an_int8_artifact_where_a_float_model_is_needed_names_its_float_parent() {
     input_error(&q, &["is already INT8", "expected a float artifact"]);
     assert!(!dir.path().join("out").exists() && !dir.path().join("q").exists());
 }
+
+#[test]
+fn an_unknown_or_unsupported_reco_kernel_is_an_input_error_not_a_silent_fallback() {
+    let run = run_dir();
+    let (model, data) = (run.join("teacher-int8"), run.join("features/test.parquet"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.parquet");
+    let args = ["predict", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap()];
+    let args: Vec<&str> = args.iter().copied().chain(["--out", out.to_str().unwrap()]).collect();
+    input_error(&reco_env(&args, dir.path(), &[("RECO_KERNEL", "avx3")]), &["RECO_KERNEL", "avx3", "expected auto"]);
+    assert!(!out.exists());
+    // A kernel this CPU lacks is refused too (every x86-64 CPU here has scalar; VNNI maybe not).
+    let vnni = reco_env(&args, dir.path(), &[("RECO_KERNEL", "vnni")]);
+    if vnni.code != 0 {
+        input_error(&vnni, &["RECO_KERNEL=vnni", "does not support"]);
+    }
+    ok(reco_env(&args, dir.path(), &[("RECO_KERNEL", "scalar")]));
+}
+
+#[test]
+fn a_model_loads_from_bytes_as_from_its_directory_and_scores_the_same_on_any_thread_count() {
+    use reco::runtime::Model;
+    let run = run_dir();
+    let data = reco::data::features::FeatureFrame::read(
+        &run.join("features/test.parquet"),
+        Model::open(&run.join("teacher")).unwrap().1.spec(),
+        false,
+    )
+    .unwrap();
+    for stage in ["teacher", "teacher-int8", "student-int8"] {
+        let dir = run.join(stage);
+        let (m1, from_dir) = Model::open(&dir).unwrap();
+        let manifest = std::fs::read(dir.join("manifest.json")).unwrap();
+        let mut weights = std::fs::read(dir.join("model.safetensors")).unwrap();
+        let (m2, from_bytes) = Model::from_bytes(stage, &manifest, &weights).unwrap();
+        assert_eq!(m1.content_hash(), m2.content_hash());
+        let want = from_dir.logits(&data.columns).unwrap();
+        assert_eq!(from_bytes.logits(&data.columns).unwrap(), want, "{stage}");
+        for threads in [1, 2, 3, 7] {
+            assert_eq!(from_dir.logits_threads(&data.columns.view(), threads).unwrap(), want, "{stage} x{threads}");
+        }
+        // One flipped byte: refused by its hash, naming the file.
+        let last = weights.len() - 1;
+        weights[last] ^= 1;
+        let e = Model::from_bytes(stage, &manifest, &weights).unwrap_err().to_string();
+        assert!(e.contains("model.safetensors") && e.contains("sha256 mismatch"), "{e}");
+    }
+}

@@ -95,7 +95,7 @@ pub fn precompute(job: &PrecomputeJob) -> Result<PrecomputeSummary> {
         ));
     }
     let (manifest, model) = Model::open(&job.model)?;
-    super::paths::check_output(&job.out, &[job.features.as_path()], &[job.model.as_path()], None)?;
+    super::paths::check_output(&job.out, &[], &[job.model.as_path(), job.features.as_path()], None)?;
     let (cfg, snapshot_ts) = read_prepare(&job.features)?;
     let places = read_places(&job.features.join("places.parquet"), model.spec())?;
     let spec = model.spec();

@@ -515,6 +515,53 @@ const CASES: &[Case] = &[
         needles: &["test.parquet", "query_id"],
     },
     Case {
+        name: "precompute on features without the place snapshot",
+        setup: |d| std::fs::remove_file(d.join("run/features/places.parquet")).unwrap(),
+        args: &["precompute", "--model", "run/teacher-int8", "--features", "run/features", "--out", "top.parquet"],
+        needles: &["places.parquet", "prepare again"],
+    },
+    Case {
+        name: "precompute --k 0",
+        setup: none,
+        args: &[
+            "precompute",
+            "--model",
+            "run/teacher-int8",
+            "--features",
+            "run/features",
+            "--out",
+            "t.parquet",
+            "--k",
+            "0",
+        ],
+        needles: &["--k"],
+    },
+    Case {
+        name: "precompute --out onto a feature file",
+        setup: none,
+        args: &[
+            "precompute",
+            "--model",
+            "run/teacher-int8",
+            "--features",
+            "run/features",
+            "--out",
+            "run/features/places.parquet",
+        ],
+        needles: &["--out"],
+    },
+    Case {
+        name: "serve a model that fails verification",
+        setup: |d| {
+            let p = d.join("run/teacher/model.safetensors");
+            let mut b = std::fs::read(&p).unwrap();
+            b[100] ^= 1;
+            std::fs::write(&p, b).unwrap();
+        },
+        args: &["serve", "--model", "run/teacher", "--addr", "127.0.0.1:0"],
+        needles: &["sha256 mismatch"],
+    },
+    Case {
         name: "predict --out onto its input",
         setup: test_copy,
         args: &["predict", "--model", "run/teacher", "--data", "test.parquet", "--out", "test.parquet"],

@@ -23,6 +23,9 @@ use reco_runtime::runtime::coalesce::{Coalescer, Config};
 #[derive(Parser)]
 #[command(name = "reco-serve", version, about = "Serve reco artifacts over HTTP, and load-test them")]
 struct Cli {
+    /// No log lines on stderr (errors still print).
+    #[arg(long, short, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -124,7 +127,7 @@ fn main() {
             let limits =
                 server::Limits { max_body: max_body_bytes, max_rows, deadline: Duration::from_millis(deadline_ms) };
             let table = recommendations.map(|p| (p, Duration::from_secs(cache_ttl_s), cache_entries));
-            serve(&model, addr, &batching, limits, http_threads, table)
+            serve(&model, addr, &batching, limits, http_threads, table, cli.quiet)
         }
         Command::Loadtest(args) => loadtest::run(&args),
     };
@@ -142,6 +145,7 @@ fn serve(
     limits: server::Limits,
     http_threads: usize,
     table: Option<(PathBuf, Duration, usize)>,
+    quiet: bool,
 ) -> Result<(), String> {
     let stop = block_stop_signals()?;
     let (manifest, model) = Model::open(dir).map_err(|e| e.to_string())?;
@@ -160,7 +164,9 @@ fn serve(
     let (tx, rx) = tokio::sync::watch::channel(false);
     std::thread::spawn(move || {
         let sig = stop();
-        eprintln!("reco-serve: {sig}, finishing open requests");
+        if !quiet {
+            eprintln!("reco-serve: {sig}, finishing open requests");
+        }
         let _ = tx.send(true);
     });
     rt.block_on(async {
@@ -168,7 +174,9 @@ fn serve(
         let bound = listener.local_addr().map_err(|e| e.to_string())?;
         println!("http://{bound}");
         let keys = app.recommendations.as_ref().map_or(0, recommendations::Recommendations::len);
-        eprintln!("reco-serve: {} ({}) on http://{bound}, {keys} recommendation keys", dir.display(), app.model.0);
+        if !quiet {
+            eprintln!("reco-serve: {} ({}) on http://{bound}, {keys} recommendation keys", dir.display(), app.model.0);
+        }
         server::serve(Arc::clone(&app), listener, rx, Duration::from_secs(10)).await;
         Ok::<_, String>(())
     })?;
@@ -177,7 +185,9 @@ fn serve(
     if let Ok(app) = Arc::try_unwrap(app) {
         app.coalescer.shutdown();
     }
-    eprintln!("reco-serve: stopped");
+    if !quiet {
+        eprintln!("reco-serve: stopped");
+    }
     Ok(())
 }
 
