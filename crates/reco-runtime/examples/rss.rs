@@ -1,7 +1,9 @@
-//! Resident memory of one loaded model: `cargo run --release -p reco-runtime --example rss
-//! -- MODEL_DIR`. Prints the weights file's size, the process's resident set growth over
-//! the load (Linux `/proc/self/statm`), and the tensor bytes the model reports holding. One
-//! model per process, so the allocator's earlier pages do not hide a load's growth.
+//! Resident memory of one loaded model, as a server holds it: `cargo run --release -p
+//! reco-runtime --example rss -- MODEL_DIR`. Prints the weights file's size and the growth of
+//! the process's resident set (Linux `/proc/self/statm`) from before the load to after it,
+//! with the manifest dropped and one row scored (so lazily built lookup tables exist): as
+//! measured, and after `malloc_trim(0)` returns the allocator's freed pages (what the load
+//! left live, without what glibc keeps of its transient buffers). One model per process.
 
 use std::path::Path;
 
@@ -27,14 +29,38 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let after = rss_bytes();
-    let held = model.resident_bytes();
+    let kind = manifest.kind.to_string();
+    drop(manifest);
+    let spec = model.spec();
+    let one = reco_runtime::runtime::Columns {
+        rows: 1,
+        categorical: spec
+            .categorical
+            .iter()
+            .map(|c| match c.dtype() {
+                reco_runtime::artifact::spec::IdType::Int64 => reco_runtime::artifact::spec::Ids::Int(vec![1]),
+                reco_runtime::artifact::spec::IdType::String => {
+                    reco_runtime::artifact::spec::Ids::Str(vec!["1".into()])
+                }
+            })
+            .collect(),
+        numeric: vec![vec![0.5]; spec.numeric.len()],
+    };
+    if let Err(e) = model.logits(&one) {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+    let grown = rss_bytes().saturating_sub(before);
+    // SAFETY: malloc_trim only returns free heap pages to the system.
+    unsafe { libc::malloc_trim(0) };
+    let live = rss_bytes().saturating_sub(before);
+    let ratio = |b: u64| b as f64 / file as f64;
     println!(
-        "{} {}: model.safetensors {file} B, RSS +{} B ({:.2}x the file), tensors held {held} B ({:.2}x)",
+        "{} {kind}: model.safetensors {file} B; RSS +{grown} B ({:.2}x); after malloc_trim +{live} B ({:.2}x); tensors {} B ({:.2}x)",
         dir.display(),
-        manifest.kind,
-        after.saturating_sub(before),
-        after.saturating_sub(before) as f64 / file as f64,
-        held as f64 / file as f64
+        ratio(grown),
+        ratio(live),
+        model.resident_bytes(),
+        ratio(model.resident_bytes() as u64)
     );
 }

@@ -150,6 +150,15 @@ fn serve(
     let stop = block_stop_signals()?;
     let (manifest, model) = Model::open(dir).map_err(|e| e.to_string())?;
     let model_info = (manifest.kind.to_string(), manifest.content_hash());
+    // The server keeps the model only (the manifest holds a second copy of the vocabularies),
+    // and gives back the pages of the load's transient buffers (file bytes, parsed JSON) that
+    // glibc would otherwise keep resident.
+    drop(manifest);
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     let recommendations = table
         .map(|(path, ttl, entries)| recommendations::Recommendations::load(&path, &model_info.1, entries, ttl))
         .transpose()?;

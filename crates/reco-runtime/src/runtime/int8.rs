@@ -157,11 +157,9 @@ impl Int8Model {
             })
             .collect();
         let input = match layers.first() {
-            Some(Exec::Int8 { input: Some((_, qp)), packed, .. }) => Input::Codes(
-                embeddings.iter().map(|t| t.dequantize().iter().map(|&v| qp.quantize(v)).collect()).collect(),
-                packed.kp(),
-                *qp,
-            ),
+            Some(Exec::Int8 { input: Some((_, qp)), packed, .. }) => {
+                Input::Codes(embeddings.iter().map(|t| requantized_codes(t, qp)).collect(), packed.kp(), *qp)
+            }
             _ => Input::Rowwise(embeddings),
         };
         Self { spec, arch, input, layers, plans, kernel }
@@ -365,6 +363,18 @@ impl Int8Model {
             Act::Quant(q, qp) => dequantize_padded(&q, m, width, &qp),
         }
     }
+}
+
+/// A row-wise table's values re-quantized to `qp` (layer 0's input codes), one value at a
+/// time: the same codes as quantizing [`RowwiseTable::dequantize`], without its f32 copy of
+/// the whole table.
+fn requantized_codes(t: &RowwiseTable, qp: &QParams) -> Vec<u8> {
+    let mut out = Vec::with_capacity(t.codes.len());
+    for (row, codes) in t.codes.chunks_exact(t.dim.max(1)).enumerate().take(t.rows) {
+        let (s, o) = (t.scale_offset[2 * row], t.scale_offset[2 * row + 1]);
+        out.extend(codes.iter().map(|&q| qp.quantize(f32::from(q) * s + o)));
+    }
+    out
 }
 
 /// Copies the `dim`-byte embedding code row `row(r)` into columns `off..off + dim` of each
