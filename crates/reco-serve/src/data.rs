@@ -18,24 +18,10 @@ pub fn read_columns(path: &Path, spec: &FeatureSpec) -> Result<Columns, String> 
         let cols = columns_from_batch(spec, &batch.map_err(|e| at(&e))?).map_err(|e| at(&e))?;
         match &mut all {
             None => all = Some(cols),
-            Some(a) => append(a, cols),
+            Some(a) => a.append(&cols).map_err(|e| at(&e))?,
         }
     }
     all.filter(|c| c.rows > 0).ok_or_else(|| format!("{}: no rows", path.display()))
-}
-
-fn append(a: &mut Columns, b: Columns) {
-    a.rows += b.rows;
-    for (x, y) in a.categorical.iter_mut().zip(b.categorical) {
-        match (x, y) {
-            (Ids::Int(x), Ids::Int(y)) => x.extend(y),
-            (Ids::Str(x), Ids::Str(y)) => x.extend(y),
-            _ => {}
-        }
-    }
-    for (x, y) in a.numeric.iter_mut().zip(b.numeric) {
-        x.extend(y);
-    }
 }
 
 /// Row `i` of `cols` as the body of a one-row score request.

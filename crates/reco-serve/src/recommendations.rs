@@ -140,14 +140,18 @@ impl Recommendations {
                 )));
             }
             if params.insert(k.to_string(), v.to_string()).is_some() {
-                return Err(bad(format!("parameter `{k}` given twice")));
+                return Err(bad(format!("parameter `{}` given twice", k.escape_debug())));
             }
         }
         let need = |k: &str| params.get(k).ok_or_else(|| bad(format!("missing parameter `{k}`")));
         let segment = need("segment")?.clone();
         if !self.segments.contains(&segment) {
             let known: Vec<&str> = self.segments.iter().map(String::as_str).collect();
-            return Err(bad(format!("unknown segment `{segment}`: expected one of {}", known.join(", "))));
+            return Err(bad(format!(
+                "unknown segment `{}`: expected one of {}",
+                segment.escape_debug(),
+                known.join(", ")
+            )));
         }
         let coord = |k: &str, limit: f64| -> Result<f64, Miss> {
             let text = need(k)?;
@@ -161,7 +165,10 @@ impl Recommendations {
         if let Some(c) = &category
             && !self.categories.contains(c)
         {
-            return Err(bad(format!("unknown category `{c}` (or the table was precomputed without --by-category)")));
+            return Err(bad(format!(
+                "unknown category `{}` (or the table was precomputed without --by-category)",
+                c.escape_debug()
+            )));
         }
         let cell = ((lat / self.cell_deg).floor() as i64, (lon / self.cell_deg).floor() as i64);
         Ok((segment, cell, category))

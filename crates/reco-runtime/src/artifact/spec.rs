@@ -103,10 +103,7 @@ impl std::fmt::Display for Key<'_> {
 impl Ids {
     /// Number of values.
     pub fn len(&self) -> usize {
-        match self {
-            Self::Int(v) => v.len(),
-            Self::Str(v) => v.len(),
-        }
+        self.view().len()
     }
 
     /// True when there are no values.
@@ -116,10 +113,7 @@ impl Ids {
 
     /// `int64` or `string`.
     pub fn id_type(&self) -> IdType {
-        match self {
-            Self::Int(_) => IdType::Int64,
-            Self::Str(_) => IdType::String,
-        }
+        self.view().id_type()
     }
 
     /// Value `i`, borrowed.

@@ -25,7 +25,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{Columns, Model};
-use crate::artifact::spec::Ids;
 
 /// How batches are formed.
 #[derive(Debug, Clone, PartialEq)]
@@ -390,7 +389,8 @@ fn run_batch(s: &Shared, batch: Vec<Pending>) {
         return;
     }
     let rows: usize = live.iter().map(|p| p.cols.rows).sum();
-    let scored = if live.len() == 1 { score(&s.model, &live[0].cols) } else { score(&s.model, &concat(&live)) };
+    let scored =
+        if live.len() == 1 { score(&s.model, &live[0].cols) } else { concat(&live).and_then(|c| score(&s.model, &c)) };
     let elapsed = start.elapsed().as_secs_f64();
     let mut failed = 0u64;
     match scored {
@@ -426,42 +426,21 @@ fn score(model: &Model, cols: &Columns) -> Result<Vec<f32>, CoalesceError> {
     }
 }
 
-/// The requests' rows one after another, as one set of columns.
-fn concat(batch: &[Pending]) -> Columns {
-    let first = &batch[0].cols;
-    let mut out = Columns {
-        rows: 0,
-        categorical: first
-            .categorical
-            .iter()
-            .map(|c| match c {
-                Ids::Int(_) => Ids::Int(Vec::new()),
-                Ids::Str(_) => Ids::Str(Vec::new()),
-            })
-            .collect(),
-        numeric: vec![Vec::new(); first.numeric.len()],
-    };
+/// The requests' rows one after another, as one set of columns (their columns and id types
+/// were checked against the spec at submission, so they append).
+fn concat(batch: &[Pending]) -> Result<Columns, CoalesceError> {
+    let mut out = Columns::empty_like(&batch[0].cols);
     for p in batch {
-        out.rows += p.cols.rows;
-        for (dst, src) in out.categorical.iter_mut().zip(&p.cols.categorical) {
-            match (dst, src) {
-                (Ids::Int(d), Ids::Int(v)) => d.extend_from_slice(v),
-                (Ids::Str(d), Ids::Str(v)) => d.extend_from_slice(v),
-                // Types were checked against the spec at submission.
-                _ => {}
-            }
-        }
-        for (dst, src) in out.numeric.iter_mut().zip(&p.cols.numeric) {
-            dst.extend_from_slice(src);
-        }
+        out.append(&p.cols).map_err(|e| CoalesceError::Failed(e.to_string()))?;
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::artifact::manifest::Architecture;
+    use crate::artifact::spec::Ids;
     use crate::artifact::spec::{CategoricalSpec, FeatureSpec, NumericSpec};
     use crate::artifact::weights::{Dense, FloatWeights, Table};
     use crate::rng::Rng;

@@ -34,7 +34,7 @@ pub fn columns_from_json(spec: &FeatureSpec, body: &[u8], max_rows: usize) -> Re
         return Err(invalid("the body must be a JSON object {\"rows\": [...]}".into()));
     };
     if let Some(k) = top.keys().find(|k| *k != "rows") {
-        return Err(invalid(format!("unknown field `{k}`: the body holds only `rows`")));
+        return Err(invalid(format!("unknown field `{}`: the body holds only `rows`", k.escape_debug())));
     }
     let rows = match top.get("rows") {
         Some(Value::Array(rows)) => rows,
@@ -72,7 +72,7 @@ fn push_row(spec: &FeatureSpec, cols: &mut Columns, i: usize, row: &Value) -> Re
     };
     let known = |k: &str| spec.categorical.iter().any(|c| c.name == k) || spec.numeric.iter().any(|n| n.name == k);
     if let Some(k) = row.keys().find(|k| !known(k)) {
-        return Err(invalid(format!("row {i}: unknown column `{k}`")));
+        return Err(invalid(format!("row {i}: unknown column `{}`", k.escape_debug())));
     }
     let get = |name: &str| row.get(name).ok_or_else(|| invalid(format!("row {i}: missing column `{name}`")));
     for (c, dst) in spec.categorical.iter().zip(&mut cols.categorical) {
@@ -176,6 +176,8 @@ mod tests {
                 r#"{"rows":[{"user_id":1,"place_id":"a","distance_km":1,"label":1}]}"#,
                 "row 0: unknown column `label`".into(),
             ),
+            // Found by fuzzing: a name holding a newline is shown escaped, on one line.
+            (r#"{"rows":[{"a\nb":1}]}"#, "row 0: unknown column `a\\nb`".into()),
         ] {
             let e = parse(body).unwrap_err().to_string();
             assert!(e.contains(&want), "{body}: {e}");

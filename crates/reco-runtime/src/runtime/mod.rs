@@ -53,6 +53,42 @@ impl Columns {
         }
     }
 
+    /// No rows, with the columns (and id types) of `like`.
+    pub fn empty_like(like: &Columns) -> Self {
+        let categorical = like
+            .categorical
+            .iter()
+            .map(|c| match c {
+                Ids::Int(_) => Ids::Int(Vec::new()),
+                Ids::Str(_) => Ids::Str(Vec::new()),
+            })
+            .collect();
+        Self { rows: 0, categorical, numeric: vec![Vec::new(); like.numeric.len()] }
+    }
+
+    /// Appends the rows of `other`, which must have the same columns and id types (checked:
+    /// an error names the first column that differs, and nothing is appended).
+    pub fn append(&mut self, other: &Columns) -> Result<()> {
+        let same = self.categorical.len() == other.categorical.len()
+            && self.numeric.len() == other.numeric.len()
+            && self.categorical.iter().zip(&other.categorical).all(|(a, b)| a.id_type() == b.id_type());
+        if !same {
+            return Err(Error::input("appended columns differ in number or id type"));
+        }
+        for (dst, src) in self.categorical.iter_mut().zip(&other.categorical) {
+            match (dst, src) {
+                (Ids::Int(d), Ids::Int(v)) => d.extend_from_slice(v),
+                (Ids::Str(d), Ids::Str(v)) => d.extend_from_slice(v),
+                _ => {}
+            }
+        }
+        for (dst, src) in self.numeric.iter_mut().zip(&other.numeric) {
+            dst.extend_from_slice(src);
+        }
+        self.rows += other.rows;
+        Ok(())
+    }
+
     /// The columns, borrowed.
     pub fn view(&self) -> ColumnsRef<'_> {
         ColumnsRef {
@@ -464,6 +500,22 @@ mod tests {
         for (m, k, n) in [(5, 7, 3), (1, 35, 9), (12, 20, 17), (64, 3, 2)] {
             check_dense(m, k, n);
         }
+    }
+
+    #[test]
+    fn append_concatenates_rows_and_refuses_other_columns() {
+        let a = Columns { rows: 1, categorical: vec![Ids::Int(vec![1])], numeric: vec![vec![0.5]] };
+        let b = Columns { rows: 2, categorical: vec![Ids::Int(vec![2, 3])], numeric: vec![vec![1.5, 2.5]] };
+        let mut all = Columns::empty_like(&a);
+        all.append(&a).unwrap();
+        all.append(&b).unwrap();
+        assert_eq!(
+            all,
+            Columns { rows: 3, categorical: vec![Ids::Int(vec![1, 2, 3])], numeric: vec![vec![0.5, 1.5, 2.5]] }
+        );
+        let strings = Columns { rows: 1, categorical: vec![Ids::Str(vec!["x".into()])], numeric: vec![vec![0.0]] };
+        assert!(all.append(&strings).is_err());
+        assert_eq!(all.rows, 3, "nothing appended");
     }
 
     #[test]
