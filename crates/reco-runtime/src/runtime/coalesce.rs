@@ -429,7 +429,7 @@ fn score(model: &Model, cols: &Columns) -> Result<Vec<f32>, CoalesceError> {
 /// The requests' rows one after another, as one set of columns (their columns and id types
 /// were checked against the spec at submission, so they append).
 fn concat(batch: &[Pending]) -> Result<Columns, CoalesceError> {
-    let mut out = Columns::empty_like(&batch[0].cols);
+    let mut out = Columns::empty_like(&batch[0].cols, batch.iter().map(|p| p.cols.rows).sum());
     for p in batch {
         out.append(&p.cols).map_err(|e| CoalesceError::Failed(e.to_string()))?;
     }

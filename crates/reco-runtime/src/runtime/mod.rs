@@ -53,17 +53,18 @@ impl Columns {
         }
     }
 
-    /// No rows, with the columns (and id types) of `like`.
-    pub fn empty_like(like: &Columns) -> Self {
+    /// No rows, with the columns (and id types) of `like`, with room for `capacity` rows.
+    pub fn empty_like(like: &Columns, capacity: usize) -> Self {
         let categorical = like
             .categorical
             .iter()
             .map(|c| match c {
-                Ids::Int(_) => Ids::Int(Vec::new()),
-                Ids::Str(_) => Ids::Str(Vec::new()),
+                Ids::Int(_) => Ids::Int(Vec::with_capacity(capacity)),
+                Ids::Str(_) => Ids::Str(Vec::with_capacity(capacity)),
             })
             .collect();
-        Self { rows: 0, categorical, numeric: vec![Vec::new(); like.numeric.len()] }
+        let numeric = like.numeric.iter().map(|_| Vec::with_capacity(capacity)).collect();
+        Self { rows: 0, categorical, numeric }
     }
 
     /// Appends the rows of `other`, which must have the same columns and id types (checked:
@@ -506,7 +507,7 @@ mod tests {
     fn append_concatenates_rows_and_refuses_other_columns() {
         let a = Columns { rows: 1, categorical: vec![Ids::Int(vec![1])], numeric: vec![vec![0.5]] };
         let b = Columns { rows: 2, categorical: vec![Ids::Int(vec![2, 3])], numeric: vec![vec![1.5, 2.5]] };
-        let mut all = Columns::empty_like(&a);
+        let mut all = Columns::empty_like(&a, 3);
         all.append(&a).unwrap();
         all.append(&b).unwrap();
         assert_eq!(
