@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -82,9 +83,11 @@ def check_scores(url, rows, want):
         return start, json.loads(body)
 
     got = np.zeros(len(rows), dtype=np.float32)
+    sizes = {start: len(part) for start, part in chunks}
     with cf.ThreadPoolExecutor(8) as ex:
         for start, r in ex.map(send, chunks):
             logits = np.array(r["logits"], dtype=np.float32)
+            assert len(logits) == sizes[start] == len(r["probabilities"]), "one score per row sent"
             probs = np.array(r["probabilities"], dtype=np.float32)
             got[start:start + len(logits)] = logits
             ref = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
@@ -94,7 +97,7 @@ def check_scores(url, rows, want):
     return len(chunks)
 
 
-def check_bad_input(url, row):
+def check_bad_input(url, row, spec):
     def post(body, status_want, text):
         status, headers, out = request(url + "/v1/score", body, {"Content-Type": "application/json"})
         assert status == status_want, (body[:80], status, out)
@@ -109,15 +112,21 @@ def check_bad_input(url, row):
     post(json.dumps({"rows": [missing]}).encode(), 400, f"missing column `{col}`")
     post(json.dumps({"rows": [dict(row, extra=1)]}).encode(), 400, "unknown column `extra`")
     post(json.dumps({"rows": [dict(row, **{num: "x"})]}).encode(), 400, f"column `{num}` is the string")
-    post(json.dumps({"rows": [row, dict(row, **{num: float("nan")})]}).encode(), 400, "not valid JSON")
+    post(b'{"rows": [{"x": NaN}]}', 400, "not valid JSON")
+    # Finite, but infinite once normalized by the column with the smallest std.
+    tight = min(spec["numeric"], key=lambda n: n["std"])
+    if tight["std"] < 1.0:
+        post(json.dumps({"rows": [row, dict(row, **{tight["name"]: 3.4e38})]}).encode(), 400, "finite number")
+    else:
+        post(json.dumps({"rows": [dict(row, **{tight["name"]: 1e39})]}).encode(), 400, "finite number")
     # Over the server's --max-body-bytes 65536 (small enough to sit in the socket buffer
     # whole, so the client reads the 413 instead of a reset).
     post(b'{"rows": [' + b" " * 100_000 + b"]}", 413, "over the limit of 65536 bytes")
     status, _, _ = request(url + "/nowhere")
     assert status == 404
-    status, _, _ = request(url + "/v1/score")
-    assert status == 405
-    return 7
+    status, headers, _ = request(url + "/v1/score")
+    assert status == 405 and headers.get("allow") == "POST", headers
+    return 8
 
 
 def check_encodings(url, row):
@@ -141,7 +150,7 @@ def check_metrics(url, ok_requests, bad_requests):
     counts = {(s.labels["endpoint"], s.labels["code"]): s.value
               for s in fams["recommendations_requests"].samples if s.name.endswith("_total")}
     assert counts.get(("/v1/score", "200")) == ok_requests, counts
-    assert counts.get(("/v1/score", "400"), 0) + counts.get(("/v1/score", "413"), 0) >= bad_requests, counts
+    assert counts.get(("/v1/score", "400"), 0) + counts.get(("/v1/score", "413"), 0) == bad_requests, counts
     batch = {s.name: s.value for s in fams["recommendations_batch_size_rows"].samples}
     assert batch["recommendations_batch_size_rows_count"] > 0
     assert math.isnan(fams["recommendations_cache_hit_ratio"].samples[0].value), "no lookups yet: NaN, not 0 or 1"
@@ -203,7 +212,7 @@ def main():
         p, url = start(a.cli, a.model, "--max-batch", "64", "--max-wait-ms", "2", "--max-body-bytes", "65536", *extra)
         try:
             ok = check_scores(url, rows, want)
-            bad = check_bad_input(url, rows[0])
+            bad = check_bad_input(url, rows[0], spec)
             check_encodings(url, rows[0])
             ok += 3
             check_metrics(url, ok, bad)
@@ -219,14 +228,22 @@ def main():
             if p.poll() is None:
                 p.kill()
 
-        # Fail-fast admission: a request larger than the whole queue is 503 with Retry-After.
-        p, url = start(a.cli, a.model, "--queue-rows", "4")
+        # Fail-fast admission and graceful shutdown: 4 rows wait for their batch (1.5 s max
+        # wait) and fill the 4-row queue; one more row is 503 with Retry-After at once, 5 rows
+        # could never fit (413); SIGTERM while the 4 rows wait: they are still scored, exit 0.
+        p, url = start(a.cli, a.model, "--queue-rows", "4", "--max-wait-ms", "1500", "--deadline-ms", "5000")
         try:
-            status, headers, body = request(url + "/v1/score", json.dumps({"rows": rows[:5]}).encode())
-            assert status == 503 and headers.get("retry-after") == "1", (status, headers, body)
-            assert "queue is full" in json.loads(body)["error"]
-            assert request(url + "/v1/score", json.dumps({"rows": rows[:4]}).encode())[0] == 200
-            p.send_signal(signal.SIGTERM)
+            with cf.ThreadPoolExecutor(1) as ex:
+                waiting = ex.submit(request, url + "/v1/score", json.dumps({"rows": rows[:4]}).encode())
+                time.sleep(0.3)
+                status, headers, body = request(url + "/v1/score", json.dumps({"rows": rows[:1]}).encode())
+                assert status == 503 and headers.get("retry-after") == "1", (status, headers, body)
+                assert "queue is full" in json.loads(body)["error"]
+                status, _, body = request(url + "/v1/score", json.dumps({"rows": rows[:5]}).encode())
+                assert status == 413 and "more than the 4" in json.loads(body)["error"], (status, body)
+                p.send_signal(signal.SIGTERM)
+                status, _, body = waiting.result(timeout=TIMEOUT)
+                assert status == 200 and len(json.loads(body)["logits"]) == 4, (status, body)
             assert p.wait(timeout=TIMEOUT) == 0
         finally:
             if p.poll() is None:
@@ -241,7 +258,8 @@ def main():
                            capture_output=True, text=True, timeout=TIMEOUT)
         assert r.returncode == 2 and "sha256 mismatch" in r.stderr and r.stdout == "", (r.returncode, r.stderr)
     print(f"serve OK: {a.model}: {len(rows)} rows in {ok - 3} requests equal predict bit for bit; "
-          f"{bad} bad requests refused; gzip/br; /metrics parsed; 503 + Retry-After; SIGTERM exit 0; "
+          f"{bad} bad requests refused; gzip/br; /metrics parsed; 503 + Retry-After, 413; SIGTERM with a "
+          f"request in flight: scored, exit 0; "
           f"broken model exit 2")
 
 

@@ -22,13 +22,19 @@ impl Encoding {
         let Some(text) = header.and_then(|h| h.to_str().ok()) else {
             return Self::Identity;
         };
-        let accepted = |name: &str| {
-            text.split(',').any(|part| {
+        // (coding, q) pairs; an explicit entry for a coding wins over `*`.
+        let entries: Vec<(&str, f32)> = text
+            .split(',')
+            .map(|part| {
                 let mut it = part.split(';');
                 let coding = it.next().unwrap_or("").trim();
                 let q = it.find_map(|p| p.trim().strip_prefix("q=")).and_then(|q| q.parse::<f32>().ok()).unwrap_or(1.0);
-                (coding.eq_ignore_ascii_case(name) || coding == "*") && q > 0.0
+                (coding, q)
             })
+            .collect();
+        let accepted = |name: &str| {
+            let q_of = |c: &str| entries.iter().find(|(e, _)| e.eq_ignore_ascii_case(c)).map(|&(_, q)| q);
+            q_of(name).or_else(|| q_of("*")).is_some_and(|q| q > 0.0)
         };
         if accepted("br") {
             Self::Brotli
@@ -85,6 +91,9 @@ mod tests {
         assert_eq!(neg("gzip;q=0.5, br;q=0"), Encoding::Gzip);
         assert_eq!(neg("identity"), Encoding::Identity);
         assert_eq!(neg("*"), Encoding::Brotli);
+        // An explicit refusal wins over the wildcard.
+        assert_eq!(neg("br;q=0, *"), Encoding::Gzip);
+        assert_eq!(neg("br;q=0, gzip;q=0, *"), Encoding::Identity);
     }
 
     #[test]

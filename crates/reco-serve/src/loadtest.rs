@@ -182,7 +182,7 @@ impl Driver {
             // The clock is read every 64 requests: the generator stays cheap.
             let over = i >= this.max || (i.is_multiple_of(64) && this.start.elapsed() >= this.limit);
             if over {
-                this.next.store(usize::MAX / 2, Ordering::Relaxed);
+                this.max_out();
             }
             let Some(coalescer) = this.coalescer.upgrade().filter(|_| !over && i < this.max) else {
                 let (count, cv) = &this.done;
@@ -199,10 +199,20 @@ impl Driver {
             });
             match coalescer.submit(Arc::clone(&this.rows[i % this.rows.len()]), None, reply) {
                 Ok(()) => return,
-                // Refused (queue full): counted, and the client tries its next request.
-                Err(_) => this.record(None),
+                // Refused (the queue is full: more clients than it holds): counted, and the
+                // run ends, rather than retrying at once on a queue that cannot drain while
+                // this thread spins.
+                Err(_) => {
+                    this.record(None);
+                    this.max_out();
+                }
             }
         }
+    }
+
+    /// Ends the run: every client counts itself finished at its next `issue`.
+    fn max_out(&self) {
+        self.next.store(usize::MAX / 2, Ordering::Relaxed);
     }
 
     fn record(&self, latency: Option<f64>) {

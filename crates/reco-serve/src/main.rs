@@ -124,6 +124,10 @@ fn main() {
             cache_ttl_s,
             cache_entries,
         } => {
+            if deadline_ms == 0 || deadline_ms > 3_600_000 {
+                eprintln!("--deadline-ms {deadline_ms}: expected 1 to 3600000");
+                std::process::exit(2);
+            }
             let limits =
                 server::Limits { max_body: max_body_bytes, max_rows, deadline: Duration::from_millis(deadline_ms) };
             let table = recommendations.map(|p| (p, Duration::from_secs(cache_ttl_s), cache_entries));

@@ -58,11 +58,19 @@ struct Reply {
     content_type: &'static str,
     body: Vec<u8>,
     retry_after: bool,
+    /// Methods an endpoint allows (405 responses).
+    allow: Option<&'static str>,
 }
 
 impl Reply {
     fn json(status: StatusCode, v: &serde_json::Value) -> Self {
-        Self { status, content_type: "application/json", body: v.to_string().into_bytes(), retry_after: false }
+        Self {
+            status,
+            content_type: "application/json",
+            body: v.to_string().into_bytes(),
+            retry_after: false,
+            allow: None,
+        }
     }
 
     fn error(status: StatusCode, msg: &str) -> Self {
@@ -70,7 +78,7 @@ impl Reply {
     }
 
     fn text(status: StatusCode, content_type: &'static str, body: String) -> Self {
-        Self { status, content_type, body: body.into_bytes(), retry_after: false }
+        Self { status, content_type, body: body.into_bytes(), retry_after: false, allow: None }
     }
 }
 
@@ -93,6 +101,8 @@ pub async fn serve(
             _ = shutdown.changed() => break,
         }
     }
+    // New connections are refused from here on, not queued until exit.
+    drop(listener);
     let _ = tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
 }
 
@@ -122,17 +132,23 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Full<B
 }
 
 async fn route(app: &App, req: Request<Incoming>) -> (&'static str, Reply) {
+    let arrived = Instant::now();
     let path = req.uri().path().to_string();
     match (req.method(), path.as_str()) {
-        (&Method::POST, "/v1/score") => ("/v1/score", score(app, req).await),
+        (&Method::POST, "/v1/score") => ("/v1/score", score(app, req, arrived).await),
         (&Method::GET, "/metrics") => ("/metrics", metrics(app)),
         (&Method::GET, "/healthz") => ("/healthz", Reply::text(StatusCode::OK, "text/plain", "ok\n".into())),
         (&Method::GET, "/v1/recommendations") => ("/v1/recommendations", recommend(app, req.uri().query())),
-        (_, "/v1/score" | "/metrics" | "/healthz" | "/v1/recommendations") => (
-            "other",
-            Reply::error(StatusCode::METHOD_NOT_ALLOWED, &format!("{} is not allowed on {path}", req.method())),
-        ),
-        _ => ("other", Reply::error(StatusCode::NOT_FOUND, &format!("no such endpoint: {path}"))),
+        (_, "/v1/score" | "/metrics" | "/healthz" | "/v1/recommendations") => {
+            let allow = if path == "/v1/score" { "POST" } else { "GET" };
+            let mut r = Reply::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("{} is not allowed on {}", req.method(), path.escape_debug()),
+            );
+            r.allow = Some(allow);
+            ("other", r)
+        }
+        _ => ("other", Reply::error(StatusCode::NOT_FOUND, &format!("no such endpoint: {}", path.escape_debug()))),
     }
 }
 
@@ -146,7 +162,7 @@ fn recommend(app: &App, query: Option<&str>) -> Reply {
     match table.lookup(query.unwrap_or("")) {
         Ok((body, hit)) => {
             app.metrics.cache_lookup(hit);
-            Reply { status: StatusCode::OK, content_type: "application/json", body, retry_after: false }
+            Reply { status: StatusCode::OK, content_type: "application/json", body, retry_after: false, allow: None }
         }
         Err(Miss::NotFound(m)) => {
             app.metrics.cache_lookup(false);
@@ -162,23 +178,26 @@ fn metrics(app: &App) -> Reply {
     Reply::text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", app.metrics.render(&snap))
 }
 
-async fn score(app: &App, req: Request<Incoming>) -> Reply {
+/// The deadline runs from the request's arrival: reading a slow body counts against it.
+async fn score(app: &App, req: Request<Incoming>, arrived: Instant) -> Reply {
     let limits = &app.limits;
+    let deadline = arrived + limits.deadline;
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limits.max_body) {
         return too_large(limits.max_body);
     }
-    let body = match Limited::new(req.into_body(), limits.max_body).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(limits.max_body),
-        Err(e) => return Reply::error(StatusCode::BAD_REQUEST, &format!("cannot read the body: {e}")),
+    let read = tokio::time::timeout_at(deadline.into(), Limited::new(req.into_body(), limits.max_body).collect());
+    let body = match read.await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(limits.max_body),
+        Ok(Err(e)) => return Reply::error(StatusCode::BAD_REQUEST, &format!("cannot read the body: {e}")),
+        Err(_) => return refusal(&CoalesceError::DeadlineExceeded),
     };
     let cols = match columns_from_json(app.coalescer.model().spec(), &body, limits.max_rows) {
         Ok(c) => c,
         Err(e @ BodyError::TooManyRows { .. }) => return Reply::error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string()),
         Err(e) => return Reply::error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let deadline = Instant::now() + limits.deadline;
     let (tx, rx) = tokio::sync::oneshot::channel();
     if let Err(e) = app.coalescer.submit(cols, Some(deadline), Box::new(move |r| drop(tx.send(r)))) {
         return refusal(&e);
@@ -210,6 +229,7 @@ fn refusal(e: &CoalesceError) -> Reply {
         CoalesceError::QueueFull(_) | CoalesceError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         CoalesceError::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         CoalesceError::Invalid(_) => StatusCode::BAD_REQUEST,
+        CoalesceError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         CoalesceError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let mut r = Reply::error(status, &e.to_string());
@@ -229,6 +249,9 @@ fn respond(reply: Reply, encoding: Encoding) -> Response<Full<Bytes>> {
     }
     if reply.retry_after {
         h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    if let Some(methods) = reply.allow {
+        h.insert(header::ALLOW, HeaderValue::from_static(methods));
     }
     resp
 }

@@ -206,6 +206,14 @@ fn packing_for_one_kernel_keeps_one_layout_and_gives_the_same_accumulators() {
         for kernel in Kernel::available() {
             let p = PackedWeights::for_kernel(&w, n, k, kernel);
             assert!(p.bytes() < PackedWeights::new(&w, n, k).bytes(), "{}", kernel.name());
+            // The layout its own kernel reads is there (else it would silently run scalar).
+            let own = match kernel {
+                Kernel::Scalar => true,
+                Kernel::Avx2 if max <= 63 => has_layout(&p.k4_nb8, n, p.kp, 8, 4),
+                Kernel::Avx2 => has_layout(&p.k2_nb8, n, p.kp, 8, 2),
+                Kernel::Vnni => has_layout(&p.k4_nb16, n, p.kp, 16, 4),
+            };
+            assert!(own, "{} weights lack their layout", kernel.name());
             // Its own kernel and every other (falling back to scalar) agree.
             for other in Kernel::available() {
                 let mut got = vec![0i32; m * n];

@@ -51,6 +51,14 @@ pub enum CoalesceError {
     /// The queue is full: retry later.
     #[error("the scoring queue is full ({0} rows waiting)")]
     QueueFull(usize),
+    /// The request holds more rows than the whole queue: it can never be admitted.
+    #[error("the request has {rows} rows, more than the {max} the queue holds")]
+    TooLarge {
+        /// Rows sent.
+        rows: usize,
+        /// Queue size in rows.
+        max: usize,
+    },
     /// The request's deadline passed before its scores were ready.
     #[error("the request's deadline passed before it was scored")]
     DeadlineExceeded,
@@ -97,6 +105,9 @@ pub struct Coalescer {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
 }
+
+/// Longest `max_wait` accepted (deadline arithmetic stays far from `Instant`'s limits).
+pub const MAX_WAIT_LIMIT: Duration = Duration::from_secs(3600);
 
 /// Upper bounds of the queue-time and inference-time histograms, in seconds.
 pub const SECONDS_BOUNDS: [f64; 14] =
@@ -191,6 +202,12 @@ impl Coalescer {
         if config.max_batch == 0 || config.threads == 0 || config.queue_rows == 0 {
             return Err(CoalesceError::Invalid("max batch, threads and queue size must be at least 1".into()));
         }
+        if config.max_wait > MAX_WAIT_LIMIT {
+            return Err(CoalesceError::Invalid(format!(
+                "max wait {:?} is over the limit of one hour",
+                config.max_wait
+            )));
+        }
         let shared = Arc::new(Shared {
             model,
             config,
@@ -237,6 +254,10 @@ impl Coalescer {
             return Err(e);
         }
         let rows = cols.rows;
+        if rows > self.shared.config.queue_rows {
+            lock(&self.shared.stats).rejected_invalid += 1;
+            return Err(CoalesceError::TooLarge { rows, max: self.shared.config.queue_rows });
+        }
         let wake;
         {
             let mut q = lock(&self.shared.queue);
@@ -293,9 +314,14 @@ impl Coalescer {
     fn close(&mut self) {
         lock(&self.shared.queue).closed = true;
         self.shared.wake.notify_all();
+        let me = std::thread::current().id();
         for w in self.workers.drain(..) {
-            // A worker that panicked has nothing left to clean up.
-            let _ = w.join();
+            // A reply callback may drop the last handle on a scoring thread: it cannot join
+            // itself (it stops when its loop sees the queue closed).
+            if w.thread().id() != me {
+                // A worker that panicked has nothing left to clean up.
+                let _ = w.join();
+            }
         }
     }
 }
@@ -314,9 +340,12 @@ fn validate(model: &Model, cols: &Columns) -> Result<(), CoalesceError> {
     }
     cols.check(model.spec()).map_err(|e| CoalesceError::Invalid(e.to_string()))?;
     for (n, values) in model.spec().numeric.iter().zip(&cols.numeric) {
-        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        // Finite after the spec's normalization too: a huge finite value would overflow there
+        // and score as NaN.
+        let normalize = n.normalizer();
+        if let Some(i) = values.iter().position(|&v| !normalize(v).is_finite()) {
             return Err(CoalesceError::Invalid(format!(
-                "column `{}` row {i}: {} is not a finite number",
+                "column `{}` row {i}: {} is not a finite number the model can normalize",
                 n.name, values[i]
             )));
         }
@@ -383,7 +412,7 @@ fn run_batch(s: &Shared, batch: Vec<Pending>) {
         }
     }
     for p in expired {
-        (p.reply)(Err(CoalesceError::DeadlineExceeded));
+        reply(p.reply, Err(CoalesceError::DeadlineExceeded));
     }
     if live.is_empty() {
         return;
@@ -392,34 +421,43 @@ fn run_batch(s: &Shared, batch: Vec<Pending>) {
     let scored =
         if live.len() == 1 { score(&s.model, &live[0].cols) } else { concat(&live).and_then(|c| score(&s.model, &c)) };
     let elapsed = start.elapsed().as_secs_f64();
-    let mut failed = 0u64;
-    match scored {
+    let results: Vec<Result<Vec<f32>, CoalesceError>> = match scored {
         Ok(logits) => {
             let mut at = 0;
-            for p in live {
-                let n = p.cols.rows;
-                (p.reply)(Ok(logits[at..at + n].to_vec()));
-                at += n;
-            }
+            live.iter()
+                .map(|p| {
+                    at += p.cols.rows;
+                    Ok(logits[at - p.cols.rows..at].to_vec())
+                })
+                .collect()
         }
-        Err(_) => {
-            for p in live {
-                let r = score(&s.model, &p.cols);
-                failed += u64::from(r.is_err());
-                (p.reply)(r);
-            }
-        }
+        Err(_) => live.iter().map(|p| score(&s.model, &p.cols)).collect(),
+    };
+    {
+        // Counted before the replies go out: a caller that reads the stats after its reply
+        // sees its batch.
+        let mut st = lock(&s.stats);
+        st.batches += 1;
+        st.failed += results.iter().filter(|r| r.is_err()).count() as u64;
+        st.batch_rows.observe(rows as f64);
+        st.inference_seconds.observe(elapsed);
     }
-    let mut st = lock(&s.stats);
-    st.batches += 1;
-    st.failed += failed;
-    st.batch_rows.observe(rows as f64);
-    st.inference_seconds.observe(elapsed);
+    for (p, r) in live.into_iter().zip(results) {
+        reply(p.reply, r);
+    }
 }
 
-/// Logits of `cols`, every one finite.
+/// Calls a reply; a callback that panics loses its own reply only, not the scoring thread.
+fn reply(r: Reply, result: Result<Vec<f32>, CoalesceError>) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || r(result)));
+}
+
+/// Logits of `cols`, every one finite. A panic inside the model fails this call only: the
+/// scoring thread lives on.
 fn score(model: &Model, cols: &Columns) -> Result<Vec<f32>, CoalesceError> {
-    let logits = model.logits(cols).map_err(|e| CoalesceError::Failed(e.to_string()))?;
+    let logits = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.logits(cols)))
+        .map_err(|_| CoalesceError::Failed("the model panicked".into()))?
+        .map_err(|e| CoalesceError::Failed(e.to_string()))?;
     match logits.iter().position(|v| !v.is_finite()) {
         Some(i) => Err(CoalesceError::Failed(format!("row {i} scored {}", logits[i]))),
         None => Ok(logits),
@@ -453,7 +491,7 @@ mod tests {
         let mut r = |n: usize| (0..n).map(|_| rng.normal() as f32).collect::<Vec<_>>();
         let spec = FeatureSpec {
             categorical: vec![CategoricalSpec::new("user_id", (1..=20).collect())],
-            numeric: ["a", "b"].map(|n| NumericSpec { name: n.into(), mean: 0.5, std: 2.0 }).to_vec(),
+            numeric: ["a", "b"].map(|n| NumericSpec { name: n.into(), mean: 0.5, std: 0.25 }).to_vec(),
             label: "label".into(),
             sources: vec![],
         };
@@ -494,7 +532,8 @@ mod tests {
         let total: usize = requests.iter().map(Vec::len).sum();
         assert_eq!(st.batch_rows.sum as usize, total);
         assert!(st.batches < requests.len() as u64, "requests were coalesced: {} batches", st.batches);
-        assert!(st.batch_rows.counts[ROWS_BOUNDS.len() - 3..].iter().all(|&n| n == 0), "no batch over 16 rows");
+        // Buckets 5.. are (16, 32], (32, 64], ...: no batch over max_batch = 16 rows.
+        assert!(st.batch_rows.counts[5..].iter().all(|&n| n == 0), "no batch over 16 rows: {:?}", st.batch_rows);
         assert_eq!((st.admitted, st.queued_rows), (24, 0));
     }
 
@@ -534,6 +573,14 @@ mod tests {
     }
 
     #[test]
+    fn a_request_larger_than_the_queue_is_refused_as_too_large_not_queue_full() {
+        let c = Coalescer::new(model(), Config { queue_rows: 2, ..config(64, 1) }).unwrap();
+        assert_eq!(c.score(rows(&[1, 2, 3]), None), Err(CoalesceError::TooLarge { rows: 3, max: 2 }));
+        assert!(c.score(rows(&[1, 2]), None).is_ok());
+        assert!(Coalescer::new(model(), Config { max_wait: Duration::from_secs(4000), ..config(1, 1) }).is_err());
+    }
+
+    #[test]
     fn a_bad_request_fails_alone() {
         let m = model();
         let c = Coalescer::new(Arc::clone(&m), config(64, 30)).unwrap();
@@ -541,19 +588,26 @@ mod tests {
         nan.numeric[1][1] = f32::NAN;
         let mut missing = rows(&[1]);
         missing.numeric.pop();
+        // Finite, but infinite once normalized: (x - 0.5) / 0.25.
+        let mut huge = rows(&[1]);
+        huge.numeric[0][0] = f32::MAX / 2.0;
         let mut strings = rows(&[1]);
         strings.categorical[0] = Ids::Str(vec!["1".into()]);
         std::thread::scope(|s| {
             let good = s.spawn(|| c.score(rows(&[5, 6]), None));
-            for (bad, want) in
-                [(nan, "row 1: NaN"), (missing, "numeric columns"), (strings, "string ids"), (rows(&[]), "no rows")]
-            {
+            for (bad, want) in [
+                (nan, "row 1: NaN"),
+                (huge, "row 0: 170141"),
+                (missing, "numeric columns"),
+                (strings, "string ids"),
+                (rows(&[]), "no rows"),
+            ] {
                 let e = c.score(bad, None).unwrap_err().to_string();
                 assert!(e.contains(want), "{e}");
             }
             assert_eq!(good.join().unwrap().unwrap(), m.logits(&rows(&[5, 6])).unwrap());
         });
-        assert_eq!(c.stats().rejected_invalid, 4);
+        assert_eq!(c.stats().rejected_invalid, 5);
     }
 
     #[test]
@@ -562,7 +616,11 @@ mod tests {
         let t = Instant::now();
         let e = c.score(rows(&[1]), Some(t + Duration::from_millis(50)));
         assert_eq!(e, Err(CoalesceError::DeadlineExceeded));
-        assert!(t.elapsed() < Duration::from_secs(3600), "returned at its deadline, not at the max wait");
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(50) && waited < Duration::from_secs(5),
+            "returned at its deadline, not at the max wait: {waited:?}"
+        );
         // The expired request is dropped when its batch forms (here: at shutdown).
         c.shutdown();
         let c = Coalescer::new(model(), config(1, 0)).unwrap();
