@@ -178,7 +178,7 @@ def check_recommendations(url, table_path):
             got = json.loads(body)
             want = sorted(keys[(seg, ci, cj, cat)], key=lambda r: r["rank"])
             assert [p["place_id"] for p in got["places"]] == [r["place_id"] for r in want], (q, got)
-            assert all(abs(p["logit"] - r["logit"]) < 1e-6 for p, r in zip(got["places"], want))
+            assert all(abs(p["score"] - r["score"]) < 1e-6 for p, r in zip(got["places"], want))
     seg0 = sample[0][0]
     for q, code, text in [
         ({"segment": "no-such", "lat": 0, "lon": 0}, 400, "unknown segment"),

@@ -37,6 +37,9 @@ pub struct PrecomputeArgs {
     /// Local day of week of the requests (0 = Monday).
     #[arg(long, default_value_t = 5)]
     dow: u32,
+    /// Users a segment's score averages over (its most active in the training split).
+    #[arg(long, default_value_t = 16)]
+    users_per_segment: usize,
 }
 
 pub fn exec(a: PrecomputeArgs, g: &Global) -> Result<u8> {
@@ -50,6 +53,7 @@ pub fn exec(a: PrecomputeArgs, g: &Global) -> Result<u8> {
         by_category: a.by_category,
         hour: a.hour,
         dow: a.dow,
+        users_per_segment: a.users_per_segment,
     };
     let s = precompute(&job)?;
     if g.json {

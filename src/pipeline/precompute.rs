@@ -6,9 +6,11 @@
 //!
 //! Rows are built as the feature files are: the place's own inputs come from the features
 //! directory's `places.parquet` (computed by `prepare` with the same feature code, at the
-//! snapshot time); the request's are the key's: the segment, an anonymous user (an id outside
-//! the vocabulary: the model's unknown-user row), the distance from the cell's centre, and
-//! the hour and day of week asked for (local time).
+//! snapshot time); the request's are the key's: the segment, the distance from the cell's
+//! centre, the hour and day of week asked for (local time), and a user. A segment's score for
+//! a place is the mean visit probability over the segment's `--users-per-segment` most active
+//! training users (the model's unknown-user row is never trained: every training user is in
+//! the vocabulary, so it would rank for a random user).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,6 +47,8 @@ pub struct PrecomputeJob {
     pub by_category: bool,
     /// Local hour (0–23) and day of week (0 = Monday) of the requests.
     pub hour: u32,
+    /// Users averaged per segment (its most active in the training split).
+    pub users_per_segment: usize,
     /// See `hour`.
     pub dow: u32,
 }
@@ -83,15 +87,21 @@ struct Key {
     segment: String,
     cell: (i64, i64),
     category: Option<String>,
-    /// (place row, logit, distance)
+    /// (place row, score: mean probability over the segment's users, distance)
     top: Vec<(usize, f32, f32)>,
 }
 
 /// Runs the job.
 pub fn precompute(job: &PrecomputeJob) -> Result<PrecomputeSummary> {
-    if job.k == 0 || job.cells == 0 || !(job.cell_deg > 0.0 && job.cell_deg <= 10.0) || job.hour > 23 || job.dow > 6 {
+    if job.k == 0
+        || job.cells == 0
+        || !(1..=1024).contains(&job.users_per_segment)
+        || !(job.cell_deg > 0.0 && job.cell_deg <= 10.0)
+        || job.hour > 23
+        || job.dow > 6
+    {
         return Err(Error::input(
-            "precompute: --k and --cells must be at least 1, --cell-deg in (0, 10], --hour 0-23, --dow 0-6",
+            "precompute: --k and --cells must be at least 1, --users-per-segment 1-1024, --cell-deg in (0, 10], --hour 0-23, --dow 0-6",
         ));
     }
     let (manifest, model) = Model::open(&job.model)?;
@@ -99,7 +109,7 @@ pub fn precompute(job: &PrecomputeJob) -> Result<PrecomputeSummary> {
     let (cfg, snapshot_ts) = read_prepare(&job.features)?;
     let places = read_places(&job.features.join("places.parquet"), model.spec())?;
     let spec = model.spec();
-    let request = RequestInputs::new(spec, job);
+    let request = RequestInputs::new(spec, job, &job.features.join("train.parquet"))?;
     let index = GridIndex::new(&places.lat, &places.lon, cfg.radius_km);
     let cells = busiest_cells(&places, job.cell_deg, job.cells);
     let started = Instant::now();
@@ -115,14 +125,15 @@ pub fn precompute(job: &PrecomputeJob) -> Result<PrecomputeSummary> {
             .iter()
             .map(|&p| haversine_km(clat, clon, places.lat[p as usize], places.lon[p as usize]) as f32)
             .collect();
-        for segment in &request.segments {
-            let cols = request.rows(spec, &places, &cands, &dist, segment)?;
+        for (segment, users) in &request.segments {
+            let cols = request.rows(spec, &places, &cands, &dist, segment, users)?;
             let logits = model.logits(&cols)?;
             if let Some(i) = logits.iter().position(|v| !v.is_finite()) {
                 return Err(Error::input(format!("{}: scores a candidate {}", job.model.display(), logits[i])));
             }
             scored += logits.len();
-            keys.extend(top_keys(&places, &cands, &dist, &logits, segment, cell, job));
+            let scores = mean_probability(&logits, cands.len());
+            keys.extend(top_keys(&places, &cands, &dist, &scores, segment, cell, job));
         }
     }
     let seconds = started.elapsed().as_secs_f64().max(1e-9);
@@ -220,32 +231,21 @@ fn center(cell: (i64, i64), deg: f64) -> (f64, f64) {
     ((cell.0 as f64 + 0.5) * deg, (cell.1 as f64 + 0.5) * deg)
 }
 
-/// The inputs a key supplies: segments, the anonymous user id, the time features.
+/// The inputs a key supplies: segments with their users, the time features.
 struct RequestInputs {
-    /// Segment values as text (a single `all` when the model has no segment input).
-    segments: Vec<String>,
+    /// Segment values as text (a single `all` when the model has no segment input), each with
+    /// the users averaged for it (empty when the model has no user input).
+    segments: Vec<(String, Vec<Ids>)>,
     /// The `segment` column's vocabulary, when the model has one.
     segment_spec: Option<CategoricalSpec>,
-    anonymous: Ids,
     time: [(&'static str, f32); 4],
 }
 
 impl RequestInputs {
-    fn new(spec: &FeatureSpec, job: &PrecomputeJob) -> Self {
-        let user = spec.categorical.iter().find(|c| c.name == "user_id");
-        let anonymous = match user.map(|c| &c.vocabulary) {
-            Some(Vocabulary::Int(v)) => Ids::Int(vec![v.iter().max().map_or(0, |m| m.saturating_add(1))]),
-            Some(Vocabulary::Str(v)) => {
-                Ids::Str(vec![(0..).map(|i| format!("anonymous-{i}")).find(|s| !v.contains(s)).unwrap_or_default()])
-            }
-            None => Ids::Int(vec![0]),
-        };
+    fn new(spec: &FeatureSpec, job: &PrecomputeJob, train: &Path) -> Result<Self> {
         let segment_spec = spec.categorical.iter().find(|c| c.name == "segment").cloned();
-        let segments = match segment_spec.as_ref().map(|c| &c.vocabulary) {
-            Some(Vocabulary::Int(v)) => v.iter().map(i64::to_string).collect(),
-            Some(Vocabulary::Str(v)) => v.clone(),
-            None => vec!["all".to_string()],
-        };
+        let has_user = spec.categorical.iter().any(|c| c.name == "user_id");
+        let segments = active_users(train, segment_spec.is_some(), has_user, job.users_per_segment)?;
         let hour = f64::from(job.hour) * std::f64::consts::TAU / 24.0;
         let dow = f64::from(job.dow) * std::f64::consts::TAU / 7.0;
         let time = [
@@ -254,17 +254,27 @@ impl RequestInputs {
             ("dow_sin", dow.sin() as f32),
             ("dow_cos", dow.cos() as f32),
         ];
-        Self { segments, segment_spec, anonymous, time }
+        Ok(Self { segments, segment_spec, time })
     }
 
-    /// The model's input columns for `segment` × candidate places `cands`.
-    fn rows(&self, spec: &FeatureSpec, places: &Places, cands: &[u32], dist: &[f32], segment: &str) -> Result<Columns> {
-        let n = cands.len();
-        let idx: Vec<usize> = cands.iter().map(|&p| p as usize).collect();
+    /// The model's input columns for each of `users` (one block of candidates per user, in
+    /// order; one block without a user input) × candidate places `cands` in `segment`.
+    fn rows(
+        &self,
+        spec: &FeatureSpec,
+        places: &Places,
+        cands: &[u32],
+        dist: &[f32],
+        segment: &str,
+        users: &[Ids],
+    ) -> Result<Columns> {
+        let blocks = users.len().max(1);
+        let n = cands.len() * blocks;
+        let idx: Vec<usize> = (0..blocks).flat_map(|_| cands.iter().map(|&p| p as usize)).collect();
         let mut categorical = Vec::new();
         for c in &spec.categorical {
             let col = match c.name.as_str() {
-                "user_id" => repeat(&self.anonymous, n),
+                "user_id" => repeat_each(users, cands.len()),
                 "segment" => match self.segment_spec.as_ref().map(|s| &s.vocabulary) {
                     Some(Vocabulary::Int(_)) => Ids::Int(vec![segment.parse().unwrap_or_default(); n]),
                     _ => Ids::Str(vec![segment.to_string(); n]),
@@ -276,7 +286,7 @@ impl RequestInputs {
         let mut numeric = Vec::new();
         for f in &spec.numeric {
             let col = match f.name.as_str() {
-                "distance_km" => dist.to_vec(),
+                "distance_km" => dist.repeat(blocks),
                 name => match self.time.iter().find(|(t, _)| *t == name) {
                     Some(&(_, v)) => vec![v; n],
                     None => places
@@ -292,14 +302,77 @@ impl RequestInputs {
     }
 }
 
+/// Per segment (its text, as `segment` values read), the `k` users with the most rows in the
+/// training split (ties: the smaller id), each as a one-value id column; one segment `all`
+/// when the model has no segment input. Segments with no user are left out.
+fn active_users(train: &Path, by_segment: bool, has_user: bool, k: usize) -> Result<Vec<(String, Vec<Ids>)>> {
+    if !has_user && !by_segment {
+        return Ok(vec![("all".into(), Vec::new())]);
+    }
+    let t = Table::read(train, &Default::default())?;
+    let users = if has_user { Some(t.ids("user_id")?) } else { None };
+    let segs = if by_segment { Some(t.ids("segment")?) } else { None };
+    let mut counts: BTreeMap<String, BTreeMap<crate::artifact::spec::Key<'_>, (usize, usize)>> = BTreeMap::new();
+    for i in 0..t.height() {
+        let seg = segs.as_ref().map_or_else(|| "all".to_string(), |s| id_text(s, i));
+        let per = counts.entry(seg).or_default();
+        if let Some(u) = &users {
+            per.entry(u.key(i)).or_insert((0, i)).0 += 1;
+        }
+    }
+    let mut out = Vec::new();
+    for (seg, per) in counts {
+        let mut ranked: Vec<_> = per.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
+        let picked = match &users {
+            Some(u) => ranked.iter().take(k).map(|(_, (_, row))| u.take(&[*row])).collect(),
+            None => Vec::new(),
+        };
+        out.push((seg, picked));
+    }
+    Ok(out)
+}
+
+/// Value `i` of an id column as text (integers in decimal).
+fn id_text(ids: &Ids, i: usize) -> String {
+    match ids {
+        Ids::Int(v) => v[i].to_string(),
+        Ids::Str(v) => v[i].clone(),
+    }
+}
+
+/// `users` (one value each), each repeated `n` times, one after another.
+fn repeat_each(users: &[Ids], n: usize) -> Ids {
+    let mut out = match users.first() {
+        Some(Ids::Str(_)) => Ids::Str(Vec::new()),
+        _ => Ids::Int(Vec::new()),
+    };
+    for u in users {
+        match (&mut out, u) {
+            (Ids::Int(o), Ids::Int(v)) => o.extend(std::iter::repeat_n(v[0], n)),
+            (Ids::Str(o), Ids::Str(v)) => o.extend(std::iter::repeat_n(v[0].clone(), n)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Mean visit probability per candidate over blocks of `n` logits (one block per user).
+fn mean_probability(logits: &[f32], n: usize) -> Vec<f32> {
+    let blocks = (logits.len() / n.max(1)).max(1);
+    let mut sum = vec![0f64; n];
+    for block in logits.chunks_exact(n) {
+        for (s, &z) in sum.iter_mut().zip(block) {
+            *s += f64::from(sigmoid(z));
+        }
+    }
+    sum.into_iter().map(|s| (s / blocks as f64) as f32).collect()
+}
+
 fn unsupported(name: &str) -> Error {
     Error::input(format!(
         "precompute: the model's input `{name}` is neither a place feature of places.parquet nor one a request supplies (a declared user or interaction feature)"
     ))
-}
-
-fn repeat(one: &Ids, n: usize) -> Ids {
-    one.take(&vec![0; n])
 }
 
 /// The top K of one segment's scored candidates, per key (all places, then each category).
@@ -307,20 +380,20 @@ fn top_keys(
     places: &Places,
     cands: &[u32],
     dist: &[f32],
-    logits: &[f32],
+    scores: &[f32],
     segment: &str,
     cell: (i64, i64),
     job: &PrecomputeJob,
 ) -> Vec<Key> {
     let mut order: Vec<usize> = (0..cands.len()).collect();
-    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(cands[a].cmp(&cands[b])));
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(cands[a].cmp(&cands[b])));
     let pick = |filter: &dyn Fn(usize) -> bool| -> Vec<(usize, f32, f32)> {
         order
             .iter()
             .copied()
             .filter(|&i| filter(cands[i] as usize))
             .take(job.k)
-            .map(|i| (cands[i] as usize, logits[i], dist[i]))
+            .map(|i| (cands[i] as usize, scores[i], dist[i]))
             .collect()
     };
     let mut out = vec![Key { segment: segment.to_string(), cell, category: None, top: pick(&|_| true) }];
@@ -344,10 +417,21 @@ fn metadata(
     job: &PrecomputeJob,
     req: &RequestInputs,
 ) -> Vec<(String, String)> {
-    let anonymous = match &req.anonymous {
-        Ids::Int(v) => v[0].to_string(),
-        Ids::Str(v) => v[0].clone(),
-    };
+    let users: BTreeMap<&str, Vec<serde_json::Value>> = req
+        .segments
+        .iter()
+        .map(|(seg, users)| {
+            let ids = users
+                .iter()
+                .map(|u| match u {
+                    Ids::Int(v) => serde_json::Value::from(v[0]),
+                    Ids::Str(v) => serde_json::Value::from(v[0].clone()),
+                })
+                .collect();
+            (seg.as_str(), ids)
+        })
+        .collect();
+    let users = serde_json::to_string(&users).unwrap_or_default();
     [
         ("reco_cli.version", crate::VERSION.to_string()),
         ("reco_cli.model_kind", kind.to_string()),
@@ -358,8 +442,8 @@ fn metadata(
         ("reco_cli.k", job.k.to_string()),
         ("reco_cli.hour", job.hour.to_string()),
         ("reco_cli.dow", job.dow.to_string()),
-        ("reco_cli.anonymous_user_id", anonymous),
-        ("reco_cli.segments", req.segments.join(",")),
+        ("reco_cli.users_per_segment", job.users_per_segment.to_string()),
+        ("reco_cli.segment_users", users),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -367,7 +451,8 @@ fn metadata(
 }
 
 /// One row per (key, rank): `segment`, `cell_lat`, `cell_lon`, `category` (null: all), `rank`,
-/// `place_id` (as text), `logit`, `probability`, `distance_km`.
+/// `place_id` (as text), `score` (mean visit probability over the segment's users),
+/// `distance_km`, `place_lat`, `place_lon`.
 fn write(out: &Path, places: &Places, keys: &[Key], meta: &[(String, String)]) -> Result<()> {
     let rows: Vec<(&Key, usize)> = keys.iter().flat_map(|k| (0..k.top.len()).map(move |r| (k, r))).collect();
     let schema = Arc::new(Schema::new(vec![
@@ -377,16 +462,12 @@ fn write(out: &Path, places: &Places, keys: &[Key], meta: &[(String, String)]) -
         Field::new("category", DataType::Utf8, true),
         Field::new("rank", DataType::UInt32, false),
         Field::new("place_id", DataType::Utf8, false),
-        Field::new("logit", DataType::Float32, false),
-        Field::new("probability", DataType::Float32, false),
+        Field::new("score", DataType::Float32, false),
         Field::new("distance_km", DataType::Float32, false),
         Field::new("place_lat", DataType::Float64, false),
         Field::new("place_lon", DataType::Float64, false),
     ]));
-    let id_text = |p: usize| match &places.ids {
-        Ids::Int(v) => v[p].to_string(),
-        Ids::Str(v) => v[p].clone(),
-    };
+    let id_text = |p: usize| id_text(&places.ids, p);
     let cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(rows.iter().map(|(k, _)| k.segment.as_str()))),
         Arc::new(Int64Array::from_iter_values(rows.iter().map(|(k, _)| k.cell.0))),
@@ -395,7 +476,6 @@ fn write(out: &Path, places: &Places, keys: &[Key], meta: &[(String, String)]) -
         Arc::new(UInt32Array::from_iter_values(rows.iter().map(|(_, r)| *r as u32 + 1))),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|(k, r)| id_text(k.top[*r].0)))),
         Arc::new(Float32Array::from_iter_values(rows.iter().map(|(k, r)| k.top[*r].1))),
-        Arc::new(Float32Array::from_iter_values(rows.iter().map(|(k, r)| sigmoid(k.top[*r].1)))),
         Arc::new(Float32Array::from_iter_values(rows.iter().map(|(k, r)| k.top[*r].2))),
         Arc::new(Float64Array::from_iter_values(rows.iter().map(|(k, r)| places.lat[k.top[*r].0]))),
         Arc::new(Float64Array::from_iter_values(rows.iter().map(|(k, r)| places.lon[k.top[*r].0]))),

@@ -20,8 +20,8 @@ pub type CacheKey = (String, (i64, i64), Option<String>);
 struct Entry {
     rank: u32,
     place_id: String,
-    logit: f32,
-    probability: f32,
+    /// Mean visit probability over the segment's users.
+    score: f32,
     distance_km: f32,
 }
 
@@ -184,8 +184,8 @@ fn add_batch(keys: &mut BTreeMap<CacheKey, Vec<Entry>>, b: &RecordBatch) -> Resu
     let (clat, clon) = (int("cell_lat")?, int("cell_lon")?);
     let rank = col("rank")?.as_primitive_opt::<UInt32Type>().ok_or_else(|| typed("rank"))?;
     let float = |name: &str| col(name)?.as_primitive_opt::<Float32Type>().ok_or_else(|| typed(name));
-    let (logit, prob, dist) = (float("logit")?, float("probability")?, float("distance_km")?);
-    if [seg.null_count(), pid.null_count(), logit.null_count(), rank.null_count()].iter().any(|&n| n > 0) {
+    let (score, dist) = (float("score")?, float("distance_km")?);
+    if [seg.null_count(), pid.null_count(), score.null_count(), rank.null_count()].iter().any(|&n| n > 0) {
         return Err("nulls in a required column".into());
     }
     for i in 0..b.num_rows() {
@@ -197,8 +197,7 @@ fn add_batch(keys: &mut BTreeMap<CacheKey, Vec<Entry>>, b: &RecordBatch) -> Resu
         keys.entry(key).or_default().push(Entry {
             rank: rank.value(i),
             place_id: pid.value(i).to_string(),
-            logit: logit.value(i),
-            probability: prob.value(i),
+            score: score.value(i),
             distance_km: dist.value(i),
         });
     }
