@@ -21,7 +21,7 @@ use arrow::array::{ArrayRef, Float32Array, Float64Array, Int64Array, RecordBatch
 use arrow::datatypes::{DataType, Field, Schema};
 use serde::Serialize;
 
-use crate::artifact::spec::{CategoricalSpec, FeatureSpec, Ids, Vocabulary};
+use crate::artifact::spec::{CategoricalSpec, FeatureSpec, Ids, Key, Vocabulary};
 use crate::data::table::Table;
 use crate::error::{Error, Result};
 use crate::geo::{GridIndex, haversine_km};
@@ -83,7 +83,7 @@ struct Places {
 }
 
 /// One key's candidates, scored.
-struct Key {
+struct TopK {
     segment: String,
     cell: (i64, i64),
     category: Option<String>,
@@ -245,7 +245,7 @@ impl RequestInputs {
     fn new(spec: &FeatureSpec, job: &PrecomputeJob, train: &Path) -> Result<Self> {
         let segment_spec = spec.categorical.iter().find(|c| c.name == "segment").cloned();
         let has_user = spec.categorical.iter().any(|c| c.name == "user_id");
-        let segments = active_users(train, segment_spec.is_some(), has_user, job.users_per_segment)?;
+        let segments = active_users(train, spec, segment_spec.is_some(), has_user, job.users_per_segment)?;
         let hour = f64::from(job.hour) * std::f64::consts::TAU / 24.0;
         let dow = f64::from(job.dow) * std::f64::consts::TAU / 7.0;
         let time = [
@@ -302,21 +302,34 @@ impl RequestInputs {
     }
 }
 
-/// Per segment (its text, as `segment` values read), the `k` users with the most rows in the
-/// training split (ties: the smaller id), each as a one-value id column; one segment `all`
-/// when the model has no segment input. Segments with no user are left out.
-fn active_users(train: &Path, by_segment: bool, has_user: bool, k: usize) -> Result<Vec<(String, Vec<Ids>)>> {
+/// Per segment (its value as text), the `k` users with the most rows in the training split
+/// (ties: the smaller id), each as a one-value id column; one segment `all` when the model
+/// has no segment input. Segments with no user are left out.
+fn active_users(
+    train: &Path,
+    spec: &FeatureSpec,
+    by_segment: bool,
+    has_user: bool,
+    k: usize,
+) -> Result<Vec<(String, Vec<Ids>)>> {
     if !has_user && !by_segment {
         return Ok(vec![("all".into(), Vec::new())]);
     }
-    let t = Table::read(train, &Default::default())?;
-    let users = if has_user { Some(t.ids("user_id")?) } else { None };
-    let segs = if by_segment { Some(t.ids("segment")?) } else { None };
-    let mut counts: BTreeMap<String, BTreeMap<crate::artifact::spec::Key<'_>, (usize, usize)>> = BTreeMap::new();
-    for i in 0..t.height() {
-        let seg = segs.as_ref().map_or_else(|| "all".to_string(), |s| id_text(s, i));
-        let per = counts.entry(seg).or_default();
-        if let Some(u) = &users {
+    // Only these two columns are read from the training split.
+    let wanted = |n: &str| (n == "user_id" && has_user) || (n == "segment" && by_segment);
+    let read = FeatureSpec {
+        categorical: spec.categorical.iter().filter(|c| wanted(&c.name)).cloned().collect(),
+        numeric: Vec::new(),
+        label: spec.label.clone(),
+        sources: Vec::new(),
+    };
+    let cols = crate::runtime::arrow_io::read_parquet(train, &read)?;
+    let col = |name: &str| read.categorical.iter().position(|c| c.name == name).map(|i| &cols.categorical[i]);
+    let (users, segs) = (col("user_id"), col("segment"));
+    let mut counts: BTreeMap<Option<Key<'_>>, BTreeMap<Key<'_>, (usize, usize)>> = BTreeMap::new();
+    for i in 0..cols.rows {
+        let per = counts.entry(segs.map(|s| s.key(i))).or_default();
+        if let Some(u) = users {
             per.entry(u.key(i)).or_insert((0, i)).0 += 1;
         }
     }
@@ -324,11 +337,16 @@ fn active_users(train: &Path, by_segment: bool, has_user: bool, k: usize) -> Res
     for (seg, per) in counts {
         let mut ranked: Vec<_> = per.into_iter().collect();
         ranked.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
-        let picked = match &users {
+        let picked = match users {
             Some(u) => ranked.iter().take(k).map(|(_, (_, row))| u.take(&[*row])).collect(),
             None => Vec::new(),
         };
-        out.push((seg, picked));
+        let text = match seg {
+            Some(Key::Int(v)) => v.to_string(),
+            Some(Key::Str(v)) => v.to_string(),
+            None => "all".to_string(),
+        };
+        out.push((text, picked));
     }
     Ok(out)
 }
@@ -384,7 +402,7 @@ fn top_keys(
     segment: &str,
     cell: (i64, i64),
     job: &PrecomputeJob,
-) -> Vec<Key> {
+) -> Vec<TopK> {
     let mut order: Vec<usize> = (0..cands.len()).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(cands[a].cmp(&cands[b])));
     let pick = |filter: &dyn Fn(usize) -> bool| -> Vec<(usize, f32, f32)> {
@@ -396,14 +414,14 @@ fn top_keys(
             .map(|i| (cands[i] as usize, scores[i], dist[i]))
             .collect()
     };
-    let mut out = vec![Key { segment: segment.to_string(), cell, category: None, top: pick(&|_| true) }];
+    let mut out = vec![TopK { segment: segment.to_string(), cell, category: None, top: pick(&|_| true) }];
     if let (true, Some(cat)) = (job.by_category, &places.category) {
         let mut names: Vec<String> = cands.iter().map(|&p| cat.key(p as usize).to_string()).collect();
         names.sort();
         names.dedup();
         for name in names {
             let top = pick(&|p| cat.key(p).to_string() == name);
-            out.push(Key { segment: segment.to_string(), cell, category: Some(name), top });
+            out.push(TopK { segment: segment.to_string(), cell, category: Some(name), top });
         }
     }
     out
@@ -453,8 +471,8 @@ fn metadata(
 /// One row per (key, rank): `segment`, `cell_lat`, `cell_lon`, `category` (null: all), `rank`,
 /// `place_id` (as text), `score` (mean visit probability over the segment's users),
 /// `distance_km`, `place_lat`, `place_lon`.
-fn write(out: &Path, places: &Places, keys: &[Key], meta: &[(String, String)]) -> Result<()> {
-    let rows: Vec<(&Key, usize)> = keys.iter().flat_map(|k| (0..k.top.len()).map(move |r| (k, r))).collect();
+fn write(out: &Path, places: &Places, keys: &[TopK], meta: &[(String, String)]) -> Result<()> {
+    let rows: Vec<(&TopK, usize)> = keys.iter().flat_map(|k| (0..k.top.len()).map(move |r| (k, r))).collect();
     let schema = Arc::new(Schema::new(vec![
         Field::new("segment", DataType::Utf8, false),
         Field::new("cell_lat", DataType::Int64, false),

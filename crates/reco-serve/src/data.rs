@@ -1,27 +1,16 @@
 //! Rows for the load generator: a feature file (Parquet) read with arrow-rs into the model's
 //! input columns, and one row of them as a score request body.
 
-use std::path::Path;
-
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use reco_runtime::artifact::spec::{FeatureSpec, Ids};
 use reco_runtime::runtime::Columns;
-use reco_runtime::runtime::arrow_io::columns_from_batch;
 
 /// The spec's columns of every row of the Parquet file `path`.
-pub fn read_columns(path: &Path, spec: &FeatureSpec) -> Result<Columns, String> {
-    let at = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    let file = std::fs::File::open(path).map_err(|e| at(&e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).and_then(|b| b.build()).map_err(|e| at(&e))?;
-    let mut all: Option<Columns> = None;
-    for batch in reader {
-        let cols = columns_from_batch(spec, &batch.map_err(|e| at(&e))?).map_err(|e| at(&e))?;
-        match &mut all {
-            None => all = Some(cols),
-            Some(a) => a.append(&cols).map_err(|e| at(&e))?,
-        }
+pub fn read_columns(path: &std::path::Path, spec: &FeatureSpec) -> Result<Columns, String> {
+    let cols = reco_runtime::runtime::arrow_io::read_parquet(path, spec).map_err(|e| e.to_string())?;
+    if cols.rows == 0 {
+        return Err(format!("{}: no rows", path.display()));
     }
-    all.filter(|c| c.rows > 0).ok_or_else(|| format!("{}: no rows", path.display()))
+    Ok(cols)
 }
 
 /// Row `i` of `cols` as the body of a one-row score request.

@@ -63,14 +63,12 @@ struct Reply {
 }
 
 impl Reply {
+    fn new(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Self {
+        Self { status, content_type, body, retry_after: false, allow: None }
+    }
+
     fn json(status: StatusCode, v: &serde_json::Value) -> Self {
-        Self {
-            status,
-            content_type: "application/json",
-            body: v.to_string().into_bytes(),
-            retry_after: false,
-            allow: None,
-        }
+        Self::new(status, "application/json", v.to_string().into_bytes())
     }
 
     fn error(status: StatusCode, msg: &str) -> Self {
@@ -78,7 +76,7 @@ impl Reply {
     }
 
     fn text(status: StatusCode, content_type: &'static str, body: String) -> Self {
-        Self { status, content_type, body: body.into_bytes(), retry_after: false, allow: None }
+        Self::new(status, content_type, body.into_bytes())
     }
 }
 
@@ -162,7 +160,7 @@ fn recommend(app: &App, query: Option<&str>) -> Reply {
     match table.lookup(query.unwrap_or("")) {
         Ok((body, hit)) => {
             app.metrics.cache_lookup(hit);
-            Reply { status: StatusCode::OK, content_type: "application/json", body, retry_after: false, allow: None }
+            Reply::new(StatusCode::OK, "application/json", body)
         }
         Err(Miss::NotFound(m)) => {
             app.metrics.cache_lookup(false);

@@ -1,5 +1,6 @@
 //! Arrow-rs at the serving edge (feature `arrow`): the spec's input columns from an Arrow
-//! `RecordBatch`, so a server holding Arrow data scores it without a row format in between.
+//! `RecordBatch`, so a server holding Arrow data scores it without a row format in between;
+//! with feature `parquet`, from a Parquet file, reading only those columns.
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float32Type, Float64Type, Int64Type};
@@ -77,6 +78,29 @@ fn ids_from_array(name: &str, dtype: IdType, a: &ArrayRef) -> Result<Ids> {
             Ok(Ids::Str(cast.as_string::<i32>().iter().map(|v| v.unwrap_or_default().to_string()).collect()))
         }
     }
+}
+
+/// The spec's columns of every row of the Parquet file `path` (only those columns are read;
+/// errors name the file).
+#[cfg(feature = "parquet")]
+pub fn read_parquet(path: &std::path::Path, spec: &FeatureSpec) -> Result<Columns> {
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let at = |e: &dyn std::fmt::Display| Error::input(format!("{}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| at(&e))?;
+    let names = spec.categorical.iter().map(|c| c.name.as_str()).chain(spec.numeric.iter().map(|n| n.name.as_str()));
+    let mask = ProjectionMask::columns(builder.parquet_schema(), names);
+    let reader = builder.with_projection(mask).build().map_err(|e| at(&e))?;
+    let mut all: Option<Columns> = None;
+    for batch in reader {
+        let cols = columns_from_batch(spec, &batch.map_err(|e| at(&e))?).map_err(|e| at(&e))?;
+        match &mut all {
+            None => all = Some(cols),
+            Some(a) => a.append(&cols)?,
+        }
+    }
+    all.ok_or_else(|| Error::input(format!("{}: no rows", path.display())))
 }
 
 #[cfg(test)]
