@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod model;
 pub mod parquet_out;
 pub mod pipeline;
+pub mod plots;
 pub mod progress;
 pub mod recipe;
 

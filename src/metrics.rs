@@ -1,6 +1,9 @@
-//! Evaluation metrics: AUC, logloss, ECE, and ranking HR@k / NDCG@k per query.
+//! Evaluation metrics: AUC, logloss, ECE and reliability bins, ranking HR@k / NDCG@k per
+//! query, top-k agreement of two models, and bootstrap 95% intervals for AUC and NDCG.
 
 use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 
 /// Area under the ROC curve (Mann-Whitney, ties count one half). `None` (not measurable)
 /// with one class only or any non-finite score.
@@ -66,16 +69,21 @@ pub fn ece(probs: &[f32], labels: &[f32], bins: usize) -> f64 {
 /// A negative scoring equal to the positive ranks ahead of it (pessimistic ties). With any
 /// non-finite score nothing is measurable: 0 queries.
 pub fn ranking(query: &[i64], scores: &[f32], labels: &[f32], k: usize) -> (f64, f64, usize) {
-    if scores.iter().any(|s| !s.is_finite()) {
+    let per = ranking_per_query(query, scores, labels, k);
+    if per.is_empty() {
         return (f64::NAN, f64::NAN, 0);
     }
-    // Ordered: the sums below run in one order, so the result is the same bits every run.
-    let mut groups: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
-    for (i, &q) in query.iter().enumerate() {
-        groups.entry(q).or_default().push(i);
+    let n = per.len() as f64;
+    (per.iter().map(|q| q.0).sum::<f64>() / n, per.iter().map(|q| q.1).sum::<f64>() / n, per.len())
+}
+
+/// (HR@k, NDCG@k) of every query that counts for [`ranking`], in query-id order.
+pub fn ranking_per_query(query: &[i64], scores: &[f32], labels: &[f32], k: usize) -> Vec<(f64, f64)> {
+    if scores.iter().any(|s| !s.is_finite()) {
+        return Vec::new();
     }
-    let (mut hr, mut ndcg, mut n) = (0f64, 0f64, 0usize);
-    for rows in groups.values() {
+    let mut out = Vec::new();
+    for rows in groups(query).values() {
         let pos: Vec<usize> = rows.iter().copied().filter(|&i| labels[i] > 0.5).collect();
         // One positive and at least one candidate: a query without candidates ranks its
         // positive first whatever the scores, and measures nothing.
@@ -84,16 +92,145 @@ pub fn ranking(query: &[i64], scores: &[f32], labels: &[f32], k: usize) -> (f64,
         }
         let s = scores[pos[0]];
         let rank = 1 + rows.iter().filter(|&&i| i != pos[0] && scores[i] >= s).count();
+        out.push(if rank <= k { (1.0, 1.0 / ((rank + 1) as f64).log2()) } else { (0.0, 0.0) });
+    }
+    out
+}
+
+/// Rows of each query id. Ordered: sums over queries run in one order, so results are the
+/// same bits every run.
+fn groups(query: &[i64]) -> BTreeMap<i64, Vec<usize>> {
+    let mut groups: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (i, &q) in query.iter().enumerate() {
+        groups.entry(q).or_default().push(i);
+    }
+    groups
+}
+
+/// Mean Jaccard similarity of the top-`k` rows of each query under two scorings (ties broken
+/// by row order): how much two models agree on what to show. `None` without queries or with
+/// a non-finite score.
+pub fn topk_jaccard(query: &[i64], a: &[f32], b: &[f32], k: usize) -> Option<f64> {
+    if a.iter().chain(b).any(|s| !s.is_finite()) || k == 0 {
+        return None;
+    }
+    let top = |rows: &[usize], s: &[f32]| {
+        let mut r = rows.to_vec();
+        r.sort_by(|&x, &y| s[y].total_cmp(&s[x]).then(x.cmp(&y)));
+        r.truncate(k);
+        r.sort_unstable();
+        r
+    };
+    let (mut sum, mut n) = (0f64, 0usize);
+    for rows in groups(query).values() {
+        let (ta, tb) = (top(rows, a), top(rows, b));
+        let both = ta.iter().filter(|i| tb.binary_search(i).is_ok()).count();
+        sum += both as f64 / (ta.len() + tb.len() - both) as f64;
         n += 1;
-        if rank <= k {
-            hr += 1.0;
-            ndcg += 1.0 / ((rank + 1) as f64).log2();
-        }
     }
+    (n > 0).then(|| sum / n as f64)
+}
+
+/// One bin of a reliability diagram: predictions in `[lo, hi)` (the last bin includes 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationBin {
+    /// Lower edge.
+    pub lo: f64,
+    /// Upper edge.
+    pub hi: f64,
+    /// Predictions in the bin.
+    pub count: usize,
+    /// Their mean predicted probability (`None` for an empty bin).
+    pub mean_predicted: Option<f64>,
+    /// The fraction of them that were positive (`None` for an empty bin).
+    pub observed_rate: Option<f64>,
+}
+
+/// A reliability diagram over `bins` equal-width probability bins (the bins [`ece`] uses).
+pub fn calibration_bins(probs: &[f32], labels: &[f32], bins: usize) -> Vec<CalibrationBin> {
+    let mut acc = vec![(0f64, 0f64, 0usize); bins];
+    for (&p, &y) in probs.iter().zip(labels) {
+        let b = ((p as f64 * bins as f64) as usize).min(bins - 1);
+        acc[b].0 += f64::from(p);
+        acc[b].1 += f64::from(y);
+        acc[b].2 += 1;
+    }
+    acc.iter()
+        .enumerate()
+        .map(|(b, &(sp, sy, n))| CalibrationBin {
+            lo: b as f64 / bins as f64,
+            hi: (b + 1) as f64 / bins as f64,
+            count: n,
+            mean_predicted: (n > 0).then(|| sp / n as f64),
+            observed_rate: (n > 0).then(|| sy / n as f64),
+        })
+        .collect()
+}
+
+/// Bootstrap resamples behind every interval.
+pub const BOOTSTRAP_RESAMPLES: usize = 200;
+
+/// The 2.5th and 97.5th percentiles of a statistic over [`BOOTSTRAP_RESAMPLES`] resamples of
+/// `n` items with replacement; `stat` gets each item's multiplicity and may find the resample
+/// not measurable (`None`, skipped). `None` when fewer than 90% of resamples are measurable.
+fn bootstrap_ci(n: usize, seed: u64, stat: impl Fn(&[u32]) -> Option<f64> + Sync) -> Option<[f64; 2]> {
+    use rayon::prelude::*;
     if n == 0 {
-        return (f64::NAN, f64::NAN, 0);
+        return None;
     }
-    (hr / n as f64, ndcg / n as f64, n)
+    // One random stream per resample: the same intervals whatever the thread count.
+    let mut stats: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+        .into_par_iter()
+        .filter_map(|r| {
+            let mut rng = crate::rng::Rng::derive(seed, &format!("bootstrap-{r}"));
+            let mut counts = vec![0u32; n];
+            for _ in 0..n {
+                counts[rng.below(n)] += 1;
+            }
+            stat(&counts).filter(|v| v.is_finite())
+        })
+        .collect();
+    if stats.len() * 10 < BOOTSTRAP_RESAMPLES * 9 {
+        return None;
+    }
+    stats.sort_by(f64::total_cmp);
+    let at = |q: f64| stats[((stats.len() - 1) as f64 * q).round() as usize];
+    Some([at(0.025), at(0.975)])
+}
+
+/// Bootstrap 95% interval of [`auc`] (rows resampled; the rows are sorted once and each
+/// resample is one weighted pass).
+pub fn auc_ci(scores: &[f32], labels: &[f32], seed: u64) -> Option<[f64; 2]> {
+    auc(scores, labels)?;
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    bootstrap_ci(scores.len(), seed, |w| {
+        let (mut num, mut neg_below, mut pos, mut i) = (0f64, 0f64, 0f64, 0);
+        while i < order.len() {
+            let (mut wp, mut wn, mut j) = (0f64, 0f64, i);
+            while j < order.len() && scores[order[j]] == scores[order[i]] {
+                let (r, c) = (order[j], f64::from(w[order[j]]));
+                if labels[r] > 0.5 {
+                    wp += c
+                } else {
+                    wn += c
+                }
+                j += 1;
+            }
+            num += wp * (neg_below + wn / 2.0);
+            (neg_below, pos, i) = (neg_below + wn, pos + wp, j);
+        }
+        (pos > 0.0 && neg_below > 0.0).then(|| num / (pos * neg_below))
+    })
+}
+
+/// Bootstrap 95% interval of NDCG@k (queries resampled).
+pub fn ndcg_ci(query: &[i64], scores: &[f32], labels: &[f32], k: usize, seed: u64) -> Option<[f64; 2]> {
+    let per = ranking_per_query(query, scores, labels, k);
+    bootstrap_ci(per.len(), seed, |w| {
+        let n: f64 = w.iter().map(|&c| f64::from(c)).sum();
+        Some(per.iter().zip(w).map(|(q, &c)| q.1 * f64::from(c)).sum::<f64>() / n)
+    })
 }
 
 #[cfg(test)]
@@ -170,5 +307,57 @@ mod tests {
         let (hr3, ndcg3, _) = ranking(&q, &s, &y, 3);
         assert!((hr3 - 1.0).abs() < 1e-12);
         assert!((ndcg3 - (1.0 + 1.0 / 4f64.log2()) / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bootstrap_intervals_hold_the_estimate_and_narrow_with_more_data() {
+        let mut r = crate::rng::Rng::new(9);
+        let mut data = |n: usize| {
+            let y: Vec<f32> = (0..n).map(|_| f32::from(u8::from(r.uniform() < 0.3))).collect();
+            let s: Vec<f32> = y.iter().map(|&y| y * 0.5 + r.uniform() as f32).collect();
+            (s, y)
+        };
+        let (s, y) = data(400);
+        let [lo, hi] = auc_ci(&s, &y, 1).unwrap();
+        let point = auc(&s, &y).unwrap();
+        assert!(lo < point && point < hi, "{lo} < {point} < {hi}");
+        let (s2, y2) = data(6400);
+        let [lo2, hi2] = auc_ci(&s2, &y2, 1).unwrap();
+        // 16x the rows: about a quarter of the width.
+        assert!(hi2 - lo2 < (hi - lo) / 2.5, "{} vs {}", hi2 - lo2, hi - lo);
+        // Separable: every resample has AUC 1. Four rows: too many resamples hold one class
+        // only, so the interval is not measurable. One class: not measurable.
+        let sep: Vec<f32> = (0..40).map(|i| i as f32).collect();
+        let lab: Vec<f32> = (0..40).map(|i| f32::from(u8::from(i >= 20))).collect();
+        assert_eq!(auc_ci(&sep, &lab, 1), Some([1.0, 1.0]));
+        assert_eq!(auc_ci(&[0.1, 0.2, 0.8, 0.9], &[0.0, 0.0, 1.0, 1.0], 1), None);
+        assert_eq!(auc_ci(&[0.1, 0.2], &[1.0, 1.0], 1), None);
+        // Same seed, same interval.
+        assert_eq!(auc_ci(&s, &y, 1), Some([lo, hi]));
+        // NDCG: every query's positive first gives [1, 1].
+        let q = [1, 1, 2, 2, 3, 3];
+        assert_eq!(
+            ndcg_ci(&q, &[0.9, 0.1, 0.8, 0.2, 0.7, 0.3], &[1.0, 0.0, 1.0, 0.0, 1.0, 0.0], 10, 3),
+            Some([1.0, 1.0])
+        );
+        assert_eq!(ndcg_ci(&q, &[f32::NAN; 6], &[1.0, 0.0, 1.0, 0.0, 1.0, 0.0], 10, 3), None);
+    }
+
+    #[test]
+    fn topk_jaccard_and_calibration_bins_on_hand_computed_cases() {
+        // Query 1: top-2 {0, 1} vs {0, 2}: 1/3. Query 2: same top: 1.
+        let q = [1, 1, 1, 2, 2];
+        let a = [0.9, 0.8, 0.1, 0.5, 0.4];
+        let b = [0.9, 0.1, 0.8, 0.6, 0.3];
+        let j = topk_jaccard(&q, &a, &b, 2).unwrap();
+        assert!((j - (1.0 / 3.0 + 1.0) / 2.0).abs() < 1e-12);
+        assert_eq!(topk_jaccard(&q, &a, &a, 2), Some(1.0));
+        assert_eq!(topk_jaccard(&q, &a, &[f32::NAN; 5], 2), None);
+        let bins = calibration_bins(&[0.05, 0.15, 0.15, 1.0], &[0.0, 1.0, 0.0, 1.0], 10);
+        assert_eq!(bins.len(), 10);
+        assert_eq!((bins[0].count, bins[1].count, bins[9].count), (1, 2, 1));
+        assert_eq!(bins[1].observed_rate, Some(0.5));
+        assert!((bins[1].mean_predicted.unwrap() - 0.15).abs() < 1e-7);
+        assert_eq!((bins[5].count, bins[5].mean_predicted), (0, None));
     }
 }

@@ -22,10 +22,13 @@ pub struct BenchArgs {
     /// Total measuring time in seconds, split over every model and batch size.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
+    /// Also write the metrics as Prometheus text (node-exporter textfile style), atomically.
+    #[arg(long)]
+    metrics_out: Option<PathBuf>,
 }
 
 pub fn exec(args: BenchArgs, g: &Global) -> Result<u8> {
-    let BenchArgs { models, data, batch_sizes, seconds } = args;
+    let BenchArgs { models, data, batch_sizes, seconds, metrics_out } = args;
     let data = data.unwrap_or_else(|| {
         let first = &models[0];
         first.parent().map(|p| p.join("features").join("test.parquet")).unwrap_or_default()
@@ -38,6 +41,10 @@ pub fn exec(args: BenchArgs, g: &Global) -> Result<u8> {
         return Err(reco::Error::input(format!("--batch-sizes {b}: expected sizes from 1 to 1048576 rows")));
     }
     let report = bench(&models, &data, &batch_sizes, seconds, threads)?;
+    if let Some(path) = &metrics_out {
+        let recipe = reco::pipeline::prom::recipe_of(&models[0]);
+        reco::pipeline::prom::write(path, &reco::pipeline::prom::for_bench(&recipe, &report))?;
+    }
     if g.json {
         super::print_json(&report)?;
     } else {

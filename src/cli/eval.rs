@@ -19,12 +19,19 @@ pub struct EvalArgs {
     /// Ranking set for HR@10/NDCG@10 (default: ranking.parquet next to --data, if present).
     #[arg(long)]
     ranking: Option<PathBuf>,
+    /// Also write the metrics as Prometheus text (node-exporter textfile style), atomically.
+    #[arg(long)]
+    metrics_out: Option<PathBuf>,
 }
 
 pub fn exec(args: EvalArgs, g: &Global) -> Result<u8> {
-    let EvalArgs { models, data, ranking } = args;
+    let EvalArgs { models, data, ranking, metrics_out } = args;
     let ranking = ranking.or_else(|| default_ranking(&data));
     let report = evaluate(&models, &data, ranking.as_deref())?;
+    if let Some(path) = &metrics_out {
+        let recipe = reco::pipeline::prom::recipe_of(&models[0]);
+        reco::pipeline::prom::write(path, &reco::pipeline::prom::for_eval(&recipe, &report))?;
+    }
     if g.json {
         super::print_json(&report)?;
     } else {

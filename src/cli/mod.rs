@@ -12,6 +12,7 @@ mod predict;
 mod prepare;
 mod progress;
 mod quantize;
+mod report;
 mod run;
 mod serve;
 mod train;
@@ -77,6 +78,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Run a whole recipe: synth (if needed), prepare, train, distill, quantize, eval, gates, ONNX export.
     Run(run::RunArgs),
+    /// Regenerate a run's report.md and report.html (charts, model cards) from its files.
+    Report(report::ReportArgs),
     /// Top-K places per segment x busiest grid cell (x category), scored offline, to Parquet.
     Precompute(precompute::PrecomputeArgs),
     /// Serve a model over HTTP (POST /v1/score, GET /metrics, /healthz) with request coalescing.
@@ -122,6 +125,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Predict(a) => predict::exec(a, &g),
         Command::Inspect(a) => inspect::exec(a, &g),
         Command::Run(a) => run::exec(a, &g, &progress),
+        Command::Report(a) => report::exec(a, &g),
         Command::Precompute(a) => precompute::exec(a, &g),
         Command::Serve(a) => serve::exec("serve", a),
         Command::Loadtest(a) => serve::exec("loadtest", a),

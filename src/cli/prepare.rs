@@ -25,7 +25,7 @@ pub fn exec(args: PrepareArgs, g: &Global, progress: &dyn Progress) -> Result<u8
     let recipe = super::load_recipe(&recipe, g)?;
     let paths = super::out_dir(&recipe, out.as_ref());
     let _lock = reco::pipeline::paths::OutputLock::acquire(&paths.out)?;
-    let (raw, _) = ensure_raw(&recipe, &paths)?;
+    let (raw, _) = ensure_raw(&recipe, &paths, reco::pipeline::reuse::Mode::Auto)?;
     let summary = prepare(&raw, &paths.features(), &recipe.prepare, recipe.seed, progress)?;
     if g.json {
         super::print_json(&summary)?;

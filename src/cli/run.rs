@@ -1,11 +1,13 @@
-//! `reco-cli run RECIPE [--out DIR]`: the whole pipeline with gates; exit 1 if a gate fails.
+//! `reco-cli run RECIPE [--out DIR] [--force | --from STAGE] [--metrics-out FILE]`: the whole
+//! pipeline with gates, reusing unchanged stages; exit 1 if a gate fails.
 
 use std::path::PathBuf;
 
 use clap::Args;
 use reco::Result;
 use reco::pipeline::eval::table;
-use reco::pipeline::run::run;
+use reco::pipeline::reuse::{Mode, Stage};
+use reco::pipeline::run::{RunOptions, run};
 use reco::progress::Progress;
 
 use super::Global;
@@ -21,19 +23,37 @@ pub struct RunArgs {
     /// (same final weights as an uninterrupted run).
     #[arg(long)]
     resume: bool,
+    /// Recompute every stage, even those whose inputs and configuration are unchanged.
+    #[arg(long, conflicts_with = "from")]
+    force: bool,
+    /// Recompute this stage and every one after it (earlier ones are reused when unchanged).
+    #[arg(long, value_enum)]
+    from: Option<Stage>,
+    /// Also write the metrics as Prometheus text (node-exporter textfile style), atomically.
+    #[arg(long)]
+    metrics_out: Option<PathBuf>,
 }
 
 pub fn exec(args: RunArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
-    let RunArgs { recipe, out, resume } = args;
+    let RunArgs { recipe, out, resume, force, from, metrics_out } = args;
     let recipe = super::load_recipe(&recipe, g)?;
     let paths = super::out_dir(&recipe, out.as_ref());
     let _lock = reco::pipeline::paths::OutputLock::acquire(&paths.out)?;
-    let report = run(&recipe, &paths, resume, progress)?;
+    let reuse = match (force, from) {
+        (true, _) => Mode::Force,
+        (false, Some(stage)) => Mode::From(stage),
+        (false, None) => Mode::Auto,
+    };
+    let report = run(&recipe, &paths, RunOptions { resume, reuse }, progress)?;
+    if let Some(path) = &metrics_out {
+        reco::pipeline::prom::write(path, &reco::pipeline::prom::for_run(&report))?;
+    }
     if g.json {
         super::print_json(&report)?;
     } else {
         for s in &report.stages {
-            println!("{:<8} {:>7.1}s", s.name, s.seconds);
+            let how = if s.reused { "  reused" } else { "" };
+            println!("{:<8} {:>7.1}s{how}", s.name, s.seconds);
         }
         print!("{}", table(&report.eval));
         for gate in &report.gates {
@@ -46,6 +66,7 @@ pub fn exec(args: RunArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
             );
         }
         println!("report: {}", paths.report().display());
+        println!("reports: {} and {}", paths.out.join("report.md").display(), paths.out.join("report.html").display());
     }
     if report.passed {
         Ok(0)

@@ -437,11 +437,11 @@ fn part_error(file: &Path, e: &PolarsError) -> Error {
 }
 
 /// A file of a table and its hive partition keys (`key=value` folders above it).
-type FileEntry = (PathBuf, Vec<(String, String)>);
+pub(crate) type FileEntry = (PathBuf, Vec<(String, String)>);
 
 /// The files of a location with their hive partition keys (`key=value` folders below it),
 /// sorted by path. Hidden files and `_`-prefixed ones (`_SUCCESS`) are skipped.
-fn list_files(location: &Path) -> Result<Vec<FileEntry>> {
+pub(crate) fn list_files(location: &Path) -> Result<Vec<FileEntry>> {
     let text = location.to_string_lossy();
     if text.contains(['*', '?', '[']) {
         let mut files: Vec<PathBuf> = glob::glob(&text)

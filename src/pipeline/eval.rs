@@ -31,11 +31,21 @@ pub struct ModelEval {
     /// NDCG@10 on the ranking set.
     #[serde(rename = "ndcg@10")]
     pub ndcg10: Option<f64>,
+    /// Bootstrap 95% interval of the AUC (rows resampled).
+    #[serde(default)]
+    pub auc_ci95: Option<[f64; 2]>,
+    /// Bootstrap 95% interval of NDCG@10 (queries resampled).
+    #[serde(default, rename = "ndcg@10_ci95")]
+    pub ndcg10_ci95: Option<[f64; 2]>,
+    /// Reliability diagram: 10 equal-width bins of predicted probability.
+    #[serde(default)]
+    pub calibration: Vec<metrics::CalibrationBin>,
     /// Bytes of the artifact's files.
     pub size_bytes: u64,
     /// Rows scored.
     pub rows: usize,
     /// Scoring latency over the whole file, microseconds per row (1 thread, batches of 4096).
+    #[serde(default)]
     pub us_per_row: f64,
 }
 
@@ -91,13 +101,22 @@ impl Baseline {
 
 /// HR@10 and NDCG@10 of `scores` on a ranking set (`None`, `None` when no query counts).
 fn ranking_metrics(r: &FeatureFrame, scores: &[f32], path: &Path) -> Result<(Option<f64>, Option<f64>)> {
+    let (q, labels) = query_labels(r, path)?;
+    let (hr, ndcg, n) = metrics::ranking(q, scores, labels, 10);
+    Ok(if n == 0 { (None, None) } else { (Some(hr), Some(ndcg)) })
+}
+
+/// The query ids and labels of a ranking set.
+fn query_labels<'a>(r: &'a FeatureFrame, path: &Path) -> Result<(&'a [i64], &'a [f32])> {
     let q = r
         .query_id
         .as_deref()
         .ok_or_else(|| Error::input(format!("{}: the ranking file has no query_id column", path.display())))?;
-    let (hr, ndcg, n) = metrics::ranking(q, scores, r.labels(path)?, 10);
-    Ok(if n == 0 { (None, None) } else { (Some(hr), Some(ndcg)) })
+    Ok((q, r.labels(path)?))
 }
+
+/// Seed of every bootstrap interval: fixed, so the same scores give the same interval.
+const BOOTSTRAP_SEED: u64 = 0x5eed;
 
 /// The popularity and (with coordinates) nearest-first rows.
 fn baselines(
@@ -157,9 +176,14 @@ pub fn evaluate(models: &[PathBuf], data: &Path, ranking: Option<&Path>) -> Resu
         let logits = model.logits(&frame.columns)?;
         let us_per_row = start.elapsed().as_secs_f64() * 1e6 / frame.columns.rows.max(1) as f64;
         let probs: Vec<f32> = logits.iter().map(|&z| sigmoid(z)).collect();
-        let (hr10, ndcg10) = match &rank {
-            Some(r) => ranking_metrics(r, &model.logits(&r.columns)?, rank_path)?,
-            None => (None, None),
+        let (hr10, ndcg10, ndcg10_ci95) = match &rank {
+            Some(r) => {
+                let scores = model.logits(&r.columns)?;
+                let (hr, ndcg) = ranking_metrics(r, &scores, rank_path)?;
+                let (q, y) = query_labels(r, rank_path)?;
+                (hr, ndcg, metrics::ndcg_ci(q, &scores, y, 10, BOOTSTRAP_SEED))
+            }
+            None => (None, None, None),
         };
         rows.push(ModelEval {
             name: dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned()),
@@ -170,6 +194,9 @@ pub fn evaluate(models: &[PathBuf], data: &Path, ranking: Option<&Path>) -> Resu
             ece: metrics::ece(&probs, labels, 10),
             hr10,
             ndcg10,
+            auc_ci95: metrics::auc_ci(&logits, labels, BOOTSTRAP_SEED),
+            ndcg10_ci95,
+            calibration: metrics::calibration_bins(&probs, labels, 10),
             size_bytes: manifest.size_bytes(),
             rows: frame.columns.rows,
             us_per_row,

@@ -20,6 +20,7 @@ use crate::artifact::{ArtifactWriter, WEIGHTS, sha256_file};
 use crate::data::features::FeatureFrame;
 use crate::error::{Error, Result};
 use crate::kernels::Kernel;
+use crate::metrics;
 use crate::pipeline::eval::{Quality, quality};
 use crate::progress::Progress;
 use crate::quant::calibrate::{Calibrator, Observer};
@@ -104,6 +105,92 @@ pub struct QuantizeSummary {
     pub calibrator_state_bytes: usize,
     /// Kernel used for evaluation.
     pub kernel: String,
+    /// Per dense layer: its input's distribution, the range calibration chose, its SQNR.
+    pub layers: Vec<LayerReport>,
+    /// Every gate evaluation, in order: the float layers tried and what they gave.
+    pub steps: Vec<FallbackStep>,
+    /// (float logit, INT8 logit) of up to [`SCATTER_ROWS`] test rows spread over the file.
+    pub scatter: Vec<[f32; 2]>,
+}
+
+/// Test rows sampled for the INT8-vs-float scatter.
+pub const SCATTER_ROWS: usize = 500;
+
+/// Bins of each layer's activation histogram.
+pub const HISTOGRAM_BINS: usize = 40;
+
+/// One dense layer's quantization record.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerReport {
+    /// Layer index.
+    pub layer: usize,
+    /// SQNR of its INT8 output against float on the same input, dB (`null`: exact).
+    pub sqnr_db: Option<f64>,
+    /// The real range its u8 input codes cover (`null`: dynamic, per batch).
+    pub range: Option<[f64; 2]>,
+    /// Its input values on the first calibration chunk.
+    pub histogram: ValueHistogram,
+}
+
+/// Equal-width bins over `[lo, hi]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ValueHistogram {
+    /// Lower edge of the first bin.
+    pub lo: f64,
+    /// Upper edge of the last bin.
+    pub hi: f64,
+    /// Values per bin.
+    pub counts: Vec<u64>,
+}
+
+/// One evaluation of the accuracy gate.
+#[derive(Debug, Clone, Serialize)]
+pub struct FallbackStep {
+    /// Layers kept in float.
+    pub float_layers: Vec<usize>,
+    /// INT8 minus float AUC on the test split.
+    pub delta_auc: Option<f64>,
+    /// INT8 minus float NDCG@10 on the ranking set.
+    pub delta_ndcg: Option<f64>,
+    /// Mean Jaccard similarity of each ranking query's top 10 under INT8 and float.
+    pub top10_jaccard: Option<f64>,
+    /// Whether the gate held.
+    pub passed: bool,
+}
+
+/// `values` in [`HISTOGRAM_BINS`] bins spanning them and `range` (so the range's edges fall
+/// inside the plot).
+fn histogram(values: &[f32], range: Option<[f64; 2]>) -> ValueHistogram {
+    let (mut lo, mut hi) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(f64::from(v)), hi.max(f64::from(v))));
+    if let Some([a, b]) = range {
+        (lo, hi) = (lo.min(a), hi.max(b));
+    }
+    if !(lo.is_finite() && hi.is_finite()) {
+        (lo, hi) = (0.0, 1.0);
+    }
+    if hi <= lo {
+        hi = lo + 1.0;
+    }
+    let mut counts = vec![0u64; HISTOGRAM_BINS];
+    let width = (hi - lo) / HISTOGRAM_BINS as f64;
+    for &v in values {
+        counts[(((f64::from(v) - lo) / width) as usize).min(HISTOGRAM_BINS - 1)] += 1;
+    }
+    ValueHistogram { lo, hi, counts }
+}
+
+/// The real values u8 codes 0 and 255 stand for.
+fn code_range(qp: &QParams) -> [f64; 2] {
+    let s = f64::from(qp.scale);
+    [f64::from(-qp.zero_point) * s, f64::from(255 - qp.zero_point) * s]
+}
+
+/// Rows `0, n/k, 2n/k, ...`: at most `k` spread over `n`.
+fn spread(n: usize, k: usize) -> Vec<usize> {
+    let step = n.div_ceil(k.max(1)).max(1);
+    (0..n).step_by(step).collect()
 }
 
 /// Float activations entering each dense layer for a chunk of rows.
@@ -286,12 +373,29 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
     let mut order: Vec<usize> = (0..sqnr.len()).filter(|i| !float_layers.contains(i)).collect();
     order.sort_by(|&a, &b| sqnr[a].total_cmp(&sqnr[b]));
     let mut order = order.into_iter();
-    let (weights, q, passed) = loop {
+    let parent_model = Model::Float(parent.clone());
+    let parent_rank = match &ranking {
+        Some(r) => Some((r.query_id.as_deref().unwrap_or_default(), parent_model.logits(&r.columns)?)),
+        None => None,
+    };
+    let mut steps = Vec::new();
+    let (weights, q, passed, model) = loop {
         let w = build(&float_layers);
-        let model = Int8Model::with_kernel(parent.spec.clone(), parent.arch.clone(), w.clone(), kernel);
-        let q = quality(&Model::Int8(model), &test, ranking.as_ref())?;
+        let model = Model::Int8(Int8Model::with_kernel(parent.spec.clone(), parent.arch.clone(), w.clone(), kernel));
+        let q = quality(&model, &test, ranking.as_ref())?;
         let ok = within(delta(q.auc, parent_q.auc), opts.max_auc_drop)
             && within(delta(q.ndcg10, parent_q.ndcg10), opts.max_ndcg_drop);
+        let top10_jaccard = match (&parent_rank, &ranking) {
+            (Some((qid, base)), Some(r)) => metrics::topk_jaccard(qid, base, &model.logits(&r.columns)?, 10),
+            _ => None,
+        };
+        steps.push(FallbackStep {
+            float_layers: float_layers.clone(),
+            delta_auc: delta(q.auc, parent_q.auc),
+            delta_ndcg: delta(q.ndcg10, parent_q.ndcg10),
+            top10_jaccard,
+            passed: ok,
+        });
         progress.log(&format!(
             "quantize: float layers {float_layers:?}: dAUC {}, dNDCG@10 {} -> {}",
             shown(delta(q.auc, parent_q.auc)),
@@ -299,12 +403,28 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
             if ok { "gate holds" } else { "gate fails" }
         ));
         let Some(next) = order.next().filter(|_| !ok) else {
-            break (w, q, ok);
+            break (w, q, ok, model);
         };
         float_layers.push(next);
         float_layers.sort_unstable();
     };
     progress.advance(1);
+    let sample = test.columns.take(&spread(test.columns.rows, SCATTER_ROWS));
+    let scatter = parent_model.logits(&sample)?.into_iter().zip(model.logits(&sample)?).map(|(a, b)| [a, b]).collect();
+    let layers = inputs
+        .iter()
+        .zip(&act)
+        .enumerate()
+        .map(|(i, (x, qp))| {
+            let range = qp.as_ref().map(code_range);
+            LayerReport {
+                layer: i,
+                sqnr_db: Some(sqnr[i]).filter(|s| s.is_finite()),
+                range,
+                histogram: histogram(x, range),
+            }
+        })
+        .collect();
 
     let summary = QuantizeSummary {
         dir: job.out.to_path_buf(),
@@ -320,6 +440,9 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
         calibration_rows: cal.columns.rows,
         calibrator_state_bytes: state_bytes,
         kernel: Kernel::detect()?.name().to_string(),
+        layers,
+        steps,
+        scatter,
     };
     let mut input_data = pman.input_data.clone();
     input_data.insert("calibration".into(), sha256_file(job.calibration)?);

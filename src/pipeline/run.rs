@@ -1,5 +1,7 @@
 //! `run`: the whole pipeline from one recipe — synth (when the data is missing), prepare,
-//! train, eval — with quality gates and one JSON report (`<out>/report.json`).
+//! train, distill, quantize, eval, export — with quality gates, one JSON report
+//! (`<out>/report.json`) and the human-readable reports (`report.md`, `report.html`). Stages
+//! whose inputs and configuration are unchanged are reused ([`reuse`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -13,7 +15,8 @@ use crate::pipeline::distill::{DistillJob, distill};
 use crate::pipeline::eval::{EvalReport, ModelEval, evaluate};
 use crate::pipeline::paths::RunPaths;
 use crate::pipeline::prepare::prepare;
-use crate::pipeline::quantize::{QuantizeJob, QuantizeOptions, QuantizeSummary, quantize};
+use crate::pipeline::quantize::{QuantizeJob, QuantizeOptions, quantize};
+use crate::pipeline::reuse::{self, Mode, Outputs, Reuse};
 use crate::pipeline::train::{TrainJob, train};
 use crate::progress::Progress;
 use crate::recipe::{DataConfig, Recipe};
@@ -27,6 +30,8 @@ pub struct StageReport {
     pub seconds: f64,
     /// Stage summary.
     pub detail: serde_json::Value,
+    /// Whether an earlier run's result was reused (its inputs and configuration matched).
+    pub reused: bool,
 }
 
 /// One quality gate.
@@ -65,6 +70,8 @@ pub struct RunReport {
     pub gates: Vec<GateReport>,
     /// True when every gate passed.
     pub passed: bool,
+    /// The human-readable reports.
+    pub reports: ReportPaths,
     /// Total wall time, seconds.
     pub seconds: f64,
 }
@@ -75,7 +82,7 @@ fn json<T: Serialize>(v: &T) -> serde_json::Value {
 
 /// The raw tables of a recipe, generating synthetic data when it is missing. Returns their
 /// description and, for synthetic data, the synth stage report (generated or reused).
-pub fn ensure_raw(recipe: &Recipe, paths: &RunPaths) -> Result<(FilesConfig, Option<StageReport>)> {
+pub fn ensure_raw(recipe: &Recipe, paths: &RunPaths, reuse: Mode) -> Result<(FilesConfig, Option<StageReport>)> {
     match &recipe.data {
         DataConfig::Files(files) => Ok((files.as_ref().clone(), None)),
         DataConfig::Synth(s) => {
@@ -84,16 +91,21 @@ pub fn ensure_raw(recipe: &Recipe, paths: &RunPaths) -> Result<(FilesConfig, Opt
             // Reuse raw/ only when it was generated with these very settings; the stage is
             // reported the same either way (its summary is recorded in synth.json), so a rerun's
             // report is byte-identical to the first.
-            if raw.join("interactions.parquet").is_file()
+            if reuse != Mode::Force
+                && raw.join("interactions.parquet").is_file()
                 && let Some(summary) = made_with(&raw, &params)
             {
-                let report = StageReport { name: "synth".into(), seconds: 0.0, detail: summary };
+                let report = StageReport { name: "synth".into(), seconds: 0.0, detail: summary, reused: true };
                 return Ok((FilesConfig::in_dir(&raw), Some(report)));
             }
             let start = Instant::now();
             let summary = synth::generate(params, &raw)?;
-            let report =
-                StageReport { name: "synth".into(), seconds: start.elapsed().as_secs_f64(), detail: json(&summary) };
+            let report = StageReport {
+                name: "synth".into(),
+                seconds: start.elapsed().as_secs_f64(),
+                detail: json(&summary),
+                reused: false,
+            };
             Ok((FilesConfig::in_dir(&raw), Some(report)))
         }
     }
@@ -107,121 +119,152 @@ fn made_with(raw: &Path, params: &SynthParams) -> Option<serde_json::Value> {
     (recorded.get("params") == Some(&json(params))).then(|| recorded.get("summary").cloned()).flatten()
 }
 
-/// Runs every stage of `recipe` under `paths`; `resume` continues interrupted trainings from
-/// their checkpoints (the result is the same as an uninterrupted run's).
-pub fn run(recipe: &Recipe, paths: &RunPaths, resume: bool, progress: &dyn Progress) -> Result<RunReport> {
+/// How `run` treats what earlier runs left.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Continue interrupted trainings from their checkpoints (the result is the same as an
+    /// uninterrupted run's).
+    pub resume: bool,
+    /// Which recorded stages may be reused.
+    pub reuse: Mode,
+}
+
+/// Where the human-readable reports are, relative to the output root.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportPaths {
+    /// Markdown (its charts under `report/`).
+    pub markdown: String,
+    /// Self-contained HTML.
+    pub html: String,
+}
+
+/// The stage keys later stages build theirs from.
+struct Keys {
+    prepare: String,
+    models: Vec<String>,
+}
+
+/// Runs every stage of `recipe` under `paths`, reusing stages whose inputs are unchanged.
+pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn Progress) -> Result<RunReport> {
     let t0 = Instant::now();
     // A report left by an earlier run must not vouch for models this run may fail to rebuild.
-    for stale in [paths.report(), paths.timings()] {
+    for stale in [paths.report(), paths.timings(), paths.out.join("report.md"), paths.out.join("report.html")] {
         if stale.exists() {
             std::fs::remove_file(&stale).at(&stale)?;
         }
     }
+    let reuse = Reuse::new(&paths.out, opts.reuse);
     let mut stages = Vec::new();
-    let (raw, synth_stage) = ensure_raw(recipe, paths)?;
+    let (raw, synth_stage) = ensure_raw(recipe, paths, opts.reuse)?;
+    let raw_key = match &synth_stage {
+        Some(s) => json(&s.detail),
+        // Tables that cannot be fingerprinted (a missing file, say) get a key no record holds:
+        // prepare runs and reports the problem in its own words.
+        None => json(&reuse::files_fingerprint(&raw_locations(&raw)).unwrap_or_else(|_| reuse::unique_key())),
+    };
     stages.extend(synth_stage);
 
-    let start = Instant::now();
-    progress.log("prepare: building features");
-    let prep = prepare(&raw, &paths.features(), &recipe.prepare, recipe.seed, progress)?;
-    stages.push(StageReport { name: "prepare".into(), seconds: start.elapsed().as_secs_f64(), detail: json(&prep) });
+    let features = paths.features();
+    let prepare_key = reuse::key(
+        "prepare",
+        &serde_json::json!({ "raw": raw_key, "data": json(&recipe.data), "prepare": json(&recipe.prepare), "seed": recipe.seed }),
+    );
+    let outputs = Outputs { dirs: vec![features.clone()], ..Outputs::default() };
+    stages.push(reuse.stage("prepare", &prepare_key, &outputs, progress, || {
+        progress.log("prepare: building features");
+        Ok(json(&prepare(&raw, &features, &recipe.prepare, recipe.seed, progress)?))
+    })?);
 
-    let start = Instant::now();
-    let recipe_json = json(recipe);
     let teacher_dir = paths.stage("teacher");
-    let job = TrainJob {
-        features: &paths.features(),
-        out: &teacher_dir,
-        checkpoints: &paths.checkpoints("teacher"),
-        resume,
-        cfg: &recipe.train,
-        seed: recipe.seed,
-        recipe: recipe_json,
-    };
-    let summary = train(&job, progress)?;
-    stages.push(StageReport { name: "train".into(), seconds: start.elapsed().as_secs_f64(), detail: json(&summary) });
+    let train_key = reuse::key(
+        "train",
+        &serde_json::json!({ "prepare": prepare_key, "train": json(&recipe.train), "seed": recipe.seed }),
+    );
+    let outputs = Outputs { artifacts: vec![teacher_dir.clone()], ..Outputs::default() };
+    stages.push(reuse.stage("train", &train_key, &outputs, progress, || {
+        let job = TrainJob {
+            features: &features,
+            out: &teacher_dir,
+            checkpoints: &paths.checkpoints("teacher"),
+            resume: opts.resume,
+            cfg: &recipe.train,
+            seed: recipe.seed,
+            recipe: json(recipe),
+        };
+        Ok(json(&train(&job, progress)?))
+    })?);
 
-    let start = Instant::now();
     let student_train = recipe.distill.student_train(&recipe.train);
     let (student_dir, scratch_dir) = (paths.stage("student"), paths.stage("student-scratch"));
-    let djob = DistillJob {
-        teacher: &teacher_dir,
-        features: &paths.features(),
-        out: &student_dir,
-        scratch_out: &scratch_dir,
-        checkpoints: &paths.out.join("checkpoints"),
-        cfg: &recipe.distill,
-        train: &student_train,
-        seed: recipe.seed,
-        recipe: json(recipe),
-        resume,
-    };
-    let dsum = distill(&djob, progress)?;
-    stages.push(StageReport { name: "distill".into(), seconds: start.elapsed().as_secs_f64(), detail: json(&dsum) });
-
-    let test = paths.features().join("test.parquet");
-    let ranking = paths.features().join("ranking.parquet");
-    let q = &recipe.quantize;
-    let opts = QuantizeOptions {
-        calibrator: q.calibrator.parse().map_err(Error::input)?,
-        per_channel: q.per_channel,
-        dynamic: q.dynamic,
-        weight_bits: q.weight_bits,
-        max_auc_drop: q.max_auc_drop,
-        max_ndcg_drop: q.max_ndcg_drop,
-    };
-    let mut quantized: Vec<(String, PathBuf)> = Vec::new();
-    let mut qsums: Vec<QuantizeSummary> = Vec::new();
-    let parents: Vec<&str> = if q.teacher { vec!["teacher", "student"] } else { vec!["student"] };
-    for parent in parents {
-        let start = Instant::now();
-        let out = paths.stage(&format!("{parent}-int8"));
-        let job = QuantizeJob {
-            model: &paths.stage(parent),
-            calibration: &paths.features().join("calibration.parquet"),
-            test: &test,
-            ranking: Some(&ranking),
-            out: &out,
-            opts,
-            keep_float: &[],
-        };
-        let s = quantize(&job, progress)?;
-        stages.push(StageReport {
-            name: format!("quantize-{parent}"),
-            seconds: start.elapsed().as_secs_f64(),
-            detail: json(&s),
-        });
-        quantized.push((parent.to_string(), out));
-        qsums.push(s);
+    let distill_key = reuse::key(
+        "distill",
+        &serde_json::json!({ "train": train_key, "prepare": prepare_key, "distill": json(&recipe.distill), "student_train": json(&student_train), "seed": recipe.seed }),
+    );
+    let mut artifacts = vec![student_dir.clone()];
+    if recipe.distill.scratch_baseline {
+        artifacts.push(scratch_dir.clone());
     }
+    let outputs = Outputs { artifacts, ..Outputs::default() };
+    stages.push(reuse.stage("distill", &distill_key, &outputs, progress, || {
+        let djob = DistillJob {
+            teacher: &teacher_dir,
+            features: &features,
+            out: &student_dir,
+            scratch_out: &scratch_dir,
+            checkpoints: &paths.out.join("checkpoints"),
+            cfg: &recipe.distill,
+            train: &student_train,
+            seed: recipe.seed,
+            recipe: json(recipe),
+            resume: opts.resume,
+        };
+        Ok(json(&distill(&djob, progress)?))
+    })?);
 
-    let start = Instant::now();
-    let mut models = vec![teacher_dir, student_dir];
+    let mut models = vec![teacher_dir.clone(), student_dir];
+    let mut keys = Keys { prepare: prepare_key, models: vec![train_key.clone(), distill_key.clone()] };
     if recipe.distill.scratch_baseline {
         models.push(scratch_dir);
     }
-    models.extend(quantized.into_iter().map(|(_, p)| p));
-    let eval = evaluate(&models, &test, Some(&ranking))?;
-    stages.push(StageReport { name: "eval".into(), seconds: start.elapsed().as_secs_f64(), detail: json(&eval) });
+    let parents: Vec<(&str, &String)> = if recipe.quantize.teacher {
+        vec![("teacher", &train_key), ("student", &distill_key)]
+    } else {
+        vec![("student", &distill_key)]
+    };
+    for (parent, parent_key) in parents {
+        let (report, out, key) = quantize_stage(recipe, paths, &reuse, (parent, parent_key), &keys, progress)?;
+        keys.models.push(key);
+        stages.push(report);
+        models.push(out);
+    }
+
+    let test = features.join("test.parquet");
+    let ranking = features.join("ranking.parquet");
+    let eval_key = reuse::key("eval", &serde_json::json!({ "prepare": keys.prepare, "models": keys.models }));
+    let eval_stage = reuse.stage("eval", &eval_key, &Outputs::default(), progress, || {
+        Ok(json(&evaluate(&models, &test, Some(&ranking))?))
+    })?;
+    let eval: EvalReport = serde_json::from_value(eval_stage.detail.clone())
+        .map_err(|e| Error::Internal(format!("the recorded evaluation does not read back: {e}")))?;
+    stages.push(eval_stage);
 
     let mut gates = check_gates(recipe, &eval);
-    for s in &qsums {
-        let kind = s.kind.replace('-', "_");
-        let (max_auc, max_ndcg) = (s.options.max_auc_drop, s.options.max_ndcg_drop);
-        let (d_auc, d_ndcg) = (s.delta_auc.map(f64::abs), s.delta_ndcg.map(f64::abs));
-        gates.push(GateReport::new(format!("{kind}_abs_delta_auc"), d_auc, max_auc, |d| d <= max_auc));
-        gates.push(GateReport::new(format!("{kind}_abs_delta_ndcg"), d_ndcg, max_ndcg, |d| d <= max_ndcg));
+    for s in stages.iter().filter(|s| s.name.starts_with("quantize-")) {
+        gates.extend(quantize_gates(&s.detail));
     }
     // ONNX next to every deliverable (teacher, student and their INT8 models) that passed its
     // own gate; the scratch baseline is only a comparison.
-    let start = Instant::now();
-    let mut exports = Vec::new();
-    for dir in models.iter().filter(|d| !d.ends_with("student-scratch")) {
-        if crate::artifact::open(dir)?.status == crate::artifact::manifest::Status::Ok {
-            exports.push(crate::pipeline::export::export(dir, None, crate::onnx::IdLookup::Auto)?);
+    let deliverables: Vec<PathBuf> = models.iter().filter(|d| !d.ends_with("student-scratch")).cloned().collect();
+    let outputs = Outputs { artifacts: deliverables.clone(), ..Outputs::default() };
+    stages.push(reuse.stage("export", &reuse::key("export", &json(&eval_key)), &outputs, progress, || {
+        let mut exports = Vec::new();
+        for dir in &deliverables {
+            if crate::artifact::open(dir)?.status == crate::artifact::manifest::Status::Ok {
+                exports.push(crate::pipeline::export::export(dir, None, crate::onnx::IdLookup::Auto)?);
+            }
         }
-    }
-    stages.push(StageReport { name: "export".into(), seconds: start.elapsed().as_secs_f64(), detail: json(&exports) });
+        Ok(json(&exports))
+    })?);
 
     let passed = gates.iter().all(|g| g.passed);
     let report = RunReport {
@@ -231,6 +274,7 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, resume: bool, progress: &dyn Progr
         eval,
         gates,
         passed,
+        reports: ReportPaths { markdown: "report.md".into(), html: "report.html".into() },
         seconds: t0.elapsed().as_secs_f64(),
     };
     // The files hold no timings and no absolute paths (same recipe, data, seed -> same bytes);
@@ -238,7 +282,69 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, resume: bool, progress: &dyn Progr
     let (stable, timings) = crate::pipeline::stable::for_file(json(&report), &paths.out);
     write_json(&paths.timings(), &timings)?;
     write_json(&paths.report(), &stable)?;
+    crate::pipeline::report::write(&paths.out)?;
     Ok(report)
+}
+
+/// Every location a files recipe reads tables from.
+fn raw_locations(files: &FilesConfig) -> Vec<PathBuf> {
+    let tables = [Some(&files.interactions), files.places.as_ref(), files.users.as_ref()];
+    let mut out: Vec<PathBuf> = tables.into_iter().flatten().filter_map(|t| t.path.clone()).collect();
+    out.extend(files.dir.clone());
+    out
+}
+
+/// Quantizes one parent (or reuses its INT8 model): the stage report, the INT8 directory and
+/// the stage key.
+fn quantize_stage(
+    recipe: &Recipe,
+    paths: &RunPaths,
+    reuse: &Reuse,
+    (parent, parent_key): (&str, &String),
+    keys: &Keys,
+    progress: &dyn Progress,
+) -> Result<(StageReport, PathBuf, String)> {
+    let q = &recipe.quantize;
+    let opts = QuantizeOptions {
+        calibrator: q.calibrator.parse().map_err(Error::input)?,
+        per_channel: q.per_channel,
+        dynamic: q.dynamic,
+        weight_bits: q.weight_bits,
+        max_auc_drop: q.max_auc_drop,
+        max_ndcg_drop: q.max_ndcg_drop,
+    };
+    let features = paths.features();
+    let (test, ranking) = (features.join("test.parquet"), features.join("ranking.parquet"));
+    let out = paths.stage(&format!("{parent}-int8"));
+    let name = format!("quantize-{parent}");
+    let key =
+        reuse::key(&name, &serde_json::json!({ "parent": parent_key, "prepare": keys.prepare, "quantize": json(q) }));
+    let outputs = Outputs { artifacts: vec![out.clone()], ..Outputs::default() };
+    let report = reuse.stage(&name, &key, &outputs, progress, || {
+        let job = QuantizeJob {
+            model: &paths.stage(parent),
+            calibration: &features.join("calibration.parquet"),
+            test: &test,
+            ranking: Some(&ranking),
+            out: &out,
+            opts,
+            keep_float: &[],
+        };
+        Ok(json(&quantize(&job, progress)?))
+    })?;
+    Ok((report, out, key))
+}
+
+/// The two accuracy gates of an INT8 model, read from its quantize summary.
+fn quantize_gates(s: &serde_json::Value) -> Vec<GateReport> {
+    let kind = s["kind"].as_str().unwrap_or("int8").replace('-', "_");
+    let (max_auc, max_ndcg) =
+        (s["options"]["max_auc_drop"].as_f64().unwrap_or(0.0), s["options"]["max_ndcg_drop"].as_f64().unwrap_or(0.0));
+    let (d_auc, d_ndcg) = (s["delta_auc"].as_f64().map(f64::abs), s["delta_ndcg"].as_f64().map(f64::abs));
+    vec![
+        GateReport::new(format!("{kind}_abs_delta_auc"), d_auc, max_auc, |d| d <= max_auc),
+        GateReport::new(format!("{kind}_abs_delta_ndcg"), d_ndcg, max_ndcg, |d| d <= max_ndcg),
+    ]
 }
 
 fn find<'a>(eval: &'a EvalReport, kind: &str) -> Option<&'a ModelEval> {

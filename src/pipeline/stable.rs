@@ -64,6 +64,34 @@ fn relative_if_below(s: &str, base: &Path) -> String {
     }
 }
 
+/// The inverse of [`for_file`]'s timing removal: each timing put back where its key says (an
+/// array item named by its `name` field, or its index). Keys that lead nowhere are dropped.
+pub fn restore(mut value: Value, timings: &Timings) -> Value {
+    for (key, v) in timings {
+        let mut parts: Vec<&str> = key.split('/').skip(1).collect();
+        let Some(field) = parts.pop() else { continue };
+        if let Some(Value::Object(m)) = slot(&mut value, &parts) {
+            m.insert(field.to_string(), v.clone());
+        }
+    }
+    value
+}
+
+/// The value at `parts` below `v` (array items by `name` field, else by index).
+fn slot<'a>(v: &'a mut Value, parts: &[&str]) -> Option<&'a mut Value> {
+    let Some((first, rest)) = parts.split_first() else { return Some(v) };
+    let next = match v {
+        Value::Object(m) => m.get_mut(*first),
+        Value::Array(items) => {
+            let named = items.iter().position(|i| i.get("name").and_then(Value::as_str) == Some(*first));
+            let i = named.or_else(|| first.parse().ok())?;
+            items.get_mut(i)
+        }
+        _ => None,
+    }?;
+    slot(next, rest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +118,11 @@ mod tests {
         let keys: Vec<&str> = t.keys().map(String::as_str).collect();
         assert_eq!(keys, ["/seconds", "/stages/1/seconds", "/stages/train/detail/rows_per_s", "/stages/train/seconds"]);
         assert_eq!(t["/stages/train/seconds"], 1.25);
+        // Put back, the timings are where they were.
+        let back = restore(v, &t);
+        assert_eq!(back["seconds"], 3.5);
+        assert_eq!(back["stages"][0]["detail"]["rows_per_s"], 9.0);
+        assert_eq!(back["stages"][1]["seconds"], 0.5);
     }
 
     #[test]

@@ -70,6 +70,31 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
     out
 }
 
+/// [`snapshot`] without the files that hold a run's timings: `timings.json`, the
+/// human-readable reports (stage times, µs/row) and the stage records (the timings of the run
+/// that produced each stage), nor the lock file.
+pub fn without_timings(root: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
+    let mut s = snapshot(root);
+    s.retain(|k, _| {
+        !["timings.json", ".reco-cli.lock", "report.md", "report.html", "report", "stages"].contains(&k.as_str())
+            && !k.starts_with("report/")
+            && !k.starts_with("stages/")
+    });
+    s
+}
+
+/// [`without_timings`] with `report.json`'s per-stage `reused` flags cleared: what a run
+/// reports whether or not it reused stages.
+pub fn reuse_blind(root: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
+    let mut s = without_timings(root);
+    if let Some(Some(bytes)) = s.get_mut("report.json") {
+        let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        v["stages"].as_array_mut().unwrap().iter_mut().for_each(|st| st["reused"] = false.into());
+        *bytes = serde_json::to_vec_pretty(&v).unwrap();
+    }
+    s
+}
+
 /// Names of entries that differ between two snapshots.
 pub fn changed(before: &BTreeMap<String, Option<Vec<u8>>>, after: &BTreeMap<String, Option<Vec<u8>>>) -> Vec<String> {
     let mut names: Vec<String> = before.keys().chain(after.keys()).cloned().collect();

@@ -11,3 +11,4 @@ mod common;
 mod crash;
 mod determinism;
 mod fuzz_corpus;
+mod reuse;

@@ -1,0 +1,676 @@
+//! `report`: the run report a person reads — `report.md` (with its charts as SVG files under
+//! `report/`) and a self-contained `report.html` (the same charts inline, no network) — built
+//! from what the run wrote: `report.json`, `timings.json` and the artifacts' manifests.
+//!
+//! Every number in a table of the HTML carries its source: `data-source` (`report` or
+//! `timings`), `data-key` (a JSON pointer into `report.json`, or a key of `timings.json`) and
+//! `data-value` (the exact value), so a reader — or a test — can check the report against the
+//! JSON. The reports hold timings, so unlike `report.json` they differ from run to run.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::artifact::manifest::Manifest;
+use crate::error::{Error, IoContext, Result};
+use crate::pipeline::eval::{EvalReport, ModelEval};
+use crate::plots::{self, Chart, Mark, Series};
+
+/// Where a reported number comes from.
+#[derive(Debug, Clone, PartialEq)]
+enum Source {
+    /// A JSON pointer into `report.json`.
+    Report(String),
+    /// A key of `timings.json`.
+    Timings(String),
+}
+
+/// One table cell: text, and for a number its exact value and source.
+#[derive(Debug, Clone)]
+struct Cell {
+    text: String,
+    number: Option<(f64, Source)>,
+}
+
+impl Cell {
+    fn text(s: impl Into<String>) -> Self {
+        Self { text: s.into(), number: None }
+    }
+
+    /// `v` shown with `decimals` digits, from `source`; "not measurable" without a value.
+    fn number(v: Option<f64>, decimals: usize, source: Source) -> Self {
+        match v.filter(|v| v.is_finite()) {
+            Some(v) => Self { text: format!("{v:.decimals$}"), number: Some((v, source)) },
+            None => Self::text("not measurable"),
+        }
+    }
+}
+
+/// A piece of the report, rendered to both Markdown and HTML.
+#[derive(Debug, Clone)]
+enum Block {
+    Heading(usize, String),
+    Para(String),
+    Table(Vec<String>, Vec<Vec<Cell>>),
+    Figure { id: String, caption: String, svg: String, points: usize },
+}
+
+/// What the run wrote, read back.
+struct Inputs {
+    report: Value,
+    timings: Value,
+    eval: EvalReport,
+    manifests: Vec<Option<Manifest>>,
+}
+
+/// Paths of the files [`write`] produced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReportFiles {
+    /// The Markdown report.
+    pub markdown: PathBuf,
+    /// The self-contained HTML report.
+    pub html: PathBuf,
+    /// The charts as SVG files (the Markdown links them).
+    pub charts: Vec<PathBuf>,
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let bytes = std::fs::read(path).at(path)?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::input(format!("{}: not valid JSON: {e}", path.display())))
+}
+
+fn load(out: &Path) -> Result<Inputs> {
+    let report = read_json(&out.join("report.json"))?;
+    let timings = read_json(&out.join("timings.json")).unwrap_or(Value::Null);
+    let timed: crate::pipeline::stable::Timings = serde_json::from_value(timings.clone()).unwrap_or_default();
+    let restored = crate::pipeline::stable::restore(report.clone(), &timed);
+    let eval: EvalReport = serde_json::from_value(restored["eval"].clone()).map_err(|e| {
+        Error::input(format!("{}: `eval` is not a run's evaluation: {e}", out.join("report.json").display()))
+    })?;
+    let manifests = eval.models.iter().map(|m| crate::artifact::open(&out.join(&m.path)).ok()).collect();
+    Ok(Inputs { report, timings, eval, manifests })
+}
+
+/// Writes `report.md`, `report.html` and `report/*.svg` under `out` from the run's files there.
+pub fn write(out: &Path) -> Result<ReportFiles> {
+    let inputs = load(out)?;
+    let blocks = build(&inputs)?;
+    let charts_dir = out.join("report");
+    std::fs::create_dir_all(&charts_dir).at(&charts_dir)?;
+    let mut charts = Vec::new();
+    for b in &blocks {
+        if let Block::Figure { id, svg, .. } = b {
+            let path = charts_dir.join(format!("{id}.svg"));
+            write_text(&path, svg)?;
+            charts.push(path);
+        }
+    }
+    let title = format!("reco-cli run report: {}", inputs.report["recipe"].as_str().unwrap_or("?"));
+    let (markdown, html) = (out.join("report.md"), out.join("report.html"));
+    write_text(&markdown, &to_markdown(&title, &blocks))?;
+    write_text(&html, &to_html(&title, &blocks))?;
+    Ok(ReportFiles { markdown, html, charts })
+}
+
+fn write_text(path: &Path, text: &str) -> Result<()> {
+    crate::artifact::write_atomic(path, |mut f| std::io::Write::write_all(&mut f, text.as_bytes()).at(path))
+}
+
+fn build(i: &Inputs) -> Result<Vec<Block>> {
+    let mut b = summary(i);
+    b.extend(stages(i));
+    b.extend(models_table(i));
+    b.extend(training_charts(i)?);
+    b.extend(tradeoff_charts(i)?);
+    for (n, m) in i.eval.models.iter().enumerate() {
+        b.extend(model_card(i, n, m)?);
+    }
+    b.extend(gates(i));
+    Ok(b)
+}
+
+/// `{kind}_` with dashes as underscores: the prefix of the gates on a model kind.
+fn gate_prefix(kind: &str) -> String {
+    format!("{}_", kind.replace('-', "_"))
+}
+
+/// Indices of the gates on `kind` (the longest model kind prefixing a gate name owns it).
+fn gates_of(i: &Inputs, kind: &str) -> Vec<usize> {
+    let kinds: Vec<String> = i.eval.models.iter().map(|m| gate_prefix(&m.kind)).collect();
+    let mine = gate_prefix(kind);
+    gate_list(i)
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| {
+            let name = g["name"].as_str().unwrap_or_default();
+            let owner = kinds.iter().filter(|k| name.starts_with(k.as_str())).max_by_key(|k| k.len());
+            owner == Some(&mine)
+        })
+        .map(|(n, _)| n)
+        .collect()
+}
+
+fn gate_list(i: &Inputs) -> &[Value] {
+    i.report["gates"].as_array().map_or(&[], Vec::as_slice)
+}
+
+fn us_per_row(i: &Inputs, m: &ModelEval) -> (Option<f64>, Source) {
+    let key = format!("/eval/models/{}/us_per_row", m.name);
+    (i.timings[&key].as_f64(), Source::Timings(key))
+}
+
+/// A deliverable: every gate on it measured and passed, and a manifest that says so.
+fn deliverable(i: &Inputs, n: usize, m: &ModelEval) -> bool {
+    let gates = gates_of(i, &m.kind);
+    let ok = i.manifests[n].as_ref().is_some_and(|man| man.status == crate::artifact::manifest::Status::Ok);
+    ok && !gates.is_empty() && gates.iter().all(|&g| gate_list(i)[g]["passed"] == Value::Bool(true))
+}
+
+fn summary(i: &Inputs) -> Vec<Block> {
+    let passing: Vec<(usize, &ModelEval)> =
+        i.eval.models.iter().enumerate().filter(|(n, m)| deliverable(i, *n, m)).collect();
+    let all = i.report["passed"].as_bool() == Some(true);
+    let mut text = if all { "Every gate passed. ".to_string() } else { "At least one gate failed. ".to_string() };
+    if passing.is_empty() {
+        text.push_str("No artifact passes every gate on it: nothing here is fit to ship.");
+    } else {
+        let names: Vec<&str> = passing.iter().map(|(_, m)| m.name.as_str()).collect();
+        let _ = write!(text, "Artifacts that pass every gate on them: {}. ", names.join(", "));
+        if let Some((_, s)) = passing.iter().min_by_key(|(_, m)| m.size_bytes) {
+            let _ = write!(text, "Smallest: **{}** ({} bytes). ", s.name, s.size_bytes);
+        }
+        let timed = passing.iter().filter_map(|(_, m)| us_per_row(i, m).0.map(|t| (t, m)));
+        match timed.min_by(|a, b| a.0.total_cmp(&b.0)) {
+            Some((t, m)) => {
+                let _ = write!(text, "Fastest: **{}** ({t:.3} µs/row, 1 thread).", m.name);
+            }
+            None => text.push_str("Speed: not measured (no timings.json)."),
+        }
+    }
+    vec![Block::Heading(2, "Summary".into()), Block::Para(text)]
+}
+
+fn stages(i: &Inputs) -> Vec<Block> {
+    let rows = i.report["stages"]
+        .as_array()
+        .map(|stages| {
+            stages
+                .iter()
+                .map(|s| {
+                    let name = s["name"].as_str().unwrap_or("?").to_string();
+                    let key = format!("/stages/{name}/seconds");
+                    let reused = if s["reused"] == Value::Bool(true) { "reused" } else { "ran" };
+                    vec![
+                        Cell::text(&name),
+                        Cell::text(reused),
+                        Cell::number(i.timings[&key].as_f64(), 2, Source::Timings(key)),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    vec![Block::Heading(2, "Stages".into()), Block::Table(vec!["stage".into(), "".into(), "seconds".into()], rows)]
+}
+
+fn ci(v: Option<[f64; 2]>) -> String {
+    v.map_or_else(|| "not measurable".into(), |[a, b]| format!("[{a:.4}, {b:.4}]"))
+}
+
+fn models_table(i: &Inputs) -> Vec<Block> {
+    let head = ["model", "kind", "AUC", "AUC 95% CI", "NDCG@10", "NDCG@10 95% CI", "logloss", "ECE", "bytes", "µs/row"];
+    let rows = i
+        .eval
+        .models
+        .iter()
+        .enumerate()
+        .map(|(n, m)| {
+            let k = |f: &str| Source::Report(format!("/eval/models/{n}/{f}"));
+            let (t, ts) = us_per_row(i, m);
+            vec![
+                Cell::text(&m.name),
+                Cell::text(&m.kind),
+                Cell::number(m.auc, 4, k("auc")),
+                Cell::text(ci(m.auc_ci95)),
+                Cell::number(m.ndcg10, 4, k("ndcg@10")),
+                Cell::text(ci(m.ndcg10_ci95)),
+                Cell::number(Some(m.logloss), 4, k("logloss")),
+                Cell::number(Some(m.ece), 4, k("ece")),
+                Cell::number(Some(m.size_bytes as f64), 0, k("size_bytes")),
+                Cell::number(t, 3, ts),
+            ]
+        })
+        .collect();
+    let mut b = vec![Block::Heading(2, "Models".into()), Block::Table(head.map(String::from).to_vec(), rows)];
+    if let Some(o) = i.eval.oracle_auc {
+        b.push(Block::Para(format!("Oracle AUC (the true visit probability of the synthetic data): {o:.4}.")));
+    }
+    b
+}
+
+/// A figure block from a chart.
+fn figure(id: &str, caption: &str, chart: &Chart) -> Result<Block> {
+    let points = chart.series.iter().map(|s| s.points.len()).sum();
+    Ok(Block::Figure { id: id.into(), caption: caption.into(), svg: plots::svg(chart)?, points })
+}
+
+/// A trained model's per-epoch history.
+struct Curve {
+    name: String,
+    loss: Vec<f64>,
+    auc: Vec<f64>,
+}
+
+/// Per-epoch curves of the trained models.
+fn curves(i: &Inputs) -> Vec<Curve> {
+    let nums = |v: &Value| v.as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+    let mut out = Vec::new();
+    for s in i.report["stages"].as_array().into_iter().flatten() {
+        let d = &s["detail"];
+        match s["name"].as_str() {
+            Some("train") => {
+                out.push(Curve { name: "teacher".into(), loss: nums(&d["train_loss"]), auc: nums(&d["valid_auc"]) });
+            }
+            Some("distill") => {
+                for (key, name) in [("student", "student"), ("scratch", "student-scratch")] {
+                    if d[key].is_object() {
+                        let (loss, auc) = (nums(&d[key]["train_loss"]), nums(&d[key]["valid_auc"]));
+                        out.push(Curve { name: name.into(), loss, auc });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn per_epoch(values: &[f64]) -> Vec<(f64, f64)> {
+    values.iter().enumerate().map(|(e, &v)| ((e + 1) as f64, v)).collect()
+}
+
+fn training_charts(i: &Inputs) -> Result<Vec<Block>> {
+    let c = curves(i);
+    if c.is_empty() {
+        return Ok(vec![Block::Para("No training history in this run.".into())]);
+    }
+    let chart = |title: &str, y: &str, pick: fn(&Curve) -> &Vec<f64>| Chart {
+        title: title.into(),
+        x_label: "epoch".into(),
+        y_label: y.into(),
+        series: c
+            .iter()
+            .map(|t| Series { name: t.name.clone(), points: per_epoch(pick(t)), mark: Mark::Line })
+            .collect(),
+        ..Chart::default()
+    };
+    Ok(vec![
+        Block::Heading(2, "Training".into()),
+        figure(
+            "train-loss",
+            "Training loss per epoch (the student's is its distillation objective: T²-scaled Bernoulli KL + BCE).",
+            &chart("Train loss", "loss", |t| &t.loss),
+        )?,
+        figure("valid-auc", "Validation AUC per epoch.", &chart("Validation AUC", "AUC", |t| &t.auc))?,
+    ])
+}
+
+fn tradeoff_charts(i: &Inputs) -> Result<Vec<Block>> {
+    let point_series = |x: &dyn Fn(&ModelEval) -> Option<f64>| -> Vec<Series> {
+        i.eval
+            .models
+            .iter()
+            .filter_map(|m| Some(Series { name: m.name.clone(), points: vec![(x(m)?, m.auc?)], mark: Mark::Points }))
+            .collect()
+    };
+    let chart = |title: &str, x: &str, series| Chart {
+        title: title.into(),
+        x_label: x.into(),
+        y_label: "test AUC".into(),
+        series,
+        ..Chart::default()
+    };
+    let mut b = vec![Block::Heading(2, "Accuracy against cost".into())];
+    let size = point_series(&|m| Some(m.size_bytes as f64 / 1024.0));
+    b.push(figure("auc-vs-size", "Test AUC against artifact size.", &chart("AUC vs size", "KiB", size))?);
+    let speed = point_series(&|m| us_per_row(i, m).0);
+    if speed.is_empty() {
+        b.push(Block::Para("AUC vs µs/row: not drawn, no timings were recorded.".into()));
+    } else {
+        let caption = "Test AUC against scoring time (1 thread, batches of 4096).";
+        b.push(figure("auc-vs-latency", caption, &chart("AUC vs latency", "µs/row", speed))?);
+    }
+    Ok(b)
+}
+
+fn describe(kind: &str, i: &Inputs) -> String {
+    let distill = i.report["stages"].as_array().and_then(|s| s.iter().find(|s| s["name"] == "distill"));
+    let t = distill.and_then(|d| d["detail"]["temperature"].as_f64());
+    let a = distill.and_then(|d| d["detail"]["alpha"].as_f64());
+    match kind {
+        "teacher" => "The teacher: embeddings + MLP trained on the labels.".into(),
+        "student" => format!(
+            "The student: a smaller MLP distilled from the teacher (temperature {}, KL weight {}).",
+            t.map_or("?".into(), |t| t.to_string()),
+            a.map_or("?".into(), |a| a.to_string())
+        ),
+        "student-scratch" => {
+            "The student's architecture trained on labels only: the comparison that shows what distillation adds."
+                .into()
+        }
+        k if k.ends_with("-int8") => format!("INT8 post-training quantization of the {}.", k.trim_end_matches("-int8")),
+        k => format!("A {k} model."),
+    }
+}
+
+fn parameters(i: &Inputs, kind: &str) -> Option<u64> {
+    let stages = i.report["stages"].as_array()?;
+    let detail = |name: &str| stages.iter().find(|s| s["name"] == name).map(|s| &s["detail"]);
+    match kind.trim_end_matches("-int8") {
+        "teacher" => detail("train")?["parameters"].as_u64(),
+        "student" => detail("distill")?["student_parameters"].as_u64(),
+        "student-scratch" => detail("distill")?["scratch"]["parameters"].as_u64(),
+        _ => None,
+    }
+}
+
+fn split_dates(i: &Inputs) -> String {
+    let prepare = i.report["stages"].as_array().and_then(|s| s.iter().find(|s| s["name"] == "prepare"));
+    let cuts: Vec<i64> = prepare
+        .and_then(|p| p["detail"]["split_times"].as_array())
+        .map(|a| a.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default();
+    let date = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .map_or_else(|| t.to_string(), |d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+    };
+    match cuts.as_slice() {
+        [a, b] => format!("train before {}, validation until {}, test from {}", date(*a), date(*b), date(*b)),
+        _ => "split times not recorded".into(),
+    }
+}
+
+fn model_card(i: &Inputs, n: usize, m: &ModelEval) -> Result<Vec<Block>> {
+    let mut rows = vec![vec![Cell::text("what"), Cell::text(describe(&m.kind, i))]];
+    let k = |f: &str| Source::Report(format!("/eval/models/{n}/{f}"));
+    if let Some(man) = &i.manifests[n] {
+        let spec = &man.feature_spec;
+        let cats: Vec<String> = spec
+            .categorical
+            .iter()
+            .zip(&man.architecture.embedding_dims)
+            .map(|(c, d)| format!("{} ({d}-d embedding)", c.name))
+            .collect();
+        let nums: Vec<&str> = spec.numeric.iter().map(|c| c.name.as_str()).collect();
+        let arch = &man.architecture;
+        let hidden: Vec<String> = arch.hidden.iter().map(usize::to_string).collect();
+        let recipe = crate::artifact::sha256_bytes(&serde_json::to_vec(&man.recipe).unwrap_or_default());
+        rows.push(vec![Cell::text("data"), Cell::text(format!("{} rows of test; {}", m.rows, split_dates(i)))]);
+        rows.push(vec![
+            Cell::text("features"),
+            Cell::text(format!("{}; numeric: {}", cats.join(", "), nums.join(", "))),
+        ]);
+        rows.push(vec![
+            Cell::text("architecture"),
+            Cell::text(format!("embeddings → {} → 1 ({})", hidden.join(" → "), arch.activation)),
+        ]);
+        rows.push(vec![
+            Cell::text("lineage"),
+            Cell::text(man.lineage.as_ref().map_or_else(
+                || "trained in this run".into(),
+                |l| {
+                    let hash = l.parent_content_sha256.get(..16).unwrap_or(&l.parent_content_sha256);
+                    format!("from the {} (content sha256 {hash})", l.parent_kind)
+                },
+            )),
+        ]);
+        rows.push(vec![Cell::text("recipe sha256"), Cell::text(recipe.get(..16).unwrap_or(&recipe))]);
+        rows.push(vec![Cell::text("status"), Cell::text(format!("{:?}", man.status).to_lowercase())]);
+    }
+    rows.push(vec![Cell::text("parameters"), Cell::text(parameters(i, &m.kind).map_or("?".into(), |p| p.to_string()))]);
+    rows.push(vec![Cell::text("bytes"), Cell::number(Some(m.size_bytes as f64), 0, k("size_bytes"))]);
+    rows.push(vec![Cell::text("AUC"), Cell::number(m.auc, 4, k("auc"))]);
+    rows.push(vec![Cell::text("AUC 95% CI (bootstrap)"), Cell::text(ci(m.auc_ci95))]);
+    rows.push(vec![Cell::text("NDCG@10"), Cell::number(m.ndcg10, 4, k("ndcg@10"))]);
+    rows.push(vec![Cell::text("NDCG@10 95% CI (bootstrap)"), Cell::text(ci(m.ndcg10_ci95))]);
+    rows.push(vec![Cell::text("HR@10"), Cell::number(m.hr10, 4, k("hr@10"))]);
+    rows.push(vec![Cell::text("logloss"), Cell::number(Some(m.logloss), 4, k("logloss"))]);
+    rows.push(vec![Cell::text("ECE"), Cell::number(Some(m.ece), 4, k("ece"))]);
+    for g in gates_of(i, &m.kind) {
+        let gate = &gate_list(i)[g];
+        let verdict = if gate["passed"] == Value::Bool(true) { "PASS" } else { "FAIL" };
+        let value = Cell::number(gate["value"].as_f64(), 4, Source::Report(format!("/gates/{g}/value")));
+        rows.push(vec![Cell::text(format!("gate {} ({verdict})", gate["name"].as_str().unwrap_or("?"))), value]);
+    }
+    let mut b = vec![
+        Block::Heading(2, format!("Model card: {}", m.name)),
+        Block::Table(vec!["".into(), "".into()], rows),
+        reliability(m)?,
+    ];
+    if let Some(q) = quantize_detail(i, &m.kind) {
+        b.extend(quantization(m, q)?);
+    }
+    Ok(b)
+}
+
+fn reliability(m: &ModelEval) -> Result<Block> {
+    let points: Vec<(f64, f64)> =
+        m.calibration.iter().filter_map(|b| Some((b.mean_predicted?, b.observed_rate?))).collect();
+    let chart = Chart {
+        title: format!("Reliability: {}", m.name),
+        x_label: "mean predicted probability".into(),
+        y_label: "observed visit rate".into(),
+        series: vec![Series { name: m.name.clone(), points, mark: Mark::Line }],
+        diagonal: true,
+        x_range: Some((0.0, 1.0)),
+        y_range: Some((0.0, 1.0)),
+        ..Chart::default()
+    };
+    let caption = format!(
+        "Reliability diagram of {} on the test split (10 bins; the diagonal is perfect calibration; ECE {:.4}).",
+        m.name, m.ece
+    );
+    figure(&format!("reliability-{}", m.name), &caption, &chart)
+}
+
+/// The quantize stage's summary for an INT8 kind.
+fn quantize_detail<'a>(i: &'a Inputs, kind: &str) -> Option<&'a Value> {
+    let parent = kind.strip_suffix("-int8")?;
+    let stages = i.report["stages"].as_array()?;
+    stages.iter().find(|s| s["name"] == format!("quantize-{parent}")).map(|s| &s["detail"])
+}
+
+fn quantization(m: &ModelEval, q: &Value) -> Result<Vec<Block>> {
+    let mut b = Vec::new();
+    for layer in q["layers"].as_array().into_iter().flatten() {
+        let h = &layer["histogram"];
+        let (lo, hi) = (h["lo"].as_f64().unwrap_or(0.0), h["hi"].as_f64().unwrap_or(1.0));
+        let counts: Vec<f64> =
+            h["counts"].as_array().map(|c| c.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+        let width = (hi - lo) / counts.len().max(1) as f64;
+        let bars = counts.iter().enumerate().map(|(k, &c)| (lo + k as f64 * width, c)).collect();
+        let n = layer["layer"].as_u64().unwrap_or(0);
+        let sqnr = layer["sqnr_db"].as_f64().map_or_else(|| "exact".into(), |s| format!("{s:.1} dB"));
+        let range = layer["range"].as_array().map(|r| r.iter().filter_map(Value::as_f64).collect::<Vec<_>>());
+        let markers = match range.as_deref() {
+            Some([a, b]) => vec![(*a, format!("{a:.2}")), (*b, format!("{b:.2}"))],
+            _ => Vec::new(),
+        };
+        let range_text = match range.as_deref() {
+            Some([a, b]) => format!("calibrated range [{a:.3}, {b:.3}]"),
+            _ => "dynamic range (per batch)".into(),
+        };
+        let chart = Chart {
+            title: format!("{} layer {n} input: SQNR {sqnr}", m.name),
+            x_label: "activation value".into(),
+            y_label: "count".into(),
+            series: vec![Series { name: format!("layer {n}"), points: bars, mark: Mark::Bars(width) }],
+            markers,
+            ..Chart::default()
+        };
+        let caption =
+            format!("Layer {n}'s input on the first calibration chunk, {range_text}; SQNR of its INT8 output {sqnr}.");
+        b.push(figure(&format!("activations-{}-layer{n}", m.name), &caption, &chart)?);
+    }
+    let scatter: Vec<(f64, f64)> =
+        q["scatter"].as_array().into_iter().flatten().filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?))).collect();
+    let steps = q["steps"].as_array().map_or(&[][..], Vec::as_slice);
+    let agreement = steps.last().and_then(|s| s["top10_jaccard"].as_f64());
+    let chart = Chart {
+        title: format!("{}: INT8 vs float logits", m.name),
+        x_label: "float logit".into(),
+        y_label: "INT8 logit".into(),
+        series: vec![Series { name: "test rows (sampled)".into(), points: scatter, mark: Mark::Points }],
+        diagonal: true,
+        ..Chart::default()
+    };
+    let caption = format!(
+        "INT8 against float logits on sampled test rows; top-10 agreement (Jaccard@10 over ranking queries) of the final model: {}.",
+        agreement.map_or_else(|| "not measurable".into(), |j| format!("{j:.4}"))
+    );
+    b.push(figure(&format!("scatter-{}", m.name), &caption, &chart)?);
+    let rows = steps
+        .iter()
+        .map(|s| {
+            let f = |k: &str| s[k].as_f64();
+            vec![
+                Cell::text(format!("{}", s["float_layers"])),
+                Cell::text(f("delta_auc").map_or("not measurable".into(), |v| format!("{v:+.5}"))),
+                Cell::text(f("delta_ndcg").map_or("not measurable".into(), |v| format!("{v:+.5}"))),
+                Cell::text(f("top10_jaccard").map_or("not measurable".into(), |v| format!("{v:.4}"))),
+                Cell::text(if s["passed"] == Value::Bool(true) { "holds" } else { "fails" }),
+            ]
+        })
+        .collect();
+    let head = ["float layers", "ΔAUC", "ΔNDCG@10", "Jaccard@10", "gate"].map(String::from).to_vec();
+    b.push(Block::Para("Accuracy gate, one row per fallback step:".into()));
+    b.push(Block::Table(head, rows));
+    Ok(b)
+}
+
+fn gates(i: &Inputs) -> Vec<Block> {
+    let rows = gate_list(i)
+        .iter()
+        .enumerate()
+        .map(|(g, gate)| {
+            vec![
+                Cell::text(gate["name"].as_str().unwrap_or("?")),
+                Cell::number(gate["value"].as_f64(), 4, Source::Report(format!("/gates/{g}/value"))),
+                Cell::number(gate["threshold"].as_f64(), 4, Source::Report(format!("/gates/{g}/threshold"))),
+                Cell::text(if gate["passed"] == Value::Bool(true) { "PASS" } else { "FAIL" }),
+            ]
+        })
+        .collect();
+    let head = ["gate", "value", "threshold", ""].map(String::from).to_vec();
+    vec![Block::Heading(2, "Gates".into()), Block::Table(head, rows)]
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+fn to_markdown(title: &str, blocks: &[Block]) -> String {
+    let mut s = format!("# {title}\n\n");
+    for b in blocks {
+        match b {
+            Block::Heading(level, t) => {
+                let _ = writeln!(s, "{} {t}\n", "#".repeat(*level));
+            }
+            Block::Para(t) => {
+                let _ = writeln!(s, "{t}\n");
+            }
+            Block::Table(head, rows) => {
+                let _ = writeln!(s, "| {} |", head.iter().map(|h| md_escape(h)).collect::<Vec<_>>().join(" | "));
+                let _ = writeln!(s, "|{}|", vec!["---"; head.len()].join("|"));
+                for r in rows {
+                    let _ = writeln!(s, "| {} |", r.iter().map(|c| md_escape(&c.text)).collect::<Vec<_>>().join(" | "));
+                }
+                s.push('\n');
+            }
+            Block::Figure { id, caption, .. } => {
+                let _ = writeln!(s, "![{caption}](report/{id}.svg)\n\n*{caption}*\n");
+            }
+        }
+    }
+    s
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Markdown's `**bold**` as `<strong>` (the only inline markup the report uses).
+fn inline(s: &str) -> String {
+    let mut out = String::new();
+    for (k, part) in html_escape(s).split("**").enumerate() {
+        if k % 2 == 1 {
+            let _ = write!(out, "<strong>{part}</strong>");
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+fn html_cell(c: &Cell) -> String {
+    match &c.number {
+        Some((v, src)) => {
+            let (source, key) = match src {
+                Source::Report(k) => ("report", k),
+                Source::Timings(k) => ("timings", k),
+            };
+            format!(
+                "<td class=\"num\" data-source=\"{source}\" data-key=\"{}\" data-value=\"{v}\">{}</td>",
+                html_escape(key),
+                html_escape(&c.text)
+            )
+        }
+        None => format!("<td>{}</td>", inline(&c.text)),
+    }
+}
+
+/// The SVG without its XML declaration, to sit inside HTML.
+fn inline_svg(svg: &str) -> &str {
+    svg.find("<svg").map_or(svg, |at| &svg[at..])
+}
+
+fn to_html(title: &str, blocks: &[Block]) -> String {
+    let mut s = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>\n{}\n</style>\n</head>\n<body>\n<h1>{}</h1>\n",
+        html_escape(title),
+        "body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}figure{margin:1.5em 0}figcaption{color:#555;font-size:.9em}",
+        html_escape(title)
+    );
+    for b in blocks {
+        match b {
+            Block::Heading(level, t) => {
+                let _ = writeln!(s, "<h{level}>{}</h{level}>", html_escape(t));
+            }
+            Block::Para(t) => {
+                let _ = writeln!(s, "<p>{}</p>", inline(t));
+            }
+            Block::Table(head, rows) => {
+                s.push_str("<table>\n<tr>");
+                for h in head {
+                    let _ = write!(s, "<th>{}</th>", html_escape(h));
+                }
+                s.push_str("</tr>\n");
+                for r in rows {
+                    let _ = writeln!(s, "<tr>{}</tr>", r.iter().map(html_cell).collect::<String>());
+                }
+                s.push_str("</table>\n");
+            }
+            Block::Figure { id, caption, svg, points } => {
+                let _ = writeln!(
+                    s,
+                    "<figure data-plot=\"{}\" data-points=\"{points}\">\n{}\n<figcaption>{}</figcaption>\n</figure>",
+                    html_escape(id),
+                    inline_svg(svg),
+                    html_escape(caption)
+                );
+            }
+        }
+    }
+    s.push_str("</body>\n</html>\n");
+    s
+}

@@ -1,0 +1,79 @@
+//! Stage reuse: a second identical `run` recomputes nothing; editing only `[quantize]` redoes
+//! quantize, eval and export and nothing before; `--from` and `--force` recompute.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::common::{edit, ok, reco, repo, snapshot};
+
+/// `run --json`: each stage's `reused` flag, by stage name.
+fn reused(recipe: &Path, out: &Path, extra: &[&str]) -> BTreeMap<String, bool> {
+    let mut args = vec!["run", recipe.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"];
+    args.extend_from_slice(extra);
+    let o = ok(reco(&args, out.parent().unwrap()));
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["reports"]["html"], "report.html", "run --json names the reports");
+    v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap().to_string(), s["reused"] == true))
+        .collect()
+}
+
+fn ran(flags: &BTreeMap<String, bool>) -> Vec<&str> {
+    flags.iter().filter(|(_, r)| !**r).map(|(n, _)| n.as_str()).collect()
+}
+
+#[test]
+fn unchanged_stages_are_reused_and_only_what_an_edit_touches_runs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("tiny.toml");
+    std::fs::copy(repo().join("recipes/tiny.toml"), &recipe).unwrap();
+    let out = dir.path().join("out");
+    let first = reused(&recipe, &out, &[]);
+    assert_eq!(first.len(), 8, "{first:?}");
+    assert!(first.values().all(|r| !r), "a first run computes everything: {first:?}");
+    let before = snapshot(&out);
+
+    let second = reused(&recipe, &out, &[]);
+    assert_eq!(ran(&second), Vec::<&str>::new(), "an identical rerun recomputes nothing");
+    let same =
+        |a: &BTreeMap<String, Option<Vec<u8>>>, b: &BTreeMap<String, Option<Vec<u8>>>, f: &str| a.get(f) == b.get(f);
+    let after = snapshot(&out);
+    for f in ["teacher/model.safetensors", "features/train.parquet", "student-int8/manifest.json", "teacher/model.onnx"]
+    {
+        assert!(same(&before, &after, f), "{f} changed on a reused run");
+    }
+    // The report says the stages were reused, and otherwise reports the same.
+    let flags_off = |f: &str| {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(after.get(f).or(before.get(f)).unwrap().as_ref().unwrap()).unwrap();
+        v["stages"].as_array_mut().unwrap().iter_mut().for_each(|s| s["reused"] = false.into());
+        v
+    };
+    let old: serde_json::Value = serde_json::from_slice(before["report.json"].as_ref().unwrap()).unwrap();
+    assert_eq!(flags_off("report.json"), old);
+
+    // Only [quantize]: the INT8 models, their evaluation and export run again.
+    edit(&recipe, "max_auc_drop = 0.02", "max_auc_drop = 0.03");
+    let third = reused(&recipe, &out, &[]);
+    assert_eq!(ran(&third), ["eval", "export", "quantize-student", "quantize-teacher"], "{third:?}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let gate = report["gates"].as_array().unwrap().iter().find(|g| g["name"] == "teacher_int8_abs_delta_auc").unwrap();
+    assert_eq!(gate["threshold"], 0.03, "the edit reached the gate");
+
+    // --from train: train and everything after; --force: everything, synth included.
+    let from = reused(&recipe, &out, &["--from", "train"]);
+    assert_eq!((from["synth"], from["prepare"], from["train"], from["eval"]), (true, true, false, false), "{from:?}");
+    let forced = reused(&recipe, &out, &["--force"]);
+    assert!(forced.values().all(|r| !r), "{forced:?}");
+
+    // A damaged output is not reused: its stage runs again.
+    let weights = out.join("student/model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&weights, bytes).unwrap();
+    let repaired = reused(&recipe, &out, &[]);
+    assert!(!repaired["distill"] && repaired["train"], "{repaired:?}");
+}
