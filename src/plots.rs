@@ -72,7 +72,9 @@ fn padded_range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
         return None;
     }
     let pad = if hi > lo { (hi - lo) * 0.05 } else { lo.abs().max(1.0) * 0.05 };
-    Some((lo - pad, hi + pad))
+    // Data spanning more than f64 can hold cannot be laid out (the axis would be infinite).
+    let (a, b) = (lo - pad, hi + pad);
+    (a.is_finite() && b.is_finite()).then_some((a, b))
 }
 
 fn bar_width(mark: Mark) -> Option<f64> {
@@ -176,6 +178,7 @@ mod tests {
         assert!(doc.contains("<polyline"), "the line");
         assert!(svg(&line(vec![])).is_err());
         assert!(svg(&line(vec![(f64::NAN, 1.0)])).is_err());
+        assert!(svg(&line(vec![(-f64::MAX, 0.0), (f64::MAX, 1.0)])).is_err(), "an infinite axis is refused");
     }
 
     #[test]

@@ -103,6 +103,12 @@ fn sigmoid(z: f64) -> f64 {
 pub fn generate(params: SynthParams, out: &Path) -> Result<SynthSummary> {
     params.validate().map_err(Error::input)?;
     std::fs::create_dir_all(out).at(out)?;
+    // synth.json vouches for the tables: it goes first and comes back last, so a generation
+    // killed half-way never leaves new tables under old parameters.
+    let meta_path = out.join("synth.json");
+    if meta_path.exists() {
+        std::fs::remove_file(&meta_path).at(&meta_path)?;
+    }
     let mut rng = Rng::derive(params.seed, "synth");
 
     let hoods: Vec<(f64, f64)> = (0..NEIGHBOURHOODS)

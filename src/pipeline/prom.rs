@@ -1,6 +1,6 @@
 //! `--metrics-out FILE`: what `run`, `eval` and `bench` measured, in the Prometheus text
 //! exposition format (node-exporter textfile-collector style: gauges, one `# HELP` and
-//! `# TYPE` per family, labels `recipe` and `model`). A value that could not be measured is
+//! `# TYPE` per family, labels `recipe`, `model` and `path`; one series per label set). A value that could not be measured is
 //! `NaN`, never 0 or 1. The file is written atomically, so a collector never reads half of it.
 
 use std::collections::BTreeMap;
@@ -25,8 +25,11 @@ impl Families {
     /// Adds one sample of gauge `name`.
     fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: Option<f64>) {
         let entry = self.families.entry(name.to_string()).or_insert_with(|| (help.to_string(), Vec::new()));
-        let labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        entry.1.push((labels, value.filter(|v| !v.is_nan()).unwrap_or(f64::NAN)));
+        let labels: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        // One series per label set (a scraper rejects duplicates): the first measurement wins.
+        if entry.1.iter().all(|(l, _)| *l != labels) {
+            entry.1.push((labels, value.filter(|v| !v.is_nan()).unwrap_or(f64::NAN)));
+        }
     }
 
     /// The exposition text.
@@ -58,6 +61,9 @@ fn number(v: f64) -> String {
     }
 }
 
+/// Help of the throughput family, the same whichever command writes it.
+const ROWS_PER_S: &str = "Rows scored per second by batch size (eval: 1 thread, batches of 4096; bench: its threads).";
+
 fn bool01(b: bool) -> Option<f64> {
     Some(if b { 1.0 } else { 0.0 })
 }
@@ -65,7 +71,7 @@ fn bool01(b: bool) -> Option<f64> {
 /// Model metrics of an evaluation, labelled by `recipe`.
 fn add_eval(f: &mut Families, recipe: &str, eval: &EvalReport) {
     for m in &eval.models {
-        let l = [("recipe", recipe), ("model", m.name.as_str())];
+        let l = [("recipe", recipe), ("model", m.name.as_str()), ("path", m.path.as_str())];
         f.gauge("reco_model_auc", "Test-split ROC AUC of the model.", &l, m.auc);
         f.gauge("reco_model_logloss", "Test-split mean log loss.", &l, Some(m.logloss));
         f.gauge("reco_model_ndcg_at_10", "NDCG@10 on the ranking set.", &l, m.ndcg10);
@@ -119,9 +125,10 @@ pub fn for_bench(recipe: &str, b: &BenchReport) -> Families {
     let mut f = Families::default();
     for r in &b.results {
         let batch = r.batch.to_string();
-        let l = [("recipe", recipe), ("model", r.model.as_str()), ("batch", batch.as_str())];
-        let help = "Rows scored per second, by batch size (bench threads).";
-        f.gauge("reco_scoring_rows_per_second", help, &l, Some(r.rows_per_s));
+        let name =
+            Path::new(&r.model).file_name().map_or_else(|| r.model.clone(), |n| n.to_string_lossy().into_owned());
+        let l = [("recipe", recipe), ("model", name.as_str()), ("path", r.model.as_str()), ("batch", batch.as_str())];
+        f.gauge("reco_scoring_rows_per_second", ROWS_PER_S, &l, Some(r.rows_per_s));
     }
     f
 }

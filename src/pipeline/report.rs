@@ -98,6 +98,13 @@ pub fn write(out: &Path) -> Result<ReportFiles> {
     let blocks = build(&inputs)?;
     let charts_dir = out.join("report");
     std::fs::create_dir_all(&charts_dir).at(&charts_dir)?;
+    // Charts of an earlier report (a model or layer this run no longer has) go.
+    for e in std::fs::read_dir(&charts_dir).at(&charts_dir)?.filter_map(std::result::Result::ok) {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "svg") {
+            std::fs::remove_file(&p).at(&p)?;
+        }
+    }
     let mut charts = Vec::new();
     for b in &blocks {
         if let Block::Figure { id, svg, .. } = b {
@@ -160,11 +167,12 @@ fn us_per_row(i: &Inputs, m: &ModelEval) -> (Option<f64>, Source) {
     (i.timings[&key].as_f64(), Source::Timings(key))
 }
 
-/// A deliverable: every gate on it measured and passed, and a manifest that says so.
+/// A deliverable (what `run` exports): not the scratch baseline, a manifest whose status is
+/// ok, and every gate on it (if the recipe sets any) measured and passed.
 fn deliverable(i: &Inputs, n: usize, m: &ModelEval) -> bool {
-    let gates = gates_of(i, &m.kind);
     let ok = i.manifests[n].as_ref().is_some_and(|man| man.status == crate::artifact::manifest::Status::Ok);
-    ok && !gates.is_empty() && gates.iter().all(|&g| gate_list(i)[g]["passed"] == Value::Bool(true))
+    ok && m.kind != "student-scratch"
+        && gates_of(i, &m.kind).iter().all(|&g| gate_list(i)[g]["passed"] == Value::Bool(true))
 }
 
 fn summary(i: &Inputs) -> Vec<Block> {
@@ -175,7 +183,14 @@ fn summary(i: &Inputs) -> Vec<Block> {
     if passing.is_empty() {
         text.push_str("No artifact passes every gate on it: nothing here is fit to ship.");
     } else {
-        let names: Vec<&str> = passing.iter().map(|(_, m)| m.name.as_str()).collect();
+        let names: Vec<String> = passing
+            .iter()
+            .map(
+                |(_, m)| {
+                    if gates_of(i, &m.kind).is_empty() { format!("{} (no gate set)", m.name) } else { m.name.clone() }
+                },
+            )
+            .collect();
         let _ = write!(text, "Artifacts that pass every gate on them: {}. ", names.join(", "));
         if let Some((_, s)) = passing.iter().min_by_key(|(_, m)| m.size_bytes) {
             let _ = write!(text, "Smallest: **{}** ({} bytes). ", s.name, s.size_bytes);
@@ -248,10 +263,14 @@ fn models_table(i: &Inputs) -> Vec<Block> {
     b
 }
 
-/// A figure block from a chart.
+/// A figure block from a chart; a chart without data to draw becomes a line that says so
+/// (the run's report is still written).
 fn figure(id: &str, caption: &str, chart: &Chart) -> Result<Block> {
     let points = chart.series.iter().map(|s| s.points.len()).sum();
-    Ok(Block::Figure { id: id.into(), caption: caption.into(), svg: plots::svg(chart)?, points })
+    Ok(match plots::svg(chart) {
+        Ok(svg) => Block::Figure { id: id.into(), caption: caption.into(), svg, points },
+        Err(_) => Block::Para(format!("{caption} Not drawn: nothing measurable to plot.")),
+    })
 }
 
 /// A trained model's per-epoch history.

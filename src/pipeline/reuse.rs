@@ -20,7 +20,6 @@ use serde_json::Value;
 use crate::artifact::{sha256_bytes, sha256_file};
 use crate::error::{Error, IoContext, Result};
 use crate::pipeline::run::StageReport;
-use crate::pipeline::stable::{self, Timings};
 use crate::progress::Progress;
 
 /// The stages `--from` can name, in pipeline order.
@@ -73,23 +72,30 @@ pub enum Mode {
 /// What a stage wrote, checked before it is reused.
 #[derive(Debug, Clone, Default)]
 pub struct Outputs {
-    /// Artifact directories (verified against their manifests).
+    /// Artifact directories: each must verify against its manifest and still hold the same
+    /// content (another command writing there makes the stage run again).
     pub artifacts: Vec<PathBuf>,
     /// Directories whose every file is hashed when the stage is recorded.
     pub dirs: Vec<PathBuf>,
+    /// The stage exports its artifacts: each that passed its gate must still record its ONNX
+    /// export.
+    pub exported: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Record {
     key: String,
-    /// The stage summary as files hold it (no timings, paths relative to the output root).
+    /// The output root when the stage ran (absolute): paths in `detail` below it are moved to
+    /// the current root when it was renamed since.
+    base: String,
+    /// The stage summary as it was returned (with its timings).
     detail: Value,
-    /// The timings taken out of it when it ran.
-    timings: Timings,
     /// sha256 of each file of `Outputs::dirs`, by path relative to the output root.
     files: BTreeMap<String, String>,
-    /// Artifact directories, relative to the output root.
-    artifacts: Vec<String>,
+    /// Content hash of each artifact directory, by path relative to the output root.
+    artifacts: BTreeMap<String, String>,
+    /// Artifacts that must carry an ONNX export.
+    exported: Vec<String>,
 }
 
 /// The key of a stage: sha256 over its name, the tool version and `inputs`.
@@ -146,14 +152,19 @@ impl Reuse {
             return None;
         }
         let record: Record = serde_json::from_slice(&std::fs::read(self.path(name)).ok()?).ok()?;
+        let artifact = |a: &String| crate::artifact::open(&self.out.join(a)).ok();
         let intact = record.key == key
-            && record.artifacts.iter().all(|a| crate::artifact::open(&self.out.join(a)).is_ok())
+            && record.artifacts.iter().all(|(a, h)| artifact(a).is_some_and(|m| m.content_hash() == *h))
+            && record.exported.iter().all(|a| artifact(a).is_some_and(|m| m.exports.contains_key("onnx")))
             && record.files.iter().all(|(f, h)| sha256_file(&self.out.join(f)).ok().as_ref() == Some(h));
         intact.then_some(record)
     }
 
+    fn base(&self) -> String {
+        std::path::absolute(&self.out).unwrap_or_else(|_| self.out.clone()).to_string_lossy().into_owned()
+    }
+
     fn record(&self, name: &str, key: &str, detail: &Value, outputs: &Outputs) -> Result<()> {
-        let (detail, timings) = stable::for_file(detail.clone(), &self.out);
         let mut files = BTreeMap::new();
         for d in &outputs.dirs {
             let mut all = Vec::new();
@@ -162,8 +173,16 @@ impl Reuse {
                 files.insert(rel(&self.out, &f), sha256_file(&f)?);
             }
         }
-        let artifacts = outputs.artifacts.iter().map(|a| rel(&self.out, a)).collect();
-        let record = Record { key: key.into(), detail, timings, files, artifacts };
+        let mut artifacts = BTreeMap::new();
+        let mut exported = Vec::new();
+        for a in &outputs.artifacts {
+            let m = crate::artifact::open(a)?;
+            if outputs.exported && m.status == crate::artifact::manifest::Status::Ok {
+                exported.push(rel(&self.out, a));
+            }
+            artifacts.insert(rel(&self.out, a), m.content_hash());
+        }
+        let record = Record { key: key.into(), base: self.base(), detail: detail.clone(), files, artifacts, exported };
         crate::pipeline::run::write_json(&self.path(name), &record)
     }
 
@@ -197,7 +216,7 @@ impl Reuse {
     ) -> Result<StageReport> {
         if let Some(r) = self.lookup(name, key) {
             progress.log(&format!("{name}: reused (its inputs and configuration are unchanged)"));
-            let detail = stable::restore(r.detail, &r.timings);
+            let detail = rebase(r.detail, &r.base, &self.base());
             return Ok(StageReport { name: name.into(), seconds: 0.0, detail, reused: true });
         }
         self.forget_from(name)?;
@@ -206,6 +225,16 @@ impl Reuse {
         let seconds = start.elapsed().as_secs_f64();
         self.record(name, key, &detail, outputs)?;
         Ok(StageReport { name: name.into(), seconds, detail, reused: false })
+    }
+}
+
+/// `v` with every string that starts with `from` starting with `to` instead.
+fn rebase(v: Value, from: &str, to: &str) -> Value {
+    match v {
+        Value::String(s) if from != to && s.starts_with(from) => Value::String(format!("{to}{}", &s[from.len()..])),
+        Value::Array(a) => Value::Array(a.into_iter().map(|x| rebase(x, from, to)).collect()),
+        Value::Object(m) => Value::Object(m.into_iter().map(|(k, x)| (k, rebase(x, from, to))).collect()),
+        other => other,
     }
 }
 

@@ -91,7 +91,7 @@ pub fn ensure_raw(recipe: &Recipe, paths: &RunPaths, reuse: Mode) -> Result<(Fil
             // Reuse raw/ only when it was generated with these very settings; the stage is
             // reported the same either way (its summary is recorded in synth.json), so a rerun's
             // report is byte-identical to the first.
-            if reuse != Mode::Force
+            if !matches!(reuse, Mode::Force | Mode::From(reuse::Stage::Synth))
                 && raw.join("interactions.parquet").is_file()
                 && let Some(summary) = made_with(&raw, &params)
             {
@@ -156,12 +156,10 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn P
     let reuse = Reuse::new(&paths.out, opts.reuse);
     let mut stages = Vec::new();
     let (raw, synth_stage) = ensure_raw(recipe, paths, opts.reuse)?;
-    let raw_key = match &synth_stage {
-        Some(s) => json(&s.detail),
-        // Tables that cannot be fingerprinted (a missing file, say) get a key no record holds:
-        // prepare runs and reports the problem in its own words.
-        None => json(&reuse::files_fingerprint(&raw_locations(&raw)).unwrap_or_else(|_| reuse::unique_key())),
-    };
+    // The tables' content. Tables that cannot be fingerprinted (a missing file, say) get a
+    // key no record holds: prepare runs and reports the problem in its own words.
+    let locations = if synth_stage.is_some() { vec![paths.raw()] } else { raw_locations(&raw) };
+    let raw_key = json(&reuse::files_fingerprint(&locations).unwrap_or_else(|_| reuse::unique_key()));
     stages.extend(synth_stage);
 
     let features = paths.features();
@@ -176,10 +174,10 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn P
     })?);
 
     let teacher_dir = paths.stage("teacher");
-    let train_key = reuse::key(
-        "train",
-        &serde_json::json!({ "prepare": prepare_key, "train": json(&recipe.train), "seed": recipe.seed }),
-    );
+    // What the models' manifests record of the recipe is what their keys cover: editing a later
+    // section leaves them, and their bytes, as they are.
+    let train_recipe = recipe_sections(recipe, &["name", "seed", "data", "prepare", "train"]);
+    let train_key = reuse::key("train", &serde_json::json!({ "prepare": prepare_key, "recipe": train_recipe }));
     let outputs = Outputs { artifacts: vec![teacher_dir.clone()], ..Outputs::default() };
     stages.push(reuse.stage("train", &train_key, &outputs, progress, || {
         let job = TrainJob {
@@ -189,16 +187,17 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn P
             resume: opts.resume,
             cfg: &recipe.train,
             seed: recipe.seed,
-            recipe: json(recipe),
+            recipe: train_recipe.clone(),
         };
         Ok(json(&train(&job, progress)?))
     })?);
 
     let student_train = recipe.distill.student_train(&recipe.train);
     let (student_dir, scratch_dir) = (paths.stage("student"), paths.stage("student-scratch"));
+    let distill_recipe = recipe_sections(recipe, &["name", "seed", "data", "prepare", "train", "distill"]);
     let distill_key = reuse::key(
         "distill",
-        &serde_json::json!({ "train": train_key, "prepare": prepare_key, "distill": json(&recipe.distill), "student_train": json(&student_train), "seed": recipe.seed }),
+        &serde_json::json!({ "train": train_key, "prepare": prepare_key, "recipe": distill_recipe, "student_train": json(&student_train) }),
     );
     let mut artifacts = vec![student_dir.clone()];
     if recipe.distill.scratch_baseline {
@@ -215,7 +214,7 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn P
             cfg: &recipe.distill,
             train: &student_train,
             seed: recipe.seed,
-            recipe: json(recipe),
+            recipe: distill_recipe.clone(),
             resume: opts.resume,
         };
         Ok(json(&distill(&djob, progress)?))
@@ -255,7 +254,7 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn P
     // ONNX next to every deliverable (teacher, student and their INT8 models) that passed its
     // own gate; the scratch baseline is only a comparison.
     let deliverables: Vec<PathBuf> = models.iter().filter(|d| !d.ends_with("student-scratch")).cloned().collect();
-    let outputs = Outputs { artifacts: deliverables.clone(), ..Outputs::default() };
+    let outputs = Outputs { artifacts: deliverables.clone(), exported: true, ..Outputs::default() };
     stages.push(reuse.stage("export", &reuse::key("export", &json(&eval_key)), &outputs, progress, || {
         let mut exports = Vec::new();
         for dir in &deliverables {
@@ -284,6 +283,13 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn P
     write_json(&paths.report(), &stable)?;
     crate::pipeline::report::write(&paths.out)?;
     Ok(report)
+}
+
+/// The named top-level sections of the recipe (as its JSON form has them).
+fn recipe_sections(recipe: &Recipe, sections: &[&str]) -> serde_json::Value {
+    let all = json(recipe);
+    let kept = sections.iter().filter_map(|&k| all.get(k).map(|v| (k.to_string(), v.clone()))).collect();
+    serde_json::Value::Object(kept)
 }
 
 /// Every location a files recipe reads tables from.

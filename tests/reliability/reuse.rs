@@ -62,6 +62,36 @@ fn unchanged_stages_are_reused_and_only_what_an_edit_touches_runs_again() {
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     let gate = report["gates"].as_array().unwrap().iter().find(|g| g["name"] == "teacher_int8_abs_delta_auc").unwrap();
     assert_eq!(gate["threshold"], 0.03, "the edit reached the gate");
+    // The reused models are byte for byte what a fresh run writes: their manifests record the
+    // recipe sections their stages read, not [quantize]; the new INT8 model records the edit.
+    let edited = snapshot(&out);
+    for f in ["teacher/manifest.json", "student/manifest.json", "teacher/model.onnx"] {
+        assert!(same(&before, &edited, f), "{f} changed though its stage was reused");
+    }
+    let teacher: serde_json::Value = serde_json::from_slice(edited["teacher/manifest.json"].as_ref().unwrap()).unwrap();
+    assert!(
+        teacher["recipe"].get("quantize").is_none() && teacher["recipe"]["train"].is_object(),
+        "{}",
+        teacher["recipe"]
+    );
+    let int8: serde_json::Value =
+        serde_json::from_slice(edited["teacher-int8/manifest.json"].as_ref().unwrap()).unwrap();
+    assert_eq!(int8["quantization"]["gate"]["max_auc_drop"], 0.03);
+
+    // Another command writing into a stage's output makes that stage run again.
+    let (teacher_dir, cal) = (out.join("teacher"), out.join("features/calibration.parquet"));
+    let args = [
+        "quantize",
+        "--model",
+        teacher_dir.to_str().unwrap(),
+        "--calibration",
+        cal.to_str().unwrap(),
+        "--weight-bits",
+        "8",
+    ];
+    ok(reco(&args, dir.path()));
+    let after_cli = reused(&recipe, &out, &[]);
+    assert_eq!(ran(&after_cli), ["eval", "export", "quantize-teacher"], "{after_cli:?}");
 
     // --from train: train and everything after; --force: everything, synth included.
     let from = reused(&recipe, &out, &["--from", "train"]);
