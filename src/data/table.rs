@@ -436,6 +436,21 @@ fn part_error(file: &Path, e: &PolarsError) -> Error {
     Error::input(format!("{}: {}", file.display(), one_line(&e.to_string())))
 }
 
+/// The content hash of a table location as [`Table::read`] computes it: a file's sha256, or
+/// for a directory or glob the sha256 of the list of (path below it, sha256) of every part.
+pub fn location_sha256(location: &Path) -> Result<String> {
+    if location.is_file() {
+        return sha256_file(location);
+    }
+    let base = literal_prefix(location);
+    let mut listing = String::new();
+    for (file, _) in list_files(location)? {
+        let h = sha256_file(&file)?;
+        listing.push_str(&format!("{}\0{h}\n", file.strip_prefix(&base).unwrap_or(&file).display()));
+    }
+    Ok(sha256_bytes(listing.as_bytes()))
+}
+
 /// A file of a table and its hive partition keys (`key=value` folders above it).
 pub(crate) type FileEntry = (PathBuf, Vec<(String, String)>);
 

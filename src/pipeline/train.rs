@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::artifact::manifest::{Architecture, FORMAT, FORMAT_VERSION, Kind, Lineage, Manifest, Status};
 use crate::artifact::spec::FeatureSpec;
 use crate::artifact::weights::{FloatWeights, LAYOUT};
-use crate::artifact::{ArtifactWriter, WEIGHTS, sha256_file};
+use crate::artifact::{ArtifactWriter, WEIGHTS};
 use crate::data::features::FeatureFrame;
 use crate::error::{Error, IoContext, Result};
 use crate::metrics;
@@ -380,7 +380,8 @@ pub fn write_float_artifact(
 ) -> Result<Manifest> {
     let mut input_data = BTreeMap::new();
     for name in ["train.parquet", "valid.parquet", "feature_spec.json"] {
-        input_data.insert(name.to_string(), sha256_file(&meta.features.join(name))?);
+        // A split may be a directory of parts (hive-partitioned, as Spark writes it).
+        input_data.insert(name.to_string(), crate::data::table::location_sha256(&meta.features.join(name))?);
     }
     let writer = ArtifactWriter::create(out)?;
     writer.write(WEIGHTS, &weights.to_bytes(spec)?)?;

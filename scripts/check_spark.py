@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""The Spark jobs against reco-cli, on a finished `reco-cli run` of a recipe (CI: tiny):
+
+1. scripts/spark/prepare.py (local[2]) on the run's raw tables: every deterministic feature
+   column equals reco-cli prepare's, row for row (rows matched by user_id, place_id,
+   timestamp; |difference| <= 1e-6), with the same split of every row and the same
+   vocabularies and mean/std. The calibration sample differs by design (another RNG).
+2. `reco-cli train` on Spark's features: its teacher's test AUC (reco-cli eval on reco-cli's
+   test split) is within 0.005 of the run's teacher.
+3. scripts/spark/score.py (mapInArrow + onnxruntime, FP32 ONNX) on the test split equals
+   `reco-cli predict` within 1e-5.
+"""
+import argparse
+import hashlib
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+KEYS = ["user_id", "place_id", "timestamp"]
+HERE = Path(__file__).resolve().parent
+
+
+def fail(msg):
+    print(f"check_spark: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def table(path):
+    """A Parquet file or a hive-partitioned directory of them, as numpy columns sorted by KEYS."""
+    t = ds.dataset(str(path), format="parquet", partitioning="hive").to_table()
+    cols = {n: t[n].to_numpy() for n in t.column_names}
+    order = np.lexsort([cols[k] for k in reversed(KEYS)])
+    return {n: v[order] for n, v in cols.items()}
+
+
+def run(cmd, what):
+    t = time.time()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        fail(f"{what} failed ({p.returncode}):\n{p.stderr[-3000:]}")
+    return p.stdout, time.time() - t
+
+
+def compare_features(ours_dir, spark_dir):
+    spec = json.loads((ours_dir / "feature_spec.json").read_text())
+    columns = [c["name"] for c in spec["categorical"]] + [n["name"] for n in spec["numeric"]] + ["label", "oracle_p"]
+    worst = 0.0
+    for split in ("train", "valid", "test"):
+        a, b = table(ours_dir / f"{split}.parquet"), table(spark_dir / f"{split}.parquet")
+        if len(a["timestamp"]) != len(b["timestamp"]):
+            fail(f"{split}: reco-cli {len(a['timestamp'])} rows, Spark {len(b['timestamp'])}")
+        for k in KEYS:
+            if not np.array_equal(a[k], b[k]):
+                fail(f"{split}: the rows differ (key {k})")
+        for c in columns:
+            x, y = a[c].astype(np.float64), b[c].astype(np.float64)
+            d = np.abs(x - y)
+            if not np.all(d <= 1e-6):
+                i = int(np.argmax(d))
+                fail(f"{split}.{c}: row {i} reco-cli {x[i]} vs Spark {y[i]}")
+            worst = max(worst, float(d.max()) if len(d) else 0.0)
+    theirs = json.loads((spark_dir / "feature_spec.json").read_text())
+    for c, d in zip(spec["categorical"], theirs["categorical"]):
+        if c["vocabulary"] != d["vocabulary"]:
+            fail(f"vocabulary of {c['name']} differs")
+    for n, m in zip(spec["numeric"], theirs["numeric"]):
+        if not (math.isclose(n["mean"], m["mean"], rel_tol=1e-9, abs_tol=1e-12) and math.isclose(n["std"], m["std"], rel_tol=1e-9)):
+            fail(f"normalization of {n['name']}: reco-cli {n['mean']}, {n['std']} vs Spark {m['mean']}, {m['std']}")
+    return len(columns), worst
+
+
+def test_auc(cli, model, test):
+    out, _ = run([cli, "eval", str(model), "--data", str(test), "--json", "--quiet"], "reco-cli eval")
+    return json.loads(out)["models"][0]["auc"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cli", required=True)
+    ap.add_argument("--recipe", required=True)
+    ap.add_argument("--run", required=True, help="the reco-cli run's --out")
+    ap.add_argument("--work", required=True, help="scratch directory")
+    a = ap.parse_args()
+    run_dir, work = Path(a.run), Path(a.work)
+    py = sys.executable
+    features = work / "spark-run" / "features"
+    _, t_prep = run([py, str(HERE / "spark" / "prepare.py"), "--recipe", a.recipe, "--raw", str(run_dir / "raw"),
+                     "--out", str(features), "--master", "local[2]", "--shuffle-partitions", "4", "--sources-from", str(run_dir / "features" / "feature_spec.json")],
+                    "spark prepare")
+    n_cols, worst = compare_features(run_dir / "features", features)
+
+    _, t_train = run([a.cli, "train", "--recipe", a.recipe, "--out", str(work / "spark-run"), "--quiet"], "reco-cli train on Spark features")
+    test = run_dir / "features" / "test.parquet"
+    ours, theirs = test_auc(a.cli, run_dir / "teacher", test), test_auc(a.cli, work / "spark-run" / "teacher", test)
+    if abs(ours - theirs) > 0.005:
+        fail(f"test AUC: teacher on reco-cli features {ours:.4f}, on Spark features {theirs:.4f}")
+    # Same rows in the same order, same spec: the same training, to the bit.
+    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()
+    same_weights = digest(run_dir / "teacher" / "model.safetensors") == digest(work / "spark-run" / "teacher" / "model.safetensors")
+
+    scores = work / "spark-scores"
+    _, t_score = run([py, str(HERE / "spark" / "score.py"), "--model", str(run_dir / "teacher"), "--data", str(test),
+                      "--out", str(scores), "--master", "local[2]"], "spark score")
+    pred = work / "predict.parquet"
+    run([a.cli, "predict", "--model", str(run_dir / "teacher"), "--data", str(test), "--out", str(pred), "--quiet"], "reco-cli predict")
+    keys = pq.read_table(test, columns=KEYS)
+    p = pq.read_table(pred)
+    ref = {k: keys[k].to_numpy() for k in KEYS}
+    ref["logit"], ref["probability"] = p["logit"].to_numpy(), p["probability"].to_numpy()
+    order = np.lexsort([ref[k] for k in reversed(KEYS)])
+    ref = {k: v[order] for k, v in ref.items()}
+    got = table(scores)
+    if not all(np.array_equal(ref[k], got[k]) for k in KEYS):
+        fail("spark scores: not the test split's rows")
+    dl = np.abs(ref["logit"].astype(np.float64) - got["logit"].astype(np.float64)).max()
+    dp = np.abs(ref["probability"].astype(np.float64) - got["probability"].astype(np.float64)).max()
+    if dl > 1e-5 or dp > 1e-5:
+        fail(f"spark scores vs reco-cli predict: max |dlogit| {dl:.2e}, |dprob| {dp:.2e}")
+    print(f"check_spark OK: {n_cols} deterministic columns equal row for row (max |diff| {worst:.1e}); "
+          f"test AUC {ours:.4f} (reco-cli features) vs {theirs:.4f} (Spark features), teacher weights {'identical' if same_weights else 'differ'}; "
+          f"scores vs predict max |dlogit| {dl:.1e} |dprob| {dp:.1e}; "
+          f"spark prepare {t_prep:.1f}s, train {t_train:.1f}s, spark score {t_score:.1f}s")
+
+
+if __name__ == "__main__":
+    main()

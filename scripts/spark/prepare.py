@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""The `reco-cli prepare` features as a PySpark job, for interaction logs larger than a node.
+
+Reads the recipe TOML itself and the raw tables (users, places, interactions as Parquet), and
+writes a features directory `reco-cli train` consumes: `train.parquet/`, `valid.parquet/`,
+`test.parquet/` as hive-partitioned Parquet (`shard=FFFFF-BBBBBB/part-*.parquet`: input file
+and block of a million rows, so that listing the shards in name order gives the rows in input
+order, as reco-cli writes them: a teacher trained on either is the same model), a
+`calibration.parquet/` sample, and `feature_spec.json` (vocabularies and mean/std fitted on
+the training split, as reco-cli fits them).
+
+The same definitions as reco-cli (src/pipeline/prepare.rs, featurize.rs):
+- time split: cut_valid = t0 + round(span * (1 - valid_fraction - test_fraction)),
+  cut_test = t0 + round(span * (1 - test_fraction)); train ts < cut_valid <= valid < cut_test <= test;
+- point-in-time place statistics over the trailing window [t - window, t), strictly before
+  the row (a range window per place): ln(1 + visits), ln(1 + impressions),
+  (visits + 1) / (impressions + 2), mean rating of rated events else the place's rating else 0;
+- haversine distance from the interaction's location to the place (earth radius 6371.0088 km);
+- hour and day-of-week as sin/cos of the local time in the recipe's time zone (Monday = 0);
+- place_rating and price_level from the places table, nulls as 0.
+
+Sampling cannot match reco-cli bit for bit (its RNG is its own): the calibration rows are a
+seeded Spark sample of the training split, not reco-cli's, and the ranking set is not built
+(reco-cli's ranking candidates are drawn with its RNG; evaluate with reco-cli's
+ranking.parquet). Scope: explicit 0/1 labels (a `label` column), the interaction's own
+coordinates as context, the column names `reco-cli datasets synth` writes; other recipes are
+refused with a message naming what is not supported (no silent difference).
+
+  spark-submit scripts/spark/prepare.py --recipe R.toml --raw RAW_DIR --out FEATURES_DIR
+"""
+import argparse
+import json
+import os
+import math
+import sys
+import tomllib
+from pathlib import Path
+
+from pyspark.sql import SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+EARTH_RADIUS_KM = 6371.0088
+DEFAULTS = {"window_days": 7.0, "valid_fraction": 0.15, "test_fraction": 0.15, "calibration_rows": 2000}
+NUMERIC = [
+    "distance_km", "hour_sin", "hour_cos", "dow_sin", "dow_cos", "place_visits_w",
+    "place_impressions_w", "place_visit_rate_w", "place_rating_w", "place_rating", "price_level",
+]
+CATEGORICAL = ["user_id", "place_id", "segment", "category"]
+# Rows per output shard (hive partition `shard=FFFFF-BBBBBB`: input file, block of rows).
+SHARD_ROWS = 1_000_000
+
+
+def refuse(msg):
+    print(f"spark prepare: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def settings(recipe_path):
+    r = tomllib.loads(Path(recipe_path).read_text())
+    data, prep = r.get("data", {}), r.get("prepare", {})
+    for key in ("columns", "features", "context", "positive_rating", "utc_offset_unit", "timestamp_format"):
+        if key in data:
+            refuse(f"{recipe_path}: data.{key} is not supported by the Spark job yet (reco-cli prepare supports it)")
+    cfg = {k: prep.get(k, v) for k, v in DEFAULTS.items()}
+    cfg["timezone"] = data.get("timezone", "UTC")
+    cfg["seed"] = r.get("seed", 42)
+    return cfg
+
+
+def read_tables(spark, raw):
+    raw = Path(raw)
+    # Where each row sits in the input (file, row): the output keeps that order, as reco-cli's does.
+    inter = spark.read.parquet(str(raw / "interactions.parquet")).select(
+        "*", F.col("_metadata.file_path").alias("_file"), F.col("_metadata.row_index").alias("_row")
+    )
+    if "label" not in inter.columns:
+        refuse("interactions without a label column (implicit data, sampled negatives) are not supported by the Spark job yet")
+    places = spark.read.parquet(str(raw / "places.parquet"))
+    users = spark.read.parquet(str(raw / "users.parquet"))
+    return inter, places, users
+
+
+def window_stats(inter, window):
+    """Per-place statistics of the events in [t - window, t), for every interaction."""
+    w = Window.partitionBy("place_id").orderBy("timestamp").rangeBetween(-window, -1)
+    rated = F.col("rating").isNotNull() & ~F.isnan("rating")
+    # A sum over an empty window is null in SQL: no events before t count as 0.
+    total = lambda e: F.coalesce(F.sum(e).over(w), F.lit(0))
+    return (
+        inter.withColumn("_imp", F.count(F.lit(1)).over(w))
+        .withColumn("_vis", total(F.when(F.col("label") > 0.5, 1).otherwise(0)))
+        .withColumn("_rsum", total(F.when(rated, F.col("rating")).otherwise(0.0)))
+        .withColumn("_rn", total(F.when(rated, 1).otherwise(0)))
+    )
+
+
+def features(inter, places, users, cfg):
+    window = int(round(cfg["window_days"] * 86400.0))
+    df = window_stats(inter, window)
+    p = places.select(
+        "place_id",
+        F.col("lat").cast("double").alias("place_lat"),
+        F.col("lon").cast("double").alias("place_lon"),
+        F.col("category").cast("long").alias("category"),
+        F.coalesce(F.col("price_level").cast("double"), F.lit(0.0)).alias("price_level"),
+        F.col("rating").cast("double").alias("_static_rating"),
+    )
+    u = users.select("user_id", F.col("segment").cast("long").alias("segment"))
+    df = df.join(F.broadcast(p), "place_id", "left").join(F.broadcast(u), "user_id", "left")
+    rad = math.pi / 180.0
+    hdlat = (F.col("place_lat") - F.col("lat")) * rad / 2.0
+    hdlon = (F.col("place_lon") - F.col("lon")) * rad / 2.0
+    a = F.sin(hdlat) * F.sin(hdlat) + F.cos(F.col("lat") * rad) * F.cos(F.col("place_lat") * rad) * F.sin(hdlon) * F.sin(hdlon)
+    # Local wall-clock seconds: the session runs in UTC, so the shifted timestamp reads back
+    # as the local time.
+    local = F.unix_timestamp(F.from_utc_timestamp(F.timestamp_seconds("timestamp"), cfg["timezone"])).cast("double")
+    day = 86400.0
+    hour = F.pmod(local, F.lit(day)) / 3600.0
+    dow = F.pmod(F.floor(local / day) + 3.0, F.lit(7.0))
+    mean_rating = F.when(F.col("_rn") > 0, F.col("_rsum") / F.col("_rn"))
+    rating_w = F.coalesce(mean_rating, F.when(~F.isnan("_static_rating"), F.col("_static_rating")), F.lit(0.0))
+    cols = {
+        "distance_km": 2.0 * EARTH_RADIUS_KM * F.asin(F.sqrt(a)),
+        "hour_sin": F.sin(hour * (2 * math.pi / 24.0)),
+        "hour_cos": F.cos(hour * (2 * math.pi / 24.0)),
+        "dow_sin": F.sin(dow * (2 * math.pi / 7.0)),
+        "dow_cos": F.cos(dow * (2 * math.pi / 7.0)),
+        "place_visits_w": F.log1p(F.col("_vis").cast("double")),
+        "place_impressions_w": F.log1p(F.col("_imp").cast("double")),
+        "place_visit_rate_w": (F.col("_vis") + 1.0) / (F.col("_imp") + 2.0),
+        "place_rating_w": rating_w,
+        "place_rating": F.coalesce(F.when(~F.isnan("_static_rating"), F.col("_static_rating")), F.lit(0.0)),
+        "price_level": F.col("price_level"),
+    }
+    out = [F.col(c).cast("long").alias(c) for c in CATEGORICAL]
+    out += [cols[c].cast(T.FloatType()).alias(c) for c in NUMERIC]
+    out += [
+        F.col("label").cast(T.FloatType()).alias("label"),
+        F.col("timestamp").cast("long").alias("timestamp"),
+        F.col("oracle_p").cast(T.FloatType()).alias("oracle_p"),
+        F.col("_file"),
+        F.col("_row"),
+    ]
+    return df.select(*out)
+
+
+def with_shards(df, spark):
+    """`shard` = input file number and block of SHARD_ROWS rows, zero-padded: listed in name
+    order, the shards give the rows back in input order."""
+    files = sorted(r[0] for r in df.select("_file").distinct().collect())
+    index = spark.createDataFrame([(f, i) for i, f in enumerate(files)], "_file string, _file_no int")
+    shard = F.format_string("%05d-%06d", F.col("_file_no"), F.floor(F.col("_row") / SHARD_ROWS).cast("int"))
+    return df.join(F.broadcast(index), "_file").withColumn("shard", shard)
+
+
+def cuts(df, cfg):
+    t0, t1 = df.agg(F.min("timestamp"), F.max("timestamp")).first()
+    span = float(t1 - t0)
+    # Python's round() is half-to-even, Rust's f64::round half-away-from-zero.
+    rnd = lambda x: int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
+    cut_valid = t0 + rnd(span * (1.0 - cfg["valid_fraction"] - cfg["test_fraction"]))
+    cut_test = t0 + rnd(span * (1.0 - cfg["test_fraction"]))
+    return cut_valid, cut_test
+
+
+def fit_spec(train, spark_sources):
+    cats = []
+    for c in CATEGORICAL:
+        vocab = sorted(r[0] for r in train.select(c).distinct().collect() if r[0] is not None)
+        cats.append({"name": c, "dtype": "int64", "vocabulary": vocab})
+    # Population mean and std of the f32 values in f64, std 1 when (near) constant: as
+    # FeatureSpec::fit.
+    aggs = []
+    for c in NUMERIC:
+        x = F.col(c).cast("double")
+        aggs += [F.avg(x).alias(f"{c}_m"), F.avg(x * x).alias(f"{c}_s")]
+    row = train.agg(*aggs).first()
+    nums = []
+    for c in NUMERIC:
+        m = row[f"{c}_m"]
+        var = max(row[f"{c}_s"] - m * m, 0.0)
+        sd = math.sqrt(var)
+        nums.append({"name": c, "mean": m, "std": sd if sd > 1e-12 else 1.0})
+    return {"categorical": cats, "numeric": nums, "label": "label", "sources": spark_sources}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--recipe", required=True)
+    ap.add_argument("--raw", required=True, help="directory of users/places/interactions.parquet")
+    ap.add_argument("--out", required=True, help="features directory to write")
+    ap.add_argument("--master", default=None, help="e.g. local[2]; default: spark-submit's")
+    ap.add_argument("--shuffle-partitions", type=int, help="spark.sql.shuffle.partitions (small data: a few)")
+    ap.add_argument("--sources-from", help="a reco-cli feature_spec.json whose `sources` to copy (raw column types)")
+    a = ap.parse_args()
+    cfg = settings(a.recipe)
+    # Python workers run this interpreter (its numpy, pyarrow, onnxruntime), unless told otherwise.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    b = SparkSession.builder.appName("reco-prepare").config("spark.sql.session.timeZone", "UTC")
+    if a.master:
+        b = b.master(a.master)
+    if a.shuffle_partitions:
+        b = b.config("spark.sql.shuffle.partitions", str(a.shuffle_partitions))
+    spark = b.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    inter, places, users = read_tables(spark, a.raw)
+    df = with_shards(features(inter, places, users, cfg), spark).cache()
+    cut_valid, cut_test = cuts(df, cfg)
+    split = F.when(F.col("timestamp") < cut_valid, "train").when(F.col("timestamp") < cut_test, "valid").otherwise("test")
+    df = df.withColumn("_split", split)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for name in ("train", "valid", "test"):
+        part = df.where(F.col("_split") == name)
+        # One task per shard, rows in input order: one file per shard directory.
+        ordered = part.repartition("shard").sortWithinPartitions("shard", "_row").drop("_split", "_file", "_file_no", "_row")
+        ordered.write.mode("overwrite").partitionBy("shard").parquet(str(out / f"{name}.parquet"))
+        counts[name] = part.count()
+    train = df.where(F.col("_split") == "train").drop("_split", "shard", "_file", "_file_no", "_row")
+    n = min(int(cfg["calibration_rows"]), counts["train"])
+    cal = train.orderBy(F.rand(cfg["seed"])).limit(n)
+    cal.coalesce(1).write.mode("overwrite").parquet(str(out / "calibration.parquet"))
+    sources = json.loads(Path(a.sources_from).read_text())["sources"] if a.sources_from else []
+    spec = fit_spec(train, sources)
+    (out / "feature_spec.json").write_text(json.dumps(spec, indent=2))
+    summary = {"rows": counts | {"calibration": n}, "split_times": [cut_valid, cut_test], "engine": "spark " + spark.version}
+    (out / "prepare.json").write_text(json.dumps({"summary": summary, "config": cfg}, indent=2))
+    print(json.dumps(summary))
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()
