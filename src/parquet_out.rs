@@ -1,5 +1,6 @@
 //! Parquet files reco-cli writes for other systems (predictions, precomputed top-K): one
-//! atomic write of Arrow batches with provenance in the file's key-value metadata.
+//! atomic write of Arrow batches (all at once, or streamed batch by batch) with provenance in
+//! the file's key-value metadata.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -36,17 +37,55 @@ pub fn write(path: &Path, schema: SchemaRef, batches: &[RecordBatch], metadata: 
     })
 }
 
-/// Writes `row`, `logit`, `probability` for every scored row.
-pub fn write_predictions(path: &Path, logits: &[f32], metadata: &[(String, String)]) -> Result<()> {
-    let schema = Arc::new(Schema::new(vec![
+/// The columns of a predictions file: `row`, `logit`, `probability`.
+fn predictions_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
         Field::new("row", DataType::UInt64, false),
         Field::new("logit", DataType::Float32, false),
         Field::new("probability", DataType::Float32, false),
-    ]));
-    let rows = UInt64Array::from_iter_values(0..logits.len() as u64);
+    ]))
+}
+
+/// One batch of predictions: rows `first..first + logits.len()`.
+fn predictions_batch(first: u64, logits: &[f32]) -> Result<RecordBatch> {
+    let rows = UInt64Array::from_iter_values(first..first + logits.len() as u64);
     let logit = Float32Array::from(logits.to_vec());
     let prob = Float32Array::from_iter_values(logits.iter().map(|&z| crate::runtime::sigmoid(z)));
-    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(rows), Arc::new(logit), Arc::new(prob)])
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    write(path, schema, &[batch], metadata)
+    RecordBatch::try_new(predictions_schema(), vec![Arc::new(rows), Arc::new(logit), Arc::new(prob)])
+        .map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Writes `row`, `logit`, `probability` for every scored row.
+pub fn write_predictions(path: &Path, logits: &[f32], metadata: &[(String, String)]) -> Result<()> {
+    write(path, predictions_schema(), &[predictions_batch(0, logits)?], metadata)
+}
+
+/// Writes predictions batch by batch as `next` yields their logits (`None`: done), through a
+/// temp file renamed into place only when every batch succeeded: memory holds one batch and
+/// the writer's open row group, however many rows there are. No rows at all is an error
+/// naming `source` (and nothing is written). Returns the rows written.
+pub fn stream_predictions(
+    path: &Path,
+    source: &Path,
+    metadata: &[(String, String)],
+    mut next: impl FnMut() -> Result<Option<Vec<f32>>>,
+) -> Result<u64> {
+    let kv = metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
+    let zstd = ZstdLevel::try_new(3).map_err(|e| Error::Internal(e.to_string()))?;
+    let props =
+        WriterProperties::builder().set_compression(Compression::ZSTD(zstd)).set_key_value_metadata(Some(kv)).build();
+    let mut rows = 0u64;
+    crate::artifact::write_atomic(path, |file| {
+        let fail = |e: parquet::errors::ParquetError| Error::Internal(format!("writing {}: {e}", path.display()));
+        let mut w = ArrowWriter::try_new(file, predictions_schema(), Some(props)).map_err(fail)?;
+        while let Some(logits) = next()? {
+            w.write(&predictions_batch(rows, &logits)?).map_err(fail)?;
+            rows += logits.len() as u64;
+        }
+        if rows == 0 {
+            return Err(Error::input(format!("{}: no rows to score; nothing written", source.display())));
+        }
+        w.close().map(drop).map_err(fail)
+    })?;
+    Ok(rows)
 }

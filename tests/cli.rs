@@ -237,6 +237,60 @@ fn distill_rejects_bad_settings_and_inputs_without_writing_anything() {
     }
 }
 
+/// Writes `batch` to `path` as Parquet (parent folders created).
+fn write_parquet_batch(path: &Path, batch: &arrow::array::RecordBatch) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}
+
+#[test]
+fn predict_streams_a_directory_of_parts_in_order_and_names_a_bad_row_by_its_file_and_row() {
+    let run = run_dir();
+    let (teacher, test) = (run.join("teacher"), run.join("features/test.parquet"));
+    let dir = tempfile::tempdir().unwrap();
+    let batches: Vec<_> = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&test).unwrap())
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let all = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let first = all.num_rows() / 3;
+    let parts = dir.path().join("parts");
+    write_parquet_batch(&parts.join("day=1/a.parquet"), &all.slice(0, first));
+    write_parquet_batch(&parts.join("day=2/b.parquet"), &all.slice(first, all.num_rows() - first));
+    let (whole, split) = (dir.path().join("whole.parquet"), dir.path().join("split.parquet"));
+    predict(&teacher, &test, &whole, dir.path());
+    predict(&teacher, &parts, &split, dir.path());
+    assert_eq!(read_logits(&split), read_logits(&whole), "parts scored in order, as one file");
+    assert_eq!(read_logits(&whole).len(), all.num_rows());
+
+    // A NaN in row 3 of the second part: the error names that file and row; nothing is written.
+    let mut cols = all.columns().to_vec();
+    let at = all.schema().index_of("distance_km").unwrap();
+    let mut d: Vec<f32> = cols[at].as_any().downcast_ref::<arrow::array::Float32Array>().unwrap().values().to_vec();
+    d[first + 3] = f32::NAN;
+    cols[at] = std::sync::Arc::new(arrow::array::Float32Array::from(d));
+    let bad = arrow::array::RecordBatch::try_new(all.schema(), cols).unwrap();
+    write_parquet_batch(&parts.join("day=2/b.parquet"), &bad.slice(first, all.num_rows() - first));
+    let out = dir.path().join("bad.parquet");
+    let args = [
+        "predict",
+        "--model",
+        teacher.to_str().unwrap(),
+        "--data",
+        parts.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let o = reco(&args, dir.path());
+    input_error(&o, &["b.parquet", "distance_km", "row 3", "NaN"]);
+    assert!(!out.exists(), "nothing written");
+}
+
 fn read_logits(path: &Path) -> Vec<f32> {
     let file = std::fs::File::open(path).unwrap();
     let mut out = Vec::new();

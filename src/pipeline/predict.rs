@@ -1,13 +1,20 @@
 //! `predict`: batch scoring of a feature file into Parquet (`row`, `logit`, `probability`).
+//!
+//! Parquet input (a file, or a directory or glob of parts) is streamed: read [`BATCH_ROWS`]
+//! rows at a time (only the model's columns), scored, written, so memory stays flat whatever
+//! the file's size. CSV input is read whole.
 
 use std::path::Path;
 
 use serde::Serialize;
 
 use crate::data::features::FeatureFrame;
-use crate::error::Result;
-use crate::parquet_out::write_predictions;
-use crate::runtime::Model;
+use crate::error::{Error, Result};
+use crate::parquet_out::{stream_predictions, write_predictions};
+use crate::runtime::{Columns, Model};
+
+/// Rows scored per streamed batch.
+pub const BATCH_ROWS: usize = 64 * 1024;
 
 /// What was scored.
 #[derive(Debug, Clone, Serialize)]
@@ -18,22 +25,14 @@ pub struct PredictSummary {
     pub out: String,
     /// Content hash of the model used.
     pub model_sha256: String,
+    /// Whether the input was streamed (Parquet) or read whole (CSV).
+    pub streamed: bool,
 }
 
 /// Scores `data` with the model in `model_dir` and writes `out`.
 pub fn predict(model_dir: &Path, data: &Path, out: &Path) -> Result<PredictSummary> {
     let (manifest, model) = Model::open(model_dir)?;
     super::paths::check_output(out, &[data], &[model_dir], None)?;
-    let frame = FeatureFrame::read(data, model.spec(), false)?;
-    let logits = model.logits(&frame.columns)?;
-    if let Some(i) = logits.iter().position(|v| !v.is_finite()) {
-        return Err(crate::error::Error::input(format!(
-            "{}: the model scores row {i} of {} as {}; nothing written",
-            model_dir.display(),
-            data.display(),
-            logits[i]
-        )));
-    }
     let hash = manifest.content_hash();
     let meta = vec![
         ("reco_cli.version".to_string(), crate::VERSION.to_string()),
@@ -41,6 +40,61 @@ pub fn predict(model_dir: &Path, data: &Path, out: &Path) -> Result<PredictSumma
         ("reco_cli.model_content_sha256".to_string(), hash.clone()),
         ("reco_cli.input".to_string(), data.display().to_string()),
     ];
-    write_predictions(out, &logits, &meta)?;
-    Ok(PredictSummary { rows: logits.len(), out: out.display().to_string(), model_sha256: hash })
+    let parts = crate::data::table::list_files(data)?;
+    let parquet = parts.iter().all(|(p, _)| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")));
+    let rows = if parquet {
+        let files: Vec<_> = parts.into_iter().map(|(p, _)| p).collect();
+        stream(&model, model_dir, data, &files, out, &meta)?
+    } else {
+        let frame = FeatureFrame::read(data, model.spec(), false)?;
+        let logits = scored(&model, &frame.columns, 0, model_dir, data)?;
+        write_predictions(out, &logits, &meta)?;
+        logits.len()
+    };
+    Ok(PredictSummary { rows, out: out.display().to_string(), model_sha256: hash, streamed: parquet })
+}
+
+/// Logits of `cols` (rows `first..` of the input), every one finite.
+fn scored(model: &Model, cols: &Columns, first: usize, model_dir: &Path, data: &Path) -> Result<Vec<f32>> {
+    let logits = model.logits(cols)?;
+    if let Some(i) = logits.iter().position(|v| !v.is_finite()) {
+        return Err(Error::input(format!(
+            "{}: the model scores row {} of {} as {}; nothing written",
+            model_dir.display(),
+            first + i,
+            data.display(),
+            logits[i]
+        )));
+    }
+    Ok(logits)
+}
+
+/// Streams every part of a Parquet input through the model into `out`.
+fn stream(
+    model: &Model,
+    model_dir: &Path,
+    data: &Path,
+    files: &[std::path::PathBuf],
+    out: &Path,
+    meta: &[(String, String)],
+) -> Result<usize> {
+    let spec = model.spec();
+    let mut files = files.iter();
+    let mut batches: Option<Box<dyn Iterator<Item = Result<Columns>> + '_>> = None;
+    let mut done = 0usize;
+    let rows = stream_predictions(out, data, meta, || {
+        loop {
+            if let Some(cols) = batches.as_mut().and_then(Iterator::next) {
+                let cols = cols?;
+                let logits = scored(model, &cols, done, model_dir, data)?;
+                done += logits.len();
+                return Ok(Some(logits));
+            }
+            match files.next() {
+                Some(f) => batches = Some(Box::new(crate::runtime::arrow_io::parquet_batches(f, spec, BATCH_ROWS)?)),
+                None => return Ok(None),
+            }
+        }
+    })?;
+    Ok(rows as usize)
 }

@@ -14,6 +14,12 @@ use crate::error::{Error, Result};
 /// `string` columns), any float or int for numeric; nulls and NaN/inf are errors naming the
 /// column and row.
 pub fn columns_from_batch(spec: &FeatureSpec, batch: &RecordBatch) -> Result<Columns> {
+    columns_at(spec, batch, 0)
+}
+
+/// [`columns_from_batch`] for a batch whose first row is row `first` of its source (errors
+/// name rows by their place in the source).
+fn columns_at(spec: &FeatureSpec, batch: &RecordBatch, first: usize) -> Result<Columns> {
     let col = |name: &str| -> Result<&ArrayRef> {
         batch.column_by_name(name).ok_or_else(|| Error::input(format!("missing column `{name}`")))
     };
@@ -41,7 +47,8 @@ pub fn columns_from_batch(spec: &FeatureSpec, batch: &RecordBatch) -> Result<Col
             }
         };
         if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-            return Err(Error::input(format!("column `{}` row {i} is {}, expected a finite number", n.name, v[i])));
+            let row = first + i;
+            return Err(Error::input(format!("column `{}` row {row} is {}, expected a finite number", n.name, v[i])));
         }
         numeric.push(v);
     }
@@ -84,23 +91,41 @@ fn ids_from_array(name: &str, dtype: IdType, a: &ArrayRef) -> Result<Ids> {
 /// errors name the file).
 #[cfg(feature = "parquet")]
 pub fn read_parquet(path: &std::path::Path, spec: &FeatureSpec) -> Result<Columns> {
-    use parquet::arrow::ProjectionMask;
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let at = |e: &dyn std::fmt::Display| Error::input(format!("{}: {e}", path.display()));
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| at(&e))?;
-    let names = spec.categorical.iter().map(|c| c.name.as_str()).chain(spec.numeric.iter().map(|n| n.name.as_str()));
-    let mask = ProjectionMask::columns(builder.parquet_schema(), names);
-    let reader = builder.with_projection(mask).build().map_err(|e| at(&e))?;
     let mut all: Option<Columns> = None;
-    for batch in reader {
-        let cols = columns_from_batch(spec, &batch.map_err(|e| at(&e))?).map_err(|e| at(&e))?;
+    for cols in parquet_batches(path, spec, 64 * 1024)? {
+        let cols = cols?;
         match &mut all {
             None => all = Some(cols),
             Some(a) => a.append(&cols)?,
         }
     }
     all.ok_or_else(|| Error::input(format!("{}: no rows", path.display())))
+}
+
+/// The spec's columns of the Parquet file `path`, `batch_rows` rows at a time, in file order:
+/// memory stays one batch (and the reader's row group buffers) whatever the file's size. Only
+/// the spec's columns are read; errors name the file.
+#[cfg(feature = "parquet")]
+pub fn parquet_batches<'a>(
+    path: &'a std::path::Path,
+    spec: &'a FeatureSpec,
+    batch_rows: usize,
+) -> Result<impl Iterator<Item = Result<Columns>> + 'a> {
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let at = move |e: &dyn std::fmt::Display| Error::input(format!("{}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| at(&e))?;
+    let names = spec.categorical.iter().map(|c| c.name.as_str()).chain(spec.numeric.iter().map(|n| n.name.as_str()));
+    let mask = ProjectionMask::columns(builder.parquet_schema(), names);
+    let reader = builder.with_projection(mask).with_batch_size(batch_rows.max(1)).build().map_err(|e| at(&e))?;
+    let mut first = 0;
+    Ok(reader.map(move |batch| {
+        let batch = batch.map_err(|e| at(&e))?;
+        let cols = columns_at(spec, &batch, first).map_err(|e| at(&e))?;
+        first += batch.num_rows();
+        Ok(cols)
+    }))
 }
 
 #[cfg(test)]
