@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 KEYS = ["user_id", "place_id", "timestamp"]
@@ -32,10 +31,16 @@ def fail(msg):
     sys.exit(1)
 
 
-def table(path):
-    """A Parquet file or a hive-partitioned directory of them, as numpy columns sorted by KEYS."""
-    t = ds.dataset(str(path), format="parquet", partitioning="hive").to_table()
-    cols = {n: t[n].to_numpy() for n in t.column_names}
+def table(path, sort=True):
+    """A Parquet file or a hive-partitioned directory of them (parts in name order, as reco-cli
+    lists them), as numpy columns, sorted by KEYS unless `sort` is false."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*.parquet") if not p.name.startswith((".", "_")))
+    if not files:
+        fail(f"{path}: no Parquet files")
+    parts = [pq.read_table(f) for f in files]
+    cols = {n: np.concatenate([p[n].to_numpy() for p in parts]) for n in parts[0].column_names}
+    if not sort:
+        return cols
     order = np.lexsort([cols[k] for k in reversed(KEYS)])
     return {n: v[order] for n, v in cols.items()}
 
@@ -53,9 +58,13 @@ def compare_features(ours_dir, spark_dir):
     columns = [c["name"] for c in spec["categorical"]] + [n["name"] for n in spec["numeric"]] + ["label", "oracle_p"]
     worst = 0.0
     for split in ("train", "valid", "test"):
-        a, b = table(ours_dir / f"{split}.parquet"), table(spark_dir / f"{split}.parquet")
-        if len(a["timestamp"]) != len(b["timestamp"]):
+        # Row order first: Spark's shards listed in name order give reco-cli's order.
+        a, b = table(ours_dir / f"{split}.parquet", sort=False), table(spark_dir / f"{split}.parquet", sort=False)
+        if len(a["timestamp"]) == 0 or len(a["timestamp"]) != len(b["timestamp"]):
             fail(f"{split}: reco-cli {len(a['timestamp'])} rows, Spark {len(b['timestamp'])}")
+        if not all(np.array_equal(a[k], b[k]) for k in KEYS):
+            fail(f"{split}: Spark's rows are not in reco-cli's order")
+        a, b = table(ours_dir / f"{split}.parquet"), table(spark_dir / f"{split}.parquet")
         for k in KEYS:
             if not np.array_equal(a[k], b[k]):
                 fail(f"{split}: the rows differ (key {k})")
@@ -67,6 +76,9 @@ def compare_features(ours_dir, spark_dir):
                 fail(f"{split}.{c}: row {i} reco-cli {x[i]} vs Spark {y[i]}")
             worst = max(worst, float(d.max()) if len(d) else 0.0)
     theirs = json.loads((spark_dir / "feature_spec.json").read_text())
+    names = lambda sp: [c["name"] for c in sp["categorical"]] + [n["name"] for n in sp["numeric"]]
+    if names(spec) != names(theirs):
+        fail(f"feature spec columns: reco-cli {names(spec)}, Spark {names(theirs)}")
     for c, d in zip(spec["categorical"], theirs["categorical"]):
         if c["vocabulary"] != d["vocabulary"]:
             fail(f"vocabulary of {c['name']} differs")
@@ -104,6 +116,8 @@ def main():
     # Same rows in the same order, same spec: the same training, to the bit.
     digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()
     same_weights = digest(run_dir / "teacher" / "model.safetensors") == digest(work / "spark-run" / "teacher" / "model.safetensors")
+    if not same_weights:
+        fail("the teacher trained on Spark's features has other weights than the run's (same rows, order and spec should give the same model)")
 
     scores = work / "spark-scores"
     _, t_score = run([py, str(HERE / "spark" / "score.py"), "--model", str(run_dir / "teacher"), "--data", str(test),

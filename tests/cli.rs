@@ -267,6 +267,17 @@ fn predict_streams_a_directory_of_parts_in_order_and_names_a_bad_row_by_its_file
     predict(&teacher, &parts, &split, dir.path());
     assert_eq!(read_logits(&split), read_logits(&whole), "parts scored in order, as one file");
     assert_eq!(read_logits(&whole).len(), all.num_rows());
+    let rows: Vec<u64> = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&split).unwrap())
+        .unwrap()
+        .build()
+        .unwrap()
+        .flat_map(|b| {
+            let b = b.unwrap();
+            let r = b.column_by_name("row").unwrap().as_any().downcast_ref::<arrow::array::UInt64Array>().unwrap();
+            r.values().to_vec()
+        })
+        .collect();
+    assert_eq!(rows, (0..all.num_rows() as u64).collect::<Vec<_>>(), "one row number per input row, across parts");
 
     // A NaN in row 3 of the second part: the error names that file and row; nothing is written.
     let mut cols = all.columns().to_vec();

@@ -22,7 +22,10 @@ The same definitions as reco-cli (src/pipeline/prepare.rs, featurize.rs):
 Sampling cannot match reco-cli bit for bit (its RNG is its own): the calibration rows are a
 seeded Spark sample of the training split, not reco-cli's, and the ranking set is not built
 (reco-cli's ranking candidates are drawn with its RNG; evaluate with reco-cli's
-ranking.parquet). Scope: explicit 0/1 labels (a `label` column), the interaction's own
+ranking.parquet). Not written either: places.parquet and snapshot_ts (what precompute and
+serving read; run reco-cli prepare on a sample for those). Input errors reco-cli refuses
+(missing or null columns, labels other than 0/1, unknown or repeated ids, a split without both
+classes) are refused here too, exit 2. Scope: explicit 0/1 labels (a `label` column), the interaction's own
 coordinates as context, the column names `reco-cli datasets synth` writes; other recipes are
 refused with a message naming what is not supported (no silent difference).
 
@@ -34,6 +37,7 @@ import os
 import math
 import sys
 import tomllib
+import zoneinfo
 from pathlib import Path
 
 from pyspark.sql import SparkSession, Window
@@ -56,16 +60,71 @@ def refuse(msg):
     sys.exit(2)
 
 
+# The [data] keys this job reproduces; any other changes reco-cli's features (column mappings,
+# timestamp units, declared features, other contexts, label rules, table locations), so the
+# recipe is refused rather than prepared differently.
+DATA_KEYS = {"source", "users", "places", "days", "timezone"}
+
+
 def settings(recipe_path):
     r = tomllib.loads(Path(recipe_path).read_text())
     data, prep = r.get("data", {}), r.get("prepare", {})
-    for key in ("columns", "features", "context", "positive_rating", "utc_offset_unit", "timestamp_format"):
-        if key in data:
-            refuse(f"{recipe_path}: data.{key} is not supported by the Spark job yet (reco-cli prepare supports it)")
+    extra = sorted(set(data) - DATA_KEYS)
+    if extra:
+        refuse(f"{recipe_path}: data.{extra[0]} is not supported by the Spark job (it reads the column names `reco-cli datasets synth` writes); use reco-cli prepare")
     cfg = {k: prep.get(k, v) for k, v in DEFAULTS.items()}
+    if not (cfg["window_days"] > 0 and 0 < cfg["valid_fraction"] and 0 < cfg["test_fraction"]
+            and cfg["valid_fraction"] + cfg["test_fraction"] < 1 and int(cfg["calibration_rows"]) >= 1):
+        refuse(f"{recipe_path}: [prepare] window_days, valid_fraction, test_fraction or calibration_rows out of range")
     cfg["timezone"] = data.get("timezone", "UTC")
+    try:
+        zoneinfo.ZoneInfo(cfg["timezone"])
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        refuse(f"{recipe_path}: data.timezone = {cfg['timezone']!r}: not an IANA time zone name")
     cfg["seed"] = r.get("seed", 42)
     return cfg
+
+
+# Columns each table must have (the names `reco-cli datasets synth` writes).
+REQUIRED = {
+    "interactions": ["user_id", "place_id", "timestamp", "lat", "lon", "label", "rating", "oracle_p"],
+    "places": ["place_id", "lat", "lon", "category", "price_level", "rating"],
+    "users": ["user_id", "segment"],
+}
+
+
+def validate(inter, places, users):
+    """What reco-cli refuses, refused here too, naming the table and column (exit 2)."""
+    for name, df in (("interactions", inter), ("places", places), ("users", users)):
+        missing = [c for c in REQUIRED[name] if c not in df.columns]
+        if missing:
+            refuse(f"{name}.parquet: missing column `{missing[0]}` (the Spark job reads the columns `reco-cli datasets synth` writes)")
+    if "utc_offset" in inter.columns:
+        refuse("interactions.parquet: a `utc_offset` column (reco-cli would use it for local time); use reco-cli prepare")
+    if not isinstance(inter.schema["timestamp"].dataType, (T.LongType, T.IntegerType)):
+        refuse(f"interactions.parquet: column `timestamp` is {inter.schema['timestamp'].dataType.simpleString()}, expected integer Unix seconds")
+    bad = {
+        "timestamp": F.col("timestamp").isNull(),
+        "label": F.col("label").isNull() | ~F.col("label").isin(0, 1),
+        "lat": F.col("lat").isNull() | F.isnan("lat") | (F.abs("lat") > 90),
+        "lon": F.col("lon").isNull() | F.isnan("lon") | (F.abs("lon") > 180),
+        "rating": F.isnan("rating") | (F.abs("rating") == float("inf")),
+        "user_id": F.col("user_id").isNull(),
+        "place_id": F.col("place_id").isNull(),
+    }
+    counts = inter.agg(*[F.sum(F.when(e, 1).otherwise(0)).alias(c) for c, e in bad.items()]).first()
+    for c in bad:
+        if counts[c]:
+            refuse(f"interactions.parquet: column `{c}` has {counts[c]} null, NaN or out-of-range values")
+    for name, df, key in (("places", places, "place_id"), ("users", users, "user_id")):
+        if df.count() != df.select(key).distinct().count():
+            refuse(f"{name}.parquet: `{key}` repeats (one row per {key[:-3]} expected)")
+        unknown = inter.join(df.select(key), key, "left_anti").count()
+        if unknown:
+            refuse(f"interactions.parquet: {unknown} rows reference a `{key}` absent from {name}.parquet")
+    pbad = places.where(F.col("lat").isNull() | F.isnan("lat") | F.col("lon").isNull() | F.isnan("lon")).count()
+    if pbad:
+        refuse(f"places.parquet: {pbad} places without coordinates")
 
 
 def read_tables(spark, raw):
@@ -96,7 +155,7 @@ def window_stats(inter, window):
 
 
 def features(inter, places, users, cfg):
-    window = int(round(cfg["window_days"] * 86400.0))
+    window = rust_round(cfg["window_days"] * 86400.0)
     df = window_stats(inter, window)
     p = places.select(
         "place_id",
@@ -157,11 +216,14 @@ def with_shards(df, spark):
 def cuts(df, cfg):
     t0, t1 = df.agg(F.min("timestamp"), F.max("timestamp")).first()
     span = float(t1 - t0)
-    # Python's round() is half-to-even, Rust's f64::round half-away-from-zero.
-    rnd = lambda x: int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
-    cut_valid = t0 + rnd(span * (1.0 - cfg["valid_fraction"] - cfg["test_fraction"]))
-    cut_test = t0 + rnd(span * (1.0 - cfg["test_fraction"]))
+    cut_valid = t0 + rust_round(span * (1.0 - cfg["valid_fraction"] - cfg["test_fraction"]))
+    cut_test = t0 + rust_round(span * (1.0 - cfg["test_fraction"]))
     return cut_valid, cut_test
+
+
+def rust_round(x):
+    """Rust's f64::round: half away from zero (Python's round() is half to even)."""
+    return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
 
 
 def fit_spec(train, spark_sources):
@@ -171,17 +233,13 @@ def fit_spec(train, spark_sources):
         cats.append({"name": c, "dtype": "int64", "vocabulary": vocab})
     # Population mean and std of the f32 values in f64, std 1 when (near) constant: as
     # FeatureSpec::fit.
-    aggs = []
-    for c in NUMERIC:
-        x = F.col(c).cast("double")
-        aggs += [F.avg(x).alias(f"{c}_m"), F.avg(x * x).alias(f"{c}_s")]
-    row = train.agg(*aggs).first()
+    # Two passes, as Rust: the mean, then the mean squared deviation from it.
+    means = train.agg(*[F.avg(F.col(c).cast("double")).alias(c) for c in NUMERIC]).first()
+    var = train.agg(*[F.avg((F.col(c).cast("double") - means[c]) ** 2).alias(c) for c in NUMERIC]).first()
     nums = []
     for c in NUMERIC:
-        m = row[f"{c}_m"]
-        var = max(row[f"{c}_s"] - m * m, 0.0)
-        sd = math.sqrt(var)
-        nums.append({"name": c, "mean": m, "std": sd if sd > 1e-12 else 1.0})
+        sd = math.sqrt(var[c])
+        nums.append({"name": c, "mean": means[c], "std": sd if sd > 1e-12 else 1.0})
     return {"categorical": cats, "numeric": nums, "label": "label", "sources": spark_sources}
 
 
@@ -205,12 +263,22 @@ def main():
     spark = b.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     inter, places, users = read_tables(spark, a.raw)
+    validate(inter, places, users)
     df = with_shards(features(inter, places, users, cfg), spark).cache()
     cut_valid, cut_test = cuts(df, cfg)
     split = F.when(F.col("timestamp") < cut_valid, "train").when(F.col("timestamp") < cut_test, "valid").otherwise("test")
     df = df.withColumn("_split", split)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    # Every split needs both classes, as reco-cli requires.
+    for name, pos, neg in df.groupBy("_split").agg(F.sum("label"), F.sum(1 - F.col("label"))).collect():
+        if not pos or not neg:
+            refuse(f"the {name} split has no {'visits' if not pos else 'non-visits'}; change prepare.valid_fraction/test_fraction")
+    if df.select("_split").distinct().count() < 3:
+        refuse("a split is empty; give more days of interactions or change prepare.valid_fraction/test_fraction")
+    # Written beside --out and renamed into place: never half a features directory.
+    final = Path(a.out)
+    if final.exists() and any(final.iterdir()):
+        refuse(f"--out {final}: exists and is not empty (the job writes a whole features directory)")
+    out = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     counts = {}
     for name in ("train", "valid", "test"):
         part = df.where(F.col("_split") == name)
@@ -227,6 +295,9 @@ def main():
     (out / "feature_spec.json").write_text(json.dumps(spec, indent=2))
     summary = {"rows": counts | {"calibration": n}, "split_times": [cut_valid, cut_test], "engine": "spark " + spark.version}
     (out / "prepare.json").write_text(json.dumps({"summary": summary, "config": cfg}, indent=2))
+    if final.exists():
+        final.rmdir()
+    out.rename(final)
     print(json.dumps(summary))
     spark.stop()
 

@@ -21,26 +21,58 @@ from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
 
+# One onnxruntime session per Python worker process (reused by every task it runs).
+_SESSIONS = {}
+
+
+def session(model_bytes):
+    import hashlib
+
+    import onnxruntime as ort
+
+    key = hashlib.sha256(model_bytes).hexdigest()
+    if key not in _SESSIONS:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        _SESSIONS[key] = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    return _SESSIONS[key]
+
+
+def feeds_of(b, cats, nums):
+    """The model's raw inputs from one Arrow batch: nulls, float ids and non-finite numbers
+    are errors naming the column (never a silently wrong id or score)."""
+    feeds = {}
+    for name, dtype in cats:
+        col = b.column(name)
+        if col.null_count:
+            raise ValueError(f"column `{name}` has {col.null_count} nulls, expected ids")
+        if dtype == "string":
+            feeds[name] = np.array(col.to_pylist(), dtype=object)
+        elif pa.types.is_integer(col.type):
+            feeds[name] = col.to_numpy(zero_copy_only=False).astype(np.int64)
+        else:
+            raise ValueError(f"column `{name}` has type {col.type}, expected integer ids")
+    for name in nums:
+        col = b.column(name)
+        v = col.to_numpy(zero_copy_only=False).astype(np.float32) if not col.null_count else None
+        if v is None or not np.all(np.isfinite(v)):
+            raise ValueError(f"column `{name}` has nulls or non-finite values, expected numbers")
+        feeds[name] = v
+    return feeds
+
+
 def scorer(model_bytes, spec, keys):
     cats = [(c["name"], c.get("dtype", "int64")) for c in spec["categorical"]]
     nums = [n["name"] for n in spec["numeric"]]
 
     def score(batches):
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+        sess = session(model_bytes)
         for b in batches:
             if b.num_rows == 0:
                 continue
-            feeds = {}
-            for name, dtype in cats:
-                col = b.column(name)
-                feeds[name] = np.array(col.to_pylist(), dtype=object) if dtype == "string" else col.to_numpy(zero_copy_only=False).astype(np.int64)
-            for name in nums:
-                feeds[name] = b.column(name).to_numpy(zero_copy_only=False).astype(np.float32)
-            prob, logit = sess.run(["probability", "logit"], feeds)
+            prob, logit = sess.run(["probability", "logit"], feeds_of(b, cats, nums))
+            if not np.all(np.isfinite(logit)):
+                raise ValueError("the model scored a row as a non-finite logit")
             out = {k: b.column(k) for k in keys}
             out["logit"] = pa.array(np.asarray(logit, dtype=np.float32).reshape(-1))
             out["probability"] = pa.array(np.asarray(prob, dtype=np.float32).reshape(-1))

@@ -2,7 +2,8 @@
 //!
 //! Parquet input (a file, or a directory or glob of parts) is streamed: read [`BATCH_ROWS`]
 //! rows at a time (only the model's columns), scored, written, so memory stays flat whatever
-//! the file's size. CSV input is read whole.
+//! the file's size. CSV input, model inputs in hive folder names, and column types only the
+//! whole-table reader converts (whole-number float ids, say) are read whole.
 
 use std::path::Path;
 
@@ -41,7 +42,7 @@ pub fn predict(model_dir: &Path, data: &Path, out: &Path) -> Result<PredictSumma
         ("reco_cli.input".to_string(), data.display().to_string()),
     ];
     let parts = crate::data::table::list_files(data)?;
-    let parquet = parts.iter().all(|(p, _)| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")));
+    let parquet = parts.iter().all(|(p, keys)| streamable(p, keys, &model));
     let rows = if parquet {
         let files: Vec<_> = parts.into_iter().map(|(p, _)| p).collect();
         stream(&model, model_dir, data, &files, out, &meta)?
@@ -52,6 +53,26 @@ pub fn predict(model_dir: &Path, data: &Path, out: &Path) -> Result<PredictSumma
         logits.len()
     };
     Ok(PredictSummary { rows, out: out.display().to_string(), model_sha256: hash, streamed: parquet })
+}
+
+/// Whether a part can be streamed: Parquet, no model input held in its `key=value` folders
+/// (those come from the whole-table reader), and every model input of a type the streaming
+/// reader takes (integer or string ids, numbers of any width). Anything else is read whole.
+fn streamable(path: &Path, hive: &[(String, String)], model: &Model) -> bool {
+    let spec = model.spec();
+    let inputs = spec.input_names();
+    if !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet") || e.eq_ignore_ascii_case("pq"))
+        || hive.iter().any(|(k, _)| inputs.contains(&k.as_str()))
+    {
+        return false;
+    }
+    let Ok(schema) = crate::runtime::arrow_io::parquet_schema(path) else { return false };
+    let typed = |name: &str, ok: &dyn Fn(&arrow::datatypes::DataType) -> bool| {
+        schema.field_with_name(name).is_ok_and(|f| ok(f.data_type()))
+    };
+    let id_ok = |t: &arrow::datatypes::DataType| t.is_integer() || !t.is_numeric();
+    spec.categorical.iter().all(|c| typed(&c.name, &id_ok))
+        && spec.numeric.iter().all(|n| typed(&n.name, &|t| t.is_numeric()))
 }
 
 /// Logits of `cols` (rows `first..` of the input), every one finite.

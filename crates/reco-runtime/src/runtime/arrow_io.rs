@@ -27,21 +27,24 @@ fn columns_at(spec: &FeatureSpec, batch: &RecordBatch, first: usize) -> Result<C
     for c in &spec.categorical {
         let a = col(&c.name)?;
         // Logical nulls: a dictionary's null values count too.
-        if a.logical_nulls().is_some_and(|n| n.null_count() > 0) {
-            return Err(Error::input(format!("column `{}` has nulls, expected ids", c.name)));
+        if let Some(i) = a.logical_nulls().and_then(|n| (0..n.len()).find(|&i| n.is_null(i))) {
+            return Err(Error::input(format!("column `{}` row {} is null, expected an id", c.name, first + i)));
         }
         categorical.push(ids_from_array(&c.name, c.dtype(), a)?);
     }
     let mut numeric = Vec::new();
     for n in &spec.numeric {
         let a = col(&n.name)?;
-        if a.null_count() > 0 {
-            return Err(Error::input(format!("column `{}` has nulls, expected numbers", n.name)));
+        if let Some(i) = a.nulls().and_then(|n| (0..n.len()).find(|&i| n.is_null(i))) {
+            return Err(Error::input(format!("column `{}` row {} is null, expected a number", n.name, first + i)));
         }
         let v: Vec<f32> = match a.data_type() {
             DataType::Float32 => a.as_primitive::<Float32Type>().values().to_vec(),
-            DataType::Float64 => a.as_primitive::<Float64Type>().values().iter().map(|&x| x as f32).collect(),
-            DataType::Int64 => a.as_primitive::<Int64Type>().values().iter().map(|&x| x as f32).collect(),
+            // Any other float or integer width, through f64.
+            t if t.is_floating() || t.is_integer() => {
+                let wide = arrow::compute::cast(a, &DataType::Float64).map_err(|e| Error::Internal(e.to_string()))?;
+                wide.as_primitive::<Float64Type>().values().iter().map(|&x| x as f32).collect()
+            }
             other => {
                 return Err(Error::input(format!("column `{}` has type {other}, expected a number", n.name)));
             }
@@ -100,6 +103,15 @@ pub fn read_parquet(path: &std::path::Path, spec: &FeatureSpec) -> Result<Column
         }
     }
     all.ok_or_else(|| Error::input(format!("{}: no rows", path.display())))
+}
+
+/// The Arrow schema of the Parquet file `path`.
+#[cfg(feature = "parquet")]
+pub fn parquet_schema(path: &std::path::Path) -> Result<arrow::datatypes::SchemaRef> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| Error::input(format!("{}: {e}", path.display())))?;
+    Ok(builder.schema().clone())
 }
 
 /// The spec's columns of the Parquet file `path`, `batch_rows` rows at a time, in file order:
@@ -180,13 +192,13 @@ mod tests {
         assert!(e.contains("`category`") && e.contains("expected a string"), "{e}");
         let nulls: ArrayRef = Arc::new(StringArray::from(vec![Some("Bar"), None, Some("Bar")]));
         let e = columns_from_batch(&spec(), &batch(nulls)).unwrap_err().to_string();
-        assert!(e.contains("`category` has nulls"), "{e}");
+        assert!(e.contains("`category` row 1 is null"), "{e}");
         // A dictionary whose values hold the null.
         let values: ArrayRef = Arc::new(StringArray::from(vec![Some("Bar"), None]));
         let keys = Int32Array::from(vec![0, 1, 0]);
         let dict: ArrayRef = Arc::new(DictionaryArray::<Int32Type>::try_new(keys, values).unwrap());
         let e = columns_from_batch(&spec(), &batch(dict)).unwrap_err().to_string();
-        assert!(e.contains("`category` has nulls"), "{e}");
+        assert!(e.contains("`category` row 1 is null"), "{e}");
         // An unsigned id past i64::MAX is an error, not id 0.
         let mut s = spec();
         s.categorical.swap(0, 1);
