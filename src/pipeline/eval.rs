@@ -265,21 +265,27 @@ pub struct Quality {
 
 /// AUC, logloss and NDCG@10 of an in-memory model.
 pub fn quality(model: &crate::runtime::Model, test: &FeatureFrame, ranking: Option<&FeatureFrame>) -> Result<Quality> {
+    quality_and_ranking(model, test, ranking).map(|(q, _)| q)
+}
+
+/// [`quality`], with the model's logits on the ranking set (when it has queries and labels).
+pub fn quality_and_ranking(
+    model: &crate::runtime::Model,
+    test: &FeatureFrame,
+    ranking: Option<&FeatureFrame>,
+) -> Result<(Quality, Option<Vec<f32>>)> {
     let labels = test.label.as_deref().ok_or_else(|| Error::input("test file has no label column"))?;
     let logits = model.logits(&test.columns)?;
     let probs: Vec<f32> = logits.iter().map(|&z| sigmoid(z)).collect();
-    let ndcg10 = match ranking {
-        Some(r) => {
-            let (q, y) = (r.query_id.as_deref(), r.label.as_deref());
-            match (q, y) {
-                (Some(q), Some(y)) => {
-                    let (_, ndcg, n) = metrics::ranking(q, &model.logits(&r.columns)?, y, 10);
-                    (n > 0).then_some(ndcg)
-                }
-                _ => None,
-            }
-        }
-        None => None,
-    };
-    Ok(Quality { auc: metrics::auc(&logits, labels), logloss: metrics::logloss(&probs, labels), ndcg10 })
+    let (mut ndcg10, mut scores) = (None, None);
+    if let Some(r) = ranking
+        && let (Some(q), Some(y)) = (r.query_id.as_deref(), r.label.as_deref())
+    {
+        let s = model.logits(&r.columns)?;
+        let (_, ndcg, n) = metrics::ranking(q, &s, y, 10);
+        ndcg10 = (n > 0).then_some(ndcg);
+        scores = Some(s);
+    }
+    let q = Quality { auc: metrics::auc(&logits, labels), logloss: metrics::logloss(&probs, labels), ndcg10 };
+    Ok((q, scores))
 }

@@ -21,7 +21,7 @@ use crate::data::features::FeatureFrame;
 use crate::error::{Error, Result};
 use crate::kernels::Kernel;
 use crate::metrics;
-use crate::pipeline::eval::{Quality, quality};
+use crate::pipeline::eval::{Quality, quality_and_ranking};
 use crate::progress::Progress;
 use crate::quant::calibrate::{Calibrator, Observer};
 use crate::quant::{QParams, quantize_bias, quantize_rowwise, quantize_weights, sqnr_db};
@@ -352,7 +352,8 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
         .collect();
     progress.advance(1);
 
-    let parent_q = quality(&Model::Float(parent.clone()), &test, ranking.as_ref())?;
+    let parent_model = Model::Float(parent.clone());
+    let (parent_q, parent_scores) = quality_and_ranking(&parent_model, &test, ranking.as_ref())?;
     let build = |float_layers: &[usize]| -> QuantWeights {
         let layers = int8_layers
             .iter()
@@ -373,20 +374,19 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
     let mut order: Vec<usize> = (0..sqnr.len()).filter(|i| !float_layers.contains(i)).collect();
     order.sort_by(|&a, &b| sqnr[a].total_cmp(&sqnr[b]));
     let mut order = order.into_iter();
-    let parent_model = Model::Float(parent.clone());
-    let parent_rank = match &ranking {
-        Some(r) => Some((r.query_id.as_deref().unwrap_or_default(), parent_model.logits(&r.columns)?)),
-        None => None,
+    let parent_rank = match (&ranking, parent_scores) {
+        (Some(r), Some(s)) => Some((r.query_id.as_deref().unwrap_or_default(), s)),
+        _ => None,
     };
     let mut steps = Vec::new();
     let (weights, q, passed, model) = loop {
         let w = build(&float_layers);
         let model = Model::Int8(Int8Model::with_kernel(parent.spec.clone(), parent.arch.clone(), w.clone(), kernel));
-        let q = quality(&model, &test, ranking.as_ref())?;
+        let (q, rank_scores) = quality_and_ranking(&model, &test, ranking.as_ref())?;
         let ok = within(delta(q.auc, parent_q.auc), opts.max_auc_drop)
             && within(delta(q.ndcg10, parent_q.ndcg10), opts.max_ndcg_drop);
-        let top10_jaccard = match (&parent_rank, &ranking) {
-            (Some((qid, base)), Some(r)) => metrics::topk_jaccard(qid, base, &model.logits(&r.columns)?, 10),
+        let top10_jaccard = match (&parent_rank, &rank_scores) {
+            (Some((qid, base)), Some(s)) => metrics::topk_jaccard(qid, base, s, 10),
             _ => None,
         };
         steps.push(FallbackStep {
