@@ -182,7 +182,8 @@ impl Reuse {
             }
             artifacts.insert(rel(&self.out, a), m.content_hash());
         }
-        let record = Record { key: key.into(), base: self.base(), detail: detail.clone(), files, artifacts, exported };
+        let detail = exact(detail.clone(), true);
+        let record = Record { key: key.into(), base: self.base(), detail, files, artifacts, exported };
         crate::pipeline::run::write_json(&self.path(name), &record)
     }
 
@@ -216,7 +217,7 @@ impl Reuse {
     ) -> Result<StageReport> {
         if let Some(r) = self.lookup(name, key) {
             progress.log(&format!("{name}: reused (its inputs and configuration are unchanged)"));
-            let detail = rebase(r.detail, &r.base, &self.base());
+            let detail = rebase(exact(r.detail, false), &r.base, &self.base());
             return Ok(StageReport { name: name.into(), seconds: 0.0, detail, reused: true });
         }
         self.forget_from(name)?;
@@ -225,6 +226,27 @@ impl Reuse {
         let seconds = start.elapsed().as_secs_f64();
         self.record(name, key, &detail, outputs)?;
         Ok(StageReport { name: name.into(), seconds, detail, reused: false })
+    }
+}
+
+/// Marks a float written as its bit pattern (a string `EXACT` + 16 hex digits).
+const EXACT: &str = "\u{1}f64:";
+
+/// Floats as bit-pattern strings (`encode`) or back: serde_json's default parser may read a
+/// float back one ulp off, and a reused stage must report the very numbers it reported when
+/// it ran (the report is byte-identical to a fresh run's).
+fn exact(v: Value, encode: bool) -> Value {
+    match v {
+        Value::Number(n) if encode && n.is_f64() => {
+            Value::String(format!("{EXACT}{:016x}", n.as_f64().map_or(0, f64::to_bits)))
+        }
+        Value::String(s) if !encode && s.starts_with(EXACT) => {
+            let bits = u64::from_str_radix(&s[EXACT.len()..], 16).unwrap_or(0);
+            serde_json::Number::from_f64(f64::from_bits(bits)).map_or(Value::Null, Value::Number)
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(|x| exact(x, encode)).collect()),
+        Value::Object(m) => Value::Object(m.into_iter().map(|(k, x)| (k, exact(x, encode))).collect()),
+        other => other,
     }
 }
 

@@ -87,10 +87,9 @@ pub fn without_timings(root: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
 /// reports whether or not it reused stages.
 pub fn reuse_blind(root: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
     let mut s = without_timings(root);
+    // As text: a JSON parser may read two neighbouring floats as one, hiding a difference.
     if let Some(Some(bytes)) = s.get_mut("report.json") {
-        let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
-        v["stages"].as_array_mut().unwrap().iter_mut().for_each(|st| st["reused"] = false.into());
-        *bytes = serde_json::to_vec_pretty(&v).unwrap();
+        *bytes = String::from_utf8_lossy(bytes).replace("\"reused\": true", "\"reused\": false").into_bytes();
     }
     s
 }
