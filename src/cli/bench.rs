@@ -36,6 +36,9 @@ pub fn exec(args: BenchArgs, g: &Global) -> Result<u8> {
     if !(seconds > 0.0 && seconds <= 3600.0) {
         return Err(reco::Error::input(format!("--seconds {seconds}: expected a number in (0, 3600]")));
     }
+    if let Some(path) = &metrics_out {
+        reco::pipeline::prom::check_target(path)?;
+    }
     let threads = g.threads.unwrap_or(1);
     if let Some(b) = batch_sizes.iter().find(|&&b| b == 0 || b > 1 << 20) {
         return Err(reco::Error::input(format!("--batch-sizes {b}: expected sizes from 1 to 1048576 rows")));

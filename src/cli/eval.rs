@@ -26,6 +26,9 @@ pub struct EvalArgs {
 
 pub fn exec(args: EvalArgs, g: &Global) -> Result<u8> {
     let EvalArgs { models, data, ranking, metrics_out } = args;
+    if let Some(path) = &metrics_out {
+        reco::pipeline::prom::check_target(path)?;
+    }
     let ranking = ranking.or_else(|| default_ranking(&data));
     let report = evaluate(&models, &data, ranking.as_deref())?;
     if let Some(path) = &metrics_out {

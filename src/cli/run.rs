@@ -36,6 +36,9 @@ pub struct RunArgs {
 
 pub fn exec(args: RunArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
     let RunArgs { recipe, out, resume, force, from, metrics_out } = args;
+    if let Some(path) = &metrics_out {
+        reco::pipeline::prom::check_target(path)?;
+    }
     let recipe = super::load_recipe(&recipe, g)?;
     let paths = super::out_dir(&recipe, out.as_ref());
     let _lock = reco::pipeline::paths::OutputLock::acquire(&paths.out)?;

@@ -141,6 +141,29 @@ pub fn recipe_of(model: &Path) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// Checks, before any work, that `path` can take the metrics file: not a directory, its
+/// folder a directory (created when missing). A run learns of a bad `--metrics-out` at once,
+/// not after every stage.
+pub fn check_target(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        return Err(crate::error::Error::input(format!(
+            "--metrics-out {}: is a directory, expected a file path",
+            path.display()
+        )));
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if dir.exists() && !dir.is_dir() {
+            return Err(crate::error::Error::input(format!(
+                "--metrics-out {}: {} is not a directory",
+                path.display(),
+                dir.display()
+            )));
+        }
+        std::fs::create_dir_all(dir).at(dir)?;
+    }
+    Ok(())
+}
+
 /// Writes the exposition text to `path` atomically.
 pub fn write(path: &Path, f: &Families) -> Result<()> {
     let text = f.text();

@@ -82,7 +82,9 @@ fn read_json(path: &Path) -> Result<Value> {
 
 fn load(out: &Path) -> Result<Inputs> {
     let report = read_json(&out.join("report.json"))?;
-    let timings = read_json(&out.join("timings.json")).unwrap_or(Value::Null);
+    // No timings file: nothing was timed ("not measurable"); a broken one is an error.
+    let timings_path = out.join("timings.json");
+    let timings = if timings_path.exists() { read_json(&timings_path)? } else { Value::Null };
     let timed: crate::pipeline::stable::Timings = serde_json::from_value(timings.clone()).unwrap_or_default();
     let restored = crate::pipeline::stable::restore(report.clone(), &timed);
     let eval: EvalReport = serde_json::from_value(restored["eval"].clone()).map_err(|e| {
@@ -225,7 +227,10 @@ fn stages(i: &Inputs) -> Vec<Block> {
                 .collect()
         })
         .unwrap_or_default();
-    vec![Block::Heading(2, "Stages".into()), Block::Table(vec!["stage".into(), "".into(), "seconds".into()], rows)]
+    vec![
+        Block::Heading(2, "Stages".into()),
+        Block::Table(vec!["stage".into(), "this run".into(), "seconds".into()], rows),
+    ]
 }
 
 fn ci(v: Option<[f64; 2]>) -> String {
@@ -443,7 +448,10 @@ fn model_card(i: &Inputs, n: usize, m: &ModelEval) -> Result<Vec<Block>> {
                 },
             )),
         ]);
-        rows.push(vec![Cell::text("recipe sha256"), Cell::text(recipe.get(..16).unwrap_or(&recipe))]);
+        rows.push(vec![
+            Cell::text("recipe sha256 (the sections its stages read)"),
+            Cell::text(recipe.get(..16).unwrap_or(&recipe)),
+        ]);
         rows.push(vec![Cell::text("status"), Cell::text(format!("{:?}", man.status).to_lowercase())]);
     }
     rows.push(vec![Cell::text("parameters"), Cell::text(parameters(i, &m.kind).map_or("?".into(), |p| p.to_string()))]);

@@ -267,7 +267,9 @@ pub fn files_fingerprint(locations: &[PathBuf]) -> Result<String> {
         let files = crate::data::table::list_files(loc)
             .map_err(|e| Error::input(format!("{}: cannot fingerprint the input ({e})", loc.display())))?;
         for (f, _) in files {
-            listing.push_str(&format!("{}\0{}\n", f.display(), sha256_file(&f)?));
+            // Relative to the location: a copied or moved run keeps its keys.
+            let name = f.strip_prefix(loc).unwrap_or(&f);
+            listing.push_str(&format!("{}\0{}\n", name.display(), sha256_file(&f)?));
         }
     }
     Ok(sha256_bytes(listing.as_bytes()))

@@ -51,6 +51,12 @@ fn unchanged_stages_are_reused_and_only_what_an_edit_touches_runs_again() {
     let reused_text = text(&after).replace("\"reused\": true", "\"reused\": false");
     assert_eq!(reused_text, text(&before), "a reused run's report.json differs from the fresh run's");
 
+    // A copy of the run elsewhere keeps its keys (they hold content, not paths).
+    let copy = dir.path().join("copy");
+    super::common::copy_dir(&out, &copy);
+    let copied = reused(&recipe, &copy, &[]);
+    assert_eq!(ran(&copied), Vec::<&str>::new(), "a copied run recomputes nothing");
+
     // Only [quantize]: the INT8 models, their evaluation and export run again.
     edit(&recipe, "max_auc_drop = 0.02", "max_auc_drop = 0.03");
     let third = reused(&recipe, &out, &[]);
