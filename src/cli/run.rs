@@ -41,6 +41,7 @@ pub fn exec(args: RunArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
     }
     let recipe = super::load_recipe(&recipe, g)?;
     let paths = super::out_dir(&recipe, out.as_ref());
+    reco::pipeline::paths::check_run_root(&paths.out)?;
     let _lock = reco::pipeline::paths::OutputLock::acquire(&paths.out)?;
     let reuse = match (force, from) {
         (true, _) => Mode::Force,

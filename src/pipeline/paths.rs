@@ -128,6 +128,20 @@ pub fn check_output(out: &Path, inputs: &[&Path], artifacts: &[&Path], allowed_i
     Ok(())
 }
 
+/// A run's output root must not be an artifact directory or lie inside one (it would write a
+/// whole run into the artifact).
+pub fn check_run_root(out: &Path) -> Result<()> {
+    let o = resolved(out);
+    if let Some(a) = o.ancestors().find(|a| a.join(crate::artifact::MANIFEST).is_file()) {
+        return Err(Error::input(format!(
+            "--out {}: inside the artifact {} (a run writes raw data, features and models there); choose another directory; nothing written",
+            out.display(),
+            a.display()
+        )));
+    }
+    Ok(())
+}
+
 /// An exclusive lock on an output root (`<out>/.reco-cli.lock`, an OS file lock released when
 /// the process ends, however it ends): two runs into one `--out` cannot interleave.
 #[derive(Debug)]

@@ -82,6 +82,9 @@ fn read_json(path: &Path) -> Result<Value> {
 
 fn load(out: &Path) -> Result<Inputs> {
     let report = read_json(&out.join("report.json"))?;
+    if !report.is_object() {
+        return Err(Error::input(format!("{}: not a JSON object (a run's report)", out.join("report.json").display())));
+    }
     // No timings file: nothing was timed ("not measurable"); a broken one is an error.
     let timings_path = out.join("timings.json");
     let timings = if timings_path.exists() { read_json(&timings_path)? } else { Value::Null };

@@ -156,6 +156,9 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn P
     let reuse = Reuse::new(&paths.out, opts.reuse);
     let mut stages = Vec::new();
     let (raw, synth_stage) = ensure_raw(recipe, paths, opts.reuse)?;
+    if synth_stage.as_ref().is_some_and(|s| s.reused) {
+        progress.log("synth: reused (raw/synth.json records these settings)");
+    }
     // The tables' content. Tables that cannot be fingerprinted (a missing file, say) get a
     // key no record holds: prepare runs and reports the problem in its own words.
     let locations = if synth_stage.is_some() { vec![paths.raw()] } else { raw_locations(&raw) };

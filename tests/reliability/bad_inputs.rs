@@ -582,6 +582,18 @@ const CASES: &[Case] = &[
         needles: &["--out"],
     },
     Case {
+        name: "run --out inside an artifact",
+        setup: none,
+        args: &["run", "r.toml", "--out", "run/teacher/nested"],
+        needles: &["--out", "run/teacher", "artifact"],
+    },
+    Case {
+        name: "run --metrics-out is a directory",
+        setup: none,
+        args: &["run", "r.toml", "--out", "o", "--metrics-out", "run"],
+        needles: &["--metrics-out", "directory"],
+    },
+    Case {
         name: "predict --out is a directory",
         setup: |d| std::fs::create_dir_all(d.join("scores")).unwrap(),
         args: &["predict", "--model", "run/teacher", "--data", "run/features/test.parquet", "--out", "scores"],
