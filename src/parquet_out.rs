@@ -17,24 +17,48 @@ use crate::error::{Error, Result};
 /// Writes `batches` (all of `schema`) to `path` through a temp file and a rename, zstd
 /// compressed, with `metadata` as the file's key-value metadata.
 pub fn write(path: &Path, schema: SchemaRef, batches: &[RecordBatch], metadata: &[(String, String)]) -> Result<()> {
+    let mut rest = batches.iter();
+    stream(path, schema, metadata, || Ok(rest.next().cloned())).map(drop)
+}
+
+/// zstd level 3, `metadata` as the file's key-value metadata.
+fn properties(metadata: &[(String, String)]) -> Result<WriterProperties> {
     let kv = metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
     let zstd = ZstdLevel::try_new(3).map_err(|e| Error::Internal(e.to_string()))?;
-    let props =
-        WriterProperties::builder().set_compression(Compression::ZSTD(zstd)).set_key_value_metadata(Some(kv)).build();
+    Ok(WriterProperties::builder().set_compression(Compression::ZSTD(zstd)).set_key_value_metadata(Some(kv)).build())
+}
+
+/// A writer error as ours: an I/O failure names `path`.
+fn writer_error(path: &Path, e: parquet::errors::ParquetError) -> Error {
+    match e {
+        parquet::errors::ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
+            Ok(io) => Error::io(path, *io),
+            Err(other) => Error::Internal(other.to_string()),
+        },
+        other => Error::Internal(format!("writing {}: {other}", path.display())),
+    }
+}
+
+/// Writes the batches `next` yields (`None`: done) to `path` through a temp file renamed into
+/// place only when every batch succeeded: memory holds one batch and the writer's open row
+/// group. Returns the rows written.
+fn stream(
+    path: &Path,
+    schema: SchemaRef,
+    metadata: &[(String, String)],
+    mut next: impl FnMut() -> Result<Option<RecordBatch>>,
+) -> Result<u64> {
+    let props = properties(metadata)?;
+    let mut rows = 0u64;
     crate::artifact::write_atomic(path, |file| {
-        let fail = |e: parquet::errors::ParquetError| match e {
-            parquet::errors::ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
-                Ok(io) => Error::io(path, *io),
-                Err(other) => Error::Internal(other.to_string()),
-            },
-            other => Error::Internal(format!("writing {}: {other}", path.display())),
-        };
-        let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(fail)?;
-        for b in batches {
-            w.write(b).map_err(fail)?;
+        let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| writer_error(path, e))?;
+        while let Some(b) = next()? {
+            w.write(&b).map_err(|e| writer_error(path, e))?;
+            rows += b.num_rows() as u64;
         }
-        w.close().map(drop).map_err(fail)
-    })
+        w.close().map(drop).map_err(|e| writer_error(path, e))
+    })?;
+    Ok(rows)
 }
 
 /// The columns of a predictions file: `row`, `logit`, `probability`.
@@ -70,22 +94,14 @@ pub fn stream_predictions(
     metadata: &[(String, String)],
     mut next: impl FnMut() -> Result<Option<Vec<f32>>>,
 ) -> Result<u64> {
-    let kv = metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
-    let zstd = ZstdLevel::try_new(3).map_err(|e| Error::Internal(e.to_string()))?;
-    let props =
-        WriterProperties::builder().set_compression(Compression::ZSTD(zstd)).set_key_value_metadata(Some(kv)).build();
-    let mut rows = 0u64;
-    crate::artifact::write_atomic(path, |file| {
-        let fail = |e: parquet::errors::ParquetError| Error::Internal(format!("writing {}: {e}", path.display()));
-        let mut w = ArrowWriter::try_new(file, predictions_schema(), Some(props)).map_err(fail)?;
-        while let Some(logits) = next()? {
-            w.write(&predictions_batch(rows, &logits)?).map_err(fail)?;
-            rows += logits.len() as u64;
+    let mut first = 0u64;
+    stream(path, predictions_schema(), metadata, || match next()? {
+        Some(logits) => {
+            let b = predictions_batch(first, &logits)?;
+            first += logits.len() as u64;
+            Ok(Some(b))
         }
-        if rows == 0 {
-            return Err(Error::input(format!("{}: no rows to score; nothing written", source.display())));
-        }
-        w.close().map(drop).map_err(fail)
-    })?;
-    Ok(rows)
+        None if first == 0 => Err(Error::input(format!("{}: no rows to score; nothing written", source.display()))),
+        None => Ok(None),
+    })
 }

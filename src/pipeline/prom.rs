@@ -166,11 +166,7 @@ pub fn check_target(path: &Path) -> Result<()> {
 
 /// Writes the exposition text to `path` atomically.
 pub fn write(path: &Path, f: &Families) -> Result<()> {
-    let text = f.text();
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).at(dir)?;
-    }
-    crate::artifact::write_atomic(path, |mut file| std::io::Write::write_all(&mut file, text.as_bytes()).at(path))
+    crate::pipeline::run::write_file(path, f.text().as_bytes())
 }
 
 #[cfg(test)]

@@ -126,7 +126,7 @@ pub fn write(out: &Path) -> Result<ReportFiles> {
 }
 
 fn write_text(path: &Path, text: &str) -> Result<()> {
-    crate::artifact::write_atomic(path, |mut f| std::io::Write::write_all(&mut f, text.as_bytes()).at(path))
+    crate::pipeline::run::write_file(path, text.as_bytes())
 }
 
 fn build(i: &Inputs) -> Result<Vec<Block>> {

@@ -386,8 +386,14 @@ pub fn check_gates(recipe: &Recipe, eval: &EvalReport) -> Vec<GateReport> {
 /// Writes JSON through a temporary file renamed into place.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Internal(e.to_string()))?;
-    if let Some(dir) = path.parent() {
+    write_file(path, &bytes)
+}
+
+/// Writes `bytes` to `path` (its folder created when missing) through a temporary file
+/// renamed into place.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).at(dir)?;
     }
-    crate::artifact::write_atomic(path, |mut f| std::io::Write::write_all(&mut f, &bytes).at(path))
+    crate::artifact::write_atomic(path, |mut f| std::io::Write::write_all(&mut f, bytes).at(path))
 }
