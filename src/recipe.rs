@@ -305,6 +305,12 @@ pub struct TrainConfig {
     pub small_embedding_dim: usize,
     /// Training backend: `flex` (default, faster) or `ndarray` (or `wgpu` with the feature).
     pub backend: String,
+    /// A training or validation split of at most this many rows is held in memory whole
+    /// (reshuffled every epoch); a larger one is read from disk a row group at a time.
+    pub max_rows_in_memory: usize,
+    /// Rows of a split read from disk that are shuffled together (whole row groups, drawn in a
+    /// random order every epoch).
+    pub shuffle_buffer_rows: usize,
 }
 
 impl Default for TrainConfig {
@@ -320,6 +326,8 @@ impl Default for TrainConfig {
             id_embedding_dim: 16,
             small_embedding_dim: 4,
             backend: "flex".to_string(),
+            max_rows_in_memory: 1_000_000,
+            shuffle_buffer_rows: 262_144,
         }
     }
 }
@@ -396,6 +404,9 @@ impl Recipe {
         if !(t.lr_decay > 0.0 && t.lr_decay <= 1.0) {
             return Err(format!("train.lr_decay = {}: expected a number in (0, 1]", t.lr_decay));
         }
+        if t.shuffle_buffer_rows == 0 {
+            return Err("train.shuffle_buffer_rows = 0: expected at least 1".into());
+        }
         if t.id_embedding_dim == 0 || t.small_embedding_dim == 0 {
             return Err("train: embedding dims must be positive".into());
         }
@@ -403,6 +414,7 @@ impl Recipe {
         for (key, v, max) in [
             ("epochs", t.epochs, 100_000),
             ("batch_size", t.batch_size, 1 << 20),
+            ("shuffle_buffer_rows", t.shuffle_buffer_rows.max(1), 1 << 26),
             ("id_embedding_dim", t.id_embedding_dim, MAX_WIDTH),
             ("small_embedding_dim", t.small_embedding_dim, MAX_WIDTH),
         ]

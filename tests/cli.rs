@@ -239,11 +239,50 @@ fn distill_rejects_bad_settings_and_inputs_without_writing_anything() {
 
 /// Writes `batch` to `path` as Parquet (parent folders created).
 fn write_parquet_batch(path: &Path, batch: &arrow::array::RecordBatch) {
+    write_parquet_groups(path, batch, 1 << 20);
+}
+
+/// Writes `batch` to `path` as Parquet with row groups of `group_rows` rows.
+fn write_parquet_groups(path: &Path, batch: &arrow::array::RecordBatch, group_rows: usize) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let mut w =
-        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    let props =
+        parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(group_rows)).build();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
     w.write(batch).unwrap();
     w.close().unwrap();
+}
+
+/// Every row of a Parquet file as one batch.
+fn read_batch(path: &Path) -> arrow::array::RecordBatch {
+    let batches: Vec<_> = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+/// Writes `all` as two hive-partitioned parts, `day=1/a.parquet` (rows before `first`) and
+/// `day=2/b.parquet`, with row groups of `group_rows` rows.
+fn write_parts(all: &arrow::array::RecordBatch, parts: &Path, first: usize, group_rows: usize) {
+    write_parquet_groups(&parts.join("day=1/a.parquet"), &all.slice(0, first), group_rows);
+    write_parquet_groups(&parts.join("day=2/b.parquet"), &all.slice(first, all.num_rows() - first), group_rows);
+}
+
+/// `all` with column `name` (Float32) replaced by `f` of its values.
+fn with_f32_column(
+    all: &arrow::array::RecordBatch,
+    name: &str,
+    f: impl FnOnce(&mut Vec<f32>),
+) -> arrow::array::RecordBatch {
+    let mut cols = all.columns().to_vec();
+    let at = all.schema().index_of(name).unwrap();
+    let mut d: Vec<f32> = cols[at].as_any().downcast_ref::<arrow::array::Float32Array>().unwrap().values().to_vec();
+    f(&mut d);
+    cols[at] = std::sync::Arc::new(arrow::array::Float32Array::from(d));
+    arrow::array::RecordBatch::try_new(all.schema(), cols).unwrap()
 }
 
 #[test]
@@ -251,17 +290,10 @@ fn predict_streams_a_directory_of_parts_in_order_and_names_a_bad_row_by_its_file
     let run = run_dir();
     let (teacher, test) = (run.join("teacher"), run.join("features/test.parquet"));
     let dir = tempfile::tempdir().unwrap();
-    let batches: Vec<_> = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&test).unwrap())
-        .unwrap()
-        .build()
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let all = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let all = read_batch(&test);
     let first = all.num_rows() / 3;
     let parts = dir.path().join("parts");
-    write_parquet_batch(&parts.join("day=1/a.parquet"), &all.slice(0, first));
-    write_parquet_batch(&parts.join("day=2/b.parquet"), &all.slice(first, all.num_rows() - first));
+    write_parts(&all, &parts, first, 1 << 20);
     let (whole, split) = (dir.path().join("whole.parquet"), dir.path().join("split.parquet"));
     predict(&teacher, &test, &whole, dir.path());
     predict(&teacher, &parts, &split, dir.path());
@@ -280,12 +312,7 @@ fn predict_streams_a_directory_of_parts_in_order_and_names_a_bad_row_by_its_file
     assert_eq!(rows, (0..all.num_rows() as u64).collect::<Vec<_>>(), "one row number per input row, across parts");
 
     // A NaN in row 3 of the second part: the error names that file and row; nothing is written.
-    let mut cols = all.columns().to_vec();
-    let at = all.schema().index_of("distance_km").unwrap();
-    let mut d: Vec<f32> = cols[at].as_any().downcast_ref::<arrow::array::Float32Array>().unwrap().values().to_vec();
-    d[first + 3] = f32::NAN;
-    cols[at] = std::sync::Arc::new(arrow::array::Float32Array::from(d));
-    let bad = arrow::array::RecordBatch::try_new(all.schema(), cols).unwrap();
+    let bad = with_f32_column(&all, "distance_km", |d| d[first + 3] = f32::NAN);
     write_parquet_batch(&parts.join("day=2/b.parquet"), &bad.slice(first, all.num_rows() - first));
     let out = dir.path().join("bad.parquet");
     let args = [
@@ -300,6 +327,63 @@ fn predict_streams_a_directory_of_parts_in_order_and_names_a_bad_row_by_its_file
     let o = reco(&args, dir.path());
     input_error(&o, &["b.parquet", "distance_km", "row 3", "NaN"]);
     assert!(!out.exists(), "nothing written");
+}
+
+#[test]
+fn eval_streams_parts_in_row_groups_with_the_whole_file_metrics_and_names_a_bad_label_by_file_and_row() {
+    let run = run_dir();
+    let (teacher, test) = (run.join("teacher"), run.join("features/test.parquet"));
+    let dir = tempfile::tempdir().unwrap();
+    let all = read_batch(&test);
+    let first = all.num_rows() / 3;
+    let parts = dir.path().join("parts");
+    write_parts(&all, &parts, first, 500);
+    let ranking = run.join("features/ranking.parquet");
+    let eval = |data: &Path| {
+        let args = ["eval", teacher.to_str().unwrap(), "--data", data.to_str().unwrap(), "--json"];
+        let mut v: serde_json::Value = serde_json::from_str(
+            &ok(reco(&[&args[..], &["--ranking", ranking.to_str().unwrap()]].concat(), dir.path())).stdout,
+        )
+        .unwrap();
+        for m in v["models"].as_array_mut().unwrap() {
+            m.as_object_mut().unwrap().remove("us_per_row");
+        }
+        v
+    };
+    let (whole, streamed) = (eval(&test), eval(&parts));
+    assert_eq!(streamed["models"][0]["rows"], all.num_rows());
+    assert!(whole["baselines"].as_array().is_some_and(|b| !b.is_empty()), "{whole}");
+    assert_eq!(streamed, whole, "metrics, intervals, calibration and baselines from row groups of parts");
+
+    // A label of 2 in row 700 of the second part (its second row group) is named by file and row.
+    let bad = with_f32_column(&all, "label", |y| y[first + 700] = 2.0);
+    write_parquet_groups(&parts.join("day=2/b.parquet"), &bad.slice(first, all.num_rows() - first), 500);
+    let o = reco(&["eval", teacher.to_str().unwrap(), "--data", parts.to_str().unwrap()], dir.path());
+    input_error(&o, &["b.parquet", "`label` row 700", "expected 0 or 1"]);
+}
+
+#[test]
+fn train_past_max_rows_in_memory_reads_shuffled_row_groups_reproducibly_and_learns_as_well() {
+    let run = run_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = std::fs::read_to_string(repo().join("recipes/tiny.toml")).unwrap();
+    let recipe = dir.path().join("chunked.toml");
+    let settings = "[train]\nmax_rows_in_memory = 0\nshuffle_buffer_rows = 2000\n";
+    std::fs::write(&recipe, tiny.replace("[train]\n", settings)).unwrap();
+    let all = read_batch(&run.join("features/train.parquet"));
+    for out in ["a", "b"] {
+        let features = dir.path().join(out).join("features");
+        copy_dir(&run.join("features"), &features);
+        std::fs::remove_file(features.join("train.parquet")).unwrap();
+        write_parts(&all, &features.join("train.parquet"), all.num_rows() / 3, 700);
+        ok(reco(&["train", "--recipe", recipe.to_str().unwrap(), "--out", out], dir.path()));
+    }
+    let weights = |root: &Path| std::fs::read(root.join("teacher/model.safetensors")).unwrap();
+    assert_eq!(weights(&dir.path().join("a")), weights(&dir.path().join("b")), "same seed, same weights");
+    assert_ne!(weights(&dir.path().join("a")), weights(&run), "the row-group path ran, not the in-memory one");
+    let auc = |root: &Path| read_json(&root.join("teacher/metrics.json"))["valid_auc"].as_f64().unwrap();
+    let (chunked, whole) = (auc(&dir.path().join("a")), auc(&run));
+    assert!((chunked - whole).abs() < 0.02, "valid AUC {chunked} from row groups against {whole} in memory");
 }
 
 fn read_logits(path: &Path) -> Vec<f32> {

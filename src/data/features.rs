@@ -92,7 +92,11 @@ impl FeatureFrame {
             .map(|c| c.name.clone())
             .collect();
         let cfg = TableConfig { path: Some(path.to_path_buf()), text_columns, ..TableConfig::default() };
-        let t = Table::read(path, &cfg)?;
+        Self::from_table(&Table::read(path, &cfg)?, path, spec, need_label)
+    }
+
+    /// The feature columns of a table read from `path` (errors name the file and row).
+    pub fn from_table(t: &Table, path: &Path, spec: &FeatureSpec, need_label: bool) -> Result<Self> {
         let categorical = spec.categorical.iter().map(|c| t.ids(&c.name)).collect::<Result<Vec<_>>>()?;
         let numeric = spec
             .numeric
@@ -122,6 +126,34 @@ impl FeatureFrame {
         // The runtime's own check (id types against the spec), naming the file.
         columns.check(spec).map_err(|e| Error::input(format!("{}: {e}", path.display())))?;
         Ok(Self { columns, label, oracle, query_id, baselines })
+    }
+
+    /// Everything but the model inputs (which come back empty).
+    pub fn clone_rest(&self) -> Self {
+        Self {
+            columns: Columns::default(),
+            label: self.label.clone(),
+            oracle: self.oracle.clone(),
+            query_id: self.query_id.clone(),
+            baselines: self.baselines.clone(),
+        }
+    }
+
+    /// Appends the rows of `other` (both without model inputs) to this frame: a column present
+    /// in only one of them is dropped.
+    pub fn append_rest(&mut self, other: Self) {
+        fn join<T>(a: &mut Option<Vec<T>>, b: Option<Vec<T>>) {
+            match (a.as_mut(), b) {
+                (Some(a), Some(b)) => a.extend(b),
+                _ => *a = None,
+            }
+        }
+        self.columns.rows += other.columns.rows;
+        join(&mut self.label, other.label);
+        join(&mut self.oracle, other.oracle);
+        join(&mut self.query_id, other.query_id);
+        join(&mut self.baselines.popularity, other.baselines.popularity);
+        join(&mut self.baselines.distance, other.baselines.distance);
     }
 
     /// The labels, or an error naming the file when it has none.

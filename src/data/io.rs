@@ -53,10 +53,19 @@ fn os_error_code(msg: &str) -> Option<i32> {
     rest.split_once(')')?.0.parse().ok()
 }
 
-/// Writes a DataFrame as Parquet (zstd) via a temporary file renamed into place.
+/// Rows per Parquet row group: the unit that splits larger than memory are read and
+/// shuffled in ([`crate::data::chunks`]).
+pub const ROW_GROUP_ROWS: usize = 1 << 14;
+
+/// Writes a DataFrame as Parquet (zstd, [`ROW_GROUP_ROWS`] per row group) via a temporary file
+/// renamed into place.
 pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
     crate::artifact::write_atomic(path, |file| {
-        ParquetWriter::new(file).finish(df).map(drop).map_err(|e| write_error(path, e))
+        ParquetWriter::new(file)
+            .with_row_group_size(Some(ROW_GROUP_ROWS))
+            .finish(df)
+            .map(drop)
+            .map_err(|e| write_error(path, e))
     })
 }
 

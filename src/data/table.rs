@@ -99,6 +99,26 @@ impl Table {
         Ok(Self { df, parts, sha256, name, origin: None })
     }
 
+    /// Rows `offset..offset + rows` of the Parquet file `path`, only `columns` (all present in
+    /// the file): one row group of a split read a chunk at a time. Errors name the file's row.
+    pub fn parquet_rows(path: &Path, offset: usize, rows: usize, columns: Vec<String>) -> Result<Self> {
+        let file = std::fs::File::open(path).at(path)?;
+        let bad = |detail: String| Error::input(format!("{}: not a readable Parquet file ({detail})", path.display()));
+        let df = catch_panic(
+            || {
+                ParquetReader::new(file)
+                    .with_columns(Some(columns))
+                    .with_slice(Some((offset, rows)))
+                    .finish()
+                    .map_err(|e| bad(one_line(&e.to_string())))
+            },
+            |panic| bad(format!("the reader failed: {panic}")),
+        )?;
+        let parts = vec![Part { path: path.to_path_buf(), rows: offset + rows, first_line: None }];
+        let origin = Some((offset..offset + df.height()).collect());
+        Ok(Self { df, parts, sha256: String::new(), name: path.display().to_string(), origin })
+    }
+
     /// A frame already in memory (a split being fitted), named `name` in errors.
     pub fn frame(df: DataFrame, name: &str) -> Self {
         let parts = vec![Part { path: PathBuf::from(name), rows: df.height(), first_line: None }];

@@ -102,9 +102,9 @@ pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillS
             job.features.join("feature_spec.json").display()
         )));
     }
-    let (train, valid) = load_splits(job.features, &spec)?;
+    let (train, valid) = load_splits(job.features, &spec, job.train.max_rows_in_memory)?;
     progress.log("distill: computing teacher logits (once, cached for every epoch)");
-    let teacher_logits = teacher.logits(&train.columns)?;
+    let teacher_logits = train.map_rows(&spec, |cols| teacher.logits(cols))?;
     let arch = student_architecture(&teacher.arch, job.cfg.ratio);
     let teacher_hash = manifest.content_hash();
 

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::chunks::Split;
 use crate::data::features::FeatureFrame;
 use crate::error::{Error, Result};
 use crate::metrics;
@@ -162,7 +163,18 @@ pub fn evaluate(models: &[PathBuf], data: &Path, ranking: Option<&Path>) -> Resu
             )));
         }
     }
-    let frame = FeatureFrame::read(data, spec, true)?;
+    // The test rows stream through every model a row group at a time; only the scores,
+    // labels and baseline columns stay.
+    let split = Split::open(data, spec, true, 0)?;
+    let (mut logits, mut secs) = (vec![Vec::with_capacity(split.rows()); opened.len()], vec![0f64; opened.len()]);
+    let frame = split.without_inputs(spec, |cols| {
+        for (i, (_, (_, model))) in opened.iter().enumerate() {
+            let start = Instant::now();
+            logits[i].extend(model.logits(cols)?);
+            secs[i] += start.elapsed().as_secs_f64();
+        }
+        Ok(())
+    })?;
     let labels = frame.labels(data)?;
     let oracle_auc = frame.oracle.as_ref().and_then(|o| metrics::auc(o, labels));
     let rank = match ranking {
@@ -171,10 +183,8 @@ pub fn evaluate(models: &[PathBuf], data: &Path, ranking: Option<&Path>) -> Resu
     };
     let rank_path = ranking.unwrap_or(data);
     let mut rows = Vec::new();
-    for (dir, (manifest, model)) in &opened {
-        let start = Instant::now();
-        let logits = model.logits(&frame.columns)?;
-        let us_per_row = start.elapsed().as_secs_f64() * 1e6 / frame.columns.rows.max(1) as f64;
+    for (((dir, (manifest, model)), logits), secs) in opened.iter().zip(logits).zip(secs) {
+        let us_per_row = secs * 1e6 / frame.columns.rows.max(1) as f64;
         let probs: Vec<f32> = logits.iter().map(|&z| sigmoid(z)).collect();
         let (hr10, ndcg10, ndcg10_ci95) = match &rank {
             Some(r) => {
@@ -263,19 +273,15 @@ pub struct Quality {
     pub ndcg10: Option<f64>,
 }
 
-/// AUC, logloss and NDCG@10 of an in-memory model.
-pub fn quality(model: &crate::runtime::Model, test: &FeatureFrame, ranking: Option<&FeatureFrame>) -> Result<Quality> {
-    quality_and_ranking(model, test, ranking).map(|(q, _)| q)
-}
-
-/// [`quality`], with the model's logits on the ranking set (when it has queries and labels).
+/// AUC, logloss and NDCG@10 of an in-memory model on a test split (`labels`: its labels, read
+/// once) and ranking set, with the model's logits on the ranking set (when it has queries and
+/// labels).
 pub fn quality_and_ranking(
     model: &crate::runtime::Model,
-    test: &FeatureFrame,
+    (test, labels): (&Split, &[f32]),
     ranking: Option<&FeatureFrame>,
 ) -> Result<(Quality, Option<Vec<f32>>)> {
-    let labels = test.label.as_deref().ok_or_else(|| Error::input("test file has no label column"))?;
-    let logits = model.logits(&test.columns)?;
+    let logits = test.map_rows(model.spec(), |cols| model.logits(cols))?;
     let probs: Vec<f32> = logits.iter().map(|&z| sigmoid(z)).collect();
     let (mut ndcg10, mut scores) = (None, None);
     if let Some(r) = ranking

@@ -17,6 +17,7 @@ use crate::artifact::manifest::{FORMAT, FORMAT_VERSION, Lineage, Manifest, Statu
 use crate::artifact::qweights::{LAYOUT, QLayer, QuantWeights, RowwiseTable};
 use crate::artifact::weights::Dense;
 use crate::artifact::{ArtifactWriter, WEIGHTS, sha256_file};
+use crate::data::chunks::Split;
 use crate::data::features::FeatureFrame;
 use crate::error::{Error, Result};
 use crate::kernels::Kernel;
@@ -311,7 +312,9 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
             cal.columns.rows
         )));
     }
-    let test = FeatureFrame::read(job.test, &parent.spec, true)?;
+    // Streamed a row group at a time at every gate check; only its labels stay in memory.
+    let test = Split::open(job.test, &parent.spec, true, 0)?;
+    let test_labels = test.labels(&parent.spec, job.test)?;
     let ranking = match job.ranking {
         Some(p) => {
             let r = FeatureFrame::read(p, &parent.spec, true)?;
@@ -353,7 +356,7 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
     progress.advance(1);
 
     let parent_model = Model::Float(parent.clone());
-    let (parent_q, parent_scores) = quality_and_ranking(&parent_model, &test, ranking.as_ref())?;
+    let (parent_q, parent_scores) = quality_and_ranking(&parent_model, (&test, &test_labels), ranking.as_ref())?;
     let build = |float_layers: &[usize]| -> QuantWeights {
         let layers = int8_layers
             .iter()
@@ -382,7 +385,7 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
     let (weights, q, passed, model) = loop {
         let w = build(&float_layers);
         let model = Model::Int8(Int8Model::with_kernel(parent.spec.clone(), parent.arch.clone(), w.clone(), kernel));
-        let (q, rank_scores) = quality_and_ranking(&model, &test, ranking.as_ref())?;
+        let (q, rank_scores) = quality_and_ranking(&model, (&test, &test_labels), ranking.as_ref())?;
         let ok = within(delta(q.auc, parent_q.auc), opts.max_auc_drop)
             && within(delta(q.ndcg10, parent_q.ndcg10), opts.max_ndcg_drop);
         let top10_jaccard = match (&parent_rank, &rank_scores) {
@@ -409,7 +412,7 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
         float_layers.sort_unstable();
     };
     progress.advance(1);
-    let sample = test.columns.take(&spread(test.columns.rows, SCATTER_ROWS));
+    let sample = test.take(&parent.spec, &spread(test.rows(), SCATTER_ROWS))?;
     let scatter = parent_model.logits(&sample)?.into_iter().zip(model.logits(&sample)?).map(|(a, b)| [a, b]).collect();
     let layers = inputs
         .iter()
