@@ -94,7 +94,7 @@ impl Chunks {
 }
 
 /// Rows per row group of a Parquet file and its top-level column names, from its footer.
-fn row_groups(file: &Path) -> Result<(Vec<usize>, Vec<String>)> {
+pub(crate) fn row_groups(file: &Path) -> Result<(Vec<usize>, Vec<String>)> {
     use parquet::file::reader::FileReader;
     let bad = |detail: String| Error::input(format!("{}: not a readable Parquet file ({detail})", file.display()));
     let f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;

@@ -36,7 +36,7 @@ pub fn find_table(dir: &Path, name: &str) -> Result<Option<PathBuf>> {
 /// A failed write: the operating system's error (a full disk, a read-only file system) is an
 /// I/O error naming the destination; anything else is polars' fault. Polars passes the
 /// Parquet writer's I/O errors on as text, so an `(os error N)` in the message counts too.
-fn write_error(path: &Path, e: PolarsError) -> Error {
+pub(crate) fn write_error(path: &Path, e: PolarsError) -> Error {
     if let PolarsError::IO { error, .. } = &e {
         return Error::io(path, std::io::Error::new(error.kind(), error.to_string()));
     }

@@ -58,6 +58,18 @@ impl Rows {
         self.src.is_empty()
     }
 
+    /// Rows `r` as a new set of rows.
+    pub fn slice(&self, r: std::ops::Range<usize>) -> Self {
+        Self {
+            src: self.src[r.clone()].to_vec(),
+            place: self.place[r.clone()].to_vec(),
+            ts: self.ts[r.clone()].to_vec(),
+            label: self.label[r.clone()].to_vec(),
+            oracle: self.oracle,
+            query: self.query.as_ref().map(|q| q[r].to_vec()),
+        }
+    }
+
     /// Appends row `i` of `other` (without its query id).
     pub fn push(&mut self, other: &Rows, i: usize) {
         self.push_interaction(other.src[i] as usize, other.place[i], other.ts[i], other.label[i]);

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod distill;
 pub mod eval;
 pub mod export;
+pub mod feature_files;
 pub mod featurize;
 pub mod paths;
 pub mod precompute;

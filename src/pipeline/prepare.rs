@@ -26,14 +26,13 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::artifact::ArtifactWriter;
-use crate::artifact::spec::{FeatureSpec, Ids, SourceColumn};
-use crate::data::features::LABEL;
+use crate::artifact::spec::{FeatureSpec, SourceColumn};
 use crate::data::io::{pl, write_parquet};
 use crate::data::raw::{self, Interactions, RawData};
 use crate::data::schema::{ContextSource, FeatureKind, FilesConfig, TableName, Transform};
-use crate::data::table::Table;
 use crate::error::{Error, Result};
 use crate::geo::GridIndex;
+use crate::pipeline::feature_files::{SpecFitter, write_split};
 use crate::pipeline::featurize::{self, FeatureContext, Rows};
 use crate::progress::Progress;
 use crate::recipe::PrepareConfig;
@@ -213,24 +212,39 @@ pub fn prepare(
         declared: &data.features,
         implicit: label_source == LabelSource::Implicit,
     };
-    let mut frames: Vec<(&str, DataFrame)> = Vec::new();
-    for (name, s) in ["train", "valid", "test"].iter().zip(&splits) {
-        frames.push((name, featurize::features(s, &fctx)?));
+    // Every file goes into a staging directory renamed into place at the end.
+    let writer = ArtifactWriter::create(out_dir)?;
+    let layout = featurize::layout(&fctx);
+    let cal_rows = calibration_rows(splits[0].len(), cfg.calibration_rows, &mut rng);
+    let (mut fitter, mut calibration) = (SpecFitter::new(&layout), None::<DataFrame>);
+    let mut rows = BTreeMap::new();
+    for (name, s) in ["train", "valid", "test"].into_iter().zip(&splits) {
+        let n = write_split(s, &fctx, &writer.path(&format!("{name}.parquet")), |df, first| {
+            if name == "train" {
+                fitter.add(df)?;
+                let part = take_rows(df, first, &cal_rows)?;
+                match &mut calibration {
+                    None => calibration = Some(part),
+                    Some(c) => drop(c.vstack_mut(&part).map_err(pl("calibration sample"))?),
+                }
+            }
+            Ok(())
+        })?;
+        rows.insert(name.to_string(), n);
     }
-    let mut ranking_df = featurize::features(&ranking, &fctx)?;
+    rows.insert("ranking".into(), write_split(&ranking, &fctx, &writer.path("ranking.parquet"), |_, _| Ok(()))?);
     progress.advance(1);
 
-    let layout = featurize::layout(&fctx);
-    let spec = fit_spec(&frames[0].1, &layout, data, raw.sources.clone())?;
-    let calibration = calibration_sample(&frames[0].1, cfg.calibration_rows, &mut rng)?;
-    frames.push(("calibration", calibration));
+    let spec = fit_spec(fitter, &writer.path("train.parquet"), data, raw.sources.clone())?;
+    let mut frames: Vec<(&str, DataFrame)> = Vec::new();
+    frames.extend(calibration.map(|c| ("calibration", c)));
     let snapshot_ts = raw.inter.ts.iter().max().map_or(0, |t| t.saturating_add(1));
     frames.push(("places", place_snapshot(&fctx, &label, snapshot_ts)?));
     progress.advance(1);
 
     let summary = PrepareSummary {
         dir: out_dir.to_path_buf(),
-        rows: BTreeMap::new(),
+        rows,
         sampled_negatives: label_source == LabelSource::Implicit,
         labels: label_source,
         context: ctx.as_ref().map(|c| c.kind),
@@ -241,7 +255,7 @@ pub fn prepare(
         features: spec.input_names().into_iter().map(str::to_string).collect(),
         snapshot_ts,
     };
-    let summary = write(out_dir, &mut frames, &mut ranking_df, &spec, summary, cfg, seed)?;
+    let summary = write(writer, out_dir, &mut frames, &spec, summary, cfg, seed)?;
     progress.advance(1);
     progress.end();
     Ok(summary)
@@ -645,30 +659,12 @@ fn ranking_set(
     ranking
 }
 
-/// Step 9: the feature spec, fitted on the training split; declared features that are
-/// constant there are an error (they cannot inform the model).
-fn fit_spec(
-    train: &DataFrame,
-    layout: &featurize::Layout,
-    data: &FilesConfig,
-    sources: Vec<SourceColumn>,
-) -> Result<FeatureSpec> {
-    let t = Table::frame(train.clone(), "train split");
-    let mut cats = Vec::new();
-    for (name, min_count) in &layout.categorical {
-        cats.push((name.as_str(), t.ids(name)?, *min_count));
-    }
-    let mut nums = Vec::new();
-    for name in &layout.numeric {
-        nums.push((name.as_str(), t.floats(name, false)?.into_iter().map(|x| x as f32).collect::<Vec<f32>>()));
-    }
+/// Step 9: the feature spec, fitted on the training split (as written to `train`); declared
+/// features that are constant there are an error (they cannot inform the model).
+fn fit_spec(fitter: SpecFitter, train: &Path, data: &FilesConfig, sources: Vec<SourceColumn>) -> Result<FeatureSpec> {
     for f in &data.features {
         let name = f.feature_name();
-        let constant = match f.kind {
-            FeatureKind::Categorical => cats.iter().find(|c| c.0 == name).map(|c| distinct_at_most_one(&c.1)),
-            FeatureKind::Numeric => nums.iter().find(|c| c.0 == name).map(|c| c.1.iter().all(|&v| v == c.1[0])),
-        };
-        if constant == Some(true) {
+        if fitter.constant(name) == Some(true) {
             return Err(Error::input(format!(
                 "data.features {name:?} ({}.{}) is constant on the training split: it cannot inform the model; remove it",
                 f.table.as_str(),
@@ -676,9 +672,7 @@ fn fit_spec(
             )));
         }
     }
-    let cat_refs: Vec<(&str, &Ids, usize)> = cats.iter().map(|(n, v, m)| (*n, v, *m)).collect();
-    let num_refs: Vec<(&str, &[f32])> = nums.iter().map(|(n, v)| (*n, v.as_slice())).collect();
-    let mut spec = FeatureSpec::fit(&cat_refs, &num_refs, LABEL);
+    let mut spec = fitter.finish(train)?;
     // min_count can leave a declared column with no value in its vocabulary: all OOV, as
     // constant as a single value.
     for f in data.features.iter().filter(|f| f.kind == FeatureKind::Categorical) {
@@ -702,37 +696,36 @@ fn fit_spec(
     Ok(spec)
 }
 
-fn distinct_at_most_one(ids: &Ids) -> bool {
-    (1..ids.len()).all(|i| ids.key(i) == ids.key(0))
-}
-
-/// A random sample of `n` training rows (in file order).
-fn calibration_sample(train: &DataFrame, n: usize, rng: &mut Rng) -> Result<DataFrame> {
-    let mut idx: Vec<usize> = (0..train.height()).collect();
+/// Which `n` of `rows` training rows form the calibration sample (ascending).
+fn calibration_rows(rows: usize, n: usize, rng: &mut Rng) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..rows).collect();
     rng.shuffle(&mut idx);
-    idx.truncate(n.min(train.height()));
+    idx.truncate(n.min(rows));
     idx.sort_unstable();
-    let take = IdxCa::from_vec("idx".into(), idx.iter().map(|&i| i as IdxSize).collect());
-    train.take(&take).map_err(pl("calibration sample"))
+    idx
 }
 
-/// Step 10: every file, atomically.
+/// The rows of `idx` (ascending split indices) that fall in a chunk starting at row `first`.
+fn take_rows(df: &DataFrame, first: usize, idx: &[usize]) -> Result<DataFrame> {
+    let end = first + df.height();
+    let local: Vec<IdxSize> = idx.iter().filter(|&&i| i >= first && i < end).map(|&i| (i - first) as IdxSize).collect();
+    df.take(&IdxCa::from_vec("idx".into(), local)).map_err(pl("calibration sample"))
+}
+
+/// Step 10: the remaining files, then the staging directory renamed into place.
 fn write(
+    writer: ArtifactWriter,
     out_dir: &Path,
     frames: &mut [(&str, DataFrame)],
-    ranking: &mut DataFrame,
     spec: &FeatureSpec,
     mut summary: PrepareSummary,
     cfg: &PrepareConfig,
     seed: u64,
 ) -> Result<PrepareSummary> {
-    let writer = ArtifactWriter::create(out_dir)?;
     for (name, df) in frames.iter_mut() {
         summary.rows.insert((*name).to_string(), df.height());
         write_parquet(df, &writer.path(&format!("{name}.parquet")))?;
     }
-    summary.rows.insert("ranking".into(), ranking.height());
-    write_parquet(ranking, &writer.path("ranking.parquet"))?;
     let spec_json = serde_json::to_vec_pretty(spec).map_err(|e| Error::Internal(e.to_string()))?;
     writer.write("feature_spec.json", &spec_json)?;
     let record = serde_json::json!({ "summary": summary, "config": cfg, "seed": seed });

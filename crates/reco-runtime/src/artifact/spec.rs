@@ -351,6 +351,13 @@ pub struct NumericSpec {
 }
 
 impl NumericSpec {
+    /// The normalization of a column with this mean and population variance (std 1 for a
+    /// constant column).
+    pub fn from_moments(name: &str, mean: f64, var: f64) -> Self {
+        let std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
+        Self { name: name.to_string(), mean, std }
+    }
+
     /// The normalization of raw values: `(x - mean) · (1 / std)` in f32, the one formula every
     /// encoder (float and INT8 runtimes, ONNX export) uses; coefficients resolved once.
     pub fn normalizer(&self) -> impl Fn(f32) -> f32 + Copy + use<> {
@@ -440,8 +447,7 @@ impl FeatureSpec {
                 let n = values.len().max(1) as f64;
                 let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
                 let var = values.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
-                let std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
-                NumericSpec { name: (*name).to_string(), mean, std }
+                NumericSpec::from_moments(name, mean, var)
             })
             .collect();
         Self { categorical, numeric, label: label.to_string(), sources: Vec::new() }

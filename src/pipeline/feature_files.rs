@@ -1,0 +1,227 @@
+//! `prepare`'s writing step, a chunk of rows at a time, so that memory holds one chunk of
+//! features rather than a split: each split is featurized [`CHUNK_ROWS`] rows at a time and
+//! appended to its Parquet file ([`write_split`]), and the feature spec is fitted from running
+//! counts and sums, with a second pass over the written training file for the variance
+//! ([`SpecFitter`]), in row order: the same spec, to the bit, as fitting the whole split.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use polars::prelude::*;
+
+use crate::artifact::spec::{CategoricalSpec, FeatureSpec, Ids, NumericSpec, Vocabulary};
+use crate::data::chunks::row_groups;
+use crate::data::features::LABEL;
+use crate::data::io::{ROW_GROUP_ROWS, write_error};
+use crate::data::table::Table;
+use crate::error::{Error, IoContext, Result};
+use crate::pipeline::featurize::{self, FeatureContext, Layout, Rows};
+
+/// Rows featurized at once.
+pub const CHUNK_ROWS: usize = 8 * ROW_GROUP_ROWS;
+
+/// Featurizes `rows` [`CHUNK_ROWS`] at a time into the Parquet file `path` (row groups of
+/// [`ROW_GROUP_ROWS`]); `each` sees every chunk's features with the index of its first row.
+/// Returns the rows written.
+pub fn write_split(
+    rows: &Rows,
+    fctx: &FeatureContext<'_>,
+    path: &Path,
+    mut each: impl FnMut(&DataFrame, usize) -> Result<()>,
+) -> Result<usize> {
+    let mut file = Some(std::fs::File::create(path).at(path)?);
+    let mut writer: Option<polars::io::parquet::write::BatchedWriter<std::fs::File>> = None;
+    let mut start = 0;
+    while start < rows.len() || writer.is_none() {
+        let end = (start + CHUNK_ROWS).min(rows.len());
+        let df = featurize::features(&rows.slice(start..end), fctx)?;
+        each(&df, start)?;
+        if writer.is_none()
+            && let Some(f) = file.take()
+        {
+            let w = ParquetWriter::new(f).with_row_group_size(Some(ROW_GROUP_ROWS));
+            writer = Some(w.batched(&df.schema()).map_err(|e| write_error(path, e))?);
+        }
+        if let Some(w) = writer.as_mut() {
+            for off in (0..df.height()).step_by(ROW_GROUP_ROWS) {
+                let mut group = df.slice(off as i64, ROW_GROUP_ROWS);
+                group.rechunk_mut();
+                w.write_batch(&group).map_err(|e| write_error(path, e))?;
+            }
+        }
+        start = end;
+    }
+    if let Some(w) = writer {
+        w.finish().map_err(|e| write_error(path, e))?;
+    }
+    Ok(rows.len())
+}
+
+/// Value counts of one categorical column.
+enum Counts {
+    Int(BTreeMap<i64, usize>),
+    Str(BTreeMap<String, usize>),
+}
+
+/// A numeric column's running sum (in row order, as `Iterator::sum` adds) and whether every
+/// value so far equals the first.
+struct Moments {
+    name: String,
+    sum: f64,
+    n: usize,
+    first: Option<f32>,
+    constant: bool,
+}
+
+/// The feature spec of the training split, fitted a chunk at a time.
+pub struct SpecFitter {
+    categorical: Vec<(String, usize, Option<Counts>)>,
+    numeric: Vec<Moments>,
+}
+
+impl SpecFitter {
+    /// A fitter for the layout's columns.
+    pub fn new(layout: &Layout) -> Self {
+        Self {
+            categorical: layout.categorical.iter().map(|(n, m)| (n.clone(), *m, None)).collect(),
+            numeric: layout
+                .numeric
+                .iter()
+                .map(|n| Moments { name: n.clone(), sum: -0.0, n: 0, first: None, constant: true })
+                .collect(),
+        }
+    }
+
+    /// Adds a chunk of the training split's features.
+    pub fn add(&mut self, df: &DataFrame) -> Result<()> {
+        let t = Table::frame(df.clone(), "train split");
+        for (name, _, counts) in &mut self.categorical {
+            match (t.ids(name)?, counts) {
+                (Ids::Int(v), c @ None) => *c = Some(Counts::Int(count(v, BTreeMap::new()))),
+                (Ids::Int(v), Some(Counts::Int(m))) => *m = count(v, std::mem::take(m)),
+                (Ids::Str(v), c @ None) => *c = Some(Counts::Str(count(v, BTreeMap::new()))),
+                (Ids::Str(v), Some(Counts::Str(m))) => *m = count(v, std::mem::take(m)),
+                _ => return Err(Error::Internal(format!("{name}: id type changed between chunks"))),
+            }
+        }
+        for m in &mut self.numeric {
+            for v in t.floats(&m.name, false)? {
+                let v = v as f32;
+                m.sum += f64::from(v);
+                m.n += 1;
+                let first = *m.first.get_or_insert(v);
+                m.constant &= v == first;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the column `name` holds at most one distinct value (`None`: not a column).
+    pub fn constant(&self, name: &str) -> Option<bool> {
+        if let Some((_, _, c)) = self.categorical.iter().find(|c| c.0 == name) {
+            return Some(c.as_ref().is_none_or(|c| match c {
+                Counts::Int(m) => m.len() <= 1,
+                Counts::Str(m) => m.len() <= 1,
+            }));
+        }
+        self.numeric.iter().find(|m| m.name == name).map(|m| m.constant)
+    }
+
+    /// The spec: vocabularies from the counts, means from the sums, and the variance from a
+    /// second pass over the training file `train` as written.
+    pub fn finish(self, train: &Path) -> Result<FeatureSpec> {
+        let means: Vec<f64> = self.numeric.iter().map(|m| m.sum / m.n.max(1) as f64).collect();
+        let mut squares = vec![-0.0f64; self.numeric.len()];
+        let names: Vec<String> = self.numeric.iter().map(|m| m.name.clone()).collect();
+        let (groups, _) = row_groups(train)?;
+        let mut offset = 0;
+        for rows in groups {
+            let t = Table::parquet_rows(train, offset, rows, names.clone())?;
+            for ((name, mean), sq) in names.iter().zip(&means).zip(&mut squares) {
+                for v in t.floats(name, false)? {
+                    *sq += (f64::from(v as f32) - mean).powi(2);
+                }
+            }
+            offset += rows;
+        }
+        let numeric = self
+            .numeric
+            .iter()
+            .zip(means)
+            .zip(squares)
+            .map(|((m, mean), sq)| NumericSpec::from_moments(&m.name, mean, sq / m.n.max(1) as f64))
+            .collect();
+        let categorical = self
+            .categorical
+            .into_iter()
+            .map(|(name, min_count, counts)| {
+                let keep = min_count.max(1);
+                let vocabulary = match counts {
+                    Some(Counts::Str(m)) => {
+                        Vocabulary::Str(m.into_iter().filter(|e| e.1 >= keep).map(|e| e.0).collect())
+                    }
+                    Some(Counts::Int(m)) => {
+                        Vocabulary::Int(m.into_iter().filter(|e| e.1 >= keep).map(|e| e.0).collect())
+                    }
+                    None => Vocabulary::Int(Vec::new()),
+                };
+                CategoricalSpec::with_vocabulary(name, vocabulary)
+            })
+            .collect();
+        Ok(FeatureSpec { categorical, numeric, label: LABEL.to_string(), sources: Vec::new() })
+    }
+}
+
+/// `counts` with every value of `values` counted once more.
+fn count<T: Ord>(values: Vec<T>, mut counts: BTreeMap<T, usize>) -> BTreeMap<T, usize> {
+    for v in values {
+        *counts.entry(v).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::data::io::write_parquet;
+    use crate::rng::Rng;
+
+    #[test]
+    fn the_spec_fitted_a_chunk_at_a_time_equals_the_whole_split_fit_to_the_bit() {
+        let n = 3 * ROW_GROUP_ROWS + 77;
+        let mut rng = Rng::new(3);
+        let user: Vec<i64> = (0..n).map(|_| rng.below(40_000) as i64 - 20_000).collect();
+        let cat: Vec<String> = (0..n).map(|_| format!("c{}", rng.below(7))).collect();
+        let x: Vec<f32> = (0..n).map(|_| (rng.next_u64() % 10_000) as f32 * 0.37 - 1234.5).collect();
+        let zero = vec![0f32; n];
+        let mut df = df!("user_id" => &user, "category" => &cat, "x" => &x, "zero" => &zero).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let train = dir.path().join("train.parquet");
+        write_parquet(&mut df, &train).unwrap();
+
+        let layout = Layout {
+            categorical: vec![("user_id".into(), 3), ("category".into(), 1)],
+            numeric: vec!["x".into(), "zero".into()],
+        };
+        let mut fitter = SpecFitter::new(&layout);
+        for (start, len) in [(0, 1000), (1000, 2 * ROW_GROUP_ROWS), (1000 + 2 * ROW_GROUP_ROWS, n)] {
+            fitter.add(&df.slice(start as i64, len)).unwrap();
+        }
+        assert_eq!(
+            (fitter.constant("zero"), fitter.constant("x"), fitter.constant("nope")),
+            (Some(true), Some(false), None)
+        );
+        let chunked = fitter.finish(&train).unwrap();
+        let kept = chunked.categorical[0].vocabulary.len();
+        assert!(kept > 100 && kept < 40_000, "min_count 3 keeps some users and drops others: {kept}");
+
+        let (u, c) = (Ids::Int(user), Ids::Str(cat));
+        let whole = FeatureSpec::fit(&[("user_id", &u, 3), ("category", &c, 1)], &[("x", &x), ("zero", &zero)], LABEL);
+        assert_eq!(chunked, whole);
+        for (a, b) in chunked.numeric.iter().zip(&whole.numeric) {
+            assert_eq!((a.mean.to_bits(), a.std.to_bits()), (b.mean.to_bits(), b.std.to_bits()), "{}", a.name);
+        }
+    }
+}
