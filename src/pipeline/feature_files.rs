@@ -40,7 +40,7 @@ pub fn write_split(
             && let Some(f) = file.take()
         {
             let w = ParquetWriter::new(f).with_row_group_size(Some(ROW_GROUP_ROWS));
-            writer = Some(w.batched(&df.schema()).map_err(|e| write_error(path, e))?);
+            writer = Some(w.batched(df.schema()).map_err(|e| write_error(path, e))?);
         }
         if let Some(w) = writer.as_mut() {
             for off in (0..df.height()).step_by(ROW_GROUP_ROWS) {
