@@ -9,7 +9,14 @@
    test split) is within 0.005 of the run's teacher.
 3. scripts/spark/score.py (mapInArrow + onnxruntime, FP32 ONNX) on the test split equals
    `reco-cli predict` within 1e-5.
+4. Implicit data (the run's visits only, without labels): both prepare with sampled negatives
+   within the radius. Every visit row's columns are equal row for row; every visit has as many
+   negatives in both (the exact radius join); Spark's negatives are distinct places within the
+   radius other than the visited one; and the negatives both drew for a visit have equal
+   features (window statistics that count only real visits). Which places are drawn differs
+   by design (two RNGs). Teachers trained on each are evaluated on reco-cli's test split.
 """
+import re
 import argparse
 import hashlib
 import json
@@ -19,7 +26,11 @@ import sys
 import time
 from pathlib import Path
 
+import shutil
+import tomllib
+
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 KEYS = ["user_id", "place_id", "timestamp"]
@@ -88,6 +99,64 @@ def compare_features(ours_dir, spark_dir):
     return len(columns), worst
 
 
+def implicit_inputs(run_dir, recipe, work):
+    """The run's raw tables as visits only (label and oracle dropped), and the recipe reading
+    them as files."""
+    raw = work / "implicit-raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    t = pq.read_table(run_dir / "raw" / "interactions.parquet")
+    t = t.filter(pc.equal(t["label"], 1)).drop(["label", "oracle_p"])
+    pq.write_table(t, raw / "interactions.parquet")
+    for name in ("users", "places"):
+        shutil.copy(run_dir / "raw" / f"{name}.parquet", raw / f"{name}.parquet")
+    text = Path(recipe).read_text()
+    data = f'[data]\nsource = "files"\ndir = "{raw.resolve()}"\n\n'
+    text = re.sub(r"(?ms)^\[data\]\n.*?(?=^\[)", lambda _: data, text)
+    out = work / "implicit.toml"
+    out.write_text(text)
+    return raw, out
+
+
+def compare_implicit(ours_dir, spark_dir, radius_km):
+    """Visits row for row, negatives per visit, Spark's negatives valid, shared negatives equal."""
+    spec = json.loads((ours_dir / "feature_spec.json").read_text())
+    columns = [c["name"] for c in spec["categorical"]] + [n["name"] for n in spec["numeric"]] + ["label"]
+    visits, shared, negatives = 0, 0, 0
+    for split in ("train", "valid", "test"):
+        a, b = table(ours_dir / f"{split}.parquet", sort=False), table(spark_dir / f"{split}.parquet", sort=False)
+        if not np.array_equal(a["label"], b["label"]):
+            fail(f"implicit {split}: the visits and their negatives are not in the same order and number")
+        pos = a["label"] == 1
+        for c in columns + KEYS:
+            d = np.abs(a[c][pos].astype(np.float64) - b[c][pos].astype(np.float64))
+            if len(d) and d.max() > 1e-6:
+                fail(f"implicit {split}.{c}: visit row {int(np.argmax(d))} differs by {d.max()}")
+        visit_a, visit_b = np.cumsum(pos), np.cumsum(b["label"] == 1)
+        neg = ~pos
+        key_b = {}
+        for i in np.flatnonzero(neg):
+            k = (int(visit_b[i]), int(b["place_id"][i]))
+            if k in key_b:
+                fail(f"implicit {split}: Spark drew place {k[1]} twice for one visit")
+            key_b[k] = i
+        visit_place = {int(visit_b[i]): int(b["place_id"][i]) for i in np.flatnonzero(~neg)}
+        for (v, p), i in key_b.items():
+            if p == visit_place[v] or b["distance_km"][i] > radius_km + 1e-4:
+                fail(f"implicit {split}: Spark negative row {i} is the visited place or {b['distance_km'][i]} km away")
+        pairs = [(i, key_b[(int(visit_a[i]), int(a["place_id"][i]))]) for i in np.flatnonzero(neg)
+                 if (int(visit_a[i]), int(a["place_id"][i])) in key_b]
+        if pairs:
+            ia, ib = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+            for c in columns + KEYS:
+                d = np.abs(a[c][ia].astype(np.float64) - b[c][ib].astype(np.float64))
+                if d.max() > 1e-6:
+                    fail(f"implicit {split}.{c}: a negative both drew differs by {d.max()}")
+        visits, shared, negatives = visits + int(pos.sum()), shared + len(pairs), negatives + int(neg.sum())
+    if shared < negatives // 20:
+        fail(f"implicit: only {shared} of {negatives} negatives shared; the comparison would prove little")
+    return visits, negatives, shared
+
+
 def test_auc(cli, model, test):
     out, _ = run([cli, "eval", str(model), "--data", str(test), "--json", "--quiet"], "reco-cli eval")
     return json.loads(out)["models"][0]["auc"]
@@ -137,10 +206,28 @@ def main():
     dp = np.abs(ref["probability"].astype(np.float64) - got["probability"].astype(np.float64)).max()
     if dl > 1e-5 or dp > 1e-5:
         fail(f"spark scores vs reco-cli predict: max |dlogit| {dl:.2e}, |dprob| {dp:.2e}")
+    # 4. Implicit data.
+    raw, implicit = implicit_inputs(run_dir, a.recipe, work)
+    ours_run, spark_run = work / "implicit-ours", work / "implicit-spark"
+    run([a.cli, "prepare", "--recipe", str(implicit), "--out", str(ours_run), "--quiet"], "reco-cli prepare (implicit)")
+    _, t_implicit = run([py, str(HERE / "spark" / "prepare.py"), "--recipe", str(implicit), "--raw", str(raw),
+                         "--out", str(spark_run / "features"), "--master", "local[2]", "--shuffle-partitions", "4",
+                         "--sources-from", str(ours_run / "features" / "feature_spec.json")], "spark prepare (implicit)")
+    radius = tomllib.loads(implicit.read_text()).get("prepare", {}).get("radius_km", 5.0)
+    visits, negatives, shared = compare_implicit(ours_run / "features", spark_run / "features", radius)
+    for d in (ours_run, spark_run):
+        run([a.cli, "train", "--recipe", str(implicit), "--out", str(d), "--quiet"], f"reco-cli train on {d.name}")
+    itest = ours_run / "features" / "test.parquet"
+    i_ours, i_spark = test_auc(a.cli, ours_run / "teacher", itest), test_auc(a.cli, spark_run / "teacher", itest)
+    if abs(i_ours - i_spark) > 0.03:
+        fail(f"implicit test AUC: teacher on reco-cli features {i_ours:.4f}, on Spark features {i_spark:.4f}")
+
     print(f"check_spark OK: {n_cols} deterministic columns equal row for row (max |diff| {worst:.1e}); "
           f"test AUC {ours:.4f} (reco-cli features) vs {theirs:.4f} (Spark features), teacher weights {'identical' if same_weights else 'differ'}; "
           f"scores vs predict max |dlogit| {dl:.1e} |dprob| {dp:.1e}; "
-          f"spark prepare {t_prep:.1f}s, train {t_train:.1f}s, spark score {t_score:.1f}s")
+          f"spark prepare {t_prep:.1f}s, train {t_train:.1f}s, spark score {t_score:.1f}s; "
+          f"implicit: {visits} visits row for row, {negatives} negatives in equal numbers per visit, {shared} drawn by both equal, "
+          f"test AUC {i_ours:.4f} (reco-cli negatives) vs {i_spark:.4f} (Spark negatives), spark prepare {t_implicit:.1f}s")
 
 
 if __name__ == "__main__":

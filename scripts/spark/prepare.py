@@ -19,13 +19,22 @@ The same definitions as reco-cli (src/pipeline/prepare.rs, featurize.rs):
 - hour and day-of-week as sin/cos of the local time in the recipe's time zone (Monday = 0);
 - place_rating and price_level from the places table, nulls as 0.
 
-Sampling cannot match reco-cli bit for bit (its RNG is its own): the calibration rows are a
-seeded Spark sample of the training split, not reco-cli's, and the ranking set is not built
-(reco-cli's ranking candidates are drawn with its RNG; evaluate with reco-cli's
-ranking.parquet). Not written either: places.parquet and snapshot_ts (what precompute and
+Implicit data (visits only: no `label` column) gets reco-cli's sampled negatives: visits farther
+than prepare.radius_km from the interaction's location are dropped, and each visit is followed
+by up to prepare.negatives_per_positive other places within the radius, found by a grid-cell
+join (places bucketed by cells of radius-sized degrees, each visit joined with the cells its
+bounding box covers, then the exact haversine) and drawn by a seeded hash of (visit, place).
+Their trailing-window statistics count the real visits only; impression counts and visit
+rates are left out, as reco-cli leaves them out (they would repeat the visit count).
+
+Sampling cannot match reco-cli bit for bit (its RNG is its own): which places are a visit's
+negatives differs (their number, and the features of any (visit, place) both pick, are equal),
+the calibration rows are a seeded Spark sample of the training split, not reco-cli's, and the
+ranking set is not built (reco-cli's ranking candidates are drawn with its RNG; evaluate with
+reco-cli's ranking.parquet). Not written either: places.parquet and snapshot_ts (what precompute and
 serving read; run reco-cli prepare on a sample for those). Input errors reco-cli refuses
 (missing or null columns, labels other than 0/1, unknown or repeated ids, a split without both
-classes) are refused here too, exit 2. Scope: explicit 0/1 labels (a `label` column), the interaction's own
+classes) are refused here too, exit 2. Scope: explicit 0/1 labels (a `label` column) or visits only, the interaction's own
 coordinates as context, the column names `reco-cli datasets synth` writes; other recipes are
 refused with a message naming what is not supported (no silent difference).
 
@@ -45,12 +54,17 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 EARTH_RADIUS_KM = 6371.0088
-DEFAULTS = {"window_days": 7.0, "valid_fraction": 0.15, "test_fraction": 0.15, "calibration_rows": 2000}
+DEFAULTS = {
+    "window_days": 7.0, "valid_fraction": 0.15, "test_fraction": 0.15, "calibration_rows": 2000,
+    "radius_km": 5.0, "negatives_per_positive": 4,
+}
 NUMERIC = [
     "distance_km", "hour_sin", "hour_cos", "dow_sin", "dow_cos", "place_visits_w",
     "place_impressions_w", "place_visit_rate_w", "place_rating_w", "place_rating", "price_level",
 ]
 CATEGORICAL = ["user_id", "place_id", "segment", "category"]
+# What implicit data leaves out (every event is a visit).
+IMPLICIT_DROPS = {"place_impressions_w", "place_visit_rate_w"}
 # Rows per output shard (hive partition `shard=FFFFF-BBBBBB`: input file, block of rows).
 SHARD_ROWS = 1_000_000
 
@@ -63,7 +77,7 @@ def refuse(msg):
 # The [data] keys this job reproduces; any other changes reco-cli's features (column mappings,
 # timestamp units, declared features, other contexts, label rules, table locations), so the
 # recipe is refused rather than prepared differently.
-DATA_KEYS = {"source", "users", "places", "days", "timezone"}
+DATA_KEYS = {"source", "users", "places", "days", "timezone", "dir"}
 
 
 def settings(recipe_path):
@@ -74,8 +88,9 @@ def settings(recipe_path):
         refuse(f"{recipe_path}: data.{extra[0]} is not supported by the Spark job (it reads the column names `reco-cli datasets synth` writes); use reco-cli prepare")
     cfg = {k: prep.get(k, v) for k, v in DEFAULTS.items()}
     if not (cfg["window_days"] > 0 and 0 < cfg["valid_fraction"] and 0 < cfg["test_fraction"]
-            and cfg["valid_fraction"] + cfg["test_fraction"] < 1 and int(cfg["calibration_rows"]) >= 1):
-        refuse(f"{recipe_path}: [prepare] window_days, valid_fraction, test_fraction or calibration_rows out of range")
+            and cfg["valid_fraction"] + cfg["test_fraction"] < 1 and int(cfg["calibration_rows"]) >= 1
+            and cfg["radius_km"] > 0 and int(cfg["negatives_per_positive"]) >= 1):
+        refuse(f"{recipe_path}: [prepare] window_days, valid_fraction, test_fraction, calibration_rows, radius_km or negatives_per_positive out of range")
     cfg["timezone"] = data.get("timezone", "UTC")
     try:
         zoneinfo.ZoneInfo(cfg["timezone"])
@@ -93,10 +108,11 @@ REQUIRED = {
 }
 
 
-def validate(inter, places, users):
+def validate(inter, places, users, implicit):
     """What reco-cli refuses, refused here too, naming the table and column (exit 2)."""
     for name, df in (("interactions", inter), ("places", places), ("users", users)):
-        missing = [c for c in REQUIRED[name] if c not in df.columns]
+        required = [c for c in REQUIRED[name] if not (implicit and name == "interactions" and c in ("label", "oracle_p"))]
+        missing = [c for c in required if c not in df.columns]
         if missing:
             refuse(f"{name}.parquet: missing column `{missing[0]}` (the Spark job reads the columns `reco-cli datasets synth` writes)")
     if "utc_offset" in inter.columns:
@@ -105,7 +121,7 @@ def validate(inter, places, users):
         refuse(f"interactions.parquet: column `timestamp` is {inter.schema['timestamp'].dataType.simpleString()}, expected integer Unix seconds")
     bad = {
         "timestamp": F.col("timestamp").isNull(),
-        "label": F.col("label").isNull() | ~F.col("label").isin(0, 1),
+        "label": F.col("label").isNull() | ~F.col("label").isin(0, 1) if not implicit else F.lit(False),
         "lat": F.col("lat").isNull() | F.isnan("lat") | (F.abs("lat") > 90),
         "lon": F.col("lon").isNull() | F.isnan("lon") | (F.abs("lon") > 180),
         "rating": F.isnan("rating") | (F.abs("rating") == float("inf")),
@@ -133,11 +149,64 @@ def read_tables(spark, raw):
     inter = spark.read.parquet(str(raw / "interactions.parquet")).select(
         "*", F.col("_metadata.file_path").alias("_file"), F.col("_metadata.row_index").alias("_row")
     )
-    if "label" not in inter.columns:
-        refuse("interactions without a label column (implicit data, sampled negatives) are not supported by the Spark job yet")
+    implicit = "label" not in inter.columns
+    if implicit:
+        # Visits only: every interaction is a positive; negatives are sampled (`implicit_rows`).
+        inter = inter.drop("oracle_p").withColumn("label", F.lit(1))
     places = spark.read.parquet(str(raw / "places.parquet"))
     users = spark.read.parquet(str(raw / "users.parquet"))
-    return inter, places, users
+    return inter, places, users, implicit
+
+
+def numeric(implicit):
+    """The numeric features written, in model order."""
+    return [c for c in NUMERIC if not (implicit and c in IMPLICIT_DROPS)]
+
+
+def haversine(lat1, lon1, lat2, lon2):
+    """Great-circle distance in km between columns of degrees, as reco-cli's haversine_km."""
+    rad = math.pi / 180.0
+    hdlat = (F.col(lat2) - F.col(lat1)) * rad / 2.0
+    hdlon = (F.col(lon2) - F.col(lon1)) * rad / 2.0
+    a = F.sin(hdlat) * F.sin(hdlat) + F.cos(F.col(lat1) * rad) * F.cos(F.col(lat2) * rad) * F.sin(hdlon) * F.sin(hdlon)
+    return 2.0 * EARTH_RADIUS_KM * F.asin(F.least(F.sqrt(a), F.lit(1.0)))
+
+
+def negatives(visits, places, cfg):
+    """Up to negatives_per_positive places other than the visited one within radius_km of each
+    visit's location: a grid-cell join (cells of radius_km of latitude in degrees; each visit
+    is joined with every cell its bounding box covers, as reco-cli's GridIndex::within), the
+    exact distance, then the candidates with the smallest seeded hash of (visit, place)."""
+    r, k = float(cfg["radius_km"]), int(cfg["negatives_per_positive"])
+    km_per_deg = EARTH_RADIUS_KM * math.pi / 180.0
+    cell = r / km_per_deg
+    cand = places.select(
+        F.col("place_id").alias("_cand"), F.col("lat").cast("double").alias("_clat"), F.col("lon").cast("double").alias("_clon")
+    ).withColumn("_cr", F.floor(F.col("_clat") / cell)).withColumn("_cc", F.floor(F.col("_clon") / cell))
+    dlat = r / km_per_deg
+    dlon = F.lit(r) / (km_per_deg * F.greatest(F.cos(F.radians("lat")), F.lit(0.05)))
+    box = visits.select("_file", "_row", "place_id", "lat", "lon").withColumn(
+        "_cr", F.explode(F.sequence(F.floor((F.col("lat") - dlat) / cell), F.floor((F.col("lat") + dlat) / cell)))
+    ).withColumn("_cc", F.explode(F.sequence(F.floor((F.col("lon") - dlon) / cell), F.floor((F.col("lon") + dlon) / cell))))
+    pairs = box.join(cand, ["_cr", "_cc"]).where(
+        (F.col("_cand") != F.col("place_id")) & (haversine("lat", "lon", "_clat", "_clon") <= r)
+    )
+    draw = Window.partitionBy("_file", "_row").orderBy(F.xxhash64(F.lit(int(cfg["seed"])), "_file", "_row", "_cand"), "_cand")
+    picked = pairs.withColumn("_k", F.row_number().over(draw)).where(F.col("_k") <= k)
+    return picked.select("_file", "_row", F.col("_cand").alias("place_id"), "_k")
+
+
+def implicit_rows(inter, places, cfg):
+    """Visits within the radius (`_k` 0), each followed by its sampled negatives (`_k` 1..k,
+    label 0, the visit's user, time and location); and how many visits were dropped."""
+    p = places.select("place_id", F.col("lat").cast("double").alias("_plat"), F.col("lon").cast("double").alias("_plon"))
+    v = inter.join(F.broadcast(p), "place_id", "left")
+    within = haversine("lat", "lon", "_plat", "_plon") <= float(cfg["radius_km"])
+    dropped = v.where(~within).count()
+    cols = ["_file", "_row", "user_id", "timestamp", "lat", "lon"]
+    visits = v.where(within).select(*cols, "place_id", "label", F.lit(0).alias("_k"))
+    neg = negatives(visits, places, cfg).join(visits.select(*cols), ["_file", "_row"]).withColumn("label", F.lit(0))
+    return visits.unionByName(neg), dropped
 
 
 def window_stats(inter, window):
@@ -147,16 +216,36 @@ def window_stats(inter, window):
     # A sum over an empty window is null in SQL: no events before t count as 0.
     total = lambda e: F.coalesce(F.sum(e).over(w), F.lit(0))
     return (
-        inter.withColumn("_imp", F.count(F.lit(1)).over(w))
+        inter.withColumn("_k", F.lit(0))
+        .withColumn("_imp", F.count(F.lit(1)).over(w))
         .withColumn("_vis", total(F.when(F.col("label") > 0.5, 1).otherwise(0)))
         .withColumn("_rsum", total(F.when(rated, F.col("rating")).otherwise(0.0)))
         .withColumn("_rn", total(F.when(rated, 1).otherwise(0)))
     )
 
 
-def features(inter, places, users, cfg):
-    window = rust_round(cfg["window_days"] * 86400.0)
-    df = window_stats(inter, window)
+def implicit_window_stats(rows, inter, window):
+    """The same statistics for visits and sampled negatives alike, counting only the real
+    visits (every interaction, also those dropped outside the radius): the rows and the
+    events in one window per place, the events weighted 1 and the rows 0."""
+    events = inter.select("place_id", "timestamp", "rating", F.lit(1).alias("_ev"))
+    both = rows.withColumn("_ev", F.lit(0)).withColumn("rating", F.lit(None).cast("double")).unionByName(
+        events, allowMissingColumns=True
+    )
+    w = Window.partitionBy("place_id").orderBy("timestamp").rangeBetween(-window, -1)
+    rated = (F.col("_ev") == 1) & F.col("rating").isNotNull() & ~F.isnan("rating")
+    total = lambda e: F.coalesce(F.sum(e).over(w), F.lit(0))
+    return (
+        both.withColumn("_vis", total(F.col("_ev")))
+        .withColumn("_imp", F.col("_vis"))
+        .withColumn("_rsum", total(F.when(rated, F.col("rating")).otherwise(0.0)))
+        .withColumn("_rn", total(F.when(rated, 1).otherwise(0)))
+        .where(F.col("_ev") == 0)
+    )
+
+
+def features(df, places, users, cfg, implicit):
+    """The feature columns of rows that carry their window statistics."""
     p = places.select(
         "place_id",
         F.col("lat").cast("double").alias("place_lat"),
@@ -167,10 +256,6 @@ def features(inter, places, users, cfg):
     )
     u = users.select("user_id", F.col("segment").cast("long").alias("segment"))
     df = df.join(F.broadcast(p), "place_id", "left").join(F.broadcast(u), "user_id", "left")
-    rad = math.pi / 180.0
-    hdlat = (F.col("place_lat") - F.col("lat")) * rad / 2.0
-    hdlon = (F.col("place_lon") - F.col("lon")) * rad / 2.0
-    a = F.sin(hdlat) * F.sin(hdlat) + F.cos(F.col("lat") * rad) * F.cos(F.col("place_lat") * rad) * F.sin(hdlon) * F.sin(hdlon)
     # Local wall-clock seconds: the session runs in UTC, so the shifted timestamp reads back
     # as the local time.
     local = F.unix_timestamp(F.from_utc_timestamp(F.timestamp_seconds("timestamp"), cfg["timezone"])).cast("double")
@@ -180,7 +265,7 @@ def features(inter, places, users, cfg):
     mean_rating = F.when(F.col("_rn") > 0, F.col("_rsum") / F.col("_rn"))
     rating_w = F.coalesce(mean_rating, F.when(~F.isnan("_static_rating"), F.col("_static_rating")), F.lit(0.0))
     cols = {
-        "distance_km": 2.0 * EARTH_RADIUS_KM * F.asin(F.sqrt(a)),
+        "distance_km": haversine("lat", "lon", "place_lat", "place_lon"),
         "hour_sin": F.sin(hour * (2 * math.pi / 24.0)),
         "hour_cos": F.cos(hour * (2 * math.pi / 24.0)),
         "dow_sin": F.sin(dow * (2 * math.pi / 7.0)),
@@ -193,14 +278,11 @@ def features(inter, places, users, cfg):
         "price_level": F.col("price_level"),
     }
     out = [F.col(c).cast("long").alias(c) for c in CATEGORICAL]
-    out += [cols[c].cast(T.FloatType()).alias(c) for c in NUMERIC]
-    out += [
-        F.col("label").cast(T.FloatType()).alias("label"),
-        F.col("timestamp").cast("long").alias("timestamp"),
-        F.col("oracle_p").cast(T.FloatType()).alias("oracle_p"),
-        F.col("_file"),
-        F.col("_row"),
-    ]
+    out += [cols[c].cast(T.FloatType()).alias(c) for c in numeric(implicit)]
+    out += [F.col("label").cast(T.FloatType()).alias("label"), F.col("timestamp").cast("long").alias("timestamp")]
+    if not implicit:
+        out.append(F.col("oracle_p").cast(T.FloatType()).alias("oracle_p"))
+    out += [F.col("_file"), F.col("_row"), F.col("_k")]
     return df.select(*out)
 
 
@@ -226,7 +308,7 @@ def rust_round(x):
     return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
 
 
-def fit_spec(train, spark_sources):
+def fit_spec(train, spark_sources, implicit):
     cats = []
     for c in CATEGORICAL:
         vocab = sorted(r[0] for r in train.select(c).distinct().collect() if r[0] is not None)
@@ -234,10 +316,11 @@ def fit_spec(train, spark_sources):
     # Population mean and std of the f32 values in f64, std 1 when (near) constant: as
     # FeatureSpec::fit.
     # Two passes, as Rust: the mean, then the mean squared deviation from it.
-    means = train.agg(*[F.avg(F.col(c).cast("double")).alias(c) for c in NUMERIC]).first()
-    var = train.agg(*[F.avg((F.col(c).cast("double") - means[c]) ** 2).alias(c) for c in NUMERIC]).first()
+    names = numeric(implicit)
+    means = train.agg(*[F.avg(F.col(c).cast("double")).alias(c) for c in names]).first()
+    var = train.agg(*[F.avg((F.col(c).cast("double") - means[c]) ** 2).alias(c) for c in names]).first()
     nums = []
-    for c in NUMERIC:
+    for c in names:
         sd = math.sqrt(var[c])
         nums.append({"name": c, "mean": means[c], "std": sd if sd > 1e-12 else 1.0})
     return {"categorical": cats, "numeric": nums, "label": "label", "sources": spark_sources}
@@ -262,9 +345,15 @@ def main():
         b = b.config("spark.sql.shuffle.partitions", str(a.shuffle_partitions))
     spark = b.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
-    inter, places, users = read_tables(spark, a.raw)
-    validate(inter, places, users)
-    df = with_shards(features(inter, places, users, cfg), spark).cache()
+    inter, places, users, implicit = read_tables(spark, a.raw)
+    validate(inter, places, users, implicit)
+    window = rust_round(cfg["window_days"] * 86400.0)
+    if implicit:
+        rows, dropped = implicit_rows(inter, places, cfg)
+        stats = implicit_window_stats(rows, inter, window)
+    else:
+        stats, dropped = window_stats(inter, window), 0
+    df = with_shards(features(stats, places, users, cfg, implicit), spark).cache()
     cut_valid, cut_test = cuts(df, cfg)
     split = F.when(F.col("timestamp") < cut_valid, "train").when(F.col("timestamp") < cut_test, "valid").otherwise("test")
     df = df.withColumn("_split", split)
@@ -283,17 +372,20 @@ def main():
     for name in ("train", "valid", "test"):
         part = df.where(F.col("_split") == name)
         # One task per shard, rows in input order: one file per shard directory.
-        ordered = part.repartition("shard").sortWithinPartitions("shard", "_row").drop("_split", "_file", "_file_no", "_row")
+        ordered = part.repartition("shard").sortWithinPartitions("shard", "_row", "_k").drop("_split", "_file", "_file_no", "_row", "_k")
         ordered.write.mode("overwrite").partitionBy("shard").parquet(str(out / f"{name}.parquet"))
         counts[name] = part.count()
-    train = df.where(F.col("_split") == "train").drop("_split", "shard", "_file", "_file_no", "_row")
+    train = df.where(F.col("_split") == "train").drop("_split", "shard", "_file", "_file_no", "_row", "_k")
     n = min(int(cfg["calibration_rows"]), counts["train"])
     cal = train.orderBy(F.rand(cfg["seed"])).limit(n)
     cal.coalesce(1).write.mode("overwrite").parquet(str(out / "calibration.parquet"))
     sources = json.loads(Path(a.sources_from).read_text())["sources"] if a.sources_from else []
-    spec = fit_spec(train, sources)
+    spec = fit_spec(train, sources, implicit)
     (out / "feature_spec.json").write_text(json.dumps(spec, indent=2))
-    summary = {"rows": counts | {"calibration": n}, "split_times": [cut_valid, cut_test], "engine": "spark " + spark.version}
+    summary = {
+        "rows": counts | {"calibration": n}, "split_times": [cut_valid, cut_test], "engine": "spark " + spark.version,
+        "labels": "implicit" if implicit else "explicit", "dropped_outside_radius": dropped,
+    }
     (out / "prepare.json").write_text(json.dumps({"summary": summary, "config": cfg}, indent=2))
     if final.exists():
         final.rmdir()

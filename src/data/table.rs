@@ -144,6 +144,12 @@ impl Table {
         Ok(())
     }
 
+    /// Keeps only the columns `names` (each present), in that order.
+    pub fn keep_columns(&mut self, names: &[&str]) -> Result<()> {
+        self.df = self.df.select(names.iter().copied()).map_err(|e| Error::Internal(one_line(&e.to_string())))?;
+        Ok(())
+    }
+
     /// The file of table row `row` and where it is there: `line N` (CSV) or `row N`
     /// (Parquet, 0-based).
     pub fn locate(&self, row: usize) -> (&Path, String) {

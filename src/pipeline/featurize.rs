@@ -306,16 +306,22 @@ fn places_plan(ctx: &FeatureContext<'_>) -> Option<LazyFrame> {
     (sel.len() > 1).then(|| m.table.df.clone().lazy().select(sel))
 }
 
-/// The declared interaction features joined on the interaction row.
-fn interactions_plan(ctx: &FeatureContext<'_>) -> Option<LazyFrame> {
+/// The declared interaction features of the interactions `rows` come from, joined on the
+/// interaction row (only those rows are taken from the table).
+fn interactions_plan(ctx: &FeatureContext<'_>, rows: &Rows) -> Result<Option<LazyFrame>> {
     let m = &ctx.raw.inter.mapped;
     let exprs = declared_exprs(ctx, TableName::Interactions, m);
     if exprs.is_empty() {
-        return None;
+        return Ok(None);
     }
+    let mut src: Vec<IdxSize> = rows.src.iter().map(|&s| s as IdxSize).collect();
+    src.sort_unstable();
+    src.dedup();
+    let mut taken = m.table.df.take(&IdxCa::from_vec("src".into(), src.clone())).map_err(pl("featurize"))?;
+    taken.with_column(Column::new("src".into(), src)).map_err(pl("featurize"))?;
     let mut sel = vec![col("src")];
     sel.extend(exprs);
-    Some(m.table.df.clone().lazy().with_row_index("src", None).select(sel))
+    Ok(Some(taken.lazy().select(sel)))
 }
 
 /// Haversine distance, km, from the context location to the place.
@@ -355,7 +361,7 @@ pub fn features(rows: &Rows, ctx: &FeatureContext<'_>) -> Result<DataFrame> {
     if let Some(places) = places_plan(ctx) {
         plan = plan.left_join(places, col("place_id"), col("place_id"));
     }
-    if let Some(inter) = interactions_plan(ctx) {
+    if let Some(inter) = interactions_plan(ctx, rows)? {
         plan = plan.left_join(inter, col("src"), col("src"));
     }
     let mut derived = time_exprs().to_vec();

@@ -173,10 +173,14 @@ pub fn prepare(
     progress: &dyn Progress,
 ) -> Result<PrepareSummary> {
     progress.begin("prepare", 6);
-    let raw = raw::read(data)?;
+    let mut raw = raw::read(data)?;
     let (label, label_source) = labels(data, &raw.inter)?;
     let ctx = context(data, &raw, &label)?;
     check_declared_leakage(data, label_source)?;
+    // From here on the interactions table is read only for its declared features.
+    let declared: Vec<&str> =
+        data.features.iter().filter(|f| f.table == TableName::Interactions).map(|f| f.column.as_str()).collect();
+    raw.inter.mapped.table.keep_columns(&declared)?;
     progress.advance(1);
 
     // Point-in-time statistics come from the real events only, never from sampled negatives.
@@ -201,6 +205,7 @@ pub fn prepare(
     progress.advance(1);
 
     let (splits, cuts) = split(&rows, cfg, &table_name(&raw))?;
+    drop(rows);
     let ranking = ranking_set(&splits[2], ctx.as_ref(), &candidates, cfg, &mut rng);
     progress.advance(1);
 
