@@ -351,9 +351,12 @@ impl Recipe {
             let (inner, doc) = data_section_error(text).unwrap_or((e, text.to_string()));
             let line = inner.span().map(|s| doc[..s.start.min(doc.len())].matches('\n').count() + 1);
             let msg = crate::error::one_line(inner.message());
-            match line {
-                Some(l) => format!("line {l}: {msg}"),
-                None => msg,
+            // The line itself names the key: serde's message often only names the type.
+            let source = line.and_then(|l| doc.lines().nth(l - 1)).map(str::trim).filter(|t| !t.is_empty());
+            match (line, source) {
+                (Some(l), Some(t)) => format!("line {l} (`{}`): {msg}", t.chars().take(80).collect::<String>()),
+                (Some(l), None) => format!("line {l}: {msg}"),
+                (None, _) => msg,
             }
         })?;
         recipe.validate()?;
@@ -490,12 +493,12 @@ mod tests {
         assert!(err.contains("venue"), "{err}");
         // Errors inside [data] name their own line, not the section's.
         let err = Recipe::parse(&text.replace("timezone =", "timezon =")).unwrap_err();
-        assert!(err.starts_with("line 4:") && err.contains("timezon"), "{err}");
+        assert!(err.starts_with("line 4 (`timezon = ") && err.contains("unknown field `timezon`"), "{err}");
         let err = Recipe::parse(&format!(
             "{text}[[data.features]]\ntable = \"users\"\ncolumn = \"age\"\nkind = \"numerical\"\n"
         ))
         .unwrap_err();
-        assert!(err.starts_with("line 11:") && err.contains("numerical"), "{err}");
+        assert!(err.starts_with("line 11 (`kind = \"numerical\"`):") && err.contains("expected `numeric`"), "{err}");
     }
 
     #[test]

@@ -182,6 +182,18 @@ const CASES: &[Case] = &[
         needles: &["batch_size"],
     },
     Case {
+        name: "zero shuffle buffer",
+        setup: |d| recipe(d, "batch_size = 256", "batch_size = 256\nshuffle_buffer_rows = 0"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["shuffle_buffer_rows"],
+    },
+    Case {
+        name: "negative max rows in memory",
+        setup: |d| recipe(d, "batch_size = 256", "batch_size = 256\nmax_rows_in_memory = -1"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["max_rows_in_memory"],
+    },
+    Case {
         name: "zero-width hidden layer",
         setup: |d| recipe(d, "hidden = [32, 16]", "hidden = [32, 0]"),
         args: &["run", "r.toml", "--out", "o"],

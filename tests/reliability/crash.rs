@@ -136,9 +136,9 @@ fn two_runs_into_one_out_one_fails_cleanly_and_nothing_is_corrupt() {
 
 /// `train` on a copy of the tiny run's features with small batches (slow enough to kill in
 /// the middle), stderr piped for its per-epoch log lines.
-fn train_command(out: &Path, extra: &[&str]) -> Command {
+fn train_command(recipe: &Path, out: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(bin());
-    c.args(["train", "--recipe", repo().join("recipes/tiny.toml").to_str().unwrap(), "--out"])
+    c.args(["train", "--recipe", recipe.to_str().unwrap(), "--out"])
         .arg(out)
         .args(["--epochs", "5", "--batch-size", "32", "--threads", "1"])
         .args(extra)
@@ -149,16 +149,33 @@ fn train_command(out: &Path, extra: &[&str]) -> Command {
 
 #[test]
 fn a_training_killed_after_epoch_2_resumes_to_the_same_weights_and_history() {
+    killed_after_epoch_2_resumes(&repo().join("recipes/tiny.toml"));
+}
+
+#[test]
+fn a_training_from_row_groups_killed_after_epoch_2_resumes_to_the_same_weights_and_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("chunked.toml");
+    let tiny = std::fs::read_to_string(repo().join("recipes/tiny.toml")).unwrap();
+    let chunked = tiny.replace("[train]\n", "[train]\nmax_rows_in_memory = 0\nshuffle_buffer_rows = 3000\n");
+    assert_ne!(chunked, tiny);
+    std::fs::write(&recipe, chunked).unwrap();
+    killed_after_epoch_2_resumes(&recipe);
+}
+
+/// Trains `recipe` on the tiny run's features twice, the second killed after epoch 2 and
+/// resumed: both end with the same files.
+fn killed_after_epoch_2_resumes(recipe: &Path) {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     for d in [&a, &b] {
         copy_dir(&tiny_run().join("features"), &d.join("features"));
     }
-    assert!(train_command(&a, &[]).status().unwrap().success());
+    assert!(train_command(recipe, &a, &[]).status().unwrap().success());
 
     // Kill -9 as soon as epoch 2 is logged (its checkpoint is on disk by then).
-    let mut child = train_command(&b, &[]).spawn().unwrap();
+    let mut child = train_command(recipe, &b, &[]).spawn().unwrap();
     let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     for line in stderr.lines() {
         if line.unwrap().contains("epoch 2:") {
@@ -172,12 +189,12 @@ fn a_training_killed_after_epoch_2_resumes_to_the_same_weights_and_history() {
     assert!(!b.join("teacher").exists());
 
     // Other settings than the checkpoint's: refused, not continued.
-    let o = train_command(&b, &["--resume", "--learning-rate", "0.5"]).output().unwrap();
+    let o = train_command(recipe, &b, &["--resume", "--learning-rate", "0.5"]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("resume.json") && err.contains("other training data or settings"), "{err}");
 
-    let o = train_command(&b, &["--resume"]).output().unwrap();
+    let o = train_command(recipe, &b, &["--resume"]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("resuming after epoch 2") && !err.contains("epoch 1:"), "{err}");
