@@ -11,18 +11,19 @@ pub fn auc(scores: &[f32], labels: &[f32]) -> Option<f64> {
     if scores.iter().any(|s| !s.is_finite()) {
         return None;
     }
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    // Row numbers as u32 (half the memory of usize); past 2^32 rows the AUC is not computed.
+    let mut idx: Vec<u32> = (0..u32::try_from(scores.len()).ok()?).collect();
+    idx.sort_by(|&a, &b| scores[a as usize].total_cmp(&scores[b as usize]));
     let (mut rank_sum, mut pos) = (0f64, 0f64);
     let mut i = 0;
     while i < idx.len() {
         let mut j = i;
-        while j + 1 < idx.len() && scores[idx[j + 1]] == scores[idx[i]] {
+        while j + 1 < idx.len() && scores[idx[j + 1] as usize] == scores[idx[i] as usize] {
             j += 1;
         }
         let avg_rank = (i + j) as f64 / 2.0 + 1.0;
         for &k in &idx[i..=j] {
-            if labels[k] > 0.5 {
+            if labels[k as usize] > 0.5 {
                 rank_sum += avg_rank;
                 pos += 1.0;
             }
@@ -202,14 +203,14 @@ fn bootstrap_ci(n: usize, seed: u64, stat: impl Fn(&[u32]) -> Option<f64> + Sync
 /// resample is one weighted pass).
 pub fn auc_ci(scores: &[f32], labels: &[f32], seed: u64) -> Option<[f64; 2]> {
     auc(scores, labels)?;
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    let mut order: Vec<u32> = (0..u32::try_from(scores.len()).ok()?).collect();
+    order.sort_by(|&a, &b| scores[a as usize].total_cmp(&scores[b as usize]));
     bootstrap_ci(scores.len(), seed, |w| {
         let (mut num, mut neg_below, mut pos, mut i) = (0f64, 0f64, 0f64, 0);
         while i < order.len() {
             let (mut wp, mut wn, mut j) = (0f64, 0f64, i);
-            while j < order.len() && scores[order[j]] == scores[order[i]] {
-                let (r, c) = (order[j], f64::from(w[order[j]]));
+            while j < order.len() && scores[order[j] as usize] == scores[order[i] as usize] {
+                let (r, c) = (order[j] as usize, f64::from(w[order[j] as usize]));
                 if labels[r] > 0.5 {
                     wp += c
                 } else {

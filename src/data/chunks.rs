@@ -193,7 +193,11 @@ impl Split {
                 ..frame.clone_rest()
             };
             match &mut out {
-                None => out = Some(rest),
+                None => {
+                    let mut first = rest;
+                    first.reserve_rest(self.rows() - first.columns.rows);
+                    out = Some(first);
+                }
                 Some(o) => o.append_rest(rest),
             }
             Ok(())

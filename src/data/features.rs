@@ -72,13 +72,18 @@ pub struct FeatureFrame {
     pub baselines: Baselines,
 }
 
+/// A feature file's f32 column, read as f64, back in f32 (exactly).
+fn f32s(v: Vec<f64>) -> Vec<f32> {
+    v.into_iter().map(|x| x as f32).collect()
+}
+
 /// Feature columns the baselines rank by (read whether or not the model uses them).
 #[derive(Debug, Clone, Default)]
 pub struct Baselines {
     /// `place_visits_w`: visits in the trailing window (popularity).
-    pub popularity: Option<Vec<f64>>,
+    pub popularity: Option<Vec<f32>>,
     /// `distance_km`: distance from the context location (nearest first).
-    pub distance: Option<Vec<f64>>,
+    pub distance: Option<Vec<f32>>,
 }
 
 impl FeatureFrame {
@@ -112,15 +117,11 @@ impl FeatureFrame {
         } else {
             None
         };
-        let oracle = if t.has("oracle_p") {
-            Some(t.floats("oracle_p", false)?.into_iter().map(|v| v as f32).collect())
-        } else {
-            None
-        };
+        let oracle = if t.has("oracle_p") { Some(f32s(t.floats("oracle_p", false)?)) } else { None };
         let query_id = if t.has("query_id") { Some(t.ints("query_id")?) } else { None };
         let baselines = Baselines {
-            popularity: if t.has(POPULARITY) { Some(t.floats(POPULARITY, false)?) } else { None },
-            distance: if t.has(DISTANCE) { Some(t.floats(DISTANCE, false)?) } else { None },
+            popularity: if t.has(POPULARITY) { Some(f32s(t.floats(POPULARITY, false)?)) } else { None },
+            distance: if t.has(DISTANCE) { Some(f32s(t.floats(DISTANCE, false)?)) } else { None },
         };
         let columns = Columns { rows: t.height(), categorical, numeric };
         // The runtime's own check (id types against the spec), naming the file.
@@ -136,6 +137,17 @@ impl FeatureFrame {
             oracle: self.oracle.clone(),
             query_id: self.query_id.clone(),
             baselines: self.baselines.clone(),
+        }
+    }
+
+    /// Room for `rows` more rows in every column but the model inputs.
+    pub fn reserve_rest(&mut self, rows: usize) {
+        let floats = [&mut self.label, &mut self.oracle, &mut self.baselines.popularity, &mut self.baselines.distance];
+        for v in floats.into_iter().flatten() {
+            v.reserve_exact(rows);
+        }
+        if let Some(q) = self.query_id.as_mut() {
+            q.reserve_exact(rows);
         }
     }
 

@@ -94,8 +94,8 @@ impl Baseline {
     /// Its scores on a feature file (higher ranks first), when the file has its column.
     fn scores(self, f: &FeatureFrame) -> Option<Vec<f32>> {
         match self {
-            Self::Popularity => f.baselines.popularity.as_ref().map(|v| v.iter().map(|&x| x as f32).collect()),
-            Self::Nearest => f.baselines.distance.as_ref().map(|v| v.iter().map(|&x| -x as f32).collect()),
+            Self::Popularity => f.baselines.popularity.clone(),
+            Self::Nearest => f.baselines.distance.as_ref().map(|v| v.iter().map(|&x| -x).collect()),
         }
     }
 }
