@@ -23,7 +23,8 @@ Implicit data (visits only: no `label` column) gets reco-cli's sampled negatives
 than prepare.radius_km from the interaction's location are dropped, and each visit is followed
 by up to prepare.negatives_per_positive other places within the radius, found by a grid-cell
 join (places bucketed by cells of radius-sized degrees, each visit joined with the cells its
-bounding box covers, then the exact haversine) and drawn by a seeded hash of (visit, place).
+bounding box covers, then the exact haversine) and drawn by a seeded hash of (input file
+number, row, place): the same draws wherever the input lies.
 Their trailing-window statistics count the real visits only; impression counts and visit
 rates are left out, as reco-cli leaves them out (they would repeat the visit count).
 
@@ -149,6 +150,11 @@ def read_tables(spark, raw):
     inter = spark.read.parquet(str(raw / "interactions.parquet")).select(
         "*", F.col("_metadata.file_path").alias("_file"), F.col("_metadata.row_index").alias("_row")
     )
+    # The input files by number (their order by path): what row keys and draws hash, so that
+    # the output does not depend on where the input lies.
+    files = sorted(r[0] for r in inter.select("_file").distinct().collect())
+    index = spark.createDataFrame([(f, i) for i, f in enumerate(files)], "_file string, _file_no int")
+    inter = inter.join(F.broadcast(index), "_file")
     implicit = "label" not in inter.columns
     if implicit:
         # Visits only: every interaction is a positive; negatives are sampled (`implicit_rows`).
@@ -164,12 +170,22 @@ def numeric(implicit):
 
 
 def haversine(lat1, lon1, lat2, lon2):
-    """Great-circle distance in km between columns of degrees, as reco-cli's haversine_km."""
+    """Great-circle distance in km between columns of degrees, in the operation order of
+    reco-cli's `distance_km` feature (featurize.rs distance_expr)."""
     rad = math.pi / 180.0
     hdlat = (F.col(lat2) - F.col(lat1)) * rad / 2.0
     hdlon = (F.col(lon2) - F.col(lon1)) * rad / 2.0
     a = F.sin(hdlat) * F.sin(hdlat) + F.cos(F.col(lat1) * rad) * F.cos(F.col(lat2) * rad) * F.sin(hdlon) * F.sin(hdlon)
     return 2.0 * EARTH_RADIUS_KM * F.asin(F.least(F.sqrt(a), F.lit(1.0)))
+
+
+def within_km(lat1, lon1, lat2, lon2, r):
+    """Whether two points are within r km, in the operation order of reco-cli's haversine_km
+    (geo.rs), which decides the radius: a place at the boundary falls on the same side."""
+    p1, p2 = F.radians(lat1), F.radians(lat2)
+    hdp, hdl = (p2 - p1) / 2.0, F.radians(F.col(lon2) - F.col(lon1)) / 2.0
+    a = F.sin(hdp) * F.sin(hdp) + F.cos(p1) * F.cos(p2) * F.sin(hdl) * F.sin(hdl)
+    return 2.0 * EARTH_RADIUS_KM * F.asin(F.least(F.sqrt(a), F.lit(1.0))) <= r
 
 
 def negatives(visits, places, cfg):
@@ -185,13 +201,13 @@ def negatives(visits, places, cfg):
     ).withColumn("_cr", F.floor(F.col("_clat") / cell)).withColumn("_cc", F.floor(F.col("_clon") / cell))
     dlat = r / km_per_deg
     dlon = F.lit(r) / (km_per_deg * F.greatest(F.cos(F.radians("lat")), F.lit(0.05)))
-    box = visits.select("_file", "_row", "place_id", "lat", "lon").withColumn(
+    box = visits.select("_file", "_file_no", "_row", "place_id", "lat", "lon").withColumn(
         "_cr", F.explode(F.sequence(F.floor((F.col("lat") - dlat) / cell), F.floor((F.col("lat") + dlat) / cell)))
     ).withColumn("_cc", F.explode(F.sequence(F.floor((F.col("lon") - dlon) / cell), F.floor((F.col("lon") + dlon) / cell))))
     pairs = box.join(cand, ["_cr", "_cc"]).where(
-        (F.col("_cand") != F.col("place_id")) & (haversine("lat", "lon", "_clat", "_clon") <= r)
+        (F.col("_cand") != F.col("place_id")) & within_km("lat", "lon", "_clat", "_clon", r)
     )
-    draw = Window.partitionBy("_file", "_row").orderBy(F.xxhash64(F.lit(int(cfg["seed"])), "_file", "_row", "_cand"), "_cand")
+    draw = Window.partitionBy("_file", "_row").orderBy(F.xxhash64(F.lit(int(cfg["seed"])), "_file_no", "_row", "_cand"), "_cand")
     picked = pairs.withColumn("_k", F.row_number().over(draw)).where(F.col("_k") <= k)
     return picked.select("_file", "_row", F.col("_cand").alias("place_id"), "_k")
 
@@ -201,9 +217,9 @@ def implicit_rows(inter, places, cfg):
     label 0, the visit's user, time and location); and how many visits were dropped."""
     p = places.select("place_id", F.col("lat").cast("double").alias("_plat"), F.col("lon").cast("double").alias("_plon"))
     v = inter.join(F.broadcast(p), "place_id", "left")
-    within = haversine("lat", "lon", "_plat", "_plon") <= float(cfg["radius_km"])
+    within = within_km("lat", "lon", "_plat", "_plon", float(cfg["radius_km"]))
     dropped = v.where(~within).count()
-    cols = ["_file", "_row", "user_id", "timestamp", "lat", "lon"]
+    cols = ["_file", "_file_no", "_row", "user_id", "timestamp", "lat", "lon"]
     visits = v.where(within).select(*cols, "place_id", "label", F.lit(0).alias("_k"))
     neg = negatives(visits, places, cfg).join(visits.select(*cols), ["_file", "_row"]).withColumn("label", F.lit(0))
     return visits.unionByName(neg), dropped
@@ -282,17 +298,15 @@ def features(df, places, users, cfg, implicit):
     out += [F.col("label").cast(T.FloatType()).alias("label"), F.col("timestamp").cast("long").alias("timestamp")]
     if not implicit:
         out.append(F.col("oracle_p").cast(T.FloatType()).alias("oracle_p"))
-    out += [F.col("_file"), F.col("_row"), F.col("_k")]
+    out += [F.col("_file"), F.col("_file_no"), F.col("_row"), F.col("_k")]
     return df.select(*out)
 
 
-def with_shards(df, spark):
+def with_shards(df):
     """`shard` = input file number and block of SHARD_ROWS rows, zero-padded: listed in name
     order, the shards give the rows back in input order."""
-    files = sorted(r[0] for r in df.select("_file").distinct().collect())
-    index = spark.createDataFrame([(f, i) for i, f in enumerate(files)], "_file string, _file_no int")
     shard = F.format_string("%05d-%06d", F.col("_file_no"), F.floor(F.col("_row") / SHARD_ROWS).cast("int"))
-    return df.join(F.broadcast(index), "_file").withColumn("shard", shard)
+    return df.withColumn("shard", shard)
 
 
 def cuts(df, cfg):
@@ -349,11 +363,15 @@ def main():
     validate(inter, places, users, implicit)
     window = rust_round(cfg["window_days"] * 86400.0)
     if implicit:
+        if inter.groupBy("user_id").count().where(F.col("count") > 1).isEmpty():
+            refuse("interactions.parquet: implicit data (no label column) where every user has one event: nothing to learn preferences from; expected users with several visits")
         rows, dropped = implicit_rows(inter, places, cfg)
         stats = implicit_window_stats(rows, inter, window)
     else:
         stats, dropped = window_stats(inter, window), 0
-    df = with_shards(features(stats, places, users, cfg, implicit), spark).cache()
+    df = with_shards(features(stats, places, users, cfg, implicit)).cache()
+    if df.isEmpty():
+        refuse(f"interactions.parquet: no interaction is left after dropping {dropped} farther than prepare.radius_km = {cfg['radius_km']} from their place")
     cut_valid, cut_test = cuts(df, cfg)
     split = F.when(F.col("timestamp") < cut_valid, "train").when(F.col("timestamp") < cut_test, "valid").otherwise("test")
     df = df.withColumn("_split", split)

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::artifact::spec::FeatureSpec;
 use crate::data::features::{DISTANCE, FeatureFrame, POPULARITY};
+use crate::data::io::ROW_GROUP_ROWS;
 use crate::data::table::{Table, list_files};
 use crate::error::{Error, Result, catch_panic, one_line};
 use crate::runtime::Columns;
@@ -19,17 +20,19 @@ use crate::runtime::Columns;
 /// Columns a chunk reads besides the spec's inputs and label, when the file has them.
 const EXTRA: [&str; 4] = ["oracle_p", "query_id", POPULARITY, DISTANCE];
 
-/// One row group of one file.
+/// One row group of one file, or a piece of [`ROW_GROUP_ROWS`] rows of a larger one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Chunk {
     /// The Parquet file.
     pub file: PathBuf,
-    /// First row of the row group in its file.
+    /// First row of the chunk in its file.
     pub offset: usize,
-    /// Rows in the row group.
+    /// Rows in the chunk.
     pub rows: usize,
     /// Index of its first row in the whole split.
     pub first: usize,
+    /// Columns to read (those of the spec, label and [`EXTRA`] that its file has).
+    columns: Vec<String>,
 }
 
 /// A split listed as row groups.
@@ -41,8 +44,6 @@ pub struct Chunks {
     pub chunks: Vec<Chunk>,
     /// Rows in all.
     pub rows: usize,
-    /// Columns each chunk reads (those of the spec, label and [`EXTRA`] that the files have).
-    columns: Vec<String>,
     /// Whether the label must be present.
     need_label: bool,
 }
@@ -58,7 +59,7 @@ impl Chunks {
                 wanted.push(extra.to_string());
             }
         }
-        let (mut chunks, mut rows, mut present) = (Vec::new(), 0usize, Vec::new());
+        let (mut chunks, mut rows) = (Vec::new(), 0usize);
         for (file, hive) in list_files(location)? {
             let parquet =
                 file.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet") || e.eq_ignore_ascii_case("pq"));
@@ -66,29 +67,32 @@ impl Chunks {
                 return Ok(None);
             }
             let (groups, names) = row_groups(&file)?;
-            for n in names {
-                if wanted.contains(&n) && !present.contains(&n) {
-                    present.push(n);
-                }
-            }
+            // This file's columns, in model order: one it lacks is reported as missing, naming it.
+            let columns: Vec<String> = wanted.iter().filter(|w| names.contains(w)).cloned().collect();
             let mut offset = 0;
-            for g in groups.into_iter().filter(|&g| g > 0) {
-                chunks.push(Chunk { file: file.clone(), offset, rows: g, first: rows });
-                (offset, rows) = (offset + g, rows + g);
+            for g in groups {
+                // Row groups written by bytes (Spark's) can hold a million rows: read in pieces
+                // of about ROW_GROUP_ROWS.
+                let piece = g.div_ceil((g / ROW_GROUP_ROWS).max(1)).max(1);
+                for start in (0..g).step_by(piece) {
+                    let n = (g - start).min(piece);
+                    let columns = columns.clone();
+                    chunks.push(Chunk { file: file.clone(), offset: offset + start, rows: n, first: rows, columns });
+                    rows += n;
+                }
+                offset += g;
             }
         }
         if rows == 0 {
             return Err(Error::input(format!("{}: table is empty, expected at least one row", location.display())));
         }
-        // Model order, so that a missing column is reported the way the whole-table reader does.
-        let columns = wanted.into_iter().filter(|w| present.contains(w)).collect();
-        Ok(Some(Self { location: location.to_path_buf(), chunks, rows, columns, need_label }))
+        Ok(Some(Self { location: location.to_path_buf(), chunks, rows, need_label }))
     }
 
     /// Reads chunk `i`.
     pub fn read(&self, i: usize, spec: &FeatureSpec) -> Result<FeatureFrame> {
         let c = &self.chunks[i];
-        let t = Table::parquet_rows(&c.file, c.offset, c.rows, self.columns.clone())?;
+        let t = Table::parquet_rows(&c.file, c.offset, c.rows, c.columns.clone())?;
         FeatureFrame::from_table(&t, &c.file, spec, self.need_label)
     }
 }
@@ -205,19 +209,82 @@ impl Split {
         out.ok_or_else(|| Error::Internal("a split without chunks".into()))
     }
 
-    /// Rows `idx` (ascending split indices) as columns.
+    /// Rows `idx` (ascending split indices) as columns; only the chunks holding one are read.
     pub fn take(&self, spec: &FeatureSpec, idx: &[usize]) -> Result<Columns> {
         let mut out: Option<Columns> = None;
-        self.for_each(spec, |frame, first| {
-            let end = first + frame.columns.rows;
-            let local: Vec<usize> = idx.iter().filter(|&&i| i >= first && i < end).map(|&i| i - first).collect();
-            let part = frame.columns.take(&local);
+        let mut add = |frame: &FeatureFrame, first: usize| -> Result<()> {
+            let part = frame.columns.take(&local_rows(idx, first, frame.columns.rows));
             match &mut out {
                 None => out = Some(part),
                 Some(o) => o.append(&part)?,
             }
             Ok(())
-        })?;
-        out.ok_or_else(|| Error::Internal("take: a split without chunks".into()))
+        };
+        match self {
+            Self::Whole(frame) => add(frame, 0)?,
+            Self::Chunked(c) => {
+                for (i, chunk) in c.chunks.iter().enumerate() {
+                    if !local_rows(idx, chunk.first, chunk.rows).is_empty() {
+                        add(&c.read(i, spec)?, chunk.first)?;
+                    }
+                }
+            }
+        }
+        out.ok_or_else(|| Error::Internal("take: no row asked for".into()))
+    }
+}
+
+/// The indices of `idx` in `first..first + rows`, shifted to start at 0.
+pub fn local_rows(idx: &[usize], first: usize, rows: usize) -> Vec<usize> {
+    idx.iter().filter(|&&i| i >= first && i < first + rows).map(|&i| i - first).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use polars::prelude::*;
+
+    use super::*;
+    use crate::artifact::spec::{CategoricalSpec, Ids, NumericSpec};
+
+    #[test]
+    fn a_large_row_group_is_read_in_pieces_that_cover_it_in_order_and_name_their_rows() {
+        let n = 3 * ROW_GROUP_ROWS + 5;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part.parquet");
+        let mut label: Vec<f32> = (0..n).map(|i| (i % 2) as f32).collect();
+        let bad_row = 2 * ROW_GROUP_ROWS + 7;
+        let write = |label: &[f32]| {
+            let user: Vec<i64> = (0..n as i64).collect();
+            let mut df = df!("user_id" => user, "x" => vec![1f32; n], "label" => label).unwrap();
+            // One row group of every row, as a writer sizing groups by bytes makes them.
+            let file = std::fs::File::create(&path).unwrap();
+            ParquetWriter::new(file).with_row_group_size(Some(n)).finish(&mut df).unwrap();
+        };
+        write(&label);
+        let spec = FeatureSpec {
+            categorical: vec![CategoricalSpec::new("user_id", vec![1, 2])],
+            numeric: vec![NumericSpec { name: "x".into(), mean: 0.0, std: 1.0 }],
+            label: "label".into(),
+            sources: vec![],
+        };
+        let chunks = Chunks::list(&path, &spec, true).unwrap().unwrap();
+        assert_eq!(chunks.chunks.len(), 3, "{:?}", chunks.chunks);
+        assert_eq!(chunks.rows, n);
+        let mut users = Vec::new();
+        for (i, c) in chunks.chunks.iter().enumerate() {
+            assert_eq!((c.first, c.offset), (users.len(), users.len()));
+            let frame = chunks.read(i, &spec).unwrap();
+            assert_eq!(frame.columns.rows, c.rows);
+            let Ids::Int(u) = &frame.columns.categorical[0] else { panic!("ids") };
+            users.extend_from_slice(u);
+        }
+        assert_eq!(users, (0..n as i64).collect::<Vec<_>>(), "every row once, in file order");
+
+        label[bad_row] = 2.0;
+        write(&label);
+        let e = chunks.read(2, &spec).unwrap_err().to_string();
+        assert!(e.contains("part.parquet") && e.contains(&format!("`label` row {bad_row}")), "{e}");
     }
 }

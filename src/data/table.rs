@@ -114,9 +114,7 @@ impl Table {
             },
             |panic| bad(format!("the reader failed: {panic}")),
         )?;
-        let parts = vec![Part { path: path.to_path_buf(), rows: offset + rows, first_line: None }];
-        let origin = Some((offset..offset + df.height()).collect());
-        Ok(Self { df, parts, sha256: String::new(), name: path.display().to_string(), origin })
+        Ok(Self::frame(df, &path.display().to_string()).starting_at(offset))
     }
 
     /// A frame already in memory (a split being fitted), named `name` in errors.
@@ -142,6 +140,14 @@ impl Table {
         let origin: Vec<usize> = rows.iter().map(|&r| self.origin.as_ref().map_or(r, |o| o[r])).collect();
         self.origin = Some(origin);
         Ok(())
+    }
+
+    /// This table as rows `first..` of a larger one (error messages name those rows).
+    pub fn starting_at(mut self, first: usize) -> Self {
+        let h = self.df.height();
+        self.parts = vec![Part { path: PathBuf::from(&self.name), rows: first + h, first_line: None }];
+        self.origin = Some((first..first + h).collect());
+        self
     }
 
     /// Keeps only the columns `names` (each present), in that order.

@@ -92,9 +92,9 @@ impl SpecFitter {
         }
     }
 
-    /// Adds a chunk of the training split's features.
-    pub fn add(&mut self, df: &DataFrame) -> Result<()> {
-        let t = Table::frame(df.clone(), "train split");
+    /// Adds a chunk of the training split's features, starting at its row `first`.
+    pub fn add(&mut self, df: &DataFrame, first: usize) -> Result<()> {
+        let t = Table::frame(df.clone(), "train split").starting_at(first);
         for (name, _, counts) in &mut self.categorical {
             match (t.ids(name)?, counts) {
                 (Ids::Int(v), c @ None) => *c = Some(Counts::Int(count(v, BTreeMap::new()))),
@@ -207,7 +207,7 @@ mod tests {
         };
         let mut fitter = SpecFitter::new(&layout);
         for (start, len) in [(0, 1000), (1000, 2 * ROW_GROUP_ROWS), (1000 + 2 * ROW_GROUP_ROWS, n)] {
-            fitter.add(&df.slice(start as i64, len)).unwrap();
+            fitter.add(&df.slice(start as i64, len), start).unwrap();
         }
         assert_eq!(
             (fitter.constant("zero"), fitter.constant("x"), fitter.constant("nope")),

@@ -27,6 +27,7 @@ use serde::Serialize;
 
 use crate::artifact::ArtifactWriter;
 use crate::artifact::spec::{FeatureSpec, SourceColumn};
+use crate::data::chunks::local_rows;
 use crate::data::io::{pl, write_parquet};
 use crate::data::raw::{self, Interactions, RawData};
 use crate::data::schema::{ContextSource, FeatureKind, FilesConfig, TableName, Transform};
@@ -178,8 +179,12 @@ pub fn prepare(
     let ctx = context(data, &raw, &label)?;
     check_declared_leakage(data, label_source)?;
     // From here on the interactions table is read only for its declared features.
-    let declared: Vec<&str> =
-        data.features.iter().filter(|f| f.table == TableName::Interactions).map(|f| f.column.as_str()).collect();
+    let mut declared: Vec<&str> = Vec::new();
+    for f in data.features.iter().filter(|f| f.table == TableName::Interactions) {
+        if !declared.contains(&f.column.as_str()) {
+            declared.push(f.column.as_str()); // two features may read one column
+        }
+    }
     raw.inter.mapped.table.keep_columns(&declared)?;
     progress.advance(1);
 
@@ -226,7 +231,7 @@ pub fn prepare(
     for (name, s) in ["train", "valid", "test"].into_iter().zip(&splits) {
         let n = write_split(s, &fctx, &writer.path(&format!("{name}.parquet")), |df, first| {
             if name == "train" {
-                fitter.add(df)?;
+                fitter.add(df, first)?;
                 let part = take_rows(df, first, &cal_rows)?;
                 match &mut calibration {
                     None => calibration = Some(part),
@@ -712,8 +717,7 @@ fn calibration_rows(rows: usize, n: usize, rng: &mut Rng) -> Vec<usize> {
 
 /// The rows of `idx` (ascending split indices) that fall in a chunk starting at row `first`.
 fn take_rows(df: &DataFrame, first: usize, idx: &[usize]) -> Result<DataFrame> {
-    let end = first + df.height();
-    let local: Vec<IdxSize> = idx.iter().filter(|&&i| i >= first && i < end).map(|&i| (i - first) as IdxSize).collect();
+    let local = local_rows(idx, first, df.height()).into_iter().map(|i| i as IdxSize).collect();
     df.take(&IdxCa::from_vec("idx".into(), local)).map_err(pl("calibration sample"))
 }
 

@@ -188,6 +188,11 @@ fn fit_fingerprint(input: &FitInput<'_>, rows: &TrainRows<'_>, y_valid: &[f32]) 
     if let Some(obj) = cfg.as_object_mut() {
         obj.remove("epochs");
         obj.remove("patience");
+        // Whether rows stay on disk shows in the data below; the buffer only matters there.
+        obj.remove("max_rows_in_memory");
+        if matches!(rows, TrainRows::Whole { .. }) {
+            obj.remove("shuffle_buffer_rows");
+        }
     }
     let objective = match &input.objective {
         Objective::Hard => serde_json::json!("hard"),
@@ -293,6 +298,7 @@ fn produce_windows(
             let mut order: Vec<usize> = (0..cols.rows).collect();
             rng.shuffle(&mut order);
             let enc = Cow::Owned(encode(spec, &cols.view()));
+            drop(cols); // only the encoded window waits in the channel
             let teacher = teacher.map(|_| Cow::Owned(t));
             if tx.send(Ok(Window { enc, labels: Cow::Owned(labels), teacher, order })).is_err() {
                 return;
@@ -328,7 +334,12 @@ pub fn fit(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeight
     let mut diverged = None;
     let (mut train_loss, mut valid_auc) = (Vec::new(), Vec::new());
     let (mut rows_done, mut secs) = (0usize, 0f64);
-    let steps_per_epoch = n_rows.div_ceil(cfg.batch_size);
+    // From row groups, each window may end in a partial batch.
+    let windows = match &rows {
+        TrainRows::Whole { .. } => 0,
+        TrainRows::Chunked { buffer, .. } => n_rows.div_ceil(*buffer),
+    };
+    let steps_per_epoch = n_rows.div_ceil(cfg.batch_size) + windows;
     let mut lr = cfg.learning_rate;
     let mut first = 1;
     if input.resume {
