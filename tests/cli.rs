@@ -285,15 +285,31 @@ fn with_f32_column(
     arrow::array::RecordBatch::try_new(all.schema(), cols).unwrap()
 }
 
-#[test]
-fn predict_streams_a_directory_of_parts_in_order_and_names_a_bad_row_by_its_file_and_row() {
+/// The tiny run's teacher, and its test split also written as two parts (the second from row
+/// `first`) with row groups of `group_rows`, in a fresh directory.
+struct TestParts {
+    teacher: PathBuf,
+    test: PathBuf,
+    all: arrow::array::RecordBatch,
+    first: usize,
+    parts: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+fn test_parts(group_rows: usize) -> TestParts {
     let run = run_dir();
     let (teacher, test) = (run.join("teacher"), run.join("features/test.parquet"));
     let dir = tempfile::tempdir().unwrap();
     let all = read_batch(&test);
     let first = all.num_rows() / 3;
     let parts = dir.path().join("parts");
-    write_parts(&all, &parts, first, 1 << 20);
+    write_parts(&all, &parts, first, group_rows);
+    TestParts { teacher, test, all, first, parts, dir }
+}
+
+#[test]
+fn predict_streams_a_directory_of_parts_in_order_and_names_a_bad_row_by_its_file_and_row() {
+    let TestParts { teacher, test, all, first, parts, dir } = test_parts(1 << 20);
     let (whole, split) = (dir.path().join("whole.parquet"), dir.path().join("split.parquet"));
     predict(&teacher, &test, &whole, dir.path());
     predict(&teacher, &parts, &split, dir.path());
@@ -331,14 +347,8 @@ fn predict_streams_a_directory_of_parts_in_order_and_names_a_bad_row_by_its_file
 
 #[test]
 fn eval_streams_parts_in_row_groups_with_the_whole_file_metrics_and_names_a_bad_label_by_file_and_row() {
-    let run = run_dir();
-    let (teacher, test) = (run.join("teacher"), run.join("features/test.parquet"));
-    let dir = tempfile::tempdir().unwrap();
-    let all = read_batch(&test);
-    let first = all.num_rows() / 3;
-    let parts = dir.path().join("parts");
-    write_parts(&all, &parts, first, 500);
-    let ranking = run.join("features/ranking.parquet");
+    let TestParts { teacher, test, all, first, parts, dir } = test_parts(500);
+    let ranking = run_dir().join("features/ranking.parquet");
     let eval = |data: &Path| {
         let args = ["eval", teacher.to_str().unwrap(), "--data", data.to_str().unwrap(), "--json"];
         let mut v: serde_json::Value = serde_json::from_str(
