@@ -326,7 +326,7 @@ impl Default for TrainConfig {
             id_embedding_dim: 16,
             small_embedding_dim: 4,
             backend: "flex".to_string(),
-            max_rows_in_memory: 1_000_000,
+            max_rows_in_memory: crate::data::chunks::MAX_ROWS_IN_MEMORY,
             shuffle_buffer_rows: 262_144,
         }
     }

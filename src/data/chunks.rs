@@ -17,6 +17,10 @@ use crate::data::table::{Table, list_files};
 use crate::error::{Error, Result, catch_panic, one_line};
 use crate::runtime::Columns;
 
+/// Rows of a split held in memory whole by default (`train.max_rows_in_memory`; quantize,
+/// which scores its test split once per fallback step).
+pub const MAX_ROWS_IN_MEMORY: usize = 1_000_000;
+
 /// Columns a chunk reads besides the spec's inputs and label, when the file has them.
 const EXTRA: [&str; 4] = ["oracle_p", "query_id", POPULARITY, DISTANCE];
 

@@ -17,7 +17,7 @@ use crate::artifact::manifest::{FORMAT, FORMAT_VERSION, Lineage, Manifest, Statu
 use crate::artifact::qweights::{LAYOUT, QLayer, QuantWeights, RowwiseTable};
 use crate::artifact::weights::Dense;
 use crate::artifact::{ArtifactWriter, WEIGHTS, sha256_file};
-use crate::data::chunks::Split;
+use crate::data::chunks::{MAX_ROWS_IN_MEMORY, Split};
 use crate::data::features::FeatureFrame;
 use crate::error::{Error, Result};
 use crate::kernels::Kernel;
@@ -312,8 +312,9 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
             cal.columns.rows
         )));
     }
-    // Streamed a row group at a time at every gate check; only its labels stay in memory.
-    let test = Split::open(job.test, &parent.spec, true, 0)?;
+    // Scored at every gate check: in memory up to MAX_ROWS_IN_MEMORY rows, else streamed a
+    // row group at a time (only its labels stay in memory).
+    let test = Split::open(job.test, &parent.spec, true, MAX_ROWS_IN_MEMORY)?;
     let test_labels = test.labels(&parent.spec, job.test)?;
     let ranking = match job.ranking {
         Some(p) => {
