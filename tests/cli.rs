@@ -394,6 +394,29 @@ fn train_past_max_rows_in_memory_reads_shuffled_row_groups_reproducibly_and_lear
     let auc = |root: &Path| read_json(&root.join("teacher/metrics.json"))["valid_auc"].as_f64().unwrap();
     let (chunked, whole) = (auc(&dir.path().join("a")), auc(&run));
     assert!((chunked - whole).abs() < 0.02, "valid AUC {chunked} from row groups against {whole} in memory");
+
+    // A label of 2 in a later row group of the second part shows up only as it is read: exit
+    // 2 naming the part and row, and neither a teacher nor an empty checkpoint folder left.
+    let features = dir.path().join("c/features");
+    copy_dir(&run.join("features"), &features);
+    std::fs::remove_file(features.join("train.parquet")).unwrap();
+    let first = all.num_rows() / 3;
+    let bad = with_f32_column(&all, "label", |y| y[first + 1500] = 2.0);
+    write_parts(&bad, &features.join("train.parquet"), first, 700);
+    let o = reco(&["train", "--recipe", recipe.to_str().unwrap(), "--out", "c"], dir.path());
+    input_error(&o, &["b.parquet", "`label` row 1500", "expected 0 or 1"]);
+    assert!(!dir.path().join("c/teacher").exists() && !dir.path().join("c/checkpoints").exists());
+
+    // Read whole (the tiny recipe), a part without a column the other has is named with it.
+    let without: Vec<usize> =
+        (0..all.num_columns()).filter(|&i| all.schema().field(i).name() != "distance_km").collect();
+    write_parquet_batch(
+        &features.join("train.parquet/day=2/b.parquet"),
+        &all.slice(first, all.num_rows() - first).project(&without).unwrap(),
+    );
+    let tiny_recipe = repo().join("recipes/tiny.toml");
+    let o = reco(&["train", "--recipe", tiny_recipe.to_str().unwrap(), "--out", "c"], dir.path());
+    input_error(&o, &["b.parquet", "no column `distance_km`", "a.parquet"]);
 }
 
 fn read_logits(path: &Path) -> Vec<f32> {

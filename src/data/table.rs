@@ -460,6 +460,18 @@ fn check_part_types(frames: &[DataFrame], parts: &[Part]) -> Result<()> {
                 )));
             }
         }
+        // The parts are stacked: each must have the first one's columns, no more, no fewer.
+        let missing = |a: &DataFrame, b: &DataFrame| b.columns().iter().find(|c| a.column(c.name()).is_err()).cloned();
+        let (lacks, extra) = (missing(df, first), missing(first, df));
+        if let Some(c) = lacks.or(extra.clone()) {
+            let (without, with) = if extra.is_some() { (&parts[0], part) } else { (part, &parts[0]) };
+            return Err(Error::input(format!(
+                "{}: no column `{}`, which {} has: every file of a table must have the same columns",
+                without.path.display(),
+                c.name(),
+                with.path.display()
+            )));
+        }
     }
     Ok(())
 }

@@ -307,8 +307,22 @@ fn produce_windows(
     }
 }
 
-/// Runs the training loop; returns the best epoch's weights and the summary (`dir` empty).
+/// Runs the training loop; returns the best epoch's weights and the summary (`dir` empty). A
+/// loop that fails before its first checkpoint (bad rows in a streamed split show up only as
+/// they are read) leaves no empty checkpoint directory behind.
 pub fn fit(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeights, TrainSummary)> {
+    let result = fit_loop(input, progress);
+    if result.is_err() {
+        // remove_dir removes only empty directories: a checkpoint written stays.
+        let _ = std::fs::remove_dir(input.checkpoints);
+        if let Some(parent) = input.checkpoints.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+    result
+}
+
+fn fit_loop(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeights, TrainSummary)> {
     let (spec, arch, cfg) = (input.spec, input.arch, input.cfg);
     let y_valid = input.valid.labels(spec, Path::new("valid.parquet"))?;
     let teacher = match &input.objective {
