@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use crate::artifact::spec::FeatureSpec;
 use crate::data::features::{DISTANCE, FeatureFrame, POPULARITY};
 use crate::data::io::ROW_GROUP_ROWS;
-use crate::data::table::{Table, list_files};
-use crate::error::{Error, Result, catch_panic, one_line};
+use crate::data::table::{Table, list_files, parquet_footer};
+use crate::error::{Error, Result};
 use crate::runtime::Columns;
 
 /// Rows of a split held in memory whole by default (`train.max_rows_in_memory`; quantize,
@@ -70,7 +70,7 @@ impl Chunks {
             if !parquet || hive.iter().any(|(k, _)| wanted.contains(k)) {
                 return Ok(None);
             }
-            let (groups, names) = row_groups(&file)?;
+            let (groups, names) = parquet_footer(&file)?;
             // This file's columns, in model order: one it lacks is reported as missing, naming it.
             let columns: Vec<String> = wanted.iter().filter(|w| names.contains(w)).cloned().collect();
             let mut offset = 0;
@@ -99,31 +99,6 @@ impl Chunks {
         let t = Table::parquet_rows(&c.file, c.offset, c.rows, c.columns.clone())?;
         FeatureFrame::from_table(&t, &c.file, spec, self.need_label)
     }
-}
-
-/// Rows per row group of a Parquet file and its top-level column names, from its footer.
-pub(crate) fn row_groups(file: &Path) -> Result<(Vec<usize>, Vec<String>)> {
-    use parquet::file::reader::FileReader;
-    let bad = |detail: String| Error::input(format!("{}: not a readable Parquet file ({detail})", file.display()));
-    let f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
-    catch_panic(
-        || {
-            let r = parquet::file::serialized_reader::SerializedFileReader::new(f)
-                .map_err(|e| bad(one_line(&e.to_string())))?;
-            let md = r.metadata();
-            let groups = md.row_groups().iter().map(|g| usize::try_from(g.num_rows()).unwrap_or(0)).collect();
-            let names = md
-                .file_metadata()
-                .schema_descr()
-                .root_schema()
-                .get_fields()
-                .iter()
-                .map(|f| f.name().to_string())
-                .collect();
-            Ok((groups, names))
-        },
-        |panic| bad(format!("the reader failed: {panic}")),
-    )
 }
 
 /// A feature split, whole in memory or as row groups on disk.
@@ -196,10 +171,7 @@ impl Split {
         let mut out: Option<FeatureFrame> = None;
         self.for_each(spec, |frame, _| {
             f(&frame.columns)?;
-            let rest = FeatureFrame {
-                columns: Columns { rows: frame.columns.rows, ..Columns::default() },
-                ..frame.clone_rest()
-            };
+            let rest = frame.clone_rest();
             match &mut out {
                 None => {
                     let mut first = rest;

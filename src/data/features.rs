@@ -129,10 +129,10 @@ impl FeatureFrame {
         Ok(Self { columns, label, oracle, query_id, baselines })
     }
 
-    /// Everything but the model inputs (which come back empty).
+    /// Everything but the model inputs (which come back empty, with the row count).
     pub fn clone_rest(&self) -> Self {
         Self {
-            columns: Columns::default(),
+            columns: Columns { rows: self.columns.rows, ..Columns::default() },
             label: self.label.clone(),
             oracle: self.oracle.clone(),
             query_id: self.query_id.clone(),

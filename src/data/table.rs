@@ -480,6 +480,33 @@ fn part_error(file: &Path, e: &PolarsError) -> Error {
     Error::input(format!("{}: {}", file.display(), one_line(&e.to_string())))
 }
 
+/// Rows per row group of a Parquet file and its top-level column names, from its footer as
+/// arrow-rs decodes it (polars' decoder trusts list lengths in a corrupt footer and aborts the
+/// process allocating tens of gigabytes; found by fuzzing).
+pub(crate) fn parquet_footer(file: &Path) -> Result<(Vec<usize>, Vec<String>)> {
+    use parquet::file::reader::FileReader;
+    let bad = |detail: String| Error::input(format!("{}: not a readable Parquet file ({detail})", file.display()));
+    let f = std::fs::File::open(file).at(file)?;
+    catch_panic(
+        || {
+            let r = parquet::file::serialized_reader::SerializedFileReader::new(f)
+                .map_err(|e| bad(one_line(&e.to_string())))?;
+            let md = r.metadata();
+            let groups = md.row_groups().iter().map(|g| usize::try_from(g.num_rows()).unwrap_or(0)).collect();
+            let names = md
+                .file_metadata()
+                .schema_descr()
+                .root_schema()
+                .get_fields()
+                .iter()
+                .map(|f| f.name().to_string())
+                .collect();
+            Ok((groups, names))
+        },
+        |panic| bad(format!("the reader failed: {panic}")),
+    )
+}
+
 /// The content hash of a table location as [`Table::read`] computes it: a file's sha256, or
 /// for a directory or glob the sha256 of the list of (path below it, sha256) of every part.
 pub fn location_sha256(location: &Path) -> Result<String> {
@@ -573,20 +600,10 @@ fn read_file(path: &Path, cfg: &TableConfig) -> Result<(DataFrame, Option<usize>
     })?;
     let (df, first_line) = match format {
         FileFormat::Parquet => {
+            parquet_footer(path)?;
             let file = std::fs::File::open(path).at(path)?;
             let bad =
                 |detail: String| Error::input(format!("{}: not a readable Parquet file ({detail})", path.display()));
-            // The footer is decoded by arrow-rs first: polars' decoder trusts list lengths in a
-            // corrupt footer and aborts the process allocating tens of gigabytes (found by fuzzing).
-            let footer = std::fs::File::open(path).at(path)?;
-            catch_panic(
-                || {
-                    parquet::file::serialized_reader::SerializedFileReader::new(footer)
-                        .map(drop)
-                        .map_err(|e| bad(one_line(&e.to_string())))
-                },
-                |panic| bad(format!("the reader failed: {panic}")),
-            )?;
             let df = catch_panic(
                 || ParquetReader::new(file).finish().map_err(|e| bad(one_line(&e.to_string()))),
                 |panic| bad(format!("the reader failed: {panic}")),

@@ -10,10 +10,9 @@ use std::path::Path;
 use polars::prelude::*;
 
 use crate::artifact::spec::{CategoricalSpec, FeatureSpec, Ids, NumericSpec, Vocabulary};
-use crate::data::chunks::row_groups;
 use crate::data::features::LABEL;
 use crate::data::io::{ROW_GROUP_ROWS, write_error};
-use crate::data::table::Table;
+use crate::data::table::{Table, parquet_footer};
 use crate::error::{Error, IoContext, Result};
 use crate::pipeline::featurize::{self, FeatureContext, Layout, Rows};
 
@@ -133,7 +132,7 @@ impl SpecFitter {
         let means: Vec<f64> = self.numeric.iter().map(|m| m.sum / m.n.max(1) as f64).collect();
         let mut squares = vec![-0.0f64; self.numeric.len()];
         let names: Vec<String> = self.numeric.iter().map(|m| m.name.clone()).collect();
-        let (groups, _) = row_groups(train)?;
+        let (groups, _) = parquet_footer(train)?;
         let mut offset = 0;
         for rows in groups {
             let t = Table::parquet_rows(train, offset, rows, names.clone())?;
