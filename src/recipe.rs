@@ -264,6 +264,11 @@ pub struct PrepareConfig {
     pub ranking_candidates: usize,
     /// Maximum number of ranking queries (positive test impressions) to build.
     pub ranking_queries: usize,
+    /// An interactions table of at most this many rows is read into memory whole; a larger
+    /// Parquet one streams through disk (the same files, to the byte). Not part of the
+    /// stage's record: it does not change what is written.
+    #[serde(skip_serializing)]
+    pub max_rows_in_memory: usize,
 }
 
 impl Default for PrepareConfig {
@@ -277,6 +282,7 @@ impl Default for PrepareConfig {
             negatives_per_positive: 4,
             ranking_candidates: 49,
             ranking_queries: 2000,
+            max_rows_in_memory: crate::data::chunks::MAX_ROWS_IN_MEMORY,
         }
     }
 }

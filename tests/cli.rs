@@ -1553,3 +1553,116 @@ fn a_model_loads_from_bytes_as_from_its_directory_and_scores_the_same_on_any_thr
         assert!(e.contains("model.safetensors") && e.contains("sha256 mismatch"), "{e}");
     }
 }
+
+/// `b` with only the columns `keep`.
+fn project(b: &arrow::array::RecordBatch, keep: &[&str]) -> arrow::array::RecordBatch {
+    let idx: Vec<usize> = keep.iter().map(|c| b.schema().index_of(c).unwrap()).collect();
+    b.project(&idx).unwrap()
+}
+
+/// The tiny run's synthetic tables in a fresh directory: the interactions (columns `inter`)
+/// as three Parquet parts in `inter/` with row groups of 700 rows, `places.parquet`
+/// (columns `places`) and, with `users`, `users.parquet`. Two recipes prepare them: `mem.toml`
+/// as usual and `stream.toml` with `max_rows_in_memory = 0`; `extra` goes in `[prepare]`.
+fn streamed_case(inter: &[&str], places: &[&str], users: bool, extra: &str) -> tempfile::TempDir {
+    let raw = run_dir().join("raw");
+    let dir = tempfile::tempdir().unwrap();
+    let all = project(&read_batch(&raw.join("interactions.parquet")), inter);
+    let third = all.num_rows() / 3;
+    for (k, (start, n)) in [(0, third), (third, third), (2 * third, all.num_rows() - 2 * third)].into_iter().enumerate()
+    {
+        write_parquet_groups(&dir.path().join(format!("inter/part-{k}.parquet")), &all.slice(start, n), 700);
+    }
+    write_parquet_batch(&dir.path().join("places.parquet"), &project(&read_batch(&raw.join("places.parquet")), places));
+    let mut data = format!(
+        "[data]\nsource = \"files\"\n[data.interactions]\npath = \"inter\"\n[data.places]\npath = \"places.parquet\"\n"
+    );
+    if users {
+        std::fs::copy(raw.join("users.parquet"), dir.path().join("users.parquet")).unwrap();
+        data.push_str("[data.users]\npath = \"users.parquet\"\n");
+    }
+    let prepare =
+        format!("[prepare]\ncalibration_rows = 300\nranking_queries = 200\nranking_candidates = 19\n{extra}\n");
+    for (name, more) in [("mem", ""), ("stream", "max_rows_in_memory = 0\n")] {
+        std::fs::write(
+            dir.path().join(format!("{name}.toml")),
+            format!("name = \"s\"\nseed = 7\n{data}{prepare}{more}"),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// Prepares `case` both ways; every file of the two feature directories is equal byte for
+/// byte. Returns the streamed run's stderr and `prepare.json`.
+fn prepare_both_ways(case: &Path) -> (String, serde_json::Value) {
+    ok(reco(&["prepare", "--recipe", "mem.toml", "--out", "mem"], case));
+    // Not quiet: the streamed path says so on stderr.
+    let out = Command::new(env!("CARGO_BIN_EXE_reco-cli"))
+        .args(["prepare", "--recipe", "stream.toml", "--out", "stream"])
+        .current_dir(case)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let (mem, stream) = (case.join("mem/features"), case.join("stream/features"));
+    let names = |d: &Path| {
+        let mut v: Vec<String> =
+            std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&mem), names(&stream));
+    for n in names(&mem) {
+        assert!(std::fs::read(mem.join(&n)).unwrap() == std::fs::read(stream.join(&n)).unwrap(), "{n} differs");
+    }
+    (stderr, read_json(&stream.join("prepare.json")))
+}
+
+#[test]
+fn a_streamed_prepare_writes_the_same_bytes_as_the_in_memory_one_for_labelled_implicit_and_popularity_data() {
+    let all = ["user_id", "place_id", "timestamp", "lat", "lon", "label", "rating", "oracle_p"];
+    let places = ["place_id", "lat", "lon", "category", "price_level", "rating"];
+    // Labelled, the interaction's own location as context, the true probability carried.
+    let case = streamed_case(&all, &places, true, "");
+    let (stderr, record) = prepare_both_ways(case.path());
+    assert!(stderr.contains("streaming them through disk in") && stderr.contains("buckets"), "{stderr}");
+    let buckets: usize = stderr.split(" buckets").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(buckets > 1, "{stderr}");
+    assert_eq!(record["summary"]["labels"]["kind"], "column");
+    assert_eq!(record["summary"]["context"], "interaction");
+
+    // Visits only: negatives drawn within the radius, visits outside it dropped.
+    let visits = ["user_id", "place_id", "timestamp", "lat", "lon", "rating"];
+    let case = streamed_case(&visits, &places, true, "radius_km = 1.0");
+    // The synthetic log holds non-visits too; as a visits-only log they are visits.
+    let (_, record) = prepare_both_ways(case.path());
+    assert_eq!(record["summary"]["labels"]["kind"], "implicit");
+    assert!(record["summary"]["dropped_outside_radius"].as_u64().unwrap() > 0, "{record}");
+
+    // No coordinates anywhere and no users table: popularity negatives, ids from the log.
+    let case = streamed_case(&["user_id", "place_id", "timestamp"], &["place_id", "category"], false, "");
+    let (_, record) = prepare_both_ways(case.path());
+    assert_eq!(record["summary"]["context"], serde_json::Value::Null);
+    assert_eq!(record["summary"]["labels"]["kind"], "implicit");
+}
+
+#[test]
+fn a_streamed_prepare_names_a_bad_row_by_its_part_and_row_and_writes_nothing() {
+    let all = ["user_id", "place_id", "timestamp", "lat", "lon", "label", "rating", "oracle_p"];
+    let places = ["place_id", "lat", "lon", "category", "price_level", "rating"];
+    let case = streamed_case(&all, &places, true, "");
+    let part = case.path().join("inter/part-2.parquet");
+    let b = read_batch(&part);
+    let mut cols = b.columns().to_vec();
+    let at = b.schema().index_of("oracle_p").unwrap();
+    let mut v = cols[at].as_any().downcast_ref::<arrow::array::Float64Array>().unwrap().values().to_vec();
+    v[1000] = 1.5;
+    cols[at] = std::sync::Arc::new(arrow::array::Float64Array::from(v));
+    write_parquet_groups(&part, &arrow::array::RecordBatch::try_new(b.schema(), cols).unwrap(), 700);
+    let o = reco(&["prepare", "--recipe", "stream.toml", "--out", "stream"], case.path());
+    input_error(&o, &["part-2.parquet", "row 1000", "oracle_p", "1.5", "expected a probability"]);
+    assert!(
+        !case.path().join("stream").exists() || std::fs::read_dir(case.path().join("stream")).unwrap().next().is_none()
+    );
+}

@@ -73,18 +73,12 @@ impl Chunks {
             let (groups, names) = parquet_footer(&file)?;
             // This file's columns, in model order: one it lacks is reported as missing, naming it.
             let columns: Vec<String> = wanted.iter().filter(|w| names.contains(w)).cloned().collect();
-            let mut offset = 0;
-            for g in groups {
-                // Row groups written by bytes (Spark's) can hold a million rows: read in pieces
-                // of about ROW_GROUP_ROWS.
-                let piece = g.div_ceil((g / ROW_GROUP_ROWS).max(1)).max(1);
-                for start in (0..g).step_by(piece) {
-                    let n = (g - start).min(piece);
-                    let columns = columns.clone();
-                    chunks.push(Chunk { file: file.clone(), offset: offset + start, rows: n, first: rows, columns });
-                    rows += n;
-                }
-                offset += g;
+            // Row groups written by bytes (Spark's) can hold a million rows: read in pieces
+            // of about ROW_GROUP_ROWS.
+            for (offset, n) in pieces(&groups, ROW_GROUP_ROWS) {
+                let columns = columns.clone();
+                chunks.push(Chunk { file: file.clone(), offset, rows: n, first: rows, columns });
+                rows += n;
             }
         }
         if rows == 0 {
@@ -99,6 +93,20 @@ impl Chunks {
         let t = Table::parquet_rows(&c.file, c.offset, c.rows, c.columns.clone())?;
         FeatureFrame::from_table(&t, &c.file, spec, self.need_label)
     }
+}
+
+/// A file's row groups (`groups`: rows in each) as pieces of about `target` rows, never
+/// across a group boundary: `(first row in the file, rows)`, in order.
+pub fn pieces(groups: &[usize], target: usize) -> Vec<(usize, usize)> {
+    let (mut out, mut offset) = (Vec::new(), 0);
+    for &g in groups {
+        let piece = g.div_ceil((g / target.max(1)).max(1)).max(1);
+        for start in (0..g).step_by(piece) {
+            out.push((offset + start, (g - start).min(piece)));
+        }
+        offset += g;
+    }
+    out
 }
 
 /// A feature split, whole in memory or as row groups on disk.

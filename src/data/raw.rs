@@ -114,27 +114,146 @@ pub fn read(cfg: &FilesConfig) -> Result<RawData> {
     let places_t = open(cfg, TableName::Places)?;
     for m in [Some(&inter_t), users_t.as_ref(), places_t.as_ref()].into_iter().flatten() {
         hashes.insert(m.name.as_str().to_string(), m.table.sha256.clone());
-        for (role, column) in &m.roles {
-            sources.push(SourceColumn {
-                feature: role.key().to_string(),
-                table: m.name.as_str().to_string(),
-                column: column.clone(),
-                dtype: m.table.dtype(column)?,
-                derive: None,
-            });
-        }
+        sources.extend(role_sources(m)?);
     }
     let users = users_t.map(read_users).transpose()?;
     let places = places_t.map(read_places).transpose()?;
     let inter = read_interactions(cfg, inter_t)?;
     // Without a table: the distinct ids of the interactions, in first-seen order.
-    let users =
-        users.unwrap_or_else(|| Users { ids: distinct(&inter.raw_users), mapped: None, segment: None, home: None });
-    let places =
-        places.unwrap_or_else(|| Places { ids: distinct(&inter.raw_places), mapped: None, coords: None, rating: None });
+    let users = users.unwrap_or_else(|| Users::of_ids(distinct(&inter.raw_users)));
+    let places = places.unwrap_or_else(|| Places::of_ids(distinct(&inter.raw_places)));
     let inter = inter.resolve(&users, &places)?;
-    sources.extend(check_declared(cfg, &users, &places, &inter)?);
+    sources.extend(check_declared(cfg, &users, &places, Some(&inter))?);
     Ok(RawData { users, places, inter, hashes, sources })
+}
+
+/// The source column and type of every role a table maps.
+fn role_sources(m: &Mapped) -> Result<Vec<SourceColumn>> {
+    m.roles
+        .iter()
+        .map(|(role, column)| {
+            Ok(SourceColumn {
+                feature: role.key().to_string(),
+                table: m.name.as_str().to_string(),
+                column: column.clone(),
+                dtype: m.table.dtype(column)?,
+                derive: None,
+            })
+        })
+        .collect()
+}
+
+impl Users {
+    /// Users known only by the ids the interactions name.
+    pub fn of_ids(ids: Ids) -> Self {
+        Self { ids, mapped: None, segment: None, home: None }
+    }
+}
+
+impl Places {
+    /// Places known only by the ids the interactions name.
+    pub fn of_ids(ids: Ids) -> Self {
+        Self { ids, mapped: None, coords: None, rating: None }
+    }
+}
+
+/// The interactions table read a chunk at a time ([`Streamed::chunk`]), with the users and
+/// places tables read whole. Source columns and hashes are those [`read`] gives.
+/// `first` must hold every column of the interactions table.
+pub struct Streamed {
+    /// Users (`None`: the ids the interactions name, collected by the caller).
+    pub users: Option<Users>,
+    /// Places (`None`: likewise).
+    pub places: Option<Places>,
+    /// Interactions roles -> columns.
+    pub roles: BTreeMap<Role, String>,
+    /// Columns a chunk reads: the roles'.
+    pub columns: Vec<String>,
+    /// sha256 of each table.
+    pub hashes: BTreeMap<String, String>,
+    /// Source columns of the roles, interactions first (declared features: [`Streamed::declared`]).
+    pub sources: Vec<SourceColumn>,
+}
+
+/// Where a table is read from, as [`open`] resolves it (`None`: absent, or read from the
+/// interactions file).
+pub fn location(cfg: &FilesConfig, name: TableName) -> Result<Option<std::path::PathBuf>> {
+    let Some(tc) = cfg.table(name) else { return Ok(None) };
+    match (&tc.path, &cfg.dir) {
+        (Some(p), _) => Ok(Some(p.clone())),
+        (None, Some(dir)) => find_table(dir, name.as_str()),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Whether the users or places section reads its columns from the interactions file (one
+/// row per id, the first).
+pub fn shares_interactions_file(cfg: &FilesConfig, name: TableName) -> bool {
+    name != TableName::Interactions
+        && cfg.table(name).is_some_and(|tc| tc.path.is_none())
+        && cfg.dir.is_none()
+        && cfg.interactions.path.is_some()
+}
+
+impl Streamed {
+    /// Reads the users and places tables; `first` is the interactions' first chunk (any rows),
+    /// for the roles, their types and the hash of `location`.
+    pub fn open(cfg: &FilesConfig, location: &std::path::Path, first: Table) -> Result<Self> {
+        let roles = resolve_roles(TableName::Interactions, &cfg.interactions, &first, true)?;
+        let inter = Mapped { name: TableName::Interactions, table: first, roles, dedup: false };
+        let mut hashes = BTreeMap::new();
+        hashes.insert("interactions".to_string(), crate::data::table::location_sha256(location)?);
+        let mut sources = role_sources(&inter)?;
+        let users_t = open(cfg, TableName::Users)?;
+        let places_t = open(cfg, TableName::Places)?;
+        for m in [users_t.as_ref(), places_t.as_ref()].into_iter().flatten() {
+            hashes.insert(m.name.as_str().to_string(), m.table.sha256.clone());
+            sources.extend(role_sources(m)?);
+        }
+        let columns = inter.roles.values().cloned().collect();
+        let users = users_t.map(read_users).transpose()?;
+        let places = places_t.map(read_places).transpose()?;
+        Ok(Self { users, places, roles: inter.roles, columns, hashes, sources })
+    }
+
+    /// The distinct user and place ids a chunk of the interactions names, in first-seen
+    /// order, for tables the recipe does not give.
+    pub fn ids(&self, chunk: Table) -> Result<[Ids; 2]> {
+        let m = Mapped { name: TableName::Interactions, table: chunk, roles: self.roles.clone(), dedup: false };
+        let users = distinct(&m.table.ids(m.required(Role::User)?)?);
+        Ok([users, distinct(&m.table.ids(m.required(Role::Place)?)?)])
+    }
+
+    /// One chunk of the interactions, validated, ids resolved against `users` and `places`.
+    pub fn chunk(&self, cfg: &FilesConfig, chunk: Table, users: &Users, places: &Places) -> Result<Interactions> {
+        let m = Mapped { name: TableName::Interactions, table: chunk, roles: self.roles.clone(), dedup: false };
+        read_interactions(cfg, m)?.resolve(users, places)
+    }
+
+    /// Checks the declared features (none may be on the interactions table) and returns
+    /// their sources.
+    pub fn declared(cfg: &FilesConfig, users: &Users, places: &Places) -> Result<Vec<SourceColumn>> {
+        check_declared(cfg, users, places, None)
+    }
+}
+
+/// Distinct ids of `more` not in `seen`, appended to `acc` in first-seen order.
+pub fn extend_distinct(acc: &mut Option<Ids>, seen: &mut std::collections::HashSet<String>, more: &Ids) -> Result<()> {
+    let fresh: Vec<usize> = (0..more.len()).filter(|&i| seen.insert(more.key(i).to_string())).collect();
+    let add = more.take(&fresh);
+    match (acc.as_mut(), add) {
+        (None, add) => *acc = Some(add),
+        (Some(Ids::Int(a)), Ids::Int(b)) => a.extend(b),
+        (Some(Ids::Str(a)), Ids::Str(b)) => a.extend(b),
+        (Some(a), b) => {
+            return Err(Error::input(format!(
+                "interactions: its parts hold {} ids and {} ids in one column",
+                a.id_type(),
+                b.id_type()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Opens one table and resolves its roles (`None`: the table is absent). A places or users
@@ -453,12 +572,12 @@ fn check_declared(
     cfg: &FilesConfig,
     users: &Users,
     places: &Places,
-    inter: &Interactions,
+    inter: Option<&Interactions>,
 ) -> Result<Vec<SourceColumn>> {
     let mut sources = Vec::new();
     for f in &cfg.features {
         let m = match f.table {
-            TableName::Interactions => Some(&inter.mapped),
+            TableName::Interactions => inter.map(|i| &i.mapped),
             TableName::Places => places.mapped.as_ref(),
             TableName::Users => users.mapped.as_ref(),
         }

@@ -14,46 +14,83 @@ use crate::data::features::LABEL;
 use crate::data::io::{ROW_GROUP_ROWS, write_error};
 use crate::data::table::{Table, parquet_footer};
 use crate::error::{Error, IoContext, Result};
-use crate::pipeline::featurize::{self, FeatureContext, Layout, Rows};
+use crate::pipeline::featurize::{self, FeatureContext, Layout, RowValues, Rows};
 
 /// Rows featurized at once.
 pub const CHUNK_ROWS: usize = 8 * ROW_GROUP_ROWS;
 
-/// Featurizes `rows` [`CHUNK_ROWS`] at a time into the Parquet file `path` (row groups of
-/// [`ROW_GROUP_ROWS`]); `each` sees every chunk's features with the index of its first row.
-/// Returns the rows written.
+/// Featurizes `rows` [`CHUNK_ROWS`] at a time (each chunk's [`RowValues`] from `values`, given
+/// the chunk and the index of its first row)
+/// into the Parquet file `path`; `each` sees every chunk's features with the index of its
+/// first row. Returns the rows written.
 pub fn write_split(
     rows: &Rows,
     fctx: &FeatureContext<'_>,
     path: &Path,
+    values: impl Fn(&Rows, usize) -> Result<RowValues>,
     mut each: impl FnMut(&DataFrame, usize) -> Result<()>,
 ) -> Result<usize> {
-    let mut file = Some(std::fs::File::create(path).at(path)?);
-    let mut writer: Option<polars::io::parquet::write::BatchedWriter<std::fs::File>> = None;
+    let mut out = SplitWriter::create(path)?;
     let mut start = 0;
-    while start < rows.len() || writer.is_none() {
+    while start < rows.len() {
         let end = (start + CHUNK_ROWS).min(rows.len());
-        let df = featurize::features(&rows.slice(start..end), fctx)?;
+        let chunk = rows.slice(start..end);
+        let df = featurize::features(&chunk, &values(&chunk, start)?, fctx)?;
         each(&df, start)?;
-        if writer.is_none()
-            && let Some(f) = file.take()
+        out.push(&df)?;
+        start = end;
+    }
+    out.finish(&rows.empty_like(), fctx)
+}
+
+/// One feature file written a chunk of features at a time, in row groups of
+/// [`ROW_GROUP_ROWS`]; the file is created at once, its schema comes from the first chunk.
+pub struct SplitWriter {
+    path: std::path::PathBuf,
+    file: Option<std::fs::File>,
+    writer: Option<polars::io::parquet::write::BatchedWriter<std::fs::File>>,
+    rows: usize,
+}
+
+impl SplitWriter {
+    /// Creates `path`.
+    pub fn create(path: &Path) -> Result<Self> {
+        let file = Some(std::fs::File::create(path).at(path)?);
+        Ok(Self { path: path.to_path_buf(), file, writer: None, rows: 0 })
+    }
+
+    /// Appends `df`'s rows.
+    pub fn push(&mut self, df: &DataFrame) -> Result<()> {
+        let path = &self.path;
+        if self.writer.is_none()
+            && let Some(f) = self.file.take()
         {
             let w = ParquetWriter::new(f).with_row_group_size(Some(ROW_GROUP_ROWS));
-            writer = Some(w.batched(df.schema()).map_err(|e| write_error(path, e))?);
+            self.writer = Some(w.batched(df.schema()).map_err(|e| write_error(path, e))?);
         }
-        if let Some(w) = writer.as_mut() {
+        if let Some(w) = self.writer.as_mut() {
             for off in (0..df.height()).step_by(ROW_GROUP_ROWS) {
                 let mut group = df.slice(off as i64, ROW_GROUP_ROWS);
                 group.rechunk_mut();
                 w.write_batch(&group).map_err(|e| write_error(path, e))?;
             }
         }
-        start = end;
+        self.rows += df.height();
+        Ok(())
     }
-    if let Some(w) = writer {
-        w.finish().map_err(|e| write_error(path, e))?;
+
+    /// Finishes the file (one without rows gets the schema of `empty`'s features). Returns
+    /// the rows written.
+    pub fn finish(mut self, empty: &Rows, fctx: &FeatureContext<'_>) -> Result<usize> {
+        if self.writer.is_none() {
+            let df = featurize::features(empty, &RowValues::empty(fctx)?, fctx)?;
+            self.push(&df)?;
+        }
+        if let Some(w) = self.writer {
+            w.finish().map_err(|e| write_error(&self.path, e))?;
+        }
+        Ok(self.rows)
     }
-    Ok(rows.len())
 }
 
 /// Value counts of one categorical column.

@@ -13,11 +13,11 @@ use polars::prelude::*;
 use crate::artifact::spec::Ids;
 use crate::data::features::LABEL;
 use crate::data::io::{frame, pl};
-use crate::data::raw::{Mapped, RawData};
+use crate::data::raw::{Mapped, Places, RawData, Users};
 use crate::data::schema::{DeclaredFeature, FeatureKind, Role, TableName, Transform};
 use crate::error::Result;
 use crate::geo::EARTH_RADIUS_KM;
-use crate::pipeline::prepare::{Context, PlaceEvents};
+use crate::pipeline::prepare::{Context, PlaceEvents, WindowStats};
 
 /// Rows of a feature file before featurization: which interaction each comes from, which
 /// place it scores, when, and its label.
@@ -70,6 +70,17 @@ impl Rows {
         }
     }
 
+    /// Removes every row.
+    pub fn clear(&mut self) {
+        self.src.clear();
+        self.place.clear();
+        self.ts.clear();
+        self.label.clear();
+        if let Some(q) = self.query.as_mut() {
+            q.clear();
+        }
+    }
+
     /// Appends row `i` of `other` (without its query id).
     pub fn push(&mut self, other: &Rows, i: usize) {
         self.push_interaction(other.src[i] as usize, other.place[i], other.ts[i], other.label[i]);
@@ -84,14 +95,21 @@ impl Rows {
     }
 }
 
-/// Everything the features of a set of rows are computed from.
+/// Everything the features of a set of rows are computed from, besides the rows' own
+/// [`RowValues`].
 pub struct FeatureContext<'a> {
-    /// The tables.
-    pub raw: &'a RawData,
-    /// Context location per interaction, if any.
-    pub ctx: Option<&'a Context>,
-    /// Event history for the trailing-window statistics.
-    pub events: &'a PlaceEvents,
+    /// Users.
+    pub users: &'a Users,
+    /// Places.
+    pub places: &'a Places,
+    /// The interactions table as mapped (its declared columns' types), when it is in memory.
+    pub inter: Option<&'a Mapped>,
+    /// Whether the interactions carry a rating (a `place_rating_w` feature).
+    pub inter_rating: bool,
+    /// Whether the interactions carry the true probability (`oracle_p`).
+    pub inter_oracle: bool,
+    /// Whether rows have a context location (a `distance_km` feature with place coordinates).
+    pub has_ctx: bool,
     /// Trailing window, seconds.
     pub window: i64,
     /// Declared features.
@@ -99,6 +117,98 @@ pub struct FeatureContext<'a> {
     /// Visits only: every event is a visit, so impression counts and visit rates would only
     /// repeat the visit count; they are left out.
     pub implicit: bool,
+}
+
+/// What each row takes from its interaction and its place's history: the values
+/// [`features`] reads besides the rows themselves, resolved for one chunk of rows (from the
+/// tables in memory with [`resolve`], or from `prepare`'s spill files).
+#[derive(Debug, Clone, Default)]
+pub struct RowValues {
+    /// User row.
+    pub user: Vec<u32>,
+    /// Local time, unix seconds.
+    pub local_ts: Vec<i64>,
+    /// Context latitude and longitude, when the rows have one.
+    pub ctx: Option<(Vec<f64>, Vec<f64>)>,
+    /// Trailing-window statistics of the row's place, strictly before its time.
+    pub stats: Vec<WindowStats>,
+    /// The interaction's true probability, when the rows carry it.
+    pub oracle: Option<Vec<f64>>,
+    /// Declared interaction features, one row per row, when there are any.
+    pub declared: Option<DataFrame>,
+}
+
+impl RowValues {
+    /// Values for no rows, with every column `fctx`'s rows have.
+    pub fn empty(fctx: &FeatureContext<'_>) -> Result<Self> {
+        Ok(Self {
+            ctx: fctx.has_ctx.then(Default::default),
+            oracle: fctx.inter_oracle.then(Vec::new),
+            declared: declared_interactions(fctx, &[])?,
+            ..Self::default()
+        })
+    }
+}
+
+impl RowValues {
+    /// Rows `r` (without declared features, which the streamed path does not have).
+    pub fn slice(&self, r: std::ops::Range<usize>) -> Self {
+        Self {
+            user: self.user[r.clone()].to_vec(),
+            local_ts: self.local_ts[r.clone()].to_vec(),
+            ctx: self.ctx.as_ref().map(|(a, b)| (a[r.clone()].to_vec(), b[r.clone()].to_vec())),
+            stats: self.stats[r.clone()].to_vec(),
+            oracle: self.oracle.as_ref().map(|o| o[r].to_vec()),
+            declared: None,
+        }
+    }
+
+    /// Removes every row.
+    pub fn clear(&mut self) {
+        self.user.clear();
+        self.local_ts.clear();
+        if let Some((a, b)) = self.ctx.as_mut() {
+            a.clear();
+            b.clear();
+        }
+        self.stats.clear();
+        if let Some(o) = self.oracle.as_mut() {
+            o.clear();
+        }
+    }
+}
+
+/// The [`RowValues`] of `rows`, from the tables in memory.
+pub fn resolve(
+    rows: &Rows,
+    raw: &RawData,
+    ctx: Option<&Context>,
+    events: &PlaceEvents,
+    fctx: &FeatureContext<'_>,
+) -> Result<RowValues> {
+    let inter = &raw.inter;
+    let src: Vec<usize> = rows.src.iter().map(|&s| s as usize).collect();
+    let stats = (0..rows.len()).map(|i| events.window(rows.place[i] as usize, rows.ts[i], fctx.window)).collect();
+    Ok(RowValues {
+        user: src.iter().map(|&s| inter.user[s]).collect(),
+        local_ts: src.iter().map(|&s| inter.local_ts[s]).collect(),
+        ctx: ctx.map(|c| (src.iter().map(|&s| c.lat[s]).collect(), src.iter().map(|&s| c.lon[s]).collect())),
+        stats,
+        oracle: inter.oracle.as_ref().filter(|_| rows.oracle).map(|o| src.iter().map(|&s| o[s]).collect()),
+        declared: declared_interactions(fctx, &src)?,
+    })
+}
+
+/// The declared interaction features of the interactions `src`, one row each.
+fn declared_interactions(fctx: &FeatureContext<'_>, src: &[usize]) -> Result<Option<DataFrame>> {
+    let Some(m) = fctx.inter else { return Ok(None) };
+    let exprs = declared_exprs(fctx, TableName::Interactions, m);
+    if exprs.is_empty() {
+        return Ok(None);
+    }
+    let idx = IdxCa::from_vec("src".into(), src.iter().map(|&s| s as IdxSize).collect());
+    let taken = m.table.df.take(&idx).map_err(pl("featurize"))?;
+    Ok(Some(taken.lazy().select(exprs).collect().map_err(pl("featurize"))?))
 }
 
 /// The model inputs a feature table holds, in model order.
@@ -112,15 +222,15 @@ pub struct Layout {
 
 impl FeatureContext<'_> {
     fn has_distance(&self) -> bool {
-        self.ctx.is_some() && self.raw.places.coords.is_some()
+        self.has_ctx && self.places.coords.is_some()
     }
 
     fn has_rating_w(&self) -> bool {
-        self.raw.inter.rating.is_some() || self.raw.places.rating.is_some()
+        self.inter_rating || self.places.rating.is_some()
     }
 
     fn place_role(&self, role: Role) -> Option<&str> {
-        self.raw.places.mapped.as_ref().and_then(|m| m.col(role))
+        self.places.mapped.as_ref().and_then(|m| m.col(role))
     }
 }
 
@@ -128,7 +238,7 @@ impl FeatureContext<'_> {
 /// of `CATEGORICAL` and `NUMERIC`), then the declared ones.
 pub fn layout(ctx: &FeatureContext<'_>) -> Layout {
     let mut categorical = vec![("user_id".to_string(), 1), ("place_id".to_string(), 1)];
-    if ctx.raw.users.segment.is_some() {
+    if ctx.users.segment.is_some() {
         categorical.push(("segment".into(), 1));
     }
     if ctx.place_role(Role::Category).is_some() {
@@ -145,7 +255,7 @@ pub fn layout(ctx: &FeatureContext<'_>) -> Layout {
     if ctx.has_rating_w() {
         numeric.push("place_rating_w".into());
     }
-    if ctx.raw.places.rating.is_some() {
+    if ctx.places.rating.is_some() {
         numeric.push("place_rating".into());
     }
     if ctx.place_role(Role::PriceLevel).is_some() {
@@ -192,16 +302,15 @@ fn category_expr(m: &Mapped, column: &str, alias: &str) -> Expr {
 }
 
 /// Trailing-window statistics of every row's place, strictly before the row's time.
-fn window_stats(rows: &Rows, ctx: &FeatureContext<'_>, with_rating: bool) -> Vec<Column> {
+fn window_stats(rows: &Rows, values: &RowValues, ctx: &FeatureContext<'_>, with_rating: bool) -> Vec<Column> {
     let n = rows.len();
     let (mut visits, mut impr, mut rate, mut rating_w) = (vec![0f64; n], vec![0f64; n], vec![0f64; n], vec![0f64; n]);
-    for i in 0..n {
+    for (i, s) in values.stats.iter().enumerate() {
         let p = rows.place[i] as usize;
-        let s = ctx.events.window(p, rows.ts[i], ctx.window);
         visits[i] = f64::from(s.visits).ln_1p();
         impr[i] = f64::from(s.impressions).ln_1p();
         rate[i] = (f64::from(s.visits) + 1.0) / (f64::from(s.impressions) + 2.0);
-        let static_rating = ctx.raw.places.rating.as_ref().map_or(f64::NAN, |r| r[p]);
+        let static_rating = ctx.places.rating.as_ref().map_or(f64::NAN, |r| r[p]);
         rating_w[i] = s.mean_rating.unwrap_or(static_rating);
         if !rating_w[i].is_finite() {
             rating_w[i] = 0.0;
@@ -219,31 +328,26 @@ fn window_stats(rows: &Rows, ctx: &FeatureContext<'_>, with_rating: bool) -> Vec
 }
 
 /// The columns computed in Rust, one per row: ids, times, context, label, window statistics.
-fn base_columns(rows: &Rows, ctx: &FeatureContext<'_>) -> Vec<Column> {
-    let (raw, inter) = (ctx.raw, &ctx.raw.inter);
-    let src: Vec<usize> = rows.src.iter().map(|&s| s as usize).collect();
-    let user_rows: Vec<usize> = src.iter().map(|&s| inter.user[s] as usize).collect();
+fn base_columns(rows: &Rows, values: &RowValues, ctx: &FeatureContext<'_>) -> Vec<Column> {
+    let user_rows: Vec<usize> = values.user.iter().map(|&u| u as usize).collect();
     let place_rows: Vec<usize> = rows.place.iter().map(|&p| p as usize).collect();
     let mut cols = vec![
-        ids_column("user_id", raw.users.ids.take(&user_rows)),
-        ids_column("place_id", raw.places.ids.take(&place_rows)),
+        ids_column("user_id", ctx.users.ids.take(&user_rows)),
+        ids_column("place_id", ctx.places.ids.take(&place_rows)),
         Column::new("timestamp".into(), &rows.ts),
-        Column::new("local_ts".into(), src.iter().map(|&s| inter.local_ts[s]).collect::<Vec<i64>>()),
+        Column::new("local_ts".into(), &values.local_ts),
         Column::new(LABEL.into(), &rows.label),
     ];
-    if let Some(c) = ctx.ctx {
-        cols.push(Column::new("ctx_lat".into(), src.iter().map(|&s| c.lat[s]).collect::<Vec<f64>>()));
-        cols.push(Column::new("ctx_lon".into(), src.iter().map(|&s| c.lon[s]).collect::<Vec<f64>>()));
+    if let Some((lat, lon)) = &values.ctx {
+        cols.push(Column::new("ctx_lat".into(), lat));
+        cols.push(Column::new("ctx_lon".into(), lon));
     }
-    cols.extend(window_stats(rows, ctx, ctx.has_rating_w()));
-    if let (true, Some(o)) = (rows.oracle, &inter.oracle) {
-        cols.push(Column::new("oracle_p".into(), src.iter().map(|&s| o[s]).collect::<Vec<f64>>()));
+    cols.extend(window_stats(rows, values, ctx, ctx.has_rating_w()));
+    if let (true, Some(o)) = (rows.oracle, &values.oracle) {
+        cols.push(Column::new("oracle_p".into(), o));
     }
     if let Some(q) = &rows.query {
         cols.push(Column::new("query_id".into(), q));
-    }
-    if ctx.declared.iter().any(|f| f.table == TableName::Interactions) {
-        cols.push(Column::new("src".into(), rows.src.iter().map(|&s| s as IdxSize).collect::<Vec<IdxSize>>()));
     }
     cols
 }
@@ -273,7 +377,7 @@ fn declared_exprs(ctx: &FeatureContext<'_>, table: TableName, m: &Mapped) -> Vec
 
 /// The users columns joined on `user_id`: segment and declared user features.
 fn users_plan(ctx: &FeatureContext<'_>) -> Option<LazyFrame> {
-    let m = ctx.raw.users.mapped.as_ref()?;
+    let m = ctx.users.mapped.as_ref()?;
     let key = m.col(Role::User)?;
     let mut sel = vec![col(key).cast(id_dtype(m, key)).alias("user_id")];
     if let Some(s) = m.col(Role::Segment) {
@@ -286,7 +390,7 @@ fn users_plan(ctx: &FeatureContext<'_>) -> Option<LazyFrame> {
 /// The places columns joined on `place_id`: coordinates, category, price level, static
 /// rating and declared place features.
 fn places_plan(ctx: &FeatureContext<'_>) -> Option<LazyFrame> {
-    let m = ctx.raw.places.mapped.as_ref()?;
+    let m = ctx.places.mapped.as_ref()?;
     let key = m.col(Role::Place)?;
     let mut sel = vec![col(key).cast(id_dtype(m, key)).alias("place_id")];
     if let (Some(a), Some(b)) = (m.col(Role::Lat), m.col(Role::Lon)) {
@@ -304,24 +408,6 @@ fn places_plan(ctx: &FeatureContext<'_>) -> Option<LazyFrame> {
     }
     sel.extend(declared_exprs(ctx, TableName::Places, m));
     (sel.len() > 1).then(|| m.table.df.clone().lazy().select(sel))
-}
-
-/// The declared interaction features of the interactions `rows` come from, joined on the
-/// interaction row (only those rows are taken from the table).
-fn interactions_plan(ctx: &FeatureContext<'_>, rows: &Rows) -> Result<Option<LazyFrame>> {
-    let m = &ctx.raw.inter.mapped;
-    let exprs = declared_exprs(ctx, TableName::Interactions, m);
-    if exprs.is_empty() {
-        return Ok(None);
-    }
-    let mut src: Vec<IdxSize> = rows.src.iter().map(|&s| s as IdxSize).collect();
-    src.sort_unstable();
-    src.dedup();
-    let mut taken = m.table.df.take(&IdxCa::from_vec("src".into(), src.clone())).map_err(pl("featurize"))?;
-    taken.with_column(Column::new("src".into(), src)).map_err(pl("featurize"))?;
-    let mut sel = vec![col("src")];
-    sel.extend(exprs);
-    Ok(Some(taken.lazy().select(sel)))
 }
 
 /// Haversine distance, km, from the context location to the place.
@@ -350,19 +436,19 @@ fn time_exprs() -> [Expr; 4] {
     ]
 }
 
-/// The feature table of `rows`: model inputs in [`layout`] order, then the label, the
-/// timestamp and (when present) `oracle_p` and `query_id`.
-pub fn features(rows: &Rows, ctx: &FeatureContext<'_>) -> Result<DataFrame> {
-    let base = frame(rows.len(), base_columns(rows, ctx))?;
+/// The feature table of `rows` with their `values`: model inputs in [`layout`] order, then
+/// the label, the timestamp and (when present) `oracle_p` and `query_id`.
+pub fn features(rows: &Rows, values: &RowValues, ctx: &FeatureContext<'_>) -> Result<DataFrame> {
+    let mut base = frame(rows.len(), base_columns(rows, values, ctx))?;
+    if let Some(d) = &values.declared {
+        base.hstack_mut(d.columns()).map_err(pl("featurize"))?;
+    }
     let mut plan = base.lazy();
     if let Some(users) = users_plan(ctx) {
         plan = plan.left_join(users, col("user_id"), col("user_id"));
     }
     if let Some(places) = places_plan(ctx) {
         plan = plan.left_join(places, col("place_id"), col("place_id"));
-    }
-    if let Some(inter) = interactions_plan(ctx, rows)? {
-        plan = plan.left_join(inter, col("src"), col("src"));
     }
     let mut derived = time_exprs().to_vec();
     if ctx.has_distance() {
@@ -373,7 +459,7 @@ pub fn features(rows: &Rows, ctx: &FeatureContext<'_>) -> Result<DataFrame> {
     out.extend(layout.numeric.iter().map(|c| col(c.as_str()).cast(DataType::Float32)));
     out.push(col(LABEL));
     out.push(col("timestamp"));
-    if rows.oracle && ctx.raw.inter.oracle.is_some() {
+    if rows.oracle && ctx.inter_oracle {
         out.push(col("oracle_p").cast(DataType::Float32));
     }
     if rows.query.is_some() {

@@ -29,12 +29,13 @@ use crate::artifact::ArtifactWriter;
 use crate::artifact::spec::{FeatureSpec, SourceColumn};
 use crate::data::chunks::local_rows;
 use crate::data::io::{pl, write_parquet};
-use crate::data::raw::{self, Interactions, RawData};
+use crate::data::raw::{self, Interactions, Places, RawData, Users};
 use crate::data::schema::{ContextSource, FeatureKind, FilesConfig, TableName, Transform};
 use crate::error::{Error, Result};
 use crate::geo::GridIndex;
 use crate::pipeline::feature_files::{SpecFitter, write_split};
-use crate::pipeline::featurize::{self, FeatureContext, Rows};
+use crate::pipeline::featurize::{self, FeatureContext, RowValues, Rows};
+use crate::pipeline::prepare_stream;
 use crate::progress::Progress;
 use crate::recipe::PrepareConfig;
 use crate::rng::Rng;
@@ -165,7 +166,8 @@ pub struct Context {
     pub lon: Vec<f64>,
 }
 
-/// Runs the whole preparation of the tables `data` describes into `out_dir`.
+/// Runs the whole preparation of the tables `data` describes into `out_dir`: a large
+/// Parquet interactions table streams ([`prepare_stream`]), the rest is read into memory.
 pub fn prepare(
     data: &FilesConfig,
     out_dir: &Path,
@@ -173,10 +175,17 @@ pub fn prepare(
     seed: u64,
     progress: &dyn Progress,
 ) -> Result<PrepareSummary> {
+    if let Some(plan) = prepare_stream::plan(data, cfg)? {
+        return prepare_stream::prepare(data, plan, out_dir, cfg, seed, progress);
+    }
     progress.begin("prepare", 6);
     let mut raw = raw::read(data)?;
     let (label, label_source) = labels(data, &raw.inter)?;
-    let ctx = context(data, &raw, &label)?;
+    let ctx = context(data, &raw.users, &raw.places, &raw.inter, &label)?;
+    if let Some(c) = ctx.as_ref().filter(|c| c.kind == ContextKind::Interaction) {
+        let (at, visits) = at_place_counts(&raw.places, &raw.inter.place, c, &label);
+        refuse_at_place(&table_name(&raw), at, visits)?;
+    }
     check_declared_leakage(data, label_source)?;
     // From here on the interactions table is read only for its declared features.
     let mut declared: Vec<&str> = Vec::new();
@@ -198,15 +207,7 @@ pub fn prepare(
     let candidates = Candidates::new(&raw, ctx.as_ref(), &label, cfg);
     let mut rng = Rng::derive(seed, "prepare");
     let (rows, dropped) = impressions(&raw, &label, label_source, ctx.as_ref(), &candidates, cfg, &mut rng);
-    if rows.is_empty() {
-        return Err(Error::input(format!(
-            "{}: no interaction is left after dropping {} without a context location and {} farther than prepare.radius_km = {} from it",
-            table_name(&raw),
-            dropped.no_context,
-            dropped.outside_radius,
-            cfg.radius_km
-        )));
-    }
+    refuse_no_rows(&table_name(&raw), rows.len(), dropped, cfg)?;
     progress.advance(1);
 
     let (splits, cuts) = split(&rows, cfg, &table_name(&raw))?;
@@ -215,43 +216,42 @@ pub fn prepare(
     progress.advance(1);
 
     let fctx = FeatureContext {
-        raw: &raw,
-        ctx: ctx.as_ref(),
-        events: &events,
-        window: (cfg.window_days * 86_400.0).round() as i64,
+        users: &raw.users,
+        places: &raw.places,
+        inter: Some(&raw.inter.mapped),
+        inter_rating: raw.inter.rating.is_some(),
+        inter_oracle: raw.inter.oracle.is_some(),
+        has_ctx: ctx.is_some(),
+        window: window_seconds(cfg),
         declared: &data.features,
         implicit: label_source == LabelSource::Implicit,
     };
+    let values = |r: &Rows, _: usize| featurize::resolve(r, &raw, ctx.as_ref(), &events, &fctx);
     // Every file goes into a staging directory renamed into place at the end.
     let writer = ArtifactWriter::create(out_dir)?;
-    let layout = featurize::layout(&fctx);
-    let cal_rows = calibration_rows(splits[0].len(), cfg.calibration_rows, &mut rng);
-    let (mut fitter, mut calibration) = (SpecFitter::new(&layout), None::<DataFrame>);
+    let mut sample = TrainSample::new(&fctx, calibration_rows(splits[0].len(), cfg.calibration_rows, &mut rng));
     let mut rows = BTreeMap::new();
     for (name, s) in ["train", "valid", "test"].into_iter().zip(&splits) {
-        let n = write_split(s, &fctx, &writer.path(&format!("{name}.parquet")), |df, first| {
-            if name == "train" {
-                fitter.add(df, first)?;
-                let part = take_rows(df, first, &cal_rows)?;
-                match &mut calibration {
-                    None => calibration = Some(part),
-                    Some(c) => drop(c.vstack_mut(&part).map_err(pl("calibration sample"))?),
-                }
-            }
-            Ok(())
+        let path = writer.path(&format!("{name}.parquet"));
+        let n = write_split(s, &fctx, &path, values, |df, first| match name {
+            "train" => sample.add(df, first),
+            _ => Ok(()),
         })?;
         rows.insert(name.to_string(), n);
     }
-    rows.insert("ranking".into(), write_split(&ranking, &fctx, &writer.path("ranking.parquet"), |_, _| Ok(()))?);
+    rows.insert(
+        "ranking".into(),
+        write_split(&ranking, &fctx, &writer.path("ranking.parquet"), values, |_, _| Ok(()))?,
+    );
     progress.advance(1);
 
-    let spec = fit_spec(fitter, &writer.path("train.parquet"), data, raw.sources.clone())?;
-    let mut frames: Vec<(&str, DataFrame)> = Vec::new();
-    frames.extend(calibration.map(|c| ("calibration", c)));
     let snapshot_ts = raw.inter.ts.iter().max().map_or(0, |t| t.saturating_add(1));
-    frames.push(("places", place_snapshot(&fctx, &label, snapshot_ts)?));
-    progress.advance(1);
-
+    let snapshot_rows = snapshot_rows(raw.places.ids.len(), snapshot_ts);
+    let mut visits = vec![0u32; raw.places.ids.len()];
+    for (&p, &y) in raw.inter.place.iter().zip(&label) {
+        visits[p as usize] += u32::from(y > 0.5);
+    }
+    let places = place_snapshot(&fctx, &snapshot_rows, &values(&snapshot_rows, 0)?, visits)?;
     let summary = PrepareSummary {
         dir: out_dir.to_path_buf(),
         rows,
@@ -262,13 +262,92 @@ pub fn prepare(
         dropped_outside_radius: dropped.outside_radius,
         split_times: cuts,
         input_sha256: raw.hashes.clone(),
-        features: spec.input_names().into_iter().map(str::to_string).collect(),
+        features: Vec::new(),
         snapshot_ts,
     };
-    let summary = write(writer, out_dir, &mut frames, &spec, summary, cfg, seed)?;
-    progress.advance(1);
-    progress.end();
-    Ok(summary)
+    let done = Finish { writer, sample, places, sources: raw.sources.clone(), summary };
+    done.write(data, out_dir, cfg, seed, progress)
+}
+
+/// The trailing window of the place statistics, seconds.
+pub(crate) fn window_seconds(cfg: &PrepareConfig) -> i64 {
+    (cfg.window_days * 86_400.0).round() as i64
+}
+
+/// What the training split's chunks feed as they are written: the feature spec's running
+/// counts and the calibration sample.
+pub(crate) struct TrainSample {
+    fitter: SpecFitter,
+    rows: Vec<usize>,
+    calibration: Option<DataFrame>,
+}
+
+impl TrainSample {
+    /// Fits `fctx`'s layout; the calibration sample is the training rows `rows` (ascending).
+    pub(crate) fn new(fctx: &FeatureContext<'_>, rows: Vec<usize>) -> Self {
+        Self { fitter: SpecFitter::new(&featurize::layout(fctx)), rows, calibration: None }
+    }
+
+    /// Adds a chunk of the training split's features whose first row is `first`.
+    pub(crate) fn add(&mut self, df: &DataFrame, first: usize) -> Result<()> {
+        self.fitter.add(df, first)?;
+        let part = take_rows(df, first, &self.rows)?;
+        match &mut self.calibration {
+            None => self.calibration = Some(part),
+            Some(c) => drop(c.vstack_mut(&part).map_err(pl("calibration sample"))?),
+        }
+        Ok(())
+    }
+}
+
+/// Everything `prepare` has once the splits are written: the rest is the same for both paths.
+pub(crate) struct Finish {
+    /// The staging directory, with the splits in it.
+    pub writer: ArtifactWriter,
+    /// The training split's spec counts and calibration sample.
+    pub sample: TrainSample,
+    /// `places.parquet`.
+    pub places: DataFrame,
+    /// Source columns of the tables.
+    pub sources: Vec<SourceColumn>,
+    /// The summary, without the feature names.
+    pub summary: PrepareSummary,
+}
+
+impl Finish {
+    /// Fits the spec, writes the calibration sample, the place snapshot, the spec and
+    /// `prepare.json`, and renames the staging directory into place.
+    pub(crate) fn write(
+        self,
+        data: &FilesConfig,
+        out_dir: &Path,
+        cfg: &PrepareConfig,
+        seed: u64,
+        progress: &dyn Progress,
+    ) -> Result<PrepareSummary> {
+        let Self { writer, sample, places, sources, mut summary } = self;
+        let spec = fit_spec(sample.fitter, &writer.path("train.parquet"), data, sources)?;
+        let mut frames: Vec<(&str, DataFrame)> = Vec::new();
+        frames.extend(sample.calibration.map(|c| ("calibration", c)));
+        frames.push(("places", places));
+        progress.advance(1);
+        summary.features = spec.input_names().into_iter().map(str::to_string).collect();
+        let summary = write(writer, out_dir, &mut frames, &spec, summary, cfg, seed)?;
+        progress.advance(1);
+        progress.end();
+        Ok(summary)
+    }
+}
+
+/// Refuses a run where no interaction is left to featurize.
+pub(crate) fn refuse_no_rows(table: &str, rows: usize, dropped: Dropped, cfg: &PrepareConfig) -> Result<()> {
+    if rows > 0 {
+        return Ok(());
+    }
+    Err(Error::input(format!(
+        "{table}: no interaction is left after dropping {} without a context location and {} farther than prepare.radius_km = {} from it",
+        dropped.no_context, dropped.outside_radius, cfg.radius_km
+    )))
 }
 
 /// Model inputs that describe the user, the request context or the time, not the place: what
@@ -276,18 +355,28 @@ pub fn prepare(
 pub const REQUEST_FEATURES: [&str; 7] =
     ["user_id", "segment", "distance_km", "hour_sin", "hour_cos", "dow_sin", "dow_cos"];
 
-/// Every place as the feature code sees it at `ts`: `place_id` and the place's own inputs
-/// (category, trailing-window statistics, static and declared place features), computed by
-/// the same [`featurize::features`] as the feature files, then `place_lat`/`place_lon` and
-/// `visits` (all visits before `ts`). What `precompute` scores candidates from.
-fn place_snapshot(fctx: &FeatureContext<'_>, label: &[f32], ts: i64) -> Result<DataFrame> {
-    let raw = fctx.raw;
-    let n = raw.places.ids.len();
+/// One row per place at `ts` (interaction 0's user, context and local time, which the
+/// snapshot does not keep).
+pub(crate) fn snapshot_rows(places: usize, ts: i64) -> Rows {
     let mut rows = Rows::new(false, false);
-    for p in 0..n {
+    for p in 0..places {
         rows.push_interaction(0, p as u32, ts, 0.0);
     }
-    let df = featurize::features(&rows, fctx)?;
+    rows
+}
+
+/// Every place as the feature code sees it at `ts`: `place_id` and the place's own inputs
+/// (category, trailing-window statistics, static and declared place features), computed by
+/// the same [`featurize::features`] as the feature files from [`snapshot_rows`], then
+/// `place_lat`/`place_lon` and `visits` (all visits before `ts`). What `precompute` scores
+/// candidates from.
+pub(crate) fn place_snapshot(
+    fctx: &FeatureContext<'_>,
+    rows: &Rows,
+    values: &RowValues,
+    visits: Vec<u32>,
+) -> Result<DataFrame> {
+    let df = featurize::features(rows, values, fctx)?;
     let layout = featurize::layout(fctx);
     let not_place: Vec<String> =
         fctx.declared.iter().filter(|f| f.table != TableName::Places).map(|f| f.feature_name().to_string()).collect();
@@ -300,12 +389,8 @@ fn place_snapshot(fctx: &FeatureContext<'_>, label: &[f32], ts: i64) -> Result<D
         .filter(|c| !not_place.iter().any(|d| c == d || c.strip_suffix("_missing") == Some(d.as_str())))
         .collect();
     let mut out = df.select(keep).map_err(pl("place snapshot"))?;
-    let mut visits = vec![0u32; n];
-    for (&p, &y) in raw.inter.place.iter().zip(label) {
-        visits[p as usize] += u32::from(y > 0.5);
-    }
     let mut extra = vec![Column::new("visits".into(), visits)];
-    if let Some((lat, lon)) = &raw.places.coords {
+    if let Some((lat, lon)) = &fctx.places.coords {
         extra.insert(0, Column::new("place_lon".into(), lon));
         extra.insert(0, Column::new("place_lat".into(), lat));
     }
@@ -319,6 +404,17 @@ fn table_name(raw: &RawData) -> String {
 
 /// Step 2: labels of every interaction and where they came from.
 pub fn labels(data: &FilesConfig, inter: &Interactions) -> Result<(Vec<f32>, LabelSource)> {
+    let (label, source) = chunk_labels(data, inter)?;
+    if source == LabelSource::Implicit {
+        let mut per_user = Vec::new();
+        count_users(&mut per_user, &inter.user);
+        refuse_single_visits(&inter.mapped.table.name, &per_user)?;
+    }
+    Ok((label, source))
+}
+
+/// The labels of a chunk of interactions (implicit data: see [`refuse_single_visits`]).
+pub(crate) fn chunk_labels(data: &FilesConfig, inter: &Interactions) -> Result<(Vec<f32>, LabelSource)> {
     if let Some(y) = &inter.label {
         return Ok((y.clone(), LabelSource::Column));
     }
@@ -339,25 +435,69 @@ pub fn labels(data: &FilesConfig, inter: &Interactions) -> Result<(Vec<f32>, Lab
             LabelSource::Rating { threshold },
         ));
     }
-    let mut per_user = vec![0u32; inter.user.iter().map(|&u| u as usize + 1).max().unwrap_or(0)];
-    for &u in &inter.user {
+    Ok((vec![1.0; inter.ts.len()], LabelSource::Implicit))
+}
+
+/// Adds the events of each user row in `users` to `per_user`.
+pub(crate) fn count_users(per_user: &mut Vec<u32>, users: &[u32]) {
+    for &u in users {
+        if per_user.len() <= u as usize {
+            per_user.resize(u as usize + 1, 0);
+        }
         per_user[u as usize] += 1;
     }
+}
+
+/// Implicit data where every user has one event has nothing to learn preferences from.
+pub(crate) fn refuse_single_visits(table: &str, per_user: &[u32]) -> Result<()> {
     if per_user.iter().all(|&n| n <= 1) {
         return Err(Error::input(format!(
-            "{}: implicit data (no label column, no data.positive_rating) where every user has one event: \
-             nothing to learn preferences from; expected users with several visits",
-            t.name
+            "{table}: implicit data (no label column, no data.positive_rating) where every user has one event: \
+             nothing to learn preferences from; expected users with several visits"
         )));
     }
-    Ok((vec![1.0; inter.ts.len()], LabelSource::Implicit))
+    Ok(())
 }
 
 /// Step 3: the context location of every interaction, or `None` when there is none to use
 /// (places without coordinates, or no location anywhere with `context = "auto"`).
-pub fn context(data: &FilesConfig, raw: &RawData, label: &[f32]) -> Result<Option<Context>> {
-    let t = &raw.inter.mapped.table;
-    if raw.places.coords.is_none() {
+pub fn context(
+    data: &FilesConfig,
+    users: &Users,
+    places: &Places,
+    inter: &Interactions,
+    label: &[f32],
+) -> Result<Option<Context>> {
+    let Some(kind) = context_kind(data, users, places, inter)? else { return Ok(None) };
+    let t = &inter.mapped.table;
+    let (lat, lon) = match kind {
+        ContextKind::Interaction => inter.coords.clone().ok_or_else(|| {
+            Error::input(format!("{}: data.context = \"interaction\" needs lat and lon columns", t.name))
+        })?,
+        ContextKind::Home => {
+            let (hl, ho) = users.home.as_ref().ok_or_else(|| {
+                Error::input("data.context = \"home\" needs a users table with home_lat and home_lon")
+            })?;
+            inter.user.iter().map(|&u| (hl[u as usize], ho[u as usize])).unzip()
+        }
+        ContextKind::PreviousVisit => {
+            let (pl, po) = places.coords.as_ref().ok_or_else(|| Error::Internal("no coordinates".into()))?;
+            let prev = previous_visit(&inter.user, &inter.ts, &inter.place, Some(label));
+            prev.iter().map(|p| p.map_or((f64::NAN, f64::NAN), |p| (pl[p as usize], po[p as usize]))).unzip()
+        }
+    };
+    Ok(Some(Context { kind, lat, lon }))
+}
+
+/// Where the context location comes from, as the recipe and the tables resolve it.
+pub(crate) fn context_kind(
+    data: &FilesConfig,
+    users: &Users,
+    places: &Places,
+    inter: &Interactions,
+) -> Result<Option<ContextKind>> {
+    let t = &inter.mapped.table;
+    if places.coords.is_none() {
         if data.context != ContextSource::Auto {
             return Err(Error::input(format!(
                 "{}: data.context = \"{}\" needs place coordinates: map lat and lon of the places table ([data.places] columns)",
@@ -367,61 +507,43 @@ pub fn context(data: &FilesConfig, raw: &RawData, label: &[f32]) -> Result<Optio
         }
         return Ok(None);
     }
-    let kind = match data.context {
+    Ok(Some(match data.context {
         ContextSource::Interaction => ContextKind::Interaction,
         ContextSource::Home => ContextKind::Home,
         ContextSource::PreviousVisit => ContextKind::PreviousVisit,
-        ContextSource::Auto if raw.inter.coords.is_some() => ContextKind::Interaction,
-        ContextSource::Auto if raw.users.home.is_some() => ContextKind::Home,
+        ContextSource::Auto if inter.coords.is_some() => ContextKind::Interaction,
+        ContextSource::Auto if users.home.is_some() => ContextKind::Home,
         ContextSource::Auto => {
             return Err(Error::input(format!(
                 "{}: no context location: map interactions lat/lon or users home_lat/home_lon, or set data.context = \"previous_visit\"",
                 t.name
             )));
         }
-    };
-    let inter = &raw.inter;
-    let (lat, lon) = match kind {
-        ContextKind::Interaction => inter.coords.clone().ok_or_else(|| {
-            Error::input(format!("{}: data.context = \"interaction\" needs lat and lon columns", t.name))
-        })?,
-        ContextKind::Home => {
-            let (hl, ho) = raw.users.home.as_ref().ok_or_else(|| {
-                Error::input("data.context = \"home\" needs a users table with home_lat and home_lon")
-            })?;
-            inter.user.iter().map(|&u| (hl[u as usize], ho[u as usize])).unzip()
-        }
-        ContextKind::PreviousVisit => {
-            let (pl, po) = raw.places.coords.as_ref().ok_or_else(|| Error::Internal("no coordinates".into()))?;
-            let prev = previous_visit(&inter.user, &inter.ts, &inter.place, Some(label));
-            prev.iter().map(|p| p.map_or((f64::NAN, f64::NAN), |p| (pl[p as usize], po[p as usize]))).unzip()
-        }
-    };
-    if kind == ContextKind::Interaction {
-        check_not_the_place(raw, &lat, &lon, label)?;
-    }
-    Ok(Some(Context { kind, lat, lon }))
+    }))
+}
+
+/// Of the visits among interactions at `place` with context `ctx`: how many have the
+/// visited place's own location as context (within 50 m), and how many there are.
+pub(crate) fn at_place_counts(places: &Places, place: &[u32], ctx: &Context, label: &[f32]) -> (usize, usize) {
+    let Some((pl, po)) = &places.coords else { return (0, 0) };
+    let visits: Vec<usize> = (0..label.len()).filter(|&i| label[i] > 0.5).collect();
+    let at_place = visits
+        .iter()
+        .filter(|&&i| {
+            let p = place[i] as usize;
+            crate::geo::haversine_km(ctx.lat[i], ctx.lon[i], pl[p], po[p]) < 0.05
+        })
+        .count();
+    (at_place, visits.len())
 }
 
 /// Refuses interaction coordinates that are the visited place's own location (a check-in log
 /// repeats the venue's coordinates, or a GPS fix at the venue, on every row): distance would
 /// be ~0 for every visit, a leak. Within 50 m on more than half of the visits counts.
-fn check_not_the_place(raw: &RawData, lat: &[f64], lon: &[f64], label: &[f32]) -> Result<()> {
-    let Some((pl, po)) = &raw.places.coords else { return Ok(()) };
-    let inter = &raw.inter;
-    let visits: Vec<usize> = (0..label.len()).filter(|&i| label[i] > 0.5).collect();
-    let at_place = visits
-        .iter()
-        .filter(|&&i| {
-            let p = inter.place[i] as usize;
-            crate::geo::haversine_km(lat[i], lon[i], pl[p], po[p]) < 0.05
-        })
-        .count();
-    if visits.len() >= 10 && at_place * 2 > visits.len() {
+pub(crate) fn refuse_at_place(table: &str, at_place: usize, visits: usize) -> Result<()> {
+    if visits >= 10 && at_place * 2 > visits {
         return Err(Error::input(format!(
-            "{}: the interactions' lat/lon equal the visited place's coordinates on {at_place} of {} visits: they are the place's location, not where the user was; set data.context = \"previous_visit\" (or map the user's own location)",
-            inter.mapped.table.name,
-            visits.len()
+            "{table}: the interactions' lat/lon equal the visited place's coordinates on {at_place} of {visits} visits: they are the place's location, not where the user was; set data.context = \"previous_visit\" (or map the user's own location)"
         )));
     }
     Ok(())
@@ -450,7 +572,7 @@ pub fn previous_visit(user: &[u32], ts: &[i64], place: &[u32], label: Option<&[f
 
 /// Interaction-level declared features on implicit data would copy the visited row's values
 /// onto its sampled negatives (a leak), so they need labelled data.
-fn check_declared_leakage(data: &FilesConfig, labels: LabelSource) -> Result<()> {
+pub(crate) fn check_declared_leakage(data: &FilesConfig, labels: LabelSource) -> Result<()> {
     if labels != LabelSource::Implicit {
         return Ok(());
     }
@@ -481,28 +603,33 @@ pub enum Candidates {
 
 impl Candidates {
     fn new(raw: &RawData, ctx: Option<&Context>, label: &[f32], cfg: &PrepareConfig) -> Self {
+        Self::radius(&raw.places, ctx.is_some(), cfg).unwrap_or_else(|| {
+            let inter = &raw.inter;
+            let cut = time_cuts(bounds(&inter.ts), cfg)[0];
+            let mut weights = vec![1.0f64; raw.places.ids.len()];
+            add_popularity(&mut weights, &inter.place, label, &inter.ts, cut);
+            Self::popularity(&weights)
+        })
+    }
+
+    /// Places within the radius, when places have coordinates and rows a context.
+    pub(crate) fn radius(places: &Places, has_ctx: bool, cfg: &PrepareConfig) -> Option<Self> {
         let radius_km = cfg.radius_km;
-        match (&raw.places.coords, ctx) {
-            (Some((lat, lon)), Some(_)) => Self::Radius { index: GridIndex::new(lat, lon, radius_km), radius_km },
-            _ => {
-                // Visits of the training period only (the time split's first part), so
-                // negatives are not drawn with popularity from the future.
-                let ts = &raw.inter.ts;
-                let [cut, _] = time_cuts(ts, cfg);
-                let mut w = vec![1.0f64; raw.places.ids.len()];
-                for ((&p, &y), &t) in raw.inter.place.iter().zip(label).zip(ts) {
-                    if t < cut {
-                        w[p as usize] += f64::from(y);
-                    }
-                }
-                let mut acc = 0.0;
-                let cumulative = w.iter().map(|&x| {
-                    acc += x;
-                    acc
-                });
-                Self::Popularity { cumulative: cumulative.collect() }
-            }
+        match (&places.coords, has_ctx) {
+            (Some((lat, lon)), true) => Some(Self::Radius { index: GridIndex::new(lat, lon, radius_km), radius_km }),
+            _ => None,
         }
+    }
+
+    /// Any place, with probability proportional to `weights` (visits in the training period
+    /// + 1: see [`add_popularity`]).
+    pub(crate) fn popularity(weights: &[f64]) -> Self {
+        let mut acc = 0.0;
+        let cumulative = weights.iter().map(|&x| {
+            acc += x;
+            acc
+        });
+        Self::Popularity { cumulative: cumulative.collect() }
     }
 
     /// Up to `k` distinct places other than `exclude`, around (`lat`, `lon`) when by radius.
@@ -534,11 +661,23 @@ impl Candidates {
     }
 }
 
+/// Adds the visits before `cut` (the training period: negatives are not drawn with
+/// popularity from the future) to each place's popularity weight.
+pub(crate) fn add_popularity(weights: &mut [f64], place: &[u32], label: &[f32], ts: &[i64], cut: i64) {
+    for ((&p, &y), &t) in place.iter().zip(label).zip(ts) {
+        if t < cut {
+            weights[p as usize] += f64::from(y);
+        }
+    }
+}
+
 /// Interactions `impressions` left out.
 #[derive(Debug, Clone, Copy, Default)]
-struct Dropped {
-    no_context: usize,
-    outside_radius: usize,
+pub(crate) struct Dropped {
+    /// Without a context location.
+    pub no_context: usize,
+    /// Farther than the radius from it (implicit data).
+    pub outside_radius: usize,
 }
 
 /// Step 4: the impressions — interactions with a context (labelled data as they are;
@@ -557,31 +696,66 @@ fn impressions(
     let has_oracle = inter.oracle.is_some() && labels != LabelSource::Implicit;
     let mut rows = Rows::new(has_oracle, false);
     let mut dropped = Dropped::default();
-    let radius_check = match (&raw.places.coords, candidates) {
-        (Some(coords), Candidates::Radius { .. }) if labels == LabelSource::Implicit => Some(coords),
-        _ => None,
-    };
+    let imp = Impressions::new(&raw.places, labels, candidates, cfg);
     for (i, &y) in label.iter().enumerate() {
-        let (lat, lon) = ctx.map_or((0.0, 0.0), |c| (c.lat[i], c.lon[i]));
+        let at = ctx.map_or((0.0, 0.0), |c| (c.lat[i], c.lon[i]));
+        imp.push(&mut rows, &mut dropped, (i, inter.place[i], inter.ts[i], y), at, rng);
+    }
+    (rows, dropped)
+}
+
+/// How one interaction becomes rows (step 4).
+pub(crate) struct Impressions<'a> {
+    implicit: bool,
+    radius_check: Option<&'a (Vec<f64>, Vec<f64>)>,
+    candidates: &'a Candidates,
+    cfg: &'a PrepareConfig,
+}
+
+impl<'a> Impressions<'a> {
+    /// The rule for `labels`, negatives drawn from `candidates`.
+    pub(crate) fn new(
+        places: &'a Places,
+        labels: LabelSource,
+        candidates: &'a Candidates,
+        cfg: &'a PrepareConfig,
+    ) -> Self {
+        let implicit = labels == LabelSource::Implicit;
+        let radius_check = match (&places.coords, candidates) {
+            (Some(coords), Candidates::Radius { .. }) if implicit => Some(coords),
+            _ => None,
+        };
+        Self { implicit, radius_check, candidates, cfg }
+    }
+
+    /// Pushes the rows of interaction `(src, place, ts, label)` with context location `at`
+    /// onto `rows`, or counts it in `dropped`.
+    pub(crate) fn push(
+        &self,
+        rows: &mut Rows,
+        dropped: &mut Dropped,
+        (src, place, ts, y): (usize, u32, i64, f32),
+        (lat, lon): (f64, f64),
+        rng: &mut Rng,
+    ) {
         if lat.is_nan() || lon.is_nan() {
             dropped.no_context += 1;
-            continue;
+            return;
         }
-        if let Some((pl, po)) = radius_check {
-            let p = inter.place[i] as usize;
-            if crate::geo::haversine_km(lat, lon, pl[p], po[p]) > cfg.radius_km {
+        if let Some((pl, po)) = self.radius_check {
+            let p = place as usize;
+            if crate::geo::haversine_km(lat, lon, pl[p], po[p]) > self.cfg.radius_km {
                 dropped.outside_radius += 1;
-                continue;
+                return;
             }
         }
-        rows.push_interaction(i, inter.place[i], inter.ts[i], y);
-        if labels == LabelSource::Implicit {
-            for c in candidates.draw(lat, lon, inter.place[i], cfg.negatives_per_positive, rng) {
-                rows.push_interaction(i, c, inter.ts[i], 0.0);
+        rows.push_interaction(src, place, ts, y);
+        if self.implicit {
+            for c in self.candidates.draw(lat, lon, place, self.cfg.negatives_per_positive, rng) {
+                rows.push_interaction(src, c, ts, 0.0);
             }
         }
     }
-    (rows, dropped)
 }
 
 /// The recipe name of a context setting.
@@ -594,47 +768,72 @@ fn context_name(c: ContextSource) -> &'static str {
     }
 }
 
+/// The earliest and latest of `ts`.
+pub(crate) fn bounds(ts: &[i64]) -> (i64, i64) {
+    ts.iter().fold((i64::MAX, i64::MIN), |(a, b), &t| (a.min(t), b.max(t)))
+}
+
 /// Where valid and test begin: the latest `valid_fraction + test_fraction` of the time range
-/// of `ts` is held out.
-fn time_cuts(ts: &[i64], cfg: &PrepareConfig) -> [i64; 2] {
-    let (t0, t1) = ts.iter().fold((i64::MAX, i64::MIN), |(a, b), &t| (a.min(t), b.max(t)));
+/// `(t0, t1)` is held out.
+pub(crate) fn time_cuts((t0, t1): (i64, i64), cfg: &PrepareConfig) -> [i64; 2] {
     let span = t1.saturating_sub(t0) as f64;
     let cut_valid = t0 + (span * (1.0 - cfg.valid_fraction - cfg.test_fraction)).round() as i64;
     let cut_test = t0 + (span * (1.0 - cfg.test_fraction)).round() as i64;
     [cut_valid, cut_test]
 }
 
-/// Step 5: the time split. Returns train, valid, test and the two cut times.
-fn split(rows: &Rows, cfg: &PrepareConfig, table: &str) -> Result<([Rows; 3], [i64; 2])> {
-    let [cut_valid, cut_test] = time_cuts(&rows.ts, cfg);
-    let mut splits = [rows.empty_like(), rows.empty_like(), rows.empty_like()];
-    for i in 0..rows.len() {
-        let s = if rows.ts[i] < cut_valid {
-            0
-        } else if rows.ts[i] < cut_test {
-            1
-        } else {
-            2
-        };
-        splits[s].push(rows, i);
+/// Which split a row at `t` falls in: 0 train, 1 valid, 2 test.
+pub(crate) fn split_of(t: i64, [cut_valid, cut_test]: [i64; 2]) -> usize {
+    if t < cut_valid {
+        0
+    } else if t < cut_test {
+        1
+    } else {
+        2
     }
-    for (name, s) in ["train", "valid", "test"].iter().zip(&splits) {
-        if s.is_empty() || !s.label.iter().any(|&y| y > 0.5) || !s.label.iter().any(|&y| y < 0.5) {
-            let (first, last) = (rows.ts.iter().min().copied(), rows.ts.iter().max().copied());
-            let at = |t: Option<i64>| {
-                t.and_then(|t| chrono::DateTime::from_timestamp(t, 0)).map_or("-".into(), |d| d.to_rfc3339())
-            };
+}
+
+/// What the check of a split needs to know of it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SplitCounts {
+    /// Rows.
+    pub rows: usize,
+    /// Rows labelled 1.
+    pub positives: usize,
+}
+
+/// Each split needs both visits and non-visits; `span` is the rows' time range.
+pub(crate) fn check_splits(table: &str, counts: &[SplitCounts; 3], span: (i64, i64), cuts: [i64; 2]) -> Result<()> {
+    for (name, c) in ["train", "valid", "test"].iter().zip(counts) {
+        if c.rows == 0 || c.positives == 0 || c.positives == c.rows {
+            let at = |t: i64| chrono::DateTime::from_timestamp(t, 0).map_or("-".into(), |d| d.to_rfc3339());
             return Err(Error::input(format!(
                 "{table}: the {name} split has {} rows and needs both visits and non-visits (timestamps span {} to {}, split at {} and {}); give more days of interactions or change prepare.valid_fraction/test_fraction",
-                s.len(),
-                at(first),
-                at(last),
-                at(Some(cut_valid)),
-                at(Some(cut_test))
+                c.rows,
+                at(span.0),
+                at(span.1),
+                at(cuts[0]),
+                at(cuts[1])
             )));
         }
     }
-    Ok((splits, [cut_valid, cut_test]))
+    Ok(())
+}
+
+/// Step 5: the time split. Returns train, valid, test and the two cut times.
+fn split(rows: &Rows, cfg: &PrepareConfig, table: &str) -> Result<([Rows; 3], [i64; 2])> {
+    let span = bounds(&rows.ts);
+    let cuts = time_cuts(span, cfg);
+    let mut splits = [rows.empty_like(), rows.empty_like(), rows.empty_like()];
+    let mut counts = [SplitCounts::default(); 3];
+    for i in 0..rows.len() {
+        let s = split_of(rows.ts[i], cuts);
+        splits[s].push(rows, i);
+        counts[s].rows += 1;
+        counts[s].positives += usize::from(rows.label[i] > 0.5);
+    }
+    check_splits(table, &counts, span, cuts)?;
+    Ok((splits, cuts))
 }
 
 /// Step 6: ranking queries from sampled test positives, each with `ranking_candidates`
@@ -646,27 +845,46 @@ fn ranking_set(
     cfg: &PrepareConfig,
     rng: &mut Rng,
 ) -> Rows {
-    let mut pos: Vec<usize> = (0..test.len()).filter(|&i| test.label[i] > 0.5).collect();
+    let pos: Vec<usize> = (0..test.len()).filter(|&i| test.label[i] > 0.5).collect();
+    let mut ranking = Rows::new(false, true);
+    for (q, k) in ranking_picks(pos.len(), cfg, rng).into_iter().enumerate() {
+        let i = pos[k];
+        let src = test.src[i] as usize;
+        let at = ctx.map_or((0.0, 0.0), |c| (c.lat[src], c.lon[src]));
+        push_query(&mut ranking, q, (src, test.place[i], test.ts[i]), at, candidates, cfg, rng);
+    }
+    ranking
+}
+
+/// Which of `positives` test positives become ranking queries: their ranks among the
+/// positives, ascending.
+pub(crate) fn ranking_picks(positives: usize, cfg: &PrepareConfig, rng: &mut Rng) -> Vec<usize> {
+    let mut pos: Vec<usize> = (0..positives).collect();
     rng.shuffle(&mut pos);
     pos.truncate(cfg.ranking_queries);
     pos.sort_unstable();
-    let mut ranking = Rows::new(false, true);
-    for (q, &i) in pos.iter().enumerate() {
-        let src = test.src[i] as usize;
-        let (lat, lon) = ctx.map_or((0.0, 0.0), |c| (c.lat[src], c.lon[src]));
-        let cands = candidates.draw(lat, lon, test.place[i], cfg.ranking_candidates, rng);
-        ranking.push(test, i);
-        for &c in &cands {
-            ranking.push(test, i);
-            let last = ranking.len() - 1;
-            ranking.place[last] = c;
-            ranking.label[last] = 0.0;
-        }
-        if let Some(qv) = ranking.query.as_mut() {
-            qv.extend(std::iter::repeat_n(q as i64, cands.len() + 1));
-        }
+    pos
+}
+
+/// Pushes ranking query `q`: the visit `(src, place, ts)` at context `at`, then its drawn
+/// candidates.
+pub(crate) fn push_query(
+    ranking: &mut Rows,
+    q: usize,
+    (src, place, ts): (usize, u32, i64),
+    (lat, lon): (f64, f64),
+    candidates: &Candidates,
+    cfg: &PrepareConfig,
+    rng: &mut Rng,
+) {
+    let cands = candidates.draw(lat, lon, place, cfg.ranking_candidates, rng);
+    ranking.push_interaction(src, place, ts, 1.0);
+    for &c in &cands {
+        ranking.push_interaction(src, c, ts, 0.0);
     }
-    ranking
+    if let Some(qv) = ranking.query.as_mut() {
+        qv.extend(std::iter::repeat_n(q as i64, cands.len() + 1));
+    }
 }
 
 /// Step 9: the feature spec, fitted on the training split (as written to `train`); declared
@@ -706,11 +924,13 @@ fn fit_spec(fitter: SpecFitter, train: &Path, data: &FilesConfig, sources: Vec<S
     Ok(spec)
 }
 
-/// Which `n` of `rows` training rows form the calibration sample (ascending).
-fn calibration_rows(rows: usize, n: usize, rng: &mut Rng) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..rows).collect();
+/// Which `n` of `rows` training rows form the calibration sample (ascending). The shuffle
+/// is of `u32` row numbers (the same draws as of `usize` ones, half the memory).
+pub(crate) fn calibration_rows(rows: usize, n: usize, rng: &mut Rng) -> Vec<usize> {
+    let mut idx: Vec<u32> = (0..rows as u32).collect();
     rng.shuffle(&mut idx);
     idx.truncate(n.min(rows));
+    let mut idx: Vec<usize> = idx.into_iter().map(|i| i as usize).collect();
     idx.sort_unstable();
     idx
 }

@@ -1,0 +1,657 @@
+//! `prepare` for an interactions table too large to hold: more than
+//! `prepare.max_rows_in_memory` rows of Parquet. The same steps and the same files, to the
+//! byte, as the in-memory path of [`super::prepare::prepare`], in passes over disk, with
+//! memory that grows with the users and places but not with the interactions:
+//!
+//! 1. The users and places tables are read whole, the interactions a piece (about
+//!    [`CHUNK_ROWS`] rows of one row group) at a time, each validated as [`raw::read`] does,
+//!    with its labels and context, into a spill file of fixed-width records, in input order.
+//!    Without a users or places table, a first pass collects the ids.
+//! 2. For popularity negatives (no coordinates) a pass counts each place's training visits.
+//! 3. The impressions, in input order with the same random draws, into a second spill file;
+//!    every event, and every row's (place, time), also into the bucket of its place
+//!    (`place % buckets`, each bucket about `max_rows_in_memory` events).
+//! 4. A pass over the rows counts the splits and lists the test positives; the ranking
+//!    queries are drawn from them, their rows' (place, time) also go to the buckets.
+//! 5. Each bucket in turn: its events in memory ([`PlaceEvents`]), then its rows' window
+//!    statistics written in row order (and the place snapshot's).
+//! 6. The rows once more, in order: each row's statistics are the next record of its place's
+//!    bucket. Each split is featurized and written a chunk at a time.
+//!
+//! Not streamed yet (read whole, as before): CSV interactions, a role's column held in a
+//! `key=value` folder,
+//! `context = "previous_visit"`, declared interaction features, and users or places
+//! sections read from the interactions file.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::artifact::ArtifactWriter;
+use crate::artifact::spec::Ids;
+use crate::data::chunks::pieces;
+use crate::data::raw::{self, Places, Streamed, Users};
+use crate::data::schema::{ContextSource, FileFormat, FilesConfig, Role, TableName};
+use crate::data::table::{Table, list_files, parquet_footer};
+use crate::error::{Error, IoContext, Result};
+use crate::pipeline::feature_files::{CHUNK_ROWS, SplitWriter, write_split};
+use crate::pipeline::featurize::{self, FeatureContext, RowValues, Rows};
+use crate::pipeline::prepare::{
+    self, Candidates, ContextKind, Dropped, Finish, Impressions, LabelSource, PlaceEvents, PrepareSummary, SplitCounts,
+    TrainSample, WindowStats,
+};
+use crate::pipeline::spill::{Bytes, Reader, Record, Writer};
+use crate::progress::Progress;
+use crate::recipe::PrepareConfig;
+use crate::rng::Rng;
+
+/// An interactions table to stream: its pieces in file order.
+pub struct Plan {
+    location: PathBuf,
+    pieces: Vec<Piece>,
+    rows: usize,
+}
+
+/// Rows `offset..offset + rows` of one Parquet file.
+struct Piece {
+    file: PathBuf,
+    offset: usize,
+    rows: usize,
+}
+
+impl Piece {
+    fn read(&self, columns: Vec<String>) -> Result<Table> {
+        Table::parquet_rows(&self.file, self.offset, self.rows, columns)
+    }
+}
+
+/// The plan to stream the interactions, or `None` to read them whole: at most
+/// `max_rows_in_memory` rows, or a case the streamed path does not cover (module header).
+pub fn plan(data: &FilesConfig, cfg: &PrepareConfig) -> Result<Option<Plan>> {
+    let shared = [TableName::Users, TableName::Places].into_iter().any(|n| raw::shares_interactions_file(data, n));
+    if shared
+        || data.context == ContextSource::PreviousVisit
+        || data.features.iter().any(|f| f.table == TableName::Interactions)
+        || data.interactions.format == Some(FileFormat::Csv)
+    {
+        return Ok(None);
+    }
+    let Some(location) = raw::location(data, TableName::Interactions)? else { return Ok(None) };
+    let files = list_files(&location)?;
+    let parquet =
+        |f: &Path| f.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet") || e.eq_ignore_ascii_case("pq"));
+    // Folder keys are not read as columns here: a role's column in a `key=value` folder, or a
+    // file column that a folder shadows (an error), takes the whole-table reader.
+    let role_columns: Vec<&str> = TableName::Interactions
+        .roles()
+        .iter()
+        .map(|r| data.interactions.columns.get(r).map_or(r.default_column(), String::as_str))
+        .collect();
+    if files.is_empty()
+        || files.iter().any(|(f, hive)| !parquet(f) || hive.iter().any(|(k, _)| role_columns.contains(&k.as_str())))
+    {
+        return Ok(None);
+    }
+    let (mut list, mut rows) = (Vec::new(), 0);
+    for (file, hive) in &files {
+        let (groups, names) = parquet_footer(file)?;
+        if hive.iter().any(|(k, _)| names.contains(k)) {
+            return Ok(None);
+        }
+        for (offset, n) in pieces(&groups, CHUNK_ROWS).into_iter().filter(|p| p.1 > 0) {
+            list.push(Piece { file: file.clone(), offset, rows: n });
+            rows += n;
+        }
+    }
+    if rows == 0 || rows <= cfg.max_rows_in_memory {
+        return Ok(None);
+    }
+    Ok(Some(Plan { location, pieces: list, rows }))
+}
+
+/// One interaction as step 1 resolves it.
+#[derive(Debug, Clone, Copy)]
+struct Inter {
+    user: u32,
+    place: u32,
+    ts: i64,
+    local_ts: i64,
+    label: f32,
+    /// NaN: none.
+    rating: f64,
+    /// NaN: none.
+    oracle: f64,
+    /// Context location ((0, 0) without one, as the in-memory path has it).
+    lat: f64,
+    lon: f64,
+}
+
+impl Record for Inter {
+    const BYTES: usize = 60;
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend(self.user.to_ne_bytes());
+        out.extend(self.place.to_ne_bytes());
+        out.extend(self.ts.to_ne_bytes());
+        out.extend(self.local_ts.to_ne_bytes());
+        out.extend(self.label.to_ne_bytes());
+        for v in [self.rating, self.oracle, self.lat, self.lon] {
+            out.extend(v.to_ne_bytes());
+        }
+    }
+    fn get(b: &mut Bytes<'_>) -> Self {
+        let (user, place, ts, local_ts, label) = (b.u32(), b.u32(), b.i64(), b.i64(), b.f32());
+        Self { user, place, ts, local_ts, label, rating: b.f64(), oracle: b.f64(), lat: b.f64(), lon: b.f64() }
+    }
+}
+
+/// One row of a feature file before featurization.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    src: u32,
+    place: u32,
+    ts: i64,
+    label: f32,
+}
+
+impl Record for Row {
+    const BYTES: usize = 20;
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend(self.src.to_ne_bytes());
+        out.extend(self.place.to_ne_bytes());
+        out.extend(self.ts.to_ne_bytes());
+        out.extend(self.label.to_ne_bytes());
+    }
+    fn get(b: &mut Bytes<'_>) -> Self {
+        Self { src: b.u32(), place: b.u32(), ts: b.i64(), label: b.f32() }
+    }
+}
+
+/// A place at a moment: an event (`value` its label, `rating` NaN when none) or a row
+/// whose window statistics are wanted.
+#[derive(Debug, Clone, Copy)]
+struct At {
+    place: u32,
+    ts: i64,
+    value: f32,
+    rating: f64,
+}
+
+impl Record for At {
+    const BYTES: usize = 24;
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend(self.place.to_ne_bytes());
+        out.extend(self.ts.to_ne_bytes());
+        out.extend(self.value.to_ne_bytes());
+        out.extend(self.rating.to_ne_bytes());
+    }
+    fn get(b: &mut Bytes<'_>) -> Self {
+        Self { place: b.u32(), ts: b.i64(), value: b.f32(), rating: b.f64() }
+    }
+}
+
+impl Record for WindowStats {
+    const BYTES: usize = 16;
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend(self.impressions.to_ne_bytes());
+        out.extend(self.visits.to_ne_bytes());
+        out.extend(self.mean_rating.unwrap_or(f64::NAN).to_ne_bytes());
+    }
+    fn get(b: &mut Bytes<'_>) -> Self {
+        let (impressions, visits, mean) = (b.u32(), b.u32(), b.f64());
+        Self { impressions, visits, mean_rating: (!mean.is_nan()).then_some(mean) }
+    }
+}
+
+/// The spill files of one run, in the staging directory.
+struct Spill {
+    dir: PathBuf,
+    buckets: usize,
+}
+
+impl Spill {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.bin"))
+    }
+
+    fn bucket(&self, place: u32) -> usize {
+        place as usize % self.buckets
+    }
+
+    fn writers<R: Record>(&self, name: &str) -> Result<Vec<Writer<R>>> {
+        (0..self.buckets).map(|b| Writer::create(&self.path(&format!("{name}-{b}")))).collect()
+    }
+
+    fn readers<R: Record>(&self, name: &str) -> Result<Vec<Reader<R>>> {
+        (0..self.buckets).map(|b| Reader::open(&self.path(&format!("{name}-{b}")))).collect()
+    }
+}
+
+/// Step 1's findings.
+struct Read {
+    labels: LabelSource,
+    context: Option<ContextKind>,
+    /// Earliest and latest interaction.
+    span: (i64, i64),
+    /// Visits per place, all time.
+    visits: Vec<u32>,
+    /// The first interaction (the place snapshot's user and context).
+    first: Option<Inter>,
+}
+
+/// Streams `plan`'s interactions through `prepare`'s steps into `out_dir`.
+pub fn prepare(
+    data: &FilesConfig,
+    plan: Plan,
+    out_dir: &Path,
+    cfg: &PrepareConfig,
+    seed: u64,
+    progress: &dyn Progress,
+) -> Result<PrepareSummary> {
+    let name = plan.location.display().to_string();
+    let first = match plan.pieces.first() {
+        Some(p) => Table::parquet_rows(&p.file, p.offset, 1, parquet_footer(&p.file)?.1)?,
+        None => return Err(Error::Internal("an empty plan".into())),
+    };
+    let mut streamed = Streamed::open(data, &plan.location, first)?;
+    let (users, places) = dimensions(&plan, &mut streamed)?;
+    let mut sources = streamed.sources.clone();
+    sources.extend(Streamed::declared(data, &users, &places)?);
+    let writer = ArtifactWriter::create(out_dir)?;
+    let budget = cfg.max_rows_in_memory.max(1000);
+    let spill =
+        Spill { dir: writer.path("spill"), buckets: plan.rows.div_ceil(budget).clamp(1, places.ids.len().max(1)) };
+    std::fs::create_dir_all(&spill.dir).at(&spill.dir)?;
+    progress.log(&format!(
+        "prepare: {name}: {} interactions, more than prepare.max_rows_in_memory = {}: streaming them through disk in {} pieces, window statistics in {} buckets",
+        plan.rows,
+        cfg.max_rows_in_memory,
+        plan.pieces.len(),
+        spill.buckets
+    ));
+    progress.begin("prepare", 6);
+    let read = read_interactions(data, &plan, &streamed, (&users, &places), &spill)?;
+    progress.advance(1);
+
+    let candidates = match Candidates::radius(&places, read.context.is_some(), cfg) {
+        Some(c) => c,
+        None => popularity(&spill, plan.rows, places.ids.len(), prepare::time_cuts(read.span, cfg)[0])?,
+    };
+    let mut rng = Rng::derive(seed, "prepare");
+    let oracle = streamed.roles.contains_key(&Role::Oracle) && read.labels != LabelSource::Implicit;
+    let imp = Impressions::new(&places, read.labels, &candidates, cfg);
+    let (rows, span, dropped) = impressions(&spill, plan.rows, &imp, oracle, &mut rng)?;
+    prepare::refuse_no_rows(&name, rows, dropped, cfg)?;
+    progress.advance(1);
+
+    let cuts = prepare::time_cuts(span, cfg);
+    let (counts, positives) = split_counts(&spill, rows, cuts)?;
+    prepare::check_splits(&name, &counts, span, cuts)?;
+    let has_ctx = read.context.is_some();
+    let (ranking, ranking_inter) = ranking_set(&spill, &positives, has_ctx, &candidates, cfg, &mut rng)?;
+    drop(positives);
+    progress.advance(1);
+
+    let fctx = FeatureContext {
+        users: &users,
+        places: &places,
+        inter: None,
+        inter_rating: streamed.roles.contains_key(&Role::Rating),
+        inter_oracle: streamed.roles.contains_key(&Role::Oracle),
+        has_ctx,
+        window: prepare::window_seconds(cfg),
+        declared: &data.features,
+        implicit: read.labels == LabelSource::Implicit,
+    };
+    let snapshot_ts = read.span.1.saturating_add(1);
+    let snapshot = window_stats(&spill, places.ids.len(), fctx.window, snapshot_ts)?;
+    let sample = TrainSample::new(&fctx, prepare::calibration_rows(counts[0].rows, cfg.calibration_rows, &mut rng));
+    let (mut row_counts, sample) = write_splits(&spill, &writer, &fctx, (rows, oracle, cuts), sample)?;
+    let values = ranking_values(&ranking, &ranking_inter, &spill, has_ctx)?;
+    let path = writer.path("ranking.parquet");
+    let n = write_split(&ranking, &fctx, &path, |r, start| Ok(values.slice(start..start + r.len())), |_, _| Ok(()))?;
+    row_counts.insert("ranking".into(), n);
+    progress.advance(1);
+
+    let snapshot_rows = prepare::snapshot_rows(places.ids.len(), snapshot_ts);
+    let snapshot_values = RowValues {
+        user: vec![read.first.map_or(0, |f| f.user); places.ids.len()],
+        local_ts: vec![read.first.map_or(0, |f| f.local_ts); places.ids.len()],
+        ctx: has_ctx.then(|| {
+            let (lat, lon) = read.first.map_or((0.0, 0.0), |f| (f.lat, f.lon));
+            (vec![lat; places.ids.len()], vec![lon; places.ids.len()])
+        }),
+        stats: snapshot,
+        oracle: None,
+        declared: None,
+    };
+    let places_df = prepare::place_snapshot(&fctx, &snapshot_rows, &snapshot_values, read.visits)?;
+    std::fs::remove_dir_all(&spill.dir).at(&spill.dir)?;
+    let summary = PrepareSummary {
+        dir: out_dir.to_path_buf(),
+        rows: row_counts,
+        sampled_negatives: read.labels == LabelSource::Implicit,
+        labels: read.labels,
+        context: read.context,
+        dropped_no_context: dropped.no_context,
+        dropped_outside_radius: dropped.outside_radius,
+        split_times: cuts,
+        input_sha256: streamed.hashes.clone(),
+        features: Vec::new(),
+        snapshot_ts,
+    };
+    let done = Finish { writer, sample, places: places_df, sources, summary };
+    done.write(data, out_dir, cfg, seed, progress)
+}
+
+/// The users and places, from their tables or (without one) the ids the interactions name,
+/// in first-seen order.
+fn dimensions(plan: &Plan, streamed: &mut Streamed) -> Result<(Users, Places)> {
+    let (users_t, places_t) = match (streamed.users.take(), streamed.places.take()) {
+        (Some(u), Some(p)) => return Ok((u, p)),
+        pair => pair,
+    };
+    let ids_columns: Vec<String> =
+        [Role::User, Role::Place].iter().filter_map(|r| streamed.roles.get(r).cloned()).collect();
+    let (mut users, mut places) = (None, None);
+    let (mut seen_users, mut seen_places) = (HashSet::new(), HashSet::new());
+    for piece in &plan.pieces {
+        let [u, p] = streamed.ids(piece.read(ids_columns.clone())?)?;
+        raw::extend_distinct(&mut users, &mut seen_users, &u)?;
+        raw::extend_distinct(&mut places, &mut seen_places, &p)?;
+    }
+    let none = || Ids::Int(vec![]);
+    Ok((
+        users_t.unwrap_or_else(|| Users::of_ids(users.unwrap_or_else(none))),
+        places_t.unwrap_or_else(|| Places::of_ids(places.unwrap_or_else(none))),
+    ))
+}
+
+/// Step 1: every interaction validated and resolved, into the spill file `inter`.
+fn read_interactions(
+    data: &FilesConfig,
+    plan: &Plan,
+    streamed: &Streamed,
+    (users, places): (&Users, &Places),
+    spill: &Spill,
+) -> Result<Read> {
+    let name = plan.location.display().to_string();
+    let mut out = Writer::<Inter>::create(&spill.path("inter"))?;
+    let mut read = Read {
+        labels: LabelSource::Implicit,
+        context: None,
+        span: (i64::MAX, i64::MIN),
+        visits: vec![0; places.ids.len()],
+        first: None,
+    };
+    let (mut per_user, mut at_place, mut visits) = (Vec::new(), 0, 0);
+    for piece in &plan.pieces {
+        let inter = streamed.chunk(data, piece.read(streamed.columns.clone())?, users, places)?;
+        let (label, labels) = prepare::chunk_labels(data, &inter)?;
+        let ctx = prepare::context(data, users, places, &inter, &label)?;
+        if labels == LabelSource::Implicit {
+            prepare::count_users(&mut per_user, &inter.user);
+        }
+        if let Some(c) = ctx.as_ref().filter(|c| c.kind == ContextKind::Interaction) {
+            let (a, v) = prepare::at_place_counts(places, &inter.place, c, &label);
+            (at_place, visits) = (at_place + a, visits + v);
+        }
+        (read.labels, read.context) = (labels, ctx.as_ref().map(|c| c.kind));
+        for (i, &y) in label.iter().enumerate() {
+            let (lat, lon) = ctx.as_ref().map_or((0.0, 0.0), |c| (c.lat[i], c.lon[i]));
+            let r = Inter {
+                user: inter.user[i],
+                place: inter.place[i],
+                ts: inter.ts[i],
+                local_ts: inter.local_ts[i],
+                label: y,
+                rating: inter.rating.as_ref().map_or(f64::NAN, |r| r[i]),
+                oracle: inter.oracle.as_ref().map_or(f64::NAN, |o| o[i]),
+                lat,
+                lon,
+            };
+            read.span = (read.span.0.min(r.ts), read.span.1.max(r.ts));
+            read.visits[r.place as usize] += u32::from(y > 0.5);
+            read.first.get_or_insert(r);
+            out.push(&r)?;
+        }
+    }
+    out.finish()?;
+    if read.labels == LabelSource::Implicit {
+        prepare::refuse_single_visits(&name, &per_user)?;
+    }
+    prepare::refuse_at_place(&name, at_place, visits)
+        .and_then(|()| prepare::check_declared_leakage(data, read.labels))
+        .map(|()| read)
+}
+
+/// Step 2 (popularity negatives): each place's visits before `cut`, plus one.
+fn popularity(spill: &Spill, n: usize, places: usize, cut: i64) -> Result<Candidates> {
+    let mut weights = vec![1.0f64; places];
+    let mut input = Reader::<Inter>::open(&spill.path("inter"))?;
+    for _ in 0..n {
+        let r = input.next_record()?;
+        prepare::add_popularity(&mut weights, &[r.place], &[r.label], &[r.ts], cut);
+    }
+    Ok(Candidates::popularity(&weights))
+}
+
+/// Step 3: the rows (`rows`), every event into its place's bucket (`events-b`) and every
+/// row's place and time too (`keys-b`). Returns the rows written, their time span and what
+/// was dropped.
+fn impressions(
+    spill: &Spill,
+    n: usize,
+    imp: &Impressions<'_>,
+    oracle: bool,
+    rng: &mut Rng,
+) -> Result<(usize, (i64, i64), Dropped)> {
+    let mut input = Reader::<Inter>::open(&spill.path("inter"))?;
+    let mut out = Writer::<Row>::create(&spill.path("rows"))?;
+    let (mut events, mut keys) = (spill.writers::<At>("events")?, spill.writers::<At>("keys")?);
+    let (mut rows, mut dropped, mut span) = (Rows::new(oracle, false), Dropped::default(), (i64::MAX, i64::MIN));
+    for src in 0..n {
+        let r = input.next_record()?;
+        events[spill.bucket(r.place)].push(&At { place: r.place, ts: r.ts, value: r.label, rating: r.rating })?;
+        rows.clear();
+        imp.push(&mut rows, &mut dropped, (src, r.place, r.ts, r.label), (r.lat, r.lon), rng);
+        for j in 0..rows.len() {
+            let row = Row { src: rows.src[j], place: rows.place[j], ts: rows.ts[j], label: rows.label[j] };
+            keys[spill.bucket(row.place)].push(&At { place: row.place, ts: row.ts, value: 0.0, rating: f64::NAN })?;
+            span = (span.0.min(row.ts), span.1.max(row.ts));
+            out.push(&row)?;
+        }
+    }
+    for w in events.into_iter().chain(keys) {
+        w.finish()?;
+    }
+    Ok((out.finish()?.1 as usize, span, dropped))
+}
+
+/// Step 4: rows per split and the test positives `(src, place, ts)` in order.
+fn split_counts(spill: &Spill, rows: usize, cuts: [i64; 2]) -> Result<([SplitCounts; 3], Vec<(u32, u32, i64)>)> {
+    let mut input = Reader::<Row>::open(&spill.path("rows"))?;
+    let (mut counts, mut positives) = ([SplitCounts::default(); 3], Vec::new());
+    for _ in 0..rows {
+        let r = input.next_record()?;
+        let s = prepare::split_of(r.ts, cuts);
+        counts[s].rows += 1;
+        counts[s].positives += usize::from(r.label > 0.5);
+        if s == 2 && r.label > 0.5 {
+            positives.push((r.src, r.place, r.ts));
+        }
+    }
+    Ok((counts, positives))
+}
+
+/// Step 4: the ranking queries, with the interaction of each row; their rows' places and
+/// times go to the buckets (`rank-b`).
+fn ranking_set(
+    spill: &Spill,
+    positives: &[(u32, u32, i64)],
+    has_ctx: bool,
+    candidates: &Candidates,
+    cfg: &PrepareConfig,
+    rng: &mut Rng,
+) -> Result<(Rows, Vec<Inter>)> {
+    let mut input = Reader::<Inter>::open(&spill.path("inter"))?;
+    let (mut ranking, mut inter) = (Rows::new(false, true), Vec::new());
+    for (q, k) in prepare::ranking_picks(positives.len(), cfg, rng).into_iter().enumerate() {
+        let (src, place, ts) = positives[k];
+        input.seek(u64::from(src))?;
+        let r = input.next_record()?;
+        let at = if has_ctx { (r.lat, r.lon) } else { (0.0, 0.0) };
+        let before = ranking.len();
+        prepare::push_query(&mut ranking, q, (src as usize, place, ts), at, candidates, cfg, rng);
+        inter.extend(std::iter::repeat_n(r, ranking.len() - before));
+    }
+    let mut keys = spill.writers::<At>("rank")?;
+    for i in 0..ranking.len() {
+        let (place, ts) = (ranking.place[i], ranking.ts[i]);
+        keys[spill.bucket(place)].push(&At { place, ts, value: 0.0, rating: f64::NAN })?;
+    }
+    for w in keys {
+        w.finish()?;
+    }
+    Ok((ranking, inter))
+}
+
+/// Step 5: each bucket's events in memory, and the window statistics of its rows
+/// (`stats-b`), of its ranking rows (`rankstats-b`) and of its places at `snapshot_ts`
+/// (returned, per place).
+fn window_stats(spill: &Spill, places: usize, window: i64, snapshot_ts: i64) -> Result<Vec<WindowStats>> {
+    let b_n = spill.buckets;
+    let mut snapshot = vec![WindowStats { impressions: 0, visits: 0, mean_rating: None }; places];
+    for b in 0..b_n {
+        let mut events = Vec::new();
+        let (path, count) = (spill.path(&format!("events-{b}")), records::<At>(&spill.path(&format!("events-{b}")))?);
+        let mut input = Reader::<At>::open(&path)?;
+        for _ in 0..count {
+            let e = input.next_record()?;
+            events.push((e.place as usize / b_n, e.ts, e.value > 0.5, Some(e.rating)));
+        }
+        let index = PlaceEvents::new(places.div_ceil(b_n), events.into_iter());
+        for (keys, stats) in [("keys", "stats"), ("rank", "rankstats")] {
+            let key_path = spill.path(&format!("{keys}-{b}"));
+            let mut input = Reader::<At>::open(&key_path)?;
+            let mut out = Writer::<WindowStats>::create(&spill.path(&format!("{stats}-{b}")))?;
+            for _ in 0..records::<At>(&key_path)? {
+                let k = input.next_record()?;
+                out.push(&index.window(k.place as usize / b_n, k.ts, window))?;
+            }
+            out.finish()?;
+        }
+        for p in (b..places).step_by(b_n) {
+            snapshot[p] = index.window(p / b_n, snapshot_ts, window);
+        }
+    }
+    Ok(snapshot)
+}
+
+/// Records in a spill file, from its length.
+fn records<R: Record>(path: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(path).at(path)?.len() / R::BYTES as u64)
+}
+
+/// Step 6: the three splits, each a chunk at a time, the training chunks through `sample`.
+/// Returns the rows of each split.
+fn write_splits(
+    spill: &Spill,
+    writer: &ArtifactWriter,
+    fctx: &FeatureContext<'_>,
+    (rows, oracle, cuts): (usize, bool, [i64; 2]),
+    mut sample: TrainSample,
+) -> Result<(BTreeMap<String, usize>, TrainSample)> {
+    let names = ["train", "valid", "test"];
+    let mut splits: Vec<SplitBuffer> = names
+        .iter()
+        .map(|n| SplitBuffer::new(&writer.path(&format!("{n}.parquet")), oracle, fctx))
+        .collect::<Result<_>>()?;
+    let mut input = Reader::<Row>::open(&spill.path("rows"))?;
+    let mut inter_in = Reader::<Inter>::open(&spill.path("inter"))?;
+    let mut stats = spill.readers::<WindowStats>("stats")?;
+    // Rows come in the order of their interactions: `current` is the interaction of the row.
+    let mut current: Option<(u32, Inter)> = None;
+    for _ in 0..rows {
+        let r = input.next_record()?;
+        while current.is_none_or(|(at, _)| at < r.src) {
+            let at = current.map_or(0, |(a, _)| a + 1);
+            current = Some((at, inter_in.next_record()?));
+        }
+        let Some((_, i)) = current else { return Err(Error::Internal("no interaction".into())) };
+        let s = prepare::split_of(r.ts, cuts);
+        let w = stats[spill.bucket(r.place)].next_record()?;
+        splits[s].push(r, &i, w);
+        if splits[s].rows.len() == CHUNK_ROWS {
+            splits[s].flush(fctx, (s == 0).then_some(&mut sample))?;
+        }
+    }
+    let mut counts = BTreeMap::new();
+    for (s, (name, mut split)) in names.into_iter().zip(splits).enumerate() {
+        split.flush(fctx, (s == 0).then_some(&mut sample))?;
+        counts.insert(name.to_string(), split.out.finish(&Rows::new(oracle, false), fctx)?);
+    }
+    Ok((counts, sample))
+}
+
+/// One split being written: rows and their values since the last chunk.
+struct SplitBuffer {
+    out: SplitWriter,
+    rows: Rows,
+    values: RowValues,
+    /// Index in the split of the buffer's first row.
+    first: usize,
+}
+
+impl SplitBuffer {
+    fn new(path: &Path, oracle: bool, fctx: &FeatureContext<'_>) -> Result<Self> {
+        let mut values = RowValues::empty(fctx)?;
+        if !oracle {
+            values.oracle = None;
+        }
+        Ok(Self { out: SplitWriter::create(path)?, rows: Rows::new(oracle, false), values, first: 0 })
+    }
+
+    fn push(&mut self, r: Row, i: &Inter, stats: WindowStats) {
+        self.rows.push_interaction(r.src as usize, r.place, r.ts, r.label);
+        push_values(&mut self.values, i, stats);
+    }
+
+    /// Featurizes and writes the buffered rows (the training split's also through `sample`).
+    fn flush(&mut self, fctx: &FeatureContext<'_>, sample: Option<&mut TrainSample>) -> Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let df = featurize::features(&self.rows, &self.values, fctx)?;
+        if let Some(s) = sample {
+            s.add(&df, self.first)?;
+        }
+        self.out.push(&df)?;
+        self.first += self.rows.len();
+        self.rows.clear();
+        self.values.clear();
+        Ok(())
+    }
+}
+
+/// Appends the values a row takes from its interaction `i` and its statistics.
+fn push_values(values: &mut RowValues, i: &Inter, stats: WindowStats) {
+    values.user.push(i.user);
+    values.local_ts.push(i.local_ts);
+    if let Some((lat, lon)) = values.ctx.as_mut() {
+        lat.push(i.lat);
+        lon.push(i.lon);
+    }
+    values.stats.push(stats);
+    if let Some(o) = values.oracle.as_mut() {
+        o.push(i.oracle);
+    }
+}
+
+/// The values of the ranking rows, from their interactions and statistics (`rankstats-b`).
+fn ranking_values(ranking: &Rows, inter: &[Inter], spill: &Spill, has_ctx: bool) -> Result<RowValues> {
+    let mut stats = spill.readers::<WindowStats>("rankstats")?;
+    let mut values = RowValues { ctx: has_ctx.then(Default::default), ..RowValues::default() };
+    for (j, i) in inter.iter().enumerate() {
+        push_values(&mut values, i, stats[spill.bucket(ranking.place[j])].next_record()?);
+    }
+    Ok(values)
+}
