@@ -1563,8 +1563,10 @@ fn project(b: &arrow::array::RecordBatch, keep: &[&str]) -> arrow::array::Record
 /// The tiny run's synthetic tables in a fresh directory: the interactions (columns `inter`)
 /// as three Parquet parts in `inter/` with row groups of 700 rows, `places.parquet`
 /// (columns `places`) and, with `users`, `users.parquet`. Two recipes prepare them: `mem.toml`
-/// as usual and `stream.toml` with `max_rows_in_memory = 0`; `extra` goes in `[prepare]`.
-fn streamed_case(inter: &[&str], places: &[&str], users: bool, extra: &str) -> tempfile::TempDir {
+/// as usual and `stream.toml` with `max_rows_in_memory = 0`; `extra` is `[data]` and
+/// `[prepare]` settings.
+fn streamed_case(inter: &[&str], places: &[&str], users: bool, extra: [&str; 2]) -> tempfile::TempDir {
+    let [data_extra, extra] = extra;
     let raw = run_dir().join("raw");
     let dir = tempfile::tempdir().unwrap();
     let all = project(&read_batch(&raw.join("interactions.parquet")), inter);
@@ -1575,7 +1577,7 @@ fn streamed_case(inter: &[&str], places: &[&str], users: bool, extra: &str) -> t
     }
     write_parquet_batch(&dir.path().join("places.parquet"), &project(&read_batch(&raw.join("places.parquet")), places));
     let mut data = format!(
-        "[data]\nsource = \"files\"\n[data.interactions]\npath = \"inter\"\n[data.places]\npath = \"places.parquet\"\n"
+        "[data]\nsource = \"files\"\n{data_extra}\n[data.interactions]\npath = \"inter\"\n[data.places]\npath = \"places.parquet\"\n"
     );
     if users {
         std::fs::copy(raw.join("users.parquet"), dir.path().join("users.parquet")).unwrap();
@@ -1624,7 +1626,7 @@ fn a_streamed_prepare_writes_the_same_bytes_as_the_in_memory_one_for_labelled_im
     let all = ["user_id", "place_id", "timestamp", "lat", "lon", "label", "rating", "oracle_p"];
     let places = ["place_id", "lat", "lon", "category", "price_level", "rating"];
     // Labelled, the interaction's own location as context, the true probability carried.
-    let case = streamed_case(&all, &places, true, "");
+    let case = streamed_case(&all, &places, true, ["", ""]);
     let (stderr, record) = prepare_both_ways(case.path());
     assert!(stderr.contains("streaming them through disk in") && stderr.contains("buckets"), "{stderr}");
     let buckets: usize = stderr.split(" buckets").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
@@ -1634,24 +1636,32 @@ fn a_streamed_prepare_writes_the_same_bytes_as_the_in_memory_one_for_labelled_im
 
     // Visits only: negatives drawn within the radius, visits outside it dropped.
     let visits = ["user_id", "place_id", "timestamp", "lat", "lon", "rating"];
-    let case = streamed_case(&visits, &places, true, "radius_km = 1.0");
+    let case = streamed_case(&visits, &places, true, ["", "radius_km = 1.0"]);
     // The synthetic log holds non-visits too; as a visits-only log they are visits.
     let (_, record) = prepare_both_ways(case.path());
     assert_eq!(record["summary"]["labels"]["kind"], "implicit");
     assert!(record["summary"]["dropped_outside_radius"].as_u64().unwrap() > 0, "{record}");
 
     // No coordinates anywhere and no users table: popularity negatives, ids from the log.
-    let case = streamed_case(&["user_id", "place_id", "timestamp"], &["place_id", "category"], false, "");
+    let case = streamed_case(&["user_id", "place_id", "timestamp"], &["place_id", "category"], false, ["", ""]);
     let (_, record) = prepare_both_ways(case.path());
     assert_eq!(record["summary"]["context"], serde_json::Value::Null);
     assert_eq!(record["summary"]["labels"]["kind"], "implicit");
+
+    // A check-in log's shape: visits only, no user location; the previous visit's place as
+    // context, found across parts (each user's visits are spread over all three).
+    let checkins = ["user_id", "place_id", "timestamp"];
+    let case = streamed_case(&checkins, &places, false, ["context = \"previous_visit\"", ""]);
+    let (_, record) = prepare_both_ways(case.path());
+    assert_eq!(record["summary"]["context"], "previous_visit");
+    assert!(record["summary"]["dropped_no_context"].as_u64().unwrap() > 0, "{record}");
 }
 
 #[test]
 fn a_streamed_prepare_names_a_bad_row_by_its_part_and_row_and_writes_nothing() {
     let all = ["user_id", "place_id", "timestamp", "lat", "lon", "label", "rating", "oracle_p"];
     let places = ["place_id", "lat", "lon", "category", "price_level", "rating"];
-    let case = streamed_case(&all, &places, true, "");
+    let case = streamed_case(&all, &places, true, ["", ""]);
     let part = case.path().join("inter/part-2.parquet");
     let b = read_batch(&part);
     let mut cols = b.columns().to_vec();

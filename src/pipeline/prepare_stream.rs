@@ -18,10 +18,13 @@
 //! 6. The rows once more, in order: each row's statistics are the next record of its place's
 //!    bucket. Each split is featurized and written a chunk at a time.
 //!
+//! With `context = "previous_visit"`, step 1 also writes each visit to the bucket of its
+//! user (`user % buckets`); each bucket's users' visits in memory give every interaction's
+//! previous visit ([`prepare::previous_visit`]), and the spill file is rewritten with it.
+//!
 //! Not streamed yet (read whole, as before): CSV interactions, a role's column held in a
-//! `key=value` folder,
-//! `context = "previous_visit"`, declared interaction features, and users or places
-//! sections read from the interactions file.
+//! `key=value` folder, declared interaction features, and users or places sections read
+//! from the interactions file.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -30,7 +33,7 @@ use crate::artifact::ArtifactWriter;
 use crate::artifact::spec::Ids;
 use crate::data::chunks::pieces;
 use crate::data::raw::{self, Places, Streamed, Users};
-use crate::data::schema::{ContextSource, FileFormat, FilesConfig, Role, TableName};
+use crate::data::schema::{FileFormat, FilesConfig, Role, TableName};
 use crate::data::table::{Table, list_files, parquet_footer};
 use crate::error::{Error, IoContext, Result};
 use crate::pipeline::feature_files::{CHUNK_ROWS, SplitWriter, write_split};
@@ -69,7 +72,6 @@ impl Piece {
 pub fn plan(data: &FilesConfig, cfg: &PrepareConfig) -> Result<Option<Plan>> {
     let shared = [TableName::Users, TableName::Places].into_iter().any(|n| raw::shares_interactions_file(data, n));
     if shared
-        || data.context == ContextSource::PreviousVisit
         || data.features.iter().any(|f| f.table == TableName::Interactions)
         || data.interactions.format == Some(FileFormat::Csv)
     {
@@ -188,6 +190,41 @@ impl Record for At {
     }
 }
 
+/// A visit in its user's bucket (`context = "previous_visit"`).
+#[derive(Debug, Clone, Copy)]
+struct UserVisit {
+    user: u32,
+    place: u32,
+    ts: i64,
+    label: f32,
+}
+
+impl Record for UserVisit {
+    const BYTES: usize = 20;
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend(self.user.to_ne_bytes());
+        out.extend(self.place.to_ne_bytes());
+        out.extend(self.ts.to_ne_bytes());
+        out.extend(self.label.to_ne_bytes());
+    }
+    fn get(b: &mut Bytes<'_>) -> Self {
+        Self { user: b.u32(), place: b.u32(), ts: b.i64(), label: b.f32() }
+    }
+}
+
+/// The place of a previous visit (`u32::MAX`: none).
+struct Prev(u32);
+
+impl Record for Prev {
+    const BYTES: usize = 4;
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend(self.0.to_ne_bytes());
+    }
+    fn get(b: &mut Bytes<'_>) -> Self {
+        Self(b.u32())
+    }
+}
+
 impl Record for WindowStats {
     const BYTES: usize = 16;
     fn put(&self, out: &mut Vec<u8>) {
@@ -204,7 +241,10 @@ impl Record for WindowStats {
 /// The spill files of one run, in the staging directory.
 struct Spill {
     dir: PathBuf,
+    /// Place buckets.
     buckets: usize,
+    /// User buckets (`context = "previous_visit"`).
+    user_buckets: usize,
 }
 
 impl Spill {
@@ -217,11 +257,19 @@ impl Spill {
     }
 
     fn writers<R: Record>(&self, name: &str) -> Result<Vec<Writer<R>>> {
-        (0..self.buckets).map(|b| Writer::create(&self.path(&format!("{name}-{b}")))).collect()
+        self.writers_of(name, self.buckets)
+    }
+
+    fn writers_of<R: Record>(&self, name: &str, buckets: usize) -> Result<Vec<Writer<R>>> {
+        (0..buckets).map(|b| Writer::create(&self.path(&format!("{name}-{b}")))).collect()
     }
 
     fn readers<R: Record>(&self, name: &str) -> Result<Vec<Reader<R>>> {
-        (0..self.buckets).map(|b| Reader::open(&self.path(&format!("{name}-{b}")))).collect()
+        self.readers_of(name, self.buckets)
+    }
+
+    fn readers_of<R: Record>(&self, name: &str, buckets: usize) -> Result<Vec<Reader<R>>> {
+        (0..buckets).map(|b| Reader::open(&self.path(&format!("{name}-{b}")))).collect()
     }
 }
 
@@ -257,8 +305,9 @@ pub fn prepare(
     sources.extend(Streamed::declared(data, &users, &places)?);
     let writer = ArtifactWriter::create(out_dir)?;
     let budget = cfg.max_rows_in_memory.max(1000);
+    let buckets = |n: usize| plan.rows.div_ceil(budget).clamp(1, n.max(1));
     let spill =
-        Spill { dir: writer.path("spill"), buckets: plan.rows.div_ceil(budget).clamp(1, places.ids.len().max(1)) };
+        Spill { dir: writer.path("spill"), buckets: buckets(places.ids.len()), user_buckets: buckets(users.ids.len()) };
     std::fs::create_dir_all(&spill.dir).at(&spill.dir)?;
     progress.log(&format!(
         "prepare: {name}: {} interactions, more than prepare.max_rows_in_memory = {}: streaming them through disk in {} pieces, window statistics in {} buckets",
@@ -268,7 +317,11 @@ pub fn prepare(
         spill.buckets
     ));
     progress.begin("prepare", 6);
-    let read = read_interactions(data, &plan, &streamed, (&users, &places), &spill)?;
+    let mut read = read_interactions(data, &plan, &streamed, (&users, &places), &spill)?;
+    if read.context == Some(ContextKind::PreviousVisit) {
+        previous_visits(&spill, &places, plan.rows)?;
+        read.first = Some(Reader::<Inter>::open(&spill.path("inter"))?.next_record()?);
+    }
     progress.advance(1);
 
     let candidates = match Candidates::radius(&places, read.context.is_some(), cfg) {
@@ -383,10 +436,14 @@ fn read_interactions(
         first: None,
     };
     let (mut per_user, mut at_place, mut visits) = (Vec::new(), 0, 0);
+    let mut by_user = spill.writers_of::<UserVisit>("users", spill.user_buckets)?;
     for piece in &plan.pieces {
         let inter = streamed.chunk(data, piece.read(streamed.columns.clone())?, users, places)?;
         let (label, labels) = prepare::chunk_labels(data, &inter)?;
-        let ctx = prepare::context(data, users, places, &inter, &label)?;
+        let kind = prepare::context_kind(data, users, places, &inter)?;
+        let previous = kind == Some(ContextKind::PreviousVisit);
+        // The previous visit may be in another piece: found once every piece is read.
+        let ctx = if previous { None } else { prepare::context(data, users, places, &inter, &label)? };
         if labels == LabelSource::Implicit {
             prepare::count_users(&mut per_user, &inter.user);
         }
@@ -394,9 +451,13 @@ fn read_interactions(
             let (a, v) = prepare::at_place_counts(places, &inter.place, c, &label);
             (at_place, visits) = (at_place + a, visits + v);
         }
-        (read.labels, read.context) = (labels, ctx.as_ref().map(|c| c.kind));
+        (read.labels, read.context) = (labels, kind);
         for (i, &y) in label.iter().enumerate() {
-            let (lat, lon) = ctx.as_ref().map_or((0.0, 0.0), |c| (c.lat[i], c.lon[i]));
+            let (lat, lon) = match &ctx {
+                Some(c) => (c.lat[i], c.lon[i]),
+                None if previous => (f64::NAN, f64::NAN),
+                None => (0.0, 0.0),
+            };
             let r = Inter {
                 user: inter.user[i],
                 place: inter.place[i],
@@ -408,11 +469,18 @@ fn read_interactions(
                 lat,
                 lon,
             };
+            if previous {
+                let v = UserVisit { user: r.user, place: r.place, ts: r.ts, label: y };
+                by_user[r.user as usize % spill.user_buckets].push(&v)?;
+            }
             read.span = (read.span.0.min(r.ts), read.span.1.max(r.ts));
             read.visits[r.place as usize] += u32::from(y > 0.5);
             read.first.get_or_insert(r);
             out.push(&r)?;
         }
+    }
+    for w in by_user {
+        w.finish()?;
     }
     out.finish()?;
     if read.labels == LabelSource::Implicit {
@@ -421,6 +489,43 @@ fn read_interactions(
     prepare::refuse_at_place(&name, at_place, visits)
         .and_then(|()| prepare::check_declared_leakage(data, read.labels))
         .map(|()| read)
+}
+
+/// Step 1 for `context = "previous_visit"`: each bucket's users' visits in memory, the
+/// place of each one's previous visit (`prev-b`, in order); then `inter` is rewritten with
+/// those places' coordinates as context (NaN: no previous visit).
+fn previous_visits(spill: &Spill, places: &Places, n: usize) -> Result<()> {
+    let ub = spill.user_buckets;
+    for b in 0..ub {
+        let path = spill.path(&format!("users-{b}"));
+        let mut input = Reader::<UserVisit>::open(&path)?;
+        let (mut user, mut place, mut ts, mut label) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..records::<UserVisit>(&path)? {
+            let v = input.next_record()?;
+            user.push(v.user);
+            place.push(v.place);
+            ts.push(v.ts);
+            label.push(v.label);
+        }
+        let mut out = Writer::<Prev>::create(&spill.path(&format!("prev-{b}")))?;
+        for p in prepare::previous_visit(&user, &ts, &place, Some(&label)) {
+            out.push(&Prev(p.unwrap_or(u32::MAX)))?;
+        }
+        out.finish()?;
+    }
+    let (lat, lon) = places.coords.as_ref().ok_or_else(|| Error::Internal("no coordinates".into()))?;
+    let mut prev = spill.readers_of::<Prev>("prev", ub)?;
+    let mut input = Reader::<Inter>::open(&spill.path("inter"))?;
+    let (to, from) = (spill.path("inter-ctx"), spill.path("inter"));
+    let mut out = Writer::<Inter>::create(&to)?;
+    for _ in 0..n {
+        let mut r = input.next_record()?;
+        let p = prev[r.user as usize % ub].next_record()?.0 as usize;
+        (r.lat, r.lon) = if p == u32::MAX as usize { (f64::NAN, f64::NAN) } else { (lat[p], lon[p]) };
+        out.push(&r)?;
+    }
+    out.finish()?;
+    std::fs::rename(&to, &from).at(&from)
 }
 
 /// Step 2 (popularity negatives): each place's visits before `cut`, plus one.
