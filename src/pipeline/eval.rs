@@ -163,29 +163,31 @@ pub fn evaluate(models: &[PathBuf], data: &Path, ranking: Option<&Path>) -> Resu
             )));
         }
     }
-    // The test rows stream through every model a row group at a time; only the scores,
-    // labels and baseline columns stay.
+    // The test rows stream a row group at a time: once for the labels, the oracle and the
+    // baselines' columns (their metrics first, then only the labels stay), then once per
+    // model, which keeps only its own scores while its metrics are computed.
     let split = Split::open(data, spec, true, 0)?;
-    let (mut logits, mut secs) = (vec![Vec::with_capacity(split.rows()); opened.len()], vec![0f64; opened.len()]);
-    let frame = split.without_inputs(spec, |cols| {
-        for (i, (_, (_, model))) in opened.iter().enumerate() {
-            let start = Instant::now();
-            logits[i].extend(model.logits(cols)?);
-            secs[i] += start.elapsed().as_secs_f64();
-        }
-        Ok(())
-    })?;
-    let labels = frame.labels(data)?;
-    let oracle_auc = frame.oracle.as_ref().and_then(|o| metrics::auc(o, labels));
+    let mut frame = split.without_inputs(spec, |_| Ok(()))?;
+    let y = frame.labels(data)?;
+    let oracle_auc = frame.oracle.as_ref().and_then(|o| metrics::auc(o, y));
     let rank = match ranking {
         Some(p) => Some(FeatureFrame::read(p, spec, true)?),
         None => None,
     };
     let rank_path = ranking.unwrap_or(data);
+    let baselines = baselines(&frame, y, rank.as_ref(), rank_path)?;
+    let labels = frame.label.take().unwrap_or_default();
+    drop(frame);
     let mut rows = Vec::new();
-    for (((dir, (manifest, model)), logits), secs) in opened.iter().zip(logits).zip(secs) {
-        let us_per_row = secs * 1e6 / frame.columns.rows.max(1) as f64;
-        let probs: Vec<f32> = logits.iter().map(|&z| sigmoid(z)).collect();
+    for (dir, (manifest, model)) in &opened {
+        let mut secs = 0f64;
+        let logits = split.map_rows(spec, |cols| {
+            let start = Instant::now();
+            let z = model.logits(cols);
+            secs += start.elapsed().as_secs_f64();
+            z
+        })?;
+        let us_per_row = secs * 1e6 / labels.len().max(1) as f64;
         let (hr10, ndcg10, ndcg10_ci95) = match &rank {
             Some(r) => {
                 let scores = model.logits(&r.columns)?;
@@ -195,24 +197,27 @@ pub fn evaluate(models: &[PathBuf], data: &Path, ranking: Option<&Path>) -> Resu
             }
             None => (None, None, None),
         };
+        let probs: Vec<f32> = logits.iter().map(|&z| sigmoid(z)).collect();
+        let (logloss, ece) = (metrics::logloss(&probs, &labels), metrics::ece(&probs, &labels, 10));
+        let calibration = metrics::calibration_bins(&probs, &labels, 10);
+        drop(probs);
         rows.push(ModelEval {
             name: dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned()),
             path: dir.display().to_string(),
             kind: manifest.kind.to_string(),
-            auc: metrics::auc(&logits, labels),
-            logloss: metrics::logloss(&probs, labels),
-            ece: metrics::ece(&probs, labels, 10),
+            auc: metrics::auc(&logits, &labels),
+            logloss,
+            ece,
             hr10,
             ndcg10,
-            auc_ci95: metrics::auc_ci(&logits, labels, BOOTSTRAP_SEED),
+            auc_ci95: metrics::auc_ci(&logits, &labels, BOOTSTRAP_SEED),
             ndcg10_ci95,
-            calibration: metrics::calibration_bins(&probs, labels, 10),
+            calibration,
             size_bytes: manifest.size_bytes(),
-            rows: frame.columns.rows,
+            rows: labels.len(),
             us_per_row,
         });
     }
-    let baselines = baselines(&frame, labels, rank.as_ref(), rank_path)?;
     Ok(EvalReport { oracle_auc, models: rows, baselines })
 }
 
