@@ -171,10 +171,50 @@ pub fn calibration_bins(probs: &[f32], labels: &[f32], bins: usize) -> Vec<Calib
 /// Bootstrap resamples behind every interval.
 pub const BOOTSTRAP_RESAMPLES: usize = 200;
 
+/// How many times each item is drawn in one resample: `u16`s (half the memory of `u32`s),
+/// or `u32`s in a resample where an item is drawn 65,536 times or more.
+pub enum Draws {
+    /// Every count below 65,536.
+    Small(Vec<u16>),
+    /// Some count above.
+    Large(Vec<u32>),
+}
+
+impl Draws {
+    /// `n` draws with replacement from `n` items, from resample `r`'s random stream.
+    fn resample(n: usize, seed: u64, r: usize) -> Self {
+        let stream = || crate::rng::Rng::derive(seed, &format!("bootstrap-{r}"));
+        let (mut rng, mut counts) = (stream(), vec![0u16; n]);
+        for _ in 0..n {
+            let i = rng.below(n);
+            match counts[i].checked_add(1) {
+                Some(c) => counts[i] = c,
+                None => {
+                    // The same draws again, counted wider.
+                    let (mut rng, mut wide) = (stream(), vec![0u32; n]);
+                    for _ in 0..n {
+                        wide[rng.below(n)] += 1;
+                    }
+                    return Self::Large(wide);
+                }
+            }
+        }
+        Self::Small(counts)
+    }
+
+    /// Item `i`'s multiplicity.
+    pub fn get(&self, i: usize) -> f64 {
+        match self {
+            Self::Small(c) => f64::from(c[i]),
+            Self::Large(c) => f64::from(c[i]),
+        }
+    }
+}
+
 /// The 2.5th and 97.5th percentiles of a statistic over [`BOOTSTRAP_RESAMPLES`] resamples of
 /// `n` items with replacement; `stat` gets each item's multiplicity and may find the resample
 /// not measurable (`None`, skipped). `None` when fewer than 90% of resamples are measurable.
-fn bootstrap_ci(n: usize, seed: u64, stat: impl Fn(&[u32]) -> Option<f64> + Sync) -> Option<[f64; 2]> {
+fn bootstrap_ci(n: usize, seed: u64, stat: impl Fn(&Draws) -> Option<f64> + Sync) -> Option<[f64; 2]> {
     use rayon::prelude::*;
     if n == 0 {
         return None;
@@ -182,14 +222,7 @@ fn bootstrap_ci(n: usize, seed: u64, stat: impl Fn(&[u32]) -> Option<f64> + Sync
     // One random stream per resample: the same intervals whatever the thread count.
     let mut stats: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
         .into_par_iter()
-        .filter_map(|r| {
-            let mut rng = crate::rng::Rng::derive(seed, &format!("bootstrap-{r}"));
-            let mut counts = vec![0u32; n];
-            for _ in 0..n {
-                counts[rng.below(n)] += 1;
-            }
-            stat(&counts).filter(|v| v.is_finite())
-        })
+        .filter_map(|r| stat(&Draws::resample(n, seed, r)).filter(|v| v.is_finite()))
         .collect();
     if stats.len() * 10 < BOOTSTRAP_RESAMPLES * 9 {
         return None;
@@ -210,7 +243,7 @@ pub fn auc_ci(scores: &[f32], labels: &[f32], seed: u64) -> Option<[f64; 2]> {
         while i < order.len() {
             let (mut wp, mut wn, mut j) = (0f64, 0f64, i);
             while j < order.len() && scores[order[j] as usize] == scores[order[i] as usize] {
-                let (r, c) = (order[j] as usize, f64::from(w[order[j] as usize]));
+                let (r, c) = (order[j] as usize, w.get(order[j] as usize));
                 if labels[r] > 0.5 {
                     wp += c
                 } else {
@@ -229,8 +262,8 @@ pub fn auc_ci(scores: &[f32], labels: &[f32], seed: u64) -> Option<[f64; 2]> {
 pub fn ndcg_ci(query: &[i64], scores: &[f32], labels: &[f32], k: usize, seed: u64) -> Option<[f64; 2]> {
     let per = ranking_per_query(query, scores, labels, k);
     bootstrap_ci(per.len(), seed, |w| {
-        let n: f64 = w.iter().map(|&c| f64::from(c)).sum();
-        Some(per.iter().zip(w).map(|(q, &c)| q.1 * f64::from(c)).sum::<f64>() / n)
+        let n: f64 = (0..per.len()).map(|i| w.get(i)).sum();
+        Some(per.iter().enumerate().map(|(i, q)| q.1 * w.get(i)).sum::<f64>() / n)
     })
 }
 

@@ -91,11 +91,15 @@ pub struct BaselineEval {
 }
 
 impl Baseline {
-    /// Its scores on a feature file (higher ranks first), when the file has its column.
-    fn scores(self, f: &FeatureFrame) -> Option<Vec<f32>> {
+    /// Its scores on a feature file (higher ranks first), taken out of the frame, when the
+    /// file has its column.
+    fn take_scores(self, f: &mut FeatureFrame) -> Option<Vec<f32>> {
         match self {
-            Self::Popularity => f.baselines.popularity.clone(),
-            Self::Nearest => f.baselines.distance.as_ref().map(|v| v.iter().map(|&x| -x).collect()),
+            Self::Popularity => f.baselines.popularity.take(),
+            Self::Nearest => f.baselines.distance.take().map(|mut v| {
+                v.iter_mut().for_each(|x| *x = -*x);
+                v
+            }),
         }
     }
 }
@@ -119,17 +123,18 @@ fn query_labels<'a>(r: &'a FeatureFrame, path: &Path) -> Result<(&'a [i64], &'a 
 /// Seed of every bootstrap interval: fixed, so the same scores give the same interval.
 const BOOTSTRAP_SEED: u64 = 0x5eed;
 
-/// The popularity and (with coordinates) nearest-first rows.
+/// The popularity and (with coordinates) nearest-first rows; their columns are taken out of
+/// `frame` and `rank` one at a time.
 fn baselines(
-    frame: &FeatureFrame,
+    frame: &mut FeatureFrame,
     labels: &[f32],
-    rank: Option<&FeatureFrame>,
+    mut rank: Option<&mut FeatureFrame>,
     rank_path: &Path,
 ) -> Result<Vec<BaselineEval>> {
     let mut out = Vec::new();
     for b in [Baseline::Popularity, Baseline::Nearest] {
-        let Some(scores) = b.scores(frame) else { continue };
-        let (hr10, ndcg10) = match rank.and_then(|r| b.scores(r).map(|s| (r, s))) {
+        let Some(scores) = b.take_scores(frame) else { continue };
+        let (hr10, ndcg10) = match rank.as_deref_mut().and_then(|r| b.take_scores(r).map(|s| (r, s))) {
             Some((r, s)) => ranking_metrics(r, &s, rank_path)?,
             None => (None, None),
         };
@@ -168,15 +173,15 @@ pub fn evaluate(models: &[PathBuf], data: &Path, ranking: Option<&Path>) -> Resu
     // model, which keeps only its own scores while its metrics are computed.
     let split = Split::open(data, spec, true, 0)?;
     let mut frame = split.without_inputs(spec, |_| Ok(()))?;
-    let y = frame.labels(data)?;
-    let oracle_auc = frame.oracle.as_ref().and_then(|o| metrics::auc(o, y));
-    let rank = match ranking {
+    frame.labels(data)?;
+    let labels = frame.label.take().unwrap_or_default();
+    let oracle_auc = frame.oracle.take().and_then(|o| metrics::auc(&o, &labels));
+    let mut rank = match ranking {
         Some(p) => Some(FeatureFrame::read(p, spec, true)?),
         None => None,
     };
     let rank_path = ranking.unwrap_or(data);
-    let baselines = baselines(&frame, y, rank.as_ref(), rank_path)?;
-    let labels = frame.label.take().unwrap_or_default();
+    let baselines = baselines(&mut frame, &labels, rank.as_mut(), rank_path)?;
     drop(frame);
     let mut rows = Vec::new();
     for (dir, (manifest, model)) in &opened {
