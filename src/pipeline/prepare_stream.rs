@@ -571,8 +571,11 @@ fn impressions(
     Ok((out.finish()?.1 as usize, span, dropped))
 }
 
+/// A row's interaction, place and time.
+type Visit = (u32, u32, i64);
+
 /// Step 4: rows per split and the test positives `(src, place, ts)` in order.
-fn split_counts(spill: &Spill, rows: usize, cuts: [i64; 2]) -> Result<([SplitCounts; 3], Vec<(u32, u32, i64)>)> {
+fn split_counts(spill: &Spill, rows: usize, cuts: [i64; 2]) -> Result<([SplitCounts; 3], Vec<Visit>)> {
     let mut input = Reader::<Row>::open(&spill.path("rows"))?;
     let (mut counts, mut positives) = ([SplitCounts::default(); 3], Vec::new());
     for _ in 0..rows {
@@ -591,7 +594,7 @@ fn split_counts(spill: &Spill, rows: usize, cuts: [i64; 2]) -> Result<([SplitCou
 /// times go to the buckets (`rank-b`).
 fn ranking_set(
     spill: &Spill,
-    positives: &[(u32, u32, i64)],
+    positives: &[Visit],
     has_ctx: bool,
     candidates: &Candidates,
     cfg: &PrepareConfig,
