@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Peak RSS and throughput of each stage at one synthetic scale: the quickstart recipe with
 # USERS users (3000 is the quickstart, 30000 ten times its interactions), one epoch each for
-# train and distill. Prints one markdown row per stage: time, peak RSS, rows, rows/s.
+# train and distill. Prints one markdown row per stage: time, peak RSS, rows, rows/s; prepare
+# runs twice, in memory (streamed at 10x: the default limit is 1,000,000 interactions) and
+# streamed, and the two feature directories must be equal byte for byte.
 #
 #   scripts/scale_rss.sh USERS OUT_DIR        (RECO_CLI=path/to/reco-cli to pick the binary)
 set -euo pipefail
@@ -32,6 +34,12 @@ echo "| stage | time | peak RSS | rows | rows/s |"
 echo "|---|---|---|---|---|"
 measure synth interactions datasets synth --users "$users" --places 300 --days 56 --seed 42 --out "$out/raw"
 measure prepare interactions prepare --recipe "$recipe" --out "$out"
+# The same preparation streamed through disk whatever the size (the default streams past
+# 1,000,000 interactions); its files are the same bytes.
+sed "s/^ranking_queries = .*/&\nmax_rows_in_memory = 0/" "$recipe" > "$out/recipe-stream.toml"
+mkdir -p "$out/stream" && ln -sfn "$(cd "$out" && pwd)/raw" "$out/stream/raw"
+measure "prepare, streamed" interactions prepare --recipe "$out/recipe-stream.toml" --out "$out/stream"
+for f in "$out"/features/*; do cmp -s "$f" "$out/stream/features/${f##*/}" || { echo "streamed ${f##*/} differs" >&2; exit 1; }; done
 measure "train (1 epoch)" train train --recipe "$recipe" --out "$out"
 measure "distill (1 epoch)" train distill --recipe "$recipe" --out "$out" --no-scratch
 f="$out/features"

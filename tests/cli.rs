@@ -1655,6 +1655,54 @@ fn a_streamed_prepare_writes_the_same_bytes_as_the_in_memory_one_for_labelled_im
     let (_, record) = prepare_both_ways(case.path());
     assert_eq!(record["summary"]["context"], "previous_visit");
     assert!(record["summary"]["dropped_no_context"].as_u64().unwrap() > 0, "{record}");
+
+    // One check-in file that repeats its venue's attributes on every row, no places file: the
+    // places are the first row of each venue, gathered across parts.
+    let case = streamed_case(&checkins, &places, false, ["context = \"previous_visit\"", ""]);
+    with_venue_columns(case.path());
+    let (_, record) = prepare_both_ways(case.path());
+    assert_eq!(record["summary"]["input_sha256"]["places"], record["summary"]["input_sha256"]["interactions"]);
+    assert!(record["summary"]["features"].as_array().unwrap().iter().any(|f| f == "category"), "{record}");
+}
+
+/// Adds each row's venue coordinates and category (`venue_lat`, `venue_lon`,
+/// `venue_category`, from `places.parquet`) to every part of `case`, and has both recipes read
+/// the places from the parts instead.
+fn with_venue_columns(case: &Path) {
+    use arrow::array::{Array, Float64Array, Int64Array};
+    let places = read_batch(&case.join("places.parquet"));
+    let col = |b: &arrow::array::RecordBatch, n: &str| b.column(b.schema().index_of(n).unwrap()).clone();
+    let ids = col(&places, "place_id");
+    let ids = ids.as_any().downcast_ref::<Int64Array>().unwrap();
+    let (lat, lon, cat) = (col(&places, "lat"), col(&places, "lon"), col(&places, "category"));
+    let f64s = |a: &std::sync::Arc<dyn Array>| a.as_any().downcast_ref::<Float64Array>().unwrap().values().to_vec();
+    let (lat, lon) = (f64s(&lat), f64s(&lon));
+    let cat = cat.as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec();
+    let at: std::collections::HashMap<i64, usize> = ids.values().iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    for k in 0..3 {
+        let part = case.join(format!("inter/part-{k}.parquet"));
+        let b = read_batch(&part);
+        let rows: Vec<usize> =
+            col(&b, "place_id").as_any().downcast_ref::<Int64Array>().unwrap().values().iter().map(|p| at[p]).collect();
+        let mut fields: Vec<arrow::datatypes::Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut cols = b.columns().to_vec();
+        for (name, values) in [("venue_lat", &lat), ("venue_lon", &lon)] {
+            fields.push(arrow::datatypes::Field::new(name, arrow::datatypes::DataType::Float64, false));
+            cols.push(std::sync::Arc::new(Float64Array::from(rows.iter().map(|&r| values[r]).collect::<Vec<_>>())));
+        }
+        fields.push(arrow::datatypes::Field::new("venue_category", arrow::datatypes::DataType::Int64, false));
+        cols.push(std::sync::Arc::new(Int64Array::from(rows.iter().map(|&r| cat[r]).collect::<Vec<_>>())));
+        let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
+        write_parquet_groups(&part, &arrow::array::RecordBatch::try_new(schema, cols).unwrap(), 700);
+    }
+    for r in ["mem.toml", "stream.toml"] {
+        edit(
+            &case.join(r),
+            "[data.places]\npath = \"places.parquet\"\n",
+            "[data.places]\ncolumns = { place = \"place_id\", lat = \"venue_lat\", lon = \"venue_lon\", category = \"venue_category\" }\n",
+        );
+    }
+    std::fs::remove_file(case.join("places.parquet")).unwrap();
 }
 
 #[test]

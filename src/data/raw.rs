@@ -198,21 +198,26 @@ pub fn shares_interactions_file(cfg: &FilesConfig, name: TableName) -> bool {
 impl Streamed {
     /// Reads the users and places tables; `first` is the interactions' first chunk (any rows),
     /// for the roles, their types and the hash of `location`.
-    pub fn open(cfg: &FilesConfig, location: &std::path::Path, first: Table) -> Result<Self> {
+    pub fn open(cfg: &FilesConfig, log: &Log<'_>, first: Table) -> Result<Self> {
         let roles = resolve_roles(TableName::Interactions, &cfg.interactions, &first, true)?;
         let inter = Mapped { name: TableName::Interactions, table: first, roles, dedup: false };
         let mut hashes = BTreeMap::new();
-        hashes.insert("interactions".to_string(), crate::data::table::location_sha256(location)?);
+        hashes.insert("interactions".to_string(), log.sha256.to_string());
         let mut sources = role_sources(&inter)?;
-        let users_t = open(cfg, TableName::Users)?;
-        let places_t = open(cfg, TableName::Places)?;
-        for m in [users_t.as_ref(), places_t.as_ref()].into_iter().flatten() {
+        let mut tables = Vec::new();
+        for name in [TableName::Users, TableName::Places] {
+            tables.push(match shares_interactions_file(cfg, name) {
+                true => Some(open_shared(cfg, name, &inter.table, log)?),
+                false => open(cfg, name)?,
+            });
+        }
+        for m in tables.iter().flatten() {
             hashes.insert(m.name.as_str().to_string(), m.table.sha256.clone());
             sources.extend(role_sources(m)?);
         }
         let columns = inter.roles.values().cloned().collect();
-        let users = users_t.map(read_users).transpose()?;
-        let places = places_t.map(read_places).transpose()?;
+        let places = tables.pop().flatten().map(read_places).transpose()?;
+        let users = tables.pop().flatten().map(read_users).transpose()?;
         Ok(Self { users, places, roles: inter.roles, columns, hashes, sources })
     }
 
@@ -277,14 +282,7 @@ fn open(cfg: &FilesConfig, name: TableName) -> Result<Option<Mapped>> {
         },
         (None, None) if name != TableName::Interactions => {
             let Some(p) = cfg.interactions.path.clone() else { return Ok(None) };
-            // A rating there is each visit's, not the place's: as a place attribute it would
-            // carry one visit's label to every row of that place.
-            if name == TableName::Places && tc.columns.contains_key(&Role::Rating) {
-                return Err(Error::input(
-                    "data.places.columns.rating: a places section read from the interactions file cannot take a rating (each row's rating is that visit's); map it on [data.interactions] instead",
-                ));
-            }
-            tc = TableConfig { columns: tc.columns, dedup: true, ..cfg.interactions.clone() };
+            tc = shared_config(cfg, name, tc)?;
             let table = Table::read(&p, &tc)?;
             // Only the roles mapped explicitly: the interactions' own `rating`, `lat`, ... are not
             // the place's (or user's).
@@ -296,6 +294,66 @@ fn open(cfg: &FilesConfig, name: TableName) -> Result<Option<Mapped>> {
     let table = Table::read(&location, &tc)?;
     let roles = resolve_roles(name, &tc, &table, true)?;
     Ok(Some(Mapped { name, table, roles, dedup: tc.dedup }))
+}
+
+/// How a users or places section without a path reads the interactions file: with its own
+/// columns, the interactions' read settings, one row per id.
+fn shared_config(cfg: &FilesConfig, name: TableName, tc: TableConfig) -> Result<TableConfig> {
+    // A rating there is each visit's, not the place's: as a place attribute it would carry one
+    // visit's label to every row of that place.
+    if name == TableName::Places && tc.columns.contains_key(&Role::Rating) {
+        return Err(Error::input(
+            "data.places.columns.rating: a places section read from the interactions file cannot take a rating (each row's rating is that visit's); map it on [data.interactions] instead",
+        ));
+    }
+    Ok(TableConfig { columns: tc.columns, dedup: true, ..cfg.interactions.clone() })
+}
+
+/// A users or places section read from the interactions file a piece at a time (`pieces`:
+/// file, first row, rows; `files`: every file and its rows): the first row of each id, its
+/// errors naming the file and row.
+fn open_shared(cfg: &FilesConfig, name: TableName, first: &Table, log: &Log<'_>) -> Result<Mapped> {
+    let tc = shared_config(cfg, name, cfg.table(name).unwrap_or_default())?;
+    let roles = resolve_roles(name, &tc, first, false)?;
+    let id_role = if name == TableName::Users { Role::User } else { Role::Place };
+    let probe = Mapped { name, table: Table::frame(first.df.clear(), &first.name), roles, dedup: true };
+    let id = probe.required(id_role)?.to_string();
+    let mut columns: Vec<String> = probe.roles.values().cloned().collect();
+    columns.dedup();
+    let start: BTreeMap<&std::path::Path, usize> =
+        log.files.iter().scan(0, |acc, (f, n)| Some((f.as_path(), std::mem::replace(acc, *acc + n)))).collect();
+    let (mut seen, mut frames, mut origin) = (std::collections::HashSet::new(), Vec::new(), Vec::new());
+    for (file, offset, rows) in log.pieces {
+        let t = Table::parquet_rows(file, *offset, *rows, columns.clone())?;
+        let ids = t.ids(&id)?;
+        let fresh: Vec<usize> = (0..ids.len()).filter(|&i| seen.insert(ids.key(i).to_string())).collect();
+        let base = start.get(file.as_path()).copied().unwrap_or(0) + offset;
+        origin.extend(fresh.iter().map(|&i| base + i));
+        let idx = polars::prelude::IdxCa::from_vec(
+            "idx".into(),
+            fresh.iter().map(|&i| i as polars::prelude::IdxSize).collect(),
+        );
+        frames.push(t.df.take(&idx).map_err(|e| Error::Internal(e.to_string()))?);
+    }
+    let mut df = frames.first().cloned().unwrap_or_default();
+    for f in frames.iter().skip(1) {
+        df.vstack_mut(f).map_err(|e| Error::Internal(e.to_string()))?;
+    }
+    let table = Table::gathered(df, &log.location.display().to_string(), log.files, origin, log.sha256);
+    Ok(Mapped { table, ..probe })
+}
+
+/// The interactions table as [`Streamed::open`] reads it: where, its hash, its files with
+/// their rows, and the pieces (file, first row, rows) it is read in.
+pub struct Log<'a> {
+    /// As the recipe names it.
+    pub location: &'a std::path::Path,
+    /// Its content hash ([`crate::data::table::location_sha256`]).
+    pub sha256: &'a str,
+    /// Every file, in order, with its rows.
+    pub files: &'a [(std::path::PathBuf, usize)],
+    /// The pieces, in order.
+    pub pieces: &'a [(std::path::PathBuf, usize, usize)],
 }
 
 fn explicit(cfg: &FilesConfig, name: TableName) -> bool {

@@ -117,6 +117,14 @@ impl Table {
         Ok(Self::frame(df, &path.display().to_string()).starting_at(offset))
     }
 
+    /// Rows gathered from the files `parts` (path, rows, in order) of the table `name`: row
+    /// `i` of `df` is row `origin[i]` of the files concatenated (errors name its file and row).
+    pub fn gathered(df: DataFrame, name: &str, parts: &[(PathBuf, usize)], origin: Vec<usize>, sha256: &str) -> Self {
+        let parts =
+            parts.iter().map(|(path, rows)| Part { path: path.clone(), rows: *rows, first_line: None }).collect();
+        Self { df, parts, sha256: sha256.to_string(), name: name.to_string(), origin: Some(origin) }
+    }
+
     /// A frame already in memory (a split being fitted), named `name` in errors.
     pub fn frame(df: DataFrame, name: &str) -> Self {
         let parts = vec![Part { path: PathBuf::from(name), rows: df.height(), first_line: None }];

@@ -23,8 +23,8 @@
 //! previous visit ([`prepare::previous_visit`]), and the spill file is rewritten with it.
 //!
 //! Not streamed yet (read whole, as before): CSV interactions, a role's column held in a
-//! `key=value` folder, declared interaction features, and users or places sections read
-//! from the interactions file.
+//! `key=value` folder, and declared interaction features. A users or places section read
+//! from the interactions file is gathered a piece at a time too (the first row of each id).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -34,7 +34,7 @@ use crate::artifact::spec::Ids;
 use crate::data::chunks::pieces;
 use crate::data::raw::{self, Places, Streamed, Users};
 use crate::data::schema::{FileFormat, FilesConfig, Role, TableName};
-use crate::data::table::{Table, list_files, parquet_footer};
+use crate::data::table::{Table, list_files, location_sha256, parquet_footer};
 use crate::error::{Error, IoContext, Result};
 use crate::pipeline::feature_files::{CHUNK_ROWS, SplitWriter, write_split};
 use crate::pipeline::featurize::{self, FeatureContext, RowValues, Rows};
@@ -50,29 +50,22 @@ use crate::rng::Rng;
 /// An interactions table to stream: its pieces in file order.
 pub struct Plan {
     location: PathBuf,
-    pieces: Vec<Piece>,
+    /// Every file with its rows.
+    files: Vec<(PathBuf, usize)>,
+    /// Rows `offset..offset + rows` of a file: `(file, offset, rows)`.
+    pieces: Vec<(PathBuf, usize, usize)>,
     rows: usize,
 }
 
-/// Rows `offset..offset + rows` of one Parquet file.
-struct Piece {
-    file: PathBuf,
-    offset: usize,
-    rows: usize,
-}
-
-impl Piece {
-    fn read(&self, columns: Vec<String>) -> Result<Table> {
-        Table::parquet_rows(&self.file, self.offset, self.rows, columns)
-    }
+/// Reads `columns` of one piece.
+fn read_piece((file, offset, rows): &(PathBuf, usize, usize), columns: Vec<String>) -> Result<Table> {
+    Table::parquet_rows(file, *offset, *rows, columns)
 }
 
 /// The plan to stream the interactions, or `None` to read them whole: at most
 /// `max_rows_in_memory` rows, or a case the streamed path does not cover (module header).
 pub fn plan(data: &FilesConfig, cfg: &PrepareConfig) -> Result<Option<Plan>> {
-    let shared = [TableName::Users, TableName::Places].into_iter().any(|n| raw::shares_interactions_file(data, n));
-    if shared
-        || data.features.iter().any(|f| f.table == TableName::Interactions)
+    if data.features.iter().any(|f| f.table == TableName::Interactions)
         || data.interactions.format == Some(FileFormat::Csv)
     {
         return Ok(None);
@@ -93,21 +86,22 @@ pub fn plan(data: &FilesConfig, cfg: &PrepareConfig) -> Result<Option<Plan>> {
     {
         return Ok(None);
     }
-    let (mut list, mut rows) = (Vec::new(), 0);
+    let (mut list, mut sizes, mut rows) = (Vec::new(), Vec::new(), 0);
     for (file, hive) in &files {
         let (groups, names) = parquet_footer(file)?;
         if hive.iter().any(|(k, _)| names.contains(k)) {
             return Ok(None);
         }
+        sizes.push((file.clone(), groups.iter().sum()));
         for (offset, n) in pieces(&groups, CHUNK_ROWS).into_iter().filter(|p| p.1 > 0) {
-            list.push(Piece { file: file.clone(), offset, rows: n });
+            list.push((file.clone(), offset, n));
             rows += n;
         }
     }
     if rows == 0 || rows <= cfg.max_rows_in_memory {
         return Ok(None);
     }
-    Ok(Some(Plan { location, pieces: list, rows }))
+    Ok(Some(Plan { location, files: sizes, pieces: list, rows }))
 }
 
 /// One interaction as step 1 resolves it.
@@ -296,10 +290,12 @@ pub fn prepare(
 ) -> Result<PrepareSummary> {
     let name = plan.location.display().to_string();
     let first = match plan.pieces.first() {
-        Some(p) => Table::parquet_rows(&p.file, p.offset, 1, parquet_footer(&p.file)?.1)?,
+        Some((file, offset, _)) => Table::parquet_rows(file, *offset, 1, parquet_footer(file)?.1)?,
         None => return Err(Error::Internal("an empty plan".into())),
     };
-    let mut streamed = Streamed::open(data, &plan.location, first)?;
+    let sha256 = location_sha256(&plan.location)?;
+    let log = raw::Log { location: &plan.location, sha256: &sha256, files: &plan.files, pieces: &plan.pieces };
+    let mut streamed = Streamed::open(data, &log, first)?;
     let (users, places) = dimensions(&plan, &mut streamed)?;
     let mut sources = streamed.sources.clone();
     sources.extend(Streamed::declared(data, &users, &places)?);
@@ -407,7 +403,7 @@ fn dimensions(plan: &Plan, streamed: &mut Streamed) -> Result<(Users, Places)> {
     let (mut users, mut places) = (None, None);
     let (mut seen_users, mut seen_places) = (HashSet::new(), HashSet::new());
     for piece in &plan.pieces {
-        let [u, p] = streamed.ids(piece.read(ids_columns.clone())?)?;
+        let [u, p] = streamed.ids(read_piece(piece, ids_columns.clone())?)?;
         raw::extend_distinct(&mut users, &mut seen_users, &u)?;
         raw::extend_distinct(&mut places, &mut seen_places, &p)?;
     }
@@ -438,7 +434,7 @@ fn read_interactions(
     let (mut per_user, mut at_place, mut visits) = (Vec::new(), 0, 0);
     let mut by_user = spill.writers_of::<UserVisit>("users", spill.user_buckets)?;
     for piece in &plan.pieces {
-        let inter = streamed.chunk(data, piece.read(streamed.columns.clone())?, users, places)?;
+        let inter = streamed.chunk(data, read_piece(piece, streamed.columns.clone())?, users, places)?;
         let (label, labels) = prepare::chunk_labels(data, &inter)?;
         let kind = prepare::context_kind(data, users, places, &inter)?;
         let previous = kind == Some(ContextKind::PreviousVisit);
