@@ -1634,6 +1634,24 @@ fn a_streamed_prepare_writes_the_same_bytes_as_the_in_memory_one_for_labelled_im
     assert_eq!(record["summary"]["labels"]["kind"], "column");
     assert_eq!(record["summary"]["context"], "interaction");
 
+    // A part written with narrower types (int32 ids, float32 coordinates): read as the stacked
+    // table has them, so even the recorded source types are the same.
+    let part = case.path().join("inter/part-0.parquet");
+    let b = read_batch(&part);
+    let mut fields: Vec<arrow::datatypes::Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut cols = b.columns().to_vec();
+    for (name, to) in [("user_id", arrow::datatypes::DataType::Int32), ("lat", arrow::datatypes::DataType::Float32)] {
+        let at = b.schema().index_of(name).unwrap();
+        cols[at] = arrow::compute::cast(&cols[at], &to).unwrap();
+        fields[at] = arrow::datatypes::Field::new(name, to, true);
+    }
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
+    write_parquet_groups(&part, &arrow::array::RecordBatch::try_new(schema, cols).unwrap(), 700);
+    for d in ["mem", "stream"] {
+        std::fs::remove_dir_all(case.path().join(d)).unwrap();
+    }
+    prepare_both_ways(case.path());
+
     // Visits only: negatives drawn within the radius, visits outside it dropped.
     let visits = ["user_id", "place_id", "timestamp", "lat", "lon", "rating"];
     let case = streamed_case(&visits, &places, true, ["", "radius_km = 1.0"]);
@@ -1720,6 +1738,17 @@ fn a_streamed_prepare_names_a_bad_row_by_its_part_and_row_and_writes_nothing() {
     write_parquet_groups(&part, &arrow::array::RecordBatch::try_new(b.schema(), cols).unwrap(), 700);
     let o = reco(&["prepare", "--recipe", "stream.toml", "--out", "stream"], case.path());
     input_error(&o, &["part-2.parquet", "row 1000", "oracle_p", "1.5", "expected a probability"]);
+    // A part without a column the others have: the in-memory path's message, before any row.
+    let b = read_batch(&case.path().join("inter/part-0.parquet"));
+    write_parquet_groups(
+        &part,
+        &project(&b, &["user_id", "place_id", "timestamp", "lat", "lon", "label", "rating"]),
+        700,
+    );
+    let mem = reco(&["prepare", "--recipe", "mem.toml", "--out", "mem"], case.path());
+    let o = reco(&["prepare", "--recipe", "stream.toml", "--out", "stream"], case.path());
+    input_error(&o, &["part-2.parquet", "no column `oracle_p`", "part-0.parquet has"]);
+    assert_eq!(o.stderr, mem.stderr);
     assert!(
         !case.path().join("stream").exists() || std::fs::read_dir(case.path().join("stream")).unwrap().next().is_none()
     );

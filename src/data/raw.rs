@@ -122,7 +122,7 @@ pub fn read(cfg: &FilesConfig) -> Result<RawData> {
     // Without a table: the distinct ids of the interactions, in first-seen order.
     let users = users.unwrap_or_else(|| Users::of_ids(distinct(&inter.raw_users)));
     let places = places.unwrap_or_else(|| Places::of_ids(distinct(&inter.raw_places)));
-    let inter = inter.resolve(&users, &places)?;
+    let inter = inter.resolve(&IdIndex::new(&users, &places))?;
     sources.extend(check_declared(cfg, &users, &places, Some(&inter))?);
     Ok(RawData { users, places, inter, hashes, sources })
 }
@@ -229,10 +229,10 @@ impl Streamed {
         Ok([users, distinct(&m.table.ids(m.required(Role::Place)?)?)])
     }
 
-    /// One chunk of the interactions, validated, ids resolved against `users` and `places`.
-    pub fn chunk(&self, cfg: &FilesConfig, chunk: Table, users: &Users, places: &Places) -> Result<Interactions> {
+    /// One chunk of the interactions, validated, ids resolved with `index`.
+    pub fn chunk(&self, cfg: &FilesConfig, chunk: Table, index: &IdIndex<'_>) -> Result<Interactions> {
         let m = Mapped { name: TableName::Interactions, table: chunk, roles: self.roles.clone(), dedup: false };
-        read_interactions(cfg, m)?.resolve(users, places)
+        read_interactions(cfg, m)?.resolve(index)
     }
 
     /// Checks the declared features (none may be on the interactions table) and returns
@@ -324,7 +324,7 @@ fn open_shared(cfg: &FilesConfig, name: TableName, first: &Table, log: &Log<'_>)
         log.files.iter().scan(0, |acc, (f, n)| Some((f.as_path(), std::mem::replace(acc, *acc + n)))).collect();
     let (mut seen, mut frames, mut origin) = (std::collections::HashSet::new(), Vec::new(), Vec::new());
     for (file, offset, rows) in log.pieces {
-        let t = Table::parquet_rows(file, *offset, *rows, columns.clone())?;
+        let t = log.read(&(file.clone(), *offset, *rows), columns.clone())?;
         let ids = t.ids(&id)?;
         let fresh: Vec<usize> = (0..ids.len()).filter(|&i| seen.insert(ids.key(i).to_string())).collect();
         let base = start.get(file.as_path()).copied().unwrap_or(0) + offset;
@@ -354,6 +354,28 @@ pub struct Log<'a> {
     pub files: &'a [(std::path::PathBuf, usize)],
     /// The pieces, in order.
     pub pieces: &'a [(std::path::PathBuf, usize, usize)],
+    /// Its columns, as its files stacked have them ([`Table::schema_of`]).
+    pub schema: &'a polars::prelude::DataFrame,
+}
+
+impl Log<'_> {
+    /// `columns` of one piece, with the stacked table's types.
+    pub fn read(
+        &self,
+        (file, offset, rows): &(std::path::PathBuf, usize, usize),
+        columns: Vec<String>,
+    ) -> Result<Table> {
+        let t = Table::parquet_rows(file, *offset, *rows, columns)?;
+        if t.height() != *rows {
+            return Err(Error::input(format!(
+                "{}: its footer says rows {offset}..{} but {} were read",
+                file.display(),
+                offset + rows,
+                t.height()
+            )));
+        }
+        t.like(self.schema, &self.location.display().to_string())
+    }
 }
 
 fn explicit(cfg: &FilesConfig, name: TableName) -> bool {
@@ -579,11 +601,28 @@ fn distinct(ids: &Ids) -> Ids {
     ids.take(&keep)
 }
 
+/// The row of every user and place id.
+pub struct IdIndex<'a> {
+    users: (&'a Users, HashMap<Key<'a>, u32>),
+    places: (&'a Places, HashMap<Key<'a>, u32>),
+}
+
+impl<'a> IdIndex<'a> {
+    /// Indexes the ids of `users` and `places`.
+    pub fn new(users: &'a Users, places: &'a Places) -> Self {
+        let index = |ids: &'a Ids| (0..ids.len()).map(|i| (ids.key(i), i as u32)).collect();
+        Self { users: (users, index(&users.ids)), places: (places, index(&places.ids)) }
+    }
+}
+
 impl InterDraft {
     /// Resolves user and place ids to rows; an id missing from its table is an error.
-    fn resolve(self, users: &Users, places: &Places) -> Result<Interactions> {
-        let user = rows_in(&self.mapped, Role::User, &self.raw_users, &users.ids, users.mapped.as_ref())?;
-        let place = rows_in(&self.mapped, Role::Place, &self.raw_places, &places.ids, places.mapped.as_ref())?;
+    fn resolve(self, index: &IdIndex<'_>) -> Result<Interactions> {
+        let (users, places) = (&index.users, &index.places);
+        let user =
+            rows_in(&self.mapped, Role::User, &self.raw_users, (&users.0.ids, &users.1), users.0.mapped.as_ref())?;
+        let place =
+            rows_in(&self.mapped, Role::Place, &self.raw_places, (&places.0.ids, &places.1), places.0.mapped.as_ref())?;
         Ok(Interactions {
             mapped: self.mapped,
             user,
@@ -598,7 +637,13 @@ impl InterDraft {
     }
 }
 
-fn rows_in(m: &Mapped, role: Role, values: &Ids, table_ids: &Ids, table: Option<&Mapped>) -> Result<Vec<u32>> {
+fn rows_in(
+    m: &Mapped,
+    role: Role,
+    values: &Ids,
+    (table_ids, index): (&Ids, &HashMap<Key<'_>, u32>),
+    table: Option<&Mapped>,
+) -> Result<Vec<u32>> {
     if values.id_type() != table_ids.id_type() {
         return Err(Error::input(format!(
             "{}: column `{}` holds {} ids but {} has {} ids",
@@ -609,7 +654,6 @@ fn rows_in(m: &Mapped, role: Role, values: &Ids, table_ids: &Ids, table: Option<
             table_ids.id_type()
         )));
     }
-    let index: HashMap<Key<'_>, u32> = (0..table_ids.len()).map(|i| (table_ids.key(i), i as u32)).collect();
     (0..values.len())
         .map(|i| {
             index.get(&values.key(i)).copied().ok_or_else(|| {

@@ -48,6 +48,26 @@ impl Table {
 
     /// Reads every file of a table's location: `location` is a file, a glob or a directory.
     pub fn read(location: &Path, cfg: &TableConfig) -> Result<Self> {
+        let table = Self::read_with(location, |file| read_file(file, cfg), true)?;
+        if table.df.height() == 0 {
+            return Err(Error::input(format!("{}: table is empty, expected at least one row", table.name)));
+        }
+        Ok(table)
+    }
+
+    /// The columns a Parquet location's files have together, as [`Table::read`] would stack
+    /// them (the same checks and errors: one type per column in every file, the same columns,
+    /// no column a folder shadows), without rows and without hashing the files.
+    pub fn schema_of(location: &Path) -> Result<DataFrame> {
+        Ok(Self::read_with(location, |file| Ok((read_parquet_schema(file)?, None)), false)?.df)
+    }
+
+    /// [`Table::read`] with each file read by `read` (`hash`: hash the files).
+    fn read_with(
+        location: &Path,
+        read: impl Fn(&Path) -> Result<(DataFrame, Option<usize>)>,
+        hash: bool,
+    ) -> Result<Self> {
         let files = list_files(location)?;
         let hive_ints = hive_int_keys(&files);
         let base = literal_prefix(location);
@@ -57,7 +77,7 @@ impl Table {
         let single = files.len() == 1 && files[0].0 == location;
         let mut sha256 = String::new();
         for (file, hive) in &files {
-            let (mut df, first_line) = read_file(file, cfg)?;
+            let (mut df, first_line) = read(file)?;
             for (k, v) in hive {
                 if df.column(k).is_ok() {
                     return Err(Error::input(format!(
@@ -71,7 +91,7 @@ impl Table {
                 };
                 df.with_column(col).map_err(|e| part_error(file, &e))?;
             }
-            let h = sha256_file(file)?;
+            let h = if hash { sha256_file(file)? } else { String::new() };
             listing.push_str(&format!("{}\0{h}\n", file.strip_prefix(&base).unwrap_or(file).display()));
             sha256 = h;
             parts.push(Part { path: file.clone(), rows: df.height(), first_line });
@@ -92,9 +112,6 @@ impl Table {
             })?
         };
         let name = location.display().to_string();
-        if df.height() == 0 {
-            return Err(Error::input(format!("{name}: table is empty, expected at least one row")));
-        }
         let sha256 = if single { sha256 } else { sha256_bytes(listing.as_bytes()) };
         Ok(Self { df, parts, sha256, name, origin: None })
     }
@@ -123,6 +140,25 @@ impl Table {
         let parts =
             parts.iter().map(|(path, rows)| Part { path: path.clone(), rows: *rows, first_line: None }).collect();
         Self { df, parts, sha256: sha256.to_string(), name: name.to_string(), origin: Some(origin) }
+    }
+
+    /// This table with its columns cast to `schema`'s types where they differ (a part read
+    /// alone, as the stacked table has it), named `name` in table-level errors.
+    pub fn like(mut self, schema: &DataFrame, name: &str) -> Result<Self> {
+        let mut cast = Vec::new();
+        for c in self.df.columns() {
+            if let Ok(want) = schema.column(c.name())
+                && want.dtype() != c.dtype()
+            {
+                let path = self.parts.first().map_or(PathBuf::new(), |p| p.path.clone());
+                cast.push(c.cast(want.dtype()).map_err(|e| part_error(&path, &e))?);
+            }
+        }
+        for c in cast {
+            self.df.with_column(c).map_err(|e| Error::Internal(e.to_string()))?;
+        }
+        self.name = name.to_string();
+        Ok(self)
     }
 
     /// A frame already in memory (a split being fitted), named `name` in errors.
@@ -599,6 +635,19 @@ fn format_of(path: &Path) -> Option<FileFormat> {
         "csv" | "tsv" | "txt" => Some(FileFormat::Csv),
         _ => None,
     }
+}
+
+/// A Parquet file's columns without its rows (the same corrupt-file errors as a read).
+fn read_parquet_schema(path: &Path) -> Result<DataFrame> {
+    parquet_footer(path)?;
+    let file = std::fs::File::open(path).at(path)?;
+    let bad = |detail: String| Error::input(format!("{}: not a readable Parquet file ({detail})", path.display()));
+    let df = catch_panic(
+        || ParquetReader::new(file).with_slice(Some((0, 0))).finish().map_err(|e| bad(one_line(&e.to_string()))),
+        |panic| bad(format!("the reader failed: {panic}")),
+    )?;
+    check_unique_names(&df, path)?;
+    Ok(df)
 }
 
 /// Reads one file of a table, with the line number of its first data row (CSV).

@@ -859,11 +859,20 @@ fn ranking_set(
 /// Which of `positives` test positives become ranking queries: their ranks among the
 /// positives, ascending.
 pub(crate) fn ranking_picks(positives: usize, cfg: &PrepareConfig, rng: &mut Rng) -> Vec<usize> {
-    let mut pos: Vec<usize> = (0..positives).collect();
-    rng.shuffle(&mut pos);
-    pos.truncate(cfg.ranking_queries);
-    pos.sort_unstable();
-    pos
+    sample_sorted(positives, cfg.ranking_queries, rng)
+}
+
+/// `k` distinct numbers of `0..n` (all of them when `k >= n`), uniformly at random, ascending:
+/// Floyd's algorithm, `k` draws and memory for `k` numbers whatever `n`.
+pub(crate) fn sample_sorted(n: usize, k: usize, rng: &mut Rng) -> Vec<usize> {
+    let mut chosen = std::collections::BTreeSet::new();
+    for j in n - k.min(n)..n {
+        let t = rng.below(j + 1);
+        if !chosen.insert(t) {
+            chosen.insert(j);
+        }
+    }
+    chosen.into_iter().collect()
 }
 
 /// Pushes ranking query `q`: the visit `(src, place, ts)` at context `at`, then its drawn
@@ -924,15 +933,9 @@ fn fit_spec(fitter: SpecFitter, train: &Path, data: &FilesConfig, sources: Vec<S
     Ok(spec)
 }
 
-/// Which `n` of `rows` training rows form the calibration sample (ascending). The shuffle
-/// is of `u32` row numbers (the same draws as of `usize` ones, half the memory).
+/// Which `n` of `rows` training rows form the calibration sample (ascending).
 pub(crate) fn calibration_rows(rows: usize, n: usize, rng: &mut Rng) -> Vec<usize> {
-    let mut idx: Vec<u32> = (0..rows as u32).collect();
-    rng.shuffle(&mut idx);
-    idx.truncate(n.min(rows));
-    let mut idx: Vec<usize> = idx.into_iter().map(|i| i as usize).collect();
-    idx.sort_unstable();
-    idx
+    sample_sorted(rows, n, rng)
 }
 
 /// The rows of `idx` (ascending split indices) that fall in a chunk starting at row `first`.
@@ -1007,6 +1010,24 @@ mod tests {
         assert!(first[2] > 300, "{first:?}");
         // Asking for more than exist gives every other place once.
         assert_eq!(c.draw(0.0, 0.0, 4, 10, &mut rng).len(), 4);
+    }
+
+    #[test]
+    fn floyd_samples_are_distinct_ascending_complete_when_asked_for_all_and_uniform() {
+        let mut rng = Rng::new(3);
+        assert_eq!(sample_sorted(5, 9, &mut rng), vec![0, 1, 2, 3, 4]);
+        assert!(sample_sorted(0, 3, &mut rng).is_empty());
+        let mut hits = [0u32; 10];
+        for _ in 0..20_000 {
+            let s = sample_sorted(10, 3, &mut rng);
+            assert_eq!(s.len(), 3);
+            assert!(s.windows(2).all(|w| w[0] < w[1]), "{s:?}");
+            for i in s {
+                hits[i] += 1;
+            }
+        }
+        // Each number is in a sample with probability 3/10: 6,000 of 20,000, sd ~65.
+        assert!(hits.iter().all(|&h| (5_700..6_300).contains(&h)), "{hits:?}");
     }
 
     #[test]

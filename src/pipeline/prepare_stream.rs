@@ -11,8 +11,9 @@
 //! 3. The impressions, in input order with the same random draws, into a second spill file;
 //!    every event, and every row's (place, time), also into the bucket of its place
 //!    (`place % buckets`, each bucket about `max_rows_in_memory` events).
-//! 4. A pass over the rows counts the splits and lists the test positives; the ranking
-//!    queries are drawn from them, their rows' (place, time) also go to the buckets.
+//! 4. A pass over the rows counts the splits and the test positives; the ranking queries are
+//!    drawn among them, a second pass finds them, their rows' (place, time) also go to the
+//!    buckets.
 //! 5. Each bucket in turn: its events in memory ([`PlaceEvents`]), then its rows' window
 //!    statistics written in row order (and the place snapshot's).
 //! 6. The rows once more, in order: each row's statistics are the next record of its place's
@@ -55,11 +56,14 @@ pub struct Plan {
     /// Rows `offset..offset + rows` of a file: `(file, offset, rows)`.
     pieces: Vec<(PathBuf, usize, usize)>,
     rows: usize,
+    /// The columns of the files stacked ([`Table::schema_of`]).
+    schema: polars::prelude::DataFrame,
 }
 
-/// Reads `columns` of one piece.
-fn read_piece((file, offset, rows): &(PathBuf, usize, usize), columns: Vec<String>) -> Result<Table> {
-    Table::parquet_rows(file, *offset, *rows, columns)
+impl Plan {
+    fn log<'a>(&'a self, sha256: &'a str) -> raw::Log<'a> {
+        raw::Log { location: &self.location, sha256, files: &self.files, pieces: &self.pieces, schema: &self.schema }
+    }
 }
 
 /// The plan to stream the interactions, or `None` to read them whole: at most
@@ -101,7 +105,28 @@ pub fn plan(data: &FilesConfig, cfg: &PrepareConfig) -> Result<Option<Plan>> {
     if rows == 0 || rows <= cfg.max_rows_in_memory {
         return Ok(None);
     }
-    Ok(Some(Plan { location, files: sizes, pieces: list, rows }))
+    if rows >= u32::MAX as usize {
+        return Err(Error::input(format!(
+            "{}: {rows} interactions, more than prepare handles in one run ({}); prepare parts of the log separately, or use the Spark job",
+            location.display(),
+            u32::MAX - 1
+        )));
+    }
+    let schema = Table::schema_of(&location)?;
+    Ok(Some(Plan { location, files: sizes, pieces: merge_pieces(list), rows, schema }))
+}
+
+/// Consecutive pieces of one file joined up to about [`CHUNK_ROWS`] rows (files written with
+/// small row groups), so each read is worth opening the file for.
+fn merge_pieces(list: Vec<(PathBuf, usize, usize)>) -> Vec<(PathBuf, usize, usize)> {
+    let mut out: Vec<(PathBuf, usize, usize)> = Vec::new();
+    for (file, offset, rows) in list {
+        match out.last_mut() {
+            Some((f, o, n)) if *f == file && *o + *n == offset && *n + rows <= CHUNK_ROWS => *n += rows,
+            _ => out.push((file, offset, rows)),
+        }
+    }
+    out
 }
 
 /// One interaction as step 1 resolves it.
@@ -232,6 +257,11 @@ impl Record for WindowStats {
     }
 }
 
+/// Buckets of places (or users) at most: a bucket's files of one kind are open at once, and a
+/// bucket holds about `max_rows_in_memory` events up to `MAX_BUCKETS * max_rows_in_memory`
+/// interactions, more past that.
+const MAX_BUCKETS: usize = 128;
+
 /// The spill files of one run, in the staging directory.
 struct Spill {
     dir: PathBuf,
@@ -289,19 +319,16 @@ pub fn prepare(
     progress: &dyn Progress,
 ) -> Result<PrepareSummary> {
     let name = plan.location.display().to_string();
-    let first = match plan.pieces.first() {
-        Some((file, offset, _)) => Table::parquet_rows(file, *offset, 1, parquet_footer(file)?.1)?,
-        None => return Err(Error::Internal("an empty plan".into())),
-    };
     let sha256 = location_sha256(&plan.location)?;
-    let log = raw::Log { location: &plan.location, sha256: &sha256, files: &plan.files, pieces: &plan.pieces };
-    let mut streamed = Streamed::open(data, &log, first)?;
-    let (users, places) = dimensions(&plan, &mut streamed)?;
+    let log = plan.log(&sha256);
+    let mut streamed = Streamed::open(data, &log, Table::frame(plan.schema.clone(), &name))?;
+    let (users, places) = dimensions(&log, &mut streamed)?;
     let mut sources = streamed.sources.clone();
     sources.extend(Streamed::declared(data, &users, &places)?);
     let writer = ArtifactWriter::create(out_dir)?;
     let budget = cfg.max_rows_in_memory.max(1000);
-    let buckets = |n: usize| plan.rows.div_ceil(budget).clamp(1, n.max(1));
+    // At most MAX_BUCKETS files of a kind are open at once.
+    let buckets = |n: usize| plan.rows.div_ceil(budget).clamp(1, n.clamp(1, MAX_BUCKETS));
     let spill =
         Spill { dir: writer.path("spill"), buckets: buckets(places.ids.len()), user_buckets: buckets(users.ids.len()) };
     std::fs::create_dir_all(&spill.dir).at(&spill.dir)?;
@@ -313,7 +340,7 @@ pub fn prepare(
         spill.buckets
     ));
     progress.begin("prepare", 6);
-    let mut read = read_interactions(data, &plan, &streamed, (&users, &places), &spill)?;
+    let mut read = read_interactions(data, &log, &streamed, (&users, &places), &spill)?;
     if read.context == Some(ContextKind::PreviousVisit) {
         previous_visits(&spill, &places, plan.rows)?;
         read.first = Some(Reader::<Inter>::open(&spill.path("inter"))?.next_record()?);
@@ -332,11 +359,11 @@ pub fn prepare(
     progress.advance(1);
 
     let cuts = prepare::time_cuts(span, cfg);
-    let (counts, positives) = split_counts(&spill, rows, cuts)?;
+    let counts = split_counts(&spill, rows, cuts)?;
     prepare::check_splits(&name, &counts, span, cuts)?;
     let has_ctx = read.context.is_some();
-    let (ranking, ranking_inter) = ranking_set(&spill, &positives, has_ctx, &candidates, cfg, &mut rng)?;
-    drop(positives);
+    let test = (rows, cuts, counts[2].positives);
+    let (ranking, ranking_inter) = ranking_set(&spill, test, has_ctx, &candidates, cfg, &mut rng)?;
     progress.advance(1);
 
     let fctx = FeatureContext {
@@ -393,7 +420,7 @@ pub fn prepare(
 
 /// The users and places, from their tables or (without one) the ids the interactions name,
 /// in first-seen order.
-fn dimensions(plan: &Plan, streamed: &mut Streamed) -> Result<(Users, Places)> {
+fn dimensions(log: &raw::Log<'_>, streamed: &mut Streamed) -> Result<(Users, Places)> {
     let (users_t, places_t) = match (streamed.users.take(), streamed.places.take()) {
         (Some(u), Some(p)) => return Ok((u, p)),
         pair => pair,
@@ -402,8 +429,8 @@ fn dimensions(plan: &Plan, streamed: &mut Streamed) -> Result<(Users, Places)> {
         [Role::User, Role::Place].iter().filter_map(|r| streamed.roles.get(r).cloned()).collect();
     let (mut users, mut places) = (None, None);
     let (mut seen_users, mut seen_places) = (HashSet::new(), HashSet::new());
-    for piece in &plan.pieces {
-        let [u, p] = streamed.ids(read_piece(piece, ids_columns.clone())?)?;
+    for piece in log.pieces {
+        let [u, p] = streamed.ids(log.read(piece, ids_columns.clone())?)?;
         raw::extend_distinct(&mut users, &mut seen_users, &u)?;
         raw::extend_distinct(&mut places, &mut seen_places, &p)?;
     }
@@ -417,12 +444,12 @@ fn dimensions(plan: &Plan, streamed: &mut Streamed) -> Result<(Users, Places)> {
 /// Step 1: every interaction validated and resolved, into the spill file `inter`.
 fn read_interactions(
     data: &FilesConfig,
-    plan: &Plan,
+    log: &raw::Log<'_>,
     streamed: &Streamed,
     (users, places): (&Users, &Places),
     spill: &Spill,
 ) -> Result<Read> {
-    let name = plan.location.display().to_string();
+    let name = log.location.display().to_string();
     let mut out = Writer::<Inter>::create(&spill.path("inter"))?;
     let mut read = Read {
         labels: LabelSource::Implicit,
@@ -433,8 +460,9 @@ fn read_interactions(
     };
     let (mut per_user, mut at_place, mut visits) = (Vec::new(), 0, 0);
     let mut by_user = spill.writers_of::<UserVisit>("users", spill.user_buckets)?;
-    for piece in &plan.pieces {
-        let inter = streamed.chunk(data, read_piece(piece, streamed.columns.clone())?, users, places)?;
+    let index = raw::IdIndex::new(users, places);
+    for piece in log.pieces {
+        let inter = streamed.chunk(data, log.read(piece, streamed.columns.clone())?, &index)?;
         let (label, labels) = prepare::chunk_labels(data, &inter)?;
         let kind = prepare::context_kind(data, users, places, &inter)?;
         let previous = kind == Some(ContextKind::PreviousVisit);
@@ -570,36 +598,52 @@ fn impressions(
 /// A row's interaction, place and time.
 type Visit = (u32, u32, i64);
 
-/// Step 4: rows per split and the test positives `(src, place, ts)` in order.
-fn split_counts(spill: &Spill, rows: usize, cuts: [i64; 2]) -> Result<([SplitCounts; 3], Vec<Visit>)> {
+/// Step 4: rows per split, and how many rows of the test split are positives.
+fn split_counts(spill: &Spill, rows: usize, cuts: [i64; 2]) -> Result<[SplitCounts; 3]> {
     let mut input = Reader::<Row>::open(&spill.path("rows"))?;
-    let (mut counts, mut positives) = ([SplitCounts::default(); 3], Vec::new());
+    let mut counts = [SplitCounts::default(); 3];
     for _ in 0..rows {
         let r = input.next_record()?;
         let s = prepare::split_of(r.ts, cuts);
         counts[s].rows += 1;
         counts[s].positives += usize::from(r.label > 0.5);
-        if s == 2 && r.label > 0.5 {
-            positives.push((r.src, r.place, r.ts));
+    }
+    Ok(counts)
+}
+
+/// Step 4: the test positives of ranks `picks` (ascending) among the test positives.
+fn picked_positives(spill: &Spill, rows: usize, cuts: [i64; 2], picks: &[usize]) -> Result<Vec<Visit>> {
+    let mut input = Reader::<Row>::open(&spill.path("rows"))?;
+    let (mut out, mut rank) = (Vec::with_capacity(picks.len()), 0);
+    for _ in 0..rows {
+        if out.len() == picks.len() {
+            break;
+        }
+        let r = input.next_record()?;
+        if prepare::split_of(r.ts, cuts) == 2 && r.label > 0.5 {
+            if picks[out.len()] == rank {
+                out.push((r.src, r.place, r.ts));
+            }
+            rank += 1;
         }
     }
-    Ok((counts, positives))
+    Ok(out)
 }
 
 /// Step 4: the ranking queries, with the interaction of each row; their rows' places and
 /// times go to the buckets (`rank-b`).
 fn ranking_set(
     spill: &Spill,
-    positives: &[Visit],
+    (rows, cuts, positives): (usize, [i64; 2], usize),
     has_ctx: bool,
     candidates: &Candidates,
     cfg: &PrepareConfig,
     rng: &mut Rng,
 ) -> Result<(Rows, Vec<Inter>)> {
+    let picked = picked_positives(spill, rows, cuts, &prepare::ranking_picks(positives, cfg, rng))?;
     let mut input = Reader::<Inter>::open(&spill.path("inter"))?;
     let (mut ranking, mut inter) = (Rows::new(false, true), Vec::new());
-    for (q, k) in prepare::ranking_picks(positives.len(), cfg, rng).into_iter().enumerate() {
-        let (src, place, ts) = positives[k];
+    for (q, &(src, place, ts)) in picked.iter().enumerate() {
         input.seek(u64::from(src))?;
         let r = input.next_record()?;
         let at = if has_ctx { (r.lat, r.lon) } else { (0.0, 0.0) };

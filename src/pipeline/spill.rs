@@ -63,7 +63,7 @@ pub struct Writer<R> {
 impl<R: Record> Writer<R> {
     /// Creates `path`.
     pub fn create(path: &Path) -> Result<Self> {
-        let out = BufWriter::with_capacity(1 << 16, File::create(path).at(path)?);
+        let out = BufWriter::with_capacity(1 << 15, File::create(path).at(path)?);
         Ok(Self { out, path: path.to_path_buf(), buf: Vec::with_capacity(R::BYTES), records: 0, kind: PhantomData })
     }
 
@@ -93,7 +93,7 @@ pub struct Reader<R> {
 impl<R: Record> Reader<R> {
     /// Opens `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let input = BufReader::with_capacity(1 << 16, File::open(path).at(path)?);
+        let input = BufReader::with_capacity(1 << 15, File::open(path).at(path)?);
         Ok(Self { input, path: path.to_path_buf(), buf: vec![0; R::BYTES], kind: PhantomData })
     }
 
