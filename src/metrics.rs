@@ -13,7 +13,8 @@ pub fn auc(scores: &[f32], labels: &[f32]) -> Option<f64> {
     }
     // Row numbers as u32 (half the memory of usize); past 2^32 rows the AUC is not computed.
     let mut idx: Vec<u32> = (0..u32::try_from(scores.len()).ok()?).collect();
-    idx.sort_by(|&a, &b| scores[a as usize].total_cmp(&scores[b as usize]));
+    // Unstable: ties are taken as a group, so their order does not matter (and no scratch).
+    idx.sort_unstable_by(|&a, &b| scores[a as usize].total_cmp(&scores[b as usize]));
     let (mut rank_sum, mut pos) = (0f64, 0f64);
     let mut i = 0;
     while i < idx.len() {
@@ -181,10 +182,13 @@ pub enum Draws {
 }
 
 impl Draws {
-    /// `n` draws with replacement from `n` items, from resample `r`'s random stream.
-    fn resample(n: usize, seed: u64, r: usize) -> Self {
+    /// `n` draws with replacement from `n` items (`counts.len()`, a buffer to reuse), from
+    /// resample `r`'s random stream.
+    fn resample(mut counts: Vec<u16>, seed: u64, r: usize) -> Self {
+        let n = counts.len();
+        counts.iter_mut().for_each(|c| *c = 0);
         let stream = || crate::rng::Rng::derive(seed, &format!("bootstrap-{r}"));
-        let (mut rng, mut counts) = (stream(), vec![0u16; n]);
+        let mut rng = stream();
         for _ in 0..n {
             let i = rng.below(n);
             match counts[i].checked_add(1) {
@@ -219,10 +223,25 @@ fn bootstrap_ci(n: usize, seed: u64, stat: impl Fn(&Draws) -> Option<f64> + Sync
     if n == 0 {
         return None;
     }
-    // One random stream per resample: the same intervals whatever the thread count.
-    let mut stats: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+    // One random stream per resample: the same intervals whatever the thread count. Each
+    // worker reuses one buffer, allocated here.
+    let workers = rayon::current_num_threads().clamp(1, BOOTSTRAP_RESAMPLES);
+    let buffers: Vec<Vec<u16>> = (0..workers).map(|_| vec![0u16; n]).collect();
+    let mut stats: Vec<f64> = buffers
         .into_par_iter()
-        .filter_map(|r| stat(&Draws::resample(n, seed, r)).filter(|v| v.is_finite()))
+        .enumerate()
+        .flat_map_iter(|(w, mut buf)| {
+            let stat = &stat;
+            (w..BOOTSTRAP_RESAMPLES).step_by(workers).filter_map(move |r| {
+                let draws = Draws::resample(std::mem::take(&mut buf), seed, r);
+                let v = stat(&draws).filter(|v| v.is_finite());
+                buf = match draws {
+                    Draws::Small(b) => b,
+                    Draws::Large(_) => vec![0u16; n],
+                };
+                v
+            })
+        })
         .collect();
     if stats.len() * 10 < BOOTSTRAP_RESAMPLES * 9 {
         return None;
@@ -237,7 +256,7 @@ fn bootstrap_ci(n: usize, seed: u64, stat: impl Fn(&Draws) -> Option<f64> + Sync
 pub fn auc_ci(scores: &[f32], labels: &[f32], seed: u64) -> Option<[f64; 2]> {
     auc(scores, labels)?;
     let mut order: Vec<u32> = (0..u32::try_from(scores.len()).ok()?).collect();
-    order.sort_by(|&a, &b| scores[a as usize].total_cmp(&scores[b as usize]));
+    order.sort_unstable_by(|&a, &b| scores[a as usize].total_cmp(&scores[b as usize]));
     bootstrap_ci(scores.len(), seed, |w| {
         let (mut num, mut neg_below, mut pos, mut i) = (0f64, 0f64, 0f64, 0);
         while i < order.len() {
