@@ -1681,6 +1681,14 @@ fn a_streamed_prepare_writes_the_same_bytes_as_the_in_memory_one_for_labelled_im
     let (_, record) = prepare_both_ways(case.path());
     assert_eq!(record["summary"]["input_sha256"]["places"], record["summary"]["input_sha256"]["interactions"]);
     assert!(record["summary"]["features"].as_array().unwrap().iter().any(|f| f == "category"), "{record}");
+    // Two roles on one column (the venue id as its category too) read the column once.
+    for r in ["mem.toml", "stream.toml"] {
+        edit(&case.path().join(r), "category = \"venue_category\"", "category = \"place_id\"");
+    }
+    for d in ["mem", "stream"] {
+        std::fs::remove_dir_all(case.path().join(d)).unwrap();
+    }
+    prepare_both_ways(case.path());
 }
 
 /// Adds each row's venue coordinates and category (`venue_lat`, `venue_lon`,

@@ -215,9 +215,11 @@ impl Streamed {
             hashes.insert(m.name.as_str().to_string(), m.table.sha256.clone());
             sources.extend(role_sources(m)?);
         }
-        let columns = inter.roles.values().cloned().collect();
-        let places = tables.pop().flatten().map(read_places).transpose()?;
-        let users = tables.pop().flatten().map(read_users).transpose()?;
+        let columns = distinct_columns(&inter.roles);
+        // Users first, as `read` does: the same error when both are bad.
+        let (places_t, users_t) = (tables.pop().flatten(), tables.pop().flatten());
+        let users = users_t.map(read_users).transpose()?;
+        let places = places_t.map(read_places).transpose()?;
         Ok(Self { users, places, roles: inter.roles, columns, hashes, sources })
     }
 
@@ -318,8 +320,7 @@ fn open_shared(cfg: &FilesConfig, name: TableName, first: &Table, log: &Log<'_>)
     let id_role = if name == TableName::Users { Role::User } else { Role::Place };
     let probe = Mapped { name, table: Table::frame(first.df.clear(), &first.name), roles, dedup: true };
     let id = probe.required(id_role)?.to_string();
-    let mut columns: Vec<String> = probe.roles.values().cloned().collect();
-    columns.dedup();
+    let columns = distinct_columns(&probe.roles);
     let start: BTreeMap<&std::path::Path, usize> =
         log.files.iter().scan(0, |acc, (f, n)| Some((f.as_path(), std::mem::replace(acc, *acc + n)))).collect();
     let (mut seen, mut frames, mut origin) = (std::collections::HashSet::new(), Vec::new(), Vec::new());
@@ -341,6 +342,17 @@ fn open_shared(cfg: &FilesConfig, name: TableName, first: &Table, log: &Log<'_>)
     }
     let table = Table::gathered(df, &log.location.display().to_string(), log.files, origin, log.sha256);
     Ok(Mapped { table, ..probe })
+}
+
+/// The columns `roles` map, each once (two roles may map one column), in role order.
+fn distinct_columns(roles: &BTreeMap<Role, String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in roles.values() {
+        if !out.contains(c) {
+            out.push(c.clone());
+        }
+    }
+    out
 }
 
 /// The interactions table as [`Streamed::open`] reads it: where, its hash, its files with

@@ -80,13 +80,19 @@ pub fn plan(data: &FilesConfig, cfg: &PrepareConfig) -> Result<Option<Plan>> {
         |f: &Path| f.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet") || e.eq_ignore_ascii_case("pq"));
     // Folder keys are not read as columns here: a role's column in a `key=value` folder, or a
     // file column that a folder shadows (an error), takes the whole-table reader.
-    let role_columns: Vec<&str> = TableName::Interactions
+    let mut role_columns: Vec<String> = TableName::Interactions
         .roles()
         .iter()
-        .map(|r| data.interactions.columns.get(r).map_or(r.default_column(), String::as_str))
+        .map(|r| data.interactions.columns.get(r).map_or(r.default_column(), String::as_str).to_string())
         .collect();
+    // Users or places sections read from the interactions file read their mapped columns too.
+    for name in [TableName::Users, TableName::Places].into_iter().filter(|&n| raw::shares_interactions_file(data, n)) {
+        if let Some(t) = data.table(name) {
+            role_columns.extend(t.columns.into_values());
+        }
+    }
     if files.is_empty()
-        || files.iter().any(|(f, hive)| !parquet(f) || hive.iter().any(|(k, _)| role_columns.contains(&k.as_str())))
+        || files.iter().any(|(f, hive)| !parquet(f) || hive.iter().any(|(k, _)| role_columns.contains(k)))
     {
         return Ok(None);
     }
