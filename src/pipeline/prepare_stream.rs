@@ -437,8 +437,13 @@ fn dimensions(log: &raw::Log<'_>, streamed: &mut Streamed) -> Result<(Users, Pla
     let (mut seen_users, mut seen_places) = (HashSet::new(), HashSet::new());
     for piece in log.pieces {
         let [u, p] = streamed.ids(log.read(piece, ids_columns.clone())?)?;
-        raw::extend_distinct(&mut users, &mut seen_users, &u)?;
-        raw::extend_distinct(&mut places, &mut seen_places, &p)?;
+        // Only the side without a table: the other's ids come from its table.
+        if users_t.is_none() {
+            raw::extend_distinct(&mut users, &mut seen_users, &u)?;
+        }
+        if places_t.is_none() {
+            raw::extend_distinct(&mut places, &mut seen_places, &p)?;
+        }
     }
     let none = || Ids::Int(vec![]);
     Ok((
