@@ -44,7 +44,9 @@ fn bench(c: &mut Criterion) {
             input: k,
             output: n,
         };
-        group.bench_function("f32 sgemm (float runtime)", |b| b.iter(|| dense_forward(black_box(&xf), m, &layer)));
+        group.bench_function("f32 dense (float runtime, packed per call)", |b| {
+            b.iter(|| dense_forward(black_box(&xf), m, &layer))
+        });
         group.finish();
     }
 }

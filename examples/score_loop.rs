@@ -9,12 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use reco::data::features::FeatureFrame;
-use reco::pipeline::bench::{batches_of, single_threaded_float_gemm};
+use reco::pipeline::bench::batches_of;
 use reco::runtime::Model;
 
 fn main() -> reco::Result<()> {
-    // SAFETY: nothing else runs yet.
-    unsafe { single_threaded_float_gemm() };
     let args: Vec<String> = std::env::args().collect();
     let usage = || reco::Error::input("usage: score_loop MODEL_DIR [BATCH=64] [ROWS=100000]");
     let dir = PathBuf::from(args.get(1).ok_or_else(usage)?);

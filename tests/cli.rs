@@ -891,9 +891,11 @@ fn a_closed_stdout_pipe_ends_the_process_quietly_instead_of_panicking() {
 fn bench_pairs_int8_with_its_float_parent_and_runs_concurrent_callers() {
     let run = run_dir();
     let (t, q, s) = (run.join("teacher"), run.join("teacher-int8"), run.join("student"));
-    let args = |threads: &str| {
+    let args = |threads: &str, scope: &str| {
         vec![
             "bench".to_string(),
+            "--scope".into(),
+            scope.into(),
             t.to_str().unwrap().into(),
             q.to_str().unwrap().into(),
             s.to_str().unwrap().into(),
@@ -906,11 +908,13 @@ fn bench_pairs_int8_with_its_float_parent_and_runs_concurrent_callers() {
             "--json".into(),
         ]
     };
-    for threads in ["1", "2"] {
-        let a = args(threads);
+    // Both scopes: raw columns to logits, and the dense layers alone on prepared MLP inputs.
+    for (threads, scope) in [("1", "end-to-end"), ("2", "dense")] {
+        let a = args(threads, scope);
         let o = ok(reco(&a.iter().map(String::as_str).collect::<Vec<_>>(), pipeline()));
         let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
         assert_eq!(v["threads"], threads.parse::<u64>().unwrap());
+        assert_eq!(v["scope"], scope);
         let results = v["results"].as_array().unwrap();
         assert_eq!(results.len(), 6, "3 models × 2 batch sizes: {results:?}");
         for r in results {
@@ -941,6 +945,9 @@ fn bench_pairs_int8_with_its_float_parent_and_runs_concurrent_callers() {
     }
     let bad = reco(&["bench", t.to_str().unwrap(), "--batch-sizes", "0"], pipeline());
     input_error(&bad, &["batch-sizes"]);
+    let bad = reco(&["bench", t.to_str().unwrap(), "--scope", "layers"], pipeline());
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("--scope") && bad.stderr.contains("dense"), "{}", bad.stderr);
 }
 
 #[test]

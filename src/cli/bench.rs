@@ -1,10 +1,10 @@
-//! `reco-cli bench MODEL_DIR... [--batch-sizes 1,64,1024] [--data FILE] [--seconds S]`.
+//! `reco-cli bench MODEL_DIR... [--batch-sizes 1,64,1024] [--data FILE] [--seconds S] [--scope S]`.
 
 use std::path::PathBuf;
 
 use clap::Args;
 use reco::Result;
-use reco::pipeline::bench::{bench, table};
+use reco::pipeline::bench::{Scope, bench, table};
 
 use super::Global;
 
@@ -22,13 +22,17 @@ pub struct BenchArgs {
     /// Total measuring time in seconds, split over every model and batch size.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
+    /// What each timed call covers: raw columns to logits, or the dense layers alone on MLP
+    /// inputs built before timing (to hold against another runtime given the same layers).
+    #[arg(long, value_enum, default_value_t = Scope::EndToEnd)]
+    scope: Scope,
     /// Also write the metrics as Prometheus text (node-exporter textfile style), atomically.
     #[arg(long)]
     metrics_out: Option<PathBuf>,
 }
 
 pub fn exec(args: BenchArgs, g: &Global) -> Result<u8> {
-    let BenchArgs { models, data, batch_sizes, seconds, metrics_out } = args;
+    let BenchArgs { models, data, batch_sizes, seconds, scope, metrics_out } = args;
     let data = data.unwrap_or_else(|| {
         let first = &models[0];
         first.parent().map(|p| p.join("features").join("test.parquet")).unwrap_or_default()
@@ -43,7 +47,7 @@ pub fn exec(args: BenchArgs, g: &Global) -> Result<u8> {
     if let Some(b) = batch_sizes.iter().find(|&&b| b == 0 || b > 1 << 20) {
         return Err(reco::Error::input(format!("--batch-sizes {b}: expected sizes from 1 to 1048576 rows")));
     }
-    let report = bench(&models, &data, &batch_sizes, seconds, threads)?;
+    let report = bench(&models, &data, &batch_sizes, seconds, threads, scope)?;
     if let Some(path) = &metrics_out {
         let recipe = reco::pipeline::prom::recipe_of(&models[0]);
         reco::pipeline::prom::write(path, &reco::pipeline::prom::for_bench(&recipe, &report))?;

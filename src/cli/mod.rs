@@ -103,15 +103,6 @@ pub fn run(cli: Cli) -> Result<u8> {
         unsafe { std::env::set_var("POLARS_MAX_THREADS", n.to_string()) };
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().map_err(|e| Error::Internal(e.to_string()))?;
     }
-    // Scoring runs on the calling thread (the runtime's contract: a server chooses its
-    // threads): matrixmultiply, threaded in this build for burn-ndarray, would otherwise split
-    // float products over every core. Kept for `--backend ndarray` training, and when the
-    // user set MATMUL_NUM_THREADS.
-    let ndarray = g.backend.as_deref() == Some("ndarray");
-    if std::env::var_os("MATMUL_NUM_THREADS").is_none() && (!ndarray || matches!(cli.command, Command::Bench(_))) {
-        // SAFETY: single-threaded at this point of start-up, no GEMM has run.
-        unsafe { reco::pipeline::bench::single_threaded_float_gemm() };
-    }
     let progress = progress::Bars::new(g.quiet);
     match cli.command {
         Command::Datasets(c) => datasets::exec(c, &g, &progress),

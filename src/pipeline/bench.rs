@@ -1,6 +1,8 @@
 //! `bench`: scoring throughput of float and INT8 artifacts, measured interleaved in one run
 //! (round-robin over every model × batch size, several rounds, best round kept) so that the
-//! machine's drift hits all of them alike. End to end: raw columns -> encoding -> logits.
+//! machine's drift hits all of them alike. End to end by default: raw columns -> encoding
+//! -> logits; [`Scope::Dense`] times the dense layers alone on prepared MLP inputs, as a
+//! peer runtime given the same layers (`scripts/bench_peers.py`) is timed.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -11,6 +13,27 @@ use crate::data::features::FeatureFrame;
 use crate::error::{Error, Result};
 use crate::kernels::Kernel;
 use crate::runtime::{Columns, Model};
+
+/// What each timed call covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// Raw feature columns to logits: encoding, embedding lookups and the dense layers.
+    EndToEnd,
+    /// The dense layers alone, from the float MLP input (embedding rows and normalized
+    /// numbers, built before timing) to logits; INT8 models quantize that input.
+    Dense,
+}
+
+impl Scope {
+    /// The name `--scope` takes and reports carry.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EndToEnd => "end-to-end",
+            Self::Dense => "dense",
+        }
+    }
+}
 
 /// One measurement.
 #[derive(Debug, Clone, Serialize)]
@@ -41,6 +64,8 @@ pub struct BenchReport {
     pub threads: usize,
     /// INT8 kernel used.
     pub kernel: String,
+    /// What each timed call covers.
+    pub scope: Scope,
     /// Measurements, model-major.
     pub results: Vec<BenchResult>,
 }
@@ -69,23 +94,37 @@ pub fn batches_of(cols: &Columns, batch: usize, count: usize) -> Vec<Columns> {
         .collect()
 }
 
-/// Makes every scoring call single-threaded, float as INT8: matrixmultiply (the float GEMM)
-/// otherwise splits large products over every physical core, even in a process pinned to one.
-///
-/// # Safety
-/// Sets an environment variable: call it at start-up, before any other thread exists and
-/// before the first float GEMM (matrixmultiply reads the variable once).
-pub unsafe fn single_threaded_float_gemm() {
-    // SAFETY: the caller guarantees no other thread runs.
-    unsafe { std::env::set_var("MATMUL_NUM_THREADS", "1") };
+/// The batches one model cycles through at one batch size.
+enum Batches {
+    /// Raw columns ([`Scope::EndToEnd`]).
+    Columns(Vec<Columns>),
+    /// MLP inputs ([`Scope::Dense`]), `batch` rows each.
+    Dense(Vec<Vec<f32>>),
+}
+
+impl Batches {
+    fn new(model: &Model, cols: Vec<Columns>, scope: Scope) -> Result<Self> {
+        Ok(match scope {
+            Scope::EndToEnd => Self::Columns(cols),
+            Scope::Dense => Self::Dense(cols.iter().map(|c| model.input_matrix(&c.view())).collect::<Result<_>>()?),
+        })
+    }
+
+    /// Scores batch `i` (modulo the count).
+    fn score(&self, model: &Model, i: usize, batch: usize) -> Result<Vec<f32>> {
+        match self {
+            Self::Columns(v) => model.logits(&v[i % v.len()]),
+            Self::Dense(v) => model.dense(&v[i % v.len()], batch),
+        }
+    }
 }
 
 /// Scores batches round-robin (starting at batch `first`) for `seconds`; returns rows scored.
-fn score_for(model: &Model, cols: &[Columns], batch: usize, seconds: f64, first: usize) -> Result<usize> {
+fn score_for(model: &Model, batches: &Batches, batch: usize, seconds: f64, first: usize) -> Result<usize> {
     let start = Instant::now();
     let (mut done, mut i) = (0usize, first);
     while done == 0 || start.elapsed().as_secs_f64() < seconds {
-        let out = model.logits(&cols[i % cols.len()])?;
+        let out = batches.score(model, i, batch)?;
         std::hint::black_box(&out);
         done += batch;
         i += 1;
@@ -95,15 +134,15 @@ fn score_for(model: &Model, cols: &[Columns], batch: usize, seconds: f64, first:
 
 /// Measures every model at every batch size for about `seconds` each in total.
 ///
-/// Each call scores on one thread: `threads` > 1 runs that many callers at once (rows/s is
-/// their total). The caller must have called [`single_threaded_float_gemm`] at start-up
-/// (`reco-cli bench` does), or the float figures stop meaning one core.
+/// Each call scores on one thread (the runtime's float and INT8 kernels never start threads):
+/// `threads` > 1 runs that many callers at once (rows/s is their total).
 pub fn bench(
     models: &[PathBuf],
     data: &Path,
     batch_sizes: &[usize],
     seconds: f64,
     threads: usize,
+    scope: Scope,
 ) -> Result<BenchReport> {
     if models.is_empty() || batch_sizes.is_empty() || batch_sizes.contains(&0) {
         return Err(Error::input("bench: expected model directories and positive --batch-sizes"));
@@ -120,8 +159,16 @@ pub fn bench(
         }
     }
     let max_b = *batch_sizes.iter().max().unwrap_or(&1);
-    let batches: Vec<(usize, Vec<Columns>)> =
+    let columns: Vec<(usize, Vec<Columns>)> =
         batch_sizes.iter().map(|&b| (b, batches_of(&frame.columns, b, (max_b / b).clamp(1, 64)))).collect();
+    // Per model: its own MLP inputs in dense scope (float and INT8 build them differently).
+    let prepared: Vec<Vec<(usize, Batches)>> = opened
+        .iter()
+        .map(|(_, _, model)| {
+            columns.iter().map(|(b, cols)| Ok((*b, Batches::new(model, cols.clone(), scope)?))).collect::<Result<_>>()
+        })
+        .collect::<Result<_>>()?;
+    let batches = &columns;
     // As many rounds as slices of ≥ 0.1 s allow (5 to 100): on a busy machine a burst of
     // noise then costs one short slice of one cell, not a whole cell's measurement.
     let cells = opened.len() * batches.len();
@@ -130,7 +177,7 @@ pub fn bench(
     let mut best = vec![vec![0f64; batches.len()]; opened.len()];
     for _ in 0..rounds {
         for (mi, (_, _, model)) in opened.iter().enumerate() {
-            for (bi, (b, cols)) in batches.iter().enumerate() {
+            for (bi, (b, cols)) in prepared[mi].iter().enumerate() {
                 let start = Instant::now();
                 let done = if threads <= 1 {
                     score_for(model, cols, *b, per, 0)?
@@ -168,12 +215,16 @@ pub fn bench(
             });
         }
     }
-    Ok(BenchReport { cpu: cpu_name(), threads, kernel: Kernel::detect()?.name().to_string(), results })
+    Ok(BenchReport { cpu: cpu_name(), threads, kernel: Kernel::detect()?.name().to_string(), scope, results })
 }
 
 /// The human-readable table.
 pub fn table(r: &BenchReport) -> String {
-    let mut s = format!("cpu: {}  threads: {}  int8 kernel: {}\n", r.cpu, r.threads, r.kernel);
+    let scope = match r.scope {
+        Scope::EndToEnd => "end to end",
+        Scope::Dense => "dense layers only",
+    };
+    let mut s = format!("cpu: {}  threads: {}  int8 kernel: {}  scope: {scope}\n", r.cpu, r.threads, r.kernel);
     s.push_str(&format!(
         "{:<18} {:<6} {:>6} {:>13} {:>10} {:>8} {:>14}\n",
         "model", "kind", "batch", "rows/s", "us/row", "GMAC/s", "int8/float"

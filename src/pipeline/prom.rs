@@ -127,7 +127,13 @@ pub fn for_bench(recipe: &str, b: &BenchReport) -> Families {
         let batch = r.batch.to_string();
         let name =
             Path::new(&r.model).file_name().map_or_else(|| r.model.clone(), |n| n.to_string_lossy().into_owned());
-        let l = [("recipe", recipe), ("model", name.as_str()), ("path", r.model.as_str()), ("batch", batch.as_str())];
+        let l = [
+            ("recipe", recipe),
+            ("model", name.as_str()),
+            ("path", r.model.as_str()),
+            ("batch", batch.as_str()),
+            ("scope", b.scope.name()),
+        ];
         f.gauge("reco_scoring_rows_per_second", ROWS_PER_S, &l, Some(r.rows_per_s));
     }
     f

@@ -443,7 +443,7 @@ fn fit_loop(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeigh
         rows_done += n_rows;
         lr *= cfg.lr_decay;
         let weights = model.to_weights()?;
-        let float = FloatModel { spec: spec.clone(), arch: arch.clone(), weights };
+        let float = FloatModel::new(spec.clone(), arch.clone(), weights)?;
         let valid_logits = input.valid.map_rows(spec, |cols| float.logits(cols))?;
         if !(loss_now.is_finite() && float.weights.is_finite() && valid_logits.iter().all(|v| v.is_finite())) {
             // Diverged: keep the last good epoch, or refuse when there is none.

@@ -1,10 +1,10 @@
 //! reco-runtime: what a serving system links to score reco-cli's artifacts.
 //!
 //! Load and verify an artifact ([`artifact`]), encode raw feature columns exactly as its
-//! feature spec says and score them in float or INT8 ([`runtime`], on our own integer
-//! [`kernels`]), and coalesce single requests into batches ([`runtime::coalesce`]). Its
-//! dependencies are small (serde, safetensors, sha2, thiserror, matrixmultiply; arrow behind
-//! the `arrow` feature): no burn, polars, protobuf, clap or tokio.
+//! feature spec says and score them in float or INT8 ([`runtime`], on our own float and
+//! integer [`kernels`]), and coalesce single requests into batches ([`runtime::coalesce`]). Its
+//! dependencies are small (serde, safetensors, sha2, thiserror; arrow behind the `arrow`
+//! feature): no burn, polars, protobuf, clap or tokio.
 //!
 //! Layering (each arrow is "may use"): `runtime -> {artifact, kernels, quant}`,
 //! `artifact -> quant`, everything -> `error`.

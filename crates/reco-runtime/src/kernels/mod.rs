@@ -1,4 +1,4 @@
-//! Integer GEMM kernels: `acc[m, n] = Σ_k x[m, k] · w[n, k]` with u8 activations, s8 weights
+//! Integer GEMM kernels (the float dense layers are in [`float`]): `acc[m, n] = Σ_k x[m, k] · w[n, k]` with u8 activations, s8 weights
 //! and i32 accumulation, plus the requantization epilogue (zero-point correction from
 //! precomputed weight row sums, int32 bias, rescale to the next layer's u8 with fused ReLU).
 //!
@@ -15,6 +15,7 @@
 //! shapes before any SIMD code runs, so wrong sizes panic instead of reading out of bounds.
 //! Epilogues, sinks and the SIMD modules are crate-internal.
 
+pub mod float;
 pub(crate) mod scalar;
 pub(crate) mod x86;
 

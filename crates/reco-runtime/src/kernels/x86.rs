@@ -104,6 +104,42 @@ fn scalar_into(x: &[u8], m: usize, w: &PackedWeights, sink: Sink<'_>) {
     }
 }
 
+/// True when AVX-512 F and BW are available.
+pub(crate) fn has_avx512bw() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// [`vnni::quantize_rows`] when AVX-512 F and BW are present (returns true), else nothing
+/// (false).
+///
+/// # Panics
+/// When `x` holds fewer than `rows · width` values, `out` fewer than `rows · kp` bytes, or
+/// `kp < width`.
+pub(crate) fn quantize_rows_avx512(
+    x: &[f32],
+    rows: usize,
+    width: usize,
+    kp: usize,
+    qp: (f32, i32),
+    out: &mut [u8],
+) -> bool {
+    assert!(x.len() >= rows * width && out.len() >= rows * kp && kp >= width, "quantize_rows: buffers too small");
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512bw() {
+        // SAFETY: AVX-512 F and BW are present; the sizes were checked above.
+        unsafe { vnni::quantize_rows(x, rows, width, kp, qp.0, qp.1, out) };
+        return true;
+    }
+    false
+}
+
 /// AVX-512 VNNI GEMM (`vpdpbusd`, no saturation).
 pub(crate) fn gemm_vnni(x: &[u8], m: usize, w: &PackedWeights, mut sink: Sink<'_>) {
     check_sizes(x, m, w, &sink);
@@ -375,6 +411,73 @@ mod vnni {
 
     use super::{PackedWeights, Sink};
 
+    /// Quantizes rows of `width` floats (stride `width`) into u8 rows of stride `kp`, as
+    /// [`QParams::quantize`](crate::quant::QParams::quantize) does one value at a time and
+    /// with the same float operations in the same order (so the same codes): divide by the
+    /// scale, NaN to 0, clamp to ±2^22, round half to even by adding and subtracting 1.5·2^23,
+    /// add the zero point, clamp to [0, 255]. Rows are short, so a block of rows is quantized
+    /// as one contiguous run, 16 values per step (the division is most of the cost), then each
+    /// row is moved into place 64 bytes per masked step. Nothing outside the slices is read
+    /// or written, and the padding columns of `out` are left as they are.
+    ///
+    /// # Safety
+    /// AVX-512 F and BW are present; `x` holds `rows · width` values and `out` `rows · kp`
+    /// bytes, `kp ≥ width`.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn quantize_rows(
+        x: &[f32],
+        rows: usize,
+        width: usize,
+        kp: usize,
+        scale: f32,
+        zero: i32,
+        out: &mut [u8],
+    ) {
+        const MAGIC: f32 = 12_582_912.0;
+        const FLAT: usize = 4096;
+        let (s, z) = (_mm512_set1_ps(scale), _mm512_set1_ps(zero as f32));
+        let (lo, hi) = (_mm512_set1_ps(-4_194_304.0), _mm512_set1_ps(4_194_304.0));
+        let (magic, zero_f, top) = (_mm512_set1_ps(MAGIC), _mm512_setzero_ps(), _mm512_set1_ps(255.0));
+        let block = (FLAT / width.max(1)).max(1);
+        let mut flat = [0u8; FLAT + 64];
+        for r0 in (0..rows).step_by(block) {
+            let nr = block.min(rows - r0);
+            let run = &x[r0 * width..(r0 + nr) * width];
+            let codes = &mut flat[..run.len()];
+            let mut c = 0;
+            while c < run.len() {
+                let valid = 16.min(run.len() - c);
+                let mask: __mmask16 = if valid == 16 { 0xFFFF } else { (1u16 << valid) - 1 };
+                // SAFETY: the masked load reads and the masked store writes only lanes c..c +
+                // valid, inside `run` and `codes` (equal lengths).
+                unsafe {
+                    let v = _mm512_div_ps(_mm512_maskz_loadu_ps(mask, run.as_ptr().add(c)), s);
+                    let v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_ORD_Q>(v, v), v);
+                    let v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+                    let v = _mm512_add_ps(_mm512_sub_ps(_mm512_add_ps(v, magic), magic), z);
+                    let v = _mm512_min_ps(_mm512_max_ps(v, zero_f), top);
+                    _mm512_mask_cvtusepi32_storeu_epi8(codes.as_mut_ptr().add(c).cast(), mask, _mm512_cvttps_epi32(v));
+                }
+                c += valid;
+            }
+            for (r, src) in codes.chunks_exact(width.max(1)).enumerate() {
+                let dst = &mut out[(r0 + r) * kp..(r0 + r) * kp + width];
+                let mut c = 0;
+                while c < width {
+                    let valid = 64.min(width - c);
+                    let mask: __mmask64 = if valid == 64 { u64::MAX } else { (1u64 << valid) - 1 };
+                    // SAFETY: the masks cover bytes c..c + valid of `src` and `dst` (each
+                    // `width` long).
+                    unsafe {
+                        let v = _mm512_maskz_loadu_epi8(mask, src.as_ptr().add(c).cast());
+                        _mm512_mask_storeu_epi8(dst.as_mut_ptr().add(c).cast(), mask, v);
+                    }
+                    c += valid;
+                }
+            }
+        }
+    }
+
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     unsafe fn tile<const R: usize, const C: usize>(
@@ -400,41 +503,59 @@ mod vnni {
                 }
             }
         }
-        for (i, ai) in a.iter().enumerate() {
-            for (j, aij) in ai.iter().enumerate() {
-                // SAFETY: AVX-512 F/BW are enabled here; block b0 + j has channels below n.
-                unsafe { store16(sink, w.n, r0 + i, (b0 + j) * 16, *aij) };
-            }
-        }
+        // SAFETY: AVX-512 F/BW are enabled here; blocks b0..b0 + C have channels below n.
+        unsafe { store_tile(sink, w.n, r0, b0, &a) };
     }
 
-    /// The AVX-512 version of [`store8`](super::store8): 16 channels, masked loads and stores
-    /// for the last block, `vpmovusdb` to pack.
+    /// The AVX-512 version of [`store8`](super::store8) for a whole tile: 16 channels per
+    /// block, masked loads and stores for the last block, `vpmovusdb` to pack. The epilogue's
+    /// constants are loaded once per block, not once per row.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw")]
-    unsafe fn store16(sink: &mut Sink<'_>, n: usize, row: usize, c0: usize, v: __m512i) {
-        let valid = 16.min(n - c0);
-        let mask: __mmask16 = if valid == 16 { 0xFFFF } else { (1u16 << valid) - 1 };
+    unsafe fn store_tile<const R: usize, const C: usize>(
+        sink: &mut Sink<'_>,
+        n: usize,
+        r0: usize,
+        b0: usize,
+        a: &[[__m512i; C]; R],
+    ) {
         match sink {
             Sink::Acc(acc) => {
-                let dst = &mut acc[row * n + c0..row * n + c0 + valid];
-                // SAFETY: the mask writes only the `valid` lanes that `dst` holds.
-                unsafe { _mm512_mask_storeu_epi32(dst.as_mut_ptr(), mask, v) };
+                for j in 0..C {
+                    let c0 = (b0 + j) * 16;
+                    let valid = 16.min(n - c0);
+                    let mask: __mmask16 = if valid == 16 { 0xFFFF } else { (1u16 << valid) - 1 };
+                    for (i, ai) in a.iter().enumerate() {
+                        let row = r0 + i;
+                        let dst = &mut acc[row * n + c0..row * n + c0 + valid];
+                        // SAFETY: the mask writes only the `valid` lanes that `dst` holds.
+                        unsafe { _mm512_mask_storeu_epi32(dst.as_mut_ptr(), mask, ai[j]) };
+                    }
+                }
             }
             Sink::U8 { ep, out, stride } => {
                 let (lo, hi) = super::super::code_bounds(ep);
-                let (off, mul) = (&ep.offset[c0..c0 + valid], &ep.multiplier[c0..c0 + valid]);
-                let dst = &mut out[row * *stride + c0..row * *stride + c0 + valid];
-                // SAFETY: masked loads read and the masked store writes only the `valid` lanes
-                // that the bounds-checked slices above hold.
-                unsafe {
-                    let off = _mm512_maskz_loadu_epi32(mask, off.as_ptr());
-                    let mul = _mm512_maskz_loadu_ps(mask, mul.as_ptr());
-                    let f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(v, off)), mul);
-                    let f = _mm512_min_ps(_mm512_max_ps(f, _mm512_set1_ps(lo)), _mm512_set1_ps(hi));
-                    // `cvtps2dq` under the default rounding mode: half to even, as `round_even`.
-                    let q = _mm512_add_epi32(_mm512_cvtps_epi32(f), _mm512_set1_epi32(ep.output_zero_point));
-                    _mm512_mask_cvtusepi32_storeu_epi8(dst.as_mut_ptr().cast(), mask, q);
+                let (lo, hi, z) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi), _mm512_set1_epi32(ep.output_zero_point));
+                let stride = *stride;
+                for j in 0..C {
+                    let c0 = (b0 + j) * 16;
+                    let valid = 16.min(n - c0);
+                    let mask: __mmask16 = if valid == 16 { 0xFFFF } else { (1u16 << valid) - 1 };
+                    let (off, mul) = (&ep.offset[c0..c0 + valid], &ep.multiplier[c0..c0 + valid]);
+                    // SAFETY: the masked loads read only the `valid` lanes the slices hold.
+                    let (off, mul) = unsafe {
+                        (_mm512_maskz_loadu_epi32(mask, off.as_ptr()), _mm512_maskz_loadu_ps(mask, mul.as_ptr()))
+                    };
+                    for (i, ai) in a.iter().enumerate() {
+                        let row = r0 + i;
+                        let dst = &mut out[row * stride + c0..row * stride + c0 + valid];
+                        let f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(ai[j], off)), mul);
+                        let f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
+                        // `cvtps2dq` under the default rounding mode: half to even, as `round_even`.
+                        let q = _mm512_add_epi32(_mm512_cvtps_epi32(f), z);
+                        // SAFETY: the masked store writes only the `valid` bytes `dst` holds.
+                        unsafe { _mm512_mask_cvtusepi32_storeu_epi8(dst.as_mut_ptr().cast(), mask, q) };
+                    }
                 }
             }
         }

@@ -503,7 +503,7 @@ mod tests {
                 Dense { weight: r(5), bias: r(1), input: 5, output: 1 },
             ],
         };
-        Arc::new(Model::Float(FloatModel { spec, arch, weights }))
+        Arc::new(Model::Float(FloatModel::with_kernel(spec, arch, weights, crate::kernels::Kernel::best())))
     }
 
     fn rows(ids: &[i64]) -> Columns {

@@ -3,6 +3,7 @@
 //! between integer layers, float only for the final logit (and around layers the accuracy gate
 //! kept in float). Dynamic mode quantizes each layer's input with the batch's own range.
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::path::Path;
 
@@ -10,12 +11,11 @@ use crate::artifact::manifest::{Architecture, Manifest};
 use crate::artifact::qweights::{QLayer, QuantWeights, RowwiseTable};
 use crate::artifact::spec::FeatureSpec;
 use crate::artifact::spec::IdsRef;
-use crate::artifact::weights::Dense;
 use crate::artifact::{self, WEIGHTS};
 use crate::error::Result;
-use crate::kernels::{self, Epilogue, Kernel, PackedWeights};
+use crate::kernels::{self, Epilogue, Kernel, PackedWeights, float::PackedF32};
 use crate::quant::QParams;
-use crate::runtime::{ColumnsRef, Encoded, chunks, dense_forward, input_matrix, score_in_chunks};
+use crate::runtime::{ColumnsRef, Encoded, chunks, input_matrix, pack, run_layers, score_in_chunks};
 
 /// One executable layer.
 #[derive(Debug, Clone)]
@@ -27,7 +27,8 @@ enum Exec {
         input: Option<(Vec<i32>, QParams)>,
         bias: Vec<f32>,
     },
-    Float(Dense),
+    /// A layer the accuracy gate kept in float.
+    Float(PackedF32),
 }
 
 /// Epilogues of a static integer layer, computed once at load.
@@ -67,9 +68,9 @@ pub struct Int8Model {
     kernel: Kernel,
 }
 
-/// Activations between layers.
-enum Act {
-    Float(Vec<f32>),
+/// Activations between layers (floats borrowed for a caller's input, owned after a layer).
+enum Act<'a> {
+    Float(Cow<'a, [f32]>),
     /// Padded u8 rows `[m, kp]` with their qparams.
     Quant(Vec<u8>, QParams),
 }
@@ -145,7 +146,7 @@ impl Int8Model {
                     input: static_input,
                     bias,
                 },
-                QLayer::Float(d) => Exec::Float(d),
+                QLayer::Float(d) => Exec::Float(pack(&d)),
             })
             .collect::<Vec<_>>();
         let plans = (0..layers.len())
@@ -176,7 +177,7 @@ impl Int8Model {
             .iter()
             .map(|l| match l {
                 Exec::Int8 { packed, weight_scale, bias, .. } => packed.bytes() + 4 * (weight_scale.len() + bias.len()),
-                Exec::Float(d) => 4 * (d.weight.len() + d.bias.len()),
+                Exec::Float(d) => d.bytes(),
             })
             .sum();
         let plans: usize = self
@@ -279,6 +280,36 @@ impl Int8Model {
 
     /// Logits for encoded rows.
     pub fn logits_encoded(&self, enc: &Encoded) -> Vec<f32> {
+        self.forward(self.layer0_input(enc), enc.rows)
+    }
+
+    /// The float MLP input `[rows, input width]` of encoded rows, as layer 0 sees it (with a
+    /// static integer layer 0: its u8 codes dequantized, which quantize back to the same
+    /// codes).
+    pub fn input_matrix(&self, enc: &Encoded) -> Vec<f32> {
+        match self.layer0_input(enc) {
+            Act::Float(v) => v.into_owned(),
+            Act::Quant(q, qp) => {
+                let x = dequantize_padded(&q, enc.rows, self.arch.input_dim(&self.spec), &qp);
+                give_u8(q, enc.rows, self.arch.input_dim(&self.spec), q_stride(&self.input));
+                x
+            }
+        }
+    }
+
+    /// The dense layers alone (input quantization, integer layers, float logit) on `m` rows
+    /// of [`Int8Model::input_matrix`]: what a benchmark of the layers times.
+    ///
+    /// # Panics
+    /// When `x` holds fewer than `m` rows of the input width.
+    pub fn dense(&self, x: &[f32], m: usize) -> Vec<f32> {
+        let width = self.arch.input_dim(&self.spec);
+        assert!(x.len() >= m * width, "dense: input holds {} values, expected {m} x {width}", x.len());
+        self.forward(Act::Float(Cow::Borrowed(&x[..m * width])), m)
+    }
+
+    /// Layer 0's input for encoded rows: u8 codes for a static integer layer 0, else floats.
+    fn layer0_input(&self, enc: &Encoded) -> Act<'static> {
         let k = self.spec.numeric.len();
         match &self.input {
             Input::Codes(codes, kp, qp) => {
@@ -295,14 +326,14 @@ impl Int8Model {
                         *q = qp.quantize(v);
                     }
                 }
-                self.forward(Act::Quant(x, qp), enc.rows)
+                Act::Quant(x, qp)
             }
-            Input::Rowwise(tables) => self.forward(Act::Float(input_matrix(tables, enc, k)), enc.rows),
+            Input::Rowwise(tables) => Act::Float(Cow::Owned(input_matrix(tables, enc, k))),
         }
     }
 
     /// Runs every layer on `m` rows of layer 0's input.
-    fn forward(&self, mut act: Act, m: usize) -> Vec<f32> {
+    fn forward(&self, mut act: Act<'_>, m: usize) -> Vec<f32> {
         let mut width = self.arch.input_dim(&self.spec);
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -311,13 +342,9 @@ impl Int8Model {
                 (Exec::Float(d), _) => {
                     let x = match act {
                         Act::Float(v) => v,
-                        Act::Quant(q, qp) => dequantize_padded(&q, m, width, &qp),
+                        Act::Quant(q, qp) => Cow::Owned(dequantize_padded(&q, m, width, &qp)),
                     };
-                    let mut y = dense_forward(&x, m, d);
-                    if hidden {
-                        y.iter_mut().for_each(|v| *v = v.max(0.0));
-                    }
-                    Act::Float(y)
+                    Act::Float(Cow::Owned(run_layers(self.kernel, std::slice::from_ref(d), &x, m, hidden)))
                 }
                 (Exec::Int8 { packed, weight_scale, bias, .. }, static_plan) => {
                     let dynamic_plan;
@@ -328,7 +355,7 @@ impl Int8Model {
                             // Dynamic: this batch's own range, the bias requantized to match.
                             let v = match a {
                                 Act::Float(v) => v,
-                                Act::Quant(q, qp) => dequantize_padded(&q, m, width, &qp),
+                                Act::Quant(q, qp) => Cow::Owned(dequantize_padded(&q, m, width, &qp)),
                             };
                             let (qp, bias_q) = dynamic_input(&v, bias, weight_scale);
                             dynamic_plan = plan(packed, weight_scale, self.layers.get(i + 1), &bias_q, qp);
@@ -346,7 +373,7 @@ impl Int8Model {
                             if hidden {
                                 y.iter_mut().for_each(|v| *v = v.max(0.0));
                             }
-                            Act::Float(y)
+                            Act::Float(Cow::Owned(y))
                         }
                     };
                     give_u8(xq, m, width, packed.kp());
@@ -354,12 +381,12 @@ impl Int8Model {
                 }
             };
             width = match layer {
-                Exec::Float(d) => d.output,
+                Exec::Float(d) => d.n(),
                 Exec::Int8 { packed, .. } => packed.n(),
             };
         }
         match act {
-            Act::Float(v) => v,
+            Act::Float(v) => v.into_owned(),
             Act::Quant(q, qp) => dequantize_padded(&q, m, width, &qp),
         }
     }
@@ -405,6 +432,14 @@ fn copy_codes<const D: usize>(
     for (r, dst) in x.chunks_exact_mut(kp).enumerate() {
         let i = row(r) as usize;
         dst[off..off + dim].copy_from_slice(&codes[i * dim..i * dim + dim]);
+    }
+}
+
+/// The u8 row stride of layer 0's input (its padded width), or 0 for a float input.
+fn q_stride(input: &Input) -> usize {
+    match input {
+        Input::Codes(_, kp, _) => *kp,
+        Input::Rowwise(_) => 0,
     }
 }
 
@@ -472,15 +507,64 @@ fn plan(packed: &PackedWeights, weight_scale: &[f32], next: Option<&Exec>, bias_
 }
 
 /// Quantizes `[m, width]` floats into rows of stride `kp` (padding stays 0). Divides by the
-/// scale, as ONNX `QuantizeLinear` does, so exported QDQ graphs see the same codes.
+/// scale, as ONNX `QuantizeLinear` does, so exported QDQ graphs see the same codes. The
+/// buffer comes from the per-thread pool. AVX-512 and AVX2 run the same operations (so the
+/// same codes), 16 or 8 at a time.
+///
+/// # Panics
+/// When `x` holds fewer than `m · width` values or `kp < width`.
 pub fn quantize_padded(x: &[f32], m: usize, width: usize, kp: usize, qp: &QParams) -> Vec<u8> {
-    let mut out = vec![0u8; m * kp];
-    for r in 0..m {
-        for (o, &v) in out[r * kp..r * kp + width].iter_mut().zip(&x[r * width..(r + 1) * width]) {
-            *o = qp.quantize(v);
+    assert!(x.len() >= m * width && kp >= width, "quantize_padded: buffers do not match [{m}, {width}]");
+    let mut out = take_u8(m, width, kp);
+    if kernels::x86::quantize_rows_avx512(x, m, width, kp, (qp.scale, qp.zero_point), &mut out) {
+        return out;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present.
+            unsafe { quantize_rows_avx2(&x[..m * width], width, kp, qp, &mut out) };
+            return out;
         }
     }
+    quantize_rows(&x[..m * width], width, kp, qp, &mut out);
     out
+}
+
+/// The loop of [`quantize_padded`]: each row of `out` (stride `kp`) from a row of `x`. Rows
+/// are a few dozen values, too short for whole vectors, so the values are quantized as one
+/// contiguous run a block of rows at a time, then copied into place.
+#[inline(always)]
+fn quantize_rows(x: &[f32], width: usize, kp: usize, qp: &QParams, out: &mut [u8]) {
+    const BLOCK: usize = 64;
+    let mut flat = [0u8; 4096];
+    if width == 0 || width * BLOCK > flat.len() {
+        for (o, v) in out.chunks_exact_mut(kp).zip(x.chunks_exact(width.max(1))) {
+            for (o, &v) in o[..width].iter_mut().zip(v) {
+                *o = qp.quantize(v);
+            }
+        }
+        return;
+    }
+    for (o, v) in out.chunks_mut(kp * BLOCK).zip(x.chunks(width * BLOCK)) {
+        let flat = &mut flat[..v.len()];
+        for (q, &v) in flat.iter_mut().zip(v) {
+            *q = qp.quantize(v);
+        }
+        for (o, q) in o.chunks_exact_mut(kp).zip(flat.chunks_exact(width)) {
+            o[..width].copy_from_slice(q);
+        }
+    }
+}
+
+/// [`quantize_rows`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_rows_avx2(x: &[f32], width: usize, kp: usize, qp: &QParams, out: &mut [u8]) {
+    quantize_rows(x, width, kp, qp, out);
 }
 
 fn dequantize_padded(q: &[u8], m: usize, width: usize, qp: &QParams) -> Vec<f32> {
@@ -560,46 +644,106 @@ mod tests {
         Int8Model::with_kernel(spec, arch, QuantWeights { embeddings, layers }, kernel)
     }
 
+    /// `rows` random input rows for `model`: ids in its vocabularies, unknown, or at the ends
+    /// of i64 (strings: known, another case, prefixes, empty), numbers over a wide range.
+    fn columns(model: &Int8Model, rows: usize, rng: &mut Rng) -> Columns {
+        let categorical = model
+            .spec
+            .categorical
+            .iter()
+            .map(|c| match &c.vocabulary {
+                Vocabulary::Int(v) => Ids::Int(
+                    (0..rows)
+                        .map(|_| match rng.below(4) {
+                            0 | 1 => v[rng.below(v.len())],
+                            2 => rng.next_u64() as i64,
+                            _ => [i64::MIN, i64::MAX][rng.below(2)],
+                        })
+                        .collect(),
+                ),
+                Vocabulary::Str(v) => Ids::Str(
+                    (0..rows)
+                        .map(|_| match rng.below(4) {
+                            0 | 1 => v[rng.below(v.len())].clone(),
+                            2 => v[rng.below(v.len())].to_lowercase(),
+                            _ => ["", "Caf", "Park "][rng.below(3)].to_string(),
+                        })
+                        .collect(),
+                ),
+            })
+            .collect();
+        let numeric = (0..5).map(|_| (0..rows).map(|_| (rng.normal() * 4.0) as f32).collect()).collect();
+        Columns { rows, categorical, numeric }
+    }
+
     #[test]
     fn columns_fast_path_equals_encoding_then_quantizing_on_every_kernel() {
         let mut rng = Rng::new(9);
         for kernel in Kernel::available() {
             let model = model(kernel);
             for rows in [1usize, 5, 67] {
-                let categorical = model
-                    .spec
-                    .categorical
-                    .iter()
-                    .map(|c| match &c.vocabulary {
-                        Vocabulary::Int(v) => Ids::Int(
-                            (0..rows)
-                                .map(|_| match rng.below(4) {
-                                    // In the vocabulary, unknown, or at the ends of i64.
-                                    0 | 1 => v[rng.below(v.len())],
-                                    2 => rng.next_u64() as i64,
-                                    _ => [i64::MIN, i64::MAX][rng.below(2)],
-                                })
-                                .collect(),
-                        ),
-                        // In the vocabulary or unknown (a prefix, another case, empty).
-                        Vocabulary::Str(v) => Ids::Str(
-                            (0..rows)
-                                .map(|_| match rng.below(4) {
-                                    0 | 1 => v[rng.below(v.len())].clone(),
-                                    2 => v[rng.below(v.len())].to_lowercase(),
-                                    _ => ["", "Caf", "Park "][rng.below(3)].to_string(),
-                                })
-                                .collect(),
-                        ),
-                    })
-                    .collect();
-                let numeric = (0..5).map(|_| (0..rows).map(|_| (rng.normal() * 4.0) as f32).collect()).collect();
-                let cols = Columns { rows, categorical, numeric };
+                let cols = columns(&model, rows, &mut rng);
                 let fast = model.logits(&cols.view()).unwrap();
                 let slow = model.logits_encoded(&encode(&model.spec, &cols.view()));
                 assert_eq!(fast, slow, "{} rows={rows}", kernel.name());
                 assert!(rows == 1 || fast.iter().any(|&v| v != fast[0]), "logits vary across rows");
             }
         }
+    }
+
+    #[test]
+    fn the_dense_layers_on_the_input_matrix_give_the_logits_of_the_columns() {
+        let mut rng = Rng::new(21);
+        for kernel in Kernel::available() {
+            let model = model(kernel);
+            for rows in [1usize, 70, 300] {
+                let cols = columns(&model, rows, &mut rng);
+                let x = model.input_matrix(&encode(&model.spec, &cols.view()));
+                assert_eq!(x.len(), rows * model.arch.input_dim(&model.spec));
+                assert_eq!(model.dense(&x, rows), model.logits(&cols.view()).unwrap(), "{} rows={rows}", kernel.name());
+            }
+        }
+    }
+
+    #[test]
+    fn quantize_padded_gives_quantize_of_every_value_and_zero_padding() {
+        let mut rng = Rng::new(5);
+        let qp = QParams { scale: 0.037, zero_point: 97 };
+        let special =
+            [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 1e30, -1e30, 0.5 * 0.037, 1.5 * 0.037, -2.5 * 0.037];
+        for (width, rows) in [(1, 3), (15, 2), (16, 5), (17, 300), (35, 250), (64, 70), (65, 9), (130, 40)] {
+            let x: Vec<f32> = (0..rows * width)
+                .map(|i| if i % 7 == 0 { special[i / 7 % special.len()] } else { (rng.normal() * 6.0) as f32 })
+                .collect();
+            let kp = padded(width) + 4;
+            let want: Vec<u8> = x.iter().map(|&v| qp.quantize(v)).collect();
+            let check = |out: &[u8], what: &str| {
+                for r in 0..rows {
+                    assert_eq!(
+                        &out[r * kp..r * kp + width],
+                        &want[r * width..(r + 1) * width],
+                        "{what} width {width} row {r}"
+                    );
+                    assert!(out[r * kp + width..(r + 1) * kp].iter().all(|&b| b == 0), "{what}: padding written");
+                }
+            };
+            let out = quantize_padded(&x, rows, width, kp, &qp);
+            check(&out, "quantize_padded");
+            give_u8(out, rows, width, kp);
+            let mut flat = vec![0u8; rows * kp];
+            quantize_rows(&x, width, kp, &qp, &mut flat);
+            check(&flat, "portable loop");
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                let mut v = vec![0u8; rows * kp];
+                // SAFETY: AVX2 is present.
+                unsafe { quantize_rows_avx2(&x, width, kp, &qp, &mut v) };
+                check(&v, "avx2 loop");
+            }
+        }
+    }
+
+    fn padded(k: usize) -> usize {
+        crate::kernels::padded(k)
     }
 }

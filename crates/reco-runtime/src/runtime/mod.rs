@@ -1,8 +1,9 @@
 //! The inference runtime serving systems link: load and verify an artifact, turn raw feature
 //! rows into model inputs exactly as the manifest's feature spec says, and score them.
 //!
-//! No burn and no polars: dense layers run on `matrixmultiply`'s packed SGEMM, preprocessing
-//! is plain loops over columns. Scoring borrows its input ([`ColumnsRef`]: no copies per
+//! No burn and no polars: dense layers run on our float kernels ([`kernels::float`]: weights
+//! packed at load, bias and ReLU fused, a block of rows through every layer while it is in
+//! cache), preprocessing is plain loops over columns. Scoring borrows its input ([`ColumnsRef`]: no copies per
 //! chunk) and runs on the calling thread, or on exactly as many threads as
 //! [`Model::logits_threads`] is given. Arrow `RecordBatch` input is in [`arrow_io`] (feature
 //! `arrow`); request coalescing in [`coalesce`].
@@ -21,6 +22,8 @@ use crate::artifact::spec::{FeatureSpec, Ids, IdsRef};
 use crate::artifact::weights::{FloatWeights, Table};
 use crate::artifact::{self, WEIGHTS};
 use crate::error::{Error, Result};
+use crate::kernels::float::{PackedF32, Rows, RowsMut};
+use crate::kernels::{self, Kernel};
 
 /// Raw input columns in the feature spec's order (categorical ids in their original type,
 /// unnormalized numbers).
@@ -211,6 +214,9 @@ pub struct FloatModel {
     pub arch: Architecture,
     /// Tensors.
     pub weights: FloatWeights,
+    /// The dense layers packed for the kernels.
+    layers: Vec<PackedF32>,
+    kernel: Kernel,
 }
 
 /// Any artifact the runtime can score: float or INT8.
@@ -233,7 +239,7 @@ impl Model {
             Self::Int8(int8::Int8Model::new(spec, arch, w)?)
         } else {
             let weights = FloatWeights::load(&path, &spec, &arch)?;
-            Self::Float(FloatModel { spec, arch, weights })
+            Self::Float(FloatModel::new(spec, arch, weights)?)
         };
         Ok((manifest, model))
     }
@@ -304,9 +310,40 @@ impl Model {
             Self::Int8(int8::Int8Model::new(spec, arch, w)?)
         } else {
             let weights = FloatWeights::from_bytes(weights, &label, &spec, &arch)?;
-            Self::Float(FloatModel { spec, arch, weights })
+            Self::Float(FloatModel::new(spec, arch, weights)?)
         };
         Ok((manifest, model))
+    }
+
+    /// The float MLP input `[rows, input width]` of `cols`: what [`Model::dense`] takes.
+    pub fn input_matrix(&self, cols: &ColumnsRef<'_>) -> Result<Vec<f32>> {
+        cols.check(self.spec())?;
+        let enc = encode(self.spec(), cols);
+        Ok(match self {
+            Self::Float(m) => m.input_matrix(&enc),
+            Self::Int8(m) => m.input_matrix(&enc),
+        })
+    }
+
+    /// Logits of the dense layers alone on `rows` rows of [`Model::input_matrix`] (every
+    /// layer, the INT8 input quantization included; no encoding, no embedding lookups).
+    pub fn dense(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        let width = self.arch().input_dim(self.spec());
+        if x.len() != rows * width {
+            return Err(Error::input(format!("dense input holds {} values, expected {rows} x {width}", x.len())));
+        }
+        Ok(match self {
+            Self::Float(m) => m.dense(x, rows),
+            Self::Int8(m) => m.dense(x, rows),
+        })
+    }
+
+    /// Layer sizes.
+    pub fn arch(&self) -> &Architecture {
+        match self {
+            Self::Float(m) => &m.arch,
+            Self::Int8(m) => &m.arch,
+        }
     }
 
     /// Bytes of tensors the loaded model holds.
@@ -316,6 +353,7 @@ impl Model {
                 let w = &m.weights;
                 4 * (w.embeddings.iter().map(|t| t.data.len()).sum::<usize>()
                     + w.dense.iter().map(|d| d.weight.len() + d.bias.len()).sum::<usize>())
+                    + m.layers.iter().map(PackedF32::bytes).sum::<usize>()
             }
             Self::Int8(m) => m.resident_bytes(),
         }
@@ -345,8 +383,19 @@ impl FloatModel {
             )));
         }
         let weights = FloatWeights::load(&dir.join(WEIGHTS), &manifest.feature_spec, &manifest.architecture)?;
-        let model = Self { spec: manifest.feature_spec.clone(), arch: manifest.architecture.clone(), weights };
+        let model = Self::new(manifest.feature_spec.clone(), manifest.architecture.clone(), weights)?;
         Ok((manifest, model))
+    }
+
+    /// A model from its tensors, with the kernel [`Kernel::detect`] picks (`RECO_KERNEL`).
+    pub fn new(spec: FeatureSpec, arch: Architecture, weights: FloatWeights) -> Result<Self> {
+        Ok(Self::with_kernel(spec, arch, weights, Kernel::detect()?))
+    }
+
+    /// Same, with an explicit kernel (tests, benchmarks). Every kernel gives the same bits.
+    pub fn with_kernel(spec: FeatureSpec, arch: Architecture, weights: FloatWeights, kernel: Kernel) -> Self {
+        let layers = weights.dense.iter().map(pack).collect();
+        Self { spec, arch, weights, layers, kernel }
     }
 
     /// Logits for every row.
@@ -366,17 +415,73 @@ impl FloatModel {
 
     /// Logits for already-encoded rows.
     pub fn logits_encoded(&self, enc: &Encoded) -> Vec<f32> {
-        let mut x = self.input_matrix(enc);
-        let last = self.weights.dense.len() - 1;
-        for (li, layer) in self.weights.dense.iter().enumerate() {
-            let mut y = dense_forward(&x, enc.rows, layer);
-            if li < last {
-                y.iter_mut().for_each(|v| *v = v.max(0.0));
-            }
-            x = y;
-        }
-        x
+        self.dense(&self.input_matrix(enc), enc.rows)
     }
+
+    /// The dense layers alone on `m` rows of the MLP input ([`FloatModel::input_matrix`]):
+    /// what a benchmark of the layers times.
+    ///
+    /// # Panics
+    /// When `x` holds fewer than `m` rows of the input width.
+    pub fn dense(&self, x: &[f32], m: usize) -> Vec<f32> {
+        mlp(self.kernel, &self.layers, x, m)
+    }
+}
+
+/// A layer packed for [`kernels::float`].
+pub fn pack(d: &crate::artifact::weights::Dense) -> PackedF32 {
+    PackedF32::new(&d.weight, &d.bias, d.output, d.input)
+}
+
+/// Rows per block in [`mlp`]: every layer's activations of a block stay in L1.
+const MLP_BLOCK: usize = 64;
+
+thread_local! {
+    /// Reused activation buffers of [`mlp`] (two blocks of the widest layer).
+    static MLP_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `layers` (ReLU between them, none after the last) on `m` rows of `x`, a block of
+/// [`MLP_BLOCK`] rows at a time through every layer; returns `[m, n_last]`.
+///
+/// # Panics
+/// When `layers` is empty or `x` holds fewer than `m` rows of the first layer's input width.
+pub fn mlp(kernel: Kernel, layers: &[PackedF32], x: &[f32], m: usize) -> Vec<f32> {
+    run_layers(kernel, layers, x, m, false)
+}
+
+/// [`mlp`], with a ReLU after the last layer too when `relu_last`.
+pub(crate) fn run_layers(kernel: Kernel, layers: &[PackedF32], x: &[f32], m: usize, relu_last: bool) -> Vec<f32> {
+    let (Some(first), Some(last)) = (layers.first(), layers.last()) else {
+        panic!("mlp: no layers");
+    };
+    let k0 = first.k();
+    assert!(x.len() >= m * k0, "mlp: input holds {} values, expected {m} x {k0}", x.len());
+    let width = layers.iter().map(PackedF32::np).max().unwrap_or(0);
+    let (n_out, np) = (last.n(), last.np());
+    let mut out = Vec::with_capacity(m * n_out);
+    let mut scratch = MLP_SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    scratch.resize(2 * MLP_BLOCK * width, 0.0);
+    let (a, b) = scratch.split_at_mut(MLP_BLOCK * width);
+    for start in (0..m).step_by(MLP_BLOCK) {
+        let rows = MLP_BLOCK.min(m - start);
+        let (mut src, mut dst) = (&mut *a, &mut *b);
+        for (i, layer) in layers.iter().enumerate() {
+            let relu = i + 1 < layers.len() || relu_last;
+            let input = if i == 0 {
+                Rows { data: &x[start * k0..(start + rows) * k0], stride: k0, rows }
+            } else {
+                Rows { data: src, stride: layers[i - 1].np(), rows }
+            };
+            kernels::float::dense_f32(kernel, input, layer, relu, RowsMut { data: dst, stride: layer.np() });
+            std::mem::swap(&mut src, &mut dst);
+        }
+        for r in 0..rows {
+            out.extend_from_slice(&src[r * np..r * np + n_out]);
+        }
+    }
+    MLP_SCRATCH.with(|s| *s.borrow_mut() = scratch);
+    out
 }
 
 /// Row ranges of at most [`CHUNK`] rows covering `0..rows`: scoring memory stays bounded
@@ -446,11 +551,12 @@ pub fn input_matrix<T: EmbeddingRows>(tables: &[T], enc: &Encoded, numeric: usiz
     x
 }
 
-/// y = x · Wᵀ + b for x [m, in] row-major and W [out, in] row-major.
+/// y = x · Wᵀ + b for x [m, in] row-major and W [out, in] row-major (the layer packed for
+/// this call; a model packs its layers once at load).
 ///
-/// Every batch size takes the same SGEMM, whose sum for one output does not depend on the
-/// other rows: a row scores bit for bit the same alone, in a coalesced batch or in a file
-/// (a dot-product path for small batches was faster but summed in another order).
+/// Each output is the same sequential fused multiply-add sum for every batch size and kernel
+/// ([`kernels::float`]): a row scores bit for bit the same alone, in a coalesced batch or in
+/// a file.
 ///
 /// # Panics
 /// When `x` holds fewer than `m · in` values or the layer's tensors do not match its shape.
@@ -461,39 +567,13 @@ pub fn dense_forward(x: &[f32], m: usize, layer: &crate::artifact::weights::Dens
         layer.weight.len() == n * k && layer.bias.len() == n,
         "dense_forward: layer tensors do not match its shape {n} x {k}"
     );
-    let mut y = Vec::with_capacity(m * n);
-    for _ in 0..m {
-        y.extend_from_slice(&layer.bias);
-    }
-    if m == 0 {
-        return y;
-    }
-    // SAFETY: the pointers cover m*k, n*k and m*n elements with the given strides, which
-    // is exactly the extent sgemm reads and writes.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            x.as_ptr(),
-            k as isize,
-            1,
-            layer.weight.as_ptr(),
-            1,
-            k as isize,
-            1.0,
-            y.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-    }
-    y
+    mlp(Kernel::best(), std::slice::from_ref(&pack(layer)), x, m)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::artifact::spec::Ids;
     use crate::artifact::weights::Dense;
 
     #[test]
@@ -543,6 +623,74 @@ mod tests {
                 let want: f32 = b[o] + (0..k).map(|i| x[r * k + i] * w[o * k + i]).sum::<f32>();
                 assert!((y[r * n + o] - want).abs() < 1e-5);
             }
+        }
+    }
+
+    /// A float model with random weights (two id columns, three numbers, hidden [70, 33]) and
+    /// `rows` random input rows, some ids unknown.
+    fn float_model(kernel: Kernel, rows: usize) -> (FloatModel, Columns) {
+        use crate::artifact::spec::{CategoricalSpec, NumericSpec, Vocabulary};
+        let mut rng = crate::rng::Rng::new(17);
+        let mut r = |n: usize, s: f64| -> Vec<f32> { (0..n).map(|_| (rng.normal() * s) as f32).collect() };
+        let spec = FeatureSpec {
+            categorical: (0..2)
+                .map(|i| CategoricalSpec::with_vocabulary(format!("c{i}"), Vocabulary::Int((0..20).collect())))
+                .collect(),
+            numeric: (0..3).map(|i| NumericSpec { name: format!("n{i}"), mean: 0.5, std: 2.0 }).collect(),
+            label: "label".into(),
+            sources: vec![],
+        };
+        let arch = Architecture { embedding_dims: vec![4, 8], hidden: vec![70, 33], activation: "relu".into() };
+        let tables = [4usize, 8].map(|d| Table { data: r(21 * d, 1.0), rows: 21, dim: d }).to_vec();
+        let dense = arch
+            .layer_shapes(&spec)
+            .iter()
+            .map(|&(k, n)| Dense { weight: r(n * k, 0.4), bias: r(n, 0.2), input: k, output: n })
+            .collect();
+        let model = FloatModel::with_kernel(spec, arch, FloatWeights { embeddings: tables, dense }, kernel);
+        let ids = |r: &mut dyn FnMut(usize, f64) -> Vec<f32>| {
+            Ids::Int(r(rows, 1.0).iter().map(|v| (v.abs() * 12.0) as i64).collect())
+        };
+        let categorical = vec![ids(&mut r), ids(&mut r)];
+        let numeric = (0..3).map(|_| r(rows, 3.0)).collect();
+        (model, Columns { rows, categorical, numeric })
+    }
+
+    /// The float model's forward pass in f64, layer by layer (no blocks, no packing).
+    fn forward_f64(model: &FloatModel, x: &[f32], rows: usize) -> Vec<f64> {
+        let mut h: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+        let last = model.weights.dense.len() - 1;
+        for (li, d) in model.weights.dense.iter().enumerate() {
+            let mut y = vec![0f64; rows * d.output];
+            for r in 0..rows {
+                for c in 0..d.output {
+                    let s: f64 = (0..d.input).map(|i| h[r * d.input + i] * f64::from(d.weight[c * d.input + i])).sum();
+                    let v = s + f64::from(d.bias[c]);
+                    y[r * d.output + c] = if li < last { v.max(0.0) } else { v };
+                }
+            }
+            h = y;
+        }
+        h
+    }
+
+    #[test]
+    fn float_models_give_the_same_bits_on_every_kernel_and_through_the_dense_entry() {
+        let rows = 300; // several blocks of the layer-fused loop, and a partial one
+        let (reference, cols) = float_model(Kernel::Scalar, rows);
+        let want = reference.logits(&cols).unwrap();
+        let x = reference.input_matrix(&encode(&reference.spec, &cols.view()));
+        for (got, exact) in want.iter().zip(forward_f64(&reference, &x, rows)) {
+            assert!((f64::from(*got) - exact).abs() < 1e-4 * (1.0 + exact.abs()), "{got} vs {exact}");
+        }
+        assert!(want.iter().any(|&v| v != want[0]), "logits vary across rows");
+        for kernel in Kernel::available() {
+            let (model, _) = float_model(kernel, rows);
+            assert_eq!(model.logits(&cols).unwrap(), want, "{}", kernel.name());
+            assert_eq!(model.dense(&x, rows), want, "{} dense entry", kernel.name());
+            let m = Model::Float(model);
+            assert_eq!(m.dense(&m.input_matrix(&cols.view()).unwrap(), rows).unwrap(), want);
+            assert!(m.dense(&x[1..], rows).is_err(), "a short input is an error, not a panic");
         }
     }
 

@@ -1,0 +1,497 @@
+//! Float dense layers: `y[r, c] = act(Σ_k x[r, k] · w[c, k] + b[c])` on weights packed once
+//! at load ([`PackedF32`]), with the bias and ReLU fused into the tile store.
+//!
+//! Every kernel computes each output the same way, bit for bit: one fused multiply-add per
+//! input in order `k = 0, 1, …` starting from +0, then one rounded addition of the bias, then
+//! `v > 0 ? v : 0`. So a row scores the same alone or at any position of any batch, on the
+//! scalar reference (`f32::mul_add`), AVX2 + FMA and AVX-512, and as a sequential-FMA GEMM
+//! followed by a bias add (ONNX Runtime's MLAS, `matrixmultiply`) does.
+//!
+//! Layout: output channels in panels of [`LANES`] (16, zero-padded), each panel's weights
+//! `[k][16]`, so one weight load per input serves a row's 16 outputs and a broadcast of
+//! `x[r, k]` is the other operand. AVX-512 runs tiles of 8 rows × 2 panels (16 accumulators),
+//! AVX2 4 rows × 1 panel (8). Outputs are written whole panels wide, padding lanes as 0.
+
+use super::Kernel;
+
+/// Output channels per panel.
+pub const LANES: usize = 16;
+
+/// A float layer's weights `[n, k]` and bias `[n]` in panels of [`LANES`] channels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedF32 {
+    n: usize,
+    k: usize,
+    /// `[panels][k][LANES]`, channels past `n` zero.
+    panels: Vec<f32>,
+    /// `[panels · LANES]`, padding zero.
+    bias: Vec<f32>,
+}
+
+impl PackedF32 {
+    /// Packs row-major `[n, k]` weights and their bias.
+    ///
+    /// # Panics
+    /// When `weight` is not `n · k` values or `bias` not `n`.
+    pub fn new(weight: &[f32], bias: &[f32], n: usize, k: usize) -> Self {
+        assert!(weight.len() == n * k && bias.len() == n, "weights must be [n, k] and bias [n]");
+        let np = n.div_ceil(LANES) * LANES;
+        let mut panels = vec![0f32; np * k];
+        for c in 0..n {
+            let (p, lane) = (c / LANES, c % LANES);
+            for i in 0..k {
+                panels[(p * k + i) * LANES + lane] = weight[c * k + i];
+            }
+        }
+        let mut padded = vec![0f32; np];
+        padded[..n].copy_from_slice(bias);
+        Self { n, k, panels, bias: padded }
+    }
+
+    /// Output channels.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Input width.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Output channels rounded up to whole panels: the narrowest output row stride.
+    pub fn np(&self) -> usize {
+        self.bias.len()
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        4 * (self.panels.len() + self.bias.len())
+    }
+}
+
+/// Which float code runs for an INT8 [`Kernel`] choice: AVX-512 F with VNNI, AVX2 when FMA
+/// is present too, the reference otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Scalar,
+    Avx2,
+    Avx512,
+}
+
+fn path_of(kernel: Kernel) -> Path {
+    match kernel {
+        Kernel::Vnni if has_avx512f() => Path::Avx512,
+        Kernel::Avx2 | Kernel::Vnni if has_avx2_fma() => Path::Avx2,
+        _ => Path::Scalar,
+    }
+}
+
+/// `rows` rows of floats, `stride` values apart.
+#[derive(Debug, Clone, Copy)]
+pub struct Rows<'a> {
+    /// The values.
+    pub data: &'a [f32],
+    /// Distance between the starts of consecutive rows.
+    pub stride: usize,
+    /// Number of rows.
+    pub rows: usize,
+}
+
+/// Output rows, `stride` values apart.
+#[derive(Debug)]
+pub struct RowsMut<'a> {
+    /// The values.
+    pub data: &'a mut [f32],
+    /// Distance between the starts of consecutive rows.
+    pub stride: usize,
+}
+
+/// One dense layer on the rows of `x` (at least `k` values read from each) into rows of
+/// `out` (stride ≥ [`PackedF32::np`]; every panel lane written).
+///
+/// # Panics
+/// When a stride or buffer is too small for the shapes.
+pub fn dense_f32(kernel: Kernel, x: Rows<'_>, w: &PackedF32, relu: bool, out: RowsMut<'_>) {
+    let (m, xs, os) = (x.rows, x.stride, out.stride);
+    let (x, out) = (x.data, out.data);
+    if m == 0 {
+        return;
+    }
+    assert!(xs >= w.k && x.len() >= (m - 1) * xs + w.k, "dense_f32: input buffer too small");
+    assert!(os >= w.np() && out.len() >= (m - 1) * os + w.np(), "dense_f32: output buffer too small");
+    match path_of(kernel) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512 F is present (`path_of`); the sizes were checked above, and the
+        // tiles read `k` values of rows < m and write `np` values of rows < m.
+        Path::Avx512 => unsafe { x86::dense512::<8>(x, xs, m, w, relu, out, os) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA are present (`path_of`); sizes checked as above.
+        Path::Avx2 => unsafe { x86::dense256::<4>(x, xs, m, w, relu, out, os) },
+        _ => scalar(Rows { data: x, stride: xs, rows: m }, w, relu, RowsMut { data: out, stride: os }),
+    }
+}
+
+/// The reference: the same operations in the same order as the SIMD tiles.
+fn scalar(x: Rows<'_>, w: &PackedF32, relu: bool, out: RowsMut<'_>) {
+    let (xs, m, os) = (x.stride, x.rows, out.stride);
+    let (x, out) = (x.data, out.data);
+    let k = w.k;
+    for r in 0..m {
+        let xr = &x[r * xs..r * xs + k];
+        for (p, panel) in w.panels.chunks_exact(k * LANES).enumerate() {
+            for lane in 0..LANES {
+                let mut acc = 0f32;
+                for (i, &v) in xr.iter().enumerate() {
+                    acc = v.mul_add(panel[i * LANES + lane], acc);
+                }
+                let y = acc + w.bias[p * LANES + lane];
+                out[r * os + p * LANES + lane] = if relu { relu_one(y) } else { y };
+            }
+        }
+    }
+}
+
+/// ReLU as `maxps(v, 0)` computes it: `v` when `v > 0`, else +0 (also for NaN and -0).
+#[inline]
+fn relu_one(v: f32) -> f32 {
+    if v > 0.0 { v } else { 0.0 }
+}
+
+fn has_avx512f() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! The SIMD tiles: `MR` rows × `P` panels of accumulators, one weight load per panel and
+    //! one broadcast per row for each input.
+
+    use std::arch::x86_64::*;
+
+    use super::{LANES, PackedF32};
+
+    /// A vector register of `LANES` floats: one zmm, or two ymm.
+    pub(super) trait Vector: Copy {
+        unsafe fn zero() -> Self;
+        unsafe fn load(p: *const f32) -> Self;
+        unsafe fn splat(v: f32) -> Self;
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
+        unsafe fn add(a: Self, b: Self) -> Self;
+        unsafe fn relu(a: Self) -> Self;
+        unsafe fn store(self, p: *mut f32);
+    }
+
+    /// AVX-512: one zmm per panel.
+    #[derive(Clone, Copy)]
+    pub(super) struct Z(__m512);
+
+    /// AVX2: two ymm per panel.
+    #[derive(Clone, Copy)]
+    pub(super) struct Y(__m256, __m256);
+
+    impl Vector for Z {
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            Z(unsafe { _mm512_setzero_ps() })
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Z(unsafe { _mm512_loadu_ps(p) })
+        }
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            Z(unsafe { _mm512_set1_ps(v) })
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            Z(unsafe { _mm512_fmadd_ps(a.0, b.0, c.0) })
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            Z(unsafe { _mm512_add_ps(a.0, b.0) })
+        }
+        #[inline(always)]
+        unsafe fn relu(a: Self) -> Self {
+            Z(unsafe { _mm512_max_ps(a.0, _mm512_setzero_ps()) })
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm512_storeu_ps(p, self.0) }
+        }
+    }
+
+    impl Vector for Y {
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            unsafe { Y(_mm256_setzero_ps(), _mm256_setzero_ps()) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe { Y(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) }
+        }
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            unsafe { Y(_mm256_set1_ps(v), _mm256_set1_ps(v)) }
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            unsafe { Y(_mm256_fmadd_ps(a.0, b.0, c.0), _mm256_fmadd_ps(a.1, b.1, c.1)) }
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            unsafe { Y(_mm256_add_ps(a.0, b.0), _mm256_add_ps(a.1, b.1)) }
+        }
+        #[inline(always)]
+        unsafe fn relu(a: Self) -> Self {
+            unsafe {
+                let z = _mm256_setzero_ps();
+                Y(_mm256_max_ps(a.0, z), _mm256_max_ps(a.1, z))
+            }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe {
+                _mm256_storeu_ps(p, self.0);
+                _mm256_storeu_ps(p.add(8), self.1);
+            }
+        }
+    }
+
+    /// One tile: rows `r0..r0 + R` × panels `p0..p0 + P`.
+    ///
+    /// # Safety
+    /// The vector type's CPU features are present; rows `r0..r0 + R` exist in `x` (stride
+    /// `xs`, `k` values each) and `out` (stride `os`, panels `p0..p0 + P` wide), and the
+    /// panels exist in `w`.
+    #[inline(always)]
+    unsafe fn tile<V: Vector, const R: usize, const P: usize>(
+        x: *const f32,
+        xs: usize,
+        w: &PackedF32,
+        p0: usize,
+        relu: bool,
+        out: *mut f32,
+        os: usize,
+    ) {
+        let k = w.k;
+        // SAFETY: the caller guarantees the features and extents used below.
+        unsafe {
+            let mut acc = [[V::zero(); P]; R];
+            let wp = w.panels.as_ptr().add(p0 * k * LANES);
+            for i in 0..k {
+                let mut wv = [V::zero(); P];
+                for (j, v) in wv.iter_mut().enumerate() {
+                    *v = V::load(wp.add((j * k + i) * LANES));
+                }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let xb = V::splat(*x.add(r * xs + i));
+                    for (a, &wj) in row.iter_mut().zip(&wv) {
+                        *a = V::fma(xb, wj, *a);
+                    }
+                }
+            }
+            for (j, _) in acc[0].iter().enumerate() {
+                let b = V::load(w.bias.as_ptr().add((p0 + j) * LANES));
+                for (r, row) in acc.iter().enumerate() {
+                    let y = V::add(row[j], b);
+                    let y = if relu { V::relu(y) } else { y };
+                    y.store(out.add(r * os + (p0 + j) * LANES));
+                }
+            }
+        }
+    }
+
+    /// Rows `r0..r0 + R` across every panel: `P` panels at a time, then one.
+    ///
+    /// # Safety
+    /// As [`tile`], for all panels of `w`.
+    #[inline(always)]
+    unsafe fn rows<V: Vector, const R: usize, const P: usize>(
+        x: *const f32,
+        xs: usize,
+        w: &PackedF32,
+        relu: bool,
+        out: *mut f32,
+        os: usize,
+    ) {
+        let panels = w.np() / LANES;
+        let mut p = 0;
+        // SAFETY: forwarded from the caller; `p + P ≤ panels` and `p < panels` below.
+        unsafe {
+            while p + P <= panels {
+                tile::<V, R, P>(x, xs, w, p, relu, out, os);
+                p += P;
+            }
+            while p < panels {
+                tile::<V, R, 1>(x, xs, w, p, relu, out, os);
+                p += 1;
+            }
+        }
+    }
+
+    macro_rules! driver {
+        ($name:ident, $v:ty, $p:expr, $features:literal) => {
+            /// Every row: blocks of `MR`, the last block by its own row count.
+            ///
+            /// # Safety
+            /// The CPU features named are present, and the buffers were checked by
+            /// [`super::dense_f32`].
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn $name<const MR: usize>(
+                x: &[f32],
+                xs: usize,
+                m: usize,
+                w: &PackedF32,
+                relu: bool,
+                out: &mut [f32],
+                os: usize,
+            ) {
+                let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
+                let mut r = 0;
+                // SAFETY: rows r..r + MR (or the tail's count) are < m, checked by the caller.
+                unsafe {
+                    while r + MR <= m {
+                        rows::<$v, MR, $p>(xp.add(r * xs), xs, w, relu, op.add(r * os), os);
+                        r += MR;
+                    }
+                    let (xt, ot) = (xp.add(r * xs), op.add(r * os));
+                    match m - r {
+                        0 => {}
+                        1 => rows::<$v, 1, $p>(xt, xs, w, relu, ot, os),
+                        2 => rows::<$v, 2, $p>(xt, xs, w, relu, ot, os),
+                        3 => rows::<$v, 3, $p>(xt, xs, w, relu, ot, os),
+                        4 => rows::<$v, 4, $p>(xt, xs, w, relu, ot, os),
+                        5 => rows::<$v, 5, $p>(xt, xs, w, relu, ot, os),
+                        6 => rows::<$v, 6, $p>(xt, xs, w, relu, ot, os),
+                        _ => rows::<$v, 7, $p>(xt, xs, w, relu, ot, os),
+                    }
+                }
+            }
+        };
+    }
+
+    driver!(dense512, Z, 2, "avx512f");
+    driver!(dense256, Y, 1, "avx2,fma");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// Row-major weights, no packing: the sequential fused sum written out directly.
+    fn direct(x: Rows<'_>, (w, b): (&[f32], &[f32]), n: usize, k: usize, relu: bool) -> Vec<f32> {
+        let (x, xs, m) = (x.data, x.stride, x.rows);
+        let mut out = vec![0f32; m * n];
+        for r in 0..m {
+            for c in 0..n {
+                let acc = (0..k).fold(0f32, |acc, i| x[r * xs + i].mul_add(w[c * k + i], acc));
+                let y = acc + b[c];
+                out[r * n + c] = if relu { y.max(0.0) } else { y };
+            }
+        }
+        out
+    }
+
+    fn values(rng: &mut Rng, len: usize, scale: f64) -> Vec<f32> {
+        (0..len).map(|_| (rng.normal() * scale) as f32).collect()
+    }
+
+    /// Runs `kernel` with output stride `os` and returns the `[m, n]` part, after checking that
+    /// every padding lane up to `np` was written as 0.
+    fn run(kernel: Kernel, x: &[f32], xs: usize, m: usize, p: &PackedF32, relu: bool, os: usize) -> Vec<f32> {
+        let mut out = vec![f32::NAN; m * os];
+        dense_f32(kernel, Rows { data: x, stride: xs, rows: m }, p, relu, RowsMut { data: &mut out, stride: os });
+        let mut got = Vec::with_capacity(m * p.n());
+        for r in 0..m {
+            got.extend_from_slice(&out[r * os..r * os + p.n()]);
+            let pad = &out[r * os + p.n()..r * os + p.np()];
+            assert!(pad.iter().all(|&v| v == 0.0), "padding lanes of row {r} not zero: {pad:?}");
+            assert!(out[r * os + p.np()..(r + 1) * os].iter().all(|v| v.is_nan()), "wrote past the panels");
+        }
+        got
+    }
+
+    #[test]
+    fn every_kernel_gives_the_direct_sums_bit_for_bit() {
+        let mut rng = Rng::new(7);
+        for &(m, k, n) in &[(1, 1, 1), (3, 35, 1), (9, 35, 128), (17, 128, 64), (8, 7, 16), (13, 20, 17), (70, 33, 47)]
+        {
+            for relu in [false, true] {
+                let xs = k + 3;
+                let x = values(&mut rng, m * xs, 2.0);
+                let (w, b) = (values(&mut rng, n * k, 0.3), values(&mut rng, n, 0.5));
+                let p = PackedF32::new(&w, &b, n, k);
+                let want = direct(Rows { data: &x, stride: xs, rows: m }, (&w, &b), n, k, relu);
+                for kernel in Kernel::available() {
+                    let got = run(kernel, &x, xs, m, &p, relu, p.np() + 5);
+                    assert_eq!(got, want, "{} m={m} k={k} n={n} relu={relu}", kernel.name());
+                }
+                // And close to the exact sum (the direct loop is not wrong in some shared way).
+                for (r, row) in want.chunks(n).enumerate() {
+                    for (c, &v) in row.iter().enumerate() {
+                        let exact = f64::from(b[c])
+                            + (0..k).map(|i| f64::from(x[r * xs + i]) * f64::from(w[c * k + i])).sum::<f64>();
+                        let exact = if relu { exact.max(0.0) } else { exact };
+                        assert!((f64::from(v) - exact).abs() < 1e-4 * (1.0 + exact.abs()), "{v} vs {exact}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_gives_the_same_bits_alone_and_at_any_position() {
+        let mut rng = Rng::new(11);
+        let (k, n, m) = (35, 40, 29);
+        let x = values(&mut rng, m * k, 1.5);
+        let p = PackedF32::new(&values(&mut rng, n * k, 0.2), &values(&mut rng, n, 0.1), n, k);
+        for kernel in Kernel::available() {
+            let all = run(kernel, &x, k, m, &p, true, p.np());
+            for r in [0, 7, 8, 15, 28] {
+                let alone = run(kernel, &x[r * k..(r + 1) * k], k, 1, &p, true, p.np());
+                assert_eq!(alone, all[r * n..(r + 1) * n], "{} row {r}", kernel.name());
+            }
+        }
+    }
+
+    #[test]
+    fn relu_maps_nan_and_negative_zero_to_zero_on_every_kernel() {
+        // One input, weight 1, bias 0: the outputs are the inputs (+0 added), then ReLU.
+        let x = [f32::NAN, -0.0, -1.5, 2.5, f32::INFINITY, f32::NEG_INFINITY];
+        let p = PackedF32::new(&[1.0], &[0.0], 1, 1);
+        for kernel in Kernel::available() {
+            let got = run(kernel, &x, 1, x.len(), &p, true, LANES);
+            let bits: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+            let want: Vec<u32> = [0.0, 0.0, 0.0, 2.5, f32::INFINITY, 0.0].iter().map(|v: &f32| v.to_bits()).collect();
+            assert_eq!(bits, want, "{}", kernel.name());
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "output buffer too small")]
+    fn an_output_stride_narrower_than_the_panels_is_refused() {
+        let p = PackedF32::new(&[1.0; 17], &[0.0; 17], 17, 1);
+        let mut out = vec![0f32; 64];
+        let x = Rows { data: &[1.0, 2.0], stride: 1, rows: 2 };
+        dense_f32(Kernel::best(), x, &p, false, RowsMut { data: &mut out, stride: 17 });
+    }
+}
