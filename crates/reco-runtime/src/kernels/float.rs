@@ -295,14 +295,12 @@ mod x86 {
         // SAFETY: the caller guarantees the features and extents used below.
         unsafe {
             let mut acc = [[V::zero(); P]; R];
-            let wp = w.panels.as_ptr().add(p0 * k * LANES);
+            let rows: [*const f32; R] = std::array::from_fn(|r| x.add(r * xs));
+            let panels: [*const f32; P] = std::array::from_fn(|j| w.panels.as_ptr().add((p0 + j) * k * LANES));
             for i in 0..k {
-                let mut wv = [V::zero(); P];
-                for (j, v) in wv.iter_mut().enumerate() {
-                    *v = V::load(wp.add((j * k + i) * LANES));
-                }
-                for (r, row) in acc.iter_mut().enumerate() {
-                    let xb = V::splat(*x.add(r * xs + i));
+                let wv: [V; P] = std::array::from_fn(|j| V::load(panels[j].add(i * LANES)));
+                for (row, &xr) in acc.iter_mut().zip(&rows) {
+                    let xb = V::splat(*xr.add(i));
                     for (a, &wj) in row.iter_mut().zip(&wv) {
                         *a = V::fma(xb, wj, *a);
                     }

@@ -146,8 +146,13 @@ pub(crate) fn gemm_vnni(x: &[u8], m: usize, w: &PackedWeights, mut sink: Sink<'_
     #[cfg(target_arch = "x86_64")]
     if has_vnni() {
         if w.n <= NARROW {
-            // SAFETY: AVX-512 F/BW/VNNI are present; `dot` gets two rows of `kp` bytes.
-            narrow_into(x, m, w, sink, |xr, wr| unsafe { vnni::dot(xr, wr) });
+            if let Sink::Acc(acc) = &mut sink {
+                // SAFETY: AVX-512 F/BW/VNNI are present; sizes checked by `check_sizes`.
+                unsafe { vnni::narrow(x, m, w, acc) };
+            } else {
+                // SAFETY: AVX-512 F/BW/VNNI are present; `dot` gets two rows of `kp` bytes.
+                narrow_into(x, m, w, sink, |xr, wr| unsafe { vnni::dot(xr, wr) });
+            }
             return;
         } else if super::has_layout(&w.k4_nb16, w.n, w.kp, 16, 4) {
             // SAFETY: AVX-512 F/BW/VNNI are present; sizes checked by `check_sizes`, the layout
@@ -509,9 +514,13 @@ mod vnni {
 
     /// The AVX-512 version of [`store8`](super::store8) for a whole tile: 16 channels per
     /// block, masked loads and stores for the last block, `vpmovusdb` to pack. The epilogue's
-    /// constants are loaded once per block, not once per row.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw")]
+    /// constants are loaded once per block, not once per row. Always inlined into [`tile`]
+    /// (whose AVX-512 features it then runs under): as a call, its accumulators would make a
+    /// round trip through the stack.
+    ///
+    /// # Safety
+    /// AVX-512 F and BW are present.
+    #[inline(always)]
     unsafe fn store_tile<const R: usize, const C: usize>(
         sink: &mut Sink<'_>,
         n: usize,
@@ -519,52 +528,106 @@ mod vnni {
         b0: usize,
         a: &[[__m512i; C]; R],
     ) {
-        match sink {
-            Sink::Acc(acc) => {
-                for j in 0..C {
-                    let c0 = (b0 + j) * 16;
-                    let valid = 16.min(n - c0);
-                    let mask: __mmask16 = if valid == 16 { 0xFFFF } else { (1u16 << valid) - 1 };
-                    for (i, ai) in a.iter().enumerate() {
-                        let row = r0 + i;
-                        let dst = &mut acc[row * n + c0..row * n + c0 + valid];
-                        // SAFETY: the mask writes only the `valid` lanes that `dst` holds.
-                        unsafe { _mm512_mask_storeu_epi32(dst.as_mut_ptr(), mask, ai[j]) };
+        // SAFETY: the caller guarantees AVX-512 F and BW; every access below is to a
+        // bounds-checked slice, masked to its `valid` lanes.
+        unsafe {
+            match sink {
+                Sink::Acc(acc) => {
+                    for j in 0..C {
+                        let c0 = (b0 + j) * 16;
+                        let valid = 16.min(n - c0);
+                        let mask: __mmask16 = if valid == 16 { 0xFFFF } else { (1u16 << valid) - 1 };
+                        for (i, ai) in a.iter().enumerate() {
+                            let row = r0 + i;
+                            let dst = &mut acc[row * n + c0..row * n + c0 + valid];
+                            // The mask writes only the `valid` lanes that `dst` holds.
+                            _mm512_mask_storeu_epi32(dst.as_mut_ptr(), mask, ai[j]);
+                        }
                     }
                 }
-            }
-            Sink::U8 { ep, out, stride } => {
-                let (lo, hi) = super::super::code_bounds(ep);
-                let (lo, hi, z) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi), _mm512_set1_epi32(ep.output_zero_point));
-                let stride = *stride;
-                for j in 0..C {
-                    let c0 = (b0 + j) * 16;
-                    let valid = 16.min(n - c0);
-                    let mask: __mmask16 = if valid == 16 { 0xFFFF } else { (1u16 << valid) - 1 };
-                    let (off, mul) = (&ep.offset[c0..c0 + valid], &ep.multiplier[c0..c0 + valid]);
-                    // SAFETY: the masked loads read only the `valid` lanes the slices hold.
-                    let (off, mul) = unsafe {
-                        (_mm512_maskz_loadu_epi32(mask, off.as_ptr()), _mm512_maskz_loadu_ps(mask, mul.as_ptr()))
-                    };
-                    for (i, ai) in a.iter().enumerate() {
-                        let row = r0 + i;
-                        let dst = &mut out[row * stride + c0..row * stride + c0 + valid];
-                        let f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(ai[j], off)), mul);
-                        let f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
-                        // `cvtps2dq` under the default rounding mode: half to even, as `round_even`.
-                        let q = _mm512_add_epi32(_mm512_cvtps_epi32(f), z);
-                        // SAFETY: the masked store writes only the `valid` bytes `dst` holds.
-                        unsafe { _mm512_mask_cvtusepi32_storeu_epi8(dst.as_mut_ptr().cast(), mask, q) };
+                Sink::U8 { ep, out, stride } => {
+                    let (lo, hi) = super::super::code_bounds(ep);
+                    let (lo, hi, z) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi), _mm512_set1_epi32(ep.output_zero_point));
+                    let stride = *stride;
+                    for j in 0..C {
+                        let c0 = (b0 + j) * 16;
+                        let valid = 16.min(n - c0);
+                        let mask: __mmask16 = if valid == 16 { 0xFFFF } else { (1u16 << valid) - 1 };
+                        let (off, mul) = (&ep.offset[c0..c0 + valid], &ep.multiplier[c0..c0 + valid]);
+                        // The masked loads read only the `valid` lanes the slices hold.
+                        let (off, mul) =
+                            (_mm512_maskz_loadu_epi32(mask, off.as_ptr()), _mm512_maskz_loadu_ps(mask, mul.as_ptr()));
+                        for (i, ai) in a.iter().enumerate() {
+                            let row = r0 + i;
+                            let dst = &mut out[row * stride + c0..row * stride + c0 + valid];
+                            let f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(ai[j], off)), mul);
+                            let f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
+                            // `cvtps2dq` under the default rounding mode: half to even, as `round_even`.
+                            let q = _mm512_add_epi32(_mm512_cvtps_epi32(f), z);
+                            // The masked store writes only the `valid` bytes `dst` holds.
+                            _mm512_mask_cvtusepi32_storeu_epi8(dst.as_mut_ptr().cast(), mask, q);
+                        }
                     }
                 }
             }
         }
     }
 
-    /// `Σ x[j] · w[j]` over two rows of equal length: 64 products per `vpdpbusd`, the last
-    /// partial step through masked loads.
+    /// The accumulators of a layer with few outputs (the logit), 16 rows at a time: each row's
+    /// 16 partial sums from [`dot_lanes`], then one transpose-and-add tree (unpack 32, unpack
+    /// 64, two 128-bit shuffles) turns the 16 vectors into one vector of 16 row sums, where a
+    /// horizontal sum per row would cost three times the instructions.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn dot(x: &[u8], w: &[i8]) -> i32 {
+    pub unsafe fn narrow(x: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
+        let (n, kp) = (w.n, w.kp);
+        for c in 0..n {
+            let wr = &w.w8[c * kp..(c + 1) * kp];
+            for r0 in (0..m).step_by(16) {
+                let rows = 16.min(m - r0);
+                let v: [__m512i; 16] = std::array::from_fn(|i| {
+                    if i < rows {
+                        // SAFETY: AVX-512 F/BW/VNNI are enabled here; both rows are `kp` bytes.
+                        unsafe { dot_lanes(&x[(r0 + i) * kp..(r0 + i + 1) * kp], wr) }
+                    } else {
+                        _mm512_setzero_si512()
+                    }
+                });
+                let mut sums = [0i32; 16];
+                // SAFETY: `sums` holds 16 i32.
+                unsafe { _mm512_storeu_si512(sums.as_mut_ptr().cast(), sum_rows(&v)) };
+                for (i, &s) in sums[..rows].iter().enumerate() {
+                    acc[(r0 + i) * n + c] = s;
+                }
+            }
+        }
+    }
+
+    /// Lane `i` of the result is the sum of the 16 lanes of `v[i]`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn sum_rows(v: &[__m512i; 16]) -> __m512i {
+        // Pairs: per 128-bit lane, [a0+a2, b0+b2, a1+a3, b1+b3].
+        let t: [__m512i; 8] = std::array::from_fn(|i| {
+            let (a, b) = (v[2 * i], v[2 * i + 1]);
+            _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b))
+        });
+        // Quads: per 128-bit lane L, the lane-L sums of 4 consecutive rows.
+        let u: [__m512i; 4] = std::array::from_fn(|i| {
+            let (a, b) = (t[2 * i], t[2 * i + 1]);
+            _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
+        });
+        // Across 128-bit lanes: 0x88 takes lanes 0 and 2 of each input, 0xDD lanes 1 and 3.
+        let fold = |a: __m512i, b: __m512i| {
+            _mm512_add_epi32(_mm512_shuffle_i32x4::<0x88>(a, b), _mm512_shuffle_i32x4::<0xDD>(a, b))
+        };
+        fold(fold(u[0], u[1]), fold(u[2], u[3]))
+    }
+
+    /// 16 partial sums of `Σ x[j] · w[j]` over two rows of equal length (their lane sum is the
+    /// dot product): 64 products per `vpdpbusd`, the last partial step through masked loads.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn dot_lanes(x: &[u8], w: &[i8]) -> __m512i {
         let len = x.len().min(w.len());
         let mut acc = _mm512_setzero_si512();
         let mut j = 0;
@@ -586,7 +649,14 @@ mod vnni {
             };
             acc = _mm512_dpbusd_epi32(acc, xv, wv);
         }
-        _mm512_reduce_add_epi32(acc)
+        acc
+    }
+
+    /// `Σ x[j] · w[j]` over two rows of equal length (one row and channel).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn dot(x: &[u8], w: &[i8]) -> i32 {
+        // SAFETY: the same features are enabled here.
+        _mm512_reduce_add_epi32(unsafe { dot_lanes(x, w) })
     }
 
     /// `vpdpbusd`: 64 u8·s8 products per instruction into 16 i32 lanes. Tiles of 4 rows × 4
