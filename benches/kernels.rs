@@ -1,5 +1,5 @@
-//! Kernel benchmarks: u8×s8→i32 GEMM per kernel, and the float SGEMM the float runtime uses,
-//! on the teacher-sized layers (64→256→128).
+//! Kernel benchmarks: u8×s8→i32 GEMM per kernel, and the float layer kernel per kernel (weights
+//! packed once, as a loaded model holds them), on the teacher-sized layers (64→256→128).
 //!
 //! How to compare two kernels: `cargo bench --bench kernels -- 256x64` runs every kernel on
 //! the same shape in one process; criterion prints time per call, and
@@ -9,10 +9,9 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use reco::artifact::weights::Dense;
+use reco::kernels::float::{PackedF32, Rows, RowsMut, dense_f32};
 use reco::kernels::{Kernel, PackedWeights, gemm_u8s8, padded};
 use reco::rng::Rng;
-use reco::runtime::dense_forward;
 
 fn shapes() -> [(usize, usize, usize); 4] {
     // (batch m, input k, output n)
@@ -38,15 +37,17 @@ fn bench(c: &mut Criterion) {
             }
         }
         let xf: Vec<f32> = (0..m * k).map(|_| rng.normal() as f32).collect();
-        let layer = Dense {
-            weight: (0..n * k).map(|_| rng.normal() as f32).collect(),
-            bias: vec![0.0; n],
-            input: k,
-            output: n,
-        };
-        group.bench_function("f32 dense (float runtime, packed per call)", |b| {
-            b.iter(|| dense_forward(black_box(&xf), m, &layer))
-        });
+        let weight: Vec<f32> = (0..n * k).map(|_| rng.normal() as f32).collect();
+        let packed = PackedF32::new(&weight, &vec![0.0; n], n, k);
+        let mut out = vec![0f32; m * packed.np()];
+        for kernel in Kernel::available() {
+            group.bench_function(format!("f32 {}", kernel.name()), |b| {
+                b.iter(|| {
+                    let x = Rows { data: black_box(&xf), stride: k, rows: m };
+                    dense_f32(kernel, x, &packed, true, RowsMut { data: &mut out, stride: packed.np() });
+                });
+            });
+        }
         group.finish();
     }
 }

@@ -17,8 +17,9 @@ Dense layers only (the MLP input, embedding rows and normalized numbers, built b
   converter's full-integer form, per-channel weights, calibrated on the same calibration rows);
 - reco-cli float and INT8 via `reco-cli bench --scope dense`.
 
-Measurements are interleaved: each round times every engine at every batch size; within a
-round each engine's figure is the best of a few short slices (as `reco-cli bench` keeps its
+Measurements are interleaved: each round times every engine at every batch size, each
+cycling through the same batches (as many as `reco-cli bench` uses: largest batch / batch,
+1 to 64); within a round each engine's figure is the best of a few short slices (as `reco-cli bench` keeps its
 best slice), and the reported figure is the median over rounds. ORT and LiteRT are called
 from Python: the script measures that per-call cost on a one-value model of each and prints
 it, so the small-batch figures can be read with it in mind.
@@ -123,10 +124,15 @@ def best_rate(call, batches, batch, seconds, slices=4):
     return best
 
 
-def slices_of(arrays, batch, count=64):
-    """Up to `count` consecutive slices of `batch` rows of every array in `arrays` (a dict)."""
+def slices_of(arrays, batch, largest):
+    """Consecutive slices of `batch` rows of every array in `arrays` (a dict), as many as
+    `reco-cli bench` cycles through (largest batch / batch, 1 to 64), so every engine sees
+    the same working set."""
+    count = min(64, max(1, largest // batch))
     n = len(next(iter(arrays.values())))
-    return [{k: v[i:i + batch] for k, v in arrays.items()} for i in range(0, n - batch + 1, batch)][:count]
+    if n < batch * count:
+        sys.exit(f"bench_peers: --data has {n} rows, batch {batch} needs {batch * count}")
+    return [{k: v[i * batch:(i + 1) * batch] for k, v in arrays.items()} for i in range(count)]
 
 
 def call_overhead_us(seconds=0.5):
@@ -181,7 +187,7 @@ def prepare(a, d, test, cal_table, tmp):
 def one_round(a, engines, batches, times):
     for name, e in engines.items():
         for b in batches:
-            feed_slices, x_slices = slices_of(e["feeds"], b), slices_of({"x": e["x"]}, b)
+            feed_slices, x_slices = slices_of(e["feeds"], b, max(batches)), slices_of({"x": e["x"]}, b, max(batches))
             for eng, (sess, out) in e["e2e"].items():
                 times.setdefault(("e2e", name, eng, b), []).append(
                     best_rate(lambda f, s=sess, o=out: s.run(o, f), feed_slices, b, a.seconds))

@@ -119,9 +119,10 @@ def int8_model(layers, calibration):
     x = g.tensor("input.q", [1, layers[0][0].shape[1]], S.TensorType.INT8, quant=(s_in, z_in, 0))
     g.op(S.BuiltinOperator.QUANTIZE, [first], [x])
     for i, (w, b) in enumerate(layers):
-        s_w = np.maximum(np.abs(w).max(axis=1), 1e-8) / 127.0
+        amax = np.abs(w).max(axis=1)
+        s_w = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)  # an all-zero row: scale 1
         wq = np.clip(np.round(w / s_w[:, None]), -127, 127).astype(np.int8)
-        bq = np.round(b / (s_in * s_w)).astype(np.int32)
+        bq = np.clip(np.round(b / (s_in * s_w)), -(2**31), 2**31 - 1).astype(np.int32)
         wt = g.tensor(f"dense.{i}.weight", w.shape, S.TensorType.INT8, wq, quant=(s_w, np.zeros(len(s_w)), 0), batch=False)
         bt = g.tensor(f"dense.{i}.bias", b.shape, S.TensorType.INT32, bq, quant=(s_in * s_w, np.zeros(len(s_w)), 0),
                       batch=False)

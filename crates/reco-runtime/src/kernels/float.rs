@@ -4,13 +4,16 @@
 //! Every kernel computes each output the same way, bit for bit: one fused multiply-add per
 //! input in order `k = 0, 1, …` starting from +0, then one rounded addition of the bias, then
 //! `v > 0 ? v : 0`. So a row scores the same alone or at any position of any batch, on the
-//! scalar reference (`f32::mul_add`), AVX2 + FMA and AVX-512, and as a sequential-FMA GEMM
-//! followed by a bias add (ONNX Runtime's MLAS, `matrixmultiply`) does.
+//! scalar reference (`f32::mul_add`), AVX2 + FMA and AVX-512. A GEMM that sums each output
+//! with FMAs in order and then adds the bias gives the same bits too: ONNX Runtime's MLAS
+//! does within its K block (our FP32 exports score exactly as we do on layers of up to 256
+//! inputs, measured); on longer inputs it sums block by block and agrees to float rounding.
 //!
 //! Layout: output channels in panels of [`LANES`] (16, zero-padded), each panel's weights
 //! `[k][16]`, so one weight load per input serves a row's 16 outputs and a broadcast of
 //! `x[r, k]` is the other operand. AVX-512 runs tiles of 8 rows × 2 panels (16 accumulators),
-//! AVX2 4 rows × 1 panel (8). Outputs are written whole panels wide, padding lanes as 0.
+//! AVX2 4 rows × 1 panel (8). Outputs are written whole panels wide (padding lanes hold the
+//! sum over zero weights: 0, or NaN for non-finite inputs; nothing reads them).
 
 use super::Kernel;
 
@@ -117,8 +120,8 @@ pub fn dense_f32(kernel: Kernel, x: Rows<'_>, w: &PackedF32, relu: bool, out: Ro
     if m == 0 {
         return;
     }
-    assert!(xs >= w.k && x.len() >= (m - 1) * xs + w.k, "dense_f32: input buffer too small");
-    assert!(os >= w.np() && out.len() >= (m - 1) * os + w.np(), "dense_f32: output buffer too small");
+    assert!(xs >= w.k && x.len() >= super::span(m, xs, w.k), "dense_f32: input buffer too small");
+    assert!(os >= w.np() && out.len() >= super::span(m, os, w.np()), "dense_f32: output buffer too small");
     match path_of(kernel) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 F is present (`path_of`); the sizes were checked above, and the
@@ -138,7 +141,8 @@ fn scalar(x: Rows<'_>, w: &PackedF32, relu: bool, out: RowsMut<'_>) {
     let k = w.k;
     for r in 0..m {
         let xr = &x[r * xs..r * xs + k];
-        for (p, panel) in w.panels.chunks_exact(k * LANES).enumerate() {
+        for p in 0..w.np() / LANES {
+            let panel = &w.panels[p * k * LANES..(p + 1) * k * LANES];
             for lane in 0..LANES {
                 let mut acc = 0f32;
                 for (i, &v) in xr.iter().enumerate() {
@@ -362,6 +366,7 @@ mod x86 {
                 out: &mut [f32],
                 os: usize,
             ) {
+                const { assert!(MR <= 8, "the tail arms cover at most 7 rows") };
                 let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
                 let mut r = 0;
                 // SAFETY: rows r..r + MR (or the tail's count) are < m, checked by the caller.
@@ -370,9 +375,12 @@ mod x86 {
                         rows::<$v, MR, $p>(xp.add(r * xs), xs, w, relu, op.add(r * os), os);
                         r += MR;
                     }
+                    if r == m {
+                        return;
+                    }
+                    // Row r exists, so these offsets stay inside the buffers.
                     let (xt, ot) = (xp.add(r * xs), op.add(r * os));
                     match m - r {
-                        0 => {}
                         1 => rows::<$v, 1, $p>(xt, xs, w, relu, ot, os),
                         2 => rows::<$v, 2, $p>(xt, xs, w, relu, ot, os),
                         3 => rows::<$v, 3, $p>(xt, xs, w, relu, ot, os),
@@ -482,6 +490,46 @@ mod tests {
             let want: Vec<u32> = [0.0, 0.0, 0.0, 2.5, f32::INFINITY, 0.0].iter().map(|v: &f32| v.to_bits()).collect();
             assert_eq!(bits, want, "{}", kernel.name());
         }
+    }
+
+    #[test]
+    fn tight_buffers_zero_inputs_and_every_row_count_work_on_every_kernel() {
+        let mut rng = Rng::new(3);
+        // k = 0: the outputs are the bias.
+        let p = PackedF32::new(&[], &[0.5, -1.0, 2.0], 3, 0);
+        for kernel in Kernel::available() {
+            assert_eq!(run(kernel, &[], 0, 2, &p, false, LANES), [0.5, -1.0, 2.0, 0.5, -1.0, 2.0], "{}", kernel.name());
+        }
+        // Buffers exactly (m - 1) · stride + width long, strides wider than the rows, every
+        // row count around the tile heights.
+        let (k, n, xs, os) = (9, 20, 13, 40);
+        let (w, b) = (values(&mut rng, n * k, 0.5), values(&mut rng, n, 0.5));
+        let p = PackedF32::new(&w, &b, n, k);
+        for m in 1..=17 {
+            let x = values(&mut rng, (m - 1) * xs + k, 1.0);
+            let want = direct(Rows { data: &x, stride: xs, rows: m }, (&w, &b), n, k, true);
+            for kernel in Kernel::available() {
+                let mut out = vec![0f32; (m - 1) * os + p.np()];
+                dense_f32(
+                    kernel,
+                    Rows { data: &x, stride: xs, rows: m },
+                    &p,
+                    true,
+                    RowsMut { data: &mut out, stride: os },
+                );
+                let got: Vec<f32> = (0..m).flat_map(|r| out[r * os..r * os + n].to_vec()).collect();
+                assert_eq!(got, want, "{} m={m}", kernel.name());
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "input buffer too small")]
+    fn a_stride_whose_extent_overflows_is_refused_not_wrapped() {
+        let p = PackedF32::new(&[1.0; 16], &[0.0; 16], 16, 1);
+        let mut out = vec![0f32; 64];
+        let x = Rows { data: &[1.0, 2.0], stride: usize::MAX, rows: 2 };
+        dense_f32(Kernel::best(), x, &p, false, RowsMut { data: &mut out, stride: 16 });
     }
 
     #[test]

@@ -11,8 +11,9 @@
 //! Kernels know slices, shapes and qparams only — not files or models.
 //!
 //! The public surface is what benchmarks and other runtimes need ([`Kernel`],
-//! [`PackedWeights`], [`gemm_u8s8`]); every safe entry point checks slice lengths against the
-//! shapes before any SIMD code runs, so wrong sizes panic instead of reading out of bounds.
+//! [`PackedWeights`], [`gemm_u8s8`], and [`float`]'s packed layers and `dense_f32`); every
+//! safe entry point checks slice lengths against the shapes (saturating, [`span`])
+//! before any SIMD code runs, so wrong sizes panic instead of reading out of bounds.
 //! Epilogues, sinks and the SIMD modules are crate-internal.
 
 pub mod float;
@@ -24,6 +25,22 @@ use crate::error::{Error, Result};
 /// Rows of `x` and `w` are padded to a multiple of this many bytes (zeros): the SIMD layouts
 /// read activations in groups of 4.
 pub const K_ALIGN: usize = 4;
+
+/// The values `rows` rows of `width` values, `stride` apart, span: `(rows - 1) · stride +
+/// width` (0 for no rows). Every size check before SIMD code goes through this or [`len`].
+/// An extent past `usize` saturates to `usize::MAX`, which no buffer holds, so the check
+/// fails (a wrapped one would pass and let the kernels run past the buffers).
+pub(crate) fn span(rows: usize, stride: usize, width: usize) -> usize {
+    if rows == 0 {
+        return 0;
+    }
+    (rows - 1).checked_mul(stride).and_then(|v| v.checked_add(width)).unwrap_or(usize::MAX)
+}
+
+/// `rows · width`, saturating like [`span`].
+pub(crate) fn len(rows: usize, width: usize) -> usize {
+    rows.saturating_mul(width)
+}
 
 /// `k` rounded up to [`K_ALIGN`].
 pub fn padded(k: usize) -> usize {
@@ -244,7 +261,7 @@ pub(crate) enum Sink<'a> {
 /// # Panics
 /// When `x` holds fewer than `m · kp` bytes or `acc` fewer than `m · n` values.
 pub fn gemm_u8s8(kernel: Kernel, x: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
-    assert!(x.len() >= m * w.kp && acc.len() >= m * w.n, "buffers too small");
+    assert!(x.len() >= len(m, w.kp) && acc.len() >= len(m, w.n), "buffers too small");
     match kernel {
         Kernel::Scalar => scalar::gemm_u8s8(x, m, w, acc),
         Kernel::Avx2 => x86::gemm_avx2(x, m, w, Sink::Acc(acc)),
@@ -263,7 +280,7 @@ pub(crate) fn gemm_requantize(
     out: &mut [u8],
     stride: usize,
 ) {
-    assert!(x.len() >= m * w.kp, "input buffer too small");
+    assert!(x.len() >= len(m, w.kp), "input buffer too small");
     check_epilogue(ep, w.n, m, out.len(), stride);
     match kernel {
         Kernel::Scalar => {
@@ -305,7 +322,7 @@ pub(crate) fn requantize(acc: &[i32], m: usize, ep: &Epilogue, out: &mut [u8], o
 /// The reference epilogue (same results as the AVX2 one, bit for bit).
 pub(crate) fn requantize_scalar(acc: &[i32], m: usize, ep: &Epilogue, out: &mut [u8], out_stride: usize) {
     let n = ep.offset.len();
-    assert!(acc.len() >= m * n, "accumulators too small");
+    assert!(acc.len() >= len(m, n), "accumulators too small");
     check_epilogue(ep, n, m, out.len(), out_stride);
     for r in 0..m {
         let a = &acc[r * n..(r + 1) * n];
@@ -319,7 +336,7 @@ pub(crate) fn requantize_scalar(acc: &[i32], m: usize, ep: &Epilogue, out: &mut 
 /// Checks an epilogue of `n` channels and a u8 output of `m` rows of stride `stride`.
 pub(crate) fn check_epilogue(ep: &Epilogue, n: usize, m: usize, out_len: usize, stride: usize) {
     assert!(ep.offset.len() == n && ep.multiplier.len() == n, "epilogue must have n channels");
-    assert!(stride >= n && (m == 0 || out_len >= (m - 1) * stride + n), "output buffer too small");
+    assert!(stride >= n && out_len >= span(m, stride, n), "output buffer too small");
 }
 
 /// The epilogue's output bounds before the zero point is added: `[lo - z_out, 255 - z_out]`
@@ -341,7 +358,7 @@ pub(crate) fn requantize_one(acc: i32, c: usize, ep: &Epilogue) -> u8 {
 /// Float outputs: `(acc + offset) · multiplier` (the final logit layer).
 pub(crate) fn dequantize_output(acc: &[i32], m: usize, ep: &Epilogue, out: &mut [f32]) {
     let n = ep.offset.len();
-    assert!(ep.multiplier.len() == n && acc.len() >= m * n && out.len() >= m * n, "buffers too small");
+    assert!(ep.multiplier.len() == n && acc.len() >= len(m, n) && out.len() >= len(m, n), "buffers too small");
     for r in 0..m {
         for c in 0..n {
             out[r * n + c] = (acc[r * n + c] + ep.offset[c]) as f32 * ep.multiplier[c];

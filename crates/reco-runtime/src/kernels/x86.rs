@@ -65,9 +65,9 @@ fn check_sizes(x: &[u8], m: usize, w: &PackedWeights, sink: &Sink<'_>) {
         w.kp.is_multiple_of(super::K_ALIGN) && w.kp >= w.k && w.w8.len() == w.n * w.kp,
         "inconsistent packed weights"
     );
-    assert!(x.len() >= m * w.kp, "input buffer too small");
+    assert!(x.len() >= super::len(m, w.kp), "input buffer too small");
     match sink {
-        Sink::Acc(acc) => assert!(acc.len() >= m * w.n, "accumulator buffer too small"),
+        Sink::Acc(acc) => assert!(acc.len() >= super::len(m, w.n), "accumulator buffer too small"),
         Sink::U8 { ep, out, stride } => super::check_epilogue(ep, w.n, m, out.len(), *stride),
     }
 }
@@ -116,12 +116,12 @@ pub(crate) fn has_avx512bw() -> bool {
     }
 }
 
-/// [`vnni::quantize_rows`] when AVX-512 F and BW are present (returns true), else nothing
-/// (false).
+/// [`vnni::quantize_rows`] when AVX-512 F and BW are present and a row is at most
+/// [`vnni::FLAT`] values (returns true), else nothing (false: the caller's portable loop).
 ///
 /// # Panics
-/// When `x` holds fewer than `rows · width` values, `out` fewer than `rows · kp` bytes, or
-/// `kp < width`.
+/// When `x` holds fewer than `rows · width` values, `out` fewer than
+/// `(rows - 1) · kp + width` bytes, or `kp < width`.
 pub(crate) fn quantize_rows_avx512(
     x: &[f32],
     rows: usize,
@@ -130,10 +130,14 @@ pub(crate) fn quantize_rows_avx512(
     qp: (f32, i32),
     out: &mut [u8],
 ) -> bool {
-    assert!(x.len() >= rows * width && out.len() >= rows * kp && kp >= width, "quantize_rows: buffers too small");
+    assert!(
+        x.len() >= super::len(rows, width) && out.len() >= super::span(rows, kp, width) && kp >= width,
+        "quantize_rows: buffers too small"
+    );
     #[cfg(target_arch = "x86_64")]
-    if has_avx512bw() {
-        // SAFETY: AVX-512 F and BW are present; the sizes were checked above.
+    if has_avx512bw() && width <= vnni::FLAT {
+        // SAFETY: AVX-512 F and BW are present; the sizes were checked above, and a row fits
+        // the kernel's block buffer.
         unsafe { vnni::quantize_rows(x, rows, width, kp, qp.0, qp.1, out) };
         return true;
     }
@@ -168,7 +172,7 @@ pub(crate) fn gemm_vnni(x: &[u8], m: usize, w: &PackedWeights, mut sink: Sink<'_
 /// equal the scalar reference.
 #[cfg(test)]
 pub(crate) fn requantize_avx2(acc: &[i32], m: usize, ep: &super::Epilogue, out: &mut [u8], out_stride: usize) {
-    assert!(acc.len() >= m * ep.offset.len(), "accumulators too small");
+    assert!(acc.len() >= super::len(m, ep.offset.len()), "accumulators too small");
     super::check_epilogue(ep, ep.offset.len(), m, out.len(), out_stride);
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
@@ -416,6 +420,10 @@ mod vnni {
 
     use super::{PackedWeights, Sink};
 
+    /// Values quantized per block in [`quantize_rows`] (its stack buffer), so also the widest
+    /// row it takes.
+    pub const FLAT: usize = 4096;
+
     /// Quantizes rows of `width` floats (stride `width`) into u8 rows of stride `kp`, as
     /// [`QParams::quantize`](crate::quant::QParams::quantize) does one value at a time and
     /// with the same float operations in the same order (so the same codes): divide by the
@@ -426,8 +434,8 @@ mod vnni {
     /// or written, and the padding columns of `out` are left as they are.
     ///
     /// # Safety
-    /// AVX-512 F and BW are present; `x` holds `rows · width` values and `out` `rows · kp`
-    /// bytes, `kp ≥ width`.
+    /// AVX-512 F and BW are present; `x` holds `rows · width` values and `out`
+    /// `(rows - 1) · kp + width` bytes, `kp ≥ width`, `width ≤ FLAT`.
     #[target_feature(enable = "avx512f,avx512bw")]
     pub unsafe fn quantize_rows(
         x: &[f32],
@@ -439,7 +447,6 @@ mod vnni {
         out: &mut [u8],
     ) {
         const MAGIC: f32 = 12_582_912.0;
-        const FLAT: usize = 4096;
         let (s, z) = (_mm512_set1_ps(scale), _mm512_set1_ps(zero as f32));
         let (lo, hi) = (_mm512_set1_ps(-4_194_304.0), _mm512_set1_ps(4_194_304.0));
         let (magic, zero_f, top) = (_mm512_set1_ps(MAGIC), _mm512_setzero_ps(), _mm512_set1_ps(255.0));

@@ -711,7 +711,7 @@ mod tests {
         let qp = QParams { scale: 0.037, zero_point: 97 };
         let special =
             [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 1e30, -1e30, 0.5 * 0.037, 1.5 * 0.037, -2.5 * 0.037];
-        for (width, rows) in [(1, 3), (15, 2), (16, 5), (17, 300), (35, 250), (64, 70), (65, 9), (130, 40)] {
+        for (width, rows) in [(1, 3), (15, 2), (16, 5), (17, 300), (35, 250), (64, 70), (65, 9), (130, 40), (5000, 2)] {
             let x: Vec<f32> = (0..rows * width)
                 .map(|i| if i % 7 == 0 { special[i / 7 % special.len()] } else { (rng.normal() * 6.0) as f32 })
                 .collect();

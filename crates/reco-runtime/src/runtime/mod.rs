@@ -212,7 +212,9 @@ pub struct FloatModel {
     pub spec: FeatureSpec,
     /// Layer sizes.
     pub arch: Architecture,
-    /// Tensors.
+    /// Tensors as loaded (what the artifact holds). Scoring uses the packed copy of the dense
+    /// layers made at construction: changing these afterwards changes no score; build a new
+    /// model instead.
     pub weights: FloatWeights,
     /// The dense layers packed for the kernels.
     layers: Vec<PackedF32>,
@@ -329,7 +331,7 @@ impl Model {
     /// layer, the INT8 input quantization included; no encoding, no embedding lookups).
     pub fn dense(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
         let width = self.arch().input_dim(self.spec());
-        if x.len() != rows * width {
+        if rows.checked_mul(width) != Some(x.len()) {
             return Err(Error::input(format!("dense input holds {} values, expected {rows} x {width}", x.len())));
         }
         Ok(match self {
@@ -433,7 +435,8 @@ pub fn pack(d: &crate::artifact::weights::Dense) -> PackedF32 {
     PackedF32::new(&d.weight, &d.bias, d.output, d.input)
 }
 
-/// Rows per block in [`mlp`]: every layer's activations of a block stay in L1.
+/// Rows per block in [`mlp`]: a block's activations (two buffers of 64 rows of the widest
+/// layer: 64 KB at 128 channels) stay in L1/L2 between layers.
 const MLP_BLOCK: usize = 64;
 
 thread_local! {
