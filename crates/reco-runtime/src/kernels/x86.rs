@@ -104,11 +104,13 @@ fn scalar_into(x: &[u8], m: usize, w: &PackedWeights, sink: Sink<'_>) {
     }
 }
 
-/// True when AVX-512 F and BW are available.
+/// True when AVX-512 F, BW and VL are available.
 pub(crate) fn has_avx512bw() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw")
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -116,8 +118,8 @@ pub(crate) fn has_avx512bw() -> bool {
     }
 }
 
-/// [`vnni::quantize_rows`] when AVX-512 F and BW are present and a row is at most
-/// [`vnni::FLAT`] values (returns true), else nothing (false: the caller's portable loop).
+/// [`vnni::quantize_rows`] when AVX-512 F, BW and VL are present (returns true), else
+/// nothing (false: the caller's portable loop).
 ///
 /// # Panics
 /// When `x` holds fewer than `rows · width` values, `out` fewer than
@@ -135,9 +137,8 @@ pub(crate) fn quantize_rows_avx512(
         "quantize_rows: buffers too small"
     );
     #[cfg(target_arch = "x86_64")]
-    if has_avx512bw() && width <= vnni::FLAT {
-        // SAFETY: AVX-512 F and BW are present; the sizes were checked above, and a row fits
-        // the kernel's block buffer.
+    if has_avx512bw() {
+        // SAFETY: AVX-512 F, BW and VL are present; the sizes were checked above.
         unsafe { vnni::quantize_rows(x, rows, width, kp, qp.0, qp.1, out) };
         return true;
     }
@@ -420,23 +421,42 @@ mod vnni {
 
     use super::{PackedWeights, Sink};
 
-    /// Values quantized per block in [`quantize_rows`] (its stack buffer), so also the widest
-    /// row it takes.
-    pub const FLAT: usize = 4096;
+    /// The lanes of `y = x · (1/s)` whose code might differ from that of `x / s`, the
+    /// correctly rounded quotient [`QParams::quantize`](crate::quant::QParams::quantize)
+    /// uses. With `1/s` and the product each rounded to nearest, `|y − x/s| ≤ |x/s|·2^-23`
+    /// and the quotient is within `|x/s|·2^-24` of `x/s`, so `y` and the quotient are less
+    /// than `|y|·2^-22` apart. The code is a step function of its input (clamp, round half to
+    /// even, clamp) that only changes at half-integers: unless one lies that close to `y`,
+    /// both give the same code. Flagged (four times the bound, so also a tie itself): `|y| <
+    /// 512` and `|0.5 − |y − round(y)|| ≤ |y|·2^-20`. From `|y| ≥ 512` every code saturates
+    /// (0 or 255 whatever the zero point), the same for both; NaN compares false and becomes
+    /// 0 on both paths. `y − round(y)` and `0.5 − d` are exact for `|y| < 2^22`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn near_a_tie(y: __m512) -> __mmask16 {
+        const MAGIC: f32 = 12_582_912.0;
+        let a = _mm512_abs_ps(y);
+        let small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, _mm512_set1_ps(512.0));
+        let magic = _mm512_set1_ps(MAGIC);
+        let d = _mm512_abs_ps(_mm512_sub_ps(y, _mm512_sub_ps(_mm512_add_ps(y, magic), magic)));
+        let gap = _mm512_abs_ps(_mm512_sub_ps(_mm512_set1_ps(0.5), d));
+        let tol = _mm512_mul_ps(a, _mm512_set1_ps(1.0 / 1_048_576.0));
+        small & _mm512_cmp_ps_mask::<_CMP_LE_OQ>(gap, tol)
+    }
 
-    /// Quantizes rows of `width` floats (stride `width`) into u8 rows of stride `kp`, as
-    /// [`QParams::quantize`](crate::quant::QParams::quantize) does one value at a time and
-    /// with the same float operations in the same order (so the same codes): divide by the
-    /// scale, NaN to 0, clamp to ±2^22, round half to even by adding and subtracting 1.5·2^23,
-    /// add the zero point, clamp to [0, 255]. Rows are short, so a block of rows is quantized
-    /// as one contiguous run, 16 values per step (the division is most of the cost), then each
-    /// row is moved into place 64 bytes per masked step. Nothing outside the slices is read
+    /// Quantizes rows of `width` floats (stride `width`) into u8 rows of stride `kp`, giving
+    /// the codes [`QParams::quantize`](crate::quant::QParams::quantize) gives one value at a
+    /// time: divide by the scale, NaN to 0, clamp to ±2^22, round half to even by adding and
+    /// subtracting 1.5·2^23, add the zero point, clamp to [0, 255]. The division (most of the
+    /// cost) is a multiplication by the reciprocal except for the rare 16 values holding one
+    /// that may lie next to a rounding tie ([`near_a_tie`]), which are divided. 16 values per
+    /// step straight into the output row, the row's last step masked. Nothing outside the slices is read
     /// or written, and the padding columns of `out` are left as they are.
     ///
     /// # Safety
-    /// AVX-512 F and BW are present; `x` holds `rows · width` values and `out`
-    /// `(rows - 1) · kp + width` bytes, `kp ≥ width`, `width ≤ FLAT`.
-    #[target_feature(enable = "avx512f,avx512bw")]
+    /// AVX-512 F, BW and VL are present; `x` holds `rows · width` values and `out`
+    /// `(rows - 1) · kp + width` bytes, `kp ≥ width`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub unsafe fn quantize_rows(
         x: &[f32],
         rows: usize,
@@ -450,42 +470,34 @@ mod vnni {
         let (s, z) = (_mm512_set1_ps(scale), _mm512_set1_ps(zero as f32));
         let (lo, hi) = (_mm512_set1_ps(-4_194_304.0), _mm512_set1_ps(4_194_304.0));
         let (magic, zero_f, top) = (_mm512_set1_ps(MAGIC), _mm512_setzero_ps(), _mm512_set1_ps(255.0));
-        let block = (FLAT / width.max(1)).max(1);
-        let mut flat = [0u8; FLAT + 64];
-        for r0 in (0..rows).step_by(block) {
-            let nr = block.min(rows - r0);
-            let run = &x[r0 * width..(r0 + nr) * width];
-            let codes = &mut flat[..run.len()];
+        // Multiplying by 1/scale is only trusted where it provably gives the quotient's code
+        // (see `near_a_tie`); a scale whose reciprocal is not a normal number always divides.
+        let inv = 1.0 / scale;
+        let fast = scale.is_normal() && inv.is_normal();
+        let inv = _mm512_set1_ps(inv);
+        // The quantization after the division: NaN to 0, clamp, round half to even, zero
+        // point, clamp to the code range, to integers.
+        let codes_of = |v: __m512| {
+            let v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_ORD_Q>(v, v), v);
+            let v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+            let v = _mm512_add_ps(_mm512_sub_ps(_mm512_add_ps(v, magic), magic), z);
+            _mm512_cvttps_epi32(_mm512_min_ps(_mm512_max_ps(v, zero_f), top))
+        };
+        for r in 0..rows {
+            let (src, dst) = (&x[r * width..(r + 1) * width], &mut out[r * kp..r * kp + width]);
             let mut c = 0;
-            while c < run.len() {
-                let valid = 16.min(run.len() - c);
+            while c < width {
+                let valid = 16.min(width - c);
                 let mask: __mmask16 = if valid == 16 { 0xFFFF } else { (1u16 << valid) - 1 };
                 // SAFETY: the masked load reads and the masked store writes only lanes c..c +
-                // valid, inside `run` and `codes` (equal lengths).
+                // valid, inside the row slices `src` and `dst` (each `width` long).
                 unsafe {
-                    let v = _mm512_div_ps(_mm512_maskz_loadu_ps(mask, run.as_ptr().add(c)), s);
-                    let v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_ORD_Q>(v, v), v);
-                    let v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-                    let v = _mm512_add_ps(_mm512_sub_ps(_mm512_add_ps(v, magic), magic), z);
-                    let v = _mm512_min_ps(_mm512_max_ps(v, zero_f), top);
-                    _mm512_mask_cvtusepi32_storeu_epi8(codes.as_mut_ptr().add(c).cast(), mask, _mm512_cvttps_epi32(v));
+                    let xv = _mm512_maskz_loadu_ps(mask, src.as_ptr().add(c));
+                    let y = _mm512_mul_ps(xv, inv);
+                    let q = if fast && near_a_tie(y) == 0 { codes_of(y) } else { codes_of(_mm512_div_ps(xv, s)) };
+                    _mm_mask_storeu_epi8(dst.as_mut_ptr().add(c).cast(), mask, _mm512_cvtusepi32_epi8(q));
                 }
                 c += valid;
-            }
-            for (r, src) in codes.chunks_exact(width.max(1)).enumerate() {
-                let dst = &mut out[(r0 + r) * kp..(r0 + r) * kp + width];
-                let mut c = 0;
-                while c < width {
-                    let valid = 64.min(width - c);
-                    let mask: __mmask64 = if valid == 64 { u64::MAX } else { (1u64 << valid) - 1 };
-                    // SAFETY: the masks cover bytes c..c + valid of `src` and `dst` (each
-                    // `width` long).
-                    unsafe {
-                        let v = _mm512_maskz_loadu_epi8(mask, src.as_ptr().add(c).cast());
-                        _mm512_mask_storeu_epi8(dst.as_mut_ptr().add(c).cast(), mask, v);
-                    }
-                    c += valid;
-                }
             }
         }
     }

@@ -743,6 +743,40 @@ mod tests {
         }
     }
 
+    #[test]
+    fn quantize_padded_gives_the_quotients_codes_next_to_every_rounding_tie() {
+        // Values within a few ulps of (k + 0.5) · scale, where x · (1/scale) and x / scale
+        // can round to different sides of a tie, for several scales and zero points.
+        for qp in [
+            QParams { scale: 0.037, zero_point: 97 },
+            QParams { scale: 0.1, zero_point: 0 },
+            QParams { scale: 3.0, zero_point: 255 },
+            QParams { scale: 1.0 / 3.0, zero_point: 128 },
+            QParams { scale: 7.3e-5, zero_point: 12 },
+        ] {
+            let mut x = Vec::new();
+            for k in -300..300 {
+                let t = (k as f32 + 0.5) * qp.scale;
+                let mut v = t;
+                for _ in 0..4 {
+                    v = f32::from_bits(v.to_bits() - 1);
+                }
+                for _ in 0..9 {
+                    x.push(v);
+                    v = f32::from_bits(v.to_bits() + 1);
+                }
+                x.push(k as f32 * qp.scale);
+            }
+            let width = 37;
+            let rows = x.len() / width;
+            let x = &x[..rows * width];
+            let out = quantize_padded(x, rows, width, width, &qp);
+            let want: Vec<u8> = x.iter().map(|&v| qp.quantize(v)).collect();
+            assert_eq!(out, want, "scale {} zero point {}", qp.scale, qp.zero_point);
+            give_u8(out, rows, width, width);
+        }
+    }
+
     fn padded(k: usize) -> usize {
         crate::kernels::padded(k)
     }
