@@ -6,8 +6,9 @@ centre.
 What this script decides on its own: which cells are the busiest (numpy over the place
 snapshot's visit counts), which places are candidates (a numpy haversine over every place, no
 grid index), which users stand for a segment (the most active in train.parquet, counted
-here), the feature rows (built here from the snapshot, the hour and day of week), the
-averaging of visit probabilities over the users, and the ranking. Scores come from
+here), the feature rows (built here from the snapshot, the hour and day of week, and each
+user's own declared users-table features as train.parquet holds them), the averaging of visit
+probabilities over the users, and the ranking. Scores come from
 `reco-cli predict` on a Parquet file this script writes.
 """
 
@@ -45,6 +46,25 @@ def active_users(train_path, spec, k):
     return {s: [u for u, _ in sorted(c.items(), key=lambda x: (-x[1], x[0]))[:k]] for s, c in counts.items()}
 
 
+def user_values(train_path, spec):
+    """Declared users-table inputs (and their `_missing` indicators): name -> {user: value}."""
+    tables = {s["feature"]: s["table"] for s in spec.get("sources", [])}
+    names = [n for n in [c["name"] for c in spec["categorical"]] + [n["name"] for n in spec["numeric"]]
+             if n not in ("user_id", "segment")
+             and tables.get(n, tables.get(n[:-len("_missing")] if n.endswith("_missing") else None)) == "users"]
+    if not names:
+        return {}
+    t = pq.read_table(train_path, columns=["user_id", *names])
+    users = t.column("user_id").to_pylist()
+    out = {}
+    for n in names:
+        values = {}
+        for u, v in zip(users, t.column(n).to_pylist()):
+            assert values.setdefault(u, v) == v, f"user {u} has two values of {n}"
+        out[n] = values
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cli", required=True)
@@ -69,6 +89,7 @@ def main():
     seg_users = json.loads(meta["reco_cli.segment_users"])
     mine_users = active_users(os.path.join(a.features, "train.parquet"), spec, int(meta["reco_cli.users_per_segment"]))
     assert seg_users == mine_users, "the users standing for each segment are not the most active ones"
+    per_user = user_values(os.path.join(a.features, "train.parquet"), spec)
 
     places = pq.read_table(os.path.join(a.features, "places.parquet"))
     plat, plon = places.column("place_lat").to_numpy(), places.column("place_lon").to_numpy()
@@ -110,6 +131,8 @@ def main():
                         cols[name].append(user)
                     elif name == "segment":
                         cols[name].append(int(seg) if c.get("dtype", "int64") == "int64" else seg)
+                    elif name in per_user:
+                        cols[name].append(per_user[name][user])
                     else:
                         cols[name].append(places.column(name)[i].as_py())
                 for n in spec["numeric"]:
@@ -120,6 +143,8 @@ def main():
                         v = (np.sin if name.endswith("sin") else np.cos)(hour * 2 * np.pi / 24)
                     elif name in ("dow_sin", "dow_cos"):
                         v = (np.sin if name.endswith("sin") else np.cos)(dow * 2 * np.pi / 7)
+                    elif name in per_user:
+                        v = per_user[name][user]
                     else:
                         v = places.column(name)[i].as_py()
                     cols[name].append(np.float32(v))
@@ -157,8 +182,11 @@ def main():
                 assert alt and abs(alt[0] - ws) <= 1e-6, (key, g["place_id"], pid[wi])
             gi = pid.index(g["place_id"])
             assert abs(g["distance_km"] - dists[gi]) <= 1e-3, (key, g, dists[gi])
+    names = set(cat or [])
+    assert all(r["category"] is None or r["category"] in names for r in rows), "a category key that no place has"
     print(f"precompute OK: {len(sample)} keys of {len(keys)} equal brute-force top-{k} "
-          f"({len(owners)} user x candidate rows); {len(cells)} busiest cells; segment users verified")
+          f"({len(owners)} user x candidate rows); {len(cells)} busiest cells; segment users verified"
+          + (f"; users scored with their own {sorted(per_user)}" if per_user else ""))
 
 
 if __name__ == "__main__":

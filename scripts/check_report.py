@@ -66,7 +66,9 @@ def fail(msg):
 
 
 def expected_plots(report):
-    ids = ["train-loss", "valid-auc", "auc-vs-size", "auc-vs-latency"]
+    ids = ["train-loss", "valid-auc", "auc-vs-size", "ndcg-vs-size", "auc-vs-latency"]
+    if any(s["name"] == "distill" and s["detail"].get("student") for s in report["stages"]):
+        ids.append("distill-loss")
     for m in report["eval"]["models"]:
         ids.append(f"reliability-{m['name']}")
     for s in report["stages"]:
@@ -91,6 +93,22 @@ def check_svg(path, points, bars):
             fail(f"{path}: {rects} rects for {points} bars")
     elif circles != points:
         fail(f"{path}: {circles} circles drawn for {points} data points")
+
+
+def check_verdict(markdown, report):
+    """The report's first line names every failed gate and the artifact to ship, as
+    report.json has them; every model's manifest status agrees with the gates that judge it
+    or an ancestor."""
+    first = markdown.splitlines()[0]
+    failed = [g for g in report["gates"] if not g["passed"]]
+    for g in failed:
+        if f"gate {g['name']} on {g['artifact']}" not in first:
+            fail(f"first line does not name failed gate {g['name']}: {first}")
+    ship = report.get("recommended")
+    if (f"ship {ship}" if ship else "nothing here is fit to ship") not in first:
+        fail(f"first line does not say what to ship ({ship}): {first}")
+    if not failed and "every gate passes" not in first and report["gates"]:
+        fail(f"all gates pass but the first line says otherwise: {first}")
 
 
 def check_numbers(parser, report, timings):
@@ -158,6 +176,7 @@ def main():
     parser = Report()
     parser.feed((out / "report.html").read_text())
     markdown = (out / "report.md").read_text()
+    check_verdict(markdown, report)
     for pid in expected_plots(report):
         fig = parser.figures.get(pid)
         if fig is None or not fig["svg"]:

@@ -7,7 +7,9 @@
 - Bad input: malformed JSON, missing/extra/wrong-typed columns, NaN, an empty batch, a body
   over the limit: 400/413 with a one-line JSON reason; 404 and 405.
 - gzip and brotli responses decode to the same JSON; `/metrics` parses with the Prometheus
-  project's own parser (prometheus_client) and its counters agree with what was sent.
+  project's own parser (prometheus_client) and its counters agree with what was sent: every
+  non-2xx answer (400, 404, 405, 413, 503, 504) is counted in `recommendations_rejected_total`
+  under its reason.
 - SIGTERM: the server finishes and exits 0; a model that fails verification: exit 2.
 """
 
@@ -138,10 +140,28 @@ def check_encodings(url, row):
         assert json.loads(decode(out)) == plain
 
 
-def check_metrics(url, ok_requests, bad_requests):
+def metric_families(url):
     status, headers, text = request(url + "/metrics")
     assert status == 200 and headers["content-type"].startswith("text/plain"), headers
-    fams = {f.name: f for f in text_string_to_metric_families(text.decode())}
+    return {f.name: f for f in text_string_to_metric_families(text.decode())}
+
+
+def check_rejections(url, want):
+    """`recommendations_rejected_total` by reason equals `want` (reasons not named: 0), and its
+    sum equals the non-2xx answers of `recommendations_requests_total`."""
+    fams = metric_families(url)
+    got = {s.labels["reason"]: s.value for s in fams["recommendations_rejected"].samples
+           if s.name.endswith("_total")}
+    for reason, n in got.items():
+        assert n == want.get(reason, 0), (reason, got, want)
+    assert set(want) <= set(got), (got, want)
+    non_2xx = sum(s.value for s in fams["recommendations_requests"].samples
+                  if s.name.endswith("_total") and not s.labels["code"].startswith("2"))
+    assert sum(got.values()) == non_2xx, (got, non_2xx)
+
+
+def check_metrics(url, ok_requests, bad_requests):
+    fams = metric_families(url)
     for name in ["recommendations_requests", "recommendations_request_duration_seconds",
                  "recommendations_inference_duration_seconds", "recommendations_batch_size_rows",
                  "recommendations_queue_duration_seconds", "recommendations_queue_depth_rows",
@@ -154,6 +174,8 @@ def check_metrics(url, ok_requests, bad_requests):
     batch = {s.name: s.value for s in fams["recommendations_batch_size_rows"].samples}
     assert batch["recommendations_batch_size_rows_count"] > 0
     assert math.isnan(fams["recommendations_cache_hit_ratio"].samples[0].value), "no lookups yet: NaN, not 0 or 1"
+    check_rejections(url, {"invalid": counts.get(("/v1/score", "400"), 0), "too_large": counts.get(("/v1/score", "413")),
+                           "not_found": 1, "method_not_allowed": 1})
 
 
 def check_recommendations(url, table_path):
@@ -241,6 +263,7 @@ def main():
                 assert "queue is full" in json.loads(body)["error"]
                 status, _, body = request(url + "/v1/score", json.dumps({"rows": rows[:5]}).encode())
                 assert status == 413 and "more than the 4" in json.loads(body)["error"], (status, body)
+                check_rejections(url, {"queue_full": 1, "too_large": 1})
                 p.send_signal(signal.SIGTERM)
                 status, _, body = waiting.result(timeout=TIMEOUT)
                 assert status == 200 and len(json.loads(body)["logits"]) == 4, (status, body)
@@ -248,6 +271,28 @@ def main():
         finally:
             if p.poll() is None:
                 p.kill()
+
+        # A deadline shorter than the max wait: a lone row is answered 504 at its deadline;
+        # that and a 400 are counted as rejections.
+        p, url = start(a.cli, a.model, "--max-wait-ms", "1000", "--deadline-ms", "50")
+        try:
+            status, _, body = request(url + "/v1/score", json.dumps({"rows": rows[:1]}).encode())
+            assert status == 504 and "deadline" in json.loads(body)["error"], (status, body)
+            status, _, _ = request(url + "/v1/score", b"{")
+            assert status == 400
+            check_rejections(url, {"deadline": 1, "invalid": 1})
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(timeout=TIMEOUT) == 0
+        finally:
+            if p.poll() is None:
+                p.kill()
+
+        # Zero and absurd limits are refused before the server starts.
+        for flag, value in [("--max-body-bytes", "0"), ("--max-rows", "0"), ("--queue-rows", "0"),
+                            ("--deadline-ms", "NaN")]:
+            r = subprocess.run([a.cli, "serve", "--model", a.model, "--addr", "127.0.0.1:0", flag, value],
+                               capture_output=True, text=True, timeout=TIMEOUT)
+            assert r.returncode == 2 and flag in r.stderr and len(r.stderr.splitlines()) == 1, (flag, r.stderr)
 
         broken = os.path.join(tmp, "broken")
         shutil.copytree(a.model, broken)
@@ -258,8 +303,8 @@ def main():
                            capture_output=True, text=True, timeout=TIMEOUT)
         assert r.returncode == 2 and "sha256 mismatch" in r.stderr and r.stdout == "", (r.returncode, r.stderr)
     print(f"serve OK: {a.model}: {len(rows)} rows in {ok - 3} requests equal predict bit for bit; "
-          f"{bad} bad requests refused; gzip/br; /metrics parsed; 503 + Retry-After, 413; SIGTERM with a "
-          f"request in flight: scored, exit 0; "
+          f"{bad} bad requests refused; gzip/br; /metrics parsed, every rejection counted; 503 + Retry-After, "
+          f"413, 504; zero limits refused; SIGTERM with a request in flight: scored, exit 0; "
           f"broken model exit 2")
 
 

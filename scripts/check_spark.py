@@ -9,6 +9,9 @@
    test split) is within 0.005 of the run's teacher.
 3. scripts/spark/score.py (mapInArrow + onnxruntime, FP32 ONNX) on the test split equals
    `reco-cli predict` within 1e-5.
+1b. The same raw tables with narrow integer types (uint16 users, int16 places, uint8
+   categories, int8 segments, uint32 times, int8 labels, uint64 ...): the same features. A
+   uint64 above the largest long and a float16 column are refused, exit 2, naming them.
 4. Implicit data (the run's visits only, without labels): both prepare with sampled negatives
    within the radius. Every visit row's columns are equal row for row; every visit has as many
    negatives in both (the exact radius join); Spark's negatives are distinct places within the
@@ -99,6 +102,43 @@ def compare_features(ours_dir, spark_dir):
     return len(columns), worst
 
 
+# The narrow type each integer column of the raw tables is written in (when its values fit).
+NARROW = {"user_id": "uint16", "place_id": "int16", "category": "uint8", "segment": "int8", "timestamp": "uint32",
+          "label": "int8", "price_level": "uint64"}
+
+
+def narrow_inputs(run_dir, work):
+    """The run's raw tables with the NARROW types; and two bad copies of the interactions (a
+    uint64 user id above the largest long, a float16 rating)."""
+    import pyarrow as pa
+    raw = work / "narrow-raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    narrowed = []
+    for name in ("interactions", "places", "users"):
+        t = pq.read_table(run_dir / "raw" / f"{name}.parquet")
+        for c, to in NARROW.items():
+            if c in t.column_names and pa.types.is_integer(t[c].type):
+                typ = getattr(pa, to)()
+                lo, hi = pc.min(t[c]).as_py(), pc.max(t[c]).as_py()
+                if lo >= (0 if to.startswith("u") else -(2 ** (typ.bit_width - 1))) and hi < 2 ** (typ.bit_width - (0 if to.startswith("u") else 1)):
+                    t = t.set_column(t.column_names.index(c), c, t[c].cast(typ))
+                    narrowed.append(f"{name}.{c}:{to}")
+        pq.write_table(t, raw / f"{name}.parquet")
+    bad = {}
+    inter = pq.read_table(raw / "interactions.parquet")
+    users = pc.cast(inter["user_id"], pa.uint64()).to_pylist()
+    users[5] = 2**64 - 1
+    for what, t in (("uint64", inter.set_column(inter.column_names.index("user_id"), "user_id", pa.array(users, pa.uint64()))),
+                    ("float16", inter.set_column(inter.column_names.index("rating"), "rating", pc.cast(inter["rating"], pa.float16())))):
+        d = work / f"bad-{what}"
+        d.mkdir(parents=True, exist_ok=True)
+        pq.write_table(t, d / "interactions.parquet")
+        for name in ("places", "users"):
+            shutil.copy(raw / f"{name}.parquet", d / f"{name}.parquet")
+        bad[what] = d
+    return raw, narrowed, bad
+
+
 def implicit_inputs(run_dir, recipe, work):
     """The run's raw tables as visits only (label and oracle dropped), and the recipe reading
     them as files."""
@@ -176,6 +216,22 @@ def main():
                      "--out", str(features), "--master", "local[2]", "--shuffle-partitions", "4", "--sources-from", str(run_dir / "features" / "feature_spec.json")],
                     "spark prepare")
     n_cols, worst = compare_features(run_dir / "features", features)
+    # 1b. Narrow integer types: the same features; uint64 overflow and float16 refused.
+    narrow_raw, narrowed, bad = narrow_inputs(run_dir, work)
+    if len(narrowed) < 6:
+        fail(f"narrow types: only {narrowed} narrowed; the check would prove little")
+    narrow_features = work / "spark-narrow" / "features"
+    run([py, str(HERE / "spark" / "prepare.py"), "--recipe", a.recipe, "--raw", str(narrow_raw), "--out", str(narrow_features),
+         "--master", "local[2]", "--shuffle-partitions", "4"], "spark prepare (narrow types)")
+    compare_features(run_dir / "features", narrow_features)
+    for what, needles in (("uint64", ["interactions.parquet", "`user_id` row 5", "18446744073709551615"]),
+                          ("float16", ["interactions.parquet", "`rating`", "float16"])):
+        p = subprocess.run([py, str(HERE / "spark" / "prepare.py"), "--recipe", a.recipe, "--raw", str(bad[what]),
+                            "--out", str(work / f"bad-{what}-out"), "--master", "local[2]", "--shuffle-partitions", "4"],
+                           capture_output=True, text=True)
+        last = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
+        if p.returncode != 2 or not all(n in last for n in needles):
+            fail(f"spark prepare on a {what} column: exit {p.returncode}, expected 2 and {needles} in: {last}")
 
     _, t_train = run([a.cli, "train", "--recipe", a.recipe, "--out", str(work / "spark-run"), "--quiet"], "reco-cli train on Spark features")
     test = run_dir / "features" / "test.parquet"
@@ -222,7 +278,8 @@ def main():
     if abs(i_ours - i_spark) > 0.03:
         fail(f"implicit test AUC: teacher on reco-cli features {i_ours:.4f}, on Spark features {i_spark:.4f}")
 
-    print(f"check_spark OK: {n_cols} deterministic columns equal row for row (max |diff| {worst:.1e}); "
+    print(f"check_spark OK: {n_cols} deterministic columns equal row for row (max |diff| {worst:.1e}), also from "
+          f"{', '.join(narrowed)}; uint64 overflow and float16 refused; "
           f"test AUC {ours:.4f} (reco-cli features) vs {theirs:.4f} (Spark features), teacher weights {'identical' if same_weights else 'differ'}; "
           f"scores vs predict max |dlogit| {dl:.1e} |dprob| {dp:.1e}; "
           f"spark prepare {t_prep:.1f}s, train {t_train:.1f}s, spark score {t_score:.1f}s; "

@@ -215,49 +215,77 @@ impl Draws {
     }
 }
 
-/// The 2.5th and 97.5th percentiles of a statistic over [`BOOTSTRAP_RESAMPLES`] resamples of
-/// `n` items with replacement; `stat` gets each item's multiplicity and may find the resample
-/// not measurable (`None`, skipped). `None` when fewer than 90% of resamples are measurable.
-fn bootstrap_ci(n: usize, seed: u64, stat: impl Fn(&Draws) -> Option<f64> + Sync) -> Option<[f64; 2]> {
+/// A statistic over the [`BOOTSTRAP_RESAMPLES`] resamples of one seed, in resample order
+/// (`None` where a resample was not measurable). Two statistics on the same items and seed saw
+/// the same draws: their resamples pair up (a ratio or difference per resample gives a paired
+/// interval).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resamples(pub Vec<Option<f64>>);
+
+impl Resamples {
+    /// The 2.5th and 97.5th percentiles; `None` when fewer than 90% of resamples are measurable.
+    pub fn ci95(&self) -> Option<[f64; 2]> {
+        let mut stats: Vec<f64> = self.0.iter().flatten().copied().filter(|v| v.is_finite()).collect();
+        if stats.len() * 10 < BOOTSTRAP_RESAMPLES * 9 {
+            return None;
+        }
+        stats.sort_by(f64::total_cmp);
+        let at = |q: f64| stats[((stats.len() - 1) as f64 * q).round() as usize];
+        Some([at(0.025), at(0.975)])
+    }
+
+    /// `f(self, other)` resample by resample (the pair must come from the same items and seed).
+    pub fn paired(&self, other: &Self, f: impl Fn(f64, f64) -> f64) -> Self {
+        Self(self.0.iter().zip(&other.0).map(|(a, b)| a.zip(*b).map(|(a, b)| f(a, b))).collect())
+    }
+}
+
+/// [`Resamples`] of a statistic: resample `r` draws `n` items from its own random stream.
+fn bootstrap(n: usize, seed: u64, stat: impl Fn(&Draws) -> Option<f64> + Sync) -> Resamples {
     use rayon::prelude::*;
     if n == 0 {
-        return None;
+        return Resamples(vec![None; BOOTSTRAP_RESAMPLES]);
     }
     // One random stream per resample: the same intervals whatever the thread count. Each
     // worker reuses one buffer, allocated here.
     let workers = rayon::current_num_threads().clamp(1, BOOTSTRAP_RESAMPLES);
     let buffers: Vec<Vec<u16>> = (0..workers).map(|_| vec![0u16; n]).collect();
-    let mut stats: Vec<f64> = buffers
+    let mut stats: Vec<(usize, Option<f64>)> = buffers
         .into_par_iter()
         .enumerate()
         .flat_map_iter(|(w, mut buf)| {
             let stat = &stat;
-            (w..BOOTSTRAP_RESAMPLES).step_by(workers).filter_map(move |r| {
+            (w..BOOTSTRAP_RESAMPLES).step_by(workers).map(move |r| {
                 let draws = Draws::resample(std::mem::take(&mut buf), seed, r);
                 let v = stat(&draws).filter(|v| v.is_finite());
                 buf = match draws {
                     Draws::Small(b) => b,
                     Draws::Large(_) => vec![0u16; n],
                 };
-                v
+                (r, v)
             })
         })
         .collect();
-    if stats.len() * 10 < BOOTSTRAP_RESAMPLES * 9 {
-        return None;
-    }
-    stats.sort_by(f64::total_cmp);
-    let at = |q: f64| stats[((stats.len() - 1) as f64 * q).round() as usize];
-    Some([at(0.025), at(0.975)])
+    stats.sort_by_key(|&(r, _)| r);
+    Resamples(stats.into_iter().map(|(_, v)| v).collect())
 }
 
 /// Bootstrap 95% interval of [`auc`] (rows resampled; the rows are sorted once and each
 /// resample is one weighted pass).
 pub fn auc_ci(scores: &[f32], labels: &[f32], seed: u64) -> Option<[f64; 2]> {
-    auc(scores, labels)?;
-    let mut order: Vec<u32> = (0..u32::try_from(scores.len()).ok()?).collect();
+    auc_resamples(scores, labels, seed).ci95()
+}
+
+/// [`auc`] on each bootstrap resample of the rows (all `None` when the AUC is not measurable).
+pub fn auc_resamples(scores: &[f32], labels: &[f32], seed: u64) -> Resamples {
+    let none = || Resamples(vec![None; BOOTSTRAP_RESAMPLES]);
+    if auc(scores, labels).is_none() {
+        return none();
+    }
+    let Ok(n) = u32::try_from(scores.len()) else { return none() };
+    let mut order: Vec<u32> = (0..n).collect();
     order.sort_unstable_by(|&a, &b| scores[a as usize].total_cmp(&scores[b as usize]));
-    bootstrap_ci(scores.len(), seed, |w| {
+    bootstrap(scores.len(), seed, |w| {
         let (mut num, mut neg_below, mut pos, mut i) = (0f64, 0f64, 0f64, 0);
         while i < order.len() {
             let (mut wp, mut wn, mut j) = (0f64, 0f64, i);
@@ -279,8 +307,13 @@ pub fn auc_ci(scores: &[f32], labels: &[f32], seed: u64) -> Option<[f64; 2]> {
 
 /// Bootstrap 95% interval of NDCG@k (queries resampled).
 pub fn ndcg_ci(query: &[i64], scores: &[f32], labels: &[f32], k: usize, seed: u64) -> Option<[f64; 2]> {
+    ndcg_resamples(query, scores, labels, k, seed).ci95()
+}
+
+/// NDCG@k on each bootstrap resample of the queries.
+pub fn ndcg_resamples(query: &[i64], scores: &[f32], labels: &[f32], k: usize, seed: u64) -> Resamples {
     let per = ranking_per_query(query, scores, labels, k);
-    bootstrap_ci(per.len(), seed, |w| {
+    bootstrap(per.len(), seed, |w| {
         let n: f64 = (0..per.len()).map(|i| w.get(i)).sum();
         Some(per.iter().enumerate().map(|(i, q)| q.1 * w.get(i)).sum::<f64>() / n)
     })

@@ -2,7 +2,10 @@
 //! text stays `<text>` for the browser to render). A [`Chart`] describes what to draw —
 //! line, point and bar series, vertical markers, the `y = x` diagonal — and [`svg`] lays it
 //! out with axes, ticks and a legend. Ranges come from the data, padded, so nothing is drawn
-//! on an empty frame: a chart without data is an error.
+//! on an empty frame: a chart without data is an error. A chart may ask for a smallest y span
+//! (an AUC axis 0.002 wide makes noise look like separation), labelled points with interval
+//! bars, and horizontal reference lines (baselines); ticks print as few digits as they need
+//! (a count is `20000`, not `20000.0`).
 
 use plotters::prelude::*;
 
@@ -15,6 +18,8 @@ pub enum Mark {
     Line,
     /// Points only.
     Points,
+    /// Large points labelled with the series name, each with its interval bar (`Series::intervals`).
+    Labelled,
     /// Bars `[x, x + width) × [0, y)` of this width: each point's x is a bar's left edge.
     Bars(f64),
 }
@@ -28,6 +33,15 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
     /// How they are drawn.
     pub mark: Mark,
+    /// For [`Mark::Labelled`]: each point's y interval (a 95% confidence interval), if known.
+    pub intervals: Vec<Option<[f64; 2]>>,
+}
+
+impl Series {
+    /// A series without intervals.
+    pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>, mark: Mark) -> Self {
+        Self { name: name.into(), points, mark, intervals: Vec::new() }
+    }
 }
 
 /// What one chart shows.
@@ -49,6 +63,10 @@ pub struct Chart {
     pub x_range: Option<(f64, f64)>,
     /// Fixed y range.
     pub y_range: Option<(f64, f64)>,
+    /// Horizontal reference lines at these y values, with labels (baselines, the oracle).
+    pub h_lines: Vec<(f64, String)>,
+    /// The y axis spans at least this much (around the data's middle).
+    pub min_y_span: Option<f64>,
 }
 
 /// Colours of series in order (a colour-blind-safe palette).
@@ -77,6 +95,27 @@ fn padded_range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     (a.is_finite() && b.is_finite()).then_some((a, b))
 }
 
+/// `(lo, hi)` widened around its middle to at least `min` wide.
+fn widened((lo, hi): (f64, f64), min: Option<f64>) -> (f64, f64) {
+    match min {
+        Some(m) if hi - lo < m => {
+            let mid = (lo + hi) / 2.0;
+            (mid - m / 2.0, mid + m / 2.0)
+        }
+        _ => (lo, hi),
+    }
+}
+
+/// A tick label with the digits it needs: integers without a decimal point, others with at
+/// most six decimals and no trailing zeros.
+pub fn tick(v: f64) -> String {
+    if v.is_finite() && (v - v.round()).abs() <= 1e-9 * v.abs().max(1.0) {
+        return format!("{}", v.round() as i64);
+    }
+    let s = format!("{v:.6}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 fn bar_width(mark: Mark) -> Option<f64> {
     match mark {
         Mark::Bars(w) => Some(w),
@@ -92,8 +131,10 @@ fn ranges(c: &Chart) -> Result<((f64, f64), (f64, f64))> {
     });
     let x = c.x_range.or_else(|| padded_range(xs.chain(c.markers.iter().map(|m| m.0))));
     let bars = c.series.iter().any(|s| bar_width(s.mark).is_some());
+    let intervals = c.series.iter().flat_map(|s| s.intervals.iter().flatten().flat_map(|[a, b]| [*a, *b]));
     let ys = c.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).chain(bars.then_some(0.0));
-    let y = c.y_range.or_else(|| padded_range(ys));
+    let ys = ys.chain(intervals).chain(c.h_lines.iter().map(|h| h.0));
+    let y = c.y_range.or_else(|| padded_range(ys).map(|r| widened(r, c.min_y_span)));
     match (x, y) {
         (Some(x), Some(y)) if c.series.iter().any(|s| !s.points.is_empty()) => Ok((x, y)),
         _ => Err(Error::Internal(format!("chart `{}` has no finite data to draw", c.title))),
@@ -123,8 +164,15 @@ fn draw(c: &Chart, out: &mut String, (x0, x1): (f64, f64), (y0, y1): (f64, f64))
         .configure_mesh()
         .x_desc(c.x_label.as_str())
         .y_desc(c.y_label.as_str())
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v| tick(*v))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()?;
+    for (y, label) in &c.h_lines {
+        let grey = RGBColor(120, 120, 120);
+        chart.draw_series(DashedLineSeries::new([(x0, *y), (x1, *y)], 6, 4, grey.stroke_width(1)))?;
+        chart.draw_series(std::iter::once(Text::new(label.clone(), (x0, *y), ("sans-serif", 12).into_font())))?;
+    }
     if c.diagonal {
         let (lo, hi) = (x0.max(y0), x1.min(y1));
         chart.draw_series(LineSeries::new([(lo, lo), (hi, hi)], RGBColor(150, 150, 150).stroke_width(1)))?;
@@ -137,6 +185,19 @@ fn draw(c: &Chart, out: &mut String, (x0, x1): (f64, f64), (y0, y1): (f64, f64))
                 chart.draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))?
             }
             Mark::Points => chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 2, color.mix(0.6).filled())))?,
+            Mark::Labelled => {
+                for (&(x, _), iv) in s.points.iter().zip(&s.intervals) {
+                    if let Some([a, b]) = iv {
+                        chart.draw_series(LineSeries::new([(x, *a), (x, *b)], color.stroke_width(2)))?;
+                    }
+                }
+                let name = s.name.clone();
+                chart.draw_series(s.points.iter().map(|&p| {
+                    EmptyElement::at(p)
+                        + Circle::new((0, 0), 5, color.filled())
+                        + Text::new(name.clone(), (8, -14), ("sans-serif", 12).into_font())
+                }))?
+            }
             Mark::Bars(_) => {
                 let w = bar_width(s.mark).unwrap_or(0.0);
                 chart.draw_series(
@@ -163,11 +224,7 @@ mod tests {
     use super::*;
 
     fn line(points: Vec<(f64, f64)>) -> Chart {
-        Chart {
-            title: "t".into(),
-            series: vec![Series { name: "a".into(), points, mark: Mark::Line }],
-            ..Chart::default()
-        }
+        Chart { title: "t".into(), series: vec![Series::new("a", points, Mark::Line)], ..Chart::default() }
     }
 
     #[test]
@@ -184,7 +241,7 @@ mod tests {
     #[test]
     fn ranges_cover_bars_from_zero_and_markers() {
         let c = Chart {
-            series: vec![Series { name: "h".into(), points: vec![(1.0, 5.0), (2.0, 9.0)], mark: Mark::Bars(1.0) }],
+            series: vec![Series::new("h", vec![(1.0, 5.0), (2.0, 9.0)], Mark::Bars(1.0))],
             markers: vec![(-1.0, "lo".into())],
             ..Chart::default()
         };

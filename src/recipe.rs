@@ -65,8 +65,9 @@ impl Default for DistillConfig {
 impl DistillConfig {
     /// Range checks: T > 0, alpha in [0, 1], ratio in (0, 1].
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
-            return Err(format!("distill temperature = {}: expected a number > 0", self.temperature));
+        // T² scales the soft term in f32: past 1000 it overflows and looks like a divergence.
+        if !(self.temperature > 0.0 && self.temperature <= 1000.0) {
+            return Err(format!("distill temperature = {}: expected a number in (0, 1000]", self.temperature));
         }
         if !(0.0..=1.0).contains(&self.alpha) {
             return Err(format!("distill alpha = {}: expected a number in [0, 1]", self.alpha));
@@ -137,6 +138,21 @@ pub struct GatesConfig {
     pub min_student_auc_retention: Option<f64>,
     /// Fail when student NDCG@10 / teacher NDCG@10 (ranking set) is below this.
     pub min_student_ndcg_retention: Option<f64>,
+    /// What decides these gates: the point estimate, or its bootstrap 95% interval (a gate
+    /// then fails only when the whole interval is on the failing side).
+    pub judge: GateJudge,
+}
+
+/// What decides a quality gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GateJudge {
+    /// The measured value itself.
+    #[default]
+    Point,
+    /// The bootstrap 95% interval: the gate fails only when all of it is on the failing side
+    /// (the upper bound of an at-least gate, the lower bound of an at-most gate decides).
+    Interval,
 }
 
 /// Largest hidden or embedding width a recipe may ask for.
@@ -468,6 +484,46 @@ mod tests {
 
     const MINIMAL: &str = "name = \"t\"\n[data]\nsource = \"synth\"\n";
 
+    /// The README's defaults table is the code's: every key of every section is a row, with
+    /// the default the code has (`unset` for an unset option).
+    #[test]
+    fn the_readme_defaults_table_matches_the_code() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let defaults = serde_json::to_value(Recipe::parse(MINIMAL).unwrap()).unwrap();
+        let mut rows = 0;
+        let table = readme.lines().skip_while(|l| *l != "| key | default | meaning |").take_while(|l| !l.is_empty());
+        for line in table {
+            let cells: Vec<&str> = line.split(" | ").collect();
+            let Some(key) = cells.first().and_then(|c| c.strip_prefix("| `")).and_then(|c| c.strip_suffix('`')) else {
+                continue;
+            };
+            let Some(want) = cells.get(1) else { continue };
+            let (section, name) = key.split_once('.').unwrap_or(("", key));
+            // `prepare.max_rows_in_memory` is not serialized (it changes nothing written).
+            let unserialized = serde_json::json!(PrepareConfig::default().max_rows_in_memory);
+            let have = match (section, name) {
+                ("", _) => &defaults[name],
+                ("prepare", "max_rows_in_memory") => &unserialized,
+                _ => &defaults[section][name],
+            };
+            let want: serde_json::Value = match want.strip_prefix('`').and_then(|w| w.strip_suffix('`')) {
+                Some(literal) => serde_json::from_str(literal).unwrap_or_else(|e| panic!("{key}: {literal}: {e}")),
+                None => serde_json::Value::Null,
+            };
+            assert_eq!(have, &want, "README default of {key}");
+            rows += 1;
+        }
+        let keys: usize = ["prepare", "train", "distill", "quantize", "gates"]
+            .iter()
+            .map(|s| defaults[s].as_object().map_or(0, serde_json::Map::len))
+            .sum();
+        assert_eq!(
+            rows,
+            keys + 5,
+            "one row per key (seed, the three synthetic sizes and the unserialized one besides)"
+        );
+    }
+
     #[test]
     fn minimal_recipe_gets_defaults() {
         let r = Recipe::parse(MINIMAL).unwrap();
@@ -482,6 +538,31 @@ mod tests {
         let err = Recipe::parse(&text).unwrap_err();
         assert!(err.contains("learning_rat") && err.contains("line 6"), "{err}");
         assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn two_roles_on_one_column_and_a_timestamp_format_chrono_cannot_use_are_refused_by_key() {
+        let text = "name = \"t\"\n[data]\nsource = \"files\"\ndir = \"raw\"\n[data.interactions]\ncolumns = { user = \"place_id\" }\n";
+        let err = Recipe::parse(text).unwrap_err();
+        assert!(err.contains("data.interactions.columns.user = \"place_id\"") && err.contains("`place` role"), "{err}");
+        let err = Recipe::parse(&text.replace("user = ", "place = \"v\", user = \"v\", lat = ")).unwrap_err();
+        assert!(err.contains("roles `user` and `place` both map to column `v`"), "{err}");
+        // A places section read from the interactions file maps its roles explicitly only.
+        let shared = "name = \"t\"\n[data]\nsource = \"files\"\n[data.interactions]\npath = \"log.csv\"\n\
+                      [data.places]\ncolumns = { place = \"venue\", category = \"place_id\" }\n";
+        Recipe::parse(shared).unwrap();
+        let err = Recipe::parse(&shared.replace("\"place_id\"", "\"venue\"")).unwrap_err();
+        assert!(err.contains("data.places.columns: roles `place` and `category` both map to column `venue`"), "{err}");
+        let ts = |f: &str| {
+            Recipe::parse(&format!(
+                "name = \"t\"\n[data]\nsource = \"files\"\ndir = \"raw\"\ntimestamp_format = {f:?}\n"
+            ))
+        };
+        for bad in ["%Y-%m-%d %Q", "%", "no fields"] {
+            let err = ts(bad).unwrap_err();
+            assert!(err.contains("data.timestamp_format") && err.contains(bad), "{err}");
+        }
+        ts("%a %b %d %H:%M:%S %z %Y").unwrap();
     }
 
     #[test]

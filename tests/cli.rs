@@ -1688,14 +1688,13 @@ fn a_streamed_prepare_writes_the_same_bytes_as_the_in_memory_one_for_labelled_im
     let (_, record) = prepare_both_ways(case.path());
     assert_eq!(record["summary"]["input_sha256"]["places"], record["summary"]["input_sha256"]["interactions"]);
     assert!(record["summary"]["features"].as_array().unwrap().iter().any(|f| f == "category"), "{record}");
-    // Two roles on one column (the venue id as its category too) read the column once.
+    // Two roles on one column (the venue id as its category too): refused by the recipe check,
+    // before any table is read, on both paths.
     for r in ["mem.toml", "stream.toml"] {
         edit(&case.path().join(r), "category = \"venue_category\"", "category = \"place_id\"");
+        let o = reco(&["prepare", "--recipe", r, "--out", "again"], case.path());
+        input_error(&o, &["data.places.columns", "`place` and `category`", "`place_id`"]);
     }
-    for d in ["mem", "stream"] {
-        std::fs::remove_dir_all(case.path().join(d)).unwrap();
-    }
-    prepare_both_ways(case.path());
 }
 
 /// Adds each row's venue coordinates and category (`venue_lat`, `venue_lon`,
@@ -1767,4 +1766,172 @@ fn a_streamed_prepare_names_a_bad_row_by_its_part_and_row_and_writes_nothing() {
     assert!(
         !case.path().join("stream").exists() || std::fs::read_dir(case.path().join("stream")).unwrap().next().is_none()
     );
+}
+
+/// Issue 25: the raw tables of `case` with each column's type chosen by `to` (name, type in
+/// the baseline) -> the type to write, `None` to keep; every part keeps its row groups.
+fn retype(case: &Path, to: impl Fn(&str, &arrow::datatypes::DataType) -> Option<arrow::datatypes::DataType>) -> usize {
+    let mut files: Vec<PathBuf> = (0..3).map(|k| case.join(format!("inter/part-{k}.parquet"))).collect();
+    files.extend([case.join("places.parquet"), case.join("users.parquet")]);
+    let mut changed = 0;
+    for path in files {
+        let b = read_batch(&path);
+        let mut fields: Vec<arrow::datatypes::Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut cols = b.columns().to_vec();
+        for (i, f) in b.schema().fields().iter().enumerate() {
+            if let Some(t) = to(f.name(), f.data_type()) {
+                cols[i] = arrow::compute::cast(&cols[i], &t).unwrap();
+                fields[i] = arrow::datatypes::Field::new(f.name(), t, true);
+                changed += 1;
+            }
+        }
+        let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
+        write_parquet_groups(&path, &arrow::array::RecordBatch::try_new(schema, cols).unwrap(), 700);
+    }
+    changed
+}
+
+/// Issue 25: the smallest and largest value of an integer column over the case's tables.
+fn int_range(case: &Path, column: &str) -> Option<(i64, i64)> {
+    let mut files: Vec<PathBuf> = (0..3).map(|k| case.join(format!("inter/part-{k}.parquet"))).collect();
+    files.extend([case.join("places.parquet"), case.join("users.parquet")]);
+    let mut out: Option<(i64, i64)> = None;
+    for path in files {
+        let b = read_batch(&path);
+        let Ok(i) = b.schema().index_of(column) else { continue };
+        let c = arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Int64).unwrap();
+        let c = c.as_any().downcast_ref::<arrow::array::Int64Array>().unwrap();
+        let (lo, hi) = (arrow::compute::min(c).unwrap(), arrow::compute::max(c).unwrap());
+        out = Some(out.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+    }
+    out
+}
+
+#[test]
+fn every_integer_width_and_float16_prepare_to_the_features_of_int64_and_float64_whole_and_streamed() {
+    use arrow::datatypes::DataType as T;
+    let all = ["user_id", "place_id", "timestamp", "lat", "lon", "label", "rating", "oracle_p"];
+    let places = ["place_id", "lat", "lon", "category", "price_level", "rating"];
+    let case = streamed_case(&all, &places, true, ["", ""]);
+    // The baseline holds only values float16 (ratings, the oracle, homes, price levels) or
+    // float32 (coordinates) hold exactly, as float64: every variant holds the same values.
+    let half = |n: &str| ["rating", "oracle_p", "home_lat", "home_lon", "price_level"].contains(&n);
+    let floats = |n: &str, t: &T| match t {
+        T::Float64 | T::Float32 if half(n) => Some(T::Float16),
+        T::Float64 => Some(T::Float32),
+        _ => None,
+    };
+    retype(case.path(), |n, t| floats(n, t));
+    retype(case.path(), |_, t| matches!(t, T::Float16 | T::Float32).then_some(T::Float64));
+    prepare_both_ways(case.path());
+    let base = case.path().join("base");
+    std::fs::rename(case.path().join("mem/features"), &base).unwrap();
+    let baseline: Vec<(PathBuf, Vec<u8>)> = (0..3)
+        .map(|k| format!("inter/part-{k}.parquet"))
+        .chain(["places.parquet".into(), "users.parquet".into()])
+        .map(|f| (case.path().join(&f), std::fs::read(case.path().join(&f)).unwrap()))
+        .collect();
+    let fits = |t: &T, (lo, hi): (i64, i64)| {
+        let (min, max): (i64, i64) = match t {
+            T::Int8 => (i8::MIN.into(), i8::MAX.into()),
+            T::Int16 => (i16::MIN.into(), i16::MAX.into()),
+            T::Int32 => (i32::MIN.into(), i32::MAX.into()),
+            T::UInt8 => (0, u8::MAX.into()),
+            T::UInt16 => (0, u16::MAX.into()),
+            T::UInt32 => (0, u32::MAX.into()),
+            _ => (0, i64::MAX),
+        };
+        min <= lo && hi <= max
+    };
+    let widths = [T::Int8, T::Int16, T::Int32, T::UInt8, T::UInt16, T::UInt32, T::UInt64, T::Float16];
+    let names = ["i8", "i16", "i32", "u8", "u16", "u32", "u64", "f16"];
+    for (width, name) in widths.iter().zip(names) {
+        for (path, bytes) in &baseline {
+            std::fs::write(path, bytes).unwrap();
+        }
+        for d in ["mem", "stream"] {
+            std::fs::remove_dir_all(case.path().join(d)).unwrap();
+        }
+        let ranges: std::collections::HashMap<String, (i64, i64)> =
+            ["user_id", "place_id", "timestamp", "label", "category", "segment", "price_level"]
+                .iter()
+                .filter_map(|c| Some((c.to_string(), int_range(case.path(), c)?)))
+                .collect();
+        let changed = retype(case.path(), |n, t| match (width, t) {
+            (T::Float16, t) => floats(n, t),
+            (w, T::Int64) if ranges.get(n).is_some_and(|r| fits(w, *r)) => Some(w.clone()),
+            _ => None,
+        });
+        assert!(changed >= 5, "{name}: {changed} columns narrowed");
+        prepare_both_ways(case.path());
+        let features = case.path().join("mem/features");
+        for f in ["train", "valid", "test", "ranking", "calibration", "places"] {
+            let f = format!("{f}.parquet");
+            assert!(std::fs::read(base.join(&f)).unwrap() == std::fs::read(features.join(&f)).unwrap(), "{name}: {f}");
+        }
+        let (mut a, mut b) =
+            (read_json(&base.join("feature_spec.json")), read_json(&features.join("feature_spec.json")));
+        let place = b["sources"].as_array().unwrap().iter().find(|s| s["feature"] == "place" && s["table"] == "places");
+        let want = if name == "f16" { "i64" } else { name };
+        assert_eq!(place.unwrap()["dtype"], want, "{name}: {}", b["sources"]);
+        a["sources"] = serde_json::Value::Null;
+        b["sources"] = serde_json::Value::Null;
+        assert_eq!(a, b, "{name}");
+    }
+}
+
+#[test]
+fn prepare_says_on_stderr_when_it_drops_more_than_one_percent_of_the_interactions() {
+    // Each user's first check-in has no previous visit: dropped (counted in prepare.json).
+    let dir = checkins_case();
+    let run = |quiet: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_reco-cli"));
+        c.args(["prepare", "--recipe", "r.toml", "--out", if quiet { "q" } else { "out" }]).current_dir(dir.path());
+        if quiet {
+            c.arg("--quiet");
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let stderr = run(false);
+    let record = read_json(&dir.path().join("out/features/prepare.json"));
+    let n = record["summary"]["dropped_no_context"].as_u64().unwrap();
+    let line = stderr.lines().find(|l| l.contains("dropped")).unwrap_or_else(|| panic!("no drop line in {stderr:?}"));
+    assert!(
+        line.contains("checkins") && line.contains(&format!("{n} (")) && line.contains("dropped_no_context"),
+        "{line}"
+    );
+    assert!(line.contains("interactions (") && line.contains(" %)"), "{line}");
+    assert!(!run(true).contains("dropped"));
+    // Below 1 %: no line (the synthetic log with its own coordinates drops nothing).
+    let case = streamed_case(
+        &["user_id", "place_id", "timestamp", "lat", "lon", "label"],
+        &["place_id", "lat", "lon"],
+        true,
+        ["", ""],
+    );
+    let (stderr, record) = prepare_both_ways(case.path());
+    assert_eq!(record["summary"]["dropped_no_context"], 0);
+    assert!(!stderr.contains("dropped"), "{stderr}");
+}
+
+#[test]
+fn header_only_parts_and_cr_line_endings_read_as_the_rows_they_hold() {
+    let dir = checkins_case();
+    ok(prepare_case(dir.path()));
+    // One part with carriage returns only (classic Mac OS line endings), one more month
+    // folder with a header and no rows.
+    let jan = dir.path().join("checkins/month=2026-01/part-0.csv");
+    let text = std::fs::read_to_string(&jan).unwrap();
+    std::fs::write(&jan, text.replace('\n', "\r")).unwrap();
+    let header = text.lines().next().unwrap().to_string();
+    std::fs::create_dir_all(dir.path().join("checkins/month=2026-03")).unwrap();
+    std::fs::write(dir.path().join("checkins/month=2026-03/part-0.csv"), format!("{header}\n")).unwrap();
+    ok(reco(&["prepare", "--recipe", "r.toml", "--out", "again"], dir.path()));
+    for f in ["train", "valid", "test", "ranking", "calibration", "places"] {
+        let f = format!("features/{f}.parquet");
+        let (a, b) = (dir.path().join("out").join(&f), dir.path().join("again").join(&f));
+        assert!(std::fs::read(a).unwrap() == std::fs::read(b).unwrap(), "{f} differs");
+    }
 }

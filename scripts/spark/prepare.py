@@ -144,10 +144,51 @@ def validate(inter, places, users, implicit):
         refuse(f"places.parquet: {pbad} places without coordinates")
 
 
+# The largest value reco-cli (and Spark's long) holds: a uint64 above it is refused.
+INT64_MAX = 2**63 - 1
+
+
+def read_parquet(spark, path, name):
+    """A table as Spark reads it, with every integer width (int8..int64, uint8..uint64) as long,
+    as reco-cli reads them. Parquet uint64 is Spark's decimal(20,0): a value above the largest
+    long is refused naming its file, row and value (a cast would fail, or wrap to null with
+    try_cast). float16 columns, which Spark cannot read, are refused naming them."""
+    try:
+        df = spark.read.parquet(str(path))
+    except Exception as e:  # Spark's AnalysisException; only the FLOAT16 case is ours to explain.
+        if "FLOAT16" not in str(e):
+            raise
+        refuse(f"{name}.parquet: {float16_columns(path)} float16, which Spark cannot read (reco-cli prepare can); write it as float32")
+    for f in df.schema.fields:
+        t = f.dataType
+        if isinstance(t, (T.ByteType, T.ShortType, T.IntegerType)):
+            df = df.withColumn(f.name, F.col(f.name).cast("long"))
+        elif isinstance(t, T.DecimalType) and t.scale == 0:
+            over = df.where(F.col(f.name) > F.lit(INT64_MAX)).select(
+                F.col("_metadata.file_path").alias("file"), F.col("_metadata.row_index").alias("row"), F.col(f.name).cast("string").alias("v")
+            ).first()
+            if over is not None:
+                refuse(f"{over['file'].removeprefix('file:')}: column `{f.name}` row {over['row']} is {over['v']}, expected an integer of at most {INT64_MAX}")
+            df = df.withColumn(f.name, F.col(f.name).cast("long"))
+    return df
+
+
+def float16_columns(path):
+    """`column `x`` (or `a column`) of the first file under `path` that is float16 (pyarrow,
+    when the driver has it)."""
+    try:
+        import pyarrow.parquet as pq
+        files = [path] if Path(path).is_file() else sorted(Path(path).rglob("*.parquet"))
+        names = [f.name for f in pq.read_schema(files[0]) if str(f.type) in ("halffloat", "float16")]
+        return f"column `{names[0]}` is" if names else "a column is"
+    except Exception:
+        return "a column is"
+
+
 def read_tables(spark, raw):
     raw = Path(raw)
     # Where each row sits in the input (file, row): the output keeps that order, as reco-cli's does.
-    inter = spark.read.parquet(str(raw / "interactions.parquet")).select(
+    inter = read_parquet(spark, raw / "interactions.parquet", "interactions").select(
         "*", F.col("_metadata.file_path").alias("_file"), F.col("_metadata.row_index").alias("_row")
     )
     # The input files by number (their order by path): what row keys and draws hash, so that
@@ -159,8 +200,8 @@ def read_tables(spark, raw):
     if implicit:
         # Visits only: every interaction is a positive; negatives are sampled (`implicit_rows`).
         inter = inter.drop("oracle_p").withColumn("label", F.lit(1))
-    places = spark.read.parquet(str(raw / "places.parquet"))
-    users = spark.read.parquet(str(raw / "users.parquet"))
+    places = read_parquet(spark, raw / "places.parquet", "places")
+    users = read_parquet(spark, raw / "users.parquet", "users")
     return inter, places, users, implicit
 
 

@@ -1,10 +1,11 @@
 //! `reco-cli bench MODEL_DIR... [--batch-sizes 1,64,1024] [--data FILE] [--seconds S] [--scope S]`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use reco::Result;
 use reco::pipeline::bench::{Scope, bench, table};
+use reco::pipeline::paths::{Format, OutputGuard, Written};
 
 use super::Global;
 
@@ -41,7 +42,9 @@ pub fn exec(args: BenchArgs, g: &Global) -> Result<u8> {
         return Err(reco::Error::input(format!("--seconds {seconds}: expected a number in (0, 3600]")));
     }
     if let Some(path) = &metrics_out {
-        reco::pipeline::prom::check_target(path)?;
+        let mut reads: Vec<&Path> = models.iter().map(PathBuf::as_path).collect();
+        reads.push(&data);
+        OutputGuard::new("--metrics-out", path, Written::File(Format::Prometheus)).reads(&reads).check()?;
     }
     let threads = g.threads.unwrap_or(1);
     if let Some(b) = batch_sizes.iter().find(|&&b| b == 0 || b > 1 << 20) {

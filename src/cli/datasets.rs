@@ -55,14 +55,17 @@ pub struct SynthArgs {
     /// Days of impressions.
     #[arg(long, default_value_t = 28)]
     days: usize,
+    #[command(flatten)]
+    seed: super::SeedOnly,
 }
 
 pub fn exec(cmd: DatasetsCommand, g: &Global, progress: &dyn Progress) -> Result<u8> {
     match cmd {
-        DatasetsCommand::Synth(SynthArgs { out, users, places, days }) => {
-            let params = SynthParams { users, places, days, seed: g.seed.unwrap_or(42) };
+        DatasetsCommand::Synth(SynthArgs { out, users, places, days, seed }) => {
+            let params = SynthParams { users, places, days, seed: seed.seed.unwrap_or(42) };
             params.validate().map_err(|e| reco::Error::input(format!("datasets {e} (--users, --places, --days)")))?;
-            let summary = synth::generate(params, &out)?;
+            let _lock = reco::pipeline::paths::OutputLock::acquire_parent(&out)?;
+            let summary = synth::generate(params, &out, progress)?;
             if g.json {
                 super::print_json(&summary)?;
             } else {
@@ -76,6 +79,7 @@ pub fn exec(cmd: DatasetsCommand, g: &Global, progress: &dyn Progress) -> Result
         }
         DatasetsCommand::Import(ImportArgs { dataset: Dataset::Movielens100k, from, zipcodes, out }) => {
             let zips = zipcodes.unwrap_or_else(|| from.join("zipcodes.csv"));
+            let _lock = reco::pipeline::paths::OutputLock::acquire_parent(&out)?;
             let summary = reco::data::movielens::import(&from, &zips, &out)?;
             if g.json {
                 super::print_json(&summary)?;

@@ -42,14 +42,28 @@ pub struct DistillArgs {
     /// Continue killed student trainings from their last epoch checkpoints.
     #[arg(long)]
     resume: bool,
+    #[command(flatten)]
+    overrides: super::Overrides,
 }
 
 pub fn exec(args: DistillArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
-    let DistillArgs { recipe, teacher, features, out, ratio, temperature, alpha, epochs, no_scratch, resume } = args;
+    let DistillArgs {
+        recipe,
+        teacher,
+        features,
+        out,
+        ratio,
+        temperature,
+        alpha,
+        epochs,
+        no_scratch,
+        resume,
+        overrides,
+    } = args;
     let teacher_given = recipe.is_none();
     let (mut recipe, teacher, root) = match (recipe, teacher) {
         (Some(r), _) => {
-            let recipe = super::load_recipe(&r, g)?;
+            let recipe = super::load_recipe(&r, &overrides)?;
             let paths = super::out_dir(&recipe, out.as_ref());
             (recipe, paths.stage("teacher"), paths.out)
         }
@@ -58,12 +72,7 @@ pub fn exec(args: DistillArgs, g: &Global, progress: &dyn Progress) -> Result<u8
             let mut recipe: Recipe = serde_json::from_value(manifest.recipe.clone()).map_err(|e| {
                 Error::input(format!("{}: manifest recipe is not a reco-cli recipe ({e})", t.display()))
             })?;
-            if let Some(b) = &g.backend {
-                recipe.train.backend.clone_from(b);
-            }
-            if let Some(s) = g.seed {
-                recipe.seed = s;
-            }
+            overrides.apply(&mut recipe);
             // --out is the root of what distill writes (students, checkpoints); default: beside
             // the teacher.
             let root = out.clone().unwrap_or_else(|| t.parent().map(PathBuf::from).unwrap_or_default());
@@ -96,6 +105,7 @@ pub fn exec(args: DistillArgs, g: &Global, progress: &dyn Progress) -> Result<u8
     };
     let (student, scratch) = (root.join("student"), root.join("student-scratch"));
     reco::pipeline::paths::check_output(&student, &[], &[teacher.as_path()], None)?;
+    let _lock = reco::pipeline::paths::OutputLock::acquire(&root)?;
     let train = recipe.distill.student_train(&recipe.train);
     let recipe_json = serde_json::to_value(&recipe).map_err(|e| Error::Internal(e.to_string()))?;
     let job = DistillJob {

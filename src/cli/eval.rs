@@ -1,10 +1,11 @@
 //! `reco-cli eval MODEL_DIR... --data FILE [--ranking FILE]`: the side-by-side table.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use reco::Result;
 use reco::pipeline::eval::{default_ranking, evaluate, table};
+use reco::pipeline::paths::{Format, OutputGuard, Written};
 
 use super::Global;
 
@@ -24,13 +25,16 @@ pub struct EvalArgs {
     metrics_out: Option<PathBuf>,
 }
 
-pub fn exec(args: EvalArgs, g: &Global) -> Result<u8> {
+pub fn exec(args: EvalArgs, g: &Global, progress: &dyn reco::progress::Progress) -> Result<u8> {
     let EvalArgs { models, data, ranking, metrics_out } = args;
-    if let Some(path) = &metrics_out {
-        reco::pipeline::prom::check_target(path)?;
-    }
     let ranking = ranking.or_else(|| default_ranking(&data));
-    let report = evaluate(&models, &data, ranking.as_deref())?;
+    if let Some(path) = &metrics_out {
+        let mut reads: Vec<&Path> = models.iter().map(PathBuf::as_path).collect();
+        reads.push(&data);
+        reads.extend(ranking.as_deref());
+        OutputGuard::new("--metrics-out", path, Written::File(Format::Prometheus)).reads(&reads).check()?;
+    }
+    let report = evaluate(&models, &data, ranking.as_deref(), progress)?;
     if let Some(path) = &metrics_out {
         let recipe = reco::pipeline::prom::recipe_of(&models[0]);
         reco::pipeline::prom::write(path, &reco::pipeline::prom::for_eval(&recipe, &report))?;

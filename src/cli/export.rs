@@ -37,15 +37,22 @@ pub struct ExportArgs {
     /// How categorical ids are mapped to embedding rows inside the graph.
     #[arg(long, value_enum, default_value = "auto")]
     id_lookup: Lookup,
+    /// Export a model whose status is failed (a quality gate failed on it or an ancestor) or
+    /// that is stale (made from a parent that was replaced since).
+    #[arg(long)]
+    allow_failed: bool,
 }
 
 pub fn exec(args: ExportArgs, g: &Global) -> Result<u8> {
-    let ExportArgs { model, format: Format::Onnx, out, id_lookup } = args;
+    let ExportArgs { model, format: Format::Onnx, out, id_lookup, allow_failed } = args;
     let lookup = match id_lookup {
         Lookup::Auto => IdLookup::Auto,
         Lookup::LabelEncoder => IdLookup::LabelEncoder,
     };
-    let s = export(&model, out.as_deref(), lookup)?;
+    // The artifact is rebuilt with the export recorded in its manifest: the folder holding it is
+    // locked (a run writing there, or a second export, fails at once).
+    let _lock = reco::pipeline::paths::OutputLock::acquire_parent(&model)?;
+    let s = export(&model, out.as_deref(), lookup, allow_failed)?;
     if g.json {
         super::print_json(&s)?;
     } else {

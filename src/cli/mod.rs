@@ -45,12 +45,32 @@ pub struct Global {
     /// Worker threads (training backend, data preparation). Default: all cores.
     #[arg(long, global = true)]
     threads: Option<usize>,
+}
+
+/// What overrides a recipe on the commands that train or draw data: the seed, and for the
+/// training commands the backend (offered only where they change something).
+#[derive(Debug, Args, Clone, Default)]
+pub struct Overrides {
     /// Override the recipe's seed.
-    #[arg(long, global = true)]
+    #[arg(long)]
     seed: Option<u64>,
     /// Training backend: flex (default), ndarray, or wgpu (built with --features wgpu).
-    #[arg(long, global = true)]
+    #[arg(long)]
     backend: Option<String>,
+}
+
+/// The seed alone, for commands that draw data but train nothing.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SeedOnly {
+    /// Override the recipe's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+impl From<SeedOnly> for Overrides {
+    fn from(s: SeedOnly) -> Self {
+        Self { seed: s.seed, backend: None }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,7 +131,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Distill(a) => distill::exec(a, &g, &progress),
         Command::Quantize(a) => quantize::exec(a, &g, &progress),
         Command::Bench(a) => bench::exec(a, &g),
-        Command::Eval(a) => eval::exec(a, &g),
+        Command::Eval(a) => eval::exec(a, &g, &progress),
         Command::Export(a) => export::exec(a, &g),
         Command::Predict(a) => predict::exec(a, &g),
         Command::Inspect(a) => inspect::exec(a, &g),
@@ -123,17 +143,24 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-/// Loads a recipe and applies the global overrides (`--seed`, `--backend`).
-fn load_recipe(path: &Path, g: &Global) -> Result<Recipe> {
+/// Loads a recipe and applies the command's overrides (`--seed`, `--backend`).
+fn load_recipe(path: &Path, o: &Overrides) -> Result<Recipe> {
     let mut recipe = Recipe::load(path)?;
-    if let Some(seed) = g.seed {
-        recipe.seed = seed;
-    }
-    if let Some(b) = &g.backend {
-        recipe.train.backend.clone_from(b);
-    }
+    o.apply(&mut recipe);
     reco::model::device(&recipe.train.backend)?;
     Ok(recipe)
+}
+
+impl Overrides {
+    /// Sets what was given on the command line.
+    fn apply(&self, recipe: &mut Recipe) {
+        if let Some(seed) = self.seed {
+            recipe.seed = seed;
+        }
+        if let Some(b) = &self.backend {
+            recipe.train.backend.clone_from(b);
+        }
+    }
 }
 
 /// Prints a value as pretty JSON on stdout.

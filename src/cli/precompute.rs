@@ -40,20 +40,39 @@ pub struct PrecomputeArgs {
     /// Users a segment's score averages over (its most active in the training split).
     #[arg(long, default_value_t = 16)]
     users_per_segment: usize,
+    /// Use a model whose status is failed (a quality gate failed on it or an ancestor) or that
+    /// is stale (made from a parent that was replaced since).
+    #[arg(long)]
+    allow_failed: bool,
 }
 
 pub fn exec(a: PrecomputeArgs, g: &Global) -> Result<u8> {
+    // Every field, by name: a new flag cannot be silently ignored.
+    let PrecomputeArgs {
+        model,
+        features,
+        out,
+        cells,
+        k,
+        cell_deg,
+        by_category,
+        hour,
+        dow,
+        users_per_segment,
+        allow_failed,
+    } = a;
     let job = PrecomputeJob {
-        model: a.model,
-        features: a.features,
-        out: a.out,
-        cells: a.cells,
-        k: a.k,
-        cell_deg: a.cell_deg,
-        by_category: a.by_category,
-        hour: a.hour,
-        dow: a.dow,
-        users_per_segment: a.users_per_segment,
+        model,
+        features,
+        out,
+        cells,
+        k,
+        cell_deg,
+        by_category,
+        hour,
+        dow,
+        users_per_segment,
+        allow_failed,
     };
     let s = precompute(&job)?;
     if g.json {

@@ -19,11 +19,15 @@ pub struct PredictArgs {
     /// Output Parquet file: row, logit, probability (input order).
     #[arg(long)]
     out: PathBuf,
+    /// Score with a model whose status is failed (a quality gate failed on it or an ancestor)
+    /// or that is stale (made from a parent that was replaced since).
+    #[arg(long)]
+    allow_failed: bool,
 }
 
 pub fn exec(args: PredictArgs, g: &Global) -> Result<u8> {
-    let PredictArgs { model, data, out } = args;
-    let summary = predict(&model, &data, &out)?;
+    let PredictArgs { model, data, out, allow_failed } = args;
+    let summary = predict(&model, &data, &out, allow_failed)?;
     if g.json {
         super::print_json(&summary)?;
     } else {

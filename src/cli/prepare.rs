@@ -18,14 +18,16 @@ pub struct PrepareArgs {
     /// Output root (default artifacts/<recipe name>).
     #[arg(long)]
     out: Option<PathBuf>,
+    #[command(flatten)]
+    seed: super::SeedOnly,
 }
 
 pub fn exec(args: PrepareArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
-    let PrepareArgs { recipe, out } = args;
-    let recipe = super::load_recipe(&recipe, g)?;
+    let PrepareArgs { recipe, out, seed } = args;
+    let recipe = super::load_recipe(&recipe, &seed.into())?;
     let paths = super::out_dir(&recipe, out.as_ref());
     let _lock = reco::pipeline::paths::OutputLock::acquire(&paths.out)?;
-    let (raw, _) = ensure_raw(&recipe, &paths, reco::pipeline::reuse::Mode::Auto)?;
+    let (raw, _) = ensure_raw(&recipe, &paths, reco::pipeline::reuse::Mode::Auto, progress)?;
     let summary = prepare(&raw, &paths.features(), &recipe.prepare, recipe.seed, progress)?;
     if g.json {
         super::print_json(&summary)?;

@@ -15,6 +15,13 @@ pub struct ReportArgs {
 }
 
 pub fn exec(args: ReportArgs, g: &Global) -> Result<u8> {
+    if !args.out.join("report.json").is_file() {
+        return Err(reco::Error::input(format!(
+            "{}: no report.json (not the --out of a finished `reco-cli run`)",
+            args.out.display()
+        )));
+    }
+    let _lock = reco::pipeline::paths::OutputLock::acquire(&args.out)?;
     let files = reco::pipeline::report::write(&args.out)?;
     if g.json {
         super::print_json(&files)?;

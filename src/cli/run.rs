@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use reco::Result;
 use reco::pipeline::eval::table;
+use reco::pipeline::paths::{Format, OutputGuard, Written};
 use reco::pipeline::reuse::{Mode, Stage};
 use reco::pipeline::run::{RunOptions, run};
 use reco::progress::Progress;
@@ -32,16 +33,24 @@ pub struct RunArgs {
     /// Also write the metrics as Prometheus text (node-exporter textfile style), atomically.
     #[arg(long)]
     metrics_out: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: super::Overrides,
 }
 
 pub fn exec(args: RunArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
-    let RunArgs { recipe, out, resume, force, from, metrics_out } = args;
-    if let Some(path) = &metrics_out {
-        reco::pipeline::prom::check_target(path)?;
-    }
-    let recipe = super::load_recipe(&recipe, g)?;
+    let RunArgs { recipe: recipe_path, out, resume, force, from, metrics_out, overrides } = args;
+    let recipe = super::load_recipe(&recipe_path, &overrides)?;
     let paths = super::out_dir(&recipe, out.as_ref());
     reco::pipeline::paths::check_run_root(&paths.out)?;
+    if let Some(path) = &metrics_out {
+        let raw = reco::pipeline::run::raw_locations(&recipe);
+        let mut reads: Vec<&std::path::Path> = raw.iter().map(PathBuf::as_path).collect();
+        reads.push(&recipe_path);
+        OutputGuard::new("--metrics-out", path, Written::File(Format::Prometheus))
+            .reads(&reads)
+            .writes(paths.written())
+            .check()?;
+    }
     let _lock = reco::pipeline::paths::OutputLock::acquire(&paths.out)?;
     let reuse = match (force, from) {
         (true, _) => Mode::Force,
@@ -62,13 +71,25 @@ pub fn exec(args: RunArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
         print!("{}", table(&report.eval));
         for gate in &report.gates {
             println!(
-                "gate {:<28} {} (threshold {:.4})  {}",
+                "gate {:<28} on {:<14} {} (threshold {:.4}, by {})  {}",
                 gate.name,
+                gate.artifact,
                 gate.value.map_or_else(|| "not measurable".into(), |v| format!("{v:.4}")),
                 gate.threshold,
+                serde_json::to_value(gate.judged_on)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
                 if gate.passed { "PASS" } else { "FAIL" }
             );
         }
+        for d in &report.dominated {
+            println!("do not ship {}: {} is no larger and at least as good on AUC and NDCG@10", d.model, d.by);
+        }
+        println!(
+            "ship: {}",
+            report.recommended.as_deref().unwrap_or("none (no artifact passes its own and its ancestors' gates)")
+        );
         println!("report: {}", paths.report().display());
         println!("reports: {} and {}", paths.out.join("report.md").display(), paths.out.join("report.html").display());
     }

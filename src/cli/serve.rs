@@ -1,6 +1,7 @@
 //! `serve` and `loadtest`: run `reco-serve`, the reference server built on `reco-runtime`
 //! alone (tokio + hyper, no burn or polars), found next to this executable. Its arguments
-//! pass through unchanged (`reco-cli serve --help` is the server's help).
+//! pass through unchanged (`reco-cli serve --help` is the server's help, its usage line
+//! naming `reco-cli serve`: the server runs with `reco-cli` as its program name).
 
 use std::path::PathBuf;
 
@@ -25,6 +26,8 @@ pub fn exec(sub: &str, a: PassArgs) -> Result<u8> {
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
+        // clap names the program after argv[0] in usage lines and help.
+        cmd.arg0("reco-cli");
         Err(Error::io(&server, cmd.exec()))
     }
     #[cfg(not(unix))]

@@ -30,11 +30,13 @@ pub struct TrainArgs {
     /// uninterrupted run with the same seed).
     #[arg(long)]
     resume: bool,
+    #[command(flatten)]
+    overrides: super::Overrides,
 }
 
 pub fn exec(args: TrainArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
-    let TrainArgs { recipe, out, epochs, batch_size, learning_rate, resume } = args;
-    let mut recipe = super::load_recipe(&recipe, g)?;
+    let TrainArgs { recipe, out, epochs, batch_size, learning_rate, resume, overrides } = args;
+    let mut recipe = super::load_recipe(&recipe, &overrides)?;
     if let Some(e) = epochs {
         recipe.train.epochs = e;
     }

@@ -10,6 +10,7 @@ use crate::artifact::spec::{Ids, Key, SourceColumn};
 use crate::data::io::find_table;
 use crate::data::schema::{FeatureKind, FilesConfig, Role, TableConfig, TableName, Transform};
 use crate::data::table::{Table, utc_offset_at};
+use crate::data::timespan::TimeSpan;
 use crate::error::{Error, Result};
 
 /// One table with its configuration and the columns its roles resolved to.
@@ -89,6 +90,8 @@ pub struct Interactions {
     pub rating: Option<Vec<f64>>,
     /// True visit probability (synthetic data).
     pub oracle: Option<Vec<f64>>,
+    /// The earliest and latest interaction (`None`: no rows).
+    pub span: Option<TimeSpan>,
 }
 
 /// Everything `prepare` reads.
@@ -119,6 +122,9 @@ pub fn read(cfg: &FilesConfig) -> Result<RawData> {
     let users = users_t.map(read_users).transpose()?;
     let places = places_t.map(read_places).transpose()?;
     let inter = read_interactions(cfg, inter_t)?;
+    if let Some(span) = &inter.span {
+        span.check(cfg.timestamp_unit)?;
+    }
     // Without a table: the distinct ids of the interactions, in first-seen order.
     let users = users.unwrap_or_else(|| Users::of_ids(distinct(&inter.raw_users)));
     let places = places.unwrap_or_else(|| Places::of_ids(distinct(&inter.raw_places)));
@@ -529,6 +535,7 @@ struct InterDraft {
     label: Option<Vec<f32>>,
     rating: Option<Vec<f64>>,
     oracle: Option<Vec<f64>>,
+    span: Option<TimeSpan>,
 }
 
 fn read_interactions(cfg: &FilesConfig, m: Mapped) -> Result<InterDraft> {
@@ -546,6 +553,7 @@ fn read_interactions(cfg: &FilesConfig, m: Mapped) -> Result<InterDraft> {
             cfg.timestamp_unit
         )));
     }
+    let span = TimeSpan::of(t, ts_col, &ts)?;
     let local_ts = local_times(cfg, &m, &ts, offsets.as_deref())?;
     let coords = coordinates(&m, Role::Lat, Role::Lon, false)?;
     let label = match m.col(Role::Label) {
@@ -575,7 +583,7 @@ fn read_interactions(cfg: &FilesConfig, m: Mapped) -> Result<InterDraft> {
         }
         None => None,
     };
-    Ok(InterDraft { mapped: m, raw_users, raw_places, ts, local_ts, coords, label, rating, oracle })
+    Ok(InterDraft { mapped: m, raw_users, raw_places, ts, local_ts, coords, label, rating, oracle, span })
 }
 
 /// `ts` shifted to local time: by the row's `utc_offset` column when mapped, else by the
@@ -645,6 +653,7 @@ impl InterDraft {
             label: self.label,
             rating: self.rating,
             oracle: self.oracle,
+            span: self.span,
         })
     }
 }
@@ -657,14 +666,7 @@ fn rows_in(
     table: Option<&Mapped>,
 ) -> Result<Vec<u32>> {
     if values.id_type() != table_ids.id_type() {
-        return Err(Error::input(format!(
-            "{}: column `{}` holds {} ids but {} has {} ids",
-            m.table.name,
-            m.col(role).unwrap_or_default(),
-            values.id_type(),
-            table.map_or("the other table".to_string(), |t| t.table.name.clone()),
-            table_ids.id_type()
-        )));
+        return Err(id_type_error(m, role, values, table_ids, table));
     }
     (0..values.len())
         .map(|i| {
@@ -678,6 +680,37 @@ fn rows_in(
             })
         })
         .collect()
+}
+
+/// Ids of one type in the interactions and another in their table: names the first id that is
+/// not an integer (a `user_id=two` folder among integer ones, a `u1` in the users table).
+fn id_type_error(m: &Mapped, role: Role, values: &Ids, table_ids: &Ids, table: Option<&Mapped>) -> Error {
+    let col = m.col(role).unwrap_or_default();
+    let other = table.map_or("the other table".to_string(), |t| t.table.name.clone());
+    let text = |ids: &Ids| match ids {
+        Ids::Str(v) => v.iter().position(|s| s.trim().parse::<i64>().is_err()).map(|i| (i, v[i].clone())),
+        Ids::Int(_) => None,
+    };
+    if let Some((i, v)) = text(values) {
+        return Error::input(format!(
+            "{} is {v:?}, expected an integer id ({other} has integer ids)",
+            m.table.at(col, i)
+        ));
+    }
+    if let (Some((i, v)), Some(t)) = (text(table_ids), table) {
+        let tcol = t.col(role).unwrap_or_default();
+        return Error::input(format!(
+            "{} is {v:?}, a string id, but {} column `{col}` holds integer ids",
+            t.table.at(tcol, i),
+            m.table.name
+        ));
+    }
+    Error::input(format!(
+        "{}: column `{col}` holds {} ids but {other} has {} ids",
+        m.table.name,
+        values.id_type(),
+        table_ids.id_type()
+    ))
 }
 
 /// Declared features: their table exists, their column exists and has the declared type,

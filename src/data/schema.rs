@@ -195,6 +195,36 @@ impl TimeUnit {
             Self::Nanoseconds => 1_000_000_000,
         }
     }
+
+    /// The next unit a thousand times coarser (`None` for seconds).
+    pub fn coarser(self) -> Option<Self> {
+        match self {
+            Self::Seconds => None,
+            Self::Milliseconds => Some(Self::Seconds),
+            Self::Microseconds => Some(Self::Milliseconds),
+            Self::Nanoseconds => Some(Self::Microseconds),
+        }
+    }
+
+    /// The unit's name in words (`milliseconds`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Seconds => "seconds",
+            Self::Milliseconds => "milliseconds",
+            Self::Microseconds => "microseconds",
+            Self::Nanoseconds => "nanoseconds",
+        }
+    }
+
+    /// The recipe's short name (`ms`).
+    pub fn short(self) -> &'static str {
+        match self {
+            Self::Seconds => "s",
+            Self::Milliseconds => "ms",
+            Self::Microseconds => "us",
+            Self::Nanoseconds => "ns",
+        }
+    }
 }
 
 /// Unit of a per-row UTC offset column.
@@ -367,8 +397,9 @@ impl FilesConfig {
         }
     }
 
-    /// Checks what serde cannot: roles allowed per table, one-character separators, a known
-    /// time zone, consistent label settings, unique declared feature names.
+    /// Checks what serde cannot: roles allowed per table, one column per role, one-character
+    /// separators, a known time zone, a valid timestamp format, consistent label settings,
+    /// unique declared feature names.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.dir.is_none() && self.interactions.path.is_none() {
             return Err("data: expected `dir` or `[data.interactions] path`".into());
@@ -407,6 +438,63 @@ impl FilesConfig {
             if t.dedup && name == TableName::Interactions {
                 return Err("data.interactions.dedup: only places and users can drop repeated ids".into());
             }
+            self.one_column_per_role(name, &t)?;
+        }
+        self.validate_times()?;
+        self.validate_features()
+    }
+
+    /// Two roles of one table on one column (`user = "place_id"` beside the place's own
+    /// `place_id`) would join ids of one kind as another's: refused, naming both roles. A role
+    /// left unmapped reads its default column, except in a section read from the
+    /// interactions file (explicit roles only there).
+    fn one_column_per_role(&self, name: TableName, t: &TableConfig) -> std::result::Result<(), String> {
+        let shared = name != TableName::Interactions
+            && t.path.is_none()
+            && self.dir.is_none()
+            && self.interactions.path.is_some();
+        let mut seen: Vec<(Role, &str, bool)> = Vec::new();
+        for &role in name.roles() {
+            let (column, explicit) = match t.columns.get(&role) {
+                Some(c) => (c.as_str(), true),
+                None if shared => continue,
+                None => (role.default_column(), false),
+            };
+            if let Some(&(other, _, other_explicit)) = seen.iter().find(|s| s.1 == column)
+                && (explicit || other_explicit)
+            {
+                let t = name.as_str();
+                let (a, b) = (other.key(), role.key());
+                return Err(match (other_explicit, explicit) {
+                    (true, true) => format!(
+                        "data.{t}.columns: roles `{a}` and `{b}` both map to column `{column}`: each role needs a column of its own"
+                    ),
+                    (true, false) => format!(
+                        "data.{t}.columns.{a} = {column:?}: that is also the `{b}` role's column (its default name, as `{b}` is not mapped): each role needs a column of its own"
+                    ),
+                    _ => format!(
+                        "data.{t}.columns.{b} = {column:?}: that is also the `{a}` role's column (its default name, as `{a}` is not mapped): each role needs a column of its own"
+                    ),
+                });
+            }
+            seen.push((role, column, explicit));
+        }
+        Ok(())
+    }
+
+    /// A known time zone and a `timestamp_format` chrono can use.
+    fn validate_times(&self) -> std::result::Result<(), String> {
+        if let Some(f) = &self.timestamp_format {
+            use chrono::format::{Item, StrftimeItems};
+            let items: Vec<Item<'_>> = StrftimeItems::new(f).collect();
+            let bad = items.iter().any(|i| matches!(i, Item::Error));
+            let fields = items.iter().any(|i| matches!(i, Item::Numeric(..) | Item::Fixed(_)));
+            if bad || !fields {
+                let why = if bad { "an unknown or incomplete % specifier" } else { "no date or time field" };
+                return Err(format!(
+                    "data.timestamp_format = {f:?}: not a chrono strftime format ({why}); e.g. \"%Y-%m-%d %H:%M:%S\" or \"%a %b %d %H:%M:%S %z %Y\""
+                ));
+            }
         }
         if let Some(tz) = &self.timezone {
             tz.parse::<chrono_tz::Tz>().map_err(|_| {
@@ -418,6 +506,11 @@ impl FilesConfig {
         {
             return Err(format!("data.positive_rating = {r}: expected a number"));
         }
+        Ok(())
+    }
+
+    /// Declared features: names unique and not built-in, fill and transform consistent.
+    fn validate_features(&self) -> std::result::Result<(), String> {
         let mut names = std::collections::BTreeSet::new();
         for f in &self.features {
             let n = f.feature_name();

@@ -98,9 +98,18 @@ fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
+/// The tables `generate` writes.
+pub const TABLES: [&str; 3] = ["users.parquet", "places.parquet", "interactions.parquet"];
+
+/// sha256 of each table in `dir`, by file name: `synth.json` records them, and a run reuses
+/// the tables only while they still hold these bytes.
+pub fn table_hashes(dir: &Path) -> Result<std::collections::BTreeMap<String, String>> {
+    TABLES.iter().map(|t| Ok((t.to_string(), crate::artifact::sha256_file(&dir.join(t))?))).collect()
+}
+
 /// Generates the three tables into `out` (`users.parquet`, `places.parquet`,
 /// `interactions.parquet`) plus `synth.json` with the parameters.
-pub fn generate(params: SynthParams, out: &Path) -> Result<SynthSummary> {
+pub fn generate(params: SynthParams, out: &Path, progress: &dyn crate::progress::Progress) -> Result<SynthSummary> {
     params.validate().map_err(Error::input)?;
     std::fs::create_dir_all(out).at(out)?;
     // synth.json vouches for the tables: it goes first and comes back last, so a generation
@@ -169,7 +178,9 @@ pub fn generate(params: SynthParams, out: &Path) -> Result<SynthSummary> {
     let mut i_label = Vec::new();
     let mut i_rating: Vec<Option<f64>> = Vec::new();
     let mut i_oracle = Vec::new();
+    progress.begin("synth: impressions, day by day", params.days as u64);
     for day in 0..params.days {
+        progress.advance(1);
         let dow = day % 7;
         let is_weekend = if dow >= 5 { 1.0 } else { 0.0 };
         for u in 0..nu {
@@ -210,6 +221,7 @@ pub fn generate(params: SynthParams, out: &Path) -> Result<SynthSummary> {
         }
     }
 
+    progress.end();
     let n_inter = i_user.len();
     let positives = i_label.iter().sum::<i64>() as f64;
     let mut users = frame(
@@ -254,7 +266,8 @@ pub fn generate(params: SynthParams, out: &Path) -> Result<SynthSummary> {
         interactions: n_inter,
         positive_rate: if n_inter == 0 { 0.0 } else { positives / n_inter as f64 },
     };
-    let meta = serde_json::json!({ "generator": "reco-cli datasets synth", "params": params, "summary": summary });
+    let tables = table_hashes(out)?;
+    let meta = serde_json::json!({ "generator": "reco-cli datasets synth", "params": params, "summary": summary, "tables": tables });
     let path = out.join("synth.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&meta).map_err(|e| crate::Error::Internal(e.to_string()))?)
         .at(&path)?;

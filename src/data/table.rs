@@ -2,6 +2,7 @@
 //! (hive-partitioned `key=value/` folders add their keys as columns), UTF-8 or Latin-1 text,
 //! with typed column accessors whose errors name the file, column, row and value.
 
+use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
@@ -10,6 +11,7 @@ use polars::prelude::*;
 
 use crate::artifact::spec::Ids;
 use crate::artifact::{sha256_bytes, sha256_file};
+use crate::data::narrow;
 use crate::data::schema::{Encoding, FileFormat, TableConfig, TimeUnit};
 use crate::error::{Error, IoContext, Result, catch_panic, one_line};
 
@@ -25,6 +27,16 @@ pub struct Table {
     pub name: String,
     /// After [`Table::keep_rows`]: the original row of each remaining row.
     origin: Option<Vec<usize>>,
+    /// Columns read as a wider type than their files hold (`i16`, `f16`, `u64`): that type.
+    file_types: BTreeMap<String, String>,
+}
+
+/// One file of a table as read: its rows, the line of its first data row (CSV) and its columns
+/// read as a wider type than the file holds (column, type in the file).
+struct PartRead {
+    df: DataFrame,
+    first_line: Option<usize>,
+    widened: Vec<(String, String)>,
 }
 
 /// One file of a table.
@@ -57,17 +69,20 @@ impl Table {
 
     /// The columns a Parquet location's files have together, as [`Table::read`] would stack
     /// them (the same checks and errors: one type per column in every file, the same columns,
-    /// no column a folder shadows), without rows and without hashing the files.
-    pub fn schema_of(location: &Path) -> Result<DataFrame> {
-        Ok(Self::read_with(location, |file| Ok((read_parquet_schema(file)?, None)), false)?.df)
+    /// no column a folder shadows), as a table without rows and without hashing the files.
+    pub fn schema_of(location: &Path) -> Result<Self> {
+        Self::read_with(location, read_parquet_schema, false)
+    }
+
+    /// A copy of this table's columns without rows, named `name`.
+    pub fn empty_copy(&self, name: &str) -> Self {
+        let mut t = Self::frame(self.df.clear(), name);
+        t.file_types = self.file_types.clone();
+        t
     }
 
     /// [`Table::read`] with each file read by `read` (`hash`: hash the files).
-    fn read_with(
-        location: &Path,
-        read: impl Fn(&Path) -> Result<(DataFrame, Option<usize>)>,
-        hash: bool,
-    ) -> Result<Self> {
+    fn read_with(location: &Path, read: impl Fn(&Path) -> Result<PartRead>, hash: bool) -> Result<Self> {
         let files = list_files(location)?;
         let hive_ints = hive_int_keys(&files);
         let base = literal_prefix(location);
@@ -76,8 +91,12 @@ impl Table {
         let mut listing = String::new();
         let single = files.len() == 1 && files[0].0 == location;
         let mut sha256 = String::new();
+        let mut file_types = BTreeMap::new();
         for (file, hive) in &files {
-            let (mut df, first_line) = read(file)?;
+            let PartRead { mut df, first_line, widened } = read(file)?;
+            for (c, t) in widened {
+                file_types.entry(c).or_insert(t);
+            }
             for (k, v) in hive {
                 if df.column(k).is_ok() {
                     return Err(Error::input(format!(
@@ -98,6 +117,12 @@ impl Table {
             frames.push(df);
         }
         check_part_types(&frames, &parts)?;
+        // A CSV part without rows has no types of its own (every column reads as text):
+        // stacked, it would turn the others' numbers into text.
+        let typed: Vec<bool> = frames.iter().zip(&parts).map(|(f, p)| has_types(f, p)).collect();
+        if typed.contains(&true) {
+            frames = frames.into_iter().zip(typed).filter_map(|(f, t)| t.then_some(f)).collect();
+        }
         let df = if frames.len() == 1 {
             frames.pop().unwrap_or_default()
         } else {
@@ -113,25 +138,16 @@ impl Table {
         };
         let name = location.display().to_string();
         let sha256 = if single { sha256 } else { sha256_bytes(listing.as_bytes()) };
-        Ok(Self { df, parts, sha256, name, origin: None })
+        Ok(Self { df, parts, sha256, name, origin: None, file_types })
     }
 
     /// Rows `offset..offset + rows` of the Parquet file `path`, only `columns` (all present in
     /// the file): one row group of a split read a chunk at a time. Errors name the file's row.
     pub fn parquet_rows(path: &Path, offset: usize, rows: usize, columns: Vec<String>) -> Result<Self> {
-        let file = std::fs::File::open(path).at(path)?;
-        let bad = |detail: String| Error::input(format!("{}: not a readable Parquet file ({detail})", path.display()));
-        let df = catch_panic(
-            || {
-                ParquetReader::new(file)
-                    .with_columns(Some(columns))
-                    .with_slice(Some((offset, rows)))
-                    .finish()
-                    .map_err(|e| bad(one_line(&e.to_string())))
-            },
-            |panic| bad(format!("the reader failed: {panic}")),
-        )?;
-        Ok(Self::frame(df, &path.display().to_string()).starting_at(offset))
+        let read = narrow::read(path, Some((offset, rows)), Some(columns.as_slice()))?;
+        let mut t = Self::frame(read.df, &path.display().to_string()).starting_at(offset);
+        t.file_types = read.widened.into_iter().collect();
+        Ok(t)
     }
 
     /// Rows gathered from the files `parts` (path, rows, in order) of the table `name`: row
@@ -139,7 +155,8 @@ impl Table {
     pub fn gathered(df: DataFrame, name: &str, parts: &[(PathBuf, usize)], origin: Vec<usize>, sha256: &str) -> Self {
         let parts =
             parts.iter().map(|(path, rows)| Part { path: path.clone(), rows: *rows, first_line: None }).collect();
-        Self { df, parts, sha256: sha256.to_string(), name: name.to_string(), origin: Some(origin) }
+        let (sha256, name, file_types) = (sha256.to_string(), name.to_string(), BTreeMap::new());
+        Self { df, parts, sha256, name, origin: Some(origin), file_types }
     }
 
     /// This table with its columns cast to `schema`'s types where they differ (a part read
@@ -151,6 +168,10 @@ impl Table {
                 && want.dtype() != c.dtype()
             {
                 let path = self.parts.first().map_or(PathBuf::new(), |p| p.path.clone());
+                if c.dtype() == &DataType::UInt64 {
+                    // A uint64 beyond the int64s the other pieces hold: named, not cast to null.
+                    self.ints(c.name())?;
+                }
                 cast.push(c.cast(want.dtype()).map_err(|e| part_error(&path, &e))?);
             }
         }
@@ -164,7 +185,7 @@ impl Table {
     /// A frame already in memory (a split being fitted), named `name` in errors.
     pub fn frame(df: DataFrame, name: &str) -> Self {
         let parts = vec![Part { path: PathBuf::from(name), rows: df.height(), first_line: None }];
-        Self { df, parts, sha256: String::new(), name: name.to_string(), origin: None }
+        Self { df, parts, sha256: String::new(), name: name.to_string(), origin: None, file_types: BTreeMap::new() }
     }
 
     /// Number of rows.
@@ -233,9 +254,11 @@ impl Table {
         self.df.get_column_names().iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
     }
 
-    /// The column's type as polars shows it (`i64`, `str`, `datetime[ms, UTC]`).
+    /// The column's type as polars shows it (`i64`, `str`, `datetime[ms, UTC]`), or as its
+    /// files hold it where it is read wider (`i16`, `u8`, `f16`).
     pub fn dtype(&self, name: &str) -> Result<String> {
-        Ok(self.column(name)?.dtype().to_string())
+        let read = self.column(name)?.dtype().to_string();
+        Ok(self.file_types.get(name).cloned().unwrap_or(read))
     }
 
     /// The column is not of the expected kind: names the first value that is not (a text cell
@@ -247,11 +270,15 @@ impl Table {
         }
     }
 
-    /// The first row whose value is not an integer (`integer`) or not a number.
+    /// The first row whose value is not an integer (`integer`: one an int64 holds) or not a
+    /// finite number (text such as `nan` or `inf` included).
     fn first_offender(&self, name: &str, integer: bool) -> Option<(usize, String)> {
         let col = self.df.column(name).ok()?;
         if col.dtype().is_string() {
-            let ok = |v: &str| if integer { v.trim().parse::<i64>().is_ok() } else { v.trim().parse::<f64>().is_ok() };
+            let ok = |v: &str| match integer {
+                true => v.trim().parse::<i64>().is_ok(),
+                false => v.trim().parse::<f64>().is_ok_and(f64::is_finite),
+            };
             return col
                 .str()
                 .ok()?
@@ -266,7 +293,7 @@ impl Table {
                 .ok()?
                 .iter()
                 .enumerate()
-                .find_map(|(i, v)| v.filter(|x| !x.is_finite() || x.fract() != 0.0).map(|x| (i, x.to_string())));
+                .find_map(|(i, v)| v.filter(|&x| !is_int64(x)).map(|x| (i, x.to_string())));
         }
         None
     }
@@ -282,6 +309,16 @@ impl Table {
         let whole = col.dtype().is_float() && self.first_offender(name, true).is_none();
         if !col.dtype().is_integer() && !whole {
             return Err(self.wrong_type(name, col.dtype(), "an integer"));
+        }
+        if let Ok(ca) = col.as_materialized_series().u64()
+            && let Some((i, v)) =
+                ca.iter().enumerate().find_map(|(i, v)| v.filter(|&v| v > i64::MAX as u64).map(|v| (i, v)))
+        {
+            return Err(Error::input(format!(
+                "{} is {v}, expected an integer of at most {} (ids and numbers are read as 64-bit signed integers)",
+                self.at(name, i),
+                i64::MAX
+            )));
         }
         let s = col.strict_cast(&DataType::Int64).map_err(|e| {
             Error::input(format!(
@@ -303,7 +340,8 @@ impl Table {
     pub fn floats(&self, name: &str, allow_null: bool) -> Result<Vec<f64>> {
         let col = self.column(name)?;
         if !col.dtype().is_primitive_numeric() {
-            return Err(self.wrong_type(name, col.dtype(), "a number"));
+            let expected = if allow_null { "a number (or no value where it is unknown)" } else { "a number" };
+            return Err(self.wrong_type(name, col.dtype(), expected));
         }
         let s = col.cast(&DataType::Float64).map_err(|e| self.cast_error(name, &e))?;
         let ca = s.f64().map_err(|e| Error::Internal(e.to_string()))?;
@@ -311,7 +349,13 @@ impl Table {
         for (i, v) in ca.iter().enumerate() {
             match v {
                 Some(x) if x.is_finite() => out.push(x),
-                Some(x) => return Err(Error::input(format!("{} is {x}, expected a finite number", self.at(name, i)))),
+                Some(x) => {
+                    let unknown = if allow_null { " (or no value where it is unknown)" } else { "" };
+                    return Err(Error::input(format!(
+                        "{} is {x}, expected a finite number{unknown}",
+                        self.at(name, i)
+                    )));
+                }
                 None if allow_null => out.push(f64::NAN),
                 None => return Err(self.null_error(name, i, "a number")),
             }
@@ -430,6 +474,12 @@ impl Table {
     }
 }
 
+/// Whether a float is a whole number an int64 holds.
+fn is_int64(x: f64) -> bool {
+    // -2^63 ..= 2^63 - 1: the largest float below 2^63 is whole.
+    x.fract() == 0.0 && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&x)
+}
+
 /// The offset from UTC (seconds) of `tz` at unix second `t`.
 pub fn utc_offset_at(tz: chrono_tz::Tz, t: i64) -> i32 {
     use chrono::{Offset, TimeZone};
@@ -486,35 +536,71 @@ fn literal_prefix(location: &Path) -> PathBuf {
     location.components().take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '['])).collect()
 }
 
-/// Refuses a column read as text in one file and as numbers in another (ids with letters or
-/// leading zeros in some files only): joining them would split one id into two.
+/// What a column holds, as far as stacking the files of a table goes.
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    /// Strings, categoricals.
+    Text,
+    /// Integers and floats of any width.
+    Number,
+    /// Datetimes, dates, times, durations.
+    Time,
+    /// Anything else, by its type.
+    Other(DataType),
+}
+
+impl Kind {
+    /// The kind of a type; `None` for a column of nulls only (any kind).
+    fn of(dt: &DataType) -> Option<Self> {
+        Some(match dt {
+            DataType::Null => return None,
+            dt if dt.is_string() || dt.is_categorical() || dt.is_enum() => Self::Text,
+            dt if dt.is_primitive_numeric() => Self::Number,
+            dt if dt.is_temporal() => Self::Time,
+            dt => Self::Other(dt.clone()),
+        })
+    }
+}
+
+/// Refuses files of one table that do not stack: a file without a column the first has (or
+/// with one it lacks), or a column of one kind in one file and of another in the next (ids
+/// with letters in some files only would split one id into two; a Parquet timestamp in one
+/// file and epoch numbers in another would be read in two units). CSV files without rows
+/// have no types of their own and are only checked for their columns.
 fn check_part_types(frames: &[DataFrame], parts: &[Part]) -> Result<()> {
     let Some(first) = frames.first() else { return Ok(()) };
+    // The parts are stacked: each must have the first one's columns, no more, no fewer.
     for (df, part) in frames.iter().zip(parts).skip(1) {
+        let missing = |a: &DataFrame, b: &DataFrame| b.columns().iter().find(|c| a.column(c.name()).is_err()).cloned();
+        let (without, with, c) = match (missing(df, first), missing(first, df)) {
+            (Some(c), _) => (part, &parts[0], c),
+            (None, Some(c)) => (&parts[0], part, c),
+            (None, None) => continue,
+        };
+        return Err(Error::input(format!(
+            "{}: no column `{}`, which {} has: every file of a table must have the same columns",
+            without.path.display(),
+            c.name(),
+            with.path.display()
+        )));
+    }
+    let mut typed = frames.iter().zip(parts).filter(|(df, p)| has_types(df, p));
+    let Some((first, first_part)) = typed.next() else { return Ok(()) };
+    for (df, part) in typed {
         for c in df.columns() {
             let Ok(f) = first.column(c.name()) else { continue };
-            if c.dtype().is_string() != f.dtype().is_string() {
+            if let (Some(a), Some(b)) = (Kind::of(c.dtype()), Kind::of(f.dtype()))
+                && a != b
+            {
                 return Err(Error::input(format!(
                     "{}: column `{}` reads as {} here but as {} in {}: one column must have one type in every file",
                     part.path.display(),
                     c.name(),
                     c.dtype(),
                     f.dtype(),
-                    parts[0].path.display()
+                    first_part.path.display()
                 )));
             }
-        }
-        // The parts are stacked: each must have the first one's columns, no more, no fewer.
-        let missing = |a: &DataFrame, b: &DataFrame| b.columns().iter().find(|c| a.column(c.name()).is_err()).cloned();
-        let (lacks, extra) = (missing(df, first), missing(first, df));
-        if let Some(c) = lacks.or(extra.clone()) {
-            let (without, with) = if extra.is_some() { (&parts[0], part) } else { (part, &parts[0]) };
-            return Err(Error::input(format!(
-                "{}: no column `{}`, which {} has: every file of a table must have the same columns",
-                without.path.display(),
-                c.name(),
-                with.path.display()
-            )));
         }
     }
     Ok(())
@@ -638,34 +724,29 @@ fn format_of(path: &Path) -> Option<FileFormat> {
 }
 
 /// A Parquet file's columns without its rows (the same corrupt-file errors as a read).
-fn read_parquet_schema(path: &Path) -> Result<DataFrame> {
+fn read_parquet_schema(path: &Path) -> Result<PartRead> {
     parquet_footer(path)?;
-    let file = std::fs::File::open(path).at(path)?;
-    let bad = |detail: String| Error::input(format!("{}: not a readable Parquet file ({detail})", path.display()));
-    let df = catch_panic(
-        || ParquetReader::new(file).with_slice(Some((0, 0))).finish().map_err(|e| bad(one_line(&e.to_string()))),
-        |panic| bad(format!("the reader failed: {panic}")),
-    )?;
-    check_unique_names(&df, path)?;
-    Ok(df)
+    let read = narrow::read(path, Some((0, 0)), None)?;
+    check_unique_names(&read.df, path)?;
+    Ok(PartRead { df: read.df, first_line: None, widened: read.widened })
+}
+
+/// Whether a part's column types are its own: a Parquet file's always, a CSV file's when it
+/// has rows (without any, every column reads as text).
+fn has_types(df: &DataFrame, part: &Part) -> bool {
+    part.first_line.is_none() || df.height() > 0
 }
 
 /// Reads one file of a table, with the line number of its first data row (CSV).
-fn read_file(path: &Path, cfg: &TableConfig) -> Result<(DataFrame, Option<usize>)> {
+fn read_file(path: &Path, cfg: &TableConfig) -> Result<PartRead> {
     let format = cfg.format.or_else(|| format_of(path)).ok_or_else(|| {
         Error::input(format!("{}: unknown file type, expected .parquet or .csv (or set `format`)", path.display()))
     })?;
-    let (df, first_line) = match format {
+    let (df, first_line, widened) = match format {
         FileFormat::Parquet => {
             parquet_footer(path)?;
-            let file = std::fs::File::open(path).at(path)?;
-            let bad =
-                |detail: String| Error::input(format!("{}: not a readable Parquet file ({detail})", path.display()));
-            let df = catch_panic(
-                || ParquetReader::new(file).finish().map_err(|e| bad(one_line(&e.to_string()))),
-                |panic| bad(format!("the reader failed: {panic}")),
-            )?;
-            (df, None)
+            let read = narrow::read(path, None, None)?;
+            (read.df, None, read.widened)
         }
         FileFormat::Csv => {
             let header = cfg.header.unwrap_or(cfg.column_names.is_empty());
@@ -675,11 +756,11 @@ fn read_file(path: &Path, cfg: &TableConfig) -> Result<(DataFrame, Option<usize>
                     Error::input(format!("{}: not a readable CSV file (the reader failed: {panic})", path.display()))
                 },
             )?;
-            (df, Some(1 + usize::from(header)))
+            (df, Some(1 + usize::from(header)), Vec::new())
         }
     };
     check_unique_names(&df, path)?;
-    Ok((df, first_line))
+    Ok(PartRead { df, first_line, widened })
 }
 
 /// Two columns of one name are refused: which one a role maps to would be a guess. (Polars'
@@ -700,9 +781,10 @@ fn check_unique_names(df: &DataFrame, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn read_csv(path: &Path, cfg: &TableConfig, header: bool) -> Result<DataFrame> {
+/// A CSV file's text as UTF-8: decoded from Latin-1, or checked and without a byte-order mark.
+fn csv_text(path: &Path, cfg: &TableConfig) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).at(path)?;
-    let text = match cfg.encoding {
+    Ok(match cfg.encoding {
         Encoding::Latin1 => bytes.iter().map(|&b| char::from(b)).collect::<String>().into_bytes(),
         Encoding::Utf8 => {
             // A byte-order mark would become part of the first column's name.
@@ -721,9 +803,55 @@ fn read_csv(path: &Path, cfg: &TableConfig, header: bool) -> Result<DataFrame> {
             }
             bytes
         }
-    };
+    })
+}
+
+/// Text whose lines end in a lone carriage return (classic Mac OS, some exports) with line
+/// feeds instead: the CSV reader splits lines at line feeds only.
+fn cr_to_lf(mut text: Vec<u8>) -> Vec<u8> {
+    if text.contains(&b'\r') && !text.contains(&b'\n') {
+        for b in &mut text {
+            if *b == b'\r' {
+                *b = b'\n';
+            }
+        }
+    }
+    text
+}
+
+/// Refuses a NUL byte (a binary or UTF-16 file, or a corrupt cell), naming its line, column and
+/// cell: the CSV reader would cut the cell there.
+fn refuse_nul(path: &Path, text: &[u8], sep: u8, names: &[String]) -> Result<()> {
+    let Some(at) = text.iter().position(|&b| b == 0) else { return Ok(()) };
+    let start = text[..at].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let line = text[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+    let field = text[start..at].iter().filter(|&&b| b == sep).count();
+    let from = text[..at].iter().rposition(|&b| b == sep || b == b'\n').map_or(0, |i| i + 1);
+    let to = text[at..].iter().position(|&b| b == sep || b == b'\n' || b == b'\r').map_or(text.len(), |i| at + i);
+    let cell = String::from_utf8_lossy(&text[from..to]);
+    let column = names.get(field).map_or_else(|| format!("{}", field + 1), |n| format!("`{n}`"));
+    Err(Error::input(format!(
+        "{}: line {line} column {column} is {cell:?}, which holds a NUL byte: expected text (is the file UTF-16 or binary?)",
+        path.display()
+    )))
+}
+
+/// The column names of a CSV file as the reader names them: the first line (`header`) or
+/// `column_names`.
+fn csv_names(text: &[u8], sep: u8, header: bool, cfg: &TableConfig) -> Vec<String> {
+    if !header {
+        return cfg.column_names.clone();
+    }
+    let first = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    let first = String::from_utf8_lossy(first);
+    first.trim_end_matches('\r').split(char::from(sep)).map(|n| n.trim_matches('"').to_string()).collect()
+}
+
+fn read_csv(path: &Path, cfg: &TableConfig, header: bool) -> Result<DataFrame> {
+    let text = cr_to_lf(csv_text(path, cfg)?);
     let tsv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
     let sep = cfg.separator.as_deref().and_then(|s| s.bytes().next()).unwrap_or(if tsv { b'\t' } else { b',' });
+    refuse_nul(path, &text, sep, &csv_names(&text, sep, header, cfg))?;
     let text_schema = (!cfg.text_columns.is_empty() && header).then(|| {
         Arc::new(Schema::from_iter(cfg.text_columns.iter().map(|n| Field::new(n.as_str().into(), DataType::String))))
     });
@@ -767,6 +895,139 @@ mod tests {
         assert_eq!(t.ids("user_id").unwrap(), Ids::Int(vec![5, 7]));
         // Without the hint, inference makes them integers (leading zeros gone).
         assert_eq!(Table::file(&p).unwrap().ids("place_id").unwrap(), Ids::Int(vec![12345, 99]));
+    }
+
+    /// Writes `columns` as one Parquet file with arrow-rs (whose writer keeps every width).
+    fn arrow_parquet(path: &Path, columns: Vec<(&str, arrow::array::ArrayRef)>) {
+        let batch = arrow::array::RecordBatch::try_from_iter(columns).unwrap();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+
+    #[test]
+    fn every_arrow_integer_width_and_float16_reads_whole_in_pieces_and_as_a_schema() {
+        use arrow::array::{
+            ArrayRef, Float32Array, Int8Array, Int16Array, Int32Array, Int64Array, StringArray, UInt8Array,
+            UInt16Array, UInt32Array, UInt64Array,
+        };
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.parquet");
+        let half = Float32Array::from(vec![Some(1.5f32), None, Some(-2.25)]);
+        let half = arrow::compute::cast(&half, &arrow::datatypes::DataType::Float16).unwrap();
+        arrow_parquet(
+            &p,
+            vec![
+                ("i8", Arc::new(Int8Array::from(vec![-128i8, 0, 127])) as ArrayRef),
+                ("i16", Arc::new(Int16Array::from(vec![-32768i16, 1, 32767]))),
+                ("i32", Arc::new(Int32Array::from(vec![i32::MIN, 2, i32::MAX]))),
+                ("i64", Arc::new(Int64Array::from(vec![i64::MIN, 3, i64::MAX]))),
+                ("u8", Arc::new(UInt8Array::from(vec![0u8, 4, 255]))),
+                ("u16", Arc::new(UInt16Array::from(vec![Some(0u16), None, Some(65535)]))),
+                ("u32", Arc::new(UInt32Array::from(vec![0u32, 6, u32::MAX]))),
+                ("u64", Arc::new(UInt64Array::from(vec![0u64, 7, i64::MAX as u64]))),
+                ("f16", half),
+                ("name", Arc::new(StringArray::from(vec!["a", "b", "c"]))),
+            ],
+        );
+        let t = Table::file(&p).unwrap();
+        assert_eq!(t.ints("i8").unwrap(), [-128, 0, 127]);
+        assert_eq!(t.ints("i16").unwrap(), [-32768, 1, 32767]);
+        assert_eq!(t.ints("i32").unwrap(), [i32::MIN.into(), 2, i32::MAX.into()]);
+        assert_eq!(t.ints("i64").unwrap(), [i64::MIN, 3, i64::MAX]);
+        assert_eq!(t.ids("u8").unwrap(), Ids::Int(vec![0, 4, 255]));
+        assert_eq!(t.ints("u32").unwrap(), [0, 6, u32::MAX.into()]);
+        assert_eq!(t.ints("u64").unwrap(), [0, 7, i64::MAX]);
+        let f = t.floats("f16", true).unwrap();
+        assert_eq!((f[0], f[1].is_nan(), f[2]), (1.5, true, -2.25));
+        assert!(t.ints("u16").unwrap_err().to_string().contains("`u16` row 1 is null"));
+        // The source types as the file has them; the columns in file order.
+        assert_eq!(
+            (t.dtype("i16").unwrap(), t.dtype("u64").unwrap(), t.dtype("f16").unwrap()),
+            ("i16".into(), "u64".into(), "f16".into())
+        );
+        assert_eq!((t.dtype("i32").unwrap(), t.dtype("name").unwrap()), ("i32".into(), "str".into()));
+        assert_eq!(t.present(), "i8, i16, i32, i64, u8, u16, u32, u64, f16, name");
+        // A piece (the streamed path) and a schema read the same types.
+        let cols: Vec<String> = ["name", "i16", "f16"].iter().map(|s| s.to_string()).collect();
+        let piece = Table::parquet_rows(&p, 1, 2, cols).unwrap();
+        assert_eq!(piece.present(), "name, i16, f16");
+        assert_eq!(piece.ints("i16").unwrap(), [1, 32767]);
+        assert!(piece.floats("f16", false).unwrap_err().to_string().contains("`f16` row 1 is null"));
+        let schema = Table::schema_of(&p).unwrap();
+        assert_eq!((schema.height(), schema.dtype("i8").unwrap()), (0, "i8".to_string()));
+        assert_eq!(schema.df.column("i8").unwrap().dtype(), &DataType::Int64);
+    }
+
+    #[test]
+    fn a_uint64_beyond_int64_and_floats_beyond_it_are_named_with_their_row() {
+        use arrow::array::{ArrayRef, UInt64Array};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.parquet");
+        arrow_parquet(&p, vec![("id", Arc::new(UInt64Array::from(vec![1u64, u64::MAX])) as ArrayRef)]);
+        let e = Table::file(&p).unwrap().ids("id").unwrap_err().to_string();
+        assert!(
+            e.contains("t.parquet: column `id` row 1 is 18446744073709551615")
+                && e.contains("at most 9223372036854775807"),
+            "{e}"
+        );
+        let df = DataFrame::new(2, vec![Column::new("id".into(), vec![1.0f64, 1e20])]).unwrap();
+        let e = Table::frame(df, "f").ints("id").unwrap_err().to_string();
+        assert!(e.contains("column `id` row 1 is 100000000000000000000"), "{e}");
+    }
+
+    #[test]
+    fn csv_parts_with_cr_line_endings_or_no_rows_read_as_their_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.csv"), "user_id,name\r1,x\r2,y\r").unwrap();
+        std::fs::write(dir.path().join("b.csv"), "user_id,name\n").unwrap();
+        std::fs::write(dir.path().join("c.csv"), "user_id,name\n3,z\n").unwrap();
+        let t = Table::read(dir.path(), &TableConfig::default()).unwrap();
+        assert_eq!(t.ids("user_id").unwrap(), Ids::Int(vec![1, 2, 3]));
+        // Rows are still located in their own file and line.
+        assert!(t.at("name", 2).ends_with("c.csv: column `name` line 2"), "{}", t.at("name", 2));
+        assert!(t.at("name", 1).ends_with("a.csv: column `name` line 3"), "{}", t.at("name", 1));
+        // A header-only part still needs the others' columns.
+        std::fs::write(dir.path().join("b.csv"), "user_id\n").unwrap();
+        let e = Table::read(dir.path(), &TableConfig::default()).err().unwrap().to_string();
+        assert!(e.contains("b.csv: no column `name`, which") && e.contains("a.csv has"), "{e}");
+    }
+
+    #[test]
+    fn a_nul_byte_and_a_nan_cell_are_named_by_line_column_and_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.csv");
+        std::fs::write(&p, "id,lat\n1,2.5\n2,x\0y\n").unwrap();
+        let e = Table::file(&p).err().unwrap().to_string();
+        assert!(e.contains("t.csv: line 3 column `lat` is \"x\\0y\"") && e.contains("NUL"), "{e}");
+        std::fs::write(&p, "id,lat\n1,2.5\n2,nan\n3,1.0\n").unwrap();
+        let e = Table::file(&p).unwrap().floats("lat", true).unwrap_err().to_string();
+        assert!(e.contains("column `lat` line 3 is") && e.to_lowercase().contains("nan"), "{e}");
+    }
+
+    #[test]
+    fn parts_of_different_kinds_name_both_files_and_types_and_missing_columns_the_right_file() {
+        use arrow::array::{ArrayRef, Int64Array, TimestampMillisecondArray};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let ts = |a: ArrayRef| vec![("user_id", Arc::new(Int64Array::from(vec![1i64])) as ArrayRef), ("ts", a)];
+        arrow_parquet(&dir.path().join("a.parquet"), ts(Arc::new(Int64Array::from(vec![1_767_571_200i64]))));
+        arrow_parquet(&dir.path().join("b.parquet"), ts(Arc::new(TimestampMillisecondArray::from(vec![1i64]))));
+        let e = Table::read(dir.path(), &TableConfig::default()).err().unwrap().to_string();
+        assert!(
+            e.contains("b.parquet: column `ts` reads as datetime[ms] here but as i64 in") && e.contains("a.parquet"),
+            "{e}"
+        );
+        // The first file has a column the second lacks, and the second one the first lacks.
+        arrow_parquet(
+            &dir.path().join("b.parquet"),
+            vec![("other", Arc::new(Int64Array::from(vec![1i64])) as ArrayRef)],
+        );
+        let e = Table::read(dir.path(), &TableConfig::default()).err().unwrap().to_string();
+        assert!(e.contains("b.parquet: no column `user_id`, which") && e.contains("a.parquet has"), "{e}");
     }
 
     #[test]

@@ -5,10 +5,11 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::artifact::Manifest;
 use crate::data::chunks::Split;
 use crate::data::features::FeatureFrame;
 use crate::error::{Error, Result};
-use crate::metrics;
+use crate::metrics::{self, Resamples};
 use crate::runtime::{Model, sigmoid};
 
 /// One model's row of the evaluation table (the stable JSON shape).
@@ -48,6 +49,52 @@ pub struct ModelEval {
     /// Scoring latency over the whole file, microseconds per row (1 thread, batches of 4096).
     #[serde(default)]
     pub us_per_row: f64,
+    /// Bootstrap 95% interval of oracle AUC − this AUC, paired (the same row resamples for
+    /// both; synthetic data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oracle_auc_gap_ci95: Option<[f64; 2]>,
+    /// Paired intervals against the model's parent (a student's teacher, an INT8 model's float
+    /// model) when both were evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vs_parent: Option<Paired>,
+}
+
+/// Bootstrap 95% intervals of a model against another on the same resamples (rows for AUC,
+/// queries for NDCG@10): the noise both share cancels, so these are far narrower than the
+/// two models' own intervals side by side.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Paired {
+    /// The other model's name.
+    pub against: String,
+    /// This AUC / the other's.
+    pub auc_ratio_ci95: Option<[f64; 2]>,
+    /// This NDCG@10 / the other's.
+    #[serde(rename = "ndcg@10_ratio_ci95")]
+    pub ndcg10_ratio_ci95: Option<[f64; 2]>,
+    /// This AUC − the other's.
+    pub auc_delta_ci95: Option<[f64; 2]>,
+    /// This NDCG@10 − the other's.
+    #[serde(rename = "ndcg@10_delta_ci95")]
+    pub ndcg10_delta_ci95: Option<[f64; 2]>,
+}
+
+/// One model's bootstrap resamples, kept while the evaluation pairs models.
+struct ModelResamples {
+    auc: Resamples,
+    ndcg10: Resamples,
+}
+
+impl Paired {
+    fn of(against: &str, this: &ModelResamples, other: &ModelResamples) -> Self {
+        let (ratio, diff) = (|a: f64, b: f64| a / b, |a: f64, b: f64| a - b);
+        Self {
+            against: against.to_string(),
+            auc_ratio_ci95: this.auc.paired(&other.auc, ratio).ci95(),
+            ndcg10_ratio_ci95: this.ndcg10.paired(&other.ndcg10, ratio).ci95(),
+            auc_delta_ci95: this.auc.paired(&other.auc, diff).ci95(),
+            ndcg10_delta_ci95: this.ndcg10.paired(&other.ndcg10, diff).ci95(),
+        }
+    }
 }
 
 /// The whole evaluation.
@@ -88,6 +135,21 @@ pub struct BaselineEval {
     pub ndcg10: Option<f64>,
     /// Rows scored.
     pub rows: usize,
+    /// Bootstrap 95% interval of the AUC (the same row resamples as the models').
+    #[serde(default)]
+    pub auc_ci95: Option<[f64; 2]>,
+    /// Bootstrap 95% interval of NDCG@10 (the same query resamples as the models').
+    #[serde(default, rename = "ndcg@10_ci95")]
+    pub ndcg10_ci95: Option<[f64; 2]>,
+}
+
+impl std::fmt::Display for Baseline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Popularity => "popularity",
+            Self::Nearest => "nearest",
+        })
+    }
 }
 
 impl Baseline {
@@ -104,11 +166,13 @@ impl Baseline {
     }
 }
 
-/// HR@10 and NDCG@10 of `scores` on a ranking set (`None`, `None` when no query counts).
-fn ranking_metrics(r: &FeatureFrame, scores: &[f32], path: &Path) -> Result<(Option<f64>, Option<f64>)> {
+/// HR@10 and NDCG@10 of `scores` on a ranking set (`None`, `None` when no query counts), and
+/// NDCG@10's bootstrap resamples.
+fn ranking_metrics(r: &FeatureFrame, scores: &[f32], path: &Path) -> Result<(Option<f64>, Option<f64>, Resamples)> {
     let (q, labels) = query_labels(r, path)?;
     let (hr, ndcg, n) = metrics::ranking(q, scores, labels, 10);
-    Ok(if n == 0 { (None, None) } else { (Some(hr), Some(ndcg)) })
+    let rs = metrics::ndcg_resamples(q, scores, labels, 10, BOOTSTRAP_SEED);
+    Ok(if n == 0 { (None, None, rs) } else { (Some(hr), Some(ndcg), rs) })
 }
 
 /// The query ids and labels of a ranking set.
@@ -134,11 +198,19 @@ fn baselines(
     let mut out = Vec::new();
     for b in [Baseline::Popularity, Baseline::Nearest] {
         let Some(scores) = b.take_scores(frame) else { continue };
-        let (hr10, ndcg10) = match rank.as_deref_mut().and_then(|r| b.take_scores(r).map(|s| (r, s))) {
+        let (hr10, ndcg10, ndcg_rs) = match rank.as_deref_mut().and_then(|r| b.take_scores(r).map(|s| (r, s))) {
             Some((r, s)) => ranking_metrics(r, &s, rank_path)?,
-            None => (None, None),
+            None => (None, None, Resamples::default()),
         };
-        out.push(BaselineEval { name: b, auc: metrics::auc(&scores, labels), hr10, ndcg10, rows: scores.len() });
+        out.push(BaselineEval {
+            name: b,
+            auc: metrics::auc(&scores, labels),
+            hr10,
+            ndcg10,
+            rows: scores.len(),
+            auc_ci95: metrics::auc_ci(&scores, labels, BOOTSTRAP_SEED),
+            ndcg10_ci95: ndcg_rs.ci95(),
+        });
     }
     Ok(out)
 }
@@ -150,7 +222,12 @@ pub fn default_ranking(data: &Path) -> Option<PathBuf> {
 }
 
 /// Evaluates each model on `data` (and the ranking set, when given).
-pub fn evaluate(models: &[PathBuf], data: &Path, ranking: Option<&Path>) -> Result<EvalReport> {
+pub fn evaluate(
+    models: &[PathBuf],
+    data: &Path,
+    ranking: Option<&Path>,
+    progress: &dyn crate::progress::Progress,
+) -> Result<EvalReport> {
     if models.is_empty() {
         return Err(Error::input("eval: expected at least one model directory"));
     }
@@ -171,11 +248,14 @@ pub fn evaluate(models: &[PathBuf], data: &Path, ranking: Option<&Path>) -> Resu
     // The test rows stream a row group at a time: once for the labels, the oracle and the
     // baselines' columns (their metrics first, then only the labels stay), then once per
     // model, which keeps only its own scores while its metrics are computed.
+    progress.begin("eval: labels and baselines, then each model", opened.len() as u64 + 1);
     let split = Split::open(data, spec, true, 0)?;
     let mut frame = split.without_inputs(spec, |_| Ok(()))?;
     frame.labels(data)?;
     let labels = frame.label.take().unwrap_or_default();
-    let oracle_auc = frame.oracle.take().and_then(|o| metrics::auc(&o, &labels));
+    let oracle = frame.oracle.take();
+    let oracle_auc = oracle.as_ref().and_then(|o| metrics::auc(o, &labels));
+    let oracle_rs = oracle.map(|o| metrics::auc_resamples(&o, &labels, BOOTSTRAP_SEED));
     let mut rank = match ranking {
         Some(p) => Some(FeatureFrame::read(p, spec, true)?),
         None => None,
@@ -184,6 +264,8 @@ pub fn evaluate(models: &[PathBuf], data: &Path, ranking: Option<&Path>) -> Resu
     let baselines = baselines(&mut frame, &labels, rank.as_mut(), rank_path)?;
     drop(frame);
     let mut rows = Vec::new();
+    let mut resamples = Vec::new();
+    progress.advance(1);
     for (dir, (manifest, model)) in &opened {
         let mut secs = 0f64;
         let logits = split.map_rows(spec, |cols| {
@@ -193,15 +275,15 @@ pub fn evaluate(models: &[PathBuf], data: &Path, ranking: Option<&Path>) -> Resu
             z
         })?;
         let us_per_row = secs * 1e6 / labels.len().max(1) as f64;
-        let (hr10, ndcg10, ndcg10_ci95) = match &rank {
+        let (hr10, ndcg10, ndcg_rs) = match &rank {
             Some(r) => {
                 let scores = model.logits(&r.columns)?;
-                let (hr, ndcg) = ranking_metrics(r, &scores, rank_path)?;
-                let (q, y) = query_labels(r, rank_path)?;
-                (hr, ndcg, metrics::ndcg_ci(q, &scores, y, 10, BOOTSTRAP_SEED))
+                ranking_metrics(r, &scores, rank_path)?
             }
-            None => (None, None, None),
+            None => (None, None, Resamples::default()),
         };
+        let auc_rs = metrics::auc_resamples(&logits, &labels, BOOTSTRAP_SEED);
+        let oracle_auc_gap_ci95 = oracle_rs.as_ref().and_then(|o| o.paired(&auc_rs, |o, m| o - m).ci95());
         let probs: Vec<f32> = logits.iter().map(|&z| sigmoid(z)).collect();
         let (logloss, ece) = (metrics::logloss(&probs, &labels), metrics::ece(&probs, &labels, 10));
         let calibration = metrics::calibration_bins(&probs, &labels, 10);
@@ -215,15 +297,35 @@ pub fn evaluate(models: &[PathBuf], data: &Path, ranking: Option<&Path>) -> Resu
             ece,
             hr10,
             ndcg10,
-            auc_ci95: metrics::auc_ci(&logits, &labels, BOOTSTRAP_SEED),
-            ndcg10_ci95,
+            auc_ci95: auc_rs.ci95(),
+            ndcg10_ci95: ndcg_rs.ci95(),
             calibration,
             size_bytes: manifest.size_bytes(),
             rows: labels.len(),
             us_per_row,
+            oracle_auc_gap_ci95,
+            vs_parent: None,
         });
+        resamples.push(ModelResamples { auc: auc_rs, ndcg10: ndcg_rs });
+        progress.advance(1);
     }
+    progress.end();
+    pair_with_parents(&opened, &mut rows, &resamples);
     Ok(EvalReport { oracle_auc, models: rows, baselines })
+}
+
+/// Each model whose parent (its lineage) is among the evaluated ones gets paired intervals
+/// against it.
+fn pair_with_parents(opened: &[(&PathBuf, (Manifest, Model))], rows: &mut [ModelEval], rs: &[ModelResamples]) {
+    let dirs: Vec<Option<PathBuf>> = opened.iter().map(|(d, _)| d.canonicalize().ok()).collect();
+    for (i, (dir, (manifest, _))) in opened.iter().enumerate() {
+        let Some(lineage) = &manifest.lineage else { continue };
+        let parent = dir.join(&lineage.parent_path).canonicalize().ok();
+        if let Some(j) = (0..opened.len()).find(|&j| j != i && parent.is_some() && dirs[j] == parent) {
+            let against = rows[j].name.clone();
+            rows[i].vs_parent = Some(Paired::of(&against, &rs[i], &rs[j]));
+        }
+    }
 }
 
 fn opt(v: Option<f64>) -> String {

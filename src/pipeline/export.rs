@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::artifact::manifest::{ExportEntry, Status};
+use crate::artifact::manifest::ExportEntry;
 use crate::artifact::qweights::QuantWeights;
 use crate::artifact::weights::FloatWeights;
 use crate::artifact::{self, ArtifactWriter, MANIFEST, WEIGHTS};
 use crate::error::{Error, IoContext, Result};
 use crate::onnx::{self, IdLookup};
+use crate::pipeline::paths::{Format, OutputGuard, Written};
 
 /// Default file name inside the artifact.
 pub const ONNX_FILE: &str = "model.onnx";
@@ -40,15 +41,17 @@ pub struct ExportSummary {
     pub recorded_in_manifest: bool,
 }
 
-/// Exports the artifact in `model_dir` to `out` (default `model_dir/model.onnx`).
-pub fn export(model_dir: &Path, out: Option<&Path>, lookup: IdLookup) -> Result<ExportSummary> {
+/// Exports the artifact in `model_dir` to `out` (default `model_dir/model.onnx`). A failed or
+/// stale artifact is refused unless `allow_failed`.
+pub fn export(model_dir: &Path, out: Option<&Path>, lookup: IdLookup, allow_failed: bool) -> Result<ExportSummary> {
+    let out_path = out.map(Path::to_path_buf).unwrap_or_else(|| model_dir.join(ONNX_FILE));
+    OutputGuard::new("--out", &out_path, Written::File(Format::Onnx))
+        .reads(&[model_dir])
+        .manages(model_dir, ONNX_FILE)
+        .check()?;
     let mut manifest = artifact::open(model_dir)?;
-    if manifest.status != Status::Ok {
-        return Err(Error::input(format!(
-            "{}: artifact status is {:?} (a quality gate failed); refusing to export it",
-            model_dir.join(MANIFEST).display(),
-            manifest.status
-        )));
+    if !allow_failed {
+        artifact::check_usable(model_dir, &manifest)?;
     }
     let (spec, arch) = (&manifest.feature_spec, &manifest.architecture);
     let weights = model_dir.join(WEIGHTS);
@@ -64,8 +67,6 @@ pub fn export(model_dir: &Path, out: Option<&Path>, lookup: IdLookup) -> Result<
         (onnx::float_model(spec, arch, &w, lookup, &meta)?, "fp32")
     };
     let sha256 = artifact::sha256_bytes(&bytes);
-    let out_path = out.map(Path::to_path_buf).unwrap_or_else(|| model_dir.join(ONNX_FILE));
-    super::paths::check_output(&out_path, &[], &[model_dir], Some(ONNX_FILE))?;
     let inside = relative_inside(model_dir, &out_path)?;
     match &inside {
         Some(rel) => {

@@ -8,6 +8,7 @@ pub mod eval;
 pub mod export;
 pub mod feature_files;
 pub mod featurize;
+pub mod gates;
 pub mod paths;
 pub mod precompute;
 pub mod predict;

@@ -10,7 +10,13 @@
 //! centre, the hour and day of week asked for (local time), and a user. A segment's score for
 //! a place is the mean visit probability over the segment's `--users-per-segment` most active
 //! training users (the model's unknown-user row is never trained: every training user is in
-//! the vocabulary, so it would rank for a random user).
+//! the vocabulary, so it would rank for a random user), each scored with their own values of
+//! the declared users-table features (read from the training split, where every row of a user
+//! holds them). A declared interactions-table feature is refused: each request brings its own
+//! value, which no precomputed table can know.
+//!
+//! The features directory must be the one the model was trained on (equal feature specs);
+//! category keys are the category values as they are (`Bar`, not `"Bar"`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,6 +57,8 @@ pub struct PrecomputeJob {
     pub users_per_segment: usize,
     /// See `hour`.
     pub dow: u32,
+    /// Use a model whose status is failed, or that is stale.
+    pub allow_failed: bool,
 }
 
 /// What was written.
@@ -93,19 +101,15 @@ struct TopK {
 
 /// Runs the job.
 pub fn precompute(job: &PrecomputeJob) -> Result<PrecomputeSummary> {
-    if job.k == 0
-        || job.cells == 0
-        || !(1..=1024).contains(&job.users_per_segment)
-        || !(job.cell_deg > 0.0 && job.cell_deg <= 10.0)
-        || job.hour > 23
-        || job.dow > 6
-    {
-        return Err(Error::input(
-            "precompute: --k and --cells must be at least 1, --users-per-segment 1-1024, --cell-deg in (0, 10], --hour 0-23, --dow 0-6",
-        ));
-    }
+    check_flags(job)?;
+    super::paths::OutputGuard::new("--out", &job.out, super::paths::Written::File(super::paths::Format::Parquet))
+        .reads(&[&job.model, &job.features])
+        .check()?;
     let (manifest, model) = Model::open(&job.model)?;
-    super::paths::check_output(&job.out, &[], &[job.model.as_path(), job.features.as_path()], None)?;
+    if !job.allow_failed {
+        crate::artifact::check_usable(&job.model, &manifest)?;
+    }
+    check_feature_spec(&job.model, model.spec(), &job.features)?;
     let (cfg, snapshot_ts) = read_prepare(&job.features)?;
     let places = read_places(&job.features.join("places.parquet"), model.spec())?;
     let spec = model.spec();
@@ -155,6 +159,46 @@ pub fn precompute(job: &PrecomputeJob) -> Result<PrecomputeSummary> {
         rows_per_s: scored as f64 / seconds,
         snapshot_ts,
     })
+}
+
+/// Refuses the first flag outside its range, naming it, its value and the range.
+fn check_flags(job: &PrecomputeJob) -> Result<()> {
+    let checks = [
+        (job.k >= 1, "--k", job.k.to_string(), "an integer >= 1"),
+        (job.cells >= 1, "--cells", job.cells.to_string(), "an integer >= 1"),
+        (
+            (1..=1024).contains(&job.users_per_segment),
+            "--users-per-segment",
+            job.users_per_segment.to_string(),
+            "1 to 1024",
+        ),
+        (job.cell_deg > 0.0 && job.cell_deg <= 10.0, "--cell-deg", job.cell_deg.to_string(), "a number in (0, 10]"),
+        (job.hour <= 23, "--hour", job.hour.to_string(), "0 to 23"),
+        (job.dow <= 6, "--dow", job.dow.to_string(), "0 to 6 (0 = Monday)"),
+    ];
+    match checks.into_iter().find(|c| !c.0) {
+        Some((_, flag, value, range)) => Err(Error::input(format!("precompute {flag} {value}: expected {range}"))),
+        None => Ok(()),
+    }
+}
+
+/// The features directory must be the one the model was trained on: its `feature_spec.json`
+/// equal to the model's (inputs, vocabularies, normalization and sources).
+fn check_feature_spec(model_dir: &Path, spec: &FeatureSpec, features: &Path) -> Result<()> {
+    let theirs = super::train::load_spec(features)?;
+    if theirs == *spec {
+        return Ok(());
+    }
+    let what = if theirs.input_names() != spec.input_names() {
+        "its input columns differ"
+    } else {
+        "its vocabularies, normalization or sources differ"
+    };
+    Err(Error::input(format!(
+        "{}: not the feature spec of the model {} ({what}); precompute with the features directory the model was trained on",
+        features.join("feature_spec.json").display(),
+        model_dir.join("manifest.json").display()
+    )))
 }
 
 /// The prepare config and snapshot time recorded in `prepare.json`.
@@ -234,8 +278,10 @@ fn center(cell: (i64, i64), deg: f64) -> (f64, f64) {
 /// The inputs a key supplies: segments with their users, the time features.
 struct RequestInputs {
     /// Segment values as text (a single `all` when the model has no segment input), each with
-    /// the users averaged for it (empty when the model has no user input).
-    segments: Vec<(String, Vec<Ids>)>,
+    /// the training rows of the users averaged for it (empty when the model has no user input).
+    segments: Vec<(String, Vec<usize>)>,
+    /// `user_id`, `segment` and the declared users-table features of the training split.
+    users: UserInputs,
     /// The `segment` column's vocabulary, when the model has one.
     segment_spec: Option<CategoricalSpec>,
     time: [(&'static str, f32); 4],
@@ -244,8 +290,8 @@ struct RequestInputs {
 impl RequestInputs {
     fn new(spec: &FeatureSpec, job: &PrecomputeJob, train: &Path) -> Result<Self> {
         let segment_spec = spec.categorical.iter().find(|c| c.name == "segment").cloned();
-        let has_user = spec.categorical.iter().any(|c| c.name == "user_id");
-        let segments = active_users(train, spec, segment_spec.is_some(), has_user, job.users_per_segment)?;
+        let users = UserInputs::read(train, spec, segment_spec.is_some())?;
+        let segments = users.active(job.users_per_segment);
         let hour = f64::from(job.hour) * std::f64::consts::TAU / 24.0;
         let dow = f64::from(job.dow) * std::f64::consts::TAU / 7.0;
         let time = [
@@ -254,11 +300,12 @@ impl RequestInputs {
             ("dow_sin", dow.sin() as f32),
             ("dow_cos", dow.cos() as f32),
         ];
-        Ok(Self { segments, segment_spec, time })
+        Ok(Self { segments, users, segment_spec, time })
     }
 
-    /// The model's input columns for each of `users` (one block of candidates per user, in
-    /// order; one block without a user input) × candidate places `cands` in `segment`.
+    /// The model's input columns for each of `users` (training rows; one block of candidates
+    /// per user, in order; one block without a user input) × candidate places `cands` in
+    /// `segment`.
     fn rows(
         &self,
         spec: &FeatureSpec,
@@ -266,35 +313,38 @@ impl RequestInputs {
         cands: &[u32],
         dist: &[f32],
         segment: &str,
-        users: &[Ids],
+        users: &[usize],
     ) -> Result<Columns> {
         let blocks = users.len().max(1);
         let n = cands.len() * blocks;
         let idx: Vec<usize> = (0..blocks).flat_map(|_| cands.iter().map(|&p| p as usize)).collect();
+        let user_rows: Vec<usize> = users.iter().flat_map(|&r| std::iter::repeat_n(r, cands.len())).collect();
         let mut categorical = Vec::new();
         for c in &spec.categorical {
-            let col = match c.name.as_str() {
-                "user_id" => repeat_each(users, cands.len()),
-                "segment" => match self.segment_spec.as_ref().map(|s| &s.vocabulary) {
+            let col = match (c.name.as_str(), self.users.categorical(&c.name)) {
+                ("segment", _) => match self.segment_spec.as_ref().map(|s| &s.vocabulary) {
                     Some(Vocabulary::Int(_)) => Ids::Int(vec![segment.parse().unwrap_or_default(); n]),
                     _ => Ids::Str(vec![segment.to_string(); n]),
                 },
-                name => places.categorical.get(name).map(|ids| ids.take(&idx)).ok_or_else(|| unsupported(name))?,
+                (_, Some(ids)) => ids.take(&user_rows),
+                (name, None) => {
+                    places.categorical.get(name).map(|ids| ids.take(&idx)).ok_or_else(|| unsupported(spec, name))?
+                }
             };
             categorical.push(col);
         }
         let mut numeric = Vec::new();
         for f in &spec.numeric {
-            let col = match f.name.as_str() {
-                "distance_km" => dist.repeat(blocks),
-                name => match self.time.iter().find(|(t, _)| *t == name) {
-                    Some(&(_, v)) => vec![v; n],
-                    None => places
-                        .numeric
-                        .get(name)
-                        .map(|v| idx.iter().map(|&i| v[i]).collect())
-                        .ok_or_else(|| unsupported(name))?,
-                },
+            let name = f.name.as_str();
+            let col = if name == "distance_km" {
+                dist.repeat(blocks)
+            } else if let Some(&(_, v)) = self.time.iter().find(|(t, _)| *t == name) {
+                vec![v; n]
+            } else if let Some(v) = self.users.numeric(name) {
+                user_rows.iter().map(|&r| v[r]).collect()
+            } else {
+                let v = places.numeric.get(name).ok_or_else(|| unsupported(spec, name))?;
+                idx.iter().map(|&i| v[i]).collect()
             };
             numeric.push(col);
         }
@@ -302,77 +352,108 @@ impl RequestInputs {
     }
 }
 
-/// Per segment (its value as text), the `k` users with the most rows in the training split
-/// (ties: the smaller id), each as a one-value id column; one segment `all` when the model
-/// has no segment input. Segments with no user are left out.
-fn active_users(
-    train: &Path,
-    spec: &FeatureSpec,
-    by_segment: bool,
-    has_user: bool,
-    k: usize,
-) -> Result<Vec<(String, Vec<Ids>)>> {
-    if !has_user && !by_segment {
-        return Ok(vec![("all".into(), Vec::new())]);
-    }
-    // Only these two columns are read from the training split.
-    let wanted = |n: &str| (n == "user_id" && has_user) || (n == "segment" && by_segment);
-    let read = FeatureSpec {
-        categorical: spec.categorical.iter().filter(|c| wanted(&c.name)).cloned().collect(),
-        numeric: Vec::new(),
-        label: spec.label.clone(),
-        sources: Vec::new(),
-    };
-    let cols = crate::runtime::arrow_io::read_parquet(train, &read)?;
-    let col = |name: &str| read.categorical.iter().position(|c| c.name == name).map(|i| &cols.categorical[i]);
-    let (users, segs) = (col("user_id"), col("segment"));
-    let mut counts: BTreeMap<Option<Key<'_>>, BTreeMap<Key<'_>, (usize, usize)>> = BTreeMap::new();
-    for i in 0..cols.rows {
-        let per = counts.entry(segs.map(|s| s.key(i))).or_default();
-        if let Some(u) = users {
-            per.entry(u.key(i)).or_insert((0, i)).0 += 1;
-        }
-    }
-    let mut out = Vec::new();
-    for (seg, per) in counts {
-        let mut ranked: Vec<_> = per.into_iter().collect();
-        ranked.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
-        let picked = match users {
-            Some(u) => ranked.iter().take(k).map(|(_, (_, row))| u.take(&[*row])).collect(),
-            None => Vec::new(),
-        };
-        let text = match seg {
-            Some(Key::Int(v)) => v.to_string(),
-            Some(Key::Str(v)) => v.to_string(),
-            None => "all".to_string(),
-        };
-        out.push((text, picked));
-    }
-    Ok(out)
+/// `user_id`, `segment` and the declared users-table features (with their `_missing`
+/// indicators) of every row of the training split: a user's values are the same on each of
+/// their rows. Only the columns the model has are read.
+struct UserInputs {
+    read: FeatureSpec,
+    cols: Columns,
 }
 
-/// Value `i` of an id column as text (integers in decimal).
+impl UserInputs {
+    fn read(train: &Path, spec: &FeatureSpec, by_segment: bool) -> Result<Self> {
+        let features = user_features(spec);
+        let has_user = spec.categorical.iter().any(|c| c.name == "user_id");
+        if let (false, Some(f)) = (has_user, features.first()) {
+            return Err(Error::input(format!(
+                "precompute: the model's input `{f}` is a users-table feature, but the model has no user_id input to pick the users it averages over"
+            )));
+        }
+        let wanted = |n: &str| (n == "user_id" && has_user) || (n == "segment" && by_segment) || features.contains(&n);
+        let read = FeatureSpec {
+            categorical: spec.categorical.iter().filter(|c| wanted(&c.name)).cloned().collect(),
+            numeric: spec.numeric.iter().filter(|c| wanted(&c.name)).cloned().collect(),
+            label: spec.label.clone(),
+            sources: Vec::new(),
+        };
+        let cols = if read.input_names().is_empty() {
+            Columns { rows: 0, categorical: Vec::new(), numeric: Vec::new() }
+        } else {
+            crate::runtime::arrow_io::read_parquet(train, &read)?
+        };
+        Ok(Self { read, cols })
+    }
+
+    fn categorical(&self, name: &str) -> Option<&Ids> {
+        self.read.categorical.iter().position(|c| c.name == name).map(|i| &self.cols.categorical[i])
+    }
+
+    fn numeric(&self, name: &str) -> Option<&[f32]> {
+        self.read.numeric.iter().position(|c| c.name == name).map(|i| self.cols.numeric[i].as_slice())
+    }
+
+    /// Per segment (its value as text), the first training row of each of its `k` users with
+    /// the most rows (ties: the smaller id); one segment `all` when the model has no segment
+    /// input. Segments with no user are left out.
+    fn active(&self, k: usize) -> Vec<(String, Vec<usize>)> {
+        let (users, segs) = (self.categorical("user_id"), self.categorical("segment"));
+        if users.is_none() && segs.is_none() {
+            return vec![("all".into(), Vec::new())];
+        }
+        let mut counts: BTreeMap<Option<Key<'_>>, BTreeMap<Key<'_>, (usize, usize)>> = BTreeMap::new();
+        for i in 0..self.cols.rows {
+            let per = counts.entry(segs.map(|s| s.key(i))).or_default();
+            if let Some(u) = users {
+                per.entry(u.key(i)).or_insert((0, i)).0 += 1;
+            }
+        }
+        let mut out = Vec::new();
+        for (seg, per) in counts {
+            let mut ranked: Vec<_> = per.into_iter().collect();
+            ranked.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
+            let picked = ranked.iter().take(k).map(|(_, (_, row))| *row).collect();
+            let text = match seg {
+                Some(Key::Int(v)) => v.to_string(),
+                Some(Key::Str(v)) => v.to_string(),
+                None => "all".to_string(),
+            };
+            out.push((text, picked));
+        }
+        out
+    }
+
+    /// The user ids at training rows `rows`, as JSON values.
+    fn ids_json(&self, rows: &[usize]) -> Vec<serde_json::Value> {
+        match self.categorical("user_id") {
+            Some(Ids::Int(v)) => rows.iter().map(|&r| v[r].into()).collect(),
+            Some(Ids::Str(v)) => rows.iter().map(|&r| v[r].clone().into()).collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// The model inputs that are declared users-table features or their `_missing` indicators
+/// (`user_id` and `segment` are filled apart).
+fn user_features(spec: &FeatureSpec) -> Vec<&str> {
+    spec.input_names()
+        .into_iter()
+        .filter(|n| !matches!(*n, "user_id" | "segment") && source_table(spec, n) == Some("users"))
+        .collect()
+}
+
+/// The table a model input comes from, per the spec's sources (a `<name>_missing` indicator
+/// comes from its feature's table).
+fn source_table<'a>(spec: &'a FeatureSpec, name: &str) -> Option<&'a str> {
+    let find = |f: &str| spec.sources.iter().find(|s| s.feature == f).map(|s| s.table.as_str());
+    find(name).or_else(|| name.strip_suffix("_missing").and_then(find))
+}
+
+/// Value `i` of an id column as text (integers in decimal, strings as they are).
 fn id_text(ids: &Ids, i: usize) -> String {
     match ids {
         Ids::Int(v) => v[i].to_string(),
         Ids::Str(v) => v[i].clone(),
     }
-}
-
-/// `users` (one value each), each repeated `n` times, one after another.
-fn repeat_each(users: &[Ids], n: usize) -> Ids {
-    let mut out = match users.first() {
-        Some(Ids::Str(_)) => Ids::Str(Vec::new()),
-        _ => Ids::Int(Vec::new()),
-    };
-    for u in users {
-        match (&mut out, u) {
-            (Ids::Int(o), Ids::Int(v)) => o.extend(std::iter::repeat_n(v[0], n)),
-            (Ids::Str(o), Ids::Str(v)) => o.extend(std::iter::repeat_n(v[0].clone(), n)),
-            _ => {}
-        }
-    }
-    out
 }
 
 /// Mean visit probability per candidate over blocks of `n` logits (one block per user).
@@ -387,10 +468,16 @@ fn mean_probability(logits: &[f32], n: usize) -> Vec<f32> {
     sum.into_iter().map(|s| (s / blocks as f64) as f32).collect()
 }
 
-fn unsupported(name: &str) -> Error {
-    Error::input(format!(
-        "precompute: the model's input `{name}` is neither a place feature of places.parquet nor one a request supplies (a declared user or interaction feature)"
-    ))
+/// A model input precompute cannot fill, with why.
+fn unsupported(spec: &FeatureSpec, name: &str) -> Error {
+    match source_table(spec, name) {
+        Some("interactions") => Error::input(format!(
+            "precompute: the model's input `{name}` is a declared interactions-table feature: each request brings its own value, which a precomputed table cannot know (score such a model with POST /v1/score)"
+        )),
+        _ => Error::input(format!(
+            "precompute: the model's input `{name}` is not in places.parquet and not one precompute fills (user_id, segment, distance_km, the hour and day of week, declared users-table features)"
+        )),
+    }
 }
 
 /// The top K of one segment's scored candidates, per key (all places, then each category).
@@ -416,11 +503,12 @@ fn top_keys(
     };
     let mut out = vec![TopK { segment: segment.to_string(), cell, category: None, top: pick(&|_| true) }];
     if let (true, Some(cat)) = (job.by_category, &places.category) {
-        let mut names: Vec<String> = cands.iter().map(|&p| cat.key(p as usize).to_string()).collect();
+        // The category as it is: a string category is its text, not its quoted form.
+        let mut names: Vec<String> = cands.iter().map(|&p| id_text(cat, p as usize)).collect();
         names.sort();
         names.dedup();
         for name in names {
-            let top = pick(&|p| cat.key(p).to_string() == name);
+            let top = pick(&|p| id_text(cat, p) == name);
             out.push(TopK { segment: segment.to_string(), cell, category: Some(name), top });
         }
     }
@@ -435,20 +523,8 @@ fn metadata(
     job: &PrecomputeJob,
     req: &RequestInputs,
 ) -> Vec<(String, String)> {
-    let users: BTreeMap<&str, Vec<serde_json::Value>> = req
-        .segments
-        .iter()
-        .map(|(seg, users)| {
-            let ids = users
-                .iter()
-                .map(|u| match u {
-                    Ids::Int(v) => serde_json::Value::from(v[0]),
-                    Ids::Str(v) => serde_json::Value::from(v[0].clone()),
-                })
-                .collect();
-            (seg.as_str(), ids)
-        })
-        .collect();
+    let users: BTreeMap<&str, Vec<serde_json::Value>> =
+        req.segments.iter().map(|(seg, rows)| (seg.as_str(), req.users.ids_json(rows))).collect();
     let users = serde_json::to_string(&users).unwrap_or_default();
     [
         ("reco_cli.version", crate::VERSION.to_string()),
@@ -500,4 +576,68 @@ fn write(out: &Path, places: &Places, keys: &[TopK], meta: &[(String, String)]) 
     ];
     let batch = RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::Internal(e.to_string()))?;
     crate::parquet_out::write(out, schema, &[batch], meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::spec::{NumericSpec, SourceColumn};
+
+    fn source(feature: &str, table: &str) -> SourceColumn {
+        SourceColumn {
+            feature: feature.into(),
+            table: table.into(),
+            column: feature.into(),
+            dtype: "f64".into(),
+            derive: None,
+        }
+    }
+
+    fn spec() -> FeatureSpec {
+        let numeric = ["distance_km", "age", "age_missing", "device"]
+            .map(|n| NumericSpec { name: n.into(), mean: 0.0, std: 1.0 })
+            .to_vec();
+        let sources = vec![source("age", "users"), source("device", "interactions"), source("segment", "users")];
+        FeatureSpec { categorical: Vec::new(), numeric, label: "label".into(), sources }
+    }
+
+    #[test]
+    fn users_table_inputs_are_found_by_their_source_and_others_refused_with_the_reason() {
+        let spec = spec();
+        assert_eq!(user_features(&spec), ["age", "age_missing"]);
+        assert_eq!(source_table(&spec, "age_missing"), Some("users"));
+        let msg = unsupported(&spec, "device").to_string();
+        assert!(msg.contains("`device`") && msg.contains("interactions-table") && msg.contains("/v1/score"), "{msg}");
+        let msg = unsupported(&spec, "mystery").to_string();
+        assert!(msg.contains("`mystery`") && msg.contains("places.parquet") && !msg.contains("interactions"), "{msg}");
+    }
+
+    #[test]
+    fn each_flag_out_of_range_is_named_with_its_value_and_range() {
+        let job = PrecomputeJob {
+            model: PathBuf::new(),
+            features: PathBuf::new(),
+            out: PathBuf::new(),
+            cells: 100,
+            k: 20,
+            cell_deg: 0.01,
+            by_category: false,
+            hour: 18,
+            users_per_segment: 16,
+            dow: 5,
+            allow_failed: false,
+        };
+        assert!(check_flags(&job).is_ok());
+        for (bad, want) in [
+            (PrecomputeJob { cell_deg: f64::NAN, ..job.clone() }, "--cell-deg NaN: expected a number in (0, 10]"),
+            (PrecomputeJob { cell_deg: f64::INFINITY, ..job.clone() }, "--cell-deg inf"),
+            (PrecomputeJob { cell_deg: 1e20, ..job.clone() }, "--cell-deg 100000000000000000000"),
+            (PrecomputeJob { k: 0, ..job.clone() }, "--k 0"),
+            (PrecomputeJob { users_per_segment: 2000, ..job.clone() }, "--users-per-segment 2000: expected 1 to 1024"),
+            (PrecomputeJob { dow: 7, ..job.clone() }, "--dow 7"),
+        ] {
+            let msg = check_flags(&bad).unwrap_err().to_string();
+            assert!(msg.contains(want), "{msg}");
+        }
+    }
 }

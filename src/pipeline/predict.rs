@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::data::features::FeatureFrame;
 use crate::error::{Error, Result};
 use crate::parquet_out::{stream_predictions, write_predictions};
+use crate::pipeline::paths::{Format, OutputGuard, Written};
 use crate::runtime::{Columns, Model};
 
 /// Rows scored per streamed batch.
@@ -30,10 +31,14 @@ pub struct PredictSummary {
     pub streamed: bool,
 }
 
-/// Scores `data` with the model in `model_dir` and writes `out`.
-pub fn predict(model_dir: &Path, data: &Path, out: &Path) -> Result<PredictSummary> {
+/// Scores `data` with the model in `model_dir` and writes `out`. A failed or stale model is
+/// refused unless `allow_failed`.
+pub fn predict(model_dir: &Path, data: &Path, out: &Path, allow_failed: bool) -> Result<PredictSummary> {
+    OutputGuard::new("--out", out, Written::File(Format::Parquet)).reads(&[data, model_dir]).check()?;
     let (manifest, model) = Model::open(model_dir)?;
-    super::paths::check_output(out, &[data], &[model_dir], None)?;
+    if !allow_failed {
+        crate::artifact::check_usable(model_dir, &manifest)?;
+    }
     let hash = manifest.content_hash();
     let meta = vec![
         ("reco_cli.version".to_string(), crate::VERSION.to_string()),

@@ -208,6 +208,7 @@ pub fn prepare(
     let mut rng = Rng::derive(seed, "prepare");
     let (rows, dropped) = impressions(&raw, &label, label_source, ctx.as_ref(), &candidates, cfg, &mut rng);
     refuse_no_rows(&table_name(&raw), rows.len(), dropped, cfg)?;
+    log_drops(progress, &table_name(&raw), raw.inter.ts.len(), dropped, cfg);
     progress.advance(1);
 
     let (splits, cuts) = split(&rows, cfg, &table_name(&raw))?;
@@ -348,6 +349,43 @@ pub(crate) fn refuse_no_rows(table: &str, rows: usize, dropped: Dropped, cfg: &P
         "{table}: no interaction is left after dropping {} without a context location and {} farther than prepare.radius_km = {} from it",
         dropped.no_context, dropped.outside_radius, cfg.radius_km
     )))
+}
+
+/// Says on the log (stderr, hidden by `--quiet`) when more than 1 % of the `interactions`
+/// were dropped, with the count of each reason: `prepare.json` alone is easy to miss.
+pub(crate) fn log_drops(
+    progress: &dyn Progress,
+    table: &str,
+    interactions: usize,
+    dropped: Dropped,
+    cfg: &PrepareConfig,
+) {
+    let total = dropped.no_context + dropped.outside_radius;
+    if total * 100 <= interactions {
+        return;
+    }
+    let pct = |n: usize| 100.0 * n as f64 / interactions.max(1) as f64;
+    let mut why = Vec::new();
+    if dropped.outside_radius > 0 {
+        why.push(format!(
+            "{} ({:.1} %) farther than prepare.radius_km = {} from their context location (dropped_outside_radius)",
+            dropped.outside_radius,
+            pct(dropped.outside_radius),
+            cfg.radius_km
+        ));
+    }
+    if dropped.no_context > 0 {
+        why.push(format!(
+            "{} ({:.1} %) without a context location: no previous visit or no home (dropped_no_context)",
+            dropped.no_context,
+            pct(dropped.no_context)
+        ));
+    }
+    progress.log(&format!(
+        "prepare: {table}: dropped {total} of {interactions} interactions ({:.1} %): {}",
+        pct(total),
+        why.join("; ")
+    ));
 }
 
 /// Model inputs that describe the user, the request context or the time, not the place: what

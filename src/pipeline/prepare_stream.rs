@@ -36,6 +36,7 @@ use crate::data::chunks::pieces;
 use crate::data::raw::{self, Places, Streamed, Users};
 use crate::data::schema::{FileFormat, FilesConfig, Role, TableName};
 use crate::data::table::{Table, list_files, location_sha256, parquet_footer};
+use crate::data::timespan::TimeSpan;
 use crate::error::{Error, IoContext, Result};
 use crate::pipeline::feature_files::{CHUNK_ROWS, SplitWriter, write_split};
 use crate::pipeline::featurize::{self, FeatureContext, RowValues, Rows};
@@ -56,13 +57,13 @@ pub struct Plan {
     /// Rows `offset..offset + rows` of a file: `(file, offset, rows)`.
     pieces: Vec<(PathBuf, usize, usize)>,
     rows: usize,
-    /// The columns of the files stacked ([`Table::schema_of`]).
-    schema: polars::prelude::DataFrame,
+    /// The columns of the files stacked, without rows ([`Table::schema_of`]).
+    schema: Table,
 }
 
 impl Plan {
     fn log<'a>(&'a self, sha256: &'a str) -> raw::Log<'a> {
-        raw::Log { location: &self.location, sha256, files: &self.files, pieces: &self.pieces, schema: &self.schema }
+        raw::Log { location: &self.location, sha256, files: &self.files, pieces: &self.pieces, schema: &self.schema.df }
     }
 }
 
@@ -327,7 +328,7 @@ pub fn prepare(
     let name = plan.location.display().to_string();
     let sha256 = location_sha256(&plan.location)?;
     let log = plan.log(&sha256);
-    let mut streamed = Streamed::open(data, &log, Table::frame(plan.schema.clone(), &name))?;
+    let mut streamed = Streamed::open(data, &log, plan.schema.empty_copy(&name))?;
     let (users, places) = dimensions(&log, &mut streamed)?;
     let mut sources = streamed.sources.clone();
     sources.extend(Streamed::declared(data, &users, &places)?);
@@ -362,6 +363,7 @@ pub fn prepare(
     let imp = Impressions::new(&places, read.labels, &candidates, cfg);
     let (rows, span, dropped) = impressions(&spill, plan.rows, &imp, oracle, &mut rng)?;
     prepare::refuse_no_rows(&name, rows, dropped, cfg)?;
+    prepare::log_drops(progress, &name, plan.rows, dropped, cfg);
     progress.advance(1);
 
     let cuts = prepare::time_cuts(span, cfg);
@@ -472,8 +474,10 @@ fn read_interactions(
     let (mut per_user, mut at_place, mut visits) = (Vec::new(), 0, 0);
     let mut by_user = spill.writers_of::<UserVisit>("users", spill.user_buckets)?;
     let index = raw::IdIndex::new(users, places);
+    let mut span = None;
     for piece in log.pieces {
-        let inter = streamed.chunk(data, log.read(piece, streamed.columns.clone())?, &index)?;
+        let mut inter = streamed.chunk(data, log.read(piece, streamed.columns.clone())?, &index)?;
+        span = TimeSpan::merge(span, inter.span.take());
         let (label, labels) = prepare::chunk_labels(data, &inter)?;
         let kind = prepare::context_kind(data, users, places, &inter)?;
         let previous = kind == Some(ContextKind::PreviousVisit);
@@ -518,6 +522,9 @@ fn read_interactions(
         w.finish()?;
     }
     out.finish()?;
+    if let Some(s) = &span {
+        s.check(data.timestamp_unit)?;
+    }
     if read.labels == LabelSource::Implicit {
         prepare::refuse_single_visits(&name, &per_user)?;
     }

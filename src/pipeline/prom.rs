@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::error::{IoContext, Result};
+use crate::error::Result;
 use crate::pipeline::bench::BenchReport;
 use crate::pipeline::eval::EvalReport;
 use crate::pipeline::run::RunReport;
@@ -145,29 +145,6 @@ pub fn recipe_of(model: &Path) -> String {
         .ok()
         .and_then(|m| m.recipe["name"].as_str().map(str::to_string))
         .unwrap_or_else(|| "unknown".into())
-}
-
-/// Checks, before any work, that `path` can take the metrics file: not a directory, its
-/// folder a directory (created when missing). A run learns of a bad `--metrics-out` at once,
-/// not after every stage.
-pub fn check_target(path: &Path) -> Result<()> {
-    if path.is_dir() {
-        return Err(crate::error::Error::input(format!(
-            "--metrics-out {}: is a directory, expected a file path",
-            path.display()
-        )));
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if dir.exists() && !dir.is_dir() {
-            return Err(crate::error::Error::input(format!(
-                "--metrics-out {}: {} is not a directory",
-                path.display(),
-                dir.display()
-            )));
-        }
-        std::fs::create_dir_all(dir).at(dir)?;
-    }
-    Ok(())
 }
 
 /// Writes the exposition text to `path` atomically.

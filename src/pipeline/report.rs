@@ -88,13 +88,32 @@ fn load(out: &Path) -> Result<Inputs> {
     // No timings file: nothing was timed ("not measurable"); a broken one is an error.
     let timings_path = out.join("timings.json");
     let timings = if timings_path.exists() { read_json(&timings_path)? } else { Value::Null };
-    let timed: crate::pipeline::stable::Timings = serde_json::from_value(timings.clone()).unwrap_or_default();
+    let timed = timings_of(&timings, &timings_path)?;
     let restored = crate::pipeline::stable::restore(report.clone(), &timed);
     let eval: EvalReport = serde_json::from_value(restored["eval"].clone()).map_err(|e| {
         Error::input(format!("{}: `eval` is not a run's evaluation: {e}", out.join("report.json").display()))
     })?;
     let manifests = eval.models.iter().map(|m| crate::artifact::open(&out.join(&m.path)).ok()).collect();
     Ok(Inputs { report, timings, eval, manifests })
+}
+
+/// The timings of `timings.json` (none when it is absent): an object of numbers by location;
+/// anything else is that file's error, named with the key and value at fault.
+fn timings_of(timings: &Value, path: &Path) -> Result<crate::pipeline::stable::Timings> {
+    let map = match timings {
+        Value::Null => return Ok(Default::default()),
+        Value::Object(m) => m,
+        other => {
+            return Err(Error::input(format!("{}: expected a JSON object of timings, found {other}", path.display())));
+        }
+    };
+    if let Some((k, v)) = map.iter().find(|(_, v)| !v.is_number()) {
+        return Err(Error::input(format!(
+            "{}: `{k}` is {v}, expected a number (seconds, rows/s or µs/row)",
+            path.display()
+        )));
+    }
+    Ok(map.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
 /// Writes `report.md`, `report.html` and `report/*.svg` under `out` from the run's files there.
@@ -118,7 +137,7 @@ pub fn write(out: &Path) -> Result<ReportFiles> {
             charts.push(path);
         }
     }
-    let title = format!("reco-cli run report: {}", inputs.report["recipe"].as_str().unwrap_or("?"));
+    let title = format!("{}: {}", inputs.report["recipe"].as_str().unwrap_or("?"), verdict(&inputs));
     let (markdown, html) = (out.join("report.md"), out.join("report.html"));
     write_text(&markdown, &to_markdown(&title, &blocks))?;
     write_text(&html, &to_html(&title, &blocks))?;
@@ -142,25 +161,41 @@ fn build(i: &Inputs) -> Result<Vec<Block>> {
     Ok(b)
 }
 
-/// `{kind}_` with dashes as underscores: the prefix of the gates on a model kind.
-fn gate_prefix(kind: &str) -> String {
-    format!("{}_", kind.replace('-', "_"))
+/// Indices of the gates that judge the model named `name`.
+fn gates_of(i: &Inputs, name: &str) -> Vec<usize> {
+    gate_list(i).iter().enumerate().filter(|(_, g)| g["artifact"] == name).map(|(n, _)| n).collect()
 }
 
-/// Indices of the gates on `kind` (the longest model kind prefixing a gate name owns it).
-fn gates_of(i: &Inputs, kind: &str) -> Vec<usize> {
-    let kinds: Vec<String> = i.eval.models.iter().map(|m| gate_prefix(&m.kind)).collect();
-    let mine = gate_prefix(kind);
+/// The failed gates, as `gate on artifact: value (threshold t)`.
+fn failed_gates(i: &Inputs) -> Vec<String> {
     gate_list(i)
         .iter()
-        .enumerate()
-        .filter(|(_, g)| {
-            let name = g["name"].as_str().unwrap_or_default();
-            let owner = kinds.iter().filter(|k| name.starts_with(k.as_str())).max_by_key(|k| k.len());
-            owner == Some(&mine)
+        .filter(|g| g["passed"] != Value::Bool(true))
+        .map(|g| {
+            let value = g["value"].as_f64().map_or_else(|| "not measurable".into(), |v| format!("{v:.4}"));
+            let t = g["threshold"].as_f64().unwrap_or(f64::NAN);
+            format!(
+                "{} on {}: {value} (threshold {t})",
+                g["name"].as_str().unwrap_or("?"),
+                g["artifact"].as_str().unwrap_or("?")
+            )
         })
-        .map(|(n, _)| n)
         .collect()
+}
+
+/// The run's verdict in one line: which gates failed (or that all pass) and what to ship.
+fn verdict(i: &Inputs) -> String {
+    let failed = failed_gates(i);
+    let ship = match i.report["recommended"].as_str() {
+        Some(r) if failed.is_empty() => format!("ship {r}"),
+        Some(r) => format!("ship {r} instead"),
+        None => "nothing here is fit to ship".into(),
+    };
+    match failed.len() {
+        0 if gate_list(i).is_empty() => format!("no gate set; {ship}"),
+        0 => format!("every gate passes; {ship}"),
+        _ => format!("FAILED gate {}; {ship}", failed.join("; gate ")),
+    }
 }
 
 fn gate_list(i: &Inputs) -> &[Value] {
@@ -172,41 +207,43 @@ fn us_per_row(i: &Inputs, m: &ModelEval) -> (Option<f64>, Source) {
     (i.timings[&key].as_f64(), Source::Timings(key))
 }
 
-/// A deliverable (what `run` exports): not the scratch baseline, a manifest whose status is
-/// ok, and every gate on it (if the recipe sets any) measured and passed.
-fn deliverable(i: &Inputs, n: usize, m: &ModelEval) -> bool {
-    let ok = i.manifests[n].as_ref().is_some_and(|man| man.status == crate::artifact::manifest::Status::Ok);
-    ok && m.kind != "student-scratch"
-        && gates_of(i, &m.kind).iter().all(|&g| gate_list(i)[g]["passed"] == Value::Bool(true))
+fn size_of(i: &Inputs, name: &str) -> String {
+    i.eval.models.iter().find(|m| m.name == name).map_or_else(|| "?".into(), |m| kib(m.size_bytes))
+}
+
+fn kib(bytes: u64) -> String {
+    format!("{:.1} KiB", bytes as f64 / 1024.0)
 }
 
 fn summary(i: &Inputs) -> Vec<Block> {
-    let passing: Vec<(usize, &ModelEval)> =
-        i.eval.models.iter().enumerate().filter(|(n, m)| deliverable(i, *n, m)).collect();
-    let all = i.report["passed"].as_bool() == Some(true);
-    let mut text = if all { "Every gate passed. ".to_string() } else { "At least one gate failed. ".to_string() };
-    if passing.is_empty() {
-        text.push_str("No artifact passes every gate on it: nothing here is fit to ship.");
-    } else {
-        let names: Vec<String> = passing
-            .iter()
-            .map(
-                |(_, m)| {
-                    if gates_of(i, &m.kind).is_empty() { format!("{} (no gate set)", m.name) } else { m.name.clone() }
-                },
-            )
-            .collect();
-        let _ = write!(text, "Artifacts that pass every gate on them: {}. ", names.join(", "));
-        if let Some((_, s)) = passing.iter().min_by_key(|(_, m)| m.size_bytes) {
-            let _ = write!(text, "Smallest: **{}** ({} bytes). ", s.name, s.size_bytes);
-        }
-        let timed = passing.iter().filter_map(|(_, m)| us_per_row(i, m).0.map(|t| (t, m)));
-        match timed.min_by(|a, b| a.0.total_cmp(&b.0)) {
-            Some((t, m)) => {
-                let _ = write!(text, "Fastest: **{}** ({t:.3} µs/row, 1 thread).", m.name);
-            }
-            None => text.push_str("Speed: not measured (no timings.json)."),
-        }
+    let mut text = match i.report["recommended"].as_str() {
+        Some(r) => format!(
+            "Ship **{r}** ({}): the smallest artifact whose own gates and its ancestors' all hold. ",
+            size_of(i, r)
+        ),
+        None => "No artifact passes its own gates and its ancestors': nothing here is fit to ship. ".into(),
+    };
+    let failed = failed_gates(i);
+    if !failed.is_empty() {
+        let _ = write!(
+            text,
+            "Failed: {}; the artifacts they judge and every artifact made from them are marked `failed` in their manifests (`serve`, `predict`, `precompute` and `export` refuse them). ",
+            failed.join("; ")
+        );
+    }
+    for d in i.report["dominated"].as_array().into_iter().flatten() {
+        let (m, by) = (d["model"].as_str().unwrap_or("?"), d["by"].as_str().unwrap_or("?"));
+        let _ = write!(
+            text,
+            "Do not ship **{m}** ({}): **{by}** ({}) is no larger and at least as good on AUC and NDCG@10. ",
+            size_of(i, m),
+            size_of(i, by)
+        );
+    }
+    let timed =
+        i.eval.models.iter().filter(|m| m.name != "student-scratch").filter_map(|m| us_per_row(i, m).0.map(|t| (t, m)));
+    if let Some((t, m)) = timed.min_by(|a, b| a.0.total_cmp(&b.0)) {
+        let _ = write!(text, "Fastest: {} ({t:.3} µs/row, 1 thread).", m.name);
     }
     vec![Block::Heading(2, "Summary".into()), Block::Para(text)]
 }
@@ -241,7 +278,19 @@ fn ci(v: Option<[f64; 2]>) -> String {
 }
 
 fn models_table(i: &Inputs) -> Vec<Block> {
-    let head = ["model", "kind", "AUC", "AUC 95% CI", "NDCG@10", "NDCG@10 95% CI", "logloss", "ECE", "bytes", "µs/row"];
+    let head = [
+        "model",
+        "kind",
+        "AUC",
+        "AUC 95% CI",
+        "NDCG@10",
+        "NDCG@10 95% CI",
+        "HR@10",
+        "logloss",
+        "ECE",
+        "bytes",
+        "µs/row",
+    ];
     let rows = i
         .eval
         .models
@@ -257,17 +306,39 @@ fn models_table(i: &Inputs) -> Vec<Block> {
                 Cell::text(ci(m.auc_ci95)),
                 Cell::number(m.ndcg10, 4, k("ndcg@10")),
                 Cell::text(ci(m.ndcg10_ci95)),
+                Cell::number(m.hr10, 4, k("hr@10")),
                 Cell::number(Some(m.logloss), 4, k("logloss")),
                 Cell::number(Some(m.ece), 4, k("ece")),
                 Cell::number(Some(m.size_bytes as f64), 0, k("size_bytes")),
                 Cell::number(t, 3, ts),
             ]
         })
+        .chain(i.eval.baselines.iter().enumerate().map(|(n, b)| {
+            let k = |f: &str| Source::Report(format!("/eval/baselines/{n}/{f}"));
+            let na = || Cell::text("n/a");
+            vec![
+                Cell::text(b.name.to_string()),
+                Cell::text("baseline (no model)"),
+                Cell::number(b.auc, 4, k("auc")),
+                Cell::text(ci(b.auc_ci95)),
+                Cell::number(b.ndcg10, 4, k("ndcg@10")),
+                Cell::text(ci(b.ndcg10_ci95)),
+                Cell::number(b.hr10, 4, k("hr@10")),
+                na(),
+                na(),
+                na(),
+                na(),
+            ]
+        }))
         .collect();
     let mut b = vec![Block::Heading(2, "Models".into()), Block::Table(head.map(String::from).to_vec(), rows)];
+    let mut notes = String::from(
+        "Baselines rank without a model (popularity: most visited in the trailing window first; nearest: closest first): a model should beat them. ",
+    );
     if let Some(o) = i.eval.oracle_auc {
-        b.push(Block::Para(format!("Oracle AUC (the true visit probability of the synthetic data): {o:.4}.")));
+        let _ = write!(notes, "Oracle AUC (the true visit probability of the synthetic data): {o:.4}.");
     }
+    b.push(Block::Para(notes));
     b
 }
 
@@ -321,51 +392,95 @@ fn training_charts(i: &Inputs) -> Result<Vec<Block>> {
     if c.is_empty() {
         return Ok(vec![Block::Para("No training history in this run.".into())]);
     }
-    let chart = |title: &str, y: &str, pick: fn(&Curve) -> &Vec<f64>| Chart {
+    let chart = |title: &str, y: &str, curves: &[&Curve], pick: fn(&Curve) -> &Vec<f64>| Chart {
         title: title.into(),
         x_label: "epoch".into(),
         y_label: y.into(),
-        series: c
-            .iter()
-            .map(|t| Series { name: t.name.clone(), points: per_epoch(pick(t)), mark: Mark::Line })
-            .collect(),
+        series: curves.iter().map(|t| Series::new(t.name.clone(), per_epoch(pick(t)), Mark::Line)).collect(),
         ..Chart::default()
     };
-    Ok(vec![
-        Block::Heading(2, "Training".into()),
-        figure(
-            "train-loss",
-            "Training loss per epoch (the student's is its distillation objective: T²-scaled Bernoulli KL + BCE).",
-            &chart("Train loss", "loss", |t| &t.loss),
-        )?,
-        figure("valid-auc", "Validation AUC per epoch.", &chart("Validation AUC", "AUC", |t| &t.auc))?,
-    ])
+    // One quantity per axis: the hard-label BCE of the teacher and the scratch student, and
+    // the student's distillation objective, which is another loss on another scale.
+    let (distilled, bce): (Vec<&Curve>, Vec<&Curve>) = c.iter().partition(|t| t.name == "student");
+    let all: Vec<&Curve> = c.iter().collect();
+    let mut b = vec![Block::Heading(2, "Training".into())];
+    if !bce.is_empty() {
+        let caption = "Training loss per epoch: binary cross-entropy on the labels (teacher, and the student architecture trained from scratch).";
+        b.push(figure("train-loss", caption, &chart("Training BCE", "BCE", &bce, |t| &t.loss))?);
+    }
+    if !distilled.is_empty() {
+        let caption = "The distilled student's training objective per epoch: α·T²·KL(teacher ‖ student) + (1 − α)·BCE.";
+        b.push(figure(
+            "distill-loss",
+            caption,
+            &chart("Distillation objective", "objective", &distilled, |t| &t.loss),
+        )?);
+    }
+    let auc = chart("Validation AUC", "AUC", &all, |t| &t.auc);
+    b.push(figure("valid-auc", "Validation AUC per epoch.", &Chart { min_y_span: Some(MIN_AUC_SPAN), ..auc })?);
+    Ok(b)
+}
+
+/// The narrowest span of an AUC or NDCG axis: narrower, noise between models looks like
+/// separation.
+const MIN_AUC_SPAN: f64 = 0.05;
+
+/// The baselines' (and the oracle's) values of a metric as labelled reference lines.
+fn reference_lines(
+    i: &Inputs,
+    metric: fn(&crate::pipeline::eval::BaselineEval) -> Option<f64>,
+    oracle: bool,
+) -> Vec<(f64, String)> {
+    let mut lines: Vec<(f64, String)> =
+        i.eval.baselines.iter().filter_map(|b| metric(b).map(|v| (v, format!("{} (baseline)", b.name)))).collect();
+    if oracle {
+        lines.extend(i.eval.oracle_auc.map(|o| (o, "oracle".to_string())));
+    }
+    lines
 }
 
 fn tradeoff_charts(i: &Inputs) -> Result<Vec<Block>> {
-    let point_series = |x: &dyn Fn(&ModelEval) -> Option<f64>| -> Vec<Series> {
+    type Pick = fn(&ModelEval) -> (Option<f64>, Option<[f64; 2]>);
+    let labelled = |x: &dyn Fn(&ModelEval) -> Option<f64>, y: Pick| -> Vec<Series> {
         i.eval
             .models
             .iter()
-            .filter_map(|m| Some(Series { name: m.name.clone(), points: vec![(x(m)?, m.auc?)], mark: Mark::Points }))
+            .filter_map(|m| {
+                let (v, ci) = y(m);
+                Some(Series {
+                    name: m.name.clone(),
+                    points: vec![(x(m)?, v?)],
+                    mark: Mark::Labelled,
+                    intervals: vec![ci],
+                })
+            })
             .collect()
     };
-    let chart = |title: &str, x: &str, series| Chart {
+    let chart = |title: &str, x: &str, y: &str, series, h_lines| Chart {
         title: title.into(),
         x_label: x.into(),
-        y_label: "test AUC".into(),
+        y_label: y.into(),
         series,
+        h_lines,
+        min_y_span: Some(MIN_AUC_SPAN),
         ..Chart::default()
     };
+    let auc: Pick = |m| (m.auc, m.auc_ci95);
+    let ndcg: Pick = |m| (m.ndcg10, m.ndcg10_ci95);
+    let size = |m: &ModelEval| Some(m.size_bytes as f64 / 1024.0);
+    let (auc_lines, ndcg_lines) = (reference_lines(i, |b| b.auc, true), reference_lines(i, |b| b.ndcg10, false));
     let mut b = vec![Block::Heading(2, "Accuracy against cost".into())];
-    let size = point_series(&|m| Some(m.size_bytes as f64 / 1024.0));
-    b.push(figure("auc-vs-size", "Test AUC against artifact size.", &chart("AUC vs size", "KiB", size))?);
-    let speed = point_series(&|m| us_per_row(i, m).0);
+    let note = " Bars: bootstrap 95% intervals; dashed lines: baselines without a model.";
+    let c = chart("AUC vs size", "KiB", "test AUC", labelled(&size, auc), auc_lines.clone());
+    b.push(figure("auc-vs-size", &format!("Test AUC against artifact size.{note}"), &c)?);
+    let c = chart("NDCG@10 vs size", "KiB", "NDCG@10", labelled(&size, ndcg), ndcg_lines);
+    b.push(figure("ndcg-vs-size", &format!("NDCG@10 on the ranking queries against artifact size.{note}"), &c)?);
+    let speed = labelled(&|m| us_per_row(i, m).0, auc);
     if speed.is_empty() {
         b.push(Block::Para("AUC vs µs/row: not drawn, no timings were recorded.".into()));
     } else {
-        let caption = "Test AUC against scoring time (1 thread, batches of 4096).";
-        b.push(figure("auc-vs-latency", caption, &chart("AUC vs latency", "µs/row", speed))?);
+        let caption = format!("Test AUC against scoring time (1 thread, batches of 4096).{note}");
+        b.push(figure("auc-vs-latency", &caption, &chart("AUC vs latency", "µs/row", "test AUC", speed, auc_lines))?);
     }
     Ok(b)
 }
@@ -455,7 +570,10 @@ fn model_card(i: &Inputs, n: usize, m: &ModelEval) -> Result<Vec<Block>> {
             Cell::text("recipe sha256 (the sections its stages read)"),
             Cell::text(recipe.get(..16).unwrap_or(&recipe)),
         ]);
-        rows.push(vec![Cell::text("status"), Cell::text(format!("{:?}", man.status).to_lowercase())]);
+        let why: Vec<String> = man.gate_failures.iter().map(ToString::to_string).collect();
+        let status =
+            if why.is_empty() { man.status.to_string() } else { format!("{} ({})", man.status, why.join("; ")) };
+        rows.push(vec![Cell::text("status"), Cell::text(status)]);
     }
     rows.push(vec![Cell::text("parameters"), Cell::text(parameters(i, &m.kind).map_or("?".into(), |p| p.to_string()))]);
     rows.push(vec![Cell::text("bytes"), Cell::number(Some(m.size_bytes as f64), 0, k("size_bytes"))]);
@@ -466,7 +584,7 @@ fn model_card(i: &Inputs, n: usize, m: &ModelEval) -> Result<Vec<Block>> {
     rows.push(vec![Cell::text("HR@10"), Cell::number(m.hr10, 4, k("hr@10"))]);
     rows.push(vec![Cell::text("logloss"), Cell::number(Some(m.logloss), 4, k("logloss"))]);
     rows.push(vec![Cell::text("ECE"), Cell::number(Some(m.ece), 4, k("ece"))]);
-    for g in gates_of(i, &m.kind) {
+    for g in gates_of(i, &m.name) {
         let gate = &gate_list(i)[g];
         let verdict = if gate["passed"] == Value::Bool(true) { "PASS" } else { "FAIL" };
         let value = Cell::number(gate["value"].as_f64(), 4, Source::Report(format!("/gates/{g}/value")));
@@ -474,7 +592,7 @@ fn model_card(i: &Inputs, n: usize, m: &ModelEval) -> Result<Vec<Block>> {
     }
     let mut b = vec![
         Block::Heading(2, format!("Model card: {}", m.name)),
-        Block::Table(vec!["".into(), "".into()], rows),
+        Block::Table(vec!["property".into(), "value".into()], rows),
         reliability(m)?,
     ];
     if let Some(q) = quantize_detail(i, &m.kind) {
@@ -490,7 +608,7 @@ fn reliability(m: &ModelEval) -> Result<Block> {
         title: format!("Reliability: {}", m.name),
         x_label: "mean predicted probability".into(),
         y_label: "observed visit rate".into(),
-        series: vec![Series { name: m.name.clone(), points, mark: Mark::Line }],
+        series: vec![Series::new(m.name.clone(), points, Mark::Line)],
         diagonal: true,
         x_range: Some((0.0, 1.0)),
         y_range: Some((0.0, 1.0)),
@@ -534,7 +652,7 @@ fn quantization(m: &ModelEval, q: &Value) -> Result<Vec<Block>> {
             title: format!("{} layer {n} input: SQNR {sqnr}", m.name),
             x_label: "activation value".into(),
             y_label: "count".into(),
-            series: vec![Series { name: format!("layer {n}"), points: bars, mark: Mark::Bars(width) }],
+            series: vec![Series::new(format!("layer {n}"), bars, Mark::Bars(width))],
             markers,
             ..Chart::default()
         };
@@ -550,7 +668,7 @@ fn quantization(m: &ModelEval, q: &Value) -> Result<Vec<Block>> {
         title: format!("{}: INT8 vs float logits", m.name),
         x_label: "float logit".into(),
         y_label: "INT8 logit".into(),
-        series: vec![Series { name: "test rows (sampled)".into(), points: scatter, mark: Mark::Points }],
+        series: vec![Series::new("test rows (sampled)", scatter, Mark::Points)],
         diagonal: true,
         ..Chart::default()
     };
@@ -583,15 +701,23 @@ fn gates(i: &Inputs) -> Vec<Block> {
         .iter()
         .enumerate()
         .map(|(g, gate)| {
+            let interval = gate["interval"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect::<Vec<_>>());
             vec![
                 Cell::text(gate["name"].as_str().unwrap_or("?")),
+                Cell::text(gate["artifact"].as_str().unwrap_or("?")),
                 Cell::number(gate["value"].as_f64(), 4, Source::Report(format!("/gates/{g}/value"))),
+                Cell::text(match interval.as_deref() {
+                    Some([a, b]) => format!("[{a:.4}, {b:.4}]"),
+                    _ => "not measured".into(),
+                }),
                 Cell::number(gate["threshold"].as_f64(), 4, Source::Report(format!("/gates/{g}/threshold"))),
+                Cell::text(gate["judged_on"].as_str().unwrap_or("point")),
                 Cell::text(if gate["passed"] == Value::Bool(true) { "PASS" } else { "FAIL" }),
             ]
         })
         .collect();
-    let head = ["gate", "value", "threshold", ""].map(String::from).to_vec();
+    let head =
+        ["gate", "judges", "value", "95% interval", "threshold", "decided by", "verdict"].map(String::from).to_vec();
     vec![Block::Heading(2, "Gates".into()), Block::Table(head, rows)]
 }
 

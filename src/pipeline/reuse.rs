@@ -6,9 +6,13 @@
 //! a stage's key holds its inputs' stage keys, which is sound because a stage's outputs are
 //! a deterministic function of its key (same recipe, data and seed give the same bytes).
 //!
-//! A record is removed, with those of every later stage, before its stage runs, and written
-//! after it succeeds: a killed stage is never reused, nor a later one whose outputs the rerun
-//! may have replaced. `--force` recomputes every stage, `--from STAGE` that stage and all after.
+//! A record is removed, with those of every stage that reads its outputs (directly or through
+//! another), before its stage runs, and written after it succeeds: a killed stage is never
+//! reused, nor a later one whose inputs the rerun replaces. The model directories of those
+//! dependent stages go too, so a failed rerun never leaves a student or INT8 model beside a
+//! parent it was not made from. An artifact is recorded by its whole manifest (exports aside),
+//! so an edited feature spec or status makes its stage run again. `--force` recomputes every
+//! stage, `--from STAGE` that stage and all after.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -58,6 +62,30 @@ impl Stage {
     }
 }
 
+/// Every stage of a run: its name, the stages whose outputs it reads, and the model
+/// directories it writes (relative to the output root).
+const STAGES: [(&str, &[&str], &[&str]); 8] = [
+    ("synth", &[], &[]),
+    ("prepare", &["synth"], &[]),
+    ("train", &["prepare"], &["teacher"]),
+    ("distill", &["train"], &["student", "student-scratch"]),
+    ("quantize-teacher", &["train"], &["teacher-int8"]),
+    ("quantize-student", &["distill"], &["student-int8"]),
+    ("eval", &["prepare", "train", "distill", "quantize-teacher", "quantize-student"], &[]),
+    ("export", &["eval"], &[]),
+];
+
+/// Whether stage `later` reads, directly or through others, what stage `earlier` writes.
+fn depends_on(later: &str, earlier: &str) -> bool {
+    let direct = STAGES.iter().find(|(n, _, _)| *n == later).map_or(&[][..], |(_, d, _)| *d);
+    direct.iter().any(|d| *d == earlier || depends_on(d, earlier))
+}
+
+/// The model directories stage `name` writes.
+fn outputs_of(name: &str) -> &'static [&'static str] {
+    STAGES.iter().find(|(n, _, _)| *n == name).map_or(&[], |(_, _, o)| *o)
+}
+
 /// Which recorded stages may be reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -92,7 +120,8 @@ struct Record {
     detail: Value,
     /// sha256 of each file of `Outputs::dirs`, by path relative to the output root.
     files: BTreeMap<String, String>,
-    /// Content hash of each artifact directory, by path relative to the output root.
+    /// [`Manifest::state_hash`](crate::artifact::Manifest::state_hash) of each artifact
+    /// directory, by path relative to the output root.
     artifacts: BTreeMap<String, String>,
     /// Artifacts that must carry an ONNX export.
     exported: Vec<String>,
@@ -154,7 +183,7 @@ impl Reuse {
         let record: Record = serde_json::from_slice(&std::fs::read(self.path(name)).ok()?).ok()?;
         let artifact = |a: &String| crate::artifact::open(&self.out.join(a)).ok();
         let intact = record.key == key
-            && record.artifacts.iter().all(|(a, h)| artifact(a).is_some_and(|m| m.content_hash() == *h))
+            && record.artifacts.iter().all(|(a, h)| artifact(a).is_some_and(|m| m.state_hash() == *h))
             && record.exported.iter().all(|a| artifact(a).is_some_and(|m| m.exports.contains_key("onnx")))
             && record.files.iter().all(|(f, h)| sha256_file(&self.out.join(f)).ok().as_ref() == Some(h));
         intact.then_some(record)
@@ -180,26 +209,57 @@ impl Reuse {
             if outputs.exported && m.status == crate::artifact::manifest::Status::Ok {
                 exported.push(rel(&self.out, a));
             }
-            artifacts.insert(rel(&self.out, a), m.content_hash());
+            artifacts.insert(rel(&self.out, a), m.state_hash());
         }
         let detail = exact(detail.clone(), true);
         let record = Record { key: key.into(), base: self.base(), detail, files, artifacts, exported };
         crate::pipeline::run::write_json(&self.path(name), &record)
     }
 
-    /// Removes the record of `name` and of every later stage before `name` runs: a killed
-    /// stage is never reused, and a later stage's outputs may live in what `name` rewrites
-    /// (export writes into the model directories).
+    /// Removes the record of `name` and of every stage that depends on it before `name`
+    /// runs (a killed stage is never reused; export writes into the model directories), and
+    /// the model directories those dependent stages wrote: they were made from what `name`
+    /// replaces.
     fn forget_from(&self, name: &str) -> Result<()> {
+        for dependent in STAGES.iter().map(|(n, _, _)| *n).filter(|d| depends_on(d, name)) {
+            for dir in outputs_of(dependent) {
+                let p = self.out.join(dir);
+                if p.join(crate::artifact::MANIFEST).is_file() {
+                    std::fs::remove_dir_all(&p).at(&p)?;
+                }
+            }
+        }
         let dir = self.out.join("stages");
         let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
-        let this = Stage::of(name);
         for e in entries.filter_map(std::result::Result::ok) {
             let file = e.file_name().to_string_lossy().into_owned();
             let Some(other) = file.strip_suffix(".json") else { continue };
-            if other == name || (Stage::of(other) > this && this.is_some()) {
+            if other == name || depends_on(other, name) {
                 let p = e.path();
                 std::fs::remove_file(&p).at(&p)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the manifests of `changed` artifacts as they are now in every record that lists
+    /// them (after a run wrote its gates' verdicts into them), so the next run still reuses the
+    /// stages that made them.
+    pub fn refresh(&self, changed: &[PathBuf]) -> Result<()> {
+        let changed: Vec<String> = changed.iter().map(|p| rel(&self.out, p)).collect();
+        for (name, _, _) in STAGES {
+            let path = self.path(name);
+            let Some(mut record) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+            else {
+                continue;
+            };
+            let mut touched = false;
+            for (a, h) in record.artifacts.iter_mut().filter(|(a, _)| changed.contains(a)) {
+                *h = crate::artifact::open(&self.out.join(a.as_str()))?.state_hash();
+                touched = true;
+            }
+            if touched {
+                crate::pipeline::run::write_json(&path, &record)?;
             }
         }
         Ok(())

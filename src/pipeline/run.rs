@@ -12,7 +12,8 @@ use crate::data::schema::FilesConfig;
 use crate::data::synth::{self, SynthParams};
 use crate::error::{Error, IoContext, Result};
 use crate::pipeline::distill::{DistillJob, distill};
-use crate::pipeline::eval::{EvalReport, ModelEval, evaluate};
+use crate::pipeline::eval::{EvalReport, evaluate};
+use crate::pipeline::gates::{self, Dominated, GateReport, RunModels};
 use crate::pipeline::paths::RunPaths;
 use crate::pipeline::prepare::prepare;
 use crate::pipeline::quantize::{QuantizeJob, QuantizeOptions, quantize};
@@ -34,27 +35,6 @@ pub struct StageReport {
     pub reused: bool,
 }
 
-/// One quality gate.
-#[derive(Debug, Clone, Serialize)]
-pub struct GateReport {
-    /// Gate name.
-    pub name: String,
-    /// Measured value; `null` when it could not be measured (then the gate fails).
-    pub value: Option<f64>,
-    /// Threshold.
-    pub threshold: f64,
-    /// Whether it held.
-    pub passed: bool,
-}
-
-impl GateReport {
-    /// A gate on `value`: it holds when the value was measured, is finite and `holds(value)`.
-    fn new(name: impl Into<String>, value: Option<f64>, threshold: f64, holds: impl Fn(f64) -> bool) -> Self {
-        let value = value.filter(|v| v.is_finite());
-        Self { name: name.into(), value, threshold, passed: value.is_some_and(holds) }
-    }
-}
-
 /// The run report.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
@@ -70,6 +50,11 @@ pub struct RunReport {
     pub gates: Vec<GateReport>,
     /// True when every gate passed.
     pub passed: bool,
+    /// The artifact to ship: the smallest deliverable whose own and ancestors' gates all hold
+    /// (`null`: none does).
+    pub recommended: Option<String>,
+    /// Deliverables that a smaller or equal, gate-passing one beats on AUC and NDCG@10.
+    pub dominated: Vec<Dominated>,
     /// The human-readable reports.
     pub reports: ReportPaths,
     /// Total wall time, seconds.
@@ -82,7 +67,12 @@ fn json<T: Serialize>(v: &T) -> serde_json::Value {
 
 /// The raw tables of a recipe, generating synthetic data when it is missing. Returns their
 /// description and, for synthetic data, the synth stage report (generated or reused).
-pub fn ensure_raw(recipe: &Recipe, paths: &RunPaths, reuse: Mode) -> Result<(FilesConfig, Option<StageReport>)> {
+pub fn ensure_raw(
+    recipe: &Recipe,
+    paths: &RunPaths,
+    reuse: Mode,
+    progress: &dyn Progress,
+) -> Result<(FilesConfig, Option<StageReport>)> {
     match &recipe.data {
         DataConfig::Files(files) => Ok((files.as_ref().clone(), None)),
         DataConfig::Synth(s) => {
@@ -99,7 +89,7 @@ pub fn ensure_raw(recipe: &Recipe, paths: &RunPaths, reuse: Mode) -> Result<(Fil
                 return Ok((FilesConfig::in_dir(&raw), Some(report)));
             }
             let start = Instant::now();
-            let summary = synth::generate(params, &raw)?;
+            let summary = synth::generate(params, &raw, progress)?;
             let report = StageReport {
                 name: "synth".into(),
                 seconds: start.elapsed().as_secs_f64(),
@@ -111,12 +101,15 @@ pub fn ensure_raw(recipe: &Recipe, paths: &RunPaths, reuse: Mode) -> Result<(Fil
     }
 }
 
-/// The recorded summary, when `raw/synth.json` records exactly `params`.
+/// The recorded summary, when `raw/synth.json` records exactly `params` and the tables still
+/// hold the bytes it recorded (tables replaced by hand are generated again, never vouched for).
 fn made_with(raw: &Path, params: &SynthParams) -> Option<serde_json::Value> {
     let recorded = std::fs::read(raw.join("synth.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())?;
-    (recorded.get("params") == Some(&json(params))).then(|| recorded.get("summary").cloned()).flatten()
+    let tables = synth::table_hashes(raw).ok()?;
+    let same = recorded.get("params") == Some(&json(params)) && recorded.get("tables") == Some(&json(&tables));
+    same.then(|| recorded.get("summary").cloned()).flatten()
 }
 
 /// How `run` treats what earlier runs left.
@@ -155,13 +148,13 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn P
     }
     let reuse = Reuse::new(&paths.out, opts.reuse);
     let mut stages = Vec::new();
-    let (raw, synth_stage) = ensure_raw(recipe, paths, opts.reuse)?;
+    let (raw, synth_stage) = ensure_raw(recipe, paths, opts.reuse, progress)?;
     if synth_stage.as_ref().is_some_and(|s| s.reused) {
         progress.log("synth: reused (raw/synth.json records these settings)");
     }
     // The tables' content. Tables that cannot be fingerprinted (a missing file, say) get a
     // key no record holds: prepare runs and reports the problem in its own words.
-    let locations = if synth_stage.is_some() { vec![paths.raw()] } else { raw_locations(&raw) };
+    let locations = if synth_stage.is_some() { vec![paths.raw()] } else { table_locations(&raw) };
     let raw_key = json(&reuse::files_fingerprint(&locations).unwrap_or_else(|_| reuse::unique_key()));
     stages.extend(synth_stage);
 
@@ -244,31 +237,39 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn P
     let ranking = features.join("ranking.parquet");
     let eval_key = reuse::key("eval", &serde_json::json!({ "prepare": keys.prepare, "models": keys.models }));
     let eval_stage = reuse.stage("eval", &eval_key, &Outputs::default(), progress, || {
-        Ok(json(&evaluate(&models, &test, Some(&ranking))?))
+        Ok(json(&evaluate(&models, &test, Some(&ranking), progress)?))
     })?;
     let eval: EvalReport = serde_json::from_value(eval_stage.detail.clone())
         .map_err(|e| Error::Internal(format!("the recorded evaluation does not read back: {e}")))?;
     stages.push(eval_stage);
 
-    let mut gates = check_gates(recipe, &eval);
+    let mut gates = gates::check(&recipe.gates, &eval);
     for s in stages.iter().filter(|s| s.name.starts_with("quantize-")) {
         gates.extend(quantize_gates(&s.detail));
     }
+    // The verdicts go into the manifests before anything is exported or served from them.
+    let mut run_models = RunModels::open(&models)?;
+    reuse.refresh(&run_models.mark(&gates)?)?;
+    let recommended = run_models.recommend(&eval, &gates);
     // ONNX next to every deliverable (teacher, student and their INT8 models) that passed its
     // own gate; the scratch baseline is only a comparison.
     let deliverables: Vec<PathBuf> = models.iter().filter(|d| !d.ends_with("student-scratch")).cloned().collect();
     let outputs = Outputs { artifacts: deliverables.clone(), exported: true, ..Outputs::default() };
-    stages.push(reuse.stage("export", &reuse::key("export", &json(&eval_key)), &outputs, progress, || {
+    // Which models export depends on their verdicts too (a gate's threshold may change alone).
+    let export_key = reuse::key("export", &serde_json::json!({ "eval": eval_key, "gates": json(&gates) }));
+    stages.push(reuse.stage("export", &export_key, &outputs, progress, || {
         let mut exports = Vec::new();
         for dir in &deliverables {
             if crate::artifact::open(dir)?.status == crate::artifact::manifest::Status::Ok {
-                exports.push(crate::pipeline::export::export(dir, None, crate::onnx::IdLookup::Auto)?);
+                exports.push(crate::pipeline::export::export(dir, None, crate::onnx::IdLookup::Auto, false)?);
             }
         }
         Ok(json(&exports))
     })?);
 
     let passed = gates.iter().all(|g| g.passed);
+    let passing = run_models.passing(&gates);
+    let dominated = gates::dominated(&eval, &passing);
     let report = RunReport {
         recipe: recipe.name.clone(),
         out: paths.out.display().to_string(),
@@ -276,6 +277,8 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn P
         eval,
         gates,
         passed,
+        recommended,
+        dominated,
         reports: ReportPaths { markdown: "report.md".into(), html: "report.html".into() },
         seconds: t0.elapsed().as_secs_f64(),
     };
@@ -295,8 +298,17 @@ fn recipe_sections(recipe: &Recipe, sections: &[&str]) -> serde_json::Value {
     serde_json::Value::Object(kept)
 }
 
+/// Every location a recipe reads raw tables from (none for synthetic data: it lives under the
+/// run's root).
+pub fn raw_locations(recipe: &Recipe) -> Vec<PathBuf> {
+    match &recipe.data {
+        DataConfig::Files(files) => table_locations(files),
+        DataConfig::Synth(_) => Vec::new(),
+    }
+}
+
 /// Every location a files recipe reads tables from.
-fn raw_locations(files: &FilesConfig) -> Vec<PathBuf> {
+fn table_locations(files: &FilesConfig) -> Vec<PathBuf> {
     let tables = [Some(&files.interactions), files.places.as_ref(), files.users.as_ref()];
     let mut out: Vec<PathBuf> = tables.into_iter().flatten().filter_map(|t| t.path.clone()).collect();
     out.extend(files.dir.clone());
@@ -346,41 +358,10 @@ fn quantize_stage(
 
 /// The two accuracy gates of an INT8 model, read from its quantize summary.
 fn quantize_gates(s: &serde_json::Value) -> Vec<GateReport> {
-    let kind = s["kind"].as_str().unwrap_or("int8").replace('-', "_");
+    let artifact = s["kind"].as_str().unwrap_or("int8");
     let (max_auc, max_ndcg) =
         (s["options"]["max_auc_drop"].as_f64().unwrap_or(0.0), s["options"]["max_ndcg_drop"].as_f64().unwrap_or(0.0));
-    let (d_auc, d_ndcg) = (s["delta_auc"].as_f64().map(f64::abs), s["delta_ndcg"].as_f64().map(f64::abs));
-    vec![
-        GateReport::new(format!("{kind}_abs_delta_auc"), d_auc, max_auc, |d| d <= max_auc),
-        GateReport::new(format!("{kind}_abs_delta_ndcg"), d_ndcg, max_ndcg, |d| d <= max_ndcg),
-    ]
-}
-
-fn find<'a>(eval: &'a EvalReport, kind: &str) -> Option<&'a ModelEval> {
-    eval.models.iter().find(|m| m.kind == kind)
-}
-
-/// Evaluates the recipe's gates against the evaluation.
-pub fn check_gates(recipe: &Recipe, eval: &EvalReport) -> Vec<GateReport> {
-    let g = &recipe.gates;
-    let mut gates = Vec::new();
-    let teacher = find(eval, "teacher");
-    let student = find(eval, "student");
-    // A gate the recipe sets is checked; a metric it cannot measure fails it.
-    if let Some(max_gap) = g.max_teacher_oracle_auc_gap {
-        let gap = eval.oracle_auc.zip(teacher.and_then(|t| t.auc)).map(|(o, a)| o - a);
-        gates.push(GateReport::new("teacher_oracle_auc_gap", gap, max_gap, |v| v <= max_gap));
-    }
-    let retention = |t: Option<f64>, s: Option<f64>| t.zip(s).map(|(t, s)| s / t);
-    if let Some(min) = g.min_student_auc_retention {
-        let r = retention(teacher.and_then(|t| t.auc), student.and_then(|s| s.auc));
-        gates.push(GateReport::new("student_auc_retention", r, min, |v| v >= min));
-    }
-    if let Some(min) = g.min_student_ndcg_retention {
-        let r = retention(teacher.and_then(|t| t.ndcg10), student.and_then(|s| s.ndcg10));
-        gates.push(GateReport::new("student_ndcg_retention", r, min, |v| v >= min));
-    }
-    gates
+    gates::int8_gates(artifact, (s["delta_auc"].as_f64(), s["delta_ndcg"].as_f64()), (max_auc, max_ndcg))
 }
 
 /// Writes JSON through a temporary file renamed into place.

@@ -119,6 +119,12 @@ pub struct FitInput<'a> {
     pub resume: bool,
 }
 
+/// The recipe key that sets a training's learning rate: the teacher's is `train`'s, the
+/// students' `distill`'s (which defaults to `train`'s).
+fn learning_rate_key(label: &str) -> &'static str {
+    if label == "teacher" { "train.learning_rate" } else { "distill.learning_rate" }
+}
+
 /// Reads `feature_spec.json` from a features directory.
 pub fn load_spec(features: &Path) -> Result<FeatureSpec> {
     let p = features.join("feature_spec.json");
@@ -358,6 +364,15 @@ fn fit_loop(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeigh
     let mut first = 1;
     if input.resume {
         match checkpoint::load(input.checkpoints, &fingerprint, spec, arch)? {
+            Some(r) if r.state.epoch > cfg.epochs => {
+                return Err(Error::input(format!(
+                    "{}: the checkpoint to resume is at epoch {}, past the {} epochs asked for; resume with at least {} epochs, or train again without --resume",
+                    input.checkpoints.display(),
+                    r.state.epoch,
+                    cfg.epochs,
+                    r.state.epoch
+                )));
+            }
             Some(r) => {
                 model = RecoNet::from_weights(spec, arch, &r.current, &ad)?;
                 optim = optim.from_bytes(burn::tensor::Bytes::from_bytes_vec(r.optimizer)).map_err(|e| {
@@ -450,8 +465,10 @@ fn fit_loop(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeigh
             progress.end();
             let Some((_, good, _)) = &best else {
                 return Err(Error::input(format!(
-                    "{}: training diverged in epoch {epoch} (loss {loss_now}, non-finite weights or scores): lower train.learning_rate ({}) or check weight_decay",
-                    input.label, cfg.learning_rate
+                    "{}: training diverged in epoch {epoch} (loss {loss_now}, non-finite weights or scores): lower {} ({}) or check train.weight_decay",
+                    input.label,
+                    learning_rate_key(input.label),
+                    cfg.learning_rate
                 )));
             };
             progress.log(&format!(
@@ -562,6 +579,7 @@ pub fn write_float_artifact(
         metrics,
         quantization: None,
         exports: Default::default(),
+        gate_failures: Vec::new(),
     };
     writer.finish(manifest)
 }

@@ -1060,7 +1060,411 @@ const CASES: &[Case] = &[
         args: &["prepare", "--recipe", "f.toml", "--out", "o"],
         needles: &["interactions.parquet", "not a readable Parquet file"],
     },
+    // ---- issue 25: output guard, provenance, stale checkpoints ----
+    Case {
+        name: "predict --out with a CSV name (Parquet would be written into it)",
+        setup: none,
+        args: &["predict", "--model", "run/teacher", "--data", "run/features/test.parquet", "--out", "p.csv"],
+        needles: &["--out", "p.csv", "Parquet"],
+    },
+    Case {
+        name: "an INT8 manifest whose std is subnormal",
+        setup: |d| manifest(d, "teacher-int8", |m| m["feature_spec"]["numeric"][0]["std"] = serde_json::json!(1e-320)),
+        args: &["predict", "--model", "run/teacher-int8", "--data", "run/features/test.parquet", "--out", "p.parquet"],
+        needles: &["feature_spec", "std"],
+    },
+    Case {
+        name: "eval --metrics-out onto its --data",
+        setup: |d| std::fs::copy(d.join("run/features/test.parquet"), d.join("d.prom")).map(drop).unwrap(),
+        args: &["eval", "run/teacher", "--data", "d.prom", "--metrics-out", "d.prom"],
+        needles: &["--metrics-out", "d.prom", "input"],
+    },
+    Case {
+        name: "eval --metrics-out onto its --ranking",
+        setup: |d| std::fs::copy(d.join("run/features/ranking.parquet"), d.join("r.prom")).map(drop).unwrap(),
+        args: &[
+            "eval",
+            "run/teacher",
+            "--data",
+            "run/features/test.parquet",
+            "--ranking",
+            "r.prom",
+            "--metrics-out",
+            "r.prom",
+        ],
+        needles: &["--metrics-out", "r.prom", "input"],
+    },
+    Case {
+        name: "run --metrics-out onto its recipe",
+        setup: none,
+        args: &["run", "r.toml", "--out", "o", "--metrics-out", "r.toml"],
+        needles: &["--metrics-out", "r.toml"],
+    },
+    Case {
+        name: "run --metrics-out onto the report it writes",
+        setup: none,
+        args: &["run", "r.toml", "--out", "run", "--metrics-out", "run/report.json"],
+        needles: &["--metrics-out", "run/report.json"],
+    },
+    Case {
+        name: "run --metrics-out into a folder the run writes",
+        setup: none,
+        args: &["run", "r.toml", "--out", "run", "--metrics-out", "run/stages/m.prom"],
+        needles: &["--metrics-out", "writes", "stages"],
+    },
+    Case {
+        name: "eval --metrics-out inside the artifact it evaluates",
+        setup: none,
+        args: &["eval", "run/teacher", "--data", "run/features/test.parquet", "--metrics-out", "run/teacher/m.prom"],
+        needles: &["--metrics-out", "artifact", "run/teacher"],
+    },
+    Case {
+        name: "bench --metrics-out inside an artifact",
+        setup: none,
+        args: &["bench", "run/teacher", "--seconds", "0.1", "--metrics-out", "run/student/b.prom"],
+        needles: &["--metrics-out", "artifact", "student"],
+    },
+    Case {
+        name: "precompute --out inside another artifact",
+        setup: none,
+        args: &[
+            "precompute",
+            "--model",
+            "run/teacher-int8",
+            "--features",
+            "run/features",
+            "--out",
+            "run/student/top.parquet",
+        ],
+        needles: &["--out", "artifact", "student"],
+    },
+    Case {
+        name: "predict --out inside another artifact",
+        setup: none,
+        args: &[
+            "predict",
+            "--model",
+            "run/teacher",
+            "--data",
+            "run/features/test.parquet",
+            "--out",
+            "run/student/p.parquet",
+        ],
+        needles: &["--out", "artifact", "student"],
+    },
+    Case {
+        name: "predict --out inside the features directory",
+        setup: none,
+        args: &[
+            "predict",
+            "--model",
+            "run/teacher",
+            "--data",
+            "run/features/test.parquet",
+            "--out",
+            "run/features/p.parquet",
+        ],
+        needles: &["--out", "features"],
+    },
+    Case {
+        name: "export --out inside another artifact",
+        setup: none,
+        args: &["export", "--model", "run/teacher", "--out", "run/student/model.onnx"],
+        needles: &["--out", "artifact", "student"],
+    },
+    Case {
+        name: "export --out onto another artifact's weights",
+        setup: none,
+        args: &["export", "--model", "run/teacher", "--out", "run/student/model.safetensors"],
+        needles: &["--out", "safetensors"],
+    },
+    Case {
+        name: "export --out into an artifact directory",
+        setup: none,
+        args: &["export", "--model", "run/teacher", "--out", "run/student"],
+        needles: &["--out", "directory"],
+    },
+    Case {
+        name: "report with a string in timings.json",
+        setup: |d| {
+            let p = d.join("run/timings.json");
+            let mut t = read_json(&p);
+            t["/seconds"] = "fast".into();
+            write_json(&p, &t);
+        },
+        args: &["report", "run"],
+        needles: &["timings.json", "/seconds", "fast"],
+    },
+    Case {
+        name: "distill temperature whose square overflows",
+        setup: none,
+        args: &["distill", "--teacher", "run/teacher", "--out", "o", "--temperature", "1e20"],
+        needles: &["temperature", "1000"],
+    },
+    Case {
+        name: "--seed on inspect (it draws nothing)",
+        setup: none,
+        args: &["inspect", "run/teacher", "--seed", "3"],
+        needles: &["--seed"],
+    },
+    Case {
+        name: "--backend on predict (it trains nothing)",
+        setup: none,
+        args: &[
+            "predict",
+            "--model",
+            "run/teacher",
+            "--data",
+            "run/features/test.parquet",
+            "--out",
+            "p.parquet",
+            "--backend",
+            "ndarray",
+        ],
+        needles: &["--backend"],
+    },
+    // ---- issue 25: input types, messages, plausibility ----
+    Case {
+        name: "a uint64 id beyond the largest int64",
+        setup: |d| {
+            let mut users: Vec<u64> = i25_inter().0.iter().map(|&u| u as u64).collect();
+            users[2] = u64::MAX;
+            i25_parquet_inter(d, std::sync::Arc::new(arrow::array::UInt64Array::from(users)));
+        },
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["interactions.parquet", "`user_id` row 2", "18446744073709551615", "9223372036854775807"],
+    },
+    Case {
+        name: "a timestamp_format chrono cannot use",
+        setup: |d| edit(&d.join("f.toml"), "dir = \"raw\"", "dir = \"raw\"\ntimestamp_format = \"%Y-%m-%d %Q\""),
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["data.timestamp_format", "%Q"],
+    },
+    Case {
+        name: "epoch seconds declared as milliseconds (two weeks collapse into minutes)",
+        setup: |d| edit(&d.join("f.toml"), "dir = \"raw\"", "dir = \"raw\"\ntimestamp_unit = \"ms\""),
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &[
+            "interactions.csv",
+            "`timestamp`",
+            "18 min 47 s read in milliseconds",
+            "13 days 1 h read in seconds",
+            "timestamp_unit = \"s\"",
+        ],
+    },
+    Case {
+        name: "a log spanning centuries",
+        setup: |d| {
+            inter(d, &interactions().replacen("1767571200", "-2208902400", 1).replace("1768698000", "5000000000"))
+        },
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["interactions.csv", "`timestamp`", "228 years", "-2208902400", "line 2", "5000000000"],
+    },
+    Case {
+        name: "two roles mapped to one column",
+        setup: |d| {
+            std::fs::write(d.join("f.toml"), "name = \"case\"\n[data]\nsource = \"files\"\ndir = \"raw\"\n[data.interactions]\ncolumns = { user = \"place_id\" }\n").unwrap()
+        },
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["data.interactions.columns.user", "`place`", "place_id"],
+    },
+    Case {
+        name: "a Parquet timestamp part among epoch-second parts",
+        setup: |d| {
+            let (u, p, t) = i25_inter();
+            let ms: Vec<i64> = t.iter().map(|t| t * 1000).collect();
+            let cols = |ts: arrow::array::ArrayRef| -> Vec<arrow::array::ArrayRef> {
+                vec![
+                    std::sync::Arc::new(arrow::array::Int64Array::from(u.clone())),
+                    std::sync::Arc::new(arrow::array::Int64Array::from(p.clone())),
+                    ts,
+                ]
+            };
+            let secs = cols(std::sync::Arc::new(arrow::array::Int64Array::from(t.clone())));
+            i25_parquet(&d.join("raw/logs/part-0.parquet"), &["user_id", "place_id", "timestamp"], secs);
+            let stamped = cols(std::sync::Arc::new(arrow::array::TimestampMillisecondArray::from(ms)));
+            i25_parquet(&d.join("raw/logs/part-1.parquet"), &["user_id", "place_id", "timestamp"], stamped);
+            i25_logs_recipe(d);
+        },
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["part-1.parquet", "`timestamp`", "datetime[ms]", "i64", "part-0.parquet"],
+    },
+    Case {
+        name: "a NUL byte in a CSV cell",
+        setup: |d| inter(d, &interactions().replacen("2,11,", "2\0,11,", 1)),
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["interactions.csv", "line 3", "`user_id`", "NUL"],
+    },
+    Case {
+        name: "one nan in a users table's home_lat",
+        setup: |d| std::fs::write(d.join("raw/users.csv"), USERS.replacen("52.52", "nan", 1)).unwrap(),
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["users.csv", "`home_lat` line 3", "nan"],
+    },
+    Case {
+        name: "a hive folder user_id=two where user ids are integers",
+        setup: |d| {
+            for (folder, rows) in [("1", "10,1767571200\n10,1767657600\n"), ("two", "11,1767661200\n11,1767747600\n")] {
+                let dir = d.join(format!("raw/logs/user_id={folder}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(dir.join("part.csv"), format!("place_id,timestamp\n{rows}")).unwrap();
+            }
+            i25_logs_recipe(d);
+        },
+        args: &["prepare", "--recipe", "f.toml", "--out", "o"],
+        needles: &["user_id=two/part.csv", "`user_id` line 2", "\"two\"", "integer"],
+    },
+    Case {
+        name: "predict --data a features directory names which file lacks which column",
+        setup: none,
+        args: &["predict", "--model", "run/teacher", "--data", "run/features", "--out", "p.parquet"],
+        needles: &["places.parquet: no column", "calibration.parquet has"],
+    },
+    // ---- issue 25: serving and precompute ----
+    Case {
+        name: "loadtest --seconds NaN",
+        setup: none,
+        args: &["loadtest", "--model", "run/teacher", "--data", "run/features/test.parquet", "--seconds", "NaN"],
+        needles: &["--seconds", "NaN", "(0, 3600]"],
+    },
+    Case {
+        name: "loadtest --seconds inf",
+        setup: none,
+        args: &["loadtest", "--model", "run/teacher", "--data", "run/features/test.parquet", "--seconds", "inf"],
+        needles: &["--seconds", "inf", "(0, 3600]"],
+    },
+    Case {
+        name: "loadtest --seconds 1e20",
+        setup: none,
+        args: &["loadtest", "--model", "run/teacher", "--data", "run/features/test.parquet", "--seconds", "1e20"],
+        needles: &["--seconds", "1e20", "(0, 3600]"],
+    },
+    Case {
+        name: "loadtest --clients 0",
+        setup: none,
+        args: &["loadtest", "--model", "run/teacher", "--data", "run/features/test.parquet", "--clients", "1,0"],
+        needles: &["--clients", "'0'", "1 to 100000"],
+    },
+    Case {
+        name: "loadtest --max-wait-ms past an hour",
+        setup: none,
+        args: &["loadtest", "--model", "run/teacher", "--data", "run/features/test.parquet", "--max-wait-ms", "1e20"],
+        needles: &["--max-wait-ms", "1e20", "0 to 3600000"],
+    },
+    Case {
+        name: "serve --max-body-bytes 0",
+        setup: none,
+        args: &["serve", "--model", "run/teacher", "--addr", "127.0.0.1:0", "--max-body-bytes", "0"],
+        needles: &["--max-body-bytes", "'0'", "1024 to 1073741824"],
+    },
+    Case {
+        name: "serve --max-rows 0",
+        setup: none,
+        args: &["serve", "--model", "run/teacher", "--addr", "127.0.0.1:0", "--max-rows", "0"],
+        needles: &["--max-rows", "'0'", "1 to 16777216"],
+    },
+    Case {
+        name: "serve --queue-rows 0",
+        setup: none,
+        args: &["serve", "--model", "run/teacher", "--addr", "127.0.0.1:0", "--queue-rows", "0"],
+        needles: &["--queue-rows", "'0'"],
+    },
+    Case {
+        name: "serve --http-threads 0",
+        setup: none,
+        args: &["serve", "--model", "run/teacher", "--addr", "127.0.0.1:0", "--http-threads", "0"],
+        needles: &["--http-threads", "'0'", "1 to 1024"],
+    },
+    Case {
+        name: "serve --cache-entries absurd",
+        setup: none,
+        args: &["serve", "--model", "run/teacher", "--addr", "127.0.0.1:0", "--cache-entries", "99999999999999"],
+        needles: &["--cache-entries", "99999999999999", "1 to 10000000"],
+    },
+    Case {
+        name: "serve --deadline-ms NaN",
+        setup: none,
+        args: &["serve", "--model", "run/teacher", "--addr", "127.0.0.1:0", "--deadline-ms", "NaN"],
+        needles: &["--deadline-ms", "NaN", "1 to 3600000"],
+    },
+    Case {
+        name: "precompute --cell-deg NaN",
+        setup: none,
+        args: &[
+            "precompute",
+            "--model",
+            "run/teacher-int8",
+            "--features",
+            "run/features",
+            "--out",
+            "t.parquet",
+            "--cell-deg",
+            "NaN",
+        ],
+        needles: &["--cell-deg", "NaN", "(0, 10]"],
+    },
+    Case {
+        name: "precompute --cell-deg inf",
+        setup: none,
+        args: &[
+            "precompute",
+            "--model",
+            "run/teacher-int8",
+            "--features",
+            "run/features",
+            "--out",
+            "t.parquet",
+            "--cell-deg",
+            "inf",
+        ],
+        needles: &["--cell-deg", "inf", "(0, 10]"],
+    },
+    Case {
+        name: "precompute --features of another run",
+        setup: |d| {
+            copy_dir(&d.join("run/features"), &d.join("other"));
+            let p = d.join("other/feature_spec.json");
+            let mut spec = read_json(&p);
+            spec["numeric"][0]["mean"] = serde_json::json!(spec["numeric"][0]["mean"].as_f64().unwrap() + 1.0);
+            write_json(&p, &spec);
+        },
+        args: &["precompute", "--model", "run/teacher-int8", "--features", "other", "--out", "t.parquet"],
+        needles: &["other/feature_spec.json", "run/teacher-int8/manifest.json", "normalization"],
+    },
 ];
+
+/// Issue 25: the user, place and timestamp columns of [`interactions`].
+fn i25_inter() -> (Vec<i64>, Vec<i64>, Vec<i64>) {
+    let rows: Vec<Vec<i64>> =
+        interactions().lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    (rows.iter().map(|r| r[0]).collect(), rows.iter().map(|r| r[1]).collect(), rows.iter().map(|r| r[2]).collect())
+}
+
+/// Issue 25: writes `columns` named `names` as one Parquet file (folders created).
+fn i25_parquet(path: &Path, names: &[&str], columns: Vec<arrow::array::ArrayRef>) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let batch = arrow::array::RecordBatch::try_from_iter(names.iter().zip(columns)).unwrap();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+/// Issue 25: `raw/interactions.parquet` in place of the CSV, with the user ids `users`.
+fn i25_parquet_inter(d: &Path, users: arrow::array::ArrayRef) {
+    std::fs::remove_file(d.join("raw/interactions.csv")).unwrap();
+    let (_, p, t) = i25_inter();
+    let places: arrow::array::ArrayRef = std::sync::Arc::new(arrow::array::Int64Array::from(p));
+    let t: arrow::array::ArrayRef = std::sync::Arc::new(arrow::array::Int64Array::from(t));
+    i25_parquet(&d.join("raw/interactions.parquet"), &["user_id", "place_id", "timestamp"], vec![users, places, t]);
+}
+
+/// Issue 25: `f.toml` reading the interactions from the folder `raw/logs` (users and places
+/// from `raw/`).
+fn i25_logs_recipe(d: &Path) {
+    std::fs::remove_file(d.join("raw/interactions.csv")).unwrap();
+    edit(&d.join("f.toml"), "dir = \"raw\"\n", "dir = \"raw\"\n[data.interactions]\npath = \"raw/logs\"\n");
+}
 
 #[test]
 fn every_bad_input_is_one_line_exit_2_and_writes_nothing() {

@@ -11,4 +11,5 @@ mod common;
 mod crash;
 mod determinism;
 mod fuzz_corpus;
+mod gates;
 mod reuse;

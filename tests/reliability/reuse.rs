@@ -109,3 +109,91 @@ fn unchanged_stages_are_reused_and_only_what_an_edit_touches_runs_again() {
     let repaired = reused(&recipe, &out, &[]);
     assert!(!repaired["distill"] && repaired["train"], "{repaired:?}");
 }
+
+/// `run --json` in `out`'s parent: the exit code, and each stage's `reused` flag when it ran
+/// to the end.
+fn run_flags(recipe: &Path, out: &Path) -> (i32, BTreeMap<String, bool>, String) {
+    let args = ["run", recipe.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"];
+    let o = reco(&args, out.parent().unwrap());
+    let flags = serde_json::from_str::<serde_json::Value>(&o.stdout)
+        .ok()
+        .and_then(|v| v["stages"].as_array().cloned())
+        .map(|s| s.iter().map(|s| (s["name"].as_str().unwrap().to_string(), s["reused"] == true)).collect())
+        .unwrap_or_default();
+    (o.code, flags, o.stderr)
+}
+
+/// Issue 25: reuse checks what it trusts. A manifest edited by hand (its feature spec, its
+/// status) makes the stage that wrote it run again; raw tables replaced under a synthetic
+/// run are generated again; editing only `[distill]` leaves the teacher's INT8 model alone.
+#[test]
+fn edited_manifests_and_replaced_raw_tables_are_never_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("tiny.toml");
+    std::fs::copy(repo().join("recipes/tiny.toml"), &recipe).unwrap();
+    let out = dir.path().join("out");
+    assert_eq!(run_flags(&recipe, &out).0, 0);
+    let teacher_manifest = std::fs::read(out.join("teacher/manifest.json")).unwrap();
+
+    // The feature spec's normalization, edited: the teacher is retrained (the same bytes
+    // come back), and everything evaluated on it again.
+    let mut m: serde_json::Value = serde_json::from_slice(&teacher_manifest).unwrap();
+    let mean = m["feature_spec"]["numeric"][0]["mean"].as_f64().unwrap();
+    m["feature_spec"]["numeric"][0]["mean"] = serde_json::json!(mean + 1.0);
+    std::fs::write(out.join("teacher/manifest.json"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let (code, flags, err) = run_flags(&recipe, &out);
+    assert_eq!(code, 0, "{err}");
+    assert!(!flags["train"] && !flags["eval"] && flags["prepare"], "{flags:?}");
+    assert_eq!(
+        std::fs::read(out.join("teacher/manifest.json")).unwrap(),
+        teacher_manifest,
+        "retrained to the same bytes"
+    );
+
+    // An INT8 model's status set to failed by hand: its quantize stage runs again, and the
+    // report and the manifest agree.
+    let p = out.join("teacher-int8/manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    m["status"] = "failed".into();
+    std::fs::write(&p, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let (code, flags, _) = run_flags(&recipe, &out);
+    assert_eq!(code, 0);
+    assert_eq!(ran(&flags), ["eval", "export", "quantize-teacher"], "{flags:?}");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    assert_eq!(m["status"], "ok");
+
+    // Only [distill] edited: the distillation and what reads it run again, not quantize-teacher.
+    edit(&recipe, "[quantize]", "[distill]\ntemperature = 2.0\n[quantize]");
+    let (_, flags, _) = run_flags(&recipe, &out);
+    assert_eq!(ran(&flags), ["distill", "eval", "export", "quantize-student"], "{flags:?}");
+
+    // Another data set in raw/: synth runs again instead of vouching for tables it did not write.
+    let inter = out.join("raw/interactions.parquet");
+    let original = std::fs::read(&inter).unwrap();
+    std::fs::copy(out.join("features/test.parquet"), &inter).unwrap();
+    let (code, flags, err) = run_flags(&recipe, &out);
+    assert_eq!(code, 0, "{err}");
+    assert!(!flags["synth"], "{flags:?}");
+    assert_eq!(std::fs::read(&inter).unwrap(), original, "the tables were generated again");
+}
+
+/// Issue 25: a rerun whose teacher changes and whose distillation then diverges leaves no
+/// student or INT8 model beside the new teacher (they were made from the old one), and names
+/// the key that diverged.
+#[test]
+fn a_failed_rerun_leaves_no_model_made_from_the_replaced_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("tiny.toml");
+    std::fs::copy(repo().join("recipes/tiny.toml"), &recipe).unwrap();
+    let out = dir.path().join("out");
+    assert_eq!(run_flags(&recipe, &out).0, 0);
+    edit(&recipe, "epochs = 2", "epochs = 3");
+    edit(&recipe, "[quantize]", "[distill]\nlearning_rate = 1e30\n[quantize]");
+    let (code, _, err) = run_flags(&recipe, &out);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("distill.learning_rate") && !err.contains("train.learning_rate"), "{err}");
+    assert!(out.join("teacher/manifest.json").is_file());
+    for stale in ["student", "student-scratch", "teacher-int8", "student-int8"] {
+        assert!(!out.join(stale).exists(), "{stale} survived beside a teacher it was not made from");
+    }
+}

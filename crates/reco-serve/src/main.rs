@@ -4,6 +4,7 @@
 //! Exit codes as reco-cli's: 0 success, 2 bad input (a model that fails verification, an
 //! address in use, bad flags).
 
+mod bounds;
 mod data;
 mod encoding;
 mod loadtest;
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bounds::int_in;
 use clap::{Parser, Subcommand};
 use reco_runtime::runtime::Model;
 use reco_runtime::runtime::coalesce::{Coalescer, Config};
@@ -34,16 +36,16 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct Batching {
     /// Most rows per scored batch.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = int_in::<usize>(1, 1 << 20))]
     max_batch: usize,
     /// Longest wait of a batch's oldest request, milliseconds.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = int_in::<u64>(0, 3_600_000))]
     max_wait_ms: u64,
     /// Most rows queued at once (more is refused with 503).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = int_in::<usize>(1, 1 << 30))]
     queue_rows: usize,
     /// Scoring threads.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = int_in::<usize>(1, 1024))]
     threads: usize,
 }
 
@@ -71,26 +73,30 @@ enum Command {
         #[command(flatten)]
         batching: Batching,
         /// Largest request body, bytes.
-        #[arg(long, default_value_t = 1 << 20)]
+        #[arg(long, default_value_t = 1 << 20, value_parser = int_in::<usize>(1024, 1 << 30))]
         max_body_bytes: usize,
         /// Most rows per score request.
-        #[arg(long, default_value_t = 4096)]
+        #[arg(long, default_value_t = 4096, value_parser = int_in::<usize>(1, 1 << 24))]
         max_rows: usize,
         /// Deadline of a score request, milliseconds (then 504).
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, value_parser = int_in::<u64>(1, 3_600_000))]
         deadline_ms: u64,
         /// HTTP worker threads.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = int_in::<usize>(1, 1024))]
         http_threads: usize,
         /// A `reco-cli precompute` table to serve at GET /v1/recommendations.
         #[arg(long)]
         recommendations: Option<PathBuf>,
-        /// Time to live of a cached recommendations response, seconds.
-        #[arg(long, default_value_t = 60)]
+        /// Time to live of a cached recommendations response, seconds (0: no caching).
+        #[arg(long, default_value_t = 60, value_parser = int_in::<u64>(0, 31_536_000))]
         cache_ttl_s: u64,
         /// Responses the in-process cache holds.
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, default_value_t = 10_000, value_parser = int_in::<usize>(1, 10_000_000))]
         cache_entries: usize,
+        /// Serve a model whose status is failed (a quality gate failed on it or an ancestor)
+        /// or that is stale (made from a parent that was replaced since).
+        #[arg(long)]
+        allow_failed: bool,
     },
     /// Concurrent single-row clients against the coalescer in-process (with and without
     /// coalescing) and, with --url, against running servers.
@@ -123,15 +129,13 @@ fn main() {
             recommendations,
             cache_ttl_s,
             cache_entries,
+            allow_failed,
         } => {
-            if deadline_ms == 0 || deadline_ms > 3_600_000 {
-                eprintln!("--deadline-ms {deadline_ms}: expected 1 to 3600000");
-                std::process::exit(2);
-            }
             let limits =
                 server::Limits { max_body: max_body_bytes, max_rows, deadline: Duration::from_millis(deadline_ms) };
             let table = recommendations.map(|p| (p, Duration::from_secs(cache_ttl_s), cache_entries));
-            serve(&model, addr, &batching, limits, http_threads, table, cli.quiet)
+            let model = Serving { dir: &model, allow_failed };
+            serve(model, addr, &batching, limits, http_threads, table, cli.quiet)
         }
         Command::Loadtest(args) => loadtest::run(&args),
     };
@@ -141,9 +145,16 @@ fn main() {
     }
 }
 
-/// Loads and verifies the model, then serves until SIGTERM or SIGINT.
+/// The model to serve, and whether a failed or stale one may be.
+struct Serving<'a> {
+    dir: &'a std::path::Path,
+    allow_failed: bool,
+}
+
+/// Loads and verifies the model (refusing a failed or stale one unless allowed), then serves
+/// until SIGTERM or SIGINT.
 fn serve(
-    dir: &std::path::Path,
+    Serving { dir, allow_failed }: Serving<'_>,
     addr: SocketAddr,
     batching: &Batching,
     limits: server::Limits,
@@ -153,6 +164,9 @@ fn serve(
 ) -> Result<(), String> {
     let stop = block_stop_signals()?;
     let (manifest, model) = Model::open(dir).map_err(|e| e.to_string())?;
+    if !allow_failed {
+        reco_runtime::artifact::check_usable(dir, &manifest).map_err(|e| e.to_string())?;
+    }
     let model_info = (manifest.kind.to_string(), manifest.content_hash());
     // The server keeps the model only (the manifest holds a second copy of the vocabularies),
     // and gives back the pages of the load's transient buffers (file bytes, parsed JSON) that
@@ -170,7 +184,7 @@ fn serve(
     let app =
         Arc::new(server::App { coalescer, model: model_info, limits, metrics: Default::default(), recommendations });
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(http_threads.max(1))
+        .worker_threads(http_threads)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the HTTP runtime: {e}"))?;
@@ -225,4 +239,30 @@ fn block_stop_signals() -> Result<impl FnOnce() -> &'static str + Send, String> 
         let rc = unsafe { libc::sigwait(&set, &mut sig) };
         if rc == 0 && sig == libc::SIGINT { "SIGINT" } else { "SIGTERM" }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn refusal(args: &[&str]) -> String {
+        Cli::try_parse_from(args).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn defaults_parse_and_zero_or_absurd_limits_are_refused_naming_the_flag() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["reco-serve", "serve", "--model", "m"]).ok().unwrap();
+        assert!(matches!(cli.command, Command::Serve { max_body_bytes: 1_048_576, max_rows: 4096, .. }));
+        assert!(Cli::try_parse_from(["reco-serve", "loadtest", "--model", "m", "--data", "d"]).is_ok());
+        let e = refusal(&["reco-serve", "serve", "--model", "m", "--max-body-bytes", "0"]);
+        assert!(e.contains("'0' for '--max-body-bytes") && e.contains("1024 to 1073741824"), "{e}");
+        let e = refusal(&["reco-serve", "serve", "--model", "m", "--max-rows", "0"]);
+        assert!(e.contains("'0' for '--max-rows") && e.contains("1 to 16777216"), "{e}");
+        for v in ["NaN", "inf", "1e20", "0", "-1"] {
+            let e = refusal(&["reco-serve", "loadtest", "--model", "m", "--data", "d", &format!("--seconds={v}")]);
+            assert!(e.contains(&format!("'{v}' for '--seconds")) && e.contains("(0, 3600]"), "{e}");
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! `/metrics`: Prometheus text exposition format (version 0.0.4), names in the seed's style
-//! (`recommendations_request_duration_seconds`). HTTP counters live here; the coalescer's
+//! (`recommendations_request_duration_seconds`). HTTP counters live here, among them
+//! `recommendations_rejected_total{reason}`, one count per non-2xx answer; the coalescer's
 //! queue, batch and inference counters are read from its snapshot at scrape time.
 
 use std::collections::BTreeMap;
@@ -20,6 +21,8 @@ struct Inner {
     requests: BTreeMap<(String, u16), u64>,
     /// Request durations by endpoint.
     durations: BTreeMap<String, Histogram>,
+    /// Non-2xx answers by reason.
+    rejected: BTreeMap<String, u64>,
     cache_hits: u64,
     cache_misses: u64,
 }
@@ -34,11 +37,20 @@ pub struct Snapshot<'a> {
     pub rss_bytes: Option<u64>,
 }
 
+/// The reasons of `recommendations_rejected_total`, each exported from the start (at 0), by
+/// status: 400 `invalid`, 404 `not_found`, 405 `method_not_allowed`, 413 `too_large`, 500
+/// `failed`, 503 `queue_full` or `shutting_down`, 504 `deadline`.
+pub const REJECTION_REASONS: [&str; 8] =
+    ["invalid", "not_found", "method_not_allowed", "too_large", "failed", "queue_full", "shutting_down", "deadline"];
+
 impl HttpMetrics {
-    /// Records one finished request.
-    pub fn observe(&self, endpoint: &str, code: u16, seconds: f64) {
+    /// Records one finished request; `rejected` is the reason of a non-2xx answer.
+    pub fn observe(&self, endpoint: &str, code: u16, rejected: Option<&str>, seconds: f64) {
         let mut m = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         *m.requests.entry((endpoint.to_string(), code)).or_default() += 1;
+        if let Some(reason) = rejected {
+            *m.rejected.entry(reason.to_string()).or_default() += 1;
+        }
         m.durations.entry(endpoint.to_string()).or_insert_with(|| Histogram::new(&SECONDS_BOUNDS)).observe(seconds);
     }
 
@@ -78,14 +90,13 @@ impl HttpMetrics {
         histogram(&mut out, "recommendations_queue_duration_seconds", "", &st.queue_seconds);
         header(&mut out, "recommendations_queue_depth_rows", "gauge", "Rows waiting to be scored.");
         let _ = writeln!(out, "recommendations_queue_depth_rows {}", st.queued_rows);
-        header(&mut out, "recommendations_rejected_total", "counter", "Requests refused or dropped, by reason.");
-        for (reason, n) in [
-            ("queue_full", st.rejected_full),
-            ("invalid", st.rejected_invalid),
-            ("deadline", st.expired),
-            ("failed", st.failed),
-        ] {
-            let _ = writeln!(out, "recommendations_rejected_total{{reason=\"{reason}\"}} {n}");
+        header(&mut out, "recommendations_rejected_total", "counter", "Non-2xx answers, by reason.");
+        let mut rejected: BTreeMap<&str, u64> = REJECTION_REASONS.iter().map(|&r| (r, 0)).collect();
+        for (reason, n) in &m.rejected {
+            *rejected.entry(reason).or_default() += n;
+        }
+        for (reason, n) in rejected {
+            let _ = writeln!(out, "recommendations_rejected_total{{reason=\"{}\"}} {n}", escape(reason));
         }
         header(&mut out, "recommendations_cache_requests_total", "counter", "Response-cache lookups by result.");
         let _ = writeln!(out, "recommendations_cache_requests_total{{result=\"hit\"}} {}", m.cache_hits);
@@ -154,9 +165,9 @@ mod tests {
     #[test]
     fn histograms_are_cumulative_and_labels_escaped() {
         let m = HttpMetrics::default();
-        m.observe("/v1/score", 200, 0.0004);
-        m.observe("/v1/score", 200, 3.0);
-        m.observe("/v1/score", 400, 0.0001);
+        m.observe("/v1/score", 200, None, 0.0004);
+        m.observe("/v1/score", 200, None, 3.0);
+        m.observe("/v1/score", 400, Some("invalid"), 0.0001);
         let stats = Stats::default();
         let text = m.render(&Snapshot { stats: &stats, model: ("teacher\"x", "ab"), rss_bytes: None });
         assert!(text.contains("recommendations_requests_total{endpoint=\"/v1/score\",code=\"200\"} 2\n"), "{text}");
@@ -169,5 +180,9 @@ mod tests {
         assert!(text.contains("recommendations_request_duration_seconds_count{endpoint=\"/v1/score\"} 3\n"));
         assert!(text.contains("kind=\"teacher\\\"x\""));
         assert!(text.contains("recommendations_cache_hit_ratio NaN\n"), "no lookups: not computable");
+        assert!(text.contains("recommendations_rejected_total{reason=\"invalid\"} 1\n"), "{text}");
+        for reason in REJECTION_REASONS.iter().filter(|&&r| r != "invalid") {
+            assert!(text.contains(&format!("recommendations_rejected_total{{reason=\"{reason}\"}} 0\n")), "{text}");
+        }
     }
 }

@@ -60,11 +60,13 @@ struct Reply {
     retry_after: bool,
     /// Methods an endpoint allows (405 responses).
     allow: Option<&'static str>,
+    /// The rejection reason, where the status alone does not tell it ([`rejection_reason`]).
+    reason: Option<&'static str>,
 }
 
 impl Reply {
     fn new(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Self {
-        Self { status, content_type, body, retry_after: false, allow: None }
+        Self { status, content_type, body, retry_after: false, allow: None, reason: None }
     }
 
     fn json(status: StatusCode, v: &serde_json::Value) -> Self {
@@ -125,8 +127,24 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Full<B
     let start = Instant::now();
     let encoding = Encoding::negotiate(req.headers().get(header::ACCEPT_ENCODING));
     let (endpoint, reply) = route(&app, req).await;
-    app.metrics.observe(endpoint, reply.status.as_u16(), start.elapsed().as_secs_f64());
+    let rejected = reply.reason.or_else(|| rejection_reason(reply.status));
+    app.metrics.observe(endpoint, reply.status.as_u16(), rejected, start.elapsed().as_secs_f64());
     Ok(respond(reply, encoding))
+}
+
+/// The `recommendations_rejected_total` reason of a non-2xx status (None for 2xx): every
+/// answer that is not a success is counted.
+fn rejection_reason(status: StatusCode) -> Option<&'static str> {
+    Some(match status {
+        s if s.is_success() => return None,
+        StatusCode::BAD_REQUEST => "invalid",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::SERVICE_UNAVAILABLE => "queue_full",
+        StatusCode::GATEWAY_TIMEOUT => "deadline",
+        _ => "failed",
+    })
 }
 
 async fn route(app: &App, req: Request<Incoming>) -> (&'static str, Reply) {
@@ -232,6 +250,7 @@ fn refusal(e: &CoalesceError) -> Reply {
     };
     let mut r = Reply::error(status, &e.to_string());
     r.retry_after = status == StatusCode::SERVICE_UNAVAILABLE;
+    r.reason = matches!(e, CoalesceError::ShuttingDown).then_some("shutting_down");
     r
 }
 
@@ -257,4 +276,99 @@ fn respond(reply: Reply, encoding: Encoding) -> Response<Full<Bytes>> {
 /// Binds `addr`, naming it in the error.
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
     tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("--addr {addr}: cannot listen ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reco_runtime::artifact::manifest::Architecture;
+    use reco_runtime::artifact::spec::{CategoricalSpec, FeatureSpec, NumericSpec};
+    use reco_runtime::artifact::weights::{Dense, FloatWeights, Table};
+    use reco_runtime::runtime::coalesce::Config;
+    use reco_runtime::runtime::{FloatModel, Model};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// One id column (vocabulary 1..=4, width 2), one numeric column, one hidden layer of 3.
+    fn model() -> Model {
+        let spec = FeatureSpec {
+            categorical: vec![CategoricalSpec::new("user_id", (1..=4).collect())],
+            numeric: vec![NumericSpec { name: "x".into(), mean: 0.0, std: 1.0 }],
+            label: "label".into(),
+            sources: vec![],
+        };
+        let arch = Architecture { embedding_dims: vec![2], hidden: vec![3], activation: "relu".into() };
+        let weights = FloatWeights {
+            embeddings: vec![Table { data: vec![0.1; 5 * 2], rows: 5, dim: 2 }],
+            dense: vec![
+                Dense { weight: vec![0.2; 3 * 3], bias: vec![0.0; 3], input: 3, output: 3 },
+                Dense { weight: vec![0.3; 3], bias: vec![0.0], input: 3, output: 1 },
+            ],
+        };
+        Model::Float(FloatModel::with_kernel(spec, arch, weights, reco_runtime::kernels::Kernel::best()))
+    }
+
+    /// One request on a connection of its own: (status, body).
+    async fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all((head + body).as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        let code = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        (code, out.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string()))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_non_2xx_answer_is_counted_by_reason() {
+        // A batch waits 2 s for company and a request's deadline is 100 ms: a lone row is 504.
+        let config = Config { max_batch: 64, max_wait: Duration::from_secs(2), queue_rows: 64, threads: 1 };
+        let limits = Limits { max_body: 4096, max_rows: 2, deadline: Duration::from_millis(100) };
+        let app = Arc::new(App {
+            coalescer: Coalescer::new(Arc::new(model()), config).unwrap(),
+            model: ("teacher".into(), "ab".into()),
+            limits,
+            metrics: HttpMetrics::default(),
+            recommendations: None,
+        });
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(serve(Arc::clone(&app), listener, stopped, Duration::from_secs(5)));
+        let row = r#"{"user_id": 1, "x": 0.5}"#;
+        let cases = [
+            ("POST", "/v1/score", "{".to_string(), 400),
+            ("POST", "/v1/score", r#"{"rows": [{"user_id": 1}]}"#.to_string(), 400),
+            ("POST", "/v1/score", format!(r#"{{"rows": [{row}]}}"#), 504),
+            ("POST", "/v1/score", format!(r#"{{"rows": [{row}, {row}, {row}]}}"#), 413),
+            ("GET", "/nowhere", String::new(), 404),
+            ("GET", "/v1/recommendations", String::new(), 404),
+            ("GET", "/v1/score", String::new(), 405),
+            ("GET", "/healthz", String::new(), 200),
+        ];
+        for (method, path, body, want) in &cases {
+            let (code, text) = call(addr, method, path, body).await;
+            assert_eq!(code, *want, "{method} {path} {body}: {text}");
+        }
+        let (code, metrics) = call(addr, "GET", "/metrics", "").await;
+        assert_eq!(code, 200);
+        let counted = [
+            ("invalid", 2),
+            ("deadline", 1),
+            ("too_large", 1),
+            ("not_found", 2),
+            ("method_not_allowed", 1),
+            ("queue_full", 0),
+            ("shutting_down", 0),
+            ("failed", 0),
+        ];
+        for (reason, n) in counted {
+            let line = format!("recommendations_rejected_total{{reason=\"{reason}\"}} {n}\n");
+            assert!(metrics.contains(&line), "{line:?} not in\n{metrics}");
+        }
+        stop.send(true).unwrap();
+        server.await.unwrap();
+    }
 }

@@ -160,6 +160,27 @@ pub struct Lineage {
     pub parent_path: String,
 }
 
+/// A quality gate that failed on this artifact or on one it was made from (its status is then
+/// `failed`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GateFailure {
+    /// The gate (`student_ndcg_retention`, `teacher_int8_abs_delta_auc`, ...).
+    pub gate: String,
+    /// The artifact it judged: this one, or an ancestor (by its directory name in the run).
+    pub artifact: String,
+    /// The measured value (`null`: it could not be measured).
+    pub value: Option<f64>,
+    /// The threshold it missed.
+    pub threshold: f64,
+}
+
+impl std::fmt::Display for GateFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = self.value.map_or_else(|| "not measurable".to_string(), |v| format!("{v:.4}"));
+        write!(f, "gate {} on {}: {value} (threshold {})", self.gate, self.artifact, self.threshold)
+    }
+}
+
 /// The manifest of one artifact directory.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -199,6 +220,9 @@ pub struct Manifest {
     /// Exported files by format (`onnx`), verified on load like `files`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub exports: BTreeMap<String, ExportEntry>,
+    /// Why the status is `failed`: the gates that failed on this artifact or an ancestor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gate_failures: Vec<GateFailure>,
 }
 
 /// Whether a manifest's file name stays inside the artifact: relative, plain components only.
@@ -258,6 +282,15 @@ impl Manifest {
     pub fn content_hash(&self) -> String {
         let lines: String = self.files.iter().map(|(k, v)| format!("{k} {}\n", v.sha256)).collect();
         super::sha256_bytes(lines.as_bytes())
+    }
+
+    /// sha256 over the whole manifest except its exports (which `export` adds later): what a
+    /// stage that wrote the artifact records, so that any edit — the feature spec, the
+    /// status — makes the stage run again instead of being trusted.
+    pub fn state_hash(&self) -> String {
+        let mut m = self.clone();
+        m.exports.clear();
+        super::sha256_bytes(&serde_json::to_vec(&m).unwrap_or_default())
     }
 
     /// Total bytes of the artifact's files (manifest excluded).

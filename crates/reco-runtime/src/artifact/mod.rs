@@ -304,6 +304,55 @@ pub fn lineage_status(dir: &Path, manifest: &Manifest) -> Option<LineageStatus> 
     })
 }
 
+/// Replaces an artifact's manifest with `manifest` (atomically; the files it lists are
+/// unchanged, so its content hash is too): how a run writes a gate's verdict into an
+/// artifact it made earlier.
+pub fn rewrite_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let path = dir.join(MANIFEST);
+    let json = serde_json::to_vec_pretty(manifest).map_err(|e| Error::Internal(e.to_string()))?;
+    write_atomic(&path, |mut f| std::io::Write::write_all(&mut f, &json).at(&path))
+}
+
+/// Refuses an artifact that must not be served or exported: one whose status is `failed`, one
+/// made from a parent that was replaced since (stale: the parent at its recorded path has
+/// other content), and one whose parent, or any ancestor, is failed or stale. A parent that is
+/// not there at all (an artifact deployed alone) is no objection.
+pub fn check_usable(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let refuse =
+        |what: String| Err(Error::input(format!("{what}; refusing it (pass --allow-failed to use it anyway)")));
+    let (mut at, mut m) = (dir.to_path_buf(), manifest.clone());
+    for _ in 0..16 {
+        if m.status == manifest::Status::Failed {
+            let why: Vec<String> = m.gate_failures.iter().map(ToString::to_string).collect();
+            let why = if why.is_empty() { "a quality gate failed".to_string() } else { why.join("; ") };
+            return refuse(if at == dir {
+                format!("{}: status failed: {why}", dir.join(MANIFEST).display())
+            } else {
+                format!("{}: made from {}, whose status is failed: {why}", dir.display(), at.display())
+            });
+        }
+        let Some(lineage) = &m.lineage else { return Ok(()) };
+        let parent = at.join(&lineage.parent_path);
+        match lineage_status(&at, &m) {
+            Some(LineageStatus::Changed { now }) => {
+                return refuse(format!(
+                    "{}: stale: {} was replaced since it was made from it (content sha256 {} now, {} then); rebuild it",
+                    dir.display(),
+                    parent.display(),
+                    now.get(..12).unwrap_or(&now),
+                    lineage.parent_content_sha256.get(..12).unwrap_or(&lineage.parent_content_sha256)
+                ));
+            }
+            Some(LineageStatus::Current) => {
+                m = open(&parent)?;
+                at = parent;
+            }
+            Some(LineageStatus::Missing) | None => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
 /// Reads an artifact's manifest and verifies every listed file against its hash.
 pub fn open(dir: &Path) -> Result<Manifest> {
     let mpath = dir.join(MANIFEST);

@@ -354,7 +354,7 @@ impl NumericSpec {
     /// The normalization of a column with this mean and population variance (std 1 for a
     /// constant column).
     pub fn from_moments(name: &str, mean: f64, var: f64) -> Self {
-        let std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
+        let std = if var.sqrt() > MIN_STD { var.sqrt() } else { 1.0 };
         Self { name: name.to_string(), mean, std }
     }
 
@@ -370,6 +370,11 @@ impl NumericSpec {
         (self.mean as f32, (1.0 / self.std) as f32)
     }
 }
+
+/// The smallest standard deviation a spec may hold: a training column's spread below it is
+/// treated as constant (std 1), and a manifest with less (a subnormal, say, whose reciprocal
+/// overflows) is refused rather than scoring garbage.
+pub const MIN_STD: f64 = 1e-12;
 
 /// All model inputs, in order.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -419,9 +424,10 @@ impl FeatureSpec {
             }
         }
         for n in &self.numeric {
-            if !(n.mean.is_finite() && n.std.is_finite() && n.std > 0.0) {
+            let (mean, inv) = n.coefficients();
+            if !(n.mean.is_finite() && n.std.is_finite() && n.std >= MIN_STD && mean.is_finite() && inv.is_finite()) {
                 return Err(format!(
-                    "column {:?}: mean {} and std {}, expected finite values and std > 0",
+                    "column {:?}: mean {} and std {}, expected finite values within f32 range and std >= {MIN_STD:e} (a constant column has std 1)",
                     n.name, n.mean, n.std
                 ));
             }

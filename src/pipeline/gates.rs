@@ -1,0 +1,287 @@
+//! Quality gates: what each gate judges (one artifact's value against a threshold), its
+//! verdict — on the point estimate, or on the bootstrap interval when the recipe asks — and
+//! how a verdict reaches the artifacts. A failed gate marks the artifact it judges and every
+//! artifact made from it `failed` in their manifests (with the gates that failed), and the
+//! run recommends the smallest deliverable whose own and ancestors' gates all hold.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::manifest::{GateFailure, Status};
+use crate::error::{IoContext, Result};
+use crate::pipeline::eval::{EvalReport, ModelEval};
+use crate::recipe::{GateJudge, GatesConfig};
+
+/// One quality gate's verdict.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GateReport {
+    /// Gate name.
+    pub name: String,
+    /// The artifact it judges (its directory name in the run: `student`, `teacher-int8`).
+    pub artifact: String,
+    /// Measured value; `null` when it could not be measured (then the gate fails).
+    pub value: Option<f64>,
+    /// Bootstrap 95% interval of the value (paired where two models are compared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<[f64; 2]>,
+    /// Threshold.
+    pub threshold: f64,
+    /// What decided the verdict.
+    pub judged_on: GateJudge,
+    /// Whether it held.
+    pub passed: bool,
+}
+
+/// Which side of the threshold holds.
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    /// The value must be at most the threshold.
+    AtMost,
+    /// The value must be at least the threshold.
+    AtLeast,
+}
+
+impl Bound {
+    fn holds(self, v: f64, threshold: f64) -> bool {
+        match self {
+            Self::AtMost => v <= threshold,
+            Self::AtLeast => v >= threshold,
+        }
+    }
+}
+
+/// The verdict of a gate on `value` (with its interval) under `judge`. On the interval, the
+/// gate fails only when the whole interval lies on the failing side: the bound nearest to
+/// passing decides (the upper bound of an at-least gate, the lower of an at-most one), so a
+/// run fails on evidence and never on the noise of one test split. Without an interval the
+/// point decides, and the report says so.
+fn verdict(
+    bound: Bound,
+    value: Option<f64>,
+    interval: Option<[f64; 2]>,
+    threshold: f64,
+    judge: GateJudge,
+) -> (GateJudge, bool) {
+    let value = value.filter(|v| v.is_finite());
+    match (judge, interval.filter(|[a, b]| a.is_finite() && b.is_finite())) {
+        (GateJudge::Interval, Some([lo, hi])) if value.is_some() => {
+            let nearest = match bound {
+                Bound::AtMost => lo,
+                Bound::AtLeast => hi,
+            };
+            (GateJudge::Interval, bound.holds(nearest, threshold))
+        }
+        _ => (GateJudge::Point, value.is_some_and(|v| bound.holds(v, threshold))),
+    }
+}
+
+impl GateReport {
+    fn new(
+        name: &str,
+        artifact: &str,
+        bound: Bound,
+        value: Option<f64>,
+        interval: Option<[f64; 2]>,
+        threshold: f64,
+        judge: GateJudge,
+    ) -> Self {
+        let (judged_on, passed) = verdict(bound, value, interval, threshold, judge);
+        let value = value.filter(|v| v.is_finite());
+        Self { name: name.into(), artifact: artifact.into(), value, interval, threshold, judged_on, passed }
+    }
+
+    /// The manifest's record of this gate failing (on `self.artifact` or an ancestor).
+    pub fn failure(&self) -> GateFailure {
+        GateFailure {
+            gate: self.name.clone(),
+            artifact: self.artifact.clone(),
+            value: self.value,
+            threshold: self.threshold,
+        }
+    }
+}
+
+/// The two accuracy gates of an INT8 model against its float parent (judged on the point:
+/// `quantize` picks its float layers by them, on the same rows for both models).
+pub fn int8_gates(
+    artifact: &str,
+    (delta_auc, delta_ndcg): (Option<f64>, Option<f64>),
+    (max_auc, max_ndcg): (f64, f64),
+) -> Vec<GateReport> {
+    let prefix = artifact.replace('-', "_");
+    let abs = |d: Option<f64>| d.map(f64::abs);
+    vec![
+        GateReport::new(
+            &format!("{prefix}_abs_delta_auc"),
+            artifact,
+            Bound::AtMost,
+            abs(delta_auc),
+            None,
+            max_auc,
+            GateJudge::Point,
+        ),
+        GateReport::new(
+            &format!("{prefix}_abs_delta_ndcg"),
+            artifact,
+            Bound::AtMost,
+            abs(delta_ndcg),
+            None,
+            max_ndcg,
+            GateJudge::Point,
+        ),
+    ]
+}
+
+fn find<'a>(eval: &'a EvalReport, name: &str) -> Option<&'a ModelEval> {
+    eval.models.iter().find(|m| m.name == name)
+}
+
+/// The recipe's gates on the evaluation (a gate the recipe sets is checked; a metric it cannot
+/// measure fails it).
+pub fn check(g: &GatesConfig, eval: &EvalReport) -> Vec<GateReport> {
+    let mut gates = Vec::new();
+    let (teacher, student) = (find(eval, "teacher"), find(eval, "student"));
+    if let Some(max_gap) = g.max_teacher_oracle_auc_gap {
+        let gap = eval.oracle_auc.zip(teacher.and_then(|t| t.auc)).map(|(o, a)| o - a);
+        let ci = teacher.and_then(|t| t.oracle_auc_gap_ci95);
+        gates.push(GateReport::new("teacher_oracle_auc_gap", "teacher", Bound::AtMost, gap, ci, max_gap, g.judge));
+    }
+    let paired = student.and_then(|s| s.vs_parent.as_ref()).filter(|p| p.against == "teacher");
+    let retention = |t: Option<f64>, s: Option<f64>| t.zip(s).map(|(t, s)| s / t);
+    if let Some(min) = g.min_student_auc_retention {
+        let r = retention(teacher.and_then(|t| t.auc), student.and_then(|s| s.auc));
+        let ci = paired.and_then(|p| p.auc_ratio_ci95);
+        gates.push(GateReport::new("student_auc_retention", "student", Bound::AtLeast, r, ci, min, g.judge));
+    }
+    if let Some(min) = g.min_student_ndcg_retention {
+        let r = retention(teacher.and_then(|t| t.ndcg10), student.and_then(|s| s.ndcg10));
+        let ci = paired.and_then(|p| p.ndcg10_ratio_ci95);
+        gates.push(GateReport::new("student_ndcg_retention", "student", Bound::AtLeast, r, ci, min, g.judge));
+    }
+    gates
+}
+
+/// The run's models with their manifests: a directory name, its path, its parent's name in
+/// the run (from its lineage) and the manifest.
+pub struct RunModels {
+    models: Vec<(String, PathBuf, Option<String>, crate::artifact::Manifest)>,
+}
+
+impl RunModels {
+    /// Opens each model directory (each must verify).
+    pub fn open(dirs: &[PathBuf]) -> Result<Self> {
+        let mut opened = Vec::new();
+        for d in dirs {
+            opened.push((d.clone(), crate::artifact::open(d)?));
+        }
+        let names: Vec<(String, Option<PathBuf>)> =
+            opened.iter().map(|(d, _)| (name_of(d), d.canonicalize().ok())).collect();
+        let models = opened
+            .into_iter()
+            .map(|(d, m)| {
+                let parent = m.lineage.as_ref().and_then(|l| d.join(&l.parent_path).canonicalize().ok());
+                let parent =
+                    parent.and_then(|p| names.iter().find(|(_, c)| c.as_ref() == Some(&p)).map(|(n, _)| n.clone()));
+                (name_of(&d), d, parent, m)
+            })
+            .collect();
+        Ok(Self { models })
+    }
+
+    /// `name` and the names of its ancestors in the run, nearest first.
+    fn lineage_of(&self, name: &str) -> Vec<String> {
+        let mut chain = vec![name.to_string()];
+        while let Some(p) = self.models.iter().find(|m| m.0 == *chain[chain.len() - 1]).and_then(|m| m.2.clone()) {
+            if chain.contains(&p) || chain.len() > self.models.len() {
+                break;
+            }
+            chain.push(p);
+        }
+        chain
+    }
+
+    /// The failed gates that reach `name`: its own and its ancestors'.
+    fn failures_of(&self, name: &str, gates: &[GateReport]) -> Vec<GateFailure> {
+        let chain = self.lineage_of(name);
+        gates.iter().filter(|g| !g.passed && chain.contains(&g.artifact)).map(GateReport::failure).collect()
+    }
+
+    /// Writes each model's verdict into its manifest: `failed` with the gates that reach it,
+    /// or `ok` with none. Returns the directories whose manifest changed.
+    pub fn mark(&mut self, gates: &[GateReport]) -> Result<Vec<PathBuf>> {
+        let mut changed = Vec::new();
+        for k in 0..self.models.len() {
+            let failures = self.failures_of(&self.models[k].0, gates);
+            let (_, dir, _, manifest) = &mut self.models[k];
+            let status = if failures.is_empty() { Status::Ok } else { Status::Failed };
+            if manifest.status != status || manifest.gate_failures != failures {
+                manifest.status = status;
+                manifest.gate_failures = failures;
+                // A serving system may load an exported file without reading the manifest: a
+                // failed artifact keeps none (the manifest first, so it never lists a file
+                // that is gone).
+                let exports =
+                    if status == Status::Failed { std::mem::take(&mut manifest.exports) } else { Default::default() };
+                crate::artifact::rewrite_manifest(dir, manifest)?;
+                for e in exports.into_values() {
+                    let p = dir.join(&e.file);
+                    if p.is_file() {
+                        std::fs::remove_file(&p).at(&p)?;
+                    }
+                }
+                changed.push(dir.clone());
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The models whose own and ancestors' gates all hold.
+    pub fn passing(&self, gates: &[GateReport]) -> Vec<String> {
+        self.models.iter().filter(|m| self.failures_of(&m.0, gates).is_empty()).map(|m| m.0.clone()).collect()
+    }
+
+    /// The smallest deliverable (not the scratch baseline) whose own and ancestors' gates all
+    /// hold, by the evaluated size.
+    pub fn recommend(&self, eval: &EvalReport, gates: &[GateReport]) -> Option<String> {
+        self.models
+            .iter()
+            .filter(|m| m.0 != "student-scratch" && self.failures_of(&m.0, gates).is_empty())
+            .filter_map(|m| find(eval, &m.0).map(|e| (e.size_bytes, m.0.clone())))
+            .min()
+            .map(|(_, n)| n)
+    }
+}
+
+fn name_of(dir: &Path) -> String {
+    dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// A model that another passing one beats: at most its size and at least its AUC and NDCG@10.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Dominated {
+    /// The model nobody should ship.
+    pub model: String,
+    /// The smaller, better one.
+    pub by: String,
+}
+
+/// Every deliverable some other gate-passing deliverable dominates (the smallest such).
+pub fn dominated(eval: &EvalReport, passing: &[String]) -> Vec<Dominated> {
+    let deliverable = |m: &&ModelEval| m.name != "student-scratch";
+    // At most its size, at least its AUC and NDCG@10, and better in one of the three.
+    let beats = |a: &ModelEval, b: &ModelEval| {
+        let ge = |x: Option<f64>, y: Option<f64>| x.zip(y).is_some_and(|(x, y)| x >= y);
+        let gt = |x: Option<f64>, y: Option<f64>| x.zip(y).is_some_and(|(x, y)| x > y);
+        let no_worse = a.size_bytes <= b.size_bytes && ge(a.auc, b.auc) && ge(a.ndcg10, b.ndcg10);
+        no_worse && (a.size_bytes < b.size_bytes || gt(a.auc, b.auc) || gt(a.ndcg10, b.ndcg10))
+    };
+    eval.models
+        .iter()
+        .filter(deliverable)
+        .filter_map(|m| {
+            let by = eval.models.iter().filter(deliverable).filter(|b| passing.contains(&b.name) && beats(b, m));
+            by.min_by_key(|b| b.size_bytes).map(|b| Dominated { model: m.name.clone(), by: b.name.clone() })
+        })
+        .collect()
+}

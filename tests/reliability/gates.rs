@@ -1,0 +1,107 @@
+//! Issue 25: a gate's verdict reaches the artifacts. A run whose student gate fails marks the
+//! student and every model made from it `failed` in their manifests, keeps no export beside
+//! them, refuses them in `predict` and `export` (unless `--allow-failed`), and the report's
+//! first line names the failed gate and the artifact to ship instead.
+
+use super::common::{edit, read_json, reco, repo};
+
+#[test]
+fn a_failed_student_gate_marks_the_student_and_its_int8_model_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("tiny.toml");
+    std::fs::copy(repo().join("recipes/tiny.toml"), &recipe).unwrap();
+    // Retention 1.0: the student must match the teacher exactly, which a half-size network
+    // trained for two epochs does not.
+    edit(&recipe, "[quantize]", "[gates]\nmin_student_auc_retention = 1.0\n[quantize]");
+    let o = reco(&["run", "tiny.toml", "--out", "out", "--json"], dir.path());
+    assert_eq!(o.code, 1, "a failed gate exits 1: {}", o.stderr);
+    let report: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let gate = report["gates"].as_array().unwrap().iter().find(|g| g["name"] == "student_auc_retention").unwrap();
+    assert_eq!((gate["artifact"].as_str(), gate["passed"].as_bool()), (Some("student"), Some(false)), "{gate}");
+    assert!(gate["value"].as_f64().unwrap() < 1.0);
+
+    let out = dir.path().join("out");
+    for (model, status) in
+        [("teacher", "ok"), ("teacher-int8", "ok"), ("student", "failed"), ("student-int8", "failed")]
+    {
+        let m = read_json(&out.join(model).join("manifest.json"));
+        assert_eq!(m["status"], status, "{model}");
+        if status == "failed" {
+            assert_eq!(m["gate_failures"][0]["gate"], "student_auc_retention", "{model}: {}", m["gate_failures"]);
+            assert_eq!(m["gate_failures"][0]["artifact"], "student");
+            assert!(m.get("exports").is_none() && !out.join(model).join("model.onnx").exists(), "{model} exported");
+        } else {
+            assert!(m.get("gate_failures").is_none(), "{model}");
+        }
+    }
+    let ship = report["recommended"].as_str().unwrap();
+    assert!(["teacher", "teacher-int8"].contains(&ship), "{ship}");
+
+    // The report's first line: the failed gate and what to ship instead.
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let first = md.lines().next().unwrap();
+    assert!(
+        first.contains("FAILED gate student_auc_retention") && first.contains(&format!("ship {ship} instead")),
+        "{first}"
+    );
+
+    // Serving commands refuse the failed models, by name, unless told otherwise.
+    let test = out.join("features/test.parquet");
+    for model in ["student", "student-int8"] {
+        let m = out.join(model);
+        let args = ["predict", "--model", m.to_str().unwrap(), "--data", test.to_str().unwrap(), "--out", "p.parquet"];
+        let o = reco(&args, dir.path());
+        assert_eq!(o.code, 2, "{model}: {}", o.stderr);
+        assert!(o.stderr.contains("status failed") && o.stderr.contains("student_auc_retention"), "{}", o.stderr);
+        assert!(o.stderr.contains("--allow-failed"), "{}", o.stderr);
+        assert!(!dir.path().join("p.parquet").exists());
+        let o = reco(&["export", "--model", m.to_str().unwrap()], dir.path());
+        assert_eq!(o.code, 2, "{model}: {}", o.stderr);
+        let o = reco(&["serve", "--model", m.to_str().unwrap(), "--addr", "127.0.0.1:0"], dir.path());
+        assert!(o.code == 2 && o.stderr.contains("status failed"), "serve {model}: {}", o.stderr);
+        let features = out.join("features");
+        let args = [
+            "precompute",
+            "--model",
+            m.to_str().unwrap(),
+            "--features",
+            features.to_str().unwrap(),
+            "--out",
+            "t.parquet",
+        ];
+        let o = reco(&args, dir.path());
+        assert!(o.code == 2 && o.stderr.contains("status failed"), "precompute {model}: {}", o.stderr);
+    }
+    let student = out.join("student");
+    let mut args = vec!["predict", "--model", student.to_str().unwrap(), "--data", test.to_str().unwrap()];
+    args.extend(["--out", "p.parquet", "--allow-failed"]);
+    assert_eq!(reco(&args, dir.path()).code, 0);
+}
+
+/// A model made from a parent that was replaced since is stale: refused like a failed one.
+#[test]
+fn a_model_whose_parent_was_replaced_is_refused_as_stale() {
+    let run = super::common::tiny_run();
+    let dir = tempfile::tempdir().unwrap();
+    super::common::copy_dir(run, &dir.path().join("run"));
+    // Another teacher in the student's parent's place.
+    let teacher = dir.path().join("run/teacher");
+    let mut m = read_json(&teacher.join("manifest.json"));
+    let bytes = std::fs::read(teacher.join("metrics.json")).unwrap();
+    let edited = [bytes.as_slice(), b" "].concat();
+    std::fs::write(teacher.join("metrics.json"), &edited).unwrap();
+    m["files"]["metrics.json"] =
+        serde_json::json!({ "sha256": reco::artifact::sha256_bytes(&edited), "bytes": edited.len() });
+    super::common::write_json(&teacher.join("manifest.json"), &m);
+    let args = ["predict", "--model", "run/student", "--data", "run/features/test.parquet", "--out", "p.parquet"];
+    let o = reco(&args, dir.path());
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("stale") && o.stderr.contains("run/student/../teacher"), "{}", o.stderr);
+    let o = reco(&["inspect", "run/student"], dir.path());
+    assert!(o.code == 0 && o.stdout.contains("STALE"), "inspect shows it as it is: {}", o.stdout);
+    let o = reco(
+        &["predict", "--model", "run/teacher", "--data", "run/features/test.parquet", "--out", "p.parquet"],
+        dir.path(),
+    );
+    assert_eq!(o.code, 0, "the teacher itself is fine: {}", o.stderr);
+}
