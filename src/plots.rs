@@ -130,6 +130,9 @@ fn ranges(c: &Chart) -> Result<((f64, f64), (f64, f64))> {
         s.points.iter().flat_map(move |p| [p.0, p.0 + w])
     });
     let x = c.x_range.or_else(|| padded_range(xs.chain(c.markers.iter().map(|m| m.0))));
+    // Labelled points need room on the right for their names.
+    let labelled = c.series.iter().any(|s| s.mark == Mark::Labelled);
+    let x = x.map(|(a, b)| if labelled { (a, b + (b - a) * 0.15) } else { (a, b) });
     let bars = c.series.iter().any(|s| bar_width(s.mark).is_some());
     let intervals = c.series.iter().flat_map(|s| s.intervals.iter().flatten().flat_map(|[a, b]| [*a, *b]));
     let ys = c.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).chain(bars.then_some(0.0));
@@ -192,10 +195,13 @@ fn draw(c: &Chart, out: &mut String, (x0, x1): (f64, f64), (y0, y1): (f64, f64))
                     }
                 }
                 let name = s.name.clone();
+                // Neighbouring series' labels go above and below in turn, so points that sit
+                // close together keep readable names.
+                let dy = [-16, 4, -30, 18, -44, 32][i % 6];
                 chart.draw_series(s.points.iter().map(|&p| {
                     EmptyElement::at(p)
                         + Circle::new((0, 0), 5, color.filled())
-                        + Text::new(name.clone(), (8, -14), ("sans-serif", 12).into_font())
+                        + Text::new(name.clone(), (8, dy), ("sans-serif", 12).into_font())
                 }))?
             }
             Mark::Bars(_) => {
@@ -214,7 +220,14 @@ fn draw(c: &Chart, out: &mut String, (x0, x1): (f64, f64), (y0, y1): (f64, f64))
         chart.draw_series(LineSeries::new([(*x, y0), (*x, y1)], black.stroke_width(1)))?;
         chart.draw_series(std::iter::once(Text::new(label.clone(), (*x, y1), ("sans-serif", 12).into_font())))?;
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(RGBColor(200, 200, 200)).draw()?;
+    // Labelled points name themselves: a legend would only hide some of them.
+    if !c.series.iter().all(|s| s.mark == Mark::Labelled) {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(200, 200, 200))
+            .draw()?;
+    }
     root.present()?;
     Ok(())
 }

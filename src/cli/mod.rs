@@ -133,7 +133,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Bench(a) => bench::exec(a, &g),
         Command::Eval(a) => eval::exec(a, &g, &progress),
         Command::Export(a) => export::exec(a, &g),
-        Command::Predict(a) => predict::exec(a, &g),
+        Command::Predict(a) => predict::exec(a, &g, &progress),
         Command::Inspect(a) => inspect::exec(a, &g),
         Command::Run(a) => run::exec(a, &g, &progress),
         Command::Report(a) => report::exec(a, &g),

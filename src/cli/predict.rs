@@ -25,9 +25,9 @@ pub struct PredictArgs {
     allow_failed: bool,
 }
 
-pub fn exec(args: PredictArgs, g: &Global) -> Result<u8> {
+pub fn exec(args: PredictArgs, g: &Global, progress: &dyn reco::progress::Progress) -> Result<u8> {
     let PredictArgs { model, data, out, allow_failed } = args;
-    let summary = predict(&model, &data, &out, allow_failed)?;
+    let summary = predict(&model, &data, &out, allow_failed, progress)?;
     if g.json {
         super::print_json(&summary)?;
     } else {

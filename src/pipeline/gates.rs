@@ -285,3 +285,60 @@ pub fn dominated(eval: &EvalReport, passing: &[String]) -> Vec<Dominated> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interval_fails_a_gate_only_when_all_of_it_is_on_the_failing_side() {
+        let at_least = |v, iv, judge| verdict(Bound::AtLeast, Some(v), Some(iv), 0.995, judge);
+        // The point misses, the interval reaches the threshold: noise, not evidence.
+        assert_eq!(at_least(0.990, [0.985, 0.997], GateJudge::Point), (GateJudge::Point, false));
+        assert_eq!(at_least(0.990, [0.985, 0.997], GateJudge::Interval), (GateJudge::Interval, true));
+        // The whole interval below: fails either way.
+        assert_eq!(at_least(0.990, [0.985, 0.994], GateJudge::Interval), (GateJudge::Interval, false));
+        // An at-most gate is decided by the lower bound.
+        assert!(verdict(Bound::AtMost, Some(0.03), Some([0.015, 0.04]), 0.02, GateJudge::Interval).1);
+        assert!(!verdict(Bound::AtMost, Some(0.03), Some([0.025, 0.04]), 0.02, GateJudge::Interval).1);
+        // Without an interval the point decides, and says so; nothing measured fails.
+        assert_eq!(verdict(Bound::AtLeast, Some(0.999), None, 0.995, GateJudge::Interval), (GateJudge::Point, true));
+        assert!(!verdict(Bound::AtLeast, None, Some([0.99, 1.0]), 0.995, GateJudge::Interval).1);
+        assert!(!verdict(Bound::AtLeast, Some(f64::NAN), None, 0.0, GateJudge::Point).1);
+    }
+
+    #[test]
+    fn a_smaller_model_at_least_as_good_on_both_metrics_dominates() {
+        let m = |name: &str, size: u64, auc: f64, ndcg: f64| ModelEval {
+            name: name.into(),
+            path: name.into(),
+            kind: name.into(),
+            auc: Some(auc),
+            logloss: 0.5,
+            ece: 0.0,
+            hr10: None,
+            ndcg10: Some(ndcg),
+            auc_ci95: None,
+            ndcg10_ci95: None,
+            calibration: Vec::new(),
+            size_bytes: size,
+            rows: 1,
+            us_per_row: 0.0,
+            oracle_auc_gap_ci95: None,
+            vs_parent: None,
+        };
+        let eval = EvalReport {
+            oracle_auc: None,
+            models: vec![
+                m("student", 168, 0.80, 0.30),
+                m("teacher-int8", 82, 0.81, 0.30),
+                m("student-int8", 40, 0.79, 0.31),
+            ],
+            baselines: Vec::new(),
+        };
+        let all: Vec<String> = eval.models.iter().map(|m| m.name.clone()).collect();
+        assert_eq!(dominated(&eval, &all), vec![Dominated { model: "student".into(), by: "teacher-int8".into() }]);
+        // A failing model dominates nothing.
+        assert!(dominated(&eval, &["student".to_string()]).is_empty());
+    }
+}

@@ -33,7 +33,13 @@ pub struct PredictSummary {
 
 /// Scores `data` with the model in `model_dir` and writes `out`. A failed or stale model is
 /// refused unless `allow_failed`.
-pub fn predict(model_dir: &Path, data: &Path, out: &Path, allow_failed: bool) -> Result<PredictSummary> {
+pub fn predict(
+    model_dir: &Path,
+    data: &Path,
+    out: &Path,
+    allow_failed: bool,
+    progress: &dyn crate::progress::Progress,
+) -> Result<PredictSummary> {
     OutputGuard::new("--out", out, Written::File(Format::Parquet)).reads(&[data, model_dir]).check()?;
     let (manifest, model) = Model::open(model_dir)?;
     if !allow_failed {
@@ -50,7 +56,15 @@ pub fn predict(model_dir: &Path, data: &Path, out: &Path, allow_failed: bool) ->
     let parquet = parts.iter().all(|(p, keys)| streamable(p, keys, &model));
     let rows = if parquet {
         let files: Vec<_> = parts.into_iter().map(|(p, _)| p).collect();
-        stream(&model, model_dir, data, &files, out, &meta)?
+        let total: usize = files
+            .iter()
+            .filter_map(|f| crate::data::table::parquet_footer(f).ok())
+            .map(|(groups, _)| groups.iter().sum::<usize>())
+            .sum();
+        progress.begin("predict: rows scored", total as u64);
+        let rows = stream(&model, (model_dir, data), &files, out, &meta, progress)?;
+        progress.end();
+        rows
     } else {
         let frame = FeatureFrame::read(data, model.spec(), false)?;
         let logits = scored(&model, &frame.columns, 0, model_dir, data)?;
@@ -98,11 +112,11 @@ fn scored(model: &Model, cols: &Columns, first: usize, model_dir: &Path, data: &
 /// Streams every part of a Parquet input through the model into `out`.
 fn stream(
     model: &Model,
-    model_dir: &Path,
-    data: &Path,
+    (model_dir, data): (&Path, &Path),
     files: &[std::path::PathBuf],
     out: &Path,
     meta: &[(String, String)],
+    progress: &dyn crate::progress::Progress,
 ) -> Result<usize> {
     let spec = model.spec();
     let mut files = files.iter();
@@ -114,6 +128,7 @@ fn stream(
                 let cols = cols?;
                 let logits = scored(model, &cols, done, model_dir, data)?;
                 done += logits.len();
+                progress.advance(logits.len() as u64);
                 return Ok(Some(logits));
             }
             match files.next() {

@@ -105,3 +105,24 @@ fn a_model_whose_parent_was_replaced_is_refused_as_stale() {
     );
     assert_eq!(o.code, 0, "the teacher itself is fine: {}", o.stderr);
 }
+
+/// `judge = "interval"`: the student gates look at the paired bootstrap interval of the
+/// retention, and the verdict follows its upper bound.
+#[test]
+fn an_interval_gate_reports_its_paired_interval_and_follows_its_upper_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("tiny.toml");
+    std::fs::copy(repo().join("recipes/tiny.toml"), &recipe).unwrap();
+    edit(&recipe, "[quantize]", "[gates]\nmin_student_auc_retention = 1.0\njudge = \"interval\"\n[quantize]");
+    let o = reco(&["run", "tiny.toml", "--out", "out", "--json"], dir.path());
+    let report: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let gate = report["gates"].as_array().unwrap().iter().find(|g| g["name"] == "student_auc_retention").unwrap();
+    assert_eq!(gate["judged_on"], "interval", "{gate}");
+    let (lo, hi) = (gate["interval"][0].as_f64().unwrap(), gate["interval"][1].as_f64().unwrap());
+    let value = gate["value"].as_f64().unwrap();
+    assert!(lo <= value && value <= hi && hi - lo > 0.0, "{gate}");
+    assert_eq!(gate["passed"].as_bool(), Some(hi >= 1.0), "{gate}");
+    assert_eq!(o.code, if hi >= 1.0 { 0 } else { 1 }, "{}", o.stderr);
+    let student = read_json(&dir.path().join("out/student/manifest.json"));
+    assert_eq!(student["status"], if hi >= 1.0 { "ok" } else { "failed" });
+}
