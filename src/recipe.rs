@@ -155,6 +155,15 @@ pub enum GateJudge {
     Interval,
 }
 
+impl std::fmt::Display for GateJudge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Point => "point",
+            Self::Interval => "interval",
+        })
+    }
+}
+
 /// Largest hidden or embedding width a recipe may ask for.
 const MAX_WIDTH: usize = 16_384;
 

@@ -64,7 +64,7 @@ pub fn exec(args: DistillArgs, g: &Global, progress: &dyn Progress) -> Result<u8
     let (mut recipe, teacher, root) = match (recipe, teacher) {
         (Some(r), _) => {
             let recipe = super::load_recipe(&r, &overrides)?;
-            let paths = super::out_dir(&recipe, out.as_ref());
+            let paths = super::out_dir(&recipe, out.as_ref())?;
             (recipe, paths.stage("teacher"), paths.out)
         }
         (None, Some(t)) => {
@@ -104,7 +104,9 @@ pub fn exec(args: DistillArgs, g: &Global, progress: &dyn Progress) -> Result<u8
         (None, _) => root.join("features"),
     };
     let (student, scratch) = (root.join("student"), root.join("student-scratch"));
-    reco::pipeline::paths::check_output(&student, &[], &[teacher.as_path()], None)?;
+    for dir in [&student, &scratch] {
+        reco::pipeline::paths::check_output(dir, &[teacher.as_path()])?;
+    }
     let _lock = reco::pipeline::paths::OutputLock::acquire(&root)?;
     let train = recipe.distill.student_train(&recipe.train);
     let recipe_json = serde_json::to_value(&recipe).map_err(|e| Error::Internal(e.to_string()))?;

@@ -49,9 +49,11 @@ pub fn exec(args: ExportArgs, g: &Global) -> Result<u8> {
         Lookup::Auto => IdLookup::Auto,
         Lookup::LabelEncoder => IdLookup::LabelEncoder,
     };
-    // The artifact is rebuilt with the export recorded in its manifest: the folder holding it is
-    // locked (a run writing there, or a second export, fails at once).
-    let _lock = reco::pipeline::paths::OutputLock::acquire_parent(&model)?;
+    // Into the artifact (its manifest records the export, the directory is rebuilt): the folder
+    // holding it is locked, so a run writing there, or a second export, fails at once.
+    // Elsewhere, one file is renamed into place and nothing needs a lock.
+    let inside = out.as_deref().is_none_or(|o| reco::pipeline::paths::is_inside(o, &model));
+    let _lock = if inside { Some(reco::pipeline::paths::OutputLock::acquire_parent(&model)?) } else { None };
     let s = export(&model, out.as_deref(), lookup, allow_failed)?;
     if g.json {
         super::print_json(&s)?;

@@ -171,6 +171,8 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
 }
 
 /// `--out` or the recipe default.
-fn out_dir(recipe: &Recipe, out: Option<&PathBuf>) -> reco::pipeline::paths::RunPaths {
-    reco::pipeline::paths::RunPaths::new(recipe, out.map(PathBuf::as_path))
+fn out_dir(recipe: &Recipe, out: Option<&PathBuf>) -> Result<reco::pipeline::paths::RunPaths> {
+    let paths = reco::pipeline::paths::RunPaths::new(recipe, out.map(PathBuf::as_path));
+    reco::pipeline::paths::check_root("--out", &paths.out, &[])?;
+    Ok(paths)
 }

@@ -25,7 +25,7 @@ pub struct PrepareArgs {
 pub fn exec(args: PrepareArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
     let PrepareArgs { recipe, out, seed } = args;
     let recipe = super::load_recipe(&recipe, &seed.into())?;
-    let paths = super::out_dir(&recipe, out.as_ref());
+    let paths = super::out_dir(&recipe, out.as_ref())?;
     let _lock = reco::pipeline::paths::OutputLock::acquire(&paths.out)?;
     let (raw, _) = ensure_raw(&recipe, &paths, reco::pipeline::reuse::Mode::Auto, progress)?;
     let summary = prepare(&raw, &paths.features(), &recipe.prepare, recipe.seed, progress)?;

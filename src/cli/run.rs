@@ -40,8 +40,7 @@ pub struct RunArgs {
 pub fn exec(args: RunArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
     let RunArgs { recipe: recipe_path, out, resume, force, from, metrics_out, overrides } = args;
     let recipe = super::load_recipe(&recipe_path, &overrides)?;
-    let paths = super::out_dir(&recipe, out.as_ref());
-    reco::pipeline::paths::check_run_root(&paths.out)?;
+    let paths = super::out_dir(&recipe, out.as_ref())?;
     if let Some(path) = &metrics_out {
         let raw = reco::pipeline::run::raw_locations(&recipe);
         let mut reads: Vec<&std::path::Path> = raw.iter().map(PathBuf::as_path).collect();
@@ -76,11 +75,8 @@ pub fn exec(args: RunArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
                 gate.artifact,
                 gate.value.map_or_else(|| "not measurable".into(), |v| format!("{v:.4}")),
                 gate.threshold,
-                serde_json::to_value(gate.judged_on)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-                if gate.passed { "PASS" } else { "FAIL" }
+                gate.judged_on,
+                gate.verdict()
             );
         }
         for d in &report.dominated {

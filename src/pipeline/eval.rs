@@ -289,7 +289,7 @@ pub fn evaluate(
         let calibration = metrics::calibration_bins(&probs, &labels, 10);
         drop(probs);
         rows.push(ModelEval {
-            name: dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned()),
+            name: crate::pipeline::paths::dir_name(dir),
             path: dir.display().to_string(),
             kind: manifest.kind.to_string(),
             auc: metrics::auc(&logits, &labels),
@@ -317,11 +317,9 @@ pub fn evaluate(
 /// Each model whose parent (its lineage) is among the evaluated ones gets paired intervals
 /// against it.
 fn pair_with_parents(opened: &[(&PathBuf, (Manifest, Model))], rows: &mut [ModelEval], rs: &[ModelResamples]) {
-    let dirs: Vec<Option<PathBuf>> = opened.iter().map(|(d, _)| d.canonicalize().ok()).collect();
-    for (i, (dir, (manifest, _))) in opened.iter().enumerate() {
-        let Some(lineage) = &manifest.lineage else { continue };
-        let parent = dir.join(&lineage.parent_path).canonicalize().ok();
-        if let Some(j) = (0..opened.len()).find(|&j| j != i && parent.is_some() && dirs[j] == parent) {
+    let artifacts: Vec<(&Path, &Manifest)> = opened.iter().map(|(d, (m, _))| (d.as_path(), m)).collect();
+    for (i, parent) in crate::artifact::parents_among(&artifacts).into_iter().enumerate() {
+        if let Some(j) = parent {
             let against = rows[j].name.clone();
             rows[i].vs_parent = Some(Paired::of(&against, &rs[i], &rs[j]));
         }

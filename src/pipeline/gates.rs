@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::artifact::manifest::{GateFailure, Status};
 use crate::error::{IoContext, Result};
 use crate::pipeline::eval::{EvalReport, ModelEval};
+use crate::pipeline::paths::dir_name;
 use crate::recipe::{GateJudge, GatesConfig};
 
 /// One quality gate's verdict.
@@ -89,6 +90,17 @@ impl GateReport {
         let (judged_on, passed) = verdict(bound, value, interval, threshold, judge);
         let value = value.filter(|v| v.is_finite());
         Self { name: name.into(), artifact: artifact.into(), value, interval, threshold, judged_on, passed }
+    }
+
+    /// `PASS`, `FAIL`, or `PASS (inconclusive)` for an interval gate whose interval reaches past
+    /// its threshold: it passed because the data cannot show that it fails.
+    pub fn verdict(&self) -> &'static str {
+        let straddles = self.interval.is_some_and(|[lo, hi]| lo < self.threshold && self.threshold < hi);
+        match (self.passed, self.judged_on) {
+            (false, _) => "FAIL",
+            (true, GateJudge::Interval) if straddles => "PASS (inconclusive)",
+            (true, _) => "PASS",
+        }
     }
 
     /// The manifest's record of this gate failing (on `self.artifact` or an ancestor).
@@ -175,16 +187,14 @@ impl RunModels {
         for d in dirs {
             opened.push((d.clone(), crate::artifact::open(d)?));
         }
-        let names: Vec<(String, Option<PathBuf>)> =
-            opened.iter().map(|(d, _)| (name_of(d), d.canonicalize().ok())).collect();
+        let artifacts: Vec<(&Path, &crate::artifact::Manifest)> =
+            opened.iter().map(|(d, m)| (d.as_path(), m)).collect();
+        let parents = crate::artifact::parents_among(&artifacts);
+        let names: Vec<String> = dirs.iter().map(|d| dir_name(d)).collect();
         let models = opened
             .into_iter()
-            .map(|(d, m)| {
-                let parent = m.lineage.as_ref().and_then(|l| d.join(&l.parent_path).canonicalize().ok());
-                let parent =
-                    parent.and_then(|p| names.iter().find(|(_, c)| c.as_ref() == Some(&p)).map(|(n, _)| n.clone()));
-                (name_of(&d), d, parent, m)
-            })
+            .zip(parents)
+            .map(|((d, m), p)| (dir_name(&d), d, p.map(|j| names[j].clone()), m))
             .collect();
         Ok(Self { models })
     }
@@ -208,8 +218,9 @@ impl RunModels {
     }
 
     /// Writes each model's verdict into its manifest: `failed` with the gates that reach it,
-    /// or `ok` with none. Returns the directories whose manifest changed.
-    pub fn mark(&mut self, gates: &[GateReport]) -> Result<Vec<PathBuf>> {
+    /// or `ok` with none. Returns the directories whose manifest changed, with its new
+    /// [`state_hash`](crate::artifact::Manifest::state_hash).
+    pub fn mark(&mut self, gates: &[GateReport]) -> Result<Vec<(PathBuf, String)>> {
         let mut changed = Vec::new();
         for k in 0..self.models.len() {
             let failures = self.failures_of(&self.models[k].0, gates);
@@ -230,7 +241,7 @@ impl RunModels {
                         std::fs::remove_file(&p).at(&p)?;
                     }
                 }
-                changed.push(dir.clone());
+                changed.push((dir.clone(), manifest.state_hash()));
             }
         }
         Ok(changed)
@@ -251,10 +262,6 @@ impl RunModels {
             .min()
             .map(|(_, n)| n)
     }
-}
-
-fn name_of(dir: &Path) -> String {
-    dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 /// A model that another passing one beats: at most its size and at least its AUC and NDCG@10.

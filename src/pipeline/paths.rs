@@ -223,15 +223,23 @@ impl<'a> OutputGuard<'a> {
         }
         self.check_ancestors(&o)?;
         for input in &self.reads {
-            let i = resolved(input);
-            if i == o {
-                return Err(self.refuse(format_args!("that is {}, an input of this command", input.display())));
-            }
-            if o.starts_with(&i) && input.is_dir() {
-                return Err(self.refuse(format_args!("inside {}, an input directory of this command", input.display())));
-            }
-            if matches!(self.written, Written::Dir) && i.starts_with(&o) {
-                return Err(self.refuse(format_args!("contains {}, an input of this command", input.display())));
+            // A glob or a directory is also each file it lists (a part may be a link to a
+            // file elsewhere).
+            let listed =
+                crate::data::table::list_files(input).map(|f| f.into_iter().map(|(p, _)| p).collect::<Vec<_>>());
+            for file in std::iter::once(input.to_path_buf()).chain(listed.unwrap_or_default()) {
+                let i = resolved(&file);
+                if i == o || file.canonicalize().is_ok_and(|c| c == o) {
+                    return Err(self.refuse(format_args!("that is {}, an input of this command", file.display())));
+                }
+                if o.starts_with(&i) && file.is_dir() {
+                    return Err(
+                        self.refuse(format_args!("inside {}, an input directory of this command", file.display()))
+                    );
+                }
+                if matches!(self.written, Written::Dir) && i.starts_with(&o) {
+                    return Err(self.refuse(format_args!("contains {}, an input of this command", file.display())));
+                }
             }
         }
         if let Some(w) = self.writes.iter().find(|w| o.starts_with(resolved(w))) {
@@ -261,20 +269,53 @@ impl<'a> OutputGuard<'a> {
     /// No artifact or features directory above the output (a directory output may itself be
     /// one: the command replaces it, after its own checks).
     fn check_ancestors(&self, o: &Path) -> Result<()> {
-        for a in o.parent().into_iter().flat_map(Path::ancestors) {
-            if a.join(crate::artifact::MANIFEST).is_file() {
-                return Err(
-                    self.refuse(format_args!("inside the artifact {} (it would overwrite or corrupt it)", a.display()))
-                );
-            }
-            if a.join(FEATURE_SPEC).is_file() {
-                return Err(self.refuse(format_args!(
-                    "inside the features directory {} (prepare writes and hashes it)",
-                    a.display()
-                )));
-            }
+        match o.parent().into_iter().flat_map(Path::ancestors).find_map(|a| Managed::of(a).map(|m| (a, m))) {
+            Some((a, m)) => Err(self.refuse(format_args!("inside {} {} ({})", m.noun(), a.display(), m.why()))),
+            None => Ok(()),
         }
-        Ok(())
+    }
+}
+
+/// A folder reco-cli manages as a whole, which no other output may go into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Managed {
+    /// An artifact: a `manifest.json` of reco-cli's format.
+    Artifact,
+    /// A features directory: a `feature_spec.json` that reads as a feature spec.
+    Features,
+}
+
+impl Managed {
+    /// What `dir` is, by its marker file's content (a web app's own `manifest.json` is none).
+    fn of(dir: &Path) -> Option<Self> {
+        #[derive(serde::Deserialize)]
+        struct Format {
+            format: String,
+        }
+        let read = |name: &str| std::fs::read(dir.join(name)).ok();
+        if read(crate::artifact::MANIFEST)
+            .and_then(|b| serde_json::from_slice::<Format>(&b).ok())
+            .is_some_and(|m| m.format == crate::artifact::manifest::FORMAT)
+        {
+            return Some(Self::Artifact);
+        }
+        read(FEATURE_SPEC)
+            .is_some_and(|b| serde_json::from_slice::<crate::artifact::spec::FeatureSpec>(&b).is_ok())
+            .then_some(Self::Features)
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Self::Artifact => "the artifact",
+            Self::Features => "the features directory",
+        }
+    }
+
+    fn why(self) -> &'static str {
+        match self {
+            Self::Artifact => "it would overwrite or corrupt it",
+            Self::Features => "prepare writes and hashes it",
+        }
     }
 }
 
@@ -282,59 +323,52 @@ impl<'a> OutputGuard<'a> {
 pub const FEATURE_SPEC: &str = "feature_spec.json";
 
 /// The guard for a directory a command replaces (`quantize --out`, `distill`'s students): not
-/// an input, not around one, not inside another artifact; and not one of the `artifacts` the
-/// command reads, nor inside one.
-pub fn check_output(out: &Path, inputs: &[&Path], artifacts: &[&Path], allowed_inside: Option<&str>) -> Result<()> {
-    let o = resolved(out);
-    for dir in artifacts {
-        let d = dir.canonicalize().at(dir)?;
-        let inside = o.strip_prefix(&d).ok();
-        let managed = inside.is_some_and(|r| allowed_inside.is_some_and(|a| r == Path::new(a)));
-        if inside.is_some() && !managed {
-            return Err(Error::input(format!(
-                "--out {}: inside the artifact {} it reads (it would overwrite or corrupt it); nothing written",
-                out.display(),
-                dir.display()
-            )));
-        }
-        if d.starts_with(&o) && o != d {
-            return Err(Error::input(format!(
-                "--out {}: contains the artifact {} it reads; nothing written",
-                out.display(),
-                dir.display()
-            )));
-        }
-    }
+/// one of its inputs or artifacts, not inside one, not around one, not inside another
+/// artifact or a features directory.
+pub fn check_output(out: &Path, inputs: &[&Path]) -> Result<()> {
     OutputGuard::new("--out", out, Written::Dir).reads(inputs).check()
 }
 
-/// A run's output root must not be an artifact directory or lie inside one (it would write a
-/// whole run into the artifact).
-pub fn check_run_root(out: &Path) -> Result<()> {
-    let o = resolved(out);
-    if let Some(a) = o.ancestors().find(|a| a.join(crate::artifact::MANIFEST).is_file()) {
+/// The guard for a root a command fills with folders of its own (`run`, `prepare`, `train`,
+/// `distill` `--out`; `datasets --out`): [`check_output`]'s rules, and not itself an artifact
+/// or a features directory (a run would write raw tables, features and models into it).
+pub fn check_root(flag: &str, out: &Path, inputs: &[&Path]) -> Result<()> {
+    if let Some(m) = Managed::of(&resolved(out)) {
         return Err(Error::input(format!(
-            "--out {}: inside the artifact {} (a run writes raw data, features and models there); choose another directory; nothing written",
+            "{flag} {}: is {} ({}); choose another directory; nothing written",
             out.display(),
-            a.display()
+            m.noun(),
+            m.why()
         )));
     }
-    Ok(())
+    OutputGuard::new(flag, out, Written::Dir).reads(inputs).check()
+}
+
+/// The last component of a directory's path (`teacher`), or the whole path when it has none:
+/// how a run and the reports name a model.
+pub fn dir_name(dir: &Path) -> String {
+    dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Whether `path` lies inside `dir` (both resolved; neither need exist).
+pub fn is_inside(path: &Path, dir: &Path) -> bool {
+    resolved(path).starts_with(resolved(dir))
 }
 
 /// An exclusive lock on an output folder (`<dir>/.reco-cli.lock`, an OS file lock released
 /// when the process ends, however it ends): two commands writing into one folder cannot
-/// interleave. Every command takes the lock of the folder it writes into: `run`, `prepare`
-/// and `train` their `--out` root, the others the folder holding the artifact or file they
-/// replace (so a standalone `distill` or `quantize` into a run's folder waits for no one and
-/// fails at once while the run writes there).
+/// interleave. Every command that writes folders takes the lock of the folder it writes
+/// into: `run`, `prepare` and `train` their `--out` root, the others the folder holding the
+/// artifact or tables they replace (so a standalone `distill` or `quantize` into a run's
+/// folder fails at once while the run writes there). Commands whose output is one file
+/// (`predict`, `precompute`, `--metrics-out`) take none: the file is renamed into place whole.
 #[derive(Debug)]
 pub struct OutputLock {
     file: Option<std::fs::File>,
     path: PathBuf,
-    /// Whether this process created the folder / the lock file (both go again on release
-    /// when nothing else was written: bad input leaves nothing behind).
-    created_dir: bool,
+    /// The folders this process created, deepest first (they go again on release when empty:
+    /// bad input leaves nothing behind), and whether it created the lock file.
+    created_dirs: Vec<PathBuf>,
     created_file: bool,
 }
 
@@ -344,17 +378,17 @@ pub const LOCK_FILE: &str = ".reco-cli.lock";
 impl OutputLock {
     /// Takes the lock of `dir` (created when missing), or says that another process holds it.
     pub fn acquire(dir: &Path) -> Result<Self> {
-        let created_dir = !dir.exists();
+        let created_dirs: Vec<PathBuf> =
+            dir.ancestors().take_while(|a| !a.as_os_str().is_empty() && !a.exists()).map(Path::to_path_buf).collect();
         std::fs::create_dir_all(dir).at(dir)?;
         let path = dir.join(LOCK_FILE);
         // A lock file removed by its holder between our open and our lock is no lock at all:
         // lock again on the file now at the path.
         for _ in 0..8 {
-            let created_file = !path.exists();
-            let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).at(&path)?;
+            let (file, created_file) = open_lock_file(&path)?;
             match file.try_lock() {
                 Ok(()) if same_file(&file, &path) => {
-                    return Ok(Self { file: Some(file), path, created_dir, created_file });
+                    return Ok(Self { file: Some(file), path, created_dirs, created_file });
                 }
                 Ok(()) => continue,
                 Err(std::fs::TryLockError::WouldBlock) => {
@@ -377,6 +411,19 @@ impl OutputLock {
     }
 }
 
+/// The lock file at `path`, and whether this call created it (decided by the creation itself,
+/// so a file removed by its holder meanwhile is never taken for someone else's).
+fn open_lock_file(path: &Path) -> Result<(std::fs::File, bool)> {
+    match std::fs::OpenOptions::new().create_new(true).write(true).open(path) {
+        Ok(f) => Ok((f, true)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let f = std::fs::OpenOptions::new().write(true).open(path).at(path)?;
+            Ok((f, false))
+        }
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
 /// Whether the open `file` is still the file at `path` (same device and inode).
 fn same_file(file: &std::fs::File, path: &Path) -> bool {
     #[cfg(unix)]
@@ -396,14 +443,16 @@ fn same_file(file: &std::fs::File, path: &Path) -> bool {
 
 impl Drop for OutputLock {
     /// A lock file this process created goes (while still locked, so no one else can hold a
-    /// lock on the removed file and think it theirs); a folder it created goes when empty.
+    /// lock on the removed file and think it theirs); folders it created go when empty.
     fn drop(&mut self) {
         if self.created_file {
             let _ = std::fs::remove_file(&self.path);
         }
         drop(self.file.take());
-        if let Some(dir) = self.path.parent().filter(|_| self.created_dir) {
-            let _ = std::fs::remove_dir(dir);
+        for dir in &self.created_dirs {
+            if std::fs::remove_dir(dir).is_err() {
+                break;
+            }
         }
     }
 }

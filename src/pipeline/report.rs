@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::artifact::manifest::Manifest;
 use crate::error::{Error, IoContext, Result};
 use crate::pipeline::eval::{EvalReport, ModelEval};
+use crate::pipeline::gates::{Dominated, GateReport};
 use crate::plots::{self, Chart, Mark, Series};
 
 /// Where a reported number comes from.
@@ -62,6 +63,15 @@ struct Inputs {
     timings: Value,
     eval: EvalReport,
     manifests: Vec<Option<Manifest>>,
+    verdict: Verdict,
+}
+
+/// The run's gates and what it recommends, as `report.json` holds them.
+#[derive(serde::Deserialize)]
+struct Verdict {
+    gates: Vec<GateReport>,
+    recommended: Option<String>,
+    dominated: Vec<Dominated>,
 }
 
 /// Paths of the files [`write`] produced.
@@ -94,7 +104,27 @@ fn load(out: &Path) -> Result<Inputs> {
         Error::input(format!("{}: `eval` is not a run's evaluation: {e}", out.join("report.json").display()))
     })?;
     let manifests = eval.models.iter().map(|m| crate::artifact::open(&out.join(&m.path)).ok()).collect();
-    Ok(Inputs { report, timings, eval, manifests })
+    let verdict = verdict_of(&report, &out.join("report.json"))?;
+    Ok(Inputs { report, timings, eval, manifests, verdict })
+}
+
+/// The gates and the recommendation of a report; one written before they existed is refused
+/// (a headline rebuilt from missing keys would say the wrong thing).
+fn verdict_of(report: &Value, path: &Path) -> Result<Verdict> {
+    for key in ["recommended", "dominated"] {
+        if report.get(key).is_none() {
+            return Err(Error::input(format!(
+                "{}: no `{key}` (written by an older reco-cli); run the recipe again to rebuild its report",
+                path.display()
+            )));
+        }
+    }
+    serde_json::from_value(report.clone()).map_err(|e| {
+        Error::input(format!(
+            "{}: its gates or recommendation do not read as a run's ({e}); run the recipe again",
+            path.display()
+        ))
+    })
 }
 
 /// The timings of `timings.json` (none when it is absent): an object of numbers by location;
@@ -163,43 +193,34 @@ fn build(i: &Inputs) -> Result<Vec<Block>> {
 
 /// Indices of the gates that judge the model named `name`.
 fn gates_of(i: &Inputs, name: &str) -> Vec<usize> {
-    gate_list(i).iter().enumerate().filter(|(_, g)| g["artifact"] == name).map(|(n, _)| n).collect()
+    i.verdict.gates.iter().enumerate().filter(|(_, g)| g.artifact == name).map(|(n, _)| n).collect()
 }
 
-/// The failed gates, as `gate on artifact: value (threshold t)`.
+/// The failed gates, as the manifests record them.
 fn failed_gates(i: &Inputs) -> Vec<String> {
-    gate_list(i)
-        .iter()
-        .filter(|g| g["passed"] != Value::Bool(true))
-        .map(|g| {
-            let value = g["value"].as_f64().map_or_else(|| "not measurable".into(), |v| format!("{v:.4}"));
-            let t = g["threshold"].as_f64().unwrap_or(f64::NAN);
-            format!(
-                "{} on {}: {value} (threshold {t})",
-                g["name"].as_str().unwrap_or("?"),
-                g["artifact"].as_str().unwrap_or("?")
-            )
-        })
-        .collect()
+    i.verdict.gates.iter().filter(|g| !g.passed).map(|g| g.failure().to_string()).collect()
 }
 
 /// The run's verdict in one line: which gates failed (or that all pass) and what to ship.
 fn verdict(i: &Inputs) -> String {
     let failed = failed_gates(i);
-    let ship = match i.report["recommended"].as_str() {
+    let ship = match &i.verdict.recommended {
         Some(r) if failed.is_empty() => format!("ship {r}"),
         Some(r) => format!("ship {r} instead"),
         None => "nothing here is fit to ship".into(),
     };
     match failed.len() {
-        0 if gate_list(i).is_empty() => format!("no gate set; {ship}"),
+        0 if i.verdict.gates.is_empty() => format!("no gate set; {ship}"),
         0 => format!("every gate passes; {ship}"),
-        _ => format!("FAILED gate {}; {ship}", failed.join("; gate ")),
+        _ => format!("FAILED {}; {ship}", failed.join("; ")),
     }
 }
 
-fn gate_list(i: &Inputs) -> &[Value] {
-    i.report["gates"].as_array().map_or(&[], Vec::as_slice)
+/// Whether the model named `name` may be shipped: a deliverable whose manifest says `ok`.
+fn shippable(i: &Inputs, name: &str) -> bool {
+    let n = i.eval.models.iter().position(|m| m.name == name);
+    let ok = n.and_then(|n| i.manifests[n].as_ref()).is_some_and(|m| m.status == crate::artifact::manifest::Status::Ok);
+    ok && name != "student-scratch"
 }
 
 fn us_per_row(i: &Inputs, m: &ModelEval) -> (Option<f64>, Source) {
@@ -216,10 +237,11 @@ fn kib(bytes: u64) -> String {
 }
 
 fn summary(i: &Inputs) -> Vec<Block> {
-    let mut text = match i.report["recommended"].as_str() {
+    let mut text = match &i.verdict.recommended {
         Some(r) => format!(
-            "Ship **{r}** ({}): the smallest artifact whose own gates and its ancestors' all hold. ",
-            size_of(i, r)
+            "Ship **{r}** ({}): the smallest artifact whose own gates and its ancestors' all hold. {}",
+            size_of(i, r),
+            below_baselines(i, r)
         ),
         None => "No artifact passes its own gates and its ancestors': nothing here is fit to ship. ".into(),
     };
@@ -231,8 +253,8 @@ fn summary(i: &Inputs) -> Vec<Block> {
             failed.join("; ")
         );
     }
-    for d in i.report["dominated"].as_array().into_iter().flatten() {
-        let (m, by) = (d["model"].as_str().unwrap_or("?"), d["by"].as_str().unwrap_or("?"));
+    for d in &i.verdict.dominated {
+        let (m, by) = (d.model.as_str(), d.by.as_str());
         let _ = write!(
             text,
             "Do not ship **{m}** ({}): **{by}** ({}) is no larger and at least as good on AUC and NDCG@10. ",
@@ -241,11 +263,35 @@ fn summary(i: &Inputs) -> Vec<Block> {
         );
     }
     let timed =
-        i.eval.models.iter().filter(|m| m.name != "student-scratch").filter_map(|m| us_per_row(i, m).0.map(|t| (t, m)));
+        i.eval.models.iter().filter(|m| shippable(i, &m.name)).filter_map(|m| us_per_row(i, m).0.map(|t| (t, m)));
     if let Some((t, m)) = timed.min_by(|a, b| a.0.total_cmp(&b.0)) {
-        let _ = write!(text, "Fastest: {} ({t:.3} µs/row, 1 thread).", m.name);
+        let _ = write!(text, "Fastest artifact fit to ship: {} ({t:.3} µs/row, 1 thread).", m.name);
     }
     vec![Block::Heading(2, "Summary".into()), Block::Para(text)]
+}
+
+/// A warning when the model named `name` ranks below a baseline on AUC or NDCG@10 (a gate
+/// set holds it to its teacher, not to what needs no model at all).
+fn below_baselines(i: &Inputs, name: &str) -> String {
+    let Some(m) = i.eval.models.iter().find(|m| m.name == name) else { return String::new() };
+    let below = |x: Option<f64>, y: Option<f64>| x.zip(y).is_some_and(|(x, y)| x < y);
+    let worse: Vec<String> = i
+        .eval
+        .baselines
+        .iter()
+        .filter_map(|b| {
+            let on: Vec<&str> = [("AUC", below(m.auc, b.auc)), ("NDCG@10", below(m.ndcg10, b.ndcg10))]
+                .into_iter()
+                .filter_map(|(metric, w)| w.then_some(metric))
+                .collect();
+            (!on.is_empty()).then(|| format!("the {} baseline on {}", b.name, on.join(" and ")))
+        })
+        .collect();
+    if worse.is_empty() {
+        String::new()
+    } else {
+        format!("But it ranks below {}: a model that needs no training does better. ", worse.join(", "))
+    }
 }
 
 fn stages(i: &Inputs) -> Vec<Block> {
@@ -585,10 +631,9 @@ fn model_card(i: &Inputs, n: usize, m: &ModelEval) -> Result<Vec<Block>> {
     rows.push(vec![Cell::text("logloss"), Cell::number(Some(m.logloss), 4, k("logloss"))]);
     rows.push(vec![Cell::text("ECE"), Cell::number(Some(m.ece), 4, k("ece"))]);
     for g in gates_of(i, &m.name) {
-        let gate = &gate_list(i)[g];
-        let verdict = if gate["passed"] == Value::Bool(true) { "PASS" } else { "FAIL" };
-        let value = Cell::number(gate["value"].as_f64(), 4, Source::Report(format!("/gates/{g}/value")));
-        rows.push(vec![Cell::text(format!("gate {} ({verdict})", gate["name"].as_str().unwrap_or("?"))), value]);
+        let gate = &i.verdict.gates[g];
+        let value = Cell::number(gate.value, 4, Source::Report(format!("/gates/{g}/value")));
+        rows.push(vec![Cell::text(format!("gate {} ({})", gate.name, gate.verdict())), value]);
     }
     let mut b = vec![
         Block::Heading(2, format!("Model card: {}", m.name)),
@@ -697,22 +742,20 @@ fn quantization(m: &ModelEval, q: &Value) -> Result<Vec<Block>> {
 }
 
 fn gates(i: &Inputs) -> Vec<Block> {
-    let rows = gate_list(i)
+    let rows = i
+        .verdict
+        .gates
         .iter()
         .enumerate()
         .map(|(g, gate)| {
-            let interval = gate["interval"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect::<Vec<_>>());
             vec![
-                Cell::text(gate["name"].as_str().unwrap_or("?")),
-                Cell::text(gate["artifact"].as_str().unwrap_or("?")),
-                Cell::number(gate["value"].as_f64(), 4, Source::Report(format!("/gates/{g}/value"))),
-                Cell::text(match interval.as_deref() {
-                    Some([a, b]) => format!("[{a:.4}, {b:.4}]"),
-                    _ => "not measured".into(),
-                }),
-                Cell::number(gate["threshold"].as_f64(), 4, Source::Report(format!("/gates/{g}/threshold"))),
-                Cell::text(gate["judged_on"].as_str().unwrap_or("point")),
-                Cell::text(if gate["passed"] == Value::Bool(true) { "PASS" } else { "FAIL" }),
+                Cell::text(&gate.name),
+                Cell::text(&gate.artifact),
+                Cell::number(gate.value, 4, Source::Report(format!("/gates/{g}/value"))),
+                Cell::text(gate.interval.map_or_else(|| "not measured".into(), |[a, b]| format!("[{a:.4}, {b:.4}]"))),
+                Cell::number(Some(gate.threshold), 4, Source::Report(format!("/gates/{g}/threshold"))),
+                Cell::text(gate.judged_on.to_string()),
+                Cell::text(gate.verdict()),
             ]
         })
         .collect();

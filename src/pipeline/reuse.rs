@@ -216,19 +216,29 @@ impl Reuse {
         crate::pipeline::run::write_json(&self.path(name), &record)
     }
 
+    /// The model directories of the stages that depend on `name` (those that exist).
+    fn dependent_models(&self, name: &str) -> Vec<PathBuf> {
+        let dependents = STAGES.iter().map(|(n, _, _)| *n).filter(|d| depends_on(d, name));
+        let dirs = dependents.flat_map(outputs_of).map(|d| self.out.join(d));
+        dirs.filter(|p| p.join(crate::artifact::MANIFEST).is_file()).collect()
+    }
+
+    /// What a stage's outputs hold now: each artifact's state hash and each file's sha256
+    /// (`None` for what is missing or unreadable).
+    fn signature(outputs: &Outputs) -> Vec<Option<String>> {
+        let artifacts = outputs.artifacts.iter().map(|a| crate::artifact::open(a).ok().map(|m| m.state_hash()));
+        let files = outputs.dirs.iter().flat_map(|d| {
+            let mut all = Vec::new();
+            let _ = files_below(d, &mut all);
+            all.into_iter().map(|f| sha256_file(&f).ok())
+        });
+        artifacts.chain(files).collect()
+    }
+
     /// Removes the record of `name` and of every stage that depends on it before `name`
-    /// runs (a killed stage is never reused; export writes into the model directories), and
-    /// the model directories those dependent stages wrote: they were made from what `name`
-    /// replaces.
+    /// runs: a killed stage is never reused, nor one whose inputs the rerun may replace
+    /// (export writes into the model directories).
     fn forget_from(&self, name: &str) -> Result<()> {
-        for dependent in STAGES.iter().map(|(n, _, _)| *n).filter(|d| depends_on(d, name)) {
-            for dir in outputs_of(dependent) {
-                let p = self.out.join(dir);
-                if p.join(crate::artifact::MANIFEST).is_file() {
-                    std::fs::remove_dir_all(&p).at(&p)?;
-                }
-            }
-        }
         let dir = self.out.join("stages");
         let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
         for e in entries.filter_map(std::result::Result::ok) {
@@ -242,11 +252,11 @@ impl Reuse {
         Ok(())
     }
 
-    /// Records the manifests of `changed` artifacts as they are now in every record that lists
-    /// them (after a run wrote its gates' verdicts into them), so the next run still reuses the
+    /// Records the new state hashes of `changed` artifacts in every record that lists them
+    /// (after a run wrote its gates' verdicts into them), so the next run still reuses the
     /// stages that made them.
-    pub fn refresh(&self, changed: &[PathBuf]) -> Result<()> {
-        let changed: Vec<String> = changed.iter().map(|p| rel(&self.out, p)).collect();
+    pub fn refresh(&self, changed: &[(PathBuf, String)]) -> Result<()> {
+        let changed: BTreeMap<String, &String> = changed.iter().map(|(p, h)| (rel(&self.out, p), h)).collect();
         for (name, _, _) in STAGES {
             let path = self.path(name);
             let Some(mut record) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Record>(&b).ok())
@@ -254,9 +264,11 @@ impl Reuse {
                 continue;
             };
             let mut touched = false;
-            for (a, h) in record.artifacts.iter_mut().filter(|(a, _)| changed.contains(a)) {
-                *h = crate::artifact::open(&self.out.join(a.as_str()))?.state_hash();
-                touched = true;
+            for (a, h) in record.artifacts.iter_mut() {
+                if let Some(new) = changed.get(a) {
+                    h.clone_from(new);
+                    touched = true;
+                }
             }
             if touched {
                 crate::pipeline::run::write_json(&path, &record)?;
@@ -281,9 +293,19 @@ impl Reuse {
             return Ok(StageReport { name: name.into(), seconds: 0.0, detail, reused: true });
         }
         self.forget_from(name)?;
+        // Models made from what this stage writes go once it has written something else: they
+        // were made from its old outputs. A stage that fails, or writes the same bytes again,
+        // leaves them (they are still what they were made from).
+        let dependents = self.dependent_models(name);
+        let before = (!dependents.is_empty()).then(|| Self::signature(outputs));
         let start = Instant::now();
         let detail = run()?;
         let seconds = start.elapsed().as_secs_f64();
+        if before.is_some_and(|b| b != Self::signature(outputs)) {
+            for p in dependents {
+                std::fs::remove_dir_all(&p).at(&p)?;
+            }
+        }
         self.record(name, key, &detail, outputs)?;
         Ok(StageReport { name: name.into(), seconds, detail, reused: false })
     }

@@ -1202,6 +1202,52 @@ const CASES: &[Case] = &[
         needles: &["temperature", "1000"],
     },
     Case {
+        name: "predict --out onto one of the files its --data glob reads",
+        setup: |d| {
+            std::fs::create_dir_all(d.join("parts")).unwrap();
+            for k in 0..2 {
+                std::fs::copy(d.join("run/features/test.parquet"), d.join(format!("parts/part-{k}.parquet"))).unwrap();
+            }
+        },
+        args: &["predict", "--model", "run/teacher", "--data", "parts/*.parquet", "--out", "parts/part-0.parquet"],
+        needles: &["--out", "part-0.parquet", "input"],
+    },
+    Case {
+        name: "datasets synth --out a features directory",
+        setup: none,
+        args: &["datasets", "synth", "--out", "run/features", "--users", "20"],
+        needles: &["--out", "run/features", "features directory"],
+    },
+    Case {
+        name: "prepare --out an artifact",
+        setup: none,
+        args: &["prepare", "--recipe", "r.toml", "--out", "run/student"],
+        needles: &["--out", "run/student", "artifact"],
+    },
+    Case {
+        name: "run --out a features directory",
+        setup: none,
+        args: &["run", "r.toml", "--out", "run/features"],
+        needles: &["--out", "run/features", "features directory"],
+    },
+    Case {
+        name: "quantize with a bad calibration file into new nested folders",
+        setup: |d| std::fs::write(d.join("cal.parquet"), "not parquet").unwrap(),
+        args: &["quantize", "--model", "run/teacher", "--calibration", "cal.parquet", "--out", "new/a/b/int8"],
+        needles: &["cal.parquet"],
+    },
+    Case {
+        name: "report from a report.json of an older reco-cli",
+        setup: |d| {
+            let p = d.join("run/report.json");
+            let mut r = read_json(&p);
+            r.as_object_mut().unwrap().remove("recommended");
+            write_json(&p, &r);
+        },
+        args: &["report", "run"],
+        needles: &["report.json", "recommended", "older"],
+    },
+    Case {
         name: "--seed on inspect (it draws nothing)",
         setup: none,
         args: &["inspect", "run/teacher", "--seed", "3"],

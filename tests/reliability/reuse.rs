@@ -179,7 +179,8 @@ fn edited_manifests_and_replaced_raw_tables_are_never_reused() {
 
 /// Issue 25: a rerun whose teacher changes and whose distillation then diverges leaves no
 /// student or INT8 model beside the new teacher (they were made from the old one), and names
-/// the key that diverged.
+/// the key that diverged; a rerun whose teacher itself fails leaves the old models, which
+/// are still what they were made from.
 #[test]
 fn a_failed_rerun_leaves_no_model_made_from_the_replaced_parent() {
     let dir = tempfile::tempdir().unwrap();
@@ -187,6 +188,16 @@ fn a_failed_rerun_leaves_no_model_made_from_the_replaced_parent() {
     std::fs::copy(repo().join("recipes/tiny.toml"), &recipe).unwrap();
     let out = dir.path().join("out");
     assert_eq!(run_flags(&recipe, &out).0, 0);
+    let original = std::fs::read_to_string(&recipe).unwrap();
+    edit(&recipe, "epochs = 2", "epochs = 2\nlearning_rate = 1e30");
+    let (code, _, err) = run_flags(&recipe, &out);
+    assert!(code == 2 && err.contains("train.learning_rate"), "{err}");
+    for kept in ["student", "student-scratch", "teacher-int8", "student-int8"] {
+        let model = out.join(kept);
+        let o = reco(&["inspect", model.to_str().unwrap()], dir.path());
+        assert!(o.code == 0 && !o.stdout.contains("STALE"), "{kept} lost to a retraining that failed: {}", o.stderr);
+    }
+    std::fs::write(&recipe, original).unwrap();
     edit(&recipe, "epochs = 2", "epochs = 3");
     edit(&recipe, "[quantize]", "[distill]\nlearning_rate = 1e30\n[quantize]");
     let (code, _, err) = run_flags(&recipe, &out);

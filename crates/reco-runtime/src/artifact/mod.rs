@@ -332,7 +332,7 @@ pub fn check_usable(dir: &Path, manifest: &Manifest) -> Result<()> {
             });
         }
         let Some(lineage) = &m.lineage else { return Ok(()) };
-        let parent = at.join(&lineage.parent_path);
+        let parent = lexically_normal(&at.join(&lineage.parent_path));
         match lineage_status(&at, &m) {
             Some(LineageStatus::Changed { now }) => {
                 return refuse(format!(
@@ -351,6 +351,36 @@ pub fn check_usable(dir: &Path, manifest: &Manifest) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// For each artifact of `artifacts` (a directory and its manifest), the index of its parent
+/// among them: the one at the path its lineage records (compared after resolving links and
+/// `..`), when it is there.
+pub fn parents_among(artifacts: &[(&Path, &Manifest)]) -> Vec<Option<usize>> {
+    let canon: Vec<Option<PathBuf>> = artifacts.iter().map(|(d, _)| d.canonicalize().ok()).collect();
+    let parent_of = |(i, (d, m)): (usize, &(&Path, &Manifest))| {
+        let parent = m.lineage.as_ref().and_then(|l| d.join(&l.parent_path).canonicalize().ok())?;
+        (0..artifacts.len()).find(|&j| j != i && canon[j].as_ref() == Some(&parent))
+    };
+    artifacts.iter().enumerate().map(parent_of).collect()
+}
+
+/// `p` with `.` dropped and each `..` folding the component before it (no file system access:
+/// `run/student/../teacher` is `run/teacher`).
+fn lexically_normal(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir
+                if matches!(out.components().next_back(), Some(std::path::Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Reads an artifact's manifest and verifies every listed file against its hash.
