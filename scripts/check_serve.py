@@ -178,9 +178,12 @@ def check_metrics(url, ok_requests, bad_requests):
                            "not_found": 1, "method_not_allowed": 1})
 
 
-def check_recommendations(url, table_path):
-    """Every sampled key's places equal the table's, in rank order; the second identical
-    request is a cache hit; bad and unknown keys are 400, uncovered cells 404."""
+def check_recommendations(url, table_path, spec):
+    """Every sampled key's places equal the table's, in rank order, with ids in the type the
+    model takes them (integers for an integer vocabulary: /v1/score accepts them back); the
+    second identical request is a cache hit; bad and unknown keys are 400, uncovered cells 404."""
+    place = next(c for c in spec["categorical"] if c["name"] == "place_id")
+    typed = int if place["dtype"] == "int64" else str
     kv = pq.ParquetFile(table_path).metadata.metadata
     deg = float(kv[b"reco_cli.cell_deg"])
     rows = pq.read_table(table_path).to_pylist()
@@ -199,7 +202,8 @@ def check_recommendations(url, table_path):
             assert status == 200, (status, body)
             got = json.loads(body)
             want = sorted(keys[(seg, ci, cj, cat)], key=lambda r: r["rank"])
-            assert [p["place_id"] for p in got["places"]] == [r["place_id"] for r in want], (q, got)
+            assert [p["place_id"] for p in got["places"]] == [typed(r["place_id"]) for r in want], (q, got)
+            assert all(type(p["place_id"]) is typed for p in got["places"]), got
             assert all(abs(p["score"] - r["score"]) < 1e-6 for p, r in zip(got["places"], want))
     seg0 = sample[0][0]
     for q, code, text in [
@@ -239,7 +243,7 @@ def main():
             ok += 3
             check_metrics(url, ok, bad)
             if a.table:
-                keys = check_recommendations(url, a.table)
+                keys = check_recommendations(url, a.table, spec)
                 fams = {f.name: f for f in text_string_to_metric_families(request(url + "/metrics")[2].decode())}
                 ratio = fams["recommendations_cache_hit_ratio"].samples[0].value
                 # Each sampled key: one miss then one hit; then one 404 miss.

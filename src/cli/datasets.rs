@@ -65,6 +65,7 @@ pub fn exec(cmd: DatasetsCommand, g: &Global, progress: &dyn Progress) -> Result
             let params = SynthParams { users, places, days, seed: seed.seed.unwrap_or(42) };
             params.validate().map_err(|e| reco::Error::input(format!("datasets {e} (--users, --places, --days)")))?;
             reco::pipeline::paths::check_root("--out", &out, &[])?;
+            reco::artifact::check_replaceable(&out)?;
             let _lock = reco::pipeline::paths::OutputLock::acquire_parent(&out)?;
             let summary = synth::generate(params, &out, progress)?;
             if g.json {
@@ -80,7 +81,8 @@ pub fn exec(cmd: DatasetsCommand, g: &Global, progress: &dyn Progress) -> Result
         }
         DatasetsCommand::Import(ImportArgs { dataset: Dataset::Movielens100k, from, zipcodes, out }) => {
             let zips = zipcodes.unwrap_or_else(|| from.join("zipcodes.csv"));
-            reco::pipeline::paths::check_root("--out", &out, &[&zips])?;
+            reco::pipeline::paths::check_root("--out", &out, &[&from, &zips])?;
+            reco::artifact::check_replaceable(&out)?;
             let _lock = reco::pipeline::paths::OutputLock::acquire_parent(&out)?;
             let summary = reco::data::movielens::import(&from, &zips, &out)?;
             if g.json {

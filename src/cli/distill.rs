@@ -106,6 +106,7 @@ pub fn exec(args: DistillArgs, g: &Global, progress: &dyn Progress) -> Result<u8
     let (student, scratch) = (root.join("student"), root.join("student-scratch"));
     for dir in [&student, &scratch] {
         reco::pipeline::paths::check_output(dir, &[teacher.as_path()])?;
+        reco::artifact::check_replaceable(dir)?;
     }
     let _lock = reco::pipeline::paths::OutputLock::acquire(&root)?;
     let train = recipe.distill.student_train(&recipe.train);

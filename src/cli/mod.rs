@@ -102,7 +102,7 @@ enum Command {
     Report(report::ReportArgs),
     /// Top-K places per segment x busiest grid cell (x category), scored offline, to Parquet.
     Precompute(precompute::PrecomputeArgs),
-    /// Serve a model over HTTP (POST /v1/score, GET /metrics, /healthz) with request coalescing.
+    /// Serve a model over HTTP (POST /v1/score, GET /v1/recommendations, /metrics, /healthz) with request coalescing.
     Serve(serve::PassArgs),
     /// Concurrent single-row clients against the coalescer and against running servers.
     Loadtest(serve::PassArgs),
@@ -173,6 +173,8 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
 /// `--out` or the recipe default.
 fn out_dir(recipe: &Recipe, out: Option<&PathBuf>) -> Result<reco::pipeline::paths::RunPaths> {
     let paths = reco::pipeline::paths::RunPaths::new(recipe, out.map(PathBuf::as_path));
-    reco::pipeline::paths::check_root("--out", &paths.out, &[])?;
+    let raw = reco::pipeline::run::raw_locations(recipe);
+    let reads: Vec<&Path> = raw.iter().map(PathBuf::as_path).collect();
+    reco::pipeline::paths::check_root("--out", &paths.out, &reads)?;
     Ok(paths)
 }

@@ -51,6 +51,7 @@ pub fn exec(args: RunArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
             .check()?;
     }
     let _lock = reco::pipeline::paths::OutputLock::acquire(&paths.out)?;
+    paths.check_replaceable(matches!(recipe.data, reco::recipe::DataConfig::Synth(_)))?;
     let reuse = match (force, from) {
         (true, _) => Mode::Force,
         (false, Some(stage)) => Mode::From(stage),

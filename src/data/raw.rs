@@ -547,10 +547,10 @@ fn read_interactions(cfg: &FilesConfig, m: Mapped) -> Result<InterDraft> {
     // 1900-01-01 ..= 2200-01-01: outside is a unit mistake (milliseconds read as seconds).
     if let Some(i) = ts.iter().position(|&v| !(-2_208_988_800..=7_258_118_400).contains(&v)) {
         return Err(Error::input(format!(
-            "{} is {} s since 1970, outside 1900-2200: is data.timestamp_unit = {:?} right?",
+            "{} is {} s since 1970, outside 1900-2200: is data.timestamp_unit = \"{}\" right?",
             t.at(ts_col, i),
             ts[i],
-            cfg.timestamp_unit
+            cfg.timestamp_unit.short()
         )));
     }
     let span = TimeSpan::of(t, ts_col, &ts)?;

@@ -41,10 +41,15 @@ pub struct TimeSpan {
 impl TimeSpan {
     /// The span of `ts` (unix seconds of table `t`'s column `column`); `None` without rows.
     pub fn of(t: &Table, column: &str, ts: &[i64]) -> Result<Option<Self>> {
-        let (Some(lo), Some(hi)) = (argmin(ts, |a, b| a < b), argmin(ts, |a, b| a > b)) else { return Ok(None) };
         let dtype = t.column(column)?.dtype().clone();
         let numeric = dtype.is_primitive_numeric();
         let raw = if numeric { Some(t.floats(column, false)?) } else { None };
+        // The ends by the values as written: read in too fine a unit, whole seconds may tie.
+        let ends = match &raw {
+            Some(r) => (argmin(r, |a, b| a < b), argmin(r, |a, b| a > b)),
+            None => (argmin(ts, |a, b| a < b), argmin(ts, |a, b| a > b)),
+        };
+        let (Some(lo), Some(hi)) = ends else { return Ok(None) };
         let end = |i: usize| {
             let (path, line) = t.locate(i);
             let value = t.column(column).ok().and_then(|c| c.get(i).ok()).map_or_else(String::new, |v| v.to_string());
@@ -76,14 +81,14 @@ impl TimeSpan {
     }
 
     /// Refuses a span that collapses (numbers in a unit finer than seconds spanning under a
-    /// day, that read one unit coarser land in 1971-2200) or explodes (over 200 years).
+    /// day, that read in a coarser unit land in 1971-2200) or explodes (over 200 years).
     pub fn check(&self, unit: TimeUnit) -> Result<()> {
         let span = self.last.secs - self.first.secs;
         let ends = format!("from {} ({}) to {} ({})", self.first.value, self.first.at, self.last.value, self.last.at);
-        if let Some(coarser) = unit.coarser()
-            && self.numeric
-            && (1..COLLAPSED_SECONDS).contains(&span)
-        {
+        let collapsed = self.numeric && (0..COLLAPSED_SECONDS).contains(&span);
+        // Every coarser unit in turn: seconds declared `us` are two units off.
+        let coarser_units = std::iter::successors(unit.coarser(), |u| u.coarser()).filter(|_| collapsed);
+        for coarser in coarser_units {
             let per = coarser.per_second() as f64;
             let (a, b) = (self.first.raw / per, self.last.raw / per);
             if PLAUSIBLE.contains(&a) && PLAUSIBLE.contains(&b) {
@@ -113,7 +118,7 @@ impl TimeSpan {
 }
 
 /// The index of the first value no other beats by `better`.
-fn argmin(v: &[i64], better: impl Fn(i64, i64) -> bool) -> Option<usize> {
+fn argmin<T: Copy>(v: &[T], better: impl Fn(T, T) -> bool) -> Option<usize> {
     let mut best: Option<usize> = None;
     for (i, &x) in v.iter().enumerate() {
         if best.is_none_or(|b| better(x, v[b])) {
@@ -169,6 +174,13 @@ mod tests {
         span(vec![1_767_571_200_000, 1_767_581_200_000], TimeUnit::Milliseconds).unwrap();
         // Small test values near 1970 that read coarser are not plausible either (before 1971).
         span(vec![0, 5_000_000], TimeUnit::Milliseconds).unwrap();
+        // Two and three units off: eighteen months of seconds declared `us` (47 s of 1970) or
+        // `ns` (under a second): seconds is the reading that lands in a plausible range.
+        let months: Vec<i64> = vec![1_240_526_357, 1_287_795_773];
+        for unit in [TimeUnit::Microseconds, TimeUnit::Nanoseconds] {
+            let e = span(months.clone(), unit).unwrap_err().to_string();
+            assert!(e.contains("547 days") && e.contains("timestamp_unit = \"s\""), "{unit:?}: {e}");
+        }
     }
 
     #[test]

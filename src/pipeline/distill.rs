@@ -81,12 +81,19 @@ pub fn student_architecture(teacher: &Architecture, ratio: f64) -> Architecture 
 pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillSummary> {
     job.cfg.validate().map_err(Error::input)?;
     let (manifest, teacher) = FloatModel::open(job.teacher)?;
-    if manifest.kind != Kind::Teacher || manifest.status != Status::Ok {
+    if manifest.kind != Kind::Teacher {
         return Err(Error::input(format!(
-            "{}: kind {:?} status {:?}, expected a float teacher artifact (kind \"teacher\", status \"ok\")",
+            "{}: kind \"{}\", expected a float teacher artifact (kind \"teacher\")",
             job.teacher.display(),
-            manifest.kind,
-            manifest.status
+            manifest.kind
+        )));
+    }
+    if manifest.status != Status::Ok {
+        let why: Vec<String> = manifest.gate_failures.iter().map(ToString::to_string).collect();
+        return Err(Error::input(format!(
+            "{}: status failed ({}): a student distilled from it would inherit the failure; fix the teacher first",
+            job.teacher.display(),
+            if why.is_empty() { "a quality gate failed".to_string() } else { why.join("; ") }
         )));
     }
     let spec = load_spec(job.features)?;

@@ -49,6 +49,15 @@ impl RunPaths {
         self.out.join("timings.json")
     }
 
+    /// The folders a run replaces as a whole (raw tables only for synthetic data): each must
+    /// be new or hold only what reco-cli writes, checked before the first stage so a user's
+    /// folder in the way is found before minutes of work, not after.
+    pub fn check_replaceable(&self, synthetic: bool) -> Result<()> {
+        let raw = synthetic.then(|| self.raw());
+        let dirs = raw.into_iter().chain([self.features()]).chain(STAGE_DIRS.map(|s| self.stage(s)));
+        dirs.into_iter().try_for_each(|d| crate::artifact::check_replaceable(&d))
+    }
+
     /// Everything a run writes at the top of its root: no other output of the same command
     /// may be one of these or inside one.
     pub fn written(&self) -> Vec<PathBuf> {
@@ -163,6 +172,9 @@ pub enum Written {
     File(Format),
     /// A directory it creates or replaces as a whole (an artifact, a features directory).
     Dir,
+    /// A root it fills with folders of its own (a run's `--out`): it may hold an input (a
+    /// recipe beside it), never be one or lie inside one.
+    Root,
 }
 
 /// The one output guard every command applies to every path it writes, before any work: the
@@ -223,6 +235,9 @@ impl<'a> OutputGuard<'a> {
         }
         self.check_ancestors(&o)?;
         for input in &self.reads {
+            if glob_matches(input, &o) {
+                return Err(self.refuse(format_args!("the input pattern {} would read it back", input.display())));
+            }
             // A glob or a directory is also each file it lists (a part may be a link to a
             // file elsewhere).
             let listed =
@@ -274,6 +289,17 @@ impl<'a> OutputGuard<'a> {
             None => Ok(()),
         }
     }
+}
+
+/// Whether `input` is a glob pattern that matches the (resolved) output `o`: the next run of
+/// the same command would read its own output as input.
+fn glob_matches(input: &Path, o: &Path) -> bool {
+    let text = input.to_string_lossy();
+    if !text.contains(['*', '?', '[']) {
+        return false;
+    }
+    let pattern = resolved(input);
+    glob::Pattern::new(&pattern.to_string_lossy()).is_ok_and(|p| p.matches_path(o))
 }
 
 /// A folder reco-cli manages as a whole, which no other output may go into.
@@ -333,6 +359,12 @@ pub fn check_output(out: &Path, inputs: &[&Path]) -> Result<()> {
 /// `distill` `--out`; `datasets --out`): [`check_output`]'s rules, and not itself an artifact
 /// or a features directory (a run would write raw tables, features and models into it).
 pub fn check_root(flag: &str, out: &Path, inputs: &[&Path]) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        return Err(Error::input(format!(
+            "{flag} {}: is a file, expected a directory; nothing written",
+            out.display()
+        )));
+    }
     if let Some(m) = Managed::of(&resolved(out)) {
         return Err(Error::input(format!(
             "{flag} {}: is {} ({}); choose another directory; nothing written",
@@ -341,7 +373,7 @@ pub fn check_root(flag: &str, out: &Path, inputs: &[&Path]) -> Result<()> {
             m.why()
         )));
     }
-    OutputGuard::new(flag, out, Written::Dir).reads(inputs).check()
+    OutputGuard::new(flag, out, Written::Root).reads(inputs).check()
 }
 
 /// The last component of a directory's path (`teacher`), or the whole path when it has none:

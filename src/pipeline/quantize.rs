@@ -478,11 +478,14 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
     writer.write(WEIGHTS, &weights.to_bytes(&parent.spec)?)?;
     let metrics = serde_json::json!({ "test": q, "parent_test": parent_q, "delta_auc": summary.delta_auc, "delta_ndcg@10": summary.delta_ndcg });
     writer.write("metrics.json", &serde_json::to_vec_pretty(&metrics).map_err(|e| Error::Internal(e.to_string()))?)?;
+    // A parent that failed a gate fails its INT8 model too (its gates travel with it).
+    let failures: Vec<_> =
+        pman.gate_failures.iter().cloned().chain(gate_failures(&kind.to_string(), &summary)).collect();
     let manifest = Manifest {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
         kind,
-        status: if passed { Status::Ok } else { Status::Failed },
+        status: if failures.is_empty() { Status::Ok } else { Status::Failed },
         reco_cli_version: crate::VERSION.into(),
         architecture: parent.arch.clone(),
         feature_spec: parent.spec.clone(),
@@ -500,7 +503,7 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
         metrics,
         quantization: Some(quantization),
         exports: Default::default(),
-        gate_failures: gate_failures(&kind.to_string(), &summary),
+        gate_failures: failures,
     };
     writer.finish(manifest)?;
     progress.advance(1);

@@ -125,6 +125,17 @@ struct Record {
     artifacts: BTreeMap<String, String>,
     /// Artifacts that must carry an ONNX export.
     exported: Vec<String>,
+    /// sha256 of `detail` as written, with the key: a record edited by hand (a metric made to
+    /// pass a gate) is not reused.
+    #[serde(default)]
+    sealed: String,
+}
+
+impl Record {
+    /// The seal of a record's key and detail.
+    fn seal(key: &str, detail: &Value) -> String {
+        sha256_bytes(format!("{key}\n{}", serde_json::to_string(detail).unwrap_or_default()).as_bytes())
+    }
 }
 
 /// The key of a stage: sha256 over its name, the tool version and `inputs`.
@@ -183,6 +194,7 @@ impl Reuse {
         let record: Record = serde_json::from_slice(&std::fs::read(self.path(name)).ok()?).ok()?;
         let artifact = |a: &String| crate::artifact::open(&self.out.join(a)).ok();
         let intact = record.key == key
+            && record.sealed == Record::seal(key, &record.detail)
             && record.artifacts.iter().all(|(a, h)| artifact(a).is_some_and(|m| m.state_hash() == *h))
             && record.exported.iter().all(|a| artifact(a).is_some_and(|m| m.exports.contains_key("onnx")))
             && record.files.iter().all(|(f, h)| sha256_file(&self.out.join(f)).ok().as_ref() == Some(h));
@@ -212,7 +224,8 @@ impl Reuse {
             artifacts.insert(rel(&self.out, a), m.state_hash());
         }
         let detail = exact(detail.clone(), true);
-        let record = Record { key: key.into(), base: self.base(), detail, files, artifacts, exported };
+        let sealed = Record::seal(key, &detail);
+        let record = Record { key: key.into(), base: self.base(), detail, files, artifacts, exported, sealed };
         crate::pipeline::run::write_json(&self.path(name), &record)
     }
 

@@ -168,6 +168,7 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn P
         progress.log("prepare: building features");
         Ok(json(&prepare(&raw, &features, &recipe.prepare, recipe.seed, progress)?))
     })?);
+    check_oracle_gate(recipe, &features.join("test.parquet"))?;
 
     let teacher_dir = paths.stage("teacher");
     // What the models' manifests record of the recipe is what their keys cover: editing a later
@@ -289,6 +290,24 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn P
     write_json(&paths.report(), &stable)?;
     crate::pipeline::report::write(&paths.out)?;
     Ok(report)
+}
+
+/// A recipe that gates the teacher on the oracle AUC needs data that has an oracle (the
+/// synthetic generator's true probability): refused before any training, not failed after.
+fn check_oracle_gate(recipe: &Recipe, test: &Path) -> Result<()> {
+    if recipe.gates.max_teacher_oracle_auc_gap.is_none() {
+        return Ok(());
+    }
+    // The split may be a file or a directory of parts: the first part's columns tell.
+    let first = crate::data::table::list_files(test).ok().and_then(|f| f.into_iter().next().map(|(p, _)| p));
+    let columns = first.and_then(|f| crate::data::table::parquet_footer(&f).ok()).map(|(_, c)| c).unwrap_or_default();
+    if columns.iter().any(|c| c == "oracle_p") {
+        return Ok(());
+    }
+    Err(Error::input(format!(
+        "gates.max_teacher_oracle_auc_gap: the data has no oracle probability to measure it against ({} has no `oracle_p` column: only synthetic data, or a table with an `oracle` column, has one); remove the gate",
+        test.display()
+    )))
 }
 
 /// The named top-level sections of the recipe (as its JSON form has them).

@@ -1248,6 +1248,77 @@ const CASES: &[Case] = &[
         needles: &["report.json", "recommended", "older"],
     },
     Case {
+        name: "run --out the folder the recipe reads its tables from",
+        setup: none,
+        args: &["run", "f.toml", "--out", "raw"],
+        needles: &["--out", "raw", "input"],
+    },
+    Case {
+        name: "prepare --out inside the recipe's input folder",
+        setup: none,
+        args: &["prepare", "--recipe", "f.toml", "--out", "raw/sub"],
+        needles: &["--out", "raw/sub", "input"],
+    },
+    Case {
+        name: "predict --out a new file its own --data glob would read next time",
+        setup: |d| {
+            std::fs::create_dir_all(d.join("parts")).unwrap();
+            std::fs::copy(d.join("run/features/test.parquet"), d.join("parts/part-0.parquet")).unwrap();
+        },
+        args: &["predict", "--model", "run/teacher", "--data", "parts/*.parquet", "--out", "parts/scores.parquet"],
+        needles: &["--out", "parts/*.parquet"],
+    },
+    Case {
+        name: "run --out a folder whose teacher/ holds a user's file (refused before any work)",
+        setup: |d| {
+            std::fs::create_dir_all(d.join("mine/teacher")).unwrap();
+            std::fs::write(d.join("mine/teacher/notes.txt"), "x").unwrap();
+        },
+        args: &["run", "r.toml", "--out", "mine"],
+        needles: &["mine/teacher", "notes.txt"],
+    },
+    Case {
+        name: "distill into a folder whose student/ holds a user's file",
+        setup: |d| {
+            std::fs::create_dir_all(d.join("mine/student")).unwrap();
+            std::fs::write(d.join("mine/student/notes.txt"), "x").unwrap();
+        },
+        args: &["distill", "--teacher", "run/teacher", "--out", "mine"],
+        needles: &["mine/student", "notes.txt"],
+    },
+    Case {
+        name: "datasets synth --out a folder of the user's files",
+        setup: |d| {
+            std::fs::create_dir_all(d.join("mine")).unwrap();
+            std::fs::write(d.join("mine/users.parquet"), "mine").unwrap();
+            std::fs::write(d.join("mine/notes.txt"), "x").unwrap();
+        },
+        args: &["datasets", "synth", "--out", "mine", "--users", "20"],
+        needles: &["mine", "notes.txt"],
+    },
+    Case {
+        name: "report whose charts folder links into an artifact",
+        setup: |d| {
+            let charts = d.join("run/report");
+            std::fs::remove_dir_all(&charts).unwrap();
+            std::os::unix::fs::symlink("teacher", &charts).unwrap();
+        },
+        args: &["report", "run"],
+        needles: &["report", "artifact"],
+    },
+    Case {
+        name: "run --out the recipe file",
+        setup: none,
+        args: &["run", "r.toml", "--out", "r.toml"],
+        needles: &["--out", "r.toml", "is a file"],
+    },
+    Case {
+        name: "serve --max-wait-ms -1",
+        setup: none,
+        args: &["serve", "--model", "run/teacher", "--max-wait-ms", "-1"],
+        needles: &["--max-wait-ms", "-1"],
+    },
+    Case {
         name: "--seed on inspect (it draws nothing)",
         setup: none,
         args: &["inspect", "run/teacher", "--seed", "3"],

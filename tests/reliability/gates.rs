@@ -142,3 +142,48 @@ fn a_foreign_manifest_above_an_output_does_not_block_it() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(dir.path().join("out/p.parquet").is_file());
 }
+
+/// An oracle gate on data that has no oracle is refused once the features show it, before
+/// any training (it used to train every model, then fail the gate as not measurable).
+#[test]
+fn an_oracle_gate_on_data_without_an_oracle_is_refused_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw");
+    std::fs::create_dir_all(&raw).unwrap();
+    std::fs::write(raw.join("users.csv"), crate::support::USERS).unwrap();
+    std::fs::write(raw.join("places.csv"), crate::support::PLACES).unwrap();
+    std::fs::write(raw.join("interactions.csv"), crate::support::interactions()).unwrap();
+    let recipe = "name = \"g\"\n[data]\nsource = \"files\"\ndir = \"raw\"\n[prepare]\nnegatives_per_positive = 1\n[gates]\nmax_teacher_oracle_auc_gap = 0.02\n";
+    std::fs::write(dir.path().join("g.toml"), recipe).unwrap();
+    let o = reco(&["run", "g.toml", "--out", "out"], dir.path());
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("max_teacher_oracle_auc_gap") && o.stderr.lines().count() == 1, "{}", o.stderr);
+    assert!(!dir.path().join("out/teacher").exists(), "it trained first");
+}
+
+/// A standalone INT8 model of a failed student inherits the failure (copied alone, it is
+/// still refused), and an export forced with --allow-failed goes at the next run.
+#[test]
+fn a_failed_parent_passes_its_failure_on_and_a_forced_export_does_not_survive_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("tiny.toml");
+    std::fs::copy(repo().join("recipes/tiny.toml"), &recipe).unwrap();
+    edit(&recipe, "[quantize]", "[gates]\nmin_student_auc_retention = 1.0\n[quantize]");
+    assert_eq!(reco(&["run", "tiny.toml", "--out", "out"], dir.path()).code, 1);
+    let args =
+        ["quantize", "--model", "out/student", "--calibration", "out/features/calibration.parquet", "--out", "q/s8"];
+    let _ = reco(&args, dir.path());
+    let m = read_json(&dir.path().join("q/s8/manifest.json"));
+    assert_eq!(m["status"], "failed", "{}", m["gate_failures"]);
+    assert_eq!(m["gate_failures"][0]["gate"], "student_auc_retention");
+    super::common::copy_dir(&dir.path().join("q/s8"), &dir.path().join("alone/s8"));
+    let args = ["predict", "--model", "alone/s8", "--data", "out/features/test.parquet", "--out", "p.parquet"];
+    let o = reco(&args, dir.path());
+    assert!(o.code == 2 && o.stderr.contains("student_auc_retention"), "{}", o.stderr);
+
+    assert_eq!(reco(&["export", "--model", "out/student", "--allow-failed"], dir.path()).code, 0);
+    assert!(dir.path().join("out/student/model.onnx").is_file());
+    assert_eq!(reco(&["run", "tiny.toml", "--out", "out"], dir.path()).code, 1);
+    assert!(!dir.path().join("out/student/model.onnx").exists(), "a failed artifact kept an export");
+    assert!(read_json(&dir.path().join("out/student/manifest.json")).get("exports").is_none());
+}

@@ -208,3 +208,22 @@ fn a_failed_rerun_leaves_no_model_made_from_the_replaced_parent() {
         assert!(!out.join(stale).exists(), "{stale} survived beside a teacher it was not made from");
     }
 }
+
+/// A stage record edited by hand (a metric changed so that a gate passes) is not reused: the
+/// stage runs again and the report holds what it measures.
+#[test]
+fn an_edited_stage_record_is_not_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("tiny.toml");
+    std::fs::copy(repo().join("recipes/tiny.toml"), &recipe).unwrap();
+    let out = dir.path().join("out");
+    assert_eq!(run_flags(&recipe, &out).0, 0);
+    let p = out.join("stages/eval.json");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let edited = text.replacen("\"auc\"", "\"auc_was\"", 1);
+    assert_ne!(edited, text);
+    std::fs::write(&p, edited).unwrap();
+    let (code, flags, err) = run_flags(&recipe, &out);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(ran(&flags), ["eval", "export"], "{flags:?}");
+}

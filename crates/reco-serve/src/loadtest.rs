@@ -29,13 +29,13 @@ pub struct Args {
     #[arg(long)]
     data: PathBuf,
     /// Client counts to run, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,8,64,256", value_parser = int_in::<usize>(1, 100_000))]
+    #[arg(long, allow_negative_numbers = true, value_delimiter = ',', default_value = "1,8,64,256", value_parser = int_in::<usize>(1, 100_000))]
     clients: Vec<usize>,
     /// Longest run per cell, seconds.
-    #[arg(long, default_value_t = 3.0, value_parser = positive_up_to(3600.0))]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 3.0, value_parser = positive_up_to(3600.0))]
     seconds: f64,
     /// Most requests per cell.
-    #[arg(long, default_value_t = 200_000, value_parser = int_in::<usize>(1, 1_000_000_000))]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 200_000, value_parser = int_in::<usize>(1, 1_000_000_000))]
     max_requests: usize,
     #[command(flatten)]
     batching: Batching,

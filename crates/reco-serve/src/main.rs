@@ -36,16 +36,16 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct Batching {
     /// Most rows per scored batch.
-    #[arg(long, default_value_t = 64, value_parser = int_in::<usize>(1, 1 << 20))]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 64, value_parser = int_in::<usize>(1, 1 << 20))]
     max_batch: usize,
     /// Longest wait of a batch's oldest request, milliseconds.
-    #[arg(long, default_value_t = 10, value_parser = int_in::<u64>(0, 3_600_000))]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 10, value_parser = int_in::<u64>(0, 3_600_000))]
     max_wait_ms: u64,
     /// Most rows queued at once (more is refused with 503).
-    #[arg(long, default_value_t = 4096, value_parser = int_in::<usize>(1, 1 << 30))]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 4096, value_parser = int_in::<usize>(1, 1 << 30))]
     queue_rows: usize,
     /// Scoring threads.
-    #[arg(long, default_value_t = 1, value_parser = int_in::<usize>(1, 1024))]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1, value_parser = int_in::<usize>(1, 1024))]
     threads: usize,
 }
 
@@ -62,7 +62,7 @@ impl Batching {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve a model: POST /v1/score, GET /metrics, GET /healthz.
+    /// Serve a model: POST /v1/score, GET /v1/recommendations (with --recommendations), GET /metrics, GET /healthz.
     Serve {
         /// Artifact directory (verified before the server starts).
         #[arg(long)]
@@ -73,25 +73,26 @@ enum Command {
         #[command(flatten)]
         batching: Batching,
         /// Largest request body, bytes.
-        #[arg(long, default_value_t = 1 << 20, value_parser = int_in::<usize>(1024, 1 << 30))]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 1 << 20, value_parser = int_in::<usize>(1024, 1 << 30))]
         max_body_bytes: usize,
         /// Most rows per score request.
-        #[arg(long, default_value_t = 4096, value_parser = int_in::<usize>(1, 1 << 24))]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 4096, value_parser = int_in::<usize>(1, 1 << 24))]
         max_rows: usize,
         /// Deadline of a score request, milliseconds (then 504).
-        #[arg(long, default_value_t = 1000, value_parser = int_in::<u64>(1, 3_600_000))]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 1000, value_parser = int_in::<u64>(1, 3_600_000))]
         deadline_ms: u64,
         /// HTTP worker threads.
-        #[arg(long, default_value_t = 1, value_parser = int_in::<usize>(1, 1024))]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 1, value_parser = int_in::<usize>(1, 1024))]
         http_threads: usize,
-        /// A `reco-cli precompute` table to serve at GET /v1/recommendations.
+        /// A `reco-cli precompute` table to serve at GET /v1/recommendations?segment=&lat=&lon=[&category=]
+        /// (a model without a segment input has the one segment `all`).
         #[arg(long)]
         recommendations: Option<PathBuf>,
         /// Time to live of a cached recommendations response, seconds (0: no caching).
-        #[arg(long, default_value_t = 60, value_parser = int_in::<u64>(0, 31_536_000))]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 60, value_parser = int_in::<u64>(0, 31_536_000))]
         cache_ttl_s: u64,
         /// Responses the in-process cache holds.
-        #[arg(long, default_value_t = 10_000, value_parser = int_in::<usize>(1, 10_000_000))]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 10_000, value_parser = int_in::<usize>(1, 10_000_000))]
         cache_entries: usize,
         /// Serve a model whose status is failed (a quality gate failed on it or an ancestor)
         /// or that is stale (made from a parent that was replaced since).
@@ -168,6 +169,12 @@ fn serve(
         reco_runtime::artifact::check_usable(dir, &manifest).map_err(|e| e.to_string())?;
     }
     let model_info = (manifest.kind.to_string(), manifest.content_hash());
+    let int_ids = manifest
+        .feature_spec
+        .categorical
+        .iter()
+        .find(|c| c.name == "place_id")
+        .is_some_and(|c| matches!(c.vocabulary, reco_runtime::artifact::spec::Vocabulary::Int(_)));
     // The server keeps the model only (the manifest holds a second copy of the vocabularies),
     // and gives back the pages of the load's transient buffers (file bytes, parsed JSON) that
     // glibc would otherwise keep resident.
@@ -178,7 +185,7 @@ fn serve(
         libc::malloc_trim(0);
     }
     let recommendations = table
-        .map(|(path, ttl, entries)| recommendations::Recommendations::load(&path, &model_info.1, entries, ttl))
+        .map(|(path, ttl, entries)| recommendations::Recommendations::load(&path, &model_info.1, int_ids, entries, ttl))
         .transpose()?;
     let coalescer = Coalescer::new(Arc::new(model), batching.config()).map_err(|e| e.to_string())?;
     let app =

@@ -15,11 +15,21 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 /// A table key: segment, cell, category (`None`: every category).
 pub type CacheKey = (String, (i64, i64), Option<String>);
 
+/// A place id in the type the model takes it (`/v1/score` accepts it back as it is).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+enum PlaceId {
+    /// An integer id (the model's place vocabulary holds integers).
+    Int(i64),
+    /// A string id.
+    Text(String),
+}
+
 /// One recommended place.
 #[derive(Debug, Clone, serde::Serialize)]
 struct Entry {
     rank: u32,
-    place_id: String,
+    place_id: PlaceId,
     /// Mean visit probability over the segment's users.
     score: f32,
     distance_km: f32,
@@ -48,7 +58,8 @@ pub enum Miss {
 
 impl Recommendations {
     /// Reads the table at `path`; the model hash must be `model_sha256` (the model served).
-    pub fn load(path: &Path, model_sha256: &str, entries: usize, ttl: Duration) -> Result<Self, String> {
+    /// `int_ids`: the model's place ids are integers (the table holds every id as text).
+    pub fn load(path: &Path, model_sha256: &str, int_ids: bool, entries: usize, ttl: Duration) -> Result<Self, String> {
         let at = |e: &dyn std::fmt::Display| format!("--recommendations {}: {e}", path.display());
         let file = std::fs::File::open(path).map_err(|e| at(&e))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| at(&e))?;
@@ -68,7 +79,7 @@ impl Recommendations {
         let snapshot_ts: i64 = get("reco_cli.feature_snapshot_ts")?.parse().map_err(|e| at(&e))?;
         let mut keys: BTreeMap<CacheKey, Vec<Entry>> = BTreeMap::new();
         for batch in builder.build().map_err(|e| at(&e))? {
-            add_batch(&mut keys, &batch.map_err(|e| at(&e))?).map_err(|e| at(&e))?;
+            add_batch(&mut keys, &batch.map_err(|e| at(&e))?, int_ids).map_err(|e| at(&e))?;
         }
         if keys.is_empty() {
             return Err(at(&"no rows"));
@@ -175,7 +186,7 @@ impl Recommendations {
     }
 }
 
-fn add_batch(keys: &mut BTreeMap<CacheKey, Vec<Entry>>, b: &RecordBatch) -> Result<(), String> {
+fn add_batch(keys: &mut BTreeMap<CacheKey, Vec<Entry>>, b: &RecordBatch, int_ids: bool) -> Result<(), String> {
     let col = |name: &str| b.column_by_name(name).ok_or_else(|| format!("no column `{name}`"));
     let typed = |name: &str| format!("column `{name}` has another type than precompute writes");
     let text = |name: &str| col(name)?.as_string_opt::<i32>().ok_or_else(|| typed(name));
@@ -196,7 +207,10 @@ fn add_batch(keys: &mut BTreeMap<CacheKey, Vec<Entry>>, b: &RecordBatch) -> Resu
         );
         keys.entry(key).or_default().push(Entry {
             rank: rank.value(i),
-            place_id: pid.value(i).to_string(),
+            place_id: match pid.value(i) {
+                t if int_ids => t.parse().map_or_else(|_| PlaceId::Text(t.to_string()), PlaceId::Int),
+                t => PlaceId::Text(t.to_string()),
+            },
             score: score.value(i),
             distance_km: dist.value(i),
         });

@@ -180,7 +180,7 @@ const OWN_FILES: [&str; 15] = [
 
 /// A directory replaced as a whole must hold only what reco-cli wrote there: replacing a
 /// user's folder (or the input data an `--out` was pointed at) would delete their files.
-fn check_replaceable(dest: &Path) -> Result<()> {
+pub fn check_replaceable(dest: &Path) -> Result<()> {
     if !dest.exists() {
         return Ok(());
     }

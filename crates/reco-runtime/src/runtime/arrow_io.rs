@@ -74,8 +74,17 @@ fn ids_from_array(name: &str, dtype: IdType, a: &ArrayRef) -> Result<Ids> {
             }
             // Unsafe (erroring) cast: an id that does not fit is an error, not a null read as 0.
             let opts = arrow::compute::CastOptions { safe: false, ..Default::default() };
-            let cast = arrow::compute::cast_with_options(a, &DataType::Int64, &opts)
-                .map_err(|e| Error::input(format!("column `{name}`: {e} (ids must fit in an int64)")))?;
+            let cast = arrow::compute::cast_with_options(a, &DataType::Int64, &opts).map_err(|e| {
+                // Name the first value that does not fit (a safe cast leaves it null).
+                let safe = arrow::compute::cast(a, &DataType::Int64).ok();
+                let bad = safe.and_then(|s| (0..a.len()).find(|&i| a.is_valid(i) && s.is_null(i)));
+                match bad.and_then(|i| arrow::util::display::array_value_to_string(a, i).ok().map(|v| (i, v))) {
+                    Some((i, v)) => {
+                        Error::input(format!("column `{name}` row {i} of the batch is {v}: ids must fit in an int64"))
+                    }
+                    None => Error::input(format!("column `{name}`: {e} (ids must fit in an int64)")),
+                }
+            })?;
             Ok(Ids::Int(cast.as_primitive::<Int64Type>().values().to_vec()))
         }
         IdType::String => {

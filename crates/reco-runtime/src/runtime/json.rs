@@ -94,10 +94,13 @@ fn push_row(spec: &FeatureSpec, cols: &mut Columns, i: usize, row: &Value) -> Re
     }
     for (n, dst) in spec.numeric.iter().zip(&mut cols.numeric) {
         let v = get(&n.name)?;
-        let x = v
-            .as_f64()
-            .filter(|x| x.is_finite() && x.abs() <= f64::from(f32::MAX))
-            .ok_or_else(|| invalid(format!("row {i}: column `{}` is {}, expected a finite number", n.name, kind(v))))?;
+        let x = v.as_f64().filter(|x| x.is_finite() && x.abs() <= f64::from(f32::MAX)).ok_or_else(|| {
+            invalid(format!(
+                "row {i}: column `{}` is {}, expected a finite number within float32's range (|x| <= 3.4e38)",
+                n.name,
+                kind(v)
+            ))
+        })?;
         dst.push(x as f32);
     }
     Ok(())
