@@ -81,7 +81,13 @@ pub fn exec(cmd: DatasetsCommand, g: &Global, progress: &dyn Progress) -> Result
         }
         DatasetsCommand::Import(ImportArgs { dataset: Dataset::Movielens100k, from, zipcodes, out }) => {
             let zips = zipcodes.unwrap_or_else(|| from.join("zipcodes.csv"));
-            reco::pipeline::paths::check_root("--out", &out, &[&from, &zips])?;
+            // The importer reads named files of --from: the tables may go in a folder inside it
+            // (scripts/fetch-movielens.sh writes `<from>/tables`), never onto one of them.
+            let files: Vec<PathBuf> = std::fs::read_dir(&from)
+                .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect())
+                .unwrap_or_default();
+            let reads: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).chain([zips.as_path()]).collect();
+            reco::pipeline::paths::check_root("--out", &out, &reads)?;
             reco::artifact::check_replaceable(&out)?;
             let _lock = reco::pipeline::paths::OutputLock::acquire_parent(&out)?;
             let summary = reco::data::movielens::import(&from, &zips, &out)?;
