@@ -16,6 +16,7 @@ pub mod fuzz;
 pub mod geo;
 pub mod metrics;
 pub mod model;
+pub mod outputs;
 pub mod parquet_out;
 pub mod pipeline;
 pub mod plots;

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use reco::Result;
+use reco::outputs::{Format, OutputGuard, Written};
 use reco::pipeline::bench::{Scope, bench, table};
-use reco::pipeline::paths::{Format, OutputGuard, Written};
 
 use super::Global;
 
@@ -52,8 +52,8 @@ pub fn exec(args: BenchArgs, g: &Global) -> Result<u8> {
     }
     let report = bench(&models, &data, &batch_sizes, seconds, threads, scope)?;
     if let Some(path) = &metrics_out {
-        let recipe = reco::pipeline::prom::recipe_of(&models[0]);
-        reco::pipeline::prom::write(path, &reco::pipeline::prom::for_bench(&recipe, &report))?;
+        let recipe = reco::outputs::prom::recipe_of(&models[0]);
+        reco::outputs::prom::write(path, &reco::outputs::prom::for_bench(&recipe, &report))?;
     }
     if g.json {
         super::print_json(&report)?;

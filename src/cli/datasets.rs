@@ -64,9 +64,9 @@ pub fn exec(cmd: DatasetsCommand, g: &Global, progress: &dyn Progress) -> Result
         DatasetsCommand::Synth(SynthArgs { out, users, places, days, seed }) => {
             let params = SynthParams { users, places, days, seed: seed.seed.unwrap_or(42) };
             params.validate().map_err(|e| reco::Error::input(format!("datasets {e} (--users, --places, --days)")))?;
-            reco::pipeline::paths::check_root("--out", &out, &[])?;
+            reco::outputs::check_root("--out", &out, &[])?;
             reco::artifact::check_replaceable(&out)?;
-            let _lock = reco::pipeline::paths::OutputLock::acquire_parent(&out)?;
+            let _lock = reco::outputs::OutputLock::acquire_parent(&out)?;
             let summary = synth::generate(params, &out, progress)?;
             if g.json {
                 super::print_json(&summary)?;
@@ -87,9 +87,9 @@ pub fn exec(cmd: DatasetsCommand, g: &Global, progress: &dyn Progress) -> Result
                 .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect())
                 .unwrap_or_default();
             let reads: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).chain([zips.as_path()]).collect();
-            reco::pipeline::paths::check_root("--out", &out, &reads)?;
+            reco::outputs::check_root("--out", &out, &reads)?;
             reco::artifact::check_replaceable(&out)?;
-            let _lock = reco::pipeline::paths::OutputLock::acquire_parent(&out)?;
+            let _lock = reco::outputs::OutputLock::acquire_parent(&out)?;
             let summary = reco::data::movielens::import(&from, &zips, &out)?;
             if g.json {
                 super::print_json(&summary)?;

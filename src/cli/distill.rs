@@ -105,10 +105,10 @@ pub fn exec(args: DistillArgs, g: &Global, progress: &dyn Progress) -> Result<u8
     };
     let (student, scratch) = (root.join("student"), root.join("student-scratch"));
     for dir in [&student, &scratch] {
-        reco::pipeline::paths::check_output(dir, &[teacher.as_path()])?;
+        reco::outputs::check_output(dir, &[teacher.as_path()])?;
         reco::artifact::check_replaceable(dir)?;
     }
-    let _lock = reco::pipeline::paths::OutputLock::acquire(&root)?;
+    let _lock = reco::outputs::OutputLock::acquire(&root)?;
     let train = recipe.distill.student_train(&recipe.train);
     let recipe_json = serde_json::to_value(&recipe).map_err(|e| Error::Internal(e.to_string()))?;
     let job = DistillJob {

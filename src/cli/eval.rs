@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use reco::Result;
+use reco::outputs::{Format, OutputGuard, Written};
 use reco::pipeline::eval::{default_ranking, evaluate, table};
-use reco::pipeline::paths::{Format, OutputGuard, Written};
 
 use super::Global;
 
@@ -36,8 +36,8 @@ pub fn exec(args: EvalArgs, g: &Global, progress: &dyn reco::progress::Progress)
     }
     let report = evaluate(&models, &data, ranking.as_deref(), progress)?;
     if let Some(path) = &metrics_out {
-        let recipe = reco::pipeline::prom::recipe_of(&models[0]);
-        reco::pipeline::prom::write(path, &reco::pipeline::prom::for_eval(&recipe, &report))?;
+        let recipe = reco::outputs::prom::recipe_of(&models[0]);
+        reco::outputs::prom::write(path, &reco::outputs::prom::for_eval(&recipe, &report))?;
     }
     if g.json {
         super::print_json(&report)?;

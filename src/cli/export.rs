@@ -52,8 +52,8 @@ pub fn exec(args: ExportArgs, g: &Global) -> Result<u8> {
     // Into the artifact (its manifest records the export, the directory is rebuilt): the folder
     // holding it is locked, so a run writing there, or a second export, fails at once.
     // Elsewhere, one file is renamed into place and nothing needs a lock.
-    let inside = out.as_deref().is_none_or(|o| reco::pipeline::paths::is_inside(o, &model));
-    let _lock = if inside { Some(reco::pipeline::paths::OutputLock::acquire_parent(&model)?) } else { None };
+    let inside = out.as_deref().is_none_or(|o| reco::outputs::is_inside(o, &model));
+    let _lock = if inside { Some(reco::outputs::OutputLock::acquire_parent(&model)?) } else { None };
     let s = export(&model, out.as_deref(), lookup, allow_failed)?;
     if g.json {
         super::print_json(&s)?;

@@ -171,10 +171,10 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
 }
 
 /// `--out` or the recipe default.
-fn out_dir(recipe: &Recipe, out: Option<&PathBuf>) -> Result<reco::pipeline::paths::RunPaths> {
-    let paths = reco::pipeline::paths::RunPaths::new(recipe, out.map(PathBuf::as_path));
+fn out_dir(recipe: &Recipe, out: Option<&PathBuf>) -> Result<reco::outputs::RunPaths> {
+    let paths = reco::outputs::RunPaths::new(recipe, out.map(PathBuf::as_path));
     let raw = reco::pipeline::run::raw_locations(recipe);
     let reads: Vec<&Path> = raw.iter().map(PathBuf::as_path).collect();
-    reco::pipeline::paths::check_root("--out", &paths.out, &reads)?;
+    reco::outputs::check_root("--out", &paths.out, &reads)?;
     Ok(paths)
 }

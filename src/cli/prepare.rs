@@ -26,7 +26,7 @@ pub fn exec(args: PrepareArgs, g: &Global, progress: &dyn Progress) -> Result<u8
     let PrepareArgs { recipe, out, seed } = args;
     let recipe = super::load_recipe(&recipe, &seed.into())?;
     let paths = super::out_dir(&recipe, out.as_ref())?;
-    let _lock = reco::pipeline::paths::OutputLock::acquire(&paths.out)?;
+    let _lock = reco::outputs::OutputLock::acquire(&paths.out)?;
     let synthetic = matches!(recipe.data, reco::recipe::DataConfig::Synth(_));
     for dir in synthetic.then(|| paths.raw()).into_iter().chain([paths.features()]) {
         reco::artifact::check_replaceable(&dir)?;

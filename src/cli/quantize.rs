@@ -75,9 +75,9 @@ pub fn exec(args: QuantizeArgs, g: &Global, progress: &dyn Progress) -> Result<u
         p.is_file().then_some(p)
     });
     let out = out.unwrap_or_else(|| default_out(&model));
-    reco::pipeline::paths::check_output(&out, &[calibration.as_path(), model.as_path()])?;
+    reco::outputs::check_output(&out, &[calibration.as_path(), model.as_path()])?;
     reco::artifact::check_replaceable(&out)?;
-    let _lock = reco::pipeline::paths::OutputLock::acquire_parent(&out)?;
+    let _lock = reco::outputs::OutputLock::acquire_parent(&out)?;
     let opts =
         QuantizeOptions { calibrator, per_channel: !per_tensor, dynamic, weight_bits, max_auc_drop, max_ndcg_drop };
     let job = QuantizeJob {

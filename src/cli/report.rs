@@ -16,7 +16,7 @@ pub struct ReportArgs {
 
 pub fn exec(args: ReportArgs, g: &Global) -> Result<u8> {
     // The lock first: a run that holds it has removed its old report.json meanwhile.
-    let _lock = args.out.is_dir().then(|| reco::pipeline::paths::OutputLock::acquire(&args.out)).transpose()?;
+    let _lock = args.out.is_dir().then(|| reco::outputs::OutputLock::acquire(&args.out)).transpose()?;
     if !args.out.join("report.json").is_file() {
         return Err(reco::Error::input(format!(
             "{}: no report.json (not the --out of a finished `reco-cli run`)",
@@ -24,7 +24,7 @@ pub fn exec(args: ReportArgs, g: &Global) -> Result<u8> {
         )));
     }
     // The charts' folder may be a link somewhere else: never into an artifact.
-    reco::pipeline::paths::check_root("report", &args.out.join("report"), &[])?;
+    reco::outputs::check_root("report", &args.out.join("report"), &[])?;
     let files = reco::pipeline::report::write(&args.out)?;
     if g.json {
         super::print_json(&files)?;

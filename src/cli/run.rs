@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 use reco::Result;
+use reco::outputs::{Format, OutputGuard, Written};
 use reco::pipeline::eval::table;
-use reco::pipeline::paths::{Format, OutputGuard, Written};
 use reco::pipeline::reuse::{Mode, Stage};
 use reco::pipeline::run::{RunOptions, run};
 use reco::progress::Progress;
@@ -50,7 +50,7 @@ pub fn exec(args: RunArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
             .writes(paths.written())
             .check()?;
     }
-    let _lock = reco::pipeline::paths::OutputLock::acquire(&paths.out)?;
+    let _lock = reco::outputs::OutputLock::acquire(&paths.out)?;
     paths.check_replaceable(matches!(recipe.data, reco::recipe::DataConfig::Synth(_)))?;
     let reuse = match (force, from) {
         (true, _) => Mode::Force,
@@ -59,7 +59,7 @@ pub fn exec(args: RunArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
     };
     let report = run(&recipe, &paths, RunOptions { resume, reuse }, progress)?;
     if let Some(path) = &metrics_out {
-        reco::pipeline::prom::write(path, &reco::pipeline::prom::for_run(&report))?;
+        reco::outputs::prom::write(path, &reco::outputs::prom::for_run(&report))?;
     }
     if g.json {
         super::print_json(&report)?;

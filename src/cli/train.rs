@@ -48,7 +48,7 @@ pub fn exec(args: TrainArgs, g: &Global, progress: &dyn Progress) -> Result<u8> 
     }
     recipe.validate().map_err(|e| reco::Error::input(format!("train: {e}")))?;
     let paths = super::out_dir(&recipe, out.as_ref())?;
-    let _lock = reco::pipeline::paths::OutputLock::acquire(&paths.out)?;
+    let _lock = reco::outputs::OutputLock::acquire(&paths.out)?;
     reco::artifact::check_replaceable(&paths.stage("teacher"))?;
     let recipe_json = serde_json::to_value(&recipe).map_err(|e| reco::Error::Internal(e.to_string()))?;
     let job = TrainJob {

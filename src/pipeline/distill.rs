@@ -136,7 +136,7 @@ pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillS
     let lineage = Lineage {
         parent_content_sha256: teacher_hash.clone(),
         parent_kind: manifest.kind,
-        parent_path: crate::pipeline::paths::relative(job.out, job.teacher),
+        parent_path: crate::outputs::relative(job.out, job.teacher),
     };
     let distillation = serde_json::json!({
         "temperature": job.cfg.temperature,

@@ -289,7 +289,7 @@ pub fn evaluate(
         let calibration = metrics::calibration_bins(&probs, &labels, 10);
         drop(probs);
         rows.push(ModelEval {
-            name: crate::pipeline::paths::dir_name(dir),
+            name: crate::outputs::dir_name(dir),
             path: dir.display().to_string(),
             kind: manifest.kind.to_string(),
             auc: metrics::auc(&logits, &labels),

@@ -15,7 +15,7 @@ use crate::artifact::weights::FloatWeights;
 use crate::artifact::{self, ArtifactWriter, MANIFEST, WEIGHTS};
 use crate::error::{Error, IoContext, Result};
 use crate::onnx::{self, IdLookup};
-use crate::pipeline::paths::{Format, OutputGuard, Written};
+use crate::outputs::{Format, OutputGuard, Written};
 
 /// Default file name inside the artifact.
 pub const ONNX_FILE: &str = "model.onnx";

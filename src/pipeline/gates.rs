@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::artifact::manifest::{GateFailure, Status};
 use crate::error::{IoContext, Result};
+use crate::outputs::dir_name;
 use crate::pipeline::eval::{EvalReport, ModelEval};
-use crate::pipeline::paths::dir_name;
 use crate::recipe::{GateJudge, GatesConfig};
 
 /// One quality gate's verdict.

@@ -102,7 +102,7 @@ struct TopK {
 /// Runs the job.
 pub fn precompute(job: &PrecomputeJob) -> Result<PrecomputeSummary> {
     check_flags(job)?;
-    super::paths::OutputGuard::new("--out", &job.out, super::paths::Written::File(super::paths::Format::Parquet))
+    crate::outputs::OutputGuard::new("--out", &job.out, crate::outputs::Written::File(crate::outputs::Format::Parquet))
         .reads(&[&job.model, &job.features])
         .check()?;
     let (manifest, model) = Model::open(&job.model)?;

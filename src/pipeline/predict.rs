@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::data::features::FeatureFrame;
 use crate::error::{Error, Result};
+use crate::outputs::{Format, OutputGuard, Written};
 use crate::parquet_out::{stream_predictions, write_predictions};
-use crate::pipeline::paths::{Format, OutputGuard, Written};
 use crate::runtime::{Columns, Model};
 
 /// Rows scored per streamed batch.

@@ -497,7 +497,7 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
         lineage: Some(Lineage {
             parent_content_sha256: pman.content_hash(),
             parent_kind: pman.kind,
-            parent_path: crate::pipeline::paths::relative(job.out, job.model),
+            parent_path: crate::outputs::relative(job.out, job.model),
         }),
         training: serde_json::json!({ "parent_training": pman.training }),
         metrics,

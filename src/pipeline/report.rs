@@ -99,7 +99,7 @@ fn load(out: &Path) -> Result<Inputs> {
     let timings_path = out.join("timings.json");
     let timings = if timings_path.exists() { read_json(&timings_path)? } else { Value::Null };
     let timed = timings_of(&timings, &timings_path)?;
-    let restored = crate::pipeline::stable::restore(report.clone(), &timed);
+    let restored = crate::outputs::stable::restore(report.clone(), &timed);
     let eval: EvalReport = serde_json::from_value(restored["eval"].clone()).map_err(|e| {
         Error::input(format!("{}: `eval` is not a run's evaluation: {e}", out.join("report.json").display()))
     })?;
@@ -129,7 +129,7 @@ fn verdict_of(report: &Value, path: &Path) -> Result<Verdict> {
 
 /// The timings of `timings.json` (none when it is absent): an object of numbers by location;
 /// anything else is that file's error, named with the key and value at fault.
-fn timings_of(timings: &Value, path: &Path) -> Result<crate::pipeline::stable::Timings> {
+fn timings_of(timings: &Value, path: &Path) -> Result<crate::outputs::stable::Timings> {
     let map = match timings {
         Value::Null => return Ok(Default::default()),
         Value::Object(m) => m,
@@ -175,7 +175,7 @@ pub fn write(out: &Path) -> Result<ReportFiles> {
 }
 
 fn write_text(path: &Path, text: &str) -> Result<()> {
-    crate::pipeline::run::write_file(path, text.as_bytes())
+    crate::outputs::write_file(path, text.as_bytes())
 }
 
 fn build(i: &Inputs) -> Result<Vec<Block>> {

@@ -226,7 +226,7 @@ impl Reuse {
         let detail = exact(detail.clone(), true);
         let sealed = Record::seal(key, &detail);
         let record = Record { key: key.into(), base: self.base(), detail, files, artifacts, exported, sealed };
-        crate::pipeline::run::write_json(&self.path(name), &record)
+        crate::outputs::write_json(&self.path(name), &record)
     }
 
     /// The model directories of the stages that depend on `name` (those that exist).
@@ -284,7 +284,7 @@ impl Reuse {
                 }
             }
             if touched {
-                crate::pipeline::run::write_json(&path, &record)?;
+                crate::outputs::write_json(&path, &record)?;
             }
         }
         Ok(())

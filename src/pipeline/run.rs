@@ -11,10 +11,10 @@ use serde::Serialize;
 use crate::data::schema::FilesConfig;
 use crate::data::synth::{self, SynthParams};
 use crate::error::{Error, IoContext, Result};
+use crate::outputs::RunPaths;
 use crate::pipeline::distill::{DistillJob, distill};
 use crate::pipeline::eval::{EvalReport, evaluate};
 use crate::pipeline::gates::{self, Dominated, GateReport, RunModels};
-use crate::pipeline::paths::RunPaths;
 use crate::pipeline::prepare::prepare;
 use crate::pipeline::quantize::{QuantizeJob, QuantizeOptions, quantize};
 use crate::pipeline::reuse::{self, Mode, Outputs, Reuse};
@@ -285,9 +285,9 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn P
     };
     // The files hold no timings and no absolute paths (same recipe, data, seed -> same bytes);
     // the timings go to their own file.
-    let (stable, timings) = crate::pipeline::stable::for_file(json(&report), &paths.out);
-    write_json(&paths.timings(), &timings)?;
-    write_json(&paths.report(), &stable)?;
+    let (stable, timings) = crate::outputs::stable::for_file(json(&report), &paths.out);
+    crate::outputs::write_json(&paths.timings(), &timings)?;
+    crate::outputs::write_json(&paths.report(), &stable)?;
     crate::pipeline::report::write(&paths.out)?;
     Ok(report)
 }
@@ -381,19 +381,4 @@ fn quantize_gates(s: &serde_json::Value) -> Vec<GateReport> {
     let (max_auc, max_ndcg) =
         (s["options"]["max_auc_drop"].as_f64().unwrap_or(0.0), s["options"]["max_ndcg_drop"].as_f64().unwrap_or(0.0));
     gates::int8_gates(artifact, (s["delta_auc"].as_f64(), s["delta_ndcg"].as_f64()), (max_auc, max_ndcg))
-}
-
-/// Writes JSON through a temporary file renamed into place.
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Internal(e.to_string()))?;
-    write_file(path, &bytes)
-}
-
-/// Writes `bytes` to `path` (its folder created when missing) through a temporary file
-/// renamed into place.
-pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).at(dir)?;
-    }
-    crate::artifact::write_atomic(path, |mut f| std::io::Write::write_all(&mut f, bytes).at(path))
 }

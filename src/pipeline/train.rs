@@ -575,7 +575,7 @@ pub fn write_float_artifact(
         files: BTreeMap::new(),
         input_data,
         lineage: meta.lineage,
-        training: crate::pipeline::stable::for_file(meta.training, out).0,
+        training: crate::outputs::stable::for_file(meta.training, out).0,
         metrics,
         quantization: None,
         exports: Default::default(),

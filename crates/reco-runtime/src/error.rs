@@ -1,16 +1,65 @@
-//! The library's typed error: one variant per way a user can see things fail.
+//! The library's typed error: one variant per way a user can see things fail, and an
+//! [`ErrorKind`] a caller can match without reading the message.
 //!
 //! Every message is a single line that names the file, column or value at fault and what was
-//! expected. The binary maps [`Error::exit_code`] to the process exit status.
+//! expected. The binary maps [`Error::exit_code`] to the process exit status. A server tells
+//! the classes apart by [`Error::kind`]: a checksum mismatch (the artifact was modified) from
+//! an unsupported format version (a newer reco-cli wrote it) from a bad request column.
 
+use std::fmt::Display;
 use std::path::{Path, PathBuf};
+
+/// What class of failure an [`Error`] is: what a caller matches on. More classes may come, so
+/// a `match` needs a wildcard arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No artifact there: no such directory, or no `manifest.json` in it.
+    ArtifactMissing,
+    /// Not a reco-cli artifact: the manifest is not valid manifest JSON, names another format,
+    /// lists a file outside the directory or no weights file, contradicts itself (an INT8 kind
+    /// without quantization parameters), or the weights file is not safetensors.
+    NotAnArtifact,
+    /// Written by a newer (or other) reco-cli: a `format_version`, or an architecture feature
+    /// such as the activation, this runtime does not read.
+    UnsupportedVersion,
+    /// A file the manifest lists is missing, or its size or sha256 differs from the manifest's:
+    /// the artifact was modified or corrupted after it was written.
+    ChecksumMismatch,
+    /// The tensors do not fit the architecture: a tensor missing or of another shape or dtype,
+    /// embeddings that do not match the spec's columns, or values no model holds (a NaN or
+    /// infinity, a non-positive input scale).
+    ShapeMismatch,
+    /// A feature spec encoding cannot rely on: a vocabulary not strictly ascending, a
+    /// non-finite mean, a standard deviation out of range, a dtype its vocabulary contradicts.
+    BadFeatureSpec,
+    /// An artifact that must not be served ([`crate::artifact::check_usable`]): its status is
+    /// failed, or it (or an ancestor) is stale because its parent was replaced since.
+    Unusable,
+    /// Scoring input that does not fit the feature spec: a missing, extra or wrong-typed
+    /// column, columns of different lengths, a null or non-finite number, an id that does not
+    /// fit.
+    InputColumn,
+    /// Any other bad input: arguments, recipes, data files, settings.
+    Input,
+    /// An operating-system I/O error.
+    Io,
+    /// A failure inside a dependency that is not the user's input.
+    Internal,
+}
 
 /// Errors returned by every public operation of the library.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Bad user input: arguments, recipes, data files, artifacts. Exit code 2.
-    #[error("{0}")]
-    Input(String),
+    /// Bad user input (arguments, recipes, data files, artifacts, scoring input), one line, of
+    /// the class `kind`. Exit code 2.
+    #[error("{message}")]
+    Input {
+        /// The class of the failure.
+        kind: ErrorKind,
+        /// The line shown to the user.
+        message: String,
+    },
     /// An operating-system I/O error on a named path. Exit code 2.
     #[error("{}: {source}", path.display())]
     Io {
@@ -20,10 +69,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A quality gate failed; the artifact is still written and marked failed. Exit code 1.
-    #[error("quality gate failed: {0}")]
-    Gate(String),
     /// A failure inside a dependency (polars, burn, parquet) that is not the user's input.
+    /// Exit code 2.
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -32,9 +79,17 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// Builds an [`Error::Input`] from anything printable.
+    /// A generic bad-input error ([`ErrorKind::Input`]) from anything printable.
     pub fn input(msg: impl Into<String>) -> Self {
-        Self::Input(msg.into())
+        Self::new(ErrorKind::Input, msg)
+    }
+
+    /// A bad-input error of class `kind` ([`ErrorKind::Internal`] builds [`Error::Internal`]).
+    pub fn new(kind: ErrorKind, msg: impl Into<String>) -> Self {
+        match kind {
+            ErrorKind::Internal => Self::Internal(msg.into()),
+            kind => Self::Input { kind, message: msg.into() },
+        }
     }
 
     /// Wraps an I/O error with the path it happened on.
@@ -42,11 +97,30 @@ impl Error {
         Self::Io { path: path.as_ref().to_path_buf(), source }
     }
 
-    /// The process exit code the contract assigns to this error (DESIGN §2).
+    /// The class of this error: what a caller matches instead of parsing the message.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Input { kind, .. } => *kind,
+            Self::Io { .. } => ErrorKind::Io,
+            Self::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The same error with `prefix` before its message, its kind kept: what a caller adding
+    /// the file or field at fault writes (`e.with_prefix(format!("{}: ", path.display()))`).
+    /// The result is an [`Error::Input`] whose message is `prefix` followed by this error's
+    /// whole text.
+    #[must_use]
+    pub fn with_prefix(self, prefix: impl Display) -> Self {
+        Self::Input { kind: self.kind(), message: format!("{prefix}{self}") }
+    }
+
+    /// The process exit code the contract assigns to this error (DESIGN §2): 2 for every
+    /// error of the library (a failed quality gate, exit code 1, is an outcome of a run, not
+    /// an error).
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Gate(_) => 1,
-            Self::Input(_) | Self::Io { .. } | Self::Internal(_) => 2,
+            Self::Input { .. } | Self::Io { .. } | Self::Internal(_) => 2,
         }
     }
 }

@@ -16,7 +16,7 @@ pub mod quant;
 pub mod rng;
 pub mod runtime;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 
 /// The version written into every manifest and file metadata.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

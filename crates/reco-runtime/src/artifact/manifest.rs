@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::spec::FeatureSpec;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// Value of the `format` field.
 pub const FORMAT: &str = "reco-cli.artifact";
@@ -235,45 +235,63 @@ impl Manifest {
     /// Refuses manifests of another format or a newer version.
     pub fn check_format(&self, path: &Path) -> Result<()> {
         if self.format != FORMAT {
-            return Err(Error::input(format!("{}: format is {:?}, expected {FORMAT:?}", path.display(), self.format)));
+            return Err(Error::new(
+                ErrorKind::NotAnArtifact,
+                format!("{}: format is {:?}, expected {FORMAT:?}", path.display(), self.format),
+            ));
         }
         if self.format_version != FORMAT_VERSION {
-            return Err(Error::input(format!(
-                "{}: format_version {} is not supported (this reco-cli reads {FORMAT_VERSION})",
-                path.display(),
-                self.format_version
-            )));
+            return Err(Error::new(
+                ErrorKind::UnsupportedVersion,
+                format!(
+                    "{}: format_version {} is not supported (this reco-cli reads {FORMAT_VERSION})",
+                    path.display(),
+                    self.format_version
+                ),
+            ));
         }
         let names = self.files.keys().chain(self.exports.values().map(|e| &e.file));
         if let Some(bad) = names.into_iter().find(|n| !is_inside_name(n)) {
-            return Err(Error::input(format!(
-                "{}: lists file {bad:?}, expected a path inside the artifact directory (no `..`, not absolute)",
-                path.display()
-            )));
+            return Err(Error::new(
+                ErrorKind::NotAnArtifact,
+                format!(
+                    "{}: lists file {bad:?}, expected a path inside the artifact directory (no `..`, not absolute)",
+                    path.display()
+                ),
+            ));
         }
         if self.architecture.activation != "relu" {
-            return Err(Error::input(format!(
-                "{}: architecture.activation {:?} is not supported (format version 1 has \"relu\")",
-                path.display(),
-                self.architecture.activation
-            )));
+            return Err(Error::new(
+                ErrorKind::UnsupportedVersion,
+                format!(
+                    "{}: architecture.activation {:?} is not supported (format version 1 has \"relu\")",
+                    path.display(),
+                    self.architecture.activation
+                ),
+            ));
         }
         if self.kind.is_int8() != self.quantization.is_some() {
-            return Err(Error::input(format!(
-                "{}: kind {} {} a `quantization` section",
-                path.display(),
-                self.kind,
-                if self.kind.is_int8() { "is INT8 but has no" } else { "is a float model but has" }
-            )));
+            return Err(Error::new(
+                ErrorKind::NotAnArtifact,
+                format!(
+                    "{}: kind {} {} a `quantization` section",
+                    path.display(),
+                    self.kind,
+                    if self.kind.is_int8() { "is INT8 but has no" } else { "is a float model but has" }
+                ),
+            ));
         }
-        self.feature_spec.validate().map_err(|e| Error::input(format!("{}: feature_spec {e}", path.display())))?;
+        self.feature_spec.validate().map_err(|e| e.with_prefix(format_args!("{}: feature_spec ", path.display())))?;
         if self.architecture.embedding_dims.len() != self.feature_spec.categorical.len() {
-            return Err(Error::input(format!(
-                "{}: architecture has {} embeddings but the feature spec has {} categorical columns",
-                path.display(),
-                self.architecture.embedding_dims.len(),
-                self.feature_spec.categorical.len()
-            )));
+            return Err(Error::new(
+                ErrorKind::ShapeMismatch,
+                format!(
+                    "{}: architecture has {} embeddings but the feature spec has {} categorical columns",
+                    path.display(),
+                    self.architecture.embedding_dims.len(),
+                    self.feature_spec.categorical.len()
+                ),
+            ));
         }
         Ok(())
     }

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 pub use manifest::{ExportEntry, FileEntry, Manifest};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, ErrorKind, IoContext, Result};
 
 /// File name of the manifest inside an artifact directory.
 pub const MANIFEST: &str = "manifest.json";
@@ -318,8 +318,9 @@ pub fn rewrite_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
 /// other content), and one whose parent, or any ancestor, is failed or stale. A parent that is
 /// not there at all (an artifact deployed alone) is no objection.
 pub fn check_usable(dir: &Path, manifest: &Manifest) -> Result<()> {
-    let refuse =
-        |what: String| Err(Error::input(format!("{what}; refusing it (pass --allow-failed to use it anyway)")));
+    let refuse = |what: String| {
+        Err(Error::new(ErrorKind::Unusable, format!("{what}; refusing it (pass --allow-failed to use it anyway)")))
+    };
     let (mut at, mut m) = (dir.to_path_buf(), manifest.clone());
     for _ in 0..16 {
         if m.status == manifest::Status::Failed {
@@ -387,10 +388,14 @@ fn lexically_normal(p: &Path) -> PathBuf {
 pub fn open(dir: &Path) -> Result<Manifest> {
     let mpath = dir.join(MANIFEST);
     if !dir.is_dir() {
-        return Err(Error::input(format!("{}: no such artifact directory", dir.display())));
+        return Err(Error::new(ErrorKind::ArtifactMissing, format!("{}: no such artifact directory", dir.display())));
     }
-    let text = std::fs::read(&mpath)
-        .map_err(|_| Error::input(format!("{}: missing {MANIFEST} (not a reco-cli artifact)", dir.display())))?;
+    let text = std::fs::read(&mpath).map_err(|_| {
+        Error::new(
+            ErrorKind::ArtifactMissing,
+            format!("{}: missing {MANIFEST} (not a reco-cli artifact)", dir.display()),
+        )
+    })?;
     let manifest = parse_manifest(&text, &mpath)?;
     verify_files(dir, &manifest)?;
     Ok(manifest)
@@ -398,8 +403,9 @@ pub fn open(dir: &Path) -> Result<Manifest> {
 
 /// Parses and format-checks a manifest; `mpath` names it in errors.
 fn parse_manifest(text: &[u8], mpath: &Path) -> Result<Manifest> {
-    let manifest: Manifest = serde_json::from_slice(text)
-        .map_err(|e| Error::input(format!("{}: not a valid reco-cli manifest ({e})", mpath.display())))?;
+    let manifest: Manifest = serde_json::from_slice(text).map_err(|e| {
+        Error::new(ErrorKind::NotAnArtifact, format!("{}: not a valid reco-cli manifest ({e})", mpath.display()))
+    })?;
     manifest.check_format(mpath)?;
     Ok(manifest)
 }
@@ -413,23 +419,32 @@ pub fn manifest_from_bytes(name: &str, text: &[u8]) -> Result<Manifest> {
 pub fn verify_bytes(name: &str, manifest: &Manifest, file: &str, bytes: &[u8]) -> Result<()> {
     let p = Path::new(name).join(file);
     let entry = manifest.files.get(file).ok_or_else(|| {
-        Error::input(format!("{}: manifest lists no {file}", Path::new(name).join(MANIFEST).display()))
+        Error::new(
+            ErrorKind::NotAnArtifact,
+            format!("{}: manifest lists no {file}", Path::new(name).join(MANIFEST).display()),
+        )
     })?;
     if bytes.len() as u64 != entry.bytes {
-        return Err(Error::input(format!(
-            "{}: {} bytes, the manifest says {}; the artifact was modified or corrupted",
-            p.display(),
-            bytes.len(),
-            entry.bytes
-        )));
+        return Err(Error::new(
+            ErrorKind::ChecksumMismatch,
+            format!(
+                "{}: {} bytes, the manifest says {}; the artifact was modified or corrupted",
+                p.display(),
+                bytes.len(),
+                entry.bytes
+            ),
+        ));
     }
     let actual = sha256_bytes(bytes);
     if actual != entry.sha256 {
-        return Err(Error::input(format!(
-            "{}: sha256 mismatch (manifest says {}, bytes have {actual}); the artifact was modified or corrupted",
-            p.display(),
-            entry.sha256
-        )));
+        return Err(Error::new(
+            ErrorKind::ChecksumMismatch,
+            format!(
+                "{}: sha256 mismatch (manifest says {}, bytes have {actual}); the artifact was modified or corrupted",
+                p.display(),
+                entry.sha256
+            ),
+        ));
     }
     Ok(())
 }
@@ -437,27 +452,39 @@ pub fn verify_bytes(name: &str, manifest: &Manifest, file: &str, bytes: &[u8]) -
 /// Checks that each file the manifest lists exists with the recorded sha256.
 pub fn verify_files(dir: &Path, manifest: &Manifest) -> Result<()> {
     if !manifest.files.contains_key(WEIGHTS) {
-        return Err(Error::input(format!("{}: manifest lists no {WEIGHTS}", dir.join(MANIFEST).display())));
+        return Err(Error::new(
+            ErrorKind::NotAnArtifact,
+            format!("{}: manifest lists no {WEIGHTS}", dir.join(MANIFEST).display()),
+        ));
     }
     let exports = manifest.exports.values().map(|e| (&e.file, &e.sha256, e.bytes));
     for (name, sha256, bytes) in manifest.files.iter().map(|(n, e)| (n, &e.sha256, e.bytes)).chain(exports) {
         let p = dir.join(name);
         if !p.is_file() {
-            return Err(Error::input(format!("{}: missing (listed in the manifest)", p.display())));
+            return Err(Error::new(
+                ErrorKind::ChecksumMismatch,
+                format!("{}: missing (listed in the manifest)", p.display()),
+            ));
         }
         let size = std::fs::metadata(&p).at(&p)?.len();
         if size != bytes {
-            return Err(Error::input(format!(
-                "{}: {size} bytes, the manifest says {bytes}; the artifact was modified or corrupted",
-                p.display()
-            )));
+            return Err(Error::new(
+                ErrorKind::ChecksumMismatch,
+                format!(
+                    "{}: {size} bytes, the manifest says {bytes}; the artifact was modified or corrupted",
+                    p.display()
+                ),
+            ));
         }
         let actual = sha256_file(&p)?;
         if actual != *sha256 {
-            return Err(Error::input(format!(
-                "{}: sha256 mismatch (manifest says {sha256}, file has {actual}); the artifact was modified or corrupted",
-                p.display(),
-            )));
+            return Err(Error::new(
+                ErrorKind::ChecksumMismatch,
+                format!(
+                    "{}: sha256 mismatch (manifest says {sha256}, file has {actual}); the artifact was modified or corrupted",
+                    p.display(),
+                ),
+            ));
         }
     }
     Ok(())

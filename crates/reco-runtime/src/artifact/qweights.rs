@@ -17,12 +17,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use safetensors::{Dtype, tensor::TensorView};
 
 use super::manifest::Architecture;
 use super::spec::FeatureSpec;
 use super::weights::Dense;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::quant::QParams;
 
 /// Layout description stored in the manifest's `tensor_layout`.
@@ -157,21 +157,10 @@ impl QuantWeights {
 
     /// Same, from the file's bytes (`path` names them in errors).
     pub fn from_bytes(bytes: &[u8], path: &Path, spec: &FeatureSpec, arch: &Architecture) -> Result<Self> {
-        let st = SafeTensors::deserialize(bytes)
-            .map_err(|e| Error::input(format!("{}: not a valid safetensors file ({e})", path.display())))?;
+        let st = super::weights::parse_safetensors(bytes, path)?;
         let names: std::collections::HashSet<String> = st.names().into_iter().map(str::to_string).collect();
         let raw = |name: &str, dtype: Dtype, shape: &[usize]| -> Result<Vec<u8>> {
-            let t =
-                st.tensor(name).map_err(|_| Error::input(format!("{}: missing tensor `{name}`", path.display())))?;
-            if t.dtype() != dtype || t.shape() != shape {
-                return Err(Error::input(format!(
-                    "{}: tensor `{name}` is {:?} {:?}, expected {dtype:?} {shape:?}",
-                    path.display(),
-                    t.dtype(),
-                    t.shape()
-                )));
-            }
-            Ok(t.data().to_vec())
+            Ok(super::weights::tensor(&st, path, name, dtype, shape)?.to_vec())
         };
         let f32s = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
             super::weights::finite_f32(path, name, &raw(name, Dtype::F32, shape)?)
@@ -202,7 +191,10 @@ impl QuantWeights {
                     let scale = f32s(&format!("dense.{i}.input_scale"), &[1])?[0];
                     let zp = raw(&format!("dense.{i}.input_zero_point"), Dtype::U8, &[1])?[0];
                     if !(scale > 0.0 && scale.is_finite()) {
-                        return Err(Error::input(format!("{}: dense.{i}.input_scale is {scale}", path.display())));
+                        return Err(Error::new(
+                            ErrorKind::ShapeMismatch,
+                            format!("{}: dense.{i}.input_scale is {scale}", path.display()),
+                        ));
                     }
                     (Some((bias_q, QParams { scale, zero_point: i32::from(zp) })), Vec::new())
                 } else {
@@ -224,8 +216,7 @@ impl QuantWeights {
     /// True when the file holds an INT8 model (row-wise embedding codes).
     pub fn is_quantized(path: &Path) -> Result<bool> {
         let bytes = std::fs::read(path).at(path)?;
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| Error::input(format!("{}: not a valid safetensors file ({e})", path.display())))?;
+        let st = super::weights::parse_safetensors(&bytes, path)?;
         Ok(st.names().iter().any(|n| n.ends_with(".codes")))
     }
 }

@@ -13,6 +13,8 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, ErrorKind, Result};
+
 /// The type of a categorical column's raw values, as the source table has them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -179,13 +181,18 @@ enum VocabularyJson {
 }
 
 impl TryFrom<CategoricalJson> for CategoricalSpec {
-    type Error = String;
-    fn try_from(j: CategoricalJson) -> std::result::Result<Self, String> {
+    type Error = Error;
+    fn try_from(j: CategoricalJson) -> Result<Self> {
         let vocabulary = match (j.dtype, j.vocabulary) {
             (IdType::Int64, VocabularyJson::Int(v)) => Vocabulary::Int(v),
             (IdType::String, VocabularyJson::Str(v)) => Vocabulary::Str(v),
             (IdType::String, VocabularyJson::Int(v)) if v.is_empty() => Vocabulary::Str(Vec::new()),
-            (t, _) => return Err(format!("column {:?}: dtype {t} but the vocabulary holds other values", j.name)),
+            (t, _) => {
+                return Err(Error::new(
+                    ErrorKind::BadFeatureSpec,
+                    format!("column {:?}: dtype {t} but the vocabulary holds other values", j.name),
+                ));
+            }
         };
         Ok(Self::with_vocabulary(j.name, vocabulary))
     }
@@ -410,8 +417,9 @@ pub struct SourceColumn {
 
 impl FeatureSpec {
     /// Checks what encoding relies on: strictly ascending vocabularies, finite means and
-    /// positive finite standard deviations. Returns the offending column and value.
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    /// positive finite standard deviations. The error ([`ErrorKind::BadFeatureSpec`]) names
+    /// the offending column and value.
+    pub fn validate(&self) -> Result<()> {
         for c in &self.categorical {
             let bad = match &c.vocabulary {
                 Vocabulary::Int(v) => v.windows(2).find(|w| w[0] >= w[1]).map(|w| (w[0].to_string(), w[1].to_string())),
@@ -420,15 +428,21 @@ impl FeatureSpec {
                 }
             };
             if let Some((a, b)) = bad {
-                return Err(format!("column {:?}: vocabulary must be strictly ascending, found {a} then {b}", c.name));
+                return Err(Error::new(
+                    ErrorKind::BadFeatureSpec,
+                    format!("column {:?}: vocabulary must be strictly ascending, found {a} then {b}", c.name),
+                ));
             }
         }
         for n in &self.numeric {
             let (mean, inv) = n.coefficients();
             if !(n.mean.is_finite() && n.std.is_finite() && n.std >= MIN_STD && mean.is_finite() && inv.is_finite()) {
-                return Err(format!(
-                    "column {:?}: mean {} and std {}, expected finite values within f32 range and std >= {MIN_STD:e} (a constant column has std 1)",
-                    n.name, n.mean, n.std
+                return Err(Error::new(
+                    ErrorKind::BadFeatureSpec,
+                    format!(
+                        "column {:?}: mean {} and std {}, expected finite values within f32 range and std >= {MIN_STD:e} (a constant column has std 1)",
+                        n.name, n.mean, n.std
+                    ),
                 ));
             }
         }
@@ -527,12 +541,16 @@ mod tests {
         assert!(spec.validate().is_ok());
         spec.categorical[0].vocabulary = Vocabulary::Int(vec![1, 3, 3]);
         let e = spec.validate().unwrap_err();
-        assert!(e.contains("\"c\"") && e.contains("3 then 3"), "{e}");
+        assert_eq!(e.kind(), ErrorKind::BadFeatureSpec);
+        assert_eq!(e.to_string(), "column \"c\": vocabulary must be strictly ascending, found 3 then 3");
         spec.categorical[0].vocabulary = Vocabulary::Str(vec!["b".into(), "a".into()]);
-        assert!(spec.validate().unwrap_err().contains("\"b\" then \"a\""));
+        let e = spec.validate().unwrap_err();
+        assert_eq!(e.to_string(), "column \"c\": vocabulary must be strictly ascending, found \"b\" then \"a\"");
         spec.categorical[0].vocabulary = Vocabulary::Int(vec![1, 2, 3]);
         spec.numeric[0].std = 0.0;
-        assert!(spec.validate().unwrap_err().contains("\"x\""));
+        let e = spec.validate().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BadFeatureSpec);
+        assert!(e.to_string().starts_with("column \"x\": mean 1.5 and std 0, expected finite values"), "{e}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use super::manifest::Architecture;
 use super::spec::FeatureSpec;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, ErrorKind, IoContext, Result};
 
 /// Layout description stored in the manifest's `tensor_layout`.
 pub const LAYOUT: &str = "embedding.<column>: F32 [vocab+1, dim], row 0 = OOV; dense.<i>.weight: F32 [out, in] (PyTorch Linear); dense.<i>.bias: F32 [out]";
@@ -118,20 +118,9 @@ impl FloatWeights {
 
     /// Same, from the file's bytes (`path` names them in errors).
     pub fn from_bytes(bytes: &[u8], path: &Path, spec: &FeatureSpec, arch: &Architecture) -> Result<Self> {
-        let st = SafeTensors::deserialize(bytes)
-            .map_err(|e| Error::input(format!("{}: not a valid safetensors file ({e})", path.display())))?;
+        let st = parse_safetensors(bytes, path)?;
         let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
-            let t =
-                st.tensor(name).map_err(|_| Error::input(format!("{}: missing tensor `{name}`", path.display())))?;
-            if t.dtype() != Dtype::F32 || t.shape() != shape {
-                return Err(Error::input(format!(
-                    "{}: tensor `{name}` is {:?} {:?}, expected F32 {shape:?}",
-                    path.display(),
-                    t.dtype(),
-                    t.shape()
-                )));
-            }
-            finite_f32(path, name, t.data())
+            finite_f32(path, name, tensor(&st, path, name, Dtype::F32, shape)?)
         };
         let embeddings = spec
             .categorical
@@ -159,16 +148,50 @@ impl FloatWeights {
     }
 }
 
-/// The little-endian f32 values of tensor `name`; a NaN or infinity is an input error naming
-/// the tensor and position (a model holding one scores garbage).
+/// The tensors of a safetensors file's `bytes` (`path` names them in errors); bytes that are
+/// not one are [`ErrorKind::NotAnArtifact`].
+pub(crate) fn parse_safetensors<'a>(bytes: &'a [u8], path: &Path) -> Result<SafeTensors<'a>> {
+    SafeTensors::deserialize(bytes).map_err(|e| {
+        Error::new(ErrorKind::NotAnArtifact, format!("{}: not a valid safetensors file ({e})", path.display()))
+    })
+}
+
+/// The bytes of tensor `name`, which must be `dtype` of `shape`: a tensor missing or of another
+/// dtype or shape is an [`ErrorKind::ShapeMismatch`] naming it.
+pub(crate) fn tensor<'a>(
+    st: &SafeTensors<'a>,
+    path: &Path,
+    name: &str,
+    dtype: Dtype,
+    shape: &[usize],
+) -> Result<&'a [u8]> {
+    let shape_error = |msg: String| Error::new(ErrorKind::ShapeMismatch, msg);
+    let t = st.tensor(name).map_err(|_| shape_error(format!("{}: missing tensor `{name}`", path.display())))?;
+    if t.dtype() != dtype || t.shape() != shape {
+        return Err(shape_error(format!(
+            "{}: tensor `{name}` is {:?} {:?}, expected {dtype:?} {shape:?}",
+            path.display(),
+            t.dtype(),
+            t.shape()
+        )));
+    }
+    Ok(t.data())
+}
+
+/// The little-endian f32 values of tensor `name`; a NaN or infinity is an error
+/// ([`ErrorKind::ShapeMismatch`]) naming the tensor and position (a model holding one scores
+/// garbage).
 pub(crate) fn finite_f32(path: &Path, name: &str, data: &[u8]) -> Result<Vec<f32>> {
     let v: Vec<f32> = data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-        return Err(Error::input(format!(
-            "{}: tensor `{name}` holds {} at position {i}; the model is corrupt or its training diverged",
-            path.display(),
-            v[i]
-        )));
+        return Err(Error::new(
+            ErrorKind::ShapeMismatch,
+            format!(
+                "{}: tensor `{name}` holds {} at position {i}; the model is corrupt or its training diverged",
+                path.display(),
+                v[i]
+            ),
+        ));
     }
     Ok(v)
 }

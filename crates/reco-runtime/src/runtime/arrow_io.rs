@@ -7,7 +7,7 @@ use arrow::datatypes::{DataType, Float32Type, Float64Type, Int64Type};
 
 use super::Columns;
 use crate::artifact::spec::{FeatureSpec, IdType, Ids};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// Extracts the spec's input columns from a RecordBatch: categorical ids as the spec's dtype
 /// says (any integer type for `int64` columns; Utf8, large Utf8 or a string dictionary for
@@ -21,14 +21,14 @@ pub fn columns_from_batch(spec: &FeatureSpec, batch: &RecordBatch) -> Result<Col
 /// name rows by their place in the source).
 fn columns_at(spec: &FeatureSpec, batch: &RecordBatch, first: usize) -> Result<Columns> {
     let col = |name: &str| -> Result<&ArrayRef> {
-        batch.column_by_name(name).ok_or_else(|| Error::input(format!("missing column `{name}`")))
+        batch.column_by_name(name).ok_or_else(|| column_error(format!("missing column `{name}`")))
     };
     let mut categorical = Vec::new();
     for c in &spec.categorical {
         let a = col(&c.name)?;
         // Logical nulls: a dictionary's null values count too.
         if let Some(i) = a.logical_nulls().and_then(|n| (0..n.len()).find(|&i| n.is_null(i))) {
-            return Err(Error::input(format!("column `{}` row {} is null, expected an id", c.name, first + i)));
+            return Err(column_error(format!("column `{}` row {} is null, expected an id", c.name, first + i)));
         }
         categorical.push(ids_from_array(&c.name, c.dtype(), a)?);
     }
@@ -36,7 +36,7 @@ fn columns_at(spec: &FeatureSpec, batch: &RecordBatch, first: usize) -> Result<C
     for n in &spec.numeric {
         let a = col(&n.name)?;
         if let Some(i) = a.nulls().and_then(|n| (0..n.len()).find(|&i| n.is_null(i))) {
-            return Err(Error::input(format!("column `{}` row {} is null, expected a number", n.name, first + i)));
+            return Err(column_error(format!("column `{}` row {} is null, expected a number", n.name, first + i)));
         }
         let v: Vec<f32> = match a.data_type() {
             DataType::Float32 => a.as_primitive::<Float32Type>().values().to_vec(),
@@ -46,16 +46,21 @@ fn columns_at(spec: &FeatureSpec, batch: &RecordBatch, first: usize) -> Result<C
                 wide.as_primitive::<Float64Type>().values().iter().map(|&x| x as f32).collect()
             }
             other => {
-                return Err(Error::input(format!("column `{}` has type {other}, expected a number", n.name)));
+                return Err(column_error(format!("column `{}` has type {other}, expected a number", n.name)));
             }
         };
         if let Some(i) = v.iter().position(|x| !x.is_finite()) {
             let row = first + i;
-            return Err(Error::input(format!("column `{}` row {row} is {}, expected a finite number", n.name, v[i])));
+            return Err(column_error(format!("column `{}` row {row} is {}, expected a finite number", n.name, v[i])));
         }
         numeric.push(v);
     }
     Ok(Columns { rows: batch.num_rows(), categorical, numeric })
+}
+
+/// A bad input column or value ([`ErrorKind::InputColumn`]).
+fn column_error(msg: String) -> Error {
+    Error::new(ErrorKind::InputColumn, msg)
 }
 
 /// One categorical column as the spec's id type.
@@ -65,7 +70,7 @@ fn ids_from_array(name: &str, dtype: IdType, a: &ArrayRef) -> Result<Ids> {
             IdType::Int64 => "an integer",
             IdType::String => "a string (Utf8, LargeUtf8 or a string dictionary)",
         };
-        Error::input(format!("column `{name}` has type {}, expected {expected}", a.data_type()))
+        column_error(format!("column `{name}` has type {}, expected {expected}", a.data_type()))
     };
     match dtype {
         IdType::Int64 => {
@@ -80,9 +85,9 @@ fn ids_from_array(name: &str, dtype: IdType, a: &ArrayRef) -> Result<Ids> {
                 let bad = safe.and_then(|s| (0..a.len()).find(|&i| a.is_valid(i) && s.is_null(i)));
                 match bad.and_then(|i| arrow::util::display::array_value_to_string(a, i).ok().map(|v| (i, v))) {
                     Some((i, v)) => {
-                        Error::input(format!("column `{name}` row {i} of the batch is {v}: ids must fit in an int64"))
+                        column_error(format!("column `{name}` row {i} of the batch is {v}: ids must fit in an int64"))
                     }
-                    None => Error::input(format!("column `{name}`: {e} (ids must fit in an int64)")),
+                    None => column_error(format!("column `{name}`: {e} (ids must fit in an int64)")),
                 }
             })?;
             Ok(Ids::Int(cast.as_primitive::<Int64Type>().values().to_vec()))
@@ -143,7 +148,7 @@ pub fn parquet_batches<'a>(
     let mut first = 0;
     Ok(reader.map(move |batch| {
         let batch = batch.map_err(|e| at(&e))?;
-        let cols = columns_at(spec, &batch, first).map_err(|e| at(&e))?;
+        let cols = columns_at(spec, &batch, first).map_err(|e| e.with_prefix(format_args!("{}: ", path.display())))?;
         first += batch.num_rows();
         Ok(cols)
     }))
@@ -218,5 +223,44 @@ mod tests {
         let b = RecordBatch::try_from_iter([("user_id", user), ("category", cat), ("distance_km", dist)]).unwrap();
         let e = columns_from_batch(&s, &b).unwrap_err().to_string();
         assert!(e.contains("`user_id`") && e.contains("int64"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_column_or_a_non_finite_number_is_an_input_column_error() {
+        let user: ArrayRef = Arc::new(Int32Array::from(vec![2, 7, 1]));
+        let b = RecordBatch::try_from_iter([("user_id", user)]).unwrap();
+        let e = columns_from_batch(&spec(), &b).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InputColumn);
+        assert_eq!(e.to_string(), "missing column `category`");
+        let user: ArrayRef = Arc::new(Int32Array::from(vec![2, 7]));
+        let cat: ArrayRef = Arc::new(StringArray::from(vec!["Bar"; 2]));
+        let dist: ArrayRef = Arc::new(Float64Array::from(vec![0.5, f64::NAN]));
+        let b = RecordBatch::try_from_iter([("user_id", user), ("category", cat), ("distance_km", dist)]).unwrap();
+        let e = columns_from_batch(&spec(), &b).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InputColumn);
+        assert_eq!(e.to_string(), "column `distance_km` row 1 is NaN, expected a finite number");
+        let ints: ArrayRef = Arc::new(Int32Array::from(vec![1, 2, 3]));
+        let e = columns_from_batch(&spec(), &batch(ints)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InputColumn);
+        assert_eq!(
+            e.to_string(),
+            "column `category` has type Int32, expected a string (Utf8, LargeUtf8 or a string dictionary)"
+        );
+    }
+
+    #[cfg(feature = "parquet")]
+    #[test]
+    fn a_parquet_file_missing_a_column_names_the_file_and_keeps_the_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.parquet");
+        let user: ArrayRef = Arc::new(Int32Array::from(vec![2, 7, 1]));
+        let b = RecordBatch::try_from_iter([("user_id", user)]).unwrap();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), b.schema(), None).unwrap();
+        w.write(&b).unwrap();
+        w.close().unwrap();
+        let e = read_parquet(&path, &spec()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InputColumn);
+        assert_eq!(e.to_string(), format!("{}: missing column `category`", path.display()));
     }
 }

@@ -10,9 +10,15 @@ use crate::artifact::spec::{FeatureSpec, IdType, Ids};
 /// Why a request body was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BodyError {
-    /// The body does not describe rows the model can score.
+    /// The body does not describe rows: not JSON, no `rows` array, a row that is not an object.
     #[error("{0}")]
     Invalid(String),
+    /// A row's column does not fit the feature spec: missing, unknown, of the wrong type, or
+    /// not a finite number (the JSON counterpart of [`ErrorKind::InputColumn`]).
+    ///
+    /// [`ErrorKind::InputColumn`]: crate::error::ErrorKind::InputColumn
+    #[error("{0}")]
+    Column(String),
     /// More rows than allowed in one request.
     #[error("the request has {rows} rows, at most {max} are allowed")]
     TooManyRows {
@@ -72,30 +78,34 @@ fn push_row(spec: &FeatureSpec, cols: &mut Columns, i: usize, row: &Value) -> Re
     };
     let known = |k: &str| spec.categorical.iter().any(|c| c.name == k) || spec.numeric.iter().any(|n| n.name == k);
     if let Some(k) = row.keys().find(|k| !known(k)) {
-        return Err(invalid(format!("row {i}: unknown column `{}`", k.escape_debug())));
+        return Err(BodyError::Column(format!("row {i}: unknown column `{}`", k.escape_debug())));
     }
-    let get = |name: &str| row.get(name).ok_or_else(|| invalid(format!("row {i}: missing column `{name}`")));
+    let get = |name: &str| row.get(name).ok_or_else(|| BodyError::Column(format!("row {i}: missing column `{name}`")));
     for (c, dst) in spec.categorical.iter().zip(&mut cols.categorical) {
         let v = get(&c.name)?;
         match (dst, v) {
             (Ids::Int(d), Value::Number(n)) if n.as_i64().is_some() => d.extend(n.as_i64()),
             (Ids::Str(d), Value::String(s)) => d.push(s.clone()),
             (Ids::Int(_), other) => {
-                return Err(invalid(format!(
+                return Err(BodyError::Column(format!(
                     "row {i}: column `{}` is {}, expected an integer id",
                     c.name,
                     kind(other)
                 )));
             }
             (Ids::Str(_), other) => {
-                return Err(invalid(format!("row {i}: column `{}` is {}, expected a string id", c.name, kind(other))));
+                return Err(BodyError::Column(format!(
+                    "row {i}: column `{}` is {}, expected a string id",
+                    c.name,
+                    kind(other)
+                )));
             }
         }
     }
     for (n, dst) in spec.numeric.iter().zip(&mut cols.numeric) {
         let v = get(&n.name)?;
         let x = v.as_f64().filter(|x| x.is_finite() && x.abs() <= f64::from(f32::MAX)).ok_or_else(|| {
-            invalid(format!(
+            BodyError::Column(format!(
                 "row {i}: column `{}` is {}, expected a finite number within float32's range (|x| <= 3.4e38)",
                 n.name,
                 kind(v)
@@ -182,8 +192,10 @@ mod tests {
             // Found by fuzzing: a name holding a newline is shown escaped, on one line.
             (r#"{"rows":[{"a\nb":1}]}"#, "row 0: unknown column `a\\nb`".into()),
         ] {
-            let e = parse(body).unwrap_err().to_string();
+            let err = parse(body).unwrap_err();
+            let e = err.to_string();
             assert!(e.contains(&want), "{body}: {e}");
+            assert_eq!(matches!(err, BodyError::Column(_)), e.contains("column `"), "{body}: {err:?}");
             assert!(!e.contains('\n'), "{e}");
         }
         let four = format!(r#"{{"rows":[{}]}}"#, [r#"{"user_id":1,"place_id":"a","distance_km":1}"#; 4].join(","));

@@ -1,6 +1,6 @@
 //! `prepare` for an interactions table too large to hold: more than
 //! `prepare.max_rows_in_memory` rows of Parquet. The same steps and the same files, to the
-//! byte, as the in-memory path of [`super::prepare::prepare`], in passes over disk, with
+//! byte, as the in-memory path of [`super::memory::prepare`], in passes over disk, with
 //! memory that grows with the users and places but not with the interactions:
 //!
 //! 1. The users and places tables are read whole, the interactions a piece (about
@@ -21,7 +21,7 @@
 //!
 //! With `context = "previous_visit"`, step 1 also writes each visit to the bucket of its
 //! user (`user % buckets`); each bucket's users' visits in memory give every interaction's
-//! previous visit ([`prepare::previous_visit`]), and the spill file is rewritten with it.
+//! previous visit ([`context::previous_visit`]), and the spill file is rewritten with it.
 //!
 //! Not streamed yet (read whole, as before): CSV interactions, a role's column held in a
 //! `key=value` folder, and declared interaction features. A users or places section read
@@ -30,6 +30,15 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use super::candidates::{self, Candidates, Dropped, Impressions};
+use super::context::{self, ContextKind};
+use super::feature_files::{CHUNK_ROWS, SplitWriter, write_split};
+use super::featurize::{self, FeatureContext, RowValues, Rows};
+use super::finish::{self, Finish, PrepareSummary, TrainSample};
+use super::labels::{self, LabelSource};
+use super::spill::{Bytes, Reader, Record, Writer};
+use super::splits::{self, SplitCounts};
+use super::window::{self, PlaceEvents, WindowStats};
 use crate::artifact::ArtifactWriter;
 use crate::artifact::spec::Ids;
 use crate::data::chunks::pieces;
@@ -38,13 +47,6 @@ use crate::data::schema::{FileFormat, FilesConfig, Role, TableName};
 use crate::data::table::{Table, list_files, location_sha256, parquet_footer};
 use crate::data::timespan::TimeSpan;
 use crate::error::{Error, IoContext, Result};
-use crate::pipeline::feature_files::{CHUNK_ROWS, SplitWriter, write_split};
-use crate::pipeline::featurize::{self, FeatureContext, RowValues, Rows};
-use crate::pipeline::prepare::{
-    self, Candidates, ContextKind, Dropped, Finish, Impressions, LabelSource, PlaceEvents, PrepareSummary, SplitCounts,
-    TrainSample, WindowStats,
-};
-use crate::pipeline::spill::{Bytes, Reader, Record, Writer};
 use crate::progress::Progress;
 use crate::recipe::PrepareConfig;
 use crate::rng::Rng;
@@ -356,19 +358,19 @@ pub fn prepare(
 
     let candidates = match Candidates::radius(&places, read.context.is_some(), cfg) {
         Some(c) => c,
-        None => popularity(&spill, plan.rows, places.ids.len(), prepare::time_cuts(read.span, cfg)[0])?,
+        None => popularity(&spill, plan.rows, places.ids.len(), splits::time_cuts(read.span, cfg)[0])?,
     };
     let mut rng = Rng::derive(seed, "prepare");
     let oracle = streamed.roles.contains_key(&Role::Oracle) && read.labels != LabelSource::Implicit;
     let imp = Impressions::new(&places, read.labels, &candidates, cfg);
     let (rows, span, dropped) = impressions(&spill, plan.rows, &imp, oracle, &mut rng)?;
-    prepare::refuse_no_rows(&name, rows, dropped, cfg)?;
-    prepare::log_drops(progress, &name, plan.rows, dropped, cfg);
+    finish::refuse_no_rows(&name, rows, dropped, cfg)?;
+    finish::log_drops(progress, &name, plan.rows, dropped, cfg);
     progress.advance(1);
 
-    let cuts = prepare::time_cuts(span, cfg);
+    let cuts = splits::time_cuts(span, cfg);
     let counts = split_counts(&spill, rows, cuts)?;
-    prepare::check_splits(&name, &counts, span, cuts)?;
+    splits::check_splits(&name, &counts, span, cuts)?;
     let has_ctx = read.context.is_some();
     let test = (rows, cuts, counts[2].positives);
     let (ranking, ranking_inter) = ranking_set(&spill, test, has_ctx, &candidates, cfg, &mut rng)?;
@@ -381,13 +383,13 @@ pub fn prepare(
         inter_rating: streamed.roles.contains_key(&Role::Rating),
         inter_oracle: streamed.roles.contains_key(&Role::Oracle),
         has_ctx,
-        window: prepare::window_seconds(cfg),
+        window: window::window_seconds(cfg),
         declared: &data.features,
         implicit: read.labels == LabelSource::Implicit,
     };
     let snapshot_ts = read.span.1.saturating_add(1);
     let snapshot = window_stats(&spill, places.ids.len(), fctx.window, snapshot_ts)?;
-    let sample = TrainSample::new(&fctx, prepare::calibration_rows(counts[0].rows, cfg.calibration_rows, &mut rng));
+    let sample = TrainSample::new(&fctx, splits::calibration_rows(counts[0].rows, cfg.calibration_rows, &mut rng));
     let (mut row_counts, sample) = write_splits(&spill, &writer, &fctx, (rows, oracle, cuts), sample)?;
     let values = ranking_values(&ranking, &ranking_inter, &spill, has_ctx)?;
     let path = writer.path("ranking.parquet");
@@ -395,7 +397,7 @@ pub fn prepare(
     row_counts.insert("ranking".into(), n);
     progress.advance(1);
 
-    let snapshot_rows = prepare::snapshot_rows(places.ids.len(), snapshot_ts);
+    let snapshot_rows = finish::snapshot_rows(places.ids.len(), snapshot_ts);
     let snapshot_values = RowValues {
         user: vec![read.first.map_or(0, |f| f.user); places.ids.len()],
         local_ts: vec![read.first.map_or(0, |f| f.local_ts); places.ids.len()],
@@ -407,7 +409,7 @@ pub fn prepare(
         oracle: None,
         declared: None,
     };
-    let places_df = prepare::place_snapshot(&fctx, &snapshot_rows, &snapshot_values, read.visits)?;
+    let places_df = finish::place_snapshot(&fctx, &snapshot_rows, &snapshot_values, read.visits)?;
     std::fs::remove_dir_all(&spill.dir).at(&spill.dir)?;
     let summary = PrepareSummary {
         dir: out_dir.to_path_buf(),
@@ -478,16 +480,16 @@ fn read_interactions(
     for piece in log.pieces {
         let mut inter = streamed.chunk(data, log.read(piece, streamed.columns.clone())?, &index)?;
         span = TimeSpan::merge(span, inter.span.take());
-        let (label, labels) = prepare::chunk_labels(data, &inter)?;
-        let kind = prepare::context_kind(data, users, places, &inter)?;
+        let (label, labels) = labels::chunk_labels(data, &inter)?;
+        let kind = context::context_kind(data, users, places, &inter)?;
         let previous = kind == Some(ContextKind::PreviousVisit);
         // The previous visit may be in another piece: found once every piece is read.
-        let ctx = if previous { None } else { prepare::context(data, users, places, &inter, &label)? };
+        let ctx = if previous { None } else { context::context(data, users, places, &inter, &label)? };
         if labels == LabelSource::Implicit {
-            prepare::count_users(&mut per_user, &inter.user);
+            labels::count_users(&mut per_user, &inter.user);
         }
         if let Some(c) = ctx.as_ref().filter(|c| c.kind == ContextKind::Interaction) {
-            let (a, v) = prepare::at_place_counts(places, &inter.place, c, &label);
+            let (a, v) = context::at_place_counts(places, &inter.place, c, &label);
             (at_place, visits) = (at_place + a, visits + v);
         }
         (read.labels, read.context) = (labels, kind);
@@ -526,10 +528,10 @@ fn read_interactions(
         s.check(data.timestamp_unit)?;
     }
     if read.labels == LabelSource::Implicit {
-        prepare::refuse_single_visits(&name, &per_user)?;
+        labels::refuse_single_visits(&name, &per_user)?;
     }
-    prepare::refuse_at_place(&name, at_place, visits)
-        .and_then(|()| prepare::check_declared_leakage(data, read.labels))
+    context::refuse_at_place(&name, at_place, visits)
+        .and_then(|()| labels::check_declared_leakage(data, read.labels))
         .map(|()| read)
 }
 
@@ -550,7 +552,7 @@ fn previous_visits(spill: &Spill, places: &Places, n: usize) -> Result<()> {
             label.push(v.label);
         }
         let mut out = Writer::<Prev>::create(&spill.path(&format!("prev-{b}")))?;
-        for p in prepare::previous_visit(&user, &ts, &place, Some(&label)) {
+        for p in context::previous_visit(&user, &ts, &place, Some(&label)) {
             out.push(&Prev(p.unwrap_or(u32::MAX)))?;
         }
         out.finish()?;
@@ -576,7 +578,7 @@ fn popularity(spill: &Spill, n: usize, places: usize, cut: i64) -> Result<Candid
     let mut input = Reader::<Inter>::open(&spill.path("inter"))?;
     for _ in 0..n {
         let r = input.next_record()?;
-        prepare::add_popularity(&mut weights, &[r.place], &[r.label], &[r.ts], cut);
+        candidates::add_popularity(&mut weights, &[r.place], &[r.label], &[r.ts], cut);
     }
     Ok(Candidates::popularity(&weights))
 }
@@ -622,7 +624,7 @@ fn split_counts(spill: &Spill, rows: usize, cuts: [i64; 2]) -> Result<[SplitCoun
     let mut counts = [SplitCounts::default(); 3];
     for _ in 0..rows {
         let r = input.next_record()?;
-        let s = prepare::split_of(r.ts, cuts);
+        let s = splits::split_of(r.ts, cuts);
         counts[s].rows += 1;
         counts[s].positives += usize::from(r.label > 0.5);
     }
@@ -638,7 +640,7 @@ fn picked_positives(spill: &Spill, rows: usize, cuts: [i64; 2], picks: &[usize])
             break;
         }
         let r = input.next_record()?;
-        if prepare::split_of(r.ts, cuts) == 2 && r.label > 0.5 {
+        if splits::split_of(r.ts, cuts) == 2 && r.label > 0.5 {
             if picks[out.len()] == rank {
                 out.push((r.src, r.place, r.ts));
             }
@@ -658,7 +660,7 @@ fn ranking_set(
     cfg: &PrepareConfig,
     rng: &mut Rng,
 ) -> Result<(Rows, Vec<Inter>)> {
-    let picked = picked_positives(spill, rows, cuts, &prepare::ranking_picks(positives, cfg, rng))?;
+    let picked = picked_positives(spill, rows, cuts, &splits::ranking_picks(positives, cfg, rng))?;
     let mut input = Reader::<Inter>::open(&spill.path("inter"))?;
     let (mut ranking, mut inter) = (Rows::new(false, true), Vec::new());
     for (q, &(src, place, ts)) in picked.iter().enumerate() {
@@ -666,7 +668,7 @@ fn ranking_set(
         let r = input.next_record()?;
         let at = if has_ctx { (r.lat, r.lon) } else { (0.0, 0.0) };
         let before = ranking.len();
-        prepare::push_query(&mut ranking, q, (src as usize, place, ts), at, candidates, cfg, rng);
+        splits::push_query(&mut ranking, q, (src as usize, place, ts), at, candidates, cfg, rng);
         inter.extend(std::iter::repeat_n(r, ranking.len() - before));
     }
     let mut keys = spill.writers::<At>("rank")?;
@@ -743,7 +745,7 @@ fn write_splits(
             current = Some((at, inter_in.next_record()?));
         }
         let Some((_, i)) = current else { return Err(Error::Internal("no interaction".into())) };
-        let s = prepare::split_of(r.ts, cuts);
+        let s = splits::split_of(r.ts, cuts);
         let w = stats[spill.bucket(r.place)].next_record()?;
         splits[s].push(r, &i, w);
         if splits[s].rows.len() == CHUNK_ROWS {

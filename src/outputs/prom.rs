@@ -149,7 +149,7 @@ pub fn recipe_of(model: &Path) -> String {
 
 /// Writes the exposition text to `path` atomically.
 pub fn write(path: &Path, f: &Families) -> Result<()> {
-    crate::pipeline::run::write_file(path, f.text().as_bytes())
+    crate::outputs::write_file(path, f.text().as_bytes())
 }
 
 #[cfg(test)]

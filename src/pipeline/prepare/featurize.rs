@@ -10,6 +10,8 @@ use std::f64::consts::{PI, TAU};
 
 use polars::prelude::*;
 
+use super::context::Context;
+use super::window::{PlaceEvents, WindowStats};
 use crate::artifact::spec::Ids;
 use crate::data::features::LABEL;
 use crate::data::io::{frame, pl};
@@ -17,7 +19,6 @@ use crate::data::raw::{Mapped, Places, RawData, Users};
 use crate::data::schema::{DeclaredFeature, FeatureKind, Role, TableName, Transform};
 use crate::error::Result;
 use crate::geo::EARTH_RADIUS_KM;
-use crate::pipeline::prepare::{Context, PlaceEvents, WindowStats};
 
 /// Rows of a feature file before featurization: which interaction each comes from, which
 /// place it scores, when, and its label.

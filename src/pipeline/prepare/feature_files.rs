@@ -9,12 +9,12 @@ use std::path::Path;
 
 use polars::prelude::*;
 
+use super::featurize::{self, FeatureContext, Layout, RowValues, Rows};
 use crate::artifact::spec::{CategoricalSpec, FeatureSpec, Ids, NumericSpec, Vocabulary};
 use crate::data::features::LABEL;
 use crate::data::io::{ROW_GROUP_ROWS, write_error};
 use crate::data::table::{Table, parquet_footer};
 use crate::error::{Error, IoContext, Result};
-use crate::pipeline::featurize::{self, FeatureContext, Layout, RowValues, Rows};
 
 /// Rows featurized at once.
 pub const CHUNK_ROWS: usize = 8 * ROW_GROUP_ROWS;
