@@ -413,7 +413,7 @@ impl Recipe {
                 "prepare.valid_fraction + test_fraction = {held}: expected each > 0 and the sum < 0.9"
             ));
         }
-        let min_cal = crate::pipeline::quantize::MIN_CALIBRATION_ROWS;
+        let min_cal = crate::quant::calibrate::MIN_CALIBRATION_ROWS;
         if p.calibration_rows < min_cal {
             return Err(format!("prepare.calibration_rows = {}: expected at least {min_cal}", p.calibration_rows));
         }

@@ -3,6 +3,7 @@
 //! Everything that touches a polars `DataFrame` lives here or in `pipeline::prepare`; the rest
 //! of the crate sees plain columns ([`features::FeatureFrame`]).
 
+pub mod builtin;
 pub mod chunks;
 pub mod features;
 pub mod io;

@@ -516,7 +516,7 @@ impl FilesConfig {
             let n = f.feature_name();
             let why = if n.is_empty() {
                 Some("is empty")
-            } else if crate::data::features::is_builtin(n) {
+            } else if crate::data::builtin::is_builtin(n) {
                 Some("is a built-in feature's (map the column to its role instead, or set `name`)")
             } else if !names.insert(n.to_string()) {
                 Some("is declared twice (set `name` on one)")

@@ -260,8 +260,7 @@ fn shown(d: Option<f64>) -> String {
     d.map_or_else(|| "not measurable".into(), |d| format!("{d:+.5}"))
 }
 
-/// The fewest calibration rows `quantize` accepts.
-pub const MIN_CALIBRATION_ROWS: usize = 32;
+pub use crate::quant::calibrate::MIN_CALIBRATION_ROWS;
 
 /// Runs calibration, quantization, the gate with fallback, and writes the artifact.
 pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<QuantizeSummary> {

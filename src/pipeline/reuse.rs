@@ -23,8 +23,20 @@ use serde_json::Value;
 
 use crate::artifact::{sha256_bytes, sha256_file};
 use crate::error::{Error, IoContext, Result};
-use crate::pipeline::run::StageReport;
 use crate::progress::Progress;
+
+/// One stage that ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageReport {
+    /// Stage name.
+    pub name: String,
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// Stage summary.
+    pub detail: serde_json::Value,
+    /// Whether an earlier run's result was reused (its inputs and configuration matched).
+    pub reused: bool,
+}
 
 /// The stages `--from` can name, in pipeline order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize)]

@@ -17,23 +17,10 @@ use crate::pipeline::eval::{EvalReport, evaluate};
 use crate::pipeline::gates::{self, Dominated, GateReport, RunModels};
 use crate::pipeline::prepare::prepare;
 use crate::pipeline::quantize::{QuantizeJob, QuantizeOptions, quantize};
-use crate::pipeline::reuse::{self, Mode, Outputs, Reuse};
+use crate::pipeline::reuse::{self, Mode, Outputs, Reuse, StageReport};
 use crate::pipeline::train::{TrainJob, train};
 use crate::progress::Progress;
 use crate::recipe::{DataConfig, Recipe};
-
-/// One stage that ran.
-#[derive(Debug, Clone, Serialize)]
-pub struct StageReport {
-    /// Stage name.
-    pub name: String,
-    /// Wall time, seconds.
-    pub seconds: f64,
-    /// Stage summary.
-    pub detail: serde_json::Value,
-    /// Whether an earlier run's result was reused (its inputs and configuration matched).
-    pub reused: bool,
-}
 
 /// The run report.
 #[derive(Debug, Clone, Serialize)]

@@ -20,6 +20,10 @@ use super::QParams;
 /// Histogram bins.
 pub const BINS: usize = 8192;
 
+/// The fewest calibration rows a calibration may use: activation ranges from fewer rows are
+/// noise.
+pub const MIN_CALIBRATION_ROWS: usize = 32;
+
 /// Quantization levels of a u8 activation range (255 steps).
 const LEVELS: usize = 255;
 
