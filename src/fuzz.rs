@@ -9,10 +9,10 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::artifact::spec::Ids;
-use crate::artifact::{MANIFEST, WEIGHTS, sha256_bytes};
-use crate::error::{Error, Result};
-use crate::runtime::{Columns, Model};
+use reco_runtime::artifact::spec::Ids;
+use reco_runtime::artifact::{MANIFEST, WEIGHTS, sha256_bytes};
+use reco_runtime::error::{Error, Result};
+use reco_runtime::runtime::{Columns, Model};
 
 /// The table file formats the raw-table harness writes its bytes as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +43,7 @@ impl Drop for Scratch {
 }
 
 /// For the libFuzzer targets: libfuzzer-sys aborts on every panic, even one the library
-/// catches and reports as bad input ([`crate::error::catch_panic`]). This hook only prints;
+/// catches and reports as bad input ([`reco_runtime::error::catch_panic`]). This hook only prints;
 /// a panic that escapes a harness still aborts (libfuzzer-sys catches it at the boundary).
 pub fn keep_going_after_caught_panics() {
     std::panic::set_hook(Box::new(|info| eprintln!("panic (caught or not): {info}")));
@@ -101,8 +101,10 @@ fn probe_rows(model: &Model) -> Columns {
         .categorical
         .iter()
         .map(|c| match c.dtype() {
-            crate::artifact::spec::IdType::Int64 => Ids::Int(vec![0, 1, i64::MAX]),
-            crate::artifact::spec::IdType::String => Ids::Str(vec![String::new(), "1".into(), "\u{fffd}".into()]),
+            reco_runtime::artifact::spec::IdType::Int64 => Ids::Int(vec![0, 1, i64::MAX]),
+            reco_runtime::artifact::spec::IdType::String => {
+                Ids::Str(vec![String::new(), "1".into(), "\u{fffd}".into()])
+            }
         })
         .collect();
     let numeric = spec.numeric.iter().map(|_| vec![0.0, 1e30, -1.0]).collect();
@@ -140,9 +142,9 @@ pub fn raw_table(data: &[u8], format: TableFormat) {
 
 /// The feature spec score requests are parsed against: an int64 and a string id column and
 /// two numeric columns.
-fn request_spec() -> crate::artifact::spec::FeatureSpec {
-    use crate::artifact::spec::{CategoricalSpec, NumericSpec, Vocabulary};
-    crate::artifact::spec::FeatureSpec {
+fn request_spec() -> reco_runtime::artifact::spec::FeatureSpec {
+    use reco_runtime::artifact::spec::{CategoricalSpec, NumericSpec, Vocabulary};
+    reco_runtime::artifact::spec::FeatureSpec {
         categorical: vec![
             CategoricalSpec::new("user_id", vec![1, 2, 3]),
             CategoricalSpec::with_vocabulary("place_id", Vocabulary::Str(vec!["a".into(), "b".into()])),
@@ -158,7 +160,7 @@ fn request_spec() -> crate::artifact::spec::FeatureSpec {
 /// most the row limit; a refused one a one-line reason.
 pub fn score_request(data: &[u8]) {
     let spec = request_spec();
-    match crate::runtime::json::columns_from_json(&spec, data, 64) {
+    match reco_runtime::runtime::json::columns_from_json(&spec, data, 64) {
         Ok(cols) => {
             assert!(cols.check(&spec).is_ok() && (1..=64).contains(&cols.rows), "accepted an invalid request");
             assert!(cols.numeric.iter().flatten().all(|v| v.is_finite()), "accepted a non-finite number");

@@ -72,7 +72,7 @@ impl GridIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::Rng;
+    use reco_runtime::rng::Rng;
 
     #[test]
     fn haversine_matches_known_distances() {

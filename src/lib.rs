@@ -19,7 +19,6 @@ pub mod model;
 pub mod outputs;
 pub mod parquet_out;
 pub mod pipeline;
-pub mod plots;
 pub mod progress;
 pub mod recipe;
 

@@ -17,7 +17,8 @@ fn main() -> ExitCode {
     // multi-line report even when the library turns the panic into an input error); one that
     // reaches here is reported as one internal-error line.
     std::panic::set_hook(Box::new(|_| {}));
-    let result = reco::error::catch_panic(|| cli::run(args), |msg| reco::Error::Internal(format!("panic: {msg}")));
+    let result =
+        reco_runtime::error::catch_panic(|| cli::run(args), |msg| reco::Error::Internal(format!("panic: {msg}")));
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -187,7 +187,7 @@ impl Draws {
     fn resample(mut counts: Vec<u16>, seed: u64, r: usize) -> Self {
         let n = counts.len();
         counts.iter_mut().for_each(|c| *c = 0);
-        let stream = || crate::rng::Rng::derive(seed, &format!("bootstrap-{r}"));
+        let stream = || reco_runtime::rng::Rng::derive(seed, &format!("bootstrap-{r}"));
         let mut rng = stream();
         for _ in 0..n {
             let i = rng.below(n);
@@ -358,7 +358,7 @@ mod tests {
 
     #[test]
     fn auc_equals_pairwise_definition_with_ties() {
-        let mut r = crate::rng::Rng::new(5);
+        let mut r = reco_runtime::rng::Rng::new(5);
         for _ in 0..20 {
             let n = 60;
             let s: Vec<f32> = (0..n).map(|_| (r.below(7) as f32) / 7.0).collect();
@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn bootstrap_intervals_hold_the_estimate_and_narrow_with_more_data() {
-        let mut r = crate::rng::Rng::new(9);
+        let mut r = reco_runtime::rng::Rng::new(9);
         let mut data = |n: usize| {
             let y: Vec<f32> = (0..n).map(|_| f32::from(u8::from(r.uniform() < 0.3))).collect();
             let s: Vec<f32> = y.iter().map(|&y| y * 0.5 + r.uniform() as f32).collect();

@@ -12,7 +12,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
-use crate::error::{Error, Result};
+use reco_runtime::error::{Error, Result};
 
 /// Writes `batches` (all of `schema`) to `path` through a temp file and a rename, zstd
 /// compressed, with `metadata` as the file's key-value metadata.
@@ -50,7 +50,7 @@ fn stream(
 ) -> Result<u64> {
     let props = properties(metadata)?;
     let mut rows = 0u64;
-    crate::artifact::write_atomic(path, |file| {
+    reco_runtime::artifact::write_atomic(path, |file| {
         let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| writer_error(path, e))?;
         while let Some(b) = next()? {
             w.write(&b).map_err(|e| writer_error(path, e))?;
@@ -74,7 +74,7 @@ fn predictions_schema() -> SchemaRef {
 fn predictions_batch(first: u64, logits: &[f32]) -> Result<RecordBatch> {
     let rows = UInt64Array::from_iter_values(first..first + logits.len() as u64);
     let logit = Float32Array::from(logits.to_vec());
-    let prob = Float32Array::from_iter_values(logits.iter().map(|&z| crate::runtime::sigmoid(z)));
+    let prob = Float32Array::from_iter_values(logits.iter().map(|&z| reco_runtime::runtime::sigmoid(z)));
     RecordBatch::try_new(predictions_schema(), vec![Arc::new(rows), Arc::new(logit), Arc::new(prob)])
         .map_err(|e| Error::Internal(e.to_string()))
 }

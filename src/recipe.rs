@@ -8,7 +8,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::data::schema::FilesConfig;
-use crate::error::{Error, IoContext, Result};
+use reco_runtime::error::{Error, IoContext, Result};
+use reco_runtime::quant::calibrate::Calibrator;
 
 /// A whole recipe file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -94,37 +95,102 @@ impl DistillConfig {
     }
 }
 
-/// INT8 quantization settings (DESIGN §6); `run` quantizes the student (and the teacher).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct QuantizeConfig {
-    /// Activation calibrator: minmax, percentile, entropy, mse.
-    pub calibrator: String,
-    /// One weight scale per output channel (else per tensor).
+/// How a float model becomes INT8: the one settings type of the recipe's `[quantize]`, the
+/// `quantize` command's flags and the stage, validated once ([`QuantizeSettings::validate`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct QuantizeSettings {
+    /// Activation range chooser.
+    pub calibrator: Calibrator,
+    /// One weight scale per output channel (else one per tensor).
     pub per_channel: bool,
-    /// Per-batch activation ranges instead of calibrated ones.
+    /// Per-batch activation ranges instead of calibrated static ones.
     pub dynamic: bool,
-    /// Weight bits, 7 or 8.
+    /// Weight bits: 8 (±127) or 7 (±63: exact on AVX2's fast `vpmaddubsw` path).
     pub weight_bits: u32,
-    /// Largest allowed |dAUC| against the float parent.
+    /// Largest allowed |AUC(int8) - AUC(float)|.
     pub max_auc_drop: f64,
-    /// Largest allowed |dNDCG@10| against the float parent.
+    /// Largest allowed |NDCG@10(int8) - NDCG@10(float)|.
     pub max_ndcg_drop: f64,
+}
+
+impl Default for QuantizeSettings {
+    fn default() -> Self {
+        Self {
+            calibrator: Calibrator::Percentile,
+            per_channel: true,
+            dynamic: false,
+            weight_bits: 7,
+            max_auc_drop: 0.001,
+            max_ndcg_drop: 0.002,
+        }
+    }
+}
+
+impl QuantizeSettings {
+    /// Checks every setting; `key` names a field as the user gave it (`quantize.weight_bits =`
+    /// in a recipe, `--weight-bits` on the command line).
+    pub fn validate(&self, key: impl Fn(&str) -> String) -> std::result::Result<(), String> {
+        if !(self.weight_bits == 7 || self.weight_bits == 8) {
+            return Err(format!("{} {}: expected 7 or 8", key("weight_bits"), self.weight_bits));
+        }
+        for (name, v) in [("max_auc_drop", self.max_auc_drop), ("max_ndcg_drop", self.max_ndcg_drop)] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(format!("{} {v}: expected a number >= 0", key(name)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The recipe's `[quantize]`: the settings, and whether `run` also quantizes the teacher (it
+/// always quantizes the student).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(from = "QuantizeSection", into = "QuantizeSection")]
+pub struct QuantizeConfig {
+    /// How each model is quantized.
+    pub settings: QuantizeSettings,
     /// Also quantize the teacher (`teacher-int8`).
     pub teacher: bool,
 }
 
 impl Default for QuantizeConfig {
     fn default() -> Self {
-        Self {
-            calibrator: "percentile".into(),
-            per_channel: true,
-            dynamic: false,
-            weight_bits: 7,
-            max_auc_drop: 0.001,
-            max_ndcg_drop: 0.002,
-            teacher: true,
-        }
+        Self { settings: QuantizeSettings::default(), teacher: true }
+    }
+}
+
+/// `[quantize]` as the TOML holds it (one flat table, unknown keys refused).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct QuantizeSection {
+    calibrator: Calibrator,
+    per_channel: bool,
+    dynamic: bool,
+    weight_bits: u32,
+    max_auc_drop: f64,
+    max_ndcg_drop: f64,
+    teacher: bool,
+}
+
+impl Default for QuantizeSection {
+    fn default() -> Self {
+        QuantizeConfig::default().into()
+    }
+}
+
+impl From<QuantizeSection> for QuantizeConfig {
+    fn from(q: QuantizeSection) -> Self {
+        let QuantizeSection { calibrator, per_channel, dynamic, weight_bits, max_auc_drop, max_ndcg_drop, teacher } = q;
+        let settings = QuantizeSettings { calibrator, per_channel, dynamic, weight_bits, max_auc_drop, max_ndcg_drop };
+        Self { settings, teacher }
+    }
+}
+
+impl From<QuantizeConfig> for QuantizeSection {
+    fn from(q: QuantizeConfig) -> Self {
+        let QuantizeSettings { calibrator, per_channel, dynamic, weight_bits, max_auc_drop, max_ndcg_drop } =
+            q.settings;
+        Self { calibrator, per_channel, dynamic, weight_bits, max_auc_drop, max_ndcg_drop, teacher: q.teacher }
     }
 }
 
@@ -335,7 +401,7 @@ pub struct TrainConfig {
     /// Embedding width for small categorical columns (segment, category).
     pub small_embedding_dim: usize,
     /// Training backend: `flex` (default, faster) or `ndarray` (or `wgpu` with the feature).
-    pub backend: String,
+    pub backend: crate::model::Backend,
     /// A training or validation split of at most this many rows is held in memory whole
     /// (reshuffled every epoch); a larger one is read from disk a row group at a time.
     pub max_rows_in_memory: usize,
@@ -356,7 +422,7 @@ impl Default for TrainConfig {
             hidden: vec![256, 128],
             id_embedding_dim: 16,
             small_embedding_dim: 4,
-            backend: "flex".to_string(),
+            backend: crate::model::Backend::Flex,
             max_rows_in_memory: crate::data::chunks::MAX_ROWS_IN_MEMORY,
             shuffle_buffer_rows: 262_144,
         }
@@ -381,7 +447,7 @@ impl Recipe {
             // inside it: read that section alone, on its own lines, to find where.
             let (inner, doc) = data_section_error(text).unwrap_or((e, text.to_string()));
             let line = inner.span().map(|s| doc[..s.start.min(doc.len())].matches('\n').count() + 1);
-            let msg = crate::error::one_line(inner.message());
+            let msg = reco_runtime::error::one_line(inner.message());
             // The line itself names the key: serde's message often only names the type.
             let source = line.and_then(|l| doc.lines().nth(l - 1)).map(str::trim).filter(|t| !t.is_empty());
             match (line, source) {
@@ -413,7 +479,7 @@ impl Recipe {
                 "prepare.valid_fraction + test_fraction = {held}: expected each > 0 and the sum < 0.9"
             ));
         }
-        let min_cal = crate::quant::calibrate::MIN_CALIBRATION_ROWS;
+        let min_cal = reco_runtime::quant::calibrate::MIN_CALIBRATION_ROWS;
         if p.calibration_rows < min_cal {
             return Err(format!("prepare.calibration_rows = {}: expected at least {min_cal}", p.calibration_rows));
         }
@@ -461,14 +527,7 @@ impl Recipe {
         }
         self.gates.validate()?;
         self.distill.validate()?;
-        let q = &self.quantize;
-        q.calibrator.parse::<crate::quant::calibrate::Calibrator>()?;
-        if !(q.weight_bits == 7 || q.weight_bits == 8) {
-            return Err(format!("quantize.weight_bits = {}: expected 7 or 8", q.weight_bits));
-        }
-        if !(q.max_auc_drop >= 0.0 && q.max_ndcg_drop >= 0.0) {
-            return Err("quantize: max_auc_drop and max_ndcg_drop must be >= 0".into());
-        }
+        self.quantize.settings.validate(|k| format!("quantize.{k} ="))?;
         match &self.data {
             DataConfig::Synth(s) => {
                 let params =

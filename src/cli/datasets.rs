@@ -65,7 +65,7 @@ pub fn exec(cmd: DatasetsCommand, g: &Global, progress: &dyn Progress) -> Result
             let params = SynthParams { users, places, days, seed: seed.seed.unwrap_or(42) };
             params.validate().map_err(|e| reco::Error::input(format!("datasets {e} (--users, --places, --days)")))?;
             reco::outputs::check_root("--out", &out, &[])?;
-            reco::artifact::check_replaceable(&out)?;
+            reco_runtime::artifact::check_replaceable(&out)?;
             let _lock = reco::outputs::OutputLock::acquire_parent(&out)?;
             let summary = synth::generate(params, &out, progress)?;
             if g.json {
@@ -88,7 +88,7 @@ pub fn exec(cmd: DatasetsCommand, g: &Global, progress: &dyn Progress) -> Result
                 .unwrap_or_default();
             let reads: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).chain([zips.as_path()]).collect();
             reco::outputs::check_root("--out", &out, &reads)?;
-            reco::artifact::check_replaceable(&out)?;
+            reco_runtime::artifact::check_replaceable(&out)?;
             let _lock = reco::outputs::OutputLock::acquire_parent(&out)?;
             let summary = reco::data::movielens::import(&from, &zips, &out)?;
             if g.json {

@@ -68,7 +68,7 @@ pub fn exec(args: DistillArgs, g: &Global, progress: &dyn Progress) -> Result<u8
             (recipe, paths.stage("teacher"), paths.out)
         }
         (None, Some(t)) => {
-            let manifest = reco::artifact::open(&t)?;
+            let manifest = reco_runtime::artifact::open(&t)?;
             let mut recipe: Recipe = serde_json::from_value(manifest.recipe.clone()).map_err(|e| {
                 Error::input(format!("{}: manifest recipe is not a reco-cli recipe ({e})", t.display()))
             })?;
@@ -106,7 +106,7 @@ pub fn exec(args: DistillArgs, g: &Global, progress: &dyn Progress) -> Result<u8
     let (student, scratch) = (root.join("student"), root.join("student-scratch"));
     for dir in [&student, &scratch] {
         reco::outputs::check_output(dir, &[teacher.as_path()])?;
-        reco::artifact::check_replaceable(dir)?;
+        reco_runtime::artifact::check_replaceable(dir)?;
     }
     let _lock = reco::outputs::OutputLock::acquire(&root)?;
     let train = recipe.distill.student_train(&recipe.train);

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use reco::artifact::{self, WEIGHTS};
 use reco::{Error, Result};
+use reco_runtime::artifact::{self, WEIGHTS};
 use safetensors::SafeTensors;
 
 use super::Global;
@@ -18,7 +18,7 @@ pub struct InspectArgs {
 pub fn exec(args: InspectArgs, g: &Global) -> Result<u8> {
     let InspectArgs { dir } = args;
     // Verified means loadable: hashes, shapes and values (no NaN or infinity) all checked.
-    let (manifest, _) = reco::runtime::Model::open(&dir)?;
+    let (manifest, _) = reco_runtime::runtime::Model::open(&dir)?;
     let wpath = dir.join(WEIGHTS);
     let bytes = std::fs::read(&wpath).map_err(|e| Error::io(&wpath, e))?;
     let st = SafeTensors::deserialize(&bytes)
@@ -83,12 +83,12 @@ pub fn exec(args: InspectArgs, g: &Global) -> Result<u8> {
     if let Some(q) = &manifest.quantization {
         println!(
             "quantization: {} calibrator, {}-bit weights, per_channel {}, dynamic activations {}, layers kept float {}, layer SQNR dB {}",
-            q["calibrator"],
-            q["weight_bits"],
-            q["per_channel"],
-            q["dynamic_activations"],
-            q["float_layers"],
-            q["layer_sqnr_db"]
+            q.calibrator.name(),
+            q.weight_bits,
+            q.per_channel,
+            q.dynamic_activations,
+            serde_json::to_string(&q.float_layers).unwrap_or_default(),
+            serde_json::to_string(&q.layer_sqnr_db).unwrap_or_default()
         );
     }
     if let Some(l) = &manifest.lineage {

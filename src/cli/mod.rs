@@ -56,7 +56,7 @@ pub struct Overrides {
     seed: Option<u64>,
     /// Training backend: flex (default), ndarray, or wgpu (built with --features wgpu).
     #[arg(long)]
-    backend: Option<String>,
+    backend: Option<reco::model::Backend>,
 }
 
 /// The seed alone, for commands that draw data but train nothing.
@@ -147,7 +147,7 @@ pub fn run(cli: Cli) -> Result<u8> {
 fn load_recipe(path: &Path, o: &Overrides) -> Result<Recipe> {
     let mut recipe = Recipe::load(path)?;
     o.apply(&mut recipe);
-    reco::model::device(&recipe.train.backend)?;
+    reco::model::device(recipe.train.backend)?;
     Ok(recipe)
 }
 
@@ -157,8 +157,8 @@ impl Overrides {
         if let Some(seed) = self.seed {
             recipe.seed = seed;
         }
-        if let Some(b) = &self.backend {
-            recipe.train.backend.clone_from(b);
+        if let Some(b) = self.backend {
+            recipe.train.backend = b;
         }
     }
 }

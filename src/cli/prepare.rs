@@ -29,7 +29,7 @@ pub fn exec(args: PrepareArgs, g: &Global, progress: &dyn Progress) -> Result<u8
     let _lock = reco::outputs::OutputLock::acquire(&paths.out)?;
     let synthetic = matches!(recipe.data, reco::recipe::DataConfig::Synth(_));
     for dir in synthetic.then(|| paths.raw()).into_iter().chain([paths.features()]) {
-        reco::artifact::check_replaceable(&dir)?;
+        reco_runtime::artifact::check_replaceable(&dir)?;
     }
     let (raw, _) = ensure_raw(&recipe, &paths, reco::pipeline::reuse::Mode::Auto, progress)?;
     let summary = prepare(&raw, &paths.features(), &recipe.prepare, recipe.seed, progress)?;

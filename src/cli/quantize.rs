@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 use reco::Result;
-use reco::pipeline::quantize::{QuantizeJob, QuantizeOptions, default_out, quantize};
+use reco::pipeline::quantize::{QuantizeJob, default_out, quantize};
 use reco::progress::Progress;
-use reco::quant::calibrate::Calibrator;
+use reco::recipe::QuantizeSettings;
+use reco_runtime::quant::calibrate::Calibrator;
 
 use super::Global;
 
@@ -76,10 +77,11 @@ pub fn exec(args: QuantizeArgs, g: &Global, progress: &dyn Progress) -> Result<u
     });
     let out = out.unwrap_or_else(|| default_out(&model));
     reco::outputs::check_output(&out, &[calibration.as_path(), model.as_path()])?;
-    reco::artifact::check_replaceable(&out)?;
+    reco_runtime::artifact::check_replaceable(&out)?;
     let _lock = reco::outputs::OutputLock::acquire_parent(&out)?;
     let opts =
-        QuantizeOptions { calibrator, per_channel: !per_tensor, dynamic, weight_bits, max_auc_drop, max_ndcg_drop };
+        QuantizeSettings { calibrator, per_channel: !per_tensor, dynamic, weight_bits, max_auc_drop, max_ndcg_drop };
+    opts.validate(|k| format!("--{}", k.replace('_', "-"))).map_err(reco::Error::input)?;
     let job = QuantizeJob {
         model: &model,
         calibration: &calibration,

@@ -49,7 +49,7 @@ pub fn exec(args: TrainArgs, g: &Global, progress: &dyn Progress) -> Result<u8> 
     recipe.validate().map_err(|e| reco::Error::input(format!("train: {e}")))?;
     let paths = super::out_dir(&recipe, out.as_ref())?;
     let _lock = reco::outputs::OutputLock::acquire(&paths.out)?;
-    reco::artifact::check_replaceable(&paths.stage("teacher"))?;
+    reco_runtime::artifact::check_replaceable(&paths.stage("teacher"))?;
     let recipe_json = serde_json::to_value(&recipe).map_err(|e| reco::Error::Internal(e.to_string()))?;
     let job = TrainJob {
         features: &paths.features(),

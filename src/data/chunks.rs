@@ -10,12 +10,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::artifact::spec::FeatureSpec;
 use crate::data::features::{DISTANCE, FeatureFrame, POPULARITY};
 use crate::data::io::ROW_GROUP_ROWS;
 use crate::data::table::{Table, list_files, parquet_footer};
-use crate::error::{Error, Result};
-use crate::runtime::Columns;
+use reco_runtime::artifact::spec::FeatureSpec;
+use reco_runtime::error::{Error, Result};
+use reco_runtime::runtime::Columns;
 
 /// Rows of a split held in memory whole by default (`train.max_rows_in_memory`; quantize,
 /// which scores its test split once per fallback step).
@@ -230,7 +230,7 @@ mod tests {
     use polars::prelude::*;
 
     use super::*;
-    use crate::artifact::spec::{CategoricalSpec, Ids, NumericSpec};
+    use reco_runtime::artifact::spec::{CategoricalSpec, Ids, NumericSpec};
 
     #[test]
     fn a_large_row_group_is_read_in_pieces_that_cover_it_in_order_and_name_their_rows() {

@@ -6,11 +6,11 @@
 
 use std::path::Path;
 
-use crate::artifact::spec::FeatureSpec;
 use crate::data::schema::TableConfig;
 use crate::data::table::Table;
-use crate::error::{Error, Result};
-use crate::runtime::Columns;
+use reco_runtime::artifact::spec::FeatureSpec;
+use reco_runtime::error::{Error, Result};
+use reco_runtime::runtime::Columns;
 
 pub use crate::data::builtin::{DISTANCE, LABEL, POPULARITY};
 
@@ -50,7 +50,7 @@ impl FeatureFrame {
         let text_columns = spec
             .categorical
             .iter()
-            .filter(|c| c.dtype() == crate::artifact::spec::IdType::String)
+            .filter(|c| c.dtype() == reco_runtime::artifact::spec::IdType::String)
             .map(|c| c.name.clone())
             .collect();
         let cfg = TableConfig { path: Some(path.to_path_buf()), text_columns, ..TableConfig::default() };

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use crate::error::{Error, Result, one_line};
+use reco_runtime::error::{Error, Result, one_line};
 
 /// Finds `<dir>/<name>.parquet` or `<dir>/<name>.csv`: `None` when the directory has
 /// neither; both is ambiguous (an error), and so is a missing directory.
@@ -60,7 +60,7 @@ pub const ROW_GROUP_ROWS: usize = 1 << 14;
 /// Writes a DataFrame as Parquet (zstd, [`ROW_GROUP_ROWS`] per row group) via a temporary file
 /// renamed into place.
 pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
-    crate::artifact::write_atomic(path, |file| {
+    reco_runtime::artifact::write_atomic(path, |file| {
         ParquetWriter::new(file)
             .with_row_group_size(Some(ROW_GROUP_ROWS))
             .finish(df)

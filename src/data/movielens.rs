@@ -22,9 +22,9 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use serde::Serialize;
 
-use crate::artifact::ArtifactWriter;
 use crate::data::io::{frame, write_parquet};
-use crate::error::{Error, IoContext, Result};
+use reco_runtime::artifact::ArtifactWriter;
+use reco_runtime::error::{Error, IoContext, Result};
 
 /// What the import wrote.
 #[derive(Debug, Clone, Serialize)]

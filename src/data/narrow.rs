@@ -13,7 +13,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use polars::prelude::*;
 
-use crate::error::{Error, IoContext, Result, catch_panic, one_line};
+use reco_runtime::error::{Error, IoContext, Result, catch_panic, one_line};
 
 /// How a column polars cannot hold is widened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

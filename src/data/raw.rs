@@ -6,12 +6,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::artifact::spec::{Ids, Key, SourceColumn};
 use crate::data::io::find_table;
 use crate::data::schema::{FeatureKind, FilesConfig, Role, TableConfig, TableName, Transform};
 use crate::data::table::{Table, utc_offset_at};
 use crate::data::timespan::TimeSpan;
-use crate::error::{Error, Result};
+use reco_runtime::artifact::spec::{Ids, Key, SourceColumn};
+use reco_runtime::error::{Error, Result};
 
 /// One table with its configuration and the columns its roles resolved to.
 pub struct Mapped {

@@ -28,9 +28,9 @@ use polars::prelude::Column;
 use serde::Serialize;
 
 use crate::data::io::{frame, write_parquet};
-use crate::error::{Error, IoContext, Result};
 use crate::geo::{GridIndex, haversine_km};
-use crate::rng::Rng;
+use reco_runtime::error::{Error, IoContext, Result};
+use reco_runtime::rng::Rng;
 
 /// Neighbourhood centres the places and homes cluster around.
 pub const NEIGHBOURHOODS: usize = 6;
@@ -77,7 +77,7 @@ impl SynthParams {
 }
 
 /// Row counts of what was written.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SynthSummary {
     /// Users written.
     pub users: usize,
@@ -104,7 +104,7 @@ pub const TABLES: [&str; 3] = ["users.parquet", "places.parquet", "interactions.
 /// sha256 of each table in `dir`, by file name: `synth.json` records them, and a run reuses
 /// the tables only while they still hold these bytes.
 pub fn table_hashes(dir: &Path) -> Result<std::collections::BTreeMap<String, String>> {
-    TABLES.iter().map(|t| Ok((t.to_string(), crate::artifact::sha256_file(&dir.join(t))?))).collect()
+    TABLES.iter().map(|t| Ok((t.to_string(), reco_runtime::artifact::sha256_file(&dir.join(t))?))).collect()
 }
 
 /// Generates the three tables into `out` (`users.parquet`, `places.parquet`,

@@ -4,7 +4,7 @@
 
 use crate::data::schema::TimeUnit;
 use crate::data::table::Table;
-use crate::error::{Error, Result};
+use reco_runtime::error::{Error, Result};
 
 /// A log spanning less than this, read in a unit finer than seconds, is checked one unit
 /// coarser.

@@ -91,7 +91,7 @@ mod tests {
 
     /// Logit pairs covering ordinary, equal and extreme (|z| = 50) values.
     fn cases() -> (Vec<f32>, Vec<f32>) {
-        let mut r = crate::rng::Rng::new(9);
+        let mut r = reco_runtime::rng::Rng::new(9);
         let mut s: Vec<f32> = (0..40).map(|_| (4.0 * r.normal()) as f32).collect();
         let mut t: Vec<f32> = (0..40).map(|_| (4.0 * r.normal()) as f32).collect();
         s.extend([50.0, -50.0, 50.0, -50.0, 0.0, 2.5]);

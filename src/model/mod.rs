@@ -10,26 +10,68 @@ use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::artifact::manifest::Architecture;
-use crate::artifact::spec::FeatureSpec;
-use crate::artifact::weights::{Dense, FloatWeights, Table};
-use crate::error::{Error, Result};
+use reco_runtime::artifact::manifest::Architecture;
+use reco_runtime::artifact::spec::FeatureSpec;
+use reco_runtime::artifact::weights::{Dense, FloatWeights, Table};
+use reco_runtime::error::{Error, Result};
+
+/// A training backend: burn's flex (the default, the faster on CPUs), ndarray, or wgpu (GPU;
+/// only in a build with the `wgpu` feature).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// burn-flex on the CPU.
+    #[default]
+    Flex,
+    /// burn-ndarray on the CPU.
+    Ndarray,
+    /// burn-wgpu (Vulkan, Metal, DX12).
+    Wgpu,
+}
+
+impl Backend {
+    /// Its name in recipes and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Flex => "flex",
+            Self::Ndarray => "ndarray",
+            Self::Wgpu => "wgpu",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        [Self::Flex, Self::Ndarray, Self::Wgpu].into_iter().find(|b| b.name() == s).ok_or_else(|| {
+            format!("backend {s:?} is not available in this build, expected one of: {}", backends().join(", "))
+        })
+    }
+}
 
 /// Training backends this build offers.
 pub fn backends() -> &'static [&'static str] {
     if cfg!(feature = "wgpu") { &["flex", "ndarray", "wgpu"] } else { &["flex", "ndarray"] }
 }
 
-/// The burn device for a backend name (`flex`, `ndarray`, `wgpu` with the feature).
-pub fn device(backend: &str) -> Result<Device> {
+/// The burn device of a backend.
+pub fn device(backend: Backend) -> Result<Device> {
     match backend {
-        "flex" => Ok(Device::flex()),
+        Backend::Flex => Ok(Device::flex()),
         #[allow(deprecated)]
-        "ndarray" => Ok(Device::ndarray()),
+        Backend::Ndarray => Ok(Device::ndarray()),
         #[cfg(feature = "wgpu")]
-        "wgpu" => wgpu_device(),
-        other => Err(Error::input(format!(
-            "backend {other:?} is not available in this build, expected one of: {}",
+        Backend::Wgpu => wgpu_device(),
+        #[cfg(not(feature = "wgpu"))]
+        Backend::Wgpu => Err(Error::input(format!(
+            "backend \"wgpu\" is not available in this build, expected one of: {}",
             backends().join(", ")
         ))),
     }
@@ -76,7 +118,7 @@ pub struct BatchTensors {
 
 impl BatchTensors {
     /// Uploads rows `idx` of encoded data.
-    pub fn new(enc: &crate::runtime::Encoded, idx: &[usize], k: usize, device: &Device) -> Self {
+    pub fn new(enc: &reco_runtime::runtime::Encoded, idx: &[usize], k: usize, device: &Device) -> Self {
         let b = idx.len();
         let ids = enc
             .ids
@@ -220,19 +262,23 @@ impl RecoNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifact::spec::{CategoricalSpec, NumericSpec};
     use burn::optim::{AdamWConfig, GradientsParams};
+    use reco_runtime::artifact::spec::{CategoricalSpec, NumericSpec};
 
-    fn setup() -> (FeatureSpec, Architecture, crate::runtime::Encoded) {
+    fn setup() -> (FeatureSpec, Architecture, reco_runtime::runtime::Encoded) {
         let spec = FeatureSpec {
             categorical: vec![CategoricalSpec::new("user_id", (1..=20).collect())],
             numeric: vec![NumericSpec { name: "x".into(), mean: 0.0, std: 1.0 }],
             label: "label".into(),
             sources: Vec::new(),
         };
-        let arch = Architecture { embedding_dims: vec![4], hidden: vec![8], activation: "relu".into() };
+        let arch = Architecture {
+            embedding_dims: vec![4],
+            hidden: vec![8],
+            activation: reco_runtime::artifact::manifest::Activation::Relu,
+        };
         let rows = 64;
-        let enc = crate::runtime::Encoded {
+        let enc = reco_runtime::runtime::Encoded {
             rows,
             ids: vec![(0..rows as u32).map(|i| i % 21).collect()],
             numeric: (0..rows).map(|i| (i as f32 * 0.37).sin()).collect(),
@@ -243,7 +289,7 @@ mod tests {
     fn step(
         model: RecoNet,
         optim: &mut burn::optim::ModuleOptimizer,
-        enc: &crate::runtime::Encoded,
+        enc: &reco_runtime::runtime::Encoded,
         ad: &Device,
     ) -> RecoNet {
         let idx: Vec<usize> = (0..enc.rows).collect();

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::paths::resolved;
-use crate::error::{Error, Result};
+use reco_runtime::error::{Error, Result};
 
 /// File formats reco-cli writes, as their usual extensions name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,14 +213,14 @@ impl Managed {
             format: String,
         }
         let read = |name: &str| std::fs::read(dir.join(name)).ok();
-        if read(crate::artifact::MANIFEST)
+        if read(reco_runtime::artifact::MANIFEST)
             .and_then(|b| serde_json::from_slice::<Format>(&b).ok())
-            .is_some_and(|m| m.format == crate::artifact::manifest::FORMAT)
+            .is_some_and(|m| m.format == reco_runtime::artifact::manifest::FORMAT)
         {
             return Some(Self::Artifact);
         }
         read(FEATURE_SPEC)
-            .is_some_and(|b| serde_json::from_slice::<crate::artifact::spec::FeatureSpec>(&b).is_ok())
+            .is_some_and(|b| serde_json::from_slice::<reco_runtime::artifact::spec::FeatureSpec>(&b).is_ok())
             .then_some(Self::Features)
     }
 

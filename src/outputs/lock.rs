@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, IoContext, Result};
+use reco_runtime::error::{Error, IoContext, Result};
 
 /// An exclusive lock on an output folder (`<dir>/.reco-cli.lock`, an OS file lock released
 /// when the process ends, however it ends): two commands writing into one folder cannot

@@ -16,7 +16,7 @@ pub use guard::{Format, OutputGuard, Written, check_output, check_root};
 pub use lock::OutputLock;
 pub use paths::{RunPaths, dir_name, is_inside, relative};
 
-use crate::error::{Error, IoContext, Result};
+use reco_runtime::error::{Error, IoContext, Result};
 
 /// Writes JSON through a temporary file renamed into place.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
@@ -30,5 +30,5 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).at(dir)?;
     }
-    crate::artifact::write_atomic(path, |mut f| std::io::Write::write_all(&mut f, bytes).at(path))
+    reco_runtime::artifact::write_atomic(path, |mut f| std::io::Write::write_all(&mut f, bytes).at(path))
 }

@@ -3,8 +3,8 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::error::Result;
 use crate::recipe::Recipe;
+use reco_runtime::error::Result;
 
 /// The directory layout of one run.
 #[derive(Debug, Clone)]
@@ -56,7 +56,7 @@ impl RunPaths {
     pub fn check_replaceable(&self, synthetic: bool) -> Result<()> {
         let raw = synthetic.then(|| self.raw());
         let dirs = raw.into_iter().chain([self.features()]).chain(STAGE_DIRS.map(|s| self.stage(s)));
-        dirs.into_iter().try_for_each(|d| crate::artifact::check_replaceable(&d))
+        dirs.into_iter().try_for_each(|d| reco_runtime::artifact::check_replaceable(&d))
     }
 
     /// Everything a run writes at the top of its root: no other output of the same command

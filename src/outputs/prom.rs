@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::error::Result;
 use crate::pipeline::bench::BenchReport;
 use crate::pipeline::eval::EvalReport;
 use crate::pipeline::run::RunReport;
+use reco_runtime::error::Result;
 
 /// One sample: its labels and value.
 type Sample = (Vec<(String, String)>, f64);
@@ -141,7 +141,7 @@ pub fn for_bench(recipe: &str, b: &BenchReport) -> Families {
 
 /// The recipe name recorded in an artifact's manifest (`unknown` when it has none).
 pub fn recipe_of(model: &Path) -> String {
-    crate::artifact::open(model)
+    reco_runtime::artifact::open(model)
         .ok()
         .and_then(|m| m.recipe["name"].as_str().map(str::to_string))
         .unwrap_or_else(|| "unknown".into())

@@ -10,9 +10,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::data::features::FeatureFrame;
-use crate::error::{Error, Result};
-use crate::kernels::Kernel;
-use crate::runtime::{Columns, Model};
+use reco_runtime::error::{Error, Result};
+use reco_runtime::kernels::Kernel;
+use reco_runtime::runtime::{Columns, Model};
 
 /// What each timed call covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -41,7 +41,7 @@ pub struct BenchResult {
     /// Artifact directory name.
     pub model: String,
     /// `float` or `int8`.
-    pub kind: String,
+    pub kind: reco_runtime::runtime::Precision,
     /// Rows per call.
     pub batch: usize,
     /// Throughput.
@@ -199,19 +199,22 @@ pub fn bench(
     for (mi, (dir, manifest, model)) in opened.iter().enumerate() {
         let macs: usize = manifest.architecture.layer_shapes(model.spec()).iter().map(|(i, o)| i * o).sum();
         let parent = manifest.lineage.as_ref().map(|l| l.parent_content_sha256.clone());
-        let float_parent = opened
-            .iter()
-            .position(|(_, m, md)| md.precision() == "float" && parent.as_deref() == Some(m.content_hash().as_str()));
+        let float_parent = opened.iter().position(|(_, m, md)| {
+            md.precision() == reco_runtime::runtime::Precision::Float
+                && parent.as_deref() == Some(m.content_hash().as_str())
+        });
         for (bi, (b, _)) in batches.iter().enumerate() {
             let rps = best[mi][bi];
             results.push(BenchResult {
                 model: dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned()),
-                kind: model.precision().to_string(),
+                kind: model.precision(),
                 batch: *b,
                 rows_per_s: rps,
                 us_per_row: 1e6 / rps,
                 gmac_per_s: rps * macs as f64 / 1e9,
-                speedup_vs_float: float_parent.filter(|_| model.precision() == "int8").map(|p| rps / best[p][bi]),
+                speedup_vs_float: float_parent
+                    .filter(|_| model.precision() == reco_runtime::runtime::Precision::Int8)
+                    .map(|p| rps / best[p][bi]),
             });
         }
     }

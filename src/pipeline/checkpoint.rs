@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::artifact::manifest::Architecture;
-use crate::artifact::spec::FeatureSpec;
-use crate::artifact::weights::FloatWeights;
-use crate::artifact::{sha256_bytes, write_atomic};
-use crate::error::{Error, IoContext, Result};
+use reco_runtime::artifact::manifest::Architecture;
+use reco_runtime::artifact::spec::FeatureSpec;
+use reco_runtime::artifact::weights::FloatWeights;
+use reco_runtime::artifact::{sha256_bytes, write_atomic};
+use reco_runtime::error::{Error, IoContext, Result};
 
 /// File name of the resume state inside a checkpoint directory.
 pub const STATE: &str = "resume.json";

@@ -10,14 +10,14 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::artifact::manifest::{Architecture, Kind, Lineage, Status};
-use crate::error::{Error, Result};
 use crate::pipeline::train::{
     ArtifactMeta, FitInput, Objective, TrainSummary, fit, load_spec, load_splits, write_float_artifact,
 };
 use crate::progress::Progress;
 use crate::recipe::{DistillConfig, TrainConfig};
-use crate::runtime::FloatModel;
+use reco_runtime::artifact::manifest::{Architecture, Kind, Lineage, Status};
+use reco_runtime::error::{Error, Result};
+use reco_runtime::runtime::FloatModel;
 
 /// The loss definition recorded in student manifests.
 pub const LOSS: &str = "alpha * T^2 * mean[p*log(p/q) + (1-p)*log((1-p)/(1-q))] + (1 - alpha) * mean BCEWithLogits(s, y); p = sigmoid(t/T), q = sigmoid(s/T), computed with log-sigmoid";
@@ -47,7 +47,7 @@ pub struct DistillJob<'a> {
 }
 
 /// What distillation produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct DistillSummary {
     /// The distilled student.
     pub student: TrainSummary,

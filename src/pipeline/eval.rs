@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::artifact::Manifest;
 use crate::data::chunks::Split;
 use crate::data::features::FeatureFrame;
-use crate::error::{Error, Result};
 use crate::metrics::{self, Resamples};
-use crate::runtime::{Model, sigmoid};
+use reco_runtime::artifact::Manifest;
+use reco_runtime::error::{Error, Result};
+use reco_runtime::runtime::{Model, sigmoid};
 
 /// One model's row of the evaluation table (the stable JSON shape).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -20,7 +20,7 @@ pub struct ModelEval {
     /// Artifact path.
     pub path: String,
     /// Manifest kind.
-    pub kind: String,
+    pub kind: reco_runtime::artifact::manifest::Kind,
     /// ROC AUC on the data file.
     pub auc: Option<f64>,
     /// Mean log loss.
@@ -291,7 +291,7 @@ pub fn evaluate(
         rows.push(ModelEval {
             name: crate::outputs::dir_name(dir),
             path: dir.display().to_string(),
-            kind: manifest.kind.to_string(),
+            kind: manifest.kind,
             auc: metrics::auc(&logits, &labels),
             logloss,
             ece,
@@ -318,7 +318,7 @@ pub fn evaluate(
 /// against it.
 fn pair_with_parents(opened: &[(&PathBuf, (Manifest, Model))], rows: &mut [ModelEval], rs: &[ModelResamples]) {
     let artifacts: Vec<(&Path, &Manifest)> = opened.iter().map(|(d, (m, _))| (d.as_path(), m)).collect();
-    for (i, parent) in crate::artifact::parents_among(&artifacts).into_iter().enumerate() {
+    for (i, parent) in reco_runtime::artifact::parents_among(&artifacts).into_iter().enumerate() {
         if let Some(j) = parent {
             let against = rows[j].name.clone();
             rows[i].vs_parent = Some(Paired::of(&against, &rs[i], &rs[j]));
@@ -387,7 +387,7 @@ pub struct Quality {
 /// once) and ranking set, with the model's logits on the ranking set (when it has queries and
 /// labels).
 pub fn quality_and_ranking(
-    model: &crate::runtime::Model,
+    model: &reco_runtime::runtime::Model,
     (test, labels): (&Split, &[f32]),
     ranking: Option<&FeatureFrame>,
 ) -> Result<(Quality, Option<Vec<f32>>)> {

@@ -9,26 +9,26 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::artifact::manifest::ExportEntry;
-use crate::artifact::qweights::QuantWeights;
-use crate::artifact::weights::FloatWeights;
-use crate::artifact::{self, ArtifactWriter, MANIFEST, WEIGHTS};
-use crate::error::{Error, IoContext, Result};
 use crate::onnx::{self, IdLookup};
 use crate::outputs::{Format, OutputGuard, Written};
+use reco_runtime::artifact::manifest::{ExportEntry, Graph};
+use reco_runtime::artifact::qweights::QuantWeights;
+use reco_runtime::artifact::weights::FloatWeights;
+use reco_runtime::artifact::{self, ArtifactWriter, MANIFEST, WEIGHTS};
+use reco_runtime::error::{Error, IoContext, Result};
 
 /// Default file name inside the artifact.
 pub const ONNX_FILE: &str = "model.onnx";
 
 /// What was exported.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ExportSummary {
     /// Artifact directory.
     pub model: String,
     /// Written file.
     pub out: String,
     /// `fp32` or `qdq-int8`.
-    pub graph: String,
+    pub graph: Graph,
     /// sha256 of the written file.
     pub sha256: String,
     /// Size in bytes.
@@ -59,12 +59,12 @@ pub fn export(model_dir: &Path, out: Option<&Path>, lookup: IdLookup, allow_fail
         ("reco_cli.kind".to_string(), manifest.kind.to_string()),
         ("reco_cli.model_content_sha256".to_string(), manifest.content_hash()),
     ];
-    let (onnx::Exported { bytes, opsets }, graph) = if manifest.quantization.is_some() {
+    let (onnx::Exported { bytes, opsets }, graph) = if manifest.kind.is_int8() {
         let w = QuantWeights::load(&weights, spec, arch)?;
-        (onnx::int8_model(spec, arch, &w, lookup, &meta)?, "qdq-int8")
+        (onnx::int8_model(spec, arch, &w, lookup, &meta)?, Graph::QdqInt8)
     } else {
         let w = FloatWeights::load(&weights, spec, arch)?;
-        (onnx::float_model(spec, arch, &w, lookup, &meta)?, "fp32")
+        (onnx::float_model(spec, arch, &w, lookup, &meta)?, Graph::Fp32)
     };
     let sha256 = artifact::sha256_bytes(&bytes);
     let inside = relative_inside(model_dir, &out_path)?;
@@ -79,7 +79,7 @@ pub fn export(model_dir: &Path, out: Option<&Path>, lookup: IdLookup, allow_fail
                     file: rel.clone(),
                     sha256: sha256.clone(),
                     bytes: bytes.len() as u64,
-                    graph: graph.to_string(),
+                    graph,
                     ir_version: onnx::IR_VERSION,
                     opsets: opsets.clone(),
                 },
@@ -98,7 +98,7 @@ pub fn export(model_dir: &Path, out: Option<&Path>, lookup: IdLookup, allow_fail
     Ok(ExportSummary {
         model: model_dir.display().to_string(),
         out: out_path.display().to_string(),
-        graph: graph.to_string(),
+        graph,
         sha256,
         bytes: bytes.len() as u64,
         ir_version: onnx::IR_VERSION,
@@ -124,7 +124,7 @@ fn relative_inside(dir: &Path, out: &Path) -> Result<Option<String>> {
 
 /// Copies every file below `from` into `to`, except the relative paths in `skip`.
 fn copy_tree(from: &Path, to: &Path, skip: &[&str]) -> Result<()> {
-    for (p, rel) in crate::artifact::files_below(from)? {
+    for (p, rel) in reco_runtime::artifact::files_below(from)? {
         if skip.contains(&rel.as_str()) {
             continue;
         }

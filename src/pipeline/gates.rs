@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::artifact::manifest::{GateFailure, Status};
-use crate::error::{IoContext, Result};
 use crate::outputs::dir_name;
 use crate::pipeline::eval::{EvalReport, ModelEval};
 use crate::recipe::{GateJudge, GatesConfig};
+use reco_runtime::artifact::manifest::{GateFailure, Status};
+use reco_runtime::error::{IoContext, Result};
 
 /// One quality gate's verdict.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -177,7 +177,7 @@ pub fn check(g: &GatesConfig, eval: &EvalReport) -> Vec<GateReport> {
 /// The run's models with their manifests: a directory name, its path, its parent's name in
 /// the run (from its lineage) and the manifest.
 pub struct RunModels {
-    models: Vec<(String, PathBuf, Option<String>, crate::artifact::Manifest)>,
+    models: Vec<(String, PathBuf, Option<String>, reco_runtime::artifact::Manifest)>,
 }
 
 impl RunModels {
@@ -185,11 +185,11 @@ impl RunModels {
     pub fn open(dirs: &[PathBuf]) -> Result<Self> {
         let mut opened = Vec::new();
         for d in dirs {
-            opened.push((d.clone(), crate::artifact::open(d)?));
+            opened.push((d.clone(), reco_runtime::artifact::open(d)?));
         }
-        let artifacts: Vec<(&Path, &crate::artifact::Manifest)> =
+        let artifacts: Vec<(&Path, &reco_runtime::artifact::Manifest)> =
             opened.iter().map(|(d, m)| (d.as_path(), m)).collect();
-        let parents = crate::artifact::parents_among(&artifacts);
+        let parents = reco_runtime::artifact::parents_among(&artifacts);
         let names: Vec<String> = dirs.iter().map(|d| dir_name(d)).collect();
         let models = opened
             .into_iter()
@@ -219,7 +219,7 @@ impl RunModels {
 
     /// Writes each model's verdict into its manifest: `failed` with the gates that reach it,
     /// or `ok` with none. Returns the directories whose manifest changed, with its new
-    /// [`state_hash`](crate::artifact::Manifest::state_hash).
+    /// [`state_hash`](reco_runtime::artifact::Manifest::state_hash).
     pub fn mark(&mut self, gates: &[GateReport]) -> Result<Vec<(PathBuf, String)>> {
         let mut changed = Vec::new();
         for k in 0..self.models.len() {
@@ -236,7 +236,7 @@ impl RunModels {
                 // that is gone).
                 let exports =
                     if status == Status::Failed { std::mem::take(&mut manifest.exports) } else { Default::default() };
-                crate::artifact::rewrite_manifest(dir, manifest)?;
+                reco_runtime::artifact::rewrite_manifest(dir, manifest)?;
                 for e in exports.into_values() {
                     let p = dir.join(&e.file);
                     if p.is_file() {

@@ -27,12 +27,12 @@ use arrow::array::{ArrayRef, Float32Array, Float64Array, Int64Array, RecordBatch
 use arrow::datatypes::{DataType, Field, Schema};
 use serde::Serialize;
 
-use crate::artifact::spec::{CategoricalSpec, FeatureSpec, Ids, Key, Vocabulary};
 use crate::data::table::Table;
-use crate::error::{Error, Result};
 use crate::geo::{GridIndex, haversine_km};
 use crate::recipe::PrepareConfig;
-use crate::runtime::{Columns, Model, sigmoid};
+use reco_runtime::artifact::spec::{CategoricalSpec, FeatureSpec, Ids, Key, Vocabulary};
+use reco_runtime::error::{Error, Result};
+use reco_runtime::runtime::{Columns, Model, sigmoid};
 
 /// What to precompute.
 #[derive(Debug, Clone)]
@@ -107,7 +107,7 @@ pub fn precompute(job: &PrecomputeJob) -> Result<PrecomputeSummary> {
         .check()?;
     let (manifest, model) = Model::open(&job.model)?;
     if !job.allow_failed {
-        crate::artifact::check_usable(&job.model, &manifest)?;
+        reco_runtime::artifact::check_usable(&job.model, &manifest)?;
     }
     check_feature_spec(&job.model, model.spec(), &job.features)?;
     let (cfg, snapshot_ts) = read_prepare(&job.features)?;
@@ -379,7 +379,7 @@ impl UserInputs {
         let cols = if read.input_names().is_empty() {
             Columns { rows: 0, categorical: Vec::new(), numeric: Vec::new() }
         } else {
-            crate::runtime::arrow_io::read_parquet(train, &read)?
+            reco_runtime::runtime::arrow_io::read_parquet(train, &read)?
         };
         Ok(Self { read, cols })
     }
@@ -581,7 +581,7 @@ fn write(out: &Path, places: &Places, keys: &[TopK], meta: &[(String, String)]) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifact::spec::{NumericSpec, SourceColumn};
+    use reco_runtime::artifact::spec::{NumericSpec, SourceColumn};
 
     fn source(feature: &str, table: &str) -> SourceColumn {
         SourceColumn {

@@ -10,10 +10,10 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::data::features::FeatureFrame;
-use crate::error::{Error, Result};
 use crate::outputs::{Format, OutputGuard, Written};
 use crate::parquet_out::{stream_predictions, write_predictions};
-use crate::runtime::{Columns, Model};
+use reco_runtime::error::{Error, Result};
+use reco_runtime::runtime::{Columns, Model};
 
 /// Rows scored per streamed batch.
 pub const BATCH_ROWS: usize = 64 * 1024;
@@ -43,7 +43,7 @@ pub fn predict(
     OutputGuard::new("--out", out, Written::File(Format::Parquet)).reads(&[data, model_dir]).check()?;
     let (manifest, model) = Model::open(model_dir)?;
     if !allow_failed {
-        crate::artifact::check_usable(model_dir, &manifest)?;
+        reco_runtime::artifact::check_usable(model_dir, &manifest)?;
     }
     let hash = manifest.content_hash();
     let meta = vec![
@@ -85,7 +85,7 @@ fn streamable(path: &Path, hive: &[(String, String)], model: &Model) -> bool {
     {
         return false;
     }
-    let Ok(schema) = crate::runtime::arrow_io::parquet_schema(path) else { return false };
+    let Ok(schema) = reco_runtime::runtime::arrow_io::parquet_schema(path) else { return false };
     let typed = |name: &str, ok: &dyn Fn(&arrow::datatypes::DataType) -> bool| {
         schema.field_with_name(name).is_ok_and(|f| ok(f.data_type()))
     };
@@ -132,7 +132,9 @@ fn stream(
                 return Ok(Some(logits));
             }
             match files.next() {
-                Some(f) => batches = Some(Box::new(crate::runtime::arrow_io::parquet_batches(f, spec, BATCH_ROWS)?)),
+                Some(f) => {
+                    batches = Some(Box::new(reco_runtime::runtime::arrow_io::parquet_batches(f, spec, BATCH_ROWS)?))
+                }
                 None => return Ok(None),
             }
         }

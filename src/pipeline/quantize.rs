@@ -13,51 +13,24 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::artifact::manifest::{FORMAT, FORMAT_VERSION, Lineage, Manifest, Status};
-use crate::artifact::qweights::{LAYOUT, QLayer, QuantWeights, RowwiseTable};
-use crate::artifact::weights::Dense;
-use crate::artifact::{ArtifactWriter, WEIGHTS, sha256_file};
 use crate::data::chunks::{MAX_ROWS_IN_MEMORY, Split};
 use crate::data::features::FeatureFrame;
-use crate::error::{Error, Result};
-use crate::kernels::Kernel;
 use crate::metrics;
 use crate::pipeline::eval::{Quality, quality_and_ranking};
 use crate::progress::Progress;
-use crate::quant::calibrate::{Calibrator, Observer};
-use crate::quant::{QParams, quantize_bias, quantize_rowwise, quantize_weights, sqnr_db};
-use crate::runtime::int8::{self, Int8Model};
-use crate::runtime::{CHUNK, FloatModel, Model, chunks, dense_forward, encode};
-
-/// Quantization settings.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct QuantizeOptions {
-    /// Activation range chooser.
-    pub calibrator: Calibrator,
-    /// One weight scale per output channel (else one per tensor).
-    pub per_channel: bool,
-    /// Per-batch activation ranges instead of calibrated static ones.
-    pub dynamic: bool,
-    /// Weight bits: 8 (±127) or 7 (±63: exact on AVX2's fast `vpmaddubsw` path).
-    pub weight_bits: u32,
-    /// Largest allowed |AUC(int8) - AUC(float)|.
-    pub max_auc_drop: f64,
-    /// Largest allowed |NDCG@10(int8) - NDCG@10(float)|.
-    pub max_ndcg_drop: f64,
-}
-
-impl Default for QuantizeOptions {
-    fn default() -> Self {
-        Self {
-            calibrator: Calibrator::Percentile,
-            per_channel: true,
-            dynamic: false,
-            weight_bits: 7,
-            max_auc_drop: 0.001,
-            max_ndcg_drop: 0.002,
-        }
-    }
-}
+use crate::recipe::QuantizeSettings;
+use reco_runtime::artifact::manifest::{
+    ActivationQuant, FORMAT, FORMAT_VERSION, Kind, Lineage, Manifest, Quantization, QuantizationGate, Status,
+};
+use reco_runtime::artifact::qweights::{LAYOUT, QLayer, QuantWeights, RowwiseTable};
+use reco_runtime::artifact::weights::Dense;
+use reco_runtime::artifact::{ArtifactWriter, WEIGHTS, sha256_file};
+use reco_runtime::error::{Error, Result};
+use reco_runtime::kernels::Kernel;
+use reco_runtime::quant::calibrate::{Calibrator, Observer};
+use reco_runtime::quant::{QParams, quantize_bias, quantize_rowwise, quantize_weights, sqnr_db};
+use reco_runtime::runtime::int8::{self, Int8Model};
+use reco_runtime::runtime::{CHUNK, FloatModel, Model, chunks, dense_forward, encode};
 
 /// Inputs of a quantization run.
 pub struct QuantizeJob<'a> {
@@ -72,22 +45,22 @@ pub struct QuantizeJob<'a> {
     /// Output artifact directory.
     pub out: &'a Path,
     /// Settings.
-    pub opts: QuantizeOptions,
+    pub opts: QuantizeSettings,
     /// Dense layers to keep in float whatever the gate says (the gate's fallback adds to them).
     pub keep_float: &'a [usize],
 }
 
 /// What quantization produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct QuantizeSummary {
     /// Output directory.
     pub dir: PathBuf,
     /// Artifact kind (`<parent>-int8`).
-    pub kind: String,
+    pub kind: Kind,
     /// Whether the gate held.
     pub passed: bool,
     /// Settings used.
-    pub options: QuantizeOptions,
+    pub options: QuantizeSettings,
     /// Float parent on the test split.
     pub parent: Quality,
     /// The written INT8 model on the test split.
@@ -121,7 +94,7 @@ pub const SCATTER_ROWS: usize = 500;
 pub const HISTOGRAM_BINS: usize = 40;
 
 /// One dense layer's quantization record.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct LayerReport {
     /// Layer index.
     pub layer: usize,
@@ -134,7 +107,7 @@ pub struct LayerReport {
 }
 
 /// Equal-width bins over `[lo, hi]`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ValueHistogram {
     /// Lower edge of the first bin.
     pub lo: f64,
@@ -145,7 +118,7 @@ pub struct ValueHistogram {
 }
 
 /// One evaluation of the accuracy gate.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FallbackStep {
     /// Layers kept in float.
     pub float_layers: Vec<usize>,
@@ -195,7 +168,7 @@ fn spread(n: usize, k: usize) -> Vec<usize> {
 }
 
 /// Float activations entering each dense layer for a chunk of rows.
-fn layer_inputs(model: &FloatModel, enc: &crate::runtime::Encoded) -> Vec<Vec<f32>> {
+fn layer_inputs(model: &FloatModel, enc: &reco_runtime::runtime::Encoded) -> Vec<Vec<f32>> {
     let mut inputs = vec![model.input_matrix(enc)];
     let last = model.weights.dense.len() - 1;
     for (i, layer) in model.weights.dense.iter().enumerate().take(last) {
@@ -226,7 +199,7 @@ fn calibrate(model: &FloatModel, frame: &FeatureFrame, cal: Calibrator) -> (Vec<
     (obs, bytes)
 }
 
-fn int8_layer(d: &Dense, qp: Option<QParams>, opts: &QuantizeOptions) -> QLayer {
+fn int8_layer(d: &Dense, qp: Option<QParams>, opts: &QuantizeSettings) -> QLayer {
     let (weight, weight_scale) = quantize_weights(&d.weight, d.output, d.input, opts.weight_bits, opts.per_channel);
     let (static_input, bias) = match qp {
         Some(qp) => (Some((quantize_bias(&d.bias, qp.scale, &weight_scale), qp)), Vec::new()),
@@ -260,19 +233,14 @@ fn shown(d: Option<f64>) -> String {
     d.map_or_else(|| "not measurable".into(), |d| format!("{d:+.5}"))
 }
 
-pub use crate::quant::calibrate::MIN_CALIBRATION_ROWS;
+pub use reco_runtime::quant::calibrate::MIN_CALIBRATION_ROWS;
+
+/// The scheme in words, as every INT8 manifest records it.
+const SCHEME: &str = "weights int8 symmetric per output channel (zero point 0); biases int32 at s_x*s_w; activations uint8 asymmetric per tensor; embeddings row-wise uint8 with fp32 scale and offset";
 
 /// Runs calibration, quantization, the gate with fallback, and writes the artifact.
 pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<QuantizeSummary> {
     let opts = job.opts;
-    if !(opts.weight_bits == 7 || opts.weight_bits == 8) {
-        return Err(Error::input(format!("--weight-bits {}: expected 7 or 8", opts.weight_bits)));
-    }
-    for (name, v) in [("--max-auc-drop", opts.max_auc_drop), ("--max-ndcg-drop", opts.max_ndcg_drop)] {
-        if !(v >= 0.0 && v.is_finite()) {
-            return Err(Error::input(format!("{name} {v}: expected a number >= 0")));
-        }
-    }
     let (pman, parent) = match Model::open(job.model)? {
         (m, Model::Float(f)) => (m, f),
         (m, Model::Int8(_)) => {
@@ -285,7 +253,7 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
     };
     let kind = pman.kind.int8().ok_or_else(|| Error::Internal(format!("kind {} has no INT8 version", pman.kind)))?;
     // An artifact already at --out may only be an earlier version of this one.
-    if let Ok(existing) = crate::artifact::open(job.out)
+    if let Ok(existing) = reco_runtime::artifact::open(job.out)
         && existing.kind != kind
     {
         return Err(Error::input(format!(
@@ -431,7 +399,7 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
 
     let summary = QuantizeSummary {
         dir: job.out.to_path_buf(),
-        kind: kind.to_string(),
+        kind,
         passed,
         options: opts,
         parent: parent_q,
@@ -450,29 +418,32 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
     let mut input_data = pman.input_data.clone();
     input_data.insert("calibration".into(), sha256_file(job.calibration)?);
     input_data.insert("test".into(), sha256_file(job.test)?);
-    let activations: Vec<serde_json::Value> = act
+    let activations = act
         .iter()
         .enumerate()
-        .map(|(i, a)| match a {
-            Some(qp) => {
-                serde_json::json!({ "layer": i, "scale": qp.scale, "zero_point": qp.zero_point, "dtype": "uint8" })
-            }
-            None => serde_json::json!({ "layer": i, "dynamic": true }),
+        .map(|(layer, a)| match a {
+            Some(qp) => ActivationQuant::Static {
+                dtype: "uint8".into(),
+                layer,
+                scale: f64::from(qp.scale),
+                zero_point: qp.zero_point,
+            },
+            None => ActivationQuant::Dynamic { dynamic: true, layer },
         })
         .collect();
-    let quantization = serde_json::json!({
-        "scheme": "weights int8 symmetric per output channel (zero point 0); biases int32 at s_x*s_w; activations uint8 asymmetric per tensor; embeddings row-wise uint8 with fp32 scale and offset",
-        "weight_bits": opts.weight_bits,
-        "per_channel": opts.per_channel,
-        "dynamic_activations": opts.dynamic,
-        "calibrator": opts.calibrator.name(),
-        "activations": activations,
-        "layer_sqnr_db": sqnr.iter().map(|s| if s.is_finite() { serde_json::json!(s) } else { serde_json::Value::Null }).collect::<Vec<_>>(),
-        "float_layers": float_layers,
-        "requested_float_layers": requested,
-        "gate": { "max_auc_drop": opts.max_auc_drop, "max_ndcg_drop": opts.max_ndcg_drop, "passed": passed },
-        "calibration_rows": cal.columns.rows,
-    });
+    let quantization = Quantization {
+        activations,
+        calibration_rows: cal.columns.rows,
+        calibrator: opts.calibrator,
+        dynamic_activations: opts.dynamic,
+        float_layers: float_layers.clone(),
+        gate: QuantizationGate { max_auc_drop: opts.max_auc_drop, max_ndcg_drop: opts.max_ndcg_drop, passed },
+        layer_sqnr_db: sqnr.iter().map(|&s| Some(s).filter(|s| s.is_finite())).collect(),
+        per_channel: opts.per_channel,
+        requested_float_layers: requested,
+        scheme: SCHEME.into(),
+        weight_bits: opts.weight_bits,
+    };
     let writer = ArtifactWriter::create(job.out)?;
     writer.write(WEIGHTS, &weights.to_bytes(&parent.spec)?)?;
     let metrics = serde_json::json!({ "test": q, "parent_test": parent_q, "delta_auc": summary.delta_auc, "delta_ndcg@10": summary.delta_ndcg });
@@ -512,7 +483,7 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
 
 /// The INT8 gates that failed, as the manifest records them (the artifact named as a run names
 /// its directory).
-fn gate_failures(artifact: &str, s: &QuantizeSummary) -> Vec<crate::artifact::manifest::GateFailure> {
+fn gate_failures(artifact: &str, s: &QuantizeSummary) -> Vec<reco_runtime::artifact::manifest::GateFailure> {
     let gates = crate::pipeline::gates::int8_gates(
         artifact,
         (s.delta_auc, s.delta_ndcg),

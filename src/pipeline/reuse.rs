@@ -21,21 +21,82 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::artifact::{sha256_bytes, sha256_file};
-use crate::error::{Error, IoContext, Result};
+use crate::data::synth::SynthSummary;
+use crate::pipeline::distill::DistillSummary;
+use crate::pipeline::eval::EvalReport;
+use crate::pipeline::export::ExportSummary;
+use crate::pipeline::prepare::PrepareSummary;
+use crate::pipeline::quantize::QuantizeSummary;
+use crate::pipeline::train::TrainSummary;
 use crate::progress::Progress;
+use reco_runtime::artifact::{sha256_bytes, sha256_file};
+use reco_runtime::error::{Error, IoContext, Result};
 
 /// One stage that ran.
 #[derive(Debug, Clone, Serialize)]
 pub struct StageReport {
     /// Stage name.
     pub name: String,
-    /// Wall time, seconds.
+    /// Wall time, seconds (a file that holds no timings lacks it).
     pub seconds: f64,
     /// Stage summary.
-    pub detail: serde_json::Value,
+    pub detail: StageDetail,
     /// Whether an earlier run's result was reused (its inputs and configuration matched).
     pub reused: bool,
+}
+
+impl<'de> Deserialize<'de> for StageReport {
+    /// The detail is read as the summary type its stage's name says.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            name: String,
+            #[serde(default)]
+            seconds: f64,
+            detail: Value,
+            reused: bool,
+        }
+        let Raw { name, seconds, detail, reused } = Raw::deserialize(d)?;
+        let detail = StageDetail::parse(&name, detail).map_err(serde::de::Error::custom)?;
+        Ok(Self { name, seconds, detail, reused })
+    }
+}
+
+/// What a stage returned: its typed summary (serialized as the summary itself, so the JSON
+/// the report and the records hold is the summary's own).
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum StageDetail {
+    /// `datasets synth`'s row counts.
+    Synth(SynthSummary),
+    /// What `prepare` wrote.
+    Prepare(Box<PrepareSummary>),
+    /// The teacher's training.
+    Train(Box<TrainSummary>),
+    /// The student's and the scratch baseline's trainings.
+    Distill(Box<DistillSummary>),
+    /// One INT8 model's quantization.
+    Quantize(Box<QuantizeSummary>),
+    /// The side-by-side evaluation.
+    Eval(Box<EvalReport>),
+    /// The ONNX files written.
+    Export(Vec<ExportSummary>),
+}
+
+impl StageDetail {
+    /// The summary of stage `name` (`quantize-teacher` is a quantize stage) from its JSON.
+    pub fn parse(name: &str, v: Value) -> std::result::Result<Self, String> {
+        let bad = |e: serde_json::Error| format!("the summary of stage {name} does not read as one: {e}");
+        Ok(match Stage::of(name).ok_or_else(|| format!("no stage is named {name:?}"))? {
+            Stage::Synth => Self::Synth(serde_json::from_value(v).map_err(bad)?),
+            Stage::Prepare => Self::Prepare(serde_json::from_value(v).map_err(bad)?),
+            Stage::Train => Self::Train(serde_json::from_value(v).map_err(bad)?),
+            Stage::Distill => Self::Distill(serde_json::from_value(v).map_err(bad)?),
+            Stage::Quantize => Self::Quantize(serde_json::from_value(v).map_err(bad)?),
+            Stage::Eval => Self::Eval(serde_json::from_value(v).map_err(bad)?),
+            Stage::Export => Self::Export(serde_json::from_value(v).map_err(bad)?),
+        })
+    }
 }
 
 /// The stages `--from` can name, in pipeline order.
@@ -132,7 +193,7 @@ struct Record {
     detail: Value,
     /// sha256 of each file of `Outputs::dirs`, by path relative to the output root.
     files: BTreeMap<String, String>,
-    /// [`Manifest::state_hash`](crate::artifact::Manifest::state_hash) of each artifact
+    /// [`Manifest::state_hash`](reco_runtime::artifact::Manifest::state_hash) of each artifact
     /// directory, by path relative to the output root.
     artifacts: BTreeMap<String, String>,
     /// Artifacts that must carry an ONNX export.
@@ -204,7 +265,7 @@ impl Reuse {
             return None;
         }
         let record: Record = serde_json::from_slice(&std::fs::read(self.path(name)).ok()?).ok()?;
-        let artifact = |a: &String| crate::artifact::open(&self.out.join(a)).ok();
+        let artifact = |a: &String| reco_runtime::artifact::open(&self.out.join(a)).ok();
         let intact = record.key == key
             && record.sealed == Record::seal(key, &record.detail)
             && record.artifacts.iter().all(|(a, h)| artifact(a).is_some_and(|m| m.state_hash() == *h))
@@ -217,7 +278,7 @@ impl Reuse {
         std::path::absolute(&self.out).unwrap_or_else(|_| self.out.clone()).to_string_lossy().into_owned()
     }
 
-    fn record(&self, name: &str, key: &str, detail: &Value, outputs: &Outputs) -> Result<()> {
+    fn record(&self, name: &str, key: &str, detail: &StageDetail, outputs: &Outputs) -> Result<()> {
         let mut files = BTreeMap::new();
         for d in &outputs.dirs {
             let mut all = Vec::new();
@@ -229,13 +290,13 @@ impl Reuse {
         let mut artifacts = BTreeMap::new();
         let mut exported = Vec::new();
         for a in &outputs.artifacts {
-            let m = crate::artifact::open(a)?;
-            if outputs.exported && m.status == crate::artifact::manifest::Status::Ok {
+            let m = reco_runtime::artifact::open(a)?;
+            if outputs.exported && m.status == reco_runtime::artifact::manifest::Status::Ok {
                 exported.push(rel(&self.out, a));
             }
             artifacts.insert(rel(&self.out, a), m.state_hash());
         }
-        let detail = exact(detail.clone(), true);
+        let detail = exact(serde_json::to_value(detail).map_err(|e| Error::Internal(e.to_string()))?, true);
         let sealed = Record::seal(key, &detail);
         let record = Record { key: key.into(), base: self.base(), detail, files, artifacts, exported, sealed };
         crate::outputs::write_json(&self.path(name), &record)
@@ -245,13 +306,13 @@ impl Reuse {
     fn dependent_models(&self, name: &str) -> Vec<PathBuf> {
         let dependents = STAGES.iter().map(|(n, _, _)| *n).filter(|d| depends_on(d, name));
         let dirs = dependents.flat_map(outputs_of).map(|d| self.out.join(d));
-        dirs.filter(|p| p.join(crate::artifact::MANIFEST).is_file()).collect()
+        dirs.filter(|p| p.join(reco_runtime::artifact::MANIFEST).is_file()).collect()
     }
 
     /// What a stage's outputs hold now: each artifact's state hash and each file's sha256
     /// (`None` for what is missing or unreadable).
     fn signature(outputs: &Outputs) -> Vec<Option<String>> {
-        let artifacts = outputs.artifacts.iter().map(|a| crate::artifact::open(a).ok().map(|m| m.state_hash()));
+        let artifacts = outputs.artifacts.iter().map(|a| reco_runtime::artifact::open(a).ok().map(|m| m.state_hash()));
         let files = outputs.dirs.iter().flat_map(|d| {
             let mut all = Vec::new();
             let _ = files_below(d, &mut all);
@@ -310,11 +371,12 @@ impl Reuse {
         key: &str,
         outputs: &Outputs,
         progress: &dyn Progress,
-        run: impl FnOnce() -> Result<Value>,
+        run: impl FnOnce() -> Result<StageDetail>,
     ) -> Result<StageReport> {
-        if let Some(r) = self.lookup(name, key) {
+        // A record whose summary no longer reads as its stage's is not reused either.
+        let recorded = self.lookup(name, key).map(|r| rebase(exact(r.detail, false), &r.base, &self.base()));
+        if let Some(detail) = recorded.and_then(|d| StageDetail::parse(name, d).ok()) {
             progress.log(&format!("{name}: reused (its inputs and configuration are unchanged)"));
-            let detail = rebase(exact(r.detail, false), &r.base, &self.base());
             return Ok(StageReport { name: name.into(), seconds: 0.0, detail, reused: true });
         }
         self.forget_from(name)?;

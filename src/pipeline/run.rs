@@ -10,20 +10,20 @@ use serde::Serialize;
 
 use crate::data::schema::FilesConfig;
 use crate::data::synth::{self, SynthParams};
-use crate::error::{Error, IoContext, Result};
 use crate::outputs::RunPaths;
 use crate::pipeline::distill::{DistillJob, distill};
 use crate::pipeline::eval::{EvalReport, evaluate};
 use crate::pipeline::gates::{self, Dominated, GateReport, RunModels};
 use crate::pipeline::prepare::prepare;
-use crate::pipeline::quantize::{QuantizeJob, QuantizeOptions, quantize};
-use crate::pipeline::reuse::{self, Mode, Outputs, Reuse, StageReport};
+use crate::pipeline::quantize::{QuantizeJob, QuantizeSummary, quantize};
+use crate::pipeline::reuse::{self, Mode, Outputs, Reuse, StageDetail, StageReport};
 use crate::pipeline::train::{TrainJob, train};
 use crate::progress::Progress;
 use crate::recipe::{DataConfig, Recipe};
+use reco_runtime::error::{Error, IoContext, Result};
 
 /// The run report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RunReport {
     /// Recipe name.
     pub recipe: String,
@@ -44,7 +44,8 @@ pub struct RunReport {
     pub dominated: Vec<Dominated>,
     /// The human-readable reports.
     pub reports: ReportPaths,
-    /// Total wall time, seconds.
+    /// Total wall time, seconds (a file that holds no timings lacks it).
+    #[serde(default)]
     pub seconds: f64,
 }
 
@@ -72,7 +73,8 @@ pub fn ensure_raw(
                 && raw.join("interactions.parquet").is_file()
                 && let Some(summary) = made_with(&raw, &params)
             {
-                let report = StageReport { name: "synth".into(), seconds: 0.0, detail: summary, reused: true };
+                let detail = StageDetail::Synth(summary);
+                let report = StageReport { name: "synth".into(), seconds: 0.0, detail, reused: true };
                 return Ok((FilesConfig::in_dir(&raw), Some(report)));
             }
             let start = Instant::now();
@@ -80,7 +82,7 @@ pub fn ensure_raw(
             let report = StageReport {
                 name: "synth".into(),
                 seconds: start.elapsed().as_secs_f64(),
-                detail: json(&summary),
+                detail: StageDetail::Synth(summary),
                 reused: false,
             };
             Ok((FilesConfig::in_dir(&raw), Some(report)))
@@ -90,13 +92,13 @@ pub fn ensure_raw(
 
 /// The recorded summary, when `raw/synth.json` records exactly `params` and the tables still
 /// hold the bytes it recorded (tables replaced by hand are generated again, never vouched for).
-fn made_with(raw: &Path, params: &SynthParams) -> Option<serde_json::Value> {
+fn made_with(raw: &Path, params: &SynthParams) -> Option<synth::SynthSummary> {
     let recorded = std::fs::read(raw.join("synth.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())?;
     let tables = synth::table_hashes(raw).ok()?;
     let same = recorded.get("params") == Some(&json(params)) && recorded.get("tables") == Some(&json(&tables));
-    same.then(|| recorded.get("summary").cloned()).flatten()
+    same.then(|| recorded.get("summary").cloned().and_then(|s| serde_json::from_value(s).ok())).flatten()
 }
 
 /// How `run` treats what earlier runs left.
@@ -110,7 +112,7 @@ pub struct RunOptions {
 }
 
 /// Where the human-readable reports are, relative to the output root.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ReportPaths {
     /// Markdown (its charts under `report/`).
     pub markdown: String,
@@ -153,7 +155,7 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn P
     let outputs = Outputs { dirs: vec![features.clone()], ..Outputs::default() };
     stages.push(reuse.stage("prepare", &prepare_key, &outputs, progress, || {
         progress.log("prepare: building features");
-        Ok(json(&prepare(&raw, &features, &recipe.prepare, recipe.seed, progress)?))
+        Ok(StageDetail::Prepare(Box::new(prepare(&raw, &features, &recipe.prepare, recipe.seed, progress)?)))
     })?);
     check_oracle_gate(recipe, &features.join("test.parquet"))?;
 
@@ -173,7 +175,7 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn P
             seed: recipe.seed,
             recipe: train_recipe.clone(),
         };
-        Ok(json(&train(&job, progress)?))
+        Ok(StageDetail::Train(Box::new(train(&job, progress)?)))
     })?);
 
     let student_train = recipe.distill.student_train(&recipe.train);
@@ -201,7 +203,7 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn P
             recipe: distill_recipe.clone(),
             resume: opts.resume,
         };
-        Ok(json(&distill(&djob, progress)?))
+        Ok(StageDetail::Distill(Box::new(distill(&djob, progress)?)))
     })?);
 
     let mut models = vec![teacher_dir.clone(), student_dir];
@@ -225,15 +227,19 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn P
     let ranking = features.join("ranking.parquet");
     let eval_key = reuse::key("eval", &serde_json::json!({ "prepare": keys.prepare, "models": keys.models }));
     let eval_stage = reuse.stage("eval", &eval_key, &Outputs::default(), progress, || {
-        Ok(json(&evaluate(&models, &test, Some(&ranking), progress)?))
+        Ok(StageDetail::Eval(Box::new(evaluate(&models, &test, Some(&ranking), progress)?)))
     })?;
-    let eval: EvalReport = serde_json::from_value(eval_stage.detail.clone())
-        .map_err(|e| Error::Internal(format!("the recorded evaluation does not read back: {e}")))?;
+    let StageDetail::Eval(eval) = &eval_stage.detail else {
+        return Err(Error::Internal("the eval stage returned another summary".into()));
+    };
+    let eval = (**eval).clone();
     stages.push(eval_stage);
 
     let mut gates = gates::check(&recipe.gates, &eval);
-    for s in stages.iter().filter(|s| s.name.starts_with("quantize-")) {
-        gates.extend(quantize_gates(&s.detail));
+    for s in &stages {
+        if let StageDetail::Quantize(q) = &s.detail {
+            gates.extend(quantize_gates(q));
+        }
     }
     // The verdicts go into the manifests before anything is exported or served from them.
     let mut run_models = RunModels::open(&models)?;
@@ -248,11 +254,11 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn P
     stages.push(reuse.stage("export", &export_key, &outputs, progress, || {
         let mut exports = Vec::new();
         for dir in &deliverables {
-            if crate::artifact::open(dir)?.status == crate::artifact::manifest::Status::Ok {
+            if reco_runtime::artifact::open(dir)?.status == reco_runtime::artifact::manifest::Status::Ok {
                 exports.push(crate::pipeline::export::export(dir, None, crate::onnx::IdLookup::Auto, false)?);
             }
         }
-        Ok(json(&exports))
+        Ok(StageDetail::Export(exports))
     })?);
 
     let passed = gates.iter().all(|g| g.passed);
@@ -332,14 +338,7 @@ fn quantize_stage(
     progress: &dyn Progress,
 ) -> Result<(StageReport, PathBuf, String)> {
     let q = &recipe.quantize;
-    let opts = QuantizeOptions {
-        calibrator: q.calibrator.parse().map_err(Error::input)?,
-        per_channel: q.per_channel,
-        dynamic: q.dynamic,
-        weight_bits: q.weight_bits,
-        max_auc_drop: q.max_auc_drop,
-        max_ndcg_drop: q.max_ndcg_drop,
-    };
+    let opts = q.settings;
     let features = paths.features();
     let (test, ranking) = (features.join("test.parquet"), features.join("ranking.parquet"));
     let out = paths.stage(&format!("{parent}-int8"));
@@ -357,15 +356,13 @@ fn quantize_stage(
             opts,
             keep_float: &[],
         };
-        Ok(json(&quantize(&job, progress)?))
+        Ok(StageDetail::Quantize(Box::new(quantize(&job, progress)?)))
     })?;
     Ok((report, out, key))
 }
 
-/// The two accuracy gates of an INT8 model, read from its quantize summary.
-fn quantize_gates(s: &serde_json::Value) -> Vec<GateReport> {
-    let artifact = s["kind"].as_str().unwrap_or("int8");
-    let (max_auc, max_ndcg) =
-        (s["options"]["max_auc_drop"].as_f64().unwrap_or(0.0), s["options"]["max_ndcg_drop"].as_f64().unwrap_or(0.0));
-    gates::int8_gates(artifact, (s["delta_auc"].as_f64(), s["delta_ndcg"].as_f64()), (max_auc, max_ndcg))
+/// The two accuracy gates of an INT8 model, from its quantize summary.
+fn quantize_gates(s: &QuantizeSummary) -> Vec<GateReport> {
+    let o = &s.options;
+    gates::int8_gates(s.kind.as_str(), (s.delta_auc, s.delta_ndcg), (o.max_auc_drop, o.max_ndcg_drop))
 }

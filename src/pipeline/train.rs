@@ -20,20 +20,20 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Tensor, TensorData};
 use serde::Serialize;
 
-use crate::artifact::manifest::{Architecture, FORMAT, FORMAT_VERSION, Kind, Lineage, Manifest, Status};
-use crate::artifact::spec::FeatureSpec;
-use crate::artifact::weights::{FloatWeights, LAYOUT};
-use crate::artifact::{ArtifactWriter, WEIGHTS};
 use crate::data::chunks::{Chunks, Split};
-use crate::error::{Error, IoContext, Result};
 use crate::metrics;
 use crate::model::loss::{bce_with_logits, distillation};
 use crate::model::{BatchTensors, RecoNet, device};
 use crate::pipeline::checkpoint::{self, ResumeState};
 use crate::progress::Progress;
 use crate::recipe::TrainConfig;
-use crate::rng::Rng;
-use crate::runtime::{Columns, Encoded, FloatModel, encode};
+use reco_runtime::artifact::manifest::{Architecture, FORMAT, FORMAT_VERSION, Kind, Lineage, Manifest, Status};
+use reco_runtime::artifact::spec::FeatureSpec;
+use reco_runtime::artifact::weights::{FloatWeights, LAYOUT};
+use reco_runtime::artifact::{ArtifactWriter, WEIGHTS};
+use reco_runtime::error::{Error, IoContext, Result};
+use reco_runtime::rng::Rng;
+use reco_runtime::runtime::{Columns, Encoded, FloatModel, encode};
 
 /// Inputs of a teacher training run.
 pub struct TrainJob<'a> {
@@ -54,7 +54,7 @@ pub struct TrainJob<'a> {
 }
 
 /// What a training loop did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TrainSummary {
     /// Artifact directory.
     pub dir: PathBuf,
@@ -64,10 +64,12 @@ pub struct TrainSummary {
     pub best_epoch: usize,
     /// Validation AUC of the best epoch.
     pub best_valid_auc: f64,
-    /// Mean training throughput, rows per second (forward + backward + step).
+    /// Mean training throughput, rows per second (forward + backward + step); a file that
+    /// holds no timings lacks it.
+    #[serde(default)]
     pub rows_per_s: f64,
     /// Training backend.
-    pub backend: String,
+    pub backend: crate::model::Backend,
     /// Mean training loss per epoch.
     pub train_loss: Vec<f64>,
     /// The epoch whose loss, weights or validation scores were not finite (training stopped
@@ -152,7 +154,11 @@ pub fn architecture(spec: &FeatureSpec, cfg: &TrainConfig) -> Architecture {
         .iter()
         .map(|c| if c.len() > 64 { cfg.id_embedding_dim } else { cfg.small_embedding_dim })
         .collect();
-    Architecture { embedding_dims, hidden: cfg.hidden.clone(), activation: "relu".into() }
+    Architecture {
+        embedding_dims,
+        hidden: cfg.hidden.clone(),
+        activation: reco_runtime::artifact::manifest::Activation::Relu,
+    }
 }
 
 /// Trains the teacher and writes its artifact.
@@ -338,7 +344,7 @@ fn fit_loop(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeigh
     if teacher.is_some_and(|t| t.len() != input.train.rows()) {
         return Err(Error::Internal("teacher logits do not cover the training rows".into()));
     }
-    let dev = device(&cfg.backend)?;
+    let dev = device(cfg.backend)?;
     dev.seed(input.seed);
     let ad = dev.autodiff();
     let mut model = RecoNet::new(spec, arch, &ad).with_stable_ids();
@@ -518,7 +524,7 @@ fn fit_loop(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeigh
         best_epoch,
         best_valid_auc: best_auc,
         rows_per_s: rows_done as f64 / secs.max(1e-9),
-        backend: cfg.backend.clone(),
+        backend: cfg.backend,
         train_loss,
         valid_auc,
         parameters: arch.parameter_count(spec),
@@ -593,8 +599,8 @@ mod tests {
     use polars::prelude::*;
 
     use super::*;
-    use crate::artifact::spec::{CategoricalSpec, Ids, NumericSpec};
     use crate::data::io::{ROW_GROUP_ROWS, write_parquet};
+    use reco_runtime::artifact::spec::{CategoricalSpec, Ids, NumericSpec};
 
     /// Every window of one epoch, from a channel large enough to hold them all.
     fn epoch(chunks: &Chunks, spec: &FeatureSpec, row_id: &[f32], e: usize) -> Vec<Window<'static>> {

@@ -501,7 +501,11 @@ mod tests {
 
     #[test]
     fn float_graph_round_trips_with_named_inputs_and_both_outputs() {
-        let arch = Architecture { embedding_dims: vec![2], hidden: vec![], activation: "relu".into() };
+        let arch = Architecture {
+            embedding_dims: vec![2],
+            hidden: vec![],
+            activation: reco_runtime::artifact::manifest::Activation::Relu,
+        };
         let bytes = float_model(&spec(vec![3, 5, 9]), &arch, &weights(4), IdLookup::Auto, &[]).unwrap();
         assert_eq!(bytes.opsets, BTreeMap::from([("ai.onnx".to_string(), OPSET)]));
         let m = parse(&bytes.bytes);
@@ -521,7 +525,11 @@ mod tests {
 
     #[test]
     fn sparse_ids_and_forced_lookup_use_the_label_encoder() {
-        let arch = Architecture { embedding_dims: vec![2], hidden: vec![], activation: "relu".into() };
+        let arch = Architecture {
+            embedding_dims: vec![2],
+            hidden: vec![],
+            activation: reco_runtime::artifact::manifest::Activation::Relu,
+        };
         for (vocab, lookup) in [(vec![1, 1 << 40], IdLookup::Auto), (vec![1, 2], IdLookup::LabelEncoder)] {
             let bytes = float_model(&spec(vocab.clone()), &arch, &weights(3), lookup, &[]).unwrap();
             assert_eq!(bytes.opsets.get("ai.onnx.ml"), Some(&ML_OPSET));
@@ -536,7 +544,11 @@ mod tests {
 
     #[test]
     fn string_ids_are_a_string_input_looked_up_by_the_label_encoder() {
-        let arch = Architecture { embedding_dims: vec![2], hidden: vec![], activation: "relu".into() };
+        let arch = Architecture {
+            embedding_dims: vec![2],
+            hidden: vec![],
+            activation: reco_runtime::artifact::manifest::Activation::Relu,
+        };
         let mut s = spec(vec![]);
         let words = vec!["Bar".to_string(), "Coffee Shop".to_string()];
         s.categorical[0] = CategoricalSpec::with_vocabulary("category", Vocabulary::Str(words.clone()));
@@ -558,7 +570,11 @@ mod tests {
 
     #[test]
     fn duplicate_or_reserved_column_names_are_refused() {
-        let arch = Architecture { embedding_dims: vec![2], hidden: vec![], activation: "relu".into() };
+        let arch = Architecture {
+            embedding_dims: vec![2],
+            hidden: vec![],
+            activation: reco_runtime::artifact::manifest::Activation::Relu,
+        };
         let mut s = spec(vec![1]);
         s.numeric[0].name = "logit".into();
         assert!(float_model(&s, &arch, &weights(2), IdLookup::Auto, &[]).is_err());

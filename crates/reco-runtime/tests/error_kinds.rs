@@ -26,7 +26,14 @@ fn spec() -> FeatureSpec {
 fn artifact() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("teacher");
-    let (spec, arch) = (spec(), Architecture { embedding_dims: vec![2], hidden: vec![3], activation: "relu".into() });
+    let (spec, arch) = (
+        spec(),
+        Architecture {
+            embedding_dims: vec![2],
+            hidden: vec![3],
+            activation: reco_runtime::artifact::manifest::Activation::Relu,
+        },
+    );
     let values = |n: usize| (0..n).map(|i| (i as f32 * 0.37).sin()).collect::<Vec<f32>>();
     let dense = arch
         .layer_shapes(&spec)

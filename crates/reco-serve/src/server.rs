@@ -296,7 +296,11 @@ mod tests {
             label: "label".into(),
             sources: vec![],
         };
-        let arch = Architecture { embedding_dims: vec![2], hidden: vec![3], activation: "relu".into() };
+        let arch = Architecture {
+            embedding_dims: vec![2],
+            hidden: vec![3],
+            activation: reco_runtime::artifact::manifest::Activation::Relu,
+        };
         let weights = FloatWeights {
             embeddings: vec![Table { data: vec![0.1; 5 * 2], rows: 5, dim: 2 }],
             dense: vec![

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::artifact::{sha256_bytes, sha256_file};
 use crate::data::schema::FileFormat;
-use crate::error::{Error, IoContext, Result};
+use reco_runtime::artifact::{sha256_bytes, sha256_file};
+use reco_runtime::error::{Error, IoContext, Result};
 
 /// Hive keys whose every value is an integer (read as integers; the others as strings).
 pub(super) fn hive_int_keys(files: &[FileEntry]) -> std::collections::BTreeSet<String> {

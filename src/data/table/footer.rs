@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::error::{Error, IoContext, Result, catch_panic, one_line};
+use reco_runtime::error::{Error, IoContext, Result, catch_panic, one_line};
 
 /// Rows per row group of a Parquet file and its top-level column names, from its footer as
 /// arrow-rs decodes it (polars' decoder trusts list lengths in a corrupt footer and aborts the

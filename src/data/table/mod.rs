@@ -19,7 +19,7 @@ pub use time::{parse_timestamp, utc_offset_at};
 
 use polars::prelude::*;
 
-use crate::error::{Error, Result, one_line};
+use reco_runtime::error::{Error, Result, one_line};
 
 /// A table read into memory, with where each of its rows came from.
 pub struct Table {
@@ -177,8 +177,8 @@ impl Table {
 mod tests {
     use super::time::*;
     use super::*;
-    use crate::artifact::spec::Ids;
     use crate::data::schema::{TableConfig, TimeUnit};
+    use reco_runtime::artifact::spec::Ids;
 
     #[test]
     fn text_columns_keep_ids_that_look_like_numbers_and_whole_floats_read_as_ints() {

@@ -11,10 +11,10 @@ use polars::prelude::*;
 use super::files::{format_of, hive_int_keys, list_files, literal_prefix};
 use super::footer::parquet_footer;
 use super::{Part, PartRead, Table};
-use crate::artifact::{sha256_bytes, sha256_file};
 use crate::data::narrow;
 use crate::data::schema::{Encoding, FileFormat, TableConfig};
-use crate::error::{Error, IoContext, Result, catch_panic, one_line};
+use reco_runtime::artifact::{sha256_bytes, sha256_file};
+use reco_runtime::error::{Error, IoContext, Result, catch_panic, one_line};
 
 impl Table {
     /// Reads one feature file or single-file table (Parquet or CSV by extension).

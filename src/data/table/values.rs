@@ -5,9 +5,9 @@ use polars::prelude::*;
 
 use super::Table;
 use super::time::{TIMESTAMP_FORMATS, parse_timestamp, utc_offset_at};
-use crate::artifact::spec::Ids;
 use crate::data::schema::TimeUnit;
-use crate::error::{Error, Result, one_line};
+use reco_runtime::artifact::spec::Ids;
+use reco_runtime::error::{Error, Result, one_line};
 
 impl Table {
     /// The column is not of the expected kind: names the first value that is not (a text cell

@@ -10,7 +10,7 @@ use super::splits::{bounds, time_cuts};
 use crate::data::raw::{Places, RawData};
 use crate::geo::GridIndex;
 use crate::recipe::PrepareConfig;
-use crate::rng::Rng;
+use reco_runtime::rng::Rng;
 
 /// How negatives and ranking candidates are drawn.
 pub enum Candidates {

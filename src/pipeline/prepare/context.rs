@@ -6,10 +6,10 @@ use serde::Serialize;
 
 use crate::data::raw::{Interactions, Places, Users};
 use crate::data::schema::{ContextSource, FilesConfig};
-use crate::error::{Error, Result};
+use reco_runtime::error::{Error, Result};
 
 /// Where the context location came from (resolved from the recipe's `context`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ContextKind {
     /// The interactions' own coordinates.

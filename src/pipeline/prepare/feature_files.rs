@@ -10,11 +10,11 @@ use std::path::Path;
 use polars::prelude::*;
 
 use super::featurize::{self, FeatureContext, Layout, RowValues, Rows};
-use crate::artifact::spec::{CategoricalSpec, FeatureSpec, Ids, NumericSpec, Vocabulary};
 use crate::data::features::LABEL;
 use crate::data::io::{ROW_GROUP_ROWS, write_error};
 use crate::data::table::{Table, parquet_footer};
-use crate::error::{Error, IoContext, Result};
+use reco_runtime::artifact::spec::{CategoricalSpec, FeatureSpec, Ids, NumericSpec, Vocabulary};
+use reco_runtime::error::{Error, IoContext, Result};
 
 /// Rows featurized at once.
 pub const CHUNK_ROWS: usize = 8 * ROW_GROUP_ROWS;
@@ -222,7 +222,7 @@ mod tests {
 
     use super::*;
     use crate::data::io::write_parquet;
-    use crate::rng::Rng;
+    use reco_runtime::rng::Rng;
 
     #[test]
     fn the_spec_fitted_a_chunk_at_a_time_equals_the_whole_split_fit_to_the_bit() {

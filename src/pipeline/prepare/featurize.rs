@@ -12,13 +12,13 @@ use polars::prelude::*;
 
 use super::context::Context;
 use super::window::{PlaceEvents, WindowStats};
-use crate::artifact::spec::Ids;
 use crate::data::features::LABEL;
 use crate::data::io::{frame, pl};
 use crate::data::raw::{Mapped, Places, RawData, Users};
 use crate::data::schema::{DeclaredFeature, FeatureKind, Role, TableName, Transform};
-use crate::error::Result;
 use crate::geo::EARTH_RADIUS_KM;
+use reco_runtime::artifact::spec::Ids;
+use reco_runtime::error::Result;
 
 /// Rows of a feature file before featurization: which interaction each comes from, which
 /// place it scores, when, and its label.

@@ -13,18 +13,18 @@ use super::context::ContextKind;
 use super::feature_files::SpecFitter;
 use super::featurize::{self, FeatureContext, RowValues, Rows};
 use super::labels::LabelSource;
-use crate::artifact::ArtifactWriter;
-use crate::artifact::spec::{FeatureSpec, SourceColumn};
 use crate::data::chunks::local_rows;
 use crate::data::io::{pl, write_parquet};
 use crate::data::raw::RawData;
 use crate::data::schema::{FeatureKind, FilesConfig, TableName, Transform};
-use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::recipe::PrepareConfig;
+use reco_runtime::artifact::ArtifactWriter;
+use reco_runtime::artifact::spec::{FeatureSpec, SourceColumn};
+use reco_runtime::error::{Error, Result};
 
 /// What `prepare` wrote.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PrepareSummary {
     /// Output directory.
     pub dir: PathBuf,

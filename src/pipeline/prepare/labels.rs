@@ -6,10 +6,10 @@ use serde::Serialize;
 
 use crate::data::raw::Interactions;
 use crate::data::schema::{FilesConfig, TableName};
-use crate::error::{Error, Result};
+use reco_runtime::error::{Error, Result};
 
 /// Where the labels came from.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum LabelSource {
     /// An explicit 0/1 column.

@@ -14,13 +14,13 @@ use super::finish::{
 use super::labels::{LabelSource, check_declared_leakage, labels};
 use super::splits::{calibration_rows, ranking_set, split};
 use super::window::{PlaceEvents, window_seconds};
-use crate::artifact::ArtifactWriter;
 use crate::data::raw;
 use crate::data::schema::{FilesConfig, TableName};
-use crate::error::Result;
 use crate::progress::Progress;
 use crate::recipe::PrepareConfig;
-use crate::rng::Rng;
+use reco_runtime::artifact::ArtifactWriter;
+use reco_runtime::error::Result;
+use reco_runtime::rng::Rng;
 
 /// Prepares the tables `data` describes into `out_dir`, read into memory whole.
 pub fn prepare(

@@ -41,9 +41,9 @@ pub use finish::{PrepareSummary, REQUEST_FEATURES};
 pub use labels::LabelSource;
 
 use crate::data::schema::FilesConfig;
-use crate::error::Result;
 use crate::progress::Progress;
 use crate::recipe::PrepareConfig;
+use reco_runtime::error::Result;
 
 /// Runs the whole preparation of the tables `data` describes into `out_dir`: a large Parquet
 /// interactions table streams ([`stream`]), the rest is read into memory ([`memory`]).

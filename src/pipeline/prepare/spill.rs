@@ -7,7 +7,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, IoContext, Result};
+use reco_runtime::error::{Error, IoContext, Result};
 
 /// A record of a fixed number of bytes.
 pub trait Record: Sized {

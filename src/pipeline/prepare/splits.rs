@@ -5,9 +5,9 @@
 use super::candidates::Candidates;
 use super::context::Context;
 use super::featurize::Rows;
-use crate::error::{Error, Result};
 use crate::recipe::PrepareConfig;
-use crate::rng::Rng;
+use reco_runtime::error::{Error, Result};
+use reco_runtime::rng::Rng;
 
 /// The earliest and latest of `ts`.
 pub(crate) fn bounds(ts: &[i64]) -> (i64, i64) {

@@ -39,17 +39,17 @@ use super::labels::{self, LabelSource};
 use super::spill::{Bytes, Reader, Record, Writer};
 use super::splits::{self, SplitCounts};
 use super::window::{self, PlaceEvents, WindowStats};
-use crate::artifact::ArtifactWriter;
-use crate::artifact::spec::Ids;
 use crate::data::chunks::pieces;
 use crate::data::raw::{self, Places, Streamed, Users};
 use crate::data::schema::{FileFormat, FilesConfig, Role, TableName};
 use crate::data::table::{Table, list_files, location_sha256, parquet_footer};
 use crate::data::timespan::TimeSpan;
-use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
 use crate::recipe::PrepareConfig;
-use crate::rng::Rng;
+use reco_runtime::artifact::ArtifactWriter;
+use reco_runtime::artifact::spec::Ids;
+use reco_runtime::error::{Error, IoContext, Result};
+use reco_runtime::rng::Rng;
 
 /// An interactions table to stream: its pieces in file order.
 pub struct Plan {

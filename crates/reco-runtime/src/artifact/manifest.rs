@@ -87,6 +87,47 @@ impl std::fmt::Display for Status {
     }
 }
 
+/// The hidden layers' activation: `relu`, the one format version 1 has. Any other name reads
+/// as [`Activation::Unsupported`] and is refused by [`Manifest::check_format`] with its name
+/// (a manifest from a newer reco-cli says what it needs, not just that it does not parse).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Activation {
+    /// max(0, x).
+    #[default]
+    Relu,
+    /// A name this version does not know.
+    Unsupported(String),
+}
+
+impl Activation {
+    /// Its name in manifests.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Relu => "relu",
+            Self::Unsupported(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Display for Activation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Activation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Activation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Ok(if name == "relu" { Self::Relu } else { Self::Unsupported(name) })
+    }
+}
+
 /// Architecture of the float network: embeddings, then an MLP with ReLU, then one logit.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Architecture {
@@ -94,8 +135,8 @@ pub struct Architecture {
     pub embedding_dims: Vec<usize>,
     /// Hidden layer widths; the output layer (width 1, no activation) follows.
     pub hidden: Vec<usize>,
-    /// Hidden activation (always "relu" in format version 1).
-    pub activation: String,
+    /// Hidden activation (always `relu` in format version 1).
+    pub activation: Activation,
 }
 
 impl Architecture {
@@ -129,6 +170,26 @@ pub struct FileEntry {
     pub bytes: u64,
 }
 
+/// The kind of an exported ONNX graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Graph {
+    /// Float32 throughout (a float artifact).
+    #[serde(rename = "fp32")]
+    Fp32,
+    /// QuantizeLinear/DequantizeLinear around int8 weights (an INT8 artifact).
+    #[serde(rename = "qdq-int8")]
+    QdqInt8,
+}
+
+impl std::fmt::Display for Graph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Fp32 => "fp32",
+            Self::QdqInt8 => "qdq-int8",
+        })
+    }
+}
+
 /// A file exported from the artifact for other runtimes (e.g. `model.onnx`). Kept apart from
 /// [`Manifest::files`] so that exporting does not change the artifact's content hash (which
 /// children and benchmarks use to find their parent).
@@ -140,8 +201,8 @@ pub struct ExportEntry {
     pub sha256: String,
     /// Size in bytes.
     pub bytes: u64,
-    /// `fp32` or `qdq-int8`.
-    pub graph: String,
+    /// Which graph was exported.
+    pub graph: Graph,
     /// ONNX IR version.
     pub ir_version: i64,
     /// Opset per domain (`ai.onnx`, `ai.onnx.ml`).
@@ -158,6 +219,69 @@ pub struct Lineage {
     /// The parent's directory when this artifact was made, relative to this artifact's
     /// directory (`../teacher`).
     pub parent_path: String,
+}
+
+/// An INT8 artifact's quantization record (fields in alphabetical order: the JSON they make is
+/// the one earlier versions wrote from an ordered map).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Quantization {
+    /// The input quantization of each dense layer.
+    pub activations: Vec<ActivationQuant>,
+    /// Calibration rows used.
+    pub calibration_rows: usize,
+    /// The activation range chooser.
+    pub calibrator: crate::quant::calibrate::Calibrator,
+    /// Per-batch activation ranges instead of calibrated ones.
+    pub dynamic_activations: bool,
+    /// Dense layers kept in float (requested, and added by the accuracy gate).
+    pub float_layers: Vec<usize>,
+    /// The accuracy gate against the float parent.
+    pub gate: QuantizationGate,
+    /// SQNR of each layer's INT8 output against float on the same input, dB (`null`: exact).
+    pub layer_sqnr_db: Vec<Option<f64>>,
+    /// One weight scale per output channel (else per tensor).
+    pub per_channel: bool,
+    /// Dense layers asked to stay float.
+    pub requested_float_layers: Vec<usize>,
+    /// The scheme in words.
+    pub scheme: String,
+    /// Weight bits (7 or 8).
+    pub weight_bits: u32,
+}
+
+/// A dense layer's input quantization: static u8 parameters, or per batch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ActivationQuant {
+    /// Calibrated once: `real = scale · (code − zero_point)`.
+    Static {
+        /// The code type (`uint8`).
+        dtype: String,
+        /// Dense layer index.
+        layer: usize,
+        /// Step size.
+        scale: f64,
+        /// The code of real 0.
+        zero_point: i32,
+    },
+    /// Ranges measured on each batch.
+    Dynamic {
+        /// Always true.
+        dynamic: bool,
+        /// Dense layer index.
+        layer: usize,
+    },
+}
+
+/// The accuracy gate an INT8 model was made under.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct QuantizationGate {
+    /// Largest allowed |ΔAUC|.
+    pub max_auc_drop: f64,
+    /// Largest allowed |ΔNDCG@10|.
+    pub max_ndcg_drop: f64,
+    /// Whether it held.
+    pub passed: bool,
 }
 
 /// A quality gate that failed on this artifact or on one it was made from (its status is then
@@ -216,7 +340,7 @@ pub struct Manifest {
     pub metrics: serde_json::Value,
     /// INT8 artifacts: scheme, calibrator, activation qparams, per-layer SQNR, float layers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quantization: Option<serde_json::Value>,
+    pub quantization: Option<Quantization>,
     /// Exported files by format (`onnx`), verified on load like `files`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub exports: BTreeMap<String, ExportEntry>,
@@ -260,13 +384,12 @@ impl Manifest {
                 ),
             ));
         }
-        if self.architecture.activation != "relu" {
+        if let Activation::Unsupported(name) = &self.architecture.activation {
             return Err(Error::new(
                 ErrorKind::UnsupportedVersion,
                 format!(
-                    "{}: architecture.activation {:?} is not supported (format version 1 has \"relu\")",
+                    "{}: architecture.activation {name:?} is not supported (format version 1 has \"relu\")",
                     path.display(),
-                    self.architecture.activation
                 ),
             ));
         }

@@ -495,7 +495,11 @@ mod tests {
             label: "label".into(),
             sources: vec![],
         };
-        let arch = Architecture { embedding_dims: vec![3], hidden: vec![5], activation: "relu".into() };
+        let arch = Architecture {
+            embedding_dims: vec![3],
+            hidden: vec![5],
+            activation: crate::artifact::manifest::Activation::Relu,
+        };
         let weights = FloatWeights {
             embeddings: vec![Table { data: r(21 * 3), rows: 21, dim: 3 }],
             dense: vec![

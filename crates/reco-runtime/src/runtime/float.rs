@@ -34,7 +34,7 @@ impl FloatModel {
     /// an input error naming its float parent.
     pub fn open(dir: &Path) -> Result<(Manifest, Self)> {
         let manifest = artifact::open(dir)?;
-        if manifest.quantization.is_some() {
+        if manifest.kind.is_int8() {
             let parent = manifest
                 .lineage
                 .as_ref()
@@ -230,7 +230,11 @@ mod tests {
             label: "label".into(),
             sources: vec![],
         };
-        let arch = Architecture { embedding_dims: vec![4, 8], hidden: vec![70, 33], activation: "relu".into() };
+        let arch = Architecture {
+            embedding_dims: vec![4, 8],
+            hidden: vec![70, 33],
+            activation: crate::artifact::manifest::Activation::Relu,
+        };
         let tables = [4usize, 8].map(|d| Table { data: r(21 * d, 1.0), rows: 21, dim: d }).to_vec();
         let dense = arch
             .layer_shapes(&spec)

@@ -611,7 +611,11 @@ mod tests {
             label: "label".into(),
             sources: vec![],
         };
-        let arch = Architecture { embedding_dims: dims.to_vec(), hidden: vec![24, 17], activation: "relu".into() };
+        let arch = Architecture {
+            embedding_dims: dims.to_vec(),
+            hidden: vec![24, 17],
+            activation: crate::artifact::manifest::Activation::Relu,
+        };
         let embeddings = vocabularies
             .iter()
             .zip(dims)

@@ -32,4 +32,4 @@ pub use columns::{Columns, ColumnsRef};
 pub use encode::{EmbeddingRows, Encoded, encode, input_matrix};
 pub(crate) use float::run_layers;
 pub use float::{FloatModel, dense_forward, mlp, pack};
-pub use model::{Model, sigmoid};
+pub use model::{Model, Precision, sigmoid};

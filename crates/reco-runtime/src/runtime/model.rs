@@ -22,6 +22,25 @@ pub fn sigmoid(z: f32) -> f32 {
     }
 }
 
+/// The arithmetic a model scores with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Float32 throughout.
+    Float,
+    /// Integer kernels (u8 x s8 -> i32).
+    Int8,
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Float => "float",
+            Self::Int8 => "int8",
+        })
+    }
+}
+
 /// Any artifact the runtime can score: float or INT8.
 #[derive(Debug, Clone)]
 pub enum Model {
@@ -37,7 +56,7 @@ impl Model {
         let manifest = artifact::open(dir)?;
         let path = dir.join(WEIGHTS);
         let (spec, arch) = (manifest.feature_spec.clone(), manifest.architecture.clone());
-        let model = if manifest.quantization.is_some() {
+        let model = if manifest.kind.is_int8() {
             let w = QuantWeights::load(&path, &spec, &arch)?;
             Self::Int8(int8::Int8Model::new(spec, arch, w)?)
         } else {
@@ -55,11 +74,11 @@ impl Model {
         }
     }
 
-    /// `float` or `int8`.
-    pub fn precision(&self) -> &'static str {
+    /// Float or INT8 arithmetic.
+    pub fn precision(&self) -> Precision {
         match self {
-            Self::Float(_) => "float",
-            Self::Int8(_) => "int8",
+            Self::Float(_) => Precision::Float,
+            Self::Int8(_) => Precision::Int8,
         }
     }
 
@@ -84,7 +103,7 @@ impl Model {
         artifact::verify_bytes(name, &manifest, WEIGHTS, weights)?;
         let label = Path::new(name).join(WEIGHTS);
         let (spec, arch) = (manifest.feature_spec.clone(), manifest.architecture.clone());
-        let model = if manifest.quantization.is_some() {
+        let model = if manifest.kind.is_int8() {
             let w = QuantWeights::from_bytes(weights, &label, &spec, &arch)?;
             Self::Int8(int8::Int8Model::new(spec, arch, w)?)
         } else {

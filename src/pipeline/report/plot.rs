@@ -9,7 +9,7 @@
 
 use plotters::prelude::*;
 
-use crate::error::{Error, Result};
+use reco_runtime::error::{Error, Result};
 
 /// How a series is drawn.
 #[derive(Debug, Clone, Copy, PartialEq)]
