@@ -31,7 +31,7 @@ pub fn exec(args: PrepareArgs, g: &Global, progress: &dyn Progress) -> Result<u8
     for dir in synthetic.then(|| paths.raw()).into_iter().chain([paths.features()]) {
         reco_runtime::artifact::check_replaceable(&dir)?;
     }
-    let (raw, _) = ensure_raw(&recipe, &paths, reco::pipeline::reuse::Mode::Auto, progress)?;
+    let (raw, _) = ensure_raw(&recipe, &paths, reco::pipeline::run::reuse::Mode::Auto, progress)?;
     let summary = prepare(&raw, &paths.features(), &recipe.prepare, recipe.seed, progress)?;
     if g.json {
         super::print_json(&summary)?;

@@ -7,7 +7,7 @@ use clap::Args;
 use reco::Result;
 use reco::outputs::{Format, OutputGuard, Written};
 use reco::pipeline::eval::table;
-use reco::pipeline::reuse::{Mode, Stage};
+use reco::pipeline::run::reuse::{Mode, Stage};
 use reco::pipeline::run::{RunOptions, run};
 use reco::progress::Progress;
 

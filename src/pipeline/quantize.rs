@@ -484,12 +484,12 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
 /// The INT8 gates that failed, as the manifest records them (the artifact named as a run names
 /// its directory).
 fn gate_failures(artifact: &str, s: &QuantizeSummary) -> Vec<reco_runtime::artifact::manifest::GateFailure> {
-    let gates = crate::pipeline::gates::int8_gates(
+    let gates = crate::pipeline::run::gates::int8_gates(
         artifact,
         (s.delta_auc, s.delta_ndcg),
         (s.options.max_auc_drop, s.options.max_ndcg_drop),
     );
-    gates.iter().filter(|g| !g.passed).map(crate::pipeline::gates::GateReport::failure).collect()
+    gates.iter().filter(|g| !g.passed).map(crate::pipeline::run::gates::GateReport::failure).collect()
 }
 
 /// `<model>-int8` next to the model directory.

@@ -7,7 +7,7 @@ use super::blocks::{Block, Cell, Source, ci};
 use super::charts::{quantization, quantize_detail, reliability};
 use super::summary::gates_of;
 use crate::pipeline::eval::ModelEval;
-use crate::pipeline::reuse::StageDetail;
+use crate::pipeline::run::reuse::StageDetail;
 use reco_runtime::artifact::manifest::Kind;
 use reco_runtime::error::Result;
 

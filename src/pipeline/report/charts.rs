@@ -8,7 +8,7 @@ use super::plot::{Chart, Mark, Series};
 use super::summary::us_per_row;
 use crate::pipeline::eval::{BaselineEval, ModelEval};
 use crate::pipeline::quantize::QuantizeSummary;
-use crate::pipeline::reuse::StageDetail;
+use crate::pipeline::run::reuse::StageDetail;
 use reco_runtime::artifact::manifest::Kind;
 use reco_runtime::error::Result;
 

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use self::blocks::{Block, to_html, to_markdown};
-use crate::pipeline::run::RunReport;
+use crate::pipeline::run::record::RunReport;
 use reco_runtime::artifact::manifest::Manifest;
 use reco_runtime::error::{Error, IoContext, Result};
 

@@ -3,6 +3,10 @@
 //! (`<out>/report.json`) and the human-readable reports (`report.md`, `report.html`). Stages
 //! whose inputs and configuration are unchanged are reused ([`reuse`]).
 
+pub mod gates;
+pub mod record;
+pub mod reuse;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -12,42 +16,16 @@ use crate::data::schema::FilesConfig;
 use crate::data::synth::{self, SynthParams};
 use crate::outputs::RunPaths;
 use crate::pipeline::distill::{DistillJob, distill};
-use crate::pipeline::eval::{EvalReport, evaluate};
-use crate::pipeline::gates::{self, Dominated, GateReport, RunModels};
+use crate::pipeline::eval::evaluate;
 use crate::pipeline::prepare::prepare;
 use crate::pipeline::quantize::{QuantizeJob, QuantizeSummary, quantize};
-use crate::pipeline::reuse::{self, Mode, Outputs, Reuse, StageDetail, StageReport};
 use crate::pipeline::train::{TrainJob, train};
 use crate::progress::Progress;
 use crate::recipe::{DataConfig, Recipe};
+use gates::{GateReport, RunModels};
 use reco_runtime::error::{Error, IoContext, Result};
-
-/// The run report.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct RunReport {
-    /// Recipe name.
-    pub recipe: String,
-    /// Output root.
-    pub out: String,
-    /// Stages in order.
-    pub stages: Vec<StageReport>,
-    /// Test-split evaluation of every model built.
-    pub eval: EvalReport,
-    /// Gates checked.
-    pub gates: Vec<GateReport>,
-    /// True when every gate passed.
-    pub passed: bool,
-    /// The artifact to ship: the smallest deliverable whose own and ancestors' gates all hold
-    /// (`null`: none does).
-    pub recommended: Option<String>,
-    /// Deliverables that a smaller or equal, gate-passing one beats on AUC and NDCG@10.
-    pub dominated: Vec<Dominated>,
-    /// The human-readable reports.
-    pub reports: ReportPaths,
-    /// Total wall time, seconds (a file that holds no timings lacks it).
-    #[serde(default)]
-    pub seconds: f64,
-}
+pub use record::{ReportPaths, RunReport};
+use reuse::{Mode, Outputs, Reuse, StageDetail, StageReport};
 
 fn json<T: Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
@@ -109,15 +87,6 @@ pub struct RunOptions {
     pub resume: bool,
     /// Which recorded stages may be reused.
     pub reuse: Mode,
-}
-
-/// Where the human-readable reports are, relative to the output root.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct ReportPaths {
-    /// Markdown (its charts under `report/`).
-    pub markdown: String,
-    /// Self-contained HTML.
-    pub html: String,
 }
 
 /// The stage keys later stages build theirs from.
