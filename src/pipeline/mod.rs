@@ -2,7 +2,6 @@
 //! through [`crate::progress::Progress`], and returns a summary the CLI prints.
 
 pub mod bench;
-pub mod checkpoint;
 pub mod distill;
 pub mod eval;
 pub mod export;

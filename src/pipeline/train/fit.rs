@@ -1,0 +1,423 @@
+//! The training loop every float model shares ([`fit`]): forward, loss ([`Objective`]: BCE
+//! with logits, or the distillation objective), backward, AdamW step; validation AUC after
+//! every epoch with the serving runtime, a checkpoint each epoch (resumable to the same
+//! weights), early stopping, the best epoch kept, divergence caught.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::TrainSummary;
+use super::checkpoint::{self, ResumeState};
+use super::rows::{TrainRows, Window, produce_windows, shorten};
+use crate::data::chunks::Split;
+use crate::metrics;
+use crate::model::loss::{bce_with_logits, distillation};
+use crate::model::{BatchTensors, RecoNet, device};
+use crate::progress::Progress;
+use crate::recipe::TrainConfig;
+use reco_runtime::artifact::manifest::Architecture;
+use reco_runtime::artifact::spec::FeatureSpec;
+use reco_runtime::artifact::weights::FloatWeights;
+use reco_runtime::error::{Error, IoContext, Result};
+use reco_runtime::runtime::FloatModel;
+
+/// The loss a training loop minimizes.
+pub enum Objective<'a> {
+    /// Binary cross-entropy with logits on the labels.
+    Hard,
+    /// `alpha · T² · BernoulliKL(sigmoid(t/T) || sigmoid(s/T)) + (1 - alpha) · BCE(s, y)`.
+    Distill {
+        /// Teacher logit of every training row (computed once, in row order).
+        teacher_logits: &'a [f32],
+        /// Temperature T.
+        temperature: f64,
+        /// Weight of the soft term.
+        alpha: f64,
+    },
+}
+
+/// Everything [`fit`] needs.
+pub struct FitInput<'a> {
+    /// Input encoding.
+    pub spec: &'a FeatureSpec,
+    /// Network shape.
+    pub arch: &'a Architecture,
+    /// Training rows and labels.
+    pub train: &'a Split,
+    /// Validation rows and labels (early stopping).
+    pub valid: &'a Split,
+    /// Hyper-parameters.
+    pub cfg: &'a TrainConfig,
+    /// Seed.
+    pub seed: u64,
+    /// Label for progress and logs (`teacher`, `student`, ...).
+    pub label: &'a str,
+    /// Per-epoch checkpoint directory.
+    pub checkpoints: &'a Path,
+    /// Loss.
+    pub objective: Objective<'a>,
+    /// Continue from the checkpoint directory's resume state, when it has one.
+    pub resume: bool,
+}
+
+/// The recipe key that sets a training's learning rate: the teacher's is `train`'s, the
+/// students' `distill`'s (which defaults to `train`'s).
+fn learning_rate_key(label: &str) -> &'static str {
+    if label == "teacher" { "train.learning_rate" } else { "distill.learning_rate" }
+}
+
+/// What [`fit`]'s trajectory depends on: every setting but the epoch budget, the seed, the
+/// objective, and the training rows (encoded, or the split's content hash when it stays on
+/// disk) and labels.
+fn fit_fingerprint(input: &FitInput<'_>, rows: &TrainRows<'_>, y_valid: &[f32]) -> Result<String> {
+    let mut cfg = serde_json::to_value(input.cfg).unwrap_or_default();
+    if let Some(obj) = cfg.as_object_mut() {
+        obj.remove("epochs");
+        obj.remove("patience");
+        // Whether rows stay on disk shows in the data below; the buffer only matters there.
+        obj.remove("max_rows_in_memory");
+        if matches!(rows, TrainRows::Whole { .. }) {
+            obj.remove("shuffle_buffer_rows");
+        }
+    }
+    let objective = match &input.objective {
+        Objective::Hard => serde_json::json!("hard"),
+        Objective::Distill { temperature, alpha, .. } => {
+            serde_json::json!({ "temperature": temperature, "alpha": alpha })
+        }
+    };
+    let settings = serde_json::json!({
+        "train": cfg, "seed": input.seed, "label": input.label, "objective": objective, "arch": input.arch,
+        "spec": input.spec,
+    });
+    let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let mut data = vec![f32_bytes(y_valid)];
+    match rows {
+        TrainRows::Whole { enc, labels, .. } => {
+            data.extend([f32_bytes(&enc.numeric), f32_bytes(labels)]);
+            data.extend(enc.ids.iter().map(|c| c.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()));
+        }
+        TrainRows::Chunked { chunks, .. } => {
+            data.push(crate::data::table::location_sha256(&chunks.location)?.into_bytes());
+        }
+    }
+    if let Objective::Distill { teacher_logits, .. } = &input.objective {
+        data.push(f32_bytes(teacher_logits));
+    }
+    let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+    Ok(checkpoint::fingerprint(&settings, &refs))
+}
+
+/// Runs the training loop; returns the best epoch's weights and the summary (`dir` empty). A
+/// loop that fails before its first checkpoint (bad rows in a streamed split show up only as
+/// they are read) leaves no empty checkpoint directory behind.
+pub fn fit(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeights, TrainSummary)> {
+    let result = fit_loop(input, progress);
+    if result.is_err() {
+        // remove_dir removes only empty directories: a checkpoint written stays.
+        let _ = std::fs::remove_dir(input.checkpoints);
+        if let Some(parent) = input.checkpoints.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+    result
+}
+
+fn fit_loop(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeights, TrainSummary)> {
+    let mut run = Loop::start(input, progress)?;
+    for epoch in run.first..=input.cfg.epochs {
+        let (loss, secs) = run.epoch(input, epoch, progress)?;
+        if run.after_epoch(input, epoch, (loss, secs), progress)? == Next::Stop {
+            break;
+        }
+    }
+    checkpoint::finish(input.checkpoints)?;
+    run.finish(input)
+}
+
+/// The training loop's state between epochs.
+struct Loop<'a> {
+    /// The model (taken out while an epoch's batches step it).
+    model: Option<RecoNet>,
+    optim: ModuleOptimizer,
+    ad: Device,
+    rows: TrainRows<'a>,
+    y_valid: Vec<f32>,
+    teacher: Option<&'a [f32]>,
+    fingerprint: String,
+    steps_per_epoch: usize,
+    lr: f64,
+    /// The first epoch to train (after a resumed checkpoint's; `usize::MAX`: none left).
+    first: usize,
+    /// Validation AUC, epoch and weights of the best epoch so far.
+    best: Option<(f64, usize, FloatWeights)>,
+    train_loss: Vec<f64>,
+    valid_auc: Vec<f64>,
+    rows_done: usize,
+    secs: f64,
+    diverged: Option<usize>,
+}
+
+/// Whether training goes on after an epoch.
+#[derive(PartialEq)]
+enum Next {
+    Continue,
+    Stop,
+}
+
+impl<'a> Loop<'a> {
+    /// A fresh model and optimizer on the configured device, or the checkpoint's when resuming.
+    fn start(input: &FitInput<'a>, progress: &dyn Progress) -> Result<Self> {
+        let (spec, arch, cfg) = (input.spec, input.arch, input.cfg);
+        let y_valid = input.valid.labels(spec, Path::new("valid.parquet"))?;
+        let teacher = match &input.objective {
+            Objective::Hard => None,
+            Objective::Distill { teacher_logits, .. } => Some(*teacher_logits),
+        };
+        if teacher.is_some_and(|t| t.len() != input.train.rows()) {
+            return Err(Error::Internal("teacher logits do not cover the training rows".into()));
+        }
+        let dev = device(cfg.backend)?;
+        dev.seed(input.seed);
+        let ad = dev.autodiff();
+        let model = RecoNet::new(spec, arch, &ad).with_stable_ids();
+        let optim = AdamWConfig::new().with_weight_decay(cfg.weight_decay as f32).init();
+        let rows = TrainRows::new(input.train, spec, cfg, input.seed)?;
+        let n_rows = input.train.rows();
+        std::fs::create_dir_all(input.checkpoints).at(input.checkpoints)?;
+        let fingerprint = fit_fingerprint(input, &rows, &y_valid)?;
+        // From row groups, each window may end in a partial batch.
+        let windows = match &rows {
+            TrainRows::Whole { .. } => 0,
+            TrainRows::Chunked { buffer, .. } => n_rows.div_ceil(*buffer),
+        };
+        let steps_per_epoch = n_rows.div_ceil(cfg.batch_size) + windows;
+        let mut run = Self {
+            model: Some(model),
+            optim,
+            ad,
+            rows,
+            y_valid,
+            teacher,
+            fingerprint,
+            steps_per_epoch,
+            lr: cfg.learning_rate,
+            first: 1,
+            best: None,
+            train_loss: Vec::new(),
+            valid_auc: Vec::new(),
+            rows_done: 0,
+            secs: 0.0,
+            diverged: None,
+        };
+        if input.resume {
+            run.resume(input, progress)?;
+        }
+        Ok(run)
+    }
+
+    /// Continues from the checkpoint directory's resume state, when it has one.
+    fn resume(&mut self, input: &FitInput<'_>, progress: &dyn Progress) -> Result<()> {
+        let (spec, arch, cfg) = (input.spec, input.arch, input.cfg);
+        let Some(r) = checkpoint::load(input.checkpoints, &self.fingerprint, spec, arch)? else {
+            progress.log(&format!("{}: no checkpoint to resume; starting at epoch 1", input.label));
+            return Ok(());
+        };
+        if r.state.epoch > cfg.epochs {
+            return Err(Error::input(format!(
+                "{}: the checkpoint to resume is at epoch {}, past the {} epochs asked for; resume with at least {} epochs, or train again without --resume",
+                input.checkpoints.display(),
+                r.state.epoch,
+                cfg.epochs,
+                r.state.epoch
+            )));
+        }
+        self.model = Some(RecoNet::from_weights(spec, arch, &r.current, &self.ad)?);
+        let optim = std::mem::replace(&mut self.optim, AdamWConfig::new().init());
+        self.optim = optim.from_bytes(burn::tensor::Bytes::from_bytes_vec(r.optimizer)).map_err(|e| {
+            Error::input(format!("{}: unreadable optimizer state ({e:?})", input.checkpoints.display()))
+        })?;
+        // In memory, each epoch shuffles the previous epoch's order: replay the shuffles.
+        if let TrainRows::Whole { order, rng, .. } = &mut self.rows {
+            for _ in 0..r.state.epoch {
+                rng.shuffle(order);
+            }
+        }
+        self.lr = r.state.lr;
+        self.best = Some((r.state.valid_auc[r.state.best_epoch - 1], r.state.best_epoch, r.best));
+        self.first = r.state.epoch + 1;
+        if r.state.best_epoch != r.state.epoch && r.state.epoch - r.state.best_epoch >= cfg.patience {
+            self.first = usize::MAX; // it had stopped early: no epoch left
+        }
+        (self.train_loss, self.valid_auc) = (r.state.train_loss, r.state.valid_auc);
+        progress.log(&format!("{}: resuming after epoch {}", input.label, r.state.epoch));
+        Ok(())
+    }
+
+    /// One pass over the training rows: the mean sampled loss and the wall seconds.
+    fn epoch(&mut self, input: &FitInput<'_>, epoch: usize, progress: &dyn Progress) -> Result<(f64, f64)> {
+        progress.begin(&format!("{} epoch {epoch}/{}", input.label, input.cfg.epochs), self.steps_per_epoch as u64);
+        let start = Instant::now();
+        if let TrainRows::Whole { order, rng, .. } = &mut self.rows {
+            rng.shuffle(order);
+        }
+        let (rows, teacher, lr) = (&self.rows, self.teacher, self.lr);
+        let (optim, ad) = (&mut self.optim, &self.ad);
+        let mut model = self.model.take().ok_or_else(|| Error::Internal("no model to train".into()))?;
+        let (model, loss) = std::thread::scope(|scope| -> Result<(RecoNet, f64)> {
+            let windows: Box<dyn Iterator<Item = Result<Window<'_>>> + '_> = match rows {
+                TrainRows::Whole { enc, labels, order, .. } => {
+                    let w = Window {
+                        enc: Cow::Borrowed(enc),
+                        labels: Cow::Borrowed(*labels),
+                        teacher: teacher.map(Cow::Borrowed),
+                        order: order.clone(),
+                    };
+                    Box::new(std::iter::once(Ok(w)))
+                }
+                TrainRows::Chunked { chunks, buffer } => {
+                    // One window in the channel, one being read: reading overlaps training.
+                    let (tx, rx) = sync_channel(1);
+                    let (chunks, buffer, spec) = (*chunks, *buffer, input.spec);
+                    scope.spawn(move || produce_windows(chunks, spec, buffer, teacher, (input.seed, epoch), &tx));
+                    Box::new(rx.into_iter().map(|w| w.map(shorten)))
+                }
+            };
+            let mut sampled = (0f64, 0usize, 0usize);
+            for w in windows {
+                model = step_window(&w?, input, model, (optim, ad, lr), &mut sampled, progress);
+            }
+            Ok((model, sampled.0 / sampled.1.max(1) as f64))
+        })?;
+        self.model = Some(model);
+        Ok((loss, start.elapsed().as_secs_f64()))
+    }
+
+    /// After an epoch: validation, the divergence check, the best epoch, the checkpoint, the
+    /// early stop.
+    fn after_epoch(
+        &mut self,
+        input: &FitInput<'_>,
+        epoch: usize,
+        (loss, elapsed): (f64, f64),
+        progress: &dyn Progress,
+    ) -> Result<Next> {
+        let (spec, arch, cfg) = (input.spec, input.arch, input.cfg);
+        self.secs += elapsed;
+        self.rows_done += input.train.rows();
+        self.lr *= cfg.lr_decay;
+        let weights =
+            self.model.as_ref().ok_or_else(|| Error::Internal("no model to validate".into()))?.to_weights()?;
+        let float = FloatModel::new(spec.clone(), arch.clone(), weights)?;
+        let valid_logits = input.valid.map_rows(spec, |cols| float.logits(cols))?;
+        if !(loss.is_finite() && float.weights.is_finite() && valid_logits.iter().all(|v| v.is_finite())) {
+            return self.diverged(input, epoch, loss, progress);
+        }
+        let auc = metrics::auc(&valid_logits, &self.y_valid).unwrap_or(f64::NAN);
+        if !auc.is_finite() {
+            return Err(Error::Internal(format!("validation AUC is {auc} after epoch {epoch} (training diverged?)")));
+        }
+        self.train_loss.push(loss);
+        self.valid_auc.push(auc);
+        if self.best.as_ref().is_none_or(|(b, _, _)| auc > *b) {
+            self.best = Some((auc, epoch, float.weights.clone()));
+        }
+        let best_epoch = self.best.as_ref().map_or(epoch, |b| b.1);
+        let state = ResumeState {
+            fingerprint: self.fingerprint.clone(),
+            epoch,
+            lr: self.lr,
+            train_loss: self.train_loss.clone(),
+            valid_auc: self.valid_auc.clone(),
+            best_epoch,
+        };
+        let optimizer = self.optim.into_bytes().map_err(|e| Error::Internal(format!("optimizer state: {e:?}")))?;
+        checkpoint::save(input.checkpoints, &state, &float.weights.to_bytes(spec)?, &optimizer)?;
+        progress.end();
+        progress.log(&format!(
+            "{} epoch {epoch}: train loss {loss:.4}, valid AUC {auc:.4}, {:.0} rows/s",
+            input.label,
+            input.train.rows() as f64 / elapsed.max(1e-9)
+        ));
+        Ok(if best_epoch != epoch && epoch - best_epoch >= cfg.patience { Next::Stop } else { Next::Continue })
+    }
+
+    /// Diverged: keep the last good epoch, or refuse when there is none.
+    fn diverged(&mut self, input: &FitInput<'_>, epoch: usize, loss: f64, progress: &dyn Progress) -> Result<Next> {
+        progress.end();
+        let Some((_, good, _)) = &self.best else {
+            return Err(Error::input(format!(
+                "{}: training diverged in epoch {epoch} (loss {loss}, non-finite weights or scores): lower {} ({}) or check train.weight_decay",
+                input.label,
+                learning_rate_key(input.label),
+                input.cfg.learning_rate
+            )));
+        };
+        progress.log(&format!("{} epoch {epoch}: training diverged (loss {loss}); keeping epoch {good}", input.label));
+        self.diverged = Some(epoch);
+        Ok(Next::Stop)
+    }
+
+    /// The best epoch's weights and the summary.
+    fn finish(self, input: &FitInput<'_>) -> Result<(FloatWeights, TrainSummary)> {
+        let Some((best_auc, best_epoch, weights)) = self.best else {
+            return Err(Error::Internal("no epoch was trained".into()));
+        };
+        let summary = TrainSummary {
+            dir: PathBuf::new(),
+            epochs_run: self.valid_auc.len(),
+            best_epoch,
+            best_valid_auc: best_auc,
+            rows_per_s: self.rows_done as f64 / self.secs.max(1e-9),
+            backend: input.cfg.backend,
+            train_loss: self.train_loss,
+            valid_auc: self.valid_auc,
+            parameters: input.arch.parameter_count(input.spec),
+            diverged_at_epoch: self.diverged,
+        };
+        Ok((weights, summary))
+    }
+}
+
+/// The optimizer steps of one window's batches; every 20th step's loss is sampled into
+/// `(sum, count, step)`.
+fn step_window(
+    w: &Window<'_>,
+    input: &FitInput<'_>,
+    mut model: RecoNet,
+    (optim, ad, lr): (&mut ModuleOptimizer, &Device, f64),
+    (loss_sum, loss_n, step): &mut (f64, usize, usize),
+    progress: &dyn Progress,
+) -> RecoNet {
+    let k = input.spec.numeric.len();
+    for idx in w.order.chunks(input.cfg.batch_size) {
+        let batch = BatchTensors::new(&w.enc, idx, k, ad);
+        let y: Vec<f32> = idx.iter().map(|&i| w.labels[i]).collect();
+        let labels = Tensor::<1>::from_data(TensorData::new(y, [idx.len()]), ad);
+        let logits = model.forward(&batch);
+        let loss = match (&input.objective, &w.teacher) {
+            (Objective::Distill { temperature, alpha, .. }, Some(t)) => {
+                let t: Vec<f32> = idx.iter().map(|&i| t[i]).collect();
+                let teacher = Tensor::<1>::from_data(TensorData::new(t, [idx.len()]), ad);
+                distillation(logits, teacher, labels, *temperature, *alpha)
+            }
+            _ => bce_with_logits(logits, labels),
+        };
+        if *step % 20 == 0 {
+            let v = loss.clone().into_data().as_slice::<f32>().map(|s| s[0]).unwrap_or(f32::NAN);
+            *loss_sum += f64::from(v);
+            *loss_n += 1;
+            progress.status(&format!("loss {v:.4}"));
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(lr, model, grads);
+        progress.advance(1);
+        *step += 1;
+    }
+    model
+}
