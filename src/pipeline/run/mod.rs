@@ -16,7 +16,7 @@ use crate::data::schema::FilesConfig;
 use crate::data::synth::{self, SynthParams};
 use crate::outputs::RunPaths;
 use crate::pipeline::distill::{DistillJob, distill};
-use crate::pipeline::eval::evaluate;
+use crate::pipeline::eval::{EvalReport, evaluate};
 use crate::pipeline::prepare::prepare;
 use crate::pipeline::quantize::{QuantizeJob, QuantizeSummary, quantize};
 use crate::pipeline::train::{TrainJob, train};
@@ -89,10 +89,27 @@ pub struct RunOptions {
     pub reuse: Mode,
 }
 
-/// The stage keys later stages build theirs from.
+/// A run in progress: the recipe, where it writes, the stage records, the stages so far and
+/// the keys later stages build theirs from (a stage's key holds its inputs' keys).
+struct Runner<'a> {
+    recipe: &'a Recipe,
+    paths: &'a RunPaths,
+    opts: RunOptions,
+    progress: &'a dyn Progress,
+    reuse: Reuse,
+    stages: Vec<StageReport>,
+    features: PathBuf,
+    keys: Keys,
+}
+
+/// The keys of the stages that made the features and each model, in model order.
+#[derive(Default)]
 struct Keys {
     prepare: String,
+    train: String,
+    distill: String,
     models: Vec<String>,
+    eval: String,
 }
 
 /// Runs every stage of `recipe` under `paths`, reusing stages whose inputs are unchanged.
@@ -105,141 +122,25 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn P
         }
     }
     let reuse = Reuse::new(&paths.out, opts.reuse);
-    let mut stages = Vec::new();
-    let (raw, synth_stage) = ensure_raw(recipe, paths, opts.reuse, progress)?;
-    if synth_stage.as_ref().is_some_and(|s| s.reused) {
-        progress.log("synth: reused (raw/synth.json records these settings)");
-    }
-    // The tables' content. Tables that cannot be fingerprinted (a missing file, say) get a
-    // key no record holds: prepare runs and reports the problem in its own words.
-    let locations = if synth_stage.is_some() { vec![paths.raw()] } else { table_locations(&raw) };
-    let raw_key = json(&reuse::files_fingerprint(&locations).unwrap_or_else(|_| reuse::unique_key()));
-    stages.extend(synth_stage);
-
     let features = paths.features();
-    let prepare_key = reuse::key(
-        "prepare",
-        &serde_json::json!({ "raw": raw_key, "data": json(&recipe.data), "prepare": json(&recipe.prepare), "seed": recipe.seed }),
-    );
-    let outputs = Outputs { dirs: vec![features.clone()], ..Outputs::default() };
-    stages.push(reuse.stage("prepare", &prepare_key, &outputs, progress, || {
-        progress.log("prepare: building features");
-        Ok(StageDetail::Prepare(Box::new(prepare(&raw, &features, &recipe.prepare, recipe.seed, progress)?)))
-    })?);
-    check_oracle_gate(recipe, &features.join("test.parquet"))?;
-
-    let teacher_dir = paths.stage("teacher");
-    // What the models' manifests record of the recipe is what their keys cover: editing a later
-    // section leaves them, and their bytes, as they are.
-    let train_recipe = recipe_sections(recipe, &["name", "seed", "data", "prepare", "train"]);
-    let train_key = reuse::key("train", &serde_json::json!({ "prepare": prepare_key, "recipe": train_recipe }));
-    let outputs = Outputs { artifacts: vec![teacher_dir.clone()], ..Outputs::default() };
-    stages.push(reuse.stage("train", &train_key, &outputs, progress, || {
-        let job = TrainJob {
-            features: &features,
-            out: &teacher_dir,
-            checkpoints: &paths.checkpoints("teacher"),
-            resume: opts.resume,
-            cfg: &recipe.train,
-            seed: recipe.seed,
-            recipe: train_recipe.clone(),
-        };
-        Ok(StageDetail::Train(Box::new(train(&job, progress)?)))
-    })?);
-
-    let student_train = recipe.distill.student_train(&recipe.train);
-    let (student_dir, scratch_dir) = (paths.stage("student"), paths.stage("student-scratch"));
-    let distill_recipe = recipe_sections(recipe, &["name", "seed", "data", "prepare", "train", "distill"]);
-    let distill_key = reuse::key(
-        "distill",
-        &serde_json::json!({ "train": train_key, "prepare": prepare_key, "recipe": distill_recipe, "student_train": json(&student_train) }),
-    );
-    let mut artifacts = vec![student_dir.clone()];
-    if recipe.distill.scratch_baseline {
-        artifacts.push(scratch_dir.clone());
-    }
-    let outputs = Outputs { artifacts, ..Outputs::default() };
-    stages.push(reuse.stage("distill", &distill_key, &outputs, progress, || {
-        let djob = DistillJob {
-            teacher: &teacher_dir,
-            features: &features,
-            out: &student_dir,
-            scratch_out: &scratch_dir,
-            checkpoints: &paths.out.join("checkpoints"),
-            cfg: &recipe.distill,
-            train: &student_train,
-            seed: recipe.seed,
-            recipe: distill_recipe.clone(),
-            resume: opts.resume,
-        };
-        Ok(StageDetail::Distill(Box::new(distill(&djob, progress)?)))
-    })?);
-
-    let mut models = vec![teacher_dir.clone(), student_dir];
-    let mut keys = Keys { prepare: prepare_key, models: vec![train_key.clone(), distill_key.clone()] };
-    if recipe.distill.scratch_baseline {
-        models.push(scratch_dir);
-    }
-    let parents: Vec<(&str, &String)> = if recipe.quantize.teacher {
-        vec![("teacher", &train_key), ("student", &distill_key)]
-    } else {
-        vec![("student", &distill_key)]
-    };
-    for (parent, parent_key) in parents {
-        let (report, out, key) = quantize_stage(recipe, paths, &reuse, (parent, parent_key), &keys, progress)?;
-        keys.models.push(key);
-        stages.push(report);
-        models.push(out);
-    }
-
-    let test = features.join("test.parquet");
-    let ranking = features.join("ranking.parquet");
-    let eval_key = reuse::key("eval", &serde_json::json!({ "prepare": keys.prepare, "models": keys.models }));
-    let eval_stage = reuse.stage("eval", &eval_key, &Outputs::default(), progress, || {
-        Ok(StageDetail::Eval(Box::new(evaluate(&models, &test, Some(&ranking), progress)?)))
-    })?;
-    let StageDetail::Eval(eval) = &eval_stage.detail else {
-        return Err(Error::Internal("the eval stage returned another summary".into()));
-    };
-    let eval = (**eval).clone();
-    stages.push(eval_stage);
-
-    let mut gates = gates::check(&recipe.gates, &eval);
-    for s in &stages {
-        if let StageDetail::Quantize(q) = &s.detail {
-            gates.extend(quantize_gates(q));
-        }
-    }
-    // The verdicts go into the manifests before anything is exported or served from them.
-    let mut run_models = RunModels::open(&models)?;
-    reuse.refresh(&run_models.mark(&gates)?)?;
+    let mut r = Runner { recipe, paths, opts, progress, reuse, stages: Vec::new(), features, keys: Keys::default() };
+    let raw = r.raw()?;
+    r.prepare(&raw)?;
+    r.train()?;
+    let mut models = r.distill()?;
+    models.extend(r.quantize()?);
+    let eval = r.eval(&models)?;
+    let (gates, run_models) = r.verdicts(&models, &eval)?;
+    r.export(&models, &gates)?;
     let recommended = run_models.recommend(&eval, &gates);
-    // ONNX next to every deliverable (teacher, student and their INT8 models) that passed its
-    // own gate; the scratch baseline is only a comparison.
-    let deliverables: Vec<PathBuf> = models.iter().filter(|d| !d.ends_with("student-scratch")).cloned().collect();
-    let outputs = Outputs { artifacts: deliverables.clone(), exported: true, ..Outputs::default() };
-    // Which models export depends on their verdicts too (a gate's threshold may change alone).
-    let export_key = reuse::key("export", &serde_json::json!({ "eval": eval_key, "gates": json(&gates) }));
-    stages.push(reuse.stage("export", &export_key, &outputs, progress, || {
-        let mut exports = Vec::new();
-        for dir in &deliverables {
-            if reco_runtime::artifact::open(dir)?.status == reco_runtime::artifact::manifest::Status::Ok {
-                exports.push(crate::pipeline::export::export(dir, None, crate::onnx::IdLookup::Auto, false)?);
-            }
-        }
-        Ok(StageDetail::Export(exports))
-    })?);
-
-    let passed = gates.iter().all(|g| g.passed);
-    let passing = run_models.passing(&gates);
-    let dominated = gates::dominated(&eval, &passing);
+    let dominated = gates::dominated(&eval, &run_models.passing(&gates));
     let report = RunReport {
         recipe: recipe.name.clone(),
         out: paths.out.display().to_string(),
-        stages,
+        stages: r.stages,
         eval,
+        passed: gates.iter().all(|g| g.passed),
         gates,
-        passed,
         recommended,
         dominated,
         reports: ReportPaths { markdown: "report.md".into(), html: "report.html".into() },
@@ -252,6 +153,164 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn P
     crate::outputs::write_json(&paths.report(), &stable)?;
     crate::pipeline::report::write(&paths.out)?;
     Ok(report)
+}
+
+impl Runner<'_> {
+    /// The raw tables (synthetic ones generated or reused) and the key of their content.
+    fn raw(&mut self) -> Result<FilesConfig> {
+        let (raw, synth_stage) = ensure_raw(self.recipe, self.paths, self.opts.reuse, self.progress)?;
+        if synth_stage.as_ref().is_some_and(|s| s.reused) {
+            self.progress.log("synth: reused (raw/synth.json records these settings)");
+        }
+        // The tables' content. Tables that cannot be fingerprinted (a missing file, say) get a
+        // key no record holds: prepare runs and reports the problem in its own words.
+        let locations = if synth_stage.is_some() { vec![self.paths.raw()] } else { table_locations(&raw) };
+        let raw_key = json(&reuse::files_fingerprint(&locations).unwrap_or_else(|_| reuse::unique_key()));
+        let recipe = self.recipe;
+        self.keys.prepare = reuse::key(
+            "prepare",
+            &serde_json::json!({ "raw": raw_key, "data": json(&recipe.data), "prepare": json(&recipe.prepare), "seed": recipe.seed }),
+        );
+        self.stages.extend(synth_stage);
+        Ok(raw)
+    }
+
+    /// The features, and the refusal of an oracle gate on data without an oracle.
+    fn prepare(&mut self, raw: &FilesConfig) -> Result<()> {
+        let (recipe, progress, features) = (self.recipe, self.progress, &self.features);
+        let outputs = Outputs { dirs: vec![features.clone()], ..Outputs::default() };
+        self.stages.push(self.reuse.stage("prepare", &self.keys.prepare, &outputs, progress, || {
+            progress.log("prepare: building features");
+            Ok(StageDetail::Prepare(Box::new(prepare(raw, features, &recipe.prepare, recipe.seed, progress)?)))
+        })?);
+        check_oracle_gate(recipe, &features.join("test.parquet"))
+    }
+
+    /// The teacher. What the models' manifests record of the recipe is what their keys cover:
+    /// editing a later section leaves them, and their bytes, as they are.
+    fn train(&mut self) -> Result<()> {
+        let (recipe, paths, progress) = (self.recipe, self.paths, self.progress);
+        let train_recipe = recipe_sections(recipe, &["name", "seed", "data", "prepare", "train"]);
+        self.keys.train =
+            reuse::key("train", &serde_json::json!({ "prepare": self.keys.prepare, "recipe": train_recipe }));
+        let teacher = paths.stage("teacher");
+        let outputs = Outputs { artifacts: vec![teacher.clone()], ..Outputs::default() };
+        self.stages.push(self.reuse.stage("train", &self.keys.train, &outputs, progress, || {
+            let job = TrainJob {
+                features: &self.features,
+                out: &teacher,
+                checkpoints: &paths.checkpoints("teacher"),
+                resume: self.opts.resume,
+                cfg: &recipe.train,
+                seed: recipe.seed,
+                recipe: train_recipe.clone(),
+            };
+            Ok(StageDetail::Train(Box::new(train(&job, progress)?)))
+        })?);
+        self.keys.models.push(self.keys.train.clone());
+        Ok(())
+    }
+
+    /// The student and the scratch baseline; the float models so far.
+    fn distill(&mut self) -> Result<Vec<PathBuf>> {
+        let (recipe, paths, progress) = (self.recipe, self.paths, self.progress);
+        let student_train = recipe.distill.student_train(&recipe.train);
+        let (teacher, student, scratch) =
+            (paths.stage("teacher"), paths.stage("student"), paths.stage("student-scratch"));
+        let distill_recipe = recipe_sections(recipe, &["name", "seed", "data", "prepare", "train", "distill"]);
+        self.keys.distill = reuse::key(
+            "distill",
+            &serde_json::json!({ "train": self.keys.train, "prepare": self.keys.prepare, "recipe": distill_recipe, "student_train": json(&student_train) }),
+        );
+        let mut artifacts = vec![student.clone()];
+        artifacts.extend(recipe.distill.scratch_baseline.then(|| scratch.clone()));
+        let outputs = Outputs { artifacts, ..Outputs::default() };
+        self.stages.push(self.reuse.stage("distill", &self.keys.distill, &outputs, progress, || {
+            let djob = DistillJob {
+                teacher: &teacher,
+                features: &self.features,
+                out: &student,
+                scratch_out: &scratch,
+                checkpoints: &paths.out.join("checkpoints"),
+                cfg: &recipe.distill,
+                train: &student_train,
+                seed: recipe.seed,
+                recipe: distill_recipe.clone(),
+                resume: self.opts.resume,
+            };
+            Ok(StageDetail::Distill(Box::new(distill(&djob, progress)?)))
+        })?);
+        self.keys.models.push(self.keys.distill.clone());
+        let mut models = vec![teacher, student];
+        models.extend(recipe.distill.scratch_baseline.then_some(scratch));
+        Ok(models)
+    }
+
+    /// The INT8 models: the student's, and the teacher's unless the recipe says no.
+    fn quantize(&mut self) -> Result<Vec<PathBuf>> {
+        let mut parents = vec![("student", self.keys.distill.clone())];
+        if self.recipe.quantize.teacher {
+            parents.insert(0, ("teacher", self.keys.train.clone()));
+        }
+        let mut out = Vec::new();
+        for (parent, parent_key) in parents {
+            let (report, dir, key) = quantize_stage(self, (parent, &parent_key))?;
+            self.keys.models.push(key);
+            self.stages.push(report);
+            out.push(dir);
+        }
+        Ok(out)
+    }
+
+    /// Every model side by side on the test split and the ranking set.
+    fn eval(&mut self, models: &[PathBuf]) -> Result<EvalReport> {
+        let (test, ranking) = (self.features.join("test.parquet"), self.features.join("ranking.parquet"));
+        let key = reuse::key("eval", &serde_json::json!({ "prepare": self.keys.prepare, "models": self.keys.models }));
+        let progress = self.progress;
+        let stage = self.reuse.stage("eval", &key, &Outputs::default(), progress, || {
+            Ok(StageDetail::Eval(Box::new(evaluate(models, &test, Some(&ranking), progress)?)))
+        })?;
+        let StageDetail::Eval(eval) = &stage.detail else {
+            return Err(Error::Internal("the eval stage returned another summary".into()));
+        };
+        let eval = (**eval).clone();
+        self.stages.push(stage);
+        self.keys.eval = key;
+        Ok(eval)
+    }
+
+    /// The gates, and their verdicts written into the manifests before anything is exported
+    /// or served from them.
+    fn verdicts(&mut self, models: &[PathBuf], eval: &EvalReport) -> Result<(Vec<GateReport>, RunModels)> {
+        let mut gates = gates::check(&self.recipe.gates, eval);
+        for s in &self.stages {
+            if let StageDetail::Quantize(q) = &s.detail {
+                gates.extend(quantize_gates(q));
+            }
+        }
+        let mut run_models = RunModels::open(models)?;
+        self.reuse.refresh(&run_models.mark(&gates)?)?;
+        Ok((gates, run_models))
+    }
+
+    /// ONNX next to every deliverable (teacher, student and their INT8 models) that passed its
+    /// gates; the scratch baseline is only a comparison. Which models export depends on their
+    /// verdicts too (a gate's threshold may change alone).
+    fn export(&mut self, models: &[PathBuf], gates: &[GateReport]) -> Result<()> {
+        let deliverables: Vec<PathBuf> = models.iter().filter(|d| !d.ends_with("student-scratch")).cloned().collect();
+        let outputs = Outputs { artifacts: deliverables.clone(), exported: true, ..Outputs::default() };
+        let key = reuse::key("export", &serde_json::json!({ "eval": self.keys.eval, "gates": json(&gates) }));
+        self.stages.push(self.reuse.stage("export", &key, &outputs, self.progress, || {
+            let mut exports = Vec::new();
+            for dir in &deliverables {
+                if reco_runtime::artifact::open(dir)?.status == reco_runtime::artifact::manifest::Status::Ok {
+                    exports.push(crate::pipeline::export::export(dir, None, crate::onnx::IdLookup::Auto, false)?);
+                }
+            }
+            Ok(StageDetail::Export(exports))
+        })?);
+        Ok(())
+    }
 }
 
 /// A recipe that gates the teacher on the oracle AUC needs data that has an oracle (the
@@ -298,14 +357,8 @@ fn table_locations(files: &FilesConfig) -> Vec<PathBuf> {
 
 /// Quantizes one parent (or reuses its INT8 model): the stage report, the INT8 directory and
 /// the stage key.
-fn quantize_stage(
-    recipe: &Recipe,
-    paths: &RunPaths,
-    reuse: &Reuse,
-    (parent, parent_key): (&str, &String),
-    keys: &Keys,
-    progress: &dyn Progress,
-) -> Result<(StageReport, PathBuf, String)> {
+fn quantize_stage(r: &Runner<'_>, (parent, parent_key): (&str, &String)) -> Result<(StageReport, PathBuf, String)> {
+    let (recipe, paths, progress) = (r.recipe, r.paths, r.progress);
     let q = &recipe.quantize;
     let opts = q.settings;
     let features = paths.features();
@@ -313,9 +366,9 @@ fn quantize_stage(
     let out = paths.stage(&format!("{parent}-int8"));
     let name = format!("quantize-{parent}");
     let key =
-        reuse::key(&name, &serde_json::json!({ "parent": parent_key, "prepare": keys.prepare, "quantize": json(q) }));
+        reuse::key(&name, &serde_json::json!({ "parent": parent_key, "prepare": r.keys.prepare, "quantize": json(q) }));
     let outputs = Outputs { artifacts: vec![out.clone()], ..Outputs::default() };
-    let report = reuse.stage(&name, &key, &outputs, progress, || {
+    let report = r.reuse.stage(&name, &key, &outputs, progress, || {
         let job = QuantizeJob {
             model: &paths.stage(parent),
             calibration: &features.join("calibration.parquet"),
