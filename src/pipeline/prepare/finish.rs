@@ -53,6 +53,38 @@ pub struct PrepareSummary {
     pub snapshot_ts: i64,
 }
 
+impl PrepareSummary {
+    /// The summary of what both drivers wrote (the feature names come with the spec).
+    pub(crate) fn new(
+        dir: &Path,
+        rows: BTreeMap<String, usize>,
+        (labels, context): (LabelSource, Option<ContextKind>),
+        dropped: Dropped,
+        split_times: [i64; 2],
+    ) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            rows,
+            sampled_negatives: labels == LabelSource::Implicit,
+            labels,
+            context,
+            dropped_no_context: dropped.no_context,
+            dropped_outside_radius: dropped.outside_radius,
+            split_times,
+            input_sha256: BTreeMap::new(),
+            features: Vec::new(),
+            snapshot_ts: 0,
+        }
+    }
+
+    /// With the input tables' hashes and the place snapshot's time.
+    pub(crate) fn with_inputs(mut self, input_sha256: BTreeMap<String, String>, snapshot_ts: i64) -> Self {
+        self.input_sha256 = input_sha256;
+        self.snapshot_ts = snapshot_ts;
+        self
+    }
+}
+
 /// What the training split's chunks feed as they are written: the feature spec's running
 /// counts and the calibration sample.
 pub(crate) struct TrainSample {

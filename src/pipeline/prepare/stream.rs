@@ -281,6 +281,21 @@ struct Spill {
 }
 
 impl Spill {
+    /// The spill folder in the staging directory, with as many buckets as the rows need (at
+    /// most `MAX_BUCKETS` files of a kind are open at once).
+    fn create(
+        writer: &ArtifactWriter,
+        plan: &Plan,
+        cfg: &PrepareConfig,
+        (users, places): (usize, usize),
+    ) -> Result<Self> {
+        let budget = cfg.max_rows_in_memory.max(1000);
+        let buckets = |n: usize| plan.rows.div_ceil(budget).clamp(1, n.clamp(1, MAX_BUCKETS));
+        let spill = Self { dir: writer.path("spill"), buckets: buckets(places), user_buckets: buckets(users) };
+        std::fs::create_dir_all(&spill.dir).at(&spill.dir)?;
+        Ok(spill)
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.bin"))
     }
@@ -335,12 +350,7 @@ pub fn prepare(
     let mut sources = streamed.sources.clone();
     sources.extend(Streamed::declared(data, &users, &places)?);
     let writer = ArtifactWriter::create(out_dir)?;
-    let budget = cfg.max_rows_in_memory.max(1000);
-    // At most MAX_BUCKETS files of a kind are open at once.
-    let buckets = |n: usize| plan.rows.div_ceil(budget).clamp(1, n.clamp(1, MAX_BUCKETS));
-    let spill =
-        Spill { dir: writer.path("spill"), buckets: buckets(places.ids.len()), user_buckets: buckets(users.ids.len()) };
-    std::fs::create_dir_all(&spill.dir).at(&spill.dir)?;
+    let spill = Spill::create(&writer, &plan, cfg, (users.ids.len(), places.ids.len()))?;
     progress.log(&format!(
         "prepare: {name}: {} interactions, more than prepare.max_rows_in_memory = {}: streaming them through disk in {} pieces, window statistics in {} buckets",
         plan.rows,
@@ -376,60 +386,77 @@ pub fn prepare(
     let (ranking, ranking_inter) = ranking_set(&spill, test, has_ctx, &candidates, cfg, &mut rng)?;
     progress.advance(1);
 
-    let fctx = FeatureContext {
-        users: &users,
-        places: &places,
-        inter: None,
-        inter_rating: streamed.roles.contains_key(&Role::Rating),
-        inter_oracle: streamed.roles.contains_key(&Role::Oracle),
-        has_ctx,
-        window: window::window_seconds(cfg),
-        declared: &data.features,
-        implicit: read.labels == LabelSource::Implicit,
-    };
+    let implicit = read.labels == LabelSource::Implicit;
+    let fctx = feature_context(data, (&users, &places), &streamed, (has_ctx, implicit), cfg);
     let snapshot_ts = read.span.1.saturating_add(1);
     let snapshot = window_stats(&spill, places.ids.len(), fctx.window, snapshot_ts)?;
     let sample = TrainSample::new(&fctx, splits::calibration_rows(counts[0].rows, cfg.calibration_rows, &mut rng));
     let (mut row_counts, sample) = write_splits(&spill, &writer, &fctx, (rows, oracle, cuts), sample)?;
-    let values = ranking_values(&ranking, &ranking_inter, &spill, has_ctx)?;
-    let path = writer.path("ranking.parquet");
-    let n = write_split(&ranking, &fctx, &path, |r, start| Ok(values.slice(start..start + r.len())), |_, _| Ok(()))?;
+    let n = write_ranking(&writer, &fctx, (&ranking, &ranking_inter), &spill)?;
     row_counts.insert("ranking".into(), n);
     progress.advance(1);
 
     let snapshot_rows = finish::snapshot_rows(places.ids.len(), snapshot_ts);
-    let snapshot_values = RowValues {
-        user: vec![read.first.map_or(0, |f| f.user); places.ids.len()],
-        local_ts: vec![read.first.map_or(0, |f| f.local_ts); places.ids.len()],
-        ctx: has_ctx.then(|| {
-            let (lat, lon) = read.first.map_or((0.0, 0.0), |f| (f.lat, f.lon));
-            (vec![lat; places.ids.len()], vec![lon; places.ids.len()])
-        }),
-        stats: snapshot,
-        oracle: None,
-        declared: None,
-    };
+    let snapshot_values = snapshot_values(read.first, places.ids.len(), has_ctx, snapshot);
     let places_df = finish::place_snapshot(&fctx, &snapshot_rows, &snapshot_values, read.visits)?;
     std::fs::remove_dir_all(&spill.dir).at(&spill.dir)?;
-    let summary = PrepareSummary {
-        dir: out_dir.to_path_buf(),
-        rows: row_counts,
-        sampled_negatives: read.labels == LabelSource::Implicit,
-        labels: read.labels,
-        context: read.context,
-        dropped_no_context: dropped.no_context,
-        dropped_outside_radius: dropped.outside_radius,
-        split_times: cuts,
-        input_sha256: streamed.hashes.clone(),
-        features: Vec::new(),
-        snapshot_ts,
-    };
+    let summary = PrepareSummary::new(out_dir, row_counts, (read.labels, read.context), dropped, cuts)
+        .with_inputs(streamed.hashes.clone(), snapshot_ts);
     let done = Finish { writer, sample, places: places_df, sources, summary };
     done.write(data, out_dir, cfg, seed, progress)
 }
 
 /// The users and places, from their tables or (without one) the ids the interactions name,
 /// in first-seen order.
+/// What the feature code needs to know of the streamed tables.
+fn feature_context<'a>(
+    data: &'a FilesConfig,
+    (users, places): (&'a Users, &'a Places),
+    streamed: &Streamed,
+    (has_ctx, implicit): (bool, bool),
+    cfg: &PrepareConfig,
+) -> FeatureContext<'a> {
+    FeatureContext {
+        users,
+        places,
+        inter: None,
+        inter_rating: streamed.roles.contains_key(&Role::Rating),
+        inter_oracle: streamed.roles.contains_key(&Role::Oracle),
+        has_ctx,
+        window: window::window_seconds(cfg),
+        declared: &data.features,
+        implicit,
+    }
+}
+
+/// The ranking set's feature file; its rows.
+fn write_ranking(
+    writer: &ArtifactWriter,
+    fctx: &FeatureContext<'_>,
+    (ranking, inter): (&Rows, &[Inter]),
+    spill: &Spill,
+) -> Result<usize> {
+    let values = ranking_values(ranking, inter, spill, fctx.has_ctx)?;
+    let path = writer.path("ranking.parquet");
+    write_split(ranking, fctx, &path, |r, start| Ok(values.slice(start..start + r.len())), |_, _| Ok(()))
+}
+
+/// The place snapshot's values: one row per place, with interaction 0's user, local time and
+/// context location (the snapshot keeps none of them) and the window statistics at the snapshot.
+fn snapshot_values(first: Option<Inter>, places: usize, has_ctx: bool, stats: Vec<WindowStats>) -> RowValues {
+    RowValues {
+        user: vec![first.map_or(0, |f| f.user); places],
+        local_ts: vec![first.map_or(0, |f| f.local_ts); places],
+        ctx: has_ctx.then(|| {
+            let (lat, lon) = first.map_or((0.0, 0.0), |f| (f.lat, f.lon));
+            (vec![lat; places], vec![lon; places])
+        }),
+        stats,
+        oracle: None,
+        declared: None,
+    }
+}
+
 fn dimensions(log: &raw::Log<'_>, streamed: &mut Streamed) -> Result<(Users, Places)> {
     let (users_t, places_t) = match (streamed.users.take(), streamed.places.take()) {
         (Some(u), Some(p)) => return Ok((u, p)),
