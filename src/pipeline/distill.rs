@@ -15,6 +15,7 @@ use crate::pipeline::train::{
 };
 use crate::progress::Progress;
 use crate::recipe::{DistillConfig, TrainConfig};
+use reco_runtime::artifact::Manifest;
 use reco_runtime::artifact::manifest::{Architecture, Kind, Lineage, Status};
 use reco_runtime::error::{Error, Result};
 use reco_runtime::runtime::FloatModel;
@@ -80,22 +81,7 @@ pub fn student_architecture(teacher: &Architecture, ratio: f64) -> Architecture 
 /// Validates settings and inputs, then trains (and writes) the student and the baseline.
 pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillSummary> {
     job.cfg.validate().map_err(Error::input)?;
-    let (manifest, teacher) = FloatModel::open(job.teacher)?;
-    if manifest.kind != Kind::Teacher {
-        return Err(Error::input(format!(
-            "{}: kind \"{}\", expected a float teacher artifact (kind \"teacher\")",
-            job.teacher.display(),
-            manifest.kind
-        )));
-    }
-    if manifest.status != Status::Ok {
-        let why: Vec<String> = manifest.gate_failures.iter().map(ToString::to_string).collect();
-        return Err(Error::input(format!(
-            "{}: status failed ({}): a student distilled from it would inherit the failure; fix the teacher first",
-            job.teacher.display(),
-            if why.is_empty() { "a quality gate failed".to_string() } else { why.join("; ") }
-        )));
-    }
+    let (manifest, teacher) = open_teacher(job)?;
     let spec = load_spec(job.features)?;
     if spec != teacher.spec {
         let what = if spec.input_names() != teacher.spec.input_names() {
@@ -113,8 +99,6 @@ pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillS
     progress.log("distill: computing teacher logits (once, cached for every epoch)");
     let teacher_logits = train.map_rows(&spec, |cols| teacher.logits(cols))?;
     let arch = student_architecture(&teacher.arch, job.cfg.ratio);
-    let teacher_hash = manifest.content_hash();
-
     let student_input = FitInput {
         spec: &spec,
         arch: &arch,
@@ -131,11 +115,54 @@ pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillS
             alpha: job.cfg.alpha,
         },
     };
-    let (weights, mut student) = fit(&student_input, progress)?;
+    let student = train_student(job, &student_input, &manifest, progress)?;
+    let scratch = if job.cfg.scratch_baseline { Some(train_scratch(job, &student_input, progress)?) } else { None };
+    Ok(DistillSummary {
+        teacher_parameters: teacher.arch.parameter_count(&spec),
+        student_parameters: arch.parameter_count(&spec),
+        student,
+        scratch,
+        teacher_content_sha256: manifest.content_hash(),
+        temperature: job.cfg.temperature,
+        alpha: job.cfg.alpha,
+        ratio: job.cfg.ratio,
+    })
+}
+
+/// The teacher: a float teacher artifact whose gates passed.
+fn open_teacher(job: &DistillJob<'_>) -> Result<(Manifest, FloatModel)> {
+    let (manifest, teacher) = FloatModel::open(job.teacher)?;
+    if manifest.kind != Kind::Teacher {
+        return Err(Error::input(format!(
+            "{}: kind \"{}\", expected a float teacher artifact (kind \"teacher\")",
+            job.teacher.display(),
+            manifest.kind
+        )));
+    }
+    if manifest.status != Status::Ok {
+        let why: Vec<String> = manifest.gate_failures.iter().map(ToString::to_string).collect();
+        return Err(Error::input(format!(
+            "{}: status failed ({}): a student distilled from it would inherit the failure; fix the teacher first",
+            job.teacher.display(),
+            if why.is_empty() { "a quality gate failed".to_string() } else { why.join("; ") }
+        )));
+    }
+    Ok((manifest, teacher))
+}
+
+/// Trains the distilled student and writes its artifact (lineage: the teacher).
+fn train_student(
+    job: &DistillJob<'_>,
+    input: &FitInput<'_>,
+    teacher: &Manifest,
+    progress: &dyn Progress,
+) -> Result<TrainSummary> {
+    let (weights, mut student) = fit(input, progress)?;
     student.dir = job.out.to_path_buf();
+    let teacher_hash = teacher.content_hash();
     let lineage = Lineage {
         parent_content_sha256: teacher_hash.clone(),
-        parent_kind: manifest.kind,
+        parent_kind: teacher.kind,
         parent_path: crate::outputs::relative(job.out, job.teacher),
     };
     let distillation = serde_json::json!({
@@ -153,43 +180,34 @@ pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillS
         lineage: Some(lineage),
         training: serde_json::json!({ "distillation": distillation, "summary": student }),
     };
-    write_float_artifact(job.out, &spec, &arch, &weights, meta, student.best_valid_auc)?;
+    write_float_artifact(job.out, input.spec, input.arch, &weights, meta, student.best_valid_auc)?;
+    Ok(student)
+}
 
-    let scratch = if job.cfg.scratch_baseline {
-        let input = FitInput {
-            label: "student-scratch",
-            checkpoints: &job.checkpoints.join("student-scratch"),
-            objective: Objective::Hard,
-            ..student_input
-        };
-        let (weights, mut summary) = fit(&input, progress)?;
-        summary.dir = job.scratch_out.to_path_buf();
-        let meta = ArtifactMeta {
-            kind: Kind::StudentScratch,
-            recipe: job.recipe.clone(),
-            seed: job.seed,
-            features: job.features,
-            lineage: None,
-            training: serde_json::json!({
-                "baseline_for": "student",
-                "ratio": job.cfg.ratio,
-                "loss": "mean BCEWithLogits(s, y)",
-                "summary": summary,
-            }),
-        };
-        write_float_artifact(job.scratch_out, &spec, &arch, &weights, meta, summary.best_valid_auc)?;
-        Some(summary)
-    } else {
-        None
+/// Trains the same architecture on the labels alone (the baseline distillation must beat) and
+/// writes its artifact.
+fn train_scratch(job: &DistillJob<'_>, student: &FitInput<'_>, progress: &dyn Progress) -> Result<TrainSummary> {
+    let input = FitInput {
+        label: "student-scratch",
+        checkpoints: &job.checkpoints.join("student-scratch"),
+        objective: Objective::Hard,
+        ..*student
     };
-    Ok(DistillSummary {
-        teacher_parameters: teacher.arch.parameter_count(&spec),
-        student_parameters: arch.parameter_count(&spec),
-        student,
-        scratch,
-        teacher_content_sha256: manifest.content_hash(),
-        temperature: job.cfg.temperature,
-        alpha: job.cfg.alpha,
-        ratio: job.cfg.ratio,
-    })
+    let (weights, mut summary) = fit(&input, progress)?;
+    summary.dir = job.scratch_out.to_path_buf();
+    let meta = ArtifactMeta {
+        kind: Kind::StudentScratch,
+        recipe: job.recipe.clone(),
+        seed: job.seed,
+        features: job.features,
+        lineage: None,
+        training: serde_json::json!({
+            "baseline_for": "student",
+            "ratio": job.cfg.ratio,
+            "loss": "mean BCEWithLogits(s, y)",
+            "summary": summary,
+        }),
+    };
+    write_float_artifact(job.scratch_out, input.spec, input.arch, &weights, meta, summary.best_valid_auc)?;
+    Ok(summary)
 }

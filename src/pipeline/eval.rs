@@ -228,6 +228,39 @@ pub fn evaluate(
     ranking: Option<&Path>,
     progress: &dyn crate::progress::Progress,
 ) -> Result<EvalReport> {
+    let opened = open_models(models)?;
+    let spec = opened[0].1.1.spec();
+    // The test rows stream a row group at a time: once for the labels, the oracle and the
+    // baselines' columns (their metrics first, then only the labels stay), then once per
+    // model, which keeps only its own scores while its metrics are computed.
+    progress.begin("eval: labels and baselines, then each model", opened.len() as u64 + 1);
+    let split = Split::open(data, spec, true, 0)?;
+    let mut frame = split.without_inputs(spec, |_| Ok(()))?;
+    frame.labels(data)?;
+    let labels = frame.label.take().unwrap_or_default();
+    let oracle = frame.oracle.take();
+    let oracle_auc = oracle.as_ref().and_then(|o| metrics::auc(o, &labels));
+    let oracle_rs = oracle.map(|o| metrics::auc_resamples(&o, &labels, BOOTSTRAP_SEED));
+    let mut rank = ranking.map(|p| FeatureFrame::read(p, spec, true)).transpose()?;
+    let rank_path = ranking.unwrap_or(data);
+    let baselines = baselines(&mut frame, &labels, rank.as_mut(), rank_path)?;
+    drop(frame);
+    progress.advance(1);
+    let (mut rows, mut resamples) = (Vec::new(), Vec::new());
+    let test = Test { split: &split, labels: &labels, oracle: oracle_rs.as_ref(), rank: rank.as_ref(), rank_path };
+    for (dir, (manifest, model)) in &opened {
+        let (row, rs) = evaluate_model(dir, manifest, model, &test)?;
+        rows.push(row);
+        resamples.push(rs);
+        progress.advance(1);
+    }
+    progress.end();
+    pair_with_parents(&opened, &mut rows, &resamples);
+    Ok(EvalReport { oracle_auc, models: rows, baselines })
+}
+
+/// Every model, opened and verified; all must take the same input columns.
+fn open_models(models: &[PathBuf]) -> Result<Vec<(&PathBuf, (Manifest, Model))>> {
     if models.is_empty() {
         return Err(Error::input("eval: expected at least one model directory"));
     }
@@ -245,73 +278,56 @@ pub fn evaluate(
             )));
         }
     }
-    // The test rows stream a row group at a time: once for the labels, the oracle and the
-    // baselines' columns (their metrics first, then only the labels stay), then once per
-    // model, which keeps only its own scores while its metrics are computed.
-    progress.begin("eval: labels and baselines, then each model", opened.len() as u64 + 1);
-    let split = Split::open(data, spec, true, 0)?;
-    let mut frame = split.without_inputs(spec, |_| Ok(()))?;
-    frame.labels(data)?;
-    let labels = frame.label.take().unwrap_or_default();
-    let oracle = frame.oracle.take();
-    let oracle_auc = oracle.as_ref().and_then(|o| metrics::auc(o, &labels));
-    let oracle_rs = oracle.map(|o| metrics::auc_resamples(&o, &labels, BOOTSTRAP_SEED));
-    let mut rank = match ranking {
-        Some(p) => Some(FeatureFrame::read(p, spec, true)?),
-        None => None,
+    Ok(opened)
+}
+
+/// What every model is measured on: the test split with its labels (and the oracle's
+/// resamples), and the ranking set.
+struct Test<'a> {
+    split: &'a Split,
+    labels: &'a [f32],
+    oracle: Option<&'a Resamples>,
+    rank: Option<&'a FeatureFrame>,
+    rank_path: &'a Path,
+}
+
+/// One model's row of the table, and its bootstrap resamples (kept to pair it with its parent).
+fn evaluate_model(dir: &Path, manifest: &Manifest, model: &Model, t: &Test<'_>) -> Result<(ModelEval, ModelResamples)> {
+    let (spec, labels) = (model.spec(), t.labels);
+    let mut secs = 0f64;
+    let logits = t.split.map_rows(spec, |cols| {
+        let start = Instant::now();
+        let z = model.logits(cols);
+        secs += start.elapsed().as_secs_f64();
+        z
+    })?;
+    let us_per_row = secs * 1e6 / labels.len().max(1) as f64;
+    let (hr10, ndcg10, ndcg_rs) = match t.rank {
+        Some(r) => ranking_metrics(r, &model.logits(&r.columns)?, t.rank_path)?,
+        None => (None, None, Resamples::default()),
     };
-    let rank_path = ranking.unwrap_or(data);
-    let baselines = baselines(&mut frame, &labels, rank.as_mut(), rank_path)?;
-    drop(frame);
-    let mut rows = Vec::new();
-    let mut resamples = Vec::new();
-    progress.advance(1);
-    for (dir, (manifest, model)) in &opened {
-        let mut secs = 0f64;
-        let logits = split.map_rows(spec, |cols| {
-            let start = Instant::now();
-            let z = model.logits(cols);
-            secs += start.elapsed().as_secs_f64();
-            z
-        })?;
-        let us_per_row = secs * 1e6 / labels.len().max(1) as f64;
-        let (hr10, ndcg10, ndcg_rs) = match &rank {
-            Some(r) => {
-                let scores = model.logits(&r.columns)?;
-                ranking_metrics(r, &scores, rank_path)?
-            }
-            None => (None, None, Resamples::default()),
-        };
-        let auc_rs = metrics::auc_resamples(&logits, &labels, BOOTSTRAP_SEED);
-        let oracle_auc_gap_ci95 = oracle_rs.as_ref().and_then(|o| o.paired(&auc_rs, |o, m| o - m).ci95());
-        let probs: Vec<f32> = logits.iter().map(|&z| sigmoid(z)).collect();
-        let (logloss, ece) = (metrics::logloss(&probs, &labels), metrics::ece(&probs, &labels, 10));
-        let calibration = metrics::calibration_bins(&probs, &labels, 10);
-        drop(probs);
-        rows.push(ModelEval {
-            name: crate::outputs::dir_name(dir),
-            path: dir.display().to_string(),
-            kind: manifest.kind,
-            auc: metrics::auc(&logits, &labels),
-            logloss,
-            ece,
-            hr10,
-            ndcg10,
-            auc_ci95: auc_rs.ci95(),
-            ndcg10_ci95: ndcg_rs.ci95(),
-            calibration,
-            size_bytes: manifest.size_bytes(),
-            rows: labels.len(),
-            us_per_row,
-            oracle_auc_gap_ci95,
-            vs_parent: None,
-        });
-        resamples.push(ModelResamples { auc: auc_rs, ndcg10: ndcg_rs });
-        progress.advance(1);
-    }
-    progress.end();
-    pair_with_parents(&opened, &mut rows, &resamples);
-    Ok(EvalReport { oracle_auc, models: rows, baselines })
+    let auc_rs = metrics::auc_resamples(&logits, labels, BOOTSTRAP_SEED);
+    let oracle_auc_gap_ci95 = t.oracle.and_then(|o| o.paired(&auc_rs, |o, m| o - m).ci95());
+    let probs: Vec<f32> = logits.iter().map(|&z| sigmoid(z)).collect();
+    let row = ModelEval {
+        name: crate::outputs::dir_name(dir),
+        path: dir.display().to_string(),
+        kind: manifest.kind,
+        auc: metrics::auc(&logits, labels),
+        logloss: metrics::logloss(&probs, labels),
+        ece: metrics::ece(&probs, labels, 10),
+        hr10,
+        ndcg10,
+        auc_ci95: auc_rs.ci95(),
+        ndcg10_ci95: ndcg_rs.ci95(),
+        calibration: metrics::calibration_bins(&probs, labels, 10),
+        size_bytes: manifest.size_bytes(),
+        rows: labels.len(),
+        us_per_row,
+        oracle_auc_gap_ci95,
+        vs_parent: None,
+    };
+    Ok((row, ModelResamples { auc: auc_rs, ndcg10: ndcg_rs }))
 }
 
 /// Each model whose parent (its lineage) is among the evaluated ones gets paired intervals

@@ -27,6 +27,7 @@ use reco_runtime::error::{Error, IoContext, Result};
 use reco_runtime::runtime::FloatModel;
 
 /// The loss a training loop minimizes.
+#[derive(Clone, Copy)]
 pub enum Objective<'a> {
     /// Binary cross-entropy with logits on the labels.
     Hard,
@@ -42,6 +43,7 @@ pub enum Objective<'a> {
 }
 
 /// Everything [`fit`] needs.
+#[derive(Clone, Copy)]
 pub struct FitInput<'a> {
     /// Input encoding.
     pub spec: &'a FeatureSpec,
