@@ -65,19 +65,22 @@ impl Default for DistillConfig {
 
 impl DistillConfig {
     /// Range checks: T > 0, alpha in [0, 1], ratio in (0, 1].
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> Result<()> {
         // T² scales the soft term in f32: past 1000 it overflows and looks like a divergence.
         if !(self.temperature > 0.0 && self.temperature <= 1000.0) {
-            return Err(format!("distill temperature = {}: expected a number in (0, 1000]", self.temperature));
+            return Err(Error::input(format!(
+                "distill temperature = {}: expected a number in (0, 1000]",
+                self.temperature
+            )));
         }
         if !(0.0..=1.0).contains(&self.alpha) {
-            return Err(format!("distill alpha = {}: expected a number in [0, 1]", self.alpha));
+            return Err(Error::input(format!("distill alpha = {}: expected a number in [0, 1]", self.alpha)));
         }
         if !(self.ratio > 0.0 && self.ratio <= 1.0) {
-            return Err(format!("distill ratio = {}: expected a number in (0, 1]", self.ratio));
+            return Err(Error::input(format!("distill ratio = {}: expected a number in (0, 1]", self.ratio)));
         }
         if self.epochs == Some(0) || self.learning_rate.is_some_and(|lr| !(lr > 0.0 && lr.is_finite())) {
-            return Err("distill: epochs and learning_rate must be positive".into());
+            return Err(Error::input("distill: epochs and learning_rate must be positive"));
         }
         Ok(())
     }
@@ -129,13 +132,13 @@ impl Default for QuantizeSettings {
 impl QuantizeSettings {
     /// Checks every setting; `key` names a field as the user gave it (`quantize.weight_bits =`
     /// in a recipe, `--weight-bits` on the command line).
-    pub fn validate(&self, key: impl Fn(&str) -> String) -> std::result::Result<(), String> {
+    pub fn validate(&self, key: impl Fn(&str) -> String) -> Result<()> {
         if !(self.weight_bits == 7 || self.weight_bits == 8) {
-            return Err(format!("{} {}: expected 7 or 8", key("weight_bits"), self.weight_bits));
+            return Err(Error::input(format!("{} {}: expected 7 or 8", key("weight_bits"), self.weight_bits)));
         }
         for (name, v) in [("max_auc_drop", self.max_auc_drop), ("max_ndcg_drop", self.max_ndcg_drop)] {
             if !(v >= 0.0 && v.is_finite()) {
-                return Err(format!("{} {v}: expected a number >= 0", key(name)));
+                return Err(Error::input(format!("{} {v}: expected a number >= 0", key(name))));
             }
         }
         Ok(())
@@ -235,7 +238,7 @@ const MAX_WIDTH: usize = 16_384;
 
 impl GatesConfig {
     /// Retentions are ratios in [0, 1] (a percentage is a typo); the oracle gap is >= 0.
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> Result<()> {
         for (key, v) in [
             ("min_student_auc_retention", self.min_student_auc_retention),
             ("min_student_ndcg_retention", self.min_student_ndcg_retention),
@@ -243,13 +246,13 @@ impl GatesConfig {
             if let Some(v) = v
                 && !(0.0..=1.0).contains(&v)
             {
-                return Err(format!("gates.{key} = {v}: expected a ratio in [0, 1] (0.98 for 98 %)"));
+                return Err(Error::input(format!("gates.{key} = {v}: expected a ratio in [0, 1] (0.98 for 98 %)")));
             }
         }
         if let Some(v) = self.max_teacher_oracle_auc_gap
             && !(0.0..=1.0).contains(&v)
         {
-            return Err(format!("gates.max_teacher_oracle_auc_gap = {v}: expected a number in [0, 1]"));
+            return Err(Error::input(format!("gates.max_teacher_oracle_auc_gap = {v}: expected a number in [0, 1]")));
         }
         Ok(())
     }
@@ -456,32 +459,35 @@ impl Recipe {
                 (None, _) => msg,
             }
         })?;
-        recipe.validate()?;
+        recipe.validate().map_err(|e| e.to_string())?;
         Ok(recipe)
     }
 
     /// Range checks that serde cannot express.
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> Result<()> {
         let p = &self.prepare;
         let t = &self.train;
         if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
-            return Err(format!("name {:?}: expected a plain directory name", self.name));
+            return Err(Error::input(format!("name {:?}: expected a plain directory name", self.name)));
         }
         if !(p.radius_km > 0.0 && p.radius_km.is_finite()) {
-            return Err(format!("prepare.radius_km = {}: expected a positive number", p.radius_km));
+            return Err(Error::input(format!("prepare.radius_km = {}: expected a positive number", p.radius_km)));
         }
         if !(p.window_days > 0.0 && p.window_days.is_finite()) {
-            return Err(format!("prepare.window_days = {}: expected a positive number", p.window_days));
+            return Err(Error::input(format!("prepare.window_days = {}: expected a positive number", p.window_days)));
         }
         let held = p.valid_fraction + p.test_fraction;
         if !(p.valid_fraction > 0.0 && p.test_fraction > 0.0 && held < 0.9) {
-            return Err(format!(
+            return Err(Error::input(format!(
                 "prepare.valid_fraction + test_fraction = {held}: expected each > 0 and the sum < 0.9"
-            ));
+            )));
         }
         let min_cal = reco_runtime::quant::calibrate::MIN_CALIBRATION_ROWS;
         if p.calibration_rows < min_cal {
-            return Err(format!("prepare.calibration_rows = {}: expected at least {min_cal}", p.calibration_rows));
+            return Err(Error::input(format!(
+                "prepare.calibration_rows = {}: expected at least {min_cal}",
+                p.calibration_rows
+            )));
         }
         for (key, v) in [
             ("ranking_queries", p.ranking_queries),
@@ -489,26 +495,31 @@ impl Recipe {
             ("negatives_per_positive", p.negatives_per_positive),
         ] {
             if v == 0 {
-                return Err(format!("prepare.{key} = 0: expected at least 1 (nothing could be measured or learned)"));
+                return Err(Error::input(format!(
+                    "prepare.{key} = 0: expected at least 1 (nothing could be measured or learned)"
+                )));
             }
         }
         if t.epochs == 0 || t.batch_size == 0 || t.hidden.is_empty() || t.hidden.contains(&0) {
-            return Err("train: epochs, batch_size and every hidden width must be positive".into());
+            return Err(Error::input("train: epochs, batch_size and every hidden width must be positive"));
         }
         if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
-            return Err(format!("train.learning_rate = {}: expected a positive number", t.learning_rate));
+            return Err(Error::input(format!("train.learning_rate = {}: expected a positive number", t.learning_rate)));
         }
         if !(t.weight_decay >= 0.0 && t.weight_decay.is_finite()) {
-            return Err(format!("train.weight_decay = {}: expected a finite number >= 0", t.weight_decay));
+            return Err(Error::input(format!(
+                "train.weight_decay = {}: expected a finite number >= 0",
+                t.weight_decay
+            )));
         }
         if !(t.lr_decay > 0.0 && t.lr_decay <= 1.0) {
-            return Err(format!("train.lr_decay = {}: expected a number in (0, 1]", t.lr_decay));
+            return Err(Error::input(format!("train.lr_decay = {}: expected a number in (0, 1]", t.lr_decay)));
         }
         if t.shuffle_buffer_rows == 0 {
-            return Err("train.shuffle_buffer_rows = 0: expected at least 1".into());
+            return Err(Error::input("train.shuffle_buffer_rows = 0: expected at least 1"));
         }
         if t.id_embedding_dim == 0 || t.small_embedding_dim == 0 {
-            return Err("train: embedding dims must be positive".into());
+            return Err(Error::input("train: embedding dims must be positive"));
         }
         // Sizes past these are typos, and would abort on a failed allocation.
         for (key, v, max) in [
@@ -522,7 +533,7 @@ impl Recipe {
         .chain(t.hidden.iter().map(|&h| ("hidden", h, MAX_WIDTH)))
         {
             if v > max {
-                return Err(format!("train.{key} = {v}: expected at most {max}"));
+                return Err(Error::input(format!("train.{key} = {v}: expected at most {max}")));
             }
         }
         self.gates.validate()?;
@@ -532,12 +543,12 @@ impl Recipe {
             DataConfig::Synth(s) => {
                 let params =
                     crate::data::synth::SynthParams { users: s.users, places: s.places, days: s.days, seed: self.seed };
-                params.validate().map_err(|e| format!("data: {e}"))?;
+                params.validate().map_err(|e| e.with_prefix("data: "))?;
                 if s.places <= p.ranking_candidates {
-                    return Err(format!(
+                    return Err(Error::input(format!(
                         "data.places = {}: a ranking query needs prepare.ranking_candidates = {} other places; expected more places",
                         s.places, p.ranking_candidates
-                    ));
+                    )));
                 }
             }
             DataConfig::Files(f) => f.validate()?,

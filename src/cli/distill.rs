@@ -96,7 +96,7 @@ pub fn exec(args: DistillArgs, g: &Global, progress: &dyn Progress) -> Result<u8
     if no_scratch {
         d.scratch_baseline = false;
     }
-    d.validate().map_err(|e| Error::input(format!("distill: {e}")))?;
+    d.validate().map_err(|e| e.with_prefix("distill: "))?;
     let features = match (features, &out) {
         (Some(f), _) => f,
         // With --teacher and --out, the features stay beside the teacher.

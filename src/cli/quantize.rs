@@ -81,7 +81,7 @@ pub fn exec(args: QuantizeArgs, g: &Global, progress: &dyn Progress) -> Result<u
     let _lock = reco::outputs::OutputLock::acquire_parent(&out)?;
     let opts =
         QuantizeSettings { calibrator, per_channel: !per_tensor, dynamic, weight_bits, max_auc_drop, max_ndcg_drop };
-    opts.validate(|k| format!("--{}", k.replace('_', "-"))).map_err(reco::Error::input)?;
+    opts.validate(|k| format!("--{}", k.replace('_', "-")))?;
     let job = QuantizeJob {
         model: &model,
         calibration: &calibration,

@@ -46,7 +46,7 @@ pub fn exec(args: TrainArgs, g: &Global, progress: &dyn Progress) -> Result<u8> 
     if let Some(lr) = learning_rate {
         recipe.train.learning_rate = lr;
     }
-    recipe.validate().map_err(|e| reco::Error::input(format!("train: {e}")))?;
+    recipe.validate().map_err(|e| e.with_prefix("train: "))?;
     let paths = super::out_dir(&recipe, out.as_ref())?;
     let _lock = reco::outputs::OutputLock::acquire(&paths.out)?;
     reco_runtime::artifact::check_replaceable(&paths.stage("teacher"))?;

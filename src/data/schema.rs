@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use reco_runtime::error::{Error, Result};
+
 /// The three tables the pipeline reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -400,12 +402,12 @@ impl FilesConfig {
     /// Checks what serde cannot: roles allowed per table, one column per role, one-character
     /// separators, a known time zone, a valid timestamp format, consistent label settings,
     /// unique declared feature names.
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> Result<()> {
         if self.dir.is_none() && self.interactions.path.is_none() {
-            return Err("data: expected `dir` or `[data.interactions] path`".into());
+            return Err(Error::input("data: expected `dir` or `[data.interactions] path`"));
         }
         if self.dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
-            return Err("data.dir = \"\": expected a directory path".into());
+            return Err(Error::input("data.dir = \"\": expected a directory path"));
         }
         for (name, t) in [
             ("interactions", Some(&self.interactions)),
@@ -413,7 +415,7 @@ impl FilesConfig {
             ("users", self.users.as_ref()),
         ] {
             if t.and_then(|t| t.path.as_ref()).is_some_and(|p| p.as_os_str().is_empty()) {
-                return Err(format!("data.{name}.path = \"\": expected a file, glob or directory"));
+                return Err(Error::input(format!("data.{name}.path = \"\": expected a file, glob or directory")));
             }
         }
         for name in [TableName::Interactions, TableName::Places, TableName::Users] {
@@ -421,22 +423,25 @@ impl FilesConfig {
             for role in t.columns.keys() {
                 if !name.roles().contains(role) {
                     let allowed: Vec<&str> = name.roles().iter().map(|r| r.key()).collect();
-                    return Err(format!(
+                    return Err(Error::input(format!(
                         "data.{}.columns.{}: not a column of the {} table (expected one of: {})",
                         name.as_str(),
                         role.key(),
                         name.as_str(),
                         allowed.join(", ")
-                    ));
+                    )));
                 }
             }
             if let Some(sep) = &t.separator
                 && (sep.len() != 1 || !sep.is_ascii())
             {
-                return Err(format!("data.{}.separator = {sep:?}: expected one ASCII character", name.as_str()));
+                return Err(Error::input(format!(
+                    "data.{}.separator = {sep:?}: expected one ASCII character",
+                    name.as_str()
+                )));
             }
             if t.dedup && name == TableName::Interactions {
-                return Err("data.interactions.dedup: only places and users can drop repeated ids".into());
+                return Err(Error::input("data.interactions.dedup: only places and users can drop repeated ids"));
             }
             self.one_column_per_role(name, &t)?;
         }
@@ -448,7 +453,7 @@ impl FilesConfig {
     /// `place_id`) would join ids of one kind as another's: refused, naming both roles. A role
     /// left unmapped reads its default column, except in a section read from the
     /// interactions file (explicit roles only there).
-    fn one_column_per_role(&self, name: TableName, t: &TableConfig) -> std::result::Result<(), String> {
+    fn one_column_per_role(&self, name: TableName, t: &TableConfig) -> Result<()> {
         let shared = name != TableName::Interactions
             && t.path.is_none()
             && self.dir.is_none()
@@ -465,7 +470,7 @@ impl FilesConfig {
             {
                 let t = name.as_str();
                 let (a, b) = (other.key(), role.key());
-                return Err(match (other_explicit, explicit) {
+                return Err(Error::input(match (other_explicit, explicit) {
                     (true, true) => format!(
                         "data.{t}.columns: roles `{a}` and `{b}` both map to column `{column}`: each role needs a column of its own"
                     ),
@@ -475,7 +480,7 @@ impl FilesConfig {
                     _ => format!(
                         "data.{t}.columns.{b} = {column:?}: that is also the `{a}` role's column (its default name, as `{a}` is not mapped): each role needs a column of its own"
                     ),
-                });
+                }));
             }
             seen.push((role, column, explicit));
         }
@@ -483,7 +488,7 @@ impl FilesConfig {
     }
 
     /// A known time zone and a `timestamp_format` chrono can use.
-    fn validate_times(&self) -> std::result::Result<(), String> {
+    fn validate_times(&self) -> Result<()> {
         if let Some(f) = &self.timestamp_format {
             use chrono::format::{Item, StrftimeItems};
             let items: Vec<Item<'_>> = StrftimeItems::new(f).collect();
@@ -491,26 +496,26 @@ impl FilesConfig {
             let fields = items.iter().any(|i| matches!(i, Item::Numeric(..) | Item::Fixed(_)));
             if bad || !fields {
                 let why = if bad { "an unknown or incomplete % specifier" } else { "no date or time field" };
-                return Err(format!(
+                return Err(Error::input(format!(
                     "data.timestamp_format = {f:?}: not a chrono strftime format ({why}); e.g. \"%Y-%m-%d %H:%M:%S\" or \"%a %b %d %H:%M:%S %z %Y\""
-                ));
+                )));
             }
         }
         if let Some(tz) = &self.timezone {
             tz.parse::<chrono_tz::Tz>().map_err(|_| {
-                format!("data.timezone = {tz:?}: not an IANA time zone name (e.g. \"America/New_York\")")
+                Error::input(format!("data.timezone = {tz:?}: not an IANA time zone name (e.g. \"America/New_York\")"))
             })?;
         }
         if let Some(r) = self.positive_rating
             && !r.is_finite()
         {
-            return Err(format!("data.positive_rating = {r}: expected a number"));
+            return Err(Error::input(format!("data.positive_rating = {r}: expected a number")));
         }
         Ok(())
     }
 
     /// Declared features: names unique and not built-in, fill and transform consistent.
-    fn validate_features(&self) -> std::result::Result<(), String> {
+    fn validate_features(&self) -> Result<()> {
         let mut names = std::collections::BTreeSet::new();
         for f in &self.features {
             let n = f.feature_name();
@@ -524,23 +529,25 @@ impl FilesConfig {
                 None
             };
             if let Some(why) = why {
-                return Err(format!("data.features: the feature name {n:?} {why}"));
+                return Err(Error::input(format!("data.features: the feature name {n:?} {why}")));
             }
             if f.kind == FeatureKind::Categorical && (f.fill.is_some() || f.transform != Transform::Standard) {
-                return Err(format!("data.features {n:?}: fill and transform apply to numeric features only"));
+                return Err(Error::input(format!(
+                    "data.features {n:?}: fill and transform apply to numeric features only"
+                )));
             }
             if f.fill.is_some_and(|v| !v.is_finite()) {
-                return Err(format!("data.features {n:?}: fill must be a finite number"));
+                return Err(Error::input(format!("data.features {n:?}: fill must be a finite number")));
             }
             if f.transform == Transform::Log1p && f.fill.is_some_and(|v| v <= -1.0) {
-                return Err(format!("data.features {n:?}: fill must be > -1 with transform = \"log1p\""));
+                return Err(Error::input(format!("data.features {n:?}: fill must be > -1 with transform = \"log1p\"")));
             }
             if f.fill.is_some() {
                 let indicator = format!("{n}_missing");
                 if self.features.iter().any(|g| g.feature_name() == indicator) {
-                    return Err(format!(
+                    return Err(Error::input(format!(
                         "data.features {n:?}: its missing indicator {indicator:?} is also a declared feature's name"
-                    ));
+                    )));
                 }
             }
         }

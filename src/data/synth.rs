@@ -62,15 +62,15 @@ pub struct SynthParams {
 
 impl SynthParams {
     /// Sizes a generator run can hold in memory: users, places in 1..=10M, days in 7..=3650.
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> Result<()> {
         const MAX: usize = 10_000_000;
         for (key, v) in [("users", self.users), ("places", self.places)] {
             if v == 0 || v > MAX {
-                return Err(format!("synth {key} = {v}: expected 1 to {MAX}"));
+                return Err(Error::input(format!("synth {key} = {v}: expected 1 to {MAX}")));
             }
         }
         if !(7..=3650).contains(&self.days) {
-            return Err(format!("synth days = {}: expected 7 to 3650", self.days));
+            return Err(Error::input(format!("synth days = {}: expected 7 to 3650", self.days)));
         }
         Ok(())
     }
@@ -110,7 +110,7 @@ pub fn table_hashes(dir: &Path) -> Result<std::collections::BTreeMap<String, Str
 /// Generates the three tables into `out` (`users.parquet`, `places.parquet`,
 /// `interactions.parquet`) plus `synth.json` with the parameters.
 pub fn generate(params: SynthParams, out: &Path, progress: &dyn crate::progress::Progress) -> Result<SynthSummary> {
-    params.validate().map_err(Error::input)?;
+    params.validate()?;
     std::fs::create_dir_all(out).at(out)?;
     // synth.json vouches for the tables: it goes first and comes back last, so a generation
     // killed half-way never leaves new tables under old parameters.

@@ -10,6 +10,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::data::features::FeatureFrame;
+use reco_runtime::artifact::Manifest;
 use reco_runtime::error::{Error, Result};
 use reco_runtime::kernels::Kernel;
 use reco_runtime::runtime::{Columns, Model};
@@ -168,15 +169,28 @@ pub fn bench(
             columns.iter().map(|(b, cols)| Ok((*b, Batches::new(model, cols.clone(), scope)?))).collect::<Result<_>>()
         })
         .collect::<Result<_>>()?;
-    let batches = &columns;
-    // As many rounds as slices of ≥ 0.1 s allow (5 to 100): on a busy machine a burst of
-    // noise then costs one short slice of one cell, not a whole cell's measurement.
-    let cells = opened.len() * batches.len();
+    let models: Vec<&Model> = opened.iter().map(|(_, _, m)| m).collect();
+    let best = measure(&models, &prepared, seconds, threads)?;
+    let results = opened.iter().enumerate().flat_map(|(mi, m)| results_of(mi, m, &opened, &columns, &best)).collect();
+    Ok(BenchReport { cpu: cpu_name(), threads, kernel: Kernel::detect()?.name().to_string(), scope, results })
+}
+
+/// The best rows/s of every model at every batch size, interleaved: as many rounds as slices
+/// of ≥ 0.1 s allow (5 to 100), so that a burst of noise on a busy machine costs one short
+/// slice of one cell, not a whole cell's measurement.
+fn measure(
+    models: &[&Model],
+    prepared: &[Vec<(usize, Batches)>],
+    seconds: f64,
+    threads: usize,
+) -> Result<Vec<Vec<f64>>> {
+    let batches = prepared.first().map_or(0, Vec::len);
+    let cells = models.len() * batches;
     let rounds = ((seconds / (cells as f64 * 0.1)) as usize).clamp(5, 100);
     let per = seconds / (rounds * cells) as f64;
-    let mut best = vec![vec![0f64; batches.len()]; opened.len()];
+    let mut best = vec![vec![0f64; batches]; models.len()];
     for _ in 0..rounds {
-        for (mi, (_, _, model)) in opened.iter().enumerate() {
+        for (mi, model) in models.iter().enumerate() {
             for (bi, (b, cols)) in prepared[mi].iter().enumerate() {
                 let start = Instant::now();
                 let done = if threads <= 1 {
@@ -195,30 +209,42 @@ pub fn bench(
             }
         }
     }
-    let mut results = Vec::new();
-    for (mi, (dir, manifest, model)) in opened.iter().enumerate() {
-        let macs: usize = manifest.architecture.layer_shapes(model.spec()).iter().map(|(i, o)| i * o).sum();
-        let parent = manifest.lineage.as_ref().map(|l| l.parent_content_sha256.clone());
-        let float_parent = opened.iter().position(|(_, m, md)| {
-            md.precision() == reco_runtime::runtime::Precision::Float
-                && parent.as_deref() == Some(m.content_hash().as_str())
-        });
-        for (bi, (b, _)) in batches.iter().enumerate() {
+    Ok(best)
+}
+
+/// Model `mi`'s results, one per batch size, with its speed-up over its float parent when that
+/// was measured too.
+fn results_of(
+    mi: usize,
+    (dir, manifest, model): &(&PathBuf, Manifest, Model),
+    opened: &[(&PathBuf, Manifest, Model)],
+    batches: &[(usize, Vec<Columns>)],
+    best: &[Vec<f64>],
+) -> Vec<BenchResult> {
+    use reco_runtime::runtime::Precision;
+    let macs: usize = manifest.architecture.layer_shapes(model.spec()).iter().map(|(i, o)| i * o).sum();
+    let parent = manifest.lineage.as_ref().map(|l| l.parent_content_sha256.clone());
+    let float_parent = opened.iter().position(|(_, m, md)| {
+        md.precision() == Precision::Float && parent.as_deref() == Some(m.content_hash().as_str())
+    });
+    batches
+        .iter()
+        .enumerate()
+        .map(|(bi, (b, _))| {
             let rps = best[mi][bi];
-            results.push(BenchResult {
-                model: dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned()),
+            BenchResult {
+                model: crate::outputs::dir_name(dir),
                 kind: model.precision(),
                 batch: *b,
                 rows_per_s: rps,
                 us_per_row: 1e6 / rps,
                 gmac_per_s: rps * macs as f64 / 1e9,
                 speedup_vs_float: float_parent
-                    .filter(|_| model.precision() == reco_runtime::runtime::Precision::Int8)
+                    .filter(|_| model.precision() == Precision::Int8)
                     .map(|p| rps / best[p][bi]),
-            });
-        }
-    }
-    Ok(BenchReport { cpu: cpu_name(), threads, kernel: Kernel::detect()?.name().to_string(), scope, results })
+            }
+        })
+        .collect()
 }
 
 /// The human-readable table.

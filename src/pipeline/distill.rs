@@ -80,7 +80,7 @@ pub fn student_architecture(teacher: &Architecture, ratio: f64) -> Architecture 
 
 /// Validates settings and inputs, then trains (and writes) the student and the baseline.
 pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillSummary> {
-    job.cfg.validate().map_err(Error::input)?;
+    job.cfg.validate()?;
     let (manifest, teacher) = open_teacher(job)?;
     let spec = load_spec(job.features)?;
     if spec != teacher.spec {

@@ -1,7 +1,28 @@
-//! Fixtures shared by the integration test crates (`tests/cli.rs`, `tests/reliability/`):
-//! small valid CSV tables and a directory copy.
+//! Helpers shared by the integration test binaries (`tests/cli/`, `tests/reliability/`): small
+//! valid CSV tables and a directory copy (below); running the binary and judging how it ended
+//! (`command`); the tiny recipe run once per binary (`tiny`); reading and editing Parquet, JSON
+//! and text files (`files`); inputs of `prepare` (`cases`).
+
+#![allow(dead_code, reason = "each test binary uses a part: tests/reliability/ only the fixtures below")]
 
 use std::path::Path;
+
+mod cases;
+mod command;
+mod files;
+mod tiny;
+
+#[allow(unused_imports, reason = "tests/reliability/ uses none of these")]
+pub use cases::{checkins_case, csv_case, nothing_written, prepare_case};
+#[allow(unused_imports, reason = "tests/reliability/ uses none of these")]
+pub use command::{Out, bin, input_error, ok, predict, reco, reco_env, repo};
+#[allow(unused_imports, reason = "tests/reliability/ uses none of these")]
+pub use files::{
+    edit, edit_line, manifest_json, parquet_f64, parquet_metadata, read_batch, read_json, read_logits, texts,
+    with_f32_column, write_json, write_parquet_batch, write_parquet_groups, write_parts,
+};
+#[allow(unused_imports, reason = "tests/reliability/ uses none of these")]
+pub use tiny::{TestParts, pipeline, run_dir, test_parts};
 
 /// Two users with home locations.
 pub const USERS: &str = "user_id,segment,home_lat,home_lon\n1,0,52.50,13.40\n2,1,52.52,13.41\n";

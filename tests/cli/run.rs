@@ -1,0 +1,128 @@
+//! `reco-cli run`: the tiny recipe's stages, report and ONNX exports; a recipe's unknown key; a
+//! check-in log end to end beside the baselines; gates on metrics that cannot be measured; reuse of
+//! synthetic raw data; a second run into a locked output.
+
+use crate::support::{
+    checkins_case, input_error, manifest_json, ok, parquet_f64, pipeline, predict, read_json, reco, repo, run_dir,
+};
+
+#[test]
+fn run_writes_a_verified_teacher_and_a_report_in_the_stable_shape() {
+    let run = run_dir();
+    let report = read_json(&run.join("report.json"));
+    let stages: Vec<&str> = report["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        stages,
+        ["synth", "prepare", "train", "distill", "quantize-teacher", "quantize-student", "eval", "export"]
+    );
+    // `run` exports every deliverable to ONNX (recorded in its manifest), not the scratch baseline.
+    for stage in ["teacher", "student", "teacher-int8", "student-int8"] {
+        let m = manifest_json(&run.join(stage));
+        assert_eq!(m["exports"]["onnx"]["file"], "model.onnx", "{stage}");
+    }
+    assert!(!run.join("student-scratch/model.onnx").exists());
+    let eval = &report["eval"];
+    let oracle = eval["oracle_auc"].as_f64().unwrap();
+    assert!(oracle > 0.6 && oracle < 1.0, "oracle {oracle}");
+    let m = &eval["models"][0];
+    for key in ["name", "path", "kind", "auc", "logloss", "ece", "hr@10", "ndcg@10", "size_bytes", "rows"] {
+        assert!(m.get(key).is_some(), "missing {key} in {m}");
+    }
+    assert_eq!(m["kind"], "teacher");
+    // Even two epochs on tiny data must beat chance clearly.
+    assert!(m["auc"].as_f64().unwrap() > 0.6, "{m}");
+    let hr = m["hr@10"].as_f64().unwrap();
+    assert!(hr > 10.0 / 20.0, "HR@10 over 20 candidates should beat random (0.5): {hr}");
+    assert!(run.join("teacher/manifest.json").is_file());
+    assert!(run.join("checkpoints/teacher/epoch-001.safetensors").is_file());
+    let o = ok(reco(&["inspect", run.join("teacher").to_str().unwrap()], pipeline()));
+    assert!(o.stdout.contains("dense.0.weight") && o.stdout.contains("embedding.user_id"), "{}", o.stdout);
+}
+
+#[test]
+fn unknown_recipe_key_names_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("r.toml"), "name = \"x\"\n[data]\nsource = \"synth\"\n[train]\nepochz = 3\n")
+        .unwrap();
+    input_error(&reco(&["run", "r.toml", "--out", "out"], dir.path()), &["r.toml", "epochz", "line 5"]);
+    assert!(!dir.path().join("out").exists());
+}
+
+#[test]
+fn a_checkin_log_runs_end_to_end_and_is_scored_with_string_ids_beside_the_baselines() {
+    let dir = checkins_case();
+    let o = ok(reco(&["run", "r.toml", "--out", "out", "--json"], dir.path()));
+    let report: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let baselines = report["eval"]["baselines"].as_array().unwrap();
+    let names: Vec<&str> = baselines.iter().map(|b| b["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["popularity", "nearest"]);
+    for b in baselines {
+        assert!(b["auc"].as_f64().is_some_and(|a| a > 0.0 && a < 1.0), "{b}");
+        assert!(b["ndcg@10"].as_f64().is_some(), "{b}");
+    }
+    // The model ranks better than putting the nearest venue first.
+    let teacher = report["eval"]["models"].as_array().unwrap().iter().find(|m| m["name"] == "teacher").unwrap();
+    assert!(teacher["auc"].as_f64().unwrap() > baselines[1]["auc"].as_f64().unwrap(), "{report}");
+    let test = dir.path().join("out/features/test.parquet");
+    for model in ["teacher", "student-int8"] {
+        let out = dir.path().join(format!("{model}.parquet"));
+        predict(&dir.path().join("out").join(model), &test, &out, dir.path());
+        let p = parquet_f64(&out, "probability");
+        assert_eq!(p.len(), parquet_f64(&test, "label").len());
+        assert!(p.iter().all(|x| (0.0..=1.0).contains(x)) && p.iter().any(|&x| x != p[0]));
+    }
+}
+
+#[test]
+fn gates_on_metrics_that_cannot_be_measured_fail_instead_of_passing() {
+    // A tiny radius leaves no ranking candidates: every query is its positive alone, and NDCG
+    // would be 1.0 for any model.
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = std::fs::read_to_string(repo().join("recipes/tiny.toml")).unwrap();
+    let recipe = recipe.replace("[prepare]\n", "[prepare]\nradius_km = 0.000001\n")
+        + "\n[gates]\nmin_student_ndcg_retention = 0.5\nmax_teacher_oracle_auc_gap = 1.0\n";
+    std::fs::write(dir.path().join("r.toml"), recipe).unwrap();
+    let o = reco(&["run", "r.toml", "--out", "out", "--json"], dir.path());
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    let report: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let teacher = &report["eval"]["models"][0];
+    assert!(teacher["ndcg@10"].is_null() && teacher["hr@10"].is_null(), "{teacher}");
+    let gate = |name: &str| report["gates"].as_array().unwrap().iter().find(|g| g["name"] == name).unwrap().clone();
+    let ndcg = gate("student_ndcg_retention");
+    assert!(ndcg["value"].is_null() && ndcg["passed"] == false, "{ndcg}");
+    assert!(gate("student_int8_abs_delta_ndcg")["passed"] == false);
+    // The oracle is there (synthetic data): that gate is measured and holds.
+    assert_eq!(gate("teacher_oracle_auc_gap")["passed"], true);
+}
+
+#[test]
+fn synthetic_raw_data_is_reused_only_when_it_was_made_with_the_recipes_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = std::fs::read_to_string(repo().join("recipes/tiny.toml")).unwrap();
+    std::fs::write(dir.path().join("r.toml"), &recipe).unwrap();
+    let raw = dir.path().join("out/raw/interactions.parquet");
+    let made = || std::fs::metadata(&raw).unwrap().modified().unwrap();
+    let run = || ok(reco(&["run", "r.toml", "--out", "out"], dir.path()));
+    run();
+    let first = made();
+    run();
+    assert_eq!(made(), first, "same settings: raw/ reused");
+    std::fs::write(dir.path().join("r.toml"), recipe.replace("users = 150", "users = 120")).unwrap();
+    run();
+    assert_ne!(made(), first, "other settings: raw/ regenerated");
+    let synth = read_json(&dir.path().join("out/raw/synth.json"));
+    assert_eq!(synth["params"]["users"], 120);
+}
+
+#[test]
+fn a_second_run_into_a_locked_output_fails_cleanly_and_runs_once_the_lock_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = repo().join("recipes/tiny.toml");
+    let out = dir.path().join("out");
+    let lock = reco::outputs::OutputLock::acquire(&out).unwrap();
+    let o = reco(&["run", recipe.to_str().unwrap(), "--out", "out"], dir.path());
+    input_error(&o, &["another reco-cli process is writing there", ".reco-cli.lock"]);
+    assert!(!out.join("teacher").exists() && !out.join("raw").exists());
+    drop(lock);
+    ok(reco(&["run", recipe.to_str().unwrap(), "--out", "out"], dir.path()));
+}
