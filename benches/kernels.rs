@@ -9,9 +9,9 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use reco::kernels::float::{PackedF32, Rows, RowsMut, dense_f32};
-use reco::kernels::{Kernel, PackedWeights, gemm_u8s8, padded};
-use reco::rng::Rng;
+use reco_runtime::kernels::float::{PackedF32, Rows, RowsMut, dense_f32};
+use reco_runtime::kernels::{Kernel, PackedWeights, gemm_u8s8, padded};
+use reco_runtime::rng::Rng;
 
 fn shapes() -> [(usize, usize, usize); 4] {
     // (batch m, input k, output n)

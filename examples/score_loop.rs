@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use reco::data::features::FeatureFrame;
 use reco::pipeline::bench::batches_of;
-use reco::runtime::Model;
+use reco_runtime::runtime::Model;
 
 fn main() -> reco::Result<()> {
     let args: Vec<String> = std::env::args().collect();

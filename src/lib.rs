@@ -5,11 +5,11 @@
 //! prints, draws progress bars or exits: progress goes through [`progress::Progress`], errors
 //! come back as [`error::Error`] and the binary decides what to show and which exit code to use.
 //!
-//! Layering (each arrow is "may use"):
-//! `pipeline -> {data, model, artifact, runtime, metrics}`, `data -> geo`. The artifact
-//! format, the runtime and its kernels are the `reco-runtime` crate (no burn, no polars: a
-//! serving system links it alone); ONNX graphs are `reco-onnx`. Both are re-exported here
-//! under their old paths.
+//! Layering (each arrow is "may use"; `scripts/check_layout.py` checks there is no cycle):
+//! `pipeline -> {data, model, outputs, metrics, recipe}`, `data -> geo`, and everything ->
+//! `reco_runtime`. The artifact format, the runtime and its kernels are the `reco-runtime`
+//! crate (no burn, no polars: a serving system links it alone); ONNX graphs are `reco-onnx`.
+//! Both are used under their own names, so `crate::` always means code in `src/`.
 
 pub mod data;
 pub mod fuzz;
@@ -22,6 +22,4 @@ pub mod pipeline;
 pub mod progress;
 pub mod recipe;
 
-pub use reco_onnx as onnx;
 pub use reco_runtime::{Error, Result, VERSION};
-pub use reco_runtime::{artifact, error, kernels, quant, rng, runtime};

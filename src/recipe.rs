@@ -432,44 +432,10 @@ impl Default for TrainConfig {
     }
 }
 
-impl Recipe {
-    /// Reads and validates a recipe file. Relative data paths resolve against its directory.
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).at(path)?;
-        let mut recipe = Self::parse(&text).map_err(|e| Error::input(format!("recipe {}: {}", path.display(), e)))?;
-        if let DataConfig::Files(files) = &mut recipe.data {
-            files.resolve(path.parent().unwrap_or(Path::new(".")));
-        }
-        Ok(recipe)
-    }
-
-    /// Parses recipe text; the error is one line with the line number.
-    pub fn parse(text: &str) -> std::result::Result<Self, String> {
-        let recipe: Self = toml::from_str(text).map_err(|e| {
-            // `[data]` is read through its `source` tag, which loses the position of errors
-            // inside it: read that section alone, on its own lines, to find where.
-            let (inner, doc) = data_section_error(text).unwrap_or((e, text.to_string()));
-            let line = inner.span().map(|s| doc[..s.start.min(doc.len())].matches('\n').count() + 1);
-            let msg = reco_runtime::error::one_line(inner.message());
-            // The line itself names the key: serde's message often only names the type.
-            let source = line.and_then(|l| doc.lines().nth(l - 1)).map(str::trim).filter(|t| !t.is_empty());
-            match (line, source) {
-                (Some(l), Some(t)) => format!("line {l} (`{}`): {msg}", t.chars().take(80).collect::<String>()),
-                (Some(l), None) => format!("line {l}: {msg}"),
-                (None, _) => msg,
-            }
-        })?;
-        recipe.validate().map_err(|e| e.to_string())?;
-        Ok(recipe)
-    }
-
-    /// Range checks that serde cannot express.
+impl PrepareConfig {
+    /// Radius, window, split fractions and row counts in range.
     pub fn validate(&self) -> Result<()> {
-        let p = &self.prepare;
-        let t = &self.train;
-        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
-            return Err(Error::input(format!("name {:?}: expected a plain directory name", self.name)));
-        }
+        let p = self;
         if !(p.radius_km > 0.0 && p.radius_km.is_finite()) {
             return Err(Error::input(format!("prepare.radius_km = {}: expected a positive number", p.radius_km)));
         }
@@ -500,6 +466,14 @@ impl Recipe {
                 )));
             }
         }
+        Ok(())
+    }
+}
+
+impl TrainConfig {
+    /// Positive sizes and rates, and sizes below what would abort on allocation.
+    pub fn validate(&self) -> Result<()> {
+        let t = self;
         if t.epochs == 0 || t.batch_size == 0 || t.hidden.is_empty() || t.hidden.contains(&0) {
             return Err(Error::input("train: epochs, batch_size and every hidden width must be positive"));
         }
@@ -536,6 +510,48 @@ impl Recipe {
                 return Err(Error::input(format!("train.{key} = {v}: expected at most {max}")));
             }
         }
+        Ok(())
+    }
+}
+
+impl Recipe {
+    /// Reads and validates a recipe file. Relative data paths resolve against its directory.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).at(path)?;
+        let mut recipe = Self::parse(&text).map_err(|e| Error::input(format!("recipe {}: {}", path.display(), e)))?;
+        if let DataConfig::Files(files) = &mut recipe.data {
+            files.resolve(path.parent().unwrap_or(Path::new(".")));
+        }
+        Ok(recipe)
+    }
+
+    /// Parses recipe text; the error is one line with the line number.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let recipe: Self = toml::from_str(text).map_err(|e| {
+            // `[data]` is read through its `source` tag, which loses the position of errors
+            // inside it: read that section alone, on its own lines, to find where.
+            let (inner, doc) = data_section_error(text).unwrap_or((e, text.to_string()));
+            let line = inner.span().map(|s| doc[..s.start.min(doc.len())].matches('\n').count() + 1);
+            let msg = reco_runtime::error::one_line(inner.message());
+            // The line itself names the key: serde's message often only names the type.
+            let source = line.and_then(|l| doc.lines().nth(l - 1)).map(str::trim).filter(|t| !t.is_empty());
+            match (line, source) {
+                (Some(l), Some(t)) => format!("line {l} (`{}`): {msg}", t.chars().take(80).collect::<String>()),
+                (Some(l), None) => format!("line {l}: {msg}"),
+                (None, _) => msg,
+            }
+        })?;
+        recipe.validate().map_err(|e| e.to_string())?;
+        Ok(recipe)
+    }
+
+    /// Range checks that serde cannot express.
+    pub fn validate(&self) -> Result<()> {
+        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
+            return Err(Error::input(format!("name {:?}: expected a plain directory name", self.name)));
+        }
+        self.prepare.validate()?;
+        self.train.validate()?;
         self.gates.validate()?;
         self.distill.validate()?;
         self.quantize.settings.validate(|k| format!("quantize.{k} ="))?;
@@ -544,10 +560,10 @@ impl Recipe {
                 let params =
                     crate::data::synth::SynthParams { users: s.users, places: s.places, days: s.days, seed: self.seed };
                 params.validate().map_err(|e| e.with_prefix("data: "))?;
-                if s.places <= p.ranking_candidates {
+                if s.places <= self.prepare.ranking_candidates {
                     return Err(Error::input(format!(
                         "data.places = {}: a ranking query needs prepare.ranking_candidates = {} other places; expected more places",
-                        s.places, p.ranking_candidates
+                        s.places, self.prepare.ranking_candidates
                     )));
                 }
             }

@@ -47,60 +47,12 @@ pub struct DistillArgs {
 }
 
 pub fn exec(args: DistillArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
-    let DistillArgs {
-        recipe,
-        teacher,
-        features,
-        out,
-        ratio,
-        temperature,
-        alpha,
-        epochs,
-        no_scratch,
-        resume,
-        overrides,
-    } = args;
-    let teacher_given = recipe.is_none();
-    let (mut recipe, teacher, root) = match (recipe, teacher) {
-        (Some(r), _) => {
-            let recipe = super::load_recipe(&r, &overrides)?;
-            let paths = super::out_dir(&recipe, out.as_ref())?;
-            (recipe, paths.stage("teacher"), paths.out)
-        }
-        (None, Some(t)) => {
-            let manifest = reco_runtime::artifact::open(&t)?;
-            let mut recipe: Recipe = serde_json::from_value(manifest.recipe.clone()).map_err(|e| {
-                Error::input(format!("{}: manifest recipe is not a reco-cli recipe ({e})", t.display()))
-            })?;
-            overrides.apply(&mut recipe);
-            // --out is the root of what distill writes (students, checkpoints); default: beside
-            // the teacher.
-            let root = out.clone().unwrap_or_else(|| t.parent().map(PathBuf::from).unwrap_or_default());
-            (recipe, t, root)
-        }
-        (None, None) => return Err(Error::input("distill: give --recipe or --teacher")),
-    };
-    let d: &mut DistillConfig = &mut recipe.distill;
-    if let Some(v) = ratio {
-        d.ratio = v;
-    }
-    if let Some(v) = temperature {
-        d.temperature = v;
-    }
-    if let Some(v) = alpha {
-        d.alpha = v;
-    }
-    if let Some(v) = epochs {
-        d.epochs = Some(v);
-    }
-    if no_scratch {
-        d.scratch_baseline = false;
-    }
-    d.validate().map_err(|e| e.with_prefix("distill: "))?;
-    let features = match (features, &out) {
-        (Some(f), _) => f,
+    let (mut recipe, teacher, root) = resolve(&args)?;
+    apply_flags(&args, &mut recipe.distill)?;
+    let features = match (&args.features, &args.out) {
+        (Some(f), _) => f.clone(),
         // With --teacher and --out, the features stay beside the teacher.
-        (None, Some(_)) if teacher_given => teacher.parent().map(|p| p.join("features")).unwrap_or_default(),
+        (None, Some(_)) if args.recipe.is_none() => teacher.parent().map(|p| p.join("features")).unwrap_or_default(),
         (None, _) => root.join("features"),
     };
     let (student, scratch) = (root.join("student"), root.join("student-scratch"));
@@ -121,25 +73,73 @@ pub fn exec(args: DistillArgs, g: &Global, progress: &dyn Progress) -> Result<u8
         train: &train,
         seed: recipe.seed,
         recipe: recipe_json,
-        resume,
+        resume: args.resume,
     };
     let summary = distill(&job, progress)?;
     if g.json {
         super::print_json(&summary)?;
     } else {
-        println!(
-            "student (ratio {}, T {}, alpha {}): {} parameters vs teacher {}, valid AUC {:.4} -> {}",
-            summary.ratio,
-            summary.temperature,
-            summary.alpha,
-            summary.student_parameters,
-            summary.teacher_parameters,
-            summary.student.best_valid_auc,
-            summary.student.dir.display()
-        );
-        if let Some(s) = &summary.scratch {
-            println!("student-scratch (hard labels only): valid AUC {:.4} -> {}", s.best_valid_auc, s.dir.display());
-        }
+        print_summary(&summary);
     }
     Ok(0)
+}
+
+/// The recipe, the teacher's folder and the root distill writes under: from `--recipe` (the
+/// run's own layout) or from `--teacher` (the recipe saved in its manifest).
+fn resolve(args: &DistillArgs) -> Result<(Recipe, PathBuf, PathBuf)> {
+    match (&args.recipe, &args.teacher) {
+        (Some(r), _) => {
+            let recipe = super::load_recipe(r, &args.overrides)?;
+            let paths = super::out_dir(&recipe, args.out.as_ref())?;
+            Ok((recipe, paths.stage("teacher"), paths.out))
+        }
+        (None, Some(t)) => {
+            let manifest = reco_runtime::artifact::open(t)?;
+            let mut recipe: Recipe = serde_json::from_value(manifest.recipe.clone()).map_err(|e| {
+                Error::input(format!("{}: manifest recipe is not a reco-cli recipe ({e})", t.display()))
+            })?;
+            args.overrides.apply(&mut recipe);
+            // --out is the root of what distill writes (students, checkpoints); default: beside
+            // the teacher.
+            let root = args.out.clone().unwrap_or_else(|| t.parent().map(PathBuf::from).unwrap_or_default());
+            Ok((recipe, t.clone(), root))
+        }
+        (None, None) => Err(Error::input("distill: give --recipe or --teacher")),
+    }
+}
+
+/// The command-line flags over the recipe's `[distill]` section, then its checks.
+fn apply_flags(args: &DistillArgs, d: &mut DistillConfig) -> Result<()> {
+    if let Some(v) = args.ratio {
+        d.ratio = v;
+    }
+    if let Some(v) = args.temperature {
+        d.temperature = v;
+    }
+    if let Some(v) = args.alpha {
+        d.alpha = v;
+    }
+    if let Some(v) = args.epochs {
+        d.epochs = Some(v);
+    }
+    if args.no_scratch {
+        d.scratch_baseline = false;
+    }
+    d.validate().map_err(|e| e.with_prefix("distill: "))
+}
+
+fn print_summary(summary: &reco::pipeline::distill::DistillSummary) {
+    println!(
+        "student (ratio {}, T {}, alpha {}): {} parameters vs teacher {}, valid AUC {:.4} -> {}",
+        summary.ratio,
+        summary.temperature,
+        summary.alpha,
+        summary.student_parameters,
+        summary.teacher_parameters,
+        summary.student.best_valid_auc,
+        summary.student.dir.display()
+    );
+    if let Some(s) = &summary.scratch {
+        println!("student-scratch (hard labels only): valid AUC {:.4} -> {}", s.best_valid_auc, s.dir.display());
+    }
 }

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use reco::Result;
-use reco::onnx::IdLookup;
 use reco::pipeline::export::export;
+use reco_onnx::IdLookup;
 
 use super::Global;
 

@@ -38,49 +38,48 @@ pub fn exec(args: InspectArgs, g: &Global) -> Result<u8> {
         }))
         .map(|()| 0);
     }
-    println!(
-        "{}  kind {}  status {}  format {} v{}",
-        dir.display(),
-        manifest.kind,
-        manifest.status,
-        manifest.format,
-        manifest.format_version
-    );
-    println!(
-        "reco-cli {}  seed {}  content sha256 {}",
-        manifest.reco_cli_version,
-        manifest.seed,
-        manifest.content_hash()
-    );
+    print_model(&dir, &manifest, &tensors);
+    print_files(&dir, &manifest);
+    Ok(0)
+}
+
+/// The identity, architecture, inputs and tensors, one line each.
+fn print_model(dir: &std::path::Path, m: &artifact::Manifest, tensors: &[(String, String, Vec<usize>)]) {
+    println!("{}  kind {}  status {}  format {} v{}", dir.display(), m.kind, m.status, m.format, m.format_version);
+    println!("reco-cli {}  seed {}  content sha256 {}", m.reco_cli_version, m.seed, m.content_hash());
     println!(
         "architecture: embeddings {:?} -> hidden {:?} -> 1 ({}), {} parameters",
-        manifest.architecture.embedding_dims,
-        manifest.architecture.hidden,
-        manifest.architecture.activation,
-        manifest.architecture.parameter_count(&manifest.feature_spec)
+        m.architecture.embedding_dims,
+        m.architecture.hidden,
+        m.architecture.activation,
+        m.architecture.parameter_count(&m.feature_spec)
     );
     println!("inputs:");
-    for c in &manifest.feature_spec.categorical {
+    for c in &m.feature_spec.categorical {
         println!("  {:<22} categorical  vocabulary {} (+1 OOV)", c.name, c.len());
     }
-    for n in &manifest.feature_spec.numeric {
+    for n in &m.feature_spec.numeric {
         println!("  {:<22} numeric      mean {:.4}  std {:.4}", n.name, n.mean, n.std);
     }
     println!("tensors:");
-    for (n, d, s) in &tensors {
+    for (n, d, s) in tensors {
         println!("  {n:<28} {d:<5} {s:?}");
     }
+}
+
+/// The verified files and exports, the quantization record and the parent's state.
+fn print_files(dir: &std::path::Path, m: &artifact::Manifest) {
     println!("files (sha256 verified):");
-    for (name, f) in &manifest.files {
+    for (name, f) in &m.files {
         println!("  {name:<20} {:>10} bytes  {}", f.bytes, f.sha256);
     }
-    for (format, e) in &manifest.exports {
+    for (format, e) in &m.exports {
         println!(
             "export {format}: {} ({} graph, IR {}, opsets {:?}) {:>10} bytes  {} (verified)",
             e.file, e.graph, e.ir_version, e.opsets, e.bytes, e.sha256
         );
     }
-    if let Some(q) = &manifest.quantization {
+    if let Some(q) = &m.quantization {
         println!(
             "quantization: {} calibrator, {}-bit weights, per_channel {}, dynamic activations {}, layers kept float {}, layer SQNR dB {}",
             q.calibrator.name(),
@@ -91,8 +90,8 @@ pub fn exec(args: InspectArgs, g: &Global) -> Result<u8> {
             serde_json::to_string(&q.layer_sqnr_db).unwrap_or_default()
         );
     }
-    if let Some(l) = &manifest.lineage {
-        let state = match artifact::lineage_status(&dir, &manifest) {
+    if let Some(l) = &m.lineage {
+        let state = match artifact::lineage_status(dir, m) {
             Some(artifact::LineageStatus::Changed { now }) => {
                 format!("STALE: the parent has changed since (now {now}); remake this artifact")
             }
@@ -101,5 +100,4 @@ pub fn exec(args: InspectArgs, g: &Global) -> Result<u8> {
         };
         println!("parent: {} ({}) {}  [{state}]", l.parent_path, l.parent_kind, l.parent_content_sha256);
     }
-    Ok(0)
 }

@@ -119,157 +119,222 @@ pub fn generate(params: SynthParams, out: &Path, progress: &dyn crate::progress:
         std::fs::remove_file(&meta_path).at(&meta_path)?;
     }
     let mut rng = Rng::derive(params.seed, "synth");
-
-    let hoods: Vec<(f64, f64)> = (0..NEIGHBOURHOODS)
-        .map(|_| {
-            let (la, lo) = CENTER;
-            (la + (rng.uniform() - 0.5) * 0.14, lo + (rng.uniform() - 0.5) * 0.22)
-        })
-        .collect();
-    let affinity: Vec<f64> = (0..SEGMENTS * CATEGORIES).map(|_| 0.7 * rng.normal()).collect();
-    let amp: Vec<f64> = (0..CATEGORIES).map(|_| 0.4 + 0.6 * rng.uniform()).collect();
-    let peak: Vec<f64> = (0..CATEGORIES).map(|_| 24.0 * rng.uniform()).collect();
-    let weekend: Vec<f64> = (0..CATEGORIES).map(|_| 0.3 * rng.normal()).collect();
-    let seg_taste: Vec<f64> = (0..SEGMENTS * TASTE_DIM).map(|_| 0.5 * rng.normal()).collect();
-
-    // Places.
-    let np = params.places;
-    let mut p_lat = Vec::with_capacity(np);
-    let mut p_lon = Vec::with_capacity(np);
-    let mut p_cat = Vec::with_capacity(np);
-    let mut p_price = Vec::with_capacity(np);
-    let mut p_rating = Vec::with_capacity(np);
-    let mut p_pop = Vec::with_capacity(np);
-    let mut p_taste = Vec::with_capacity(np * TASTE_DIM);
-    for _ in 0..np {
-        let hood = hoods[rng.below(NEIGHBOURHOODS)];
-        let (la, lo) = offset_km(&mut rng, hood, 2.0);
-        p_lat.push(la);
-        p_lon.push(lo);
-        p_cat.push(rng.below(CATEGORIES) as i64);
-        p_price.push(1 + rng.below(4) as i64);
-        p_rating.push(((3.6 + 0.6 * rng.normal()).clamp(1.0, 5.0) * 10.0).round() / 10.0);
-        p_pop.push(0.6 * rng.normal());
-        p_taste.extend((0..TASTE_DIM).map(|_| 0.5 * rng.normal()));
-    }
-    // Users.
-    let nu = params.users;
-    let mut u_seg = Vec::with_capacity(nu);
-    let mut u_lat = Vec::with_capacity(nu);
-    let mut u_lon = Vec::with_capacity(nu);
-    let mut u_taste = Vec::with_capacity(nu * TASTE_DIM);
-    for _ in 0..nu {
-        let seg = rng.below(SEGMENTS);
-        u_seg.push(seg as i64);
-        let hood = hoods[rng.below(NEIGHBOURHOODS)];
-        let (la, lo) = offset_km(&mut rng, hood, 2.0);
-        u_lat.push(la);
-        u_lon.push(lo);
-        u_taste.extend((0..TASTE_DIM).map(|k| seg_taste[seg * TASTE_DIM + k] + 0.25 * rng.normal()));
-    }
-
-    // Impressions.
-    let index = GridIndex::new(&p_lat, &p_lon, RADIUS_KM);
-    let mut i_user = Vec::new();
-    let mut i_place = Vec::new();
-    let mut i_ts = Vec::new();
-    let mut i_lat = Vec::new();
-    let mut i_lon = Vec::new();
-    let mut i_label = Vec::new();
-    let mut i_rating: Vec<Option<f64>> = Vec::new();
-    let mut i_oracle = Vec::new();
+    let world = World::draw(&mut rng);
+    let places = Places::draw(&mut rng, &world, params.places);
+    let users = Users::draw(&mut rng, &world, params.users);
+    let index = GridIndex::new(&places.lat, &places.lon, RADIUS_KM);
+    let mut shown = Impressions::default();
     progress.begin("synth: impressions, day by day", params.days as u64);
     for day in 0..params.days {
         progress.advance(1);
-        let dow = day % 7;
-        let is_weekend = if dow >= 5 { 1.0 } else { 0.0 };
-        for u in 0..nu {
-            if rng.uniform() >= 0.85 {
-                continue;
-            }
-            let hour = 7.0 + 16.0 * rng.uniform();
-            let ts = START_UNIX + (day as i64) * 86_400 + (hour * 3600.0) as i64;
-            let (la, lo) = offset_km(&mut rng, (u_lat[u], u_lon[u]), 1.0);
-            let mut cands = index.within(la, lo, RADIUS_KM);
-            rng.shuffle(&mut cands);
-            cands.truncate(CANDIDATES);
-            for &j in &cands {
-                let j = j as usize;
-                let c = p_cat[j] as usize;
-                let d = haversine_km(la, lo, p_lat[j], p_lon[j]);
-                let taste: f64 = (0..TASTE_DIM).map(|k| u_taste[u * TASTE_DIM + k] * p_taste[j * TASTE_DIM + k]).sum();
-                let z = -0.9 - 0.45 * d
-                    + affinity[(u_seg[u] as usize) * CATEGORIES + c]
-                    + amp[c] * (std::f64::consts::TAU * (hour - peak[c]) / 24.0).cos()
-                    + weekend[c] * is_weekend
-                    + p_pop[j]
-                    + 0.35 * (p_rating[j] - 3.5)
-                    + taste;
-                let p = sigmoid(z);
-                let y = i64::from(rng.uniform() < p);
-                i_user.push(u as i64 + 1);
-                i_place.push(j as i64 + 1);
-                i_ts.push(ts);
-                i_lat.push(la);
-                i_lon.push(lo);
-                i_label.push(y);
-                i_rating.push(
-                    (y == 1).then(|| (((p_rating[j] + 0.7 * rng.normal()).clamp(1.0, 5.0)) * 10.0).round() / 10.0),
-                );
-                i_oracle.push(p);
+        for u in 0..params.users {
+            if rng.uniform() < 0.85 {
+                shown.session(&mut rng, (&world, &places, &users), &index, u, day);
             }
         }
     }
-
     progress.end();
-    let n_inter = i_user.len();
-    let positives = i_label.iter().sum::<i64>() as f64;
-    let mut users = frame(
-        nu,
-        vec![
-            Column::new("user_id".into(), (1..=nu as i64).collect::<Vec<_>>()),
-            Column::new("segment".into(), u_seg),
-            Column::new("home_lat".into(), u_lat),
-            Column::new("home_lon".into(), u_lon),
-        ],
-    )?;
-    let mut places = frame(
-        np,
-        vec![
-            Column::new("place_id".into(), (1..=np as i64).collect::<Vec<_>>()),
-            Column::new("lat".into(), p_lat),
-            Column::new("lon".into(), p_lon),
-            Column::new("category".into(), p_cat),
-            Column::new("price_level".into(), p_price),
-            Column::new("rating".into(), p_rating),
-        ],
-    )?;
-    let mut inter = frame(
-        n_inter,
-        vec![
-            Column::new("user_id".into(), i_user),
-            Column::new("place_id".into(), i_place),
-            Column::new("timestamp".into(), i_ts),
-            Column::new("lat".into(), i_lat),
-            Column::new("lon".into(), i_lon),
-            Column::new("label".into(), i_label),
-            Column::new("rating".into(), i_rating),
-            Column::new("oracle_p".into(), i_oracle),
-        ],
-    )?;
-    write_parquet(&mut users, &out.join("users.parquet"))?;
-    write_parquet(&mut places, &out.join("places.parquet"))?;
-    write_parquet(&mut inter, &out.join("interactions.parquet"))?;
+    let n_inter = shown.user.len();
+    let positives = shown.label.iter().sum::<i64>() as f64;
+    write_parquet(&mut users.frame()?, &out.join("users.parquet"))?;
+    write_parquet(&mut places.frame()?, &out.join("places.parquet"))?;
+    write_parquet(&mut shown.frame()?, &out.join("interactions.parquet"))?;
     let summary = SynthSummary {
-        users: nu,
-        places: np,
+        users: params.users,
+        places: params.places,
         interactions: n_inter,
         positive_rate: if n_inter == 0 { 0.0 } else { positives / n_inter as f64 },
     };
     let tables = table_hashes(out)?;
     let meta = serde_json::json!({ "generator": "reco-cli datasets synth", "params": params, "summary": summary, "tables": tables });
-    let path = out.join("synth.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&meta).map_err(|e| crate::Error::Internal(e.to_string()))?)
-        .at(&path)?;
+    std::fs::write(&meta_path, serde_json::to_vec_pretty(&meta).map_err(|e| crate::Error::Internal(e.to_string()))?)
+        .at(&meta_path)?;
     Ok(summary)
+}
+
+/// The city-wide draws: neighbourhood centres, segment × category affinity, each category's
+/// daily cycle (amplitude, peak hour) and weekend shift, and the segments' tastes.
+struct World {
+    hoods: Vec<(f64, f64)>,
+    affinity: Vec<f64>,
+    amp: Vec<f64>,
+    peak: Vec<f64>,
+    weekend: Vec<f64>,
+    seg_taste: Vec<f64>,
+}
+
+impl World {
+    fn draw(rng: &mut Rng) -> Self {
+        let hoods = (0..NEIGHBOURHOODS)
+            .map(|_| {
+                let (la, lo) = CENTER;
+                (la + (rng.uniform() - 0.5) * 0.14, lo + (rng.uniform() - 0.5) * 0.22)
+            })
+            .collect();
+        let affinity = (0..SEGMENTS * CATEGORIES).map(|_| 0.7 * rng.normal()).collect();
+        let amp = (0..CATEGORIES).map(|_| 0.4 + 0.6 * rng.uniform()).collect();
+        let peak = (0..CATEGORIES).map(|_| 24.0 * rng.uniform()).collect();
+        let weekend = (0..CATEGORIES).map(|_| 0.3 * rng.normal()).collect();
+        let seg_taste = (0..SEGMENTS * TASTE_DIM).map(|_| 0.5 * rng.normal()).collect();
+        World { hoods, affinity, amp, peak, weekend, seg_taste }
+    }
+}
+
+/// The places, one entry per place in each column (`taste` holds `TASTE_DIM` per place).
+#[derive(Default)]
+struct Places {
+    lat: Vec<f64>,
+    lon: Vec<f64>,
+    cat: Vec<i64>,
+    price: Vec<i64>,
+    rating: Vec<f64>,
+    pop: Vec<f64>,
+    taste: Vec<f64>,
+}
+
+impl Places {
+    fn draw(rng: &mut Rng, world: &World, n: usize) -> Self {
+        let mut p = Places::default();
+        for _ in 0..n {
+            let hood = world.hoods[rng.below(NEIGHBOURHOODS)];
+            let (la, lo) = offset_km(rng, hood, 2.0);
+            p.lat.push(la);
+            p.lon.push(lo);
+            p.cat.push(rng.below(CATEGORIES) as i64);
+            p.price.push(1 + rng.below(4) as i64);
+            p.rating.push(((3.6 + 0.6 * rng.normal()).clamp(1.0, 5.0) * 10.0).round() / 10.0);
+            p.pop.push(0.6 * rng.normal());
+            p.taste.extend((0..TASTE_DIM).map(|_| 0.5 * rng.normal()));
+        }
+        p
+    }
+
+    fn frame(self) -> Result<polars::prelude::DataFrame> {
+        let n = self.lat.len();
+        frame(
+            n,
+            vec![
+                Column::new("place_id".into(), (1..=n as i64).collect::<Vec<_>>()),
+                Column::new("lat".into(), self.lat),
+                Column::new("lon".into(), self.lon),
+                Column::new("category".into(), self.cat),
+                Column::new("price_level".into(), self.price),
+                Column::new("rating".into(), self.rating),
+            ],
+        )
+    }
+}
+
+/// The users: segment, home and taste (`TASTE_DIM` per user).
+#[derive(Default)]
+struct Users {
+    seg: Vec<i64>,
+    lat: Vec<f64>,
+    lon: Vec<f64>,
+    taste: Vec<f64>,
+}
+
+impl Users {
+    fn draw(rng: &mut Rng, world: &World, n: usize) -> Self {
+        let mut u = Users::default();
+        for _ in 0..n {
+            let seg = rng.below(SEGMENTS);
+            u.seg.push(seg as i64);
+            let hood = world.hoods[rng.below(NEIGHBOURHOODS)];
+            let (la, lo) = offset_km(rng, hood, 2.0);
+            u.lat.push(la);
+            u.lon.push(lo);
+            u.taste.extend((0..TASTE_DIM).map(|k| world.seg_taste[seg * TASTE_DIM + k] + 0.25 * rng.normal()));
+        }
+        u
+    }
+
+    fn frame(self) -> Result<polars::prelude::DataFrame> {
+        let n = self.seg.len();
+        frame(
+            n,
+            vec![
+                Column::new("user_id".into(), (1..=n as i64).collect::<Vec<_>>()),
+                Column::new("segment".into(), self.seg),
+                Column::new("home_lat".into(), self.lat),
+                Column::new("home_lon".into(), self.lon),
+            ],
+        )
+    }
+}
+
+/// The impressions shown so far, one entry per shown place.
+#[derive(Default)]
+struct Impressions {
+    user: Vec<i64>,
+    place: Vec<i64>,
+    ts: Vec<i64>,
+    lat: Vec<f64>,
+    lon: Vec<f64>,
+    label: Vec<i64>,
+    rating: Vec<Option<f64>>,
+    oracle: Vec<f64>,
+}
+
+impl Impressions {
+    /// One session of user `u` on `day`: an hour, a location near home, up to `CANDIDATES`
+    /// places within `RADIUS_KM`, each visited with its model probability.
+    fn session(
+        &mut self,
+        rng: &mut Rng,
+        (world, places, users): (&World, &Places, &Users),
+        index: &GridIndex,
+        u: usize,
+        day: usize,
+    ) {
+        let is_weekend = if day % 7 >= 5 { 1.0 } else { 0.0 };
+        let hour = 7.0 + 16.0 * rng.uniform();
+        let ts = START_UNIX + (day as i64) * 86_400 + (hour * 3600.0) as i64;
+        let (la, lo) = offset_km(rng, (users.lat[u], users.lon[u]), 1.0);
+        let mut cands = index.within(la, lo, RADIUS_KM);
+        rng.shuffle(&mut cands);
+        cands.truncate(CANDIDATES);
+        for &j in &cands {
+            let j = j as usize;
+            let c = places.cat[j] as usize;
+            let d = haversine_km(la, lo, places.lat[j], places.lon[j]);
+            let taste: f64 =
+                (0..TASTE_DIM).map(|k| users.taste[u * TASTE_DIM + k] * places.taste[j * TASTE_DIM + k]).sum();
+            let z = -0.9 - 0.45 * d
+                + world.affinity[(users.seg[u] as usize) * CATEGORIES + c]
+                + world.amp[c] * (std::f64::consts::TAU * (hour - world.peak[c]) / 24.0).cos()
+                + world.weekend[c] * is_weekend
+                + places.pop[j]
+                + 0.35 * (places.rating[j] - 3.5)
+                + taste;
+            let p = sigmoid(z);
+            let y = i64::from(rng.uniform() < p);
+            self.user.push(u as i64 + 1);
+            self.place.push(j as i64 + 1);
+            self.ts.push(ts);
+            self.lat.push(la);
+            self.lon.push(lo);
+            self.label.push(y);
+            self.rating.push(
+                (y == 1).then(|| (((places.rating[j] + 0.7 * rng.normal()).clamp(1.0, 5.0)) * 10.0).round() / 10.0),
+            );
+            self.oracle.push(p);
+        }
+    }
+
+    fn frame(self) -> Result<polars::prelude::DataFrame> {
+        frame(
+            self.user.len(),
+            vec![
+                Column::new("user_id".into(), self.user),
+                Column::new("place_id".into(), self.place),
+                Column::new("timestamp".into(), self.ts),
+                Column::new("lat".into(), self.lat),
+                Column::new("lon".into(), self.lon),
+                Column::new("label".into(), self.label),
+                Column::new("rating".into(), self.rating),
+                Column::new("oracle_p".into(), self.oracle),
+            ],
+        )
+    }
 }

@@ -304,7 +304,7 @@ mod tests {
     #[test]
     fn a_network_rebuilt_from_its_weights_and_optimizer_state_continues_bit_for_bit() {
         let (spec, arch, enc) = setup();
-        let dev = device("flex").unwrap();
+        let dev = device(Backend::Flex).unwrap();
         dev.seed(1);
         let ad = dev.autodiff();
         let mut model = RecoNet::new(&spec, &arch, &ad).with_stable_ids();

@@ -1,5 +1,5 @@
 //! `export`: an artifact → ONNX (FP32 graph for float artifacts, QDQ graph for INT8 ones;
-//! layout in [`crate::onnx`]). The file is written atomically; when it lives inside the
+//! layout in [`reco_onnx`]). The file is written atomically; when it lives inside the
 //! artifact it is recorded with its hash under the manifest's `exports`, and the artifact
 //! directory is rebuilt in a temporary sibling and swapped in, so a failure leaves the old
 //! artifact untouched.
@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::onnx::{self, IdLookup};
 use crate::outputs::{Format, OutputGuard, Written};
+use reco_onnx::{self as onnx, IdLookup};
 use reco_runtime::artifact::manifest::{ExportEntry, Graph};
 use reco_runtime::artifact::qweights::QuantWeights;
 use reco_runtime::artifact::weights::FloatWeights;

@@ -1,5 +1,8 @@
-//! The pipeline stages, one file each. Each stage takes resolved settings and paths, reports
-//! through [`crate::progress::Progress`], and returns a summary the CLI prints.
+//! The pipeline stages, one module each (a folder where a stage has several steps:
+//! `prepare/`, `train/`, `quantize/`, `run/`, `report/`). Each stage takes resolved settings
+//! and paths, reports through [`crate::progress::Progress`], and returns a summary the CLI
+//! prints. What is not a stage lives outside: paths, locks and the output guard in
+//! [`crate::outputs`], tables in [`crate::data`].
 
 pub mod bench;
 pub mod distill;

@@ -97,7 +97,7 @@ fn an_int8_artifact_where_a_float_model_is_needed_names_its_float_parent() {
 
 #[test]
 fn a_model_loads_from_bytes_as_from_its_directory_and_scores_the_same_on_any_thread_count() {
-    use reco::runtime::Model;
+    use reco_runtime::runtime::Model;
     let run = run_dir();
     let data = reco::data::features::FeatureFrame::read(
         &run.join("features/test.parquet"),

@@ -44,9 +44,9 @@ fn movielens_grouplens_files_import_as_raw_tables_and_a_recipe_labels_them_by_ra
     // The Canadian zip code has no coordinates: one user with a home.
     assert_eq!((v["users_with_home"].as_u64(), v["layout"].as_str()), (Some(1), Some("grouplens")));
     let places = reco::data::table::Table::file(&dir.path().join("tables/places.parquet")).unwrap();
-    let reco::artifact::spec::Ids::Str(titles) = places.ids("title").unwrap() else { panic!("titles") };
+    let reco_runtime::artifact::spec::Ids::Str(titles) = places.ids("title").unwrap() else { panic!("titles") };
     assert_eq!(titles[1], "Les Misérables");
-    let reco::artifact::spec::Ids::Str(genre) = places.ids("genre").unwrap() else { panic!("genre") };
+    let reco_runtime::artifact::spec::Ids::Str(genre) = places.ids("genre").unwrap() else { panic!("genre") };
     assert_eq!(genre, ["Comedy", "Action", "Action"]);
     std::fs::write(
         dir.path().join("r.toml"),

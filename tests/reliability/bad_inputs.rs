@@ -108,7 +108,7 @@ fn poison(dir: &Path, stage: &str, tensor: &str) {
     let start = 8 + n + header[tensor]["data_offsets"][0].as_u64().unwrap() as usize;
     b[start..start + 4].copy_from_slice(&f32::NAN.to_le_bytes());
     std::fs::write(&p, &b).unwrap();
-    let (sha, len) = (reco::artifact::sha256_bytes(&b), b.len());
+    let (sha, len) = (reco_runtime::artifact::sha256_bytes(&b), b.len());
     manifest(dir, stage, |m| m["files"]["model.safetensors"] = serde_json::json!({ "sha256": sha, "bytes": len }));
 }
 

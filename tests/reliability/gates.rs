@@ -91,7 +91,7 @@ fn a_model_whose_parent_was_replaced_is_refused_as_stale() {
     let edited = [bytes.as_slice(), b" "].concat();
     std::fs::write(teacher.join("metrics.json"), &edited).unwrap();
     m["files"]["metrics.json"] =
-        serde_json::json!({ "sha256": reco::artifact::sha256_bytes(&edited), "bytes": edited.len() });
+        serde_json::json!({ "sha256": reco_runtime::artifact::sha256_bytes(&edited), "bytes": edited.len() });
     super::common::write_json(&teacher.join("manifest.json"), &m);
     let args = ["predict", "--model", "run/student", "--data", "run/features/test.parquet", "--out", "p.parquet"];
     let o = reco(&args, dir.path());

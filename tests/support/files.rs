@@ -109,7 +109,7 @@ pub fn parquet_metadata(path: &Path) -> BTreeMap<String, String> {
 /// The text of each row of an id column (integers in decimal, missing text as "").
 pub fn texts(t: &Table, column: &str) -> Vec<String> {
     match t.categories(column).unwrap() {
-        reco::artifact::spec::Ids::Int(v) => v.iter().map(i64::to_string).collect(),
-        reco::artifact::spec::Ids::Str(v) => v,
+        reco_runtime::artifact::spec::Ids::Int(v) => v.iter().map(i64::to_string).collect(),
+        reco_runtime::artifact::spec::Ids::Str(v) => v,
     }
 }

@@ -131,7 +131,9 @@ fn format_version_99_is_an_unsupported_version() {
         format!("{}: format_version 99 is not supported (this reco-cli reads 1)", dir.join(MANIFEST).display())
     );
     edit_manifest(&dir, |m| m.format_version = FORMAT_VERSION);
-    edit_manifest(&dir, |m| m.architecture.activation = "gelu".into());
+    edit_manifest(&dir, |m| {
+        m.architecture.activation = reco_runtime::artifact::manifest::Activation::Unsupported("gelu".into())
+    });
     let e = open_err(&dir);
     assert_eq!(e.kind(), ErrorKind::UnsupportedVersion);
     assert_eq!(

@@ -298,6 +298,7 @@ pub fn dominated(eval: &EvalReport, passing: &[String]) -> Vec<Dominated> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reco_runtime::artifact::manifest::Kind;
 
     #[test]
     fn an_interval_fails_a_gate_only_when_all_of_it_is_on_the_failing_side() {
@@ -318,10 +319,10 @@ mod tests {
 
     #[test]
     fn a_smaller_model_at_least_as_good_on_both_metrics_dominates() {
-        let m = |name: &str, size: u64, auc: f64, ndcg: f64| ModelEval {
-            name: name.into(),
-            path: name.into(),
-            kind: name.into(),
+        let m = |kind: Kind, size: u64, auc: f64, ndcg: f64| ModelEval {
+            name: kind.to_string(),
+            path: kind.to_string(),
+            kind,
             auc: Some(auc),
             logloss: 0.5,
             ece: 0.0,
@@ -339,9 +340,9 @@ mod tests {
         let eval = EvalReport {
             oracle_auc: None,
             models: vec![
-                m("student", 168, 0.80, 0.30),
-                m("teacher-int8", 82, 0.81, 0.30),
-                m("student-int8", 40, 0.79, 0.31),
+                m(Kind::Student, 168, 0.80, 0.30),
+                m(Kind::TeacherInt8, 82, 0.81, 0.30),
+                m(Kind::StudentInt8, 40, 0.79, 0.31),
             ],
             baselines: Vec::new(),
         };

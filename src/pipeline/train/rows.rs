@@ -104,6 +104,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use std::collections::BTreeSet;
+    use std::sync::mpsc::sync_channel;
 
     use polars::prelude::*;
 
