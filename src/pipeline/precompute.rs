@@ -203,19 +203,28 @@ fn check_feature_spec(model_dir: &Path, spec: &FeatureSpec, features: &Path) -> 
 
 /// The prepare config and snapshot time recorded in `prepare.json`.
 fn read_prepare(dir: &Path) -> Result<(PrepareConfig, i64)> {
+    /// The part of `prepare.json` precompute reads.
+    #[derive(serde::Deserialize)]
+    struct Recorded {
+        config: PrepareConfig,
+        summary: Option<Snapshot>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Snapshot {
+        snapshot_ts: Option<i64>,
+    }
     let p = dir.join("prepare.json");
     let text = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|e| Error::input(format!("{}: not valid JSON ({e})", p.display())))?;
-    let cfg: PrepareConfig = serde_json::from_value(v["config"].clone())
-        .map_err(|e| Error::input(format!("{}: `config` is not a prepare config ({e})", p.display())))?;
-    let ts = v["summary"]["snapshot_ts"].as_i64().ok_or_else(|| {
+    let rec: Recorded = serde_json::from_slice(&text).map_err(|e| {
+        Error::input(format!("{}: does not read as prepare's record ({e}); run prepare again", p.display()))
+    })?;
+    let ts = rec.summary.and_then(|s| s.snapshot_ts).ok_or_else(|| {
         Error::input(format!(
             "{}: no summary.snapshot_ts (prepared by an older reco-cli: run prepare again)",
             p.display()
         ))
     })?;
-    Ok((cfg, ts))
+    Ok((rec.config, ts))
 }
 
 fn read_places(path: &Path, spec: &FeatureSpec) -> Result<Places> {

@@ -26,7 +26,7 @@ use reco_runtime::error::{Error, IoContext, Result};
 /// (the HTML cites them), and each evaluated model's manifest.
 struct Inputs {
     run: RunReport,
-    timings: Value,
+    timings: std::collections::BTreeMap<String, f64>,
     manifests: Vec<Option<Manifest>>,
 }
 
@@ -65,7 +65,9 @@ fn load(out: &Path) -> Result<Inputs> {
     // No timings file: nothing was timed ("not measurable"); a broken one is an error.
     let timings_path = out.join("timings.json");
     let timings = if timings_path.exists() { read_json(&timings_path)? } else { Value::Null };
-    let restored = crate::outputs::stable::restore(report, &timings_of(&timings, &timings_path)?);
+    let timings = timings_of(&timings, &timings_path)?;
+    let restored = crate::outputs::stable::restore(report, &timings);
+    let timings = timings.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).collect();
     let run: RunReport = serde_json::from_value(restored).map_err(|e| {
         Error::input(format!("{}: does not read as a run's report ({e}); run the recipe again", path.display()))
     })?;

@@ -43,7 +43,7 @@ fn shippable(i: &Inputs, name: &str) -> bool {
 
 pub(super) fn us_per_row(i: &Inputs, m: &ModelEval) -> (Option<f64>, Source) {
     let key = format!("/eval/models/{}/us_per_row", m.name);
-    (i.timings[&key].as_f64(), Source::Timings(key))
+    (i.timings.get(&key).copied(), Source::Timings(key))
 }
 
 fn size_of(i: &Inputs, name: &str) -> String {
@@ -123,7 +123,7 @@ pub(super) fn stages(i: &Inputs) -> Vec<Block> {
             vec![
                 Cell::text(&s.name),
                 Cell::text(if s.reused { "reused" } else { "ran" }),
-                Cell::number(i.timings[&key].as_f64(), 2, Source::Timings(key)),
+                Cell::number(i.timings.get(&key).copied(), 2, Source::Timings(key)),
             ]
         })
         .collect();
