@@ -4,7 +4,10 @@
 1. scripts/spark/prepare.py (local[2]) on the run's raw tables: every deterministic feature
    column equals reco-cli prepare's, row for row (rows matched by user_id, place_id,
    timestamp; |difference| <= 1e-6), with the same split of every row and the same
-   vocabularies and mean/std. The calibration sample differs by design (another RNG).
+   vocabularies and mean/std. The columns are every one of reco-cli's feature spec, the
+   point-in-time user history ones (HISTORY) included, which must be there when the recipe's
+   prepare.history is on (the default) and absent when off. The calibration sample differs by
+   design (another RNG).
 2. `reco-cli train` on Spark's features: its teacher's test AUC (reco-cli eval on reco-cli's
    test split) is within 0.005 of the run's teacher.
 3. scripts/spark/score.py (mapInArrow + onnxruntime, FP32 ONNX) on the test split equals
@@ -18,6 +21,8 @@
    radius other than the visited one; and the negatives both drew for a visit have equal
    features (window statistics that count only real visits). Which places are drawn differs
    by design (two RNGs). Teachers trained on each are evaluated on reco-cli's test split.
+   The user-history columns are compared there too: a sampled negative's history is its
+   user's visits to its place, whoever drew it.
 """
 import re
 import argparse
@@ -37,6 +42,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 KEYS = ["user_id", "place_id", "timestamp"]
+# The user-history feature columns (prepare.history; the synthetic places have categories, so
+# all seven), as reco-cli and the Spark job write them.
+HISTORY = ["user_visits", "user_place_visits", "user_place_visits_w", "user_place_share", "user_place_days_since",
+           "user_place_never", "user_category_share"]
 HERE = Path(__file__).resolve().parent
 
 
@@ -67,8 +76,27 @@ def run(cmd, what):
     return p.stdout, time.time() - t
 
 
-def compare_features(ours_dir, spark_dir):
+def history_on(recipe):
+    """Whether the recipe asks for the user-history features (prepare.history, default true)."""
+    return tomllib.loads(Path(recipe).read_text()).get("prepare", {}).get("history", True)
+
+
+def require_history(spec, on, what):
+    """The history columns are all in reco-cli's spec, in order after the other built-in
+    numeric ones, when `on`; none of them when off: the comparison covers them, or they are
+    rightly absent. Returns how many there are."""
+    names = [n["name"] for n in spec["numeric"]]
+    have = [c for c in names if c in HISTORY]
+    if on and (have != HISTORY or names.index(HISTORY[0]) != names.index("price_level") + 1):
+        fail(f"{what}: reco-cli's feature spec has the history columns {have} in {names}, expected {HISTORY} after price_level")
+    if not on and have:
+        fail(f"{what}: prepare.history is off, yet reco-cli's feature spec has {have}")
+    return len(have)
+
+
+def compare_features(ours_dir, spark_dir, history=True):
     spec = json.loads((ours_dir / "feature_spec.json").read_text())
+    require_history(spec, history, "features")
     columns = [c["name"] for c in spec["categorical"]] + [n["name"] for n in spec["numeric"]] + ["label", "oracle_p"]
     worst = 0.0
     for split in ("train", "valid", "test"):
@@ -157,9 +185,10 @@ def implicit_inputs(run_dir, recipe, work):
     return raw, out
 
 
-def compare_implicit(ours_dir, spark_dir, radius_km):
+def compare_implicit(ours_dir, spark_dir, radius_km, history=True):
     """Visits row for row, negatives per visit, Spark's negatives valid, shared negatives equal."""
     spec = json.loads((ours_dir / "feature_spec.json").read_text())
+    require_history(spec, history, "implicit features")
     columns = [c["name"] for c in spec["categorical"]] + [n["name"] for n in spec["numeric"]] + ["label"]
     visits, shared, negatives = 0, 0, 0
     for split in ("train", "valid", "test"):
@@ -215,7 +244,9 @@ def main():
     _, t_prep = run([py, str(HERE / "spark" / "prepare.py"), "--recipe", a.recipe, "--raw", str(run_dir / "raw"),
                      "--out", str(features), "--master", "local[2]", "--shuffle-partitions", "4", "--sources-from", str(run_dir / "features" / "feature_spec.json")],
                     "spark prepare")
-    n_cols, worst = compare_features(run_dir / "features", features)
+    history = history_on(a.recipe)
+    n_cols, worst = compare_features(run_dir / "features", features, history)
+    n_history = len(HISTORY) if history else 0
     # 1b. Narrow integer types: the same features; uint64 overflow and float16 refused.
     narrow_raw, narrowed, bad = narrow_inputs(run_dir, work)
     if len(narrowed) < 6:
@@ -223,7 +254,7 @@ def main():
     narrow_features = work / "spark-narrow" / "features"
     run([py, str(HERE / "spark" / "prepare.py"), "--recipe", a.recipe, "--raw", str(narrow_raw), "--out", str(narrow_features),
          "--master", "local[2]", "--shuffle-partitions", "4"], "spark prepare (narrow types)")
-    compare_features(run_dir / "features", narrow_features)
+    compare_features(run_dir / "features", narrow_features, history)
     for what, needles in (("uint64", ["interactions.parquet", "`user_id` row 5", "18446744073709551615"]),
                           ("float16", ["interactions.parquet", "`rating`", "float16"])):
         p = subprocess.run([py, str(HERE / "spark" / "prepare.py"), "--recipe", a.recipe, "--raw", str(bad[what]),
@@ -270,7 +301,7 @@ def main():
                          "--out", str(spark_run / "features"), "--master", "local[2]", "--shuffle-partitions", "4",
                          "--sources-from", str(ours_run / "features" / "feature_spec.json")], "spark prepare (implicit)")
     radius = tomllib.loads(implicit.read_text()).get("prepare", {}).get("radius_km", 5.0)
-    visits, negatives, shared = compare_implicit(ours_run / "features", spark_run / "features", radius)
+    visits, negatives, shared = compare_implicit(ours_run / "features", spark_run / "features", radius, history_on(implicit))
     for d in (ours_run, spark_run):
         run([a.cli, "train", "--recipe", str(implicit), "--out", str(d), "--quiet"], f"reco-cli train on {d.name}")
     itest = ours_run / "features" / "test.parquet"
@@ -278,7 +309,7 @@ def main():
     if abs(i_ours - i_spark) > 0.03:
         fail(f"implicit test AUC: teacher on reco-cli features {i_ours:.4f}, on Spark features {i_spark:.4f}")
 
-    print(f"check_spark OK: {n_cols} deterministic columns equal row for row (max |diff| {worst:.1e}), also from "
+    print(f"check_spark OK: {n_cols} deterministic columns ({n_history} user-history) equal row for row (max |diff| {worst:.1e}), also from "
           f"{', '.join(narrowed)}; uint64 overflow and float16 refused; "
           f"test AUC {ours:.4f} (reco-cli features) vs {theirs:.4f} (Spark features), teacher weights {'identical' if same_weights else 'differ'}; "
           f"scores vs predict max |dlogit| {dl:.1e} |dprob| {dp:.1e}; "

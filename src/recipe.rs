@@ -89,7 +89,7 @@ impl DistillConfig {
     pub fn student_train(&self, train: &TrainConfig) -> TrainConfig {
         let mut t = train.clone();
         if let Some(e) = self.epochs {
-            t.epochs = e;
+            t.epochs = Some(e);
         }
         if let Some(lr) = self.learning_rate {
             t.learning_rate = lr;
@@ -358,6 +358,9 @@ pub struct PrepareConfig {
     pub ranking_candidates: usize,
     /// Maximum number of ranking queries (positive test impressions) to build.
     pub ranking_queries: usize,
+    /// Point-in-time user history features (the user's past visits, to the place scored and
+    /// its category, and the time since the last one): on unless turned off.
+    pub history: bool,
     /// An interactions table of at most this many rows is read into memory whole; a larger
     /// Parquet one streams through disk (the same files, to the byte). Not part of the
     /// stage's record: it does not change what is written.
@@ -376,6 +379,7 @@ impl Default for PrepareConfig {
             negatives_per_positive: 4,
             ranking_candidates: 49,
             ranking_queries: 2000,
+            history: true,
             max_rows_in_memory: crate::data::chunks::MAX_ROWS_IN_MEMORY,
         }
     }
@@ -385,10 +389,10 @@ impl Default for PrepareConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
-    /// Maximum epochs.
-    pub epochs: usize,
-    /// Rows per optimizer step.
-    pub batch_size: usize,
+    /// Maximum epochs (unset: sized to the training rows, [`TrainConfig::schedule`]).
+    pub epochs: Option<usize>,
+    /// Rows per optimizer step (unset: sized to the training rows).
+    pub batch_size: Option<usize>,
     /// AdamW learning rate.
     pub learning_rate: f64,
     /// AdamW decoupled weight decay.
@@ -416,8 +420,8 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
-            epochs: 12,
-            batch_size: 512,
+            epochs: None,
+            batch_size: None,
             learning_rate: 3e-3,
             weight_decay: 1e-4,
             lr_decay: 0.5,
@@ -470,11 +474,34 @@ impl PrepareConfig {
     }
 }
 
+/// Optimizer steps a training run of unset `epochs` gets at least (its epochs are sized for it).
+const MIN_STEPS: usize = 3000;
+
+/// Epochs and batch size of one training run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// Maximum epochs (early stopping may end sooner).
+    pub epochs: usize,
+    /// Rows per optimizer step.
+    pub batch_size: usize,
+}
+
 impl TrainConfig {
+    /// The epochs and batch size for `rows` training rows: the recipe's where set; unset,
+    /// a batch of `rows / 1000` rounded up to a power of two within [32, 512], and as many
+    /// epochs as give [`MIN_STEPS`] optimizer steps, within [12, 40]. A log of 5k rows gets
+    /// batches of 32 and 20 epochs, 600k rows or more batches of 512 and 12 epochs.
+    pub fn schedule(&self, rows: usize) -> Schedule {
+        let batch_size = self.batch_size.unwrap_or_else(|| (rows / 1000).max(1).next_power_of_two().clamp(32, 512));
+        let steps = rows.div_ceil(batch_size).max(1);
+        let epochs = self.epochs.unwrap_or_else(|| MIN_STEPS.div_ceil(steps).clamp(12, 40));
+        Schedule { epochs, batch_size }
+    }
+
     /// Positive sizes and rates, and sizes below what would abort on allocation.
     pub fn validate(&self) -> Result<()> {
         let t = self;
-        if t.epochs == 0 || t.batch_size == 0 || t.hidden.is_empty() || t.hidden.contains(&0) {
+        if t.epochs == Some(0) || t.batch_size == Some(0) || t.hidden.is_empty() || t.hidden.contains(&0) {
             return Err(Error::input("train: epochs, batch_size and every hidden width must be positive"));
         }
         if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
@@ -497,8 +524,8 @@ impl TrainConfig {
         }
         // Sizes past these are typos, and would abort on a failed allocation.
         for (key, v, max) in [
-            ("epochs", t.epochs, 100_000),
-            ("batch_size", t.batch_size, 1 << 20),
+            ("epochs", t.epochs.unwrap_or(1), 100_000),
+            ("batch_size", t.batch_size.unwrap_or(1), 1 << 20),
             ("shuffle_buffer_rows", t.shuffle_buffer_rows.max(1), 1 << 26),
             ("id_embedding_dim", t.id_embedding_dim, MAX_WIDTH),
             ("small_embedding_dim", t.small_embedding_dim, MAX_WIDTH),

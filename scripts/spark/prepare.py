@@ -17,7 +17,21 @@ The same definitions as reco-cli (src/pipeline/prepare.rs, featurize.rs):
   (visits + 1) / (impressions + 2), mean rating of rated events else the place's rating else 0;
 - haversine distance from the interaction's location to the place (earth radius 6371.0088 km);
 - hour and day-of-week as sin/cos of the local time in the recipe's time zone (Monday = 0);
-- place_rating and price_level from the places table, nulls as 0.
+- place_rating and price_level from the places table, nulls as 0;
+- point-in-time user history (prepare.history, default true; false: none of these columns),
+  after price_level, from the user's visits (the interactions with label 1, every interaction
+  of visits-only data, never a sampled negative) strictly before the row's time t (the row's
+  own visit, and any at the same second, never count), for every row, sampled negatives
+  included (their own user and place): with visits = all of them, place_visits = those to the
+  row's place, place_visits_w = those to it in [t - window, t), category_visits = those to
+  places of the row's place's category (0 when it has none: null or empty; a visit to a place
+  without one counts in visits only), and since_last = t - the time of the last visit to the
+  place: user_visits = ln(1 + visits), user_place_visits = ln(1 + place_visits),
+  user_place_visits_w = ln(1 + place_visits_w), user_place_share = place_visits / visits,
+  user_place_days_since = ln(1 + since_last / 86400), user_place_never = 1 when never visited
+  else 0, user_category_share = category_visits / visits (shares 0 when visits = 0,
+  days_since 0 when never visited); in float64, written as float32 (reco-cli:
+  reco-runtime features/history.rs, src/pipeline/prepare/history.rs).
 
 Implicit data (visits only: no `label` column) gets reco-cli's sampled negatives: visits farther
 than prepare.radius_km from the interaction's location are dropped, and each visit is followed
@@ -57,11 +71,16 @@ from pyspark.sql import types as T
 EARTH_RADIUS_KM = 6371.0088
 DEFAULTS = {
     "window_days": 7.0, "valid_fraction": 0.15, "test_fraction": 0.15, "calibration_rows": 2000,
-    "radius_km": 5.0, "negatives_per_positive": 4,
+    "radius_km": 5.0, "negatives_per_positive": 4, "history": True,
 }
 NUMERIC = [
     "distance_km", "hour_sin", "hour_cos", "dow_sin", "dow_cos", "place_visits_w",
     "place_impressions_w", "place_visit_rate_w", "place_rating_w", "place_rating", "price_level",
+]
+# The user-history columns (prepare.history), after the other numeric ones, in model order.
+HISTORY = [
+    "user_visits", "user_place_visits", "user_place_visits_w", "user_place_share", "user_place_days_since",
+    "user_place_never", "user_category_share",
 ]
 CATEGORICAL = ["user_id", "place_id", "segment", "category"]
 # What implicit data leaves out (every event is a visit).
@@ -92,6 +111,8 @@ def settings(recipe_path):
             and cfg["valid_fraction"] + cfg["test_fraction"] < 1 and int(cfg["calibration_rows"]) >= 1
             and cfg["radius_km"] > 0 and int(cfg["negatives_per_positive"]) >= 1):
         refuse(f"{recipe_path}: [prepare] window_days, valid_fraction, test_fraction, calibration_rows, radius_km or negatives_per_positive out of range")
+    if not isinstance(cfg["history"], bool):
+        refuse(f"{recipe_path}: [prepare] history = {cfg['history']!r}: expected true or false")
     cfg["timezone"] = data.get("timezone", "UTC")
     try:
         zoneinfo.ZoneInfo(cfg["timezone"])
@@ -205,9 +226,10 @@ def read_tables(spark, raw):
     return inter, places, users, implicit
 
 
-def numeric(implicit):
-    """The numeric features written, in model order."""
-    return [c for c in NUMERIC if not (implicit and c in IMPLICIT_DROPS)]
+def numeric(implicit, history):
+    """The numeric features written, in model order (the places table always has a category
+    column here, so the history columns include user_category_share)."""
+    return [c for c in NUMERIC if not (implicit and c in IMPLICIT_DROPS)] + (HISTORY if history else [])
 
 
 def haversine(lat1, lon1, lat2, lon2):
@@ -301,6 +323,33 @@ def implicit_window_stats(rows, inter, window):
     )
 
 
+def history_stats(rows, visits, places, window):
+    """The user-history counts of every row (`_hv` visits, `_hpv` place visits, `_hpvw` in the
+    trailing window, `_hcv` category visits, `_hlast` time of the last visit to the place or
+    null), from `visits` (user_id, place_id, timestamp: the real visits only) strictly before
+    the row's time (the trailing window: [t - window, t)): the rows and the visits in one
+    set, the visits weighted 1 and the rows 0, summed over range windows ending 1 second
+    before each timestamp, per user, per (user, place) and per (user, category)."""
+    cat = F.col("category").cast("string")
+    cats = places.select("place_id", F.when(cat.isNotNull() & (cat != ""), cat).alias("_hcat"))
+    events = visits.select("user_id", "place_id", "timestamp", F.lit(1).alias("_hev"))
+    both = rows.withColumn("_hev", F.lit(0)).unionByName(events, allowMissingColumns=True).join(
+        F.broadcast(cats), "place_id", "left"
+    )
+    before = lambda *keys: Window.partitionBy(*keys).orderBy("timestamp").rangeBetween(Window.unboundedPreceding, -1)
+    trailing = Window.partitionBy("user_id", "place_id").orderBy("timestamp").rangeBetween(-window, -1)
+    total = lambda w: F.coalesce(F.sum("_hev").over(w), F.lit(0))
+    return (
+        both.withColumn("_hv", total(before("user_id")))
+        .withColumn("_hpv", total(before("user_id", "place_id")))
+        .withColumn("_hpvw", total(trailing))
+        .withColumn("_hlast", F.max(F.when(F.col("_hev") == 1, F.col("timestamp"))).over(before("user_id", "place_id")))
+        .withColumn("_hcv", F.when(F.col("_hcat").isNull(), F.lit(0)).otherwise(total(before("user_id", "_hcat"))))
+        .where(F.col("_hev") == 0)
+        .drop("_hev", "_hcat")
+    )
+
+
 def features(df, places, users, cfg, implicit):
     """The feature columns of rows that carry their window statistics."""
     p = places.select(
@@ -334,8 +383,20 @@ def features(df, places, users, cfg, implicit):
         "place_rating": F.coalesce(F.when(~F.isnan("_static_rating"), F.col("_static_rating")), F.lit(0.0)),
         "price_level": F.col("price_level"),
     }
+    if cfg["history"]:
+        share = lambda n: F.when(F.col("_hv") > 0, F.col(n).cast("double") / F.col("_hv").cast("double")).otherwise(0.0)
+        since = (F.col("timestamp") - F.col("_hlast")).cast("double")
+        cols |= {
+            "user_visits": F.log1p(F.col("_hv").cast("double")),
+            "user_place_visits": F.log1p(F.col("_hpv").cast("double")),
+            "user_place_visits_w": F.log1p(F.col("_hpvw").cast("double")),
+            "user_place_share": share("_hpv"),
+            "user_place_days_since": F.coalesce(F.log1p(since / day), F.lit(0.0)),
+            "user_place_never": F.when(F.col("_hlast").isNull(), 1.0).otherwise(0.0),
+            "user_category_share": share("_hcv"),
+        }
     out = [F.col(c).cast("long").alias(c) for c in CATEGORICAL]
-    out += [cols[c].cast(T.FloatType()).alias(c) for c in numeric(implicit)]
+    out += [cols[c].cast(T.FloatType()).alias(c) for c in numeric(implicit, cfg["history"])]
     out += [F.col("label").cast(T.FloatType()).alias("label"), F.col("timestamp").cast("long").alias("timestamp")]
     if not implicit:
         out.append(F.col("oracle_p").cast(T.FloatType()).alias("oracle_p"))
@@ -363,7 +424,7 @@ def rust_round(x):
     return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
 
 
-def fit_spec(train, spark_sources, implicit):
+def fit_spec(train, spark_sources, names):
     cats = []
     for c in CATEGORICAL:
         vocab = sorted(r[0] for r in train.select(c).distinct().collect() if r[0] is not None)
@@ -371,7 +432,6 @@ def fit_spec(train, spark_sources, implicit):
     # Population mean and std of the f32 values in f64, std 1 when (near) constant: as
     # FeatureSpec::fit.
     # Two passes, as Rust: the mean, then the mean squared deviation from it.
-    names = numeric(implicit)
     means = train.agg(*[F.avg(F.col(c).cast("double")).alias(c) for c in names]).first()
     var = train.agg(*[F.avg((F.col(c).cast("double") - means[c]) ** 2).alias(c) for c in names]).first()
     nums = []
@@ -410,6 +470,10 @@ def main():
         stats = implicit_window_stats(rows, inter, window)
     else:
         stats, dropped = window_stats(inter, window), 0
+    if cfg["history"]:
+        # The real visits: every interaction of implicit data (also those dropped outside the
+        # radius), the label-1 ones of explicit data.
+        stats = history_stats(stats, inter.where(F.col("label") == 1), places, window)
     df = with_shards(features(stats, places, users, cfg, implicit)).cache()
     if df.isEmpty():
         refuse(f"interactions.parquet: no interaction is left after dropping {dropped} farther than prepare.radius_km = {cfg['radius_km']} from their place")
@@ -439,7 +503,7 @@ def main():
     cal = train.orderBy(F.rand(cfg["seed"])).limit(n)
     cal.coalesce(1).write.mode("overwrite").parquet(str(out / "calibration.parquet"))
     sources = json.loads(Path(a.sources_from).read_text())["sources"] if a.sources_from else []
-    spec = fit_spec(train, sources, implicit)
+    spec = fit_spec(train, sources, numeric(implicit, cfg["history"]))
     (out / "feature_spec.json").write_text(json.dumps(spec, indent=2))
     summary = {
         "rows": counts | {"calibration": n}, "split_times": [cut_valid, cut_test], "engine": "spark " + spark.version,

@@ -73,8 +73,12 @@ pub fn exec(cmd: DatasetsCommand, g: &Global, progress: &dyn Progress) -> Result
             } else {
                 progress.log(&format!("wrote {}", out.display()));
                 println!(
-                    "users {}  places {}  interactions {}  positive rate {:.3}",
-                    summary.users, summary.places, summary.interactions, summary.positive_rate
+                    "users {}  places {}  interactions {}  positive rate {:.3}  repeat visits {:.3}",
+                    summary.users,
+                    summary.places,
+                    summary.interactions,
+                    summary.positive_rate,
+                    summary.repeat_visit_share
                 );
             }
             Ok(0)

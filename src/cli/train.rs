@@ -38,10 +38,10 @@ pub fn exec(args: TrainArgs, g: &Global, progress: &dyn Progress) -> Result<u8> 
     let TrainArgs { recipe, out, epochs, batch_size, learning_rate, resume, overrides } = args;
     let mut recipe = super::load_recipe(&recipe, &overrides)?;
     if let Some(e) = epochs {
-        recipe.train.epochs = e;
+        recipe.train.epochs = Some(e);
     }
     if let Some(b) = batch_size {
-        recipe.train.batch_size = b;
+        recipe.train.batch_size = Some(b);
     }
     if let Some(lr) = learning_rate {
         recipe.train.learning_rate = lr;

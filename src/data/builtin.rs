@@ -26,11 +26,14 @@ pub const LABEL: &str = "label";
 pub const POPULARITY: &str = "place_visits_w";
 /// The distance from the context location, the nearest-first baseline's (negated) score.
 pub const DISTANCE: &str = "distance_km";
+/// The user's past visits to the place (log1p), the history baseline's score.
+pub use reco_runtime::features::history::PLACE_VISITS;
 
 /// True for the names `prepare` gives its own columns (features, label, bookkeeping).
 pub fn is_builtin(name: &str) -> bool {
     CATEGORICAL.contains(&name)
         || NUMERIC.contains(&name)
+        || reco_runtime::features::history::NAMES.contains(&name)
         || [
             LABEL,
             "timestamp",

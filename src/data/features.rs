@@ -12,7 +12,7 @@ use reco_runtime::artifact::spec::FeatureSpec;
 use reco_runtime::error::{Error, Result};
 use reco_runtime::runtime::Columns;
 
-pub use crate::data::builtin::{DISTANCE, LABEL, POPULARITY};
+pub use crate::data::builtin::{DISTANCE, LABEL, PLACE_VISITS, POPULARITY};
 
 /// A feature file in memory.
 #[derive(Debug, Clone)]
@@ -41,6 +41,8 @@ pub struct Baselines {
     pub popularity: Option<Vec<f32>>,
     /// `distance_km`: distance from the context location (nearest first).
     pub distance: Option<Vec<f32>>,
+    /// `user_place_visits`: the user's past visits to the place (history).
+    pub history: Option<Vec<f32>>,
 }
 
 impl FeatureFrame {
@@ -79,6 +81,7 @@ impl FeatureFrame {
         let baselines = Baselines {
             popularity: if t.has(POPULARITY) { Some(f32s(t.floats(POPULARITY, false)?)) } else { None },
             distance: if t.has(DISTANCE) { Some(f32s(t.floats(DISTANCE, false)?)) } else { None },
+            history: if t.has(PLACE_VISITS) { Some(f32s(t.floats(PLACE_VISITS, false)?)) } else { None },
         };
         let columns = Columns { rows: t.height(), categorical, numeric };
         // The runtime's own check (id types against the spec), naming the file.
@@ -99,7 +102,8 @@ impl FeatureFrame {
 
     /// Room for `rows` more rows in every column but the model inputs.
     pub fn reserve_rest(&mut self, rows: usize) {
-        let floats = [&mut self.label, &mut self.oracle, &mut self.baselines.popularity, &mut self.baselines.distance];
+        let b = &mut self.baselines;
+        let floats = [&mut self.label, &mut self.oracle, &mut b.popularity, &mut b.distance, &mut b.history];
         for v in floats.into_iter().flatten() {
             v.reserve_exact(rows);
         }
@@ -123,6 +127,7 @@ impl FeatureFrame {
         join(&mut self.query_id, other.query_id);
         join(&mut self.baselines.popularity, other.baselines.popularity);
         join(&mut self.baselines.distance, other.baselines.distance);
+        join(&mut self.baselines.history, other.baselines.history);
     }
 
     /// The labels, or an error naming the file when it has none.

@@ -15,7 +15,15 @@
 //!   `z = -0.9 - 0.45·d_km + A[segment, category] + a_c·cos(2π(hour - peak_c)/24)
 //!        + w_c·weekend + pop_j + 0.35·(rating_j - 3.5) + u_i·v_j`
 //!
+//!        + h_i·ln(1 + D_ij(t))`
+//!
 //!   with `A ~ N(0, 0.7²)`, `a_c ~ U(0.4, 1.0)`, `peak_c ~ U(0, 24)`, `w_c ~ N(0, 0.3²)`.
+//! - **Habits**: `D_ij(t)` is user i's earlier visits to place j, each weighted
+//!   `exp(-age / HABIT_DAYS days)` (visits of the same session never count for each other);
+//!   `h_i ~ U(0.5, 2.0)` is the user's habit strength. In a session, with the user's revisit
+//!   propensity `r_i ~ U(0.1, 0.7)`, one shown place is one of the user's earlier visits
+//!   (drawn in proportion to their number) when it lies within `RADIUS_KM`. About half of the
+//!   visits (`repeat_visit_share` in `synth.json`) go to a place the user had visited before.
 //!   `label ~ Bernoulli(sigmoid(z))`; a visit gets a rating `rating_j + N(0, 0.7²)` clipped
 //!   to [1, 5]. The true probability is written as `oracle_p`, so evaluation can report the
 //!   Bayes (oracle) AUC.
@@ -46,6 +54,8 @@ pub const RADIUS_KM: f64 = 5.0;
 pub const START_UNIX: i64 = 1_767_571_200;
 const CENTER: (f64, f64) = (52.52, 13.405);
 const TASTE_DIM: usize = 4;
+/// Decay of a past visit's weight in the habit term, days.
+const HABIT_DAYS: f64 = 14.0;
 
 /// Size and seed of a synthetic data set.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -87,6 +97,8 @@ pub struct SynthSummary {
     pub interactions: usize,
     /// Fraction of impressions that were visits.
     pub positive_rate: f64,
+    /// Fraction of visits to a place the user had visited before.
+    pub repeat_visit_share: f64,
 }
 
 fn offset_km(rng: &mut Rng, (lat, lon): (f64, f64), sd_km: f64) -> (f64, f64) {
@@ -124,12 +136,13 @@ pub fn generate(params: SynthParams, out: &Path, progress: &dyn crate::progress:
     let users = Users::draw(&mut rng, &world, params.users);
     let index = GridIndex::new(&places.lat, &places.lon, RADIUS_KM);
     let mut shown = Impressions::default();
+    let mut habits = Habits::new(params.users);
     progress.begin("synth: impressions, day by day", params.days as u64);
     for day in 0..params.days {
         progress.advance(1);
         for u in 0..params.users {
             if rng.uniform() < 0.85 {
-                shown.session(&mut rng, (&world, &places, &users), &index, u, day);
+                shown.session(&mut rng, (&world, &places, &users), (&index, &mut habits), u, day);
             }
         }
     }
@@ -144,6 +157,7 @@ pub fn generate(params: SynthParams, out: &Path, progress: &dyn crate::progress:
         places: params.places,
         interactions: n_inter,
         positive_rate: if n_inter == 0 { 0.0 } else { positives / n_inter as f64 },
+        repeat_visit_share: if positives == 0.0 { 0.0 } else { habits.repeats as f64 / positives },
     };
     let tables = table_hashes(out)?;
     let meta = serde_json::json!({ "generator": "reco-cli datasets synth", "params": params, "summary": summary, "tables": tables });
@@ -232,6 +246,10 @@ struct Users {
     lat: Vec<f64>,
     lon: Vec<f64>,
     taste: Vec<f64>,
+    /// Habit strength `h_i`.
+    habit: Vec<f64>,
+    /// Revisit propensity `r_i`.
+    revisit: Vec<f64>,
 }
 
 impl Users {
@@ -245,6 +263,8 @@ impl Users {
             u.lat.push(la);
             u.lon.push(lo);
             u.taste.extend((0..TASTE_DIM).map(|k| world.seg_taste[seg * TASTE_DIM + k] + 0.25 * rng.normal()));
+            u.habit.push(0.5 + 1.5 * rng.uniform());
+            u.revisit.push(0.1 + 0.6 * rng.uniform());
         }
         u
     }
@@ -260,6 +280,53 @@ impl Users {
                 Column::new("home_lon".into(), self.lon),
             ],
         )
+    }
+}
+
+/// Every user's earlier visits: each visit's place (in order, for revisit draws) and, per
+/// place, the decayed visit weight `D` as of a moment.
+struct Habits {
+    visits: Vec<Vec<usize>>,
+    weight: Vec<std::collections::BTreeMap<usize, (f64, i64)>>,
+    /// Visits to a place the user had visited before.
+    repeats: usize,
+}
+
+impl Habits {
+    fn new(users: usize) -> Self {
+        Self { visits: vec![Vec::new(); users], weight: vec![Default::default(); users], repeats: 0 }
+    }
+
+    /// `D_uj` at `ts`: earlier visits weighted by `exp(-age / HABIT_DAYS)`.
+    fn weight(&self, u: usize, j: usize, ts: i64) -> f64 {
+        self.weight[u].get(&j).map_or(0.0, |&(d, at)| d * (-((ts - at) as f64) / (HABIT_DAYS * 86_400.0)).exp())
+    }
+
+    /// Records user `u`'s visits of one session at `ts`.
+    fn record(&mut self, u: usize, places: &[usize], ts: i64) {
+        for &j in places {
+            let d = self.weight(u, j, ts);
+            self.repeats += usize::from(self.weight[u].contains_key(&j));
+            self.weight[u].insert(j, (d + 1.0, ts));
+            self.visits[u].push(j);
+        }
+    }
+
+    /// With the user's revisit propensity, one of the user's earlier visits (in proportion
+    /// to their number) in place of the first candidate, when it lies within the radius and
+    /// is not shown already.
+    fn revisit(&self, rng: &mut Rng, u: usize, p: f64, cands: &mut [u32], near: impl Fn(usize) -> bool) {
+        let past = &self.visits[u];
+        if past.is_empty() || rng.uniform() >= p {
+            return;
+        }
+        let j = past[rng.below(past.len())];
+        if near(j)
+            && !cands.contains(&(j as u32))
+            && let Some(first) = cands.first_mut()
+        {
+            *first = j as u32;
+        }
     }
 }
 
@@ -283,7 +350,7 @@ impl Impressions {
         &mut self,
         rng: &mut Rng,
         (world, places, users): (&World, &Places, &Users),
-        index: &GridIndex,
+        (index, habits): (&GridIndex, &mut Habits),
         u: usize,
         day: usize,
     ) {
@@ -294,6 +361,9 @@ impl Impressions {
         let mut cands = index.within(la, lo, RADIUS_KM);
         rng.shuffle(&mut cands);
         cands.truncate(CANDIDATES);
+        let near = |j: usize| haversine_km(la, lo, places.lat[j], places.lon[j]) <= RADIUS_KM;
+        habits.revisit(rng, u, users.revisit[u], &mut cands, near);
+        let mut visited = Vec::new();
         for &j in &cands {
             let j = j as usize;
             let c = places.cat[j] as usize;
@@ -306,9 +376,13 @@ impl Impressions {
                 + world.weekend[c] * is_weekend
                 + places.pop[j]
                 + 0.35 * (places.rating[j] - 3.5)
-                + taste;
+                + taste
+                + users.habit[u] * habits.weight(u, j, ts).ln_1p();
             let p = sigmoid(z);
             let y = i64::from(rng.uniform() < p);
+            if y == 1 {
+                visited.push(j);
+            }
             self.user.push(u as i64 + 1);
             self.place.push(j as i64 + 1);
             self.ts.push(ts);
@@ -320,6 +394,7 @@ impl Impressions {
             );
             self.oracle.push(p);
         }
+        habits.record(u, &visited, ts);
     }
 
     fn frame(self) -> Result<polars::prelude::DataFrame> {

@@ -117,6 +117,9 @@ pub enum Baseline {
     Popularity,
     /// Nearest to the context location first (`distance_km`).
     Nearest,
+    /// The places the user visited most before first (`user_place_visits`), ties by
+    /// trailing-window popularity (`place_visits_w`).
+    History,
 }
 
 /// A baseline's row of the evaluation table. Its scores are not probabilities, so logloss
@@ -148,6 +151,7 @@ impl std::fmt::Display for Baseline {
         f.write_str(match self {
             Self::Popularity => "popularity",
             Self::Nearest => "nearest",
+            Self::History => "history",
         })
     }
 }
@@ -157,6 +161,7 @@ impl Baseline {
     /// file has its column.
     fn take_scores(self, f: &mut FeatureFrame) -> Option<Vec<f32>> {
         match self {
+            Self::History => f.baselines.history.take().map(|h| by_history(&h, f.baselines.popularity.as_deref())),
             Self::Popularity => f.baselines.popularity.take(),
             Self::Nearest => f.baselines.distance.take().map(|mut v| {
                 v.iter_mut().for_each(|x| *x = -*x);
@@ -164,6 +169,24 @@ impl Baseline {
             }),
         }
     }
+}
+
+/// The history baseline's scores: rows ordered by the user's past visits to the place, then
+/// by popularity (`None`: all tied), scored by their dense rank in that order.
+fn by_history(visits: &[f32], popularity: Option<&[f32]>) -> Vec<f32> {
+    let pop = |i: usize| popularity.map_or(0.0, |p| p[i]);
+    let key = |i: usize| (visits[i], pop(i));
+    let mut order: Vec<usize> = (0..visits.len()).collect();
+    order.sort_by(|&a, &b| key(a).0.total_cmp(&key(b).0).then(key(a).1.total_cmp(&key(b).1)));
+    let mut scores = vec![0f32; visits.len()];
+    let mut rank = 0f32;
+    for (k, &i) in order.iter().enumerate() {
+        if k > 0 && key(order[k - 1]) != key(i) {
+            rank += 1.0;
+        }
+        scores[i] = rank;
+    }
+    scores
 }
 
 /// HR@10 and NDCG@10 of `scores` on a ranking set (`None`, `None` when no query counts), and
@@ -187,7 +210,7 @@ fn query_labels<'a>(r: &'a FeatureFrame, path: &Path) -> Result<(&'a [i64], &'a 
 /// Seed of every bootstrap interval: fixed, so the same scores give the same interval.
 const BOOTSTRAP_SEED: u64 = 0x5eed;
 
-/// The popularity and (with coordinates) nearest-first rows; their columns are taken out of
+/// The history (with history features), popularity and (with coordinates) nearest-first rows; their columns are taken out of
 /// `frame` and `rank` one at a time.
 fn baselines(
     frame: &mut FeatureFrame,
@@ -196,7 +219,8 @@ fn baselines(
     rank_path: &Path,
 ) -> Result<Vec<BaselineEval>> {
     let mut out = Vec::new();
-    for b in [Baseline::Popularity, Baseline::Nearest] {
+    // History first: it reads the popularity column the popularity row then takes.
+    for b in [Baseline::History, Baseline::Popularity, Baseline::Nearest] {
         let Some(scores) = b.take_scores(frame) else { continue };
         let (hr10, ndcg10, ndcg_rs) = match rank.as_deref_mut().and_then(|r| b.take_scores(r).map(|s| (r, s))) {
             Some((r, s)) => ranking_metrics(r, &s, rank_path)?,

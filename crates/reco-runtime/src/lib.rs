@@ -11,6 +11,7 @@
 
 pub mod artifact;
 pub mod error;
+pub mod features;
 pub mod kernels;
 pub mod quant;
 pub mod rng;

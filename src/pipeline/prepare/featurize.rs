@@ -11,6 +11,7 @@ use std::f64::consts::{PI, TAU};
 use polars::prelude::*;
 
 use super::context::Context;
+use super::history::UserHistory;
 use super::window::{PlaceEvents, WindowStats};
 use crate::data::features::LABEL;
 use crate::data::io::{frame, pl};
@@ -19,6 +20,7 @@ use crate::data::schema::{DeclaredFeature, FeatureKind, Role, TableName, Transfo
 use crate::geo::EARTH_RADIUS_KM;
 use reco_runtime::artifact::spec::Ids;
 use reco_runtime::error::Result;
+use reco_runtime::features::history::{self, HistoryStats};
 
 /// Rows of a feature file before featurization: which interaction each comes from, which
 /// place it scores, when, and its label.
@@ -118,6 +120,8 @@ pub struct FeatureContext<'a> {
     /// Visits only: every event is a visit, so impression counts and visit rates would only
     /// repeat the visit count; they are left out.
     pub implicit: bool,
+    /// Whether rows get their user's history at the place ([`history::names`]).
+    pub history: bool,
 }
 
 /// What each row takes from its interaction and its place's history: the values
@@ -133,6 +137,9 @@ pub struct RowValues {
     pub ctx: Option<(Vec<f64>, Vec<f64>)>,
     /// Trailing-window statistics of the row's place, strictly before its time.
     pub stats: Vec<WindowStats>,
+    /// The user's history at the row's place, strictly before its time (empty without
+    /// history features).
+    pub history: Vec<HistoryStats>,
     /// The interaction's true probability, when the rows carry it.
     pub oracle: Option<Vec<f64>>,
     /// Declared interaction features, one row per row, when there are any.
@@ -159,6 +166,7 @@ impl RowValues {
             local_ts: self.local_ts[r.clone()].to_vec(),
             ctx: self.ctx.as_ref().map(|(a, b)| (a[r.clone()].to_vec(), b[r.clone()].to_vec())),
             stats: self.stats[r.clone()].to_vec(),
+            history: if self.history.is_empty() { Vec::new() } else { self.history[r.clone()].to_vec() },
             oracle: self.oracle.as_ref().map(|o| o[r].to_vec()),
             declared: None,
         }
@@ -173,6 +181,7 @@ impl RowValues {
             b.clear();
         }
         self.stats.clear();
+        self.history.clear();
         if let Some(o) = self.oracle.as_mut() {
             o.clear();
         }
@@ -184,14 +193,20 @@ pub fn resolve(
     rows: &Rows,
     raw: &RawData,
     ctx: Option<&Context>,
-    events: &PlaceEvents,
+    (events, history): (&PlaceEvents, Option<&UserHistory>),
     fctx: &FeatureContext<'_>,
 ) -> Result<RowValues> {
     let inter = &raw.inter;
     let src: Vec<usize> = rows.src.iter().map(|&s| s as usize).collect();
     let stats = (0..rows.len()).map(|i| events.window(rows.place[i] as usize, rows.ts[i], fctx.window)).collect();
+    let user: Vec<u32> = src.iter().map(|&s| inter.user[s]).collect();
+    let history = match history {
+        Some(h) => (0..rows.len()).map(|i| h.stats(user[i], rows.place[i], rows.ts[i])).collect(),
+        None => Vec::new(),
+    };
     Ok(RowValues {
-        user: src.iter().map(|&s| inter.user[s]).collect(),
+        history,
+        user,
         local_ts: src.iter().map(|&s| inter.local_ts[s]).collect(),
         ctx: ctx.map(|c| (src.iter().map(|&s| c.lat[s]).collect(), src.iter().map(|&s| c.lon[s]).collect())),
         stats,
@@ -233,6 +248,11 @@ impl FeatureContext<'_> {
     fn place_role(&self, role: Role) -> Option<&str> {
         self.places.mapped.as_ref().and_then(|m| m.col(role))
     }
+
+    /// The history columns the rows get (none with history off).
+    pub fn history_names(&self) -> &'static [&'static str] {
+        if self.history { history::names(self.place_role(Role::Category).is_some()) } else { &[] }
+    }
 }
 
 /// The inputs `features` writes: the built-in ones the data supports (synthetic data: all
@@ -262,6 +282,7 @@ pub fn layout(ctx: &FeatureContext<'_>) -> Layout {
     if ctx.place_role(Role::PriceLevel).is_some() {
         numeric.push("price_level".into());
     }
+    numeric.extend(ctx.history_names().iter().map(|s| s.to_string()));
     for f in ctx.declared {
         let name = f.feature_name().to_string();
         match f.kind {
@@ -328,6 +349,18 @@ fn window_stats(rows: &Rows, values: &RowValues, ctx: &FeatureContext<'_>, with_
     cols
 }
 
+/// The user-history columns ([`HistoryStats::values`]), when the rows have them.
+fn history_columns(values: &RowValues, ctx: &FeatureContext<'_>) -> Vec<Column> {
+    let names = ctx.history_names();
+    let mut cols: Vec<Vec<f64>> = vec![Vec::with_capacity(values.history.len()); names.len()];
+    for h in &values.history {
+        for (c, v) in cols.iter_mut().zip(h.values(names.len() == history::NAMES.len())) {
+            c.push(v);
+        }
+    }
+    names.iter().zip(cols).map(|(n, c)| Column::new((*n).into(), c)).collect()
+}
+
 /// The columns computed in Rust, one per row: ids, times, context, label, window statistics.
 fn base_columns(rows: &Rows, values: &RowValues, ctx: &FeatureContext<'_>) -> Vec<Column> {
     let user_rows: Vec<usize> = values.user.iter().map(|&u| u as usize).collect();
@@ -344,6 +377,7 @@ fn base_columns(rows: &Rows, values: &RowValues, ctx: &FeatureContext<'_>) -> Ve
         cols.push(Column::new("ctx_lon".into(), lon));
     }
     cols.extend(window_stats(rows, values, ctx, ctx.has_rating_w()));
+    cols.extend(history_columns(values, ctx));
     if let (true, Some(o)) = (rows.oracle, &values.oracle) {
         cols.push(Column::new("oracle_p".into(), o));
     }

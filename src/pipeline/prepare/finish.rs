@@ -22,6 +22,7 @@ use crate::recipe::PrepareConfig;
 use reco_runtime::artifact::ArtifactWriter;
 use reco_runtime::artifact::spec::{FeatureSpec, SourceColumn};
 use reco_runtime::error::{Error, Result};
+use reco_runtime::features::history;
 
 /// What `prepare` wrote.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -216,7 +217,8 @@ pub(crate) fn snapshot_rows(places: usize, ts: i64) -> Rows {
 /// Every place as the feature code sees it at `ts`: `place_id` and the place's own inputs
 /// (category, trailing-window statistics, static and declared place features), computed by
 /// the same [`featurize::features`] as the feature files from [`snapshot_rows`], then
-/// `place_lat`/`place_lon` and `visits` (all visits before `ts`). What `precompute` scores
+/// `place_lat`/`place_lon` and `visits` (all visits before `ts`); not the user's history,
+/// which depends on the user. What `precompute` scores
 /// candidates from.
 pub(crate) fn place_snapshot(
     fctx: &FeatureContext<'_>,
@@ -233,7 +235,7 @@ pub(crate) fn place_snapshot(
         .iter()
         .map(|(c, _)| c.as_str())
         .chain(layout.numeric.iter().map(String::as_str))
-        .filter(|c| !REQUEST_FEATURES.contains(c))
+        .filter(|c| !REQUEST_FEATURES.contains(c) && !history::NAMES.contains(c))
         .filter(|c| !not_place.iter().any(|d| c == d || c.strip_suffix("_missing") == Some(d.as_str())))
         .collect();
     let mut out = df.select(keep).map_err(pl("place snapshot"))?;

@@ -11,6 +11,7 @@ use super::featurize::{self, FeatureContext, RowValues, Rows};
 use super::finish::{
     Finish, PrepareSummary, TrainSample, log_drops, place_snapshot, refuse_no_rows, snapshot_rows, table_name,
 };
+use super::history::{UserHistory, place_categories};
 use super::labels::{LabelSource, check_declared_leakage, labels};
 use super::splits::{calibration_rows, ranking_set, split};
 use super::window::{PlaceEvents, window_seconds};
@@ -56,8 +57,10 @@ pub fn prepare(
         window: window_seconds(cfg),
         declared: &data.features,
         implicit: label_source == LabelSource::Implicit,
+        history: cfg.history,
     };
-    let values = |r: &Rows, _: usize| featurize::resolve(r, &raw, ctx.as_ref(), &events, &fctx);
+    let history = cfg.history.then(|| user_history(&raw, &label, fctx.window)).transpose()?;
+    let values = |r: &Rows, _: usize| featurize::resolve(r, &raw, ctx.as_ref(), (&events, history.as_ref()), &fctx);
     // Every file goes into a staging directory renamed into place at the end.
     let writer = ArtifactWriter::create(out_dir)?;
     let mut sample = TrainSample::new(&fctx, calibration_rows(splits[0].len(), cfg.calibration_rows, &mut rng));
@@ -111,6 +114,13 @@ fn place_events(raw: &RawData, label: &[f32]) -> PlaceEvents {
         raw.places.ids.len(),
         (0..inter.ts.len()).map(|i| (inter.place[i] as usize, inter.ts[i], label[i] > 0.5, rating.map(|r| r[i]))),
     )
+}
+
+/// Every user's visits (the real events only), indexed for the history features.
+fn user_history(raw: &RawData, label: &[f32], window: i64) -> Result<UserHistory> {
+    let inter = &raw.inter;
+    let visits = (0..inter.ts.len()).filter(|&i| label[i] > 0.5).map(|i| (inter.user[i], inter.place[i], inter.ts[i]));
+    Ok(UserHistory::new(visits, place_categories(&raw.places)?, window))
 }
 
 /// Every place's visits in the whole log.

@@ -27,6 +27,7 @@ pub mod context;
 pub mod feature_files;
 pub mod featurize;
 pub mod finish;
+pub mod history;
 pub mod labels;
 pub mod memory;
 pub mod spill;

@@ -35,6 +35,7 @@ use super::context::{self, ContextKind};
 use super::feature_files::{CHUNK_ROWS, SplitWriter, write_split};
 use super::featurize::{self, FeatureContext, RowValues, Rows};
 use super::finish::{self, Finish, PrepareSummary, TrainSample};
+use super::history::{UserHistory, place_categories};
 use super::labels::{self, LabelSource};
 use super::spill::{Bytes, Reader, Record, Writer};
 use super::splits::{self, SplitCounts};
@@ -49,6 +50,7 @@ use crate::recipe::PrepareConfig;
 use reco_runtime::artifact::ArtifactWriter;
 use reco_runtime::artifact::spec::Ids;
 use reco_runtime::error::{Error, IoContext, Result};
+use reco_runtime::features::history::HistoryStats;
 use reco_runtime::rng::Rng;
 
 /// An interactions table to stream: its pieces in file order.
@@ -266,6 +268,21 @@ impl Record for WindowStats {
     }
 }
 
+impl Record for HistoryStats {
+    const BYTES: usize = 24;
+    fn put(&self, out: &mut Vec<u8>) {
+        for v in [self.visits, self.place_visits, self.place_visits_w, self.category_visits] {
+            out.extend(v.to_ne_bytes());
+        }
+        out.extend(self.since_last.unwrap_or(i64::MIN).to_ne_bytes());
+    }
+    fn get(b: &mut Bytes<'_>) -> Self {
+        let (visits, place_visits, place_visits_w, category_visits, last) =
+            (b.u32(), b.u32(), b.u32(), b.u32(), b.i64());
+        Self { visits, place_visits, place_visits_w, category_visits, since_last: (last != i64::MIN).then_some(last) }
+    }
+}
+
 /// Buckets of places (or users) at most: a bucket's files of one kind are open at once, and a
 /// bucket holds about `max_rows_in_memory` events up to `MAX_BUCKETS * max_rows_in_memory`
 /// interactions, more past that.
@@ -302,6 +319,10 @@ impl Spill {
 
     fn bucket(&self, place: u32) -> usize {
         place as usize % self.buckets
+    }
+
+    fn user_bucket(&self, user: u32) -> usize {
+        user as usize % self.user_buckets
     }
 
     fn writers<R: Record>(&self, name: &str) -> Result<Vec<Writer<R>>> {
@@ -373,7 +394,7 @@ pub fn prepare(
     let mut rng = Rng::derive(seed, "prepare");
     let oracle = streamed.roles.contains_key(&Role::Oracle) && read.labels != LabelSource::Implicit;
     let imp = Impressions::new(&places, read.labels, &candidates, cfg);
-    let (rows, span, dropped) = impressions(&spill, plan.rows, &imp, oracle, &mut rng)?;
+    let (rows, span, dropped) = impressions(&spill, plan.rows, &imp, (oracle, cfg.history), &mut rng)?;
     finish::refuse_no_rows(&name, rows, dropped, cfg)?;
     finish::log_drops(progress, &name, plan.rows, dropped, cfg);
     progress.advance(1);
@@ -383,13 +404,16 @@ pub fn prepare(
     splits::check_splits(&name, &counts, span, cuts)?;
     let has_ctx = read.context.is_some();
     let test = (rows, cuts, counts[2].positives);
-    let (ranking, ranking_inter) = ranking_set(&spill, test, has_ctx, &candidates, cfg, &mut rng)?;
+    let (ranking, ranking_inter) = ranking_set(&spill, test, (has_ctx, cfg.history), &candidates, cfg, &mut rng)?;
     progress.advance(1);
 
     let implicit = read.labels == LabelSource::Implicit;
     let fctx = feature_context(data, (&users, &places), &streamed, (has_ctx, implicit), cfg);
     let snapshot_ts = read.span.1.saturating_add(1);
     let snapshot = window_stats(&spill, places.ids.len(), fctx.window, snapshot_ts)?;
+    if cfg.history {
+        history_stats(&spill, &place_categories(&places)?, fctx.window)?;
+    }
     let sample = TrainSample::new(&fctx, splits::calibration_rows(counts[0].rows, cfg.calibration_rows, &mut rng));
     let (mut row_counts, sample) = write_splits(&spill, &writer, &fctx, (rows, oracle, cuts), sample)?;
     let n = write_ranking(&writer, &fctx, (&ranking, &ranking_inter), &spill)?;
@@ -397,7 +421,7 @@ pub fn prepare(
     progress.advance(1);
 
     let snapshot_rows = finish::snapshot_rows(places.ids.len(), snapshot_ts);
-    let snapshot_values = snapshot_values(read.first, places.ids.len(), has_ctx, snapshot);
+    let snapshot_values = snapshot_values(read.first, places.ids.len(), (has_ctx, cfg.history), snapshot);
     let places_df = finish::place_snapshot(&fctx, &snapshot_rows, &snapshot_values, read.visits)?;
     std::fs::remove_dir_all(&spill.dir).at(&spill.dir)?;
     let summary = PrepareSummary::new(out_dir, row_counts, (read.labels, read.context), dropped, cuts)
@@ -426,6 +450,7 @@ fn feature_context<'a>(
         window: window::window_seconds(cfg),
         declared: &data.features,
         implicit,
+        history: cfg.history,
     }
 }
 
@@ -436,14 +461,19 @@ fn write_ranking(
     (ranking, inter): (&Rows, &[Inter]),
     spill: &Spill,
 ) -> Result<usize> {
-    let values = ranking_values(ranking, inter, spill, fctx.has_ctx)?;
+    let values = ranking_values(ranking, inter, spill, fctx)?;
     let path = writer.path("ranking.parquet");
     write_split(ranking, fctx, &path, |r, start| Ok(values.slice(start..start + r.len())), |_, _| Ok(()))
 }
 
 /// The place snapshot's values: one row per place, with interaction 0's user, local time and
 /// context location (the snapshot keeps none of them) and the window statistics at the snapshot.
-fn snapshot_values(first: Option<Inter>, places: usize, has_ctx: bool, stats: Vec<WindowStats>) -> RowValues {
+fn snapshot_values(
+    first: Option<Inter>,
+    places: usize,
+    (has_ctx, history): (bool, bool),
+    stats: Vec<WindowStats>,
+) -> RowValues {
     RowValues {
         user: vec![first.map_or(0, |f| f.user); places],
         local_ts: vec![first.map_or(0, |f| f.local_ts); places],
@@ -452,6 +482,8 @@ fn snapshot_values(first: Option<Inter>, places: usize, has_ctx: bool, stats: Ve
             (vec![lat; places], vec![lon; places])
         }),
         stats,
+        // The snapshot keeps no user's history: placeholders, left out of it.
+        history: if history { vec![HistoryStats::default(); places] } else { Vec::new() },
         oracle: None,
         declared: None,
     }
@@ -611,32 +643,55 @@ fn popularity(spill: &Spill, n: usize, places: usize, cut: i64) -> Result<Candid
 }
 
 /// Step 3: the rows (`rows`), every event into its place's bucket (`events-b`) and every
-/// row's place and time too (`keys-b`). Returns the rows written, their time span and what
+/// row's place and time too (`keys-b`); with history features, every visit into its user's
+/// bucket (`hvisits-b`) and every row's user, place and time too (`hkeys-b`). Returns the rows written, their time span and what
 /// was dropped.
 fn impressions(
     spill: &Spill,
     n: usize,
     imp: &Impressions<'_>,
-    oracle: bool,
+    (oracle, history): (bool, bool),
     rng: &mut Rng,
 ) -> Result<(usize, (i64, i64), Dropped)> {
     let mut input = Reader::<Inter>::open(&spill.path("inter"))?;
     let mut out = Writer::<Row>::create(&spill.path("rows"))?;
     let (mut events, mut keys) = (spill.writers::<At>("events")?, spill.writers::<At>("keys")?);
+    let ub = if history { spill.user_buckets } else { 0 };
+    let (mut visits, mut hkeys) =
+        (spill.writers_of::<UserVisit>("hvisits", ub)?, spill.writers_of::<UserVisit>("hkeys", ub)?);
     let (mut rows, mut dropped, mut span) = (Rows::new(oracle, false), Dropped::default(), (i64::MAX, i64::MIN));
     for src in 0..n {
         let r = input.next_record()?;
         events[spill.bucket(r.place)].push(&At { place: r.place, ts: r.ts, value: r.label, rating: r.rating })?;
+        if history && r.label > 0.5 {
+            visits[spill.user_bucket(r.user)].push(&UserVisit {
+                user: r.user,
+                place: r.place,
+                ts: r.ts,
+                label: r.label,
+            })?;
+        }
         rows.clear();
         imp.push(&mut rows, &mut dropped, (src, r.place, r.ts, r.label), (r.lat, r.lon), rng);
         for j in 0..rows.len() {
             let row = Row { src: rows.src[j], place: rows.place[j], ts: rows.ts[j], label: rows.label[j] };
             keys[spill.bucket(row.place)].push(&At { place: row.place, ts: row.ts, value: 0.0, rating: f64::NAN })?;
+            if history {
+                hkeys[spill.user_bucket(r.user)].push(&UserVisit {
+                    user: r.user,
+                    place: row.place,
+                    ts: row.ts,
+                    label: 0.0,
+                })?;
+            }
             span = (span.0.min(row.ts), span.1.max(row.ts));
             out.push(&row)?;
         }
     }
     for w in events.into_iter().chain(keys) {
+        w.finish()?;
+    }
+    for w in visits.into_iter().chain(hkeys) {
         w.finish()?;
     }
     Ok((out.finish()?.1 as usize, span, dropped))
@@ -678,11 +733,11 @@ fn picked_positives(spill: &Spill, rows: usize, cuts: [i64; 2], picks: &[usize])
 }
 
 /// Step 4: the ranking queries, with the interaction of each row; their rows' places and
-/// times go to the buckets (`rank-b`).
+/// times go to the buckets (`rank-b`), with their users to the user buckets (`hrank-b`).
 fn ranking_set(
     spill: &Spill,
     (rows, cuts, positives): (usize, [i64; 2], usize),
-    has_ctx: bool,
+    (has_ctx, history): (bool, bool),
     candidates: &Candidates,
     cfg: &PrepareConfig,
     rng: &mut Rng,
@@ -699,11 +754,19 @@ fn ranking_set(
         inter.extend(std::iter::repeat_n(r, ranking.len() - before));
     }
     let mut keys = spill.writers::<At>("rank")?;
+    let mut hkeys = spill.writers_of::<UserVisit>("hrank", if history { spill.user_buckets } else { 0 })?;
     for i in 0..ranking.len() {
         let (place, ts) = (ranking.place[i], ranking.ts[i]);
         keys[spill.bucket(place)].push(&At { place, ts, value: 0.0, rating: f64::NAN })?;
+        if history {
+            let user = inter[i].user;
+            hkeys[spill.user_bucket(user)].push(&UserVisit { user, place, ts, label: 0.0 })?;
+        }
     }
     for w in keys {
+        w.finish()?;
+    }
+    for w in hkeys {
         w.finish()?;
     }
     Ok((ranking, inter))
@@ -741,6 +804,32 @@ fn window_stats(spill: &Spill, places: usize, window: i64, snapshot_ts: i64) -> 
     Ok(snapshot)
 }
 
+/// Step 5 (history features): each user bucket's visits in memory, and the history of its
+/// rows (`hstats-b`) and of its ranking rows (`hrankstats-b`), in order.
+fn history_stats(spill: &Spill, categories: &[u32], window: i64) -> Result<()> {
+    for b in 0..spill.user_buckets {
+        let path = spill.path(&format!("hvisits-{b}"));
+        let mut input = Reader::<UserVisit>::open(&path)?;
+        let mut visits = Vec::new();
+        for _ in 0..records::<UserVisit>(&path)? {
+            let v = input.next_record()?;
+            visits.push((v.user, v.place, v.ts));
+        }
+        let index = UserHistory::new(visits.into_iter(), categories.to_vec(), window);
+        for (keys, stats) in [("hkeys", "hstats"), ("hrank", "hrankstats")] {
+            let key_path = spill.path(&format!("{keys}-{b}"));
+            let mut input = Reader::<UserVisit>::open(&key_path)?;
+            let mut out = Writer::<HistoryStats>::create(&spill.path(&format!("{stats}-{b}")))?;
+            for _ in 0..records::<UserVisit>(&key_path)? {
+                let k = input.next_record()?;
+                out.push(&index.stats(k.user, k.place, k.ts))?;
+            }
+            out.finish()?;
+        }
+    }
+    Ok(())
+}
+
 /// Records in a spill file, from its length.
 fn records<R: Record>(path: &Path) -> Result<u64> {
     Ok(std::fs::metadata(path).at(path)?.len() / R::BYTES as u64)
@@ -763,6 +852,7 @@ fn write_splits(
     let mut input = Reader::<Row>::open(&spill.path("rows"))?;
     let mut inter_in = Reader::<Inter>::open(&spill.path("inter"))?;
     let mut stats = spill.readers::<WindowStats>("stats")?;
+    let mut hstats = spill.readers_of::<HistoryStats>("hstats", if fctx.history { spill.user_buckets } else { 0 })?;
     // Rows come in the order of their interactions: `current` is the interaction of the row.
     let mut current: Option<(u32, Inter)> = None;
     for _ in 0..rows {
@@ -774,7 +864,8 @@ fn write_splits(
         let Some((_, i)) = current else { return Err(Error::Internal("no interaction".into())) };
         let s = splits::split_of(r.ts, cuts);
         let w = stats[spill.bucket(r.place)].next_record()?;
-        splits[s].push(r, &i, w);
+        let h = if fctx.history { Some(hstats[spill.user_bucket(i.user)].next_record()?) } else { None };
+        splits[s].push(r, &i, (w, h));
         if splits[s].rows.len() == CHUNK_ROWS {
             splits[s].flush(fctx, (s == 0).then_some(&mut sample))?;
         }
@@ -805,7 +896,7 @@ impl SplitBuffer {
         Ok(Self { out: SplitWriter::create(path)?, rows: Rows::new(oracle, false), values, first: 0 })
     }
 
-    fn push(&mut self, r: Row, i: &Inter, stats: WindowStats) {
+    fn push(&mut self, r: Row, i: &Inter, stats: (WindowStats, Option<HistoryStats>)) {
         self.rows.push_interaction(r.src as usize, r.place, r.ts, r.label);
         push_values(&mut self.values, i, stats);
     }
@@ -827,8 +918,9 @@ impl SplitBuffer {
     }
 }
 
-/// Appends the values a row takes from its interaction `i` and its statistics.
-fn push_values(values: &mut RowValues, i: &Inter, stats: WindowStats) {
+/// Appends the values a row takes from its interaction `i` and its statistics (window, and
+/// history when the rows have it).
+fn push_values(values: &mut RowValues, i: &Inter, (stats, history): (WindowStats, Option<HistoryStats>)) {
     values.user.push(i.user);
     values.local_ts.push(i.local_ts);
     if let Some((lat, lon)) = values.ctx.as_mut() {
@@ -836,17 +928,22 @@ fn push_values(values: &mut RowValues, i: &Inter, stats: WindowStats) {
         lon.push(i.lon);
     }
     values.stats.push(stats);
+    values.history.extend(history);
     if let Some(o) = values.oracle.as_mut() {
         o.push(i.oracle);
     }
 }
 
 /// The values of the ranking rows, from their interactions and statistics (`rankstats-b`).
-fn ranking_values(ranking: &Rows, inter: &[Inter], spill: &Spill, has_ctx: bool) -> Result<RowValues> {
+fn ranking_values(ranking: &Rows, inter: &[Inter], spill: &Spill, fctx: &FeatureContext<'_>) -> Result<RowValues> {
     let mut stats = spill.readers::<WindowStats>("rankstats")?;
-    let mut values = RowValues { ctx: has_ctx.then(Default::default), ..RowValues::default() };
+    let mut hstats =
+        spill.readers_of::<HistoryStats>("hrankstats", if fctx.history { spill.user_buckets } else { 0 })?;
+    let mut values = RowValues { ctx: fctx.has_ctx.then(Default::default), ..RowValues::default() };
     for (j, i) in inter.iter().enumerate() {
-        push_values(&mut values, i, stats[spill.bucket(ranking.place[j])].next_record()?);
+        let w = stats[spill.bucket(ranking.place[j])].next_record()?;
+        let h = if fctx.history { Some(hstats[spill.user_bucket(i.user)].next_record()?) } else { None };
+        push_values(&mut values, i, (w, h));
     }
     Ok(values)
 }

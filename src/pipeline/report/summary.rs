@@ -190,7 +190,7 @@ pub(super) fn models_table(i: &Inputs) -> Vec<Block> {
         .collect();
     let mut b = vec![Block::Heading(2, "Models".into()), Block::Table(head.map(String::from).to_vec(), rows)];
     let mut notes = String::from(
-        "Baselines rank without a model (popularity: most visited in the trailing window first; nearest: closest first): a model should beat them. ",
+        "Baselines rank without a model (history: the places the user visited most before first, ties by popularity; popularity: most visited in the trailing window first; nearest: closest first): a model should beat them. ",
     );
     if let Some(o) = i.run.eval.oracle_auc {
         let _ = write!(notes, "Oracle AUC (the true visit probability of the synthetic data): {o:.4}.");

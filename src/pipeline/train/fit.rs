@@ -115,6 +115,13 @@ fn fit_fingerprint(input: &FitInput<'_>, rows: &TrainRows<'_>, y_valid: &[f32]) 
     Ok(checkpoint::fingerprint(&settings, &refs))
 }
 
+impl FitInput<'_> {
+    /// Epochs and batch size: the recipe's, or sized to the training rows.
+    pub fn schedule(&self) -> crate::recipe::Schedule {
+        self.cfg.schedule(self.train.rows())
+    }
+}
+
 /// Runs the training loop; returns the best epoch's weights and the summary (`dir` empty). A
 /// loop that fails before its first checkpoint (bad rows in a streamed split show up only as
 /// they are read) leaves no empty checkpoint directory behind.
@@ -132,7 +139,7 @@ pub fn fit(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeight
 
 fn fit_loop(input: &FitInput<'_>, progress: &dyn Progress) -> Result<(FloatWeights, TrainSummary)> {
     let mut run = Loop::start(input, progress)?;
-    for epoch in run.first..=input.cfg.epochs {
+    for epoch in run.first..=input.schedule().epochs {
         let (loss, secs) = run.epoch(input, epoch, progress)?;
         if run.after_epoch(input, epoch, (loss, secs), progress)? == Next::Stop {
             break;
@@ -198,7 +205,7 @@ impl<'a> Loop<'a> {
             TrainRows::Whole { .. } => 0,
             TrainRows::Chunked { buffer, .. } => n_rows.div_ceil(*buffer),
         };
-        let steps_per_epoch = n_rows.div_ceil(cfg.batch_size) + windows;
+        let steps_per_epoch = n_rows.div_ceil(input.schedule().batch_size) + windows;
         let mut run = Self {
             model: Some(model),
             optim,
@@ -230,12 +237,13 @@ impl<'a> Loop<'a> {
             progress.log(&format!("{}: no checkpoint to resume; starting at epoch 1", input.label));
             return Ok(());
         };
-        if r.state.epoch > cfg.epochs {
+        let epochs = input.schedule().epochs;
+        if r.state.epoch > epochs {
             return Err(Error::input(format!(
                 "{}: the checkpoint to resume is at epoch {}, past the {} epochs asked for; resume with at least {} epochs, or train again without --resume",
                 input.checkpoints.display(),
                 r.state.epoch,
-                cfg.epochs,
+                epochs,
                 r.state.epoch
             )));
         }
@@ -263,7 +271,8 @@ impl<'a> Loop<'a> {
 
     /// One pass over the training rows: the mean sampled loss and the wall seconds.
     fn epoch(&mut self, input: &FitInput<'_>, epoch: usize, progress: &dyn Progress) -> Result<(f64, f64)> {
-        progress.begin(&format!("{} epoch {epoch}/{}", input.label, input.cfg.epochs), self.steps_per_epoch as u64);
+        progress
+            .begin(&format!("{} epoch {epoch}/{}", input.label, input.schedule().epochs), self.steps_per_epoch as u64);
         let start = Instant::now();
         if let TrainRows::Whole { order, rng, .. } = &mut self.rows {
             rng.shuffle(order);
@@ -373,6 +382,7 @@ impl<'a> Loop<'a> {
         let summary = TrainSummary {
             dir: PathBuf::new(),
             epochs_run: self.valid_auc.len(),
+            schedule: Some(input.schedule()),
             best_epoch,
             best_valid_auc: best_auc,
             rows_per_s: self.rows_done as f64 / self.secs.max(1e-9),
@@ -397,7 +407,7 @@ fn step_window(
     progress: &dyn Progress,
 ) -> RecoNet {
     let k = input.spec.numeric.len();
-    for idx in w.order.chunks(input.cfg.batch_size) {
+    for idx in w.order.chunks(input.schedule().batch_size) {
         let batch = BatchTensors::new(&w.enc, idx, k, ad);
         let y: Vec<f32> = idx.iter().map(|&i| w.labels[i]).collect();
         let labels = Tensor::<1>::from_data(TensorData::new(y, [idx.len()]), ad);

@@ -54,6 +54,10 @@ pub struct TrainSummary {
     pub dir: PathBuf,
     /// Epochs run.
     pub epochs_run: usize,
+    /// The epochs and batch size asked for (the recipe's, or sized to the training rows);
+    /// absent from summaries written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::recipe::Schedule>,
     /// Epoch (1-based) whose weights were kept.
     pub best_epoch: usize,
     /// Validation AUC of the best epoch.
