@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 /// Mean Earth radius in kilometres (IUGG).
-pub const EARTH_RADIUS_KM: f64 = 6371.0088;
+pub use reco_runtime::features::calendar::EARTH_RADIUS_KM;
 
 /// Great-circle distance in kilometres between two (lat, lon) points in degrees.
 pub fn haversine_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {

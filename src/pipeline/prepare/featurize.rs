@@ -1,26 +1,26 @@
 //! `prepare`'s feature step: rows (interaction, place, time, label) -> the feature table.
 //!
-//! Point-in-time place statistics are computed in Rust from [`PlaceEvents`] (events strictly
-//! before the row); everything else is one polars lazy plan: the users, places and
-//! interaction columns joined by id, haversine distance from the context location, cyclic
-//! hour and day features in local time, and the declared features with their fill and
-//! transform. Which built-in features exist depends on the data ([`layout`]).
-
-use std::f64::consts::{PI, TAU};
+//! The row's own features are computed in Rust with the formulas a server shares
+//! ([`reco_runtime::features`]): point-in-time place statistics from [`PlaceEvents`] and the
+//! user's history (events strictly before the row), cyclic hour and day features in local
+//! time, the haversine distance from the context location. The rest is one polars lazy plan:
+//! the users, places and interaction columns joined by id, and the declared features with
+//! their fill and transform. Which built-in features exist depends on the data ([`layout`]).
 
 use polars::prelude::*;
 
 use super::context::Context;
 use super::history::UserHistory;
-use super::window::{PlaceEvents, WindowStats};
+use super::window::PlaceEvents;
 use crate::data::features::LABEL;
 use crate::data::io::{frame, pl};
 use crate::data::raw::{Mapped, Places, RawData, Users};
 use crate::data::schema::{DeclaredFeature, FeatureKind, Role, TableName, Transform};
-use crate::geo::EARTH_RADIUS_KM;
 use reco_runtime::artifact::spec::Ids;
 use reco_runtime::error::Result;
 use reco_runtime::features::history::{self, HistoryStats};
+use reco_runtime::features::window::{self, WindowStats};
+use reco_runtime::features::calendar;
 
 /// Rows of a feature file before featurization: which interaction each comes from, which
 /// place it scores, when, and its label.
@@ -323,30 +323,41 @@ fn category_expr(m: &Mapped, column: &str, alias: &str) -> Expr {
     e.alias(alias)
 }
 
-/// Trailing-window statistics of every row's place, strictly before the row's time.
+/// Trailing-window statistics of every row's place, strictly before the row's time
+/// ([`WindowStats::values`]).
 fn window_stats(rows: &Rows, values: &RowValues, ctx: &FeatureContext<'_>, with_rating: bool) -> Vec<Column> {
-    let n = rows.len();
-    let (mut visits, mut impr, mut rate, mut rating_w) = (vec![0f64; n], vec![0f64; n], vec![0f64; n], vec![0f64; n]);
+    let mut cols: [Vec<f64>; 4] = Default::default();
     for (i, s) in values.stats.iter().enumerate() {
-        let p = rows.place[i] as usize;
-        visits[i] = f64::from(s.visits).ln_1p();
-        impr[i] = f64::from(s.impressions).ln_1p();
-        rate[i] = (f64::from(s.visits) + 1.0) / (f64::from(s.impressions) + 2.0);
-        let static_rating = ctx.places.rating.as_ref().map_or(f64::NAN, |r| r[p]);
-        rating_w[i] = s.mean_rating.unwrap_or(static_rating);
-        if !rating_w[i].is_finite() {
-            rating_w[i] = 0.0;
+        let static_rating = ctx.places.rating.as_ref().map_or(f64::NAN, |r| r[rows.place[i] as usize]);
+        for (c, v) in cols.iter_mut().zip(s.values(static_rating)) {
+            c.push(v);
         }
     }
-    let mut cols = vec![
-        Column::new("place_visits_w".into(), visits),
-        Column::new("place_impressions_w".into(), impr),
-        Column::new("place_visit_rate_w".into(), rate),
-    ];
-    if with_rating {
-        cols.push(Column::new("place_rating_w".into(), rating_w));
+    let n = if with_rating { 4 } else { 3 };
+    window::NAMES.iter().zip(cols).take(n).map(|(name, c)| Column::new((*name).into(), c)).collect()
+}
+
+/// The time columns of every row's local time, and the distance from its context location to
+/// its place when the rows have both ([`calendar`]).
+fn calendar_columns(rows: &Rows, values: &RowValues, ctx: &FeatureContext<'_>) -> Vec<Column> {
+    let mut cols: [Vec<f64>; 4] = Default::default();
+    for &t in &values.local_ts {
+        for (c, v) in cols.iter_mut().zip(calendar::time_values(t)) {
+            c.push(v);
+        }
     }
-    cols
+    let mut out: Vec<Column> =
+        calendar::TIME_NAMES.iter().zip(cols).map(|(name, c)| Column::new((*name).into(), c)).collect();
+    if let (true, Some((lat, lon)), Some((plat, plon))) = (ctx.has_distance(), &values.ctx, &ctx.places.coords) {
+        let d: Vec<f64> = (0..rows.len())
+            .map(|i| {
+                let p = rows.place[i] as usize;
+                calendar::distance_km(lat[i], lon[i], plat[p], plon[p])
+            })
+            .collect();
+        out.push(Column::new(calendar::DISTANCE.into(), d));
+    }
+    out
 }
 
 /// The user-history columns ([`HistoryStats::values`]), when the rows have them.
@@ -377,6 +388,7 @@ fn base_columns(rows: &Rows, values: &RowValues, ctx: &FeatureContext<'_>) -> Ve
         cols.push(Column::new("ctx_lon".into(), lon));
     }
     cols.extend(window_stats(rows, values, ctx, ctx.has_rating_w()));
+    cols.extend(calendar_columns(rows, values, ctx));
     cols.extend(history_columns(values, ctx));
     if let (true, Some(o)) = (rows.oracle, &values.oracle) {
         cols.push(Column::new("oracle_p".into(), o));
@@ -422,16 +434,12 @@ fn users_plan(ctx: &FeatureContext<'_>) -> Option<LazyFrame> {
     (sel.len() > 1).then(|| m.table.df.clone().lazy().select(sel))
 }
 
-/// The places columns joined on `place_id`: coordinates, category, price level, static
+/// The places columns joined on `place_id`: category, price level, static
 /// rating and declared place features.
 fn places_plan(ctx: &FeatureContext<'_>) -> Option<LazyFrame> {
     let m = ctx.places.mapped.as_ref()?;
     let key = m.col(Role::Place)?;
     let mut sel = vec![col(key).cast(id_dtype(m, key)).alias("place_id")];
-    if let (Some(a), Some(b)) = (m.col(Role::Lat), m.col(Role::Lon)) {
-        sel.push(col(a).cast(DataType::Float64).alias("place_lat"));
-        sel.push(col(b).cast(DataType::Float64).alias("place_lon"));
-    }
     if let Some(c) = m.col(Role::Category) {
         sel.push(category_expr(m, c, "category"));
     }
@@ -443,32 +451,6 @@ fn places_plan(ctx: &FeatureContext<'_>) -> Option<LazyFrame> {
     }
     sel.extend(declared_exprs(ctx, TableName::Places, m));
     (sel.len() > 1).then(|| m.table.df.clone().lazy().select(sel))
-}
-
-/// Haversine distance, km, from the context location to the place.
-fn distance_expr() -> Expr {
-    let rad = |e: Expr| e * lit(PI / 180.0);
-    let half_dlat = rad(col("place_lat") - col("ctx_lat")) / lit(2.0);
-    let half_dlon = rad(col("place_lon") - col("ctx_lon")) / lit(2.0);
-    let a = half_dlat.clone().sin() * half_dlat.sin()
-        + rad(col("ctx_lat")).cos() * rad(col("place_lat")).cos() * half_dlon.clone().sin() * half_dlon.sin();
-    (lit(2.0 * EARTH_RADIUS_KM) * a.sqrt().arcsin()).alias("distance_km")
-}
-
-/// Cyclic hour-of-day and day-of-week features of the local time.
-fn time_exprs() -> [Expr; 4] {
-    let secs = col("local_ts").cast(DataType::Float64);
-    let day = lit(86_400.0);
-    // Euclidean remainder, so local times before 1970 stay in [0, 24).
-    let hour = (((secs.clone() % day.clone()) + day.clone()) % day.clone()) / lit(3600.0);
-    // 1970-01-01 was a Thursday: (days + 3) mod 7 puts Monday at 0.
-    let dow = ((((secs / day).floor() + lit(3.0)) % lit(7.0)) + lit(7.0)) % lit(7.0);
-    [
-        (hour.clone() * lit(TAU / 24.0)).sin().alias("hour_sin"),
-        (hour * lit(TAU / 24.0)).cos().alias("hour_cos"),
-        (dow.clone() * lit(TAU / 7.0)).sin().alias("dow_sin"),
-        (dow * lit(TAU / 7.0)).cos().alias("dow_cos"),
-    ]
 }
 
 /// The feature table of `rows` with their `values`: model inputs in [`layout`] order, then
@@ -485,10 +467,6 @@ pub fn features(rows: &Rows, values: &RowValues, ctx: &FeatureContext<'_>) -> Re
     if let Some(places) = places_plan(ctx) {
         plan = plan.left_join(places, col("place_id"), col("place_id"));
     }
-    let mut derived = time_exprs().to_vec();
-    if ctx.has_distance() {
-        derived.push(distance_expr());
-    }
     let layout = layout(ctx);
     let mut out: Vec<Expr> = layout.categorical.iter().map(|(c, _)| col(c.as_str())).collect();
     out.extend(layout.numeric.iter().map(|c| col(c.as_str()).cast(DataType::Float32)));
@@ -500,5 +478,5 @@ pub fn features(rows: &Rows, values: &RowValues, ctx: &FeatureContext<'_>) -> Re
     if rows.query.is_some() {
         out.push(col("query_id"));
     }
-    plan.with_columns(derived).select(out).collect().map_err(pl("featurize"))
+    plan.select(out).collect().map_err(pl("featurize"))
 }

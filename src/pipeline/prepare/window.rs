@@ -2,6 +2,7 @@
 //! trailing window strictly before any moment is two binary searches.
 
 use crate::recipe::PrepareConfig;
+pub use reco_runtime::features::window::WindowStats;
 
 /// Per-place event history, sorted by time, with prefix sums for O(log n) window queries.
 pub struct PlaceEvents {
@@ -9,17 +10,6 @@ pub struct PlaceEvents {
     visits: Vec<Vec<u32>>,
     rating_sum: Vec<Vec<f64>>,
     rating_n: Vec<Vec<u32>>,
-}
-
-/// Window statistics of one place at one moment.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct WindowStats {
-    /// Events (impressions) in the window.
-    pub impressions: u32,
-    /// Visits (positive events) in the window.
-    pub visits: u32,
-    /// Mean rating of rated visits in the window, if any.
-    pub mean_rating: Option<f64>,
 }
 
 impl PlaceEvents {

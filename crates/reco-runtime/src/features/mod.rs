@@ -1,5 +1,8 @@
 //! The built-in features' definitions, shared by `prepare` (batch) and a server (online):
-//! a user's own history at a place ([`history`]). One formula each, so a row computed
-//! either way gets the same numbers.
+//! time and distance ([`calendar`]), a place's trailing window ([`window`]) and a user's own
+//! history at a place ([`history`]). One formula each, so a row computed either way gets the
+//! same numbers.
 
+pub mod calendar;
 pub mod history;
+pub mod window;
