@@ -17,6 +17,7 @@ mod eval;
 mod export;
 mod inputs;
 mod inspect;
+mod online;
 mod precompute;
 mod predict;
 mod prepare;

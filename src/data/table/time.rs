@@ -8,12 +8,7 @@ pub(super) const TIMESTAMP_FORMATS: &str = "unix seconds (or the recipe's timest
 (2012-04-03T18:00:09Z, 2012-04-03T14:00:09-04:00), `2012-04-03 18:00:09` (UTC), `2012-04-03`, \
 a Parquet/Arrow timestamp or date, or the recipe's timestamp_format";
 
-/// The offset from UTC (seconds) of `tz` at unix second `t`.
-pub fn utc_offset_at(tz: chrono_tz::Tz, t: i64) -> i32 {
-    use chrono::{Offset, TimeZone};
-    chrono::DateTime::from_timestamp(t, 0)
-        .map_or(0, |d| tz.offset_from_utc_datetime(&d.naive_utc()).fix().local_minus_utc())
-}
+pub use reco_runtime::features::calendar::utc_offset_at;
 
 /// Unix seconds of a timestamp string, and its UTC offset in seconds when the string
 /// carries one: `format` when given, else RFC 3339 / ISO-8601 with an offset, else a naive

@@ -79,6 +79,15 @@ impl SplitWriter {
         Ok(())
     }
 
+    /// Finishes a file that has rows; returns the rows written.
+    pub fn close(self) -> Result<usize> {
+        let Some(w) = self.writer else {
+            return Err(Error::Internal(format!("{}: no rows to write", self.path.display())));
+        };
+        w.finish().map_err(|e| write_error(&self.path, e))?;
+        Ok(self.rows)
+    }
+
     /// Finishes the file (one without rows gets the schema of `empty`'s features). Returns
     /// the rows written.
     pub fn finish(mut self, empty: &Rows, fctx: &FeatureContext<'_>) -> Result<usize> {

@@ -18,9 +18,9 @@ use crate::data::raw::{Mapped, Places, RawData, Users};
 use crate::data::schema::{DeclaredFeature, FeatureKind, Role, TableName, Transform};
 use reco_runtime::artifact::spec::Ids;
 use reco_runtime::error::Result;
+use reco_runtime::features::calendar;
 use reco_runtime::features::history::{self, HistoryStats};
 use reco_runtime::features::window::{self, WindowStats};
-use reco_runtime::features::calendar;
 
 /// Rows of a feature file before featurization: which interaction each comes from, which
 /// place it scores, when, and its label.
@@ -454,7 +454,8 @@ fn places_plan(ctx: &FeatureContext<'_>) -> Option<LazyFrame> {
 }
 
 /// The feature table of `rows` with their `values`: model inputs in [`layout`] order, then
-/// the label, the timestamp and (when present) `oracle_p` and `query_id`.
+/// the label, the timestamp and (when present) the context location `ctx_lat`/`ctx_lon`,
+/// `oracle_p` and `query_id`.
 pub fn features(rows: &Rows, values: &RowValues, ctx: &FeatureContext<'_>) -> Result<DataFrame> {
     let mut base = frame(rows.len(), base_columns(rows, values, ctx))?;
     if let Some(d) = &values.declared {
@@ -472,6 +473,10 @@ pub fn features(rows: &Rows, values: &RowValues, ctx: &FeatureContext<'_>) -> Re
     out.extend(layout.numeric.iter().map(|c| col(c.as_str()).cast(DataType::Float32)));
     out.push(col(LABEL));
     out.push(col("timestamp"));
+    if values.ctx.is_some() {
+        // Where the request was: what a server's raw request carries (`lat`, `lon`).
+        out.extend([col("ctx_lat"), col("ctx_lon")]);
+    }
     if rows.oracle && ctx.inter_oracle {
         out.push(col("oracle_p").cast(DataType::Float32));
     }

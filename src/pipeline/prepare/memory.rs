@@ -6,7 +6,8 @@ use std::path::Path;
 
 use super::candidates::{Candidates, impressions};
 use super::context::{Context, ContextKind, at_place_counts, context, refuse_at_place};
-use super::feature_files::write_split;
+use super::events::{self, EventChunk, EventWriter};
+use super::feature_files::{CHUNK_ROWS, write_split};
 use super::featurize::{self, FeatureContext, RowValues, Rows};
 use super::finish::{
     Finish, PrepareSummary, TrainSample, log_drops, place_snapshot, refuse_no_rows, snapshot_rows, table_name,
@@ -68,6 +69,8 @@ pub fn prepare(
     progress.advance(1);
 
     let snapshot_ts = raw.inter.ts.iter().max().map_or(0, |t| t.saturating_add(1));
+    write_events(&writer, &raw, &label)?;
+    events::write_settings(&writer, data, &fctx, snapshot_ts)?;
     let snapshot_rows = snapshot_rows(raw.places.ids.len(), snapshot_ts);
     let places = place_snapshot(&fctx, &snapshot_rows, &values(&snapshot_rows, 0)?, visits(&raw, &label))?;
     let summary = PrepareSummary::new(out_dir, rows, (label_source, ctx.as_ref().map(|c| c.kind)), dropped, cuts)
@@ -121,6 +124,22 @@ fn user_history(raw: &RawData, label: &[f32], window: i64) -> Result<UserHistory
     let inter = &raw.inter;
     let visits = (0..inter.ts.len()).filter(|&i| label[i] > 0.5).map(|i| (inter.user[i], inter.place[i], inter.ts[i]));
     Ok(UserHistory::new(visits, place_categories(&raw.places)?, window))
+}
+
+/// Every real event into `events.parquet`, in input order.
+fn write_events(writer: &ArtifactWriter, raw: &RawData, label: &[f32]) -> Result<()> {
+    let inter = &raw.inter;
+    let mut out = EventWriter::create(writer, &raw.users, &raw.places)?;
+    let mut chunk = EventChunk::default();
+    for i in 0..inter.ts.len() {
+        let rating = inter.rating.as_ref().map(|r| r[i]);
+        chunk.push((inter.user[i], inter.place[i], inter.ts[i], label[i] > 0.5), rating);
+        if chunk.len() == CHUNK_ROWS {
+            out.push(&mut chunk)?;
+        }
+    }
+    out.push(&mut chunk)?;
+    out.finish()
 }
 
 /// Every place's visits in the whole log.

@@ -24,6 +24,7 @@
 
 pub mod candidates;
 pub mod context;
+pub mod events;
 pub mod feature_files;
 pub mod featurize;
 pub mod finish;

@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 
 use super::candidates::{self, Candidates, Dropped, Impressions};
 use super::context::{self, ContextKind};
+use super::events::{self, EventChunk, EventWriter};
 use super::feature_files::{CHUNK_ROWS, SplitWriter, write_split};
 use super::featurize::{self, FeatureContext, RowValues, Rows};
 use super::finish::{self, Finish, PrepareSummary, TrainSample};
@@ -417,6 +418,8 @@ pub fn prepare(
     let sample = TrainSample::new(&fctx, splits::calibration_rows(counts[0].rows, cfg.calibration_rows, &mut rng));
     let (mut row_counts, sample) = write_splits(&spill, &writer, &fctx, (rows, oracle, cuts), sample)?;
     let n = write_ranking(&writer, &fctx, (&ranking, &ranking_inter), &spill)?;
+    write_events(&spill, &writer, (&users, &places), plan.rows)?;
+    events::write_settings(&writer, data, &fctx, snapshot_ts)?;
     row_counts.insert("ranking".into(), n);
     progress.advance(1);
 
@@ -828,6 +831,22 @@ fn history_stats(spill: &Spill, categories: &[u32], window: i64) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Every real event into `events.parquet`, in input order (`inter`).
+fn write_events(spill: &Spill, writer: &ArtifactWriter, (users, places): (&Users, &Places), n: usize) -> Result<()> {
+    let mut input = Reader::<Inter>::open(&spill.path("inter"))?;
+    let mut out = EventWriter::create(writer, users, places)?;
+    let mut chunk = EventChunk::default();
+    for _ in 0..n {
+        let r = input.next_record()?;
+        chunk.push((r.user, r.place, r.ts, r.label > 0.5), Some(r.rating));
+        if chunk.len() == CHUNK_ROWS {
+            out.push(&mut chunk)?;
+        }
+    }
+    out.push(&mut chunk)?;
+    out.finish()
 }
 
 /// Records in a spill file, from its length.

@@ -1,14 +1,16 @@
-//! Point-in-time place statistics: each place's events sorted by time with prefix sums, so a
-//! trailing window strictly before any moment is two binary searches.
+//! Point-in-time place statistics: each place's events sorted by time with prefix sums (of
+//! ratings in fixed point, exact), so a trailing window strictly before any moment is two
+//! binary searches.
 
 use crate::recipe::PrepareConfig;
 pub use reco_runtime::features::window::WindowStats;
+use reco_runtime::features::window::{mean_rating, rating_fixed};
 
 /// Per-place event history, sorted by time, with prefix sums for O(log n) window queries.
 pub struct PlaceEvents {
     times: Vec<Vec<i64>>,
     visits: Vec<Vec<u32>>,
-    rating_sum: Vec<Vec<f64>>,
+    rating_sum: Vec<Vec<i128>>,
     rating_n: Vec<Vec<u32>>,
 }
 
@@ -23,12 +25,12 @@ impl PlaceEvents {
         for mut ev in per {
             ev.sort_by_key(|e| e.0);
             let mut times = Vec::with_capacity(ev.len());
-            let (mut v, mut rs, mut rn) = (vec![0u32], vec![0f64], vec![0u32]);
+            let (mut v, mut rs, mut rn) = (vec![0u32], vec![0i128], vec![0u32]);
             for (t, visit, rating) in ev {
                 times.push(t);
                 v.push(v[v.len() - 1] + u32::from(visit));
-                let r = rating.filter(|x| x.is_finite());
-                rs.push(rs[rs.len() - 1] + r.unwrap_or(0.0));
+                let r = rating.and_then(rating_fixed);
+                rs.push(rs[rs.len() - 1] + r.unwrap_or(0));
                 rn.push(rn[rn.len() - 1] + u32::from(r.is_some()));
             }
             s.times.push(times);
@@ -48,7 +50,7 @@ impl PlaceEvents {
         WindowStats {
             impressions: (hi - lo) as u32,
             visits: self.visits[place][hi] - self.visits[place][lo],
-            mean_rating: (n > 0).then(|| (self.rating_sum[place][hi] - self.rating_sum[place][lo]) / f64::from(n)),
+            mean_rating: mean_rating(self.rating_sum[place][hi] - self.rating_sum[place][lo], n),
         }
     }
 }

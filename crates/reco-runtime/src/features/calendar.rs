@@ -24,6 +24,22 @@ pub fn time_values(local_ts: i64) -> [f64; 4] {
     [(hour * (TAU / 24.0)).sin(), (hour * (TAU / 24.0)).cos(), (dow * (TAU / 7.0)).sin(), (dow * (TAU / 7.0)).cos()]
 }
 
+/// The offset from UTC (seconds) of `tz` at unix second `t`.
+#[cfg(feature = "tz")]
+pub fn utc_offset_at(tz: chrono_tz::Tz, t: i64) -> i32 {
+    use chrono::{Offset, TimeZone};
+    chrono::DateTime::from_timestamp(t, 0)
+        .map_or(0, |d| tz.offset_from_utc_datetime(&d.naive_utc()).fix().local_minus_utc())
+}
+
+/// The UTC offset function of an IANA time zone name, for the featurizer.
+#[cfg(feature = "tz")]
+pub fn zone(name: &str) -> crate::Result<Box<dyn Fn(i64) -> i64 + Send + Sync>> {
+    let tz: chrono_tz::Tz =
+        name.parse().map_err(|_| crate::Error::input(format!("time zone {name:?}: not an IANA time zone name")))?;
+    Ok(Box::new(move |t| i64::from(utc_offset_at(tz, t))))
+}
+
 /// Haversine distance, km, from `(ctx_lat, ctx_lon)` to `(place_lat, place_lon)`, degrees.
 pub fn distance_km(ctx_lat: f64, ctx_lon: f64, place_lat: f64, place_lon: f64) -> f64 {
     let rad = |x: f64| x * (PI / 180.0);

@@ -5,6 +5,21 @@
 /// counts and rates only with explicit labels, the rating only with ratings).
 pub const NAMES: [&str; 4] = ["place_visits_w", "place_impressions_w", "place_visit_rate_w", "place_rating_w"];
 
+/// Ratings are summed in fixed point with this many fractional bits: integer sums are exact
+/// in any order, so a window's mean is the same bits whether its events were summed as a
+/// batch's prefix sums or one by one online.
+const RATING_FRACTION_BITS: i32 = 32;
+
+/// A rating in the fixed point the window sums use (NaN and infinities: none).
+pub fn rating_fixed(r: f64) -> Option<i128> {
+    r.is_finite().then(|| (r * f64::powi(2.0, RATING_FRACTION_BITS)).round() as i128)
+}
+
+/// The mean of `n` ratings summing to `sum` (fixed point), `None` without ratings.
+pub fn mean_rating(sum: i128, n: u32) -> Option<f64> {
+    (n > 0).then(|| (sum as f64 / f64::powi(2.0, RATING_FRACTION_BITS)) / f64::from(n))
+}
+
 /// Window statistics of one place at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct WindowStats {
