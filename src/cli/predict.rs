@@ -1,4 +1,4 @@
-//! `reco-cli predict --model DIR --data FILE --out FILE.parquet`.
+//! `reco-cli predict --model DIR --data FILE [--raw FEATURES_DIR] --out FILE.parquet`.
 
 use std::path::PathBuf;
 
@@ -13,9 +13,15 @@ pub struct PredictArgs {
     /// Artifact directory.
     #[arg(long)]
     model: PathBuf,
-    /// Feature file to score (Parquet or CSV with the spec's columns).
+    /// Feature file to score (Parquet or CSV with the spec's columns); with --raw, raw
+    /// requests (user_id, place_id, timestamp, lat, lon, and the declared columns).
     #[arg(long)]
     data: PathBuf,
+    /// Score raw requests: featurized with this `prepare` features directory (its
+    /// featurizer.json, places.parquet and events.parquet), each row from the events before its
+    /// time, as `serve --features` does.
+    #[arg(long, value_name = "FEATURES_DIR")]
+    raw: Option<PathBuf>,
     /// Output Parquet file: row, logit, probability (input order).
     #[arg(long)]
     out: PathBuf,
@@ -26,8 +32,8 @@ pub struct PredictArgs {
 }
 
 pub fn exec(args: PredictArgs, g: &Global, progress: &dyn reco::progress::Progress) -> Result<u8> {
-    let PredictArgs { model, data, out, allow_failed } = args;
-    let summary = predict(&model, &data, &out, allow_failed, progress)?;
+    let PredictArgs { model, data, raw, out, allow_failed } = args;
+    let summary = predict(&model, (&data, raw.as_deref()), &out, allow_failed, progress)?;
     if g.json {
         super::print_json(&summary)?;
     } else {

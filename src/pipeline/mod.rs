@@ -12,6 +12,7 @@ pub mod precompute;
 pub mod predict;
 pub mod prepare;
 pub mod quantize;
+pub mod raw;
 pub mod report;
 pub mod run;
 pub mod train;

@@ -29,18 +29,24 @@ pub struct PredictSummary {
     pub model_sha256: String,
     /// Whether the input was streamed (Parquet) or read whole (CSV).
     pub streamed: bool,
+    /// Raw rows (`--raw`): how many the features could not fully know.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<crate::pipeline::raw::FlagCounts>,
 }
 
-/// Scores `data` with the model in `model_dir` and writes `out`. A failed or stale model is
-/// refused unless `allow_failed`.
+/// Scores `data` with the model in `model_dir` and writes `out`: a feature file, or raw rows
+/// featurized with `raw`'s features directory ([`crate::pipeline::raw`]). A failed or stale
+/// model is refused unless `allow_failed`.
 pub fn predict(
     model_dir: &Path,
-    data: &Path,
+    (data, raw): (&Path, Option<&Path>),
     out: &Path,
     allow_failed: bool,
     progress: &dyn crate::progress::Progress,
 ) -> Result<PredictSummary> {
-    OutputGuard::new("--out", out, Written::File(Format::Parquet)).reads(&[data, model_dir]).check()?;
+    let mut reads = vec![data, model_dir];
+    reads.extend(raw);
+    OutputGuard::new("--out", out, Written::File(Format::Parquet)).reads(&reads).check()?;
     let (manifest, model) = Model::open(model_dir)?;
     if !allow_failed {
         reco_runtime::artifact::check_usable(model_dir, &manifest)?;
@@ -52,6 +58,19 @@ pub fn predict(
         ("reco_cli.model_content_sha256".to_string(), hash.clone()),
         ("reco_cli.input".to_string(), data.display().to_string()),
     ];
+    if let Some(features) = raw {
+        let (cols, flags) = crate::pipeline::raw::featurize(data, features, model.spec())?;
+        if flags.unknown_user + flags.unknown_place > 0 {
+            progress.log(&format!(
+                "predict: {} rows with a user and {} with a place the model does not know, scored through the out-of-vocabulary rows",
+                flags.unknown_user, flags.unknown_place
+            ));
+        }
+        let logits = scored(&model, &cols, 0, model_dir, data)?;
+        write_predictions(out, &logits, &meta)?;
+        let out = out.display().to_string();
+        return Ok(PredictSummary { rows: logits.len(), out, model_sha256: hash, streamed: false, raw: Some(flags) });
+    }
     let parts = crate::data::table::list_files(data)?;
     let parquet = parts.iter().all(|(p, keys)| streamable(p, keys, &model));
     let rows = if parquet {
@@ -71,7 +90,7 @@ pub fn predict(
         write_predictions(out, &logits, &meta)?;
         logits.len()
     };
-    Ok(PredictSummary { rows, out: out.display().to_string(), model_sha256: hash, streamed: parquet })
+    Ok(PredictSummary { rows, out: out.display().to_string(), model_sha256: hash, streamed: parquet, raw: None })
 }
 
 /// Whether a part can be streamed: Parquet, no model input held in its `key=value` folders

@@ -18,6 +18,7 @@ mod export;
 mod inputs;
 mod inspect;
 mod online;
+mod online_serve;
 mod precompute;
 mod predict;
 mod prepare;

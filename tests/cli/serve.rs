@@ -11,14 +11,14 @@ use reco::data::table::Table;
 use crate::support::{bin, copy_dir, ok, parquet_metadata, reco, repo, texts};
 
 /// A running `reco-cli serve`, killed when dropped.
-struct Server {
+pub struct Server {
     child: Child,
     url: String,
 }
 
 impl Server {
     /// `reco-cli serve ARGS --addr 127.0.0.1:0` in `cwd`, once it prints its address.
-    fn start(args: &[&str], cwd: &Path) -> Self {
+    pub fn start(args: &[&str], cwd: &Path) -> Self {
         let mut child = Command::new(bin())
             .arg("serve")
             .args(args)
@@ -40,13 +40,26 @@ impl Server {
     }
 
     /// `GET path` on a connection of its own: (status code, body).
-    fn get(&self, path: &str) -> (u16, String) {
+    pub fn get(&self, path: &str) -> (u16, String) {
+        self.request(&format!("GET {path} HTTP/1.1\r\n"), "")
+    }
+
+    /// `POST path` with a JSON body on a connection of its own: (status code, body).
+    pub fn post(&self, path: &str, body: &str) -> (u16, String) {
+        let head =
+            format!("POST {path} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n", body.len());
+        self.request(&head, body)
+    }
+
+    fn request(&self, head: &str, body: &str) -> (u16, String) {
         let addr = self.url.trim_start_matches("http://");
         let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+        write!(s, "{head}Host: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        // A refused body may close the connection before it is all sent.
+        let _ = s.write_all(body.as_bytes());
         let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
+        let _ = s.read_to_string(&mut text);
         let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
         (code, text.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string()))
     }

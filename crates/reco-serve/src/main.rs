@@ -9,6 +9,7 @@ mod data;
 mod encoding;
 mod loadtest;
 mod metrics;
+mod online;
 mod recommendations;
 mod server;
 
@@ -62,7 +63,7 @@ impl Batching {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve a model: POST /v1/score, GET /v1/recommendations (with --recommendations), GET /metrics, GET /healthz.
+    /// Serve a model: POST /v1/score, POST /v1/events and /v1/score/raw (with --features), GET /v1/recommendations (with --recommendations), GET /metrics, GET /healthz.
     Serve {
         /// Artifact directory (verified before the server starts).
         #[arg(long)]
@@ -94,6 +95,24 @@ enum Command {
         /// Responses the in-process cache holds.
         #[arg(long, allow_negative_numbers = true, default_value_t = 10_000, value_parser = int_in::<usize>(1, 10_000_000))]
         cache_entries: usize,
+        /// A `prepare` features directory: raw requests at POST /v1/score/raw, featurized with its
+        /// featurizer.json and places.parquet and an online state fed by POST /v1/events (warm
+        /// from its events.parquet unless --cold).
+        #[arg(long)]
+        features: Option<PathBuf>,
+        /// Start the online state empty instead of replaying the features' events.parquet.
+        #[arg(long, requires = "features")]
+        cold: bool,
+        /// Seconds a raw request may lag the newest event and still get exact window
+        /// statistics (older ones are flagged `late`); default: the recipe's window.
+        #[arg(long, value_parser = int_in::<i64>(0, i64::MAX / 4), requires = "features")]
+        lateness_s: Option<i64>,
+        /// Visits per user the online state keeps with their times (older ones become counts).
+        #[arg(long, default_value_t = 1000, value_parser = int_in::<usize>(1, 1 << 24))]
+        max_visits_per_user: usize,
+        /// Users the online state keeps (the stalest are dropped past it).
+        #[arg(long, default_value_t = 1_000_000, value_parser = int_in::<usize>(1, 1 << 30))]
+        max_users: usize,
         /// Serve a model whose status is failed (a quality gate failed on it or an ancestor)
         /// or that is stale (made from a parent that was replaced since).
         #[arg(long)]
@@ -131,11 +150,17 @@ fn main() {
             cache_ttl_s,
             cache_entries,
             allow_failed,
+            features,
+            cold,
+            lateness_s,
+            max_visits_per_user,
+            max_users,
         } => {
             let limits =
                 server::Limits { max_body: max_body_bytes, max_rows, deadline: Duration::from_millis(deadline_ms) };
             let table = recommendations.map(|p| (p, Duration::from_secs(cache_ttl_s), cache_entries));
-            let model = Serving { dir: &model, allow_failed };
+            let state = online::StateFlags { lateness_s, max_visits_per_user, max_users, cold };
+            let model = Serving { dir: &model, allow_failed, features: features.map(|f| (f, state)) };
             serve(model, addr, &batching, limits, http_threads, table, cli.quiet)
         }
         Command::Loadtest(args) => loadtest::run(&args),
@@ -146,16 +171,17 @@ fn main() {
     }
 }
 
-/// The model to serve, and whether a failed or stale one may be.
+/// The model to serve, whether a failed or stale one may be, and the online features.
 struct Serving<'a> {
     dir: &'a std::path::Path,
     allow_failed: bool,
+    features: Option<(PathBuf, online::StateFlags)>,
 }
 
 /// Loads and verifies the model (refusing a failed or stale one unless allowed), then serves
 /// until SIGTERM or SIGINT.
 fn serve(
-    Serving { dir, allow_failed }: Serving<'_>,
+    Serving { dir, allow_failed, features }: Serving<'_>,
     addr: SocketAddr,
     batching: &Batching,
     limits: server::Limits,
@@ -169,6 +195,11 @@ fn serve(
         reco_runtime::artifact::check_usable(dir, &manifest).map_err(|e| e.to_string())?;
     }
     let model_info = (manifest.kind.to_string(), manifest.content_hash());
+    let online = features
+        .map(|(f, flags)| {
+            online::Online::load(&f, &manifest.feature_spec, flags).map_err(|e| format!("--features: {e}"))
+        })
+        .transpose()?;
     let int_ids = manifest
         .feature_spec
         .categorical
@@ -188,8 +219,14 @@ fn serve(
         .map(|(path, ttl, entries)| recommendations::Recommendations::load(&path, &model_info.1, int_ids, entries, ttl))
         .transpose()?;
     let coalescer = Coalescer::new(Arc::new(model), batching.config()).map_err(|e| e.to_string())?;
-    let app =
-        Arc::new(server::App { coalescer, model: model_info, limits, metrics: Default::default(), recommendations });
+    let app = Arc::new(server::App {
+        coalescer,
+        model: model_info,
+        limits,
+        metrics: Default::default(),
+        recommendations,
+        online,
+    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(http_threads)
         .enable_all()

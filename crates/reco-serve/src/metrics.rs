@@ -35,6 +35,8 @@ pub struct Snapshot<'a> {
     pub model: (&'a str, &'a str),
     /// Resident memory of the process, bytes (when readable).
     pub rss_bytes: Option<u64>,
+    /// The online state's counters (`serve --features`).
+    pub state: Option<reco_runtime::features::state::Counters>,
 }
 
 /// The reasons of `recommendations_rejected_total`, each exported from the start (at 0), by
@@ -117,11 +119,40 @@ impl HttpMetrics {
             escape(snap.model.0),
             escape(snap.model.1)
         );
+        if let Some(c) = &snap.state {
+            state_lines(&mut out, c);
+        }
         if let Some(rss) = snap.rss_bytes {
             header(&mut out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
             let _ = writeln!(out, "process_resident_memory_bytes {rss}");
         }
         out
+    }
+}
+
+/// The online state's counters and sizes.
+fn state_lines(out: &mut String, c: &reco_runtime::features::state::Counters) {
+    let lines = [
+        ("recommendations_state_events_total", "counter", "Events taken by the online state.", c.events),
+        (
+            "recommendations_state_late_events_total",
+            "counter",
+            "Events too old for the places' windows (history only).",
+            c.late_events,
+        ),
+        (
+            "recommendations_state_folded_visits_total",
+            "counter",
+            "Visits folded into counts by the per-user cap.",
+            c.folded_visits,
+        ),
+        ("recommendations_state_evicted_users_total", "counter", "Users dropped by the user cap.", c.evicted_users),
+        ("recommendations_state_users", "gauge", "Users held.", c.users),
+        ("recommendations_state_place_events", "gauge", "Place events held for the windows.", c.place_events),
+    ];
+    for (name, kind, help, v) in lines {
+        header(out, name, kind, help);
+        let _ = writeln!(out, "{name} {v}");
     }
 }
 
@@ -169,7 +200,7 @@ mod tests {
         m.observe("/v1/score", 200, None, 3.0);
         m.observe("/v1/score", 400, Some("invalid"), 0.0001);
         let stats = Stats::default();
-        let text = m.render(&Snapshot { stats: &stats, model: ("teacher\"x", "ab"), rss_bytes: None });
+        let text = m.render(&Snapshot { stats: &stats, model: ("teacher\"x", "ab"), rss_bytes: None, state: None });
         assert!(text.contains("recommendations_requests_total{endpoint=\"/v1/score\",code=\"200\"} 2\n"), "{text}");
         assert!(
             text.contains("recommendations_request_duration_seconds_bucket{endpoint=\"/v1/score\",le=\"0.0005\"} 2\n")

@@ -1,7 +1,8 @@
 //! The HTTP server: hyper HTTP/1.1 on tokio in front of a [`Coalescer`].
 //!
-//! `POST /v1/score` (JSON rows → logits and probabilities), `GET /metrics` (Prometheus text),
-//! `GET /healthz`. Responses are gzip or brotli compressed when the client accepts it. A full
+//! `POST /v1/score` (JSON rows → logits and probabilities), with `serve --features DIR`
+//! `POST /v1/events` (events into the online state) and `POST /v1/score/raw` (raw requests
+//! featurized online, then scored), `GET /metrics` (Prometheus text), `GET /healthz`. Responses are gzip or brotli compressed when the client accepts it. A full
 //! queue is 503 with `Retry-After`, malformed input 400 with a one-line reason, a body over
 //! the limit 413, a request past its deadline 504. SIGTERM or SIGINT stops accepting,
 //! finishes open requests and exits.
@@ -19,12 +20,14 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use reco_runtime::features::json::{events_from_json, raw_rows_from_json};
 use reco_runtime::runtime::coalesce::{CoalesceError, Coalescer};
 use reco_runtime::runtime::json::{BodyError, columns_from_json};
 use reco_runtime::runtime::sigmoid;
 
 use crate::encoding::{Encoding, compress};
 use crate::metrics::{HttpMetrics, Snapshot, rss_bytes};
+use crate::online::Online;
 use crate::recommendations::{Miss, Recommendations};
 
 /// Request limits.
@@ -50,6 +53,8 @@ pub struct App {
     pub metrics: HttpMetrics,
     /// The precompute table behind `/v1/recommendations`, if loaded.
     pub recommendations: Option<Recommendations>,
+    /// The online features behind `/v1/events` and `/v1/score/raw`, if loaded.
+    pub online: Option<Online>,
 }
 
 /// A response before compression.
@@ -152,11 +157,13 @@ async fn route(app: &App, req: Request<Incoming>) -> (&'static str, Reply) {
     let path = req.uri().path().to_string();
     match (req.method(), path.as_str()) {
         (&Method::POST, "/v1/score") => ("/v1/score", score(app, req, arrived).await),
+        (&Method::POST, "/v1/score/raw") => ("/v1/score/raw", score_raw(app, req, arrived).await),
+        (&Method::POST, "/v1/events") => ("/v1/events", events(app, req, arrived).await),
         (&Method::GET, "/metrics") => ("/metrics", metrics(app)),
         (&Method::GET, "/healthz") => ("/healthz", Reply::text(StatusCode::OK, "text/plain", "ok\n".into())),
         (&Method::GET, "/v1/recommendations") => ("/v1/recommendations", recommend(app, req.uri().query())),
-        (_, "/v1/score" | "/metrics" | "/healthz" | "/v1/recommendations") => {
-            let allow = if path == "/v1/score" { "POST" } else { "GET" };
+        (_, "/v1/score" | "/v1/score/raw" | "/v1/events" | "/metrics" | "/healthz" | "/v1/recommendations") => {
+            let allow = if path.starts_with("/v1/score") || path == "/v1/events" { "POST" } else { "GET" };
             let mut r = Reply::error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 &format!("{} is not allowed on {}", req.method(), path.escape_debug()),
@@ -190,40 +197,49 @@ fn recommend(app: &App, query: Option<&str>) -> Reply {
 
 fn metrics(app: &App) -> Reply {
     let stats = app.coalescer.stats();
-    let snap = Snapshot { stats: &stats, model: (&app.model.0, &app.model.1), rss_bytes: rss_bytes() };
+    let state = app.online.as_ref().map(Online::counters);
+    let snap = Snapshot { stats: &stats, model: (&app.model.0, &app.model.1), rss_bytes: rss_bytes(), state };
     Reply::text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", app.metrics.render(&snap))
 }
 
-/// The deadline runs from the request's arrival: reading a slow body counts against it.
-async fn score(app: &App, req: Request<Incoming>, arrived: Instant) -> Reply {
+/// The request body, within the size limit and the deadline (which runs from the request's
+/// arrival: reading a slow body counts against it).
+async fn read_body(app: &App, req: Request<Incoming>, deadline: Instant) -> Result<Bytes, Reply> {
     let limits = &app.limits;
-    let deadline = arrived + limits.deadline;
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limits.max_body) {
-        return too_large(limits.max_body);
+        return Err(too_large(limits.max_body));
     }
     let read = tokio::time::timeout_at(deadline.into(), Limited::new(req.into_body(), limits.max_body).collect());
-    let body = match read.await {
-        Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(limits.max_body),
-        Ok(Err(e)) => return Reply::error(StatusCode::BAD_REQUEST, &format!("cannot read the body: {e}")),
-        Err(_) => return refusal(&CoalesceError::DeadlineExceeded),
-    };
-    let cols = match columns_from_json(app.coalescer.model().spec(), &body, limits.max_rows) {
-        Ok(c) => c,
-        Err(e @ BodyError::TooManyRows { .. }) => return Reply::error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string()),
-        Err(e) => return Reply::error(StatusCode::BAD_REQUEST, &e.to_string()),
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    if let Err(e) = app.coalescer.submit(cols, Some(deadline), Box::new(move |r| drop(tx.send(r)))) {
-        return refusal(&e);
+    match read.await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(limits.max_body)),
+        Ok(Err(e)) => Err(Reply::error(StatusCode::BAD_REQUEST, &format!("cannot read the body: {e}"))),
+        Err(_) => Err(refusal(&CoalesceError::DeadlineExceeded)),
     }
-    let result = match tokio::time::timeout_at(deadline.into(), rx).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(_)) => Err(CoalesceError::ShuttingDown),
-        Err(_) => Err(CoalesceError::DeadlineExceeded),
+}
+
+/// 413 for too many rows, else 400.
+fn body_refusal(e: &BodyError) -> Reply {
+    let status = if matches!(e, BodyError::TooManyRows { .. }) {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::BAD_REQUEST
     };
-    match result {
+    Reply::error(status, &e.to_string())
+}
+
+async fn score(app: &App, req: Request<Incoming>, arrived: Instant) -> Reply {
+    let deadline = arrived + app.limits.deadline;
+    let body = match read_body(app, req, deadline).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let cols = match columns_from_json(app.coalescer.model().spec(), &body, app.limits.max_rows) {
+        Ok(c) => c,
+        Err(e) => return body_refusal(&e),
+    };
+    match scored(app, cols, deadline).await {
         Ok(logits) => {
             let probabilities: Vec<f32> = logits.iter().map(|&z| sigmoid(z)).collect();
             Reply::json(
@@ -232,6 +248,76 @@ async fn score(app: &App, req: Request<Incoming>, arrived: Instant) -> Reply {
             )
         }
         Err(e) => refusal(&e),
+    }
+}
+
+/// The online features, or 404 naming the flag that loads them.
+fn online(app: &App) -> Result<&Online, Reply> {
+    app.online
+        .as_ref()
+        .ok_or_else(|| Reply::error(StatusCode::NOT_FOUND, "this server has no online features (serve --features DIR)"))
+}
+
+/// `POST /v1/score/raw`: raw rows featurized with the online state, then scored; each row's
+/// flags say what its features could not know.
+async fn score_raw(app: &App, req: Request<Incoming>, arrived: Instant) -> Reply {
+    let deadline = arrived + app.limits.deadline;
+    let online = match online(app) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let body = match read_body(app, req, deadline).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let rows = match raw_rows_from_json(&body, app.limits.max_rows) {
+        Ok(r) => r,
+        Err(e) => return body_refusal(&e),
+    };
+    let (cols, flags) = match online.columns(rows) {
+        Ok(c) => c,
+        Err(e) => return Reply::error(StatusCode::BAD_REQUEST, &e),
+    };
+    match scored(app, cols, deadline).await {
+        Ok(logits) => {
+            let probabilities: Vec<f32> = logits.iter().map(|&z| sigmoid(z)).collect();
+            let body = serde_json::json!({
+                "logits": logits, "probabilities": probabilities, "flags": flags, "model_sha256": app.model.1
+            });
+            Reply::json(StatusCode::OK, &body)
+        }
+        Err(e) => refusal(&e),
+    }
+}
+
+/// `POST /v1/events`: events into the online state.
+async fn events(app: &App, req: Request<Incoming>, arrived: Instant) -> Reply {
+    let online = match online(app) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let body = match read_body(app, req, arrived + app.limits.deadline).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match events_from_json(&body, app.limits.max_rows) {
+        Ok(events) => {
+            let n = events.len();
+            let late = online.insert(events);
+            Reply::json(StatusCode::OK, &serde_json::json!({ "accepted": n, "late": late }))
+        }
+        Err(e) => body_refusal(&e),
+    }
+}
+
+/// Scores columns through the coalescer within the deadline.
+async fn scored(app: &App, cols: reco_runtime::runtime::Columns, deadline: Instant) -> Result<Vec<f32>, CoalesceError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    app.coalescer.submit(cols, Some(deadline), Box::new(move |r| drop(tx.send(r))))?;
+    match tokio::time::timeout_at(deadline.into(), rx).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Err(CoalesceError::ShuttingDown),
+        Err(_) => Err(CoalesceError::DeadlineExceeded),
     }
 }
 
@@ -300,6 +386,7 @@ mod tests {
             embedding_dims: vec![2],
             hidden: vec![3],
             activation: reco_runtime::artifact::manifest::Activation::Relu,
+            interaction: reco_runtime::artifact::manifest::Interaction::None,
         };
         let weights = FloatWeights {
             embeddings: vec![Table { data: vec![0.1; 5 * 2], rows: 5, dim: 2 }],
@@ -336,6 +423,7 @@ mod tests {
             limits,
             metrics: HttpMetrics::default(),
             recommendations: None,
+            online: None,
         });
         let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();

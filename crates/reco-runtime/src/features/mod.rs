@@ -8,6 +8,7 @@ pub mod calendar;
 #[cfg(feature = "parquet")]
 pub mod files;
 pub mod history;
+pub mod json;
 pub mod online;
 pub mod state;
 pub mod window;
