@@ -31,6 +31,7 @@ use crate::data::table::Table;
 use crate::geo::{GridIndex, haversine_km};
 use crate::recipe::PrepareConfig;
 use reco_runtime::artifact::spec::{CategoricalSpec, FeatureSpec, Ids, Key, Vocabulary};
+use reco_runtime::features::history::{self, HistoryStats};
 use reco_runtime::error::{Error, Result};
 use reco_runtime::runtime::{Columns, Model, sigmoid};
 
@@ -351,6 +352,10 @@ impl RequestInputs {
                 vec![v; n]
             } else if let Some(v) = self.users.numeric(name) {
                 user_rows.iter().map(|&r| v[r]).collect()
+            } else if let Some(k) = history::NAMES.iter().position(|h| *h == name) {
+                // A table per segment and cell knows no user's past: ranked as for a user
+                // without history (personal ranking with history: POST /v1/score/raw).
+                vec![HistoryStats::default().values(true)[k] as f32; n]
             } else {
                 let v = places.numeric.get(name).ok_or_else(|| unsupported(spec, name))?;
                 idx.iter().map(|&i| v[i]).collect()
