@@ -69,6 +69,9 @@ fn input_row(
             "hour_cos" => (hour.cos() as f32).to_string(),
             "dow_sin" => (dow.sin() as f32).to_string(),
             "dow_cos" => (dow.cos() as f32).to_string(),
+            // Per segment and cell, no user's past: the values of a user without history.
+            "user_place_never" => "1".to_string(),
+            n if n.starts_with("user_") && n != "user_id" && !own.contains_key(n) => "0".to_string(),
             n if own.contains_key(n) => own[n].clone(),
             n if *numeric => places.floats(n, false).unwrap()[p].to_string(),
             n => texts(places, n)[p].clone(),

@@ -160,7 +160,7 @@ impl ArtifactWriter {
 
 /// Names of the files reco-cli writes into a directory it replaces as a whole (an artifact, a
 /// features directory, imported or synthetic raw tables).
-const OWN_FILES: [&str; 15] = [
+const OWN_FILES: [&str; 17] = [
     MANIFEST,
     WEIGHTS,
     "metrics.json",
@@ -172,6 +172,8 @@ const OWN_FILES: [&str; 15] = [
     "test.parquet",
     "calibration.parquet",
     "ranking.parquet",
+    "events.parquet",
+    "featurizer.json",
     "users.parquet",
     "places.parquet",
     "interactions.parquet",
