@@ -271,3 +271,89 @@ impl OnlineState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400;
+
+    fn visit(user: i64, place: i64, ts: i64) -> Event {
+        Event { user: Id::Int(user), place: Id::Int(place), ts, visit: true, rating: None }
+    }
+
+    fn state(limits: Limits) -> OnlineState {
+        let categories = HashMap::from([(Id::Int(1), 7), (Id::Int(2), 7), (Id::Int(3), 8)]);
+        OnlineState::new(7 * DAY, categories, limits)
+    }
+
+    fn log() -> Vec<Event> {
+        vec![visit(1, 1, DAY), visit(1, 2, 2 * DAY), visit(1, 1, 9 * DAY), visit(2, 1, 10 * DAY), visit(1, 3, 10 * DAY)]
+    }
+
+    #[test]
+    fn events_in_any_order_give_the_counts_of_the_events_strictly_before_t() {
+        let limits = Limits::for_window(7 * DAY);
+        let (mut ordered, mut reversed) = (state(limits), state(limits));
+        for e in log() {
+            ordered.insert(e);
+        }
+        for e in log().into_iter().rev() {
+            reversed.insert(e);
+        }
+        for s in [&ordered, &reversed] {
+            let (u, p) = (Id::Int(1), Id::Int(1));
+            // At 10 days: visits at 1, 2 and 9 days before; the one at 10 days is not before.
+            let h = s.history(&u, &p, 10 * DAY);
+            let want = HistoryStats {
+                visits: 3,
+                place_visits: 2,
+                place_visits_w: 1,
+                category_visits: 3,
+                since_last: Some(DAY),
+            };
+            assert_eq!(h, want);
+            let w = s.window(&p, 10 * DAY + 1);
+            assert_eq!((w.stats.visits, w.stats.impressions, w.late), (2, 2, false));
+            assert_eq!(s.history(&Id::Int(9), &p, 20 * DAY), HistoryStats::default(), "an unknown user has no past");
+        }
+    }
+
+    #[test]
+    fn a_late_event_counts_in_its_users_history_only_and_is_counted() {
+        let mut s = state(Limits { lateness: DAY, ..Limits::for_window(7 * DAY) });
+        s.insert(visit(1, 1, 30 * DAY));
+        // Older than the horizon (30 - 7 - 1 days).
+        s.insert(visit(2, 1, 10 * DAY));
+        assert_eq!(s.counters().late_events, 1);
+        assert_eq!(s.history(&Id::Int(2), &Id::Int(1), 11 * DAY).place_visits, 1);
+        let w = s.window(&Id::Int(1), 11 * DAY);
+        assert_eq!(w.stats.visits, 0);
+        assert!(w.late, "a request older than the lateness allows is flagged");
+        assert!(!s.window(&Id::Int(1), 30 * DAY).late);
+    }
+
+    #[test]
+    fn the_per_user_cap_folds_old_visits_into_exact_totals() {
+        let mut s = state(Limits { max_visits_per_user: 2, ..Limits::for_window(7 * DAY) });
+        for e in log() {
+            s.insert(e);
+        }
+        // User 1 has 4 visits, 2 kept with times: totals after all of them stay exact.
+        let h = s.history(&Id::Int(1), &Id::Int(1), 20 * DAY);
+        assert_eq!((h.visits, h.place_visits, h.category_visits, h.since_last), (4, 2, 3, Some(11 * DAY)));
+        assert_eq!(s.counters().folded_visits, 2);
+    }
+
+    #[test]
+    fn past_the_user_cap_the_stalest_users_go() {
+        let mut s = state(Limits { max_users: 10, ..Limits::for_window(7 * DAY) });
+        for u in 0..11 {
+            s.insert(visit(u, 1, u * DAY));
+        }
+        let c = s.counters();
+        assert!(c.users <= 10 && c.evicted_users >= 1, "{c:?}");
+        assert_eq!(s.history(&Id::Int(0), &Id::Int(1), 100 * DAY), HistoryStats::default(), "user 0 was stalest");
+        assert_eq!(s.history(&Id::Int(10), &Id::Int(1), 100 * DAY).visits, 1);
+    }
+}
