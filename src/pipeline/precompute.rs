@@ -31,8 +31,8 @@ use crate::data::table::Table;
 use crate::geo::{GridIndex, haversine_km};
 use crate::recipe::PrepareConfig;
 use reco_runtime::artifact::spec::{CategoricalSpec, FeatureSpec, Ids, Key, Vocabulary};
-use reco_runtime::features::history::{self, HistoryStats};
 use reco_runtime::error::{Error, Result};
+use reco_runtime::features::history::{self, HistoryStats};
 use reco_runtime::runtime::{Columns, Model, sigmoid};
 
 /// What to precompute.
