@@ -63,10 +63,18 @@ def feeds_of(table, spec):
 
 
 def mlp_input(table, spec, weights):
-    """The float MLP input [rows, Σ dims + numeric]: embedding rows, then normalized numbers."""
+    """The float MLP input [rows, Σ dims + numeric (+ 1)]: embedding rows, then normalized
+    numbers, then, when layer 0 takes one more column, the user·place dot interaction (float32,
+    one product and one sum at a time in index order, as reco-cli computes it)."""
     ids, num = encode(table, spec)
     emb = [weights[f"embedding.{c['name']}"][i] for c, i in zip(spec["categorical"], ids)]
-    return np.ascontiguousarray(np.concatenate(emb + [num], axis=1).astype(np.float32))
+    extra = []
+    if weights["dense.0.weight"].shape[1] == sum(e.shape[1] for e in emb) + num.shape[1] + 1:
+        dot = emb[0][:, 0] * emb[1][:, 0]
+        for k in range(1, emb[0].shape[1]):
+            dot = dot + emb[0][:, k] * emb[1][:, k]
+        extra = [dot[:, None]]
+    return np.ascontiguousarray(np.concatenate(emb + [num] + extra, axis=1).astype(np.float32))
 
 
 class Reader(CalibrationDataReader):

@@ -125,7 +125,8 @@ def run_torch(data, spec, arch, train, threads, seed):
     )
     for t in tables:
         torch.nn.init.normal_(t.weight, 0.0, 0.05)
-    width = sum(dims) + num.shape[1]
+    dot = arch.get("interaction", "none") == "dot"  # the user·place dot after the numbers
+    width = sum(dims) + num.shape[1] + int(dot)
     layers = []
     for h in arch["hidden"]:
         layers += [torch.nn.Linear(width, h), torch.nn.ReLU()]
@@ -136,8 +137,9 @@ def run_torch(data, spec, arch, train, threads, seed):
     opt = torch.optim.AdamW(params, lr=train["learning_rate"], weight_decay=train["weight_decay"], eps=1e-5)
 
     def forward(i, x):
-        parts = [t(i[:, k]) for k, t in enumerate(tables)] + [x]
-        return mlp(torch.cat(parts, 1)).squeeze(1)
+        emb = [t(i[:, k]) for k, t in enumerate(tables)]
+        extra = [(emb[0] * emb[1]).sum(1, keepdim=True)] if dot else []
+        return mlp(torch.cat(emb + [x] + extra, 1)).squeeze(1)
 
     ids_t, num_t, y_t = torch.from_numpy(ids), torch.from_numpy(num), torch.from_numpy(y)
     vids_t, vnum_t = torch.from_numpy(vids), torch.from_numpy(vnum)

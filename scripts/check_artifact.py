@@ -10,6 +10,11 @@
 For INT8 artifacts (static activations), step 3 instead re-implements the integer pipeline in
 numpy from the stored codes, scales and zero points (int64 matmul, float32 requantization with
 round-half-to-even, fused ReLU) — an independent reference for our SIMD kernels.
+A dot interaction term (`architecture.interaction == "dot"`) is the last MLP input column: the
+float64 dot of the user and place embedding rows for float models; for INT8 models the integer
+dot of their layer-0 input codes, `sum((u - z) * (p - z))` times `scale²` in float32, quantized
+like every other input (static layer 0), else the float32 dot of the dequantized rows summed in
+index order.
 Every manifest is validated against schemas/manifest.schema.json with the `jsonschema` package.
 
 usage: check_artifact.py --bin target/release/reco-cli --model DIR --data FILE.parquet [--schema-only]
@@ -76,6 +81,18 @@ def f32(x):
     return np.float32(x)
 
 
+def dot_f32(u, p):
+    """Row-wise dot in float32, one rounded product and sum at a time in index order."""
+    s = u[:, 0] * p[:, 0]
+    for i in range(1, u.shape[1]):
+        s = s + u[:, i] * p[:, i]
+    return s.astype(np.float32)
+
+
+def quantize(x, s, z):
+    return np.clip(np.rint(x / f32(s)) + z, 0, 255).astype(np.int64)
+
+
 def check_int8(a, manifest, t):
     spec, arch = manifest["feature_spec"], manifest["architecture"]
     table = pq.read_table(a.data)
@@ -90,10 +107,19 @@ def check_int8(a, manifest, t):
         codes, so = t[f"embedding.{c['name']}.codes"], t[f"embedding.{c['name']}.scale_offset"]
         emb.append((codes[i].astype(np.float32) * so[i, :1] + so[i, 1:]).astype(np.float32))
     # Layer inputs are quantized by division by the scale (as ours and ONNX QuantizeLinear).
+    dot = arch.get("interaction", "none") == "dot"
     state = ("f", np.concatenate(emb + [num], axis=1).astype(np.float32))
     if 0 in qp:
         s, z = qp[0]
-        state = ("q", np.clip(np.rint(state[1] / f32(s)) + z, 0, 255).astype(np.int64), s, z)
+        codes = quantize(state[1], s, z)
+        if dot:
+            d = arch["embedding_dims"][0]
+            acc = ((codes[:, :d] - z) * (codes[:, d:2 * d] - z)).sum(axis=1)
+            v = acc.astype(np.float32) * (f32(s) * f32(s))
+            codes = np.concatenate([codes, quantize(v, s, z)[:, None]], axis=1)
+        state = ("q", codes, s, z)
+    elif dot:
+        state = ("f", np.concatenate([state[1], dot_f32(emb[0], emb[1])[:, None]], axis=1))
     for i in range(n_layers):
         hidden = i < n_layers - 1
         if f"dense.{i}.weight_q" in t:
@@ -163,7 +189,8 @@ def main():
               f"({sorted({str(t.dtype) for t in tensors.values()})})")
         return
     spec, arch = manifest["feature_spec"], manifest["architecture"]
-    dims = [sum(arch["embedding_dims"]) + len(spec["numeric"])] + arch["hidden"] + [1]
+    dot = arch.get("interaction", "none") == "dot"
+    dims = [sum(arch["embedding_dims"]) + len(spec["numeric"]) + int(dot)] + arch["hidden"] + [1]
     for c, d in zip(spec["categorical"], arch["embedding_dims"]):
         t = tensors[f"embedding.{c['name']}"]
         if t.dtype != np.float32 or t.shape != (len(c["vocabulary"]) + 1, d):
@@ -176,7 +203,8 @@ def main():
     table = pq.read_table(a.data)
     ids, num = encode(table, spec)
     parts = [tensors[f"embedding.{c['name']}"].astype(np.float64)[i] for c, i in zip(spec["categorical"], ids)]
-    h = np.concatenate(parts + [num.astype(np.float64)], axis=1)
+    extra = [(parts[0] * parts[1]).sum(axis=1, keepdims=True)] if dot else []
+    h = np.concatenate(parts + [num.astype(np.float64)] + extra, axis=1)
     for i in range(len(dims) - 1):
         h = h @ tensors[f"dense.{i}.weight"].astype(np.float64).T + tensors[f"dense.{i}.bias"]
         if i < len(dims) - 2:

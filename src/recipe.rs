@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::data::schema::FilesConfig;
+use reco_runtime::artifact::manifest::Interaction;
 use reco_runtime::error::{Error, IoContext, Result};
 use reco_runtime::quant::calibrate::Calibrator;
 
@@ -385,6 +386,13 @@ impl Default for PrepareConfig {
     }
 }
 
+/// The interaction term a recipe that does not set `train.interaction` gets: the one place to
+/// change the default. Manifests and stage keys omit `none` (so models without the term keep
+/// their bytes and stage keys), which means that after a change of default a resolved recipe
+/// saved before it reads back (`distill --teacher`) with the new default; students take the
+/// teacher's architecture, not this key, so what they are does not change.
+pub const DEFAULT_INTERACTION: Interaction = Interaction::None;
+
 /// Teacher training settings (DESIGN §4).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -407,6 +415,10 @@ pub struct TrainConfig {
     pub id_embedding_dim: usize,
     /// Embedding width for small categorical columns (segment, category).
     pub small_embedding_dim: usize,
+    /// An explicit interaction term: `none`, or `dot` (the user and place embeddings' dot
+    /// product, one more MLP input; both then take `id_embedding_dim`).
+    #[serde(skip_serializing_if = "Interaction::is_none")]
+    pub interaction: Interaction,
     /// Training backend: `flex` (default, faster) or `ndarray` (or `wgpu` with the feature).
     pub backend: crate::model::Backend,
     /// A training or validation split of at most this many rows is held in memory whole
@@ -429,6 +441,7 @@ impl Default for TrainConfig {
             hidden: vec![256, 128],
             id_embedding_dim: 16,
             small_embedding_dim: 4,
+            interaction: DEFAULT_INTERACTION,
             backend: crate::model::Backend::Flex,
             max_rows_in_memory: crate::data::chunks::MAX_ROWS_IN_MEMORY,
             shuffle_buffer_rows: 262_144,
@@ -611,7 +624,11 @@ mod tests {
     #[test]
     fn the_readme_defaults_table_matches_the_code() {
         let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-        let defaults = serde_json::to_value(Recipe::parse(MINIMAL).unwrap()).unwrap();
+        let mut defaults = serde_json::to_value(Recipe::parse(MINIMAL).unwrap()).unwrap();
+        // `train.interaction` is not serialized when it is `none` (manifests keep their bytes).
+        if defaults["train"].get("interaction").is_none() {
+            defaults["train"]["interaction"] = serde_json::json!(DEFAULT_INTERACTION);
+        }
         let mut rows = 0;
         let table = readme.lines().skip_while(|l| *l != "| key | default | meaning |").take_while(|l| !l.is_empty());
         for line in table {
@@ -652,6 +669,19 @@ mod tests {
         assert_eq!(r.seed, 42);
         assert_eq!(r.train, TrainConfig::default());
         assert_eq!(r.data, DataConfig::Synth(SynthConfig::default()));
+    }
+
+    #[test]
+    fn the_interaction_is_a_closed_set_and_none_is_left_out_of_the_resolved_recipe() {
+        let dot = Recipe::parse(&format!("{MINIMAL}[train]\ninteraction = \"dot\"\n")).unwrap();
+        assert_eq!(dot.train.interaction, Interaction::Dot);
+        assert_eq!(serde_json::to_value(&dot.train).unwrap()["interaction"], "dot");
+        let none = Recipe::parse(&format!("{MINIMAL}[train]\ninteraction = \"none\"\n")).unwrap();
+        assert_eq!(none.train.interaction, Interaction::None);
+        assert!(serde_json::to_value(&none.train).unwrap().get("interaction").is_none());
+        assert_eq!(Recipe::parse(MINIMAL).unwrap().train.interaction, DEFAULT_INTERACTION);
+        let err = Recipe::parse(&format!("{MINIMAL}[train]\ninteraction = \"cross\"\n")).unwrap_err();
+        assert!(err.contains("line 5") && err.contains("cross") && err.contains("`dot`"), "{err}");
     }
 
     #[test]

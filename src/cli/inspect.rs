@@ -47,8 +47,9 @@ pub fn exec(args: InspectArgs, g: &Global) -> Result<u8> {
 fn print_model(dir: &std::path::Path, m: &artifact::Manifest, tensors: &[(String, String, Vec<usize>)]) {
     println!("{}  kind {}  status {}  format {} v{}", dir.display(), m.kind, m.status, m.format, m.format_version);
     println!("reco-cli {}  seed {}  content sha256 {}", m.reco_cli_version, m.seed, m.content_hash());
+    let dot = if m.architecture.interaction.is_none() { "" } else { " + user·place dot" };
     println!(
-        "architecture: embeddings {:?} -> hidden {:?} -> 1 ({}), {} parameters",
+        "architecture: embeddings {:?}{dot} -> hidden {:?} -> 1 ({}), {} parameters",
         m.architecture.embedding_dims,
         m.architecture.hidden,
         m.architecture.activation,

@@ -10,7 +10,7 @@ use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use reco_runtime::artifact::manifest::Architecture;
+use reco_runtime::artifact::manifest::{Architecture, Interaction};
 use reco_runtime::artifact::spec::FeatureSpec;
 use reco_runtime::artifact::weights::{Dense, FloatWeights, Table};
 use reco_runtime::error::{Error, Result};
@@ -99,13 +99,17 @@ fn wgpu_device() -> Result<Device> {
     }
 }
 
-/// Embeddings (one per categorical column) + MLP with ReLU -> one logit.
+/// Embeddings (one per categorical column) + MLP with ReLU -> one logit; with a dot
+/// interaction, the MLP input ends with the dot product of the first two embedding rows.
 #[derive(Module, Debug)]
 pub struct RecoNet {
     /// One table per categorical column, in spec order.
     pub embeddings: Vec<Embedding>,
     /// Dense layers; the last one has width 1 and no activation.
     pub layers: Vec<Linear>,
+    /// The interaction term appended after the numeric inputs (no parameters of its own).
+    #[module(skip)]
+    pub interaction: Interaction,
 }
 
 /// One batch of encoded inputs on a device.
@@ -151,18 +155,25 @@ impl RecoNet {
             })
             .collect();
         let layers = arch.layer_shapes(spec).into_iter().map(|(i, o)| LinearConfig::new(i, o).init(device)).collect();
-        Self { embeddings, layers }
+        Self { embeddings, layers, interaction: arch.interaction }
     }
 
     /// Logits for a batch.
     ///
     /// # Shapes
     /// - ids: `[batch]` each; numeric: `[batch, numeric]`
+    /// - MLP input: `[batch, Σ dims + numeric (+ 1 for the dot)]`
     /// - output: `[batch]`
     pub fn forward(&self, batch: &BatchTensors) -> Tensor<1> {
         let mut parts: Vec<Tensor<2>> =
             self.embeddings.iter().zip(&batch.ids).map(|(e, ids)| e.weight.val().select(0, ids.clone())).collect();
+        // The dot of the user and place rows, `[batch, 1]` (equal widths: `Architecture::validate`).
+        let dot = match (self.interaction, &parts[..]) {
+            (Interaction::Dot, [user, place, ..]) => Some((user.clone() * place.clone()).sum_dim(1)),
+            _ => None,
+        };
         parts.push(batch.numeric.clone());
+        parts.extend(dot);
         let mut x = Tensor::cat(parts, 1);
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -276,6 +287,7 @@ mod tests {
             embedding_dims: vec![4],
             hidden: vec![8],
             activation: reco_runtime::artifact::manifest::Activation::Relu,
+            interaction: reco_runtime::artifact::manifest::Interaction::None,
         };
         let rows = 64;
         let enc = reco_runtime::runtime::Encoded {
@@ -299,6 +311,53 @@ mod tests {
         let loss = crate::model::loss::bce_with_logits(model.forward(&batch), labels);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         optim.step(0.01, model, grads)
+    }
+
+    #[test]
+    fn the_training_forward_with_a_dot_scores_as_the_runtime_does() {
+        // Two id columns of width 4 (the dot's pair), one small one, one number.
+        let spec = FeatureSpec {
+            categorical: vec![
+                CategoricalSpec::new("user_id", (1..=20).collect()),
+                CategoricalSpec::new("place_id", (1..=9).collect()),
+                CategoricalSpec::new("segment", (1..=3).collect()),
+            ],
+            numeric: vec![NumericSpec { name: "x".into(), mean: 0.0, std: 1.0 }],
+            label: "label".into(),
+            sources: Vec::new(),
+        };
+        let arch = Architecture {
+            embedding_dims: vec![4, 4, 2],
+            hidden: vec![8],
+            activation: reco_runtime::artifact::manifest::Activation::Relu,
+            interaction: Interaction::Dot,
+        };
+        let rows = 40;
+        let enc = reco_runtime::runtime::Encoded {
+            rows,
+            ids: [21u32, 10, 4].iter().map(|&n| (0..rows as u32).map(|i| (i * 7 + 3) % n).collect()).collect(),
+            numeric: (0..rows).map(|i| (i as f32 * 0.37).sin()).collect(),
+        };
+        let dev = device(Backend::Flex).unwrap();
+        dev.seed(5);
+        let mut net = RecoNet::new(&spec, &arch, &dev);
+        // Large embeddings, so the dot is far from 0 and its weights matter.
+        let mut w = net.to_weights().unwrap();
+        w.embeddings.iter_mut().flat_map(|t| t.data.iter_mut()).for_each(|v| *v *= 20.0);
+        net = RecoNet::from_weights(&spec, &arch, &w, &dev).unwrap();
+        assert_eq!(net.layers[0].weight.dims(), [4 + 4 + 2 + 1 + 1, 8]);
+        let idx: Vec<usize> = (0..rows).collect();
+        let ours = net.forward(&BatchTensors::new(&enc, &idx, 1, &dev)).into_data().as_slice::<f32>().unwrap().to_vec();
+        let runtime = reco_runtime::runtime::FloatModel::new(spec.clone(), arch.clone(), w.clone()).unwrap();
+        let want = runtime.logits_encoded(&enc);
+        for (a, b) in ours.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        // Without the dot (its input weights zeroed) the logits move: the term is in both.
+        let mut no_dot = w.clone();
+        (0..8).for_each(|o| no_dot.dense[0].weight[o * 12 + 11] = 0.0);
+        let moved = reco_runtime::runtime::FloatModel::new(spec, arch, no_dot).unwrap().logits_encoded(&enc);
+        assert!(moved.iter().zip(&want).any(|(a, b)| (a - b).abs() > 1e-2), "the dot column carries weight");
     }
 
     #[test]

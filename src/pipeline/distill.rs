@@ -68,13 +68,16 @@ pub struct DistillSummary {
     pub ratio: f64,
 }
 
-/// The student architecture: every hidden width and embedding dim times `ratio`, at least 1.
+/// The student architecture: every hidden width and embedding dim times `ratio`, at least 1,
+/// and the teacher's interaction term (its paired embeddings, equal in the teacher, are scaled
+/// alike, so they stay equal).
 pub fn student_architecture(teacher: &Architecture, ratio: f64) -> Architecture {
     let scale = |d: usize| ((d as f64 * ratio).round() as usize).max(1);
     Architecture {
         embedding_dims: teacher.embedding_dims.iter().map(|&d| scale(d)).collect(),
         hidden: teacher.hidden.iter().map(|&d| scale(d)).collect(),
         activation: teacher.activation.clone(),
+        interaction: teacher.interaction,
     }
 }
 
@@ -210,4 +213,27 @@ fn train_scratch(job: &DistillJob<'_>, student: &FitInput<'_>, progress: &dyn Pr
     };
     write_float_artifact(job.scratch_out, input.spec, input.arch, &weights, meta, summary.best_valid_auc)?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reco_runtime::artifact::manifest::{Activation, Interaction};
+
+    #[test]
+    fn a_students_dot_pairs_embeddings_scaled_alike() {
+        let teacher = Architecture {
+            embedding_dims: vec![16, 16, 4],
+            hidden: vec![128, 64],
+            activation: Activation::Relu,
+            interaction: Interaction::Dot,
+        };
+        let student = student_architecture(&teacher, 0.5);
+        assert_eq!(student.embedding_dims, [8, 8, 2]);
+        assert_eq!(student.hidden, [64, 32]);
+        assert_eq!(student.interaction, Interaction::Dot);
+        student.validate().unwrap();
+        let none = Architecture { interaction: Interaction::None, ..teacher };
+        assert_eq!(student_architecture(&none, 0.3).interaction, Interaction::None);
+    }
 }

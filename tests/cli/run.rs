@@ -55,7 +55,7 @@ fn a_checkin_log_runs_end_to_end_and_is_scored_with_string_ids_beside_the_baseli
     let report: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     let baselines = report["eval"]["baselines"].as_array().unwrap();
     let names: Vec<&str> = baselines.iter().map(|b| b["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["popularity", "nearest"]);
+    assert_eq!(names, ["history", "popularity", "nearest"]);
     for b in baselines {
         assert!(b["auc"].as_f64().is_some_and(|a| a > 0.0 && a < 1.0), "{b}");
         assert!(b["ndcg@10"].as_f64().is_some(), "{b}");
@@ -125,4 +125,62 @@ fn a_second_run_into_a_locked_output_fails_cleanly_and_runs_once_the_lock_is_gon
     assert!(!out.join("teacher").exists() && !out.join("raw").exists());
     drop(lock);
     ok(reco(&["run", recipe.to_str().unwrap(), "--out", "out"], dir.path()));
+}
+
+/// Shape of tensor `name` in a safetensors file, read from its JSON header.
+fn tensor_shape(path: &std::path::Path, name: &str) -> Vec<u64> {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header[name]["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect()
+}
+
+#[test]
+fn a_dot_interaction_runs_end_to_end_is_recorded_in_every_manifest_and_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = std::fs::read_to_string(repo().join("recipes/tiny.toml")).unwrap();
+    std::fs::write(dir.path().join("r.toml"), tiny.replace("[train]\n", "[train]\ninteraction = \"dot\"\n")).unwrap();
+    let o = ok(reco(&["run", "r.toml", "--out", "out", "--json"], dir.path()));
+    let report: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let out = dir.path().join("out");
+    for stage in ["teacher", "student", "student-scratch", "teacher-int8", "student-int8"] {
+        let m = manifest_json(&out.join(stage));
+        let arch = &m["architecture"];
+        assert_eq!(arch["interaction"], "dot", "{stage}");
+        assert_eq!(m["recipe"]["train"]["interaction"], "dot", "{stage}");
+        let dims: Vec<u64> = arch["embedding_dims"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
+        assert_eq!(dims[0], dims[1], "{stage}: the dot's pair has equal widths");
+        // Layer 0 takes every embedding, every number and the dot.
+        let numeric = m["feature_spec"]["numeric"].as_array().unwrap().len() as u64;
+        let name = if stage.ends_with("int8") { "dense.0.weight_q" } else { "dense.0.weight" };
+        let shape = tensor_shape(&out.join(stage).join("model.safetensors"), name);
+        assert_eq!(shape[1], dims.iter().sum::<u64>() + numeric + 1, "{stage}: {shape:?}");
+    }
+    assert_eq!(manifest_json(&out.join("student"))["architecture"]["embedding_dims"][0], 4, "scaled by the ratio");
+    // A run without the term writes no `interaction` key at all (its manifests keep their bytes).
+    let plain = manifest_json(&run_dir().join("teacher"));
+    assert!(
+        plain["architecture"].get("interaction").is_none() && plain["recipe"]["train"].get("interaction").is_none()
+    );
+    // Every deliverable exported; the models score, and the teacher learned something.
+    for stage in ["teacher", "student", "teacher-int8", "student-int8"] {
+        assert_eq!(manifest_json(&out.join(stage))["exports"]["onnx"]["file"], "model.onnx", "{stage}");
+    }
+    let teacher = report["eval"]["models"].as_array().unwrap().iter().find(|m| m["name"] == "teacher").unwrap();
+    assert!(teacher["auc"].as_f64().unwrap() > 0.6, "{teacher}");
+    let test = out.join("features/test.parquet");
+    let mut scores = Vec::new();
+    for model in ["teacher", "teacher-int8"] {
+        let p = dir.path().join(format!("{model}.parquet"));
+        predict(&out.join(model), &test, &p, dir.path());
+        let probability = parquet_f64(&p, "probability");
+        assert_eq!(probability.len(), parquet_f64(&test, "label").len());
+        assert!(
+            probability.iter().all(|x| (0.0..=1.0).contains(x)) && probability.iter().any(|&x| x != probability[0])
+        );
+        scores.push(parquet_f64(&p, "logit"));
+    }
+    // INT8 stays close to its float parent, term included.
+    let gap = scores[0].iter().zip(&scores[1]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(gap < 0.1, "INT8 logits within 0.1 of float: {gap}");
 }

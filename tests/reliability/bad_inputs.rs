@@ -200,6 +200,12 @@ const CASES: &[Case] = &[
         needles: &["hidden"],
     },
     Case {
+        name: "unknown interaction term",
+        setup: |d| recipe(d, "hidden = [32, 16]", "hidden = [32, 16]\ninteraction = \"cross\""),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["r.toml", "interaction = \"cross\"", "`dot`"],
+    },
+    Case {
         name: "one calibration row",
         setup: |d| recipe(d, "calibration_rows = 300", "calibration_rows = 1"),
         args: &["run", "r.toml", "--out", "o"],
@@ -910,6 +916,23 @@ const CASES: &[Case] = &[
         needles: &["activation", "gelu"],
     },
     Case {
+        name: "dot interaction on unequal embedding widths",
+        setup: |d| {
+            manifest(d, "teacher", |m| {
+                m["architecture"]["interaction"] = "dot".into();
+                m["architecture"]["embedding_dims"][1] = 4.into();
+            })
+        },
+        args: &["predict", "--model", "run/teacher", "--data", "run/features/test.parquet", "--out", "p.parquet"],
+        needles: &["manifest.json", "interaction \"dot\"", "got 8 and 4"],
+    },
+    Case {
+        name: "unknown interaction in a manifest",
+        setup: |d| manifest(d, "teacher-int8", |m| m["architecture"]["interaction"] = "cross".into()),
+        args: &["inspect", "run/teacher-int8"],
+        needles: &["manifest.json", "cross"],
+    },
+    Case {
         name: "file size differs from the manifest",
         setup: |d| manifest(d, "teacher", |m| m["files"]["model.safetensors"]["bytes"] = 1.into()),
         args: &["inspect", "run/teacher"],
@@ -1435,7 +1458,7 @@ const CASES: &[Case] = &[
         name: "predict --data a features directory names which file lacks which column",
         setup: none,
         args: &["predict", "--model", "run/teacher", "--data", "run/features", "--out", "p.parquet"],
-        needles: &["places.parquet: no column", "calibration.parquet has"],
+        needles: &["events.parquet: no column", "calibration.parquet has"],
     },
     // ---- issue 25: serving and precompute ----
     Case {

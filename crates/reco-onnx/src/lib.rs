@@ -11,6 +11,12 @@
 //!   enough, else `ai.onnx.ml.LabelEncoder` (always for string ids: `keys_strings`); unknown
 //!   ids map to row 0, the OOV row, as in our runtime;
 //! - numeric columns: `(x - mean) · (1 / std)`, the same two f32 operations as our encoder;
+//! - a dot interaction term (`architecture.interaction = "dot"`): one more input column after
+//!   the numeric ones, computed as the runtime does, to the bit: in f32 from the user and place
+//!   embedding rows (`Mul`, `Split` into columns, a chain of `Add`s in index order), or, before
+//!   a static integer layer 0, as an integer dot of their u8 input codes (`QuantizeLinear`,
+//!   `Cast` to int32, `Sub` the zero point, `Mul`, `ReduceSum`, `Cast` to float, `Mul` by the
+//!   scale squared);
 //! - the MLP: `Gemm(transB = 1)` + `Relu`; outputs `probability` and `logit`, both `[batch]`.
 //!
 //! INT8 artifacts become QDQ graphs carrying exactly our tensors: weights are int8
@@ -26,11 +32,12 @@ use onnx_protobuf as pb;
 use pb::Message;
 use pb::tensor_proto::DataType;
 
-use reco_runtime::artifact::manifest::Architecture;
+use reco_runtime::artifact::manifest::{Architecture, Interaction};
 use reco_runtime::artifact::qweights::{QLayer, QuantWeights};
 use reco_runtime::artifact::spec::{CategoricalSpec, FeatureSpec, IdType, Vocabulary};
 use reco_runtime::artifact::weights::{Dense, FloatWeights};
 use reco_runtime::error::{Error, Result};
+use reco_runtime::quant::QParams;
 
 /// ONNX IR version written (IR 8: ONNX 1.10+, onnxruntime 1.10+).
 pub const IR_VERSION: i64 = 8;
@@ -154,6 +161,58 @@ impl Graph {
     fn op(&mut self, op: &str, inputs: &[&str], attrs: Vec<pb::AttributeProto>) -> String {
         let out = self.fresh(&op.to_lowercase());
         self.op_to(op, "", inputs, &out, attrs)
+    }
+
+    /// Adds a default-domain node with `n` fresh outputs.
+    fn op_n(&mut self, op: &str, inputs: &[&str], n: usize, attrs: Vec<pb::AttributeProto>) -> Vec<String> {
+        let base = self.fresh(&op.to_lowercase());
+        let outs: Vec<String> = (0..n).map(|i| format!("{base}.{i}")).collect();
+        let mut node = pb::NodeProto::new();
+        node.op_type = op.to_string();
+        node.name = format!("{op}_{}", self.nodes.len());
+        node.input = inputs.iter().map(|s| s.to_string()).collect();
+        node.output = outs.clone();
+        node.attribute = attrs;
+        self.nodes.push(node);
+        outs
+    }
+
+    /// `[batch, 1]`: `Σ a[:, i]·b[:, i]` over the `d` columns of two `[batch, d]` float
+    /// tensors, as `runtime::dot_f32`: one `Mul`, then the products' columns added one at a
+    /// time in index order (a `Split` and `d − 1` `Add`s; no reduction whose order a runtime
+    /// may choose).
+    fn dot_f32(&mut self, a: &str, b: &str, d: usize) -> String {
+        let p = self.op("Mul", &[a, b], vec![]);
+        if d <= 1 {
+            return p;
+        }
+        let cols = self.op_n("Split", &[&p], d, vec![attr_int("axis", 1)]);
+        let mut sum = cols[0].clone();
+        for c in &cols[1..] {
+            sum = self.op("Add", &[&sum, c], vec![]);
+        }
+        sum
+    }
+
+    /// `[batch, 1]`: the dot of two `[batch, d]` float tensors through their u8 codes at `qp`
+    /// (layer 0's input codes), as `runtime::int8::dot_codes`: `Σ (qa − z)·(qb − z)` in int32
+    /// (exact, so `ReduceSum`'s order does not matter), cast to float, times `scale²`.
+    fn dot_codes(&mut self, a: &str, b: &str, qp: QParams) -> String {
+        let s = self.init("interaction.input_scale", &[], &[qp.scale]);
+        let z = self.init("interaction.input_zero_point", &[], &[qp.zero_point.clamp(0, 255) as u8]);
+        let zi = self.init("interaction.zero_point_i32", &[], &[qp.zero_point]);
+        let s2 = self.init("interaction.scale_squared", &[], &[qp.scale * qp.scale]);
+        let axes = self.init("interaction.axes", &[1], &[1i64]);
+        let mut centered = |x: &str| {
+            let q = self.op("QuantizeLinear", &[x, &s, &z], vec![]);
+            let q = self.op("Cast", &[&q], vec![attr_int("to", DataType::INT32 as i64)]);
+            self.op("Sub", &[&q, &zi], vec![])
+        };
+        let (qa, qb) = (centered(a), centered(b));
+        let p = self.op("Mul", &[&qa, &qb], vec![]);
+        let acc = self.op("ReduceSum", &[&p, &axes], vec![attr_int("keepdims", 1)]);
+        let acc = self.op("Cast", &[&acc], vec![attr_int("to", DataType::FLOAT as i64)]);
+        self.op("Mul", &[&acc, &s2], vec![])
     }
 
     /// Embedding row index (int64 `[batch]`, 0 = OOV) of the raw ids in `input`.
@@ -332,9 +391,11 @@ fn outputs(g: &mut Graph, y: &str) {
     g.op_to("Sigmoid", "", &["logit"], "probability", vec![]);
 }
 
-/// Concatenates embedding blocks and numeric features into the `[batch, input_dim]` matrix.
-fn input_matrix(g: &mut Graph, mut blocks: Vec<String>, numeric: Option<String>) -> String {
+/// Concatenates embedding blocks, numeric features and the interaction column into the
+/// `[batch, input_dim]` matrix.
+fn input_matrix(g: &mut Graph, mut blocks: Vec<String>, numeric: Option<String>, dot: Option<String>) -> String {
     blocks.extend(numeric);
+    blocks.extend(dot);
     let refs: Vec<&str> = blocks.iter().map(String::as_str).collect();
     g.op("Concat", &refs, vec![attr_int("axis", 1)])
 }
@@ -352,22 +413,41 @@ fn check_names(spec: &FeatureSpec) -> Result<()> {
     Ok(())
 }
 
-/// The MLP input `[batch, Σ dims + numeric]`: each categorical column's embedding block, built
-/// by `block(graph, "embedding.<column>", row index, table)`, then the normalized numerics.
+/// How the interaction column is computed from the first two embedding blocks.
+#[derive(Debug, Clone, Copy)]
+enum DotForm {
+    /// In f32 from the blocks' values.
+    Float,
+    /// Exactly, from the blocks' u8 codes at a static integer layer 0's input parameters.
+    Codes(QParams),
+}
+
+/// The MLP input `[batch, Σ dims + numeric (+ 1)]`: each categorical column's embedding block,
+/// built by `block(graph, "embedding.<column>", row index, table)`, then the normalized
+/// numerics, then (with a dot interaction) the first two blocks' dot in the form `dot`.
 fn input_layer<T>(
     g: &mut Graph,
-    spec: &FeatureSpec,
+    (spec, arch): (&FeatureSpec, &Architecture),
     lookup: IdLookup,
     tables: &[T],
     mut block: impl FnMut(&mut Graph, &str, &str, &T) -> String,
-) -> String {
+    dot: DotForm,
+) -> Result<String> {
+    arch.validate()?;
     let mut blocks = Vec::new();
     for (c, t) in spec.categorical.iter().zip(tables) {
         let idx = g.row_index(&c.name, c, lookup);
         blocks.push(block(g, &format!("embedding.{}", c.name), &idx, t));
     }
     let numeric = g.numeric(spec);
-    input_matrix(g, blocks, numeric)
+    let dot = match (arch.interaction, &blocks[..]) {
+        (Interaction::Dot, [u, p, ..]) => Some(match dot {
+            DotForm::Float => g.dot_f32(u, p, arch.embedding_dims[0]),
+            DotForm::Codes(qp) => g.dot_codes(u, p, qp),
+        }),
+        _ => None,
+    };
+    Ok(input_matrix(g, blocks, numeric, dot))
 }
 
 /// The dense layers (each built by `dense(graph, input, index, layer)`) with `Relu` between
@@ -393,10 +473,11 @@ pub fn float_model(
 ) -> Result<Exported> {
     check_names(spec)?;
     let mut g = Graph::new();
-    let x = input_layer(&mut g, spec, lookup, &w.embeddings, |g, name, idx, t| {
+    let gather = |g: &mut Graph, name: &str, idx: &str, t: &reco_runtime::artifact::weights::Table| {
         let table = g.init(name, &[t.rows, t.dim], &t.data);
         g.op("Gather", &[&table, idx], vec![attr_int("axis", 0)])
-    });
+    };
+    let x = input_layer(&mut g, (spec, arch), lookup, &w.embeddings, gather, DotForm::Float)?;
     mlp(&mut g, x, &w.dense, |g, x, i, d| g.float_dense(x, i, d));
     let doc = format!("reco-cli FP32 model: {} layers {:?}", w.dense.len(), arch.hidden);
     serialize(g.into_model(inputs(spec), &doc, metadata))
@@ -412,7 +493,13 @@ pub fn int8_model(
 ) -> Result<Exported> {
     check_names(spec)?;
     let mut g = Graph::new();
-    let x = input_layer(&mut g, spec, lookup, &w.embeddings, |g, name, idx, t| {
+    // The interaction from layer 0's input codes when it is a static integer layer (as the
+    // runtime's `Input::Codes`), else from the dequantized embeddings.
+    let dot = match w.layers.first() {
+        Some(QLayer::Int8 { static_input: Some((_, qp)), .. }) => DotForm::Codes(*qp),
+        _ => DotForm::Float,
+    };
+    let rowwise = |g: &mut Graph, name: &str, idx: &str, t: &reco_runtime::artifact::qweights::RowwiseTable| {
         let codes = g.init(&format!("{name}.codes"), &[t.rows, t.dim], &t.codes);
         let scale: Vec<f32> = t.scale_offset.chunks(2).map(|p| p[0]).collect();
         let offset: Vec<f32> = t.scale_offset.chunks(2).map(|p| p[1]).collect();
@@ -425,7 +512,8 @@ pub fn int8_model(
         // code · scale + offset: two f32 operations, as RowwiseTable::dequantize.
         let v = g.op("Mul", &[&q, &s], vec![]);
         g.op("Add", &[&v, &o], vec![])
-    });
+    };
+    let x = input_layer(&mut g, (spec, arch), lookup, &w.embeddings, rowwise, dot)?;
     mlp(&mut g, x, &w.layers, |g, x, i, layer| match layer {
         QLayer::Float(d) => g.float_dense(x, i, d),
         QLayer::Int8 { weight, weight_scale, static_input, bias, input, output } => {
@@ -505,6 +593,7 @@ mod tests {
             embedding_dims: vec![2],
             hidden: vec![],
             activation: reco_runtime::artifact::manifest::Activation::Relu,
+            interaction: reco_runtime::artifact::manifest::Interaction::None,
         };
         let bytes = float_model(&spec(vec![3, 5, 9]), &arch, &weights(4), IdLookup::Auto, &[]).unwrap();
         assert_eq!(bytes.opsets, BTreeMap::from([("ai.onnx".to_string(), OPSET)]));
@@ -529,6 +618,7 @@ mod tests {
             embedding_dims: vec![2],
             hidden: vec![],
             activation: reco_runtime::artifact::manifest::Activation::Relu,
+            interaction: reco_runtime::artifact::manifest::Interaction::None,
         };
         for (vocab, lookup) in [(vec![1, 1 << 40], IdLookup::Auto), (vec![1, 2], IdLookup::LabelEncoder)] {
             let bytes = float_model(&spec(vocab.clone()), &arch, &weights(3), lookup, &[]).unwrap();
@@ -548,6 +638,7 @@ mod tests {
             embedding_dims: vec![2],
             hidden: vec![],
             activation: reco_runtime::artifact::manifest::Activation::Relu,
+            interaction: reco_runtime::artifact::manifest::Interaction::None,
         };
         let mut s = spec(vec![]);
         let words = vec!["Bar".to_string(), "Coffee Shop".to_string()];
@@ -568,12 +659,81 @@ mod tests {
         assert_eq!(values.ints, [1, 2]);
     }
 
+    /// A user and a place column of width 3, one number, no hidden layer, a dot interaction.
+    fn dot_model() -> (FeatureSpec, Architecture, FloatWeights) {
+        let mut s = spec(vec![1, 2, 3]);
+        s.categorical.insert(0, CategoricalSpec::new("user_id", vec![1, 2]));
+        let arch = Architecture {
+            embedding_dims: vec![3, 3],
+            hidden: vec![],
+            activation: reco_runtime::artifact::manifest::Activation::Relu,
+            interaction: Interaction::Dot,
+        };
+        let table = |rows: usize| Table { data: (0..rows * 3).map(|i| i as f32 * 0.1).collect(), rows, dim: 3 };
+        let w = FloatWeights {
+            embeddings: vec![table(3), table(4)],
+            dense: vec![Dense { weight: vec![0.5; 8], bias: vec![0.25], input: 8, output: 1 }],
+        };
+        (s, arch, w)
+    }
+
+    #[test]
+    fn a_dot_is_an_ordered_chain_of_adds_in_float_and_an_int32_sum_of_codes_in_int8() {
+        let (s, arch, w) = dot_model();
+        let m = parse(&float_model(&s, &arch, &w, IdLookup::Auto, &[]).unwrap().bytes);
+        let split = m.graph.node.iter().find(|n| n.op_type == "Split").unwrap();
+        assert_eq!(split.output.len(), 3);
+        // ((p0 + p1) + p2): each Add takes the previous sum first, then the next column.
+        let adds: Vec<&pb::NodeProto> = m
+            .graph
+            .node
+            .iter()
+            .filter(|n| n.op_type == "Add" && n.input.iter().any(|i| i.starts_with("split")))
+            .collect();
+        assert_eq!(adds.len(), 2);
+        assert_eq!(adds[0].input, [split.output[0].clone(), split.output[1].clone()]);
+        assert_eq!(adds[1].input, [adds[0].output[0].clone(), split.output[2].clone()]);
+        let concat = m.graph.node.iter().rfind(|n| n.op_type == "Concat").unwrap();
+        assert_eq!(concat.input.last(), Some(&adds[1].output[0]), "the dot is the last input column");
+        assert!(!ops(&m).contains(&"ReduceSum".to_string()));
+
+        let qp = QParams { scale: 0.05, zero_point: 100 };
+        let (weight, weight_scale) = reco_runtime::quant::quantize_weights(&w.dense[0].weight, 1, 8, 7, true);
+        let bias_q = reco_runtime::quant::quantize_bias(&w.dense[0].bias, qp.scale, &weight_scale);
+        let layer =
+            QLayer::Int8 { weight, weight_scale, static_input: Some((bias_q, qp)), bias: vec![], input: 8, output: 1 };
+        let embeddings = w
+            .embeddings
+            .iter()
+            .map(|t| {
+                let (codes, scale_offset) = reco_runtime::quant::quantize_rowwise(&t.data, t.rows, t.dim);
+                reco_runtime::artifact::qweights::RowwiseTable { codes, scale_offset, rows: t.rows, dim: t.dim }
+            })
+            .collect::<Vec<_>>();
+        let q = QuantWeights { embeddings: embeddings.clone(), layers: vec![layer] };
+        let m = parse(&int8_model(&s, &arch, &q, IdLookup::Auto, &[]).unwrap().bytes);
+        let reduce = m.graph.node.iter().find(|n| n.op_type == "ReduceSum").unwrap();
+        let keepdims = reduce.attribute.iter().find(|a| a.name == "keepdims").unwrap();
+        assert_eq!(keepdims.i, 1);
+        let scale2 = m.graph.initializer.iter().find(|t| t.name == "interaction.scale_squared").unwrap();
+        assert_eq!(scale2.raw_data, (qp.scale * qp.scale).to_le_bytes());
+        assert!(!ops(&m).contains(&"Split".to_string()));
+        // Layer 0 kept float: the dot of the dequantized rows, as in the FP32 graph.
+        let q = QuantWeights { embeddings, layers: vec![QLayer::Float(w.dense[0].clone())] };
+        let m = parse(&int8_model(&s, &arch, &q, IdLookup::Auto, &[]).unwrap().bytes);
+        assert!(ops(&m).contains(&"Split".to_string()) && !ops(&m).contains(&"ReduceSum".to_string()));
+        // Unequal widths are refused, not exported.
+        let bad = Architecture { embedding_dims: vec![3, 2], ..arch };
+        assert!(float_model(&s, &bad, &w, IdLookup::Auto, &[]).is_err());
+    }
+
     #[test]
     fn duplicate_or_reserved_column_names_are_refused() {
         let arch = Architecture {
             embedding_dims: vec![2],
             hidden: vec![],
             activation: reco_runtime::artifact::manifest::Activation::Relu,
+            interaction: reco_runtime::artifact::manifest::Interaction::None,
         };
         let mut s = spec(vec![1]);
         s.numeric[0].name = "logit".into();

@@ -32,6 +32,7 @@ fn artifact() -> (tempfile::TempDir, PathBuf) {
             embedding_dims: vec![2],
             hidden: vec![3],
             activation: reco_runtime::artifact::manifest::Activation::Relu,
+            interaction: reco_runtime::artifact::manifest::Interaction::None,
         },
     );
     let values = |n: usize| (0..n).map(|i| (i as f32 * 0.37).sin()).collect::<Vec<f32>>();
@@ -211,6 +212,20 @@ fn tensors_that_do_not_fit_the_architecture_are_a_shape_mismatch() {
         e.to_string(),
         format!(
             "{}: architecture has 2 embeddings but the feature spec has 1 categorical columns",
+            dir.join(MANIFEST).display()
+        )
+    );
+    // A dot interaction needs two categorical columns (user and place) of equal widths.
+    edit_manifest(&dir, |m| {
+        m.architecture.embedding_dims = vec![2];
+        m.architecture.interaction = reco_runtime::artifact::manifest::Interaction::Dot;
+    });
+    let e = open_err(&dir);
+    assert_eq!(e.kind(), ErrorKind::ShapeMismatch);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: architecture: interaction \"dot\" needs two categorical columns (user and place), the model has 1",
             dir.join(MANIFEST).display()
         )
     );

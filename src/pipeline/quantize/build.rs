@@ -169,3 +169,48 @@ fn layer_sqnr(d: &Dense, layer: &QLayer, x: &[f32], m: usize, kernel: Kernel) ->
         None => f64::INFINITY,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::features::Baselines;
+    use reco_runtime::artifact::manifest::{Activation, Architecture, Interaction};
+    use reco_runtime::artifact::spec::{CategoricalSpec, FeatureSpec, Ids, NumericSpec};
+    use reco_runtime::artifact::weights::{FloatWeights, Table};
+    use reco_runtime::runtime::Columns;
+
+    #[test]
+    fn calibration_sees_the_dot_column_in_layer_0s_input() {
+        // Embedding rows of 3s (width 4): every dot is 36, every other input at most 3.
+        let spec = FeatureSpec {
+            categorical: ["user_id", "place_id"].map(|c| CategoricalSpec::new(c, vec![1, 2])).to_vec(),
+            numeric: vec![NumericSpec { name: "x".into(), mean: 0.0, std: 1.0 }],
+            label: "label".into(),
+            sources: vec![],
+        };
+        let arch = Architecture {
+            embedding_dims: vec![4, 4],
+            hidden: vec![2],
+            activation: Activation::Relu,
+            interaction: Interaction::Dot,
+        };
+        let table = || Table { data: vec![3.0; 12], rows: 3, dim: 4 };
+        let dense = arch
+            .layer_shapes(&spec)
+            .into_iter()
+            .map(|(input, output)| Dense { weight: vec![0.1; input * output], bias: vec![0.0; output], input, output })
+            .collect();
+        let model = FloatModel::new(spec, arch, FloatWeights { embeddings: vec![table(), table()], dense }).unwrap();
+        let rows = 40;
+        let columns = Columns {
+            rows,
+            categorical: vec![Ids::Int(vec![1; rows]), Ids::Int(vec![2; rows])],
+            numeric: vec![(0..rows).map(|i| (i % 7) as f32 * 0.5 - 1.5).collect()],
+        };
+        let frame =
+            FeatureFrame { columns, label: None, oracle: None, query_id: None, baselines: Baselines::default() };
+        let (obs, _) = calibrate(&model, &frame, Calibrator::Minmax);
+        assert_eq!(obs[0].max, 36.0, "layer 0's range reaches the dot");
+        assert_eq!(obs[0].min, -1.5);
+    }
+}

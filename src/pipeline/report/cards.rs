@@ -80,7 +80,12 @@ pub(super) fn model_card(i: &Inputs, n: usize, m: &ModelEval) -> Result<Vec<Bloc
         ]);
         rows.push(vec![
             Cell::text("architecture"),
-            Cell::text(format!("embeddings → {} → 1 ({})", hidden.join(" → "), arch.activation)),
+            Cell::text(format!(
+                "embeddings{} → {} → 1 ({})",
+                if arch.interaction.is_none() { "" } else { " + user·place dot" },
+                hidden.join(" → "),
+                arch.activation
+            )),
         ]);
         rows.push(vec![
             Cell::text("lineage"),

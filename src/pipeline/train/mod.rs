@@ -25,7 +25,7 @@ pub use fit::{FitInput, Objective, fit};
 use crate::data::chunks::Split;
 use crate::progress::Progress;
 use crate::recipe::TrainConfig;
-use reco_runtime::artifact::manifest::{Architecture, Kind};
+use reco_runtime::artifact::manifest::{Architecture, Interaction, Kind};
 use reco_runtime::artifact::spec::FeatureSpec;
 use reco_runtime::error::{Error, Result};
 
@@ -100,24 +100,31 @@ pub fn load_splits(features: &Path, spec: &FeatureSpec, max_rows_in_memory: usiz
 }
 
 /// The teacher architecture from the recipe: id columns get `id_embedding_dim`, others
-/// `small_embedding_dim`.
-pub fn architecture(spec: &FeatureSpec, cfg: &TrainConfig) -> Architecture {
+/// `small_embedding_dim`; with a dot interaction the first two columns (user and place, whose
+/// rows it multiplies) get `id_embedding_dim` whatever their vocabulary. Refuses an
+/// interaction the spec cannot give (fewer than two categorical columns).
+pub fn architecture(spec: &FeatureSpec, cfg: &TrainConfig) -> Result<Architecture> {
+    let paired = if cfg.interaction == Interaction::Dot { 2 } else { 0 };
     let embedding_dims = spec
         .categorical
         .iter()
-        .map(|c| if c.len() > 64 { cfg.id_embedding_dim } else { cfg.small_embedding_dim })
+        .enumerate()
+        .map(|(i, c)| if i < paired || c.len() > 64 { cfg.id_embedding_dim } else { cfg.small_embedding_dim })
         .collect();
-    Architecture {
+    let arch = Architecture {
         embedding_dims,
         hidden: cfg.hidden.clone(),
         activation: reco_runtime::artifact::manifest::Activation::Relu,
-    }
+        interaction: cfg.interaction,
+    };
+    arch.validate().map_err(|e| Error::input(format!("train.interaction = \"{}\": {e}", cfg.interaction)))?;
+    Ok(arch)
 }
 
 /// Trains the teacher and writes its artifact.
 pub fn train(job: &TrainJob<'_>, progress: &dyn Progress) -> Result<TrainSummary> {
     let spec = load_spec(job.features)?;
-    let arch = architecture(&spec, job.cfg);
+    let arch = architecture(&spec, job.cfg)?;
     let (train, valid) = load_splits(job.features, &spec, job.cfg.max_rows_in_memory)?;
     let input = FitInput {
         spec: &spec,

@@ -128,6 +128,52 @@ impl<'de> Deserialize<'de> for Activation {
     }
 }
 
+/// An explicit interaction term appended to the MLP input. A closed set: a manifest or recipe
+/// naming any other is refused when it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Interaction {
+    /// No extra input.
+    #[default]
+    None,
+    /// The dot product of the first two categorical columns' embedding rows (user and place,
+    /// of equal widths), one extra input column after the numeric ones.
+    Dot,
+}
+
+impl Interaction {
+    /// Its name in recipes and manifests.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Dot => "dot",
+        }
+    }
+
+    /// Whether there is no term (manifests then omit the field, as before it existed).
+    pub fn is_none(&self) -> bool {
+        *self == Self::None
+    }
+
+    /// Extra MLP input columns the term adds.
+    pub fn columns(self) -> usize {
+        match self {
+            Self::None => 0,
+            Self::Dot => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Interaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The widest embedding a dot interaction takes: its integer form (INT8 models) sums `dim`
+/// products of u8 code differences, each at most 255² in magnitude, in an i32.
+pub const MAX_DOT_DIM: usize = (i32::MAX / (255 * 255)) as usize;
+
 /// Architecture of the float network: embeddings, then an MLP with ReLU, then one logit.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Architecture {
@@ -137,12 +183,43 @@ pub struct Architecture {
     pub hidden: Vec<usize>,
     /// Hidden activation (always `relu` in format version 1).
     pub activation: Activation,
+    /// The interaction term appended after the numeric columns (absent: none).
+    #[serde(default, skip_serializing_if = "Interaction::is_none")]
+    pub interaction: Interaction,
 }
 
 impl Architecture {
-    /// Width of the MLP input: all embeddings plus the numeric columns.
+    /// Width of the MLP input: all embeddings, the numeric columns, then the interaction term.
     pub fn input_dim(&self, spec: &FeatureSpec) -> usize {
-        self.embedding_dims.iter().sum::<usize>() + spec.numeric.len()
+        self.embedding_dims.iter().sum::<usize>() + spec.numeric.len() + self.interaction.columns()
+    }
+
+    /// Refuses an interaction the embeddings cannot give: a dot needs two categorical columns
+    /// (user and place, the first two) of equal embedding widths, at most [`MAX_DOT_DIM`].
+    pub fn validate(&self) -> Result<()> {
+        if self.interaction != Interaction::Dot {
+            return Ok(());
+        }
+        match self.embedding_dims[..] {
+            [a, b, ..] if a == b && a <= MAX_DOT_DIM => Ok(()),
+            [a, b, ..] if a == b => Err(Error::new(
+                ErrorKind::ShapeMismatch,
+                format!("interaction \"dot\": embedding width {a} is above the {MAX_DOT_DIM} it supports"),
+            )),
+            [a, b, ..] => Err(Error::new(
+                ErrorKind::ShapeMismatch,
+                format!(
+                    "interaction \"dot\" needs equal embedding widths of the first two categorical columns (user and place), got {a} and {b}"
+                ),
+            )),
+            _ => Err(Error::new(
+                ErrorKind::ShapeMismatch,
+                format!(
+                    "interaction \"dot\" needs two categorical columns (user and place), the model has {}",
+                    self.embedding_dims.len()
+                ),
+            )),
+        }
     }
 
     /// (in, out) of each dense layer, the output layer included.
@@ -416,6 +493,7 @@ impl Manifest {
                 ),
             ));
         }
+        self.architecture.validate().map_err(|e| e.with_prefix(format_args!("{}: architecture: ", path.display())))?;
         Ok(())
     }
 
@@ -437,5 +515,56 @@ impl Manifest {
     /// Total bytes of the artifact's files (manifest excluded).
     pub fn size_bytes(&self) -> u64 {
         self.files.values().map(|f| f.bytes).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arch(dims: &[usize], interaction: Interaction) -> Architecture {
+        Architecture { embedding_dims: dims.to_vec(), hidden: vec![4], activation: Activation::Relu, interaction }
+    }
+
+    #[test]
+    fn an_architecture_without_the_term_serializes_as_before_it_existed() {
+        let before = r#"{"embedding_dims":[8,8,2],"hidden":[4],"activation":"relu"}"#;
+        let none: Architecture = serde_json::from_str(before).unwrap();
+        assert_eq!(none, arch(&[8, 8, 2], Interaction::None));
+        assert_eq!(serde_json::to_string(&none).unwrap(), before);
+        let dot = arch(&[8, 8, 2], Interaction::Dot);
+        let text = serde_json::to_string(&dot).unwrap();
+        assert_eq!(text, r#"{"embedding_dims":[8,8,2],"hidden":[4],"activation":"relu","interaction":"dot"}"#);
+        assert_eq!(serde_json::from_str::<Architecture>(&text).unwrap(), dot);
+        let other = text.replace("\"dot\"", "\"cross\"");
+        let err = serde_json::from_str::<Architecture>(&other).unwrap_err().to_string();
+        assert!(err.contains("cross") && err.contains("none") && err.contains("dot"), "{err}");
+    }
+
+    #[test]
+    fn the_dot_adds_one_input_and_needs_two_equal_id_embeddings() {
+        let spec = FeatureSpec {
+            categorical: vec![],
+            numeric: vec![super::super::spec::NumericSpec { name: "x".into(), mean: 0.0, std: 1.0 }],
+            label: "label".into(),
+            sources: vec![],
+        };
+        assert_eq!(arch(&[8, 8, 2], Interaction::None).input_dim(&spec), 19);
+        assert_eq!(arch(&[8, 8, 2], Interaction::Dot).input_dim(&spec), 20);
+        assert_eq!(arch(&[8, 8, 2], Interaction::Dot).layer_shapes(&spec), [(20, 4), (4, 1)]);
+        arch(&[8, 8, 2], Interaction::Dot).validate().unwrap();
+        arch(&[8, 4], Interaction::None).validate().unwrap();
+        for (dims, what) in [
+            (&[8usize, 4, 2][..], "got 8 and 4"),
+            (&[8], "the model has 1"),
+            (&[], "the model has 0"),
+            (&[MAX_DOT_DIM + 1, MAX_DOT_DIM + 1], "above the 33025 it supports"),
+        ] {
+            let e = arch(dims, Interaction::Dot).validate().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::ShapeMismatch);
+            assert!(e.to_string().contains(what), "{dims:?}: {e}");
+        }
+        // The widest dot cannot overflow its i32 sum.
+        assert!((MAX_DOT_DIM as i64) * 255 * 255 <= i64::from(i32::MAX));
     }
 }

@@ -499,6 +499,7 @@ mod tests {
             embedding_dims: vec![3],
             hidden: vec![5],
             activation: crate::artifact::manifest::Activation::Relu,
+            interaction: crate::artifact::manifest::Interaction::None,
         };
         let weights = FloatWeights {
             embeddings: vec![Table { data: r(21 * 3), rows: 21, dim: 3 }],

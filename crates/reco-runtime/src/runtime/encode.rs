@@ -1,8 +1,10 @@
 //! Encoding: raw columns to model inputs exactly as the feature spec says (vocabulary lookup,
 //! 0 for an unknown value; `(x - mean) / std`), and the float MLP input built from them (each
-//! row's embedding rows, then its normalized numbers) for float and INT8 tables alike.
+//! row's embedding rows, then its normalized numbers, then the interaction term) for float and
+//! INT8 tables alike.
 
 use super::ColumnsRef;
+use crate::artifact::manifest::Interaction;
 use crate::artifact::qweights::RowwiseTable;
 use crate::artifact::spec::FeatureSpec;
 use crate::artifact::weights::Table;
@@ -62,10 +64,20 @@ impl EmbeddingRows for RowwiseTable {
     }
 }
 
-/// The float MLP input `[rows, Σ dims + numeric]`: each row's embedding rows, then its
-/// normalized numeric features.
-pub fn input_matrix<T: EmbeddingRows>(tables: &[T], enc: &Encoded, numeric: usize) -> Vec<f32> {
-    let d = tables.iter().map(EmbeddingRows::dim).sum::<usize>() + numeric;
+/// The float MLP input `[rows, Σ dims + numeric (+ 1)]`: each row's embedding rows, then its
+/// normalized numeric features, then with [`Interaction::Dot`] the dot product of its first
+/// two embedding rows ([`dot_f32`]).
+pub fn input_matrix<T: EmbeddingRows>(
+    tables: &[T],
+    enc: &Encoded,
+    numeric: usize,
+    interaction: Interaction,
+) -> Vec<f32> {
+    let dot = match (interaction, tables) {
+        (Interaction::Dot, [a, b, ..]) if a.dim() == b.dim() => Some(a.dim()),
+        _ => None,
+    };
+    let d = tables.iter().map(EmbeddingRows::dim).sum::<usize>() + numeric + usize::from(dot.is_some());
     let mut x = vec![0f32; enc.rows * d];
     for r in 0..enc.rows {
         let row = &mut x[r * d..(r + 1) * d];
@@ -74,7 +86,19 @@ pub fn input_matrix<T: EmbeddingRows>(tables: &[T], enc: &Encoded, numeric: usiz
             t.row_into(ids[r] as usize, &mut row[off..off + t.dim()]);
             off += t.dim();
         }
-        row[off..].copy_from_slice(&enc.numeric[r * numeric..(r + 1) * numeric]);
+        row[off..off + numeric].copy_from_slice(&enc.numeric[r * numeric..(r + 1) * numeric]);
+        if let Some(k) = dot {
+            row[d - 1] = dot_f32(&row[..k], &row[k..2 * k]);
+        }
     }
     x
+}
+
+/// `Σ a[i]·b[i]` in f32, one rounded product and one rounded sum at a time in index order,
+/// starting from the first product (no fused multiply-add, no reassociation): what the ONNX
+/// graph's `Mul`, `Split` and chain of `Add`s compute, to the bit. 0 for empty slices.
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut products = a.iter().zip(b).map(|(&x, &y)| x * y);
+    let first = products.next().unwrap_or(0.0);
+    products.fold(first, |s, p| s + p)
 }

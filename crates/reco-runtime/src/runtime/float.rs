@@ -52,10 +52,12 @@ impl FloatModel {
 
     /// A model from its tensors, with the kernel [`Kernel::detect`] picks (`RECO_KERNEL`).
     pub fn new(spec: FeatureSpec, arch: Architecture, weights: FloatWeights) -> Result<Self> {
+        arch.validate()?;
         Ok(Self::with_kernel(spec, arch, weights, Kernel::detect()?))
     }
 
     /// Same, with an explicit kernel (tests, benchmarks). Every kernel gives the same bits.
+    /// `arch` is taken as valid ([`Architecture::validate`], which [`FloatModel::new`] checks).
     pub fn with_kernel(spec: FeatureSpec, arch: Architecture, weights: FloatWeights, kernel: Kernel) -> Self {
         let layers = weights.dense.iter().map(pack).collect();
         Self { spec, arch, weights, layers, kernel }
@@ -73,7 +75,7 @@ impl FloatModel {
 
     /// Builds the MLP input matrix [rows, input_dim] from encoded rows.
     pub fn input_matrix(&self, enc: &Encoded) -> Vec<f32> {
-        input_matrix(&self.weights.embeddings, enc, self.spec.numeric.len())
+        input_matrix(&self.weights.embeddings, enc, self.spec.numeric.len(), self.arch.interaction)
     }
 
     /// Bytes of tensors the model holds in memory: the tensors as loaded and the packed layers.
@@ -178,9 +180,10 @@ pub fn dense_forward(x: &[f32], m: usize, layer: &Dense) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::artifact::manifest::Interaction;
     use crate::artifact::spec::Ids;
     use crate::artifact::weights::Table;
-    use crate::runtime::{Model, encode};
+    use crate::runtime::{Model, dot_f32, encode};
 
     #[test]
     fn dense_forward_matches_a_scalar_loop() {
@@ -216,9 +219,10 @@ mod tests {
         }
     }
 
-    /// A float model with random weights (two id columns, three numbers, hidden [70, 33]) and
-    /// `rows` random input rows, some ids unknown.
-    fn float_model(kernel: Kernel, rows: usize) -> (FloatModel, Columns) {
+    /// A float model with random weights (two id columns of widths 4 and 8, or 8 and 8 with a
+    /// dot interaction, three numbers, hidden [70, 33]) and `rows` random input rows, some ids
+    /// unknown.
+    fn float_model(kernel: Kernel, rows: usize, interaction: Interaction) -> (FloatModel, Columns) {
         use crate::artifact::spec::{CategoricalSpec, NumericSpec, Vocabulary};
         let mut rng = crate::rng::Rng::new(17);
         let mut r = |n: usize, s: f64| -> Vec<f32> { (0..n).map(|_| (rng.normal() * s) as f32).collect() };
@@ -230,12 +234,14 @@ mod tests {
             label: "label".into(),
             sources: vec![],
         };
+        let dims = if interaction == Interaction::Dot { [8usize, 8] } else { [4, 8] };
         let arch = Architecture {
-            embedding_dims: vec![4, 8],
+            embedding_dims: dims.to_vec(),
             hidden: vec![70, 33],
             activation: crate::artifact::manifest::Activation::Relu,
+            interaction,
         };
-        let tables = [4usize, 8].map(|d| Table { data: r(21 * d, 1.0), rows: 21, dim: d }).to_vec();
+        let tables = dims.map(|d| Table { data: r(21 * d, 1.0), rows: 21, dim: d }).to_vec();
         let dense = arch
             .layer_shapes(&spec)
             .iter()
@@ -271,20 +277,64 @@ mod tests {
     #[test]
     fn float_models_give_the_same_bits_on_every_kernel_and_through_the_dense_entry() {
         let rows = 300; // several blocks of the layer-fused loop, and a partial one
-        let (reference, cols) = float_model(Kernel::Scalar, rows);
-        let want = reference.logits(&cols).unwrap();
-        let x = reference.input_matrix(&encode(&reference.spec, &cols.view()));
-        for (got, exact) in want.iter().zip(forward_f64(&reference, &x, rows)) {
-            assert!((f64::from(*got) - exact).abs() < 1e-4 * (1.0 + exact.abs()), "{got} vs {exact}");
+        for interaction in [Interaction::None, Interaction::Dot] {
+            let (reference, cols) = float_model(Kernel::Scalar, rows, interaction);
+            let want = reference.logits(&cols).unwrap();
+            let x = reference.input_matrix(&encode(&reference.spec, &cols.view()));
+            assert_eq!(x.len(), rows * reference.arch.input_dim(&reference.spec), "{interaction}");
+            for (got, exact) in want.iter().zip(forward_f64(&reference, &x, rows)) {
+                assert!((f64::from(*got) - exact).abs() < 1e-4 * (1.0 + exact.abs()), "{got} vs {exact}");
+            }
+            assert!(want.iter().any(|&v| v != want[0]), "logits vary across rows");
+            for kernel in Kernel::available() {
+                let (model, _) = float_model(kernel, rows, interaction);
+                assert_eq!(model.logits(&cols).unwrap(), want, "{} {interaction}", kernel.name());
+                assert_eq!(model.dense(&x, rows), want, "{} {interaction} dense entry", kernel.name());
+                // A row scores the same alone as in the batch.
+                for r in [0, 77, rows - 1] {
+                    let one = model.logits(&cols.slice(r, r + 1)).unwrap();
+                    assert_eq!(one, want[r..r + 1], "{} {interaction} row {r} alone", kernel.name());
+                }
+                let m = Model::Float(model);
+                assert_eq!(m.dense(&m.input_matrix(&cols.view()).unwrap(), rows).unwrap(), want);
+                assert!(m.dense(&x[1..], rows).is_err(), "a short input is an error, not a panic");
+            }
         }
-        assert!(want.iter().any(|&v| v != want[0]), "logits vary across rows");
-        for kernel in Kernel::available() {
-            let (model, _) = float_model(kernel, rows);
-            assert_eq!(model.logits(&cols).unwrap(), want, "{}", kernel.name());
-            assert_eq!(model.dense(&x, rows), want, "{} dense entry", kernel.name());
-            let m = Model::Float(model);
-            assert_eq!(m.dense(&m.input_matrix(&cols.view()).unwrap(), rows).unwrap(), want);
-            assert!(m.dense(&x[1..], rows).is_err(), "a short input is an error, not a panic");
+    }
+
+    #[test]
+    fn the_dot_column_follows_the_numbers_and_is_the_dot_of_the_user_and_place_rows() {
+        let rows = 50;
+        let (model, cols) = float_model(Kernel::Scalar, rows, Interaction::Dot);
+        let enc = encode(&model.spec, &cols.view());
+        let x = model.input_matrix(&enc);
+        let width = 8 + 8 + 3 + 1;
+        assert_eq!(x.len(), rows * width);
+        let (user, place) = (&model.weights.embeddings[0], &model.weights.embeddings[1]);
+        let mut nonzero = 0;
+        for r in 0..rows {
+            let row = &x[r * width..(r + 1) * width];
+            let (u, p) = (enc.ids[0][r] as usize, enc.ids[1][r] as usize);
+            // The layout: both embedding rows, the normalized numbers, then the dot.
+            assert_eq!(&row[..8], &user.data[u * 8..(u + 1) * 8]);
+            assert_eq!(&row[8..16], &place.data[p * 8..(p + 1) * 8]);
+            assert_eq!(&row[16..19], &enc.numeric[r * 3..(r + 1) * 3]);
+            let exact: f64 = (0..8).map(|i| f64::from(user.data[u * 8 + i]) * f64::from(place.data[p * 8 + i])).sum();
+            let scale: f64 = (0..8).map(|i| f64::from((user.data[u * 8 + i] * place.data[p * 8 + i]).abs())).sum();
+            assert!((f64::from(row[19]) - exact).abs() <= 1e-6 * (1.0 + scale), "row {r}: {} vs {exact}", row[19]);
+            nonzero += usize::from(row[19] != 0.0);
         }
+        assert!(nonzero > rows / 2, "the dot column is filled");
+    }
+
+    #[test]
+    fn dot_f32_adds_the_products_one_at_a_time_in_index_order() {
+        // In order: (1e8 + 1) rounds back to 1e8, then − 1e8 gives 0; a pairwise or reversed
+        // sum (what a reduction kernel may choose) gives 1. The ONNX chain of Adds gives 0.
+        assert_eq!(dot_f32(&[1e8, 1.0, -1e8], &[1.0, 1.0, 1.0]), 0.0);
+        assert_eq!(dot_f32(&[-1e8, 1.0, 1e8], &[1.0, 1.0, 1.0]), 0.0);
+        assert_eq!(dot_f32(&[1e8, -1e8, 1.0], &[1.0, 1.0, 1.0]), 1.0);
+        assert_eq!(dot_f32(&[1.5, 2.0], &[2.0, -0.25]), 2.5);
+        assert_eq!(dot_f32(&[], &[]), 0.0);
     }
 }

@@ -2,12 +2,17 @@
 //! correction and bias folded into one per-channel offset, requantization with fused ReLU
 //! between integer layers, float only for the final logit (and around layers the accuracy gate
 //! kept in float). Dynamic mode quantizes each layer's input with the batch's own range.
+//!
+//! A dot interaction term enters layer 0 in the form its input takes: from the u8 input codes
+//! of a static integer layer 0 as an exact integer dot ([`dot_codes`]), else from the
+//! dequantized row-wise embeddings as the float runtime computes it
+//! ([`dot_f32`](crate::runtime::dot_f32)); either way the ONNX export reproduces it bit for bit.
 
 use std::borrow::Cow;
 use std::ops::Range;
 use std::path::Path;
 
-use crate::artifact::manifest::{Architecture, Manifest};
+use crate::artifact::manifest::{Architecture, Interaction, Manifest};
 use crate::artifact::qweights::{QLayer, QuantWeights, RowwiseTable};
 use crate::artifact::spec::FeatureSpec;
 use crate::artifact::spec::IdsRef;
@@ -131,10 +136,12 @@ impl Int8Model {
     /// Builds the executable model from stored tensors (consumed: the model keeps no second
     /// copy), with the kernel [`Kernel::detect`] picks.
     pub fn new(spec: FeatureSpec, arch: Architecture, weights: QuantWeights) -> Result<Self> {
+        arch.validate()?;
         Ok(Self::with_kernel(spec, arch, weights, Kernel::detect()?))
     }
 
-    /// Same, with an explicit kernel (tests, benchmarks).
+    /// Same, with an explicit kernel (tests, benchmarks). `arch` is taken as valid
+    /// ([`Architecture::validate`], which [`Int8Model::new`] checks).
     pub fn with_kernel(spec: FeatureSpec, arch: Architecture, weights: QuantWeights, kernel: Kernel) -> Self {
         let QuantWeights { embeddings, layers } = weights;
         let layers = layers
@@ -275,7 +282,22 @@ impl Int8Model {
             }
             off += 1;
         }
+        self.interaction_codes(&mut x, kp, qp);
         x
+    }
+
+    /// With [`Interaction::Dot`], column `input width − 1` of each u8 row of layer 0's input
+    /// (stride `kp`, its embedding codes in place): [`dot_codes`] of the first two embedding
+    /// blocks, quantized to layer 0's input `qp`.
+    fn interaction_codes(&self, x: &mut [u8], kp: usize, qp: &QParams) {
+        if self.arch.interaction != Interaction::Dot {
+            return;
+        }
+        let d = self.arch.embedding_dims[0];
+        let col = self.arch.input_dim(&self.spec) - 1;
+        for row in x.chunks_exact_mut(kp) {
+            row[col] = qp.quantize(dot_codes(&row[..d], &row[d..2 * d], qp));
+        }
     }
 
     /// Logits for encoded rows.
@@ -326,9 +348,10 @@ impl Int8Model {
                         *q = qp.quantize(v);
                     }
                 }
+                self.interaction_codes(&mut x, kp, &qp);
                 Act::Quant(x, qp)
             }
-            Input::Rowwise(tables) => Act::Float(Cow::Owned(input_matrix(tables, enc, k))),
+            Input::Rowwise(tables) => Act::Float(Cow::Owned(input_matrix(tables, enc, k, self.arch.interaction))),
         }
     }
 
@@ -390,6 +413,17 @@ impl Int8Model {
             Act::Quant(q, qp) => dequantize_padded(&q, m, width, &qp),
         }
     }
+}
+
+/// The dot product of two embedding rows held as u8 codes at `qp` (layer 0's input codes):
+/// `Σ (a[i] − z)·(b[i] − z)` in i32, exact in any order, then one f32 multiply by
+/// `scale · scale` (rounded to f32 first). The exported QDQ graph computes the same bits with
+/// `QuantizeLinear`, `Cast`, `Sub`, `Mul`, `ReduceSum` (int32), `Cast` and `Mul`.
+/// Widths up to [`MAX_DOT_DIM`](crate::artifact::manifest::MAX_DOT_DIM) cannot overflow.
+pub fn dot_codes(a: &[u8], b: &[u8], qp: &QParams) -> f32 {
+    let z = qp.zero_point;
+    let acc: i32 = a.iter().zip(b).map(|(&x, &y)| (i32::from(x) - z) * (i32::from(y) - z)).sum();
+    acc as f32 * (qp.scale * qp.scale)
 }
 
 /// A row-wise table's values re-quantized to `qp` (layer 0's input codes), one value at a
@@ -587,11 +621,11 @@ mod tests {
     use crate::runtime::{Columns, encode};
 
     /// A static INT8 model with random weights: embedding widths 3, 4, 8 and 16 (every
-    /// code-copy width), a dense and a sparse vocabulary (table and binary-search lookups),
-    /// and a string column.
-    fn model(kernel: Kernel) -> Int8Model {
+    /// code-copy width; 8, 8, 3, 16, 4 with a dot interaction), a dense and a sparse vocabulary
+    /// (table and binary-search lookups), and a string column.
+    fn model(kernel: Kernel, interaction: Interaction) -> Int8Model {
         let mut rng = Rng::new(3);
-        let dims = [3usize, 4, 8, 16, 4];
+        let dims = if interaction == Interaction::Dot { [8usize, 8, 3, 16, 4] } else { [3, 4, 8, 16, 4] };
         let vocabularies: [Vocabulary; 5] = [
             Vocabulary::Int((10..40).collect()),
             Vocabulary::Int((0..50).map(|i| i * 1_000_003).collect()),
@@ -615,6 +649,7 @@ mod tests {
             embedding_dims: dims.to_vec(),
             hidden: vec![24, 17],
             activation: crate::artifact::manifest::Activation::Relu,
+            interaction,
         };
         let embeddings = vocabularies
             .iter()
@@ -683,13 +718,13 @@ mod tests {
     #[test]
     fn columns_fast_path_equals_encoding_then_quantizing_on_every_kernel() {
         let mut rng = Rng::new(9);
-        for kernel in Kernel::available() {
-            let model = model(kernel);
+        for (kernel, interaction) in kernels_and_interactions() {
+            let model = model(kernel, interaction);
             for rows in [1usize, 5, 67] {
                 let cols = columns(&model, rows, &mut rng);
                 let fast = model.logits(&cols.view()).unwrap();
                 let slow = model.logits_encoded(&encode(&model.spec, &cols.view()));
-                assert_eq!(fast, slow, "{} rows={rows}", kernel.name());
+                assert_eq!(fast, slow, "{} {interaction} rows={rows}", kernel.name());
                 assert!(rows == 1 || fast.iter().any(|&v| v != fast[0]), "logits vary across rows");
             }
         }
@@ -698,14 +733,147 @@ mod tests {
     #[test]
     fn the_dense_layers_on_the_input_matrix_give_the_logits_of_the_columns() {
         let mut rng = Rng::new(21);
-        for kernel in Kernel::available() {
-            let model = model(kernel);
+        for (kernel, interaction) in kernels_and_interactions() {
+            let model = model(kernel, interaction);
             for rows in [1usize, 70, 300] {
                 let cols = columns(&model, rows, &mut rng);
                 let x = model.input_matrix(&encode(&model.spec, &cols.view()));
                 assert_eq!(x.len(), rows * model.arch.input_dim(&model.spec));
-                assert_eq!(model.dense(&x, rows), model.logits(&cols.view()).unwrap(), "{} rows={rows}", kernel.name());
+                let want = model.logits(&cols.view()).unwrap();
+                assert_eq!(model.dense(&x, rows), want, "{} {interaction} rows={rows}", kernel.name());
             }
+        }
+    }
+
+    fn kernels_and_interactions() -> Vec<(Kernel, Interaction)> {
+        let both = [Interaction::None, Interaction::Dot];
+        Kernel::available().into_iter().flat_map(|k| both.map(|i| (k, i))).collect()
+    }
+
+    #[test]
+    fn a_static_layer_0_gets_the_dot_of_its_user_and_place_codes_within_half_a_step() {
+        let mut rng = Rng::new(4);
+        let model = model(Kernel::Scalar, Interaction::Dot);
+        let Some((_, _, qp)) = model.static_input() else { panic!("static layer 0 expected") };
+        let (s, z) = (f64::from(qp.scale), f64::from(qp.zero_point));
+        let (lo, hi) = (-z * s, (255.0 - z) * s);
+        let rows = 400;
+        let cols = columns(&model, rows, &mut rng);
+        // Layer 0's input as it sees it: every column is `scale · (code − zero point)`.
+        let x = model.input_matrix(&encode(&model.spec, &cols.view()));
+        let width = model.arch.input_dim(&model.spec);
+        let mut inside = std::collections::BTreeSet::new();
+        for r in 0..rows {
+            let row = &x[r * width..(r + 1) * width];
+            let exact: f64 = (0..8).map(|i| f64::from(row[i]) * f64::from(row[8 + i])).sum();
+            let got = f64::from(row[width - 1]);
+            let want = exact.clamp(lo, hi);
+            assert!((got - want).abs() <= s / 2.0 + 1e-5 * (1.0 + exact.abs()), "row {r}: {got} vs {exact}");
+            if exact > lo && exact < hi {
+                inside.insert(row[width - 1].to_bits());
+            }
+        }
+        assert!(inside.len() > 20, "the dot column takes many codes ({})", inside.len());
+        // The integer dot is exact whatever the order of its products.
+        let (a, b) = ([0u8, 255, 17, 200, 3], [255u8, 0, 90, 128, 250]);
+        let (ra, rb): (Vec<u8>, Vec<u8>) = (a.iter().rev().copied().collect(), b.iter().rev().copied().collect());
+        assert_eq!(dot_codes(&a, &b, &qp).to_bits(), dot_codes(&ra, &rb, &qp).to_bits());
+        let naive: i64 = a
+            .iter()
+            .zip(&b)
+            .map(|(&x, &y)| (i64::from(x) - i64::from(qp.zero_point)) * (i64::from(y) - i64::from(qp.zero_point)))
+            .sum();
+        assert_eq!(dot_codes(&a, &b, &qp), naive as f32 * (qp.scale * qp.scale));
+    }
+
+    /// A float model with a dot interaction (ids 8 + 8 wide, two numbers, hidden [16]) whose
+    /// first layer leans on the dot column, and its INT8 version: static qparams from the
+    /// inputs' min and max over `cols`, layer 0 integer or kept float.
+    fn float_and_int8(cols: &Columns, keep_float_0: bool) -> (crate::runtime::FloatModel, Int8Model) {
+        use crate::artifact::weights::{Dense, FloatWeights, Table};
+        let mut rng = Rng::new(8);
+        let spec = FeatureSpec {
+            categorical: (0..2)
+                .map(|i| CategoricalSpec::with_vocabulary(format!("c{i}"), Vocabulary::Int((0..30).collect())))
+                .collect(),
+            numeric: (0..2).map(|i| NumericSpec { name: format!("n{i}"), mean: 0.0, std: 1.0 }).collect(),
+            label: "label".into(),
+            sources: vec![],
+        };
+        let arch = Architecture {
+            embedding_dims: vec![8, 8],
+            hidden: vec![16],
+            activation: crate::artifact::manifest::Activation::Relu,
+            interaction: Interaction::Dot,
+        };
+        let mut r = |n: usize, sd: f64| -> Vec<f32> { (0..n).map(|_| (rng.normal() * sd) as f32).collect() };
+        let tables: Vec<Table> = (0..2).map(|_| Table { data: r(31 * 8, 0.5), rows: 31, dim: 8 }).collect();
+        let mut dense: Vec<Dense> = arch
+            .layer_shapes(&spec)
+            .iter()
+            .map(|&(k, n)| Dense { weight: r(n * k, 0.2), bias: r(n, 0.1), input: k, output: n })
+            .collect();
+        for o in 0..16 {
+            dense[0].weight[o * 19 + 18] = if o % 2 == 0 { 1.5 } else { -1.5 };
+        }
+        let float = crate::runtime::FloatModel::with_kernel(
+            spec.clone(),
+            arch.clone(),
+            FloatWeights { embeddings: tables.clone(), dense: dense.clone() },
+            Kernel::Scalar,
+        );
+        let x0 = float.input_matrix(&encode(&spec, &cols.view()));
+        let mut h = crate::runtime::dense_forward(&x0, cols.rows, &dense[0]);
+        h.iter_mut().for_each(|v| *v = v.max(0.0));
+        let layers = dense
+            .iter()
+            .zip([QParams::covering(&x0), QParams::covering(&h)])
+            .enumerate()
+            .map(|(i, (d, qp))| {
+                if i == 0 && keep_float_0 {
+                    return QLayer::Float(d.clone());
+                }
+                let (weight, weight_scale) = quantize_weights(&d.weight, d.output, d.input, 7, true);
+                let bias_q = crate::quant::quantize_bias(&d.bias, qp.scale, &weight_scale);
+                let (input, output) = (d.input, d.output);
+                QLayer::Int8 { weight, weight_scale, static_input: Some((bias_q, qp)), bias: vec![], input, output }
+            })
+            .collect();
+        let embeddings = tables
+            .iter()
+            .map(|t| {
+                let (codes, scale_offset) = quantize_rowwise(&t.data, t.rows, t.dim);
+                RowwiseTable { codes, scale_offset, rows: t.rows, dim: t.dim }
+            })
+            .collect();
+        (float, Int8Model::with_kernel(spec, arch, QuantWeights { embeddings, layers }, Kernel::Scalar))
+    }
+
+    #[test]
+    fn int8_models_with_a_dot_score_as_their_float_parent_on_both_layer_0_inputs() {
+        let mut rng = Rng::new(12);
+        let rows = 500;
+        let categorical = (0..2).map(|_| Ids::Int((0..rows).map(|_| rng.below(31) as i64).collect())).collect();
+        let numeric = (0..2).map(|_| (0..rows).map(|_| rng.normal() as f32).collect()).collect();
+        let cols = Columns { rows, categorical, numeric };
+        for keep_float_0 in [false, true] {
+            let (float, int8) = float_and_int8(&cols, keep_float_0);
+            assert_eq!(int8.static_input().is_some(), !keep_float_0);
+            let want = float.logits(&cols).unwrap();
+            let got = int8.logits(&cols.view()).unwrap();
+            let err = want.iter().zip(&got).map(|(a, b)| f64::from(a - b).abs()).fold(0.0, f64::max);
+            // The same model without its dot (that column's weights zeroed) is far away: the
+            // term matters, so a dot missing or misplaced in the INT8 input could not pass.
+            let mut w = float.weights.clone();
+            (0..16).for_each(|o| w.dense[0].weight[o * 19 + 18] = 0.0);
+            let without =
+                crate::runtime::FloatModel::with_kernel(float.spec.clone(), float.arch.clone(), w, Kernel::Scalar);
+            let gap = want
+                .iter()
+                .zip(without.logits(&cols).unwrap())
+                .map(|(a, b)| f64::from(a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(err < 0.05 * gap, "keep float 0: {keep_float_0}: INT8 error {err}, the dot's effect {gap}");
         }
     }
 
