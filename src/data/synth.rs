@@ -20,7 +20,8 @@
 //!   with `A ~ N(0, 0.7²)`, `a_c ~ U(0.4, 1.0)`, `peak_c ~ U(0, 24)`, `w_c ~ N(0, 0.3²)`.
 //! - **Habits**: `D_ij(t)` is user i's earlier visits to place j, each weighted
 //!   `exp(-age / HABIT_DAYS days)` (visits of the same session never count for each other);
-//!   `h_i ~ U(0.5, 2.0)` is the user's habit strength. In a session, with the user's revisit
+//!   `h_i = max(0, H[segment] + N(0, 0.2²))` is the user's habit strength, around its segment's
+//!   `H ~ U(0.5, 2.0)` (habitual and exploring kinds of users). In a session, with the user's revisit
 //!   propensity `r_i ~ U(0.1, 0.7)`, one shown place is one of the user's earlier visits
 //!   (drawn in proportion to their number) when it lies within `RADIUS_KM`. About half of the
 //!   visits (`repeat_visit_share` in `synth.json`) go to a place the user had visited before.
@@ -175,6 +176,8 @@ struct World {
     peak: Vec<f64>,
     weekend: Vec<f64>,
     seg_taste: Vec<f64>,
+    /// Each segment's habit strength.
+    seg_habit: Vec<f64>,
 }
 
 impl World {
@@ -190,7 +193,8 @@ impl World {
         let peak = (0..CATEGORIES).map(|_| 24.0 * rng.uniform()).collect();
         let weekend = (0..CATEGORIES).map(|_| 0.3 * rng.normal()).collect();
         let seg_taste = (0..SEGMENTS * TASTE_DIM).map(|_| 0.5 * rng.normal()).collect();
-        World { hoods, affinity, amp, peak, weekend, seg_taste }
+        let seg_habit = (0..SEGMENTS).map(|_| 0.5 + 1.5 * rng.uniform()).collect();
+        World { hoods, affinity, amp, peak, weekend, seg_taste, seg_habit }
     }
 }
 
@@ -263,7 +267,7 @@ impl Users {
             u.lat.push(la);
             u.lon.push(lo);
             u.taste.extend((0..TASTE_DIM).map(|k| world.seg_taste[seg * TASTE_DIM + k] + 0.25 * rng.normal()));
-            u.habit.push(0.5 + 1.5 * rng.uniform());
+            u.habit.push((world.seg_habit[seg] + 0.2 * rng.normal()).max(0.0));
             u.revisit.push(0.1 + 0.6 * rng.uniform());
         }
         u

@@ -758,12 +758,10 @@ fn ranking_set(
     }
     let mut keys = spill.writers::<At>("rank")?;
     let mut hkeys = spill.writers_of::<UserVisit>("hrank", if history { spill.user_buckets } else { 0 })?;
-    for i in 0..ranking.len() {
-        let (place, ts) = (ranking.place[i], ranking.ts[i]);
+    for ((&place, &ts), r) in ranking.place.iter().zip(&ranking.ts).zip(&inter) {
         keys[spill.bucket(place)].push(&At { place, ts, value: 0.0, rating: f64::NAN })?;
         if history {
-            let user = inter[i].user;
-            hkeys[spill.user_bucket(user)].push(&UserVisit { user, place, ts, label: 0.0 })?;
+            hkeys[spill.user_bucket(r.user)].push(&UserVisit { user: r.user, place, ts, label: 0.0 })?;
         }
     }
     for w in keys {
