@@ -619,6 +619,26 @@ mod tests {
 
     const MINIMAL: &str = "name = \"t\"\n[data]\nsource = \"synth\"\n";
 
+    /// Unset epochs and batch size follow the training rows; set ones are kept.
+    #[test]
+    fn unset_epochs_and_batch_size_are_sized_to_the_training_rows() {
+        let t = TrainConfig::default();
+        let s = |rows| {
+            let s = t.schedule(rows);
+            (s.batch_size, s.epochs)
+        };
+        // 5k rows: batches of 32, 157 steps an epoch, 20 epochs for 3000 steps.
+        assert_eq!(s(5_000), (32, 20));
+        assert_eq!(s(50_000), (64, 12));
+        assert_eq!(s(600_000), (512, 12));
+        assert_eq!(s(5_000_000), (512, 12));
+        // Tiny logs: at most 40 epochs; never a batch of 0.
+        assert_eq!(s(300), (32, 40));
+        assert_eq!(s(0), (32, 40));
+        let set = TrainConfig { epochs: Some(3), batch_size: Some(100), ..TrainConfig::default() };
+        assert_eq!(set.schedule(5_000), Schedule { epochs: 3, batch_size: 100 });
+    }
+
     /// The README's defaults table is the code's: every key of every section is a row, with
     /// the default the code has (`unset` for an unset option).
     #[test]
