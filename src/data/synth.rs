@@ -13,21 +13,20 @@
 //!   places within `RADIUS_KM` are shown. The visit logit of place j for user i is
 //!
 //!   `z = -0.9 - 0.45·d_km + A[segment, category] + a_c·cos(2π(hour - peak_c)/24)
-//!        + w_c·weekend + pop_j + 0.35·(rating_j - 3.5) + u_i·v_j`
-//!
-//!        + h_i·ln(1 + D_ij(t))`
+//!        + w_c·weekend + pop_j + 0.35·(rating_j - 3.5) + u_i·v_j + h_i·ln(1 + D_ij(t))`
 //!
 //!   with `A ~ N(0, 0.7²)`, `a_c ~ U(0.4, 1.0)`, `peak_c ~ U(0, 24)`, `w_c ~ N(0, 0.3²)`.
-//! - **Habits**: `D_ij(t)` is user i's earlier visits to place j, each weighted
-//!   `exp(-age / HABIT_DAYS days)` (visits of the same session never count for each other);
-//!   `h_i = max(0, H[segment] + N(0, 0.2²))` is the user's habit strength, around its segment's
-//!   `H ~ U(0.5, 2.0)` (habitual and exploring kinds of users). In a session, with the user's revisit
-//!   propensity `r_i ~ U(0.1, 0.7)`, one shown place is one of the user's earlier visits
-//!   (drawn in proportion to their number) when it lies within `RADIUS_KM`. About half of the
-//!   visits (`repeat_visit_share` in `synth.json`) go to a place the user had visited before.
 //!   `label ~ Bernoulli(sigmoid(z))`; a visit gets a rating `rating_j + N(0, 0.7²)` clipped
 //!   to [1, 5]. The true probability is written as `oracle_p`, so evaluation can report the
 //!   Bayes (oracle) AUC.
+//! - **Habits**: `D_ij(t)` is user i's earlier visits to place j, each weighted
+//!   `exp(-age / HABIT_DAYS days)` (visits of the same session never count for each other);
+//!   `h_i = max(0, H[segment] + N(0, 0.2²))` is the user's habit strength, around its segment's
+//!   `H ~ U(0.5, 2.0)` (habitual and exploring kinds of users). In a session, with the user's
+//!   revisit propensity `r_i ~ U(0.1, 0.7)`, one shown place is one of the user's earlier
+//!   visits (drawn in proportion to their number) when it lies within `RADIUS_KM`. A third of
+//!   the quickstart's visits (`repeat_visit_share` in `synth.json`: 0.33) go to a place the user
+//!   had visited before, more with more days per user.
 //!
 //! Everything is drawn from [`Rng`] streams derived from the seed: same seed, same files.
 
