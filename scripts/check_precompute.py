@@ -27,6 +27,12 @@ import pyarrow.parquet as pq
 R_KM = 6371.0088
 
 
+
+# A precomputed table is per segment and cell: its rows are those of a user without history
+# (no past visits: every count and share 0, never visited = 1).
+NO_HISTORY = {"user_visits": 0.0, "user_place_visits": 0.0, "user_place_visits_w": 0.0, "user_place_share": 0.0,
+              "user_place_days_since": 0.0, "user_place_never": 1.0, "user_category_share": 0.0}
+
 def haversine(lat1, lon1, lat2, lon2):
     p1, p2 = np.radians(lat1), np.radians(lat2)
     a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lon2 - lon1) / 2) ** 2
@@ -145,6 +151,8 @@ def main():
                         v = (np.sin if name.endswith("sin") else np.cos)(dow * 2 * np.pi / 7)
                     elif name in per_user:
                         v = per_user[name][user]
+                    elif name in NO_HISTORY:
+                        v = NO_HISTORY[name]
                     else:
                         v = places.column(name)[i].as_py()
                     cols[name].append(np.float32(v))
