@@ -93,6 +93,18 @@ def quantize(x, s, z):
     return np.clip(np.rint(x / f32(s)) + z, 0, 255).astype(np.int64)
 
 
+def table_codes(t, name, dim):
+    """A table's codes [rows, dim]: `codes` (uint8), or `codes4` unpacked (two per byte, the
+    lower nibble first; an odd width's last upper nibble is padding)."""
+    if f"embedding.{name}.codes" in t:
+        return t[f"embedding.{name}.codes"]
+    packed = t[f"embedding.{name}.codes4"]
+    if packed.shape[1] != (dim + 1) // 2:
+        fail(f"embedding.{name}.codes4 has shape {packed.shape}, expected [rows, {(dim + 1) // 2}]")
+    both = np.stack([packed & 0x0F, packed >> 4], axis=2).reshape(packed.shape[0], -1)
+    return both[:, :dim]
+
+
 def check_int8(a, manifest, t):
     spec, arch = manifest["feature_spec"], manifest["architecture"]
     table = pq.read_table(a.data)
@@ -103,8 +115,10 @@ def check_int8(a, manifest, t):
         if f"dense.{i}.input_scale" in t:
             qp[i] = (f32(t[f"dense.{i}.input_scale"][0]), int(t[f"dense.{i}.input_zero_point"][0]))
     emb = []
-    for c, i in zip(spec["categorical"], ids):
-        codes, so = t[f"embedding.{c['name']}.codes"], t[f"embedding.{c['name']}.scale_offset"]
+    for c, i, dim in zip(spec["categorical"], ids, arch["embedding_dims"]):
+        codes, so = table_codes(t, c["name"], dim), t[f"embedding.{c['name']}.scale_bias"].astype(np.float32)
+        if so.shape[0] == 1:  # one scale and bias for the whole table (int8-table)
+            so = np.broadcast_to(so, (codes.shape[0], 2))
         emb.append((codes[i].astype(np.float32) * so[i, :1] + so[i, 1:]).astype(np.float32))
     # Layer inputs are quantized by division by the scale (as ours and ONNX QuantizeLinear).
     dot = arch.get("interaction", "none") == "dot"

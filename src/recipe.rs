@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::data::schema::FilesConfig;
 use reco_runtime::artifact::manifest::Interaction;
 use reco_runtime::error::{Error, IoContext, Result};
+use reco_runtime::quant::EmbeddingBits;
 use reco_runtime::quant::calibrate::Calibrator;
+use std::collections::BTreeMap;
 
 /// A whole recipe file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -101,7 +103,7 @@ impl DistillConfig {
 
 /// How a float model becomes INT8: the one settings type of the recipe's `[quantize]`, the
 /// `quantize` command's flags and the stage, validated once ([`QuantizeSettings::validate`]).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct QuantizeSettings {
     /// Activation range chooser.
     pub calibrator: Calibrator,
@@ -115,6 +117,11 @@ pub struct QuantizeSettings {
     pub max_auc_drop: f64,
     /// Largest allowed |NDCG@10(int8) - NDCG@10(float)|.
     pub max_ndcg_drop: f64,
+    /// Every embedding table's precision: `auto` (4 bits, raised to 8 table by table while
+    /// the gate fails), 8 or 4.
+    pub embedding_bits: EmbeddingPrecision,
+    /// Per-table overrides of `embedding_bits`, by categorical column.
+    pub embedding_table_bits: BTreeMap<String, EmbeddingPrecision>,
 }
 
 impl Default for QuantizeSettings {
@@ -126,7 +133,56 @@ impl Default for QuantizeSettings {
             weight_bits: 7,
             max_auc_drop: 0.001,
             max_ndcg_drop: 0.002,
+            embedding_bits: EmbeddingPrecision::Auto,
+            embedding_table_bits: BTreeMap::new(),
         }
+    }
+}
+
+/// An embedding table's precision as asked: chosen by the accuracy gate, or fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmbeddingPrecision {
+    /// 4 bits unless the gate needs 8.
+    #[default]
+    Auto,
+    /// Fixed.
+    Bits(EmbeddingBits),
+}
+
+impl EmbeddingPrecision {
+    /// Parses `auto`, `8` or `4`.
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "8" => Ok(Self::Bits(EmbeddingBits::Eight)),
+            "4" => Ok(Self::Bits(EmbeddingBits::Four)),
+            _ => Err(format!("{s}: expected \"auto\", 8 or 4")),
+        }
+    }
+}
+
+impl Serialize for EmbeddingPrecision {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Self::Auto => s.serialize_str("auto"),
+            Self::Bits(b) => s.serialize_u8(u8::from(*b)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EmbeddingPrecision {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Name(String),
+            Bits(i64),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Name(s) => s,
+            Raw::Bits(n) => n.to_string(),
+        };
+        Self::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -148,7 +204,7 @@ impl QuantizeSettings {
 
 /// The recipe's `[quantize]`: the settings, and whether `run` also quantizes the teacher (it
 /// always quantizes the student).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(from = "QuantizeSection", into = "QuantizeSection")]
 pub struct QuantizeConfig {
     /// How each model is quantized.
@@ -164,7 +220,7 @@ impl Default for QuantizeConfig {
 }
 
 /// `[quantize]` as the TOML holds it (one flat table, unknown keys refused).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct QuantizeSection {
     calibrator: Calibrator,
@@ -173,6 +229,8 @@ struct QuantizeSection {
     weight_bits: u32,
     max_auc_drop: f64,
     max_ndcg_drop: f64,
+    embedding_bits: EmbeddingPrecision,
+    embedding_table_bits: BTreeMap<String, EmbeddingPrecision>,
     teacher: bool,
 }
 
@@ -184,17 +242,54 @@ impl Default for QuantizeSection {
 
 impl From<QuantizeSection> for QuantizeConfig {
     fn from(q: QuantizeSection) -> Self {
-        let QuantizeSection { calibrator, per_channel, dynamic, weight_bits, max_auc_drop, max_ndcg_drop, teacher } = q;
-        let settings = QuantizeSettings { calibrator, per_channel, dynamic, weight_bits, max_auc_drop, max_ndcg_drop };
+        let QuantizeSection {
+            calibrator,
+            per_channel,
+            dynamic,
+            weight_bits,
+            max_auc_drop,
+            max_ndcg_drop,
+            embedding_bits,
+            embedding_table_bits,
+            teacher,
+        } = q;
+        let settings = QuantizeSettings {
+            calibrator,
+            per_channel,
+            dynamic,
+            weight_bits,
+            max_auc_drop,
+            max_ndcg_drop,
+            embedding_bits,
+            embedding_table_bits,
+        };
         Self { settings, teacher }
     }
 }
 
 impl From<QuantizeConfig> for QuantizeSection {
     fn from(q: QuantizeConfig) -> Self {
-        let QuantizeSettings { calibrator, per_channel, dynamic, weight_bits, max_auc_drop, max_ndcg_drop } =
-            q.settings;
-        Self { calibrator, per_channel, dynamic, weight_bits, max_auc_drop, max_ndcg_drop, teacher: q.teacher }
+        let QuantizeSettings {
+            calibrator,
+            per_channel,
+            dynamic,
+            weight_bits,
+            max_auc_drop,
+            max_ndcg_drop,
+            embedding_bits,
+            embedding_table_bits,
+        } = q.settings;
+        Self {
+            calibrator,
+            per_channel,
+            dynamic,
+            weight_bits,
+            max_auc_drop,
+            max_ndcg_drop,
+            embedding_bits,
+            embedding_table_bits,
+            teacher: q.teacher,
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use clap::Args;
 use reco::Result;
 use reco::pipeline::quantize::{QuantizeJob, default_out, quantize};
 use reco::progress::Progress;
-use reco::recipe::QuantizeSettings;
+use reco::recipe::{EmbeddingPrecision, QuantizeSettings};
 use reco_runtime::quant::calibrate::Calibrator;
 
 use super::Global;
@@ -40,6 +40,14 @@ pub struct QuantizeArgs {
     /// Largest allowed |NDCG@10(int8) - NDCG@10(float)| on the ranking set.
     #[arg(long, default_value_t = 0.002)]
     max_ndcg_drop: f64,
+    /// Embedding tables' precision: auto (4 bits, raised to 8 table by table while the gate
+    /// fails), 8 or 4.
+    #[arg(long, default_value = "auto", value_parser = EmbeddingPrecision::parse)]
+    embedding_bits: EmbeddingPrecision,
+    /// One table's precision, overriding --embedding-bits: `COLUMN=auto|8|4` (repeatable, or
+    /// comma-separated).
+    #[arg(long, value_delimiter = ',', value_parser = table_bits)]
+    table_bits: Vec<(String, EmbeddingPrecision)>,
     /// Dense layers to keep in float from the start, e.g. `0,2` (the gate may add more).
     #[arg(long, value_delimiter = ',')]
     keep_float: Vec<usize>,
@@ -65,6 +73,8 @@ pub fn exec(args: QuantizeArgs, g: &Global, progress: &dyn Progress) -> Result<u
         weight_bits,
         max_auc_drop,
         max_ndcg_drop,
+        embedding_bits,
+        table_bits,
         keep_float,
         data,
         ranking,
@@ -79,8 +89,16 @@ pub fn exec(args: QuantizeArgs, g: &Global, progress: &dyn Progress) -> Result<u
     reco::outputs::check_output(&out, &[calibration.as_path(), model.as_path()])?;
     reco_runtime::artifact::check_replaceable(&out)?;
     let _lock = reco::outputs::OutputLock::acquire_parent(&out)?;
-    let opts =
-        QuantizeSettings { calibrator, per_channel: !per_tensor, dynamic, weight_bits, max_auc_drop, max_ndcg_drop };
+    let opts = QuantizeSettings {
+        calibrator,
+        per_channel: !per_tensor,
+        dynamic,
+        weight_bits,
+        max_auc_drop,
+        max_ndcg_drop,
+        embedding_bits,
+        embedding_table_bits: table_bits.into_iter().collect(),
+    };
     opts.validate(|k| format!("--{}", k.replace('_', "-")))?;
     let job = QuantizeJob {
         model: &model,
@@ -115,4 +133,10 @@ pub fn exec(args: QuantizeArgs, g: &Global, progress: &dyn Progress) -> Result<u
         );
     }
     Ok(if s.passed { 0 } else { 1 })
+}
+
+/// `COLUMN=auto|8|4`.
+fn table_bits(s: &str) -> std::result::Result<(String, EmbeddingPrecision), String> {
+    let (col, bits) = s.split_once('=').ok_or_else(|| format!("{s}: expected COLUMN=auto|8|4"))?;
+    Ok((col.to_string(), EmbeddingPrecision::parse(bits)?))
 }

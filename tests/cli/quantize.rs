@@ -199,3 +199,110 @@ fn keep_float_layers_stay_float_and_are_recorded_and_bad_indices_are_refused() {
     assert_eq!(dtype("dense.0.weight").as_deref(), Some("F32"), "{}", v["tensors"]);
     assert_eq!(dtype("dense.1.weight_q").as_deref(), Some("I8"), "{}", v["tensors"]);
 }
+
+/// A safetensors file's header (tensor name → dtype, shape, offsets) and its data bytes.
+fn safetensors_header(path: &Path) -> (serde_json::Value, usize) {
+    let b = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+    (serde_json::from_slice(&b[8..8 + n]).unwrap(), b.len() - 8 - n)
+}
+
+#[test]
+fn embedding_tables_take_the_precision_asked_or_the_one_the_gate_chooses() {
+    let run = run_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let (teacher, cal) = (run.join("teacher"), run.join("features/calibration.parquet"));
+    let quantize = |extra: &[&str], out: &str| -> serde_json::Value {
+        let mut args = vec!["quantize", "--model", teacher.to_str().unwrap(), "--calibration", cal.to_str().unwrap()];
+        args.extend_from_slice(&["--out", out, "--json"]);
+        args.extend_from_slice(extra);
+        serde_json::from_str(&ok(reco(&args, dir.path())).stdout).unwrap()
+    };
+    let loose = ["--max-auc-drop", "1", "--max-ndcg-drop", "1"];
+    let s8 = quantize(&["--embedding-bits", "8"], "q8");
+    let s4 = quantize(&[&["--embedding-bits", "4"][..], &loose].concat(), "q4");
+    let auto = quantize(&loose, "auto");
+    let mixed = quantize(&[&["--table-bits", "user_id=8"][..], &loose].concat(), "mixed");
+
+    let m = manifest_json(&dir.path().join("q8"));
+    let names: Vec<String> = m["feature_spec"]["categorical"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().into())
+        .collect();
+    let dims: Vec<usize> =
+        m["architecture"]["embedding_dims"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+    let (h8, data8) = safetensors_header(&dir.path().join("q8/model.safetensors"));
+    let (h4, data4) = safetensors_header(&dir.path().join("q4/model.safetensors"));
+    let mut saved = 0;
+    for (name, &dim) in names.iter().zip(&dims) {
+        let codes = &h8[format!("embedding.{name}.codes")];
+        let rows = codes["shape"][0].as_u64().unwrap() as usize;
+        assert_eq!(codes["shape"], serde_json::json!([rows, dim]));
+        assert!(h8[format!("embedding.{name}.codes4")].is_null());
+        let packed = &h4[format!("embedding.{name}.codes4")];
+        assert_eq!(packed["dtype"], "U8");
+        assert_eq!(packed["shape"], serde_json::json!([rows, dim.div_ceil(2)]), "two codes a byte");
+        assert!(h4[format!("embedding.{name}.codes")].is_null());
+        for h in [&h8, &h4] {
+            let sb = &h[format!("embedding.{name}.scale_bias")];
+            assert_eq!((&sb["dtype"], &sb["shape"]), (&serde_json::json!("F16"), &serde_json::json!([rows, 2])));
+        }
+        saved += rows * (dim - dim.div_ceil(2));
+    }
+    assert_eq!(data8 - data4, saved, "only the codes shrink");
+    // What each run chose, in the summary and the manifest alike.
+    let chosen = |s: &serde_json::Value, out: &str| {
+        let m = manifest_json(&dir.path().join(out));
+        assert_eq!(s["embedding_precision"], m["quantization"]["embedding_precision"]);
+        names.iter().map(|n| s["embedding_precision"][n].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(chosen(&s8, "q8"), vec!["int8"; names.len()]);
+    assert_eq!(chosen(&s4, "q4"), vec!["int4"; names.len()]);
+    // A loose gate holds with every table at its smallest: int8 codes with one scale pair for
+    // the table where rows are narrow (dim bytes a row), else int4 (dim/2 + 4).
+    let rows = |n: &str| h8[format!("embedding.{n}.codes")]["shape"][0].as_u64().unwrap() as usize;
+    let smallest: Vec<&str> = names
+        .iter()
+        .zip(&dims)
+        .map(|(n, &d)| if rows(n) * d + 4 <= rows(n) * (d.div_ceil(2) + 4) { "int8-table" } else { "int4" })
+        .collect();
+    assert_eq!(chosen(&auto, "auto"), smallest);
+    assert_eq!(auto["embedding_sensitivity"], serde_json::json!([]), "not measured when the smallest holds");
+    let (ha, _) = safetensors_header(&dir.path().join("auto/model.safetensors"));
+    for (n, l) in names.iter().zip(&smallest) {
+        let want = if *l == "int8-table" { serde_json::json!([1, 2]) } else { serde_json::json!([rows(n), 2]) };
+        assert_eq!(ha[format!("embedding.{n}.scale_bias")]["shape"], want, "{n}");
+    }
+    let user = names.iter().position(|n| n == "user_id").unwrap();
+    let mixed = chosen(&mixed, "mixed");
+    assert_eq!(mixed[user], "int8", "the override");
+    assert!(mixed.iter().zip(&smallest).enumerate().all(|(i, (m, s))| i == user || m == s), "{mixed:?}");
+    // The size report adds up to the tensor data in the file.
+    let sizes: usize = s4["sizes"].as_array().unwrap().iter().map(|t| t["bytes"].as_u64().unwrap() as usize).sum();
+    assert_eq!(sizes, data4);
+    // The 4-bit model scores differently from the 8-bit one (its tables are used), yet close.
+    let test = run.join("features/test.parquet");
+    let logits: Vec<Vec<f32>> = ["q8", "q4"]
+        .iter()
+        .map(|q| {
+            let out = dir.path().join(format!("{q}.parquet"));
+            predict(&dir.path().join(q), &test, &out, dir.path());
+            read_logits(&out)
+        })
+        .collect();
+    let max_diff = logits[0].iter().zip(&logits[1]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(max_diff > 0.0 && max_diff < 0.5, "{max_diff}");
+
+    let t = teacher.to_str().unwrap();
+    let c = cal.to_str().unwrap();
+    input_error(
+        &reco(&["quantize", "--model", t, "--calibration", c, "--table-bits", "nope=4", "--out", "x"], dir.path()),
+        &["embedding_table_bits", "`nope`", "user_id"],
+    );
+    let o = reco(&["quantize", "--model", t, "--calibration", c, "--embedding-bits", "3", "--out", "x"], dir.path());
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("3: expected \"auto\", 8 or 4"), "{}", o.stderr);
+    assert!(!dir.path().join("x").exists());
+}

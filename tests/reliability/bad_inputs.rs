@@ -176,6 +176,12 @@ const CASES: &[Case] = &[
         needles: &["epochs"],
     },
     Case {
+        name: "3-bit embedding tables",
+        setup: |d| recipe(d, "max_auc_drop = 0.02", "max_auc_drop = 0.02\nembedding_bits = 3"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["embedding_bits", "3: expected \"auto\", 8 or 4"],
+    },
+    Case {
         name: "zero batch size",
         setup: |d| recipe(d, "batch_size = 256", "batch_size = 0"),
         args: &["run", "r.toml", "--out", "o"],
@@ -905,9 +911,9 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "NaN in INT8 embedding scales",
-        setup: |d| poison(d, "student-int8", "embedding.user_id.scale_offset"),
+        setup: |d| poison(d, "student-int8", "embedding.user_id.scale_bias"),
         args: &["inspect", "run/student-int8"],
-        needles: &["embedding.user_id.scale_offset"],
+        needles: &["embedding.user_id.scale_bias"],
     },
     Case {
         name: "unsupported activation",

@@ -37,7 +37,7 @@ use reco_runtime::artifact::qweights::{QLayer, QuantWeights};
 use reco_runtime::artifact::spec::{CategoricalSpec, FeatureSpec, IdType, Vocabulary};
 use reco_runtime::artifact::weights::{Dense, FloatWeights};
 use reco_runtime::error::{Error, Result};
-use reco_runtime::quant::QParams;
+use reco_runtime::quant::{EmbeddingBits, QParams};
 
 /// ONNX IR version written (IR 8: ONNX 1.10+, onnxruntime 1.10+).
 pub const IR_VERSION: i64 = 8;
@@ -90,6 +90,14 @@ fn attr_ints(name: &str, v: Vec<i64>) -> pb::AttributeProto {
     a
 }
 
+fn attr_string(name: &str, v: &str) -> pb::AttributeProto {
+    let mut a = pb::AttributeProto::new();
+    a.name = name.to_string();
+    a.type_ = pb::attribute_proto::AttributeType::STRING.into();
+    a.s = v.as_bytes().to_vec();
+    a
+}
+
 fn attr_strings(name: &str, v: Vec<String>) -> pb::AttributeProto {
     let mut a = pb::AttributeProto::new();
     a.name = name.to_string();
@@ -128,6 +136,34 @@ impl Graph {
     fn fresh(&mut self, hint: &str) -> String {
         self.next += 1;
         format!("{hint}_{}", self.next)
+    }
+
+    /// Gathered 4-bit rows `[n, ⌈dim/2⌉]` (two codes a byte, the lower nibble first) as u8 codes
+    /// `[n, dim]`: each byte's nibbles by `BitShift` (`(b << 4) >> 4` and `b >> 4`), interleaved
+    /// by `Unsqueeze`, `Concat` and `Reshape`, the padding nibble of an odd width sliced off.
+    fn unpack_nibbles(&mut self, packed: &str, dim: usize) -> String {
+        let four = self.fresh("nibble_shift");
+        self.init(&four, &[], &[4u8]);
+        let axis = self.fresh("nibble_axis");
+        self.init(&axis, &[1], &[2i64]);
+        let left = self.op("BitShift", &[packed, &four], vec![attr_string("direction", "LEFT")]);
+        let low = self.op("BitShift", &[&left, &four], vec![attr_string("direction", "RIGHT")]);
+        let high = self.op("BitShift", &[packed, &four], vec![attr_string("direction", "RIGHT")]);
+        let low = self.op("Unsqueeze", &[&low, &axis], vec![]);
+        let high = self.op("Unsqueeze", &[&high, &axis], vec![]);
+        let pairs = self.op("Concat", &[&low, &high], vec![attr_int("axis", 2)]);
+        let shape = self.fresh("nibble_rows");
+        self.init(&shape, &[2], &[0i64, -1]);
+        let codes = self.op("Reshape", &[&pairs, &shape], vec![]);
+        if dim % 2 == 0 {
+            return codes;
+        }
+        let (starts, ends, axes) =
+            (self.fresh("nibble_start"), self.fresh("nibble_end"), self.fresh("nibble_slice_axis"));
+        self.init(&starts, &[1], &[0i64]);
+        self.init(&ends, &[1], &[dim as i64]);
+        self.init(&axes, &[1], &[1i64]);
+        self.op("Slice", &[&codes, &starts, &ends, &axes], vec![])
     }
 
     /// Adds a constant tensor; returns its name.
@@ -500,16 +536,30 @@ pub fn int8_model(
         _ => DotForm::Float,
     };
     let rowwise = |g: &mut Graph, name: &str, idx: &str, t: &reco_runtime::artifact::qweights::RowwiseTable| {
-        let codes = g.init(&format!("{name}.codes"), &[t.rows, t.dim], &t.codes);
+        let width = t.bits().row_bytes(t.dim);
+        let (suffix, four) = match t.bits() {
+            EmbeddingBits::Eight => ("codes", false),
+            EmbeddingBits::Four => ("codes4", true),
+        };
+        let codes = g.init(&format!("{name}.{suffix}"), &[t.rows, width], &t.codes);
         let scale: Vec<f32> = t.scale_offset.chunks(2).map(|p| p[0]).collect();
         let offset: Vec<f32> = t.scale_offset.chunks(2).map(|p| p[1]).collect();
-        let scale = g.init(&format!("{name}.scale"), &[t.rows, 1], &scale);
-        let offset = g.init(&format!("{name}.offset"), &[t.rows, 1], &offset);
+        let pairs = scale.len();
+        let scale = g.init(&format!("{name}.scale"), &[pairs, 1], &scale);
+        let offset = g.init(&format!("{name}.offset"), &[pairs, 1], &offset);
         let q = g.op("Gather", &[&codes, idx], vec![attr_int("axis", 0)]);
+        let q = if four { g.unpack_nibbles(&q, t.dim) } else { q };
         let q = g.op("Cast", &[&q], vec![attr_int("to", DataType::FLOAT as i64)]);
-        let s = g.op("Gather", &[&scale, idx], vec![attr_int("axis", 0)]);
-        let o = g.op("Gather", &[&offset, idx], vec![attr_int("axis", 0)]);
-        // code · scale + offset: two f32 operations, as RowwiseTable::dequantize.
+        // One pair for the table: `[1, 1]` broadcasts over the rows, no gather.
+        let (s, o) = if t.layout.per_table() {
+            (scale, offset)
+        } else {
+            (
+                g.op("Gather", &[&scale, idx], vec![attr_int("axis", 0)]),
+                g.op("Gather", &[&offset, idx], vec![attr_int("axis", 0)]),
+            )
+        };
+        // code · scale + bias: two f32 operations, as RowwiseTable::dequantize.
         let v = g.op("Mul", &[&q, &s], vec![]);
         g.op("Add", &[&v, &o], vec![])
     };
@@ -706,8 +756,8 @@ mod tests {
             .embeddings
             .iter()
             .map(|t| {
-                let (codes, scale_offset) = reco_runtime::quant::quantize_rowwise(&t.data, t.rows, t.dim);
-                reco_runtime::artifact::qweights::RowwiseTable { codes, scale_offset, rows: t.rows, dim: t.dim }
+                let layout = reco_runtime::quant::TableLayout::Int8;
+                reco_runtime::artifact::qweights::RowwiseTable::quantize(&t.data, t.rows, t.dim, layout).unwrap()
             })
             .collect::<Vec<_>>();
         let q = QuantWeights { embeddings: embeddings.clone(), layers: vec![layer] };

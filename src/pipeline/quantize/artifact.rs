@@ -61,7 +61,7 @@ pub(super) fn write(
 
 /// The manifest's quantization record.
 fn record(inputs: &Inputs, built: &Built, gated: &Gated, job: &QuantizeJob<'_>) -> Quantization {
-    let opts = job.opts;
+    let opts = &job.opts;
     let activations = built
         .act
         .iter()
@@ -80,6 +80,7 @@ fn record(inputs: &Inputs, built: &Built, gated: &Gated, job: &QuantizeJob<'_>) 
         activations,
         calibration_rows: inputs.cal.columns.rows,
         calibrator: opts.calibrator,
+        embedding_precision: super::gate::table_map(inputs, &gated.weights.embedding_layouts()),
         dynamic_activations: opts.dynamic,
         float_layers: gated.float_layers.clone(),
         gate: QuantizationGate {
@@ -96,7 +97,7 @@ fn record(inputs: &Inputs, built: &Built, gated: &Gated, job: &QuantizeJob<'_>) 
 }
 
 /// The scheme in words, as every INT8 manifest records it.
-const SCHEME: &str = "weights int8 symmetric per output channel (zero point 0); biases int32 at s_x*s_w; activations uint8 asymmetric per tensor; embeddings row-wise uint8 with fp32 scale and offset";
+const SCHEME: &str = "weights int8 symmetric per output channel (zero point 0); biases int32 at s_x*s_w; activations uint8 asymmetric per tensor; embeddings per table (embedding_precision): int8 or packed int4 codes with an fp16 scale and bias per row, or int8 codes with one fp16 pair for the table";
 
 /// The INT8 gates that failed, as the manifest records them (the artifact named as a run names
 /// its directory).

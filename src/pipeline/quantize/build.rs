@@ -1,18 +1,22 @@
 //! Calibration and the INT8 layers: each dense layer's input observed over the calibration
 //! rows (two passes when the calibrator needs a histogram: constant memory), per-channel s8
-//! weights, i32 biases, u8 activations at the calibrator's ranges, row-wise u8 embeddings,
-//! and each layer's SQNR in isolation (its INT8 output against float, on the same input).
+//! weights, i32 biases, u8 activations at the calibrator's ranges, row-wise embeddings at 8
+//! and at 4 bits (the gate picks per table), and each layer's SQNR in isolation (its INT8 output against float, on the same input).
 
 use super::{HISTOGRAM_BINS, Inputs, LayerReport, ValueHistogram};
 use crate::data::features::FeatureFrame;
 use crate::recipe::QuantizeSettings;
 use reco_runtime::artifact::qweights::{QLayer, QuantWeights, RowwiseTable};
 use reco_runtime::artifact::weights::Dense;
+use reco_runtime::error::{Error, Result};
 use reco_runtime::kernels::Kernel;
 use reco_runtime::quant::calibrate::{Calibrator, Observer};
-use reco_runtime::quant::{QParams, quantize_bias, quantize_rowwise, quantize_weights, sqnr_db};
+use reco_runtime::quant::{QParams, TableLayout, quantize_bias, quantize_weights, sqnr_db};
 use reco_runtime::runtime::int8;
 use reco_runtime::runtime::{CHUNK, FloatModel, chunks, dense_forward, encode};
+
+/// The table layouts the gate chooses from.
+const LAYOUTS: [TableLayout; 3] = [TableLayout::Int8, TableLayout::Int8Table, TableLayout::Int4];
 
 /// The INT8 pieces of a float model, before the gate chooses which layers stay float.
 pub(super) struct Built {
@@ -20,7 +24,8 @@ pub(super) struct Built {
     pub act: Vec<Option<QParams>>,
     /// The calibrators' state, bytes (independent of the number of rows).
     pub state_bytes: usize,
-    embeddings: Vec<RowwiseTable>,
+    /// Each table in every [`LAYOUTS`] layout.
+    embeddings: Vec<[RowwiseTable; 3]>,
     int8_layers: Vec<QLayer>,
     float_layers: Vec<Dense>,
     /// Each dense layer's float input on the first calibration chunk.
@@ -31,7 +36,7 @@ pub(super) struct Built {
 
 impl Built {
     /// Calibrates `inputs.parent` on the calibration rows and quantizes every layer.
-    pub fn new(inputs: &Inputs, opts: &QuantizeSettings) -> Self {
+    pub fn new(inputs: &Inputs, opts: &QuantizeSettings) -> Result<Self> {
         let parent = &inputs.parent;
         let (obs, state_bytes) = calibrate(parent, &inputs.cal, opts.calibrator);
         let act: Vec<Option<QParams>> =
@@ -40,11 +45,19 @@ impl Built {
             .weights
             .embeddings
             .iter()
-            .map(|t| {
-                let (codes, scale_offset) = quantize_rowwise(&t.data, t.rows, t.dim);
-                RowwiseTable { codes, scale_offset, rows: t.rows, dim: t.dim }
+            .zip(&parent.spec.categorical)
+            .map(|(t, c)| {
+                let at = |bits| {
+                    RowwiseTable::quantize(&t.data, t.rows, t.dim, bits).map_err(|row| {
+                        Error::input(format!(
+                            "embedding table `{}` row {row}: values beyond fp16's range (±65504), which row-wise scales and biases use",
+                            c.name
+                        ))
+                    })
+                };
+                Ok([at(LAYOUTS[0])?, at(LAYOUTS[1])?, at(LAYOUTS[2])?])
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         let dense = &parent.weights.dense;
         let int8_layers: Vec<QLayer> = dense.iter().zip(&act).map(|(d, qp)| int8_layer(d, *qp, opts)).collect();
         // Per-layer SQNR on the first calibration chunk.
@@ -52,11 +65,11 @@ impl Built {
         let x = layer_inputs(parent, &encode(&parent.spec, &inputs.cal.columns.view().slice(0..m)));
         let sqnr =
             dense.iter().zip(&int8_layers).zip(&x).map(|((d, l), x)| layer_sqnr(d, l, x, m, inputs.kernel)).collect();
-        Self { act, state_bytes, embeddings, int8_layers, float_layers: dense.clone(), inputs: x, sqnr }
+        Ok(Self { act, state_bytes, embeddings, int8_layers, float_layers: dense.clone(), inputs: x, sqnr })
     }
 
-    /// The INT8 weights with `float_layers` kept float.
-    pub fn weights(&self, float_layers: &[usize]) -> QuantWeights {
+    /// The INT8 weights with `float_layers` kept float and each table in its layout.
+    pub fn weights(&self, float_layers: &[usize], layouts: &[TableLayout]) -> QuantWeights {
         let layers = self
             .int8_layers
             .iter()
@@ -67,7 +80,13 @@ impl Built {
                 },
             )
             .collect();
-        QuantWeights { embeddings: self.embeddings.clone(), layers }
+        let embeddings = self
+            .embeddings
+            .iter()
+            .zip(layouts)
+            .map(|(all, l)| all[LAYOUTS.iter().position(|x| x == l).unwrap_or(0)].clone())
+            .collect();
+        QuantWeights { embeddings, layers }
     }
 
     /// Each dense layer's record: its input's distribution, the range calibration chose, its SQNR.

@@ -1,15 +1,27 @@
 //! The accuracy gate with fallback: the INT8 model against its float parent on the test split
-//! (AUC) and the ranking set (NDCG@10); while it fails, the least accurate remaining layer
-//! (lowest SQNR) goes back to float. Every step is recorded.
+//! (AUC) and the ranking set (NDCG@10).
+//!
+//! 1. Dense layers, with every `auto` embedding table at 8 bits: while the gate fails, the
+//!    least accurate remaining layer (lowest SQNR) goes back to float.
+//! 2. Embedding tables, when any is `auto` and step 1 held: every `auto` table drops to 4 bits;
+//!    while the gate fails, the most sensitive table still at 4 bits goes back to 8. A table's
+//!    sensitivity is the gate's own measure of the model with that table alone at 4 bits: the
+//!    larger of |ΔAUC| / max_auc_drop and |ΔNDCG@10| / max_ndcg_drop (measured only when
+//!    needed).
+//!
+//! Every evaluation is recorded.
+
+use std::collections::BTreeMap;
 
 use super::build::Built;
-use super::{FallbackStep, Inputs};
+use super::{FallbackStep, Inputs, TableSensitivity};
 use crate::metrics;
 use crate::pipeline::eval::{Quality, quality_and_ranking};
 use crate::progress::Progress;
-use crate::recipe::QuantizeSettings;
+use crate::recipe::{EmbeddingPrecision, QuantizeSettings};
 use reco_runtime::artifact::qweights::QuantWeights;
 use reco_runtime::error::Result;
+use reco_runtime::quant::{EmbeddingBits, TableLayout};
 use reco_runtime::runtime::Model;
 use reco_runtime::runtime::int8::Int8Model;
 
@@ -29,61 +41,233 @@ pub(super) struct Gated {
     pub float_layers: Vec<usize>,
     /// Every evaluation, in order.
     pub steps: Vec<FallbackStep>,
+    /// The `auto` tables' sensitivities, when they were measured.
+    pub sensitivity: Vec<TableSensitivity>,
 }
 
-/// Evaluates the INT8 model with the requested float layers, then adds the remaining layers to
-/// float, lowest SQNR first, until the gate holds or none is left.
-pub(super) fn fallback(
-    inputs: &Inputs,
-    built: &Built,
-    parent_model: &Model,
-    opts: QuantizeSettings,
-    progress: &dyn Progress,
-) -> Result<Gated> {
-    let data = (&inputs.test, inputs.test_labels.as_slice());
-    let ranking = inputs.ranking.as_ref();
-    let (parent_q, parent_scores) = quality_and_ranking(parent_model, data, ranking)?;
-    let parent_rank = ranking.and_then(|r| Some((r.query_id.as_deref()?, parent_scores?)));
-    let mut float_layers = inputs.requested.clone();
-    let mut order: Vec<usize> = (0..built.sqnr.len()).filter(|i| !float_layers.contains(i)).collect();
-    order.sort_by(|&a, &b| built.sqnr[a].total_cmp(&built.sqnr[b]));
-    let mut order = order.into_iter();
-    let mut steps = Vec::new();
-    loop {
-        let weights = built.weights(&float_layers);
-        let parent = &inputs.parent;
+/// What the gate said of a candidate.
+#[derive(Debug, Clone, Copy)]
+struct Verdict {
+    passed: bool,
+    /// [`Judge::severity`].
+    severity: f64,
+    /// ΔAUC, ΔNDCG@10.
+    delta: (Option<f64>, Option<f64>),
+}
+
+/// One evaluated candidate.
+struct Candidate {
+    weights: QuantWeights,
+    model: Model,
+    quality: Quality,
+    passed: bool,
+    delta: (Option<f64>, Option<f64>),
+}
+
+/// Evaluates candidates against the parent and records each one.
+struct Judge<'a> {
+    inputs: &'a Inputs,
+    built: &'a Built,
+    opts: &'a QuantizeSettings,
+    parent: Quality,
+    parent_scores: Option<Vec<f32>>,
+    steps: Vec<FallbackStep>,
+    progress: &'a dyn Progress,
+}
+
+impl Judge<'_> {
+    fn eval(&mut self, float_layers: &[usize], layouts: &[TableLayout]) -> Result<Candidate> {
+        let weights = self.built.weights(float_layers, layouts);
+        let parent = &self.inputs.parent;
         let model = Model::Int8(Int8Model::with_kernel(
             parent.spec.clone(),
             parent.arch.clone(),
             weights.clone(),
-            inputs.kernel,
+            self.inputs.kernel,
         ));
+        let data = (&self.inputs.test, self.inputs.test_labels.as_slice());
+        let ranking = self.inputs.ranking.as_ref();
         let (q, rank_scores) = quality_and_ranking(&model, data, ranking)?;
-        let (d_auc, d_ndcg) = (delta(q.auc, parent_q.auc), delta(q.ndcg10, parent_q.ndcg10));
-        let passed = within(d_auc, opts.max_auc_drop) && within(d_ndcg, opts.max_ndcg_drop);
-        let top10_jaccard = match (&parent_rank, &rank_scores) {
-            (Some((qid, base)), Some(s)) => metrics::topk_jaccard(qid, base, s, 10),
+        let delta = (delta(q.auc, self.parent.auc), delta(q.ndcg10, self.parent.ndcg10));
+        let passed = within(delta.0, self.opts.max_auc_drop) && within(delta.1, self.opts.max_ndcg_drop);
+        let qid = ranking.and_then(|r| r.query_id.as_deref());
+        let top10_jaccard = match (qid, &self.parent_scores, &rank_scores) {
+            (Some(qid), Some(base), Some(s)) => metrics::topk_jaccard(qid, base, s, 10),
             _ => None,
         };
-        steps.push(FallbackStep {
-            float_layers: float_layers.clone(),
-            delta_auc: d_auc,
-            delta_ndcg: d_ndcg,
+        let embedding_precision = table_map(self.inputs, layouts);
+        self.progress.log(&format!(
+            "quantize: float layers {float_layers:?}, tables {:?}: dAUC {}, dNDCG@10 {} -> {}",
+            layouts.iter().map(|l| l.name()).collect::<Vec<_>>(),
+            shown(delta.0),
+            shown(delta.1),
+            if passed { "gate holds" } else { "gate fails" }
+        ));
+        self.steps.push(FallbackStep {
+            float_layers: float_layers.to_vec(),
+            embedding_precision,
+            delta_auc: delta.0,
+            delta_ndcg: delta.1,
             top10_jaccard,
             passed,
         });
-        progress.log(&format!(
-            "quantize: float layers {float_layers:?}: dAUC {}, dNDCG@10 {} -> {}",
-            shown(d_auc),
-            shown(d_ndcg),
-            if passed { "gate holds" } else { "gate fails" }
-        ));
-        let Some(next) = order.next().filter(|_| !passed) else {
-            return Ok(Gated { weights, model, quality: q, parent_quality: parent_q, passed, float_layers, steps });
-        };
+        Ok(Candidate { weights, model, quality: q, passed, delta })
+    }
+
+    /// How far a candidate is from failing: the larger of its |ΔAUC| and |ΔNDCG@10| as a share
+    /// of what the gate allows (infinite: not measurable).
+    fn severity(&self, c: &Candidate) -> f64 {
+        let share = |d: Option<f64>, max: f64| d.map_or(f64::INFINITY, |d| d.abs() / max.max(f64::MIN_POSITIVE));
+        share(c.delta.0, self.opts.max_auc_drop).max(share(c.delta.1, self.opts.max_ndcg_drop))
+    }
+}
+
+/// Runs both steps of the module's search.
+pub(super) fn fallback(
+    inputs: &Inputs,
+    built: &Built,
+    parent_model: &Model,
+    opts: &QuantizeSettings,
+    progress: &dyn Progress,
+) -> Result<Gated> {
+    let data = (&inputs.test, inputs.test_labels.as_slice());
+    let (parent, parent_scores) = quality_and_ranking(parent_model, data, inputs.ranking.as_ref())?;
+    let mut judge = Judge { inputs, built, opts, parent, parent_scores, steps: Vec::new(), progress };
+    let precision = &inputs.table_precision;
+    let base: Vec<TableLayout> = precision
+        .iter()
+        .map(|p| match p {
+            EmbeddingPrecision::Auto | EmbeddingPrecision::Bits(EmbeddingBits::Eight) => TableLayout::Int8,
+            EmbeddingPrecision::Bits(EmbeddingBits::Four) => TableLayout::Int4,
+        })
+        .collect();
+    let (mut float_layers, mut best) = dense_fallback(&mut judge, &base)?;
+    let auto: Vec<usize> = (0..base.len()).filter(|&t| precision[t] == EmbeddingPrecision::Auto).collect();
+    let mut low = base.clone();
+    for &t in &auto {
+        let e = &inputs.parent.weights.embeddings[t];
+        low[t] = TableLayout::smallest(e.rows, e.dim);
+    }
+    let mut severity = Vec::new();
+    if best.passed && !auto.is_empty() {
+        let mut chosen = None;
+        severity = lower_tables(&base, &low, &auto, |trial| {
+            let c = judge.eval(&float_layers, trial)?;
+            let verdict = Verdict { passed: c.passed, severity: judge.severity(&c), delta: c.delta };
+            if c.passed {
+                chosen = Some(c);
+            }
+            Ok(verdict)
+        })?;
+        best = chosen.unwrap_or(best);
+        if best.weights.embedding_layouts() != low
+            && let Some((layers, c)) = trade_a_layer(&mut judge, &float_layers, &low, &best)?
+        {
+            (float_layers, best) = (layers, c);
+        }
+    }
+    let sensitivity = severity
+        .into_iter()
+        .map(|(t, v)| TableSensitivity {
+            table: inputs.parent.spec.categorical[t].name.clone(),
+            column: t,
+            delta_auc: v.delta.0,
+            delta_ndcg: v.delta.1,
+            severity: v.severity,
+        })
+        .collect();
+    Ok(Gated {
+        weights: best.weights,
+        model: best.model,
+        quality: best.quality,
+        parent_quality: parent,
+        passed: best.passed,
+        float_layers,
+        steps: judge.steps,
+        sensitivity,
+    })
+}
+
+/// Step 1: the requested float layers, then more, lowest SQNR first, until the gate holds or
+/// none is left.
+fn dense_fallback(judge: &mut Judge<'_>, layouts: &[TableLayout]) -> Result<(Vec<usize>, Candidate)> {
+    let (built, mut float_layers) = (judge.built, judge.inputs.requested.clone());
+    let mut order: Vec<usize> = (0..built.sqnr.len()).filter(|i| !float_layers.contains(i)).collect();
+    order.sort_by(|&a, &b| built.sqnr[a].total_cmp(&built.sqnr[b]));
+    let mut order = order.into_iter();
+    loop {
+        let c = judge.eval(&float_layers, layouts)?;
+        let Some(next) = order.next().filter(|_| !c.passed) else { return Ok((float_layers, c)) };
         float_layers.push(next);
         float_layers.sort_unstable();
     }
+}
+
+/// Step 2 over an evaluator (`eval(layouts)` → what the gate says): every `auto` table in its
+/// `low` layout, then, while the gate fails, the most sensitive one still low back to `base`,
+/// until it holds or every table is back where `base` (which held) has it. The evaluator's
+/// last passing call is the choice. Returns the measured sensitivities (table, verdict), empty
+/// when they were not needed.
+fn lower_tables(
+    base: &[TableLayout],
+    low: &[TableLayout],
+    auto: &[usize],
+    mut eval: impl FnMut(&[TableLayout]) -> Result<Verdict>,
+) -> Result<Vec<(usize, Verdict)>> {
+    let mut trial = base.to_vec();
+    auto.iter().for_each(|&t| trial[t] = low[t]);
+    let mut passed = eval(&trial)?.passed;
+    let mut severity = Vec::new();
+    let mut order = auto.to_vec();
+    if !passed && auto.len() > 1 {
+        for &t in auto {
+            let mut one = base.to_vec();
+            one[t] = low[t];
+            severity.push((t, eval(&one)?));
+        }
+        // Most sensitive first; ties in column order.
+        let of = |t: usize| severity.iter().find(|s| s.0 == t).map_or(0.0, |s| s.1.severity);
+        order.sort_by(|&a, &b| of(b).total_cmp(&of(a)).then(a.cmp(&b)));
+    }
+    for t in order {
+        if passed {
+            break;
+        }
+        trial[t] = base[t];
+        if trial == base {
+            break; // every auto table back where step 1 had it, which held
+        }
+        passed = eval(&trial)?.passed;
+    }
+    Ok(severity)
+}
+
+/// Step 3: when step 2 kept some tables above their smallest layout, one more dense layer in
+/// float (the next by SQNR) with every table at its smallest, taken when the gate holds and
+/// the weights are smaller (a float layer costs 4 bytes a weight; a large table at 4 bits saves
+/// more).
+fn trade_a_layer(
+    judge: &mut Judge<'_>,
+    float_layers: &[usize],
+    low: &[TableLayout],
+    best: &Candidate,
+) -> Result<Option<(Vec<usize>, Candidate)>> {
+    let sqnr = &judge.built.sqnr;
+    let Some(next) = (0..sqnr.len()).filter(|i| !float_layers.contains(i)).min_by(|&a, &b| sqnr[a].total_cmp(&sqnr[b]))
+    else {
+        return Ok(None);
+    };
+    let mut layers = float_layers.to_vec();
+    layers.push(next);
+    layers.sort_unstable();
+    let c = judge.eval(&layers, low)?;
+    let bytes = |w: &QuantWeights| w.sizes(&judge.inputs.parent.spec).iter().map(|t| t.bytes).sum::<usize>();
+    Ok((c.passed && bytes(&c.weights) < bytes(&best.weights)).then_some((layers, c)))
+}
+
+/// Each table's layout by column name.
+pub(super) fn table_map(inputs: &Inputs, layouts: &[TableLayout]) -> BTreeMap<String, TableLayout> {
+    inputs.parent.spec.categorical.iter().zip(layouts).map(|(c, &l)| (c.name.clone(), l)).collect()
 }
 
 /// `a - b`, or `None` (not measurable) when either is missing or not finite.
@@ -100,4 +284,64 @@ fn within(d: Option<f64>, max: f64) -> bool {
 /// A change for the log: signed, or "not measurable".
 fn shown(d: Option<f64>) -> String {
     d.map_or_else(|| "not measurable".into(), |d| format!("{d:+.5}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TableLayout::{Int4 as Four, Int8 as Eight};
+
+    /// A fake gate: a candidate holds while the summed cost of its 4-bit tables stays within 1.
+    fn run(cost: &[f64], base: &[TableLayout], auto: &[usize]) -> (Vec<Vec<TableLayout>>, Vec<(usize, f64)>) {
+        let mut tried = Vec::new();
+        let low = vec![Four; base.len()];
+        let sens = lower_tables(base, &low, auto, |layouts| {
+            tried.push(layouts.to_vec());
+            let total: f64 = layouts.iter().zip(cost).filter(|(b, _)| **b == Four).map(|(_, c)| c).sum();
+            Ok(Verdict { passed: total <= 1.0, severity: total, delta: (None, None) })
+        })
+        .unwrap();
+        (tried, sens.into_iter().map(|(t, v)| (t, v.severity)).collect())
+    }
+
+    #[test]
+    fn every_auto_table_at_4_bits_when_that_holds_without_measuring_sensitivity() {
+        let (tried, sens) = run(&[0.2, 0.3, 0.4], &[Eight; 3], &[0, 1, 2]);
+        assert_eq!(tried, [vec![Four; 3]]);
+        assert!(sens.is_empty());
+    }
+
+    #[test]
+    fn the_most_sensitive_tables_go_back_to_8_bits_first_until_the_gate_holds() {
+        // Costs 0.5, 0.9, 0.1, 0.6 (sum 2.1): raising table 1 (0.9) leaves 1.2, still failing;
+        // then table 3 (0.6) leaves 0.6, which holds. Table 2 is fixed at 8 and never lowered.
+        let base = [Eight, Eight, Eight, Eight, Eight];
+        let (tried, sens) = run(&[0.5, 0.9, 7.0, 0.6, 0.1], &base, &[0, 1, 3, 4]);
+        assert_eq!(sens, [(0, 0.5), (1, 0.9), (3, 0.6), (4, 0.1)]);
+        assert_eq!(tried[0], [Four, Four, Eight, Four, Four]);
+        assert_eq!(tried[5], [Four, Eight, Eight, Four, Four]);
+        assert_eq!(tried[6], [Four, Eight, Eight, Eight, Four]);
+        assert_eq!(tried.len(), 7, "stops at the first holding candidate");
+    }
+
+    #[test]
+    fn a_lone_auto_table_that_fails_at_4_bits_is_left_at_8_without_a_second_evaluation() {
+        let (tried, sens) = run(&[2.0, 0.0], &[Eight, Four], &[0]);
+        assert_eq!(tried, [vec![Four, Four]]);
+        assert!(sens.is_empty());
+    }
+
+    #[test]
+    fn auto_starts_each_table_at_its_smallest_layout() {
+        // Rows of 4: 4 bytes of codes beat 2 of codes + 4 of fp16 scale and bias; rows of 16
+        // the other way round; rows of 7 are the widest where one pair a table pays (7 bytes
+        // against 8); at 8, int4 is 4 bytes smaller (the table's own pair).
+        assert_eq!(TableLayout::smallest(1000, 4), TableLayout::Int8Table);
+        assert_eq!(TableLayout::smallest(1000, 7), TableLayout::Int8Table);
+        assert_eq!(TableLayout::smallest(1000, 8), TableLayout::Int4);
+        assert_eq!(TableLayout::smallest(1000, 16), TableLayout::Int4);
+        assert_eq!(TableLayout::Int4.bytes(1000, 16), 1000 * 12);
+        assert_eq!(TableLayout::Int8Table.bytes(1000, 4), 4004);
+        assert_eq!(TableLayout::Int8.bytes(1000, 5), 9000);
+    }
 }

@@ -3,13 +3,17 @@
 //! 1. Calibrate: stream the calibration file through the float model in chunks, observing each
 //!    dense layer's input (two passes: range, then a fixed histogram — constant memory).
 //! 2. Quantize: per-channel symmetric s8 weights, i32 biases, u8 activations with the chosen
-//!    calibrator's ranges, row-wise u8 embeddings.
+//!    calibrator's ranges, row-wise embeddings (8- or 4-bit codes, fp16 scale and bias).
 //! 3. Measure each layer's SQNR in isolation (its int8 output vs float, same float input).
 //! 4. Gate: compare with the float parent on the test split (AUC, logloss) and ranking set
 //!    (NDCG@10). While it fails, move the least accurate remaining layer (lowest SQNR) back to
 //!    float. Still failing with every layer in float: the artifact is written, marked failed.
+//!    Then `auto` embedding tables drop to 4 bits, the most sensitive raised back to 8 while
+//!    the gate fails ([`gate`]).
 
 use std::path::{Path, PathBuf};
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -17,10 +21,11 @@ use crate::data::chunks::{MAX_ROWS_IN_MEMORY, Split};
 use crate::data::features::FeatureFrame;
 use crate::pipeline::eval::Quality;
 use crate::progress::Progress;
-use crate::recipe::QuantizeSettings;
+use crate::recipe::{EmbeddingPrecision, QuantizeSettings};
 use reco_runtime::artifact::manifest::{Kind, Manifest};
 use reco_runtime::error::{Error, Result};
 use reco_runtime::kernels::Kernel;
+use reco_runtime::quant::TableLayout;
 use reco_runtime::runtime::{FloatModel, Model};
 
 /// Inputs of a quantization run.
@@ -72,8 +77,15 @@ pub struct QuantizeSummary {
     pub kernel: String,
     /// Per dense layer: its input's distribution, the range calibration chose, its SQNR.
     pub layers: Vec<LayerReport>,
-    /// Every gate evaluation, in order: the float layers tried and what they gave.
+    /// Every gate evaluation, in order: the float layers and table precisions tried and what
+    /// they gave.
     pub steps: Vec<FallbackStep>,
+    /// Each embedding table's chosen layout, by column.
+    pub embedding_precision: BTreeMap<String, TableLayout>,
+    /// The `auto` tables' sensitivities (measured only when every table at 4 bits failed).
+    pub embedding_sensitivity: Vec<TableSensitivity>,
+    /// Bytes of each embedding table and dense layer as stored.
+    pub sizes: Vec<reco_runtime::artifact::qweights::TensorSize>,
     /// (float logit, INT8 logit) of up to [`SCATTER_ROWS`] test rows spread over the file.
     pub scatter: Vec<[f32; 2]>,
 }
@@ -113,6 +125,8 @@ pub struct ValueHistogram {
 pub struct FallbackStep {
     /// Layers kept in float.
     pub float_layers: Vec<usize>,
+    /// Each embedding table's layout, by column.
+    pub embedding_precision: BTreeMap<String, TableLayout>,
     /// INT8 minus float AUC on the test split.
     pub delta_auc: Option<f64>,
     /// INT8 minus float NDCG@10 on the ranking set.
@@ -121,6 +135,22 @@ pub struct FallbackStep {
     pub top10_jaccard: Option<f64>,
     /// Whether the gate held.
     pub passed: bool,
+}
+
+/// One embedding table alone in its smallest layout, the others as the dense-layer step left
+/// them.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct TableSensitivity {
+    /// Its categorical column.
+    pub table: String,
+    /// The column's index.
+    pub column: usize,
+    /// INT8 minus float AUC.
+    pub delta_auc: Option<f64>,
+    /// INT8 minus float NDCG@10.
+    pub delta_ndcg: Option<f64>,
+    /// The larger of |ΔAUC| and |ΔNDCG@10| as a share of what the gate allows.
+    pub severity: f64,
 }
 
 pub use reco_runtime::quant::calibrate::MIN_CALIBRATION_ROWS;
@@ -135,10 +165,10 @@ use build::Built;
 pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<QuantizeSummary> {
     let inputs = Inputs::load(job)?;
     progress.begin("quantize", 4);
-    let built = Built::new(&inputs, &job.opts);
+    let built = Built::new(&inputs, &job.opts)?;
     progress.advance(2);
     let parent_model = Model::Float(inputs.parent.clone());
-    let gated = gate::fallback(&inputs, &built, &parent_model, job.opts, progress)?;
+    let gated = gate::fallback(&inputs, &built, &parent_model, &job.opts, progress)?;
     progress.advance(1);
     let summary = summarize(job, &inputs, &built, &gated, &parent_model)?;
     artifact::write(job, &inputs, &built, &gated, &summary)?;
@@ -160,6 +190,8 @@ pub(crate) struct Inputs {
     test_labels: Vec<f32>,
     ranking: Option<FeatureFrame>,
     requested: Vec<usize>,
+    /// Each embedding table's precision as asked, in column order.
+    table_precision: Vec<EmbeddingPrecision>,
 }
 
 impl Inputs {
@@ -173,6 +205,7 @@ impl Inputs {
                 layers.saturating_sub(1)
             )));
         }
+        let table_precision = table_precision(&job.opts, &parent, job.model)?;
         let cal = FeatureFrame::read(job.calibration, &parent.spec, false)?;
         if cal.columns.rows < MIN_CALIBRATION_ROWS {
             return Err(Error::input(format!(
@@ -187,8 +220,24 @@ impl Inputs {
         let mut requested = job.keep_float.to_vec();
         requested.sort_unstable();
         requested.dedup();
-        Ok(Self { pman, kind, parent, kernel: Kernel::detect()?, cal, test, test_labels, ranking, requested })
+        let kernel = Kernel::detect()?;
+        Ok(Self { pman, kind, parent, kernel, cal, test, test_labels, ranking, requested, table_precision })
     }
+}
+
+/// Each table's precision: its override, else `embedding_bits`. An override naming no
+/// categorical column of the model is refused.
+fn table_precision(opts: &QuantizeSettings, parent: &FloatModel, model: &Path) -> Result<Vec<EmbeddingPrecision>> {
+    let cols = &parent.spec.categorical;
+    if let Some(bad) = opts.embedding_table_bits.keys().find(|k| !cols.iter().any(|c| &c.name == *k)) {
+        let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
+        return Err(Error::input(format!(
+            "embedding_table_bits: {} has no categorical column `{bad}` (its tables: {})",
+            model.display(),
+            names.join(", ")
+        )));
+    }
+    Ok(cols.iter().map(|c| opts.embedding_table_bits.get(&c.name).copied().unwrap_or(opts.embedding_bits)).collect())
 }
 
 /// The float artifact to quantize (an INT8 one is refused), when `--out` may take its INT8
@@ -244,7 +293,7 @@ fn summarize(
         dir: job.out.to_path_buf(),
         kind: inputs.kind,
         passed: gated.passed,
-        options: job.opts,
+        options: job.opts.clone(),
         parent: parent_q,
         int8: q,
         delta_auc: gate::delta(q.auc, parent_q.auc),
@@ -256,6 +305,9 @@ fn summarize(
         kernel: inputs.kernel.name().to_string(),
         layers: built.layer_reports(),
         steps: gated.steps.clone(),
+        embedding_precision: gate::table_map(inputs, &gated.weights.embedding_layouts()),
+        embedding_sensitivity: gated.sensitivity.clone(),
+        sizes: gated.weights.sizes(spec),
         scatter,
     })
 }

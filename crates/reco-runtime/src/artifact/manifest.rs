@@ -308,6 +308,10 @@ pub struct Quantization {
     pub calibration_rows: usize,
     /// The activation range chooser.
     pub calibrator: crate::quant::calibrate::Calibrator,
+    /// Each embedding table's layout (`int4`, `int8-table`, `int8`), by categorical column
+    /// (empty in manifests written before per-table precision: every table `int8`).
+    #[serde(default)]
+    pub embedding_precision: std::collections::BTreeMap<String, crate::quant::TableLayout>,
     /// Per-batch activation ranges instead of calibrated ones.
     pub dynamic_activations: bool,
     /// Dense layers kept in float (requested, and added by the accuracy gate).

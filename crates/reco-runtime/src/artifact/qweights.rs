@@ -2,14 +2,20 @@
 //!
 //! | name                          | dtype | shape        | meaning                                   |
 //! |-------------------------------|-------|--------------|-------------------------------------------|
-//! | `embedding.<col>.codes`       | U8    | [rows, dim]  | row-wise codes, row 0 = OOV               |
-//! | `embedding.<col>.scale_offset`| F32   | [rows, 2]    | value = code · scale + offset (per row)   |
+//! | `embedding.<col>.codes`       | U8    | [rows, dim]  | 8-bit row-wise codes, row 0 = OOV         |
+//! | `embedding.<col>.codes4`      | U8    | [rows, ⌈dim/2⌉] | 4-bit codes, two per byte, low nibble first |
+//! | `embedding.<col>.scale_bias`  | F16   | [rows, 2]    | value = code · scale + bias (per row)     |
+//! |                               |       | or [1, 2]    | one pair for the whole table (`int8-table`) |
 //! | `dense.<i>.weight_q`          | I8    | [out, in]    | symmetric per output channel              |
 //! | `dense.<i>.weight_scale`      | F32   | [out]        | real weight = weight_q · weight_scale     |
 //! | `dense.<i>.bias_q`            | I32   | [out]        | at scale input_scale · weight_scale       |
 //! | `dense.<i>.input_scale`       | F32   | [1]          | u8 input activations: real = s · (q - z)  |
 //! | `dense.<i>.input_zero_point`  | U8    | [1]          |                                           |
 //! | `dense.<i>.weight`, `.bias`   | F32   | [out, in], [out] | a layer kept in float by the accuracy gate |
+//!
+//! A table holds either `codes` or `codes4` (its precision, chosen per table by `quantize`).
+//! Artifacts written before fp16 scales hold `embedding.<col>.scale_offset` F32 [rows, 2]
+//! instead of `scale_bias`; they still load.
 //!
 //! Dynamic-activation artifacts store `dense.<i>.bias` (F32) instead of `bias_q` and the input
 //! qparams, which are computed per batch.
@@ -23,33 +29,70 @@ use super::manifest::Architecture;
 use super::spec::FeatureSpec;
 use super::weights::Dense;
 use crate::error::{Error, ErrorKind, IoContext, Result};
-use crate::quant::QParams;
+use crate::quant::{EmbeddingBits, QParams, TableLayout};
 
 /// Layout description stored in the manifest's `tensor_layout`.
-pub const LAYOUT: &str = "embedding.<col>.codes U8 [rows, dim] + embedding.<col>.scale_offset F32 [rows, 2] (row-wise); dense.<i>.weight_q I8 [out, in] + weight_scale F32 [out] (per channel, symmetric) + bias_q I32 [out] + input_scale F32 [1] + input_zero_point U8 [1]; float-fallback layers dense.<i>.weight F32 [out, in] + bias F32 [out]";
+pub const LAYOUT: &str = "embedding.<col>.codes U8 [rows, dim] (8-bit) or embedding.<col>.codes4 U8 [rows, ceil(dim/2)] (4-bit, low nibble first) + embedding.<col>.scale_bias F16 [rows, 2] (row-wise) or [1, 2] (one pair for the table); dense.<i>.weight_q I8 [out, in] + weight_scale F32 [out] (per channel, symmetric) + bias_q I32 [out] + input_scale F32 [1] + input_zero_point U8 [1]; float-fallback layers dense.<i>.weight F32 [out, in] + bias F32 [out]";
 
-/// A row-wise quantized embedding table.
+/// A quantized embedding table: row-wise codes with a scale and bias per row, or one pair for
+/// the whole table ([`TableLayout`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowwiseTable {
-    /// `[rows, dim]` codes.
+    /// `[rows, layout.bits().row_bytes(dim)]` packed codes.
     pub codes: Vec<u8>,
-    /// `[rows, 2]` scale, offset.
+    /// `[rows, 2]` (or `[1, 2]` for one pair a table) scale, bias: fp16 values in new artifacts.
     pub scale_offset: Vec<f32>,
     /// Rows.
     pub rows: usize,
     /// Width.
     pub dim: usize,
+    /// Code width and scale granularity.
+    pub layout: TableLayout,
 }
 
 impl RowwiseTable {
+    /// Quantizes a float `[rows, dim]` table ([`crate::quant::quantize_rowwise`]); `Err(row)`:
+    /// a row beyond fp16's range.
+    pub fn quantize(data: &[f32], rows: usize, dim: usize, layout: TableLayout) -> std::result::Result<Self, usize> {
+        let (codes, scale_offset) = if layout.per_table() {
+            // One group of every value: 8-bit codes lie as [rows, dim] either way.
+            crate::quant::quantize_rowwise(data, 1, rows * dim, layout.bits()).map_err(|_| 0usize)?
+        } else {
+            crate::quant::quantize_rowwise(data, rows, dim, layout.bits())?
+        };
+        Ok(Self { codes, scale_offset, rows, dim, layout })
+    }
+
+    /// The code width.
+    pub fn bits(&self) -> EmbeddingBits {
+        self.layout.bits()
+    }
+
+    /// Row `r`'s values into `out` (`dim` long): `code · scale + bias`, two f32 operations.
+    #[inline]
+    pub fn row_into(&self, r: usize, out: &mut [f32]) {
+        let k = if self.layout.per_table() { 0 } else { r };
+        let (s, o) = (self.scale_offset[2 * k], self.scale_offset[2 * k + 1]);
+        let bits = self.bits();
+        let stride = bits.row_bytes(self.dim);
+        let row = &self.codes[r * stride..(r + 1) * stride];
+        for (j, v) in out.iter_mut().enumerate().take(self.dim) {
+            *v = f32::from(bits.code(row, j)) * s + o;
+        }
+    }
+
     /// Dequantized `[rows, dim]` values.
     pub fn dequantize(&self) -> Vec<f32> {
-        let mut out = Vec::with_capacity(self.rows * self.dim);
-        for r in 0..self.rows {
-            let (s, o) = (self.scale_offset[2 * r], self.scale_offset[2 * r + 1]);
-            out.extend(self.codes[r * self.dim..(r + 1) * self.dim].iter().map(|&q| f32::from(q) * s + o));
+        let mut out = vec![0f32; self.rows * self.dim];
+        for (r, row) in out.chunks_exact_mut(self.dim.max(1)).enumerate().take(self.rows) {
+            self.row_into(r, row);
         }
         out
+    }
+
+    /// Bytes of the stored tensors: codes and the fp16 scale and bias.
+    pub fn stored_bytes(&self) -> usize {
+        self.codes.len() + 2 * self.scale_offset.len()
     }
 }
 
@@ -93,12 +136,13 @@ impl QuantWeights {
     pub fn to_bytes(&self, spec: &FeatureSpec) -> Result<Vec<u8>> {
         let mut owned: Vec<(String, Dtype, Vec<u8>, Vec<usize>)> = Vec::new();
         for (c, t) in spec.categorical.iter().zip(&self.embeddings) {
-            owned.push((format!("embedding.{}.codes", c.name), Dtype::U8, t.codes.clone(), vec![t.rows, t.dim]));
+            let (suffix, width) = codes_tensor(t.bits(), t.dim);
+            owned.push((format!("embedding.{}.{suffix}", c.name), Dtype::U8, t.codes.clone(), vec![t.rows, width]));
             owned.push((
-                format!("embedding.{}.scale_offset", c.name),
-                Dtype::F32,
-                bytes_of(&t.scale_offset, |x: f32| x.to_le_bytes().to_vec()),
-                vec![t.rows, 2],
+                format!("embedding.{}.scale_bias", c.name),
+                Dtype::F16,
+                bytes_of(&t.scale_offset, |x: f32| half::f16::from_f32(x).to_le_bytes().to_vec()),
+                vec![t.scale_offset.len() / 2, 2],
             ));
         }
         let f32b = |v: &[f32]| bytes_of(v, |x: f32| x.to_le_bytes().to_vec());
@@ -168,12 +212,33 @@ impl QuantWeights {
         let mut embeddings = Vec::new();
         for (c, &dim) in spec.categorical.iter().zip(&arch.embedding_dims) {
             let rows = c.rows();
-            embeddings.push(RowwiseTable {
-                codes: raw(&format!("embedding.{}.codes", c.name), Dtype::U8, &[rows, dim])?,
-                scale_offset: f32s(&format!("embedding.{}.scale_offset", c.name), &[rows, 2])?,
-                rows,
-                dim,
-            });
+            let bits = if names.contains(&format!("embedding.{}.codes4", c.name)) {
+                EmbeddingBits::Four
+            } else {
+                EmbeddingBits::Eight
+            };
+            let (suffix, width) = codes_tensor(bits, dim);
+            let legacy = format!("embedding.{}.scale_offset", c.name);
+            let name = format!("embedding.{}.scale_bias", c.name);
+            // One pair for the table: 8-bit codes only ([1, 2] with more than one row).
+            let per_table =
+                bits == EmbeddingBits::Eight && rows > 1 && st.tensor(&name).is_ok_and(|t| t.shape() == [1, 2]);
+            let layout = match (bits, per_table) {
+                (EmbeddingBits::Four, _) => TableLayout::Int4,
+                (EmbeddingBits::Eight, true) => TableLayout::Int8Table,
+                (EmbeddingBits::Eight, false) => TableLayout::Int8,
+            };
+            let scale_offset = if names.contains(&legacy) {
+                f32s(&legacy, &[rows, 2])?
+            } else {
+                let h: Vec<f32> = raw(&name, Dtype::F16, &[if per_table { 1 } else { rows }, 2])?
+                    .chunks_exact(2)
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect();
+                super::weights::finite_f32(path, &name, &bytes_of(&h, |x: f32| x.to_le_bytes().to_vec()))?
+            };
+            let codes = raw(&format!("embedding.{}.{suffix}", c.name), Dtype::U8, &[rows, width])?;
+            embeddings.push(RowwiseTable { codes, scale_offset, rows, dim, layout });
         }
         let mut layers = Vec::new();
         for (i, (input, output)) in arch.layer_shapes(spec).into_iter().enumerate() {
@@ -217,6 +282,59 @@ impl QuantWeights {
     pub fn is_quantized(path: &Path) -> Result<bool> {
         let bytes = std::fs::read(path).at(path)?;
         let st = super::weights::parse_safetensors(&bytes, path)?;
-        Ok(st.names().iter().any(|n| n.ends_with(".codes")))
+        Ok(st.names().iter().any(|n| n.ends_with(".codes") || n.ends_with(".codes4")))
+    }
+
+    /// Each embedding table's layout, in column order.
+    pub fn embedding_layouts(&self) -> Vec<TableLayout> {
+        self.embeddings.iter().map(|t| t.layout).collect()
+    }
+
+    /// Bytes of each table and dense layer as [`Self::to_bytes`] stores them (tensor data,
+    /// without the file's header).
+    pub fn sizes(&self, spec: &FeatureSpec) -> Vec<TensorSize> {
+        let tables = spec.categorical.iter().zip(&self.embeddings).map(|(c, t)| TensorSize {
+            name: format!("embedding.{}", c.name),
+            shape: [t.rows, t.dim],
+            precision: t.layout.name().into(),
+            bytes: t.stored_bytes(),
+        });
+        let layers = self.layers.iter().enumerate().map(|(i, l)| match l {
+            QLayer::Int8 { static_input, input, output, .. } => TensorSize {
+                name: format!("dense.{i}"),
+                shape: [*output, *input],
+                precision: "int8".into(),
+                // codes, f32 scales, i32 (or f32) biases, static input scale and zero point
+                bytes: output * input + 8 * output + if static_input.is_some() { 5 } else { 0 },
+            },
+            QLayer::Float(d) => TensorSize {
+                name: format!("dense.{i}"),
+                shape: [d.output, d.input],
+                precision: "f32".into(),
+                bytes: 4 * (d.weight.len() + d.bias.len()),
+            },
+        });
+        tables.chain(layers).collect()
+    }
+}
+
+/// One embedding table's or dense layer's stored size.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TensorSize {
+    /// `embedding.<col>` or `dense.<i>`.
+    pub name: String,
+    /// `[rows, dim]` of a table, `[out, in]` of a layer.
+    pub shape: [usize; 2],
+    /// `int4`, `int8-table`, `int8` or `f32`.
+    pub precision: String,
+    /// Bytes of its tensors.
+    pub bytes: usize,
+}
+
+/// The codes tensor's name suffix and width for a table of `dim` at `bits`.
+fn codes_tensor(bits: EmbeddingBits, dim: usize) -> (&'static str, usize) {
+    match bits {
+        EmbeddingBits::Eight => ("codes", dim),
+        EmbeddingBits::Four => ("codes4", bits.row_bytes(dim)),
     }
 }

@@ -5,7 +5,8 @@
 //! - dense weights: s8 symmetric per output channel (zero point 0), 8-bit (±127) or 7-bit
 //!   (±63, which the AVX2 `vpmaddubsw` path needs to stay exact);
 //! - biases: i32 at scale `s_x · s_w[c]`;
-//! - embedding tables: row-wise u8 with one f32 scale and offset per row (FBGEMM layout).
+//! - embedding tables: row-wise 8- or 4-bit codes with an fp16 scale and bias per row
+//!   (FBGEMM's layout), [`EmbeddingBits`] chosen per table.
 
 pub mod calibrate;
 
@@ -88,22 +89,218 @@ pub fn quantize_bias(b: &[f32], input_scale: f32, w_scales: &[f32]) -> Vec<i32> 
         .collect()
 }
 
-/// Row-wise u8 embedding table: per row `scale = (max - min) / 255`, `offset = min`,
-/// `value ≈ q · scale + offset`. Returns codes `[rows, dim]` and `[rows, 2]` (scale, offset).
-pub fn quantize_rowwise(table: &[f32], rows: usize, dim: usize) -> (Vec<u8>, Vec<f32>) {
-    let mut codes = vec![0u8; rows * dim];
+/// Bits per code of a row-wise embedding table: 8 (one code per byte) or 4 (two per byte,
+/// the lower nibble first: FBGEMM's layout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub enum EmbeddingBits {
+    /// Codes 0..=15.
+    Four,
+    /// Codes 0..=255.
+    Eight,
+}
+
+impl EmbeddingBits {
+    /// The largest code.
+    pub fn max_code(self) -> u8 {
+        match self {
+            Self::Four => 15,
+            Self::Eight => 255,
+        }
+    }
+
+    /// Bytes of one row's codes.
+    pub fn row_bytes(self, dim: usize) -> usize {
+        match self {
+            Self::Four => dim.div_ceil(2),
+            Self::Eight => dim,
+        }
+    }
+
+    /// Code `j` of a row's packed codes.
+    #[inline]
+    pub fn code(self, row: &[u8], j: usize) -> u8 {
+        match self {
+            Self::Four => (row[j / 2] >> (4 * (j % 2))) & 0x0f,
+            Self::Eight => row[j],
+        }
+    }
+}
+
+impl TryFrom<u8> for EmbeddingBits {
+    type Error = String;
+    fn try_from(v: u8) -> std::result::Result<Self, String> {
+        match v {
+            4 => Ok(Self::Four),
+            8 => Ok(Self::Eight),
+            _ => Err(format!("{v}: expected 4 or 8")),
+        }
+    }
+}
+
+impl From<EmbeddingBits> for u8 {
+    fn from(b: EmbeddingBits) -> u8 {
+        match b {
+            EmbeddingBits::Four => 4,
+            EmbeddingBits::Eight => 8,
+        }
+    }
+}
+
+/// How a quantized embedding table is stored: its code width and whether each row has its own
+/// fp16 scale and bias or the whole table shares one pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TableLayout {
+    /// 4-bit codes, a scale and bias per row: `⌈dim/2⌉ + 4` bytes a row.
+    #[serde(rename = "int4")]
+    Int4,
+    /// 8-bit codes, one scale and bias for the table: `dim` bytes a row. Smaller than
+    /// [`TableLayout::Int4`] for rows of up to 7 values, where the per-row fp16 pair costs
+    /// more than the codes.
+    #[serde(rename = "int8-table")]
+    Int8Table,
+    /// 8-bit codes, a scale and bias per row (FBGEMM's row-wise INT8): `dim + 4` bytes a row.
+    #[serde(rename = "int8")]
+    Int8,
+}
+
+impl TableLayout {
+    /// The code width.
+    pub fn bits(self) -> EmbeddingBits {
+        match self {
+            Self::Int4 => EmbeddingBits::Four,
+            Self::Int8Table | Self::Int8 => EmbeddingBits::Eight,
+        }
+    }
+
+    /// One scale and bias for the whole table.
+    pub fn per_table(self) -> bool {
+        self == Self::Int8Table
+    }
+
+    /// Bytes stored for a `[rows, dim]` table: codes, and 4 per fp16 scale and bias pair.
+    pub fn bytes(self, rows: usize, dim: usize) -> usize {
+        rows * self.bits().row_bytes(dim) + 4 * if self.per_table() { 1 } else { rows }
+    }
+
+    /// The smaller of [`TableLayout::Int4`] and [`TableLayout::Int8Table`] for a table (the
+    /// more precise one on a tie): where `auto` starts. Rows of up to 7 values take
+    /// `Int8Table`.
+    pub fn smallest(rows: usize, dim: usize) -> Self {
+        if Self::Int8Table.bytes(rows, dim) <= Self::Int4.bytes(rows, dim) { Self::Int8Table } else { Self::Int4 }
+    }
+
+    /// `int4`, `int8-table` or `int8`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Int4 => "int4",
+            Self::Int8Table => "int8-table",
+            Self::Int8 => "int8",
+        }
+    }
+}
+
+/// `x` rounded to the nearest fp16 value, as f32 (exact).
+pub fn to_f16(x: f32) -> f32 {
+    half::f16::from_f32(x).to_f32()
+}
+
+/// The smallest positive fp16 value (a subnormal): the step of a row whose range rounds to 0.
+const F16_MIN_STEP: f32 = 5.960_464_5e-8;
+
+/// Row-wise embedding table at `bits` per code: per row `scale = fp16((hi - lo) / max_code)`
+/// and `bias = fp16(lo)`, codes `clamp(round((v - bias) / scale), 0, max_code)`, so that
+/// `value ≈ code · scale + bias`. At 8 bits `[lo, hi]` is the row's range (error within half a
+/// step, plus fp16's rounding of the bias); at 4 bits it is chosen by [`greedy_range`], which
+/// may clip a few outlying values to halve the step for the rest.
+/// Returns the packed codes `[rows, bits.row_bytes(dim)]` and `[rows, 2]` (scale, bias), each an
+/// fp16 value held in f32. `Err(row)`: a row whose range fp16 cannot hold (beyond ±65504).
+pub fn quantize_rowwise(
+    table: &[f32],
+    rows: usize,
+    dim: usize,
+    bits: EmbeddingBits,
+) -> std::result::Result<(Vec<u8>, Vec<f32>), usize> {
+    let stride = bits.row_bytes(dim);
+    let mut codes = vec![0u8; rows * stride];
     let mut so = Vec::with_capacity(rows * 2);
     for r in 0..rows {
         let row = &table[r * dim..(r + 1) * dim];
         let (lo, hi) = row.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-        let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
-        for (q, &v) in codes[r * dim..(r + 1) * dim].iter_mut().zip(row) {
-            *q = ((v - lo) / scale).round().clamp(0.0, 255.0) as u8;
+        let (lo, hi) = if dim == 0 { (0.0, 0.0) } else { (lo, hi) };
+        let (scale, bias) = match bits {
+            EmbeddingBits::Four => greedy_range(row, lo, hi, bits),
+            EmbeddingBits::Eight => row_params(lo, hi, bits),
+        };
+        if !(scale.is_finite() && bias.is_finite() && (hi - bias).is_finite()) {
+            return Err(r);
+        }
+        let out = &mut codes[r * stride..(r + 1) * stride];
+        for (j, &v) in row.iter().enumerate() {
+            let q = code(v, scale, bias, bits);
+            match bits {
+                EmbeddingBits::Four => out[j / 2] |= q << (4 * (j % 2)),
+                EmbeddingBits::Eight => out[j] = q,
+            }
         }
         so.push(scale);
-        so.push(lo);
+        so.push(bias);
     }
-    (codes, so)
+    Ok((codes, so))
+}
+
+/// The fp16 scale and bias covering `[lo, hi]`.
+fn row_params(lo: f32, hi: f32, bits: EmbeddingBits) -> (f32, f32) {
+    let scale = to_f16(if hi > lo { (hi - lo) / f32::from(bits.max_code()) } else { 1.0 });
+    (if scale == 0.0 { F16_MIN_STEP } else { scale }, to_f16(lo))
+}
+
+/// One value's code.
+#[inline]
+fn code(v: f32, scale: f32, bias: f32, bits: EmbeddingBits) -> u8 {
+    ((v - bias) / scale).round().clamp(0.0, f32::from(bits.max_code())) as u8
+}
+
+/// Squared error of a row stored with `scale` and `bias`.
+fn row_error(row: &[f32], scale: f32, bias: f32, bits: EmbeddingBits) -> f64 {
+    row.iter().map(|&v| f64::from(f32::from(code(v, scale, bias, bits)) * scale + bias - v).powi(2)).sum()
+}
+
+/// Bins the greedy search divides a row's range into, and the share of them it may clip.
+const GREEDY_BINS: usize = 200;
+const GREEDY_CLIP: f64 = 0.16;
+
+/// The scale and bias of a row at `bits` that minimize its squared error, by the greedy range
+/// search of Guan et al. (arXiv:1911.02079, FBGEMM's `param_search_greedy`): from `[lo, hi]`,
+/// move whichever end lowers the error more inward by one of [`GREEDY_BINS`] bins, up to
+/// [`GREEDY_CLIP`] of the range, keeping the best range seen (the full range when nothing
+/// beats it).
+fn greedy_range(row: &[f32], lo: f32, hi: f32, bits: EmbeddingBits) -> (f32, f32) {
+    let full = row_params(lo, hi, bits);
+    if hi <= lo {
+        return full;
+    }
+    let error = |a: f32, b: f32| {
+        let (s, o) = row_params(a, b, bits);
+        (row_error(row, s, o, bits), (s, o))
+    };
+    let step = (hi - lo) / GREEDY_BINS as f32;
+    let (mut best, mut best_params) = (row_error(row, full.0, full.1, bits), full);
+    let (mut a, mut b) = (lo, hi);
+    for _ in 0..(GREEDY_BINS as f64 * GREEDY_CLIP) as usize {
+        let (left, right) = (error(a + step, b), error(a, b - step));
+        let (e, p) = if left.0 < right.0 {
+            a += step;
+            left
+        } else {
+            b -= step;
+            right
+        };
+        if e < best {
+            (best, best_params) = (e, p);
+        }
+    }
+    best_params
 }
 
 /// Signal-to-quantization-noise ratio in dB: `10·log10(Σ y² / Σ (y - ŷ)²)`.
@@ -181,18 +378,66 @@ mod tests {
     }
 
     #[test]
-    fn rowwise_embeddings_reconstruct_within_half_a_step_per_row() {
+    fn rowwise_embeddings_reconstruct_within_half_a_step_at_8_bits_and_better_than_min_max_at_4() {
         let mut r = Rng::new(4);
-        let (rows, dim) = (20, 9);
+        let (rows, dim) = (40, 9);
         let t: Vec<f32> = (0..rows * dim).map(|i| (r.normal() * (1 + i / dim) as f64) as f32).collect();
-        let (q, so) = quantize_rowwise(&t, rows, dim);
-        for row in 0..rows {
-            let (scale, off) = (so[2 * row], so[2 * row + 1]);
-            for j in 0..dim {
-                let v = f32::from(q[row * dim + j]) * scale + off;
-                assert!((v - t[row * dim + j]).abs() <= scale / 2.0 + 1e-5);
+        let (mut greedy, mut min_max) = (0f64, 0f64);
+        for bits in [EmbeddingBits::Eight, EmbeddingBits::Four] {
+            let (q, so) = quantize_rowwise(&t, rows, dim, bits).unwrap();
+            let stride = bits.row_bytes(dim);
+            assert_eq!(q.len(), rows * stride);
+            for row in 0..rows {
+                let (scale, bias) = (so[2 * row], so[2 * row + 1]);
+                assert_eq!((to_f16(scale), to_f16(bias)), (scale, bias), "fp16 values");
+                let exact = &t[row * dim..(row + 1) * dim];
+                let (lo, hi) = exact.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+                let max = f32::from(bits.max_code());
+                // Half a step, plus what fp16 rounding moved the bias and the top of the range.
+                let slack = scale / 2.0 + (bias - lo).abs() + (hi - lo) / 1024.0;
+                let (mut e, mut e_min_max) = (0f64, 0f64);
+                let (s_mm, o_mm) = (to_f16((hi - lo) / max), to_f16(lo));
+                for (j, &v) in exact.iter().enumerate() {
+                    let c = bits.code(&q[row * stride..(row + 1) * stride], j);
+                    assert!(c <= bits.max_code());
+                    let back = f32::from(c) * scale + bias;
+                    if bits == EmbeddingBits::Eight {
+                        assert!((back - v).abs() <= slack, "{bits:?} row {row} col {j}: {back} vs {v}");
+                    }
+                    e += f64::from(back - v).powi(2);
+                    let c_mm = ((v - o_mm) / s_mm).round().clamp(0.0, max);
+                    e_min_max += f64::from(c_mm * s_mm + o_mm - v).powi(2);
+                }
+                if bits == EmbeddingBits::Four {
+                    // The greedy range is never worse than the row's full range, row by row.
+                    assert!(e <= e_min_max + 1e-12, "row {row}: {e} > {e_min_max}");
+                    (greedy, min_max) = (greedy + e, min_max + e_min_max);
+                }
             }
         }
+        assert!(greedy < 0.95 * min_max, "the search should pay on normal rows: {greedy} vs {min_max}");
+    }
+
+    #[test]
+    fn four_bit_codes_pack_two_per_byte_lower_nibble_first() {
+        // One row 0, 1, ..., 15 (and an odd width: the last byte's upper nibble stays 0).
+        let t: Vec<f32> = (0..15).map(|i| i as f32).collect();
+        let (q, so) = quantize_rowwise(&t, 1, 15, EmbeddingBits::Four).unwrap();
+        let expect: Vec<u8> = t.iter().map(|v| ((v - so[1]) / so[0]).round().clamp(0.0, 15.0) as u8).collect();
+        assert_eq!((expect[0], expect[14]), (0, 15), "the evenly spread row uses every code");
+        assert_eq!(q.len(), 8);
+        for (b, pair) in q.iter().zip(expect.chunks(2)) {
+            assert_eq!(b & 0x0f, pair[0]);
+            assert_eq!(b >> 4, pair.get(1).copied().unwrap_or(0));
+        }
+    }
+
+    #[test]
+    fn rows_beyond_fp16_are_refused_and_tiny_ranges_keep_a_positive_step() {
+        assert_eq!(quantize_rowwise(&[0.0, 1.0, -1e6, 2.0], 2, 2, EmbeddingBits::Eight), Err(1));
+        let (q, so) = quantize_rowwise(&[1.0, 1.0 + 1e-7], 1, 2, EmbeddingBits::Four).unwrap();
+        assert!(so[0] > 0.0 && so[0].is_finite());
+        assert!(q[0] & 0x0f <= 15);
     }
 
     #[test]

@@ -55,12 +55,9 @@ impl EmbeddingRows for RowwiseTable {
     fn dim(&self) -> usize {
         self.dim
     }
-    /// Dequantized on the fly: `code · scale + offset`, as [`RowwiseTable::dequantize`].
+    /// Dequantized on the fly: `code · scale + bias`, as [`RowwiseTable::dequantize`].
     fn row_into(&self, i: usize, out: &mut [f32]) {
-        let (s, o) = (self.scale_offset[2 * i], self.scale_offset[2 * i + 1]);
-        for (v, &q) in out.iter_mut().zip(&self.codes[i * self.dim..(i + 1) * self.dim]) {
-            *v = f32::from(q) * s + o;
-        }
+        RowwiseTable::row_into(self, i, out);
     }
 }
 

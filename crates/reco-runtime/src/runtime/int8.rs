@@ -430,10 +430,11 @@ pub fn dot_codes(a: &[u8], b: &[u8], qp: &QParams) -> f32 {
 /// time: the same codes as quantizing [`RowwiseTable::dequantize`], without its f32 copy of
 /// the whole table.
 fn requantized_codes(t: &RowwiseTable, qp: &QParams) -> Vec<u8> {
-    let mut out = Vec::with_capacity(t.codes.len());
-    for (row, codes) in t.codes.chunks_exact(t.dim.max(1)).enumerate().take(t.rows) {
-        let (s, o) = (t.scale_offset[2 * row], t.scale_offset[2 * row + 1]);
-        out.extend(codes.iter().map(|&q| qp.quantize(f32::from(q) * s + o)));
+    let mut out = Vec::with_capacity(t.rows * t.dim);
+    let mut row = vec![0f32; t.dim];
+    for r in 0..t.rows {
+        t.row_into(r, &mut row);
+        out.extend(row.iter().map(|&v| qp.quantize(v)));
     }
     out
 }
@@ -616,13 +617,14 @@ mod tests {
     use crate::artifact::qweights::RowwiseTable;
     use crate::artifact::spec::Ids;
     use crate::artifact::spec::{CategoricalSpec, NumericSpec, Vocabulary};
-    use crate::quant::{quantize_rowwise, quantize_weights};
+    use crate::quant::{TableLayout, quantize_weights};
     use crate::rng::Rng;
     use crate::runtime::{Columns, encode};
 
     /// A static INT8 model with random weights: embedding widths 3, 4, 8 and 16 (every
-    /// code-copy width; 8, 8, 3, 16, 4 with a dot interaction), a dense and a sparse vocabulary
-    /// (table and binary-search lookups), and a string column.
+    /// code-copy width; 8, 8, 3, 16, 4 with a dot interaction), tables in every layout (4-bit
+    /// ones of odd and even widths, one scale pair per table), a dense and a sparse vocabulary (table and binary-search
+    /// lookups), and a string column.
     fn model(kernel: Kernel, interaction: Interaction) -> Int8Model {
         let mut rng = Rng::new(3);
         let dims = if interaction == Interaction::Dot { [8usize, 8, 3, 16, 4] } else { [3, 4, 8, 16, 4] };
@@ -654,11 +656,12 @@ mod tests {
         let embeddings = vocabularies
             .iter()
             .zip(dims)
-            .map(|(v, dim)| {
+            .enumerate()
+            .map(|(i, (v, dim))| {
                 let rows = v.len() + 1;
                 let t: Vec<f32> = (0..rows * dim).map(|_| rng.normal() as f32).collect();
-                let (codes, scale_offset) = quantize_rowwise(&t, rows, dim);
-                RowwiseTable { codes, scale_offset, rows, dim }
+                let layout = [TableLayout::Int4, TableLayout::Int8Table, TableLayout::Int8][i % 3];
+                RowwiseTable::quantize(&t, rows, dim, layout).unwrap()
             })
             .collect();
         let shapes = arch.layer_shapes(&spec);
@@ -839,13 +842,8 @@ mod tests {
                 QLayer::Int8 { weight, weight_scale, static_input: Some((bias_q, qp)), bias: vec![], input, output }
             })
             .collect();
-        let embeddings = tables
-            .iter()
-            .map(|t| {
-                let (codes, scale_offset) = quantize_rowwise(&t.data, t.rows, t.dim);
-                RowwiseTable { codes, scale_offset, rows: t.rows, dim: t.dim }
-            })
-            .collect();
+        let embeddings =
+            tables.iter().map(|t| RowwiseTable::quantize(&t.data, t.rows, t.dim, TableLayout::Int8).unwrap()).collect();
         (float, Int8Model::with_kernel(spec, arch, QuantWeights { embeddings, layers }, Kernel::Scalar))
     }
 
