@@ -1,4 +1,5 @@
-//! `reco-cli inspect DIR`: the manifest, the tensors, and checksum verification.
+//! `reco-cli inspect DIR`: the manifest, the tensors, where the bytes go (each table and layer
+//! with its precision, the manifest, the total a server ships), and checksum verification.
 
 use std::path::PathBuf;
 
@@ -26,6 +27,7 @@ pub fn exec(args: InspectArgs, g: &Global) -> Result<u8> {
     let mut tensors: Vec<(String, String, Vec<usize>)> =
         st.tensors().into_iter().map(|(n, v)| (n, format!("{:?}", v.dtype()), v.shape().to_vec())).collect();
     tensors.sort();
+    let sizes = artifact::size::of_artifact(&dir, &manifest)?;
     if g.json {
         let t: Vec<_> =
             tensors.iter().map(|(n, d, s)| serde_json::json!({ "name": n, "dtype": d, "shape": s })).collect();
@@ -35,10 +37,12 @@ pub fn exec(args: InspectArgs, g: &Global) -> Result<u8> {
             "content_sha256": manifest.content_hash(),
             "manifest": manifest,
             "tensors": t,
+            "size": sizes,
         }))
         .map(|()| 0);
     }
     print_model(&dir, &manifest, &tensors);
+    print_sizes(&sizes);
     print_files(&dir, &manifest);
     Ok(0)
 }
@@ -65,6 +69,14 @@ fn print_model(dir: &std::path::Path, m: &artifact::Manifest, tensors: &[(String
     println!("tensors:");
     for (n, d, s) in tensors {
         println!("  {n:<28} {d:<5} {s:?}");
+    }
+}
+
+/// Bytes by table, layer and file.
+fn print_sizes(sizes: &artifact::size::SizeReport) {
+    println!("size (bytes):");
+    for r in sizes.rows() {
+        println!("  {:<28} {:<24} {:<14} {:>12}", r.part, r.what, r.shape, r.bytes);
     }
 }
 

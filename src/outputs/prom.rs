@@ -75,7 +75,12 @@ fn add_eval(f: &mut Families, recipe: &str, eval: &EvalReport) {
         f.gauge("reco_model_auc", "Test-split ROC AUC of the model.", &l, m.auc);
         f.gauge("reco_model_logloss", "Test-split mean log loss.", &l, Some(m.logloss));
         f.gauge("reco_model_ndcg_at_10", "NDCG@10 on the ranking set.", &l, m.ndcg10);
-        f.gauge("reco_model_artifact_bytes", "Bytes of the artifact's files.", &l, Some(m.size_bytes as f64));
+        f.gauge(
+            "reco_model_artifact_bytes",
+            "Bytes a server loads: manifest.json and every file and export it lists.",
+            &l,
+            Some(m.size_bytes as f64),
+        );
         let rows_per_s = Some(m.us_per_row).filter(|&u| u > 0.0).map(|u| 1e6 / u);
         let batch = [("recipe", recipe), ("model", m.name.as_str()), ("batch", "4096")];
         f.gauge(

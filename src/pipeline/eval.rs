@@ -42,8 +42,11 @@ pub struct ModelEval {
     /// Reliability diagram: 10 equal-width bins of predicted probability.
     #[serde(default)]
     pub calibration: Vec<metrics::CalibrationBin>,
-    /// Bytes of the artifact's files.
+    /// Bytes a server ships: `manifest.json` and every file it lists (`sizes` breaks them down).
     pub size_bytes: u64,
+    /// Each table's and layer's bytes with its precision, the manifest's and the header's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sizes: Option<reco_runtime::artifact::size::SizeReport>,
     /// Rows scored.
     pub rows: usize,
     /// Scoring latency over the whole file, microseconds per row (1 thread, batches of 4096).
@@ -333,6 +336,7 @@ fn evaluate_model(dir: &Path, manifest: &Manifest, model: &Model, t: &Test<'_>) 
     let auc_rs = metrics::auc_resamples(&logits, labels, BOOTSTRAP_SEED);
     let oracle_auc_gap_ci95 = t.oracle.and_then(|o| o.paired(&auc_rs, |o, m| o - m).ci95());
     let probs: Vec<f32> = logits.iter().map(|&z| sigmoid(z)).collect();
+    let sizes = reco_runtime::artifact::size::of_artifact(dir, manifest)?;
     let row = ModelEval {
         name: crate::outputs::dir_name(dir),
         path: dir.display().to_string(),
@@ -345,7 +349,8 @@ fn evaluate_model(dir: &Path, manifest: &Manifest, model: &Model, t: &Test<'_>) 
         auc_ci95: auc_rs.ci95(),
         ndcg10_ci95: ndcg_rs.ci95(),
         calibration: metrics::calibration_bins(&probs, labels, 10),
-        size_bytes: manifest.size_bytes(),
+        size_bytes: sizes.deployable_bytes,
+        sizes: Some(sizes),
         rows: labels.len(),
         us_per_row,
         oracle_auc_gap_ci95,
@@ -408,7 +413,18 @@ pub fn table(report: &EvalReport) -> String {
     if let Some(o) = report.oracle_auc {
         s.push_str(&format!("oracle AUC (true visit probability): {o:.4}\n"));
     }
+    for m in &report.models {
+        if let Some(sizes) = &m.sizes {
+            s.push_str(&size_line(&m.name, sizes));
+        }
+    }
     s
+}
+
+/// `bytes of NAME: part precision bytes, ...`: where one model's size goes.
+fn size_line(name: &str, sizes: &reco_runtime::artifact::size::SizeReport) -> String {
+    let parts: Vec<String> = sizes.rows().iter().map(|r| format!("{} {} {}", r.part, r.what, r.bytes)).collect();
+    format!("bytes of {name}: {}\n", parts.join(", "))
 }
 
 /// The accuracy-gate metrics of one model on a test file and ranking set.

@@ -84,7 +84,7 @@ pub fn export(model_dir: &Path, out: Option<&Path>, lookup: IdLookup, allow_fail
                     opsets: opsets.clone(),
                 },
             );
-            let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
+            let json = artifact::json::to_vec(&manifest)?;
             writer.write(MANIFEST, &json)?;
             writer.commit()?;
         }

@@ -207,6 +207,45 @@ fn safetensors_header(path: &Path) -> (serde_json::Value, usize) {
     (serde_json::from_slice(&b[8..8 + n]).unwrap(), b.len() - 8 - n)
 }
 
+/// `inspect --json`'s size report against bytes worked out here from the layouts: each part,
+/// the header (the rest of the file), the deployable total (every file in the folder), and a
+/// manifest that holds each vocabulary on one line.
+fn inspect_sizes(model: &Path, names: &[String], dims: &[usize], cwd: &Path) {
+    let out = ok(reco(&["inspect", model.to_str().unwrap(), "--json"], cwd));
+    let size = &serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()["size"];
+    let parts = size["parts"].as_array().unwrap();
+    let u = |v: &serde_json::Value| v.as_u64().unwrap() as usize;
+    for (p, (name, &dim)) in parts.iter().zip(names.iter().zip(dims)) {
+        assert_eq!(p["name"], format!("embedding.{name}"));
+        let rows = u(&p["shape"][0]);
+        let want = match p["precision"].as_str().unwrap() {
+            "f32" => rows * dim * 4,
+            "int8" => rows * (dim + 4),
+            "int8-table" => rows * dim + 4,
+            "int4" => rows * (dim.div_ceil(2) + 4),
+            other => panic!("{other}"),
+        };
+        assert_eq!(u(&p["bytes"]), want, "{name}");
+    }
+    for p in &parts[names.len()..] {
+        let (o, i) = (u(&p["shape"][0]), u(&p["shape"][1]));
+        // int8: codes, f32 scales, i32 biases, the input's scale and zero point.
+        let want = if p["precision"] == "int8" { o * i + 8 * o + 5 } else { 4 * (o * i + o) };
+        assert_eq!(u(&p["bytes"]), want, "{}", p["name"]);
+    }
+    let file = |n: &str| std::fs::metadata(model.join(n)).unwrap().len() as usize;
+    let data: usize = parts.iter().map(|p| u(&p["bytes"])).sum();
+    assert_eq!(data + u(&size["weights_header_bytes"]), file("model.safetensors"));
+    let all: usize = std::fs::read_dir(model).unwrap().map(|e| e.unwrap().metadata().unwrap().len() as usize).sum();
+    assert_eq!(u(&size["deployable_bytes"]), all);
+    assert_eq!(u(&size["manifest_bytes"]), file("manifest.json"));
+    let text = std::fs::read_to_string(model.join("manifest.json")).unwrap();
+    let vocab_lines: Vec<&str> = text.lines().filter(|l| l.contains("\"vocabulary\"")).collect();
+    assert_eq!(vocab_lines.len(), names.len());
+    assert!(vocab_lines.iter().all(|l| l.trim_end().ends_with(']')), "each vocabulary on one line");
+    assert!(u(&size["vocabulary_bytes"]) < u(&size["manifest_bytes"]));
+}
+
 #[test]
 fn embedding_tables_take_the_precision_asked_or_the_one_the_gate_chooses() {
     let run = run_dir();
@@ -282,6 +321,8 @@ fn embedding_tables_take_the_precision_asked_or_the_one_the_gate_chooses() {
     // The size report adds up to the tensor data in the file.
     let sizes: usize = s4["sizes"].as_array().unwrap().iter().map(|t| t["bytes"].as_u64().unwrap() as usize).sum();
     assert_eq!(sizes, data4);
+    inspect_sizes(&dir.path().join("mixed"), &names, &dims, dir.path());
+    inspect_sizes(&teacher, &names, &dims, dir.path());
     // The 4-bit model scores differently from the 8-bit one (its tables are used), yet close.
     let test = run.join("features/test.parquet");
     let logits: Vec<Vec<f32>> = ["q8", "q4"]

@@ -155,7 +155,7 @@ impl Graph {
         let shape = self.fresh("nibble_rows");
         self.init(&shape, &[2], &[0i64, -1]);
         let codes = self.op("Reshape", &[&pairs, &shape], vec![]);
-        if dim % 2 == 0 {
+        if dim.is_multiple_of(2) {
             return codes;
         }
         let (starts, ends, axes) =

@@ -261,8 +261,9 @@ fn trade_a_layer(
     layers.push(next);
     layers.sort_unstable();
     let c = judge.eval(&layers, low)?;
-    let bytes = |w: &QuantWeights| w.sizes(&judge.inputs.parent.spec).iter().map(|t| t.bytes).sum::<usize>();
-    Ok((c.passed && bytes(&c.weights) < bytes(&best.weights)).then_some((layers, c)))
+    let spec = &judge.inputs.parent.spec;
+    let smaller = c.weights.to_bytes(spec)?.len() < best.weights.to_bytes(spec)?.len();
+    Ok((c.passed && smaller).then_some((layers, c)))
 }
 
 /// Each table's layout by column name.

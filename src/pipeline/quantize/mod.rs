@@ -23,6 +23,7 @@ use crate::pipeline::eval::Quality;
 use crate::progress::Progress;
 use crate::recipe::{EmbeddingPrecision, QuantizeSettings};
 use reco_runtime::artifact::manifest::{Kind, Manifest};
+use reco_runtime::artifact::size;
 use reco_runtime::error::{Error, Result};
 use reco_runtime::kernels::Kernel;
 use reco_runtime::quant::TableLayout;
@@ -85,7 +86,7 @@ pub struct QuantizeSummary {
     /// The `auto` tables' sensitivities (measured only when every table at 4 bits failed).
     pub embedding_sensitivity: Vec<TableSensitivity>,
     /// Bytes of each embedding table and dense layer as stored.
-    pub sizes: Vec<reco_runtime::artifact::qweights::TensorSize>,
+    pub sizes: Vec<reco_runtime::artifact::size::TensorSize>,
     /// (float logit, INT8 logit) of up to [`SCATTER_ROWS`] test rows spread over the file.
     pub scatter: Vec<[f32; 2]>,
 }
@@ -307,7 +308,7 @@ fn summarize(
         steps: gated.steps.clone(),
         embedding_precision: gate::table_map(inputs, &gated.weights.embedding_layouts()),
         embedding_sensitivity: gated.sensitivity.clone(),
-        sizes: gated.weights.sizes(spec),
+        sizes: size::tensor_sizes(&gated.weights.to_bytes(spec)?, spec, &inputs.parent.arch, true)?,
         scatter,
     })
 }

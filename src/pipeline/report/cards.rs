@@ -58,6 +58,27 @@ fn split_dates(i: &Inputs) -> String {
     }
 }
 
+/// Where the model's bytes go: each table and layer with its precision, the header, the
+/// manifest and the total a server loads.
+fn size_table(n: usize, m: &ModelEval) -> Vec<Block> {
+    let Some(sizes) = &m.sizes else { return Vec::new() };
+    let rows = sizes
+        .rows()
+        .into_iter()
+        .map(|r| {
+            let key = Source::Report(format!("/eval/models/{n}/sizes/{}", r.key));
+            vec![
+                Cell::text(r.part),
+                Cell::text(r.what),
+                Cell::text(r.shape),
+                Cell::number(Some(r.bytes as f64), 0, key),
+            ]
+        })
+        .collect();
+    let head = ["part", "precision", "shape", "bytes"].map(String::from).to_vec();
+    vec![Block::Heading(3, format!("Size of {}", m.name)), Block::Table(head, rows)]
+}
+
 pub(super) fn model_card(i: &Inputs, n: usize, m: &ModelEval) -> Result<Vec<Block>> {
     let mut rows = vec![vec![Cell::text("what"), Cell::text(describe(m.kind, i))]];
     let k = |f: &str| Source::Report(format!("/eval/models/{n}/{f}"));
@@ -123,8 +144,9 @@ pub(super) fn model_card(i: &Inputs, n: usize, m: &ModelEval) -> Result<Vec<Bloc
     let mut b = vec![
         Block::Heading(2, format!("Model card: {}", m.name)),
         Block::Table(vec!["property".into(), "value".into()], rows),
-        reliability(m)?,
     ];
+    b.extend(size_table(n, m));
+    b.push(reliability(m)?);
     if let Some(q) = quantize_detail(i, m.kind) {
         b.extend(quantization(m, q)?);
     }

@@ -332,6 +332,7 @@ mod tests {
             ndcg10_ci95: None,
             calibration: Vec::new(),
             size_bytes: size,
+            sizes: None,
             rows: 1,
             us_per_row: 0.0,
             oracle_auc_gap_ci95: None,

@@ -8,8 +8,10 @@
 //! complete ([`ArtifactWriter`]); every load re-hashes each file listed in the manifest and
 //! refuses a mismatch ([`open`]). No burn or polars here: a serving system links this alone.
 
+pub mod json;
 pub mod manifest;
 pub mod qweights;
+pub mod size;
 pub mod spec;
 pub mod weights;
 
@@ -134,7 +136,7 @@ impl ArtifactWriter {
     /// Hashes every file, writes the manifest and moves the directory into place.
     pub fn finish(self, mut manifest: Manifest) -> Result<Manifest> {
         manifest.files = hash_tree(&self.tmp)?;
-        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
+        let json = json::to_vec(&manifest)?;
         self.write(MANIFEST, &json)?;
         self.commit()?;
         Ok(manifest)
@@ -311,7 +313,7 @@ pub fn lineage_status(dir: &Path, manifest: &Manifest) -> Option<LineageStatus> 
 /// artifact it made earlier.
 pub fn rewrite_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
     let path = dir.join(MANIFEST);
-    let json = serde_json::to_vec_pretty(manifest).map_err(|e| Error::Internal(e.to_string()))?;
+    let json = json::to_vec(manifest)?;
     write_atomic(&path, |mut f| std::io::Write::write_all(&mut f, &json).at(&path))
 }
 

@@ -89,11 +89,6 @@ impl RowwiseTable {
         }
         out
     }
-
-    /// Bytes of the stored tensors: codes and the fp16 scale and bias.
-    pub fn stored_bytes(&self) -> usize {
-        self.codes.len() + 2 * self.scale_offset.len()
-    }
 }
 
 /// One dense layer of an INT8 model.
@@ -289,46 +284,6 @@ impl QuantWeights {
     pub fn embedding_layouts(&self) -> Vec<TableLayout> {
         self.embeddings.iter().map(|t| t.layout).collect()
     }
-
-    /// Bytes of each table and dense layer as [`Self::to_bytes`] stores them (tensor data,
-    /// without the file's header).
-    pub fn sizes(&self, spec: &FeatureSpec) -> Vec<TensorSize> {
-        let tables = spec.categorical.iter().zip(&self.embeddings).map(|(c, t)| TensorSize {
-            name: format!("embedding.{}", c.name),
-            shape: [t.rows, t.dim],
-            precision: t.layout.name().into(),
-            bytes: t.stored_bytes(),
-        });
-        let layers = self.layers.iter().enumerate().map(|(i, l)| match l {
-            QLayer::Int8 { static_input, input, output, .. } => TensorSize {
-                name: format!("dense.{i}"),
-                shape: [*output, *input],
-                precision: "int8".into(),
-                // codes, f32 scales, i32 (or f32) biases, static input scale and zero point
-                bytes: output * input + 8 * output + if static_input.is_some() { 5 } else { 0 },
-            },
-            QLayer::Float(d) => TensorSize {
-                name: format!("dense.{i}"),
-                shape: [d.output, d.input],
-                precision: "f32".into(),
-                bytes: 4 * (d.weight.len() + d.bias.len()),
-            },
-        });
-        tables.chain(layers).collect()
-    }
-}
-
-/// One embedding table's or dense layer's stored size.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct TensorSize {
-    /// `embedding.<col>` or `dense.<i>`.
-    pub name: String,
-    /// `[rows, dim]` of a table, `[out, in]` of a layer.
-    pub shape: [usize; 2],
-    /// `int4`, `int8-table`, `int8` or `f32`.
-    pub precision: String,
-    /// Bytes of its tensors.
-    pub bytes: usize,
 }
 
 /// The codes tensor's name suffix and width for a table of `dim` at `bits`.

@@ -437,7 +437,8 @@ mod tests {
         assert_eq!(quantize_rowwise(&[0.0, 1.0, -1e6, 2.0], 2, 2, EmbeddingBits::Eight), Err(1));
         let (q, so) = quantize_rowwise(&[1.0, 1.0 + 1e-7], 1, 2, EmbeddingBits::Four).unwrap();
         assert!(so[0] > 0.0 && so[0].is_finite());
-        assert!(q[0] & 0x0f <= 15);
+        let back = |c: u8| so[1] + so[0] * f32::from(c);
+        assert!((back(q[0] & 0x0f) - 1.0).abs() <= so[0] && (back(q[0] >> 4) - (1.0 + 1e-7)).abs() <= so[0]);
     }
 
     #[test]
