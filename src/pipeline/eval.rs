@@ -423,7 +423,7 @@ pub fn table(report: &EvalReport) -> String {
 
 /// `bytes of NAME: part precision bytes, ...`: where one model's size goes.
 fn size_line(name: &str, sizes: &reco_runtime::artifact::size::SizeReport) -> String {
-    let parts: Vec<String> = sizes.rows().iter().map(|r| format!("{} {} {}", r.part, r.what, r.bytes)).collect();
+    let parts: Vec<String> = sizes.rows().iter().map(|r| format!("{} ({}) {}", r.part, r.what, r.bytes)).collect();
     format!("bytes of {name}: {}\n", parts.join(", "))
 }
 

@@ -181,7 +181,7 @@ impl SizeReport {
                 key: format!("parts/{j}/bytes"),
             })
             .collect();
-        let vocab = format!("{} of it vocabularies", self.vocabulary_bytes);
+        let vocab = format!("vocabularies {} of it", self.vocabulary_bytes);
         rows.push(row(
             "model.safetensors header",
             "names, shapes".into(),
