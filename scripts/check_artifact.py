@@ -116,7 +116,9 @@ def check_int8(a, manifest, t):
             qp[i] = (f32(t[f"dense.{i}.input_scale"][0]), int(t[f"dense.{i}.input_zero_point"][0]))
     emb = []
     for c, i, dim in zip(spec["categorical"], ids, arch["embedding_dims"]):
-        codes, so = table_codes(t, c["name"], dim), t[f"embedding.{c['name']}.scale_bias"].astype(np.float32)
+        # fp16 scale and bias; artifacts from before them hold f32 `scale_offset`.
+        key = next(f"embedding.{c['name']}.{k}" for k in ("scale_bias", "scale_offset") if f"embedding.{c['name']}.{k}" in t)
+        codes, so = table_codes(t, c["name"], dim), t[key].astype(np.float32)
         if so.shape[0] == 1:  # one scale and bias for the whole table (int8-table)
             so = np.broadcast_to(so, (codes.shape[0], 2))
         emb.append((codes[i].astype(np.float32) * so[i, :1] + so[i, 1:]).astype(np.float32))

@@ -85,6 +85,12 @@ pub fn exec(args: QuantizeArgs, g: &Global, progress: &dyn Progress) -> Result<u
         let p = calibration.with_file_name("ranking.parquet");
         p.is_file().then_some(p)
     });
+    let mut embedding_table_bits = std::collections::BTreeMap::new();
+    for (table, bits) in table_bits {
+        if embedding_table_bits.insert(table.clone(), bits).is_some() {
+            return Err(reco::Error::input(format!("--table-bits: `{table}` given twice; expected each table once")));
+        }
+    }
     let out = out.unwrap_or_else(|| default_out(&model));
     reco::outputs::check_output(&out, &[calibration.as_path(), model.as_path()])?;
     reco_runtime::artifact::check_replaceable(&out)?;
@@ -97,7 +103,7 @@ pub fn exec(args: QuantizeArgs, g: &Global, progress: &dyn Progress) -> Result<u
         max_auc_drop,
         max_ndcg_drop,
         embedding_bits,
-        embedding_table_bits: table_bits.into_iter().collect(),
+        embedding_table_bits,
     };
     opts.validate(|k| format!("--{}", k.replace('_', "-")))?;
     let job = QuantizeJob {

@@ -77,7 +77,7 @@ fn add_eval(f: &mut Families, recipe: &str, eval: &EvalReport) {
         f.gauge("reco_model_ndcg_at_10", "NDCG@10 on the ranking set.", &l, m.ndcg10);
         f.gauge(
             "reco_model_artifact_bytes",
-            "Bytes a server loads: manifest.json and every file and export it lists.",
+            "Bytes a server loads: manifest.json and every file it lists (exports apart).",
             &l,
             Some(m.size_bytes as f64),
         );

@@ -42,7 +42,8 @@ pub struct ModelEval {
     /// Reliability diagram: 10 equal-width bins of predicted probability.
     #[serde(default)]
     pub calibration: Vec<metrics::CalibrationBin>,
-    /// Bytes a server ships: `manifest.json` and every file it lists (`sizes` breaks them down).
+    /// Bytes a server ships: `manifest.json` (as its stage wrote it) and every file it lists,
+    /// exports left out (`sizes` breaks them down).
     pub size_bytes: u64,
     /// Each table's and layer's bytes with its precision, the manifest's and the header's.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,22 +1,31 @@
 //! Calibration and the INT8 layers: each dense layer's input observed over the calibration
 //! rows (two passes when the calibrator needs a histogram: constant memory), per-channel s8
-//! weights, i32 biases, u8 activations at the calibrator's ranges, row-wise embeddings at 8
-//! and at 4 bits (the gate picks per table), and each layer's SQNR in isolation (its INT8 output against float, on the same input).
+//! weights, i32 biases, u8 activations at the calibrator's ranges, row-wise embeddings in each
+//! layout a table may take (the gate picks per table), and each layer's SQNR in isolation (its INT8 output against float, on the same input).
 
 use super::{HISTOGRAM_BINS, Inputs, LayerReport, ValueHistogram};
 use crate::data::features::FeatureFrame;
-use crate::recipe::QuantizeSettings;
+use crate::recipe::{EmbeddingPrecision, QuantizeSettings};
 use reco_runtime::artifact::qweights::{QLayer, QuantWeights, RowwiseTable};
 use reco_runtime::artifact::weights::Dense;
 use reco_runtime::error::{Error, Result};
 use reco_runtime::kernels::Kernel;
 use reco_runtime::quant::calibrate::{Calibrator, Observer};
-use reco_runtime::quant::{QParams, TableLayout, quantize_bias, quantize_weights, sqnr_db};
+use reco_runtime::quant::{EmbeddingBits, QParams, TableLayout, quantize_bias, quantize_weights, sqnr_db};
 use reco_runtime::runtime::int8;
 use reco_runtime::runtime::{CHUNK, FloatModel, chunks, dense_forward, encode};
 
-/// The table layouts the gate chooses from.
-const LAYOUTS: [TableLayout; 3] = [TableLayout::Int8, TableLayout::Int8Table, TableLayout::Int4];
+/// The layouts a table asked at `precision` can end in, the one the dense-layer step uses
+/// first: `auto` between int8 and its smallest, a fixed precision its own. Only those are
+/// quantized: a large table fixed at 8 bits skips the 4-bit search, and a row that only 4 bits
+/// cannot hold fails only where 4 bits were asked.
+pub(super) fn reachable(precision: EmbeddingPrecision, rows: usize, dim: usize) -> Vec<TableLayout> {
+    match precision {
+        EmbeddingPrecision::Auto => vec![TableLayout::Int8, TableLayout::smallest(rows, dim)],
+        EmbeddingPrecision::Bits(EmbeddingBits::Eight) => vec![TableLayout::Int8],
+        EmbeddingPrecision::Bits(EmbeddingBits::Four) => vec![TableLayout::Int4],
+    }
+}
 
 /// The INT8 pieces of a float model, before the gate chooses which layers stay float.
 pub(super) struct Built {
@@ -24,8 +33,8 @@ pub(super) struct Built {
     pub act: Vec<Option<QParams>>,
     /// The calibrators' state, bytes (independent of the number of rows).
     pub state_bytes: usize,
-    /// Each table in every [`LAYOUTS`] layout.
-    embeddings: Vec<[RowwiseTable; 3]>,
+    /// Each table in every layout it may take ([`reachable`]).
+    embeddings: Vec<Vec<RowwiseTable>>,
     int8_layers: Vec<QLayer>,
     float_layers: Vec<Dense>,
     /// Each dense layer's float input on the first calibration chunk.
@@ -46,16 +55,17 @@ impl Built {
             .embeddings
             .iter()
             .zip(&parent.spec.categorical)
-            .map(|(t, c)| {
-                let at = |bits| {
-                    RowwiseTable::quantize(&t.data, t.rows, t.dim, bits).map_err(|row| {
+            .zip(&inputs.table_precision)
+            .map(|((t, c), &precision)| {
+                let at = |layout| {
+                    RowwiseTable::quantize(&t.data, t.rows, t.dim, layout).map_err(|row| {
                         Error::input(format!(
                             "embedding table `{}` row {row}: values beyond fp16's range (±65504), which row-wise scales and biases use",
                             c.name
                         ))
                     })
                 };
-                Ok([at(LAYOUTS[0])?, at(LAYOUTS[1])?, at(LAYOUTS[2])?])
+                reachable(precision, t.rows, t.dim).into_iter().map(at).collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
         let dense = &parent.weights.dense;
@@ -69,7 +79,7 @@ impl Built {
     }
 
     /// The INT8 weights with `float_layers` kept float and each table in its layout.
-    pub fn weights(&self, float_layers: &[usize], layouts: &[TableLayout]) -> QuantWeights {
+    pub fn weights(&self, float_layers: &[usize], layouts: &[TableLayout]) -> Result<QuantWeights> {
         let layers = self
             .int8_layers
             .iter()
@@ -84,9 +94,13 @@ impl Built {
             .embeddings
             .iter()
             .zip(layouts)
-            .map(|(all, l)| all[LAYOUTS.iter().position(|x| x == l).unwrap_or(0)].clone())
-            .collect();
-        QuantWeights { embeddings, layers }
+            .map(|(built, l)| {
+                built.iter().find(|t| t.layout == *l).cloned().ok_or_else(|| {
+                    Error::Internal(format!("embedding table asked in {} but not built in it", l.name()))
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(QuantWeights { embeddings, layers })
     }
 
     /// Each dense layer's record: its input's distribution, the range calibration chose, its SQNR.

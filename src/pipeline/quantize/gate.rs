@@ -21,7 +21,7 @@ use crate::progress::Progress;
 use crate::recipe::{EmbeddingPrecision, QuantizeSettings};
 use reco_runtime::artifact::qweights::QuantWeights;
 use reco_runtime::error::Result;
-use reco_runtime::quant::{EmbeddingBits, TableLayout};
+use reco_runtime::quant::TableLayout;
 use reco_runtime::runtime::Model;
 use reco_runtime::runtime::int8::Int8Model;
 
@@ -77,7 +77,7 @@ struct Judge<'a> {
 
 impl Judge<'_> {
     fn eval(&mut self, float_layers: &[usize], layouts: &[TableLayout]) -> Result<Candidate> {
-        let weights = self.built.weights(float_layers, layouts);
+        let weights = self.built.weights(float_layers, layouts)?;
         let parent = &self.inputs.parent;
         let model = Model::Int8(Int8Model::with_kernel(
             parent.spec.clone(),
@@ -134,20 +134,15 @@ pub(super) fn fallback(
     let (parent, parent_scores) = quality_and_ranking(parent_model, data, inputs.ranking.as_ref())?;
     let mut judge = Judge { inputs, built, opts, parent, parent_scores, steps: Vec::new(), progress };
     let precision = &inputs.table_precision;
-    let base: Vec<TableLayout> = precision
+    let options: Vec<Vec<TableLayout>> = precision
         .iter()
-        .map(|p| match p {
-            EmbeddingPrecision::Auto | EmbeddingPrecision::Bits(EmbeddingBits::Eight) => TableLayout::Int8,
-            EmbeddingPrecision::Bits(EmbeddingBits::Four) => TableLayout::Int4,
-        })
+        .zip(&inputs.parent.weights.embeddings)
+        .map(|(&p, e)| super::build::reachable(p, e.rows, e.dim))
         .collect();
+    let base: Vec<TableLayout> = options.iter().map(|o| o[0]).collect();
+    let low: Vec<TableLayout> = options.iter().map(|o| o[o.len() - 1]).collect();
     let (mut float_layers, mut best) = dense_fallback(&mut judge, &base)?;
     let auto: Vec<usize> = (0..base.len()).filter(|&t| precision[t] == EmbeddingPrecision::Auto).collect();
-    let mut low = base.clone();
-    for &t in &auto {
-        let e = &inputs.parent.weights.embeddings[t];
-        low[t] = TableLayout::smallest(e.rows, e.dim);
-    }
     let mut severity = Vec::new();
     if best.passed && !auto.is_empty() {
         let mut chosen = None;

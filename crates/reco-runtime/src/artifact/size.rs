@@ -1,6 +1,9 @@
 //! Where an artifact's bytes go: each embedding table and dense layer with its precision, the
 //! safetensors header, the manifest (its vocabularies counted apart), and the total a server
-//! must ship — the manifest and every file and export it lists, since loading verifies each.
+//! must ship: the manifest and every file it lists. Exports (`model.onnx`) are shown apart and
+//! left out of the total (a server runs the native artifact or the ONNX file), and the
+//! manifest is counted as its stage wrote it, before exports and gate verdicts were added: the
+//! same model measures the same whether `eval` runs before or after `export` and the gates.
 //!
 //! Read from the stored tensors themselves (names, dtypes, shapes), so a float model, an INT8
 //! one and one written before fp16 scales are all measured the same way.
@@ -11,7 +14,7 @@ use std::path::Path;
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
-use super::manifest::{Architecture, Manifest};
+use super::manifest::{Architecture, Manifest, Status};
 use super::spec::{FeatureSpec, IdsRef};
 use super::{MANIFEST, WEIGHTS};
 use crate::error::{Error, IoContext, Result};
@@ -38,15 +41,15 @@ pub struct SizeReport {
     pub weights_header_bytes: u64,
     /// `model.safetensors` in all.
     pub weights_bytes: u64,
-    /// `manifest.json`.
+    /// `manifest.json` as its stage wrote it (without exports and gate verdicts).
     pub manifest_bytes: u64,
     /// Of the manifest, the vocabularies' JSON (ids as written, with their separators).
     pub vocabulary_bytes: u64,
     /// Other files the manifest lists (`metrics.json`).
     pub other_bytes: u64,
-    /// Exports the manifest records (`model.onnx`): loading verifies them too.
+    /// Exports the manifest records (`model.onnx`), not in the total.
     pub export_bytes: u64,
-    /// The manifest and every file and export it lists: what a server loads.
+    /// The manifest and every file it lists: what a server running the artifact loads.
     pub deployable_bytes: u64,
 }
 
@@ -54,8 +57,11 @@ pub struct SizeReport {
 pub fn of_artifact(dir: &Path, manifest: &Manifest) -> Result<SizeReport> {
     let wpath = dir.join(WEIGHTS);
     let weights = std::fs::read(&wpath).at(&wpath)?;
-    let mpath = dir.join(MANIFEST);
-    let manifest_bytes = std::fs::metadata(&mpath).at(&mpath)?.len();
+    let mut as_written = manifest.clone();
+    as_written.exports.clear();
+    as_written.gate_failures.clear();
+    as_written.status = Status::Ok;
+    let manifest_bytes = super::json::to_vec(&as_written)?.len() as u64;
     let parts =
         tensor_sizes(&weights, &manifest.feature_spec, &manifest.architecture, manifest.quantization.is_some())?;
     let data: u64 = tensors_data_bytes(&weights)?;
@@ -78,7 +84,7 @@ pub fn of_artifact(dir: &Path, manifest: &Manifest) -> Result<SizeReport> {
         vocabulary_bytes,
         other_bytes: others,
         export_bytes: exports,
-        deployable_bytes: manifest_bytes + manifest.size_bytes() + exports,
+        deployable_bytes: manifest_bytes + manifest.size_bytes(),
     })
 }
 
@@ -103,7 +109,7 @@ pub fn tensor_sizes(bytes: &[u8], spec: &FeatureSpec, arch: &Architecture, quant
     let tables = spec.categorical.iter().zip(&arch.embedding_dims).map(|(c, &dim)| {
         let name = format!("embedding.{}", c.name);
         let g = if quantized { group(&name, &TABLE_SUFFIXES[1..]) } else { group(&name, &[""]) };
-        TensorSize { shape: [c.rows(), dim], precision: table_precision(&g).into(), bytes: total(&g), name }
+        TensorSize { shape: [c.rows(), dim], precision: table_precision(&g, c.rows()).into(), bytes: total(&g), name }
     });
     let layers = (0..=arch.hidden.len()).map(|i| {
         let name = format!("dense.{i}");
@@ -126,11 +132,12 @@ const TABLE_SUFFIXES: [&str; 5] = ["", ".codes", ".codes4", ".scale_bias", ".sca
 const LAYER_SUFFIXES: [&str; 7] =
     [".weight", ".bias", ".weight_q", ".weight_scale", ".bias_q", ".input_scale", ".input_zero_point"];
 
-fn table_precision(g: &BTreeMap<&str, Stored>) -> &'static str {
+/// As the loader reads them: one scale pair for a table of several rows is `int8-table`.
+fn table_precision(g: &BTreeMap<&str, Stored>, rows: usize) -> &'static str {
     if g.contains_key(".codes4") {
         "int4"
     } else if g.contains_key(".codes") {
-        let one_pair = g.get(".scale_bias").is_some_and(|(shape, _)| shape.first() == Some(&1));
+        let one_pair = rows > 1 && g.get(".scale_bias").is_some_and(|(shape, _)| shape.first() == Some(&1));
         if one_pair { "int8-table" } else { "int8" }
     } else if g.contains_key("") {
         "f32"
@@ -190,7 +197,7 @@ impl SizeReport {
         ));
         rows.push(row(MANIFEST, vocab, self.manifest_bytes, "manifest_bytes"));
         rows.push(row("other files", "metrics.json".into(), self.other_bytes, "other_bytes"));
-        rows.push(row("exports", "model.onnx".into(), self.export_bytes, "export_bytes"));
+        rows.push(row("exports", "model.onnx, not in the total".into(), self.export_bytes, "export_bytes"));
         rows.push(row("deployable total", "what a server loads".into(), self.deployable_bytes, "deployable_bytes"));
         rows
     }

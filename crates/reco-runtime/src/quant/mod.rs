@@ -205,16 +205,43 @@ pub fn to_f16(x: f32) -> f32 {
     half::f16::from_f32(x).to_f32()
 }
 
+/// The largest fp16 value at or below `x` (`up`: the smallest at or above), as f32; an
+/// infinity beyond fp16's range.
+fn f16_toward(x: f32, up: bool) -> f32 {
+    let h = half::f16::from_f32(x);
+    let v = h.to_f32();
+    if (up && v >= x) || (!up && v <= x) || v.is_nan() {
+        return v;
+    }
+    // One fp16 step toward the side asked: the bits move away from zero on the side of x's sign.
+    let bits = h.to_bits();
+    let away = (x > v) == (bits & 0x8000 == 0);
+    let next = match (bits & 0x7fff, away) {
+        (0, _) => {
+            if up {
+                0x0001
+            } else {
+                0x8001
+            }
+        }
+        (_, true) => bits + 1,
+        (_, false) => bits - 1,
+    };
+    half::f16::from_bits(next).to_f32()
+}
+
 /// The smallest positive fp16 value (a subnormal): the step of a row whose range rounds to 0.
 const F16_MIN_STEP: f32 = 5.960_464_5e-8;
 
-/// Row-wise embedding table at `bits` per code: per row `scale = fp16((hi - lo) / max_code)`
-/// and `bias = fp16(lo)`, codes `clamp(round((v - bias) / scale), 0, max_code)`, so that
-/// `value ≈ code · scale + bias`. At 8 bits `[lo, hi]` is the row's range (error within half a
-/// step, plus fp16's rounding of the bias); at 4 bits it is chosen by [`greedy_range`], which
+/// Row-wise embedding table at `bits` per code: per row the bias is the largest fp16 value at
+/// or below `lo` and the scale the smallest fp16 value at or above `(hi - bias) / max_code`,
+/// codes `clamp(round((v - bias) / scale), 0, max_code)`, so that `value ≈ code · scale + bias`
+/// and every value in `[lo, hi]` is within half a step of its code's value. At 8 bits `[lo, hi]`
+/// is the row's range; at 4 bits it is chosen by [`greedy_range`], which
 /// may clip a few outlying values to halve the step for the rest.
 /// Returns the packed codes `[rows, bits.row_bytes(dim)]` and `[rows, 2]` (scale, bias), each an
-/// fp16 value held in f32. `Err(row)`: a row whose range fp16 cannot hold (beyond ±65504).
+/// fp16 value held in f32. `Err(row)`: a row whose bias or scale fp16 cannot hold (a minimum
+/// below -65504, or a range wider than 65504 steps).
 pub fn quantize_rowwise(
     table: &[f32],
     rows: usize,
@@ -232,7 +259,7 @@ pub fn quantize_rowwise(
             EmbeddingBits::Four => greedy_range(row, lo, hi, bits),
             EmbeddingBits::Eight => row_params(lo, hi, bits),
         };
-        if !(scale.is_finite() && bias.is_finite() && (hi - bias).is_finite()) {
+        if !(scale.is_finite() && bias.is_finite()) {
             return Err(r);
         }
         let out = &mut codes[r * stride..(r + 1) * stride];
@@ -251,8 +278,9 @@ pub fn quantize_rowwise(
 
 /// The fp16 scale and bias covering `[lo, hi]`.
 fn row_params(lo: f32, hi: f32, bits: EmbeddingBits) -> (f32, f32) {
-    let scale = to_f16(if hi > lo { (hi - lo) / f32::from(bits.max_code()) } else { 1.0 });
-    (if scale == 0.0 { F16_MIN_STEP } else { scale }, to_f16(lo))
+    let bias = f16_toward(lo, false);
+    let scale = if hi > bias { f16_toward((hi - bias) / f32::from(bits.max_code()), true) } else { 1.0 };
+    (if scale == 0.0 { F16_MIN_STEP } else { scale }, bias)
 }
 
 /// One value's code.
@@ -393,10 +421,14 @@ mod tests {
                 let exact = &t[row * dim..(row + 1) * dim];
                 let (lo, hi) = exact.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
                 let max = f32::from(bits.max_code());
-                // Half a step, plus what fp16 rounding moved the bias and the top of the range.
-                let slack = scale / 2.0 + (bias - lo).abs() + (hi - lo) / 1024.0;
+                // The bias at or below the minimum, the top code at or above the maximum: half
+                // a step (and f32's rounding of the arithmetic).
+                if bits == EmbeddingBits::Eight {
+                    assert!(bias <= lo && bias + max * scale >= hi, "row {row}: [{lo}, {hi}] by {scale}, {bias}");
+                }
+                let slack = scale / 2.0 * (1.0 + 1e-5) + 1e-6 * hi.abs().max(lo.abs());
                 let (mut e, mut e_min_max) = (0f64, 0f64);
-                let (s_mm, o_mm) = (to_f16((hi - lo) / max), to_f16(lo));
+                let (s_mm, o_mm) = row_params(lo, hi, bits);
                 for (j, &v) in exact.iter().enumerate() {
                     let c = bits.code(&q[row * stride..(row + 1) * stride], j);
                     assert!(c <= bits.max_code());
@@ -430,6 +462,36 @@ mod tests {
             assert_eq!(b & 0x0f, pair[0]);
             assert_eq!(b >> 4, pair.get(1).copied().unwrap_or(0));
         }
+    }
+
+    #[test]
+    fn a_narrow_row_far_from_zero_keeps_its_precision() {
+        // fp16 steps are 0.5 near 1000: a bias rounded to the nearest (1000.5) would put the
+        // whole row below it, every code 0, errors of 0.2 on a row 0.01 wide.
+        let row = [1000.3f32, 1000.305, 1000.31];
+        for bits in [EmbeddingBits::Eight, EmbeddingBits::Four] {
+            let (q, so) = quantize_rowwise(&row, 1, 3, bits).unwrap();
+            let worst =
+                (0..3).map(|j| (f32::from(bits.code(&q, j)) * so[0] + so[1] - row[j]).abs()).fold(0f32, f32::max);
+            let step = (row[2] - 1000.0) / f32::from(bits.max_code());
+            assert!(so[1] <= row[0] && worst <= step, "{bits:?}: error {worst}, step {step}");
+        }
+    }
+
+    #[test]
+    fn fp16_rounding_toward_either_side_brackets_the_value() {
+        for x in [0.0f32, 1e-9, -1e-9, 0.1, -0.1, 1000.3, -1000.3, 65504.0, 7e4, -7e4, 3.0] {
+            let (down, up) = (f16_toward(x, false), f16_toward(x, true));
+            assert!(down <= x && x <= up, "{x}: {down} {up}");
+            assert_eq!((to_f16(down), to_f16(up)), (down, up), "{x}: fp16 values");
+            // Neighbours: nothing representable strictly between them and x.
+            assert!(
+                down == x
+                    || up == x
+                    || half::f16::from_f32(down).to_bits().abs_diff(half::f16::from_f32(up).to_bits()) <= 2
+            );
+        }
+        assert!(f16_toward(7e4, true).is_infinite() && f16_toward(7e4, false) == 65504.0);
     }
 
     #[test]
