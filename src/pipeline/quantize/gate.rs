@@ -145,16 +145,14 @@ pub(super) fn fallback(
     let auto: Vec<usize> = (0..base.len()).filter(|&t| precision[t] == EmbeddingPrecision::Auto).collect();
     let mut severity = Vec::new();
     if best.passed && !auto.is_empty() {
-        let mut chosen = None;
+        let mut trials = Trials::default();
         severity = lower_tables(&base, &low, &auto, |trial| {
-            let c = judge.eval(&float_layers, trial)?;
-            let verdict = Verdict { passed: c.passed, severity: judge.severity(&c), delta: c.delta };
-            if c.passed {
-                chosen = Some(c);
-            }
-            Ok(verdict)
+            trials.ask(trial, || {
+                let c = judge.eval(&float_layers, trial)?;
+                Ok((Verdict { passed: c.passed, severity: judge.severity(&c), delta: c.delta }, c))
+            })
         })?;
-        best = chosen.unwrap_or(best);
+        best = trials.chosen().unwrap_or(best);
         if best.weights.embedding_layouts() != low
             && let Some((layers, c)) = trade_a_layer(&mut judge, &float_layers, &low, &best)?
         {
@@ -181,6 +179,42 @@ pub(super) fn fallback(
         steps: judge.steps,
         sensitivity,
     })
+}
+
+/// Table layouts tried in step 2, each evaluated once: one asked again (raising the most
+/// sensitive table can give back a one-table trial) gets its first verdict. The last passing
+/// one asked is the choice.
+struct Trials<C> {
+    seen: Vec<(Vec<TableLayout>, Verdict, Option<C>)>,
+    last_pass: Option<usize>,
+}
+
+impl<C> Default for Trials<C> {
+    fn default() -> Self {
+        Self { seen: Vec::new(), last_pass: None }
+    }
+}
+
+impl<C> Trials<C> {
+    fn ask(&mut self, trial: &[TableLayout], eval: impl FnOnce() -> Result<(Verdict, C)>) -> Result<Verdict> {
+        let i = match self.seen.iter().position(|(t, ..)| t == trial) {
+            Some(i) => i,
+            None => {
+                let (v, c) = eval()?;
+                self.seen.push((trial.to_vec(), v, v.passed.then_some(c)));
+                self.seen.len() - 1
+            }
+        };
+        let v = self.seen[i].1;
+        if v.passed {
+            self.last_pass = Some(i);
+        }
+        Ok(v)
+    }
+
+    fn chosen(mut self) -> Option<C> {
+        self.last_pass.and_then(|i| self.seen.swap_remove(i).2)
+    }
 }
 
 /// Step 1: the requested float layers, then more, lowest SQNR first, until the gate holds or
@@ -318,6 +352,24 @@ mod tests {
         assert_eq!(tried[5], [Four, Eight, Eight, Four, Four]);
         assert_eq!(tried[6], [Four, Eight, Eight, Eight, Four]);
         assert_eq!(tried.len(), 7, "stops at the first holding candidate");
+    }
+
+    #[test]
+    fn a_trial_asked_again_is_not_evaluated_again_and_the_last_pass_asked_is_chosen() {
+        // Two auto tables, both low fails, each alone measured; raising the more sensitive (1)
+        // leaves table 0 alone low: the trial measured a moment ago, which held.
+        let cost = [0.6, 0.9];
+        let (mut calls, mut trials) = (Vec::new(), Trials::default());
+        lower_tables(&[Eight, Eight], &[Four, Four], &[0, 1], |layouts| {
+            trials.ask(layouts, || {
+                calls.push(layouts.to_vec());
+                let total: f64 = layouts.iter().zip(&cost).filter(|(b, _)| **b == Four).map(|(_, c)| c).sum();
+                Ok((Verdict { passed: total <= 1.0, severity: total, delta: (None, None) }, layouts.to_vec()))
+            })
+        })
+        .unwrap();
+        assert_eq!(calls, [vec![Four, Four], vec![Four, Eight], vec![Eight, Four]], "three evaluations, not four");
+        assert_eq!(trials.chosen(), Some(vec![Four, Eight]), "the trial asked last, not the last evaluated");
     }
 
     #[test]
