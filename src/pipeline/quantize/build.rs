@@ -50,6 +50,8 @@ impl Built {
         let (obs, state_bytes) = calibrate(parent, &inputs.cal, opts.calibrator);
         let act: Vec<Option<QParams>> =
             obs.iter().map(|o| (!opts.dynamic).then(|| o.qparams(opts.calibrator))).collect();
+        // Tables feed layer 0: an integer one reads them requantized to its input grid.
+        let grid = act.first().copied().flatten().filter(|_| !inputs.requested.contains(&0));
         let embeddings = parent
             .weights
             .embeddings
@@ -58,7 +60,7 @@ impl Built {
             .zip(&inputs.table_precision)
             .map(|((t, c), &precision)| {
                 let at = |layout| {
-                    RowwiseTable::quantize(&t.data, t.rows, t.dim, layout).map_err(|row| {
+                    RowwiseTable::quantize_for(&t.data, t.rows, t.dim, layout, grid.as_ref()).map_err(|row| {
                         Error::input(format!(
                             "embedding table `{}` row {row}: values beyond fp16's range (±65504), which row-wise scales and biases use",
                             c.name

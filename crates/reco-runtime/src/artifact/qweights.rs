@@ -54,11 +54,23 @@ impl RowwiseTable {
     /// Quantizes a float `[rows, dim]` table ([`crate::quant::quantize_rowwise`]); `Err(row)`:
     /// a row beyond fp16's range.
     pub fn quantize(data: &[f32], rows: usize, dim: usize, layout: TableLayout) -> std::result::Result<Self, usize> {
+        Self::quantize_for(data, rows, dim, layout, None)
+    }
+
+    /// [`Self::quantize`] for a first layer that reads its input as u8 codes at `input`
+    /// ([`crate::quant::quantize_rowwise_for`]).
+    pub fn quantize_for(
+        data: &[f32],
+        rows: usize,
+        dim: usize,
+        layout: TableLayout,
+        input: Option<&QParams>,
+    ) -> std::result::Result<Self, usize> {
         let (codes, scale_offset) = if layout.per_table() {
             // One group of every value: 8-bit codes lie as [rows, dim] either way.
-            crate::quant::quantize_rowwise(data, 1, rows * dim, layout.bits()).map_err(|_| 0usize)?
+            crate::quant::quantize_rowwise_for(data, 1, rows * dim, layout.bits(), input).map_err(|_| 0usize)?
         } else {
-            crate::quant::quantize_rowwise(data, rows, dim, layout.bits())?
+            crate::quant::quantize_rowwise_for(data, rows, dim, layout.bits(), input)?
         };
         Ok(Self { codes, scale_offset, rows, dim, layout })
     }

@@ -248,6 +248,21 @@ pub fn quantize_rowwise(
     dim: usize,
     bits: EmbeddingBits,
 ) -> std::result::Result<(Vec<u8>, Vec<f32>), usize> {
+    quantize_rowwise_for(table, rows, dim, bits, None)
+}
+
+/// [`quantize_rowwise`] for a model whose first layer takes its input as u8 codes at `input`:
+/// the runtime requantizes each stored value to that grid, so a row's error is what is left
+/// after both roundings. Each row then takes whichever has less of it: its own scale and bias
+/// (above), or a scale that is a whole number of grid steps and a bias on the grid (searched
+/// like [`greedy_range`] in grid steps), whose values requantize without a second rounding.
+pub fn quantize_rowwise_for(
+    table: &[f32],
+    rows: usize,
+    dim: usize,
+    bits: EmbeddingBits,
+    input: Option<&QParams>,
+) -> std::result::Result<(Vec<u8>, Vec<f32>), usize> {
     let stride = bits.row_bytes(dim);
     let mut codes = vec![0u8; rows * stride];
     let mut so = Vec::with_capacity(rows * 2);
@@ -255,9 +270,13 @@ pub fn quantize_rowwise(
         let row = &table[r * dim..(r + 1) * dim];
         let (lo, hi) = row.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
         let (lo, hi) = if dim == 0 { (0.0, 0.0) } else { (lo, hi) };
-        let (scale, bias) = match bits {
+        let own = match bits {
             EmbeddingBits::Four => greedy_range(row, lo, hi, bits),
             EmbeddingBits::Eight => row_params(lo, hi, bits),
+        };
+        let (scale, bias) = match input {
+            Some(qp) => on_grid(row, (lo, hi), own, bits, qp),
+            None => own,
         };
         if !(scale.is_finite() && bias.is_finite()) {
             return Err(r);
@@ -329,6 +348,55 @@ fn greedy_range(row: &[f32], lo: f32, hi: f32, bits: EmbeddingBits) -> (f32, f32
         }
     }
     best_params
+}
+
+/// Squared error of a row stored with `scale` and `bias` as a first layer reading u8 codes at
+/// `qp` sees it: each stored value requantized to that grid.
+fn row_error_through(row: &[f32], scale: f32, bias: f32, bits: EmbeddingBits, qp: &QParams) -> f64 {
+    let stored = |v: f32| f32::from(code(v, scale, bias, bits)) * scale + bias;
+    row.iter().map(|&v| f64::from(qp.dequantize(qp.quantize(stored(v))) - v).powi(2)).sum()
+}
+
+/// Most grid steps the search moves a row's ends inward (bounds its cost on fine grids).
+const GRID_SEARCH_STEPS: usize = 64;
+
+/// The scale and bias with the least error through `qp`'s grid: `own`, or a grid-aligned pair
+/// (scale `k` grid steps, bias a grid point) over `[a, b]` in grid units, from the row's whole
+/// range inward one step at a time at the end that lowers the error more (at 4 bits, up to
+/// [`GREEDY_CLIP`] of the range; at 8 bits a row rarely spans more than 255 steps).
+fn on_grid(row: &[f32], (lo, hi): (f32, f32), own: (f32, f32), bits: EmbeddingBits, qp: &QParams) -> (f32, f32) {
+    let err = |p: (f32, f32)| row_error_through(row, p.0, p.1, bits, qp);
+    let mut best = (err(own), own);
+    let g = qp.scale;
+    if hi <= lo || !(g > 0.0 && g.is_finite()) {
+        return best.1;
+    }
+    let max = f32::from(bits.max_code());
+    let aligned = |a: f32, b: f32| {
+        let p = (to_f16(((b - a) / max).ceil().max(1.0) * g), to_f16(a * g));
+        let usable = p.0 > 0.0 && p.0.is_finite() && p.1.is_finite();
+        usable.then(|| (err(p), p))
+    };
+    let (mut a, mut b) = ((lo / g).floor(), (hi / g).ceil());
+    let mut consider = |c: Option<(f64, (f32, f32))>| {
+        if let Some(c) = c.filter(|c| c.0 < best.0) {
+            best = c;
+        }
+    };
+    consider(aligned(a, b));
+    let steps = if bits == EmbeddingBits::Four { ((b - a) as f64 * GREEDY_CLIP) as usize } else { 0 };
+    for _ in 0..steps.min(GRID_SEARCH_STEPS) {
+        let (left, right) = (aligned(a + 1.0, b), aligned(a, b - 1.0));
+        let left_better = left.map_or(f64::INFINITY, |l| l.0) < right.map_or(f64::INFINITY, |r| r.0);
+        if left_better {
+            a += 1.0;
+            consider(left);
+        } else {
+            b -= 1.0;
+            consider(right);
+        }
+    }
+    best.1
 }
 
 /// Signal-to-quantization-noise ratio in dB: `10·log10(Σ y² / Σ (y - ŷ)²)`.
@@ -462,6 +530,50 @@ mod tests {
             assert_eq!(b & 0x0f, pair[0]);
             assert_eq!(b >> 4, pair.get(1).copied().unwrap_or(0));
         }
+    }
+
+    #[test]
+    fn rows_for_an_integer_first_layer_lose_nothing_more_than_its_input_grid_at_8_bits() {
+        let qp = QParams { scale: 0.01, zero_point: 128 };
+        let mut r = Rng::new(9);
+        let (rows, dim) = (50, 16);
+        let t: Vec<f32> = (0..rows * dim).map(|_| (r.normal() * 0.2) as f32).collect();
+        // Rows span fewer than 255 grid steps: stored on the grid (to fp16's precision), values
+        // requantize to the code the float value gets but for a few within fp16's rounding of a
+        // tie; a row's own finer scale puts a second rounding on top of the grid's.
+        let mismatches = |(q, so): &(Vec<u8>, Vec<f32>)| {
+            let mut n = 0;
+            for (i, &v) in t.iter().enumerate() {
+                let row = i / dim;
+                let stored = f32::from(q[i]) * so[2 * row] + so[2 * row + 1];
+                let d = i32::from(qp.quantize(stored)) - i32::from(qp.quantize(v));
+                assert!(d.abs() <= 1, "{v} stored {stored}");
+                n += usize::from(d != 0);
+            }
+            n
+        };
+        let grid = mismatches(&quantize_rowwise_for(&t, rows, dim, EmbeddingBits::Eight, Some(&qp)).unwrap());
+        let own = mismatches(&quantize_rowwise(&t, rows, dim, EmbeddingBits::Eight).unwrap());
+        assert!(grid * 100 <= t.len() && grid * 5 < own, "{grid} vs {own} of {}", t.len());
+        // At 4 bits the choice is never worse through the grid than the row's own scale.
+        let (rows4, rows_own) = (
+            quantize_rowwise_for(&t, rows, dim, EmbeddingBits::Four, Some(&qp)).unwrap(),
+            quantize_rowwise(&t, rows, dim, EmbeddingBits::Four).unwrap(),
+        );
+        let through = |(q, so): &(Vec<u8>, Vec<f32>)| -> f64 {
+            (0..rows)
+                .map(|row| {
+                    let codes = &q[row * 8..(row + 1) * 8];
+                    (0..dim)
+                        .map(|j| {
+                            let stored = f32::from(EmbeddingBits::Four.code(codes, j)) * so[2 * row] + so[2 * row + 1];
+                            f64::from(qp.dequantize(qp.quantize(stored)) - t[row * dim + j]).powi(2)
+                        })
+                        .sum::<f64>()
+                })
+                .sum()
+        };
+        assert!(through(&rows4) < through(&rows_own), "{} vs {}", through(&rows4), through(&rows_own));
     }
 
     #[test]
