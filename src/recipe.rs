@@ -152,10 +152,10 @@ pub enum EmbeddingPrecision {
 impl EmbeddingPrecision {
     /// Parses `auto`, `8` or `4`.
     pub fn parse(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "8" => Ok(Self::Bits(EmbeddingBits::Eight)),
-            "4" => Ok(Self::Bits(EmbeddingBits::Four)),
+        let bits = s.parse::<u8>().ok().and_then(|b| EmbeddingBits::try_from(b).ok());
+        match (s, bits) {
+            ("auto", _) => Ok(Self::Auto),
+            (_, Some(b)) => Ok(Self::Bits(b)),
             _ => Err(format!("{s}: expected \"auto\", 8 or 4")),
         }
     }

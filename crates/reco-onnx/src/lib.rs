@@ -537,11 +537,8 @@ pub fn int8_model(
     };
     let rowwise = |g: &mut Graph, name: &str, idx: &str, t: &reco_runtime::artifact::qweights::RowwiseTable| {
         let width = t.bits().row_bytes(t.dim);
-        let (suffix, four) = match t.bits() {
-            EmbeddingBits::Eight => ("codes", false),
-            EmbeddingBits::Four => ("codes4", true),
-        };
-        let codes = g.init(&format!("{name}.{suffix}"), &[t.rows, width], &t.codes);
+        let four = t.bits() == EmbeddingBits::Four;
+        let codes = g.init(&format!("{name}.{}", t.bits().codes_suffix()), &[t.rows, width], &t.codes);
         let scale: Vec<f32> = t.scale_offset.chunks(2).map(|p| p[0]).collect();
         let offset: Vec<f32> = t.scale_offset.chunks(2).map(|p| p[1]).collect();
         let pairs = scale.len();

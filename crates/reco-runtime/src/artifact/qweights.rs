@@ -300,8 +300,5 @@ impl QuantWeights {
 
 /// The codes tensor's name suffix and width for a table of `dim` at `bits`.
 fn codes_tensor(bits: EmbeddingBits, dim: usize) -> (&'static str, usize) {
-    match bits {
-        EmbeddingBits::Eight => ("codes", dim),
-        EmbeddingBits::Four => ("codes4", bits.row_bytes(dim)),
-    }
+    (bits.codes_suffix(), bits.row_bytes(dim))
 }

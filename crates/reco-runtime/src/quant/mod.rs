@@ -101,6 +101,15 @@ pub enum EmbeddingBits {
 }
 
 impl EmbeddingBits {
+    /// The suffix of a table's codes tensor (`embedding.<col>.codes` or `.codes4`), in the
+    /// artifact and in the ONNX graph alike.
+    pub fn codes_suffix(self) -> &'static str {
+        match self {
+            Self::Eight => "codes",
+            Self::Four => "codes4",
+        }
+    }
+
     /// The largest code.
     pub fn max_code(self) -> u8 {
         match self {
