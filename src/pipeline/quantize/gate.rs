@@ -3,11 +3,13 @@
 //!
 //! 1. Dense layers, with every `auto` embedding table at 8 bits: while the gate fails, the
 //!    least accurate remaining layer (lowest SQNR) goes back to float.
-//! 2. Embedding tables, when any is `auto` and step 1 held: every `auto` table drops to 4 bits;
-//!    while the gate fails, the most sensitive table still at 4 bits goes back to 8. A table's
-//!    sensitivity is the gate's own measure of the model with that table alone at 4 bits: the
-//!    larger of |ΔAUC| / max_auc_drop and |ΔNDCG@10| / max_ndcg_drop (measured only when
-//!    needed).
+//! 2. Embedding tables, when any is `auto` and step 1 held: every `auto` table drops to its
+//!    smallest layout (`int4`, or `int8-table` when narrow); while the gate fails, the most
+//!    sensitive table still low goes back to 8 bits. A table's sensitivity is the gate's own
+//!    measure of the model with that table alone low: the larger of |ΔAUC| / max_auc_drop and
+//!    |ΔNDCG@10| / max_ndcg_drop (measured only when needed; each layout trial once).
+//! 3. When step 2 kept a table above its smallest: one more dense layer in float with every
+//!    table at its smallest, taken when the gate holds and the file is smaller.
 //!
 //! Every evaluation is recorded.
 
@@ -122,7 +124,7 @@ impl Judge<'_> {
     }
 }
 
-/// Runs both steps of the module's search.
+/// Runs the three steps of the module's search.
 pub(super) fn fallback(
     inputs: &Inputs,
     built: &Built,
