@@ -156,7 +156,7 @@ impl EmbeddingPrecision {
         match (s, bits) {
             ("auto", _) => Ok(Self::Auto),
             (_, Some(b)) => Ok(Self::Bits(b)),
-            _ => Err(format!("{s}: expected \"auto\", 8 or 4")),
+            _ => Err(format!("`{s}`: expected \"auto\", 8 or 4")),
         }
     }
 }
@@ -177,12 +177,17 @@ impl<'de> Deserialize<'de> for EmbeddingPrecision {
         enum Raw {
             Name(String),
             Bits(i64),
+            Number(f64),
+            Other(serde::de::IgnoredAny),
         }
-        let text = match Raw::deserialize(d)? {
-            Raw::Name(s) => s,
-            Raw::Bits(n) => n.to_string(),
-        };
-        Self::parse(&text).map_err(serde::de::Error::custom)
+        let expected = "expected \"auto\", 8 or 4";
+        match Raw::deserialize(d)? {
+            Raw::Name(s) if s == "auto" => Ok(Self::Auto),
+            Raw::Name(s) => Err(serde::de::Error::custom(format!("{s:?}: {expected} (bits as a number)"))),
+            Raw::Bits(n) => Self::parse(&n.to_string()).map_err(serde::de::Error::custom),
+            Raw::Number(x) => Err(serde::de::Error::custom(format!("{x:?}: {expected}"))),
+            Raw::Other(_) => Err(serde::de::Error::custom(expected)),
+        }
     }
 }
 
@@ -680,6 +685,29 @@ impl Recipe {
         Ok(recipe)
     }
 
+    /// `quantize.embedding_table_bits` names categorical features the recipe can have: the
+    /// built-in ones and its declared categorical ones (a built-in one the data lacks is
+    /// caught by `quantize`, against the model's own tables).
+    fn check_table_bits(&self) -> Result<()> {
+        let declared: Vec<&str> = match &self.data {
+            DataConfig::Synth(_) => Vec::new(),
+            DataConfig::Files(f) => f
+                .features
+                .iter()
+                .filter(|d| d.kind == crate::data::schema::FeatureKind::Categorical)
+                .map(|d| d.feature_name())
+                .collect(),
+        };
+        let known: Vec<&str> = crate::data::builtin::CATEGORICAL.into_iter().chain(declared).collect();
+        match self.quantize.settings.embedding_table_bits.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(k) => Err(Error::input(format!(
+                "quantize.embedding_table_bits: `{k}` is not a categorical feature of this recipe; expected one of {}",
+                known.join(", ")
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Range checks that serde cannot express.
     pub fn validate(&self) -> Result<()> {
         if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
@@ -690,6 +718,7 @@ impl Recipe {
         self.gates.validate()?;
         self.distill.validate()?;
         self.quantize.settings.validate(|k| format!("quantize.{k} ="))?;
+        self.check_table_bits()?;
         match &self.data {
             DataConfig::Synth(s) => {
                 let params =

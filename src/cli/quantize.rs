@@ -143,6 +143,7 @@ pub fn exec(args: QuantizeArgs, g: &Global, progress: &dyn Progress) -> Result<u
 
 /// `COLUMN=auto|8|4`.
 fn table_bits(s: &str) -> std::result::Result<(String, EmbeddingPrecision), String> {
-    let (col, bits) = s.split_once('=').ok_or_else(|| format!("{s}: expected COLUMN=auto|8|4"))?;
+    let (col, bits) =
+        s.split_once('=').filter(|(c, _)| !c.is_empty()).ok_or_else(|| format!("`{s}`: expected COLUMN=auto|8|4"))?;
     Ok((col.to_string(), EmbeddingPrecision::parse(bits)?))
 }

@@ -60,7 +60,7 @@ pub fn export(model_dir: &Path, out: Option<&Path>, lookup: IdLookup, allow_fail
         ("reco_cli.model_content_sha256".to_string(), manifest.content_hash()),
     ];
     let (onnx::Exported { bytes, opsets }, graph) = if manifest.kind.is_int8() {
-        let w = QuantWeights::load(&weights, spec, arch)?;
+        let w = QuantWeights::load(&weights, spec, arch)?.matching(&manifest, &weights)?;
         (onnx::int8_model(spec, arch, &w, lookup, &meta)?, Graph::QdqInt8)
     } else {
         let w = FloatWeights::load(&weights, spec, arch)?;

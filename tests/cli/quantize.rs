@@ -368,6 +368,6 @@ fn embedding_tables_take_the_precision_asked_or_the_one_the_gate_chooses() {
     );
     let o = reco(&["quantize", "--model", t, "--calibration", c, "--embedding-bits", "3", "--out", "x"], dir.path());
     assert_eq!(o.code, 2);
-    assert!(o.stderr.contains("3: expected \"auto\", 8 or 4"), "{}", o.stderr);
+    assert!(o.stderr.contains("`3`: expected \"auto\", 8 or 4"), "{}", o.stderr);
     assert!(!dir.path().join("x").exists());
 }

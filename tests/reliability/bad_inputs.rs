@@ -112,6 +112,33 @@ fn poison(dir: &Path, stage: &str, tensor: &str) {
     manifest(dir, stage, |m| m["files"]["model.safetensors"] = serde_json::json!({ "sha256": sha, "bytes": len }));
 }
 
+/// Adds the codes tensor of the other width (zeros) beside a table's own, hashes kept matching.
+fn add_other_codes(dir: &Path, stage: &str, col: &str) {
+    let p = dir.join("run").join(stage).join("model.safetensors");
+    let b = std::fs::read(&p).unwrap();
+    let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&b[8..8 + n]).unwrap();
+    let four = header.contains_key(&format!("embedding.{col}.codes4"));
+    let own = &header[&format!("embedding.{col}.{}", if four { "codes4" } else { "codes" })]["shape"];
+    let rows = own[0].as_u64().unwrap() as usize;
+    let (name, width) = if four { ("codes", 8) } else { ("codes4", 4) };
+    let mut data = b[8 + n..].to_vec();
+    let start = data.len();
+    data.resize(start + rows * width, 0);
+    header.insert(
+        format!("embedding.{col}.{name}"),
+        serde_json::json!({ "dtype": "U8", "shape": [rows, width], "data_offsets": [start, data.len()] }),
+    );
+    let mut text = serde_json::to_vec(&header).unwrap();
+    text.resize(text.len().div_ceil(8) * 8, b' ');
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend(text);
+    out.extend(data);
+    std::fs::write(&p, &out).unwrap();
+    let (sha, len) = (reco_runtime::artifact::sha256_bytes(&out), out.len());
+    manifest(dir, stage, |m| m["files"]["model.safetensors"] = serde_json::json!({ "sha256": sha, "bytes": len }));
+}
+
 /// A minimal GroupLens MovieLens directory `ml/` whose `u.data` is `data` and `u.user` is `users`.
 fn movielens(dir: &Path, data: &str, users: &str) {
     let ml = dir.join("ml");
@@ -179,7 +206,25 @@ const CASES: &[Case] = &[
         name: "3-bit embedding tables",
         setup: |d| recipe(d, "max_auc_drop = 0.02", "max_auc_drop = 0.02\nembedding_bits = 3"),
         args: &["run", "r.toml", "--out", "o"],
-        needles: &["embedding_bits", "3: expected \"auto\", 8 or 4"],
+        needles: &["embedding_bits", "`3`: expected \"auto\", 8 or 4"],
+    },
+    Case {
+        name: "an embedding table the recipe cannot have",
+        setup: |d| recipe(d, "max_auc_drop = 0.02", "max_auc_drop = 0.02\nembedding_table_bits = { nope = 4 }"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["quantize.embedding_table_bits", "`nope`", "user_id"],
+    },
+    Case {
+        name: "embedding bits as a fraction",
+        setup: |d| recipe(d, "max_auc_drop = 0.02", "max_auc_drop = 0.02\nembedding_bits = 4.0"),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["embedding_bits", "4.0: expected \"auto\", 8 or 4"],
+    },
+    Case {
+        name: "embedding bits as a string",
+        setup: |d| recipe(d, "max_auc_drop = 0.02", "max_auc_drop = 0.02\nembedding_bits = \"4\""),
+        args: &["run", "r.toml", "--out", "o"],
+        needles: &["embedding_bits", "\"4\"", "bits as a number"],
     },
     Case {
         name: "zero batch size",
@@ -914,6 +959,23 @@ const CASES: &[Case] = &[
         setup: |d| poison(d, "student-int8", "embedding.user_id.scale_bias"),
         args: &["inspect", "run/student-int8"],
         needles: &["embedding.user_id.scale_bias"],
+    },
+    Case {
+        name: "an INT8 table stored both at 8 and at 4 bits",
+        setup: |d| add_other_codes(d, "teacher-int8", "user_id"),
+        args: &["predict", "--model", "run/teacher-int8", "--data", "run/features/test.parquet", "--out", "p.parquet"],
+        needles: &["model.safetensors", "both", "embedding.user_id.codes4"],
+    },
+    Case {
+        name: "an INT8 table stored otherwise than the manifest records",
+        setup: |d| {
+            manifest(d, "teacher-int8", |m| {
+                let p = &mut m["quantization"]["embedding_precision"]["user_id"];
+                *p = if *p == "int8" { "int4" } else { "int8" }.into();
+            })
+        },
+        args: &["export", "--model", "run/teacher-int8", "--out", "m.onnx"],
+        needles: &["table `user_id`", "quantization.embedding_precision says"],
     },
     Case {
         name: "unsupported activation",

@@ -219,10 +219,21 @@ impl QuantWeights {
         let mut embeddings = Vec::new();
         for (c, &dim) in spec.categorical.iter().zip(&arch.embedding_dims) {
             let rows = c.rows();
-            let bits = if names.contains(&format!("embedding.{}.codes4", c.name)) {
-                EmbeddingBits::Four
-            } else {
-                EmbeddingBits::Eight
+            let has = |bits: EmbeddingBits| names.contains(&format!("embedding.{}.{}", c.name, bits.codes_suffix()));
+            let bits = match (has(EmbeddingBits::Eight), has(EmbeddingBits::Four)) {
+                (true, false) => EmbeddingBits::Eight,
+                (false, true) => EmbeddingBits::Four,
+                (both, _) => {
+                    let what = if both { "both" } else { "neither" };
+                    return Err(Error::new(
+                        ErrorKind::ShapeMismatch,
+                        format!(
+                            "{}: holds {what} embedding.{name}.codes (8-bit) and embedding.{name}.codes4 (4-bit); expected one",
+                            path.display(),
+                            name = c.name
+                        ),
+                    ));
+                }
             };
             let (suffix, width) = codes_tensor(bits, dim);
             let legacy = format!("embedding.{}.scale_offset", c.name);
@@ -290,6 +301,29 @@ impl QuantWeights {
         let bytes = std::fs::read(path).at(path)?;
         let st = super::weights::parse_safetensors(&bytes, path)?;
         Ok(st.names().iter().any(|n| n.ends_with(".codes") || n.ends_with(".codes4")))
+    }
+
+    /// `self`, once its tables' layouts agree with what the manifest records of them
+    /// (`quantization.embedding_precision`, present in artifacts with per-table precision):
+    /// a table stored otherwise, or one the record leaves out, is an error naming it.
+    pub fn matching(self, manifest: &super::Manifest, path: &Path) -> Result<Self> {
+        let recorded = manifest.quantization.as_ref().map(|q| &q.embedding_precision).filter(|r| !r.is_empty());
+        let Some(recorded) = recorded else { return Ok(self) };
+        for (c, t) in manifest.feature_spec.categorical.iter().zip(&self.embeddings) {
+            let says = recorded.get(&c.name).map_or("nothing", |l| l.name());
+            if says != t.layout.name() {
+                return Err(Error::new(
+                    ErrorKind::ShapeMismatch,
+                    format!(
+                        "{}: table `{}` is stored as {}, but the manifest's quantization.embedding_precision says {says}",
+                        path.display(),
+                        c.name,
+                        t.layout.name()
+                    ),
+                ));
+            }
+        }
+        Ok(self)
     }
 
     /// Each embedding table's layout, in column order.

@@ -199,7 +199,9 @@ impl Int8Model {
     /// Opens an INT8 artifact directory (hashes verified first).
     pub fn open(dir: &Path) -> Result<(Manifest, Self)> {
         let manifest = artifact::open(dir)?;
-        let weights = QuantWeights::load(&dir.join(WEIGHTS), &manifest.feature_spec, &manifest.architecture)?;
+        let path = dir.join(WEIGHTS);
+        let weights =
+            QuantWeights::load(&path, &manifest.feature_spec, &manifest.architecture)?.matching(&manifest, &path)?;
         let model = Self::new(manifest.feature_spec.clone(), manifest.architecture.clone(), weights)?;
         Ok((manifest, model))
     }

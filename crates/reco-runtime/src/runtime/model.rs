@@ -57,7 +57,7 @@ impl Model {
         let path = dir.join(WEIGHTS);
         let (spec, arch) = (manifest.feature_spec.clone(), manifest.architecture.clone());
         let model = if manifest.kind.is_int8() {
-            let w = QuantWeights::load(&path, &spec, &arch)?;
+            let w = QuantWeights::load(&path, &spec, &arch)?.matching(&manifest, &path)?;
             Self::Int8(int8::Int8Model::new(spec, arch, w)?)
         } else {
             let weights = FloatWeights::load(&path, &spec, &arch)?;
@@ -104,7 +104,7 @@ impl Model {
         let label = Path::new(name).join(WEIGHTS);
         let (spec, arch) = (manifest.feature_spec.clone(), manifest.architecture.clone());
         let model = if manifest.kind.is_int8() {
-            let w = QuantWeights::from_bytes(weights, &label, &spec, &arch)?;
+            let w = QuantWeights::from_bytes(weights, &label, &spec, &arch)?.matching(&manifest, &label)?;
             Self::Int8(int8::Int8Model::new(spec, arch, w)?)
         } else {
             let weights = FloatWeights::from_bytes(weights, &label, &spec, &arch)?;
