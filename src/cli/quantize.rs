@@ -40,8 +40,8 @@ pub struct QuantizeArgs {
     /// Largest allowed |NDCG@10(int8) - NDCG@10(float)| on the ranking set.
     #[arg(long, default_value_t = 0.002)]
     max_ndcg_drop: f64,
-    /// Embedding tables' precision: auto (4 bits, raised to 8 table by table while the gate
-    /// fails), 8 or 4.
+    /// Embedding tables' precision: auto (each table at its smallest layout, raised to 8 bits
+    /// table by table while the gate fails), 8 or 4.
     #[arg(long, default_value = "auto", value_parser = EmbeddingPrecision::parse)]
     embedding_bits: EmbeddingPrecision,
     /// One table's precision, overriding --embedding-bits: `COLUMN=auto|8|4` (repeatable, or

@@ -18,14 +18,14 @@ pub(super) fn write(
     inputs: &Inputs,
     built: &Built,
     gated: &Gated,
-    summary: &QuantizeSummary,
+    (summary, weights): (&QuantizeSummary, &[u8]),
 ) -> Result<()> {
     let (pman, parent) = (&inputs.pman, &inputs.parent);
     let mut input_data = pman.input_data.clone();
     input_data.insert("calibration".into(), sha256_file(job.calibration)?);
     input_data.insert("test".into(), sha256_file(job.test)?);
     let writer = ArtifactWriter::create(job.out)?;
-    writer.write(WEIGHTS, &gated.weights.to_bytes(&parent.spec)?)?;
+    writer.write(WEIGHTS, weights)?;
     let metrics = serde_json::json!({ "test": gated.quality, "parent_test": gated.parent_quality, "delta_auc": summary.delta_auc, "delta_ndcg@10": summary.delta_ndcg });
     writer.write("metrics.json", &serde_json::to_vec_pretty(&metrics).map_err(|e| Error::Internal(e.to_string()))?)?;
     // A parent that failed a gate fails its INT8 model too (its gates travel with it).

@@ -8,8 +8,9 @@
 //! 4. Gate: compare with the float parent on the test split (AUC, logloss) and ranking set
 //!    (NDCG@10). While it fails, move the least accurate remaining layer (lowest SQNR) back to
 //!    float. Still failing with every layer in float: the artifact is written, marked failed.
-//!    Then `auto` embedding tables drop to 4 bits, the most sensitive raised back to 8 while
-//!    the gate fails ([`gate`]).
+//!    Then `auto` embedding tables drop to their smallest layout, the most sensitive raised
+//!    back to 8 bits while the gate fails, and one more float layer may buy every table its
+//!    smallest ([`gate`]).
 
 use std::path::{Path, PathBuf};
 
@@ -83,7 +84,7 @@ pub struct QuantizeSummary {
     pub steps: Vec<FallbackStep>,
     /// Each embedding table's chosen layout, by column.
     pub embedding_precision: BTreeMap<String, TableLayout>,
-    /// The `auto` tables' sensitivities (measured only when every table at 4 bits failed).
+    /// The `auto` tables' sensitivities (measured only when every table at its smallest failed).
     pub embedding_sensitivity: Vec<TableSensitivity>,
     /// Bytes of each embedding table and dense layer as stored.
     pub sizes: Vec<reco_runtime::artifact::size::TensorSize>,
@@ -171,8 +172,9 @@ pub fn quantize(job: &QuantizeJob<'_>, progress: &dyn Progress) -> Result<Quanti
     let parent_model = Model::Float(inputs.parent.clone());
     let gated = gate::fallback(&inputs, &built, &parent_model, &job.opts, progress)?;
     progress.advance(1);
-    let summary = summarize(job, &inputs, &built, &gated, &parent_model)?;
-    artifact::write(job, &inputs, &built, &gated, &summary)?;
+    let weights = gated.weights.to_bytes(&inputs.parent.spec)?;
+    let summary = summarize(job, &inputs, (&built, &gated, &weights), &parent_model)?;
+    artifact::write(job, &inputs, &built, &gated, (&summary, &weights))?;
     progress.advance(1);
     progress.end();
     Ok(summary)
@@ -281,8 +283,7 @@ fn ranking_set(path: &Path, parent: &FloatModel) -> Result<FeatureFrame> {
 fn summarize(
     job: &QuantizeJob<'_>,
     inputs: &Inputs,
-    built: &Built,
-    gated: &gate::Gated,
+    (built, gated, weights): (&Built, &gate::Gated, &[u8]),
     parent_model: &Model,
 ) -> Result<QuantizeSummary> {
     let (test, spec) = (&inputs.test, &inputs.parent.spec);
@@ -308,7 +309,7 @@ fn summarize(
         steps: gated.steps.clone(),
         embedding_precision: gate::table_map(inputs, &gated.weights.embedding_layouts()),
         embedding_sensitivity: gated.sensitivity.clone(),
-        sizes: size::tensor_sizes(&gated.weights.to_bytes(spec)?, spec, &inputs.parent.arch, true)?,
+        sizes: size::tensor_sizes(weights, spec, &inputs.parent.arch, true)?,
         scatter,
     })
 }

@@ -360,7 +360,6 @@ fn table_locations(files: &FilesConfig) -> Vec<PathBuf> {
 fn quantize_stage(r: &Runner<'_>, (parent, parent_key): (&str, &String)) -> Result<(StageReport, PathBuf, String)> {
     let (recipe, paths, progress) = (r.recipe, r.paths, r.progress);
     let q = &recipe.quantize;
-    let opts = q.settings.clone();
     let features = paths.features();
     let (test, ranking) = (features.join("test.parquet"), features.join("ranking.parquet"));
     let out = paths.stage(&format!("{parent}-int8"));
@@ -375,7 +374,7 @@ fn quantize_stage(r: &Runner<'_>, (parent, parent_key): (&str, &String)) -> Resu
             test: &test,
             ranking: Some(&ranking),
             out: &out,
-            opts: opts.clone(),
+            opts: q.settings.clone(),
             keep_float: &[],
         };
         Ok(StageDetail::Quantize(Box::new(quantize(&job, progress)?)))
