@@ -56,14 +56,46 @@ def auc(scores, labels):
     return (r[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
 
+def rows_of(values, c):
+    """Embedding rows of raw ids (1 + vocabulary position, 0 when unknown)."""
+    if c.get("dtype") == "string":
+        # String ids: a dictionary from the manifest's vocabulary (row = 1 + position).
+        row = {v: i + 1 for i, v in enumerate(c["vocabulary"])}
+        return np.array([row.get(v, 0) for v in values], dtype=np.int64)
+    vocab = np.asarray(c["vocabulary"], dtype=np.int64)
+    raw = np.asarray(values, dtype=np.int64)
+    pos = np.searchsorted(vocab, raw)
+    found = (pos < len(vocab)) & (vocab[np.minimum(pos, len(vocab) - 1)] == raw)
+    return np.where(found, pos + 1, 0)
+
+
+def pool(lists, values, c):
+    """A multi-valued column's block per row from `values` [rows of the table, dim] (float32):
+    the list's rows added one at a time in order (float32), divided by its length for mean
+    pooling; zeros for an empty list."""
+    out = np.zeros((len(lists), values.shape[1]), dtype=np.float32)
+    for r, rows in enumerate(lists):
+        if len(rows) == 0:
+            continue
+        s = values[rows[0]].copy()
+        for i in rows[1:]:
+            s = (s + values[i]).astype(np.float32)
+        if c["bag"]["pooling"] == "mean":
+            s = (s / np.float32(len(rows))).astype(np.float32)
+        out[r] = s
+    return out
+
+
 def encode(table, spec):
-    """Embedding row ids per categorical column and float32 normalized numeric columns."""
+    """Embedding row ids per categorical column (a multi-valued one: a list of row arrays) and
+    float32 normalized numeric columns."""
     ids = []
     for c in spec["categorical"]:
+        if c.get("bag"):
+            ids.append([rows_of(l, c) for l in table.column(c["name"]).to_pylist()])
+            continue
         if c.get("dtype") == "string":
-            # String ids: a dictionary from the manifest's vocabulary (row = 1 + position).
-            row = {v: i + 1 for i, v in enumerate(c["vocabulary"])}
-            ids.append(np.array([row.get(v, 0) for v in table.column(c["name"]).to_pylist()], dtype=np.int64))
+            ids.append(rows_of(table.column(c["name"]).to_pylist(), c))
             continue
         vocab = np.asarray(c["vocabulary"], dtype=np.int64)
         raw = table.column(c["name"]).to_numpy().astype(np.int64)
@@ -121,7 +153,15 @@ def check_int8(a, manifest, t):
         codes, so = table_codes(t, c["name"], dim), t[key].astype(np.float32)
         if so.shape[0] == 1:  # one scale and bias for the whole table (int8-table)
             so = np.broadcast_to(so, (codes.shape[0], 2))
-        emb.append((codes[i].astype(np.float32) * so[i, :1] + so[i, 1:]).astype(np.float32))
+        values = (codes.astype(np.float32) * so[:, :1] + so[:, 1:]).astype(np.float32)
+        if not c.get("bag"):
+            emb.append(values[i])
+            continue
+        if 0 in qp:
+            # A static integer layer 0 sees each value as its input code: requantized first.
+            s, z = qp[0]
+            values = (f32(s) * (quantize(values, s, z) - z)).astype(np.float32)
+        emb.append(pool(i, values, c))
     # Layer inputs are quantized by division by the scale (as ours and ONNX QuantizeLinear).
     dot = arch.get("interaction", "none") == "dot"
     state = ("f", np.concatenate(emb + [num], axis=1).astype(np.float32))
@@ -218,7 +258,8 @@ def main():
 
     table = pq.read_table(a.data)
     ids, num = encode(table, spec)
-    parts = [tensors[f"embedding.{c['name']}"].astype(np.float64)[i] for c, i in zip(spec["categorical"], ids)]
+    parts = [pool(i, tensors[f"embedding.{c['name']}"], c).astype(np.float64) if c.get("bag")
+             else tensors[f"embedding.{c['name']}"].astype(np.float64)[i] for c, i in zip(spec["categorical"], ids)]
     extra = [(parts[0] * parts[1]).sum(axis=1, keepdims=True)] if dot else []
     h = np.concatenate(parts + [num.astype(np.float64)] + extra, axis=1)
     for i in range(len(dims) - 1):

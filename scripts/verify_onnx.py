@@ -11,7 +11,9 @@
    |dlogit| <= one output quantization step (s_x * s_w of the last layer) on at least 99.9 % of rows and report the max over all rows, in steps and in probability.
    Dynamic INT8 graphs (per-call activation ranges) are scored in reco-cli's 4096-row chunks and
    must agree to |dp| <= 1e-2 (range rounding differs; see below).
-   Every 5th row gets categorical ids outside the vocabulary, to check the OOV mapping.
+   Every 5th row gets categorical ids outside the vocabulary, to check the OOV mapping; a
+   multi-valued column's lists are fed padded with a mask, and every 5th row gets an empty
+   list, unknown ids among known ones, or the longest list allowed.
 
 Usage: verify_onnx.py --reco target/release/reco-cli --model DIR --data FILE [--onnx PATH]
 Exit 0 when every check passes, 1 otherwise.
@@ -39,6 +41,37 @@ OPSETS = {"": 17, "ai.onnx.ml": 3}
 def fail(msg):
     print(f"verify_onnx: FAIL: {msg}", file=sys.stderr)
     sys.exit(1)
+
+
+def unknown_lists(table, c):
+    """A multi-valued column with, on every 5th row, a list holding ids its vocabulary lacks
+    among known ones (an empty list, one unknown id, a known and an unknown, the longest
+    list allowed); returns the table and the number of unknown ids."""
+    string = c.get("dtype") == "string"
+    known = set(c["vocabulary"])
+    lists = table[c["name"]].to_pylist()
+    some = next((v for l in lists for v in l), "" if string else 0)
+    odd = ["__unknown__", ""] if string else [int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max), -7]
+    variants = [[], [odd[0]], [some, odd[-1]], [odd[j % len(odd)] if j % 2 else some
+                                                 for j in range(c["bag"]["max_values"])]]
+    for j, r in enumerate(range(0, len(lists), 5)):
+        lists[r] = variants[j % len(variants)]
+    n = sum(v not in known for l in lists for v in l)
+    typ = pa.list_(pa.string() if string else pa.int64())
+    return table.set_column(table.schema.get_field_index(c["name"]), c["name"], pa.array(lists, typ)), n
+
+
+def padded(lists, c):
+    """A multi-valued column's ONNX inputs: ids `[rows, max_values]` (padding: "" or 0) and
+    the float mask, 1 on values."""
+    width = c["bag"]["max_values"]
+    string = c.get("dtype") == "string"
+    ids = np.full((len(lists), width), "" if string else 0, dtype=object if string else np.int64)
+    mask = np.zeros((len(lists), width), dtype=np.float32)
+    for r, l in enumerate(lists):
+        ids[r, :len(l)] = l
+        mask[r, :len(l)] = 1.0
+    return ids, mask
 
 
 def main():
@@ -73,6 +106,10 @@ def main():
     # int64 extremes, where the dense lookup's `id - min` wraps around).
     unknown = 0
     for c in spec["categorical"]:
+        if c.get("bag"):
+            table, n = unknown_lists(table, c)
+            unknown += n
+            continue
         if c.get("dtype") == "string":
             # String ids: unknown strings (empty, another case, a suffix) on every 5th row.
             known = set(c["vocabulary"])
@@ -93,8 +130,13 @@ def main():
         ids[rows] = np.array(choices, dtype=np.int64)[np.arange(len(rows)) % len(choices)]
         unknown += int(np.sum(~np.isin(ids, vocab)))
         table = table.set_column(table.schema.get_field_index(c["name"]), c["name"], pa.array(ids))
-    feeds = {c["name"]: (np.array(table[c["name"]].to_pylist(), dtype=object) if c.get("dtype") == "string"
-                         else table[c["name"]].to_numpy().astype(np.int64)) for c in spec["categorical"]}
+    feeds = {}
+    for c in spec["categorical"]:
+        if c.get("bag"):
+            feeds[c["name"]], feeds[c["name"] + "_mask"] = padded(table[c["name"]].to_pylist(), c)
+        else:
+            feeds[c["name"]] = (np.array(table[c["name"]].to_pylist(), dtype=object) if c.get("dtype") == "string"
+                                else table[c["name"]].to_numpy().astype(np.int64))
     feeds.update({n["name"]: table[n["name"]].to_numpy().astype(np.float32) for n in spec["numeric"]})
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1

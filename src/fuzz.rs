@@ -108,7 +108,7 @@ fn probe_rows(model: &Model) -> Columns {
         })
         .collect();
     let numeric = spec.numeric.iter().map(|_| vec![0.0, 1e30, -1.0]).collect();
-    Columns { rows, categorical, numeric }
+    Columns { rows, categorical, lists: Vec::new(), numeric }
 }
 
 /// Artifact loader (manifest + safetensors, float or INT8) and scoring on a few rows.

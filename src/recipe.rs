@@ -691,12 +691,9 @@ impl Recipe {
     fn check_table_bits(&self) -> Result<()> {
         let declared: Vec<&str> = match &self.data {
             DataConfig::Synth(_) => Vec::new(),
-            DataConfig::Files(f) => f
-                .features
-                .iter()
-                .filter(|d| d.kind == crate::data::schema::FeatureKind::Categorical)
-                .map(|d| d.feature_name())
-                .collect(),
+            DataConfig::Files(f) => {
+                f.features.iter().filter(|d| d.kind.is_embedded()).map(|d| d.feature_name()).collect()
+            }
         };
         let known: Vec<&str> = crate::data::builtin::CATEGORICAL.into_iter().chain(declared).collect();
         match self.quantize.settings.embedding_table_bits.keys().find(|k| !known.contains(&k.as_str())) {

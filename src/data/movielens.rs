@@ -13,7 +13,7 @@
 //!
 //! Output: `users.parquet` (user_id, age, gender, occupation, zip_code, home_lat, home_lon;
 //! null coordinates for zip codes not in the list), `places.parquet` (item_id, title,
-//! release_year, genre = the first genre, genres = all, space-separated),
+//! release_year, genre = the first genre, genres = all of them as a list column),
 //! `interactions.parquet` (user_id, item_id, rating, timestamp).
 
 use std::collections::HashMap;
@@ -103,7 +103,7 @@ pub fn import(from: &Path, zipcodes: &Path, out: &Path) -> Result<ImportSummary>
             Column::new("title".into(), movies.iter().map(|m| m.title.as_str()).collect::<Vec<_>>()),
             Column::new("release_year".into(), movies.iter().map(|m| m.year).collect::<Vec<_>>()),
             Column::new("genre".into(), movies.iter().map(first_genre).collect::<Vec<_>>()),
-            Column::new("genres".into(), movies.iter().map(|m| m.genres.join(" ")).collect::<Vec<_>>()),
+            genre_lists(&movies),
         ],
     )?;
     let mut inter_df = frame(
@@ -295,6 +295,17 @@ fn read_zipcodes(path: &Path) -> Result<HashMap<String, (f64, f64)>> {
         )));
     }
     Ok(out)
+}
+
+/// Every movie's genres, in `u.item`'s order, as a list column `genres`.
+fn genre_lists(movies: &[Movie]) -> Column {
+    let mut offsets = vec![0];
+    let mut ids = Vec::new();
+    for m in movies {
+        ids.extend(m.genres.iter().cloned());
+        offsets.push(ids.len());
+    }
+    crate::data::table::IdLists { offsets, ids: reco_runtime::artifact::spec::Ids::Str(ids) }.to_column("genres")
 }
 
 #[cfg(test)]

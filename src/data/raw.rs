@@ -744,6 +744,9 @@ fn check_declared(
             FeatureKind::Categorical => {
                 t.categories(&f.column)?;
             }
+            FeatureKind::MultiCategorical => {
+                t.id_lists(&f.column, f.separator())?;
+            }
             FeatureKind::Numeric => {
                 if f.fill.is_none()
                     && let Ok(c) = t.column(&f.column)
@@ -769,6 +772,15 @@ fn check_declared(
         }
         let derive = match (f.kind, f.transform, f.fill) {
             (FeatureKind::Categorical, ..) => (f.min_count > 1).then(|| format!("min_count {}", f.min_count)),
+            (FeatureKind::MultiCategorical, ..) => f.bag().map(|b| {
+                let split = if t.dtype(&f.column).is_ok_and(|d| d.starts_with("list")) {
+                    String::new()
+                } else {
+                    format!("split at {:?}, ", f.separator())
+                };
+                let min = if f.min_count > 1 { format!(", min_count {}", f.min_count) } else { String::new() };
+                format!("{split}at most {} values, {} pooling{min}", b.max_values, b.pooling.name())
+            }),
             (_, t, fill) => {
                 let mut steps = Vec::new();
                 if let Some(v) = fill {

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use reco_runtime::artifact::spec::{Bag, Pooling};
+
 use reco_runtime::error::{Error, Result};
 
 /// The three tables the pipeline reads.
@@ -280,7 +282,20 @@ pub enum FeatureKind {
     /// Ids or labels (integers or strings), embedded; values seen fewer than `min_count`
     /// times in training are out of vocabulary.
     Categorical,
+    /// A list of ids per row (a Parquet list column, or text split at `separator`), each
+    /// embedded as a categorical value and the row's embeddings pooled (`pooling`).
+    MultiCategorical,
 }
+
+impl FeatureKind {
+    /// Whether the feature is embedded (categorical or multi-valued).
+    pub fn is_embedded(self) -> bool {
+        matches!(self, Self::Categorical | Self::MultiCategorical)
+    }
+}
+
+/// The longest list a multi-valued feature may hold unless the recipe says (`max_values`).
+pub const DEFAULT_MAX_VALUES: usize = 16;
 
 /// How a declared numeric feature's values are transformed before the model sees them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -316,6 +331,13 @@ pub struct DeclaredFeature {
     /// Categorical: values seen fewer times than this in training map to out-of-vocabulary.
     #[serde(default = "one")]
     pub min_count: usize,
+    /// Multi-valued: the character between ids in a text column (default `|`).
+    pub separator: Option<String>,
+    /// Multi-valued: the longest list a row may hold (default [`DEFAULT_MAX_VALUES`]); a
+    /// longer one is an error.
+    pub max_values: Option<usize>,
+    /// Multi-valued: `mean` (default) or `sum` of the ids' embeddings.
+    pub pooling: Option<Pooling>,
 }
 
 fn one() -> usize {
@@ -326,6 +348,19 @@ impl DeclaredFeature {
     /// The feature's name.
     pub fn feature_name(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.column)
+    }
+
+    /// A multi-valued feature's list settings (defaults filled in); `None` for others.
+    pub fn bag(&self) -> Option<Bag> {
+        (self.kind == FeatureKind::MultiCategorical).then(|| Bag {
+            max_values: self.max_values.unwrap_or(DEFAULT_MAX_VALUES),
+            pooling: self.pooling.unwrap_or_default(),
+        })
+    }
+
+    /// A multi-valued feature's separator in text columns (default `|`).
+    pub fn separator(&self) -> char {
+        self.separator.as_deref().and_then(|s| s.chars().next()).unwrap_or('|')
     }
 }
 
@@ -514,6 +549,36 @@ impl FilesConfig {
         Ok(())
     }
 
+    /// A multi-valued feature's `separator` (one character), `max_values` (at least 1) and
+    /// table (places or users: a list per place or user); none of them on other kinds.
+    fn validate_list_settings(f: &DeclaredFeature) -> Result<()> {
+        let n = f.feature_name();
+        if f.kind != FeatureKind::MultiCategorical {
+            if f.separator.is_some() || f.max_values.is_some() || f.pooling.is_some() {
+                return Err(Error::input(format!(
+                    "data.features {n:?}: separator, max_values and pooling apply to kind = \"multi_categorical\" only"
+                )));
+            }
+            return Ok(());
+        }
+        if let Some(sep) = &f.separator
+            && sep.chars().count() != 1
+        {
+            return Err(Error::input(format!(
+                "data.features {n:?}: separator = {sep:?}, expected one character (e.g. \"|\")"
+            )));
+        }
+        if f.max_values == Some(0) {
+            return Err(Error::input(format!("data.features {n:?}: max_values = 0, expected at least 1")));
+        }
+        if f.table == TableName::Interactions {
+            return Err(Error::input(format!(
+                "data.features {n:?}: a multi_categorical feature comes from the places or users table (a list per place or user), not from interactions"
+            )));
+        }
+        Ok(())
+    }
+
     /// Declared features: names unique and not built-in, fill and transform consistent.
     fn validate_features(&self) -> Result<()> {
         let mut names = std::collections::BTreeSet::new();
@@ -531,11 +596,12 @@ impl FilesConfig {
             if let Some(why) = why {
                 return Err(Error::input(format!("data.features: the feature name {n:?} {why}")));
             }
-            if f.kind == FeatureKind::Categorical && (f.fill.is_some() || f.transform != Transform::Standard) {
+            if f.kind.is_embedded() && (f.fill.is_some() || f.transform != Transform::Standard) {
                 return Err(Error::input(format!(
                     "data.features {n:?}: fill and transform apply to numeric features only"
                 )));
             }
+            Self::validate_list_settings(f)?;
             if f.fill.is_some_and(|v| !v.is_finite()) {
                 return Err(Error::input(format!("data.features {n:?}: fill must be a finite number")));
             }
@@ -552,5 +618,48 @@ impl FilesConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn config(table: &str, feature: &str) -> FilesConfig {
+        let text = format!("dir = \"d\"\n[[features]]\ntable = \"{table}\"\ncolumn = \"tags\"\n{feature}");
+        toml::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn multi_valued_settings_default_and_are_checked() {
+        let c = config("places", "kind = \"multi_categorical\"");
+        c.validate().unwrap();
+        let f = &c.features[0];
+        assert_eq!(f.bag(), Some(Bag { max_values: DEFAULT_MAX_VALUES, pooling: Pooling::Mean }));
+        assert_eq!(f.separator(), '|');
+        let set = config("users", "kind = \"multi_categorical\"\nseparator = \";\"\nmax_values = 4\npooling = \"sum\"");
+        set.validate().unwrap();
+        assert_eq!(set.features[0].bag(), Some(Bag { max_values: 4, pooling: Pooling::Sum }));
+        assert_eq!(set.features[0].separator(), ';');
+        for (table, feature, want) in [
+            (
+                "places",
+                "kind = \"multi_categorical\"\nseparator = \"||\"",
+                "separator = \"||\", expected one character",
+            ),
+            ("places", "kind = \"multi_categorical\"\nmax_values = 0", "max_values = 0, expected at least 1"),
+            ("interactions", "kind = \"multi_categorical\"", "comes from the places or users table"),
+            ("places", "kind = \"categorical\"\nseparator = \"|\"", "apply to kind = \"multi_categorical\" only"),
+            ("places", "kind = \"numeric\"\npooling = \"sum\"", "apply to kind = \"multi_categorical\" only"),
+        ] {
+            let e = config(table, feature).validate().unwrap_err().to_string();
+            assert!(e.contains("data.features \"tags\"") && e.contains(want), "{feature}: {e}");
+        }
+        let e = toml::from_str::<FilesConfig>(
+            "[[features]]\ntable = \"places\"\ncolumn = \"t\"\nkind = \"multi_categorical\"\npooling = \"max\"",
+        );
+        assert!(e.unwrap_err().to_string().contains("unknown variant `max`"));
     }
 }

@@ -112,24 +112,52 @@ pub struct RecoNet {
     pub interaction: Interaction,
 }
 
+/// One categorical column of a batch on a device.
+pub enum BatchIds {
+    /// One embedding row per example, `[batch]`.
+    One(Box<Tensor<1, Int>>),
+    /// A multi-valued column.
+    Lists(Box<BatchLists>),
+}
+
+/// A multi-valued column of a batch: each example's rows padded with row 0 to the batch's
+/// longest list.
+pub struct BatchLists {
+    /// `[batch · width]` embedding rows.
+    pub ids: Tensor<1, Int>,
+    /// `[batch, width]`: 1 on real values, 0 on padding.
+    pub mask: Tensor<2>,
+    /// `[batch, 1]`: 1 / length for mean pooling (1 for an empty list, and for sum pooling).
+    pub scale: Tensor<2>,
+    /// The padded width (at least 1).
+    pub width: usize,
+}
+
 /// One batch of encoded inputs on a device.
 pub struct BatchTensors {
-    /// Embedding row ids per categorical column, each `[batch]`.
-    pub ids: Vec<Tensor<1, Int>>,
+    /// Embedding rows per categorical column.
+    pub ids: Vec<BatchIds>,
     /// Normalized numeric features `[batch, numeric]`.
     pub numeric: Tensor<2>,
 }
 
 impl BatchTensors {
-    /// Uploads rows `idx` of encoded data.
-    pub fn new(enc: &reco_runtime::runtime::Encoded, idx: &[usize], k: usize, device: &Device) -> Self {
+    /// Uploads rows `idx` of encoded data (`spec` says how multi-valued columns pool).
+    pub fn new(
+        spec: &FeatureSpec,
+        enc: &reco_runtime::runtime::Encoded,
+        idx: &[usize],
+        k: usize,
+        device: &Device,
+    ) -> Self {
         let b = idx.len();
-        let ids = enc
-            .ids
-            .iter()
-            .map(|col| {
-                let v: Vec<i64> = idx.iter().map(|&i| i64::from(col[i])).collect();
-                Tensor::<1, Int>::from_data(TensorData::new(v, [b]), device)
+        let ids = (0..enc.ids.len())
+            .map(|c| match spec.categorical.get(c).and_then(|s| s.bag).zip(enc.list(c)) {
+                Some((bag, _)) => lists(enc, c, idx, bag.pooling, device),
+                None => {
+                    let v: Vec<i64> = idx.iter().map(|&i| i64::from(enc.ids[c][i])).collect();
+                    BatchIds::One(Box::new(Tensor::<1, Int>::from_data(TensorData::new(v, [b]), device)))
+                }
             })
             .collect();
         let mut num = Vec::with_capacity(b * k);
@@ -139,6 +167,35 @@ impl BatchTensors {
         let numeric = Tensor::<2>::from_data(TensorData::new(num, [b, k]), device);
         Self { ids, numeric }
     }
+}
+
+/// Rows `idx` of multi-valued column `c`, padded to the longest list among them (at least 1).
+fn lists(
+    enc: &reco_runtime::runtime::Encoded,
+    c: usize,
+    idx: &[usize],
+    pooling: reco_runtime::artifact::spec::Pooling,
+    device: &Device,
+) -> BatchIds {
+    let b = idx.len();
+    let width = idx.iter().map(|&i| enc.rows_at(c, i).len()).max().unwrap_or(0).max(1);
+    let (mut ids, mut mask, mut scale) = (vec![0i64; b * width], vec![0f32; b * width], vec![1f32; b]);
+    for (r, &i) in idx.iter().enumerate() {
+        let rows = enc.rows_at(c, i);
+        for (j, &row) in rows.iter().enumerate() {
+            ids[r * width + j] = i64::from(row);
+            mask[r * width + j] = 1.0;
+        }
+        if pooling == reco_runtime::artifact::spec::Pooling::Mean && !rows.is_empty() {
+            scale[r] = 1.0 / rows.len() as f32;
+        }
+    }
+    BatchIds::Lists(Box::new(BatchLists {
+        ids: Tensor::<1, Int>::from_data(TensorData::new(ids, [b * width]), device),
+        mask: Tensor::<2>::from_data(TensorData::new(mask, [b, width]), device),
+        scale: Tensor::<2>::from_data(TensorData::new(scale, [b, 1]), device),
+        width,
+    }))
 }
 
 impl RecoNet {
@@ -161,12 +218,25 @@ impl RecoNet {
     /// Logits for a batch.
     ///
     /// # Shapes
-    /// - ids: `[batch]` each; numeric: `[batch, numeric]`
+    /// - ids: `[batch]` each (a multi-valued column: `[batch, width]` pooled to one row);
+    ///   numeric: `[batch, numeric]`
     /// - MLP input: `[batch, Σ dims + numeric (+ 1 for the dot)]`
     /// - output: `[batch]`
     pub fn forward(&self, batch: &BatchTensors) -> Tensor<1> {
-        let mut parts: Vec<Tensor<2>> =
-            self.embeddings.iter().zip(&batch.ids).map(|(e, ids)| e.weight.val().select(0, ids.clone())).collect();
+        let mut parts: Vec<Tensor<2>> = self
+            .embeddings
+            .iter()
+            .zip(&batch.ids)
+            .map(|(e, ids)| match ids {
+                BatchIds::One(ids) => e.weight.val().select(0, (**ids).clone()),
+                BatchIds::Lists(l) => {
+                    let ([b, _], d, w) = (l.mask.dims(), e.weight.dims()[1], l.width);
+                    let rows: Tensor<3> = e.weight.val().select(0, l.ids.clone()).reshape([b, w, d]);
+                    let summed: Tensor<2> = (rows * l.mask.clone().reshape([b, w, 1])).sum_dim(1).reshape([b, d]);
+                    summed * l.scale.clone()
+                }
+            })
+            .collect();
         // The dot of the user and place rows, `[batch, 1]` (equal widths: `Architecture::validate`).
         let dot = match (self.interaction, &parts[..]) {
             (Interaction::Dot, [user, place, ..]) => Some((user.clone() * place.clone()).sum_dim(1)),
@@ -293,6 +363,7 @@ mod tests {
         let enc = reco_runtime::runtime::Encoded {
             rows,
             ids: vec![(0..rows as u32).map(|i| i % 21).collect()],
+            offsets: Vec::new(),
             numeric: (0..rows).map(|i| (i as f32 * 0.37).sin()).collect(),
         };
         (spec, arch, enc)
@@ -305,7 +376,7 @@ mod tests {
         ad: &Device,
     ) -> RecoNet {
         let idx: Vec<usize> = (0..enc.rows).collect();
-        let batch = BatchTensors::new(enc, &idx, 1, ad);
+        let batch = BatchTensors::new(&setup().0, enc, &idx, 1, ad);
         let y: Vec<f32> = idx.iter().map(|&i| (i % 3 == 0) as u8 as f32).collect();
         let labels = Tensor::<1>::from_data(TensorData::new(y, [idx.len()]), ad);
         let loss = crate::model::loss::bce_with_logits(model.forward(&batch), labels);
@@ -336,6 +407,7 @@ mod tests {
         let enc = reco_runtime::runtime::Encoded {
             rows,
             ids: [21u32, 10, 4].iter().map(|&n| (0..rows as u32).map(|i| (i * 7 + 3) % n).collect()).collect(),
+            offsets: Vec::new(),
             numeric: (0..rows).map(|i| (i as f32 * 0.37).sin()).collect(),
         };
         let dev = device(Backend::Flex).unwrap();
@@ -347,7 +419,8 @@ mod tests {
         net = RecoNet::from_weights(&spec, &arch, &w, &dev).unwrap();
         assert_eq!(net.layers[0].weight.dims(), [4 + 4 + 2 + 1 + 1, 8]);
         let idx: Vec<usize> = (0..rows).collect();
-        let ours = net.forward(&BatchTensors::new(&enc, &idx, 1, &dev)).into_data().as_slice::<f32>().unwrap().to_vec();
+        let ours =
+            net.forward(&BatchTensors::new(&spec, &enc, &idx, 1, &dev)).into_data().as_slice::<f32>().unwrap().to_vec();
         let runtime = reco_runtime::runtime::FloatModel::new(spec.clone(), arch.clone(), w.clone()).unwrap();
         let want = runtime.logits_encoded(&enc);
         for (a, b) in ours.iter().zip(&want) {
@@ -388,5 +461,53 @@ mod tests {
             b = step(b, &mut optim_b, &enc, &ad);
         }
         assert_eq!(a.to_weights().unwrap(), b.to_weights().unwrap());
+    }
+
+    #[test]
+    fn a_multi_valued_column_pools_in_training_as_the_runtime_does() {
+        use reco_runtime::artifact::spec::{Bag, Ids, Pooling};
+        use reco_runtime::runtime::Columns;
+        for pooling in [Pooling::Mean, Pooling::Sum] {
+            let bag = Bag { max_values: 3, pooling };
+            let spec = FeatureSpec {
+                categorical: vec![CategoricalSpec::new("tags", (1..=6).collect()).with_bag(bag)],
+                numeric: vec![NumericSpec { name: "x".into(), mean: 0.0, std: 1.0 }],
+                label: "label".into(),
+                sources: Vec::new(),
+            };
+            let arch = Architecture {
+                embedding_dims: vec![4],
+                hidden: vec![8],
+                activation: reco_runtime::artifact::manifest::Activation::Relu,
+                interaction: reco_runtime::artifact::manifest::Interaction::None,
+            };
+            // Lists of 0 to 3 ids, unknown ones (7, 9) among them.
+            let lists: Vec<Vec<i64>> = vec![vec![1, 2], vec![], vec![3], vec![9, 4, 4], vec![6, 7, 5], vec![2]];
+            let cols = Columns {
+                rows: lists.len(),
+                categorical: vec![Ids::Int(lists.concat())],
+                lists: vec![Some(
+                    std::iter::once(0)
+                        .chain(lists.iter().scan(0, |n, l| Some(*n + l.len()).inspect(|m| *n = *m)))
+                        .collect(),
+                )],
+                numeric: vec![(0..lists.len()).map(|i| i as f32 * 0.3 - 0.5).collect()],
+            };
+            let enc = reco_runtime::runtime::encode(&spec, &cols.view());
+            let dev = device(Backend::Flex).unwrap();
+            dev.seed(9);
+            let mut net = RecoNet::new(&spec, &arch, &dev);
+            let mut w = net.to_weights().unwrap();
+            w.embeddings[0].data.iter_mut().for_each(|v| *v *= 30.0);
+            net = RecoNet::from_weights(&spec, &arch, &w, &dev).unwrap();
+            let idx: Vec<usize> = (0..cols.rows).collect();
+            let ours = net.forward(&BatchTensors::new(&spec, &enc, &idx, 1, &dev));
+            let ours = ours.into_data().as_slice::<f32>().unwrap().to_vec();
+            let runtime = reco_runtime::runtime::FloatModel::new(spec.clone(), arch, w).unwrap();
+            let want = runtime.logits(&cols).unwrap();
+            for (a, b) in ours.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{pooling:?}: {a} vs {b}");
+            }
+        }
     }
 }

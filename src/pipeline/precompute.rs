@@ -362,7 +362,7 @@ impl RequestInputs {
             };
             numeric.push(col);
         }
-        Ok(Columns { rows: n, categorical, numeric })
+        Ok(Columns { rows: n, categorical, lists: Vec::new(), numeric })
     }
 }
 
@@ -391,7 +391,7 @@ impl UserInputs {
             sources: Vec::new(),
         };
         let cols = if read.input_names().is_empty() {
-            Columns { rows: 0, categorical: Vec::new(), numeric: Vec::new() }
+            Columns::default()
         } else {
             reco_runtime::runtime::arrow_io::read_parquet(train, &read)?
         };

@@ -10,6 +10,11 @@
 //!   (plain `Sub`/`Clip`/`Add`/`Gather`, so any runtime runs it) when integer ids are dense
 //!   enough, else `ai.onnx.ml.LabelEncoder` (always for string ids: `keys_strings`); unknown
 //!   ids map to row 0, the OOV row, as in our runtime;
+//! - a multi-valued column (a `bag` in the spec): two inputs, its ids padded to
+//!   `[batch, max_values]` (any id in the padding) and `<column>_mask` (`float [batch,
+//!   max_values]`, 1 for a value, 0 for padding); the rows gathered, multiplied by the mask,
+//!   added position by position in list order, divided by max(Σ mask, 1) for mean pooling —
+//!   an empty list (all zeros in the mask) gives zeros, as our runtime;
 //! - numeric columns: `(x - mean) · (1 / std)`, the same two f32 operations as our encoder;
 //! - a dot interaction term (`architecture.interaction = "dot"`): one more input column after
 //!   the numeric ones, computed as the runtime does, to the bit: in f32 from the user and place
@@ -34,7 +39,7 @@ use pb::tensor_proto::DataType;
 
 use reco_runtime::artifact::manifest::{Architecture, Interaction};
 use reco_runtime::artifact::qweights::{QLayer, QuantWeights};
-use reco_runtime::artifact::spec::{CategoricalSpec, FeatureSpec, IdType, Vocabulary};
+use reco_runtime::artifact::spec::{Bag, CategoricalSpec, FeatureSpec, IdType, Pooling, Vocabulary};
 use reco_runtime::artifact::weights::{Dense, FloatWeights};
 use reco_runtime::error::{Error, Result};
 use reco_runtime::quant::{EmbeddingBits, QParams};
@@ -251,6 +256,37 @@ impl Graph {
         self.op("Mul", &[&acc, &s2], vec![])
     }
 
+    /// A multi-valued column's block `[batch, dim]` from its `rows` `[batch · width, dim]`
+    /// and its `mask` input `[batch, width]`: the rows times the mask, added one position at a
+    /// time in list order (a `Split` and a chain of `Add`s, as `Bag::pool`: no reduction whose
+    /// order a runtime may choose), divided by max(Σ mask, 1) for mean pooling.
+    fn pool(&mut self, name: &str, rows: &str, mask: &str, bag: Bag, dim: usize) -> String {
+        let width = bag.max_values;
+        let shape = self.init(&format!("{name}.list_shape"), &[3], &[-1i64, width as i64, dim as i64]);
+        let rows = self.op("Reshape", &[rows, &shape], vec![]);
+        let axis2 = self.init(&format!("{name}.mask_axes"), &[1], &[2i64]);
+        let m = self.op("Unsqueeze", &[mask, &axis2], vec![]);
+        let masked = self.op("Mul", &[&rows, &m], vec![]);
+        let mut sum = masked.clone();
+        if width > 1 {
+            let parts = self.op_n("Split", &[&masked], width, vec![attr_int("axis", 1)]);
+            sum = parts[0].clone();
+            for p in &parts[1..] {
+                sum = self.op("Add", &[&sum, p], vec![]);
+            }
+        }
+        let block_shape = self.init(&format!("{name}.block_shape"), &[2], &[-1i64, dim as i64]);
+        let pooled = self.op("Reshape", &[&sum, &block_shape], vec![]);
+        if bag.pooling == Pooling::Sum {
+            return pooled;
+        }
+        let axis1 = self.init(&format!("{name}.count_axes"), &[1], &[1i64]);
+        let count = self.op("ReduceSum", &[mask, &axis1], vec![attr_int("keepdims", 1)]);
+        let one = self.init(&format!("{name}.one"), &[], &[1f32]);
+        let count = self.op("Max", &[&count, &one], vec![]);
+        self.op("Div", &[&pooled, &count], vec![])
+    }
+
     /// Embedding row index (int64 `[batch]`, 0 = OOV) of the raw ids in `input`.
     fn row_index(&mut self, input: &str, c: &CategoricalSpec, lookup: IdLookup) -> String {
         let col = &c.name;
@@ -391,10 +427,20 @@ impl Graph {
 
 /// A `[batch]` tensor value of type `t`.
 fn value_info(name: &str, t: DataType) -> pb::ValueInfoProto {
+    value_info_wide(name, t, None)
+}
+
+/// A `[batch]` tensor value of type `t`, or `[batch, width]` with a width.
+fn value_info_wide(name: &str, t: DataType, width: Option<usize>) -> pb::ValueInfoProto {
     let mut dim = pb::tensor_shape_proto::Dimension::new();
     dim.value = Some(pb::tensor_shape_proto::dimension::Value::DimParam(BATCH.to_string()));
     let mut shape = pb::TensorShapeProto::new();
     shape.dim.push(dim);
+    if let Some(w) = width {
+        let mut d = pb::tensor_shape_proto::Dimension::new();
+        d.value = Some(pb::tensor_shape_proto::dimension::Value::DimValue(w as i64));
+        shape.dim.push(d);
+    }
     let mut tensor = pb::type_proto::Tensor::new();
     tensor.elem_type = t as i32;
     tensor.shape = protobuf::MessageField::some(shape);
@@ -406,18 +452,29 @@ fn value_info(name: &str, t: DataType) -> pb::ValueInfoProto {
     v
 }
 
+/// The graph's inputs: per categorical column its ids (`[batch]`, or a multi-valued one's
+/// `[batch, max_values]` padded ids and its `<column>_mask` of 1s and 0s), then the numeric
+/// columns.
 fn inputs(spec: &FeatureSpec) -> Vec<pb::ValueInfoProto> {
-    spec.categorical
-        .iter()
-        .map(|c| {
-            let ty = match c.dtype() {
-                IdType::Int64 => DataType::INT64,
-                IdType::String => DataType::STRING,
-            };
-            value_info(&c.name, ty)
-        })
-        .chain(spec.numeric.iter().map(|n| value_info(&n.name, DataType::FLOAT)))
-        .collect()
+    let mut out = Vec::new();
+    for c in &spec.categorical {
+        let ty = match c.dtype() {
+            IdType::Int64 => DataType::INT64,
+            IdType::String => DataType::STRING,
+        };
+        let width = c.bag.map(|b| b.max_values);
+        out.push(value_info_wide(&c.name, ty, width));
+        if width.is_some() {
+            out.push(value_info_wide(&mask_name(c), DataType::FLOAT, width));
+        }
+    }
+    out.extend(spec.numeric.iter().map(|n| value_info(&n.name, DataType::FLOAT)));
+    out
+}
+
+/// The mask input of a multi-valued column: `<column>_mask`.
+pub fn mask_name(c: &CategoricalSpec) -> String {
+    format!("{}_mask", c.name)
 }
 
 /// `logit [batch, 1]` → outputs `logit [batch]` and `probability [batch]`.
@@ -437,8 +494,14 @@ fn input_matrix(g: &mut Graph, mut blocks: Vec<String>, numeric: Option<String>,
 }
 
 fn check_names(spec: &FeatureSpec) -> Result<()> {
-    let mut names: Vec<&str> =
-        spec.categorical.iter().map(|c| c.name.as_str()).chain(spec.numeric.iter().map(|n| n.name.as_str())).collect();
+    let masks: Vec<String> = spec.categorical.iter().filter(|c| c.bag.is_some()).map(mask_name).collect();
+    let mut names: Vec<&str> = spec
+        .categorical
+        .iter()
+        .map(|c| c.name.as_str())
+        .chain(spec.numeric.iter().map(|n| n.name.as_str()))
+        .chain(masks.iter().map(String::as_str))
+        .collect();
     names.sort_unstable();
     if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
         return Err(Error::input(format!("feature spec names column {:?} twice; ONNX inputs must be unique", w[0])));
@@ -471,9 +534,22 @@ fn input_layer<T>(
 ) -> Result<String> {
     arch.validate()?;
     let mut blocks = Vec::new();
-    for (c, t) in spec.categorical.iter().zip(tables) {
+    for ((c, t), &dim) in spec.categorical.iter().zip(tables).zip(&arch.embedding_dims) {
         let idx = g.row_index(&c.name, c, lookup);
-        blocks.push(block(g, &format!("embedding.{}", c.name), &idx, t));
+        let name = format!("embedding.{}", c.name);
+        let Some(bag) = c.bag else {
+            blocks.push(block(g, &name, &idx, t));
+            continue;
+        };
+        // All `[batch · max_values]` ids at once, then back to `[batch, max_values, dim]`.
+        let flat = g.init(&format!("{name}.flat_shape"), &[1], &[-1i64]);
+        let flat = g.op("Reshape", &[&idx, &flat], vec![]);
+        let mut rows = block(g, &name, &flat, t);
+        if let DotForm::Codes(qp) = dot {
+            // Each value as layer 0's input codes hold it (the runtime's `Input::Codes`).
+            rows = g.qdq(&rows, &format!("{name}.values"), qp.scale, qp.zero_point);
+        }
+        blocks.push(g.pool(&name, &rows, &mask_name(c), bag, dim));
     }
     let numeric = g.numeric(spec);
     let dot = match (arch.interaction, &blocks[..]) {

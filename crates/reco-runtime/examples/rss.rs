@@ -35,6 +35,7 @@ fn main() {
     let spec = model.spec();
     let one = reco_runtime::runtime::Columns {
         rows: 1,
+        lists: spec.categorical.iter().map(|c| c.bag.map(|_| vec![0, 1])).collect(),
         categorical: spec
             .categorical
             .iter()

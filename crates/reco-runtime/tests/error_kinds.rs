@@ -273,24 +273,36 @@ fn a_failed_artifact_is_unusable() {
 fn a_scoring_batch_missing_a_column_or_of_another_type_is_an_input_column_error() {
     let (_tmp, dir) = artifact();
     let (_, model) = Model::open(&dir).unwrap();
-    let good = Columns { rows: 2, categorical: vec![Ids::Int(vec![1, 9])], numeric: vec![vec![0.5, -1.0]] };
+    let good =
+        Columns { rows: 2, categorical: vec![Ids::Int(vec![1, 9])], lists: vec![], numeric: vec![vec![0.5, -1.0]] };
     assert_eq!(model.logits(&good).unwrap().len(), 2);
     let cases = [
         (
-            Columns { rows: 2, categorical: vec![Ids::Int(vec![1, 9])], numeric: vec![] },
+            Columns { rows: 2, categorical: vec![Ids::Int(vec![1, 9])], lists: vec![], numeric: vec![] },
             "got 1 categorical and 0 numeric columns, the model expects 1 and 1",
         ),
         (
             Columns {
                 rows: 2,
                 categorical: vec![Ids::Str(vec!["a".into(), "b".into()])],
+                lists: vec![],
                 numeric: vec![vec![0.5, 1.0]],
             },
             "column `user_id` holds string ids, the model expects int64 ids",
         ),
         (
-            Columns { rows: 2, categorical: vec![Ids::Int(vec![1, 9])], numeric: vec![vec![0.5]] },
+            Columns { rows: 2, categorical: vec![Ids::Int(vec![1, 9])], lists: vec![], numeric: vec![vec![0.5]] },
             "input columns have different lengths",
+        ),
+        (
+            // Lists of ids where the model takes one id per row.
+            Columns {
+                rows: 2,
+                categorical: vec![Ids::Int(vec![1, 9, 4])],
+                lists: vec![Some(vec![0, 1, 3])],
+                numeric: vec![vec![0.5, 1.0]],
+            },
+            "column `user_id`: holds lists of ids, the model expects one id per row",
         ),
     ];
     for (cols, want) in cases {

@@ -4,6 +4,7 @@
 
 mod files;
 mod footer;
+mod lists;
 mod read;
 mod time;
 mod values;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 pub(crate) use files::list_files;
 pub use files::location_sha256;
 pub(crate) use footer::parquet_footer;
+pub use lists::IdLists;
 use read::part_error;
 pub use time::{parse_timestamp, utc_offset_at};
 

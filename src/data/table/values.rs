@@ -12,7 +12,7 @@ use reco_runtime::error::{Error, Result, one_line};
 impl Table {
     /// The column is not of the expected kind: names the first value that is not (a text cell
     /// that does not parse as a number, a fraction where an integer goes), else the type.
-    fn wrong_type(&self, name: &str, dt: &DataType, expected: &str) -> Error {
+    pub(super) fn wrong_type(&self, name: &str, dt: &DataType, expected: &str) -> Error {
         match self.first_offender(name, expected == "an integer") {
             Some((row, v)) => Error::input(format!("{} is {v}, expected {expected}", self.at(name, row))),
             None => Error::input(format!("{}: column `{name}` has type {dt}, expected {expected}", self.name)),
@@ -47,7 +47,7 @@ impl Table {
         None
     }
 
-    fn null_error(&self, name: &str, row: usize, expected: &str) -> Error {
+    pub(super) fn null_error(&self, name: &str, row: usize, expected: &str) -> Error {
         Error::input(format!("{} is null, expected {expected}", self.at(name, row)))
     }
 
@@ -80,7 +80,7 @@ impl Table {
         ca.iter().enumerate().map(|(i, v)| v.ok_or_else(|| self.null_error(name, i, "an integer"))).collect()
     }
 
-    fn cast_error(&self, name: &str, e: &PolarsError) -> Error {
+    pub(super) fn cast_error(&self, name: &str, e: &PolarsError) -> Error {
         Error::input(format!("{}: column `{name}`: {}", self.name, one_line(&e.to_string())))
     }
 

@@ -13,7 +13,7 @@ use super::featurize::{self, FeatureContext, Layout, RowValues, Rows};
 use crate::data::features::LABEL;
 use crate::data::io::{ROW_GROUP_ROWS, write_error};
 use crate::data::table::{Table, parquet_footer};
-use reco_runtime::artifact::spec::{CategoricalSpec, FeatureSpec, Ids, NumericSpec, Vocabulary};
+use reco_runtime::artifact::spec::{Bag, CategoricalSpec, FeatureSpec, Ids, NumericSpec, Vocabulary};
 use reco_runtime::error::{Error, IoContext, Result};
 
 /// Rows featurized at once.
@@ -120,7 +120,7 @@ struct Moments {
 
 /// The feature spec of the training split, fitted a chunk at a time.
 pub struct SpecFitter {
-    categorical: Vec<(String, usize, Option<Counts>)>,
+    categorical: Vec<(String, usize, Option<Bag>, Option<Counts>)>,
     numeric: Vec<Moments>,
 }
 
@@ -128,7 +128,7 @@ impl SpecFitter {
     /// A fitter for the layout's columns.
     pub fn new(layout: &Layout) -> Self {
         Self {
-            categorical: layout.categorical.iter().map(|(n, m)| (n.clone(), *m, None)).collect(),
+            categorical: layout.categorical.iter().map(|(n, m, b)| (n.clone(), *m, *b, None)).collect(),
             numeric: layout
                 .numeric
                 .iter()
@@ -140,8 +140,9 @@ impl SpecFitter {
     /// Adds a chunk of the training split's features, starting at its row `first`.
     pub fn add(&mut self, df: &DataFrame, first: usize) -> Result<()> {
         let t = Table::frame(df.clone(), "train split").starting_at(first);
-        for (name, _, counts) in &mut self.categorical {
-            match (t.ids(name)?, counts) {
+        for (name, _, bag, counts) in &mut self.categorical {
+            let ids = if bag.is_some() { t.id_lists(name, '|')?.ids } else { t.ids(name)? };
+            match (ids, counts) {
                 (Ids::Int(v), c @ None) => *c = Some(Counts::Int(count(v, BTreeMap::new()))),
                 (Ids::Int(v), Some(Counts::Int(m))) => *m = count(v, std::mem::take(m)),
                 (Ids::Str(v), c @ None) => *c = Some(Counts::Str(count(v, BTreeMap::new()))),
@@ -163,7 +164,7 @@ impl SpecFitter {
 
     /// Whether the column `name` holds at most one distinct value (`None`: not a column).
     pub fn constant(&self, name: &str) -> Option<bool> {
-        if let Some((_, _, c)) = self.categorical.iter().find(|c| c.0 == name) {
+        if let Some((_, _, _, c)) = self.categorical.iter().find(|c| c.0 == name) {
             return Some(c.as_ref().is_none_or(|c| match c {
                 Counts::Int(m) => m.len() <= 1,
                 Counts::Str(m) => m.len() <= 1,
@@ -199,7 +200,7 @@ impl SpecFitter {
         let categorical = self
             .categorical
             .into_iter()
-            .map(|(name, min_count, counts)| {
+            .map(|(name, min_count, bag, counts)| {
                 let keep = min_count.max(1);
                 let vocabulary = match counts {
                     Some(Counts::Str(m)) => {
@@ -210,7 +211,11 @@ impl SpecFitter {
                     }
                     None => Vocabulary::Int(Vec::new()),
                 };
-                CategoricalSpec::with_vocabulary(name, vocabulary)
+                let spec = CategoricalSpec::with_vocabulary(name, vocabulary);
+                match bag {
+                    Some(b) => spec.with_bag(b),
+                    None => spec,
+                }
             })
             .collect();
         Ok(FeatureSpec { categorical, numeric, label: LABEL.to_string(), sources: Vec::new() })
@@ -247,7 +252,7 @@ mod tests {
         write_parquet(&mut df, &train).unwrap();
 
         let layout = Layout {
-            categorical: vec![("user_id".into(), 3), ("category".into(), 1)],
+            categorical: vec![("user_id".into(), 3, None), ("category".into(), 1, None)],
             numeric: vec!["x".into(), "zero".into()],
         };
         let mut fitter = SpecFitter::new(&layout);

@@ -16,8 +16,8 @@ use crate::data::features::LABEL;
 use crate::data::io::{frame, pl};
 use crate::data::raw::{Mapped, Places, RawData, Users};
 use crate::data::schema::{DeclaredFeature, FeatureKind, Role, TableName, Transform};
-use reco_runtime::artifact::spec::Ids;
-use reco_runtime::error::Result;
+use reco_runtime::artifact::spec::{Bag, Ids};
+use reco_runtime::error::{Error, Result};
 use reco_runtime::features::calendar;
 use reco_runtime::features::history::{self, HistoryStats};
 use reco_runtime::features::window::{self, WindowStats};
@@ -230,8 +230,9 @@ fn declared_interactions(fctx: &FeatureContext<'_>, src: &[usize]) -> Result<Opt
 /// The model inputs a feature table holds, in model order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
-    /// Categorical columns with their vocabulary `min_count`.
-    pub categorical: Vec<(String, usize)>,
+    /// Categorical columns with their vocabulary `min_count`, and a multi-valued one's list
+    /// settings.
+    pub categorical: Vec<(String, usize, Option<Bag>)>,
     /// Numeric columns.
     pub numeric: Vec<String>,
 }
@@ -258,12 +259,12 @@ impl FeatureContext<'_> {
 /// The inputs `features` writes: the built-in ones the data supports (synthetic data: all
 /// of `CATEGORICAL` and `NUMERIC`), then the declared ones.
 pub fn layout(ctx: &FeatureContext<'_>) -> Layout {
-    let mut categorical = vec![("user_id".to_string(), 1), ("place_id".to_string(), 1)];
+    let mut categorical = vec![("user_id".to_string(), 1, None), ("place_id".to_string(), 1, None)];
     if ctx.users.segment.is_some() {
-        categorical.push(("segment".into(), 1));
+        categorical.push(("segment".into(), 1, None));
     }
     if ctx.place_role(Role::Category).is_some() {
-        categorical.push(("category".into(), 1));
+        categorical.push(("category".into(), 1, None));
     }
     let mut numeric: Vec<String> = Vec::new();
     if ctx.has_distance() {
@@ -286,7 +287,7 @@ pub fn layout(ctx: &FeatureContext<'_>) -> Layout {
     for f in ctx.declared {
         let name = f.feature_name().to_string();
         match f.kind {
-            FeatureKind::Categorical => categorical.push((name, f.min_count)),
+            FeatureKind::Categorical | FeatureKind::MultiCategorical => categorical.push((name, f.min_count, f.bag())),
             FeatureKind::Numeric => {
                 numeric.push(name.clone());
                 if f.fill.is_some() {
@@ -406,6 +407,8 @@ fn declared_exprs(ctx: &FeatureContext<'_>, table: TableName, m: &Mapped) -> Vec
         let name = f.feature_name();
         match f.kind {
             FeatureKind::Categorical => out.push(category_expr(m, &f.column, name)),
+            // Already a list column ([`with_lists`]).
+            FeatureKind::MultiCategorical => out.push(col(f.column.as_str()).alias(name)),
             FeatureKind::Numeric => {
                 let mut e = col(f.column.as_str()).cast(DataType::Float64);
                 if let Some(v) = f.fill {
@@ -422,23 +425,49 @@ fn declared_exprs(ctx: &FeatureContext<'_>, table: TableName, m: &Mapped) -> Vec
     out
 }
 
+/// The rows of `m` with the source column of each multi-valued feature of `table` replaced
+/// by its lists ([`Table::id_lists`](crate::data::table::Table::id_lists)); a list longer than
+/// the feature's `max_values` is an error naming its row.
+fn with_lists(ctx: &FeatureContext<'_>, table: TableName, m: &Mapped) -> Result<DataFrame> {
+    let mut df = m.table.df.clone();
+    for f in ctx.declared.iter().filter(|f| f.table == table) {
+        let Some(bag) = f.bag() else { continue };
+        let lists = m.table.id_lists(&f.column, f.separator())?;
+        if let Some((row, n)) = lists.longer_than(bag.max_values) {
+            return Err(Error::input(format!(
+                "{} holds {n} values, more than max_values = {} of data.features {:?} (raise it)",
+                m.table.at(&f.column, row),
+                bag.max_values,
+                f.feature_name()
+            )));
+        }
+        df.with_column(lists.to_column(&f.column)).map_err(pl("featurize"))?;
+    }
+    Ok(df)
+}
+
 /// The users columns joined on `user_id`: segment and declared user features.
-fn users_plan(ctx: &FeatureContext<'_>) -> Option<LazyFrame> {
-    let m = ctx.users.mapped.as_ref()?;
-    let key = m.col(Role::User)?;
+fn users_plan(ctx: &FeatureContext<'_>) -> Result<Option<LazyFrame>> {
+    let Some((m, key)) = ctx.users.mapped.as_ref().and_then(|m| Some((m, m.col(Role::User)?))) else {
+        return Ok(None);
+    };
     let mut sel = vec![col(key).cast(id_dtype(m, key)).alias("user_id")];
     if let Some(s) = m.col(Role::Segment) {
         sel.push(category_expr(m, s, "segment"));
     }
     sel.extend(declared_exprs(ctx, TableName::Users, m));
-    (sel.len() > 1).then(|| m.table.df.clone().lazy().select(sel))
+    if sel.len() == 1 {
+        return Ok(None);
+    }
+    Ok(Some(with_lists(ctx, TableName::Users, m)?.lazy().select(sel)))
 }
 
 /// The places columns joined on `place_id`: category, price level, static
 /// rating and declared place features.
-fn places_plan(ctx: &FeatureContext<'_>) -> Option<LazyFrame> {
-    let m = ctx.places.mapped.as_ref()?;
-    let key = m.col(Role::Place)?;
+fn places_plan(ctx: &FeatureContext<'_>) -> Result<Option<LazyFrame>> {
+    let Some((m, key)) = ctx.places.mapped.as_ref().and_then(|m| Some((m, m.col(Role::Place)?))) else {
+        return Ok(None);
+    };
     let mut sel = vec![col(key).cast(id_dtype(m, key)).alias("place_id")];
     if let Some(c) = m.col(Role::Category) {
         sel.push(category_expr(m, c, "category"));
@@ -450,7 +479,10 @@ fn places_plan(ctx: &FeatureContext<'_>) -> Option<LazyFrame> {
         sel.push(col(c).cast(DataType::Float64).fill_null(lit(0f64)).alias("place_rating"));
     }
     sel.extend(declared_exprs(ctx, TableName::Places, m));
-    (sel.len() > 1).then(|| m.table.df.clone().lazy().select(sel))
+    if sel.len() == 1 {
+        return Ok(None);
+    }
+    Ok(Some(with_lists(ctx, TableName::Places, m)?.lazy().select(sel)))
 }
 
 /// The feature table of `rows` with their `values`: model inputs in [`layout`] order, then
@@ -462,14 +494,14 @@ pub fn features(rows: &Rows, values: &RowValues, ctx: &FeatureContext<'_>) -> Re
         base.hstack_mut(d.columns()).map_err(pl("featurize"))?;
     }
     let mut plan = base.lazy();
-    if let Some(users) = users_plan(ctx) {
+    if let Some(users) = users_plan(ctx)? {
         plan = plan.left_join(users, col("user_id"), col("user_id"));
     }
-    if let Some(places) = places_plan(ctx) {
+    if let Some(places) = places_plan(ctx)? {
         plan = plan.left_join(places, col("place_id"), col("place_id"));
     }
     let layout = layout(ctx);
-    let mut out: Vec<Expr> = layout.categorical.iter().map(|(c, _)| col(c.as_str())).collect();
+    let mut out: Vec<Expr> = layout.categorical.iter().map(|(c, ..)| col(c.as_str())).collect();
     out.extend(layout.numeric.iter().map(|c| col(c.as_str()).cast(DataType::Float32)));
     out.push(col(LABEL));
     out.push(col("timestamp"));

@@ -233,7 +233,7 @@ pub(crate) fn place_snapshot(
     let keep: Vec<&str> = layout
         .categorical
         .iter()
-        .map(|(c, _)| c.as_str())
+        .map(|(c, ..)| c.as_str())
         .chain(layout.numeric.iter().map(String::as_str))
         .filter(|c| !REQUEST_FEATURES.contains(c) && !history::NAMES.contains(c))
         .filter(|c| !not_place.iter().any(|d| c == d || c.strip_suffix("_missing") == Some(d.as_str())))
@@ -268,7 +268,7 @@ fn fit_spec(fitter: SpecFitter, train: &Path, data: &FilesConfig, sources: Vec<S
     let mut spec = fitter.finish(train)?;
     // min_count can leave a declared column with no value in its vocabulary: all OOV, as
     // constant as a single value.
-    for f in data.features.iter().filter(|f| f.kind == FeatureKind::Categorical) {
+    for f in data.features.iter().filter(|f| f.kind.is_embedded()) {
         if let Some(c) = spec.categorical.iter().find(|c| c.name == f.feature_name() && c.is_empty()) {
             return Err(Error::input(format!(
                 "data.features {:?} ({}.{}): no value occurs min_count = {} times in the training split, so every value would be out of vocabulary; lower min_count",

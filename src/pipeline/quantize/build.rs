@@ -240,6 +240,7 @@ mod tests {
         let columns = Columns {
             rows,
             categorical: vec![Ids::Int(vec![1; rows]), Ids::Int(vec![2; rows])],
+            lists: Vec::new(),
             numeric: vec![(0..rows).map(|i| (i % 7) as f32 * 0.5 - 1.5).collect()],
         };
         let frame =

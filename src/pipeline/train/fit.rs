@@ -103,6 +103,7 @@ fn fit_fingerprint(input: &FitInput<'_>, rows: &TrainRows<'_>, y_valid: &[f32]) 
         TrainRows::Whole { enc, labels, .. } => {
             data.extend([f32_bytes(&enc.numeric), f32_bytes(labels)]);
             data.extend(enc.ids.iter().map(|c| c.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()));
+            data.extend(enc.offsets.iter().flatten().map(|o| o.iter().flat_map(|x| x.to_le_bytes()).collect()));
         }
         TrainRows::Chunked { chunks, .. } => {
             data.push(crate::data::table::location_sha256(&chunks.location)?.into_bytes());
@@ -408,7 +409,7 @@ fn step_window(
 ) -> RecoNet {
     let k = input.spec.numeric.len();
     for idx in w.order.chunks(input.schedule().batch_size) {
-        let batch = BatchTensors::new(&w.enc, idx, k, ad);
+        let batch = BatchTensors::new(input.spec, &w.enc, idx, k, ad);
         let y: Vec<f32> = idx.iter().map(|&i| w.labels[i]).collect();
         let labels = Tensor::<1>::from_data(TensorData::new(y, [idx.len()]), ad);
         let logits = model.forward(&batch);

@@ -6,6 +6,9 @@
 //!   index = 1 + position in the sorted `vocabulary` (strings in byte order);
 //!   a value not in the vocabulary -> 0 (the out-of-vocabulary row of the embedding table).
 //! - numeric column: raw value -> (x - mean) / std (std is never 0; constant columns get 1).
+//! - multi-valued categorical column (`bag`): each value of a row's list looked up as above;
+//!   the row's embedding block is the sum of those rows in list order (f32, one rounded add at
+//!   a time), divided by the list's length for `mean` pooling; an empty list gives zeros.
 //! - model input = concat(embedding rows in `categorical` order, normalized `numeric` in order).
 
 use std::ops::Range;
@@ -163,6 +166,64 @@ impl Ids {
 /// byte order).
 pub type Vocabulary = Ids;
 
+/// How a multi-valued column's embedding rows are combined into its block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// The rows' sum divided by the list's length (zeros for an empty list).
+    #[default]
+    Mean,
+    /// The rows' sum (zeros for an empty list).
+    Sum,
+}
+
+impl Pooling {
+    /// Its name in recipes and manifests.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mean => "mean",
+            Self::Sum => "sum",
+        }
+    }
+}
+
+/// A multi-valued categorical column: each row holds a list of at most `max_values` ids,
+/// embedded as one block by `pooling`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bag {
+    /// The longest list a row may hold (the ONNX graph's padded width).
+    pub max_values: usize,
+    /// How the rows of a list combine.
+    pub pooling: Pooling,
+}
+
+impl Bag {
+    /// The block of one row: `rows` (embedding row indices) gathered by `row_into`, pooled
+    /// into `out` (zeros for no rows). `scratch` holds one row.
+    pub fn pool(
+        &self,
+        rows: &[u32],
+        out: &mut [f32],
+        scratch: &mut [f32],
+        mut row_into: impl FnMut(usize, &mut [f32]),
+    ) {
+        out.fill(0.0);
+        let Some((&first, rest)) = rows.split_first() else { return };
+        row_into(first as usize, out);
+        for &r in rest {
+            row_into(r as usize, scratch);
+            for (o, &v) in out.iter_mut().zip(scratch.iter()) {
+                *o += v;
+            }
+        }
+        if self.pooling == Pooling::Mean {
+            let n = rows.len() as f32;
+            out.iter_mut().for_each(|o| *o /= n);
+        }
+    }
+}
+
 /// The JSON form of a categorical column: `dtype` says how to read `vocabulary`.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -171,6 +232,8 @@ struct CategoricalJson {
     #[serde(default)]
     dtype: IdType,
     vocabulary: VocabularyJson,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bag: Option<Bag>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -194,7 +257,7 @@ impl TryFrom<CategoricalJson> for CategoricalSpec {
                 ));
             }
         };
-        Ok(Self::with_vocabulary(j.name, vocabulary))
+        Ok(Self { bag: j.bag, ..Self::with_vocabulary(j.name, vocabulary) })
     }
 }
 
@@ -205,7 +268,7 @@ impl From<CategoricalSpec> for CategoricalJson {
             Vocabulary::Int(v) => VocabularyJson::Int(v),
             Vocabulary::Str(v) => VocabularyJson::Str(v),
         };
-        Self { name: c.name, dtype, vocabulary }
+        Self { name: c.name, dtype, vocabulary, bag: c.bag }
     }
 }
 
@@ -221,11 +284,13 @@ pub struct CategoricalSpec {
     /// `row_of[v - min]` for every id in `min..=max`, built on first use when the range is
     /// compact ([`dense_range`](Self::dense_range)); binary search otherwise.
     row_of: OnceLock<Option<Vec<u32>>>,
+    /// Set for a multi-valued column: each row holds a list of ids, pooled into one block.
+    pub bag: Option<Bag>,
 }
 
 impl PartialEq for CategoricalSpec {
     fn eq(&self, other: &Self) -> bool {
-        self.name == other.name && self.vocabulary == other.vocabulary
+        self.name == other.name && self.vocabulary == other.vocabulary && self.bag == other.bag
     }
 }
 
@@ -237,7 +302,12 @@ impl CategoricalSpec {
 
     /// A column of either type with a strictly ascending vocabulary.
     pub fn with_vocabulary(name: impl Into<String>, vocabulary: Vocabulary) -> Self {
-        Self { name: name.into(), vocabulary, row_of: OnceLock::new() }
+        Self { name: name.into(), vocabulary, row_of: OnceLock::new(), bag: None }
+    }
+
+    /// The same column as a multi-valued one.
+    pub fn with_bag(self, bag: Bag) -> Self {
+        Self { bag: Some(bag), ..self }
     }
 
     /// The type of the raw values.
@@ -431,6 +501,12 @@ impl FeatureSpec {
                 return Err(Error::new(
                     ErrorKind::BadFeatureSpec,
                     format!("column {:?}: vocabulary must be strictly ascending, found {a} then {b}", c.name),
+                ));
+            }
+            if c.bag.is_some_and(|b| b.max_values == 0) {
+                return Err(Error::new(
+                    ErrorKind::BadFeatureSpec,
+                    format!("column {:?}: bag.max_values is 0, expected at least 1", c.name),
                 ));
             }
         }

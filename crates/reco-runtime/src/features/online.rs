@@ -212,7 +212,7 @@ impl Featurizer {
             };
             numeric.push(col);
         }
-        Ok((Columns { rows: rows.len(), categorical, numeric }, flags))
+        Ok((Columns { rows: rows.len(), categorical, lists: Vec::new(), numeric }, flags))
     }
 
     /// One categorical input: the request's user or place, a snapshot column, or the request's.

@@ -23,14 +23,29 @@ fn columns_at(spec: &FeatureSpec, batch: &RecordBatch, first: usize) -> Result<C
     let col = |name: &str| -> Result<&ArrayRef> {
         batch.column_by_name(name).ok_or_else(|| column_error(format!("missing column `{name}`")))
     };
-    let mut categorical = Vec::new();
+    let (mut categorical, mut lists) = (Vec::new(), Vec::new());
     for c in &spec.categorical {
         let a = col(&c.name)?;
         // Logical nulls: a dictionary's null values count too.
         if let Some(i) = a.logical_nulls().and_then(|n| (0..n.len()).find(|&i| n.is_null(i))) {
-            return Err(column_error(format!("column `{}` row {} is null, expected an id", c.name, first + i)));
+            let what = if c.bag.is_some() { "a list of ids (empty for none)" } else { "an id" };
+            return Err(column_error(format!("column `{}` row {} is null, expected {what}", c.name, first + i)));
         }
-        categorical.push(ids_from_array(&c.name, c.dtype(), a)?);
+        if c.bag.is_some() {
+            let (offsets, values) = list_from_array(&c.name, a)?;
+            if let Some(i) = values.logical_nulls().and_then(|n| (0..n.len()).find(|&i| n.is_null(i))) {
+                let row = offsets.partition_point(|&o| o <= i) - 1;
+                return Err(column_error(format!("column `{}` row {} holds a null id", c.name, first + row)));
+            }
+            categorical.push(ids_from_array(&c.name, c.dtype(), &values)?);
+            lists.push(Some(offsets));
+        } else {
+            categorical.push(ids_from_array(&c.name, c.dtype(), a)?);
+            lists.push(None);
+        }
+    }
+    if lists.iter().all(Option::is_none) {
+        lists.clear();
     }
     let mut numeric = Vec::new();
     for n in &spec.numeric {
@@ -55,7 +70,26 @@ fn columns_at(spec: &FeatureSpec, batch: &RecordBatch, first: usize) -> Result<C
         }
         numeric.push(v);
     }
-    Ok(Columns { rows: batch.num_rows(), categorical, numeric })
+    let cols = Columns { rows: batch.num_rows(), categorical, lists, numeric };
+    cols.check(spec)?;
+    Ok(cols)
+}
+
+/// A list column's offsets (from 0) and the values they cover (List or LargeList).
+fn list_from_array(name: &str, a: &ArrayRef) -> Result<(Vec<usize>, ArrayRef)> {
+    let (offsets, values): (Vec<usize>, ArrayRef) = match a.data_type() {
+        DataType::List(_) => {
+            let l = a.as_list::<i32>();
+            (l.value_offsets().iter().map(|&o| o as usize).collect(), l.values().clone())
+        }
+        DataType::LargeList(_) => {
+            let l = a.as_list::<i64>();
+            (l.value_offsets().iter().map(|&o| o as usize).collect(), l.values().clone())
+        }
+        other => return Err(column_error(format!("column `{name}` has type {other}, expected a list of ids"))),
+    };
+    let (start, end) = (offsets.first().copied().unwrap_or(0), offsets.last().copied().unwrap_or(0));
+    Ok((offsets.iter().map(|&o| o - start).collect(), values.slice(start, end - start)))
 }
 
 /// A bad input column or value ([`ErrorKind::InputColumn`]).

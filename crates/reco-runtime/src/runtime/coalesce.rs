@@ -514,7 +514,7 @@ mod tests {
     fn rows(ids: &[i64]) -> Columns {
         let a: Vec<f32> = ids.iter().map(|&i| i as f32 * 0.25).collect();
         let b: Vec<f32> = ids.iter().map(|&i| 1.0 - i as f32).collect();
-        Columns { rows: ids.len(), categorical: vec![Ids::Int(ids.to_vec())], numeric: vec![a, b] }
+        Columns { rows: ids.len(), categorical: vec![Ids::Int(ids.to_vec())], lists: Vec::new(), numeric: vec![a, b] }
     }
 
     fn config(max_batch: usize, max_wait_ms: u64) -> Config {

@@ -75,7 +75,7 @@ impl FloatModel {
 
     /// Builds the MLP input matrix [rows, input_dim] from encoded rows.
     pub fn input_matrix(&self, enc: &Encoded) -> Vec<f32> {
-        input_matrix(&self.weights.embeddings, enc, self.spec.numeric.len(), self.arch.interaction)
+        input_matrix(&self.spec, &self.weights.embeddings, enc, self.spec.numeric.len(), self.arch.interaction)
     }
 
     /// Bytes of tensors the model holds in memory: the tensors as loaded and the packed layers.
@@ -253,7 +253,7 @@ mod tests {
         };
         let categorical = vec![ids(&mut r), ids(&mut r)];
         let numeric = (0..3).map(|_| r(rows, 3.0)).collect();
-        (model, Columns { rows, categorical, numeric })
+        (model, Columns { rows, categorical, lists: Vec::new(), numeric })
     }
 
     /// The float model's forward pass in f64, layer by layer (no blocks, no packing).

@@ -220,7 +220,8 @@ impl Int8Model {
     /// from the raw columns (lookup, normalization and quantization in one pass per column, no
     /// float encoding); otherwise through the float encoding.
     pub fn logits(&self, cols: &ColumnsRef<'_>) -> Result<Vec<f32>> {
-        let Some((codes, kp, qp)) = self.static_input() else {
+        let has_bag = self.spec.categorical.iter().any(|c| c.bag.is_some());
+        let Some((codes, kp, qp)) = self.static_input().filter(|_| !has_bag) else {
             return score_in_chunks(&self.spec, cols, |enc| self.logits_encoded(enc));
         };
         cols.check(&self.spec)?;
@@ -341,8 +342,18 @@ impl Int8Model {
                 let width = self.arch.input_dim(&self.spec);
                 let mut x = take_u8(enc.rows, width, kp);
                 let mut off = 0;
-                for ((&dim, codes), ids) in self.arch.embedding_dims.iter().zip(codes).zip(&enc.ids) {
-                    copy_embedding(&mut x, kp, off, dim, |r| ids[r], codes);
+                for (c, ((&dim, codes), ids)) in self.arch.embedding_dims.iter().zip(codes).zip(&enc.ids).enumerate() {
+                    match self.spec.categorical[c].bag.zip(enc.list(c)) {
+                        Some((bag, _)) => pool_codes(&mut x, kp, off, dim, &qp, |r, out, scratch| {
+                            let deq = |i: usize, o: &mut [f32]| {
+                                for (v, &q) in o.iter_mut().zip(&codes[i * dim..(i + 1) * dim]) {
+                                    *v = qp.dequantize(q);
+                                }
+                            };
+                            bag.pool(enc.rows_at(c, r), out, scratch, deq)
+                        }),
+                        None => copy_embedding(&mut x, kp, off, dim, |r| ids[r], codes),
+                    }
                     off += dim;
                 }
                 for (r, row) in x.chunks_exact_mut(kp).enumerate() {
@@ -353,7 +364,9 @@ impl Int8Model {
                 self.interaction_codes(&mut x, kp, &qp);
                 Act::Quant(x, qp)
             }
-            Input::Rowwise(tables) => Act::Float(Cow::Owned(input_matrix(tables, enc, k, self.arch.interaction))),
+            Input::Rowwise(tables) => {
+                Act::Float(Cow::Owned(input_matrix(&self.spec, tables, enc, k, self.arch.interaction)))
+            }
         }
     }
 
@@ -469,6 +482,27 @@ fn copy_codes<const D: usize>(
     for (r, dst) in x.chunks_exact_mut(kp).enumerate() {
         let i = row(r) as usize;
         dst[off..off + dim].copy_from_slice(&codes[i * dim..i * dim + dim]);
+    }
+}
+
+/// A multi-valued column's block of each row `r` of `x` (stride `kp`, columns
+/// `off..off + dim`): `pool(r, block, scratch)` pools its rows dequantized from their u8 codes
+/// at `qp` in f32, and the block is quantized back to `qp`, as the exported graph's
+/// `DequantizeLinear`, pooling and `QuantizeLinear` do.
+fn pool_codes(
+    x: &mut [u8],
+    kp: usize,
+    off: usize,
+    dim: usize,
+    qp: &QParams,
+    pool: impl Fn(usize, &mut [f32], &mut [f32]),
+) {
+    let (mut block, mut scratch) = (vec![0f32; dim], vec![0f32; dim]);
+    for (r, dst) in x.chunks_exact_mut(kp).enumerate() {
+        pool(r, &mut block, &mut scratch);
+        for (q, &v) in dst[off..off + dim].iter_mut().zip(&block) {
+            *q = qp.quantize(v);
+        }
     }
 }
 
@@ -717,7 +751,7 @@ mod tests {
             })
             .collect();
         let numeric = (0..5).map(|_| (0..rows).map(|_| (rng.normal() * 4.0) as f32).collect()).collect();
-        Columns { rows, categorical, numeric }
+        Columns { rows, categorical, lists: Vec::new(), numeric }
     }
 
     #[test]
@@ -855,7 +889,7 @@ mod tests {
         let rows = 500;
         let categorical = (0..2).map(|_| Ids::Int((0..rows).map(|_| rng.below(31) as i64).collect())).collect();
         let numeric = (0..2).map(|_| (0..rows).map(|_| rng.normal() as f32).collect()).collect();
-        let cols = Columns { rows, categorical, numeric };
+        let cols = Columns { rows, categorical, lists: Vec::new(), numeric };
         for keep_float_0 in [false, true] {
             let (float, int8) = float_and_int8(&cols, keep_float_0);
             assert_eq!(int8.static_input().is_some(), !keep_float_0);

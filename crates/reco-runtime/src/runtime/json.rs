@@ -63,6 +63,7 @@ pub fn columns_from_json(spec: &FeatureSpec, body: &[u8], max_rows: usize) -> Re
                 IdType::String => Ids::Str(Vec::with_capacity(rows.len())),
             })
             .collect(),
+        lists: spec.categorical.iter().map(|c| c.bag.map(|_| vec![0])).collect(),
         numeric: vec![Vec::with_capacity(rows.len()); spec.numeric.len()],
     };
     for (i, row) in rows.iter().enumerate() {
@@ -81,26 +82,32 @@ fn push_row(spec: &FeatureSpec, cols: &mut Columns, i: usize, row: &Value) -> Re
         return Err(BodyError::Column(format!("row {i}: unknown column `{}`", k.escape_debug())));
     }
     let get = |name: &str| row.get(name).ok_or_else(|| BodyError::Column(format!("row {i}: missing column `{name}`")));
-    for (c, dst) in spec.categorical.iter().zip(&mut cols.categorical) {
+    for (j, (c, dst)) in spec.categorical.iter().zip(&mut cols.categorical).enumerate() {
         let v = get(&c.name)?;
-        match (dst, v) {
-            (Ids::Int(d), Value::Number(n)) if n.as_i64().is_some() => d.extend(n.as_i64()),
-            (Ids::Str(d), Value::String(s)) => d.push(s.clone()),
-            (Ids::Int(_), other) => {
+        if let (Some(bag), Some(Some(offsets))) = (c.bag, cols.lists.get_mut(j)) {
+            let Value::Array(items) = v else {
                 return Err(BodyError::Column(format!(
-                    "row {i}: column `{}` is {}, expected an integer id",
+                    "row {i}: column `{}` is {}, expected an array of {} ids",
                     c.name,
-                    kind(other)
+                    kind(v),
+                    c.dtype()
+                )));
+            };
+            if items.len() > bag.max_values {
+                return Err(BodyError::Column(format!(
+                    "row {i}: column `{}` holds {} ids, at most {} (max_values) are allowed",
+                    c.name,
+                    items.len(),
+                    bag.max_values
                 )));
             }
-            (Ids::Str(_), other) => {
-                return Err(BodyError::Column(format!(
-                    "row {i}: column `{}` is {}, expected a string id",
-                    c.name,
-                    kind(other)
-                )));
+            for item in items {
+                push_id(dst, item, i, &c.name)?;
             }
+            offsets.push(dst.len());
+            continue;
         }
+        push_id(dst, v, i, &c.name)?;
     }
     for (n, dst) in spec.numeric.iter().zip(&mut cols.numeric) {
         let v = get(&n.name)?;
@@ -112,6 +119,27 @@ fn push_row(spec: &FeatureSpec, cols: &mut Columns, i: usize, row: &Value) -> Re
             ))
         })?;
         dst.push(x as f32);
+    }
+    Ok(())
+}
+
+/// Appends one id of column `name` (row `i`) to `dst`, as its id type says.
+fn push_id(dst: &mut Ids, v: &Value, i: usize, name: &str) -> Result<(), BodyError> {
+    match (dst, v) {
+        (Ids::Int(d), Value::Number(n)) if n.as_i64().is_some() => d.extend(n.as_i64()),
+        (Ids::Str(d), Value::String(s)) => d.push(s.clone()),
+        (Ids::Int(_), other) => {
+            return Err(BodyError::Column(format!(
+                "row {i}: column `{name}` is {}, expected an integer id",
+                kind(other)
+            )));
+        }
+        (Ids::Str(_), other) => {
+            return Err(BodyError::Column(format!(
+                "row {i}: column `{name}` is {}, expected a string id",
+                kind(other)
+            )));
+        }
     }
     Ok(())
 }
@@ -200,5 +228,31 @@ mod tests {
         }
         let four = format!(r#"{{"rows":[{}]}}"#, [r#"{"user_id":1,"place_id":"a","distance_km":1}"#; 4].join(","));
         assert_eq!(parse(&four).unwrap_err(), BodyError::TooManyRows { rows: 4, max: 3 });
+    }
+
+    #[test]
+    fn a_multi_valued_column_takes_an_array_of_ids_per_row() {
+        use crate::artifact::spec::{Bag, Pooling};
+        let mut spec = spec();
+        spec.categorical[1] = CategoricalSpec::with_vocabulary("place_id", Vocabulary::Str(vec!["a".into()]))
+            .with_bag(Bag { max_values: 2, pooling: Pooling::Mean });
+        let parse = |body: &str| columns_from_json(&spec, body.as_bytes(), 3);
+        let c = parse(
+            r#"{"rows":[{"user_id":1,"place_id":["a","b"],"distance_km":0},
+                        {"user_id":2,"place_id":[],"distance_km":1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.categorical[1], Ids::Str(vec!["a".into(), "b".into()]));
+        assert_eq!(c.lists, vec![None, Some(vec![0, 2, 2])]);
+        c.check(&spec).unwrap();
+        let row = |p: &str| format!(r#"{{"rows":[{{"user_id":1,"place_id":{p},"distance_km":0}}]}}"#);
+        for (p, want) in [
+            ("\"a\"", "row 0: column `place_id` is the string \"a\", expected an array of string ids"),
+            ("[\"a\",\"b\",\"c\"]", "row 0: column `place_id` holds 3 ids, at most 2 (max_values) are allowed"),
+            ("[\"a\",3]", "row 0: column `place_id` is the number 3, expected a string id"),
+            ("null", "row 0: column `place_id` is null, expected an array of string ids"),
+        ] {
+            assert_eq!(parse(&row(p)).unwrap_err().to_string(), want);
+        }
     }
 }
