@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::data::io::find_table;
-use crate::data::schema::{FeatureKind, FilesConfig, Role, TableConfig, TableName, Transform};
+use crate::data::schema::{DeclaredFeature, FeatureKind, FilesConfig, Role, TableConfig, TableName, Transform};
 use crate::data::table::{Table, utc_offset_at};
 use crate::data::timespan::TimeSpan;
 use reco_runtime::artifact::spec::{Ids, Key, SourceColumn};
@@ -713,6 +713,35 @@ fn id_type_error(m: &Mapped, role: Role, values: &Ids, table_ids: &Ids, table: O
     ))
 }
 
+/// How a declared feature's value is derived from its column, for `sources` (`None`: as is).
+fn derivation(f: &DeclaredFeature, t: &Table) -> Option<String> {
+    match (f.kind, f.transform, f.fill) {
+        (FeatureKind::Categorical, ..) => (f.min_count > 1).then(|| format!("min_count {}", f.min_count)),
+        (FeatureKind::MultiCategorical, ..) => f.bag().map(|b| {
+            let split = if t.dtype(&f.column).is_ok_and(|d| d.starts_with("list")) {
+                String::new()
+            } else {
+                format!("split at {:?}, ", f.separator())
+            };
+            let min = if f.min_count > 1 { format!(", min_count {}", f.min_count) } else { String::new() };
+            format!("{split}at most {} values, {} pooling{min}", b.max_values, b.pooling.name())
+        }),
+        (_, t, fill) => {
+            let mut steps = Vec::new();
+            if let Some(v) = fill {
+                steps.push(format!("fill {v} (missing indicator `{}_missing`)", f.feature_name()));
+            }
+            if t == Transform::Log1p {
+                steps.push("log1p".to_string());
+            }
+            if t == Transform::None {
+                steps.push("not standardized".to_string());
+            }
+            (!steps.is_empty()).then(|| steps.join(", then "))
+        }
+    }
+}
+
 /// Declared features: their table exists, their column exists and has the declared type,
 /// nulls only with `fill`, log1p only above -1. Returns their sources.
 fn check_declared(
@@ -770,31 +799,7 @@ fn check_declared(
                 }
             }
         }
-        let derive = match (f.kind, f.transform, f.fill) {
-            (FeatureKind::Categorical, ..) => (f.min_count > 1).then(|| format!("min_count {}", f.min_count)),
-            (FeatureKind::MultiCategorical, ..) => f.bag().map(|b| {
-                let split = if t.dtype(&f.column).is_ok_and(|d| d.starts_with("list")) {
-                    String::new()
-                } else {
-                    format!("split at {:?}, ", f.separator())
-                };
-                let min = if f.min_count > 1 { format!(", min_count {}", f.min_count) } else { String::new() };
-                format!("{split}at most {} values, {} pooling{min}", b.max_values, b.pooling.name())
-            }),
-            (_, t, fill) => {
-                let mut steps = Vec::new();
-                if let Some(v) = fill {
-                    steps.push(format!("fill {v} (missing indicator `{}_missing`)", f.feature_name()));
-                }
-                if t == Transform::Log1p {
-                    steps.push("log1p".to_string());
-                }
-                if t == Transform::None {
-                    steps.push("not standardized".to_string());
-                }
-                (!steps.is_empty()).then(|| steps.join(", then "))
-            }
-        };
+        let derive = derivation(f, t);
         sources.push(SourceColumn {
             feature: f.feature_name().to_string(),
             table: f.table.as_str().to_string(),
