@@ -177,7 +177,7 @@ def main():
         return
     last = max(int(k.split(".")[1]) for k in tensors if k.startswith("dense."))
     if f"dense.{last}.weight_scale" in tensors and f"dense.{last}.input_scale" in tensors:
-        step = float(np.float32(tensors[f"dense.{last}.input_scale"][0]) * tensors[f"dense.{last}.weight_scale"][0])
+        step = float(np.float32(tensors[f"dense.{last}.input_scale"][0]) * np.float32(tensors[f"dense.{last}.weight_scale"][0]))
     else:
         step = None  # last layer kept in float: no integer output step; use the FP32 bound
     if dynamic:

@@ -878,7 +878,11 @@ mod tests {
             "{text}[[data.features]]\ntable = \"users\"\ncolumn = \"age\"\nkind = \"numerical\"\n"
         ))
         .unwrap_err();
-        assert!(err.starts_with("line 11 (`kind = \"numerical\"`):") && err.contains("expected `numeric`"), "{err}");
+        assert!(
+            err.starts_with("line 11 (`kind = \"numerical\"`):")
+                && err.contains("expected one of `numeric`, `categorical`, `multi_categorical`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! | `embedding.<col>.scale_bias`  | F16   | [rows, 2]    | value = code · scale + bias (per row)     |
 //! |                               |       | or [1, 2]    | one pair for the whole table (`int8-table`) |
 //! | `dense.<i>.weight_q`          | I8    | [out, in]    | symmetric per output channel              |
-//! | `dense.<i>.weight_scale`      | F32   | [out]        | real weight = weight_q · weight_scale     |
+//! | `dense.<i>.weight_scale`      | F16   | [out]        | real weight = weight_q · weight_scale (F32 in artifacts before fp16 scales, or beyond fp16's range) |
 //! | `dense.<i>.bias_q`            | I32   | [out]        | at scale input_scale · weight_scale       |
 //! | `dense.<i>.input_scale`       | F32   | [1]          | u8 input activations: real = s · (q - z)  |
 //! | `dense.<i>.input_zero_point`  | U8    | [1]          |                                           |
@@ -32,7 +32,7 @@ use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::quant::{EmbeddingBits, QParams, TableLayout};
 
 /// Layout description stored in the manifest's `tensor_layout`.
-pub const LAYOUT: &str = "embedding.<col>.codes U8 [rows, dim] (8-bit) or embedding.<col>.codes4 U8 [rows, ceil(dim/2)] (4-bit, low nibble first) + embedding.<col>.scale_bias F16 [rows, 2] (row-wise) or [1, 2] (one pair for the table); dense.<i>.weight_q I8 [out, in] + weight_scale F32 [out] (per channel, symmetric) + bias_q I32 [out] + input_scale F32 [1] + input_zero_point U8 [1]; float-fallback layers dense.<i>.weight F32 [out, in] + bias F32 [out]";
+pub const LAYOUT: &str = "embedding.<col>.codes U8 [rows, dim] (8-bit) or embedding.<col>.codes4 U8 [rows, ceil(dim/2)] (4-bit, low nibble first) + embedding.<col>.scale_bias F16 [rows, 2] (row-wise) or [1, 2] (one pair for the table); dense.<i>.weight_q I8 [out, in] + weight_scale F16 [out] (per channel, symmetric; F32 when beyond fp16's range) + bias_q I32 [out] + input_scale F32 [1] + input_zero_point U8 [1]; float-fallback layers dense.<i>.weight F32 [out, in] + bias F32 [out]";
 
 /// A quantized embedding table: row-wise codes with a scale and bias per row, or one pair for
 /// the whole table ([`TableLayout`]).
@@ -162,7 +162,12 @@ impl QuantWeights {
                         weight.iter().map(|&w| w as u8).collect(),
                         vec![*output, *input],
                     ));
-                    owned.push((format!("dense.{i}.weight_scale"), Dtype::F32, f32b(weight_scale), vec![*output]));
+                    let (dtype, bytes) = if weight_scale.iter().all(|&s| crate::quant::to_f16(s) == s) {
+                        (Dtype::F16, bytes_of(weight_scale, |x: f32| half::f16::from_f32(x).to_le_bytes().to_vec()))
+                    } else {
+                        (Dtype::F32, f32b(weight_scale))
+                    };
+                    owned.push((format!("dense.{i}.weight_scale"), dtype, bytes, vec![*output]));
                     match static_input {
                         Some((bias_q, qp)) => {
                             owned.push((
@@ -216,6 +221,14 @@ impl QuantWeights {
         let f32s = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
             super::weights::finite_f32(path, name, &raw(name, Dtype::F32, shape)?)
         };
+        // fp16 values as f32 (exact), refused when not finite as the f32 ones are.
+        let f16s = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            let h: Vec<f32> = raw(name, Dtype::F16, shape)?
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect();
+            super::weights::finite_f32(path, name, &bytes_of(&h, |x: f32| x.to_le_bytes().to_vec()))
+        };
         let mut embeddings = Vec::new();
         for (c, &dim) in spec.categorical.iter().zip(&arch.embedding_dims) {
             let rows = c.rows();
@@ -249,11 +262,7 @@ impl QuantWeights {
             let scale_offset = if names.contains(&legacy) {
                 f32s(&legacy, &[rows, 2])?
             } else {
-                let h: Vec<f32> = raw(&name, Dtype::F16, &[if per_table { 1 } else { rows }, 2])?
-                    .chunks_exact(2)
-                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                    .collect();
-                super::weights::finite_f32(path, &name, &bytes_of(&h, |x: f32| x.to_le_bytes().to_vec()))?
+                f16s(&name, &[if per_table { 1 } else { rows }, 2])?
             };
             let codes = raw(&format!("embedding.{}.{suffix}", c.name), Dtype::U8, &[rows, width])?;
             embeddings.push(RowwiseTable { codes, scale_offset, rows, dim, layout });
@@ -265,7 +274,11 @@ impl QuantWeights {
                     .into_iter()
                     .map(|b| b as i8)
                     .collect();
-                let weight_scale = f32s(&format!("dense.{i}.weight_scale"), &[output])?;
+                let name = format!("dense.{i}.weight_scale");
+                let weight_scale = match st.tensor(&name).map(|t| t.dtype()) {
+                    Ok(Dtype::F16) => f16s(&name, &[output])?,
+                    _ => f32s(&name, &[output])?,
+                };
                 let (static_input, bias) = if names.contains(&format!("dense.{i}.bias_q")) {
                     let bias_q = raw(&format!("dense.{i}.bias_q"), Dtype::I32, &[output])?
                         .chunks_exact(4)

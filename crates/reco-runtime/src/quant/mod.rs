@@ -60,7 +60,9 @@ impl QParams {
 }
 
 /// Symmetric s8 weights `[n, k]` per output channel (or one scale for the whole tensor).
-/// Returns the codes and one scale per channel.
+/// Returns the codes and one scale per channel: the smallest fp16 value at or above
+/// `max |w| / qmax` (so an artifact stores it in two bytes, and every code stays within
+/// `±qmax`); beyond fp16's range, `max |w| / qmax` in f32.
 pub fn quantize_weights(w: &[f32], n: usize, k: usize, bits: u32, per_channel: bool) -> (Vec<i8>, Vec<f32>) {
     let qmax = ((1i32 << (bits - 1)) - 1) as f32;
     let tensor_max = w.iter().fold(0f32, |a, &v| a.max(v.abs()));
@@ -69,7 +71,11 @@ pub fn quantize_weights(w: &[f32], n: usize, k: usize, bits: u32, per_channel: b
     for c in 0..n {
         let row = &w[c * k..(c + 1) * k];
         let m = if per_channel { row.iter().fold(0f32, |a, &v| a.max(v.abs())) } else { tensor_max };
-        let s = if m > 0.0 { m / qmax } else { 1.0 };
+        let s = match f16_toward(m / qmax, true) {
+            _ if m <= 0.0 => 1.0,
+            h if h.is_finite() => h,
+            _ => m / qmax,
+        };
         for (q, &v) in codes[c * k..(c + 1) * k].iter_mut().zip(row) {
             *q = (v / s).round_ties_even().clamp(-qmax, qmax) as i8;
         }
@@ -468,12 +474,16 @@ mod tests {
     fn per_channel_weights_use_each_rows_range_and_bits() {
         let w = [0.5f32, -1.0, 0.25, 0.01, 0.02, -0.04];
         let (q, s) = quantize_weights(&w, 2, 3, 8, true);
-        assert_eq!(&q[..3], &[64, -127, 32]);
+        assert_eq!(&q[..3], &[63, -127, 32], "0.5 / s, s just above 1 / 127: 63.49");
         assert_eq!(q[5], -127);
-        assert!((s[0] - 1.0 / 127.0).abs() < 1e-9 && (s[1] - 0.04 / 127.0).abs() < 1e-9);
+        // Scales: the smallest fp16 values at or above max |w| / 127.
+        for (&s, m) in s.iter().zip([1.0f32, 0.04]) {
+            assert_eq!(to_f16(s), s, "an fp16 value");
+            assert!(s >= m / 127.0 && f16_toward(s * (1.0 - 1e-4), false) < m / 127.0, "{s} for {m}");
+        }
         let (q7, s7) = quantize_weights(&w, 2, 3, 7, true);
         assert!(q7.iter().all(|v| v.unsigned_abs() <= 63));
-        assert!((s7[0] - 1.0 / 63.0).abs() < 1e-9);
+        assert_eq!(s7[0], f16_toward(1.0 / 63.0, true));
         let (_, st) = quantize_weights(&w, 2, 3, 8, false);
         assert_eq!(st[0], st[1]);
         // RMSE bound: error per weight at most half a step.
