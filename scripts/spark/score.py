@@ -93,6 +93,11 @@ def main():
     manifest = json.loads((model / "manifest.json").read_text())
     onnx_file = manifest.get("exports", {}).get("onnx", {}).get("file", "model.onnx")
     model_bytes = (model / onnx_file).read_bytes()
+    bags = [c["name"] for c in manifest["feature_spec"]["categorical"] if c.get("bag")]
+    if bags:
+        # Their graph inputs are padded ids and a mask, which this job does not build yet.
+        sys.exit(f"score.py: {a.model} has multi-valued features ({', '.join(bags)}); this job scores "
+                 "models without them (use `reco-cli predict`, or onnxruntime with padded ids and a mask)")
     keys = a.keys.split(",")
     # Python workers run this interpreter (its numpy, pyarrow, onnxruntime), unless told otherwise.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
