@@ -61,7 +61,16 @@ fn print_model(dir: &std::path::Path, m: &artifact::Manifest, tensors: &[(String
     );
     println!("inputs:");
     for c in &m.feature_spec.categorical {
-        println!("  {:<22} categorical  vocabulary {} (+1 OOV)", c.name, c.len());
+        match c.bag {
+            Some(b) => println!(
+                "  {:<22} multi-valued vocabulary {} (+1 OOV), lists of at most {}, {} pooling",
+                c.name,
+                c.len(),
+                b.max_values,
+                b.pooling.name()
+            ),
+            None => println!("  {:<22} categorical  vocabulary {} (+1 OOV)", c.name, c.len()),
+        }
     }
     for n in &m.feature_spec.numeric {
         println!("  {:<22} numeric      mean {:.4}  std {:.4}", n.name, n.mean, n.std);

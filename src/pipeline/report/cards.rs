@@ -88,7 +88,10 @@ pub(super) fn model_card(i: &Inputs, n: usize, m: &ModelEval) -> Result<Vec<Bloc
             .categorical
             .iter()
             .zip(&man.architecture.embedding_dims)
-            .map(|(c, d)| format!("{} ({d}-d embedding)", c.name))
+            .map(|(c, d)| match c.bag {
+                Some(b) => format!("{} ({d}-d embeddings of up to {} values, {})", c.name, b.max_values, b.pooling.name()),
+                None => format!("{} ({d}-d embedding)", c.name),
+            })
             .collect();
         let nums: Vec<&str> = spec.numeric.iter().map(|c| c.name.as_str()).collect();
         let arch = &man.architecture;
