@@ -229,8 +229,13 @@ fn inspect_sizes(model: &Path, names: &[String], dims: &[usize], cwd: &Path) {
     }
     for p in &parts[names.len()..] {
         let (o, i) = (u(&p["shape"][0]), u(&p["shape"][1]));
-        // int8: codes, fp16 scales, i32 biases, the input's scale and zero point.
-        let want = if p["precision"] == "int8" { o * i + 6 * o + 5 } else { 4 * (o * i + o) };
+        // int8: codes, fp16 scales, i32 biases, the input's scale and zero point; a layer
+        // kept in float: fp16 weights (f16) or f32 ones (a float model), f32 biases.
+        let want = match p["precision"].as_str().unwrap() {
+            "int8" => o * i + 6 * o + 5,
+            "f16" => 2 * o * i + 4 * o,
+            _ => 4 * (o * i + o),
+        };
         assert_eq!(u(&p["bytes"]), want, "{}", p["name"]);
     }
     let file = |n: &str| std::fs::metadata(model.join(n)).unwrap().len() as usize;

@@ -86,11 +86,7 @@ impl Built {
             .int8_layers
             .iter()
             .enumerate()
-            .map(
-                |(i, l)| {
-                    if float_layers.contains(&i) { QLayer::Float(self.float_layers[i].clone()) } else { l.clone() }
-                },
-            )
+            .map(|(i, l)| if float_layers.contains(&i) { half_weights(&self.float_layers[i]) } else { l.clone() })
             .collect();
         let embeddings = self
             .embeddings
@@ -185,6 +181,17 @@ fn calibrate(model: &FloatModel, frame: &FeatureFrame, cal: Calibrator) -> (Vec<
     }
     let bytes = obs.iter().map(Observer::state_bytes).sum();
     (obs, bytes)
+}
+
+/// A layer the gate keeps in float, its weights rounded to fp16 (stored in half the bytes;
+/// computed in f32): the gate measures the model with them.
+/// Weights beyond fp16's range stay f32.
+fn half_weights(d: &Dense) -> QLayer {
+    let weight: Vec<f32> = d.weight.iter().map(|&w| reco_runtime::quant::to_f16(w)).collect();
+    if weight.iter().any(|w| !w.is_finite()) {
+        return QLayer::Float(d.clone());
+    }
+    QLayer::Float(Dense { weight, ..d.clone() })
 }
 
 fn int8_layer(d: &Dense, qp: Option<QParams>, opts: &QuantizeSettings) -> QLayer {

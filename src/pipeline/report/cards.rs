@@ -89,7 +89,9 @@ pub(super) fn model_card(i: &Inputs, n: usize, m: &ModelEval) -> Result<Vec<Bloc
             .iter()
             .zip(&man.architecture.embedding_dims)
             .map(|(c, d)| match c.bag {
-                Some(b) => format!("{} ({d}-d embeddings of up to {} values, {})", c.name, b.max_values, b.pooling.name()),
+                Some(b) => {
+                    format!("{} ({d}-d embeddings of up to {} values, {})", c.name, b.max_values, b.pooling.name())
+                }
                 None => format!("{} ({d}-d embedding)", c.name),
             })
             .collect();

@@ -11,7 +11,7 @@
 //! | `dense.<i>.bias_q`            | I32   | [out]        | at scale input_scale · weight_scale       |
 //! | `dense.<i>.input_scale`       | F32   | [1]          | u8 input activations: real = s · (q - z)  |
 //! | `dense.<i>.input_zero_point`  | U8    | [1]          |                                           |
-//! | `dense.<i>.weight`, `.bias`   | F32   | [out, in], [out] | a layer kept in float by the accuracy gate |
+//! | `dense.<i>.weight`, `.bias`   | F16, F32 | [out, in], [out] | a layer kept in float by the accuracy gate: fp16 weights (computed in f32), f32 bias |
 //!
 //! A table holds either `codes` or `codes4` (its precision, chosen per table by `quantize`).
 //! Artifacts written before fp16 scales hold `embedding.<col>.scale_offset` F32 [rows, 2]
@@ -32,7 +32,7 @@ use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::quant::{EmbeddingBits, QParams, TableLayout};
 
 /// Layout description stored in the manifest's `tensor_layout`.
-pub const LAYOUT: &str = "embedding.<col>.codes U8 [rows, dim] (8-bit) or embedding.<col>.codes4 U8 [rows, ceil(dim/2)] (4-bit, low nibble first) + embedding.<col>.scale_bias F16 [rows, 2] (row-wise) or [1, 2] (one pair for the table); dense.<i>.weight_q I8 [out, in] + weight_scale F16 [out] (per channel, symmetric; F32 when beyond fp16's range) + bias_q I32 [out] + input_scale F32 [1] + input_zero_point U8 [1]; float-fallback layers dense.<i>.weight F32 [out, in] + bias F32 [out]";
+pub const LAYOUT: &str = "embedding.<col>.codes U8 [rows, dim] (8-bit) or embedding.<col>.codes4 U8 [rows, ceil(dim/2)] (4-bit, low nibble first) + embedding.<col>.scale_bias F16 [rows, 2] (row-wise) or [1, 2] (one pair for the table); dense.<i>.weight_q I8 [out, in] + weight_scale F16 [out] (per channel, symmetric; F32 when beyond fp16's range) + bias_q I32 [out] + input_scale F32 [1] + input_zero_point U8 [1]; float-fallback layers dense.<i>.weight F16 [out, in] (F32 in artifacts before fp16) + bias F32 [out]";
 
 /// A quantized embedding table: row-wise codes with a scale and bias per row, or one pair for
 /// the whole table ([`TableLayout`]).
@@ -134,6 +134,15 @@ pub struct QuantWeights {
     pub layers: Vec<QLayer>,
 }
 
+/// Values as F16 when every one is an fp16 value (exact), else as F32.
+fn half_or_f32(v: &[f32]) -> (Dtype, Vec<u8>) {
+    if v.iter().all(|&x| crate::quant::to_f16(x) == x) {
+        (Dtype::F16, bytes_of(v, |x: f32| half::f16::from_f32(x).to_le_bytes().to_vec()))
+    } else {
+        (Dtype::F32, bytes_of(v, |x: f32| x.to_le_bytes().to_vec()))
+    }
+}
+
 fn bytes_of<T: Copy>(v: &[T], f: impl Fn(T) -> Vec<u8>) -> Vec<u8> {
     v.iter().flat_map(|&x| f(x)).collect()
 }
@@ -162,11 +171,7 @@ impl QuantWeights {
                         weight.iter().map(|&w| w as u8).collect(),
                         vec![*output, *input],
                     ));
-                    let (dtype, bytes) = if weight_scale.iter().all(|&s| crate::quant::to_f16(s) == s) {
-                        (Dtype::F16, bytes_of(weight_scale, |x: f32| half::f16::from_f32(x).to_le_bytes().to_vec()))
-                    } else {
-                        (Dtype::F32, f32b(weight_scale))
-                    };
+                    let (dtype, bytes) = half_or_f32(weight_scale);
                     owned.push((format!("dense.{i}.weight_scale"), dtype, bytes, vec![*output]));
                     match static_input {
                         Some((bias_q, qp)) => {
@@ -188,7 +193,8 @@ impl QuantWeights {
                     }
                 }
                 QLayer::Float(d) => {
-                    owned.push((format!("dense.{i}.weight"), Dtype::F32, f32b(&d.weight), vec![d.output, d.input]));
+                    let (dtype, bytes) = half_or_f32(&d.weight);
+                    owned.push((format!("dense.{i}.weight"), dtype, bytes, vec![d.output, d.input]));
                     owned.push((format!("dense.{i}.bias"), Dtype::F32, f32b(&d.bias), vec![d.output]));
                 }
             }
@@ -298,8 +304,13 @@ impl QuantWeights {
                 };
                 layers.push(QLayer::Int8 { weight, weight_scale, static_input, bias, input, output });
             } else {
+                let name = format!("dense.{i}.weight");
+                let weight = match st.tensor(&name).map(|t| t.dtype()) {
+                    Ok(Dtype::F16) => f16s(&name, &[output, input])?,
+                    _ => f32s(&name, &[output, input])?,
+                };
                 layers.push(QLayer::Float(Dense {
-                    weight: f32s(&format!("dense.{i}.weight"), &[output, input])?,
+                    weight,
                     bias: f32s(&format!("dense.{i}.bias"), &[output])?,
                     input,
                     output,
@@ -348,4 +359,67 @@ impl QuantWeights {
 /// The codes tensor's name suffix and width for a table of `dim` at `bits`.
 fn codes_tensor(bits: EmbeddingBits, dim: usize) -> (&'static str, usize) {
     (bits.codes_suffix(), bits.row_bytes(dim))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::manifest::{Activation, Interaction};
+    use crate::artifact::spec::{CategoricalSpec, NumericSpec};
+    use crate::quant::{quantize_weights, to_f16};
+    use safetensors::SafeTensors;
+
+    /// One table, an integer layer 0 and a float layer 1 with weights `w1`, through bytes and back.
+    fn round_trip(w1: Vec<f32>) -> (QuantWeights, QuantWeights, Vec<u8>) {
+        let spec = FeatureSpec {
+            categorical: vec![CategoricalSpec::new("c", vec![1])],
+            numeric: vec![NumericSpec { name: "x".into(), mean: 0.0, std: 1.0 }],
+            label: "y".into(),
+            sources: vec![],
+        };
+        let arch = Architecture {
+            embedding_dims: vec![2],
+            hidden: vec![2],
+            activation: Activation::Relu,
+            interaction: Interaction::None,
+        };
+        let (weight, weight_scale) = quantize_weights(&[0.3, -0.7, 0.1, 0.05, 1e-9, 0.2], 2, 3, 7, true);
+        let table = RowwiseTable {
+            codes: vec![0; 4],
+            scale_offset: vec![1.0, 0.0, 1.0, 0.0],
+            rows: 2,
+            dim: 2,
+            layout: TableLayout::Int8,
+        };
+        let q = QuantWeights {
+            embeddings: vec![table],
+            layers: vec![
+                QLayer::Int8 { weight, weight_scale, static_input: None, bias: vec![0.5, -0.5], input: 3, output: 2 },
+                QLayer::Float(Dense { weight: w1, bias: vec![0.1], input: 2, output: 1 }),
+            ],
+        };
+        let bytes = q.to_bytes(&spec).unwrap();
+        let back = QuantWeights::from_bytes(&bytes, Path::new("m.safetensors"), &spec, &arch).unwrap();
+        (q, back, bytes)
+    }
+
+    #[test]
+    fn fp16_scales_and_float_weights_round_trip_exactly_and_others_stay_f32() {
+        let dtypes = |bytes: &[u8]| -> Vec<(String, Dtype)> {
+            let st = SafeTensors::deserialize(bytes).unwrap();
+            let mut v: Vec<(String, Dtype)> = st.tensors().into_iter().map(|(n, t)| (n, t.dtype())).collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v.into_iter().filter(|(n, _)| n.ends_with("weight_scale") || n.ends_with(".weight")).collect()
+        };
+        let (q, back, bytes) = round_trip(vec![to_f16(0.3), to_f16(-1.7)]);
+        assert_eq!(back, q);
+        assert_eq!(
+            dtypes(&bytes),
+            vec![("dense.0.weight_scale".into(), Dtype::F16), ("dense.1.weight".into(), Dtype::F16)]
+        );
+        // Weights fp16 cannot hold exactly (a float model's layer) are written as F32.
+        let (q, back, bytes) = round_trip(vec![0.3, -1.7]);
+        assert_eq!(back, q);
+        assert_eq!(dtypes(&bytes)[1], ("dense.1.weight".into(), Dtype::F32));
+    }
 }

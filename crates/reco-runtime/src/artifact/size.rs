@@ -26,7 +26,8 @@ pub struct TensorSize {
     pub name: String,
     /// `[rows, dim]` of a table, `[out, in]` of a layer.
     pub shape: [usize; 2],
-    /// `f32`, `int8`, `int8-table` (one scale and bias for the table) or `int4`.
+    /// `f32`, `f16` (a float layer's weights), `int8`, `int8-table` (one scale and bias for the
+    /// table) or `int4`.
     pub precision: String,
     /// Bytes of its tensors' data.
     pub bytes: u64,
@@ -118,7 +119,13 @@ pub fn tensor_sizes(bytes: &[u8], spec: &FeatureSpec, arch: &Architecture, quant
             Some(&[out, input]) => [out, input],
             _ => [0, 0],
         };
-        let precision = if g.contains_key(".weight_q") { "int8" } else { "f32" };
+        // A layer the gate kept in float holds fp16 weights when they fit ([`QLayer::Float`]).
+        let half = g.get(".weight").is_some_and(|(s, b)| *b == 2 * s.iter().product::<usize>() as u64);
+        let precision = match (g.contains_key(".weight_q"), half) {
+            (true, _) => "int8",
+            (false, true) => "f16",
+            (false, false) => "f32",
+        };
         TensorSize { shape, precision: precision.into(), bytes: total(&g), name }
     });
     Ok(tables.chain(layers).collect())
