@@ -468,19 +468,10 @@ mod tests {
         use reco_runtime::artifact::spec::{Bag, Ids, Pooling};
         use reco_runtime::runtime::Columns;
         for pooling in [Pooling::Mean, Pooling::Sum] {
+            // The setup's network, its one categorical column multi-valued.
+            let (mut spec, arch, _) = setup();
             let bag = Bag { max_values: 3, pooling };
-            let spec = FeatureSpec {
-                categorical: vec![CategoricalSpec::new("tags", (1..=6).collect()).with_bag(bag)],
-                numeric: vec![NumericSpec { name: "x".into(), mean: 0.0, std: 1.0 }],
-                label: "label".into(),
-                sources: Vec::new(),
-            };
-            let arch = Architecture {
-                embedding_dims: vec![4],
-                hidden: vec![8],
-                activation: reco_runtime::artifact::manifest::Activation::Relu,
-                interaction: reco_runtime::artifact::manifest::Interaction::None,
-            };
+            spec.categorical = vec![CategoricalSpec::new("tags", (1..=6).collect()).with_bag(bag)];
             // Lists of 0 to 3 ids, unknown ones (7, 9) among them.
             let lists: Vec<Vec<i64>> = vec![vec![1, 2], vec![], vec![3], vec![9, 4, 4], vec![6, 7, 5], vec![2]];
             let cols = Columns {

@@ -185,7 +185,8 @@ fn keep_float_layers_stay_float_and_are_recorded_and_bad_indices_are_refused() {
     let q = &manifest_json(&dir.path().join("mixed"))["quantization"];
     assert_eq!(q["requested_float_layers"], serde_json::json!([0, 2]));
     assert_eq!(q["float_layers"], serde_json::json!([0, 2]), "a gate this loose adds nothing");
-    // The kept layers are stored as float tensors; the middle one as int8.
+    // The kept layers are stored as float tensors (fp16 weights, f32 biases); the middle one
+    // as int8.
     let o = ok(reco(&["inspect", dir.path().join("mixed").to_str().unwrap(), "--json"], dir.path()));
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     let dtype = |name: &str| {
@@ -196,7 +197,8 @@ fn keep_float_layers_stay_float_and_are_recorded_and_bad_indices_are_refused() {
             .find(|t| t["name"] == name)
             .map(|t| t["dtype"].as_str().unwrap().to_string())
     };
-    assert_eq!(dtype("dense.0.weight").as_deref(), Some("F32"), "{}", v["tensors"]);
+    assert_eq!(dtype("dense.0.weight").as_deref(), Some("F16"), "{}", v["tensors"]);
+    assert_eq!(dtype("dense.0.bias").as_deref(), Some("F32"), "{}", v["tensors"]);
     assert_eq!(dtype("dense.1.weight_q").as_deref(), Some("I8"), "{}", v["tensors"]);
 }
 

@@ -235,3 +235,28 @@ fn header_only_parts_and_cr_line_endings_read_as_the_rows_they_hold() {
         assert!(std::fs::read(a).unwrap() == std::fs::read(b).unwrap(), "{f} differs");
     }
 }
+
+#[test]
+fn venue_tags_become_list_features_and_a_list_longer_than_max_values_is_refused() {
+    let dir = checkins_case();
+    std::fs::rename(dir.path().join("recipe-tags.toml"), dir.path().join("r.toml")).unwrap();
+    ok(prepare_case(dir.path()));
+    let spec = read_json(&dir.path().join("out/features/feature_spec.json"));
+    let tags = spec["categorical"].as_array().unwrap().iter().find(|c| c["name"] == "tags").unwrap().clone();
+    assert_eq!(tags["bag"], serde_json::json!({"max_values": 3, "pooling": "sum"}));
+    // Pieces trimmed, the quoted tag with the CSV delimiter kept whole.
+    let vocabulary: Vec<&str> = tags["vocabulary"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(vocabulary.contains(&"coffee, tea") && vocabulary.contains(&"late night"), "{vocabulary:?}");
+    assert!(vocabulary.iter().all(|v| !v.is_empty() && v.trim() == *v), "{vocabulary:?}");
+
+    let dir = checkins_case();
+    std::fs::rename(dir.path().join("recipe-tags.toml"), dir.path().join("r.toml")).unwrap();
+    let recipe = dir.path().join("r.toml");
+    std::fs::write(&recipe, std::fs::read_to_string(&recipe).unwrap().replace("max_values = 3", "max_values = 2"))
+        .unwrap();
+    input_error(
+        &prepare_case(dir.path()),
+        &["venues_tags.csv", "column `tags` line 7 holds 3 values, more than max_values = 2", "(raise it)"],
+    );
+    nothing_written(dir.path());
+}
