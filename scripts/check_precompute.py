@@ -160,7 +160,9 @@ def main():
         data, out = os.path.join(tmp, "cands.parquet"), os.path.join(tmp, "scores.parquet")
         arrays = {}
         for c in spec["categorical"]:
-            arrays[c["name"]] = pa.array(cols[c["name"]], pa.int64() if c.get("dtype", "int64") == "int64" else pa.string())
+            typ = pa.int64() if c.get("dtype", "int64") == "int64" else pa.string()
+            # A multi-valued column (a place's tags): lists, as the snapshot holds them.
+            arrays[c["name"]] = pa.array(cols[c["name"]], pa.list_(typ) if c.get("bag") else typ)
         for n in spec["numeric"]:
             arrays[n["name"]] = pa.array(cols[n["name"]], pa.float32())
         pq.write_table(pa.table(arrays), data)

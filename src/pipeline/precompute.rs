@@ -33,7 +33,7 @@ use crate::recipe::PrepareConfig;
 use reco_runtime::artifact::spec::{CategoricalSpec, FeatureSpec, Ids, Key, Vocabulary};
 use reco_runtime::error::{Error, Result};
 use reco_runtime::features::history::{self, HistoryStats};
-use reco_runtime::runtime::{Columns, Model, sigmoid};
+use reco_runtime::runtime::{Columns, Model, sigmoid, take_lists};
 
 /// What to precompute.
 #[derive(Debug, Clone)]
@@ -88,6 +88,8 @@ struct Places {
     category: Option<Ids>,
     /// Every place input by name: categorical ids and numeric values.
     categorical: BTreeMap<String, Ids>,
+    /// The offsets of the multi-valued ones among `categorical`.
+    lists: BTreeMap<String, Vec<usize>>,
     numeric: BTreeMap<String, Vec<f32>>,
 }
 
@@ -242,10 +244,13 @@ fn read_places(path: &Path, spec: &FeatureSpec) -> Result<Places> {
             path.display()
         )));
     }
-    let mut categorical = BTreeMap::new();
-    let mut numeric = BTreeMap::new();
-    for c in &spec.categorical {
-        if t.has(&c.name) {
+    let (mut categorical, mut lists, mut numeric) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+    for c in spec.categorical.iter().filter(|c| t.has(&c.name)) {
+        if c.bag.is_some() {
+            let l = t.id_lists(&c.name, '|')?;
+            categorical.insert(c.name.clone(), l.ids);
+            lists.insert(c.name.clone(), l.offsets);
+        } else {
             categorical.insert(c.name.clone(), t.ids(&c.name)?);
         }
     }
@@ -261,6 +266,7 @@ fn read_places(path: &Path, spec: &FeatureSpec) -> Result<Places> {
         visits: t.floats("visits", false)?,
         category: if t.has("category") { Some(t.ids("category")?) } else { None },
         categorical,
+        lists,
         numeric,
     })
 }
@@ -329,8 +335,21 @@ impl RequestInputs {
         let n = cands.len() * blocks;
         let idx: Vec<usize> = (0..blocks).flat_map(|_| cands.iter().map(|&p| p as usize)).collect();
         let user_rows: Vec<usize> = users.iter().flat_map(|&r| std::iter::repeat_n(r, cands.len())).collect();
-        let mut categorical = Vec::new();
+        let (mut categorical, mut lists) = (Vec::new(), Vec::new());
         for c in &spec.categorical {
+            if c.bag.is_some() {
+                let (ids, offsets) = match (self.users.categorical(&c.name), self.users.list(&c.name)) {
+                    (Some(ids), Some(o)) => take_lists(ids, o, user_rows.iter().map(|&r| Some(r))),
+                    _ => match (places.categorical.get(&c.name), places.lists.get(&c.name)) {
+                        (Some(ids), Some(o)) => take_lists(ids, o, idx.iter().map(|&i| Some(i))),
+                        _ => return Err(unsupported(spec, &c.name)),
+                    },
+                };
+                categorical.push(ids);
+                lists.push(Some(offsets));
+                continue;
+            }
+            lists.push(None);
             let col = match (c.name.as_str(), self.users.categorical(&c.name)) {
                 ("segment", _) => match self.segment_spec.as_ref().map(|s| &s.vocabulary) {
                     Some(Vocabulary::Int(_)) => Ids::Int(vec![segment.parse().unwrap_or_default(); n]),
@@ -362,7 +381,10 @@ impl RequestInputs {
             };
             numeric.push(col);
         }
-        Ok(Columns { rows: n, categorical, lists: Vec::new(), numeric })
+        if lists.iter().all(Option::is_none) {
+            lists.clear();
+        }
+        Ok(Columns { rows: n, categorical, lists, numeric })
     }
 }
 
@@ -400,6 +422,11 @@ impl UserInputs {
 
     fn categorical(&self, name: &str) -> Option<&Ids> {
         self.read.categorical.iter().position(|c| c.name == name).map(|i| &self.cols.categorical[i])
+    }
+
+    /// The offsets of a multi-valued users-table input.
+    fn list(&self, name: &str) -> Option<&[usize]> {
+        self.read.categorical.iter().position(|c| c.name == name).and_then(|i| self.cols.list(i))
     }
 
     fn numeric(&self, name: &str) -> Option<&[f32]> {

@@ -98,7 +98,8 @@ fn read_rows(data: &Path, spec: &FeatureSpec, f: &Featurizer) -> Result<Vec<RawR
 fn extra_columns(t: &Table, spec: &FeatureSpec) -> Result<BTreeMap<String, Vec<Extra>>> {
     let skip = ["user_id", "place_id", "timestamp", "lat", "lon", "utc_offset_s"];
     let mut out = BTreeMap::new();
-    for c in spec.categorical.iter().filter(|c| !skip.contains(&c.name.as_str()) && t.has(&c.name)) {
+    // Multi-valued columns come from the place snapshot only.
+    for c in spec.categorical.iter().filter(|c| c.bag.is_none() && !skip.contains(&c.name.as_str()) && t.has(&c.name)) {
         let v = match t.ids(&c.name)? {
             Ids::Int(v) => v.into_iter().map(|x| Extra::Number(x as f64)).collect(),
             Ids::Str(v) => v.into_iter().map(Extra::Text).collect(),

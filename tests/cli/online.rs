@@ -144,13 +144,19 @@ fn replay(dir: &Path, feed: Feed) -> usize {
 
 /// Row `i` of `want` equals the one row of `got`, every input to the bit.
 fn same_row(spec: &FeatureSpec, got: &Columns, want: &Columns, (file, i): (&str, usize)) {
-    for (c, (g, w)) in spec.categorical.iter().zip(got.categorical.iter().zip(&want.categorical)) {
+    for (k, (c, (g, w))) in spec.categorical.iter().zip(got.categorical.iter().zip(&want.categorical)).enumerate() {
+        // A multi-valued column: the row's whole list.
+        let (gr, wr) = match (got.list(k), want.list(k)) {
+            (Some(go), Some(wo)) => (go[0]..go[1], wo[i]..wo[i + 1]),
+            _ => (0..1, i..i + 1),
+        };
         let same = match (g, w) {
-            (Ids::Int(g), Ids::Int(w)) => g[0] == w[i],
-            (Ids::Str(g), Ids::Str(w)) => g[0] == w[i],
+            (Ids::Int(g), Ids::Int(w)) => g[gr] == w[wr.clone()],
+            (Ids::Str(g), Ids::Str(w)) => g[gr] == w[wr.clone()],
             _ => false,
         };
-        assert!(same, "{file} row {i}: {} is {g:?}, prepare wrote {:?}", c.name, w.slice(i..i + 1));
+        let i = wr.start;
+        assert!(same, "{file} row {i}: {} is {g:?}, prepare wrote {:?}", c.name, w.slice(wr));
     }
     for (n, (g, w)) in spec.numeric.iter().zip(got.numeric.iter().zip(&want.numeric)) {
         assert_eq!(g[0].to_bits(), w[i].to_bits(), "{file} row {i}: {} is {}, prepare wrote {}", n.name, g[0], w[i]);
@@ -177,4 +183,13 @@ fn replaying_the_checkins_log_gives_every_feature_column_of_prepare() {
         let n = replay(&dir.path().join("f/features"), feed);
         assert!(n > 500, "{n} rows");
     }
+}
+
+#[test]
+fn replaying_the_checkins_log_with_venue_tags_gives_their_lists_as_prepare_wrote_them() {
+    let dir = checkins_case();
+    std::fs::rename(dir.path().join("recipe-tags.toml"), dir.path().join("r.toml")).unwrap();
+    ok(reco(&["prepare", "--recipe", "r.toml", "--out", "f"], dir.path()));
+    let n = replay(&dir.path().join("f/features"), Feed::InOrder);
+    assert!(n > 500, "{n} rows");
 }

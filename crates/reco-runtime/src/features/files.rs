@@ -69,7 +69,13 @@ pub fn read_places(path: &Path, spec: &FeatureSpec) -> Result<Places> {
         p.coords = Some((lat, f64s(column(&b, path, "place_lon")?, path, "place_lon")?));
     }
     for c in spec.categorical.iter().filter(|c| c.name != "place_id") {
-        if let Some(a) = b.column_by_name(&c.name) {
+        let Some(a) = b.column_by_name(&c.name) else { continue };
+        if c.bag.is_some() {
+            let (offsets, values) = crate::runtime::arrow_io::list_from_array(&c.name, a)
+                .map_err(|e| Error::input(format!("{}: {e}", path.display())))?;
+            p.categorical.insert(c.name.clone(), ids(&values, path, &c.name)?);
+            p.lists.insert(c.name.clone(), offsets);
+        } else {
             p.categorical.insert(c.name.clone(), ids(a, path, &c.name)?);
         }
     }

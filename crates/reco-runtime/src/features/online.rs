@@ -81,6 +81,9 @@ pub struct Places {
     pub coords: Option<(Vec<f64>, Vec<f64>)>,
     /// Categorical place columns (category, declared place categoricals) by name.
     pub categorical: BTreeMap<String, Ids>,
+    /// The offsets of the multi-valued ones among them (place `i` holds ids
+    /// `offsets[i]..offsets[i + 1]` of its `categorical` column).
+    pub lists: BTreeMap<String, Vec<usize>>,
     /// Static numeric place columns (place_rating, price_level, declared) by name.
     pub numeric: BTreeMap<String, Vec<f32>>,
 }
@@ -119,6 +122,14 @@ impl Featurizer {
     /// Every model input is one the featurizer computes, takes from the snapshot or can
     /// take from a request.
     fn check(&self) -> Result<()> {
+        if let Some(c) =
+            self.spec.categorical.iter().find(|c| c.bag.is_some() && !self.places.lists.contains_key(&c.name))
+        {
+            return Err(Error::input(format!(
+                "the model reads the multi-valued column `{}`, which the place snapshot does not hold as lists (lists from users or requests are not supported by the online featurizer)",
+                c.name
+            )));
+        }
         for n in &self.spec.numeric {
             let name = n.name.as_str();
             if name == DISTANCE && self.places.coords.is_none() {
@@ -186,7 +197,15 @@ impl Featurizer {
         let mut flags = vec![RowFlags::default(); rows.len()];
         let place_rows: Vec<Option<usize>> = rows.iter().map(|r| self.index.get(&r.place).copied()).collect();
         let mut categorical = Vec::with_capacity(self.spec.categorical.len());
+        let mut lists = Vec::with_capacity(self.spec.categorical.len());
         for c in &self.spec.categorical {
+            if c.bag.is_some() {
+                let (ids, offsets) = self.place_lists(&c.name, c.dtype(), &place_rows)?;
+                categorical.push(ids);
+                lists.push(Some(offsets));
+                continue;
+            }
+            lists.push(None);
             let ids = self.categorical(&c.name, c.dtype(), rows, &place_rows)?;
             if c.name == "user_id" || c.name == "place_id" {
                 let known = c.rows_of(&ids);
@@ -212,7 +231,26 @@ impl Featurizer {
             };
             numeric.push(col);
         }
-        Ok((Columns { rows: rows.len(), categorical, lists: Vec::new(), numeric }, flags))
+        if lists.iter().all(Option::is_none) {
+            lists.clear();
+        }
+        Ok((Columns { rows: rows.len(), categorical, lists, numeric }, flags))
+    }
+
+    /// A multi-valued input, from the place snapshot: each row's place's list (an unknown
+    /// place: an empty list). Lists of a user or a request are not taken yet: an error.
+    fn place_lists(&self, name: &str, dtype: IdType, place_rows: &[Option<usize>]) -> Result<(Ids, Vec<usize>)> {
+        // `check` made sure the snapshot holds it.
+        let (Some(ids), Some(offsets)) = (self.places.categorical.get(name), self.places.lists.get(name)) else {
+            return Err(Error::Internal(format!("{name}: not in the place snapshot")));
+        };
+        if ids.id_type() != dtype {
+            return Err(Error::input(format!(
+                "the place snapshot's `{name}` holds {} ids, the model expects {dtype} ids",
+                ids.id_type()
+            )));
+        }
+        Ok(crate::runtime::take_lists(ids, offsets, place_rows.iter().copied()))
     }
 
     /// One categorical input: the request's user or place, a snapshot column, or the request's.

@@ -76,7 +76,7 @@ fn columns_at(spec: &FeatureSpec, batch: &RecordBatch, first: usize) -> Result<C
 }
 
 /// A list column's offsets (from 0) and the values they cover (List or LargeList).
-fn list_from_array(name: &str, a: &ArrayRef) -> Result<(Vec<usize>, ArrayRef)> {
+pub(crate) fn list_from_array(name: &str, a: &ArrayRef) -> Result<(Vec<usize>, ArrayRef)> {
     let (offsets, values): (Vec<usize>, ArrayRef) = match a.data_type() {
         DataType::List(_) => {
             let l = a.as_list::<i32>();

@@ -49,13 +49,8 @@ impl Columns {
     pub fn take(&self, idx: &[usize]) -> Self {
         let mut out = self.take_with(|c, o| match o {
             Some(o) => {
-                let values: Vec<usize> = idx.iter().flat_map(|&i| o[i]..o[i + 1]).collect();
-                let mut offsets = Vec::with_capacity(idx.len() + 1);
-                offsets.push(0);
-                for &i in idx {
-                    offsets.push(offsets[offsets.len() - 1] + o[i + 1] - o[i]);
-                }
-                (c.take(&values), Some(offsets))
+                let (ids, offsets) = take_lists(c, o, idx.iter().map(|&i| Some(i)));
+                (ids, Some(offsets))
             }
             None => (c.take(idx), None),
         });
@@ -129,6 +124,22 @@ impl Columns {
     pub fn check(&self, spec: &FeatureSpec) -> Result<()> {
         self.view().check(spec)
     }
+}
+
+/// The lists of rows `rows` (`None`: an empty list) of a multi-valued column (`ids` with
+/// `offsets`), in that order: their ids and offsets from 0.
+pub fn take_lists(
+    ids: &Ids,
+    offsets: &[usize],
+    rows: impl Iterator<Item = Option<usize>> + Clone,
+) -> (Ids, Vec<usize>) {
+    let span = |r: Option<usize>| r.map_or(0..0, |i| offsets[i]..offsets[i + 1]);
+    let values: Vec<usize> = rows.clone().flat_map(span).collect();
+    let mut out = vec![0];
+    for r in rows {
+        out.push(out[out.len() - 1] + span(r).len());
+    }
+    (ids.take(&values), out)
 }
 
 /// Raw input columns borrowed from the caller (a server's parsed request, a data frame):
