@@ -363,3 +363,42 @@ fn prepare_says_on_stderr_when_it_drops_more_than_one_percent_of_the_interaction
     assert_eq!(record["summary"]["dropped_no_context"], 0);
     assert!(!stderr.contains("dropped"), "{stderr}");
 }
+
+#[test]
+fn a_multi_valued_place_feature_streams_to_the_same_bytes_as_in_memory() {
+    use arrow::array::{Array, Int64Array, Int64Builder, ListBuilder};
+    let all = ["user_id", "place_id", "timestamp", "lat", "lon", "label", "rating", "oracle_p"];
+    let case = streamed_case(&all, &["place_id", "lat", "lon", "category"], true, ["", ""]);
+    // Each place's tags as an int64 list column: its category and one more, none on every
+    // fifth place.
+    let path = case.path().join("places.parquet");
+    let b = read_batch(&path);
+    let cat = b.column(b.schema().index_of("category").unwrap()).clone();
+    let cat = cat.as_any().downcast_ref::<Int64Array>().unwrap();
+    let mut tags = ListBuilder::new(Int64Builder::new());
+    for i in 0..cat.len() {
+        if i % 5 != 0 {
+            tags.values().append_value(cat.value(i));
+            tags.values().append_value(100 + (i as i64 % 3));
+        }
+        tags.append(true);
+    }
+    let tags: std::sync::Arc<dyn Array> = std::sync::Arc::new(tags.finish());
+    let mut fields: Vec<arrow::datatypes::Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(arrow::datatypes::Field::new("tags", tags.data_type().clone(), true));
+    let mut cols = b.columns().to_vec();
+    cols.push(tags);
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
+    write_parquet_batch(&path, &arrow::array::RecordBatch::try_new(schema, cols).unwrap());
+    let feature =
+        "\n[[data.features]]\ntable = \"places\"\ncolumn = \"tags\"\nkind = \"multi_categorical\"\nmax_values = 2\n";
+    for r in ["mem.toml", "stream.toml"] {
+        let p = case.path().join(r);
+        std::fs::write(&p, std::fs::read_to_string(&p).unwrap() + feature).unwrap();
+    }
+    let (stderr, _) = prepare_both_ways(case.path());
+    assert!(stderr.contains("streaming them through disk in"), "{stderr}");
+    let spec = read_json(&case.path().join("stream/features/feature_spec.json"));
+    let tags = spec["categorical"].as_array().unwrap().iter().find(|c| c["name"] == "tags").unwrap().clone();
+    assert_eq!(tags["bag"], serde_json::json!({"max_values": 2, "pooling": "mean"}), "{tags}");
+}
