@@ -308,6 +308,9 @@ pub struct GatesConfig {
     pub min_student_auc_retention: Option<f64>,
     /// Fail when student NDCG@10 / teacher NDCG@10 (ranking set) is below this.
     pub min_student_ndcg_retention: Option<f64>,
+    /// Fail when the distilled student's NDCG@10 minus the scratch student's is below this
+    /// (needs `distill.scratch_baseline`): a CI can require that distillation pay.
+    pub min_distill_gain: Option<f64>,
     /// What decides these gates: the point estimate, or its bootstrap 95% interval (a gate
     /// then fails only when the whole interval is on the failing side).
     pub judge: GateJudge,
@@ -354,6 +357,13 @@ impl GatesConfig {
             && !(0.0..=1.0).contains(&v)
         {
             return Err(Error::input(format!("gates.max_teacher_oracle_auc_gap = {v}: expected a number in [0, 1]")));
+        }
+        if let Some(v) = self.min_distill_gain
+            && !(-1.0..=1.0).contains(&v)
+        {
+            return Err(Error::input(format!(
+                "gates.min_distill_gain = {v}: expected an NDCG@10 difference in [-1, 1] (0 for \"at least as good as scratch\")"
+            )));
         }
         Ok(())
     }
@@ -714,6 +724,11 @@ impl Recipe {
         self.train.validate()?;
         self.gates.validate()?;
         self.distill.validate()?;
+        if self.gates.min_distill_gain.is_some() && !self.distill.scratch_baseline {
+            return Err(Error::input(
+                "gates.min_distill_gain compares the distilled student with the scratch one: it needs distill.scratch_baseline = true",
+            ));
+        }
         self.quantize.settings.validate(|k| format!("quantize.{k} ="))?;
         self.check_table_bits()?;
         match &self.data {
@@ -897,5 +912,11 @@ mod tests {
         assert!(err.contains("prepare.calibration_rows = 1"), "{err}");
         let err = Recipe::parse(&format!("{MINIMAL}[train]\nweight_decay = nan\n")).unwrap_err();
         assert!(err.contains("train.weight_decay = NaN"), "{err}");
+        let err = Recipe::parse(&format!("{MINIMAL}[gates]\nmin_distill_gain = 5\n")).unwrap_err();
+        assert!(err.contains("gates.min_distill_gain = 5: expected an NDCG@10 difference"), "{err}");
+        let text = format!("{MINIMAL}[gates]\nmin_distill_gain = 0\n[distill]\nscratch_baseline = false\n");
+        let err = Recipe::parse(&text).unwrap_err();
+        assert!(err.contains("needs distill.scratch_baseline = true"), "{err}");
+        assert!(Recipe::parse(&format!("{MINIMAL}[gates]\nmin_distill_gain = 0\n")).is_ok());
     }
 }

@@ -61,6 +61,10 @@ pub struct ModelEval {
     /// model) when both were evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vs_parent: Option<Paired>,
+    /// A distilled student's paired intervals against the scratch student of the same
+    /// architecture (what distillation bought), when both were evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vs_scratch: Option<Paired>,
 }
 
 /// Bootstrap 95% intervals of a model against another on the same resamples (rows for AUC,
@@ -284,6 +288,7 @@ pub fn evaluate(
     }
     progress.end();
     pair_with_parents(&opened, &mut rows, &resamples);
+    pair_with_scratch(&opened, &mut rows, &resamples);
     Ok(EvalReport { oracle_auc, models: rows, baselines })
 }
 
@@ -356,6 +361,7 @@ fn evaluate_model(dir: &Path, manifest: &Manifest, model: &Model, t: &Test<'_>) 
         us_per_row,
         oracle_auc_gap_ci95,
         vs_parent: None,
+        vs_scratch: None,
     };
     Ok((row, ModelResamples { auc: auc_rs, ndcg10: ndcg_rs }))
 }
@@ -370,6 +376,43 @@ fn pair_with_parents(opened: &[(&PathBuf, (Manifest, Model))], rows: &mut [Model
             rows[i].vs_parent = Some(Paired::of(&against, &rs[i], &rs[j]));
         }
     }
+}
+
+/// Each distilled student gets paired intervals against the first scratch student of the same
+/// architecture among the evaluated models (distilled minus scratch: what distillation bought).
+fn pair_with_scratch(opened: &[(&PathBuf, (Manifest, Model))], rows: &mut [ModelEval], rs: &[ModelResamples]) {
+    use reco_runtime::artifact::manifest::Kind;
+    for i in 0..opened.len() {
+        let m = &opened[i].1.0;
+        if m.kind != Kind::Student {
+            continue;
+        }
+        let scratch = (0..opened.len())
+            .find(|&j| opened[j].1.0.kind == Kind::StudentScratch && opened[j].1.0.architecture == m.architecture);
+        if let Some(j) = scratch {
+            let against = rows[j].name.clone();
+            rows[i].vs_scratch = Some(Paired::of(&against, &rs[i], &rs[j]));
+        }
+    }
+}
+
+/// A distilled student's gain over its scratch student, with paired intervals, as a line of
+/// the table (`None` without a scratch student).
+fn gain_line(report: &EvalReport, m: &ModelEval) -> Option<String> {
+    let p = m.vs_scratch.as_ref()?;
+    let other = report.models.iter().find(|o| o.name == p.against)?;
+    let delta = |a: Option<f64>, b: Option<f64>, ci: Option<[f64; 2]>| match (a.zip(b), ci) {
+        (Some((a, b)), Some([lo, hi])) => format!("{:+.4} [{lo:+.4}, {hi:+.4}]", a - b),
+        (Some((a, b)), None) => format!("{:+.4}", a - b),
+        _ => "-".into(),
+    };
+    Some(format!(
+        "distillation gain, {} - {} (paired 95% interval): AUC {}, NDCG@10 {}\n",
+        m.name,
+        p.against,
+        delta(m.auc, other.auc, p.auc_delta_ci95),
+        delta(m.ndcg10, other.ndcg10, p.ndcg10_delta_ci95)
+    ))
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -413,6 +456,9 @@ pub fn table(report: &EvalReport) -> String {
     }
     if let Some(o) = report.oracle_auc {
         s.push_str(&format!("oracle AUC (true visit probability): {o:.4}\n"));
+    }
+    for m in &report.models {
+        s.extend(gain_line(report, m));
     }
     for m in &report.models {
         if let Some(sizes) = &m.sizes {

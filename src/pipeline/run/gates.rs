@@ -171,6 +171,14 @@ pub fn check(g: &GatesConfig, eval: &EvalReport) -> Vec<GateReport> {
         let ci = paired.and_then(|p| p.ndcg10_ratio_ci95);
         gates.push(GateReport::new("student_ndcg_retention", "student", Bound::AtLeast, r, ci, min, g.judge));
     }
+    if let Some(min) = g.min_distill_gain {
+        // Distilled minus scratch NDCG@10, paired; no scratch student: not measured, fails.
+        let vs = student.and_then(|s| s.vs_scratch.as_ref());
+        let scratch = vs.and_then(|p| find(eval, &p.against));
+        let gain = student.and_then(|s| s.ndcg10).zip(scratch.and_then(|s| s.ndcg10)).map(|(s, c)| s - c);
+        let ci = vs.and_then(|p| p.ndcg10_delta_ci95);
+        gates.push(GateReport::new("student_distill_gain_ndcg", "student", Bound::AtLeast, gain, ci, min, g.judge));
+    }
     gates
 }
 
@@ -317,9 +325,8 @@ mod tests {
         assert!(!verdict(Bound::AtLeast, Some(f64::NAN), None, 0.0, GateJudge::Point).1);
     }
 
-    #[test]
-    fn a_smaller_model_at_least_as_good_on_both_metrics_dominates() {
-        let m = |kind: Kind, size: u64, auc: f64, ndcg: f64| ModelEval {
+    fn model(kind: Kind, size: u64, auc: f64, ndcg: f64) -> ModelEval {
+        ModelEval {
             name: kind.to_string(),
             path: kind.to_string(),
             kind,
@@ -337,7 +344,13 @@ mod tests {
             us_per_row: 0.0,
             oracle_auc_gap_ci95: None,
             vs_parent: None,
-        };
+            vs_scratch: None,
+        }
+    }
+
+    #[test]
+    fn a_smaller_model_at_least_as_good_on_both_metrics_dominates() {
+        let m = model;
         let eval = EvalReport {
             oracle_auc: None,
             models: vec![
@@ -351,5 +364,37 @@ mod tests {
         assert_eq!(dominated(&eval, &all), vec![Dominated { model: "student".into(), by: "teacher-int8".into() }]);
         // A failing model dominates nothing.
         assert!(dominated(&eval, &["student".to_string()]).is_empty());
+    }
+
+    #[test]
+    fn the_distillation_gain_gate_compares_the_student_with_its_scratch_twin() {
+        let gate = |student_ndcg: f64, interval: Option<[f64; 2]>, judge: GateJudge, with_scratch: bool| {
+            let mut student = model(Kind::Student, 100, 0.8, student_ndcg);
+            if with_scratch {
+                student.vs_scratch = Some(crate::pipeline::eval::Paired {
+                    against: "student-scratch".into(),
+                    auc_ratio_ci95: None,
+                    ndcg10_ratio_ci95: None,
+                    auc_delta_ci95: None,
+                    ndcg10_delta_ci95: interval,
+                });
+            }
+            let eval = EvalReport {
+                oracle_auc: None,
+                models: vec![student, model(Kind::StudentScratch, 100, 0.8, 0.30)],
+                baselines: Vec::new(),
+            };
+            let g = GatesConfig { min_distill_gain: Some(0.0), judge, ..GatesConfig::default() };
+            let r = check(&g, &eval).pop().unwrap();
+            assert_eq!((r.name.as_str(), r.artifact.as_str()), ("student_distill_gain_ndcg", "student"));
+            (r.value.map(|v| (v * 1e4).round() / 1e4), r.passed)
+        };
+        assert_eq!(gate(0.31, None, GateJudge::Point, true), (Some(0.01), true));
+        assert_eq!(gate(0.29, None, GateJudge::Point, true), (Some(-0.01), false));
+        // Judged on the interval: fails only when all of it is below the threshold.
+        assert_eq!(gate(0.29, Some([-0.02, 0.003]), GateJudge::Interval, true), (Some(-0.01), true));
+        assert_eq!(gate(0.29, Some([-0.02, -0.001]), GateJudge::Interval, true), (Some(-0.01), false));
+        // No scratch student evaluated: nothing measured, the gate fails.
+        assert_eq!(gate(0.31, None, GateJudge::Point, false), (None, false));
     }
 }
