@@ -94,14 +94,7 @@ def encode(table, spec):
         if c.get("bag"):
             ids.append([rows_of(l, c) for l in table.column(c["name"]).to_pylist()])
             continue
-        if c.get("dtype") == "string":
-            ids.append(rows_of(table.column(c["name"]).to_pylist(), c))
-            continue
-        vocab = np.asarray(c["vocabulary"], dtype=np.int64)
-        raw = table.column(c["name"]).to_numpy().astype(np.int64)
-        pos = np.searchsorted(vocab, raw)
-        found = (pos < len(vocab)) & (vocab[np.minimum(pos, len(vocab) - 1)] == raw)
-        ids.append(np.where(found, pos + 1, 0))
+        ids.append(rows_of(table.column(c["name"]).to_pylist(), c))
     nums = []
     for n in spec["numeric"]:
         x = table.column(n["name"]).to_numpy().astype(np.float32)

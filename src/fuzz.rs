@@ -108,7 +108,9 @@ fn probe_rows(model: &Model) -> Columns {
         })
         .collect();
     let numeric = spec.numeric.iter().map(|_| vec![0.0, 1e30, -1.0]).collect();
-    Columns { rows, categorical, lists: Vec::new(), numeric }
+    // A multi-valued column: an empty list, one id, then up to two (within max_values).
+    let lists = spec.categorical.iter().map(|c| c.bag.map(|b| vec![0, 0, 1, 1 + b.max_values.min(2)])).collect();
+    Columns { rows, categorical, lists: reco_runtime::runtime::lists_or_none(lists), numeric }
 }
 
 /// Artifact loader (manifest + safetensors, float or INT8) and scoring on a few rows.

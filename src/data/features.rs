@@ -64,16 +64,13 @@ impl FeatureFrame {
         let (mut categorical, mut lists) = (Vec::new(), Vec::new());
         for c in &spec.categorical {
             if c.bag.is_some() {
-                let l = t.id_lists(&c.name, '|')?;
+                let l = t.id_lists(&c.name, None)?;
                 categorical.push(l.ids);
                 lists.push(Some(l.offsets));
             } else {
                 categorical.push(t.ids(&c.name)?);
                 lists.push(None);
             }
-        }
-        if lists.iter().all(Option::is_none) {
-            lists.clear();
         }
         let numeric = spec
             .numeric
@@ -96,7 +93,8 @@ impl FeatureFrame {
             distance: if t.has(DISTANCE) { Some(f32s(t.floats(DISTANCE, false)?)) } else { None },
             history: if t.has(PLACE_VISITS) { Some(f32s(t.floats(PLACE_VISITS, false)?)) } else { None },
         };
-        let columns = Columns { rows: t.height(), categorical, lists, numeric };
+        let columns =
+            Columns { rows: t.height(), categorical, lists: reco_runtime::runtime::lists_or_none(lists), numeric };
         // The runtime's own check (id types against the spec), naming the file.
         columns.check(spec).map_err(|e| Error::input(format!("{}: {e}", path.display())))?;
         Ok(Self { columns, label, oracle, query_id, baselines })

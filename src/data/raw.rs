@@ -774,7 +774,7 @@ fn check_declared(
                 t.categories(&f.column)?;
             }
             FeatureKind::MultiCategorical => {
-                t.id_lists(&f.column, f.separator())?;
+                t.id_lists(&f.column, Some(f.separator()))?;
             }
             FeatureKind::Numeric => {
                 if f.fill.is_none()

@@ -33,7 +33,7 @@ use crate::recipe::PrepareConfig;
 use reco_runtime::artifact::spec::{CategoricalSpec, FeatureSpec, Ids, Key, Vocabulary};
 use reco_runtime::error::{Error, Result};
 use reco_runtime::features::history::{self, HistoryStats};
-use reco_runtime::runtime::{Columns, Model, sigmoid, take_lists};
+use reco_runtime::runtime::{Columns, Model, lists_or_none, sigmoid, take_lists};
 
 /// What to precompute.
 #[derive(Debug, Clone)]
@@ -247,7 +247,7 @@ fn read_places(path: &Path, spec: &FeatureSpec) -> Result<Places> {
     let (mut categorical, mut lists, mut numeric) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
     for c in spec.categorical.iter().filter(|c| t.has(&c.name)) {
         if c.bag.is_some() {
-            let l = t.id_lists(&c.name, '|')?;
+            let l = t.id_lists(&c.name, None)?;
             categorical.insert(c.name.clone(), l.ids);
             lists.insert(c.name.clone(), l.offsets);
         } else {
@@ -381,10 +381,7 @@ impl RequestInputs {
             };
             numeric.push(col);
         }
-        if lists.iter().all(Option::is_none) {
-            lists.clear();
-        }
-        Ok(Columns { rows: n, categorical, lists, numeric })
+        Ok(Columns { rows: n, categorical, lists: lists_or_none(lists), numeric })
     }
 }
 

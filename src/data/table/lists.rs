@@ -54,11 +54,22 @@ impl IdLists {
 
 impl Table {
     /// Column `name` as lists of ids. A list column (Parquet) gives its lists: a null list or
-    /// a null id is an error, `[]` an empty list. A text column is split at `separator`, each
-    /// piece trimmed of spaces, empty pieces dropped: a null or empty value is an empty list
-    /// (how a CSV writes one). An integer column gives one-id lists.
-    pub fn id_lists(&self, name: &str, separator: char) -> Result<IdLists> {
+    /// a null id is an error, `[]` an empty list. With a `separator` (a raw table, as the
+    /// recipe maps it), a text column is split at it, each piece trimmed of spaces, empty
+    /// pieces dropped: a null or empty value is an empty list (how a CSV writes one); and an
+    /// integer column gives one-id lists. Without one (a feature file, written by `prepare`
+    /// with list columns), anything but a list column is an error.
+    pub fn id_lists(&self, name: &str, separator: Option<char>) -> Result<IdLists> {
         let col = self.column(name)?;
+        let Some(separator) = separator else {
+            return match col.dtype() {
+                DataType::List(inner) => self.list_column(name, col, inner),
+                dt => Err(Error::input(format!(
+                    "{}: column `{name}` has type {dt}, expected a list column (the model's input is multi-valued; `prepare` writes it as a Parquet list)",
+                    self.name
+                ))),
+            };
+        };
         match col.dtype() {
             DataType::List(inner) => self.list_column(name, col, inner),
             dt if dt.is_integer() => {
@@ -125,16 +136,19 @@ mod tests {
     #[test]
     fn text_splits_at_the_separator_trimmed_and_a_missing_value_is_an_empty_list() {
         let t = table(Column::new("tags".into(), [Some("a|b"), Some(" c | a "), Some(""), None, Some("x||y|")]));
-        let l = t.id_lists("tags", '|').unwrap();
+        let l = t.id_lists("tags", Some('|')).unwrap();
         assert_eq!(l.offsets, vec![0, 2, 4, 4, 4, 6]);
         assert_eq!(l.ids, Ids::Str(["a", "b", "c", "a", "x", "y"].map(String::from).to_vec()));
         assert_eq!(l.longer_than(1), Some((0, 2)));
         assert_eq!(l.longer_than(2), None);
         // Written as a list column and read back: the same lists.
-        let back = table(l.to_column("tags")).id_lists("tags", ',').unwrap();
+        let back = table(l.to_column("tags")).id_lists("tags", None).unwrap();
         assert_eq!(back, l);
         let ints = IdLists { offsets: vec![0, 0, 3], ids: Ids::Int(vec![7, -1, 7]) };
-        assert_eq!(table(ints.to_column("t")).id_lists("t", '|').unwrap(), ints);
+        assert_eq!(table(ints.to_column("t")).id_lists("t", None).unwrap(), ints);
+        // A feature file's column must already hold lists: text is not split there.
+        let e = t.id_lists("tags", None).unwrap_err().to_string();
+        assert!(e.contains("column `tags` has type str, expected a list column"), "{e}");
     }
 
     #[test]
@@ -143,7 +157,7 @@ mod tests {
         b.append_slice(&[1, 2]);
         b.append_null();
         let t = table(b.finish().into_series().into_column());
-        let e = t.id_lists("tags", '|').unwrap_err().to_string();
+        let e = t.id_lists("tags", Some('|')).unwrap_err().to_string();
         assert!(
             e.contains("column `tags`") && e.contains("row 1") && e.contains("is null, expected a list of ids"),
             "{e}"
@@ -153,9 +167,9 @@ mod tests {
         b.append_opt_slice(Some(&[2]));
         b.append_series(&Series::new("".into(), [Some(3i64), None])).unwrap();
         let t = table(b.finish().into_series().into_column());
-        let e = t.id_lists("tags", '|').unwrap_err().to_string();
+        let e = t.id_lists("tags", Some('|')).unwrap_err().to_string();
         assert!(e.contains("row 2") && e.contains("holds a null id"), "{e}");
         let floats = table(Column::new("f".into(), [1.5f64]));
-        assert!(floats.id_lists("f", '|').is_err());
+        assert!(floats.id_lists("f", Some('|')).is_err());
     }
 }

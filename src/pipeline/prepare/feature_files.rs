@@ -121,6 +121,8 @@ struct Moments {
 /// The feature spec of the training split, fitted a chunk at a time.
 pub struct SpecFitter {
     categorical: Vec<(String, usize, Option<Bag>, Option<Counts>)>,
+    /// Per categorical column, the shortest and longest list seen (multi-valued ones).
+    list_lens: Vec<Option<(usize, usize)>>,
     numeric: Vec<Moments>,
 }
 
@@ -129,6 +131,7 @@ impl SpecFitter {
     pub fn new(layout: &Layout) -> Self {
         Self {
             categorical: layout.categorical.iter().map(|(n, m, b)| (n.clone(), *m, *b, None)).collect(),
+            list_lens: vec![None; layout.categorical.len()],
             numeric: layout
                 .numeric
                 .iter()
@@ -140,8 +143,17 @@ impl SpecFitter {
     /// Adds a chunk of the training split's features, starting at its row `first`.
     pub fn add(&mut self, df: &DataFrame, first: usize) -> Result<()> {
         let t = Table::frame(df.clone(), "train split").starting_at(first);
-        for (name, _, bag, counts) in &mut self.categorical {
-            let ids = if bag.is_some() { t.id_lists(name, '|')?.ids } else { t.ids(name)? };
+        for ((name, _, bag, counts), lens) in self.categorical.iter_mut().zip(&mut self.list_lens) {
+            let ids = if bag.is_some() {
+                let l = t.id_lists(name, None)?;
+                for w in l.offsets.windows(2) {
+                    let n = w[1] - w[0];
+                    *lens = Some(lens.map_or((n, n), |(a, b)| (a.min(n), b.max(n))));
+                }
+                l.ids
+            } else {
+                t.ids(name)?
+            };
             match (ids, counts) {
                 (Ids::Int(v), c @ None) => *c = Some(Counts::Int(count(v, BTreeMap::new()))),
                 (Ids::Int(v), Some(Counts::Int(m))) => *m = count(v, std::mem::take(m)),
@@ -164,11 +176,14 @@ impl SpecFitter {
 
     /// Whether the column `name` holds at most one distinct value (`None`: not a column).
     pub fn constant(&self, name: &str) -> Option<bool> {
-        if let Some((_, _, _, c)) = self.categorical.iter().find(|c| c.0 == name) {
-            return Some(c.as_ref().is_none_or(|c| match c {
+        if let Some(k) = self.categorical.iter().position(|c| c.0 == name) {
+            let one_value = self.categorical[k].3.as_ref().is_none_or(|c| match c {
                 Counts::Int(m) => m.len() <= 1,
                 Counts::Str(m) => m.len() <= 1,
-            }));
+            });
+            // Lists of one id and empty ones differ: the id's presence informs the model.
+            let one_length = self.list_lens[k].is_none_or(|(a, b)| a == b);
+            return Some(one_value && one_length);
         }
         self.numeric.iter().find(|m| m.name == name).map(|m| m.constant)
     }

@@ -432,7 +432,7 @@ fn with_lists(ctx: &FeatureContext<'_>, table: TableName, m: &Mapped) -> Result<
     let mut df = m.table.df.clone();
     for f in ctx.declared.iter().filter(|f| f.table == table) {
         let Some(bag) = f.bag() else { continue };
-        let lists = m.table.id_lists(&f.column, f.separator())?;
+        let lists = m.table.id_lists(&f.column, Some(f.separator()))?;
         if let Some((row, n)) = lists.longer_than(bag.max_values) {
             return Err(Error::input(format!(
                 "{} holds {n} values, more than max_values = {} of data.features {:?} (raise it)",

@@ -231,10 +231,7 @@ impl Featurizer {
             };
             numeric.push(col);
         }
-        if lists.iter().all(Option::is_none) {
-            lists.clear();
-        }
-        Ok((Columns { rows: rows.len(), categorical, lists, numeric }, flags))
+        Ok((Columns { rows: rows.len(), categorical, lists: crate::runtime::lists_or_none(lists), numeric }, flags))
     }
 
     /// A multi-valued input, from the place snapshot: each row's place's list (an unknown

@@ -44,9 +44,6 @@ fn columns_at(spec: &FeatureSpec, batch: &RecordBatch, first: usize) -> Result<C
             lists.push(None);
         }
     }
-    if lists.iter().all(Option::is_none) {
-        lists.clear();
-    }
     let mut numeric = Vec::new();
     for n in &spec.numeric {
         let a = col(&n.name)?;
@@ -70,7 +67,7 @@ fn columns_at(spec: &FeatureSpec, batch: &RecordBatch, first: usize) -> Result<C
         }
         numeric.push(v);
     }
-    let cols = Columns { rows: batch.num_rows(), categorical, lists, numeric };
+    let cols = Columns { rows: batch.num_rows(), categorical, lists: super::lists_or_none(lists), numeric };
     cols.check(spec)?;
     Ok(cols)
 }

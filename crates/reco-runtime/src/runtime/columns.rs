@@ -63,8 +63,7 @@ impl Columns {
     fn take_with(&self, f: impl Fn(&Ids, Option<&[usize]>) -> (Ids, Option<Vec<usize>>)) -> Self {
         let (categorical, lists): (Vec<Ids>, Vec<Option<Vec<usize>>>) =
             self.categorical.iter().enumerate().map(|(i, c)| f(c, self.list(i))).unzip();
-        let lists = if lists.iter().any(Option::is_some) { lists } else { Vec::new() };
-        Self { rows: 0, categorical, lists, numeric: Vec::new() }
+        Self { rows: 0, categorical, lists: lists_or_none(lists), numeric: Vec::new() }
     }
 
     /// No rows, with the columns (and id types) of `like`, with room for `capacity` rows.
@@ -93,13 +92,18 @@ impl Columns {
             return Err(Error::new(ErrorKind::InputColumn, "appended columns differ in number or id type"));
         }
         for (c, (dst, src)) in self.categorical.iter_mut().zip(&other.categorical).enumerate() {
-            if let (Some(Some(d)), Some(o)) = (self.lists.get_mut(c), other.list(c)) {
-                let base = dst.len();
-                d.extend(o[1..].iter().map(|&x| base + x));
-            }
+            // A list column: only the ids its offsets cover, the offsets rebased onto `dst`.
+            let covered = match (self.lists.get_mut(c), other.list(c)) {
+                (Some(Some(d)), Some(o)) if !o.is_empty() => {
+                    let (first, base) = (o[0], dst.len());
+                    d.extend(o[1..].iter().map(|&x| base + x - first));
+                    first..o[o.len() - 1]
+                }
+                _ => 0..src.len(),
+            };
             match (dst, src) {
-                (Ids::Int(d), Ids::Int(v)) => d.extend_from_slice(v),
-                (Ids::Str(d), Ids::Str(v)) => d.extend_from_slice(v),
+                (Ids::Int(d), Ids::Int(v)) => d.extend_from_slice(&v[covered]),
+                (Ids::Str(d), Ids::Str(v)) => d.extend_from_slice(&v[covered]),
                 _ => {}
             }
         }
@@ -124,6 +128,11 @@ impl Columns {
     pub fn check(&self, spec: &FeatureSpec) -> Result<()> {
         self.view().check(spec)
     }
+}
+
+/// Per-column offsets as [`Columns::lists`] holds them: empty when no column is multi-valued.
+pub fn lists_or_none(lists: Vec<Option<Vec<usize>>>) -> Vec<Option<Vec<usize>>> {
+    if lists.iter().all(Option::is_none) { Vec::new() } else { lists }
 }
 
 /// The lists of rows `rows` (`None`: an empty list) of a multi-valued column (`ids` with
@@ -199,9 +208,8 @@ impl<'a> ColumnsRef<'a> {
             .filter(|(i, _)| self.list(*i).is_none())
             .map(|(_, c)| c.len())
             .chain(self.numeric.iter().map(|c| c.len()));
-        if scalar_lens.chain((0..categorical).filter_map(|i| self.list(i)).map(|o| o.len() - 1)).any(|l| l != self.rows)
-            || (0..categorical).filter_map(|i| self.list(i)).any(<[usize]>::is_empty)
-        {
+        let list_lens = (0..categorical).filter_map(|i| self.list(i)).map(|o| o.len().checked_sub(1));
+        if scalar_lens.map(Some).chain(list_lens).any(|l| l != Some(self.rows)) {
             return Err(Error::new(ErrorKind::InputColumn, "input columns have different lengths"));
         }
         for (i, (c, values)) in spec.categorical.iter().zip(&self.categorical).enumerate() {
@@ -303,6 +311,10 @@ mod tests {
         let mut all = lists(vec![1, 2], vec![0, 2, 2]);
         all.append(&lists(vec![3], vec![0, 0, 1])).unwrap();
         assert_eq!(all, lists(vec![1, 2, 3], vec![0, 2, 2, 2, 3]));
+        // Offsets that start past 0 or end before the last id: only the ids they cover.
+        let mut part = lists(vec![1], vec![0, 1]);
+        part.append(&lists(vec![9, 2, 3, 9], vec![1, 3])).unwrap();
+        assert_eq!(part, lists(vec![1, 2, 3], vec![0, 1, 3]));
         assert_eq!(all.take(&[3, 0]), lists(vec![3, 1, 2], vec![0, 1, 3]));
         assert_eq!(all.slice(1, 4), lists(vec![3], vec![0, 0, 0, 1]));
         all.check(&spec).unwrap();
@@ -313,6 +325,9 @@ mod tests {
         );
         assert_eq!(fail(&lists(vec![1, 2], vec![0, 2, 1])), "column `tags`: list offsets decrease at row 1");
         assert_eq!(fail(&lists(vec![1], vec![0, 2])), "column `tags`: list offsets run past its 1 ids");
+        let no_offsets =
+            Columns { rows: 0, categorical: vec![Ids::Int(vec![])], lists: vec![Some(vec![])], numeric: vec![] };
+        assert_eq!(fail(&no_offsets), "input columns have different lengths");
         let flat = Columns { rows: 1, categorical: vec![Ids::Int(vec![1])], lists: vec![], numeric: vec![] };
         assert_eq!(fail(&flat), "column `tags`: the model expects a list of ids per row");
         let e = flat.clone().append(&all).unwrap_err();
