@@ -152,8 +152,8 @@ impl BatchTensors {
     ) -> Self {
         let b = idx.len();
         let ids = (0..enc.ids.len())
-            .map(|c| match spec.categorical.get(c).and_then(|s| s.bag).zip(enc.list(c)) {
-                Some((bag, _)) => lists(enc, c, idx, bag.pooling, device),
+            .map(|c| match enc.bag(spec, c) {
+                Some(bag) => lists(enc, c, idx, bag.pooling, device),
                 None => {
                     let v: Vec<i64> = idx.iter().map(|&i| i64::from(enc.ids[c][i])).collect();
                     BatchIds::One(Box::new(Tensor::<1, Int>::from_data(TensorData::new(v, [b]), device)))

@@ -235,6 +235,13 @@ impl QuantWeights {
                 .collect();
             super::weights::finite_f32(path, name, &bytes_of(&h, |x: f32| x.to_le_bytes().to_vec()))
         };
+        // A tensor written as F16 or F32 ([`half_or_f32`]): as its dtype says.
+        let half_or_f32s = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            match st.tensor(name).map(|t| t.dtype()) {
+                Ok(Dtype::F16) => f16s(name, shape),
+                _ => f32s(name, shape),
+            }
+        };
         let mut embeddings = Vec::new();
         for (c, &dim) in spec.categorical.iter().zip(&arch.embedding_dims) {
             let rows = c.rows();
@@ -280,11 +287,7 @@ impl QuantWeights {
                     .into_iter()
                     .map(|b| b as i8)
                     .collect();
-                let name = format!("dense.{i}.weight_scale");
-                let weight_scale = match st.tensor(&name).map(|t| t.dtype()) {
-                    Ok(Dtype::F16) => f16s(&name, &[output])?,
-                    _ => f32s(&name, &[output])?,
-                };
+                let weight_scale = half_or_f32s(&format!("dense.{i}.weight_scale"), &[output])?;
                 let (static_input, bias) = if names.contains(&format!("dense.{i}.bias_q")) {
                     let bias_q = raw(&format!("dense.{i}.bias_q"), Dtype::I32, &[output])?
                         .chunks_exact(4)
@@ -304,13 +307,8 @@ impl QuantWeights {
                 };
                 layers.push(QLayer::Int8 { weight, weight_scale, static_input, bias, input, output });
             } else {
-                let name = format!("dense.{i}.weight");
-                let weight = match st.tensor(&name).map(|t| t.dtype()) {
-                    Ok(Dtype::F16) => f16s(&name, &[output, input])?,
-                    _ => f32s(&name, &[output, input])?,
-                };
                 layers.push(QLayer::Float(Dense {
-                    weight,
+                    weight: half_or_f32s(&format!("dense.{i}.weight"), &[output, input])?,
                     bias: f32s(&format!("dense.{i}.bias"), &[output])?,
                     input,
                     output,

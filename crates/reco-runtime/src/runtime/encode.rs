@@ -54,6 +54,12 @@ impl Encoded {
         self.offsets.get(c).and_then(Option::as_deref)
     }
 
+    /// How categorical column `c` pools, when it is multi-valued (its spec has a bag and these
+    /// rows carry its lists).
+    pub fn bag(&self, spec: &FeatureSpec, c: usize) -> Option<crate::artifact::spec::Bag> {
+        spec.categorical.get(c).and_then(|s| s.bag).filter(|_| self.list(c).is_some())
+    }
+
     /// The embedding rows of row `r` in categorical column `c`: one, or a list's.
     pub fn rows_at(&self, c: usize, r: usize) -> &[u32] {
         match self.list(c) {
@@ -112,11 +118,9 @@ pub fn input_matrix<T: EmbeddingRows>(
         let mut off = 0;
         for (c, (t, ids)) in tables.iter().zip(&enc.ids).enumerate() {
             let out = &mut row[off..off + t.dim()];
-            match (spec.categorical.get(c).and_then(|s| s.bag), enc.list(c)) {
-                (Some(bag), Some(_)) => {
-                    bag.pool(enc.rows_at(c, r), out, &mut scratch[..t.dim()], |i, o| t.row_into(i, o))
-                }
-                _ => t.row_into(ids[r] as usize, out),
+            match enc.bag(spec, c) {
+                Some(bag) => bag.pool(enc.rows_at(c, r), out, &mut scratch[..t.dim()], |i, o| t.row_into(i, o)),
+                None => t.row_into(ids[r] as usize, out),
             }
             off += t.dim();
         }

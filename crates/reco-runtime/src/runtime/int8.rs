@@ -343,8 +343,8 @@ impl Int8Model {
                 let mut x = take_u8(enc.rows, width, kp);
                 let mut off = 0;
                 for (c, ((&dim, codes), ids)) in self.arch.embedding_dims.iter().zip(codes).zip(&enc.ids).enumerate() {
-                    match self.spec.categorical[c].bag.zip(enc.list(c)) {
-                        Some((bag, _)) => pool_codes(&mut x, kp, off, dim, &qp, |r, out, scratch| {
+                    match enc.bag(&self.spec, c) {
+                        Some(bag) => pool_codes(&mut x, kp, off, dim, &qp, |r, out, scratch| {
                             let deq = |i: usize, o: &mut [f32]| {
                                 for (v, &q) in o.iter_mut().zip(&codes[i * dim..(i + 1) * dim]) {
                                     *v = qp.dequantize(q);
