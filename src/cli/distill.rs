@@ -1,4 +1,4 @@
-//! `reco-cli distill --recipe R | --teacher DIR [--ratio --temperature --alpha --epochs]`.
+//! `reco-cli distill --recipe R | --teacher DIR [--ratio --temperature --alpha --listwise --epochs]`.
 
 use std::path::PathBuf;
 
@@ -33,6 +33,9 @@ pub struct DistillArgs {
     /// Soft-term weight in [0, 1].
     #[arg(long, allow_hyphen_values = true)]
     alpha: Option<f64>,
+    /// Listwise (ranking) term weight in [0, 100] (0: none; default: 1 when the rows come in groups).
+    #[arg(long, allow_hyphen_values = true)]
+    listwise: Option<f64>,
     /// Student epochs.
     #[arg(long)]
     epochs: Option<usize>,
@@ -116,6 +119,9 @@ fn apply_flags(args: &DistillArgs, d: &mut DistillConfig) -> Result<()> {
     if let Some(v) = args.temperature {
         d.temperature = v;
     }
+    if let Some(v) = args.listwise {
+        d.listwise = Some(v);
+    }
     if let Some(v) = args.alpha {
         d.alpha = v;
     }
@@ -130,10 +136,11 @@ fn apply_flags(args: &DistillArgs, d: &mut DistillConfig) -> Result<()> {
 
 fn print_summary(summary: &reco::pipeline::distill::DistillSummary) {
     println!(
-        "student (ratio {}, T {}, alpha {}): {} parameters vs teacher {}, valid AUC {:.4} -> {}",
+        "student (ratio {}, T {}, alpha {}, listwise {}): {} parameters vs teacher {}, valid AUC {:.4} -> {}",
         summary.ratio,
         summary.temperature,
         summary.alpha,
+        summary.listwise,
         summary.student_parameters,
         summary.teacher_parameters,
         summary.student.best_valid_auc,

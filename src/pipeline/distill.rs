@@ -2,26 +2,38 @@
 //!
 //! The student has the teacher's inputs with hidden widths and embedding dims scaled by the
 //! ratio. Its loss is `alpha · T² · BernoulliKL(sigmoid(t/T) || sigmoid(s/T)) + (1 - alpha) ·
-//! BCE(s, y)` ([`crate::model::loss::distillation`]); teacher logits are computed once with the
-//! serving runtime and cached for all epochs. Optionally the same student is trained from
+//! BCE(s, y)` ([`crate::model::loss::distillation`]), plus with `distill.listwise` a ranking
+//! term: the KL between the teacher's and the student's softmax at T over each group of
+//! candidates of one user at one moment ([`Groups`], whole groups shuffled into batches).
+//! Teacher logits are computed once with the serving runtime and cached for all epochs. Optionally the same student is trained from
 //! scratch on hard labels (same epochs and seed) as the baseline distillation must beat.
 
 use std::path::Path;
 
 use serde::Serialize;
 
+use crate::model::loss::DistillWeights;
+use crate::pipeline::train::groups::TIMESTAMP;
 use crate::pipeline::train::{
-    ArtifactMeta, FitInput, Objective, TrainSummary, fit, load_spec, load_splits, write_float_artifact,
+    ArtifactMeta, FitInput, Groups, Objective, TrainSummary, fit, load_spec, load_splits, write_float_artifact,
 };
 use crate::progress::Progress;
-use crate::recipe::{DistillConfig, TrainConfig};
+use crate::recipe::{DEFAULT_LISTWISE, DistillConfig, TrainConfig};
 use reco_runtime::artifact::Manifest;
 use reco_runtime::artifact::manifest::{Architecture, Kind, Lineage, Status};
+use reco_runtime::artifact::spec::FeatureSpec;
 use reco_runtime::error::{Error, Result};
 use reco_runtime::runtime::FloatModel;
 
 /// The loss definition recorded in student manifests.
 pub const LOSS: &str = "alpha * T^2 * mean[p*log(p/q) + (1-p)*log((1-p)/(1-q))] + (1 - alpha) * mean BCEWithLogits(s, y); p = sigmoid(t/T), q = sigmoid(s/T), computed with log-sigmoid";
+/// The listwise term added to [`LOSS`] when its weight is not 0.
+pub const LISTWISE_LOSS: &str = " + listwise * T^2 * mean over groups g of KL(softmax_g(t/T) || softmax_g(s/T)); a group: the training rows of one user at one timestamp, batched whole";
+
+/// The loss definition of a student distilled with `listwise` as the listwise weight.
+pub fn loss_definition(listwise: f64) -> String {
+    if listwise > 0.0 { format!("{LOSS}{LISTWISE_LOSS}") } else { LOSS.to_string() }
+}
 
 /// Inputs of a distillation run.
 pub struct DistillJob<'a> {
@@ -64,6 +76,12 @@ pub struct DistillSummary {
     pub temperature: f64,
     /// Soft-term weight.
     pub alpha: f64,
+    /// Listwise-term weight.
+    #[serde(default)]
+    pub listwise: f64,
+    /// Candidate groups the listwise term was taken over (none when it was off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_groups: Option<usize>,
     /// Compression ratio.
     pub ratio: f64,
 }
@@ -101,6 +119,7 @@ pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillS
     let (train, valid) = load_splits(job.features, &spec, job.train.max_rows_in_memory)?;
     progress.log("distill: computing teacher logits (once, cached for every epoch)");
     let teacher_logits = train.map_rows(&spec, |cols| teacher.logits(cols))?;
+    let (listwise, groups) = listwise_groups(job, &spec, progress)?;
     let arch = student_architecture(&teacher.arch, job.cfg.ratio);
     let student_input = FitInput {
         spec: &spec,
@@ -114,8 +133,8 @@ pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillS
         resume: job.resume,
         objective: Objective::Distill {
             teacher_logits: &teacher_logits,
-            temperature: job.cfg.temperature,
-            alpha: job.cfg.alpha,
+            weights: DistillWeights { temperature: job.cfg.temperature, alpha: job.cfg.alpha, listwise },
+            groups: groups.as_ref().map(|g| g.of_row.as_slice()),
         },
     };
     let student = train_student(job, &student_input, &manifest, progress)?;
@@ -128,8 +147,48 @@ pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillS
         teacher_content_sha256: manifest.content_hash(),
         temperature: job.cfg.temperature,
         alpha: job.cfg.alpha,
+        listwise,
+        candidate_groups: groups.as_ref().map(|g| g.count),
         ratio: job.cfg.ratio,
     })
+}
+
+/// Mean rows per group below which an unset `distill.listwise` stays off (the rows are mostly
+/// alone at their moment: a listwise term would see almost nothing).
+const MIN_MEAN_GROUP: f64 = 1.5;
+
+/// The listwise weight in effect and the training rows' candidate groups it needs: the
+/// recipe's weight (refused when the rows have no timestamps), or with none set,
+/// [`DEFAULT_LISTWISE`] when the rows come in groups of [`MIN_MEAN_GROUP`] or more on average.
+fn listwise_groups(job: &DistillJob<'_>, spec: &FeatureSpec, progress: &dyn Progress) -> Result<(f64, Option<Groups>)> {
+    if job.cfg.listwise == Some(0.0) {
+        return Ok((0.0, None));
+    }
+    let train = job.features.join("train.parquet");
+    let groups = Groups::read(&train, spec)?;
+    let (weight, groups) = match (job.cfg.listwise, groups) {
+        (Some(_), None) => {
+            return Err(Error::input(format!(
+                "{}: no {TIMESTAMP} column: distill.listwise groups the candidates of one user at one moment by it (prepare writes it); set distill.listwise = 0",
+                train.display()
+            )));
+        }
+        (Some(w), Some(g)) => (w, Some(g)),
+        (None, Some(g)) if g.mean_size() >= MIN_MEAN_GROUP => (DEFAULT_LISTWISE, Some(g)),
+        (None, g) => {
+            let why = g.map_or(format!("no {TIMESTAMP} column"), |g| format!("{:.2} rows a group", g.mean_size()));
+            progress.log(&format!("distill: listwise term off (training rows not in candidate groups: {why})"));
+            return Ok((0.0, None));
+        }
+    };
+    if let Some(g) = &groups {
+        progress.log(&format!(
+            "distill: listwise weight {weight} over {} candidate groups of one user at one moment ({:.1} rows each)",
+            g.count,
+            g.mean_size()
+        ));
+    }
+    Ok((weight, groups))
 }
 
 /// The teacher: a float teacher artifact whose gates passed.
@@ -162,6 +221,10 @@ fn train_student(
 ) -> Result<TrainSummary> {
     let (weights, mut student) = fit(input, progress)?;
     student.dir = job.out.to_path_buf();
+    let listwise = match input.objective {
+        Objective::Distill { weights, .. } => weights.listwise,
+        Objective::Hard => 0.0,
+    };
     let teacher_hash = teacher.content_hash();
     let lineage = Lineage {
         parent_content_sha256: teacher_hash.clone(),
@@ -171,9 +234,10 @@ fn train_student(
     let distillation = serde_json::json!({
         "temperature": job.cfg.temperature,
         "alpha": job.cfg.alpha,
+        "listwise": listwise,
         "ratio": job.cfg.ratio,
         "teacher_content_sha256": teacher_hash,
-        "loss": LOSS,
+        "loss": loss_definition(listwise),
     });
     let meta = ArtifactMeta {
         kind: Kind::Student,

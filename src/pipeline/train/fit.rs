@@ -16,7 +16,7 @@ use super::checkpoint::{self, ResumeState};
 use super::rows::{TrainRows, Window, produce_windows, shorten};
 use crate::data::chunks::Split;
 use crate::metrics;
-use crate::model::loss::{bce_with_logits, distillation};
+use crate::model::loss::{DistillWeights, bce_with_logits, distillation};
 use crate::model::{BatchTensors, RecoNet, device};
 use crate::progress::Progress;
 use crate::recipe::TrainConfig;
@@ -31,14 +31,16 @@ use reco_runtime::runtime::FloatModel;
 pub enum Objective<'a> {
     /// Binary cross-entropy with logits on the labels.
     Hard,
-    /// `alpha · T² · BernoulliKL(sigmoid(t/T) || sigmoid(s/T)) + (1 - alpha) · BCE(s, y)`.
+    /// `alpha · T² · BernoulliKL(sigmoid(t/T) || sigmoid(s/T)) + (1 - alpha) · BCE(s, y)`, plus
+    /// `listwise ·` the listwise KL over each candidate group when that weight is not 0.
     Distill {
         /// Teacher logit of every training row (computed once, in row order).
         teacher_logits: &'a [f32],
-        /// Temperature T.
-        temperature: f64,
-        /// Weight of the soft term.
-        alpha: f64,
+        /// Temperature and the terms' weights.
+        weights: DistillWeights,
+        /// The candidate group of every training row (needed when `weights.listwise` > 0:
+        /// epochs then shuffle whole groups).
+        groups: Option<&'a [u32]>,
     },
 }
 
@@ -89,9 +91,10 @@ fn fit_fingerprint(input: &FitInput<'_>, rows: &TrainRows<'_>, y_valid: &[f32]) 
     }
     let objective = match &input.objective {
         Objective::Hard => serde_json::json!("hard"),
-        Objective::Distill { temperature, alpha, .. } => {
-            serde_json::json!({ "temperature": temperature, "alpha": alpha })
+        Objective::Distill { weights: w, .. } if w.listwise > 0.0 => {
+            serde_json::json!({ "temperature": w.temperature, "alpha": w.alpha, "listwise": w.listwise })
         }
+        Objective::Distill { weights: w, .. } => serde_json::json!({ "temperature": w.temperature, "alpha": w.alpha }),
     };
     let settings = serde_json::json!({
         "train": cfg, "seed": input.seed, "label": input.label, "objective": objective, "arch": input.arch,
@@ -159,6 +162,8 @@ struct Loop<'a> {
     rows: TrainRows<'a>,
     y_valid: Vec<f32>,
     teacher: Option<&'a [f32]>,
+    /// The candidate group of every training row (listwise distillation only).
+    groups: Option<&'a [u32]>,
     fingerprint: String,
     steps_per_epoch: usize,
     lr: f64,
@@ -185,19 +190,23 @@ impl<'a> Loop<'a> {
     fn start(input: &FitInput<'a>, progress: &dyn Progress) -> Result<Self> {
         let (spec, arch, cfg) = (input.spec, input.arch, input.cfg);
         let y_valid = input.valid.labels(spec, Path::new("valid.parquet"))?;
-        let teacher = match &input.objective {
-            Objective::Hard => None,
-            Objective::Distill { teacher_logits, .. } => Some(*teacher_logits),
+        let (teacher, groups) = match &input.objective {
+            Objective::Hard => (None, None),
+            Objective::Distill { teacher_logits, weights, groups } => {
+                (Some(*teacher_logits), groups.filter(|_| weights.listwise > 0.0))
+            }
         };
-        if teacher.is_some_and(|t| t.len() != input.train.rows()) {
-            return Err(Error::Internal("teacher logits do not cover the training rows".into()));
+        if teacher.is_some_and(|t| t.len() != input.train.rows())
+            || groups.is_some_and(|g| g.len() != input.train.rows())
+        {
+            return Err(Error::Internal("teacher logits or groups do not cover the training rows".into()));
         }
         let dev = device(cfg.backend)?;
         dev.seed(input.seed);
         let ad = dev.autodiff();
         let model = RecoNet::new(spec, arch, &ad).with_stable_ids();
         let optim = AdamWConfig::new().with_weight_decay(cfg.weight_decay as f32).init();
-        let rows = TrainRows::new(input.train, spec, cfg, input.seed)?;
+        let rows = TrainRows::new(input.train, spec, cfg, input.seed, groups)?;
         let n_rows = input.train.rows();
         std::fs::create_dir_all(input.checkpoints).at(input.checkpoints)?;
         let fingerprint = fit_fingerprint(input, &rows, &y_valid)?;
@@ -214,6 +223,7 @@ impl<'a> Loop<'a> {
             rows,
             y_valid,
             teacher,
+            groups,
             fingerprint,
             steps_per_epoch,
             lr: cfg.learning_rate,
@@ -254,10 +264,8 @@ impl<'a> Loop<'a> {
             Error::input(format!("{}: unreadable optimizer state ({e:?})", input.checkpoints.display()))
         })?;
         // In memory, each epoch shuffles the previous epoch's order: replay the shuffles.
-        if let TrainRows::Whole { order, rng, .. } = &mut self.rows {
-            for _ in 0..r.state.epoch {
-                rng.shuffle(order);
-            }
+        for _ in 0..r.state.epoch {
+            self.rows.reshuffle();
         }
         self.lr = r.state.lr;
         self.best = Some((r.state.valid_auc[r.state.best_epoch - 1], r.state.best_epoch, r.best));
@@ -275,10 +283,8 @@ impl<'a> Loop<'a> {
         progress
             .begin(&format!("{} epoch {epoch}/{}", input.label, input.schedule().epochs), self.steps_per_epoch as u64);
         let start = Instant::now();
-        if let TrainRows::Whole { order, rng, .. } = &mut self.rows {
-            rng.shuffle(order);
-        }
-        let (rows, teacher, lr) = (&self.rows, self.teacher, self.lr);
+        self.rows.reshuffle();
+        let (rows, teacher, groups, lr) = (&self.rows, self.teacher, self.groups, self.lr);
         let (optim, ad) = (&mut self.optim, &self.ad);
         let mut model = self.model.take().ok_or_else(|| Error::Internal("no model to train".into()))?;
         let (model, loss) = std::thread::scope(|scope| -> Result<(RecoNet, f64)> {
@@ -288,6 +294,7 @@ impl<'a> Loop<'a> {
                         enc: Cow::Borrowed(enc),
                         labels: Cow::Borrowed(*labels),
                         teacher: teacher.map(Cow::Borrowed),
+                        groups: groups.map(Cow::Borrowed),
                         order: order.clone(),
                     };
                     Box::new(std::iter::once(Ok(w)))
@@ -296,7 +303,9 @@ impl<'a> Loop<'a> {
                     // One window in the channel, one being read: reading overlaps training.
                     let (tx, rx) = sync_channel(1);
                     let (chunks, buffer, spec) = (*chunks, *buffer, input.spec);
-                    scope.spawn(move || produce_windows(chunks, spec, buffer, teacher, (input.seed, epoch), &tx));
+                    scope.spawn(move || {
+                        produce_windows(chunks, spec, buffer, (teacher, groups), (input.seed, epoch), &tx)
+                    });
                     Box::new(rx.into_iter().map(|w| w.map(shorten)))
                 }
             };
@@ -414,10 +423,11 @@ fn step_window(
         let labels = Tensor::<1>::from_data(TensorData::new(y, [idx.len()]), ad);
         let logits = model.forward(&batch);
         let loss = match (&input.objective, &w.teacher) {
-            (Objective::Distill { temperature, alpha, .. }, Some(t)) => {
+            (Objective::Distill { weights, .. }, Some(t)) => {
                 let t: Vec<f32> = idx.iter().map(|&i| t[i]).collect();
                 let teacher = Tensor::<1>::from_data(TensorData::new(t, [idx.len()]), ad);
-                distillation(logits, teacher, labels, *temperature, *alpha)
+                let groups: Vec<u32> = w.groups.as_ref().map_or_else(Vec::new, |g| idx.iter().map(|&i| g[i]).collect());
+                distillation(logits, teacher, labels, &groups, *weights)
             }
             _ => bce_with_logits(logits, labels),
         };

@@ -13,6 +13,7 @@
 pub mod artifact;
 pub mod checkpoint;
 pub mod fit;
+pub mod groups;
 mod rows;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use serde::Serialize;
 
 pub use artifact::{ArtifactMeta, write_float_artifact};
 pub use fit::{FitInput, Objective, fit};
+pub use groups::Groups;
 
 use crate::data::chunks::Split;
 use crate::progress::Progress;

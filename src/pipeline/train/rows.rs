@@ -1,7 +1,8 @@
 //! The training rows an epoch visits: a split of at most `train.max_rows_in_memory` rows held
 //! whole and reshuffled every epoch; a larger one left on disk, its row groups read in a new
 //! random order each epoch by a second thread into windows of `train.shuffle_buffer_rows` rows
-//! whose rows are shuffled before they are cut into batches (memory: a few windows).
+//! whose rows are shuffled before they are cut into batches (memory: a few windows). With
+//! candidate groups (listwise distillation) whole groups are shuffled instead of rows.
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -14,10 +15,13 @@ use reco_runtime::error::Result;
 use reco_runtime::rng::Rng;
 use reco_runtime::runtime::{Columns, Encoded, encode};
 
+use super::groups::{runs, shuffled_runs};
+
 /// Where an epoch's rows come from.
 pub(super) enum TrainRows<'a> {
-    /// All encoded in memory, visited in `order` (reshuffled in place every epoch).
-    Whole { enc: Encoded, labels: &'a [f32], order: Vec<usize>, rng: Rng },
+    /// All encoded in memory, visited in `order` (reshuffled in place every epoch; with
+    /// candidate groups, `runs` — each group's rows — are reshuffled and `order` follows).
+    Whole { enc: Encoded, labels: &'a [f32], order: Vec<usize>, runs: Option<Vec<(usize, usize)>>, rng: Rng },
     /// Row groups on disk, read into shuffled windows of `buffer` rows.
     Chunked { chunks: &'a Chunks, buffer: usize },
 }
@@ -27,20 +31,53 @@ pub(super) struct Window<'a> {
     pub(super) enc: Cow<'a, Encoded>,
     pub(super) labels: Cow<'a, [f32]>,
     pub(super) teacher: Option<Cow<'a, [f32]>>,
+    /// The candidate group of every row, for listwise distillation.
+    pub(super) groups: Option<Cow<'a, [u32]>>,
     pub(super) order: Vec<usize>,
 }
 
 impl<'a> TrainRows<'a> {
-    pub(super) fn new(split: &'a Split, spec: &FeatureSpec, cfg: &TrainConfig, seed: u64) -> Result<Self> {
+    /// The rows of `split`; `groups` (the candidate group of every row): shuffled by group.
+    pub(super) fn new(
+        split: &'a Split,
+        spec: &FeatureSpec,
+        cfg: &TrainConfig,
+        seed: u64,
+        groups: Option<&[u32]>,
+    ) -> Result<Self> {
         Ok(match split {
             Split::Whole(frame) => Self::Whole {
                 enc: encode(spec, &frame.columns.view()),
                 labels: frame.labels(Path::new("train.parquet"))?,
                 order: (0..frame.columns.rows).collect(),
+                runs: groups.map(runs),
                 rng: Rng::derive(seed, "train-shuffle"),
             },
             Split::Chunked(chunks) => Self::Chunked { chunks, buffer: cfg.shuffle_buffer_rows },
         })
+    }
+
+    /// A new order of the rows held in memory (nothing for rows on disk, which each window
+    /// shuffles): each epoch reshuffles the previous epoch's order.
+    pub(super) fn reshuffle(&mut self) {
+        if let Self::Whole { order, runs, rng, .. } = self {
+            match runs {
+                Some(runs) => *order = shuffled_runs(runs, rng),
+                None => rng.shuffle(order),
+            }
+        }
+    }
+}
+
+/// A window's visiting order: its rows shuffled, or with `groups`, its groups' runs shuffled.
+fn window_order(rows: usize, groups: Option<&[u32]>, rng: &mut Rng) -> Vec<usize> {
+    match groups {
+        Some(g) => shuffled_runs(&mut runs(g), rng),
+        None => {
+            let mut order: Vec<usize> = (0..rows).collect();
+            rng.shuffle(&mut order);
+            order
+        }
     }
 }
 
@@ -56,26 +93,27 @@ pub(super) fn produce_windows(
     chunks: &Chunks,
     spec: &FeatureSpec,
     buffer: usize,
-    teacher: Option<&[f32]>,
+    (teacher, groups): (Option<&[f32]>, Option<&[u32]>),
     (seed, epoch): (u64, usize),
     tx: &SyncSender<Result<Window<'static>>>,
 ) {
     let mut rng = Rng::derive(seed, &format!("train-chunks-{epoch}"));
     let mut units: Vec<usize> = (0..chunks.chunks.len()).collect();
     rng.shuffle(&mut units);
-    let mut acc: Option<(Columns, Vec<f32>, Vec<f32>)> = None;
+    let mut acc: Option<Pending> = None;
     for (n, &u) in units.iter().enumerate() {
         let read = chunks.read(u, spec).and_then(|frame| {
             let labels = frame.labels(&chunks.chunks[u].file)?.to_vec();
-            let first = chunks.chunks[u].first;
-            let t = teacher.map_or_else(Vec::new, |t| t[first..first + frame.columns.rows].to_vec());
+            let rows = chunks.chunks[u].first..chunks.chunks[u].first + frame.columns.rows;
+            let part = Pending {
+                teacher: teacher.map_or_else(Vec::new, |t| t[rows.clone()].to_vec()),
+                groups: groups.map_or_else(Vec::new, |g| g[rows].to_vec()),
+                cols: frame.columns,
+                labels,
+            };
             match &mut acc {
-                None => acc = Some((frame.columns, labels, t)),
-                Some((c, y, tt)) => {
-                    c.append(&frame.columns)?;
-                    y.extend(labels);
-                    tt.extend(t);
-                }
+                None => acc = Some(part),
+                Some(a) => a.append(part)?,
             }
             Ok(())
         });
@@ -83,19 +121,38 @@ pub(super) fn produce_windows(
             let _ = tx.send(Err(e));
             return;
         }
-        let full = acc.as_ref().is_some_and(|(c, _, _)| c.rows >= buffer);
+        let full = acc.as_ref().is_some_and(|a| a.cols.rows >= buffer);
         if (full || n + 1 == units.len())
-            && let Some((cols, labels, t)) = acc.take()
+            && let Some(p) = acc.take()
         {
-            let mut order: Vec<usize> = (0..cols.rows).collect();
-            rng.shuffle(&mut order);
-            let enc = Cow::Owned(encode(spec, &cols.view()));
-            drop(cols); // only the encoded window waits in the channel
-            let teacher = teacher.map(|_| Cow::Owned(t));
-            if tx.send(Ok(Window { enc, labels: Cow::Owned(labels), teacher, order })).is_err() {
+            let order = window_order(p.cols.rows, groups.map(|_| p.groups.as_slice()), &mut rng);
+            let enc = Cow::Owned(encode(spec, &p.cols.view()));
+            drop(p.cols); // only the encoded window waits in the channel
+            let teacher = teacher.map(|_| Cow::Owned(p.teacher));
+            let groups = groups.map(|_| Cow::Owned(p.groups));
+            if tx.send(Ok(Window { enc, labels: Cow::Owned(p.labels), teacher, groups, order })).is_err() {
                 return;
             }
         }
+    }
+}
+
+/// A window's rows as they are read: inputs, labels, and the teacher logits and candidate
+/// groups (empty when training has none).
+struct Pending {
+    cols: Columns,
+    labels: Vec<f32>,
+    teacher: Vec<f32>,
+    groups: Vec<u32>,
+}
+
+impl Pending {
+    fn append(&mut self, other: Pending) -> Result<()> {
+        self.cols.append(&other.cols)?;
+        self.labels.extend(other.labels);
+        self.teacher.extend(other.teacher);
+        self.groups.extend(other.groups);
+        Ok(())
     }
 }
 
@@ -114,8 +171,18 @@ mod tests {
 
     /// Every window of one epoch, from a channel large enough to hold them all.
     fn epoch(chunks: &Chunks, spec: &FeatureSpec, row_id: &[f32], e: usize) -> Vec<Window<'static>> {
+        grouped_epoch(chunks, spec, (row_id, None), e)
+    }
+
+    /// [`epoch`] with candidate groups.
+    fn grouped_epoch(
+        chunks: &Chunks,
+        spec: &FeatureSpec,
+        (row_id, groups): (&[f32], Option<&[u32]>),
+        e: usize,
+    ) -> Vec<Window<'static>> {
         let (tx, rx) = sync_channel(64);
-        produce_windows(chunks, spec, 2 * ROW_GROUP_ROWS, Some(row_id), (7, e), &tx);
+        produce_windows(chunks, spec, 2 * ROW_GROUP_ROWS, (Some(row_id), groups), (7, e), &tx);
         drop(tx);
         rx.into_iter().map(Result::unwrap).collect()
     }
@@ -171,5 +238,19 @@ mod tests {
         assert!(order.windows(2).filter(|p| p[1] == p[0] + 1).count() < n / 100, "rows shuffled within windows");
         assert_eq!(order, visits(&epoch(&chunks, &spec, &row_id, 1)), "same seed and epoch, same order");
         assert_ne!(order, visits(&epoch(&chunks, &spec, &row_id, 2)), "a new order every epoch");
+        // With candidate groups of three rows, whole groups are shuffled.
+        let groups: Vec<u32> = (0..n as u32).map(|i| i / 3).collect();
+        let grouped = grouped_epoch(&chunks, &spec, (&row_id, Some(&groups)), 1);
+        let mut order = visits(&grouped);
+        for w in &grouped {
+            let g = w.groups.as_ref().unwrap();
+            let t = w.teacher.as_ref().unwrap();
+            assert!(g.iter().zip(t.iter()).all(|(&g, &r)| g == groups[r as usize]), "groups travel with their rows");
+            let visited: Vec<u32> = w.order.iter().map(|&i| g[i]).collect();
+            assert_eq!(runs(&visited).len(), runs(g).len(), "every group's rows stay together");
+        }
+        assert!(order.windows(2).filter(|p| p[1] != p[0] + 1).count() > n / 6, "groups shuffled");
+        order.sort_unstable();
+        assert_eq!(order, (0..n).collect::<Vec<_>>(), "every row once");
     }
 }
