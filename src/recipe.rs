@@ -53,6 +53,10 @@ pub const DEFAULT_LISTWISE: f64 = 1.0;
 pub struct DistillConfig {
     /// Compression ratio: hidden widths and embedding dims are scaled by it, in (0, 1].
     pub ratio: f64,
+    /// A size sweep in `run`: the student at each ratio (the first replaces `ratio`: the
+    /// student that is quantized and gated; each other one is `student-r<ratio>`, beside its
+    /// scratch baseline `student-scratch-r<ratio>`). Empty: `ratio` alone.
+    pub ratios: Vec<f64>,
     /// Temperature T > 0 of the soft term.
     pub temperature: f64,
     /// Weight of the soft term, in [0, 1].
@@ -62,8 +66,10 @@ pub struct DistillConfig {
     /// Weight of the listwise (ranking) soft term over each group of candidates of one user at
     /// one moment, `T² · KL(softmax(t/T) || softmax(s/T))` within the group; 0: none; unset:
     /// [`DEFAULT_LISTWISE`] when the training rows come in groups, else none.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub listwise: Option<f64>,
+    /// Teachers whose mean logit is the soft target: the teacher and `teachers - 1` more of its
+    /// architecture and training settings with seeds `seed + 1, seed + 2, ...` (1: the teacher).
+    pub teachers: usize,
     /// Epochs for the student (default: train.epochs).
     pub epochs: Option<usize>,
     /// Learning rate for the student (default: train.learning_rate).
@@ -74,10 +80,12 @@ impl Default for DistillConfig {
     fn default() -> Self {
         Self {
             ratio: 0.5,
+            ratios: Vec::new(),
             temperature: 3.0,
             alpha: 0.7,
             scratch_baseline: true,
             listwise: None,
+            teachers: 1,
             epochs: None,
             learning_rate: None,
         }
@@ -97,6 +105,20 @@ impl DistillConfig {
         if !(0.0..=1.0).contains(&self.alpha) {
             return Err(Error::input(format!("distill alpha = {}: expected a number in [0, 1]", self.alpha)));
         }
+        if self.ratios.len() > 4 {
+            return Err(Error::input(format!("distill ratios: {} sizes, expected at most 4", self.ratios.len())));
+        }
+        for (i, r) in self.ratios.iter().enumerate() {
+            if !(*r > 0.0 && *r <= 1.0) {
+                return Err(Error::input(format!("distill ratios = {:?}: {r} is not in (0, 1]", self.ratios)));
+            }
+            if self.ratios[..i].contains(r) {
+                return Err(Error::input(format!("distill ratios = {:?}: {r} is there twice", self.ratios)));
+            }
+        }
+        if !(1..=16).contains(&self.teachers) {
+            return Err(Error::input(format!("distill teachers = {}: expected 1 to 16", self.teachers)));
+        }
         if let Some(w) = self.listwise
             && !(0.0..=100.0).contains(&w)
         {
@@ -109,6 +131,20 @@ impl DistillConfig {
             return Err(Error::input("distill: epochs and learning_rate must be positive"));
         }
         Ok(())
+    }
+
+    /// The settings of the main student: `ratios[0]` as the ratio when a sweep is given.
+    pub fn main(&self) -> DistillConfig {
+        let mut d = self.clone();
+        if let Some(&r) = self.ratios.first() {
+            d.ratio = r;
+        }
+        d
+    }
+
+    /// The sweep's other ratios (after the main student's).
+    pub fn extra_ratios(&self) -> &[f64] {
+        self.ratios.get(1..).unwrap_or(&[])
     }
 
     /// The training settings of the student: the teacher's, with this section's overrides.
@@ -512,7 +548,7 @@ impl Default for PrepareConfig {
             calibration_rows: 2000,
             negatives_per_positive: 4,
             ranking_candidates: 49,
-            ranking_queries: 2000,
+            ranking_queries: 10_000,
             history: true,
             max_rows_in_memory: crate::data::chunks::MAX_ROWS_IN_MEMORY,
         }
@@ -941,5 +977,18 @@ mod tests {
         let err = Recipe::parse(&text).unwrap_err();
         assert!(err.contains("needs distill.scratch_baseline = true"), "{err}");
         assert!(Recipe::parse(&format!("{MINIMAL}[gates]\nmin_distill_gain = 0\n")).is_ok());
+        for (value, want) in [
+            ("ratios = [0.5, 0.5]", "0.5 is there twice"),
+            ("ratios = [0.5, 0]", "0 is not in (0, 1]"),
+            ("ratios = [0.5, 0.4, 0.3, 0.2, 0.1]", "5 sizes, expected at most 4"),
+            ("teachers = 0", "distill teachers = 0: expected 1 to 16"),
+            ("listwise = -1", "distill listwise = -1: expected a number in [0, 100]"),
+        ] {
+            let err = Recipe::parse(&format!("{MINIMAL}[distill]\n{value}\n")).unwrap_err();
+            assert!(err.contains(want), "{value}: {err}");
+        }
+        let r = Recipe::parse(&format!("{MINIMAL}[distill]\nratios = [0.25, 0.5]\n")).unwrap();
+        assert_eq!((r.distill.main().ratio, r.distill.extra_ratios()), (0.25, &[0.5][..]));
+        assert_eq!(Recipe::parse(MINIMAL).unwrap().distill.main().ratio, 0.5);
     }
 }

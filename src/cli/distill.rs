@@ -1,4 +1,5 @@
-//! `reco-cli distill --recipe R | --teacher DIR [--ratio --temperature --alpha --listwise --epochs]`.
+//! `reco-cli distill --recipe R | --teacher DIR [--ratio --temperature --alpha --listwise --teachers
+//! --epochs]`.
 
 use std::path::PathBuf;
 
@@ -36,6 +37,9 @@ pub struct DistillArgs {
     /// Listwise (ranking) term weight in [0, 100] (0: none; default: 1 when the rows come in groups).
     #[arg(long, allow_hyphen_values = true)]
     listwise: Option<f64>,
+    /// Teachers whose mean logit is the soft target (1 to 16; more than 1 trains the others).
+    #[arg(long)]
+    teachers: Option<usize>,
     /// Student epochs.
     #[arg(long)]
     epochs: Option<usize>,
@@ -65,6 +69,8 @@ pub fn exec(args: DistillArgs, g: &Global, progress: &dyn Progress) -> Result<u8
     }
     let _lock = reco::outputs::OutputLock::acquire(&root)?;
     let train = recipe.distill.student_train(&recipe.train);
+    // A recipe's size sweep is run's: distill trains its first size.
+    let distill_cfg = recipe.distill.main();
     let recipe_json = serde_json::to_value(&recipe).map_err(|e| Error::Internal(e.to_string()))?;
     let job = DistillJob {
         teacher: &teacher,
@@ -72,10 +78,11 @@ pub fn exec(args: DistillArgs, g: &Global, progress: &dyn Progress) -> Result<u8
         out: &student,
         scratch_out: &scratch,
         checkpoints: &root.join("checkpoints"),
-        cfg: &recipe.distill,
+        cfg: &distill_cfg,
         train: &train,
+        teacher_train: &recipe.train,
         seed: recipe.seed,
-        recipe: recipe_json,
+        recipe: &recipe_json,
         resume: args.resume,
     };
     let summary = distill(&job, progress)?;
@@ -122,6 +129,9 @@ fn apply_flags(args: &DistillArgs, d: &mut DistillConfig) -> Result<()> {
     if let Some(v) = args.listwise {
         d.listwise = Some(v);
     }
+    if let Some(v) = args.teachers {
+        d.teachers = v;
+    }
     if let Some(v) = args.alpha {
         d.alpha = v;
     }
@@ -146,6 +156,15 @@ fn print_summary(summary: &reco::pipeline::distill::DistillSummary) {
         summary.student.best_valid_auc,
         summary.student.dir.display()
     );
+    if let Some(e) = &summary.ensemble {
+        println!(
+            "soft targets from {} teachers (seeds {:?}): valid AUC {:.4} (the teacher alone: {:.4})",
+            e.seeds.len(),
+            e.seeds,
+            e.ensemble_valid_auc,
+            e.teacher_valid_auc
+        );
+    }
     if let Some(s) = &summary.scratch {
         println!("student-scratch (hard labels only): valid AUC {:.4} -> {}", s.best_valid_auc, s.dir.display());
     }

@@ -8,11 +8,14 @@
 //! Teacher logits are computed once with the serving runtime and cached for all epochs. Optionally the same student is trained from
 //! scratch on hard labels (same epochs and seed) as the baseline distillation must beat.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::data::chunks::Split;
+use crate::metrics;
 use crate::model::loss::DistillWeights;
+use crate::pipeline::prepare::labels::LabelSource;
 use crate::pipeline::train::groups::TIMESTAMP;
 use crate::pipeline::train::{
     ArtifactMeta, FitInput, Groups, Objective, TrainSummary, fit, load_spec, load_splits, write_float_artifact,
@@ -36,6 +39,7 @@ pub fn loss_definition(listwise: f64) -> String {
 }
 
 /// Inputs of a distillation run.
+#[derive(Clone, Copy)]
 pub struct DistillJob<'a> {
     /// Teacher artifact directory.
     pub teacher: &'a Path,
@@ -51,10 +55,12 @@ pub struct DistillJob<'a> {
     pub cfg: &'a DistillConfig,
     /// Training settings (the teacher's, with the distill overrides applied by the caller).
     pub train: &'a TrainConfig,
+    /// The teacher's own training settings (for the ensemble's other teachers).
+    pub teacher_train: &'a TrainConfig,
     /// Seed.
     pub seed: u64,
     /// Resolved recipe for the manifest.
-    pub recipe: serde_json::Value,
+    pub recipe: &'a serde_json::Value,
     /// Continue interrupted student trainings from their checkpoints (`--resume`).
     pub resume: bool,
 }
@@ -79,11 +85,28 @@ pub struct DistillSummary {
     /// Listwise-term weight.
     #[serde(default)]
     pub listwise: f64,
+    /// The ensemble of teachers the soft targets came from (none: the teacher alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<EnsembleSummary>,
+    /// The other sizes of a sweep (`distill.ratios`), each with its own scratch baseline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweep: Vec<DistillSummary>,
     /// Candidate groups the listwise term was taken over (none when it was off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate_groups: Option<usize>,
     /// Compression ratio.
     pub ratio: f64,
+}
+
+/// The teachers whose mean logit was the soft target.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct EnsembleSummary {
+    /// Seeds of the teachers (the teacher's first).
+    pub seeds: Vec<u64>,
+    /// Validation AUC of the teacher alone.
+    pub teacher_valid_auc: f64,
+    /// Validation AUC of the teachers' mean logit.
+    pub ensemble_valid_auc: f64,
 }
 
 /// The student architecture: every hidden width and embedding dim times `ratio`, at least 1,
@@ -99,9 +122,73 @@ pub fn student_architecture(teacher: &Architecture, ratio: f64) -> Architecture 
     }
 }
 
+/// One more size of a sweep: its ratio and where its student and baseline go.
+#[derive(Debug, Clone)]
+pub struct SweepSize {
+    /// Compression ratio.
+    pub ratio: f64,
+    /// Distilled student artifact directory.
+    pub out: PathBuf,
+    /// Scratch-baseline artifact directory.
+    pub scratch_out: PathBuf,
+}
+
+impl SweepSize {
+    /// A sweep size written under `root` as `student-r<ratio>` and `student-scratch-r<ratio>`.
+    pub fn under(root: &Path, ratio: f64) -> Self {
+        Self {
+            ratio,
+            out: root.join(format!("student-r{ratio}")),
+            scratch_out: root.join(format!("{SCRATCH}-r{ratio}")),
+        }
+    }
+}
+
+/// The name of the scratch baseline's artifact (and the prefix of a sweep's others).
+pub const SCRATCH: &str = "student-scratch";
+
+/// Whether the model named `name` is a scratch baseline (a comparison, never a deliverable).
+pub fn is_scratch(name: &str) -> bool {
+    name.starts_with(SCRATCH)
+}
+
+/// The soft targets every student of one teacher learns from, computed once for all sizes.
+struct Targets {
+    manifest: Manifest,
+    teacher: FloatModel,
+    spec: FeatureSpec,
+    train: Split,
+    valid: Split,
+    logits: Vec<f32>,
+    ensemble: Option<EnsembleSummary>,
+    listwise: f64,
+    groups: Option<Groups>,
+}
+
 /// Validates settings and inputs, then trains (and writes) the student and the baseline.
 pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillSummary> {
+    distill_sizes(job, &[], progress)
+}
+
+/// [`distill`], then a student and baseline for every size of `sweep` from the same soft
+/// targets (recorded in the summary's `sweep`).
+pub fn distill_sizes(job: &DistillJob<'_>, sweep: &[SweepSize], progress: &dyn Progress) -> Result<DistillSummary> {
     job.cfg.validate()?;
+    let targets = soft_targets(job, progress)?;
+    let mut summary = students(job, &targets, progress)?;
+    for size in sweep {
+        let cfg = DistillConfig { ratio: size.ratio, ..job.cfg.clone() };
+        let checkpoints = job.checkpoints.join(format!("r{}", size.ratio));
+        let sub =
+            DistillJob { out: &size.out, scratch_out: &size.scratch_out, cfg: &cfg, checkpoints: &checkpoints, ..*job };
+        summary.sweep.push(students(&sub, &targets, progress)?);
+    }
+    Ok(summary)
+}
+
+/// The teacher, the splits and the soft targets (the teacher's logits or its ensemble's, and
+/// the candidate groups of the listwise term).
+fn soft_targets(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<Targets> {
     let (manifest, teacher) = open_teacher(job)?;
     let spec = load_spec(job.features)?;
     if spec != teacher.spec {
@@ -118,39 +205,106 @@ pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillS
     }
     let (train, valid) = load_splits(job.features, &spec, job.train.max_rows_in_memory)?;
     progress.log("distill: computing teacher logits (once, cached for every epoch)");
-    let teacher_logits = train.map_rows(&spec, |cols| teacher.logits(cols))?;
+    let logits = train.map_rows(&spec, |cols| teacher.logits(cols))?;
+    let (logits, ensemble) = ensemble_logits(job, &spec, (&train, &valid), &teacher, logits, progress)?;
     let (listwise, groups) = listwise_groups(job, &spec, progress)?;
-    let arch = student_architecture(&teacher.arch, job.cfg.ratio);
+    Ok(Targets { manifest, teacher, spec, train, valid, logits, ensemble, listwise, groups })
+}
+
+/// The student at `job.cfg.ratio` and, when asked, its scratch baseline.
+fn students(job: &DistillJob<'_>, t: &Targets, progress: &dyn Progress) -> Result<DistillSummary> {
+    let arch = student_architecture(&t.teacher.arch, job.cfg.ratio);
     let student_input = FitInput {
-        spec: &spec,
+        spec: &t.spec,
         arch: &arch,
-        train: &train,
-        valid: &valid,
+        train: &t.train,
+        valid: &t.valid,
         cfg: job.train,
         seed: job.seed,
         label: "student",
         checkpoints: &job.checkpoints.join("student"),
         resume: job.resume,
         objective: Objective::Distill {
-            teacher_logits: &teacher_logits,
-            weights: DistillWeights { temperature: job.cfg.temperature, alpha: job.cfg.alpha, listwise },
-            groups: groups.as_ref().map(|g| g.of_row.as_slice()),
+            teacher_logits: &t.logits,
+            weights: DistillWeights { temperature: job.cfg.temperature, alpha: job.cfg.alpha, listwise: t.listwise },
+            groups: t.groups.as_ref().map(|g| g.of_row.as_slice()),
         },
     };
-    let student = train_student(job, &student_input, &manifest, progress)?;
+    let student = train_student(job, &student_input, &t.manifest, progress)?;
     let scratch = if job.cfg.scratch_baseline { Some(train_scratch(job, &student_input, progress)?) } else { None };
     Ok(DistillSummary {
-        teacher_parameters: teacher.arch.parameter_count(&spec),
-        student_parameters: arch.parameter_count(&spec),
+        teacher_parameters: t.teacher.arch.parameter_count(&t.spec),
+        student_parameters: arch.parameter_count(&t.spec),
         student,
         scratch,
-        teacher_content_sha256: manifest.content_hash(),
+        teacher_content_sha256: t.manifest.content_hash(),
         temperature: job.cfg.temperature,
         alpha: job.cfg.alpha,
-        listwise,
-        candidate_groups: groups.as_ref().map(|g| g.count),
+        listwise: t.listwise,
+        candidate_groups: t.groups.as_ref().map(|g| g.count),
+        ensemble: t.ensemble.clone(),
         ratio: job.cfg.ratio,
+        sweep: Vec::new(),
     })
+}
+
+/// With `distill.teachers = N > 1`, trains `N - 1` more teachers (the teacher's architecture
+/// and training settings, seeds `seed + k`; checkpoints `teacher-k/`) and returns the mean
+/// logit of all `N` on every training row, with their validation AUC beside the teacher's.
+fn ensemble_logits(
+    job: &DistillJob<'_>,
+    spec: &FeatureSpec,
+    (train, valid): (&Split, &Split),
+    teacher: &FloatModel,
+    logits: Vec<f32>,
+    progress: &dyn Progress,
+) -> Result<(Vec<f32>, Option<EnsembleSummary>)> {
+    let n = job.cfg.teachers;
+    if n <= 1 {
+        return Ok((logits, None));
+    }
+    let y_valid = valid.labels(spec, Path::new("valid.parquet"))?;
+    let valid_logits = valid.map_rows(spec, |cols| teacher.logits(cols))?;
+    let teacher_valid_auc = metrics::auc(&valid_logits, &y_valid).unwrap_or(f64::NAN);
+    let (mut sum_train, mut sum_valid) = (widen(&logits), widen(&valid_logits));
+    let mut seeds = vec![job.seed];
+    for k in 1..n {
+        let seed = job.seed.wrapping_add(k as u64);
+        let label = format!("teacher-{k}");
+        let input = FitInput {
+            spec,
+            arch: &teacher.arch,
+            train,
+            valid,
+            cfg: job.teacher_train,
+            seed,
+            label: &label,
+            checkpoints: &job.checkpoints.join(&label),
+            objective: Objective::Hard,
+            resume: job.resume,
+        };
+        let (weights, _) = fit(&input, progress)?;
+        let member = FloatModel::new(spec.clone(), teacher.arch.clone(), weights)?;
+        add(&mut sum_train, &train.map_rows(spec, |cols| member.logits(cols))?);
+        add(&mut sum_valid, &valid.map_rows(spec, |cols| member.logits(cols))?);
+        seeds.push(seed);
+    }
+    let mean = |v: Vec<f64>| -> Vec<f32> { v.into_iter().map(|x| (x / n as f64) as f32).collect() };
+    let ensemble_valid_auc = metrics::auc(&mean(sum_valid), &y_valid).unwrap_or(f64::NAN);
+    progress.log(&format!(
+        "distill: soft targets from {n} teachers: valid AUC {ensemble_valid_auc:.4} (the teacher alone: {teacher_valid_auc:.4})"
+    ));
+    Ok((mean(sum_train), Some(EnsembleSummary { seeds, teacher_valid_auc, ensemble_valid_auc })))
+}
+
+fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
+
+fn add(sum: &mut [f64], v: &[f32]) {
+    for (s, &x) in sum.iter_mut().zip(v) {
+        *s += f64::from(x);
+    }
 }
 
 /// Mean rows per group below which an unset `distill.listwise` stays off (the rows are mostly
@@ -159,7 +313,9 @@ const MIN_MEAN_GROUP: f64 = 1.5;
 
 /// The listwise weight in effect and the training rows' candidate groups it needs: the
 /// recipe's weight (refused when the rows have no timestamps), or with none set,
-/// [`DEFAULT_LISTWISE`] when the rows come in groups of [`MIN_MEAN_GROUP`] or more on average.
+/// [`DEFAULT_LISTWISE`] when the rows come in groups of [`MIN_MEAN_GROUP`] or more on average
+/// and their labels are not ratings (a user's ratings at one moment are not candidates shown
+/// together: on MovieLens-100k the term cost the student AUC and NDCG@10).
 fn listwise_groups(job: &DistillJob<'_>, spec: &FeatureSpec, progress: &dyn Progress) -> Result<(f64, Option<Groups>)> {
     if job.cfg.listwise == Some(0.0) {
         return Ok((0.0, None));
@@ -174,6 +330,10 @@ fn listwise_groups(job: &DistillJob<'_>, spec: &FeatureSpec, progress: &dyn Prog
             )));
         }
         (Some(w), Some(g)) => (w, Some(g)),
+        (None, Some(_)) if matches!(label_source(job.features), Some(LabelSource::Rating { .. })) => {
+            progress.log("distill: listwise term off (the labels are ratings: the items a user rated at one moment are not a set of candidates shown together; set distill.listwise to use it)");
+            return Ok((0.0, None));
+        }
         (None, Some(g)) if g.mean_size() >= MIN_MEAN_GROUP => (DEFAULT_LISTWISE, Some(g)),
         (None, g) => {
             let why = g.map_or(format!("no {TIMESTAMP} column"), |g| format!("{:.2} rows a group", g.mean_size()));
@@ -189,6 +349,20 @@ fn listwise_groups(job: &DistillJob<'_>, spec: &FeatureSpec, progress: &dyn Prog
         ));
     }
     Ok((weight, groups))
+}
+
+/// How `prepare` labelled the rows of `features` (its `prepare.json`), when it says.
+fn label_source(features: &Path) -> Option<LabelSource> {
+    #[derive(serde::Deserialize)]
+    struct Recorded {
+        summary: Summary,
+    }
+    #[derive(serde::Deserialize)]
+    struct Summary {
+        labels: LabelSource,
+    }
+    let text = std::fs::read(features.join("prepare.json")).ok()?;
+    serde_json::from_slice::<Recorded>(&text).ok().map(|r| r.summary.labels)
 }
 
 /// The teacher: a float teacher artifact whose gates passed.
@@ -235,6 +409,7 @@ fn train_student(
         "temperature": job.cfg.temperature,
         "alpha": job.cfg.alpha,
         "listwise": listwise,
+        "teachers": job.cfg.teachers,
         "ratio": job.cfg.ratio,
         "teacher_content_sha256": teacher_hash,
         "loss": loss_definition(listwise),

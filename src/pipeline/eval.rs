@@ -421,15 +421,17 @@ fn opt(v: Option<f64>) -> String {
 
 /// The human-readable table.
 pub fn table(report: &EvalReport) -> String {
+    // Names as wide as the longest (a sweep's `student-scratch-r0.25`), kinds as `student-scratch`.
+    let w = report.models.iter().map(|m| m.name.len()).max().unwrap_or(0).max(16);
     let mut s = format!(
-        "{:<16} {:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>9}\n",
+        "{:<w$} {:<15} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>9}\n",
         "model", "kind", "auc", "logloss", "ece", "hr@10", "ndcg@10", "size", "us/row"
     );
     for m in &report.models {
         s.push_str(&format!(
-            "{:<16} {:<14} {:>8} {:>8.4} {:>8.4} {:>8} {:>8} {:>11} {:>9.3}\n",
+            "{:<w$} {:<15} {:>8} {:>8.4} {:>8.4} {:>8} {:>8} {:>11} {:>9.3}\n",
             m.name,
-            m.kind,
+            m.kind.to_string(),
             opt(m.auc),
             m.logloss,
             m.ece,
@@ -442,7 +444,7 @@ pub fn table(report: &EvalReport) -> String {
     for b in &report.baselines {
         let name = format!("{b:?}", b = b.name).to_lowercase();
         s.push_str(&format!(
-            "{:<16} {:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>9}\n",
+            "{:<w$} {:<15} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>9}\n",
             name,
             "baseline",
             opt(b.auc),

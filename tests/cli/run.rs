@@ -184,3 +184,46 @@ fn a_dot_interaction_runs_end_to_end_is_recorded_in_every_manifest_and_scores() 
     let gap = scores[0].iter().zip(&scores[1]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     assert!(gap < 0.1, "INT8 logits within 0.1 of float: {gap}");
 }
+
+#[test]
+fn a_size_sweep_with_an_ensemble_writes_each_size_beside_its_scratch_baseline_and_charts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = std::fs::read_to_string(repo().join("recipes/tiny.toml")).unwrap();
+    let recipe = format!("{tiny}\n[distill]\nratios = [0.5, 0.25]\nteachers = 2\n");
+    std::fs::write(dir.path().join("r.toml"), recipe).unwrap();
+    let o = ok(reco(&["run", "r.toml", "--out", "out", "--json"], dir.path()));
+    let report: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let out = dir.path().join("out");
+    // Teacher [32, 16], embeddings 8 and 2: the sweep's second size is a quarter of it.
+    for (stage, hidden, ratio) in [("student", [16, 8], 0.5), ("student-r0.25", [8, 4], 0.25)] {
+        let m = manifest_json(&out.join(stage));
+        assert_eq!(m["architecture"]["hidden"], serde_json::json!(hidden), "{stage}");
+        let d = &m["training"]["distillation"];
+        assert_eq!((d["ratio"].as_f64(), d["teachers"].as_u64()), (Some(ratio), Some(2)), "{stage}");
+    }
+    let scratch = manifest_json(&out.join("student-scratch-r0.25"));
+    assert_eq!(scratch["kind"], "student-scratch");
+    assert_eq!(scratch["architecture"]["hidden"], serde_json::json!([8, 4]));
+    // Each distilled size is paired with the scratch student of its own size.
+    let models = report["eval"]["models"].as_array().unwrap();
+    let against = |name: &str| {
+        let m = models.iter().find(|m| m["name"] == name).unwrap_or_else(|| panic!("{name} not evaluated"));
+        m["vs_scratch"]["against"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(against("student"), "student-scratch");
+    assert_eq!(against("student-r0.25"), "student-scratch-r0.25");
+    // The ensemble: the teacher's seed and the next one, on both sizes' soft targets.
+    let distill = report["stages"].as_array().unwrap().iter().find(|s| s["name"] == "distill").unwrap();
+    let detail = &distill["detail"];
+    let seeds = |d: &serde_json::Value| d["ensemble"]["seeds"].clone();
+    assert_eq!(seeds(detail), serde_json::json!([7, 8]), "{detail}");
+    assert_eq!(seeds(&detail["sweep"][0]), serde_json::json!([7, 8]));
+    assert!(out.join("checkpoints/teacher-1").is_dir());
+    // The extra size is a deliverable (exported); its baseline is not; the report charts both.
+    assert_eq!(manifest_json(&out.join("student-r0.25"))["exports"]["onnx"]["file"], "model.onnx");
+    assert!(manifest_json(&out.join("student-scratch-r0.25"))["exports"].get("onnx").is_none());
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("students-by-size.svg"), "the size chart is linked");
+    let svg = std::fs::read_to_string(out.join("report/students-by-size.svg")).unwrap();
+    assert!(svg.contains("distilled") && svg.contains("scratch"));
+}

@@ -129,6 +129,7 @@ pub(super) fn tradeoff_charts(i: &Inputs) -> Result<Vec<Block>> {
     b.push(figure("auc-vs-size", &format!("Test AUC against artifact size.{note}"), &c)?);
     let c = chart("NDCG@10 vs size", "KiB", "NDCG@10", labelled(&size, ndcg), ndcg_lines);
     b.push(figure("ndcg-vs-size", &format!("NDCG@10 on the ranking queries against artifact size.{note}"), &c)?);
+    b.extend(sizes_chart(i)?);
     let speed = labelled(&|m| us_per_row(i, m).0, auc);
     if speed.is_empty() {
         b.push(Block::Para("AUC vs µs/row: not drawn, no timings were recorded.".into()));
@@ -137,6 +138,34 @@ pub(super) fn tradeoff_charts(i: &Inputs) -> Result<Vec<Block>> {
         b.push(figure("auc-vs-latency", &caption, &chart("AUC vs latency", "µs/row", "test AUC", speed, auc_lines))?);
     }
     Ok(b)
+}
+
+/// NDCG@10 against size of the distilled students and of the scratch students, one line each
+/// (a size sweep, `distill.ratios`: a point per ratio); nothing without a scratch student.
+fn sizes_chart(i: &Inputs) -> Result<Vec<Block>> {
+    let line = |name: &str, kind: Kind| -> Option<Series> {
+        let mut points: Vec<(f64, f64)> = (i.run.eval.models.iter())
+            .filter(|m| m.kind == kind)
+            .filter_map(|m| Some((m.size_bytes as f64 / 1024.0, m.ndcg10?)))
+            .collect();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        (!points.is_empty()).then(|| Series::new(name, points, Mark::Line))
+    };
+    let (Some(distilled), Some(scratch)) = (line("distilled", Kind::Student), line("scratch", Kind::StudentScratch))
+    else {
+        return Ok(Vec::new());
+    };
+    let chart = Chart {
+        title: "Distilled and scratch students by size".into(),
+        x_label: "KiB".into(),
+        y_label: "NDCG@10".into(),
+        series: vec![distilled, scratch],
+        h_lines: reference_lines(i, |b| b.ndcg10, false),
+        min_y_span: Some(MIN_AUC_SPAN),
+        ..Chart::default()
+    };
+    let caption = "NDCG@10 of the distilled students and of the same networks trained on the labels alone, at each size (`distill.ratios`); the distilled-minus-scratch intervals are in the evaluation table.";
+    Ok(vec![figure("students-by-size", caption, &chart)?])
 }
 
 pub(super) fn reliability(m: &ModelEval) -> Result<Block> {

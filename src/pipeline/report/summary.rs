@@ -38,7 +38,7 @@ fn shippable(i: &Inputs, name: &str) -> bool {
     let ok = n
         .and_then(|n| i.manifests[n].as_ref())
         .is_some_and(|m| m.status == reco_runtime::artifact::manifest::Status::Ok);
-    ok && name != "student-scratch"
+    ok && !crate::pipeline::distill::is_scratch(name)
 }
 
 pub(super) fn us_per_row(i: &Inputs, m: &ModelEval) -> (Option<f64>, Source) {

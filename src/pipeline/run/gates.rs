@@ -267,7 +267,7 @@ impl RunModels {
     pub fn recommend(&self, eval: &EvalReport, gates: &[GateReport]) -> Option<String> {
         self.models
             .iter()
-            .filter(|m| m.0 != "student-scratch" && self.failures_of(&m.0, gates).is_empty())
+            .filter(|m| !crate::pipeline::distill::is_scratch(&m.0) && self.failures_of(&m.0, gates).is_empty())
             .filter_map(|m| find(eval, &m.0).map(|e| (e.size_bytes, m.0.clone())))
             .min()
             .map(|(_, n)| n)
@@ -285,7 +285,7 @@ pub struct Dominated {
 
 /// Every deliverable some other gate-passing deliverable dominates (the smallest such).
 pub fn dominated(eval: &EvalReport, passing: &[String]) -> Vec<Dominated> {
-    let deliverable = |m: &&ModelEval| m.name != "student-scratch";
+    let deliverable = |m: &&ModelEval| !crate::pipeline::distill::is_scratch(&m.name);
     // At most its size, at least its AUC and NDCG@10, and better in one of the three.
     let beats = |a: &ModelEval, b: &ModelEval| {
         let ge = |x: Option<f64>, y: Option<f64>| x.zip(y).is_some_and(|(x, y)| x >= y);

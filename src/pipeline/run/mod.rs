@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::data::schema::FilesConfig;
 use crate::data::synth::{self, SynthParams};
 use crate::outputs::RunPaths;
-use crate::pipeline::distill::{DistillJob, distill};
+use crate::pipeline::distill::{DistillJob, SCRATCH, SweepSize, distill_sizes, is_scratch};
 use crate::pipeline::eval::{EvalReport, evaluate};
 use crate::pipeline::prepare::prepare;
 use crate::pipeline::quantize::{QuantizeJob, QuantizeSummary, quantize};
@@ -211,20 +211,32 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// The student and the scratch baseline; the float models so far.
+    /// The student and the scratch baseline, and those of each other size of a sweep; the
+    /// float models so far.
     fn distill(&mut self) -> Result<Vec<PathBuf>> {
         let (recipe, paths, progress) = (self.recipe, self.paths, self.progress);
         let student_train = recipe.distill.student_train(&recipe.train);
-        let (teacher, student, scratch) =
-            (paths.stage("teacher"), paths.stage("student"), paths.stage("student-scratch"));
+        let (teacher, student, scratch) = (paths.stage("teacher"), paths.stage("student"), paths.stage(SCRATCH));
+        let sweep: Vec<SweepSize> =
+            recipe.distill.extra_ratios().iter().map(|&r| SweepSize::under(&paths.out, r)).collect();
+        for s in &sweep {
+            reco_runtime::artifact::check_replaceable(&s.out)?;
+            reco_runtime::artifact::check_replaceable(&s.scratch_out)?;
+        }
         let distill_recipe = recipe_sections(recipe, &["name", "seed", "data", "prepare", "train", "distill"]);
         self.keys.distill = reuse::key(
             "distill",
             &serde_json::json!({ "train": self.keys.train, "prepare": self.keys.prepare, "recipe": distill_recipe, "student_train": json(&student_train) }),
         );
-        let mut artifacts = vec![student.clone()];
-        artifacts.extend(recipe.distill.scratch_baseline.then(|| scratch.clone()));
-        let outputs = Outputs { artifacts, ..Outputs::default() };
+        let with_scratch = |d: &PathBuf, s: &PathBuf| {
+            let mut v = vec![d.clone()];
+            v.extend(recipe.distill.scratch_baseline.then(|| s.clone()));
+            v
+        };
+        let mut artifacts = with_scratch(&student, &scratch);
+        artifacts.extend(sweep.iter().flat_map(|s| with_scratch(&s.out, &s.scratch_out)));
+        let outputs = Outputs { artifacts: artifacts.clone(), ..Outputs::default() };
+        let cfg = recipe.distill.main();
         self.stages.push(self.reuse.stage("distill", &self.keys.distill, &outputs, progress, || {
             let djob = DistillJob {
                 teacher: &teacher,
@@ -232,17 +244,18 @@ impl Runner<'_> {
                 out: &student,
                 scratch_out: &scratch,
                 checkpoints: &paths.out.join("checkpoints"),
-                cfg: &recipe.distill,
+                cfg: &cfg,
                 train: &student_train,
+                teacher_train: &recipe.train,
                 seed: recipe.seed,
-                recipe: distill_recipe.clone(),
+                recipe: &distill_recipe,
                 resume: self.opts.resume,
             };
-            Ok(StageDetail::Distill(Box::new(distill(&djob, progress)?)))
+            Ok(StageDetail::Distill(Box::new(distill_sizes(&djob, &sweep, progress)?)))
         })?);
         self.keys.models.push(self.keys.distill.clone());
-        let mut models = vec![teacher, student];
-        models.extend(recipe.distill.scratch_baseline.then_some(scratch));
+        let mut models = vec![teacher];
+        models.extend(artifacts);
         Ok(models)
     }
 
@@ -297,7 +310,8 @@ impl Runner<'_> {
     /// gates; the scratch baseline is only a comparison. Which models export depends on their
     /// verdicts too (a gate's threshold may change alone).
     fn export(&mut self, models: &[PathBuf], gates: &[GateReport]) -> Result<()> {
-        let deliverables: Vec<PathBuf> = models.iter().filter(|d| !d.ends_with("student-scratch")).cloned().collect();
+        let scratch = |d: &&PathBuf| d.file_name().is_some_and(|n| is_scratch(&n.to_string_lossy()));
+        let deliverables: Vec<PathBuf> = models.iter().filter(|d| !scratch(d)).cloned().collect();
         let outputs = Outputs { artifacts: deliverables.clone(), exported: true, ..Outputs::default() };
         let key = reuse::key("export", &serde_json::json!({ "eval": self.keys.eval, "gates": json(&gates) }));
         self.stages.push(self.reuse.stage("export", &key, &outputs, self.progress, || {

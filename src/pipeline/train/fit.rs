@@ -72,7 +72,7 @@ pub struct FitInput<'a> {
 /// The recipe key that sets a training's learning rate: the teacher's is `train`'s, the
 /// students' `distill`'s (which defaults to `train`'s).
 fn learning_rate_key(label: &str) -> &'static str {
-    if label == "teacher" { "train.learning_rate" } else { "distill.learning_rate" }
+    if label.starts_with("teacher") { "train.learning_rate" } else { "distill.learning_rate" }
 }
 
 /// What [`fit`]'s trajectory depends on: every setting but the epoch budget, the seed, the

@@ -1,9 +1,11 @@
 //! Candidate groups for ranking distillation: the training rows of one user at one moment (a
-//! session's impressions, or a visit and the negatives `prepare` sampled around it), which
-//! `prepare` and the Spark job write next to each other. [`Groups::read`] numbers them from a
-//! split's `user_id` and `timestamp` columns; an epoch that distils over groups shuffles whole
-//! groups ([`shuffled_runs`]), so that a batch holds every row of most of its groups.
+//! session's impressions, a visit and the negatives `prepare` sampled around it, or the movies
+//! a user rated in the same second). [`Groups::read`] numbers them from a split's `user_id`
+//! and `timestamp` columns, wherever the rows sit in the split; an epoch that distils over
+//! groups visits whole groups in a shuffled order ([`Grouped`]), so that a batch holds every
+//! row of most of its groups.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use crate::data::chunks::Chunks;
@@ -27,23 +29,33 @@ pub struct Groups {
 }
 
 impl Groups {
-    /// Numbers runs of equal `(user, timestamp)` keys (`users` absent: timestamps alone).
+    /// Numbers the distinct `(user, timestamp)` keys in order of first appearance (`users`
+    /// absent: timestamps alone).
     pub fn from_keys(users: Option<&Ids>, ts: &[i64]) -> Self {
-        let same_user = |i: usize| match users {
-            None => true,
-            Some(Ids::Int(v)) => v[i] == v[i - 1],
-            Some(Ids::Str(v)) => v[i] == v[i - 1],
-        };
-        let mut of_row = Vec::with_capacity(ts.len());
-        let mut g = 0u32;
-        for i in 0..ts.len() {
-            if i > 0 && !(ts[i] == ts[i - 1] && same_user(i)) {
-                g += 1;
+        // A string user becomes the number of its first appearance.
+        let user: Vec<i64> = match users {
+            None => vec![0; ts.len()],
+            Some(Ids::Int(v)) => v.clone(),
+            Some(Ids::Str(v)) => {
+                let mut seen: HashMap<&str, i64> = HashMap::new();
+                v.iter()
+                    .map(|u| {
+                        let n = seen.len() as i64;
+                        *seen.entry(u.as_str()).or_insert(n)
+                    })
+                    .collect()
             }
-            of_row.push(g);
-        }
-        let count = if ts.is_empty() { 0 } else { g as usize + 1 };
-        Self { of_row, count }
+        };
+        let mut ids: HashMap<(i64, i64), u32> = HashMap::new();
+        let of_row: Vec<u32> = user
+            .iter()
+            .zip(ts)
+            .map(|(&u, &t)| {
+                let n = ids.len() as u32;
+                *ids.entry((u, t)).or_insert(n)
+            })
+            .collect();
+        Self { of_row, count: ids.len() }
     }
 
     /// The groups of the split at `location` (its rows in the order training reads them), from
@@ -95,22 +107,45 @@ impl Groups {
     }
 }
 
-/// The runs of equal adjacent values of `of_row` as `(first row, rows)`, in row order.
-pub fn runs(of_row: &[u32]) -> Vec<(usize, usize)> {
-    let mut out: Vec<(usize, usize)> = Vec::new();
-    for (i, g) in of_row.iter().enumerate() {
-        match out.last_mut() {
-            Some((start, n)) if of_row[*start] == *g => *n += 1,
-            _ => out.push((i, 1)),
-        }
-    }
-    out
+/// Rows arranged group by group, to be visited whole groups at a time in a shuffled order.
+#[derive(Debug, Clone)]
+pub struct Grouped {
+    /// Row indices sorted by group (stably: a group's rows keep their order).
+    rows: Vec<usize>,
+    /// Each group's `(first position in rows, rows)`, in the order of the last shuffle.
+    units: Vec<(usize, usize)>,
 }
 
-/// Shuffles `runs` in place and returns their rows in the new order.
-pub fn shuffled_runs(runs: &mut [(usize, usize)], rng: &mut Rng) -> Vec<usize> {
-    rng.shuffle(runs);
-    runs.iter().flat_map(|&(start, n)| start..start + n).collect()
+impl Grouped {
+    /// The rows `0..of_row.len()` by their groups (`of_row`: any group numbers).
+    pub fn new(of_row: &[u32]) -> Self {
+        let mut rows: Vec<usize> = (0..of_row.len()).collect();
+        rows.sort_by_key(|&i| of_row[i]);
+        let mut units: Vec<(usize, usize)> = Vec::new();
+        for (k, &i) in rows.iter().enumerate() {
+            match units.last_mut() {
+                Some((start, n)) if of_row[rows[*start]] == of_row[i] => *n += 1,
+                _ => units.push((k, 1)),
+            }
+        }
+        Self { rows, units }
+    }
+
+    /// Number of groups.
+    pub fn len(&self) -> usize {
+        self.units.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.units.is_empty()
+    }
+
+    /// Shuffles the groups' order (a shuffle of the previous one) and returns every row in it.
+    pub fn shuffled(&mut self, rng: &mut Rng) -> Vec<usize> {
+        rng.shuffle(&mut self.units);
+        self.units.iter().flat_map(|&(start, n)| self.rows[start..start + n].iter().copied()).collect()
+    }
 }
 
 #[cfg(test)]
@@ -118,34 +153,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn groups_are_adjacent_rows_of_one_user_at_one_moment() {
+    fn a_group_is_one_user_at_one_moment_wherever_its_rows_sit() {
         let users = Ids::Int(vec![1, 1, 1, 2, 2, 1, 1]);
-        let ts = [10, 10, 11, 11, 11, 11, 11];
+        let ts = [10, 10, 11, 11, 11, 10, 12];
         let g = Groups::from_keys(Some(&users), &ts);
-        assert_eq!(g.of_row, [0, 0, 1, 2, 2, 3, 3]);
+        assert_eq!(g.of_row, [0, 0, 1, 2, 2, 0, 3]);
         assert_eq!(g.count, 4);
-        // Without users, timestamps alone: rows 2..7 share one.
-        assert_eq!(Groups::from_keys(None, &ts).of_row, [0, 0, 1, 1, 1, 1, 1]);
-        let s = Ids::Str(vec!["a".into(), "b".into()]);
-        assert_eq!(Groups::from_keys(Some(&s), &[5, 5]).of_row, [0, 1]);
+        assert!((g.mean_size() - 7.0 / 4.0).abs() < 1e-12);
+        // Without users, timestamps alone.
+        assert_eq!(Groups::from_keys(None, &ts).of_row, [0, 0, 1, 1, 1, 0, 2]);
+        let s = Ids::Str(vec!["a".into(), "b".into(), "a".into()]);
+        assert_eq!(Groups::from_keys(Some(&s), &[5, 5, 5]).of_row, [0, 1, 0]);
         assert_eq!(Groups::from_keys(None, &[]).count, 0);
     }
 
     #[test]
-    fn shuffled_runs_keep_every_group_whole_and_visit_each_row_once() {
-        let of_row = [0, 0, 0, 1, 2, 2, 3, 3, 3, 3, 4];
-        let mut r = runs(&of_row);
-        assert_eq!(r, [(0, 3), (3, 1), (4, 2), (6, 4), (10, 1)]);
+    fn a_shuffled_epoch_keeps_every_group_whole_and_visits_each_row_once() {
+        let of_row = [4, 0, 0, 7, 2, 2, 0, 7, 7, 7, 9];
+        let mut grouped = Grouped::new(&of_row);
+        assert_eq!(grouped.len(), 5);
         let mut rng = Rng::new(3);
         let mut seen = Vec::new();
         for _ in 0..5 {
-            let order = shuffled_runs(&mut r, &mut rng);
+            let order = grouped.shuffled(&mut rng);
             let mut sorted = order.clone();
             sorted.sort_unstable();
             assert_eq!(sorted, (0..of_row.len()).collect::<Vec<_>>());
-            // Each group's rows stay adjacent.
+            // Each group's rows are adjacent, in their split order.
             let groups: Vec<u32> = order.iter().map(|&i| of_row[i]).collect();
-            assert_eq!(runs(&groups).len(), 5, "{groups:?}");
+            let changes = groups.windows(2).filter(|w| w[0] != w[1]).count();
+            assert_eq!(changes, 4, "{groups:?}");
+            assert!(order.windows(2).all(|w| of_row[w[0]] != of_row[w[1]] || w[0] < w[1]), "{order:?}");
             seen.push(groups);
         }
         assert!(seen.windows(2).any(|w| w[0] != w[1]), "the group order changes between epochs");

@@ -15,13 +15,13 @@ use reco_runtime::error::Result;
 use reco_runtime::rng::Rng;
 use reco_runtime::runtime::{Columns, Encoded, encode};
 
-use super::groups::{runs, shuffled_runs};
+use super::groups::Grouped;
 
 /// Where an epoch's rows come from.
 pub(super) enum TrainRows<'a> {
     /// All encoded in memory, visited in `order` (reshuffled in place every epoch; with
-    /// candidate groups, `runs` — each group's rows — are reshuffled and `order` follows).
-    Whole { enc: Encoded, labels: &'a [f32], order: Vec<usize>, runs: Option<Vec<(usize, usize)>>, rng: Rng },
+    /// candidate groups, the order of whole groups is reshuffled and `order` follows).
+    Whole { enc: Encoded, labels: &'a [f32], order: Vec<usize>, grouped: Option<Grouped>, rng: Rng },
     /// Row groups on disk, read into shuffled windows of `buffer` rows.
     Chunked { chunks: &'a Chunks, buffer: usize },
 }
@@ -50,7 +50,7 @@ impl<'a> TrainRows<'a> {
                 enc: encode(spec, &frame.columns.view()),
                 labels: frame.labels(Path::new("train.parquet"))?,
                 order: (0..frame.columns.rows).collect(),
-                runs: groups.map(runs),
+                grouped: groups.map(Grouped::new),
                 rng: Rng::derive(seed, "train-shuffle"),
             },
             Split::Chunked(chunks) => Self::Chunked { chunks, buffer: cfg.shuffle_buffer_rows },
@@ -60,19 +60,19 @@ impl<'a> TrainRows<'a> {
     /// A new order of the rows held in memory (nothing for rows on disk, which each window
     /// shuffles): each epoch reshuffles the previous epoch's order.
     pub(super) fn reshuffle(&mut self) {
-        if let Self::Whole { order, runs, rng, .. } = self {
-            match runs {
-                Some(runs) => *order = shuffled_runs(runs, rng),
+        if let Self::Whole { order, grouped, rng, .. } = self {
+            match grouped {
+                Some(g) => *order = g.shuffled(rng),
                 None => rng.shuffle(order),
             }
         }
     }
 }
 
-/// A window's visiting order: its rows shuffled, or with `groups`, its groups' runs shuffled.
+/// A window's visiting order: its rows shuffled, or with `groups`, its whole groups shuffled.
 fn window_order(rows: usize, groups: Option<&[u32]>, rng: &mut Rng) -> Vec<usize> {
     match groups {
-        Some(g) => shuffled_runs(&mut runs(g), rng),
+        Some(g) => Grouped::new(g).shuffled(rng),
         None => {
             let mut order: Vec<usize> = (0..rows).collect();
             rng.shuffle(&mut order);
@@ -247,7 +247,8 @@ mod tests {
             let t = w.teacher.as_ref().unwrap();
             assert!(g.iter().zip(t.iter()).all(|(&g, &r)| g == groups[r as usize]), "groups travel with their rows");
             let visited: Vec<u32> = w.order.iter().map(|&i| g[i]).collect();
-            assert_eq!(runs(&visited).len(), runs(g).len(), "every group's rows stay together");
+            let changes = visited.windows(2).filter(|p| p[0] != p[1]).count();
+            assert_eq!(changes + 1, g.iter().collect::<BTreeSet<_>>().len(), "every group's rows stay together");
         }
         assert!(order.windows(2).filter(|p| p[1] != p[0] + 1).count() > n / 6, "groups shuffled");
         order.sort_unstable();
