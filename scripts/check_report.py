@@ -135,10 +135,13 @@ def check_metrics(path, report):
                 fail(f"metrics: {m['name']} AUC not measurable but exported as {got}")
         elif got != want:
             fail(f"metrics: {m['name']} AUC {got}, report.json {want}")
-    gates = {s.labels["gate"]: s.value for s in families["reco_gate_passed"].samples}
+    gates = {(s.labels["gate"], s.labels["artifact"]): s.value for s in families["reco_gate_passed"].samples}
+    if len(gates) != len(families["reco_gate_passed"].samples):
+        fail("metrics: two reco_gate_passed samples with the same gate and artifact")
     for g in report["gates"]:
-        if gates[g["name"]] != (1.0 if g["passed"] else 0.0):
-            fail(f"metrics: gate {g['name']} is {gates[g['name']]}")
+        key = (g["name"], g["artifact"])
+        if gates[key] != (1.0 if g["passed"] else 0.0):
+            fail(f"metrics: gate {key} is {gates[key]}")
     for fam in ["reco_model_artifact_bytes", "reco_scoring_rows_per_second", "reco_stage_duration_seconds", "reco_run_passed"]:
         if not families.get(fam) or not families[fam].samples:
             fail(f"metrics: no {fam}")

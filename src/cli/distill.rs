@@ -121,7 +121,9 @@ fn resolve(args: &DistillArgs) -> Result<(Recipe, PathBuf, PathBuf)> {
 /// The command-line flags over the recipe's `[distill]` section, then its checks.
 fn apply_flags(args: &DistillArgs, d: &mut DistillConfig) -> Result<()> {
     if let Some(v) = args.ratio {
+        // --ratio names the one size to train, over a recipe's sweep.
         d.ratio = v;
+        d.ratios.clear();
     }
     if let Some(v) = args.temperature {
         d.temperature = v;

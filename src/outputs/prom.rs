@@ -98,7 +98,8 @@ pub fn for_run(r: &RunReport) -> Families {
     let recipe = r.recipe.as_str();
     add_eval(&mut f, recipe, &r.eval);
     for g in &r.gates {
-        let l = [("recipe", recipe), ("gate", g.name.as_str())];
+        // A sweep gates each student size: the artifact tells the series apart.
+        let l = [("recipe", recipe), ("gate", g.name.as_str()), ("artifact", g.artifact.as_str())];
         f.gauge("reco_gate_passed", "1 when the quality gate held, 0 when it failed.", &l, bool01(g.passed));
         f.gauge("reco_gate_value", "The gated quantity (NaN: not measurable, and the gate failed).", &l, g.value);
         f.gauge("reco_gate_threshold", "The gate's threshold.", &l, Some(g.threshold));

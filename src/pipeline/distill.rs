@@ -175,6 +175,16 @@ pub fn distill(job: &DistillJob<'_>, progress: &dyn Progress) -> Result<DistillS
 pub fn distill_sizes(job: &DistillJob<'_>, sweep: &[SweepSize], progress: &dyn Progress) -> Result<DistillSummary> {
     job.cfg.validate()?;
     let targets = soft_targets(job, progress)?;
+    let ratios: Vec<f64> = std::iter::once(job.cfg.ratio).chain(sweep.iter().map(|s| s.ratio)).collect();
+    let archs: Vec<Architecture> = ratios.iter().map(|&r| student_architecture(&targets.teacher.arch, r)).collect();
+    if let Some((i, j)) =
+        (0..archs.len()).flat_map(|j| (0..j).map(move |i| (i, j))).find(|&(i, j)| archs[i] == archs[j])
+    {
+        return Err(Error::input(format!(
+            "distill ratios {} and {} give the same student (hidden {:?}, embeddings {:?}): keep one",
+            ratios[i], ratios[j], archs[j].hidden, archs[j].embedding_dims
+        )));
+    }
     let mut summary = students(job, &targets, progress)?;
     for size in sweep {
         let cfg = DistillConfig { ratio: size.ratio, ..job.cfg.clone() };
@@ -321,7 +331,14 @@ fn listwise_groups(job: &DistillJob<'_>, spec: &FeatureSpec, progress: &dyn Prog
         return Ok((0.0, None));
     }
     let train = job.features.join("train.parquet");
-    let groups = Groups::read(&train, spec)?;
+    let groups = match (job.cfg.listwise, Groups::read(&train, spec)) {
+        // Unset, a split whose timestamps do not read as integers leaves the term off.
+        (None, Err(e)) => {
+            progress.log(&format!("distill: listwise term off (no candidate groups: {e})"));
+            return Ok((0.0, None));
+        }
+        (_, groups) => groups?,
+    };
     let (weight, groups) = match (job.cfg.listwise, groups) {
         (Some(_), None) => {
             return Err(Error::input(format!(
@@ -444,7 +461,7 @@ fn train_scratch(job: &DistillJob<'_>, student: &FitInput<'_>, progress: &dyn Pr
         features: job.features,
         lineage: None,
         training: serde_json::json!({
-            "baseline_for": "student",
+            "baseline_for": crate::outputs::dir_name(job.out),
             "ratio": job.cfg.ratio,
             "loss": "mean BCEWithLogits(s, y)",
             "summary": summary,

@@ -189,8 +189,9 @@ fn a_dot_interaction_runs_end_to_end_is_recorded_in_every_manifest_and_scores() 
 fn a_size_sweep_with_an_ensemble_writes_each_size_beside_its_scratch_baseline_and_charts_them() {
     let dir = tempfile::tempdir().unwrap();
     let tiny = std::fs::read_to_string(repo().join("recipes/tiny.toml")).unwrap();
-    let recipe = format!("{tiny}\n[distill]\nratios = [0.5, 0.25]\nteachers = 2\n");
-    std::fs::write(dir.path().join("r.toml"), recipe).unwrap();
+    let gates = "[gates]\nmin_student_auc_retention = 0.5\nmin_distill_gain = -1\n";
+    let recipe = format!("{tiny}\n[distill]\nratios = [0.5, 0.25]\nteachers = 2\n{gates}");
+    std::fs::write(dir.path().join("r.toml"), &recipe).unwrap();
     let o = ok(reco(&["run", "r.toml", "--out", "out", "--json"], dir.path()));
     let report: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     let out = dir.path().join("out");
@@ -226,4 +227,23 @@ fn a_size_sweep_with_an_ensemble_writes_each_size_beside_its_scratch_baseline_an
     assert!(md.contains("students-by-size.svg"), "the size chart is linked");
     let svg = std::fs::read_to_string(out.join("report/students-by-size.svg")).unwrap();
     assert!(svg.contains("distilled") && svg.contains("scratch"));
+    // Every size is judged by the student gates, each on its own artifact.
+    let gated = |artifact: &str| -> Vec<String> {
+        let all = report["gates"].as_array().unwrap().iter();
+        all.filter(|g| g["artifact"] == artifact).map(|g| g["name"].as_str().unwrap().to_string()).collect()
+    };
+    let want = ["student_auc_retention", "student_distill_gain_ndcg"].map(String::from).to_vec();
+    assert_eq!(gated("student"), want);
+    assert_eq!(gated("student-r0.25"), want);
+    // A sweep that drops a size removes its models.
+    std::fs::write(dir.path().join("r.toml"), recipe.replace("ratios = [0.5, 0.25]", "ratios = [0.5]")).unwrap();
+    ok(reco(&["run", "r.toml", "--out", "out"], dir.path()));
+    assert!(!out.join("student-r0.25").exists() && !out.join("student-scratch-r0.25").exists());
+    assert!(out.join("student").is_dir());
+    // Two ratios that round to one network.
+    std::fs::write(dir.path().join("r.toml"), recipe.replace("ratios = [0.5, 0.25]", "ratios = [0.5, 0.49]")).unwrap();
+    crate::support::input_error(
+        &reco(&["run", "r.toml", "--out", "out"], dir.path()),
+        &["distill ratios 0.5 and 0.49 give the same student", "keep one"],
+    );
 }

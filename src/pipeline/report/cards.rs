@@ -25,24 +25,18 @@ fn describe(kind: Kind, i: &Inputs) -> String {
     match kind {
         Kind::Teacher => "The teacher: embeddings + MLP trained on the labels.".into(),
         Kind::Student => format!(
-            "The student: a smaller MLP distilled from the teacher (temperature {}, KL weight {}).",
+            "The student: a smaller MLP distilled from the teacher (temperature {}, KL weight {}, listwise weight {}{}).",
             d.map_or("?".into(), |d| d.temperature.to_string()),
-            d.map_or("?".into(), |d| d.alpha.to_string())
+            d.map_or("?".into(), |d| d.alpha.to_string()),
+            d.map_or("?".into(), |d| d.listwise.to_string()),
+            d.and_then(|d| d.ensemble.as_ref())
+                .map_or(String::new(), |e| format!(", soft targets from {} teachers", e.seeds.len()))
         ),
         Kind::StudentScratch => {
             "The student's architecture trained on labels only: the comparison that shows what distillation adds."
                 .into()
         }
         k => format!("INT8 post-training quantization of the {}.", k.as_str().trim_end_matches("-int8")),
-    }
-}
-
-fn parameters(i: &Inputs, kind: Kind) -> Option<usize> {
-    let train = detail(i, |d| if let StageDetail::Train(t) = d { Some(&**t) } else { None });
-    match kind {
-        Kind::Teacher | Kind::TeacherInt8 => train.map(|t| t.parameters),
-        Kind::Student | Kind::StudentInt8 => distill(i).map(|d| d.student_parameters),
-        Kind::StudentScratch | Kind::StudentScratchInt8 => distill(i)?.scratch.as_ref().map(|t| t.parameters),
     }
 }
 
@@ -132,7 +126,9 @@ pub(super) fn model_card(i: &Inputs, n: usize, m: &ModelEval) -> Result<Vec<Bloc
             if why.is_empty() { man.status.to_string() } else { format!("{} ({})", man.status, why.join("; ")) };
         rows.push(vec![Cell::text("status"), Cell::text(status)]);
     }
-    rows.push(vec![Cell::text("parameters"), Cell::text(parameters(i, m.kind).map_or("?".into(), |p| p.to_string()))]);
+    // From the model's own manifest (a sweep has several students of one kind).
+    let params = i.manifests[n].as_ref().map(|man| man.architecture.parameter_count(&man.feature_spec));
+    rows.push(vec![Cell::text("parameters"), Cell::text(params.map_or("?".into(), |p| p.to_string()))]);
     rows.push(vec![Cell::text("bytes"), Cell::number(Some(m.size_bytes as f64), 0, k("size_bytes"))]);
     rows.push(vec![Cell::text("AUC"), Cell::number(m.auc, 4, k("auc"))]);
     rows.push(vec![Cell::text("AUC 95% CI (bootstrap)"), Cell::text(ci(m.auc_ci95))]);

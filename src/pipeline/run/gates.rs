@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::outputs::dir_name;
 use crate::pipeline::eval::{EvalReport, ModelEval};
 use crate::recipe::{GateJudge, GatesConfig};
-use reco_runtime::artifact::manifest::{GateFailure, Status};
+use reco_runtime::artifact::manifest::{GateFailure, Kind, Status};
 use reco_runtime::error::{IoContext, Result};
 
 /// One quality gate's verdict.
@@ -150,26 +150,39 @@ fn find<'a>(eval: &'a EvalReport, name: &str) -> Option<&'a ModelEval> {
 }
 
 /// The recipe's gates on the evaluation (a gate the recipe sets is checked; a metric it cannot
-/// measure fails it).
+/// measure fails it). The student gates judge the student and every other size of a sweep.
 pub fn check(g: &GatesConfig, eval: &EvalReport) -> Vec<GateReport> {
     let mut gates = Vec::new();
-    let (teacher, student) = (find(eval, "teacher"), find(eval, "student"));
+    let teacher = find(eval, "teacher");
     if let Some(max_gap) = g.max_teacher_oracle_auc_gap {
         let gap = eval.oracle_auc.zip(teacher.and_then(|t| t.auc)).map(|(o, a)| o - a);
         let ci = teacher.and_then(|t| t.oracle_auc_gap_ci95);
         gates.push(GateReport::new("teacher_oracle_auc_gap", "teacher", Bound::AtMost, gap, ci, max_gap, g.judge));
     }
+    gates.extend(student_gates(g, eval, "student"));
+    let sweep = eval.models.iter().filter(|m| m.kind == Kind::Student && m.name != "student");
+    for m in sweep {
+        gates.extend(student_gates(g, eval, &m.name));
+    }
+    gates
+}
+
+/// The retention and distillation-gain gates of the distilled student `name` (absent: each
+/// gate the recipe sets fails as not measured).
+fn student_gates(g: &GatesConfig, eval: &EvalReport, name: &str) -> Vec<GateReport> {
+    let mut gates = Vec::new();
+    let (teacher, student) = (find(eval, "teacher"), find(eval, name));
     let paired = student.and_then(|s| s.vs_parent.as_ref()).filter(|p| p.against == "teacher");
     let retention = |t: Option<f64>, s: Option<f64>| t.zip(s).map(|(t, s)| s / t);
     if let Some(min) = g.min_student_auc_retention {
         let r = retention(teacher.and_then(|t| t.auc), student.and_then(|s| s.auc));
         let ci = paired.and_then(|p| p.auc_ratio_ci95);
-        gates.push(GateReport::new("student_auc_retention", "student", Bound::AtLeast, r, ci, min, g.judge));
+        gates.push(GateReport::new("student_auc_retention", name, Bound::AtLeast, r, ci, min, g.judge));
     }
     if let Some(min) = g.min_student_ndcg_retention {
         let r = retention(teacher.and_then(|t| t.ndcg10), student.and_then(|s| s.ndcg10));
         let ci = paired.and_then(|p| p.ndcg10_ratio_ci95);
-        gates.push(GateReport::new("student_ndcg_retention", "student", Bound::AtLeast, r, ci, min, g.judge));
+        gates.push(GateReport::new("student_ndcg_retention", name, Bound::AtLeast, r, ci, min, g.judge));
     }
     if let Some(min) = g.min_distill_gain {
         // Distilled minus scratch NDCG@10, paired; no scratch student: not measured, fails.
@@ -177,7 +190,7 @@ pub fn check(g: &GatesConfig, eval: &EvalReport) -> Vec<GateReport> {
         let scratch = vs.and_then(|p| find(eval, &p.against));
         let gain = student.and_then(|s| s.ndcg10).zip(scratch.and_then(|s| s.ndcg10)).map(|(s, c)| s - c);
         let ci = vs.and_then(|p| p.ndcg10_delta_ci95);
-        gates.push(GateReport::new("student_distill_gain_ndcg", "student", Bound::AtLeast, gain, ci, min, g.judge));
+        gates.push(GateReport::new("student_distill_gain_ndcg", name, Bound::AtLeast, gain, ci, min, g.judge));
     }
     gates
 }

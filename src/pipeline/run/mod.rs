@@ -223,6 +223,7 @@ impl Runner<'_> {
             reco_runtime::artifact::check_replaceable(&s.out)?;
             reco_runtime::artifact::check_replaceable(&s.scratch_out)?;
         }
+        remove_stale_sizes(&paths.out, &sweep)?;
         let distill_recipe = recipe_sections(recipe, &["name", "seed", "data", "prepare", "train", "distill"]);
         self.keys.distill = reuse::key(
             "distill",
@@ -325,6 +326,23 @@ impl Runner<'_> {
         })?);
         Ok(())
     }
+}
+
+/// Removes the students of sizes an earlier sweep wrote that this recipe no longer asks for
+/// (`student-r<ratio>`, `student-scratch-r<ratio>`): no stale model stays beside the run's.
+fn remove_stale_sizes(out: &Path, sweep: &[SweepSize]) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let (p, name) = (e.path(), e.file_name().to_string_lossy().into_owned());
+        let sized = name.starts_with("student-r") || name.starts_with(&format!("{SCRATCH}-r"));
+        if sized && p.is_dir() && !sweep.iter().any(|s| s.out == p || s.scratch_out == p) {
+            reco_runtime::artifact::check_replaceable(&p)?;
+            std::fs::remove_dir_all(&p).at(&p)?;
+        }
+    }
+    Ok(())
 }
 
 /// A recipe that gates the teacher on the oracle AUC needs data that has an oracle (the

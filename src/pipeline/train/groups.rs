@@ -19,7 +19,7 @@ pub const TIMESTAMP: &str = "timestamp";
 /// The column that names a row's user.
 pub const USER: &str = "user_id";
 
-/// The group of every row of a split: adjacent rows with the same user and timestamp.
+/// The group of every row of a split: its rows with one user and one timestamp, wherever they sit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Groups {
     /// Group number of every row, from 0 in row order.
@@ -59,36 +59,18 @@ impl Groups {
     }
 
     /// The groups of the split at `location` (its rows in the order training reads them), from
-    /// its `timestamp` column and, when the model has one, its `user_id` column; `None` when a
-    /// file of the split has no timestamps.
+    /// its `timestamp` column and, when every file has one, its `user_id` column (a model input
+    /// or not); `None` when a file of the split has no timestamps.
     pub fn read(location: &Path, spec: &FeatureSpec) -> Result<Option<Self>> {
-        let mut columns = vec![TIMESTAMP.to_string()];
-        if spec.categorical.iter().any(|c| c.name == USER) {
-            columns.push(USER.to_string());
-        }
-        let tables: Vec<Table> = match Chunks::list(location, spec, true)? {
-            Some(chunks) => {
-                let mut tables = Vec::with_capacity(chunks.chunks.len());
-                for c in &chunks.chunks {
-                    // A file without timestamps (its first piece tells): no groups.
-                    if c.offset == 0 && !parquet_footer(&c.file)?.1.iter().any(|n| n == TIMESTAMP) {
-                        return Ok(None);
-                    }
-                    tables.push(Table::parquet_rows(&c.file, c.offset, c.rows, columns.clone())?);
-                }
-                tables
-            }
-            None => vec![Table::read(location, &Default::default())?],
+        let Some(tables) = key_tables(location, spec)? else {
+            return Ok(None);
         };
+        let with_users = tables.iter().all(|t| t.has(USER));
         let (mut ts, mut users): (Vec<i64>, Option<Ids>) = (Vec::new(), None);
         for t in &tables {
-            if !t.has(TIMESTAMP) {
-                return Ok(None);
-            }
             ts.extend(t.ints(TIMESTAMP)?);
-            if columns.len() > 1 {
-                let u = t.ids(USER)?;
-                match (&mut users, u) {
+            if with_users {
+                match (&mut users, t.ids(USER)?) {
                     (None, u) => users = Some(u),
                     (Some(Ids::Int(a)), Ids::Int(b)) => a.extend(b),
                     (Some(Ids::Str(a)), Ids::Str(b)) => a.extend(b),
@@ -105,6 +87,29 @@ impl Groups {
     pub fn mean_size(&self) -> f64 {
         self.of_row.len() as f64 / self.count.max(1) as f64
     }
+}
+
+/// The split's `timestamp` and `user_id` columns (those its files have), a table per row
+/// group in order; `None` when a file has no timestamps.
+fn key_tables(location: &Path, spec: &FeatureSpec) -> Result<Option<Vec<Table>>> {
+    let Some(chunks) = Chunks::list(location, spec, true)? else {
+        let t = Table::read(location, &Default::default())?;
+        return Ok(t.has(TIMESTAMP).then(|| vec![t]));
+    };
+    let (mut tables, mut columns) = (Vec::with_capacity(chunks.chunks.len()), Vec::new());
+    for c in &chunks.chunks {
+        // A file's first piece: which of the columns it has.
+        if c.offset == 0 {
+            let names = parquet_footer(&c.file)?.1;
+            if !names.iter().any(|n| n == TIMESTAMP) {
+                return Ok(None);
+            }
+            columns =
+                [TIMESTAMP, USER].into_iter().filter(|k| names.iter().any(|n| n == k)).map(String::from).collect();
+        }
+        tables.push(Table::parquet_rows(&c.file, c.offset, c.rows, columns.clone())?);
+    }
+    Ok(Some(tables))
 }
 
 /// Rows arranged group by group, to be visited whole groups at a time in a shuffled order.
