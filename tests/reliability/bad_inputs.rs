@@ -1554,6 +1554,12 @@ const CASES: &[Case] = &[
         needles: &["--clients", "'0'", "1 to 100000"],
     },
     Case {
+        name: "loadtest --rates 0",
+        setup: none,
+        args: &["loadtest", "--model", "run/teacher", "--data", "run/features/test.parquet", "--rates", "1000,0"],
+        needles: &["--rates", "'0'", "(0, 100000000]"],
+    },
+    Case {
         name: "loadtest --max-wait-ms past an hour",
         setup: none,
         args: &["loadtest", "--model", "run/teacher", "--data", "run/features/test.parquet", "--max-wait-ms", "1e20"],

@@ -1,8 +1,11 @@
 //! `loadtest`: N concurrent closed-loop clients of single-row requests, bounded in time and
 //! count. In-process against the coalescer (with coalescing, and with batches of one: one
 //! request per inference, same queue and threads), interleaved per client count; with
-//! `--url`, over HTTP against running servers. Reports throughput, p50/p95/p99 latency, mean
-//! batch size and refusals, plus the latency bound `max wait + one full batch + 2 ms`.
+//! `--url`, over HTTP against running servers. With `--rates`, open-loop load as well:
+//! single-row requests arriving at a fixed mean rate (Poisson), whatever the replies, each
+//! timed from its scheduled arrival, so queueing delay shows (closed-loop clients slow down
+//! with the server and hide it). Reports throughput, p50/p95/p99 latency, mean batch size and
+//! refusals, plus the latency bound `max wait + one full batch + 2 ms`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,8 +32,12 @@ pub struct Args {
     #[arg(long)]
     data: PathBuf,
     /// Client counts to run, comma-separated.
-    #[arg(long, allow_negative_numbers = true, value_delimiter = ',', default_value = "1,8,64,256", value_parser = int_in::<usize>(1, 100_000))]
+    #[arg(long, allow_negative_numbers = true, value_delimiter = ',', default_value = "1,2,4,8,16,64,256", value_parser = int_in::<usize>(1, 100_000))]
     clients: Vec<usize>,
+    /// Open-loop arrival rates to run too, requests per second, comma-separated (in-process;
+    /// Poisson arrivals).
+    #[arg(long, allow_negative_numbers = true, value_delimiter = ',', value_parser = positive_up_to(1e8))]
+    rates: Vec<f64>,
     /// Longest run per cell, seconds.
     #[arg(long, allow_negative_numbers = true, default_value_t = 3.0, value_parser = positive_up_to(3600.0))]
     seconds: f64,
@@ -52,6 +59,9 @@ pub struct Args {
 struct Cell {
     target: String,
     clients: usize,
+    /// Open loop: the mean arrival rate offered, requests per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offered_per_s: Option<f64>,
     requests: usize,
     errors: usize,
     seconds: f64,
@@ -92,6 +102,12 @@ pub fn run(a: &Args) -> Result<(), String> {
         }
         for target in &a.url {
             cells.push(over_http(target, model.spec(), &cols, clients, a)?);
+        }
+    }
+    for &rate in &a.rates {
+        for (label, max_batch) in [("in-process coalesced", config.max_batch), ("in-process one-per-inference", 1)] {
+            let cfg = Config { max_batch, ..config.clone() };
+            cells.push(open_loop(label, &model, &rows, cfg, rate, a)?);
         }
     }
     let report = Report {
@@ -161,6 +177,73 @@ fn in_process(
     let mean_batch = coalescer.stats().batch_rows.mean();
     let (lat, errors) = std::mem::take(&mut *driver.results.lock().map_err(|e| e.to_string())?);
     Ok(cell(label, clients, vec![(lat, errors)], seconds, mean_batch))
+}
+
+/// Open-loop load: single-row requests arriving at `rate` a second (exponential gaps from a
+/// fixed seed) for `--seconds`, whatever the replies; each latency runs from the request's
+/// scheduled arrival, so a queue (or a generator) that falls behind shows in it.
+fn open_loop(
+    label: &str,
+    model: &Arc<Model>,
+    rows: &[Columns],
+    cfg: Config,
+    rate: f64,
+    a: &Args,
+) -> Result<Cell, String> {
+    let coalescer = Coalescer::new(Arc::clone(model), cfg).map_err(|e| e.to_string())?;
+    let rows: Vec<Arc<Columns>> = rows.iter().cloned().map(Arc::new).collect();
+    let results = Arc::new(std::sync::Mutex::new((Vec::new(), 0usize)));
+    let mut rng = reco_runtime::rng::Rng::new(7);
+    let (start, limit) = (Instant::now(), a.seconds);
+    let (mut at, mut sent) = (0.0f64, 0usize);
+    while sent < a.max_requests {
+        at += -(1.0 - rng.uniform()).ln() / rate;
+        if at >= limit {
+            break;
+        }
+        let due = start + Duration::from_secs_f64(at);
+        wait_until(due);
+        let r = Arc::clone(&results);
+        let reply = Box::new(move |res: Result<Vec<f32>, _>| {
+            let latency = due.elapsed().as_secs_f64();
+            if let Ok(mut g) = r.lock() {
+                if res.is_ok() { g.0.push(latency) } else { g.1 += 1 }
+            }
+        });
+        if coalescer.submit(Arc::clone(&rows[sent % rows.len()]), None, reply).is_err()
+            && let Ok(mut g) = results.lock()
+        {
+            g.1 += 1;
+        }
+        sent += 1;
+    }
+    // Every admitted request is answered before the counters are read.
+    let answered = |g: &(Vec<f64>, usize)| g.0.len() + g.1;
+    while results.lock().map(|g| answered(&g)).unwrap_or(sent) < sent {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let mean_batch = coalescer.stats().batch_rows.mean();
+    let (lat, errors) = std::mem::take(&mut *results.lock().map_err(|e| e.to_string())?);
+    let mut c = cell(&format!("{label}, open loop"), 0, vec![(lat, errors)], seconds, mean_batch);
+    c.offered_per_s = Some(rate);
+    Ok(c)
+}
+
+/// Sleeps until `t` (the last 200 µs spinning: a sleep overshoots by about 100 µs).
+fn wait_until(t: Instant) {
+    loop {
+        let now = Instant::now();
+        if now >= t {
+            return;
+        }
+        let left = t - now;
+        if left > Duration::from_micros(200) {
+            std::thread::sleep(left - Duration::from_micros(150));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
 }
 
 /// The shared state of in-process clients.
@@ -240,6 +323,7 @@ fn cell(
     Cell {
         target: target.to_string(),
         clients,
+        offered_per_s: None,
         requests: lat.len(),
         errors,
         seconds,
@@ -333,15 +417,17 @@ fn print_table(r: &Report) {
         r.model, r.max_batch, r.max_wait_ms, r.scoring_threads, r.full_batch_ms, r.p99_bound_ms
     );
     println!(
-        "| {:<30} | {:>7} | {:>9} | {:>6} | {:>11} | {:>8} | {:>8} | {:>8} | {:>10} |",
+        "| {:<40} | {:>9} | {:>9} | {:>6} | {:>11} | {:>8} | {:>8} | {:>8} | {:>10} |",
         "target", "clients", "requests", "errors", "rows/s", "p50 ms", "p95 ms", "p99 ms", "mean batch"
     );
     println!("|{}|", ["-"; 9].map(|_| "---").join("|"));
     for c in &r.cells {
+        // Open loop: the offered rate where closed loop has its clients.
+        let load = c.offered_per_s.map_or_else(|| c.clients.to_string(), |r| format!("{r:.0}/s"));
         println!(
-            "| {:<30} | {:>7} | {:>9} | {:>6} | {:>11.0} | {:>8.3} | {:>8.3} | {:>8.3} | {:>10} |",
+            "| {:<40} | {:>9} | {:>9} | {:>6} | {:>11.0} | {:>8.3} | {:>8.3} | {:>8.3} | {:>10} |",
             c.target,
-            c.clients,
+            load,
             c.requests,
             c.errors,
             c.rows_per_s,

@@ -39,8 +39,9 @@ struct Batching {
     /// Most rows per scored batch.
     #[arg(long, allow_negative_numbers = true, default_value_t = 64, value_parser = int_in::<usize>(1, 1 << 20))]
     max_batch: usize,
-    /// Longest wait of a batch's oldest request, milliseconds.
-    #[arg(long, allow_negative_numbers = true, default_value_t = 10, value_parser = int_in::<u64>(0, 3_600_000))]
+    /// Extra wait of a batch's oldest request for more rows, milliseconds (0: a free scoring
+    /// thread takes what is queued at once; requests arriving meanwhile form the next batch).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0, value_parser = int_in::<u64>(0, 3_600_000))]
     max_wait_ms: u64,
     /// Most rows queued at once (more is refused with 503).
     #[arg(long, allow_negative_numbers = true, default_value_t = 4096, value_parser = int_in::<usize>(1, 1 << 30))]

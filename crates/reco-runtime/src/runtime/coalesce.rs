@@ -1,9 +1,13 @@
 //! Request coalescing: single requests from many callers scored as one batch.
 //!
-//! A [`Coalescer`] owns a bounded queue and `threads` scoring threads. A batch leaves when it
-//! holds `max_batch` rows or when its oldest request has waited `max_wait` (Triton's dynamic
-//! batcher and TF Serving's batching make the same trade; defaults 64 rows and 10 ms, as the
-//! seed's `BatchInferenceOptimizer`). Unlike those:
+//! A [`Coalescer`] owns a bounded queue and `threads` scoring threads. It is work-conserving:
+//! a scoring thread that is free takes what is queued at once (up to `max_batch` rows), and
+//! the requests that arrive while it scores form the next batch, so a quiet server answers a
+//! lone request as fast as one inference and a busy one scores full batches (Triton's dynamic
+//! batcher with no queue delay does the same). `max_wait` (default 0) is an optional extra
+//! delay for fuller batches at moderate load: a batch then also waits until it holds
+//! `max_batch` rows or its oldest request has waited `max_wait` (TF Serving's batching, and the
+//! seed's `BatchInferenceOptimizer` with its 10 ms). Unlike those:
 //!
 //! - admission fails fast: a request that would take the queue past `queue_rows` is refused
 //!   at once ([`CoalesceError::QueueFull`], a server's 503) instead of growing the queue;
@@ -31,7 +35,8 @@ use super::{Columns, Model};
 pub struct Config {
     /// Most rows in one batch (a larger request is scored alone).
     pub max_batch: usize,
-    /// Longest time the oldest request of a batch waits for more.
+    /// Extra time the oldest request of a batch may wait for more rows (0: none; a free
+    /// scoring thread takes what is queued at once).
     pub max_wait: Duration,
     /// Most rows waiting at once; more is refused.
     pub queue_rows: usize,
@@ -41,7 +46,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { max_batch: 64, max_wait: Duration::from_millis(10), queue_rows: 4096, threads: 1 }
+        Self { max_batch: 64, max_wait: Duration::ZERO, queue_rows: 4096, threads: 1 }
     }
 }
 
@@ -361,8 +366,9 @@ fn worker(s: &Shared) {
 }
 
 /// Waits for the next batch: requests from the front of the queue, at most `max_batch` rows
-/// (at least one request), once the queue holds that many rows or its oldest request has
-/// waited `max_wait`. `None` when the coalescer is closed and the queue empty.
+/// (at least one request), as soon as there is one with `max_wait` 0; otherwise once the queue
+/// holds `max_batch` rows or its oldest request has waited `max_wait`. `None` when the
+/// coalescer is closed and the queue empty.
 fn next_batch(s: &Shared) -> Option<Vec<Pending>> {
     let cfg = &s.config;
     let mut q = lock(&s.queue);
@@ -540,6 +546,48 @@ mod tests {
         // Buckets 5.. are (16, 32], (32, 64], ...: no batch over max_batch = 16 rows.
         assert!(st.batch_rows.counts[5..].iter().all(|&n| n == 0), "no batch over 16 rows: {:?}", st.batch_rows);
         assert_eq!((st.admitted, st.queued_rows), (24, 0));
+    }
+
+    #[test]
+    fn by_default_a_free_thread_scores_at_once_and_requests_arriving_meanwhile_form_the_next_batch() {
+        let m = model();
+        let c = Coalescer::new(Arc::clone(&m), Config::default()).unwrap();
+        assert_eq!(c.config().max_wait, Duration::ZERO);
+        // A lone request is scored alone (were it waiting for a full batch, this would block).
+        assert_eq!(c.score(rows(&[3]), None).unwrap(), m.logits(&rows(&[3])).unwrap());
+        // The next request's reply holds the scoring thread until released; ten requests
+        // arrive meanwhile.
+        let (hold, held) = mpsc::channel::<()>();
+        let (tx, rx) = mpsc::channel();
+        let first = tx.clone();
+        c.submit(
+            rows(&[1]),
+            None,
+            Box::new(move |r| {
+                let _ = held.recv();
+                first.send((1, r)).unwrap();
+            }),
+        )
+        .unwrap();
+        let busy = Instant::now();
+        while c.stats().batches < 2 {
+            assert!(busy.elapsed() < Duration::from_secs(10), "the held batch was never scored");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for i in 2..12i64 {
+            let tx = tx.clone();
+            c.submit(rows(&[i]), None, Box::new(move |r| tx.send((i, r)).unwrap())).unwrap();
+        }
+        hold.send(()).unwrap();
+        let mut got: Vec<(i64, Result<Vec<f32>, CoalesceError>)> = (0..11).map(|_| rx.recv().unwrap()).collect();
+        got.sort_by_key(|g| g.0);
+        for (i, r) in got {
+            assert_eq!(r.unwrap(), m.logits(&rows(&[i])).unwrap(), "request {i}");
+        }
+        // Batches of 1, 1 and then the 10 that queued while the thread was busy.
+        let st = c.stats();
+        assert_eq!((st.batches, st.batch_rows.sum), (3, 12.0));
+        assert_eq!(st.batch_rows.counts[..5], [2, 0, 0, 0, 1], "{:?}", st.batch_rows);
     }
 
     #[test]
