@@ -1,0 +1,139 @@
+"""The reco_runtime wheel against `reco-cli predict` (same logits, bit for bit) and bad inputs.
+
+Needs RECO_CLI (the reco-cli binary) and RECO_RUN (a `reco-cli run` output root with teacher,
+teacher-int8 and features/test.parquet); scripts/test sets both.
+"""
+
+import asyncio
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import reco_runtime as rr
+
+RUN = Path(os.environ.get("RECO_RUN", ""))
+CLI = os.environ.get("RECO_CLI", "")
+TEST = RUN / "features" / "test.parquet"
+MODELS = ["teacher", "teacher-int8"]
+
+pytestmark = pytest.mark.skipif(not (CLI and TEST.is_file()), reason="RECO_CLI and RECO_RUN are not set")
+
+
+def predict_logits(model: str, tmp_path: Path) -> np.ndarray:
+    out = tmp_path / f"{model}.parquet"
+    subprocess.run([CLI, "predict", "--model", str(RUN / model), "--data", str(TEST), "--out", str(out), "-q"],
+                   check=True)
+    return pq.read_table(out).column("logit").to_numpy().astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def table() -> pa.Table:
+    return pq.read_table(TEST)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_scores_equal_predict_bit_for_bit(name, table, tmp_path):
+    model = rr.Model.load(RUN / name)
+    assert model.kind == name
+    ours = model.score(table)
+    want = predict_logits(name, tmp_path)
+    assert ours.dtype == np.float32 and ours.shape == want.shape
+    assert np.array_equal(ours.view(np.uint32), want.view(np.uint32)), np.abs(ours - want).max()
+    # Batch by batch, and from a dict of numpy columns, the same values.
+    batch = table.slice(0, 257).combine_chunks().to_batches()[0]
+    columns = {c: table.column(c).slice(0, 257).to_numpy() for c in model.inputs}
+    assert np.array_equal(model.score(batch), want[:257])
+    assert np.array_equal(model.score(columns), want[:257])
+    probabilities = model.probabilities(batch)
+    assert np.allclose(probabilities, 1 / (1 + np.exp(-want[:257].astype(np.float64))))
+
+
+def test_from_bytes_is_the_loaded_model_and_checks_the_weights():
+    d = RUN / "teacher-int8"
+    manifest, weights = (d / "manifest.json").read_bytes(), (d / "model.safetensors").read_bytes()
+    model = rr.Model.from_bytes(manifest, weights, "int8")
+    assert model.content_sha256 == rr.Model.load(d).content_sha256
+    broken = bytearray(weights)
+    broken[-1] ^= 1
+    with pytest.raises(rr.ArtifactError, match="sha256|checksum"):
+        rr.Model.from_bytes(manifest, bytes(broken), "int8")
+
+
+def test_artifacts_that_cannot_be_served_raise_artifact_error(tmp_path):
+    with pytest.raises(rr.ArtifactError, match="no-such-dir"):
+        rr.Model.load(tmp_path / "no-such-dir")
+    copy = tmp_path / "teacher"
+    shutil.copytree(RUN / "teacher", copy)
+    data = bytearray((copy / "model.safetensors").read_bytes())
+    data[-1] ^= 1
+    (copy / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(rr.ArtifactError, match="model.safetensors"):
+        rr.Model.load(copy)
+    assert issubclass(rr.ArtifactError, rr.RecoError)
+
+
+def test_bad_inputs_raise_input_error_naming_the_column(table):
+    model = rr.Model.load(RUN / "teacher-int8")
+    batch = table.slice(0, 4).combine_chunks().to_batches()[0]
+    numeric = next(c for c in model.inputs if pa.types.is_floating(batch.schema.field(c).type))
+    with pytest.raises(rr.InputError, match="missing column `user_id`"):
+        model.score(batch.drop_columns(["user_id"]))
+    values = batch.column(numeric).to_numpy().copy()
+    values[2] = np.nan
+    nan = batch.set_column(batch.schema.get_field_index(numeric), numeric, pa.array(values))
+    with pytest.raises(rr.InputError, match=f"{numeric}.*row 2"):
+        model.score(nan)
+    wrong = batch.set_column(batch.schema.get_field_index("user_id"), "user_id",
+                             pa.array([str(v) for v in batch.column("user_id").to_pylist()]))
+    with pytest.raises(rr.InputError, match="user_id"):
+        model.score(wrong)
+    with pytest.raises(TypeError):
+        model.score([1, 2, 3])
+
+
+def test_the_coalescer_answers_every_awaiting_task_with_its_own_rows(table):
+    model = rr.Model.load(RUN / "teacher-int8")
+    rows = [table.slice(i, 1).combine_chunks().to_batches()[0] for i in range(200)]
+    want = model.score(table.slice(0, 200))
+
+    async def main():
+        coalescer = rr.Coalescer(model, max_batch=32)
+        got = await asyncio.gather(*(coalescer.score(r) for r in rows))
+        return got, coalescer.stats()
+
+    got, stats = asyncio.run(main())
+    assert np.array_equal(np.concatenate(got), want)
+    assert stats["admitted"] == 200 and stats["batches"] <= 200
+
+
+def test_the_coalescer_refuses_a_full_queue_and_honours_deadlines(table):
+    model = rr.Model.load(RUN / "teacher-int8")
+    one = table.slice(0, 1).combine_chunks().to_batches()[0]
+
+    async def full():
+        # A batch leaves when two rows wait (or after an hour): the second request is refused.
+        coalescer = rr.Coalescer(model, max_batch=2, max_wait_ms=3_600_000, queue_rows=1)
+        first = asyncio.ensure_future(coalescer.score(one, timeout_ms=50))
+        await asyncio.sleep(0)
+        with pytest.raises(rr.QueueFull):
+            await coalescer.score(one)
+        # The first expires unscored once its batch forms: the second fills it.
+        await asyncio.sleep(0.1)
+        coalescer2 = rr.Coalescer(model, max_batch=2, max_wait_ms=3_600_000)
+        late = asyncio.ensure_future(coalescer2.score(one, timeout_ms=1))
+        await asyncio.sleep(0.05)
+        on_time = await coalescer2.score(one)
+        with pytest.raises(rr.DeadlineExceeded):
+            await late
+        first.cancel()
+        return on_time
+
+    assert np.array_equal(asyncio.run(full()), model.score(one))
+    with pytest.raises(rr.InputError, match="max_wait_ms"):
+        rr.Coalescer(model, max_wait_ms=-1)
