@@ -6,7 +6,7 @@
 //! holds the Python side: numpy dicts, tables, the awaitable.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow::pyarrow::FromPyArrow;
@@ -149,17 +149,26 @@ impl Model {
 }
 
 /// The request coalescer over one model (work-conserving; `max_wait_ms` an optional delay).
+/// `close` (the Python package calls it at exit too) scores what is queued and stops the
+/// scoring threads while Python can still take their replies.
 #[pyclass(frozen, module = "reco_runtime._reco")]
 struct Coalescer {
     model: Py<Model>,
-    queue: Option<Arc<Queue>>,
+    queue: Mutex<Option<Arc<Queue>>>,
+}
+
+impl Coalescer {
+    fn queue(&self) -> Option<Arc<Queue>> {
+        self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
 }
 
 impl Drop for Coalescer {
-    /// The scoring threads are joined on a thread of their own: a reply waiting for the GIL
-    /// that the dropping thread holds would otherwise never finish.
+    /// Not closed: the scoring threads are joined on a thread of their own (a reply waiting
+    /// for the GIL that the dropping thread holds would otherwise never finish).
     fn drop(&mut self) {
-        if let Some(queue) = self.queue.take() {
+        let queue = self.queue.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(queue) = queue {
             let _ = std::thread::Builder::new().name("reco-coalescer-drop".into()).spawn(move || drop(queue));
         }
     }
@@ -172,7 +181,7 @@ impl Coalescer {
     fn new(model: Py<Model>, max_batch: usize, max_wait_ms: f64, queue_rows: usize, threads: usize) -> PyResult<Self> {
         let config = Config { max_batch, max_wait: millis("max_wait_ms", max_wait_ms)?, queue_rows, threads };
         let queue = Queue::new(Arc::clone(&model.get().scorer), config).map_err(coalesce_error)?;
-        Ok(Self { model, queue: Some(Arc::new(queue)) })
+        Ok(Self { model, queue: Mutex::new(Some(Arc::new(queue))) })
     }
 
     /// Queues the rows of an Arrow record batch; `done(logits_bytes, None)` or `done(None,
@@ -180,11 +189,12 @@ impl Coalescer {
     /// that does not fit the spec, a full queue or a closed coalescer raise here instead.
     #[pyo3(signature = (batch, done, timeout_ms = None))]
     fn _submit(&self, batch: &Bound<'_, PyAny>, done: Py<PyAny>, timeout_ms: Option<f64>) -> PyResult<()> {
-        let queue = self.queue.as_ref().ok_or_else(|| ShuttingDown::new_err("the coalescer is closed"))?;
+        let queue = self.queue().ok_or_else(|| ShuttingDown::new_err("the coalescer is closed"))?;
         let cols = self.model.get().columns(batch)?;
         let deadline = timeout_ms.map(|t| millis("timeout_ms", t)).transpose()?.map(|d| Instant::now() + d);
         let reply = Box::new(move |result: Result<Vec<f32>, CoalesceError>| {
-            Python::attach(|py| {
+            // No reply once the interpreter is shutting down (nobody is left to take it).
+            Python::try_attach(|py| {
                 let args = match result {
                     Ok(logits) => (PyBytes::new(py, &le_bytes(&logits)).into_any().unbind(), py.None()),
                     Err(e) => (py.None(), coalesce_error(e).into_value(py).into_any()),
@@ -199,10 +209,20 @@ impl Coalescer {
 
     /// Requests admitted, refused (queue full) and batches scored so far.
     fn stats(&self) -> (u64, u64, u64) {
-        self.queue.as_ref().map_or((0, 0, 0), |q| {
+        self.queue().map_or((0, 0, 0), |q| {
             let s = q.stats();
             (s.admitted, s.rejected_full, s.batches)
         })
+    }
+
+    /// Stops admitting requests, scores every queued one (each reply delivered) and stops the
+    /// scoring threads, with the GIL released meanwhile; later submissions raise
+    /// `ShuttingDown`. Closing twice does nothing.
+    fn close(&self, py: Python<'_>) {
+        let queue = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(queue) = queue {
+            py.detach(move || drop(queue));
+        }
     }
 }
 

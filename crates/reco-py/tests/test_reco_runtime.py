@@ -8,6 +8,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -103,13 +104,19 @@ def test_the_coalescer_answers_every_awaiting_task_with_its_own_rows(table):
     want = model.score(table.slice(0, 200))
 
     async def main():
-        coalescer = rr.Coalescer(model, max_batch=32)
-        got = await asyncio.gather(*(coalescer.score(r) for r in rows))
-        return got, coalescer.stats()
+        with rr.Coalescer(model, max_batch=32) as coalescer:
+            got = await asyncio.gather(*(coalescer.score(r) for r in rows))
+            return got, coalescer.stats(), coalescer
 
-    got, stats = asyncio.run(main())
+    got, stats, closed = asyncio.run(main())
     assert np.array_equal(np.concatenate(got), want)
     assert stats["admitted"] == 200 and stats["batches"] <= 200
+
+    async def after_close():
+        await closed.score(rows[0])
+
+    with pytest.raises(rr.ShuttingDown):
+        asyncio.run(after_close())
 
 
 def test_the_coalescer_refuses_a_full_queue_and_honours_deadlines(table):
@@ -131,9 +138,32 @@ def test_the_coalescer_refuses_a_full_queue_and_honours_deadlines(table):
         on_time = await coalescer2.score(one)
         with pytest.raises(rr.DeadlineExceeded):
             await late
-        first.cancel()
+        # Closing answers the request still queued (expired by now) before the threads stop.
+        coalescer.close()
+        coalescer2.close()
+        with pytest.raises(rr.DeadlineExceeded):
+            await first
         return on_time
 
     assert np.array_equal(asyncio.run(full()), model.score(one))
     with pytest.raises(rr.InputError, match="max_wait_ms"):
         rr.Coalescer(model, max_wait_ms=-1)
+
+
+def test_exiting_with_a_request_still_queued_answers_it_and_exits_cleanly():
+    # A batch that would wait an hour for a second row; the interpreter exits first.
+    script = f"""
+import asyncio, sys, pyarrow.parquet as pq, reco_runtime as rr
+model = rr.Model.load({str(RUN / "teacher-int8")!r})
+one = pq.read_table({str(TEST)!r}).slice(0, 1).combine_chunks().to_batches()[0]
+coalescer = rr.Coalescer(model, max_batch=2, max_wait_ms=3_600_000)
+async def main():
+    pending = asyncio.ensure_future(coalescer.score(one))
+    await asyncio.sleep(0.01)
+    assert not pending.done()
+asyncio.run(main())
+print("exiting")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "exiting"

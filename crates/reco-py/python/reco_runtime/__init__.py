@@ -18,6 +18,8 @@ names the column and row), `QueueFull`, `DeadlineExceeded`, `ShuttingDown`.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import weakref
 from typing import Any, Mapping, Optional, Union
 
 import numpy as np
@@ -117,15 +119,37 @@ def _settle(future: asyncio.Future, raw: Optional[bytes], error: Optional[BaseEx
         future.set_result(_logits(raw))
 
 
+_LIVE: "weakref.WeakSet[Coalescer]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    # Before the interpreter shuts down: every queued request answered, the threads stopped.
+    for c in list(_LIVE):
+        c.close()
+
+
 class Coalescer:
     """Scores requests from many asyncio tasks together (work-conserving: a free scoring
     thread takes whatever is queued; `max_wait_ms` adds an optional delay for fuller batches).
-    A full queue raises `QueueFull` at once; `timeout_ms` bounds each request."""
+    A full queue raises `QueueFull` at once; `timeout_ms` bounds each request. `close()` (or
+    leaving a `with` block, or the interpreter's exit) answers what is queued and stops."""
 
     def __init__(self, model: Model, max_batch: int = 64, max_wait_ms: float = 0.0, queue_rows: int = 4096,
                  threads: int = 1):
         self._model = model
         self._native = _Coalescer(model._native, max_batch, max_wait_ms, queue_rows, threads)
+        _LIVE.add(self)
+
+    def close(self) -> None:
+        """Scores what is queued, then stops; later calls to `score` raise `ShuttingDown`."""
+        self._native.close()
+
+    def __enter__(self) -> "Coalescer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     async def score(self, data: Rows, timeout_ms: Optional[float] = None) -> np.ndarray:
         """Logits of `data`'s rows, scored in a batch with whatever else is queued."""
@@ -133,7 +157,10 @@ class Coalescer:
         future = loop.create_future()
 
         def done(raw, error):
-            loop.call_soon_threadsafe(_settle, future, raw, error)
+            try:
+                loop.call_soon_threadsafe(_settle, future, raw, error)
+            except RuntimeError:
+                pass  # the event loop has closed: nobody awaits this request any more
 
         self._native._submit(_batch(data, self._model.inputs), done, timeout_ms)
         return await future
