@@ -327,45 +327,49 @@ const MIN_MEAN_GROUP: f64 = 1.5;
 /// and their labels are not ratings (a user's ratings at one moment are not candidates shown
 /// together: on MovieLens-100k the term cost the student AUC and NDCG@10).
 fn listwise_groups(job: &DistillJob<'_>, spec: &FeatureSpec, progress: &dyn Progress) -> Result<(f64, Option<Groups>)> {
-    if job.cfg.listwise == Some(0.0) {
-        return Ok((0.0, None));
-    }
     let train = job.features.join("train.parquet");
-    let groups = match (job.cfg.listwise, Groups::read(&train, spec)) {
-        // Unset, a split whose timestamps do not read as integers leaves the term off.
-        (None, Err(e)) => {
-            progress.log(&format!("distill: listwise term off (no candidate groups: {e})"));
-            return Ok((0.0, None));
+    let (weight, groups) = match job.cfg.listwise {
+        Some(0.0) => return Ok((0.0, None)),
+        Some(w) => {
+            let groups = Groups::read(&train, spec)?.ok_or_else(|| {
+                Error::input(format!(
+                    "{}: no {TIMESTAMP} column: distill.listwise groups the candidates of one user at one moment by it (prepare writes it); set distill.listwise = 0",
+                    train.display()
+                ))
+            })?;
+            (w, groups)
         }
-        (_, groups) => groups?,
+        None => match automatic_groups(&train, job.features, spec) {
+            Ok(groups) => (DEFAULT_LISTWISE, groups),
+            Err(why) => {
+                progress.log(&format!("distill: listwise term off ({why})"));
+                return Ok((0.0, None));
+            }
+        },
     };
-    let (weight, groups) = match (job.cfg.listwise, groups) {
-        (Some(_), None) => {
-            return Err(Error::input(format!(
-                "{}: no {TIMESTAMP} column: distill.listwise groups the candidates of one user at one moment by it (prepare writes it); set distill.listwise = 0",
-                train.display()
-            )));
-        }
-        (Some(w), Some(g)) => (w, Some(g)),
-        (None, Some(_)) if matches!(label_source(job.features), Some(LabelSource::Rating { .. })) => {
-            progress.log("distill: listwise term off (the labels are ratings: the items a user rated at one moment are not a set of candidates shown together; set distill.listwise to use it)");
-            return Ok((0.0, None));
-        }
-        (None, Some(g)) if g.mean_size() >= MIN_MEAN_GROUP => (DEFAULT_LISTWISE, Some(g)),
-        (None, g) => {
-            let why = g.map_or(format!("no {TIMESTAMP} column"), |g| format!("{:.2} rows a group", g.mean_size()));
-            progress.log(&format!("distill: listwise term off (training rows not in candidate groups: {why})"));
-            return Ok((0.0, None));
-        }
-    };
-    if let Some(g) = &groups {
-        progress.log(&format!(
-            "distill: listwise weight {weight} over {} candidate groups of one user at one moment ({:.1} rows each)",
-            g.count,
-            g.mean_size()
-        ));
+    progress.log(&format!(
+        "distill: listwise weight {weight} over {} candidate groups of one user at one moment ({:.1} rows each)",
+        groups.count,
+        groups.mean_size()
+    ));
+    Ok((weight, Some(groups)))
+}
+
+/// The groups an unset `distill.listwise` takes the term over, or why it stays off: labels
+/// that are ratings (checked first: the groups are not read), no readable timestamps, or
+/// groups of fewer than [`MIN_MEAN_GROUP`] rows on average.
+fn automatic_groups(train: &Path, features: &Path, spec: &FeatureSpec) -> std::result::Result<Groups, String> {
+    if matches!(label_source(features), Some(LabelSource::Rating { .. })) {
+        return Err("the labels are ratings: the items a user rated at one moment are not a set of candidates shown together; set distill.listwise to use it".into());
     }
-    Ok((weight, groups))
+    match Groups::read(train, spec) {
+        Err(e) => Err(format!("no candidate groups: {e}")),
+        Ok(None) => Err(format!("training rows not in candidate groups: no {TIMESTAMP} column")),
+        Ok(Some(g)) if g.mean_size() < MIN_MEAN_GROUP => {
+            Err(format!("training rows not in candidate groups: {:.2} rows a group", g.mean_size()))
+        }
+        Ok(Some(g)) => Ok(g),
+    }
 }
 
 /// How `prepare` labelled the rows of `features` (its `prepare.json`), when it says.

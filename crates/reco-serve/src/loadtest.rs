@@ -96,8 +96,7 @@ pub fn run(a: &Args) -> Result<(), String> {
     let full_batch_ms = full_batch_ms(&model, &cols, config.max_batch)?;
     let mut cells = Vec::new();
     for &clients in &a.clients {
-        for (label, max_batch) in [("in-process coalesced", config.max_batch), ("in-process one-per-inference", 1)] {
-            let cfg = Config { max_batch, ..config.clone() };
+        for (label, cfg) in in_process_modes(&config) {
             cells.push(in_process(label, &model, &rows, cfg, clients, a)?);
         }
         for target in &a.url {
@@ -105,8 +104,7 @@ pub fn run(a: &Args) -> Result<(), String> {
         }
     }
     for &rate in &a.rates {
-        for (label, max_batch) in [("in-process coalesced", config.max_batch), ("in-process one-per-inference", 1)] {
-            let cfg = Config { max_batch, ..config.clone() };
+        for (label, cfg) in in_process_modes(&config) {
             cells.push(open_loop(label, &model, &rows, cfg, rate, a)?);
         }
     }
@@ -125,6 +123,40 @@ pub fn run(a: &Args) -> Result<(), String> {
         print_table(&report);
     }
     Ok(())
+}
+
+/// The in-process targets: the coalescer as configured, and batches of one (one request per
+/// inference, same queue and threads).
+fn in_process_modes(config: &Config) -> [(&'static str, Config); 2] {
+    let one = Config { max_batch: 1, ..config.clone() };
+    [("in-process coalesced", config.clone()), ("in-process one-per-inference", one)]
+}
+
+/// Latencies of the answered requests (seconds) and the count of refused or failed ones.
+#[derive(Default)]
+struct Tally(std::sync::Mutex<(Vec<f64>, usize)>);
+
+impl Tally {
+    /// Records one request: its latency, or `None` when it got no scores.
+    fn record(&self, latency: Option<f64>) {
+        if let Ok(mut r) = self.0.lock() {
+            match latency {
+                Some(l) => r.0.push(l),
+                None => r.1 += 1,
+            }
+        }
+    }
+
+    /// Requests recorded so far (read through a poisoned lock: the counts stay valid).
+    fn count(&self) -> usize {
+        let r = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        r.0.len() + r.1
+    }
+
+    /// The latencies and the failure count, leaving the tally empty.
+    fn take(&self) -> Result<(Vec<f64>, usize), String> {
+        Ok(std::mem::take(&mut *self.0.lock().map_err(|e| e.to_string())?))
+    }
 }
 
 /// Median time of one batch of `max_batch` rows, milliseconds.
@@ -161,7 +193,7 @@ fn in_process(
         start: Instant::now(),
         limit: Duration::from_secs_f64(a.seconds),
         max: a.max_requests,
-        results: std::sync::Mutex::new((Vec::new(), 0)),
+        results: Tally::default(),
         done: (std::sync::Mutex::new(0), std::sync::Condvar::new()),
     });
     for _ in 0..clients {
@@ -175,7 +207,7 @@ fn in_process(
     drop(finished);
     let seconds = driver.start.elapsed().as_secs_f64();
     let mean_batch = coalescer.stats().batch_rows.mean();
-    let (lat, errors) = std::mem::take(&mut *driver.results.lock().map_err(|e| e.to_string())?);
+    let (lat, errors) = driver.results.take()?;
     Ok(cell(label, clients, vec![(lat, errors)], seconds, mean_batch))
 }
 
@@ -192,7 +224,7 @@ fn open_loop(
 ) -> Result<Cell, String> {
     let coalescer = Coalescer::new(Arc::clone(model), cfg).map_err(|e| e.to_string())?;
     let rows: Vec<Arc<Columns>> = rows.iter().cloned().map(Arc::new).collect();
-    let results = Arc::new(std::sync::Mutex::new((Vec::new(), 0usize)));
+    let results = Arc::new(Tally::default());
     let mut rng = reco_runtime::rng::Rng::new(7);
     let (start, limit) = (Instant::now(), a.seconds);
     let (mut at, mut sent) = (0.0f64, 0usize);
@@ -204,27 +236,20 @@ fn open_loop(
         let due = start + Duration::from_secs_f64(at);
         wait_until(due);
         let r = Arc::clone(&results);
-        let reply = Box::new(move |res: Result<Vec<f32>, _>| {
-            let latency = due.elapsed().as_secs_f64();
-            if let Ok(mut g) = r.lock() {
-                if res.is_ok() { g.0.push(latency) } else { g.1 += 1 }
-            }
-        });
-        if coalescer.submit(Arc::clone(&rows[sent % rows.len()]), None, reply).is_err()
-            && let Ok(mut g) = results.lock()
-        {
-            g.1 += 1;
+        let reply =
+            Box::new(move |res: Result<Vec<f32>, _>| r.record(res.is_ok().then(|| due.elapsed().as_secs_f64())));
+        if coalescer.submit(Arc::clone(&rows[sent % rows.len()]), None, reply).is_err() {
+            results.record(None);
         }
         sent += 1;
     }
     // Every admitted request is answered before the counters are read.
-    let answered = |g: &(Vec<f64>, usize)| g.0.len() + g.1;
-    while results.lock().map(|g| answered(&g)).unwrap_or(sent) < sent {
+    while results.count() < sent {
         std::thread::sleep(Duration::from_micros(200));
     }
     let seconds = start.elapsed().as_secs_f64();
     let mean_batch = coalescer.stats().batch_rows.mean();
-    let (lat, errors) = std::mem::take(&mut *results.lock().map_err(|e| e.to_string())?);
+    let (lat, errors) = results.take()?;
     let mut c = cell(&format!("{label}, open loop"), 0, vec![(lat, errors)], seconds, mean_batch);
     c.offered_per_s = Some(rate);
     Ok(c)
@@ -254,7 +279,7 @@ struct Driver {
     start: Instant,
     limit: Duration,
     max: usize,
-    results: std::sync::Mutex<(Vec<f64>, usize)>,
+    results: Tally,
     done: (std::sync::Mutex<usize>, std::sync::Condvar),
 }
 
@@ -278,7 +303,7 @@ impl Driver {
             };
             let (me, t) = (Arc::clone(this), Instant::now());
             let reply = Box::new(move |r: Result<Vec<f32>, _>| {
-                me.record(r.is_ok().then(|| t.elapsed().as_secs_f64()));
+                me.results.record(r.is_ok().then(|| t.elapsed().as_secs_f64()));
                 Driver::issue(&me);
             });
             match coalescer.submit(Arc::clone(&this.rows[i % this.rows.len()]), None, reply) {
@@ -287,7 +312,7 @@ impl Driver {
                 // run ends, rather than retrying at once on a queue that cannot drain while
                 // this thread spins.
                 Err(_) => {
-                    this.record(None);
+                    this.results.record(None);
                     this.max_out();
                 }
             }
@@ -297,15 +322,6 @@ impl Driver {
     /// Ends the run: every client counts itself finished at its next `issue`.
     fn max_out(&self) {
         self.next.store(usize::MAX / 2, Ordering::Relaxed);
-    }
-
-    fn record(&self, latency: Option<f64>) {
-        if let Ok(mut r) = self.results.lock() {
-            match latency {
-                Some(l) => r.0.push(l),
-                None => r.1 += 1,
-            }
-        }
     }
 }
 
