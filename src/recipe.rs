@@ -578,6 +578,10 @@ pub struct TrainConfig {
     pub lr_decay: f64,
     /// Stop after this many epochs without a better validation AUC.
     pub patience: usize,
+    /// After each epoch, also validate the midpoint of the best weights so far and the
+    /// epoch's own, and keep the midpoint when its validation AUC is higher (checkpoint
+    /// averaging; one more validation pass per epoch).
+    pub average: bool,
     /// Hidden layer widths of the MLP.
     pub hidden: Vec<usize>,
     /// Embedding width for id columns with large vocabularies (user, place).
@@ -607,6 +611,7 @@ impl Default for TrainConfig {
             weight_decay: 1e-4,
             lr_decay: 0.5,
             patience: 3,
+            average: true,
             hidden: vec![256, 128],
             id_embedding_dim: 16,
             small_embedding_dim: 4,

@@ -187,6 +187,9 @@ fn killed_after_epoch_2_resumes(recipe: &Path) {
     assert!(!status.success(), "the training finished before the kill");
     assert!(b.join("checkpoints/teacher/resume.json").is_file());
     assert!(!b.join("teacher").exists());
+    // The best after epoch 2 is the midpoint of epochs 1 and 2 (`train.average`): the resume
+    // must carry on from that midpoint, not from epoch 2's weights.
+    assert!(b.join("checkpoints/teacher/midpoint-002.safetensors").is_file());
 
     // Other settings than the checkpoint's: refused, not continued.
     let o = train_command(recipe, &b, &["--resume", "--learning-rate", "0.5"]).output().unwrap();

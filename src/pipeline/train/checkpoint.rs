@@ -1,4 +1,5 @@
-//! A training loop's checkpoints: every epoch's weights (`epoch-NNN.safetensors`) and, while
+//! A training loop's checkpoints: every epoch's weights (`epoch-NNN.safetensors`; a best
+//! that is a midpoint of two epochs also `midpoint-NNN.safetensors`) and, while
 //! the loop is unfinished, what `--resume` needs to continue exactly where a killed process
 //! stopped: the optimizer's moments (`optimizer-NNN.bpk`, burn's burnpack), the learning rate
 //! and the history (`resume.json`); the row order is replayed from the seed.
@@ -37,8 +38,14 @@ pub struct ResumeState {
     /// Validation AUC per completed epoch.
     #[serde(with = "exact_vec")]
     pub valid_auc: Vec<f64>,
-    /// Best epoch so far (its weights are `epoch-<best>.safetensors`).
+    /// Best epoch so far (its weights are `epoch-<best>.safetensors`, or
+    /// `midpoint-<best>.safetensors` when `best_midpoint`).
     pub best_epoch: usize,
+    /// Validation AUC of the best weights.
+    #[serde(with = "exact")]
+    pub best_auc: f64,
+    /// The best weights are the midpoint found after `best_epoch`.
+    pub best_midpoint: bool,
 }
 
 /// f64 values as their bit patterns: JSON number parsing may round the last bit, and a
@@ -94,6 +101,11 @@ pub fn epoch_weights(dir: &Path, epoch: usize) -> PathBuf {
     dir.join(format!("epoch-{epoch:03}.safetensors"))
 }
 
+/// Path of the midpoint weights kept after one epoch.
+pub fn midpoint_weights(dir: &Path, epoch: usize) -> PathBuf {
+    dir.join(format!("midpoint-{epoch:03}.safetensors"))
+}
+
 fn optimizer_file(dir: &Path, epoch: usize) -> PathBuf {
     dir.join(format!("optimizer-{epoch:03}.bpk"))
 }
@@ -102,10 +114,19 @@ fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, |mut f| std::io::Write::write_all(&mut f, bytes).at(path))
 }
 
-/// Saves epoch `state.epoch`: its weights, the optimizer state, then the resume state; older
-/// optimizer files go once the new state names the new one.
-pub fn save(dir: &Path, state: &ResumeState, weights: &[u8], optimizer: &[u8]) -> Result<()> {
+/// Saves epoch `state.epoch`: its weights (and the midpoint kept as the best after it, if
+/// any), the optimizer state, then the resume state; older optimizer files go once the new
+/// state names the new one.
+pub fn save(
+    dir: &Path,
+    state: &ResumeState,
+    (weights, midpoint): (&[u8], Option<&[u8]>),
+    optimizer: &[u8],
+) -> Result<()> {
     write_bytes(&epoch_weights(dir, state.epoch), weights)?;
+    if let Some(m) = midpoint {
+        write_bytes(&midpoint_weights(dir, state.epoch), m)?;
+    }
     write_bytes(&optimizer_file(dir, state.epoch), optimizer)?;
     let json = serde_json::to_vec_pretty(state).map_err(|e| Error::Internal(e.to_string()))?;
     write_bytes(&dir.join(STATE), &json)?;
@@ -157,7 +178,12 @@ pub fn load(dir: &Path, fingerprint: &str, spec: &FeatureSpec, arch: &Architectu
         return Err(bad("inconsistent epochs"));
     }
     let current = FloatWeights::load(&epoch_weights(dir, state.epoch), spec, arch)?;
-    let best = FloatWeights::load(&epoch_weights(dir, state.best_epoch), spec, arch)?;
+    let best_path = if state.best_midpoint {
+        midpoint_weights(dir, state.best_epoch)
+    } else {
+        epoch_weights(dir, state.best_epoch)
+    };
+    let best = FloatWeights::load(&best_path, spec, arch)?;
     let opt = optimizer_file(dir, state.epoch);
     let optimizer = std::fs::read(&opt).at(&opt)?;
     Ok(Some(Resumed { state, current, best, optimizer }))
@@ -188,9 +214,12 @@ mod tests {
             train_loss: v.to_vec(),
             valid_auc: v.to_vec(),
             best_epoch: 2,
+            best_auc: v[0],
+            best_midpoint: true,
         };
         let back: ResumeState = serde_json::from_slice(&serde_json::to_vec(&state).unwrap()).unwrap();
         assert_eq!(back, state);
         assert!(back.valid_auc.iter().zip(&v).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert_eq!(back.best_auc.to_bits(), v[0].to_bits());
     }
 }

@@ -1,7 +1,9 @@
 //! The training loop every float model shares ([`fit`]): forward, loss ([`Objective`]: BCE
 //! with logits, or the distillation objective), backward, AdamW step; validation AUC after
 //! every epoch with the serving runtime, a checkpoint each epoch (resumable to the same
-//! weights), early stopping, the best epoch kept, divergence caught.
+//! weights), early stopping, the best epoch kept, divergence caught. With `train.average`, each
+//! epoch after the best also has the midpoint of the best weights and its own validated, and
+//! the midpoint is kept when it scores higher (checkpoint averaging).
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -169,13 +171,24 @@ struct Loop<'a> {
     lr: f64,
     /// The first epoch to train (after a resumed checkpoint's; `usize::MAX`: none left).
     first: usize,
-    /// Validation AUC, epoch and weights of the best epoch so far.
-    best: Option<(f64, usize, FloatWeights)>,
+    /// The best weights so far.
+    best: Option<Best>,
     train_loss: Vec<f64>,
     valid_auc: Vec<f64>,
     rows_done: usize,
     secs: f64,
     diverged: Option<usize>,
+}
+
+/// The best weights so far: an epoch's, or the midpoint of the best before it and that epoch's.
+struct Best {
+    /// Validation AUC.
+    auc: f64,
+    /// The epoch they were found after.
+    epoch: usize,
+    /// True when they are a midpoint.
+    midpoint: bool,
+    weights: FloatWeights,
 }
 
 /// Whether training goes on after an epoch.
@@ -268,7 +281,12 @@ impl<'a> Loop<'a> {
             self.rows.reshuffle();
         }
         self.lr = r.state.lr;
-        self.best = Some((r.state.valid_auc[r.state.best_epoch - 1], r.state.best_epoch, r.best));
+        self.best = Some(Best {
+            auc: r.state.best_auc,
+            epoch: r.state.best_epoch,
+            midpoint: r.state.best_midpoint,
+            weights: r.best,
+        });
         self.first = r.state.epoch + 1;
         if r.state.best_epoch != r.state.epoch && r.state.epoch - r.state.best_epoch >= cfg.patience {
             self.first = usize::MAX; // it had stopped early: no epoch left
@@ -345,10 +363,18 @@ impl<'a> Loop<'a> {
         }
         self.train_loss.push(loss);
         self.valid_auc.push(auc);
-        if self.best.as_ref().is_none_or(|(b, _, _)| auc > *b) {
-            self.best = Some((auc, epoch, float.weights.clone()));
+        let midpoint = self.midpoint(input, &float.weights)?;
+        if self.best.as_ref().is_none_or(|b| auc > b.auc) {
+            self.best = Some(Best { auc, epoch, midpoint: false, weights: float.weights.clone() });
         }
-        let best_epoch = self.best.as_ref().map_or(epoch, |b| b.1);
+        let midpoint_auc = midpoint.map(|(a, w)| {
+            if self.best.as_ref().is_some_and(|b| a > b.auc) {
+                self.best = Some(Best { auc: a, epoch, midpoint: true, weights: w });
+            }
+            a
+        });
+        let best = self.best.as_ref().ok_or_else(|| Error::Internal("no best epoch".into()))?;
+        let best_epoch = best.epoch;
         let state = ResumeState {
             fingerprint: self.fingerprint.clone(),
             epoch,
@@ -356,22 +382,38 @@ impl<'a> Loop<'a> {
             train_loss: self.train_loss.clone(),
             valid_auc: self.valid_auc.clone(),
             best_epoch,
+            best_auc: best.auc,
+            best_midpoint: best.midpoint,
         };
+        let kept = (best.midpoint && best.epoch == epoch).then(|| best.weights.to_bytes(spec)).transpose()?;
         let optimizer = self.optim.into_bytes().map_err(|e| Error::Internal(format!("optimizer state: {e:?}")))?;
-        checkpoint::save(input.checkpoints, &state, &float.weights.to_bytes(spec)?, &optimizer)?;
+        checkpoint::save(input.checkpoints, &state, (&float.weights.to_bytes(spec)?, kept.as_deref()), &optimizer)?;
         progress.end();
+        let midpoint_note = midpoint_auc.map_or_else(String::new, |a| format!(" (midpoint with the best: {a:.4})"));
         progress.log(&format!(
-            "{} epoch {epoch}: train loss {loss:.4}, valid AUC {auc:.4}, {:.0} rows/s",
+            "{} epoch {epoch}: train loss {loss:.4}, valid AUC {auc:.4}{midpoint_note}, {:.0} rows/s",
             input.label,
             input.train.rows() as f64 / elapsed.max(1e-9)
         ));
         Ok(if best_epoch != epoch && epoch - best_epoch >= cfg.patience { Next::Stop } else { Next::Continue })
     }
 
+    /// With `train.average`, after an epoch past the best: the midpoint of the best weights and
+    /// `current`, with its validation AUC.
+    fn midpoint(&self, input: &FitInput<'_>, current: &FloatWeights) -> Result<Option<(f64, FloatWeights)>> {
+        let Some(best) = self.best.as_ref().filter(|_| input.cfg.average) else { return Ok(None) };
+        let weights = midpoint(&best.weights, current)?;
+        let model = FloatModel::new(input.spec.clone(), input.arch.clone(), weights)?;
+        let logits = input.valid.map_rows(input.spec, |cols| model.logits(cols))?;
+        // A midpoint that does not score finitely is never kept.
+        let auc = metrics::auc(&logits, &self.y_valid).filter(|a| a.is_finite() && model.weights.is_finite());
+        Ok(auc.map(|a| (a, model.weights)))
+    }
+
     /// Diverged: keep the last good epoch, or refuse when there is none.
     fn diverged(&mut self, input: &FitInput<'_>, epoch: usize, loss: f64, progress: &dyn Progress) -> Result<Next> {
         progress.end();
-        let Some((_, good, _)) = &self.best else {
+        let Some(Best { epoch: good, .. }) = &self.best else {
             return Err(Error::input(format!(
                 "{}: training diverged in epoch {epoch} (loss {loss}, non-finite weights or scores): lower {} ({}) or check train.weight_decay",
                 input.label,
@@ -386,7 +428,7 @@ impl<'a> Loop<'a> {
 
     /// The best epoch's weights and the summary.
     fn finish(self, input: &FitInput<'_>) -> Result<(FloatWeights, TrainSummary)> {
-        let Some((best_auc, best_epoch, weights)) = self.best else {
+        let Some(Best { auc: best_auc, epoch: best_epoch, midpoint, weights }) = self.best else {
             return Err(Error::Internal("no epoch was trained".into()));
         };
         let summary = TrainSummary {
@@ -394,6 +436,7 @@ impl<'a> Loop<'a> {
             epochs_run: self.valid_auc.len(),
             schedule: Some(input.schedule()),
             best_epoch,
+            best_is_midpoint: midpoint,
             best_valid_auc: best_auc,
             rows_per_s: self.rows_done as f64 / self.secs.max(1e-9),
             backend: input.cfg.backend,
@@ -404,6 +447,28 @@ impl<'a> Loop<'a> {
         };
         Ok((weights, summary))
     }
+}
+
+/// The elementwise mean of two weight sets of one architecture.
+fn midpoint(a: &FloatWeights, b: &FloatWeights) -> Result<FloatWeights> {
+    let mean = |x: &[f32], y: &[f32]| -> Result<Vec<f32>> {
+        if x.len() != y.len() {
+            return Err(Error::Internal("averaged weights differ in shape".into()));
+        }
+        Ok(x.iter().zip(y).map(|(p, q)| 0.5 * (p + q)).collect())
+    };
+    let mut out = a.clone();
+    if (out.embeddings.len(), out.dense.len()) != (b.embeddings.len(), b.dense.len()) {
+        return Err(Error::Internal("averaged weights differ in layers".into()));
+    }
+    for (t, u) in out.embeddings.iter_mut().zip(&b.embeddings) {
+        t.data = mean(&t.data, &u.data)?;
+    }
+    for (d, e) in out.dense.iter_mut().zip(&b.dense) {
+        d.weight = mean(&d.weight, &e.weight)?;
+        d.bias = mean(&d.bias, &e.bias)?;
+    }
+    Ok(out)
 }
 
 /// The optimizer steps of one window's batches; every 20th step's loss is sampled into

@@ -62,7 +62,11 @@ pub struct TrainSummary {
     pub schedule: Option<crate::recipe::Schedule>,
     /// Epoch (1-based) whose weights were kept.
     pub best_epoch: usize,
-    /// Validation AUC of the best epoch.
+    /// True when the kept weights are the midpoint of the best epoch before `best_epoch` and
+    /// `best_epoch`'s own (`train.average`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub best_is_midpoint: bool,
+    /// Validation AUC of the kept weights.
     pub best_valid_auc: f64,
     /// Mean training throughput, rows per second (forward + backward + step); a file that
     /// holds no timings lacks it.
