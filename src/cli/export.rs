@@ -1,11 +1,13 @@
-//! `reco-cli export --model DIR --format onnx [--out PATH] [--id-lookup auto|label-encoder]`.
+//! `reco-cli export --model DIR [--format onnx|tflite] [--out PATH] [--id-lookup auto|label-encoder]
+//! [--weight-scales per-channel|per-tensor]`.
 
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use reco::Result;
-use reco::pipeline::export::export;
+use reco::pipeline::export::{Target, export};
 use reco_onnx::IdLookup;
+use reco_tflite::WeightScales;
 
 use super::Global;
 
@@ -13,6 +15,17 @@ use super::Global;
 enum Format {
     /// ONNX: FP32 graph for float artifacts, QDQ graph for INT8 ones.
     Onnx,
+    /// TFLite (LiteRT): float model for float artifacts, full-integer model for INT8 ones;
+    /// writes `<out>.inputs.json` beside it (the vocabularies mapping ids to row indices).
+    Tflite,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Scales {
+    /// One weight scale per output channel (the artifact's own).
+    PerChannel,
+    /// One weight scale per layer (NNAPI and NPU compilers that refuse per-channel FC).
+    PerTensor,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -34,9 +47,12 @@ pub struct ExportArgs {
     /// Output file [default: <model>/model.onnx, recorded with its hash in the manifest].
     #[arg(long)]
     out: Option<PathBuf>,
-    /// How categorical ids are mapped to embedding rows inside the graph.
+    /// How categorical ids are mapped to embedding rows inside the graph (ONNX).
     #[arg(long, value_enum, default_value = "auto")]
     id_lookup: Lookup,
+    /// Weight scales of an INT8 TFLite model.
+    #[arg(long, value_enum, default_value = "per-channel")]
+    weight_scales: Scales,
     /// Export a model whose status is failed (a quality gate failed on it or an ancestor) or
     /// that is stale (made from a parent that was replaced since).
     #[arg(long)]
@@ -44,19 +60,37 @@ pub struct ExportArgs {
 }
 
 pub fn exec(args: ExportArgs, g: &Global) -> Result<u8> {
-    let ExportArgs { model, format: Format::Onnx, out, id_lookup, allow_failed } = args;
-    let lookup = match id_lookup {
-        Lookup::Auto => IdLookup::Auto,
-        Lookup::LabelEncoder => IdLookup::LabelEncoder,
+    let ExportArgs { model, format, out, id_lookup, weight_scales, allow_failed } = args;
+    let target = match format {
+        Format::Onnx => Target::Onnx(match id_lookup {
+            Lookup::Auto => IdLookup::Auto,
+            Lookup::LabelEncoder => IdLookup::LabelEncoder,
+        }),
+        Format::Tflite => Target::Tflite(match weight_scales {
+            Scales::PerChannel => WeightScales::PerChannel,
+            Scales::PerTensor => WeightScales::PerTensor,
+        }),
     };
     // Into the artifact (its manifest records the export, the directory is rebuilt): the folder
     // holding it is locked, so a run writing there, or a second export, fails at once.
     // Elsewhere, one file is renamed into place and nothing needs a lock.
     let inside = out.as_deref().is_none_or(|o| reco::outputs::is_inside(o, &model));
     let _lock = if inside { Some(reco::outputs::OutputLock::acquire_parent(&model)?) } else { None };
-    let s = export(&model, out.as_deref(), lookup, allow_failed)?;
+    let s = export(&model, out.as_deref(), target, allow_failed)?;
     if g.json {
         super::print_json(&s)?;
+    } else if let Some(inputs) = &s.inputs_file {
+        println!(
+            "exported {} ({} model, schema {}) -> {}  sha256 {}  {} bytes; inputs -> {}{}",
+            s.model,
+            s.graph,
+            s.ir_version,
+            s.out,
+            s.sha256,
+            s.bytes,
+            inputs,
+            if s.recorded_in_manifest { "  (recorded in the manifest)" } else { "" }
+        );
     } else {
         println!(
             "exported {} ({} graph, IR {}, opsets {:?}) -> {}  sha256 {}  {} bytes{}",

@@ -14,6 +14,10 @@ pub enum Format {
     Parquet,
     /// An ONNX model (`export`).
     Onnx,
+    /// A TFLite model (`export --format tflite`).
+    Tflite,
+    /// A JSON document (the TFLite export's input description).
+    Json,
     /// Prometheus text exposition (`--metrics-out`).
     Prometheus,
 }
@@ -24,6 +28,8 @@ impl Format {
         match self {
             Self::Parquet => "Parquet",
             Self::Onnx => "ONNX",
+            Self::Tflite => "TFLite",
+            Self::Json => "JSON",
             Self::Prometheus => "Prometheus text",
         }
     }
@@ -33,6 +39,8 @@ impl Format {
         match self {
             Self::Parquet => "parquet",
             Self::Onnx => "onnx",
+            Self::Tflite => "tflite",
+            Self::Json => "json",
             Self::Prometheus => "prom",
         }
     }

@@ -68,3 +68,99 @@ fn export_elsewhere_leaves_the_artifact_alone_and_bad_input_is_refused() {
     input_error(&reco(&["export", "--model", "student"], dir.path()), &["manifest.json", "failed", "refusing"]);
     assert!(!model.join("model.onnx").exists());
 }
+
+/// Every file below `dir`, relative, with its bytes.
+fn tree(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.strip_prefix(dir).unwrap().display().to_string(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn tflite_export_records_the_model_and_its_inputs_file_beside_onnx_byte_for_byte_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("teacher-int8");
+    copy_dir(&run_dir().join("teacher-int8"), &model);
+    let content = || -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(&ok(reco(&["inspect", "teacher-int8", "--json"], dir.path())).stdout)
+            .unwrap()["content_sha256"]
+            .clone()
+    };
+    let before = content();
+    ok(reco(&["export", "--model", "teacher-int8"], dir.path()));
+    let out = ok(reco(&["export", "--model", "teacher-int8", "--format", "tflite", "--json"], dir.path()));
+    let s: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!((s["graph"].as_str(), s["ir_version"].as_i64()), (Some("tflite-int8"), Some(3)), "{s}");
+    let bytes = std::fs::read(model.join("model.tflite")).unwrap();
+    // A flatbuffer with LiteRT's file identifier (LiteRT itself runs it in scripts/check_tflite.py).
+    assert_eq!(&bytes[4..8], b"TFL3");
+    let m = manifest_json(&model);
+    assert_eq!(m["exports"]["tflite"]["sha256"], sha256_hex(&bytes).as_str());
+    assert_eq!(m["exports"]["tflite"]["graph"], "tflite-int8");
+    let inputs = std::fs::read(model.join("model.tflite.inputs.json")).unwrap();
+    assert_eq!(m["exports"]["tflite.inputs"]["sha256"], sha256_hex(&inputs).as_str());
+    assert_eq!(m["exports"]["onnx"]["file"], "model.onnx", "the ONNX export stays recorded");
+    assert_eq!(content(), before, "exporting changed the model's content hash");
+    // The inputs file: every spec column, vocabularies as the manifest holds them, in order.
+    let doc: serde_json::Value = serde_json::from_slice(&inputs).unwrap();
+    let spec = &m["feature_spec"];
+    let cats = spec["categorical"].as_array().unwrap();
+    let nums = spec["numeric"].as_array().unwrap();
+    let listed = doc["inputs"].as_array().unwrap();
+    assert_eq!(listed.len(), cats.len() + nums.len());
+    for (c, l) in cats.iter().zip(listed) {
+        assert_eq!(
+            (&c["name"], &c["vocabulary"], l["tensor_type"].as_str()),
+            (&l["name"], &l["vocabulary"], Some("int32"))
+        );
+    }
+    for (n, l) in nums.iter().zip(&listed[cats.len()..]) {
+        assert_eq!((&n["name"], &n["mean"], &n["std"]), (&l["name"], &l["mean"], &l["std"]));
+        assert_eq!(l["shape"], serde_json::json!([-1, 1]));
+    }
+    // Same artifact, same bytes (into another directory too).
+    ok(reco(&["export", "--model", "teacher-int8", "--format", "tflite", "--out", "again/m.tflite"], dir.path()));
+    assert_eq!(std::fs::read(dir.path().join("again/m.tflite")).unwrap(), bytes);
+    assert_eq!(std::fs::read(dir.path().join("again/m.tflite.inputs.json")).unwrap(), inputs);
+    ok(reco(&["inspect", "teacher-int8"], dir.path()));
+}
+
+#[test]
+fn tflite_export_refuses_what_it_cannot_express_and_paths_it_must_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for stage in ["teacher", "student"] {
+        copy_dir(&run_dir().join(stage), &d.join(stage));
+    }
+    copy_dir(&run_dir().join("features"), &d.join("features"));
+    let cal = "features/calibration.parquet";
+    let loose = ["--max-auc-drop", "1", "--max-ndcg-drop", "1"];
+    let mixed = ["quantize", "--model", "teacher", "--calibration", cal, "--keep-float", "1", "--out", "mixed"];
+    ok(reco(&[&mixed[..], &loose[..]].concat(), d));
+    let dynamic = ["quantize", "--model", "teacher", "--calibration", cal, "--dynamic", "--out", "dyn"];
+    ok(reco(&[&dynamic[..], &loose[..]].concat(), d));
+    let before = tree(d);
+    let export = |args: &[&str]| reco(&[&["export", "--format", "tflite"][..], args].concat(), d);
+    input_error(&export(&["--model", "mixed"]), &["layer 1", "kept in float", "export ONNX"]);
+    input_error(&export(&["--model", "dyn"]), &["layer 0", "dynamically"]);
+    input_error(
+        &export(&["--model", "teacher", "--out", "student/model.tflite"]),
+        &["student", "inside", "nothing written"],
+    );
+    input_error(&export(&["--model", "teacher", "--out", "t.onnx"]), &["t.onnx", "TFLite", "nothing written"]);
+    input_error(
+        &export(&["--model", "teacher", "--out", "teacher/manifest.json"]),
+        &["manifest.json", "nothing written"],
+    );
+    assert_eq!(tree(d), before, "a refused export wrote something");
+}

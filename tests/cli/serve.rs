@@ -126,3 +126,66 @@ fn string_categories_are_precomputed_and_served_by_their_plain_name() {
     let (code, body) = server.get(&format!("/v1/recommendations?{quoted}"));
     assert!(code == 400 && body.contains("unknown category"), "{code} {body}");
 }
+
+#[test]
+fn loadtest_rounds_pool_each_server_and_compare_them_round_by_round() {
+    let run = crate::support::run_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let model = run.join("teacher-int8");
+    let m = model.to_str().unwrap();
+    let (a, b) = (
+        Server::start(&["--model", m, "--max-batch", "64"], dir.path()),
+        Server::start(&["--model", m, "--max-batch", "1"], dir.path()),
+    );
+    let data = run.join("features/test.parquet");
+    let args = [
+        "loadtest",
+        "--model",
+        m,
+        "--data",
+        data.to_str().unwrap(),
+        "--clients",
+        "1,4",
+        "--seconds",
+        "0.2",
+        "--rounds",
+        "3",
+        "--json",
+    ];
+    // The baseline first: every later server is compared with it.
+    let urls = [format!("single={}", b.url), format!("coalesced={}", a.url)];
+    let url_args = ["--url", &urls[0], "--url", &urls[1]];
+    let o = ok(reco(&[&args[..], &url_args[..]].concat(), dir.path()));
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let cells = v["cells"].as_array().unwrap();
+    let comparisons = v["comparisons"].as_array().unwrap();
+    assert_eq!(comparisons.len(), 2, "one per client count: {}", o.stdout);
+    for clients in [1, 4] {
+        let http = |label: &str| {
+            cells.iter().find(|c| c["target"] == format!("http {label}") && c["clients"] == clients).unwrap()
+        };
+        let (x, y) = (http("single"), http("coalesced"));
+        let rounds = |c: &serde_json::Value| -> Vec<f64> {
+            c["round_rows_per_s"].as_array().unwrap().iter().map(|r| r.as_f64().unwrap()).collect()
+        };
+        let (rx, ry) = (rounds(x), rounds(y));
+        assert_eq!((rx.len(), ry.len()), (3, 3), "{x} {y}");
+        for c in [x, y] {
+            assert_eq!(c["errors"], 0, "{c}");
+            // Pooled: every round's requests over every round's seconds.
+            let (n, s) = (c["requests"].as_f64().unwrap(), c["seconds"].as_f64().unwrap());
+            assert!(s >= 3.0 * 0.2 && (c["rows_per_s"].as_f64().unwrap() - n / s).abs() < 1e-6 * n / s, "{c}");
+        }
+        let cmp = comparisons.iter().find(|c| c["clients"] == clients).unwrap();
+        assert_eq!((cmp["target"].as_str(), cmp["baseline"].as_str()), (Some("http coalesced"), Some("http single")));
+        let pooled = y["rows_per_s"].as_f64().unwrap() / x["rows_per_s"].as_f64().unwrap();
+        assert!((cmp["ratio"].as_f64().unwrap() - pooled).abs() < 1e-9, "{cmp}");
+        let mut per_round: Vec<f64> = ry.iter().zip(&rx).map(|(p, q)| p / q).collect();
+        per_round.sort_by(f64::total_cmp);
+        let got = |k: &str| cmp[k].as_f64().unwrap();
+        assert_eq!(
+            [got("round_min"), got("round_median"), got("round_max")],
+            [per_round[0], per_round[1], per_round[2]]
+        );
+    }
+}

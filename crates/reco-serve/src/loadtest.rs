@@ -6,6 +6,12 @@
 //! timed from its scheduled arrival, so queueing delay shows (closed-loop clients slow down
 //! with the server and hide it). Reports throughput, p50/p95/p99 latency, mean batch size and
 //! refusals, plus the latency bound `max wait + one full batch + 2 ms`.
+//!
+//! With `--rounds N`, every HTTP cell is measured N times, the servers taking turns (ABBA:
+//! the order flips every round, so a drift of the machine's speed falls on both alike); each
+//! server's cell pools its rounds, and with two servers or more every other server is
+//! compared with the first, round by round (the ratio of pooled throughputs, and the median,
+//! lowest and highest of the per-round ratios).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,6 +55,9 @@ pub struct Args {
     /// Servers to load as LABEL=http://HOST:PORT (repeatable); in-process only without it.
     #[arg(long)]
     url: Vec<String>,
+    /// Measure every HTTP cell this many times, the servers taking turns (ABBA order).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1, value_parser = int_in::<usize>(1, 1000))]
+    rounds: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -70,6 +79,24 @@ struct Cell {
     p95_ms: f64,
     p99_ms: f64,
     mean_batch: Option<f64>,
+    /// Over HTTP with `--rounds`: each round's rows per second.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    round_rows_per_s: Vec<f64>,
+}
+
+/// A server against the first `--url`, at one client count, over paired rounds.
+#[derive(Debug, Serialize)]
+struct Comparison {
+    target: String,
+    baseline: String,
+    clients: usize,
+    /// Pooled rows/s of `target` over pooled rows/s of `baseline`.
+    ratio: f64,
+    /// Median, lowest and highest of the per-round ratios.
+    round_median: f64,
+    round_min: f64,
+    round_max: f64,
+    rounds: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -81,6 +108,8 @@ struct Report {
     full_batch_ms: f64,
     p99_bound_ms: f64,
     cells: Vec<Cell>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    comparisons: Vec<Comparison>,
 }
 
 /// Runs every cell and prints the report.
@@ -95,13 +124,14 @@ pub fn run(a: &Args) -> Result<(), String> {
     let config = a.batching.config();
     let full_batch_ms = full_batch_ms(&model, &cols, config.max_batch)?;
     let mut cells = Vec::new();
+    let mut comparisons = Vec::new();
     for &clients in &a.clients {
         for (label, cfg) in in_process_modes(&config) {
             cells.push(in_process(label, &model, &rows, cfg, clients, a)?);
         }
-        for target in &a.url {
-            cells.push(over_http(target, model.spec(), &cols, clients, a)?);
-        }
+        let http = http_rounds(model.spec(), &cols, clients, a)?;
+        comparisons.extend(compare(&http));
+        cells.extend(http);
     }
     for &rate in &a.rates {
         for (label, cfg) in in_process_modes(&config) {
@@ -116,6 +146,7 @@ pub fn run(a: &Args) -> Result<(), String> {
         full_batch_ms,
         p99_bound_ms: a.batching.max_wait_ms as f64 + full_batch_ms + 2.0,
         cells,
+        comparisons,
     };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
@@ -348,19 +379,80 @@ fn cell(
         p95_ms: q(0.95),
         p99_ms: q(0.99),
         mean_batch,
+        round_rows_per_s: Vec::new(),
     }
 }
 
-/// `clients` keep-alive connections to `LABEL=URL`, each sending one-row requests.
+/// Every `--url` at `clients`, `--rounds` times in ABBA order: one pooled cell per server.
+fn http_rounds(
+    spec: &reco_runtime::artifact::spec::FeatureSpec,
+    cols: &Columns,
+    clients: usize,
+    a: &Args,
+) -> Result<Vec<Cell>, String> {
+    let mut pooled: Vec<(Vec<(Vec<f64>, usize)>, f64, Vec<f64>)> = vec![(Vec::new(), 0.0, Vec::new()); a.url.len()];
+    for round in 0..a.rounds {
+        let order: Vec<usize> =
+            if round % 2 == 0 { (0..a.url.len()).collect() } else { (0..a.url.len()).rev().collect() };
+        for i in order {
+            let (per_client, seconds) = over_http(&a.url[i], spec, cols, clients, a)?;
+            let answered: usize = per_client.iter().map(|(l, _)| l.len()).sum();
+            let p = &mut pooled[i];
+            p.0.extend(per_client);
+            p.1 += seconds;
+            p.2.push(answered as f64 / seconds);
+        }
+    }
+    let labelled = a.url.iter().map(|t| t.split_once('=').map_or(t.as_str(), |(l, _)| l));
+    Ok(labelled
+        .zip(pooled)
+        .map(|(label, (per_client, seconds, rounds))| {
+            let mut c = cell(&format!("http {label}"), clients, per_client, seconds, None);
+            if a.rounds > 1 {
+                c.round_rows_per_s = rounds;
+            }
+            c
+        })
+        .collect())
+}
+
+/// Every server after the first against the first, from their pooled cells and rounds.
+fn compare(http: &[Cell]) -> Vec<Comparison> {
+    let Some((base, rest)) = http.split_first() else { return Vec::new() };
+    rest.iter()
+        .map(|c| {
+            let mut ratios: Vec<f64> =
+                c.round_rows_per_s.iter().zip(&base.round_rows_per_s).map(|(x, y)| x / y).collect();
+            ratios.sort_by(f64::total_cmp);
+            let median = match ratios.len() {
+                0 => c.rows_per_s / base.rows_per_s,
+                n if n % 2 == 1 => ratios[n / 2],
+                n => 0.5 * (ratios[n / 2 - 1] + ratios[n / 2]),
+            };
+            Comparison {
+                target: c.target.clone(),
+                baseline: base.target.clone(),
+                clients: c.clients,
+                ratio: c.rows_per_s / base.rows_per_s,
+                round_median: median,
+                round_min: ratios.first().copied().unwrap_or(median),
+                round_max: ratios.last().copied().unwrap_or(median),
+                rounds: ratios.len().max(1),
+            }
+        })
+        .collect()
+}
+
+/// `clients` keep-alive connections to `LABEL=URL`, each sending one-row requests: every
+/// client's latencies and failures, and the wall seconds.
 fn over_http(
     target: &str,
     spec: &reco_runtime::artifact::spec::FeatureSpec,
     cols: &Columns,
     clients: usize,
     a: &Args,
-) -> Result<Cell, String> {
-    let (label, url) =
-        target.split_once('=').ok_or_else(|| format!("--url {target}: expected LABEL=http://HOST:PORT"))?;
+) -> Result<(Vec<(Vec<f64>, usize)>, f64), String> {
+    let (_, url) = target.split_once('=').ok_or_else(|| format!("--url {target}: expected LABEL=http://HOST:PORT"))?;
     let addr = url.strip_prefix("http://").ok_or_else(|| format!("--url {target}: expected an http:// URL"))?;
     let addr = addr.trim_end_matches('/').to_string();
     let bodies: Arc<Vec<Bytes>> =
@@ -385,8 +477,7 @@ fn over_http(
         }
         Ok::<_, String>(out)
     })?;
-    let seconds = start.elapsed().as_secs_f64();
-    Ok(cell(&format!("http {label}"), clients, per_client, seconds, None))
+    Ok((per_client, start.elapsed().as_secs_f64()))
 }
 
 async fn http_client(
@@ -451,6 +542,12 @@ fn print_table(r: &Report) {
             c.p95_ms,
             c.p99_ms,
             c.mean_batch.map_or_else(|| "-".into(), |b| format!("{b:.1}"))
+        );
+    }
+    for c in &r.comparisons {
+        println!(
+            "{} / {} at {} clients: {:.3}x pooled; per round median {:.3}x, {:.3}x to {:.3}x ({} rounds)",
+            c.target, c.baseline, c.clients, c.ratio, c.round_median, c.round_min, c.round_max, c.rounds
         );
     }
 }

@@ -319,7 +319,12 @@ impl Runner<'_> {
             let mut exports = Vec::new();
             for dir in &deliverables {
                 if reco_runtime::artifact::open(dir)?.status == reco_runtime::artifact::manifest::Status::Ok {
-                    exports.push(crate::pipeline::export::export(dir, None, reco_onnx::IdLookup::Auto, false)?);
+                    exports.push(crate::pipeline::export::export(
+                        dir,
+                        None,
+                        crate::pipeline::export::Target::Onnx(reco_onnx::IdLookup::Auto),
+                        false,
+                    )?);
                 }
             }
             Ok(StageDetail::Export(exports))

@@ -256,6 +256,16 @@ pub enum Graph {
     /// QuantizeLinear/DequantizeLinear around int8 weights (an INT8 artifact).
     #[serde(rename = "qdq-int8")]
     QdqInt8,
+    /// A TFLite float model (a float artifact), or its inputs file.
+    #[serde(rename = "tflite-fp32")]
+    TfliteFp32,
+    /// A TFLite integer model with per-channel weight scales (an INT8 artifact), or its
+    /// inputs file.
+    #[serde(rename = "tflite-int8")]
+    TfliteInt8,
+    /// The same with one weight scale per layer.
+    #[serde(rename = "tflite-int8-per-tensor")]
+    TfliteInt8PerTensor,
 }
 
 impl std::fmt::Display for Graph {
@@ -263,6 +273,9 @@ impl std::fmt::Display for Graph {
         f.write_str(match self {
             Self::Fp32 => "fp32",
             Self::QdqInt8 => "qdq-int8",
+            Self::TfliteFp32 => "tflite-fp32",
+            Self::TfliteInt8 => "tflite-int8",
+            Self::TfliteInt8PerTensor => "tflite-int8-per-tensor",
         })
     }
 }
@@ -280,9 +293,10 @@ pub struct ExportEntry {
     pub bytes: u64,
     /// Which graph was exported.
     pub graph: Graph,
-    /// ONNX IR version.
+    /// The format's version: the ONNX IR version, or the TFLite schema version (3).
     pub ir_version: i64,
-    /// Opset per domain (`ai.onnx`, `ai.onnx.ml`).
+    /// Opset per domain (`ai.onnx`, `ai.onnx.ml`); none for TFLite files.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub opsets: BTreeMap<String, i64>,
 }
 

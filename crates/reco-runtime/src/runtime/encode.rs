@@ -205,3 +205,32 @@ mod tests {
         assert_eq!(m, [&whole[8..10], &whole[2..4], &whole[0..2]].concat());
     }
 }
+
+/// The inputs of a TFLite graph of the model (`reco-cli export --format tflite`), by input
+/// name in the graph's order: each categorical column's embedding row indices (`int32`, 0 for
+/// an id never seen in training) and each numeric column's raw values (`float32`, fed as
+/// `[rows, 1]`: the graph normalizes them itself).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TfliteInputs {
+    /// `(column, row indices)` per categorical column, in spec order.
+    pub categorical: Vec<(String, Vec<i32>)>,
+    /// `(column, raw values)` per numeric column, in spec order.
+    pub numeric: Vec<(String, Vec<f32>)>,
+}
+
+/// [`TfliteInputs`] of `cols` (checked against the spec); a multi-valued column has no TFLite
+/// form and is refused.
+pub fn tflite_inputs(spec: &FeatureSpec, cols: &ColumnsRef<'_>) -> crate::error::Result<TfliteInputs> {
+    cols.check(spec)?;
+    if let Some(c) = spec.categorical.iter().find(|c| c.bag.is_some()) {
+        return Err(crate::error::Error::input(format!(
+            "column {:?} is multi-valued: TFLite graphs take single-valued columns only",
+            c.name
+        )));
+    }
+    let categorical = (spec.categorical.iter().zip(&cols.categorical))
+        .map(|(c, values)| (c.name.clone(), c.rows_of_ref(*values).into_iter().map(|r| r as i32).collect()))
+        .collect();
+    let numeric = (spec.numeric.iter().zip(&cols.numeric)).map(|(n, v)| (n.name.clone(), v.to_vec())).collect();
+    Ok(TfliteInputs { categorical, numeric })
+}

@@ -444,7 +444,7 @@ pub fn dot_codes(a: &[u8], b: &[u8], qp: &QParams) -> f32 {
 /// A row-wise table's values re-quantized to `qp` (layer 0's input codes), one value at a
 /// time: the same codes as quantizing [`RowwiseTable::dequantize`], without its f32 copy of
 /// the whole table.
-fn requantized_codes(t: &RowwiseTable, qp: &QParams) -> Vec<u8> {
+pub fn requantized_codes(t: &RowwiseTable, qp: &QParams) -> Vec<u8> {
     let mut out = Vec::with_capacity(t.rows * t.dim);
     let mut row = vec![0f32; t.dim];
     for r in 0..t.rows {

@@ -29,7 +29,7 @@ pub mod model;
 
 pub use chunks::{CHUNK, chunks, score_in_chunks};
 pub use columns::{Columns, ColumnsRef, lists_or_none, take_lists};
-pub use encode::{EmbeddingRows, Encoded, dot_f32, encode, input_matrix};
+pub use encode::{EmbeddingRows, Encoded, TfliteInputs, dot_f32, encode, input_matrix, tflite_inputs};
 pub(crate) use float::run_layers;
 pub use float::{FloatModel, dense_forward, mlp, pack};
 pub use model::{Model, Precision, sigmoid};
