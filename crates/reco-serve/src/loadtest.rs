@@ -383,6 +383,17 @@ fn cell(
     }
 }
 
+/// Each client's latencies (seconds) and failures.
+type PerClient = Vec<(Vec<f64>, usize)>;
+
+/// One server's rounds pooled: every client's results, the seconds, each round's rows/s.
+#[derive(Default, Clone)]
+struct Pooled {
+    per_client: PerClient,
+    seconds: f64,
+    rounds: Vec<f64>,
+}
+
 /// Every `--url` at `clients`, `--rounds` times in ABBA order: one pooled cell per server.
 fn http_rounds(
     spec: &reco_runtime::artifact::spec::FeatureSpec,
@@ -390,7 +401,7 @@ fn http_rounds(
     clients: usize,
     a: &Args,
 ) -> Result<Vec<Cell>, String> {
-    let mut pooled: Vec<(Vec<(Vec<f64>, usize)>, f64, Vec<f64>)> = vec![(Vec::new(), 0.0, Vec::new()); a.url.len()];
+    let mut pooled = vec![Pooled::default(); a.url.len()];
     for round in 0..a.rounds {
         let order: Vec<usize> =
             if round % 2 == 0 { (0..a.url.len()).collect() } else { (0..a.url.len()).rev().collect() };
@@ -398,18 +409,18 @@ fn http_rounds(
             let (per_client, seconds) = over_http(&a.url[i], spec, cols, clients, a)?;
             let answered: usize = per_client.iter().map(|(l, _)| l.len()).sum();
             let p = &mut pooled[i];
-            p.0.extend(per_client);
-            p.1 += seconds;
-            p.2.push(answered as f64 / seconds);
+            p.per_client.extend(per_client);
+            p.seconds += seconds;
+            p.rounds.push(answered as f64 / seconds);
         }
     }
     let labelled = a.url.iter().map(|t| t.split_once('=').map_or(t.as_str(), |(l, _)| l));
     Ok(labelled
         .zip(pooled)
-        .map(|(label, (per_client, seconds, rounds))| {
-            let mut c = cell(&format!("http {label}"), clients, per_client, seconds, None);
+        .map(|(label, p)| {
+            let mut c = cell(&format!("http {label}"), clients, p.per_client, p.seconds, None);
             if a.rounds > 1 {
-                c.round_rows_per_s = rounds;
+                c.round_rows_per_s = p.rounds;
             }
             c
         })
@@ -451,7 +462,7 @@ fn over_http(
     cols: &Columns,
     clients: usize,
     a: &Args,
-) -> Result<(Vec<(Vec<f64>, usize)>, f64), String> {
+) -> Result<(PerClient, f64), String> {
     let (_, url) = target.split_once('=').ok_or_else(|| format!("--url {target}: expected LABEL=http://HOST:PORT"))?;
     let addr = url.strip_prefix("http://").ok_or_else(|| format!("--url {target}: expected an http:// URL"))?;
     let addr = addr.trim_end_matches('/').to_string();
