@@ -40,6 +40,65 @@ pub struct Recipe {
     /// Quality gates checked by `run` (exit code 1 when one fails).
     #[serde(default)]
     pub gates: GatesConfig,
+    /// Batching for serving: `reco-cli serve --recipe` and `export --format triton`.
+    #[serde(default, skip_serializing_if = "ServeConfig::is_default")]
+    pub serve: ServeConfig,
+}
+
+/// How a server batches requests, shared by `reco-cli serve --recipe` (its `--max-batch`,
+/// `--max-wait-ms`, `--queue-rows`, `--threads`) and `export --format triton` (the model's
+/// `max_batch_size`, `dynamic_batching` and `instance_group`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Most rows in one scored batch.
+    pub max_batch: usize,
+    /// Extra wait of a batch's oldest request for more rows, milliseconds (0: none).
+    pub max_wait_ms: u64,
+    /// Most rows queued at once (more is refused).
+    pub queue_rows: usize,
+    /// Scoring threads (Triton: CPU instances).
+    pub threads: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self { max_batch: 64, max_wait_ms: 0, queue_rows: 4096, threads: 1 }
+    }
+}
+
+impl ServeConfig {
+    /// True when every field has its default (the section is then left out of resolved recipes).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The ranges `serve` accepts.
+    pub fn validate(&self) -> Result<()> {
+        let checks: [(&str, u64, u64, u64); 4] = [
+            ("max_batch", self.max_batch as u64, 1, 1 << 20),
+            ("max_wait_ms", self.max_wait_ms, 0, 3_600_000),
+            ("queue_rows", self.queue_rows as u64, 1, 1 << 30),
+            ("threads", self.threads as u64, 1, 1024),
+        ];
+        match checks.iter().find(|(_, v, lo, hi)| v < lo || v > hi) {
+            Some((k, v, lo, hi)) => Err(Error::input(format!("serve.{k} = {v}: expected {lo} to {hi}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// The matching `reco-serve` flags.
+    pub fn flags(&self) -> Vec<String> {
+        [
+            ("--max-batch", self.max_batch as u64),
+            ("--max-wait-ms", self.max_wait_ms),
+            ("--queue-rows", self.queue_rows as u64),
+            ("--threads", self.threads as u64),
+        ]
+        .iter()
+        .flat_map(|(f, v)| [f.to_string(), v.to_string()])
+        .collect()
+    }
 }
 
 /// The listwise weight when `distill.listwise` is unset and the training rows come in groups
@@ -788,6 +847,7 @@ impl Recipe {
         self.train.validate()?;
         self.gates.validate()?;
         self.distill.validate()?;
+        self.serve.validate()?;
         if self.gates.min_distill_gain.is_some() && !self.distill.scratch_baseline {
             return Err(Error::input(
                 "gates.min_distill_gain compares the distilled student with the scratch one: it needs distill.scratch_baseline = true",

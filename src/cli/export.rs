@@ -1,5 +1,5 @@
-//! `reco-cli export --model DIR [--format onnx|tflite] [--out PATH] [--id-lookup auto|label-encoder]
-//! [--weight-scales per-channel|per-tensor]`.
+//! `reco-cli export --model DIR [--format onnx|tflite|triton] [--out PATH] [--id-lookup
+//! auto|label-encoder] [--weight-scales per-channel|per-tensor] [--name NAME --recipe FILE]`.
 
 use std::path::PathBuf;
 
@@ -18,6 +18,9 @@ enum Format {
     /// TFLite (LiteRT): float model for float artifacts, full-integer model for INT8 ones;
     /// writes `<out>.inputs.json` beside it (the vocabularies mapping ids to row indices).
     Tflite,
+    /// A Triton model repository entry (`--out REPO`): REPO/<name>/config.pbtxt and
+    /// 1/model.onnx, batching from the recipe's [serve] section.
+    Triton,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -44,9 +47,16 @@ pub struct ExportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "onnx")]
     format: Format,
-    /// Output file [default: <model>/model.onnx, recorded with its hash in the manifest].
+    /// Output file [default: <model>/model.onnx or model.tflite, recorded with its hash in the
+    /// manifest]; with --format triton, the model repository (required).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Triton model name [default: the artifact folder's name].
+    #[arg(long)]
+    name: Option<String>,
+    /// Recipe whose [serve] section sets Triton's batching [default: the [serve] defaults].
+    #[arg(long)]
+    recipe: Option<PathBuf>,
     /// How categorical ids are mapped to embedding rows inside the graph (ONNX).
     #[arg(long, value_enum, default_value = "auto")]
     id_lookup: Lookup,
@@ -60,8 +70,12 @@ pub struct ExportArgs {
 }
 
 pub fn exec(args: ExportArgs, g: &Global) -> Result<u8> {
-    let ExportArgs { model, format, out, id_lookup, weight_scales, allow_failed } = args;
+    let ExportArgs { model, format, out, id_lookup, weight_scales, name, recipe, allow_failed } = args;
+    if !matches!(format, Format::Triton) && (name.is_some() || recipe.is_some()) {
+        return Err(reco::Error::input("--name and --recipe go with --format triton"));
+    }
     let target = match format {
+        Format::Triton => return triton(&model, out.as_deref(), name.as_deref(), recipe.as_deref(), allow_failed, g),
         Format::Onnx => Target::Onnx(match id_lookup {
             Lookup::Auto => IdLookup::Auto,
             Lookup::LabelEncoder => IdLookup::LabelEncoder,
@@ -102,6 +116,33 @@ pub fn exec(args: ExportArgs, g: &Global) -> Result<u8> {
             s.sha256,
             s.bytes,
             if s.recorded_in_manifest { "  (recorded in the manifest)" } else { "" }
+        );
+    }
+    Ok(0)
+}
+
+/// `--format triton`: the repository entry, batching from the recipe's `[serve]`.
+fn triton(
+    model: &std::path::Path,
+    repo: Option<&std::path::Path>,
+    name: Option<&str>,
+    recipe: Option<&std::path::Path>,
+    allow_failed: bool,
+    g: &Global,
+) -> Result<u8> {
+    let repo =
+        repo.ok_or_else(|| reco::Error::input("--format triton: --out REPO (the model repository) is required"))?;
+    let serve = match recipe {
+        Some(r) => reco::recipe::Recipe::load(r)?.serve,
+        None => reco::recipe::ServeConfig::default(),
+    };
+    let s = reco::pipeline::triton::export_triton(model, repo, name, &serve, allow_failed)?;
+    if g.json {
+        super::print_json(&s)?;
+    } else {
+        println!(
+            "exported {} -> {} (Triton model {:?}, onnxruntime backend, max_batch_size {})  model.onnx sha256 {}",
+            s.model, s.dir, s.name, s.max_batch_size, s.onnx_sha256
         );
     }
     Ok(0)

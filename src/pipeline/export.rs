@@ -158,7 +158,7 @@ fn identity(manifest: &Manifest) -> Vec<(String, String)> {
 }
 
 /// The ONNX graph: FP32 for float artifacts, QDQ for INT8 ones.
-fn onnx_bytes(model_dir: &Path, manifest: &Manifest, lookup: IdLookup) -> Result<(onnx::Exported, Graph)> {
+pub(crate) fn onnx_bytes(model_dir: &Path, manifest: &Manifest, lookup: IdLookup) -> Result<(onnx::Exported, Graph)> {
     let (spec, arch) = (&manifest.feature_spec, &manifest.architecture);
     let (weights, meta) = (model_dir.join(WEIGHTS), identity(manifest));
     Ok(if manifest.kind.is_int8() {

@@ -16,3 +16,4 @@ pub mod raw;
 pub mod report;
 pub mod run;
 pub mod train;
+pub mod triton;

@@ -164,3 +164,52 @@ fn tflite_export_refuses_what_it_cannot_express_and_paths_it_must_not_write() {
     );
     assert_eq!(tree(d), before, "a refused export wrote something");
 }
+
+#[test]
+fn triton_export_writes_a_model_folder_with_the_recipes_batching_and_refuses_bad_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    copy_dir(&run_dir().join("teacher-int8"), &d.join("teacher-int8"));
+    let tiny = std::fs::read_to_string(crate::support::repo().join("recipes/tiny.toml")).unwrap();
+    std::fs::write(d.join("r.toml"), format!("{tiny}\n[serve]\nmax_batch = 16\nmax_wait_ms = 3\nthreads = 2\n"))
+        .unwrap();
+    let args = ["export", "--model", "teacher-int8", "--format", "triton", "--out", "repo", "--recipe", "r.toml"];
+    let s: serde_json::Value = serde_json::from_str(&ok(reco(&[&args[..], &["--json"]].concat(), d)).stdout).unwrap();
+    let onnx = std::fs::read(d.join("repo/teacher-int8/1/model.onnx")).unwrap();
+    assert_eq!(s["onnx_sha256"], sha256_hex(&onnx).as_str());
+    let config = std::fs::read_to_string(d.join("repo/teacher-int8/config.pbtxt")).unwrap();
+    for line in [
+        "name: \"teacher-int8\"",
+        "max_batch_size: 16",
+        "preferred_batch_size: [ 16 ]",
+        "max_queue_delay_microseconds: 3000",
+        "count: 2",
+    ] {
+        assert!(config.contains(line), "{line:?} not in\n{config}");
+    }
+    assert!(config.contains(&format!("string_value: \"{}\"", sha256_hex(&onnx))), "{config}");
+    // Again: the folder is replaced whole, to the same bytes.
+    ok(reco(&args, d));
+    assert_eq!(std::fs::read_to_string(d.join("repo/teacher-int8/config.pbtxt")).unwrap(), config);
+    let before = tree(d);
+    let triton =
+        |extra: &[&str]| reco(&[&["export", "--model", "teacher-int8", "--format", "triton"][..], extra].concat(), d);
+    input_error(&triton(&["--out", "repo", "--name", "../x"]), &["--name", "\"../x\"", "nothing written"]);
+    input_error(&triton(&["--out", "repo", "--name", ".hidden"]), &["--name", "nothing written"]);
+    input_error(&triton(&[]), &["--out REPO", "required"]);
+    std::fs::create_dir_all(d.join("repo/other")).unwrap();
+    std::fs::write(d.join("repo/other/notes.txt"), "mine").unwrap();
+    let before_other = tree(d);
+    input_error(
+        &triton(&["--out", "repo", "--name", "other"]),
+        &["other", "not a Triton model folder", "nothing written"],
+    );
+    assert_eq!(tree(d), before_other);
+    input_error(&triton(&["--out", "teacher-int8/repo"]), &["teacher-int8", "nothing written"]);
+    input_error(
+        &reco(&["export", "--model", "teacher-int8", "--name", "x"], d),
+        &["--name and --recipe go with --format triton"],
+    );
+    std::fs::remove_dir_all(d.join("repo/other")).unwrap();
+    assert_eq!(tree(d), before, "a refused export wrote something");
+}

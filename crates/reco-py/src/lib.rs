@@ -146,6 +146,24 @@ impl Model {
         let logits = py.detach(move || scorer.logits(&cols)).map_err(runtime_error)?;
         Ok(PyBytes::new(py, &le_bytes(&logits)))
     }
+
+    /// The inputs of the model's TFLite graph (`reco-cli export --format tflite`) for every row
+    /// of an Arrow record batch: `(name, "int32" | "float32", little-endian bytes)` per input,
+    /// in the graph's order (row indices of the categorical columns, raw numeric values).
+    fn _tflite_inputs_arrow<'py>(
+        &self,
+        py: Python<'py>,
+        batch: &Bound<'py, PyAny>,
+    ) -> PyResult<Vec<(String, &'static str, Bound<'py, PyBytes>)>> {
+        let cols = self.columns(batch)?;
+        let inputs = reco_runtime::runtime::tflite_inputs(self.scorer.spec(), &cols.view()).map_err(runtime_error)?;
+        let ints = inputs.categorical.into_iter().map(|(n, v)| {
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (n, "int32", PyBytes::new(py, &bytes))
+        });
+        let floats = inputs.numeric.into_iter().map(|(n, v)| (n, "float32", PyBytes::new(py, &le_bytes(&v))));
+        Ok(ints.chain(floats).collect())
+    }
 }
 
 /// The request coalescer over one model (work-conserving; `max_wait_ms` an optional delay).

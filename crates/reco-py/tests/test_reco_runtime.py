@@ -167,3 +167,37 @@ print("exiting")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "exiting"
+
+
+def test_tflite_inputs_are_the_documented_encoding_and_feed_litert(table, tmp_path):
+    """`Model.tflite_inputs` gives what the exported inputs file says (row = vocabulary
+    position + 1, 0 unseen; raw numerics as [n, 1]), and LiteRT scores them as we do."""
+    from ai_edge_litert.interpreter import Interpreter
+    import json
+
+    out = tmp_path / "teacher.tflite"
+    subprocess.run([CLI, "export", "--model", str(RUN / "teacher"), "--format", "tflite", "--out", str(out), "-q"],
+                   check=True, stdout=subprocess.DEVNULL)
+    model = rr.Model.load(RUN / "teacher")
+    rows = table.slice(0, 300)
+    feeds = model.tflite_inputs(rows)
+    doc = json.loads(Path(str(out) + ".inputs.json").read_text())
+    assert list(feeds) == [i["name"] for i in doc["inputs"]]
+    for spec in doc["inputs"]:
+        got, col = feeds[spec["name"]], rows.column(spec["name"]).to_pylist()
+        if spec["tensor_type"] == "int32":
+            index = {v: i + 1 for i, v in enumerate(spec["vocabulary"])}
+            assert got.dtype == np.int32 and got.tolist() == [index.get(v, 0) for v in col]
+        else:
+            assert got.dtype == np.float32 and got.shape == (len(col), 1)
+            assert np.array_equal(got[:, 0], np.array(col, dtype=np.float32))
+    interp = Interpreter(model_path=str(out))
+    details = {d["name"]: d["index"] for d in interp.get_input_details()}
+    for name, values in feeds.items():
+        interp.resize_tensor_input(details[name], list(values.shape), strict=True)
+    interp.allocate_tensors()
+    for name, values in feeds.items():
+        interp.set_tensor(details[name], values)
+    interp.invoke()
+    logit = next(d["index"] for d in interp.get_output_details() if d["name"] == "logit")
+    assert np.abs(interp.get_tensor(logit) - model.score(rows)).max() <= 1e-5

@@ -105,6 +105,16 @@ class Model:
         """Logits (float32) of every row."""
         return _logits(self._native._score_arrow(_batch(data, self.inputs)))
 
+    def tflite_inputs(self, data: Rows) -> dict:
+        """The inputs of this model's TFLite graph (`reco-cli export --format tflite`) by name:
+        each categorical column's embedding row indices (int32 [n], 0 for an unseen id) and each
+        numeric column's raw values (float32 [n, 1]; the graph normalizes them)."""
+        out = {}
+        for name, dtype, raw in self._native._tflite_inputs_arrow(_batch(data, self.inputs)):
+            values = np.frombuffer(raw, dtype="<i4" if dtype == "int32" else "<f4").astype(dtype)
+            out[name] = values if dtype == "int32" else values.reshape(-1, 1)
+        return out
+
     def probabilities(self, data: Rows) -> np.ndarray:
         """Visit probabilities, `sigmoid(logit)`."""
         return 1.0 / (1.0 + np.exp(-self.score(data).astype(np.float64)))
