@@ -17,6 +17,11 @@ Dense layers only (the MLP input, embedding rows and normalized numbers, built b
   converter's full-integer form, per-channel weights, calibrated on the same calibration rows);
 - reco-cli float and INT8 via `reco-cli bench --scope dense`.
 
+Our exported TFLite models (`reco-cli export --format tflite`, float and INT8) on LiteRT
+(XNNPACK), the whole model from row indices (the id lookup is outside a TFLite graph; the
+inputs are built from the inputs file before timing), beside the hand-built dense graph:
+LiteRT's own converter output would need TensorFlow.
+
 Measurements are interleaved: each round times every engine at every batch size, each
 cycling through the same batches (as many as `reco-cli bench` uses: largest batch / batch,
 1 to 64); within a round each engine's figure is the best of a few short slices (as `reco-cli bench` keeps its
@@ -47,10 +52,12 @@ import onnxruntime as ort
 import pyarrow.parquet as pq
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from ai_edge_litert.interpreter import Interpreter
 from safetensors.numpy import load_file
 
 import litert_mlp
 from check_artifact import auc, encode  # one AUC and one encoding for every script
+from check_tflite import graph_inputs  # the exported TFLite model's inputs, from its inputs file
 
 E2E = ("ort fp32", "ort int8", "reco float", "reco int8")
 DENSE = ("ort fp32", "litert fp32", "litert int8", "reco float", "reco int8")
@@ -85,6 +92,29 @@ class Reader(CalibrationDataReader):
 
     def get_next(self):
         return next(self.it, None)
+
+
+class ExportRunner:
+    """A model `reco-cli export --format tflite` wrote, on one LiteRT thread (XNNPACK): every
+    input resized to a batch size on first use of that size; returns `logit`."""
+
+    def __init__(self, path):
+        self.interp = Interpreter(model_path=str(path), num_threads=1)
+        self.inputs = {d["name"]: d["index"] for d in self.interp.get_input_details()}
+        self.output = next(d["index"] for d in self.interp.get_output_details() if d["name"] == "logit")
+        self.batch = None
+
+    def __call__(self, feeds):
+        n = len(next(iter(feeds.values())))
+        if n != self.batch:
+            for k, v in feeds.items():
+                self.interp.resize_tensor_input(self.inputs[k], list(v.shape), strict=True)
+            self.interp.allocate_tensors()
+            self.batch = n
+        for k, v in feeds.items():
+            self.interp.set_tensor(self.inputs[k], v)
+        self.interp.invoke()
+        return self.interp.get_tensor(self.output)
 
 
 def session(model):
@@ -185,7 +215,15 @@ def prepare(a, d, test, cal_table, tmp):
     dense_sess = session(dense_bytes)
     lite32, lite8 = (litert_mlp.Runner(litert_mlp.fp32_model(layers)),
                      litert_mlp.Runner(litert_mlp.int8_model(layers, x_cal)))
+    exported = {}
+    for eng, m in (("export fp32", d), ("export int8", q)):
+        path = pathlib.Path(tmp) / f"{m.name}.tflite"
+        subprocess.run([a.reco, "export", "--quiet", "--model", str(m), "--format", "tflite", "--out", str(path)],
+                       check=True, stdout=subprocess.DEVNULL)
+        exported[eng] = ExportRunner(path)
+    doc = json.loads(pathlib.Path(str(path) + ".inputs.json").read_text())
     return {"dir": d, "int8_dir": q, "labels": test[spec["label"]].to_numpy(), "feeds": feeds, "x": x,
+            "export": exported, "export_feeds": graph_inputs(doc, test),
             "e2e": {"ort fp32": (session(d / "model.onnx"), ["logit"]), "ort int8": (session(ort_int8), ["logit"])},
             "dense": {"ort fp32": lambda b: dense_sess.run([dense_out], {"x": b["x"]}),
                       "litert fp32": lambda b: lite32(b["x"]), "litert int8": lambda b: lite8(b["x"])},
@@ -201,6 +239,9 @@ def one_round(a, engines, batches, times):
                     best_rate(lambda f, s=sess, o=out: s.run(o, f), feed_slices, b, a.seconds))
             for eng, call in e["dense"].items():
                 times.setdefault(("dense", name, eng, b), []).append(best_rate(call, x_slices, b, a.seconds))
+            export_slices = slices_of(e["export_feeds"], b, max(batches))
+            for eng, run in e["export"].items():
+                times.setdefault(("export", name, eng, b), []).append(best_rate(run, export_slices, b, a.seconds))
         for scope, key in (("end-to-end", "e2e"), ("dense", "dense")):
             report = reco_bench(a, e, scope, batches)
             for row in report["results"]:
@@ -223,6 +264,10 @@ def accuracy(a, e, tmp):
     for eng, run in e["lite"].items():
         logits[eng] = np.concatenate([run(e["x"][i:i + 1024]) for i in range(0, len(e["x"]), 1024)])
         acc[eng] = float(auc(logits[eng], e["labels"]))
+    n = len(e["labels"])
+    for eng, run in e["export"].items():
+        parts = [run({k: v[i:i + 1024] for k, v in e["export_feeds"].items()}).copy() for i in range(0, n, 1024)]
+        acc[eng] = float(auc(np.concatenate(parts), e["labels"]))
     return acc, float(np.abs(logits["litert fp32"] - logits["reco float"]).max())
 
 
@@ -252,6 +297,17 @@ def print_tables(cpu, overhead, results, batches, rounds):
             base = r[f"ort fp32@{b}"]
             cells = [f"{r[f'{eng}@{b}']:,.0f} ({r[f'{eng}@{b}'] / base:.2f}×)" for eng in E2E[1:]]
             print(f"| {name} | {b} | {base:,.0f} | " + " | ".join(cells) + " |")
+    print()
+    print("Our exported TFLite model (whole model from row indices: GATHER, CONCATENATION, FULLY_CONNECTED)")
+    print("beside the hand-built dense graph above (LiteRT's converter output needs TensorFlow), rows/s:")
+    print("| model | batch | export FP32 | dense FP32 | export INT8 | dense INT8 | AUC export FP32 / INT8 |")
+    print("|---|---|---|---|---|---|---|")
+    for name, res in results.items():
+        r, dn, c = res["export_rows_per_s"], res["dense_rows_per_s"], res["auc"]
+        for b in batches:
+            print(f"| {name} | {b} | {r[f'export fp32@{b}']:,.0f} | {dn[f'litert fp32@{b}']:,.0f} | "
+                  f"{r[f'export int8@{b}']:,.0f} | {dn[f'litert int8@{b}']:,.0f} | "
+                  f"{c['export fp32']:.5f} / {c['export int8']:.5f} |")
     print()
     print("| model | AUC ORT FP32 | ORT INT8 (Δ) | reco float | reco INT8 (Δ) | LiteRT FP32 | LiteRT INT8 (Δ) | "
           "max |Δlogit| LiteRT FP32 vs reco |")
@@ -292,6 +348,8 @@ def main():
                 "e2e_rows_per_s": {f"{eng}@{b}": statistics.median(times[("e2e", name, eng, b)]) for eng in E2E for b in batches},
                 "dense_rows_per_s": {f"{eng}@{b}": statistics.median(times[("dense", name, eng, b)])
                                      for eng in DENSE for b in batches},
+                "export_rows_per_s": {f"{eng}@{b}": statistics.median(times[("export", name, eng, b)])
+                                      for eng in ("export fp32", "export int8") for b in batches},
             }
     print_tables(cpu, overhead, results, batches, a.rounds)
     if a.json:

@@ -1,4 +1,5 @@
-//! `reco-cli quantize --model DIR --calibration FILE [--calibrator ...] [--max-auc-drop X]`.
+//! `reco-cli quantize --model DIR --calibration FILE [--calibrator ...] [--max-auc-drop X]
+//! [--junit FILE]`.
 
 use std::path::PathBuf;
 
@@ -60,6 +61,9 @@ pub struct QuantizeArgs {
     /// Output directory (default: <model>-int8 next to the model).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also write JUnit XML: the accuracy gate's two test cases, atomically.
+    #[arg(long)]
+    junit: Option<PathBuf>,
 }
 
 pub fn exec(args: QuantizeArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
@@ -79,20 +83,19 @@ pub fn exec(args: QuantizeArgs, g: &Global, progress: &dyn Progress) -> Result<u
         data,
         ranking,
         out,
+        junit,
     } = args;
     let test = data.unwrap_or_else(|| calibration.with_file_name("test.parquet"));
     let ranking = ranking.or_else(|| {
         let p = calibration.with_file_name("ranking.parquet");
         p.is_file().then_some(p)
     });
-    let mut embedding_table_bits = std::collections::BTreeMap::new();
-    for (table, bits) in table_bits {
-        if embedding_table_bits.insert(table.clone(), bits).is_some() {
-            return Err(reco::Error::input(format!("--table-bits: `{table}` given twice; expected each table once")));
-        }
-    }
+    let embedding_table_bits = table_bits_map(table_bits)?;
     let out = out.unwrap_or_else(|| default_out(&model));
     reco::outputs::check_output(&out, &[calibration.as_path(), model.as_path()])?;
+    if let Some(path) = &junit {
+        check_junit(path, &[&calibration, &model, &test], ranking.as_deref(), &out)?;
+    }
     reco_runtime::artifact::check_replaceable(&out)?;
     let _lock = reco::outputs::OutputLock::acquire_parent(&out)?;
     let opts = QuantizeSettings {
@@ -116,6 +119,9 @@ pub fn exec(args: QuantizeArgs, g: &Global, progress: &dyn Progress) -> Result<u
         keep_float: &keep_float,
     };
     let s = quantize(&job, progress)?;
+    if let Some(path) = &junit {
+        reco::outputs::junit::write(path, "reco-cli quantize", &reco::outputs::junit::for_quantize(&s))?;
+    }
     if g.json {
         super::print_json(&s)?;
     } else {
@@ -146,4 +152,30 @@ fn table_bits(s: &str) -> std::result::Result<(String, EmbeddingPrecision), Stri
     let (col, bits) =
         s.split_once('=').filter(|(c, _)| !c.is_empty()).ok_or_else(|| format!("`{s}`: expected COLUMN=auto|8|4"))?;
     Ok((col.to_string(), EmbeddingPrecision::parse(bits)?))
+}
+
+/// `--table-bits` pairs by table, each table once.
+fn table_bits_map(
+    pairs: Vec<(String, EmbeddingPrecision)>,
+) -> Result<std::collections::BTreeMap<String, EmbeddingPrecision>> {
+    let mut map = std::collections::BTreeMap::new();
+    for (table, bits) in pairs {
+        if map.insert(table.clone(), bits).is_some() {
+            return Err(reco::Error::input(format!("--table-bits: `{table}` given twice; expected each table once")));
+        }
+    }
+    Ok(map)
+}
+
+/// `--junit`'s path: not one of the inputs, not inside the output artifact.
+fn check_junit(
+    path: &std::path::Path,
+    inputs: &[&std::path::Path],
+    ranking: Option<&std::path::Path>,
+    out: &std::path::Path,
+) -> Result<()> {
+    use reco::outputs::{Format, OutputGuard, Written};
+    let mut reads = inputs.to_vec();
+    reads.extend(ranking);
+    OutputGuard::new("--junit", path, Written::File(Format::Junit)).reads(&reads).writes([out.to_path_buf()]).check()
 }

@@ -1,5 +1,5 @@
-//! `reco-cli run RECIPE [--out DIR] [--force | --from STAGE] [--metrics-out FILE]`: the whole
-//! pipeline with gates, reusing unchanged stages; exit 1 if a gate fails.
+//! `reco-cli run RECIPE [--out DIR] [--force | --from STAGE] [--metrics-out FILE] [--junit FILE]`:
+//! the whole pipeline with gates, reusing unchanged stages; exit 1 if a gate fails.
 
 use std::path::PathBuf;
 
@@ -8,7 +8,7 @@ use reco::Result;
 use reco::outputs::{Format, OutputGuard, Written};
 use reco::pipeline::eval::table;
 use reco::pipeline::run::reuse::{Mode, Stage};
-use reco::pipeline::run::{RunOptions, run};
+use reco::pipeline::run::{RunOptions, Trace, run_traced};
 use reco::progress::Progress;
 
 use super::Global;
@@ -33,22 +33,79 @@ pub struct RunArgs {
     /// Also write the metrics as Prometheus text (node-exporter textfile style), atomically.
     #[arg(long)]
     metrics_out: Option<PathBuf>,
+    /// Also write JUnit XML: one test case per gate and per stage (a stage that stopped the run
+    /// is an error case), atomically.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// Append a Markdown summary (gates, models beside baselines, the artifact to ship) to this
+    /// file [default: $GITHUB_STEP_SUMMARY when set].
+    #[arg(long)]
+    summary: Option<PathBuf>,
     #[command(flatten)]
     overrides: super::Overrides,
 }
 
+/// The files a CI reads besides the run's own: Prometheus text, JUnit XML, the Markdown summary.
+struct CiOutputs<'a> {
+    metrics_out: Option<&'a std::path::Path>,
+    junit: Option<&'a std::path::Path>,
+    summary: Option<&'a std::path::Path>,
+}
+
+impl CiOutputs<'_> {
+    /// After a finished run.
+    fn write(&self, recipe: &str, report: &reco::pipeline::run::RunReport) -> Result<()> {
+        if let Some(path) = self.metrics_out {
+            reco::outputs::prom::write(path, &reco::outputs::prom::for_run(report))?;
+        }
+        if let Some(path) = self.junit {
+            reco::outputs::junit::write(
+                path,
+                &format!("reco-cli run {recipe}"),
+                &reco::outputs::junit::for_run(report),
+            )?;
+        }
+        if let Some(path) = self.summary {
+            reco::outputs::summary::append(path, report)?;
+        }
+        Ok(())
+    }
+
+    /// After a run that stopped with `e`: the JUnit file and the summary say where. The run's
+    /// own error is the one reported; a failure to write these is logged.
+    fn failed(&self, recipe: &str, trace: &Trace, e: &reco::Error, progress: &dyn Progress) {
+        if let Some(path) = self.junit {
+            let suites = reco::outputs::junit::for_failed_run(&trace.done, trace.stage, &e.to_string());
+            if let Err(w) = reco::outputs::junit::write(path, &format!("reco-cli run {recipe}"), &suites) {
+                progress.log(&format!("--junit {}: {w}", path.display()));
+            }
+        }
+        if let Some(path) = self.summary
+            && let Err(w) = reco::outputs::summary::append_failure(path, recipe, trace.stage, &e.to_string())
+        {
+            progress.log(&format!("--summary {}: {w}", path.display()));
+        }
+    }
+}
+
 pub fn exec(args: RunArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
-    let RunArgs { recipe: recipe_path, out, resume, force, from, metrics_out, overrides } = args;
+    let RunArgs { recipe: recipe_path, out, resume, force, from, metrics_out, junit, summary, overrides } = args;
+    let summary =
+        summary.or_else(|| std::env::var_os("GITHUB_STEP_SUMMARY").filter(|v| !v.is_empty()).map(PathBuf::from));
     let recipe = super::load_recipe(&recipe_path, &overrides)?;
     let paths = super::out_dir(&recipe, out.as_ref())?;
-    if let Some(path) = &metrics_out {
-        let raw = reco::pipeline::run::raw_locations(&recipe);
-        let mut reads: Vec<&std::path::Path> = raw.iter().map(PathBuf::as_path).collect();
-        reads.push(&recipe_path);
-        OutputGuard::new("--metrics-out", path, Written::File(Format::Prometheus))
-            .reads(&reads)
-            .writes(paths.written())
-            .check()?;
+    let raw = reco::pipeline::run::raw_locations(&recipe);
+    let mut reads: Vec<&std::path::Path> = raw.iter().map(PathBuf::as_path).collect();
+    reads.push(&recipe_path);
+    let outputs = [
+        ("--metrics-out", &metrics_out, Format::Prometheus),
+        ("--junit", &junit, Format::Junit),
+        ("--summary", &summary, Format::Markdown),
+    ];
+    for (flag, path, format) in outputs {
+        if let Some(path) = path {
+            OutputGuard::new(flag, path, Written::File(format)).reads(&reads).writes(paths.written()).check()?;
+        }
     }
     let _lock = reco::outputs::OutputLock::acquire(&paths.out)?;
     paths.check_replaceable(matches!(recipe.data, reco::recipe::DataConfig::Synth(_)))?;
@@ -57,10 +114,16 @@ pub fn exec(args: RunArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
         (false, Some(stage)) => Mode::From(stage),
         (false, None) => Mode::Auto,
     };
-    let report = run(&recipe, &paths, RunOptions { resume, reuse }, progress)?;
-    if let Some(path) = &metrics_out {
-        reco::outputs::prom::write(path, &reco::outputs::prom::for_run(&report))?;
-    }
+    let mut trace = Trace::default();
+    let ci = CiOutputs { metrics_out: metrics_out.as_deref(), junit: junit.as_deref(), summary: summary.as_deref() };
+    let report = match run_traced(&recipe, &paths, RunOptions { resume, reuse }, progress, &mut trace) {
+        Ok(report) => report,
+        Err(e) => {
+            ci.failed(&recipe.name, &trace, &e, progress);
+            return Err(e);
+        }
+    };
+    ci.write(&recipe.name, &report)?;
     if g.json {
         super::print_json(&report)?;
     } else {

@@ -18,6 +18,10 @@ pub enum Format {
     Tflite,
     /// A JSON document (the TFLite export's input description).
     Json,
+    /// JUnit XML test results (`--junit`).
+    Junit,
+    /// Markdown (`run --summary`).
+    Markdown,
     /// Prometheus text exposition (`--metrics-out`).
     Prometheus,
 }
@@ -30,6 +34,8 @@ impl Format {
             Self::Onnx => "ONNX",
             Self::Tflite => "TFLite",
             Self::Json => "JSON",
+            Self::Junit => "JUnit XML",
+            Self::Markdown => "Markdown",
             Self::Prometheus => "Prometheus text",
         }
     }
@@ -41,6 +47,8 @@ impl Format {
             Self::Onnx => "onnx",
             Self::Tflite => "tflite",
             Self::Json => "json",
+            Self::Junit => "xml",
+            Self::Markdown => "md",
             Self::Prometheus => "prom",
         }
     }
@@ -54,6 +62,7 @@ fn named_format(path: &Path) -> Option<&'static str> {
         "parquet" | "pq" => "Parquet",
         "onnx" => "ONNX",
         "prom" => "Prometheus text",
+        "xml" => "JUnit XML",
         "csv" | "tsv" => "CSV",
         "json" | "jsonl" => "JSON",
         "toml" => "TOML",

@@ -3,10 +3,12 @@
 //! paths ([`stable`]), the Prometheus text of `--metrics-out` ([`prom`]), and atomic writes.
 
 pub mod guard;
+pub mod junit;
 pub mod lock;
 pub mod paths;
 pub mod prom;
 pub mod stable;
+pub mod summary;
 
 use std::path::Path;
 

@@ -82,9 +82,17 @@ fn gates_on_metrics_that_cannot_be_measured_fail_instead_of_passing() {
     let recipe = recipe.replace("[prepare]\n", "[prepare]\nradius_km = 0.000001\n")
         + "\n[gates]\nmin_student_ndcg_retention = 0.5\nmax_teacher_oracle_auc_gap = 1.0\n";
     std::fs::write(dir.path().join("r.toml"), recipe).unwrap();
-    let o = reco(&["run", "r.toml", "--out", "out", "--json"], dir.path());
+    let o = reco(&["run", "r.toml", "--out", "out", "--json", "--junit", "j.xml"], dir.path());
     assert_eq!(o.code, 1, "{}", o.stderr);
     let report: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    // The JUnit file: that gate is a failing case saying why it has no value.
+    let junit = std::fs::read_to_string(dir.path().join("j.xml")).unwrap();
+    let case = junit.split("<testcase ").find(|c| c.contains("name=\"student_ndcg_retention\"")).unwrap();
+    assert!(
+        case.contains("<failure message=\"student_ndcg_retention on student: the value could not be measured"),
+        "{case}"
+    );
+    assert!(case.contains("value: not measured") && case.contains("threshold: 0.5"), "{case}");
     let teacher = &report["eval"]["models"][0];
     assert!(teacher["ndcg@10"].is_null() && teacher["hr@10"].is_null(), "{teacher}");
     let gate = |name: &str| report["gates"].as_array().unwrap().iter().find(|g| g["name"] == name).unwrap().clone();
@@ -246,4 +254,29 @@ fn a_size_sweep_with_an_ensemble_writes_each_size_beside_its_scratch_baseline_an
         &reco(&["run", "r.toml", "--out", "out"], dir.path()),
         &["distill ratios 0.5 and 0.49 give the same student", "keep one"],
     );
+}
+
+#[test]
+fn a_run_that_stops_at_a_stage_writes_it_as_an_error_case_and_a_junit_path_onto_an_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("r.toml"), "name = \"gone\"\n[data]\nsource = \"files\"\ndir = \"no-such-dir\"\n").unwrap();
+    let o = reco(&["run", "r.toml", "--out", "out", "--junit", "j.xml", "--summary", "s.md"], d);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    let junit = std::fs::read_to_string(d.join("j.xml")).unwrap();
+    assert!(junit.contains("tests=\"1\" failures=\"0\" errors=\"1\""), "{junit}");
+    assert!(
+        junit.contains("name=\"prepare\"") && junit.contains("<error message=") && junit.contains("no-such-dir"),
+        "{junit}"
+    );
+    let summary = std::fs::read_to_string(d.join("s.md")).unwrap();
+    assert!(summary.contains("stopped at stage `prepare`") && summary.contains("no-such-dir"), "{summary}");
+    // Onto the recipe (an input): refused before anything runs, the recipe intact.
+    let recipe = std::fs::read(d.join("r.toml")).unwrap();
+    input_error(
+        &reco(&["run", "r.toml", "--out", "out2", "--junit", "r.toml"], d),
+        &["--junit", "r.toml", "nothing written"],
+    );
+    assert_eq!(std::fs::read(d.join("r.toml")).unwrap(), recipe);
+    assert!(!d.join("out2").exists());
 }

@@ -112,9 +112,30 @@ struct Keys {
     eval: String,
 }
 
+/// Where a run stands: the stage it is in, and, once it failed, the stages done before.
+#[derive(Debug, Default)]
+pub struct Trace {
+    /// The stage running (or that failed).
+    pub stage: &'static str,
+    /// The stages completed before a failure (filled when the run fails).
+    pub done: Vec<StageReport>,
+}
+
 /// Runs every stage of `recipe` under `paths`, reusing stages whose inputs are unchanged.
 pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn Progress) -> Result<RunReport> {
+    run_traced(recipe, paths, opts, progress, &mut Trace::default())
+}
+
+/// [`run`], keeping in `trace` the stage it is in and, when it fails, the stages done before.
+pub fn run_traced(
+    recipe: &Recipe,
+    paths: &RunPaths,
+    opts: RunOptions,
+    progress: &dyn Progress,
+    trace: &mut Trace,
+) -> Result<RunReport> {
     let t0 = Instant::now();
+    trace.stage = "start";
     // A report left by an earlier run must not vouch for models this run may fail to rebuild.
     for stale in [paths.report(), paths.timings(), paths.out.join("report.md"), paths.out.join("report.html")] {
         if stale.exists() {
@@ -124,14 +145,12 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn P
     let reuse = Reuse::new(&paths.out, opts.reuse);
     let features = paths.features();
     let mut r = Runner { recipe, paths, opts, progress, reuse, stages: Vec::new(), features, keys: Keys::default() };
-    let raw = r.raw()?;
-    r.prepare(&raw)?;
-    r.train()?;
-    let mut models = r.distill()?;
-    models.extend(r.quantize()?);
-    let eval = r.eval(&models)?;
-    let (gates, run_models) = r.verdicts(&models, &eval)?;
-    r.export(&models, &gates)?;
+    let stages = r.stages_traced(trace);
+    if stages.is_err() {
+        trace.done = r.stages.clone();
+    }
+    let (eval, gates, run_models) = stages?;
+    trace.stage = "report";
     let recommended = run_models.recommend(&eval, &gates);
     let dominated = gates::dominated(&eval, &run_models.passing(&gates));
     let report = RunReport {
@@ -155,7 +174,31 @@ pub fn run(recipe: &Recipe, paths: &RunPaths, opts: RunOptions, progress: &dyn P
     Ok(report)
 }
 
+/// The evaluation, the gates and the models a run's stages gave.
+type Verdicts = (EvalReport, Vec<GateReport>, RunModels);
+
 impl Runner<'_> {
+    /// Every stage in order, `trace.stage` naming the one running.
+    fn stages_traced(&mut self, trace: &mut Trace) -> Result<Verdicts> {
+        trace.stage = if matches!(self.recipe.data, DataConfig::Synth(_)) { "synth" } else { "data" };
+        let raw = self.raw()?;
+        trace.stage = "prepare";
+        self.prepare(&raw)?;
+        trace.stage = "train";
+        self.train()?;
+        trace.stage = "distill";
+        let mut models = self.distill()?;
+        trace.stage = "quantize";
+        models.extend(self.quantize()?);
+        trace.stage = "eval";
+        let eval = self.eval(&models)?;
+        trace.stage = "gates";
+        let (gates, run_models) = self.verdicts(&models, &eval)?;
+        trace.stage = "export";
+        self.export(&models, &gates)?;
+        Ok((eval, gates, run_models))
+    }
+
     /// The raw tables (synthetic ones generated or reused) and the key of their content.
     fn raw(&mut self) -> Result<FilesConfig> {
         let (raw, synth_stage) = ensure_raw(self.recipe, self.paths, self.opts.reuse, self.progress)?;
