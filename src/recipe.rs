@@ -43,6 +43,54 @@ pub struct Recipe {
     /// Batching for serving: `reco-cli serve --recipe` and `export --format triton`.
     #[serde(default, skip_serializing_if = "ServeConfig::is_default")]
     pub serve: ServeConfig,
+    /// Experiment tracking: an MLflow server `run` logs to.
+    #[serde(default, skip_serializing_if = "TrackConfig::is_default")]
+    pub track: TrackConfig,
+}
+
+/// Where `run` logs its runs and registers its models (`[track]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackConfig {
+    /// MLflow tracking server, `http://HOST:PORT` or `https://...` (unset: `MLFLOW_TRACKING_URI`
+    /// when that is an http(s) URL, else no tracking).
+    pub mlflow: Option<String>,
+    /// MLflow experiment (created when missing; unset: the recipe's name).
+    pub experiment: Option<String>,
+    /// Register the artifact `run` recommends as a new version of this registered model.
+    pub register: Option<String>,
+    /// A tracking failure (after bounded retries) fails the command (exit 2) instead of a warning;
+    /// the run's files are on disk either way.
+    pub required: bool,
+}
+
+impl TrackConfig {
+    /// True when nothing is set (the section is then left out of resolved recipes).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// An http(s) URL, and a registered-model name MLflow accepts (not empty, no `/` or `:`).
+    pub fn validate(&self) -> Result<()> {
+        if let Some(u) = &self.mlflow
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(Error::input(format!("track.mlflow = {u:?}: expected an http:// or https:// URL")));
+        }
+        if let Some(n) = &self.register
+            && (n.trim().is_empty() || n.contains(['/', ':']))
+        {
+            return Err(Error::input(format!(
+                "track.register = {n:?}: MLflow registered-model names are not empty and hold no '/' or ':'"
+            )));
+        }
+        if let Some(e) = &self.experiment
+            && e.trim().is_empty()
+        {
+            return Err(Error::input("track.experiment = \"\": expected an experiment name"));
+        }
+        Ok(())
+    }
 }
 
 /// How a server batches requests, shared by `reco-cli serve --recipe` (its `--max-batch`,
@@ -848,6 +896,7 @@ impl Recipe {
         self.gates.validate()?;
         self.distill.validate()?;
         self.serve.validate()?;
+        self.track.validate()?;
         if self.gates.min_distill_gain.is_some() && !self.distill.scratch_baseline {
             return Err(Error::input(
                 "gates.min_distill_gain compares the distilled student with the scratch one: it needs distill.scratch_baseline = true",

@@ -8,7 +8,7 @@ use reco::Result;
 use reco::outputs::{Format, OutputGuard, Written};
 use reco::pipeline::eval::table;
 use reco::pipeline::run::reuse::{Mode, Stage};
-use reco::pipeline::run::{RunOptions, Trace, run_traced};
+use reco::pipeline::run::{RunOptions, RunReport, Trace, run_traced};
 use reco::progress::Progress;
 
 use super::Global;
@@ -54,7 +54,7 @@ struct CiOutputs<'a> {
 
 impl CiOutputs<'_> {
     /// After a finished run.
-    fn write(&self, recipe: &str, report: &reco::pipeline::run::RunReport) -> Result<()> {
+    fn write(&self, recipe: &str, report: &RunReport) -> Result<()> {
         if let Some(path) = self.metrics_out {
             reco::outputs::prom::write(path, &reco::outputs::prom::for_run(report))?;
         }
@@ -84,6 +84,35 @@ impl CiOutputs<'_> {
             && let Err(w) = reco::outputs::summary::append_failure(path, recipe, trace.stage, &e.to_string())
         {
             progress.log(&format!("--summary {}: {w}", path.display()));
+        }
+    }
+}
+
+/// Logs the run to the recipe's MLflow server, if it has one: a failure is an error with
+/// `track.required`, else a warning; the run's files are on disk either way.
+fn track(
+    recipe: &reco::recipe::Recipe,
+    report: &RunReport,
+    out: &std::path::Path,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let Some(server) = reco::pipeline::track::server(&recipe.track) else { return Ok(()) };
+    match reco::pipeline::track::track(&server, recipe, report, out) {
+        Ok(t) => {
+            let reg = t.registered.as_ref().map_or_else(String::new, |(n, v)| format!(", registered {n} version {v}"));
+            progress.log(&format!(
+                "tracked in MLflow {server}: run {} ({} metrics, {} files){reg}",
+                t.run_id, t.metrics, t.artifacts
+            ));
+            Ok(())
+        }
+        Err(e) if recipe.track.required => Err(reco::Error::input(format!(
+            "MLflow tracking ({server}) failed: {e}; the run's files are in {} (track.required = true)",
+            out.display()
+        ))),
+        Err(e) => {
+            eprintln!("warning: MLflow tracking ({server}) failed: {e}; the run's files are in {}", out.display());
+            Ok(())
         }
     }
 }
@@ -124,6 +153,7 @@ pub fn exec(args: RunArgs, g: &Global, progress: &dyn Progress) -> Result<u8> {
         }
     };
     ci.write(&recipe.name, &report)?;
+    track(&recipe, &report, &paths.out, progress)?;
     if g.json {
         super::print_json(&report)?;
     } else {

@@ -15,5 +15,6 @@ pub mod quantize;
 pub mod raw;
 pub mod report;
 pub mod run;
+pub mod track;
 pub mod train;
 pub mod triton;

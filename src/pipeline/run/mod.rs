@@ -137,7 +137,9 @@ pub fn run_traced(
     let t0 = Instant::now();
     trace.stage = "start";
     // A report left by an earlier run must not vouch for models this run may fail to rebuild.
-    for stale in [paths.report(), paths.timings(), paths.out.join("report.md"), paths.out.join("report.html")] {
+    let tracking = paths.out.join("tracking.json");
+    for stale in [paths.report(), paths.timings(), paths.out.join("report.md"), paths.out.join("report.html"), tracking]
+    {
         if stale.exists() {
             std::fs::remove_file(&stale).at(&stale)?;
         }
