@@ -29,22 +29,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-
-def auc(scores, labels):
-    """Mann-Whitney AUC with ties counted half."""
-    order = np.argsort(scores, kind="mergesort")
-    s, y = scores[order], labels[order]
-    ranks = np.empty(len(s))
-    i = 0
-    while i < len(s):
-        j = i
-        while j + 1 < len(s) and s[j + 1] == s[i]:
-            j += 1
-        ranks[i : j + 1] = (i + j) / 2 + 1
-        i = j + 1
-    pos = y == 1
-    n_pos, n_neg = pos.sum(), (~pos).sum()
-    return (ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+from check_artifact import auc  # one AUC for every script
 
 
 def graph_inputs(doc, table):
