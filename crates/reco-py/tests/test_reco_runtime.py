@@ -96,6 +96,24 @@ def test_bad_inputs_raise_input_error_naming_the_column(table):
         model.score(wrong)
     with pytest.raises(TypeError):
         model.score([1, 2, 3])
+    # A dict whose columns differ in length names each column's length.
+    columns = {c: table.column(c).slice(0, 5).to_numpy() for c in model.inputs}
+    columns[numeric] = columns[numeric][:3]
+    with pytest.raises(rr.InputError, match=f"unequal lengths.*`{numeric}` 3"):
+        model.score(columns)
+    # A coalescer argument out of range is named.
+    for arg in ("max_batch", "queue_rows", "threads"):
+        with pytest.raises(rr.InputError, match=f"Coalescer\\({arg}=0\\)"):
+            rr.Coalescer(model, **{arg: 0})
+
+
+def test_from_bytes_takes_the_manifest_as_text_too():
+    d = RUN / "teacher-int8"
+    weights = (d / "model.safetensors").read_bytes()
+    model = rr.Model.from_bytes((d / "manifest.json").read_text(), weights)
+    assert model.content_sha256 == rr.Model.load(d).content_sha256
+    with pytest.raises(TypeError, match="weights as bytes"):
+        rr.Model.from_bytes((d / "manifest.json").read_bytes(), "not bytes")
 
 
 def test_the_coalescer_answers_every_awaiting_task_with_its_own_rows(table):

@@ -64,6 +64,10 @@ def _batch(data: Rows, inputs: list) -> pa.RecordBatch:
             value = data[name]
             # A numpy array of numbers becomes an Arrow array over the same buffer.
             arrays[name] = value if isinstance(value, (pa.Array, pa.ChunkedArray)) else pa.array(np.asarray(value))
+        lengths = {name: len(a) for name, a in arrays.items()}
+        if len(set(lengths.values())) > 1:
+            shown = ", ".join(f"`{n}` {k}" for n, k in lengths.items())
+            raise InputError(f"columns of unequal lengths: {shown}; expected one length for every column")
         return pa.RecordBatch.from_pydict(arrays)
     raise TypeError(f"expected a pyarrow RecordBatch or Table, or a dict of columns, got {type(data).__name__}")
 
@@ -85,8 +89,14 @@ class Model:
 
     @classmethod
     def from_bytes(cls, manifest: bytes, weights: bytes, name: str = "memory") -> "Model":
-        """An artifact from memory: `manifest.json`'s and `model.safetensors`' bytes."""
-        return cls(_Model.from_bytes(manifest, weights, name))
+        """An artifact from memory: `manifest.json`'s text or bytes and `model.safetensors`'
+        bytes."""
+        if isinstance(manifest, str):
+            manifest = manifest.encode("utf-8")
+        if not isinstance(manifest, (bytes, bytearray, memoryview)) or not isinstance(weights, (bytes, bytearray, memoryview)):
+            raise TypeError(f"expected the manifest as bytes or str and the weights as bytes, got "
+                            f"{type(manifest).__name__} and {type(weights).__name__}")
+        return cls(_Model.from_bytes(bytes(manifest), bytes(weights), name))
 
     @property
     def kind(self) -> str:
@@ -147,6 +157,9 @@ class Coalescer:
 
     def __init__(self, model: Model, max_batch: int = 64, max_wait_ms: float = 0.0, queue_rows: int = 4096,
                  threads: int = 1):
+        for arg, value in (("max_batch", max_batch), ("queue_rows", queue_rows), ("threads", threads)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"Coalescer({arg}={value!r}): expected an integer of at least 1")
         self._model = model
         self._native = _Coalescer(model._native, max_batch, max_wait_ms, queue_rows, threads)
         _LIVE.add(self)
