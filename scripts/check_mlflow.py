@@ -1,7 +1,8 @@
 """`run` with `[track]` against a real MLflow tracking server (`mlflow server`, SQLite backend,
 local artifact root, on 127.0.0.1), checked with MLflow's own Python client.
 
-1. The tiny recipe with `[track] mlflow = URI, register = ...`: the MLflow run that
+1. The tiny recipe with `[track] mlflow = URI` (a user and password in it, which must never be
+   shown, stored or logged), `register = ...`: the MLflow run that
    `tracking.json` names holds the resolved recipe as params, every number of `report.json`'s
    eval table and gates as metrics (equal to the report's), `report.json` itself as an artifact
    (byte for byte) and the recommended model's files, one child run per stage, and a new
@@ -50,9 +51,14 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         recipe = work / "tracked.toml"
-        recipe.write_text(tiny + f'\n[track]\nmlflow = "{a.uri}"\nexperiment = "reco-cli-ci"\nregister = "reco-tiny"\n')
-        o = run(a.cli, recipe, work / "out", work)
+        # With a user and password in the URL (the server ignores them): never shown or stored.
+        secret = "s3cret-token"
+        uri = a.uri.replace("://", f"://ci:{secret}@", 1)
+        recipe.write_text(tiny + f'\n[track]\nmlflow = "{uri}"\nexperiment = "reco-cli-ci"\nregister = "reco-tiny"\n')
+        o = subprocess.run([a.cli, "run", str(recipe), "--out", str(work / "out")], cwd=work, capture_output=True, text=True)
         expect(o.returncode == 0, f"tracked run exit {o.returncode}: {o.stderr}")
+        expect(secret not in o.stderr + o.stdout and secret not in (work / "out/tracking.json").read_text(),
+               "the URL's password was shown or stored")
         report = json.loads((work / "out/report.json").read_text())
         tracking = json.loads((work / "out/tracking.json").read_text())
         r = client.get_run(tracking["run_id"])
@@ -61,6 +67,7 @@ def main():
         # so compare the keys the recipe file sets).
         for key, want in [("name", "tiny"), ("seed", "7"), ("data.users", "150"), ("train.hidden", "[32,16]")]:
             expect(r.data.params.get(key) == want, f"param {key} = {r.data.params.get(key)!r}, expected {want!r}")
+        expect(not any(secret in v for v in r.data.params.values()), "the URL's password was logged as a param")
         m = r.data.metrics
         n = 0
         for model in report["eval"]["models"]:

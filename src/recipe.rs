@@ -75,7 +75,11 @@ impl TrackConfig {
         if let Some(u) = &self.mlflow
             && !(u.starts_with("http://") || u.starts_with("https://"))
         {
-            return Err(Error::input(format!("track.mlflow = {u:?}: expected an http:// or https:// URL")));
+            // The URL itself is not shown: it may hold a password.
+            let scheme = u.split_once("://").map_or("not a", |(s, _)| s);
+            return Err(Error::input(format!(
+                "track.mlflow: expected an http:// or https:// URL, got a {scheme:?} URL"
+            )));
         }
         if let Some(n) = &self.register
             && (n.trim().is_empty() || n.contains(['/', ':']))

@@ -97,21 +97,22 @@ fn track(
     progress: &dyn Progress,
 ) -> Result<()> {
     let Some(server) = reco::pipeline::track::server(&recipe.track) else { return Ok(()) };
+    let shown = reco::pipeline::track::redacted(&server);
     match reco::pipeline::track::track(&server, recipe, report, out) {
         Ok(t) => {
             let reg = t.registered.as_ref().map_or_else(String::new, |(n, v)| format!(", registered {n} version {v}"));
             progress.log(&format!(
-                "tracked in MLflow {server}: run {} ({} metrics, {} files){reg}",
+                "tracked in MLflow {shown}: run {} ({} metrics, {} files){reg}",
                 t.run_id, t.metrics, t.artifacts
             ));
             Ok(())
         }
         Err(e) if recipe.track.required => Err(reco::Error::input(format!(
-            "MLflow tracking ({server}) failed: {e}; the run's files are in {} (track.required = true)",
+            "MLflow tracking ({shown}) failed: {e}; the run's files are in {} (track.required = true)",
             out.display()
         ))),
         Err(e) => {
-            eprintln!("warning: MLflow tracking ({server}) failed: {e}; the run's files are in {}", out.display());
+            eprintln!("warning: MLflow tracking ({shown}) failed: {e}; the run's files are in {}", out.display());
             Ok(())
         }
     }

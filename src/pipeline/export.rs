@@ -129,12 +129,7 @@ pub fn export(model_dir: &Path, out: Option<&Path>, target: Target, allow_failed
         writer.write(MANIFEST, &artifact::json::to_vec(&manifest)?)?;
         writer.commit()?;
     } else {
-        for f in &files {
-            if let Some(parent) = f.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).at(parent)?;
-            }
-            artifact::write_atomic(&f.path, |mut w| std::io::Write::write_all(&mut w, &f.bytes).at(&f.path))?;
-        }
+        write_together(&files)?;
     }
     Ok(ExportSummary {
         model: model_dir.display().to_string(),
@@ -147,6 +142,30 @@ pub fn export(model_dir: &Path, out: Option<&Path>, target: Target, allow_failed
         opsets,
         recorded_in_manifest: inside,
     })
+}
+
+/// Writes every file beside its path first, then renames them into place: a write that fails
+/// (a full disk) leaves none of them changed, so a TFLite model never meets an inputs file of
+/// another export.
+fn write_together(files: &[File]) -> Result<()> {
+    let tmp = |p: &Path| PathBuf::from(format!("{}.reco-tmp-{}", p.display(), std::process::id()));
+    let mut written = Vec::new();
+    let result = files.iter().try_for_each(|f| {
+        if let Some(parent) = f.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).at(parent)?;
+        }
+        let t = tmp(&f.path);
+        written.push(t.clone());
+        std::fs::write(&t, &f.bytes).at(&t)
+    });
+    let result =
+        result.and_then(|()| files.iter().try_for_each(|f| std::fs::rename(tmp(&f.path), &f.path).at(&f.path)));
+    if result.is_err() {
+        for t in written.iter().filter(|t| t.exists()) {
+            let _ = std::fs::remove_file(t);
+        }
+    }
+    result
 }
 
 /// The artifact's identity, stored in every exported file's metadata.

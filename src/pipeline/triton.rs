@@ -40,7 +40,7 @@ pub struct TritonSummary {
 
 /// A model name Triton accepts as a repository folder: letters, digits, `_`, `-`, `.`, not
 /// starting with `.`, at most 255 bytes.
-fn check_name(name: &str) -> Result<()> {
+fn check_name(name: &str, named: bool) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 255
         && !name.starts_with('.')
@@ -48,8 +48,9 @@ fn check_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
+        let what = if named { "--name" } else { "the artifact folder's name (give --name)" };
         Err(Error::input(format!(
-            "--name {name:?}: Triton model names here are letters, digits, `_`, `-` and `.`, not starting with `.` (at most 255); nothing written"
+            "{what} {name:?}: Triton model names here are letters, digits, `_`, `-` and `.`, not starting with `.` (at most 255); nothing written"
         )))
     }
 }
@@ -64,8 +65,9 @@ pub fn export_triton(
 ) -> Result<TritonSummary> {
     let folder = model_dir.canonicalize().at(model_dir)?;
     let default = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let named = name.is_some();
     let name = name.unwrap_or(&default);
-    check_name(name)?;
+    check_name(name, named)?;
     OutputGuard::new("--out", repo, Written::Root).reads(&[model_dir]).check()?;
     let target = repo.join(name);
     if target.exists() && !target.join("config.pbtxt").is_file() {

@@ -153,6 +153,8 @@ pub fn run_traced(
     }
     let (eval, gates, run_models) = stages?;
     trace.stage = "report";
+    // Writing the reports may still fail: the stages done are known by then.
+    trace.done = r.stages.clone();
     let recommended = run_models.recommend(&eval, &gates);
     let dominated = gates::dominated(&eval, &run_models.passing(&gates));
     let report = RunReport {

@@ -41,10 +41,12 @@ pub struct ResumeState {
     /// Best epoch so far (its weights are `epoch-<best>.safetensors`, or
     /// `midpoint-<best>.safetensors` when `best_midpoint`).
     pub best_epoch: usize,
-    /// Validation AUC of the best weights.
-    #[serde(with = "exact")]
-    pub best_auc: f64,
+    /// Validation AUC of the best weights (absent in states written before it was recorded:
+    /// then `valid_auc[best_epoch - 1]`).
+    #[serde(with = "exact_opt", default)]
+    pub best_auc: Option<f64>,
     /// The best weights are the midpoint found after `best_epoch`.
+    #[serde(default)]
     pub best_midpoint: bool,
 }
 
@@ -67,6 +69,23 @@ mod exact {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
         from_hex(&String::deserialize(d)?)
+    }
+}
+
+/// [`exact`] for an optional value.
+mod exact_opt {
+    use super::exact::{from_hex, to_hex};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(x) => s.serialize_some(&to_hex(*x)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        Option::<String>::deserialize(d)?.map(|t| from_hex(&t)).transpose()
     }
 }
 
@@ -214,12 +233,12 @@ mod tests {
             train_loss: v.to_vec(),
             valid_auc: v.to_vec(),
             best_epoch: 2,
-            best_auc: v[0],
+            best_auc: Some(v[0]),
             best_midpoint: true,
         };
         let back: ResumeState = serde_json::from_slice(&serde_json::to_vec(&state).unwrap()).unwrap();
         assert_eq!(back, state);
         assert!(back.valid_auc.iter().zip(&v).all(|(a, b)| a.to_bits() == b.to_bits()));
-        assert_eq!(back.best_auc.to_bits(), v[0].to_bits());
+        assert_eq!(back.best_auc.map(f64::to_bits), Some(v[0].to_bits()));
     }
 }

@@ -282,7 +282,7 @@ impl<'a> Loop<'a> {
         }
         self.lr = r.state.lr;
         self.best = Some(Best {
-            auc: r.state.best_auc,
+            auc: r.state.best_auc.unwrap_or(r.state.valid_auc[r.state.best_epoch - 1]),
             epoch: r.state.best_epoch,
             midpoint: r.state.best_midpoint,
             weights: r.best,
@@ -382,7 +382,7 @@ impl<'a> Loop<'a> {
             train_loss: self.train_loss.clone(),
             valid_auc: self.valid_auc.clone(),
             best_epoch,
-            best_auc: best.auc,
+            best_auc: Some(best.auc),
             best_midpoint: best.midpoint,
         };
         let kept = (best.midpoint && best.epoch == epoch).then(|| best.weights.to_bytes(spec)).transpose()?;
@@ -413,7 +413,7 @@ impl<'a> Loop<'a> {
     /// Diverged: keep the last good epoch, or refuse when there is none.
     fn diverged(&mut self, input: &FitInput<'_>, epoch: usize, loss: f64, progress: &dyn Progress) -> Result<Next> {
         progress.end();
-        let Some(Best { epoch: good, .. }) = &self.best else {
+        let Some(Best { epoch: good, midpoint, .. }) = &self.best else {
             return Err(Error::input(format!(
                 "{}: training diverged in epoch {epoch} (loss {loss}, non-finite weights or scores): lower {} ({}) or check train.weight_decay",
                 input.label,
@@ -421,7 +421,8 @@ impl<'a> Loop<'a> {
                 input.cfg.learning_rate
             )));
         };
-        progress.log(&format!("{} epoch {epoch}: training diverged (loss {loss}); keeping epoch {good}", input.label));
+        let kept = if *midpoint { format!("the midpoint found after epoch {good}") } else { format!("epoch {good}") };
+        progress.log(&format!("{} epoch {epoch}: training diverged (loss {loss}); keeping {kept}", input.label));
         self.diverged = Some(epoch);
         Ok(Next::Stop)
     }
