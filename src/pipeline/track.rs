@@ -298,7 +298,8 @@ pub fn track(server: &str, recipe: &Recipe, r: &RunReport, out: &Path) -> Result
     ];
     let (run, artifact_uri) = c.create_run(&experiment, &recipe.name, &tags)?;
     let mut open = vec![run.clone()];
-    let logged = log_run(&c, (&experiment, &run, &artifact_uri), recipe, r, out, &metrics, &mut open)
+    let params = params(recipe);
+    let logged = log_run(&c, (&experiment, &run, &artifact_uri), (recipe, &params), r, out, &metrics, &mut open)
         .and_then(|l| c.finish(&run, "FINISHED").map(|()| l));
     let (stage_runs, registered, artifacts) = match logged {
         Ok(l) => l,
@@ -314,7 +315,7 @@ pub fn track(server: &str, recipe: &Recipe, r: &RunReport, out: &Path) -> Result
         experiment_id: experiment,
         run_id: run,
         stage_runs,
-        params: params(recipe).len(),
+        params: params.len(),
         metrics: metrics.len(),
         artifacts,
         registered,
@@ -331,13 +332,13 @@ type Logged = (Vec<(String, String)>, Option<(String, String)>, usize);
 fn log_run(
     c: &Client,
     (experiment, run, artifact_uri): (&str, &str, &str),
-    recipe: &Recipe,
+    (recipe, params): (&Recipe, &[(String, String)]),
     r: &RunReport,
     out: &Path,
     metrics: &[(String, f64)],
     open: &mut Vec<String>,
 ) -> Result<Logged> {
-    c.log(run, &params(recipe), metrics)?;
+    c.log(run, params, metrics)?;
     let mut uploaded = 0;
     for name in ["report.json", "report.md", "report.html"] {
         c.upload(artifact_uri, &out.join(name), name)?;

@@ -309,7 +309,7 @@ pub(super) fn delta(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 }
 
 /// Whether a measured change stays within `max`: a change that could not be measured fails.
-fn within(d: Option<f64>, max: f64) -> bool {
+pub(crate) fn within(d: Option<f64>, max: f64) -> bool {
     d.is_some_and(|d| d.abs() <= max)
 }
 

@@ -160,6 +160,7 @@ pub use reco_runtime::quant::calibrate::MIN_CALIBRATION_ROWS;
 mod artifact;
 mod build;
 mod gate;
+pub(crate) use gate::within;
 
 use build::Built;
 
