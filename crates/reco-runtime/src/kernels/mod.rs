@@ -359,6 +359,14 @@ pub(crate) fn requantize_one(acc: i32, c: usize, ep: &Epilogue) -> u8 {
 pub(crate) fn dequantize_output(acc: &[i32], m: usize, ep: &Epilogue, out: &mut [f32]) {
     let n = ep.offset.len();
     assert!(ep.multiplier.len() == n && acc.len() >= len(m, n) && out.len() >= len(m, n), "buffers too small");
+    if n == 1 {
+        // The logit layer: one flat loop the compiler vectorizes (same operations per value).
+        let (off, mul) = (ep.offset[0], ep.multiplier[0]);
+        for (o, &a) in out[..m].iter_mut().zip(&acc[..m]) {
+            *o = (a + off) as f32 * mul;
+        }
+        return;
+    }
     for r in 0..m {
         for c in 0..n {
             out[r * n + c] = (acc[r * n + c] + ep.offset[c]) as f32 * ep.multiplier[c];

@@ -183,6 +183,40 @@ fn fused_gemm_requantize_equals_gemm_then_scalar_epilogue() {
 }
 
 #[test]
+fn fused_epilogue_saturates_like_the_reference_at_extreme_multipliers() {
+    // Products far past ±2^31 (the conversion's overflow), exact halves, zero accumulators
+    // under a huge multiplier, every zero point's bounds; full 8-bit weights.
+    let mut rng = Rng::new(31);
+    let (m, k, n) = (9, 70, 35);
+    let kp = padded(k);
+    let x: Vec<u8> = (0..m * kp).map(|i| if i % kp < k { rng.below(256) as u8 } else { 0 }).collect();
+    let w: Vec<i8> = (0..n * k).map(|_| (rng.below(255) as i32 - 127) as i8).collect();
+    let packed = PackedWeights::new(&w, n, k);
+    let scales = [1e-12f32, 0.5, 1.0, 1e6, 3e38, f32::MAX];
+    for kernel in Kernel::available() {
+        for z in [0, 1, 128, 254, 255] {
+            for relu in [false, true] {
+                let ep = Epilogue {
+                    input_zero_point: 0,
+                    offset: (0..n).map(|_| rng.below(2_000_001) as i32 - 1_000_000).collect(),
+                    multiplier: (0..n).map(|c| scales[c % scales.len()]).collect(),
+                    output_zero_point: z,
+                    relu,
+                };
+                let mut acc = vec![0i32; m * n];
+                gemm_u8s8(Kernel::Scalar, &x, m, &packed, &mut acc);
+                let mut want = vec![0u8; m * n];
+                requantize_scalar(&acc, m, &ep, &mut want, n);
+                let mut got = vec![0u8; m * n];
+                gemm_requantize(kernel, &x, m, &packed, &ep, &mut got, n);
+                assert_eq!(got, want, "{} z={z} relu={relu}", kernel.name());
+                assert!(want.contains(&255) && want.iter().any(|&v| v == if relu { z as u8 } else { 0 }));
+            }
+        }
+    }
+}
+
+#[test]
 fn kernel_names_parse_and_unknown_or_unsupported_ones_are_errors() {
     assert_eq!(Kernel::parse("scalar").unwrap(), Kernel::Scalar);
     assert_eq!(Kernel::parse("auto").unwrap(), Kernel::best());

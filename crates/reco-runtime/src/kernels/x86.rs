@@ -423,35 +423,110 @@ mod vnni {
 
     /// The lanes of `y = x · (1/s)` whose code might differ from that of `x / s`, the
     /// correctly rounded quotient [`QParams::quantize`](crate::quant::QParams::quantize)
-    /// uses. With `1/s` and the product each rounded to nearest, `|y − x/s| ≤ |x/s|·2^-23`
-    /// and the quotient is within `|x/s|·2^-24` of `x/s`, so `y` and the quotient are less
-    /// than `|y|·2^-22` apart. The code is a step function of its input (clamp, round half to
-    /// even, clamp) that only changes at half-integers: unless one lies that close to `y`,
-    /// both give the same code. Flagged (four times the bound, so also a tie itself): `|y| <
-    /// 512` and `|0.5 − |y − round(y)|| ≤ |y|·2^-20`. From `|y| ≥ 512` every code saturates
-    /// (0 or 255 whatever the zero point), the same for both; NaN compares false and becomes
-    /// 0 on both paths. `y − round(y)` and `0.5 − d` are exact for `|y| < 2^22`.
+    /// uses, given `r`, `y` rounded to the nearest integer (ties to even). With `1/s` and the
+    /// product each rounded to nearest, `|y − x/s| ≤ |x/s|·2^-23` and the quotient is within
+    /// `|x/s|·2^-24` of `x/s`, so `y` and the quotient are less than `|y|·2^-22` apart. The
+    /// code is a step function of its input (clamp, round half to even, clamp) that only
+    /// changes at half-integers: unless one lies that close to `y`, both give the same code.
+    /// Flagged (four times the bound, so also a tie itself): `0.5 − |y − r| ≤ |y|·2^-20`, and
+    /// every lane where that comparison is unordered (NaN or infinite inputs). Every lane with
+    /// `|y| ≥ 2^19` is flagged too (the bound then exceeds 0.5), so unflagged lanes have small
+    /// integer `r`, exact in the arithmetic after it. `y − r` and `0.5 − d` are exact.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn near_a_tie(y: __m512) -> __mmask16 {
-        const MAGIC: f32 = 12_582_912.0;
-        let a = _mm512_abs_ps(y);
-        let small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, _mm512_set1_ps(512.0));
-        let magic = _mm512_set1_ps(MAGIC);
-        let d = _mm512_abs_ps(_mm512_sub_ps(y, _mm512_sub_ps(_mm512_add_ps(y, magic), magic)));
-        let gap = _mm512_abs_ps(_mm512_sub_ps(_mm512_set1_ps(0.5), d));
-        let tol = _mm512_mul_ps(a, _mm512_set1_ps(1.0 / 1_048_576.0));
-        small & _mm512_cmp_ps_mask::<_CMP_LE_OQ>(gap, tol)
+    fn near_a_tie(y: __m512, r: __m512) -> __mmask16 {
+        let abs =
+            |v: __m512| _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7FFF_FFFF)));
+        let gap = _mm512_sub_ps(_mm512_set1_ps(0.5), abs(_mm512_sub_ps(y, r)));
+        let tol = _mm512_mul_ps(abs(y), _mm512_set1_ps(1.0 / 1_048_576.0));
+        _mm512_cmp_ps_mask::<_CMP_NGT_UQ>(gap, tol)
+    }
+
+    /// The quantization of [`quantize_rows`], as constants for one scale and zero point.
+    struct Quantizer {
+        s: __m512,
+        inv: __m512,
+        fast: bool,
+        z: __m512,
+    }
+
+    impl Quantizer {
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        fn new(scale: f32, zero: i32) -> Self {
+            // Multiplying by 1/scale is only trusted where it provably gives the quotient's
+            // code (see `near_a_tie`); a scale whose reciprocal is not a normal number always
+            // divides.
+            let inv = 1.0 / scale;
+            let fast = scale.is_normal() && inv.is_normal();
+            Self { s: _mm512_set1_ps(scale), inv: _mm512_set1_ps(inv), fast, z: _mm512_set1_ps(zero as f32) }
+        }
+
+        /// The codes of the 16 values of `xv` (lanes outside `lanes` are not looked at).
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+        fn codes(&self, xv: __m512, lanes: __mmask16) -> __m128i {
+            const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+            let (zero, top) = (_mm512_setzero_ps(), _mm512_set1_ps(255.0));
+            let y = _mm512_mul_ps(xv, self.inv);
+            let r = _mm512_roundscale_ps::<NEAREST>(y);
+            let q = if self.fast && near_a_tie(y, r) & lanes == 0 {
+                _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r, self.z), zero), top)
+            } else {
+                // The reference's steps after the division: NaN to 0, clamp to ±2^22, round
+                // half to even (adding and subtracting 1.5·2^23), zero point, code range.
+                const MAGIC: f32 = 12_582_912.0;
+                let v = _mm512_div_ps(xv, self.s);
+                let v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_ORD_Q>(v, v), v);
+                let v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-4_194_304.0)), _mm512_set1_ps(4_194_304.0));
+                let magic = _mm512_set1_ps(MAGIC);
+                let v = _mm512_add_ps(_mm512_sub_ps(_mm512_add_ps(v, magic), magic), self.z);
+                _mm512_min_ps(_mm512_max_ps(v, zero), top)
+            };
+            _mm512_cvtusepi32_epi8(_mm512_cvttps_epi32(q))
+        }
+
+        /// Codes of `len` contiguous values from `src` to `len` contiguous bytes at `dst`: 16
+        /// at a time, the last step masked.
+        ///
+        /// # Safety
+        /// AVX-512 F, BW and VL are present; `src` holds `len` values and `dst` `len` bytes.
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+        unsafe fn run(&self, src: *const f32, len: usize, dst: *mut u8) {
+            let mut p = 0;
+            while p + 16 <= len {
+                // SAFETY: values and bytes p..p + 16 lie inside the runs.
+                unsafe { _mm_storeu_si128(dst.add(p).cast(), self.codes(_mm512_loadu_ps(src.add(p)), 0xFFFF)) };
+                p += 16;
+            }
+            if p < len {
+                let mask: __mmask16 = (1u16 << (len - p)) - 1;
+                // SAFETY: the masks read and write only the `len - p` values and bytes left.
+                unsafe {
+                    let q = self.codes(_mm512_maskz_loadu_ps(mask, src.add(p)), mask);
+                    _mm_mask_storeu_epi8(dst.add(p).cast(), mask, q);
+                }
+            }
+        }
     }
 
     /// Quantizes rows of `width` floats (stride `width`) into u8 rows of stride `kp`, giving
     /// the codes [`QParams::quantize`](crate::quant::QParams::quantize) gives one value at a
-    /// time: divide by the scale, NaN to 0, clamp to ±2^22, round half to even by adding and
-    /// subtracting 1.5·2^23, add the zero point, clamp to [0, 255]. The division (most of the
-    /// cost) is a multiplication by the reciprocal except for the rare 16 values holding one
-    /// that may lie next to a rounding tie ([`near_a_tie`]), which are divided. 16 values per
-    /// step straight into the output row, the row's last step masked. Nothing outside the slices is read
-    /// or written, and the padding columns of `out` are left as they are.
+    /// time: divide by the scale, NaN to 0, clamp to ±2^22, round half to even, add the zero
+    /// point, clamp to [0, 255]. The division (most of the cost) is a multiplication by the
+    /// reciprocal and one rounding instruction, except for the rare 16 values holding one that
+    /// may lie next to a rounding tie or is not finite ([`near_a_tie`]), which go through the
+    /// division and the reference's steps.
+    ///
+    /// Rows are a few dozen values, so per row the last 16-value step would be mostly empty,
+    /// and masked stores are slow: short rows (a padded row of at most 64 bytes) are quantized
+    /// as one contiguous run a block of rows at a time into a staging buffer, then each row is
+    /// moved into place with one 64-byte load that zeroes the lanes past `width` and one
+    /// 64-byte store (the zeros land on the row's padding and on later rows, which are written
+    /// after it; rows within 64 bytes of the end take masked stores). Longer rows are one run
+    /// each. Only bytes of the first `(rows - 1) · kp + width` of `out` are written, codes
+    /// or, in padding columns, zeros.
     ///
     /// # Safety
     /// AVX-512 F, BW and VL are present; `x` holds `rows · width` values and `out`
@@ -466,39 +541,49 @@ mod vnni {
         zero: i32,
         out: &mut [u8],
     ) {
-        const MAGIC: f32 = 12_582_912.0;
-        let (s, z) = (_mm512_set1_ps(scale), _mm512_set1_ps(zero as f32));
-        let (lo, hi) = (_mm512_set1_ps(-4_194_304.0), _mm512_set1_ps(4_194_304.0));
-        let (magic, zero_f, top) = (_mm512_set1_ps(MAGIC), _mm512_setzero_ps(), _mm512_set1_ps(255.0));
-        // Multiplying by 1/scale is only trusted where it provably gives the quotient's code
-        // (see `near_a_tie`); a scale whose reciprocal is not a normal number always divides.
-        let inv = 1.0 / scale;
-        let fast = scale.is_normal() && inv.is_normal();
-        let inv = _mm512_set1_ps(inv);
-        // The quantization after the division: NaN to 0, clamp, round half to even, zero
-        // point, clamp to the code range, to integers.
-        let codes_of = |v: __m512| {
-            let v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_ORD_Q>(v, v), v);
-            let v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-            let v = _mm512_add_ps(_mm512_sub_ps(_mm512_add_ps(v, magic), magic), z);
-            _mm512_cvttps_epi32(_mm512_min_ps(_mm512_max_ps(v, zero_f), top))
-        };
-        for r in 0..rows {
-            let (src, dst) = (&x[r * width..(r + 1) * width], &mut out[r * kp..r * kp + width]);
-            let mut c = 0;
-            while c < width {
-                let valid = 16.min(width - c);
-                let mask: __mmask16 = if valid == 16 { 0xFFFF } else { (1u16 << valid) - 1 };
-                // SAFETY: the masked load reads and the masked store writes only lanes c..c +
-                // valid, inside the row slices `src` and `dst` (each `width` long).
-                unsafe {
-                    let xv = _mm512_maskz_loadu_ps(mask, src.as_ptr().add(c));
-                    let y = _mm512_mul_ps(xv, inv);
-                    let q = if fast && near_a_tie(y) == 0 { codes_of(y) } else { codes_of(_mm512_div_ps(xv, s)) };
-                    _mm_mask_storeu_epi8(dst.as_mut_ptr().add(c).cast(), mask, _mm512_cvtusepi32_epi8(q));
-                }
-                c += valid;
+        const STAGE: usize = 4096;
+        let q = Quantizer::new(scale, zero);
+        let (src, dst) = (x.as_ptr(), out.as_mut_ptr());
+        if width == 0 || rows == 0 {
+            return;
+        }
+        if kp == width {
+            // SAFETY: one run of rows · width values into as many bytes.
+            unsafe { q.run(src, rows * width, dst) };
+            return;
+        }
+        if kp > 64 {
+            for r in 0..rows {
+                // SAFETY: row r < rows: values r·width.. and bytes r·kp.. hold `width` each.
+                unsafe { q.run(src.add(r * width), width, dst.add(r * kp)) };
             }
+            return;
+        }
+        let end = super::super::span(rows, kp, width);
+        let per_block = STAGE / width;
+        // 64 bytes of slack: each row's 64-byte load may reach past the block's codes.
+        let mut stage = [0u8; STAGE + 64];
+        let row_mask: __mmask64 = if width == 64 { u64::MAX } else { (1u64 << width) - 1 };
+        let mut r0 = 0;
+        while r0 < rows {
+            let n = per_block.min(rows - r0);
+            // SAFETY: rows r0..r0 + n of `x` into n · width ≤ STAGE staged bytes.
+            unsafe { q.run(src.add(r0 * width), n * width, stage.as_mut_ptr()) };
+            for i in 0..n {
+                let at = (r0 + i) * kp;
+                // SAFETY: the load reads stage[i · width..][..64] inside STAGE + 64 bytes;
+                // a whole store writes out[at..at + 64] only when that lies before `end`, else
+                // the mask writes the row's `width` bytes, which lie inside `out`.
+                unsafe {
+                    let v = _mm512_maskz_loadu_epi8(row_mask, stage.as_ptr().add(i * width).cast());
+                    if at + 64 <= end {
+                        _mm512_storeu_si512(dst.add(at).cast(), v);
+                    } else {
+                        _mm512_mask_storeu_epi8(dst.add(at).cast(), row_mask, v);
+                    }
+                }
+            }
+            r0 += n;
         }
     }
 
@@ -512,7 +597,23 @@ mod vnni {
         sink: &mut Sink<'_>,
     ) {
         let groups = w.kp / 4;
-        let mut a = [[_mm512_setzero_si512(); C]; R];
+        // The accumulators start at zero for raw accumulators, at the epilogue's per-channel
+        // offset when the tile is requantized: the offset is then added by the first
+        // `vpdpbusd` instead of once more at the store (i32 addition is associative: the same
+        // bits). A plain loop, not `array::from_fn`, whose closure would not inherit this
+        // function's target features and would be called per tile.
+        let mut init = [_mm512_setzero_si512(); C];
+        if let Sink::U8 { ep, .. } = sink {
+            for (j, v) in init.iter_mut().enumerate() {
+                let c0 = (b0 + j) * 16;
+                let valid = 16.min(w.n - c0);
+                let mask: __mmask16 = if valid == 16 { 0xFFFF } else { (1u16 << valid) - 1 };
+                let off = &ep.offset[c0..c0 + valid];
+                // SAFETY: the mask reads only the `valid` lanes `off` holds.
+                *v = unsafe { _mm512_maskz_loadu_epi32(mask, off.as_ptr()) };
+            }
+        }
+        let mut a = [init; R];
         let rows: [*const u8; R] = std::array::from_fn(|i| x[(r0 + i) * w.kp..].as_ptr());
         for g in 0..groups {
             // SAFETY: block and group are in range; 64 bytes per (block, group).
@@ -532,13 +633,24 @@ mod vnni {
     }
 
     /// The AVX-512 version of [`store8`](super::store8) for a whole tile: 16 channels per
-    /// block, masked loads and stores for the last block, `vpmovusdb` to pack. The epilogue's
+    /// block, masked stores for the last block, `vpmovusdb` to pack. The epilogue's
     /// constants are loaded once per block, not once per row. Always inlined into [`tile`]
     /// (whose AVX-512 features it then runs under): as a call, its accumulators would make a
     /// round trip through the stack.
     ///
+    /// Requantization in 6 operations per 16 outputs, the offset already in the accumulator
+    /// (see [`tile`]): `q = max(cvt(min(acc · mul, hi)) + z, lo)`, stored with unsigned
+    /// saturation. This equals the reference `clamp(round_even(clamp(acc · mul, ±2^22)) + z,
+    /// lo, 255)` for every finite product: the float clamp at `hi = 255 − z` (an integer)
+    /// caps the code at 255 as the reference's upper clamp does (rounding is monotonic);
+    /// `cvtps2dq` rounds half to even, and a product below −2^31 converts to `i32::MIN`,
+    /// which `max(·, lo)` lifts to `lo` as the reference's clamp does (z ≥ 0, so adding it
+    /// cannot overflow); `vpmovusdb` then only sees values in `[lo, 255]`. Multipliers are
+    /// finite (capped where the runtime makes its epilogues), so the product is never NaN.
+    ///
     /// # Safety
-    /// AVX-512 F and BW are present.
+    /// AVX-512 F and BW are present; for a u8 sink, rows `r0..r0 + R` and the blocks' channels
+    /// lie inside the output checked by `check_sizes` (`stride ≥ n`, `span(m, stride, n)`).
     #[inline(always)]
     unsafe fn store_tile<const R: usize, const C: usize>(
         sink: &mut Sink<'_>,
@@ -547,8 +659,8 @@ mod vnni {
         b0: usize,
         a: &[[__m512i; C]; R],
     ) {
-        // SAFETY: the caller guarantees AVX-512 F and BW; every access below is to a
-        // bounds-checked slice, masked to its `valid` lanes.
+        // SAFETY: the caller guarantees AVX-512 F and BW and the extents; every access is
+        // masked to its `valid` lanes.
         unsafe {
             match sink {
                 Sink::Acc(acc) => {
@@ -565,26 +677,24 @@ mod vnni {
                     }
                 }
                 Sink::U8 { ep, out, stride } => {
-                    let (lo, hi) = super::super::code_bounds(ep);
-                    let (lo, hi, z) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi), _mm512_set1_epi32(ep.output_zero_point));
-                    let stride = *stride;
+                    let hi = _mm512_set1_ps(super::super::code_bounds(ep).1);
+                    let z = _mm512_set1_epi32(ep.output_zero_point);
+                    let lo = _mm512_set1_epi32(if ep.relu { ep.output_zero_point } else { 0 });
+                    let (stride, base) = (*stride, out.as_mut_ptr());
                     for j in 0..C {
                         let c0 = (b0 + j) * 16;
                         let valid = 16.min(n - c0);
                         let mask: __mmask16 = if valid == 16 { 0xFFFF } else { (1u16 << valid) - 1 };
-                        let (off, mul) = (&ep.offset[c0..c0 + valid], &ep.multiplier[c0..c0 + valid]);
-                        // The masked loads read only the `valid` lanes the slices hold.
-                        let (off, mul) =
-                            (_mm512_maskz_loadu_epi32(mask, off.as_ptr()), _mm512_maskz_loadu_ps(mask, mul.as_ptr()));
+                        let mul = &ep.multiplier[c0..c0 + valid];
+                        let mul = _mm512_maskz_loadu_ps(mask, mul.as_ptr());
                         for (i, ai) in a.iter().enumerate() {
-                            let row = r0 + i;
-                            let dst = &mut out[row * stride + c0..row * stride + c0 + valid];
-                            let f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(ai[j], off)), mul);
-                            let f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
-                            // `cvtps2dq` under the default rounding mode: half to even, as `round_even`.
-                            let q = _mm512_add_epi32(_mm512_cvtps_epi32(f), z);
-                            // The masked store writes only the `valid` bytes `dst` holds.
-                            _mm512_mask_cvtusepi32_storeu_epi8(dst.as_mut_ptr().cast(), mask, q);
+                            let f = _mm512_min_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ai[j]), mul), hi);
+                            // `cvtps2dq` under the default rounding mode: half to even.
+                            let q = _mm512_max_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(f), z), lo);
+                            // Row r0 + i < m and channels c0..c0 + valid ≤ n: inside the checked
+                            // output; the mask writes only those bytes.
+                            let dst = base.add((r0 + i) * stride + c0);
+                            _mm512_mask_cvtusepi32_storeu_epi8(dst.cast(), mask, q);
                         }
                     }
                 }
