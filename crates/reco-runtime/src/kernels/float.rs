@@ -279,19 +279,32 @@ mod x86 {
         }
     }
 
-    /// One tile: rows `r0..r0 + R` × panels `p0..p0 + P`.
+    /// Which part of the inputs a pass covers: `k0..k1`, starting from zero (`first`) or from
+    /// the partial sums a previous pass left in the output, and ending with the bias and
+    /// activation (`last`) or with the partial sums stored. A stored partial sum is the
+    /// register's f32 value, so continuing from it gives the same bits as one pass.
+    #[derive(Clone, Copy)]
+    struct Pass {
+        k0: usize,
+        k1: usize,
+        first: bool,
+        last: bool,
+        relu: bool,
+    }
+
+    /// One tile: `R` rows × panels `p0..p0 + P`, over the inputs of `pass`.
     ///
     /// # Safety
-    /// The vector type's CPU features are present; rows `r0..r0 + R` exist in `x` (stride
-    /// `xs`, `k` values each) and `out` (stride `os`, panels `p0..p0 + P` wide), and the
-    /// panels exist in `w`.
+    /// The vector type's CPU features are present; `R` rows exist in `x` (stride `xs`, `k`
+    /// values each) and `out` (stride `os`, panels `p0..p0 + P` wide), and the panels exist in
+    /// `w`.
     #[inline(always)]
     unsafe fn tile<V: Vector, const R: usize, const P: usize>(
         x: *const f32,
         xs: usize,
         w: &PackedF32,
         p0: usize,
-        relu: bool,
+        pass: Pass,
         out: *mut f32,
         os: usize,
     ) {
@@ -299,9 +312,16 @@ mod x86 {
         // SAFETY: the caller guarantees the features and extents used below.
         unsafe {
             let mut acc = [[V::zero(); P]; R];
+            if !pass.first {
+                for (r, row) in acc.iter_mut().enumerate() {
+                    for (j, a) in row.iter_mut().enumerate() {
+                        *a = V::load(out.add(r * os + (p0 + j) * LANES));
+                    }
+                }
+            }
             let rows: [*const f32; R] = std::array::from_fn(|r| x.add(r * xs));
             let panels: [*const f32; P] = std::array::from_fn(|j| w.panels.as_ptr().add((p0 + j) * k * LANES));
-            for i in 0..k {
+            for i in pass.k0..pass.k1 {
                 let wv: [V; P] = std::array::from_fn(|j| V::load(panels[j].add(i * LANES)));
                 for (row, &xr) in acc.iter_mut().zip(&rows) {
                     let xb = V::splat(*xr.add(i));
@@ -313,45 +333,109 @@ mod x86 {
             for (j, _) in acc[0].iter().enumerate() {
                 let b = V::load(w.bias.as_ptr().add((p0 + j) * LANES));
                 for (r, row) in acc.iter().enumerate() {
-                    let y = V::add(row[j], b);
-                    let y = if relu { V::relu(y) } else { y };
+                    let y = if pass.last { V::add(row[j], b) } else { row[j] };
+                    let y = if pass.last && pass.relu { V::relu(y) } else { y };
                     y.store(out.add(r * os + (p0 + j) * LANES));
                 }
             }
         }
     }
 
-    /// Rows `r0..r0 + R` across every panel: `P` panels at a time, then one.
+    /// `rows` rows (at most `MR`) of panels `p0..p0 + P`: one tile of `MR`, or of the row
+    /// count left.
     ///
     /// # Safety
-    /// As [`tile`], for all panels of `w`.
+    /// As [`tile`], for `rows` rows.
     #[inline(always)]
-    unsafe fn rows<V: Vector, const R: usize, const P: usize>(
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tiles<V: Vector, const MR: usize, const P: usize>(
+        rows: usize,
         x: *const f32,
         xs: usize,
+        w: &PackedF32,
+        p0: usize,
+        pass: Pass,
+        out: *mut f32,
+        os: usize,
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            match rows {
+                r if r >= MR => tile::<V, MR, P>(x, xs, w, p0, pass, out, os),
+                1 => tile::<V, 1, P>(x, xs, w, p0, pass, out, os),
+                2 => tile::<V, 2, P>(x, xs, w, p0, pass, out, os),
+                3 => tile::<V, 3, P>(x, xs, w, p0, pass, out, os),
+                4 => tile::<V, 4, P>(x, xs, w, p0, pass, out, os),
+                5 => tile::<V, 5, P>(x, xs, w, p0, pass, out, os),
+                6 => tile::<V, 6, P>(x, xs, w, p0, pass, out, os),
+                _ => tile::<V, 7, P>(x, xs, w, p0, pass, out, os),
+            }
+        }
+    }
+
+    /// Inputs per pass: a tile's panels of weights for this many inputs (`KC · P · 64`
+    /// bytes) stay in L1 while a block of rows goes by.
+    pub(super) const KC: usize = 128;
+    /// Rows per block: the block's inputs for one pass (`RB · KC · 4` bytes) stay in L1/L2
+    /// while every panel goes by.
+    pub(super) const RB: usize = 64;
+
+    /// Every row and panel: passes over the inputs `KC` at a time; in each, blocks of `RB`
+    /// rows; in each block, panels `P` at a time (then one), each over the block's rows `MR`
+    /// at a time.
+    ///
+    /// # Safety
+    /// As [`tile`], for `m` rows and every panel.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn dense<V: Vector, const MR: usize, const P: usize>(
+        x: *const f32,
+        xs: usize,
+        m: usize,
         w: &PackedF32,
         relu: bool,
         out: *mut f32,
         os: usize,
     ) {
         let panels = w.np() / LANES;
-        let mut p = 0;
-        // SAFETY: forwarded from the caller; `p + P ≤ panels` and `p < panels` below.
-        unsafe {
-            while p + P <= panels {
-                tile::<V, R, P>(x, xs, w, p, relu, out, os);
-                p += P;
+        let mut k0 = 0;
+        loop {
+            let k1 = (k0 + KC).min(w.k);
+            let pass = Pass { k0, k1, first: k0 == 0, last: k1 == w.k, relu };
+            let mut b = 0;
+            while b < m {
+                let rows = RB.min(m - b);
+                let mut p = 0;
+                while p < panels {
+                    let wide = p + P <= panels;
+                    let mut r = b;
+                    while r < b + rows {
+                        let n = MR.min(b + rows - r);
+                        // SAFETY: rows r..r + n < m and panels p.. < panels, from the caller.
+                        unsafe {
+                            let (xr, or) = (x.add(r * xs), out.add(r * os));
+                            if wide {
+                                tiles::<V, MR, P>(n, xr, xs, w, p, pass, or, os);
+                            } else {
+                                tiles::<V, MR, 1>(n, xr, xs, w, p, pass, or, os);
+                            }
+                        }
+                        r += n;
+                    }
+                    p += if wide { P } else { 1 };
+                }
+                b += rows;
             }
-            while p < panels {
-                tile::<V, R, 1>(x, xs, w, p, relu, out, os);
-                p += 1;
+            if pass.last {
+                return;
             }
+            k0 = k1;
         }
     }
 
     macro_rules! driver {
         ($name:ident, $v:ty, $p:expr, $features:literal) => {
-            /// Every row: blocks of `MR`, the last block by its own row count.
+            /// Every row ([`dense`]) with this vector type and its features.
             ///
             /// # Safety
             /// The CPU features named are present, and the buffers were checked by
@@ -367,29 +451,8 @@ mod x86 {
                 os: usize,
             ) {
                 const { assert!(MR <= 8, "the tail arms cover at most 7 rows") };
-                let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
-                let mut r = 0;
-                // SAFETY: rows r..r + MR (or the tail's count) are < m, checked by the caller.
-                unsafe {
-                    while r + MR <= m {
-                        rows::<$v, MR, $p>(xp.add(r * xs), xs, w, relu, op.add(r * os), os);
-                        r += MR;
-                    }
-                    if r == m {
-                        return;
-                    }
-                    // Row r exists, so these offsets stay inside the buffers.
-                    let (xt, ot) = (xp.add(r * xs), op.add(r * os));
-                    match m - r {
-                        1 => rows::<$v, 1, $p>(xt, xs, w, relu, ot, os),
-                        2 => rows::<$v, 2, $p>(xt, xs, w, relu, ot, os),
-                        3 => rows::<$v, 3, $p>(xt, xs, w, relu, ot, os),
-                        4 => rows::<$v, 4, $p>(xt, xs, w, relu, ot, os),
-                        5 => rows::<$v, 5, $p>(xt, xs, w, relu, ot, os),
-                        6 => rows::<$v, 6, $p>(xt, xs, w, relu, ot, os),
-                        _ => rows::<$v, 7, $p>(xt, xs, w, relu, ot, os),
-                    }
-                }
+                // SAFETY: the caller checked every row and panel against the buffers.
+                unsafe { dense::<$v, MR, $p>(x.as_ptr(), xs, m, w, relu, out.as_mut_ptr(), os) }
             }
         };
     }
