@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::TrainSummary;
@@ -474,6 +475,12 @@ fn midpoint(a: &FloatWeights, b: &FloatWeights) -> Result<FloatWeights> {
 
 /// The optimizer steps of one window's batches; every 20th step's loss is sampled into
 /// `(sum, count, step)`.
+///
+/// Data-parallel: each batch is cut in two halves ([`halves`]), each half's loss (weighted by
+/// its share of the batch, so the sum of the halves' gradients is the batch mean's) is
+/// differentiated on its own, the two on two rayon workers when the pool has two, and the
+/// gradients are summed first half first. The halves and the order of the sum do not depend
+/// on the thread count, so neither do the trained weights.
 fn step_window(
     w: &Window<'_>,
     input: &FitInput<'_>,
@@ -482,31 +489,91 @@ fn step_window(
     (loss_sum, loss_n, step): &mut (f64, usize, usize),
     progress: &dyn Progress,
 ) -> RecoNet {
-    let k = input.spec.numeric.len();
+    let parallel = rayon::current_num_threads() > 1;
     for idx in w.order.chunks(input.schedule().batch_size) {
-        let batch = BatchTensors::new(input.spec, &w.enc, idx, k, ad);
-        let y: Vec<f32> = idx.iter().map(|&i| w.labels[i]).collect();
-        let labels = Tensor::<1>::from_data(TensorData::new(y, [idx.len()]), ad);
-        let logits = model.forward(&batch);
-        let loss = match (&input.objective, &w.teacher) {
-            (Objective::Distill { weights, .. }, Some(t)) => {
-                let t: Vec<f32> = idx.iter().map(|&i| t[i]).collect();
-                let teacher = Tensor::<1>::from_data(TensorData::new(t, [idx.len()]), ad);
-                let groups: Vec<u32> = w.groups.as_ref().map_or_else(Vec::new, |g| idx.iter().map(|&i| g[i]).collect());
-                distillation(logits, teacher, labels, &groups, *weights)
+        let (a, b) = halves(idx, w.groups.as_deref());
+        let share = |rows: &[usize]| rows.len() as f32 / idx.len() as f32;
+        let ((grads, loss), rest) = if b.is_empty() {
+            (half_gradients(w, input, &model, ad, a, 1.0), None)
+        } else {
+            // The second half differentiates a fork of the model: the same parameters as
+            // separate autodiff leaves, so the halves' graphs (and their locks) stay apart.
+            let fork = model.clone().fork(ad);
+            let first = || half_gradients(w, input, &model, ad, a, share(a));
+            let second = || half_gradients(w, input, &fork, ad, b, share(b));
+            let (x, y) = if parallel { rayon::join(first, second) } else { (first(), second()) };
+            (x, Some(y))
+        };
+        let (grads, loss) = match rest {
+            None => (grads, loss),
+            Some((more, l)) => {
+                let mut sum = GradientsAccumulator::<RecoNet>::new();
+                sum.accumulate(&model, grads);
+                sum.accumulate(&model, more);
+                (sum.grads(), loss + l)
             }
-            _ => bce_with_logits(logits, labels),
         };
         if *step % 20 == 0 {
-            let v = loss.clone().into_data().as_slice::<f32>().map(|s| s[0]).unwrap_or(f32::NAN);
-            *loss_sum += f64::from(v);
+            *loss_sum += f64::from(loss);
             *loss_n += 1;
-            progress.status(&format!("loss {v:.4}"));
+            progress.status(&format!("loss {loss:.4}"));
         }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(lr, model, grads);
         progress.advance(1);
         *step += 1;
     }
     model
+}
+
+/// A batch's two halves: cut at the middle, or, with candidate groups (which epochs keep
+/// together), at the group boundary nearest the middle (the whole batch and nothing when it
+/// holds one group).
+fn halves<'i>(idx: &'i [usize], groups: Option<&[u32]>) -> (&'i [usize], &'i [usize]) {
+    let mid = idx.len() / 2;
+    let Some(g) = groups else { return idx.split_at(mid) };
+    let boundary = |i: &usize| *i > 0 && g[idx[*i]] != g[idx[*i - 1]];
+    let before = (1..=mid).rev().find(boundary);
+    let after = (mid..idx.len()).find(boundary);
+    let cut = match (before, after) {
+        (Some(x), Some(y)) => {
+            if mid - x <= y - mid {
+                x
+            } else {
+                y
+            }
+        }
+        (Some(x), None) => x,
+        (None, Some(y)) => y,
+        (None, None) => idx.len(),
+    };
+    idx.split_at(cut)
+}
+
+/// The gradients of the loss on rows `idx` of a window, times `share`, and that loss (before
+/// the weighting), for the model's parameters.
+fn half_gradients(
+    w: &Window<'_>,
+    input: &FitInput<'_>,
+    model: &RecoNet,
+    ad: &Device,
+    idx: &[usize],
+    share: f32,
+) -> (GradientsParams, f32) {
+    let k = input.spec.numeric.len();
+    let batch = BatchTensors::new(input.spec, &w.enc, idx, k, ad);
+    let y: Vec<f32> = idx.iter().map(|&i| w.labels[i]).collect();
+    let labels = Tensor::<1>::from_data(TensorData::new(y, [idx.len()]), ad);
+    let logits = model.forward(&batch);
+    let loss = match (&input.objective, &w.teacher) {
+        (Objective::Distill { weights, .. }, Some(t)) => {
+            let t: Vec<f32> = idx.iter().map(|&i| t[i]).collect();
+            let teacher = Tensor::<1>::from_data(TensorData::new(t, [idx.len()]), ad);
+            let groups: Vec<u32> = w.groups.as_ref().map_or_else(Vec::new, |g| idx.iter().map(|&i| g[i]).collect());
+            distillation(logits, teacher, labels, &groups, *weights)
+        }
+        _ => bce_with_logits(logits, labels),
+    };
+    let value = loss.clone().into_data().as_slice::<f32>().map(|s| s[0]).unwrap_or(f32::NAN);
+    let grads = GradientsParams::from_grads((loss * share).backward(), model);
+    (grads, value * share)
 }
