@@ -1,5 +1,6 @@
 //! `reco-cli train` (and the train stage of `run`): row groups past `max_rows_in_memory`, a
-//! truncated Parquet file, an unsorted vocabulary, `--backend wgpu` without a GPU, divergence.
+//! truncated Parquet file, an unsorted vocabulary, `--backend wgpu` without a GPU, divergence,
+//! the same weights at any thread count.
 
 use std::path::Path;
 
@@ -55,6 +56,22 @@ fn train_past_max_rows_in_memory_reads_shuffled_row_groups_reproducibly_and_lear
     let tiny_recipe = repo().join("recipes/tiny.toml");
     let o = reco(&["train", "--recipe", tiny_recipe.to_str().unwrap(), "--out", "c"], dir.path());
     input_error(&o, &["b.parquet", "no column `distance_km`", "a.parquet"]);
+}
+
+#[test]
+fn the_trained_weights_do_not_depend_on_the_thread_count() {
+    // Each batch's halves run on two workers when there are two: the weights must be the
+    // bytes the shared run trained with every core, on one thread and on three.
+    let run = run_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = repo().join("recipes/tiny.toml");
+    let weights = |root: &Path| std::fs::read(root.join("teacher/model.safetensors")).unwrap();
+    for threads in ["1", "3"] {
+        copy_dir(&run.join("features"), &dir.path().join(threads).join("features"));
+        let args = ["train", "--recipe", recipe.to_str().unwrap(), "--out", threads, "--threads", threads];
+        ok(reco(&args, dir.path()));
+        assert!(weights(&dir.path().join(threads)) == weights(&run), "--threads {threads} trained other weights");
+    }
 }
 
 #[test]
