@@ -4,7 +4,8 @@
 //! How to compare two kernels: `cargo bench --bench kernels -- 256x64` runs every kernel on
 //! the same shape in one process; criterion prints time per call, and
 //! `MACs per call / time` gives the throughput (the `elements` column counts MACs).
-//! `RECO_KERNEL` does not apply here: every kernel the CPU supports is measured.
+//! `RECO_KERNEL` does not apply here: every kernel the CPU supports is measured. The `peak`
+//! group times each INT8 kernel's inner instruction alone: its rate is the ceiling.
 
 use std::hint::black_box;
 
@@ -52,5 +53,19 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// One core's INT8 peak (`reco_runtime::kernels::peak`): the GEMM figures above read as a
+/// share of this one's `elements` rate.
+fn peak(c: &mut Criterion) {
+    let mut group = c.benchmark_group("peak");
+    for kernel in Kernel::available() {
+        let Some(macs) = reco_runtime::kernels::peak::int8_step_macs(kernel) else { continue };
+        group.throughput(Throughput::Elements((macs * 10_000) as u64));
+        group.bench_function(format!("int8 {}", kernel.name()), |b| {
+            b.iter(|| reco_runtime::kernels::peak::int8_loop(kernel, black_box(10_000)));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, peak);
 criterion_main!(benches);

@@ -2,7 +2,9 @@
 //! (round-robin over every model × batch size, several rounds, best round kept) so that the
 //! machine's drift hits all of them alike. End to end by default: raw columns -> encoding
 //! -> logits; [`Scope::Dense`] times the dense layers alone on prepared MLP inputs, as a
-//! peer runtime given the same layers (`scripts/bench_peers.py`) is timed.
+//! peer runtime given the same layers (`scripts/bench_peers.py`) is timed. Each run also
+//! measures one core's peak for the kernels' inner instructions and gives every figure as a
+//! share of it.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -12,7 +14,7 @@ use serde::Serialize;
 use crate::data::features::FeatureFrame;
 use reco_runtime::artifact::Manifest;
 use reco_runtime::error::{Error, Result};
-use reco_runtime::kernels::Kernel;
+use reco_runtime::kernels::{Kernel, peak};
 use reco_runtime::runtime::{Columns, Model};
 
 /// What each timed call covers.
@@ -54,6 +56,19 @@ pub struct BenchResult {
     pub gmac_per_s: f64,
     /// Throughput relative to the float parent (INT8 rows), if it is in the run.
     pub speedup_vs_float: Option<f64>,
+    /// `gmac_per_s` as a percentage of the measured peak of its kind (INT8 or float) times
+    /// the threads ([`Peaks`]); absent where the kernel has no peak (scalar).
+    pub percent_of_peak: Option<f64>,
+}
+
+/// One core's measured peak, in billions of multiply-adds per second, for the instruction
+/// each kernel's inner loop runs ([`reco_runtime::kernels::peak`]), measured in the same run.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Peaks {
+    /// The INT8 kernel's (`vpdpbusd`, or AVX2's `vpmaddubsw` sequence).
+    pub int8: Option<f64>,
+    /// The float kernel's fused multiply-add.
+    pub float: Option<f64>,
 }
 
 /// The whole benchmark.
@@ -67,6 +82,8 @@ pub struct BenchReport {
     pub kernel: String,
     /// What each timed call covers.
     pub scope: Scope,
+    /// One core's peaks, measured before the models.
+    pub peak_gmac_per_s: Peaks,
     /// Measurements, model-major.
     pub results: Vec<BenchResult>,
 }
@@ -170,9 +187,26 @@ pub fn bench(
         })
         .collect::<Result<_>>()?;
     let models: Vec<&Model> = opened.iter().map(|(_, _, m)| m).collect();
+    let kernel = Kernel::detect()?;
+    let peaks = Peaks { int8: peak::int8_gmacs(kernel), float: peak::f32_gmacs(kernel) };
     let best = measure(&models, &prepared, seconds, threads)?;
-    let results = opened.iter().enumerate().flat_map(|(mi, m)| results_of(mi, m, &opened, &columns, &best)).collect();
-    Ok(BenchReport { cpu: cpu_name(), threads, kernel: Kernel::detect()?.name().to_string(), scope, results })
+    let mut results: Vec<BenchResult> =
+        opened.iter().enumerate().flat_map(|(mi, m)| results_of(mi, m, &opened, &columns, &best)).collect();
+    for r in &mut results {
+        let peak = match r.kind {
+            reco_runtime::runtime::Precision::Int8 => peaks.int8,
+            reco_runtime::runtime::Precision::Float => peaks.float,
+        };
+        r.percent_of_peak = peak.map(|p| 100.0 * r.gmac_per_s / (p * threads.max(1) as f64));
+    }
+    Ok(BenchReport {
+        cpu: cpu_name(),
+        threads,
+        kernel: kernel.name().to_string(),
+        scope,
+        peak_gmac_per_s: peaks,
+        results,
+    })
 }
 
 /// The best rows/s of every model at every batch size, interleaved: as many rounds as slices
@@ -242,6 +276,7 @@ fn results_of(
                 speedup_vs_float: float_parent
                     .filter(|_| model.precision() == Precision::Int8)
                     .map(|p| rps / best[p][bi]),
+                percent_of_peak: None,
             }
         })
         .collect()
@@ -254,19 +289,26 @@ pub fn table(r: &BenchReport) -> String {
         Scope::Dense => "dense layers only",
     };
     let mut s = format!("cpu: {}  threads: {}  int8 kernel: {}  scope: {scope}\n", r.cpu, r.threads, r.kernel);
+    let peak = |p: Option<f64>| p.map_or_else(|| "-".into(), |v| format!("{v:.1}"));
     s.push_str(&format!(
-        "{:<18} {:<6} {:>6} {:>13} {:>10} {:>8} {:>14}\n",
-        "model", "kind", "batch", "rows/s", "us/row", "GMAC/s", "int8/float"
+        "peak GMAC/s of one core: int8 {}  float {}\n",
+        peak(r.peak_gmac_per_s.int8),
+        peak(r.peak_gmac_per_s.float)
+    ));
+    s.push_str(&format!(
+        "{:<18} {:<6} {:>6} {:>13} {:>10} {:>8} {:>7} {:>14}\n",
+        "model", "kind", "batch", "rows/s", "us/row", "GMAC/s", "% peak", "int8/float"
     ));
     for x in &r.results {
         s.push_str(&format!(
-            "{:<18} {:<6} {:>6} {:>13.0} {:>10.3} {:>8.1} {:>14}\n",
+            "{:<18} {:<6} {:>6} {:>13.0} {:>10.3} {:>8.1} {:>7} {:>14}\n",
             x.model,
             x.kind,
             x.batch,
             x.rows_per_s,
             x.us_per_row,
             x.gmac_per_s,
+            x.percent_of_peak.map_or_else(|| "-".into(), |v| format!("{v:.0}")),
             x.speedup_vs_float.map_or_else(|| "-".into(), |v| format!("{v:.2}x"))
         ));
     }

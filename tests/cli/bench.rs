@@ -48,6 +48,17 @@ fn bench_pairs_int8_with_its_float_parent_and_runs_concurrent_callers() {
             let macs: u64 = dims.windows(2).map(|w| w[0] * w[1]).sum();
             let gmac = r["gmac_per_s"].as_f64().unwrap();
             assert!((gmac - rps * macs as f64 / 1e9).abs() <= 1e-9 * gmac.max(1.0), "{r} ({macs} MACs/row)");
+            // The share of the peak of its kind, times the callers.
+            let kind = if model.ends_with("int8") { "int8" } else { "float" };
+            let peak = v["peak_gmac_per_s"][kind].as_f64();
+            match (peak, r["percent_of_peak"].as_f64()) {
+                (Some(p), Some(pct)) => {
+                    let want = 100.0 * gmac / (p * threads.parse::<f64>().unwrap());
+                    assert!(p > 0.0 && (pct - want).abs() <= 1e-9 * want.max(1.0), "{r}: peak {p}");
+                }
+                (None, None) => {}
+                other => panic!("a peak without a share or a share without a peak: {other:?} {r}"),
+            }
             // Only INT8 rows get a ratio, over their own float parent at the same batch (the
             // student's lineage parent, the teacher, is in the run too, but both are float).
             if model == "teacher-int8" {

@@ -89,6 +89,16 @@ fn path_of(kernel: Kernel) -> Path {
     }
 }
 
+/// Floats per fused multiply-add of the float kernel that runs for `kernel` (16 with AVX-512,
+/// 8 with AVX2 + FMA), `None` for the scalar reference.
+pub fn vector_lanes(kernel: Kernel) -> Option<usize> {
+    match path_of(kernel) {
+        Path::Avx512 => Some(16),
+        Path::Avx2 => Some(8),
+        Path::Scalar => None,
+    }
+}
+
 /// `rows` rows of floats, `stride` values apart.
 #[derive(Debug, Clone, Copy)]
 pub struct Rows<'a> {

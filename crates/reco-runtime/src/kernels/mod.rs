@@ -17,6 +17,7 @@
 //! Epilogues, sinks and the SIMD modules are crate-internal.
 
 pub mod float;
+pub mod peak;
 pub(crate) mod scalar;
 pub(crate) mod x86;
 

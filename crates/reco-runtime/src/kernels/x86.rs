@@ -169,6 +169,41 @@ pub(crate) fn gemm_vnni(x: &[u8], m: usize, w: &PackedWeights, mut sink: Sink<'_
     scalar_into(x, m, w, sink);
 }
 
+/// Runs `steps` steps of the INT8 kernel's inner instruction on twelve register chains
+/// (six on AVX2, which needs a temporary per chain) and returns the sum of lane 0 of every
+/// chain: `66 + 48 · steps` with VNNI, `15 + 24 · steps` on AVX2 (each chain starts at its
+/// index and gains 4 a step), which shows the loop ran. 0 for other kernels or CPUs.
+pub(crate) fn peak_int8(kernel: super::Kernel, steps: usize) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    match kernel {
+        // SAFETY: the features each loop needs are present.
+        super::Kernel::Vnni if has_vnni() => return unsafe { vnni::peak(steps) },
+        super::Kernel::Avx2 if has_avx2() => return unsafe { avx2::peak(steps) },
+        _ => {}
+    }
+    let _ = (kernel, steps);
+    0.0
+}
+
+/// Runs `steps` steps of twelve fused multiply-add chains of `lanes` (16: AVX-512, 8: FMA on
+/// ymm) floats and returns the sum of lane 0 of every chain, `66 + 12 · steps` while that is
+/// exact (each chain starts at its index and gains 1 a step). 0 without the features.
+pub(crate) fn peak_f32(lanes: usize, steps: usize) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if lanes == 16 && has_avx512bw() {
+            // SAFETY: AVX-512 F is present.
+            return unsafe { vnni::peak_fma(steps) };
+        }
+        if lanes == 8 && has_avx2() && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: AVX2 and FMA are present.
+            return unsafe { avx2::peak_fma(steps) };
+        }
+    }
+    let _ = (lanes, steps);
+    0.0
+}
+
 /// AVX2 epilogue over stored accumulators: 8 channels at a time through `requant8`, so results
 /// equal the scalar reference.
 #[cfg(test)]
@@ -185,34 +220,33 @@ pub(crate) fn requantize_avx2(acc: &[i32], m: usize, ep: &super::Epilogue, out: 
     super::requantize_scalar(acc, m, ep, out, out_stride);
 }
 
-/// The epilogue on 8 channels: `clamp(round_even((v + off) · mul) + z_out, lo, 255)` packed to
-/// 8 bytes in the low half of the result. The clamp is applied before rounding, in float, to
-/// `[lo - z_out, 255 - z_out]` ([`super::code_bounds`]): rounding is monotonic and the bounds
-/// are integers, so this equals the scalar reference's clamp after rounding, and `cvtps2dq`
-/// rounds half to even as [`super::round_even`] does.
+/// The epilogue on 8 channels whose accumulators `v` already hold the offset:
+/// `max(cvt(min(v · mul, hi)) + z_out, lo)` packed to 8 bytes in the low half of the result,
+/// the AVX-512 epilogue's operations ([`vnni`]'s `store_tile`, which says why they equal the
+/// scalar reference: `hi = 255 − z_out` caps the code, `cvtps2dq` rounds half to even, and a
+/// product below −2^31 becomes `i32::MIN`, lifted to `lo`). Values are then in `[lo, 255]`,
+/// so the saturating packs are exact.
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx2")]
 fn requant8(
     v: std::arch::x86_64::__m256i,
-    off: std::arch::x86_64::__m256i,
     mul: std::arch::x86_64::__m256,
     ep: &super::Epilogue,
 ) -> std::arch::x86_64::__m128i {
     use std::arch::x86_64::*;
-    let (lo, hi) = super::code_bounds(ep);
-    let f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(v, off)), mul);
-    let f = _mm256_min_ps(_mm256_max_ps(f, _mm256_set1_ps(lo)), _mm256_set1_ps(hi));
-    let q = _mm256_add_epi32(_mm256_cvtps_epi32(f), _mm256_set1_epi32(ep.output_zero_point));
-    // Values are in [0, 255]: the saturating packs are exact.
+    let hi = _mm256_set1_ps(super::code_bounds(ep).1);
+    let lo = _mm256_set1_epi32(if ep.relu { ep.output_zero_point } else { 0 });
+    let f = _mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(v), mul), hi);
+    let q = _mm256_max_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(f), _mm256_set1_epi32(ep.output_zero_point)), lo);
     let w16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
     _mm_packus_epi16(w16, w16)
 }
 
-/// The tile store shared by both kernels: 8 accumulators of output channels `c0..c0 + 8` of
-/// one row go to the sink, either as i32 or requantized to u8 right here (the epilogue fused
-/// into the store, so accumulators never make a round trip through memory). Channels past
-/// `n` (block padding) are dropped.
+/// The AVX2 tile store: 8 accumulators of output channels `c0..c0 + 8` of one row go to the
+/// sink, either as i32 or requantized to u8 right here (the epilogue fused into the store, so
+/// accumulators never make a round trip through memory; for a u8 sink they started at the
+/// epilogue's offset, see `avx2::tile`). Channels past `n` (block padding) are dropped.
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -234,19 +268,17 @@ unsafe fn store8(sink: &mut Sink<'_>, n: usize, row: usize, c0: usize, v: std::a
         }
         Sink::U8 { ep, out, stride } => {
             let row_out = &mut out[row * *stride + c0..row * *stride + c0 + valid];
-            // SAFETY: full blocks load 8 lanes from `offset[c0..c0 + 8]`, `multiplier[c0..c0 + 8]`
-            // and store 8 bytes into `row_out` (length 8); partial blocks go through local arrays.
+            // SAFETY: a full block loads 8 lanes from `multiplier[c0..c0 + 8]` and stores 8
+            // bytes into `row_out` (length 8); a partial one goes through local arrays.
             unsafe {
-                let (off, mul) = if valid == 8 {
-                    let (o, m) = (&ep.offset[c0..c0 + 8], &ep.multiplier[c0..c0 + 8]);
-                    (_mm256_loadu_si256(o.as_ptr().cast()), _mm256_loadu_ps(m.as_ptr()))
+                let mul = if valid == 8 {
+                    _mm256_loadu_ps(ep.multiplier[c0..c0 + 8].as_ptr())
                 } else {
-                    let (mut o, mut m) = ([0i32; 8], [0f32; 8]);
-                    o[..valid].copy_from_slice(&ep.offset[c0..c0 + valid]);
+                    let mut m = [0f32; 8];
                     m[..valid].copy_from_slice(&ep.multiplier[c0..c0 + valid]);
-                    (_mm256_loadu_si256(o.as_ptr().cast()), _mm256_loadu_ps(m.as_ptr()))
+                    _mm256_loadu_ps(m.as_ptr())
                 };
-                let b8 = requant8(v, off, mul, ep);
+                let b8 = requant8(v, mul, ep);
                 if valid == 8 {
                     _mm_storel_epi64(row_out.as_mut_ptr().cast(), b8);
                 } else {
@@ -339,7 +371,20 @@ mod avx2 {
     ) {
         let groups = if SMALL { w.kp / 4 } else { w.kp / 2 };
         let ones = _mm256_set1_epi16(1);
-        let mut a = [[_mm256_setzero_si256(); C]; R];
+        // For a u8 sink the accumulators start at the epilogue's offset (added once here
+        // instead of at every store; i32 addition is associative: the same bits).
+        let mut init = [_mm256_setzero_si256(); C];
+        if let Sink::U8 { ep, .. } = sink {
+            for (j, v) in init.iter_mut().enumerate() {
+                let c0 = (b0 + j) * 8;
+                let valid = 8.min(w.n - c0);
+                let mut o = [0i32; 8];
+                o[..valid].copy_from_slice(&ep.offset[c0..c0 + valid]);
+                // SAFETY: `o` holds 8 i32.
+                *v = unsafe { _mm256_loadu_si256(o.as_ptr().cast()) };
+            }
+        }
+        let mut a = [init; R];
         let rows: [*const u8; R] = std::array::from_fn(|i| x[(r0 + i) * w.kp..].as_ptr());
         for g in 0..groups {
             let wv: [__m256i; C] = std::array::from_fn(|j| unsafe { wload::<SMALL>(w, b0 + j, groups, g) });
@@ -358,6 +403,69 @@ mod avx2 {
         }
     }
 
+    /// See [`super::peak_int8`]: six chains of `vpmaddubsw`, `vpmaddwd`, `vpaddd` on
+    /// all-ones bytes (4 per i32 lane a step).
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn peak(steps: usize) -> f32 {
+        let (ones8, ones16) = (_mm256_set1_epi8(1), _mm256_set1_epi16(1));
+        let mut a = [_mm256_setzero_si256(); 6];
+        for (i, v) in a.iter_mut().enumerate() {
+            *v = _mm256_set1_epi32(i as i32);
+        }
+        // SAFETY: AVX2 is present; registers only, `n` counts down to 0.
+        unsafe {
+            std::arch::asm!(
+                "2:",
+                "vpmaddubsw {t0}, {x}, {x}", "vpmaddubsw {t1}, {x}, {x}", "vpmaddubsw {t2}, {x}, {x}",
+                "vpmaddubsw {t3}, {x}, {x}", "vpmaddubsw {t4}, {x}, {x}", "vpmaddubsw {t5}, {x}, {x}",
+                "vpmaddwd {t0}, {t0}, {o}", "vpmaddwd {t1}, {t1}, {o}", "vpmaddwd {t2}, {t2}, {o}",
+                "vpmaddwd {t3}, {t3}, {o}", "vpmaddwd {t4}, {t4}, {o}", "vpmaddwd {t5}, {t5}, {o}",
+                "vpaddd {a0}, {a0}, {t0}", "vpaddd {a1}, {a1}, {t1}", "vpaddd {a2}, {a2}, {t2}",
+                "vpaddd {a3}, {a3}, {t3}", "vpaddd {a4}, {a4}, {t4}", "vpaddd {a5}, {a5}, {t5}",
+                "dec {n}",
+                "jnz 2b",
+                n = inout(reg) steps.max(1) => _,
+                x = in(ymm_reg) ones8, o = in(ymm_reg) ones16,
+                t0 = out(ymm_reg) _, t1 = out(ymm_reg) _, t2 = out(ymm_reg) _,
+                t3 = out(ymm_reg) _, t4 = out(ymm_reg) _, t5 = out(ymm_reg) _,
+                a0 = inout(ymm_reg) a[0], a1 = inout(ymm_reg) a[1], a2 = inout(ymm_reg) a[2],
+                a3 = inout(ymm_reg) a[3], a4 = inout(ymm_reg) a[4], a5 = inout(ymm_reg) a[5],
+                options(nomem, nostack),
+            );
+        }
+        a.iter().map(|v| _mm256_cvtsi256_si32(*v) as f32).sum()
+    }
+
+    /// See [`super::peak_f32`]: twelve `vfmadd231ps` chains on ymm.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn peak_fma(steps: usize) -> f32 {
+        let one = _mm256_set1_ps(1.0);
+        let mut a = [_mm256_setzero_ps(); 12];
+        for (i, v) in a.iter_mut().enumerate() {
+            *v = _mm256_set1_ps(i as f32);
+        }
+        // SAFETY: AVX2 and FMA are present; registers only, `n` counts down to 0.
+        unsafe {
+            std::arch::asm!(
+                "2:",
+                "vfmadd231ps {a0}, {x}, {x}", "vfmadd231ps {a1}, {x}, {x}", "vfmadd231ps {a2}, {x}, {x}",
+                "vfmadd231ps {a3}, {x}, {x}", "vfmadd231ps {a4}, {x}, {x}", "vfmadd231ps {a5}, {x}, {x}",
+                "vfmadd231ps {a6}, {x}, {x}", "vfmadd231ps {a7}, {x}, {x}", "vfmadd231ps {a8}, {x}, {x}",
+                "vfmadd231ps {a9}, {x}, {x}", "vfmadd231ps {a10}, {x}, {x}", "vfmadd231ps {a11}, {x}, {x}",
+                "dec {n}",
+                "jnz 2b",
+                n = inout(reg) steps.max(1) => _,
+                x = in(ymm_reg) one,
+                a0 = inout(ymm_reg) a[0], a1 = inout(ymm_reg) a[1], a2 = inout(ymm_reg) a[2],
+                a3 = inout(ymm_reg) a[3], a4 = inout(ymm_reg) a[4], a5 = inout(ymm_reg) a[5],
+                a6 = inout(ymm_reg) a[6], a7 = inout(ymm_reg) a[7], a8 = inout(ymm_reg) a[8],
+                a9 = inout(ymm_reg) a[9], a10 = inout(ymm_reg) a[10], a11 = inout(ymm_reg) a[11],
+                options(nomem, nostack),
+            );
+        }
+        a.iter().map(|v| _mm256_cvtss_f32(*v)).sum()
+    }
+
     #[target_feature(enable = "avx2")]
     #[cfg(test)]
     pub unsafe fn requantize(acc: &[i32], m: usize, ep: &super::super::Epilogue, out: &mut [u8], stride: usize) {
@@ -372,7 +480,8 @@ mod avx2 {
                     let v = _mm256_loadu_si256(a.as_ptr().add(c).cast());
                     let off = _mm256_loadu_si256(ep.offset.as_ptr().add(c).cast());
                     let mul = _mm256_loadu_ps(ep.multiplier.as_ptr().add(c));
-                    _mm_storel_epi64(o.as_mut_ptr().add(c).cast(), super::requant8(v, off, mul, ep));
+                    let b8 = super::requant8(_mm256_add_epi32(v, off), mul, ep);
+                    _mm_storel_epi64(o.as_mut_ptr().add(c).cast(), b8);
                 }
                 c += 8;
             }
@@ -786,6 +895,66 @@ mod vnni {
     pub unsafe fn dot(x: &[u8], w: &[i8]) -> i32 {
         // SAFETY: the same features are enabled here.
         _mm512_reduce_add_epi32(unsafe { dot_lanes(x, w) })
+    }
+
+    /// See [`super::peak_int8`]: twelve `vpdpbusd` chains on all-ones bytes.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn peak(steps: usize) -> f32 {
+        let ones = _mm512_set1_epi8(1);
+        let mut a = [_mm512_setzero_si512(); 12];
+        for (i, v) in a.iter_mut().enumerate() {
+            *v = _mm512_set1_epi32(i as i32);
+        }
+        // SAFETY: AVX-512 VNNI is present; registers only, `n` counts down to 0.
+        unsafe {
+            std::arch::asm!(
+                "2:",
+                "vpdpbusd {a0}, {x}, {x}", "vpdpbusd {a1}, {x}, {x}", "vpdpbusd {a2}, {x}, {x}",
+                "vpdpbusd {a3}, {x}, {x}", "vpdpbusd {a4}, {x}, {x}", "vpdpbusd {a5}, {x}, {x}",
+                "vpdpbusd {a6}, {x}, {x}", "vpdpbusd {a7}, {x}, {x}", "vpdpbusd {a8}, {x}, {x}",
+                "vpdpbusd {a9}, {x}, {x}", "vpdpbusd {a10}, {x}, {x}", "vpdpbusd {a11}, {x}, {x}",
+                "dec {n}",
+                "jnz 2b",
+                n = inout(reg) steps.max(1) => _,
+                x = in(zmm_reg) ones,
+                a0 = inout(zmm_reg) a[0], a1 = inout(zmm_reg) a[1], a2 = inout(zmm_reg) a[2],
+                a3 = inout(zmm_reg) a[3], a4 = inout(zmm_reg) a[4], a5 = inout(zmm_reg) a[5],
+                a6 = inout(zmm_reg) a[6], a7 = inout(zmm_reg) a[7], a8 = inout(zmm_reg) a[8],
+                a9 = inout(zmm_reg) a[9], a10 = inout(zmm_reg) a[10], a11 = inout(zmm_reg) a[11],
+                options(nomem, nostack),
+            );
+        }
+        a.iter().map(|v| _mm512_cvtsi512_si32(*v) as f32).sum()
+    }
+
+    /// See [`super::peak_f32`]: twelve `vfmadd231ps` chains on zmm.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn peak_fma(steps: usize) -> f32 {
+        let one = _mm512_set1_ps(1.0);
+        let mut a = [_mm512_setzero_ps(); 12];
+        for (i, v) in a.iter_mut().enumerate() {
+            *v = _mm512_set1_ps(i as f32);
+        }
+        // SAFETY: AVX-512 F is present; registers only, `n` counts down to 0.
+        unsafe {
+            std::arch::asm!(
+                "2:",
+                "vfmadd231ps {a0}, {x}, {x}", "vfmadd231ps {a1}, {x}, {x}", "vfmadd231ps {a2}, {x}, {x}",
+                "vfmadd231ps {a3}, {x}, {x}", "vfmadd231ps {a4}, {x}, {x}", "vfmadd231ps {a5}, {x}, {x}",
+                "vfmadd231ps {a6}, {x}, {x}", "vfmadd231ps {a7}, {x}, {x}", "vfmadd231ps {a8}, {x}, {x}",
+                "vfmadd231ps {a9}, {x}, {x}", "vfmadd231ps {a10}, {x}, {x}", "vfmadd231ps {a11}, {x}, {x}",
+                "dec {n}",
+                "jnz 2b",
+                n = inout(reg) steps.max(1) => _,
+                x = in(zmm_reg) one,
+                a0 = inout(zmm_reg) a[0], a1 = inout(zmm_reg) a[1], a2 = inout(zmm_reg) a[2],
+                a3 = inout(zmm_reg) a[3], a4 = inout(zmm_reg) a[4], a5 = inout(zmm_reg) a[5],
+                a6 = inout(zmm_reg) a[6], a7 = inout(zmm_reg) a[7], a8 = inout(zmm_reg) a[8],
+                a9 = inout(zmm_reg) a[9], a10 = inout(zmm_reg) a[10], a11 = inout(zmm_reg) a[11],
+                options(nomem, nostack),
+            );
+        }
+        a.iter().map(|v| _mm512_cvtss_f32(*v)).sum()
     }
 
     /// `vpdpbusd`: 64 u8·s8 products per instruction into 16 i32 lanes. Tiles of 4 rows × 4
