@@ -496,12 +496,15 @@ fn step_window(
         let ((grads, loss), rest) = if b.is_empty() {
             (half_gradients(w, input, &model, ad, a, 1.0), None)
         } else {
-            // The second half differentiates a fork of the model: the same parameters as
-            // separate autodiff leaves, so the halves' graphs (and their locks) stay apart.
-            let fork = model.clone().fork(ad);
             let first = || half_gradients(w, input, &model, ad, a, share(a));
-            let second = || half_gradients(w, input, &fork, ad, b, share(b));
-            let (x, y) = if parallel { rayon::join(first, second) } else { (first(), second()) };
+            let (x, y) = if parallel {
+                // The second half differentiates a fork of the model: the same parameters as
+                // separate autodiff leaves, so the halves' graphs (and their locks) stay apart.
+                let fork = model.clone().fork(ad);
+                rayon::join(first, || half_gradients(w, input, &fork, ad, b, share(b)))
+            } else {
+                (first(), half_gradients(w, input, &model, ad, b, share(b)))
+            };
             (x, Some(y))
         };
         let (grads, loss) = match rest {
