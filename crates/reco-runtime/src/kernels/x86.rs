@@ -169,6 +169,30 @@ pub(crate) fn gemm_vnni(x: &[u8], m: usize, w: &PackedWeights, mut sink: Sink<'_
     scalar_into(x, m, w, sink);
 }
 
+/// Twelve register chains `$ins a_i, x, x` run `$steps` times (at least once) in `asm!`, so no
+/// compiler merges identical chains or hoists them out of the loop: the peak loops.
+#[cfg(target_arch = "x86_64")]
+macro_rules! twelve_chains {
+    ($ins:literal, $class:ident, $a:ident, $x:expr, $steps:expr) => {
+        std::arch::asm!(
+            "2:",
+            concat!($ins, " {a0}, {x}, {x}"), concat!($ins, " {a1}, {x}, {x}"), concat!($ins, " {a2}, {x}, {x}"),
+            concat!($ins, " {a3}, {x}, {x}"), concat!($ins, " {a4}, {x}, {x}"), concat!($ins, " {a5}, {x}, {x}"),
+            concat!($ins, " {a6}, {x}, {x}"), concat!($ins, " {a7}, {x}, {x}"), concat!($ins, " {a8}, {x}, {x}"),
+            concat!($ins, " {a9}, {x}, {x}"), concat!($ins, " {a10}, {x}, {x}"), concat!($ins, " {a11}, {x}, {x}"),
+            "dec {n}",
+            "jnz 2b",
+            n = inout(reg) $steps.max(1) => _,
+            x = in($class) $x,
+            a0 = inout($class) $a[0], a1 = inout($class) $a[1], a2 = inout($class) $a[2],
+            a3 = inout($class) $a[3], a4 = inout($class) $a[4], a5 = inout($class) $a[5],
+            a6 = inout($class) $a[6], a7 = inout($class) $a[7], a8 = inout($class) $a[8],
+            a9 = inout($class) $a[9], a10 = inout($class) $a[10], a11 = inout($class) $a[11],
+            options(nomem, nostack),
+        )
+    };
+}
+
 /// Runs `steps` steps of the INT8 kernel's inner instruction on twelve register chains
 /// (six on AVX2, which needs a temporary per chain) and returns the sum of lane 0 of every
 /// chain: `66 + 48 · steps` with VNNI, `15 + 24 · steps` on AVX2 (each chain starts at its
@@ -446,22 +470,7 @@ mod avx2 {
         }
         // SAFETY: AVX2 and FMA are present; registers only, `n` counts down to 0.
         unsafe {
-            std::arch::asm!(
-                "2:",
-                "vfmadd231ps {a0}, {x}, {x}", "vfmadd231ps {a1}, {x}, {x}", "vfmadd231ps {a2}, {x}, {x}",
-                "vfmadd231ps {a3}, {x}, {x}", "vfmadd231ps {a4}, {x}, {x}", "vfmadd231ps {a5}, {x}, {x}",
-                "vfmadd231ps {a6}, {x}, {x}", "vfmadd231ps {a7}, {x}, {x}", "vfmadd231ps {a8}, {x}, {x}",
-                "vfmadd231ps {a9}, {x}, {x}", "vfmadd231ps {a10}, {x}, {x}", "vfmadd231ps {a11}, {x}, {x}",
-                "dec {n}",
-                "jnz 2b",
-                n = inout(reg) steps.max(1) => _,
-                x = in(ymm_reg) one,
-                a0 = inout(ymm_reg) a[0], a1 = inout(ymm_reg) a[1], a2 = inout(ymm_reg) a[2],
-                a3 = inout(ymm_reg) a[3], a4 = inout(ymm_reg) a[4], a5 = inout(ymm_reg) a[5],
-                a6 = inout(ymm_reg) a[6], a7 = inout(ymm_reg) a[7], a8 = inout(ymm_reg) a[8],
-                a9 = inout(ymm_reg) a[9], a10 = inout(ymm_reg) a[10], a11 = inout(ymm_reg) a[11],
-                options(nomem, nostack),
-            );
+            twelve_chains!("vfmadd231ps", ymm_reg, a, one, steps);
         }
         a.iter().map(|v| _mm256_cvtss_f32(*v)).sum()
     }
@@ -907,22 +916,7 @@ mod vnni {
         }
         // SAFETY: AVX-512 VNNI is present; registers only, `n` counts down to 0.
         unsafe {
-            std::arch::asm!(
-                "2:",
-                "vpdpbusd {a0}, {x}, {x}", "vpdpbusd {a1}, {x}, {x}", "vpdpbusd {a2}, {x}, {x}",
-                "vpdpbusd {a3}, {x}, {x}", "vpdpbusd {a4}, {x}, {x}", "vpdpbusd {a5}, {x}, {x}",
-                "vpdpbusd {a6}, {x}, {x}", "vpdpbusd {a7}, {x}, {x}", "vpdpbusd {a8}, {x}, {x}",
-                "vpdpbusd {a9}, {x}, {x}", "vpdpbusd {a10}, {x}, {x}", "vpdpbusd {a11}, {x}, {x}",
-                "dec {n}",
-                "jnz 2b",
-                n = inout(reg) steps.max(1) => _,
-                x = in(zmm_reg) ones,
-                a0 = inout(zmm_reg) a[0], a1 = inout(zmm_reg) a[1], a2 = inout(zmm_reg) a[2],
-                a3 = inout(zmm_reg) a[3], a4 = inout(zmm_reg) a[4], a5 = inout(zmm_reg) a[5],
-                a6 = inout(zmm_reg) a[6], a7 = inout(zmm_reg) a[7], a8 = inout(zmm_reg) a[8],
-                a9 = inout(zmm_reg) a[9], a10 = inout(zmm_reg) a[10], a11 = inout(zmm_reg) a[11],
-                options(nomem, nostack),
-            );
+            twelve_chains!("vpdpbusd", zmm_reg, a, ones, steps);
         }
         a.iter().map(|v| _mm512_cvtsi512_si32(*v) as f32).sum()
     }
@@ -937,22 +931,7 @@ mod vnni {
         }
         // SAFETY: AVX-512 F is present; registers only, `n` counts down to 0.
         unsafe {
-            std::arch::asm!(
-                "2:",
-                "vfmadd231ps {a0}, {x}, {x}", "vfmadd231ps {a1}, {x}, {x}", "vfmadd231ps {a2}, {x}, {x}",
-                "vfmadd231ps {a3}, {x}, {x}", "vfmadd231ps {a4}, {x}, {x}", "vfmadd231ps {a5}, {x}, {x}",
-                "vfmadd231ps {a6}, {x}, {x}", "vfmadd231ps {a7}, {x}, {x}", "vfmadd231ps {a8}, {x}, {x}",
-                "vfmadd231ps {a9}, {x}, {x}", "vfmadd231ps {a10}, {x}, {x}", "vfmadd231ps {a11}, {x}, {x}",
-                "dec {n}",
-                "jnz 2b",
-                n = inout(reg) steps.max(1) => _,
-                x = in(zmm_reg) one,
-                a0 = inout(zmm_reg) a[0], a1 = inout(zmm_reg) a[1], a2 = inout(zmm_reg) a[2],
-                a3 = inout(zmm_reg) a[3], a4 = inout(zmm_reg) a[4], a5 = inout(zmm_reg) a[5],
-                a6 = inout(zmm_reg) a[6], a7 = inout(zmm_reg) a[7], a8 = inout(zmm_reg) a[8],
-                a9 = inout(zmm_reg) a[9], a10 = inout(zmm_reg) a[10], a11 = inout(zmm_reg) a[11],
-                options(nomem, nostack),
-            );
+            twelve_chains!("vfmadd231ps", zmm_reg, a, one, steps);
         }
         a.iter().map(|v| _mm512_cvtss_f32(*v)).sum()
     }
