@@ -273,18 +273,7 @@ impl Int8Model {
             }
             off += dim;
         }
-        let mut column = vec![0u8; rows.len()];
-        for (n, values) in self.spec.numeric.iter().zip(&cols.numeric) {
-            let normalize = n.normalizer();
-            // Contiguous first (vectorizes), then one byte per row.
-            for (q, &v) in column.iter_mut().zip(&values[rows.clone()]) {
-                *q = qp.quantize(normalize(v));
-            }
-            for (row, &q) in x.chunks_exact_mut(kp).zip(&column) {
-                row[off] = q;
-            }
-            off += 1;
-        }
+        numeric_codes(&self.spec, cols, rows, qp, &mut x, kp, off);
         self.interaction_codes(&mut x, kp, qp);
         x
     }
@@ -426,6 +415,40 @@ impl Int8Model {
         match act {
             Act::Float(v) => v.into_owned(),
             Act::Quant(q, qp) => dequantize_padded(&q, m, width, &qp),
+        }
+    }
+}
+
+/// The numeric columns' codes for `rows` of `cols` into columns `off..off + k` of the u8 rows
+/// of `x` (stride `kp`): each column normalized into a contiguous run of floats and quantized
+/// as one row by [`quantize_padded`]'s loops (the same codes as `QParams::quantize`), then the
+/// codes placed row by row, `k` contiguous bytes per row (column by column, every pass would
+/// stream the whole buffer through the cache for one byte a row).
+fn numeric_codes(
+    spec: &FeatureSpec,
+    cols: &ColumnsRef<'_>,
+    rows: Range<usize>,
+    qp: &QParams,
+    x: &mut [u8],
+    kp: usize,
+    off: usize,
+) {
+    let (m, k) = (rows.len(), spec.numeric.len());
+    if k == 0 {
+        return;
+    }
+    let mut codes = vec![0u8; k * m];
+    let mut floats = vec![0f32; m];
+    for ((n, values), column) in spec.numeric.iter().zip(&cols.numeric).zip(codes.chunks_exact_mut(m)) {
+        let normalize = n.normalizer();
+        for (f, &v) in floats.iter_mut().zip(&values[rows.clone()]) {
+            *f = normalize(v);
+        }
+        quantize_into(&floats, 1, m, m, qp, column);
+    }
+    for (r, row) in x.chunks_exact_mut(kp).take(m).enumerate() {
+        for (j, q) in row[off..off + k].iter_mut().enumerate() {
+            *q = codes[j * m + r];
         }
     }
 }
@@ -591,19 +614,25 @@ fn plan(packed: &PackedWeights, weight_scale: &[f32], next: Option<&Exec>, bias_
 pub fn quantize_padded(x: &[f32], m: usize, width: usize, kp: usize, qp: &QParams) -> Vec<u8> {
     assert!(x.len() >= m * width && kp >= width, "quantize_padded: buffers do not match [{m}, {width}]");
     let mut out = take_u8(m, width, kp);
-    if kernels::x86::quantize_rows_avx512(x, m, width, kp, (qp.scale, qp.zero_point), &mut out) {
-        return out;
+    quantize_into(&x[..m * width], m, width, kp, qp, &mut out);
+    out
+}
+
+/// [`quantize_padded`]'s loop into a caller's `out` (`m` rows of stride `kp`): AVX-512, else
+/// AVX2, else portable; the same codes on every path.
+fn quantize_into(x: &[f32], m: usize, width: usize, kp: usize, qp: &QParams, out: &mut [u8]) {
+    if kernels::x86::quantize_rows_avx512(x, m, width, kp, (qp.scale, qp.zero_point), out) {
+        return;
     }
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 is present.
-            unsafe { quantize_rows_avx2(&x[..m * width], width, kp, qp, &mut out) };
-            return out;
+            unsafe { quantize_rows_avx2(x, width, kp, qp, out) };
+            return;
         }
     }
-    quantize_rows(&x[..m * width], width, kp, qp, &mut out);
-    out
+    quantize_rows(x, width, kp, qp, out);
 }
 
 /// The loop of [`quantize_padded`]: each row of `out` (stride `kp`) from a row of `x`. Rows
