@@ -133,13 +133,35 @@ pub fn distillation(
     groups: &[u32],
     w: DistillWeights,
 ) -> Tensor<1> {
+    match distillation_terms(student, teacher, labels, groups, w) {
+        (pointwise, Some(listwise)) => pointwise + listwise,
+        (pointwise, None) => pointwise,
+    }
+}
+
+/// [`distillation`]'s two parts: the per-row mean terms (`alpha · bernoulli_kl + (1 - alpha)
+/// · BCE`) and, when its weight is not 0, `listwise · listwise_kl` (a mean over groups). A
+/// caller that splits a batch weights the first by its share of the rows and the second by
+/// its share of the [`counted_groups`].
+pub fn distillation_terms(
+    student: Tensor<1>,
+    teacher: Tensor<1>,
+    labels: Tensor<1>,
+    groups: &[u32],
+    w: DistillWeights,
+) -> (Tensor<1>, Option<Tensor<1>>) {
     let soft = bernoulli_kl(student.clone(), teacher.clone(), w.temperature);
     let hard = bce_with_logits(student.clone(), labels);
     let loss = soft.mul_scalar(w.alpha) + hard.mul_scalar(1.0 - w.alpha);
     if w.listwise == 0.0 {
-        return loss;
+        return (loss, None);
     }
-    loss + listwise_kl(student, teacher, groups, w.temperature).mul_scalar(w.listwise)
+    (loss, Some(listwise_kl(student, teacher, groups, w.temperature).mul_scalar(w.listwise)))
+}
+
+/// The groups [`listwise_kl`] averages over: those with at least two of the rows.
+pub fn counted_groups(groups: &[u32]) -> usize {
+    group_slots(groups).map_or(0, |(_, _, [g, _])| g)
 }
 
 #[cfg(test)]

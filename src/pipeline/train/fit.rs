@@ -19,7 +19,7 @@ use super::checkpoint::{self, ResumeState};
 use super::rows::{TrainRows, Window, produce_windows, shorten};
 use crate::data::chunks::Split;
 use crate::metrics;
-use crate::model::loss::{DistillWeights, bce_with_logits, distillation};
+use crate::model::loss::{DistillWeights, bce_with_logits, counted_groups, distillation_terms};
 use crate::model::{BatchTensors, RecoNet, device};
 use crate::progress::Progress;
 use crate::recipe::TrainConfig;
@@ -477,7 +477,8 @@ fn midpoint(a: &FloatWeights, b: &FloatWeights) -> Result<FloatWeights> {
 /// `(sum, count, step)`.
 ///
 /// Data-parallel: each batch is cut in two halves ([`halves`]), each half's loss (weighted by
-/// its share of the batch, so the sum of the halves' gradients is the batch mean's) is
+/// its share of the batch's rows and groups, [`shares`], so the sum of the halves' gradients
+/// is the whole batch's) is
 /// differentiated on its own, the two on two rayon workers when the pool has two, and the
 /// gradients are summed first half first. The halves and the order of the sum do not depend
 /// on the thread count, so neither do the trained weights.
@@ -492,18 +493,18 @@ fn step_window(
     let parallel = rayon::current_num_threads() > 1;
     for idx in w.order.chunks(input.schedule().batch_size) {
         let (a, b) = halves(idx, w.groups.as_deref());
-        let share = |rows: &[usize]| rows.len() as f32 / idx.len() as f32;
         let ((grads, loss), rest) = if b.is_empty() {
-            (half_gradients(w, input, &model, ad, a, 1.0), None)
+            (half_gradients(w, input, &model, ad, a, (1.0, 1.0)), None)
         } else {
-            let first = || half_gradients(w, input, &model, ad, a, share(a));
+            let (sa, sb) = (shares(w.groups.as_deref(), idx, a), shares(w.groups.as_deref(), idx, b));
+            let first = || half_gradients(w, input, &model, ad, a, sa);
             let (x, y) = if parallel {
                 // The second half differentiates a fork of the model: the same parameters as
                 // separate autodiff leaves, so the halves' graphs (and their locks) stay apart.
                 let fork = model.clone().fork(ad);
-                rayon::join(first, || half_gradients(w, input, &fork, ad, b, share(b)))
+                rayon::join(first, || half_gradients(w, input, &fork, ad, b, sb))
             } else {
-                (first(), half_gradients(w, input, &model, ad, b, share(b)))
+                (first(), half_gradients(w, input, &model, ad, b, sb))
             };
             (x, Some(y))
         };
@@ -532,6 +533,10 @@ fn step_window(
 /// together), at the group boundary nearest the middle (the whole batch and nothing when it
 /// holds one group).
 fn halves<'i>(idx: &'i [usize], groups: Option<&[u32]>) -> (&'i [usize], &'i [usize]) {
+    if idx.len() < 2 {
+        // A last batch of one row: no half may be empty (a mean over no rows is NaN).
+        return (idx, &[]);
+    }
     let mid = idx.len() / 2;
     let Some(g) = groups else { return idx.split_at(mid) };
     let boundary = |i: &usize| *i > 0 && g[idx[*i]] != g[idx[*i - 1]];
@@ -552,15 +557,26 @@ fn halves<'i>(idx: &'i [usize], groups: Option<&[u32]>) -> (&'i [usize], &'i [us
     idx.split_at(cut)
 }
 
-/// The gradients of the loss on rows `idx` of a window, times `share`, and that loss (before
-/// the weighting), for the model's parameters.
+/// A half's weights in its batch's loss: its share of the rows (for the per-row mean terms)
+/// and of the groups the listwise term averages over (no group spans both halves).
+fn shares(groups: Option<&[u32]>, batch: &[usize], half: &[usize]) -> (f32, f32) {
+    let rows = half.len() as f32 / batch.len() as f32;
+    let Some(g) = groups else { return (rows, rows) };
+    let ids = |rows: &[usize]| rows.iter().map(|&i| g[i]).collect::<Vec<u32>>();
+    let all = counted_groups(&ids(batch));
+    (rows, if all == 0 { 0.0 } else { counted_groups(&ids(half)) as f32 / all as f32 })
+}
+
+/// The gradients of the loss on rows `idx` of a window, its per-row mean terms weighted by
+/// `shares.0` and its listwise term by `shares.1` ([`shares`]), and that weighted loss, for
+/// the model's parameters.
 fn half_gradients(
     w: &Window<'_>,
     input: &FitInput<'_>,
     model: &RecoNet,
     ad: &Device,
     idx: &[usize],
-    share: f32,
+    (share, group_share): (f32, f32),
 ) -> (GradientsParams, f32) {
     let k = input.spec.numeric.len();
     let batch = BatchTensors::new(input.spec, &w.enc, idx, k, ad);
@@ -572,11 +588,64 @@ fn half_gradients(
             let t: Vec<f32> = idx.iter().map(|&i| t[i]).collect();
             let teacher = Tensor::<1>::from_data(TensorData::new(t, [idx.len()]), ad);
             let groups: Vec<u32> = w.groups.as_ref().map_or_else(Vec::new, |g| idx.iter().map(|&i| g[i]).collect());
-            distillation(logits, teacher, labels, &groups, *weights)
+            match distillation_terms(logits, teacher, labels, &groups, *weights) {
+                (pointwise, Some(listwise)) => pointwise.mul_scalar(share) + listwise.mul_scalar(group_share),
+                (pointwise, None) => pointwise.mul_scalar(share),
+            }
         }
-        _ => bce_with_logits(logits, labels),
+        _ => bce_with_logits(logits, labels).mul_scalar(share),
     };
     let value = loss.clone().into_data().as_slice::<f32>().map(|s| s[0]).unwrap_or(f32::NAN);
-    let grads = GradientsParams::from_grads((loss * share).backward(), model);
-    (grads, value * share)
+    (GradientsParams::from_grads(loss.backward(), model), value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::loss::distillation;
+
+    #[test]
+    fn a_batch_is_cut_in_two_nonempty_halves_at_the_group_boundary_nearest_the_middle() {
+        let idx: Vec<usize> = (0..10).collect();
+        assert_eq!(halves(&idx[..1], None), (&idx[..1], &idx[..0]), "one row: no empty half");
+        assert_eq!(halves(&idx[..2], None), (&idx[..1], &idx[1..2]));
+        assert_eq!(halves(&idx, None), (&idx[..5], &idx[5..]));
+        // Groups 0-2, 3-6, 7-9: the middle (5) lies in the second; 3 and 7 are as near, the
+        // earlier wins. Rows are looked up through `idx`, so a permuted batch cuts by its ids.
+        let g = [0, 0, 0, 1, 1, 1, 1, 2, 2, 2];
+        assert_eq!(halves(&idx, Some(&g)), (&idx[..3], &idx[3..]));
+        let rev: Vec<usize> = (0..10).rev().collect();
+        assert_eq!(halves(&rev, Some(&g)), (&rev[..3], &rev[3..]), "rows 9, 8, 7 are group 2");
+        assert_eq!(halves(&idx, Some(&[5; 10])), (&idx[..], &idx[10..]), "one group stays whole");
+    }
+
+    #[test]
+    fn the_halves_weighted_losses_add_up_to_the_whole_batch_loss() {
+        // Per-row means weighted by row shares, the listwise mean over groups by group shares:
+        // halves of 5 rows / 1 group and 5 rows / 2 groups (the lone row 7 counts for none), so
+        // weighting the listwise term by rows (1/2, 1/2 for 1/3, 2/3) would not add up.
+        let dev = burn::tensor::Device::flex().autodiff();
+        let t = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v.clone(), [v.len()]), &dev);
+        let student = vec![0.3f32, -1.2, 2.0, 0.5, -0.7, 1.1, 0.0, -2.5, 0.9, 1.7];
+        let teacher = vec![0.1f32, -0.4, 1.5, 1.0, -1.0, 0.2, 0.6, -1.9, 1.3, 0.4];
+        let labels = vec![1f32, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0];
+        let groups = [4u32, 4, 4, 4, 4, 8, 8, 9, 2, 2];
+        let w = DistillWeights { temperature: 2.0, alpha: 0.6, listwise: 0.5 };
+        let value = |x: Tensor<1>| f64::from(x.into_data().as_slice::<f32>().unwrap()[0]);
+        let idx: Vec<usize> = (0..10).collect();
+        let whole = value(distillation(t(student.clone()), t(teacher.clone()), t(labels.clone()), &groups, w));
+        let (a, b) = halves(&idx, Some(&groups));
+        assert_eq!((a.len(), b.len()), (5, 5));
+        let part = |rows: &[usize]| {
+            let pick = |v: &[f32]| rows.iter().map(|&i| v[i]).collect::<Vec<f32>>();
+            let g: Vec<u32> = rows.iter().map(|&i| groups[i]).collect();
+            let (share, group_share) = shares(Some(&groups), &idx, rows);
+            match distillation_terms(t(pick(&student)), t(pick(&teacher)), t(pick(&labels)), &g, w) {
+                (p, Some(l)) => value(p) * f64::from(share) + value(l) * f64::from(group_share),
+                (p, None) => value(p) * f64::from(share),
+            }
+        };
+        let sum = part(a) + part(b);
+        assert!((sum - whole).abs() < 1e-5, "halves {sum} against the batch {whole}");
+    }
 }

@@ -5,7 +5,9 @@
 //! at its current clock. Benchmarks report their GEMM and model figures as a share of it.
 //!
 //! - INT8: AVX-512 VNNI `vpdpbusd` (64 u8·s8 multiply-adds); AVX2 `vpmaddubsw` + `vpmaddwd` +
-//!   `vpaddd` (32 multiply-adds, the 7-bit path).
+//!   `vpaddd` (32 multiply-adds, the 7-bit path: a model with 8-bit weights runs AVX2's
+//!   widened `vpmaddwd` path, half as many multiply-adds an instruction, so its share of this
+//!   peak stays under about 50%).
 //! - Float: `vfmadd` on 16 lanes (AVX-512) or 8 (AVX2 + FMA).
 //!
 //! The scalar reference has no peak worth stating: `None`.

@@ -574,15 +574,15 @@ pub fn layer_output(layer: &QLayer, x: &[f32], m: usize, kernel: Kernel) -> Opti
 /// qparams `qp` and int32 bias `bias_q` (at `s_x · s_w`): built once at load for static
 /// layers, per call for dynamic ones.
 ///
-/// Multipliers are capped at `f32::MAX`: scales are positive and finite, but a product of
-/// extreme ones could overflow to infinity, and `0 · ∞` would be NaN, whose code the SIMD
+/// Multipliers are clamped to `±f32::MAX`: the stored scales are finite, but a product of
+/// extreme ones could overflow to ±infinity, and `0 · ∞` would be NaN, whose code the SIMD
 /// epilogue and the reference would round differently. Finite, they agree on every input.
 fn plan(packed: &PackedWeights, weight_scale: &[f32], next: Option<&Exec>, bias_q: &[i32], qp: QParams) -> Plan {
     let offset = packed.offsets(bias_q, qp.zero_point);
     let to_f32 = Epilogue {
         input_zero_point: qp.zero_point,
         offset: offset.clone(),
-        multiplier: weight_scale.iter().map(|&s| (qp.scale * s).min(f32::MAX)).collect(),
+        multiplier: weight_scale.iter().map(|&s| (qp.scale * s).clamp(-f32::MAX, f32::MAX)).collect(),
         output_zero_point: 0,
         relu: false,
     };
@@ -592,7 +592,10 @@ fn plan(packed: &PackedWeights, weight_scale: &[f32], next: Option<&Exec>, bias_
             Epilogue {
                 input_zero_point: qp.zero_point,
                 offset,
-                multiplier: weight_scale.iter().map(|&s| (qp.scale * s / nq.scale).min(f32::MAX)).collect(),
+                multiplier: weight_scale
+                    .iter()
+                    .map(|&s| (qp.scale * s / nq.scale).clamp(-f32::MAX, f32::MAX))
+                    .collect(),
                 output_zero_point: nq.zero_point,
                 relu: true,
             },
