@@ -190,15 +190,11 @@ pub fn bench(
     let kernel = Kernel::detect()?;
     let peaks = Peaks { int8: peak::int8_gmacs(kernel), float: peak::f32_gmacs(kernel) };
     let best = measure(&models, &prepared, seconds, threads)?;
-    let mut results: Vec<BenchResult> =
-        opened.iter().enumerate().flat_map(|(mi, m)| results_of(mi, m, &opened, &columns, &best)).collect();
-    for r in &mut results {
-        let peak = match r.kind {
-            reco_runtime::runtime::Precision::Int8 => peaks.int8,
-            reco_runtime::runtime::Precision::Float => peaks.float,
-        };
-        r.percent_of_peak = peak.map(|p| 100.0 * r.gmac_per_s / (p * threads.max(1) as f64));
-    }
+    // One core's peak of each kind, times the callers: what each result is a share of.
+    let ceiling = |p: Option<f64>| p.map(|p| p * threads.max(1) as f64);
+    let ceilings = (ceiling(peaks.int8), ceiling(peaks.float));
+    let results =
+        opened.iter().enumerate().flat_map(|(mi, m)| results_of(mi, m, &opened, &columns, &best, ceilings)).collect();
     Ok(BenchReport {
         cpu: cpu_name(),
         threads,
@@ -247,15 +243,20 @@ fn measure(
 }
 
 /// Model `mi`'s results, one per batch size, with its speed-up over its float parent when that
-/// was measured too.
+/// was measured too, and its share of `ceilings` (INT8, float: the peaks times the callers).
 fn results_of(
     mi: usize,
     (dir, manifest, model): &(&PathBuf, Manifest, Model),
     opened: &[(&PathBuf, Manifest, Model)],
     batches: &[(usize, Vec<Columns>)],
     best: &[Vec<f64>],
+    (int8_ceiling, float_ceiling): (Option<f64>, Option<f64>),
 ) -> Vec<BenchResult> {
     use reco_runtime::runtime::Precision;
+    let ceiling = match model.precision() {
+        Precision::Int8 => int8_ceiling,
+        Precision::Float => float_ceiling,
+    };
     let macs: usize = manifest.architecture.layer_shapes(model.spec()).iter().map(|(i, o)| i * o).sum();
     let parent = manifest.lineage.as_ref().map(|l| l.parent_content_sha256.clone());
     let float_parent = opened.iter().position(|(_, m, md)| {
@@ -266,17 +267,18 @@ fn results_of(
         .enumerate()
         .map(|(bi, (b, _))| {
             let rps = best[mi][bi];
+            let gmac_per_s = rps * macs as f64 / 1e9;
             BenchResult {
                 model: crate::outputs::dir_name(dir),
                 kind: model.precision(),
                 batch: *b,
                 rows_per_s: rps,
                 us_per_row: 1e6 / rps,
-                gmac_per_s: rps * macs as f64 / 1e9,
+                gmac_per_s,
                 speedup_vs_float: float_parent
                     .filter(|_| model.precision() == Precision::Int8)
                     .map(|p| rps / best[p][bi]),
-                percent_of_peak: None,
+                percent_of_peak: ceiling.map(|c| 100.0 * gmac_per_s / c),
             }
         })
         .collect()

@@ -496,7 +496,7 @@ fn step_window(
         let ((grads, loss), rest) = if b.is_empty() {
             (half_gradients(w, input, &model, ad, a, (1.0, 1.0)), None)
         } else {
-            let (sa, sb) = (shares(w.groups.as_deref(), idx, a), shares(w.groups.as_deref(), idx, b));
+            let (sa, sb) = shares(w.groups.as_deref(), idx, (a, b));
             let first = || half_gradients(w, input, &model, ad, a, sa);
             let (x, y) = if parallel {
                 // The second half differentiates a fork of the model: the same parameters as
@@ -557,14 +557,16 @@ fn halves<'i>(idx: &'i [usize], groups: Option<&[u32]>) -> (&'i [usize], &'i [us
     idx.split_at(cut)
 }
 
-/// A half's weights in its batch's loss: its share of the rows (for the per-row mean terms)
-/// and of the groups the listwise term averages over (no group spans both halves).
-fn shares(groups: Option<&[u32]>, batch: &[usize], half: &[usize]) -> (f32, f32) {
-    let rows = half.len() as f32 / batch.len() as f32;
-    let Some(g) = groups else { return (rows, rows) };
-    let ids = |rows: &[usize]| rows.iter().map(|&i| g[i]).collect::<Vec<u32>>();
-    let all = counted_groups(&ids(batch));
-    (rows, if all == 0 { 0.0 } else { counted_groups(&ids(half)) as f32 / all as f32 })
+/// Each half's weights in its batch's loss: its share of the rows (for the per-row mean
+/// terms) and of the groups the listwise term averages over (no group spans both halves).
+fn shares(groups: Option<&[u32]>, batch: &[usize], halves: (&[usize], &[usize])) -> ((f32, f32), (f32, f32)) {
+    let rows = |half: &[usize]| half.len() as f32 / batch.len() as f32;
+    let (ra, rb) = (rows(halves.0), rows(halves.1));
+    let Some(g) = groups else { return ((ra, ra), (rb, rb)) };
+    let counted = |rows: &[usize]| counted_groups(&rows.iter().map(|&i| g[i]).collect::<Vec<u32>>());
+    let all = counted(batch);
+    let share = |half: &[usize]| if all == 0 { 0.0 } else { counted(half) as f32 / all as f32 };
+    ((ra, share(halves.0)), (rb, share(halves.1)))
 }
 
 /// The gradients of the loss on rows `idx` of a window, its per-row mean terms weighted by
@@ -639,7 +641,8 @@ mod tests {
         let part = |rows: &[usize]| {
             let pick = |v: &[f32]| rows.iter().map(|&i| v[i]).collect::<Vec<f32>>();
             let g: Vec<u32> = rows.iter().map(|&i| groups[i]).collect();
-            let (share, group_share) = shares(Some(&groups), &idx, rows);
+            let (sa, sb) = shares(Some(&groups), &idx, (a, b));
+            let (share, group_share) = if rows == a { sa } else { sb };
             match distillation_terms(t(pick(&student)), t(pick(&teacher)), t(pick(&labels)), &g, w) {
                 (p, Some(l)) => value(p) * f64::from(share) + value(l) * f64::from(group_share),
                 (p, None) => value(p) * f64::from(share),

@@ -340,20 +340,24 @@ pub(crate) fn check_epilogue(ep: &Epilogue, n: usize, m: usize, out_len: usize, 
     assert!(stride >= n && out_len >= span(m, stride, n), "output buffer too small");
 }
 
-/// The epilogue's output bounds before the zero point is added: `[lo - z_out, 255 - z_out]`
-/// (lower bound `z_out` with ReLU, else 0), as f32 for the SIMD epilogues, which clamp before
-/// rounding.
-pub(crate) fn code_bounds(ep: &Epilogue) -> (f32, f32) {
-    let lo = if ep.relu { ep.output_zero_point } else { 0 };
-    ((lo - ep.output_zero_point) as f32, (255 - ep.output_zero_point) as f32)
+impl Epilogue {
+    /// The lowest output code: the zero point with ReLU (fused ReLU clamps there), else 0.
+    pub(crate) fn lowest_code(&self) -> i32 {
+        if self.relu { self.output_zero_point } else { 0 }
+    }
+
+    /// `255 - z_out` as f32: the largest rounded value before the zero point is added, where
+    /// the SIMD epilogues clamp in float before rounding (an integer, so the same codes).
+    pub(crate) fn highest_before_zero_point(&self) -> f32 {
+        (255 - self.output_zero_point) as f32
+    }
 }
 
 /// The reference epilogue of one accumulator of channel `c`.
 #[inline]
 pub(crate) fn requantize_one(acc: i32, c: usize, ep: &Epilogue) -> u8 {
-    let lo = if ep.relu { ep.output_zero_point } else { 0 };
     let v = round_even((acc + ep.offset[c]) as f32 * ep.multiplier[c]) + ep.output_zero_point;
-    v.clamp(lo, 255) as u8
+    v.clamp(ep.lowest_code(), 255) as u8
 }
 
 /// Float outputs: `(acc + offset) · multiplier` (the final logit layer).

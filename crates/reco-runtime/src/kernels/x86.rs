@@ -215,7 +215,7 @@ pub(crate) fn peak_int8(kernel: super::Kernel, steps: usize) -> f32 {
 pub(crate) fn peak_f32(lanes: usize, steps: usize) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
-        if lanes == 16 && has_avx512bw() {
+        if lanes == 16 && std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: AVX-512 F is present.
             return unsafe { vnni::peak_fma(steps) };
         }
@@ -259,8 +259,8 @@ fn requant8(
     ep: &super::Epilogue,
 ) -> std::arch::x86_64::__m128i {
     use std::arch::x86_64::*;
-    let hi = _mm256_set1_ps(super::code_bounds(ep).1);
-    let lo = _mm256_set1_epi32(if ep.relu { ep.output_zero_point } else { 0 });
+    let hi = _mm256_set1_ps(ep.highest_before_zero_point());
+    let lo = _mm256_set1_epi32(ep.lowest_code());
     let f = _mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(v), mul), hi);
     let q = _mm256_max_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(f), _mm256_set1_epi32(ep.output_zero_point)), lo);
     let w16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
@@ -494,11 +494,8 @@ mod avx2 {
                 }
                 c += 8;
             }
-            let lo = if ep.relu { ep.output_zero_point } else { 0 };
             for cc in c..n {
-                let v =
-                    super::super::round_even((a[cc] + ep.offset[cc]) as f32 * ep.multiplier[cc]) + ep.output_zero_point;
-                o[cc] = v.clamp(lo, 255) as u8;
+                o[cc] = super::super::requantize_one(a[cc], cc, ep);
             }
         }
     }
@@ -725,7 +722,7 @@ mod vnni {
             for (j, v) in init.iter_mut().enumerate() {
                 let c0 = (b0 + j) * 16;
                 let valid = 16.min(w.n - c0);
-                let mask: __mmask16 = if valid == 16 { 0xFFFF } else { (1u16 << valid) - 1 };
+                let mask = first_lanes(valid);
                 let off = &ep.offset[c0..c0 + valid];
                 // SAFETY: the mask reads only the `valid` lanes `off` holds.
                 *v = unsafe { _mm512_maskz_loadu_epi32(mask, off.as_ptr()) };
@@ -785,7 +782,7 @@ mod vnni {
                     for j in 0..C {
                         let c0 = (b0 + j) * 16;
                         let valid = 16.min(n - c0);
-                        let mask: __mmask16 = if valid == 16 { 0xFFFF } else { (1u16 << valid) - 1 };
+                        let mask = first_lanes(valid);
                         for (i, ai) in a.iter().enumerate() {
                             let row = r0 + i;
                             let dst = &mut acc[row * n + c0..row * n + c0 + valid];
@@ -795,14 +792,14 @@ mod vnni {
                     }
                 }
                 Sink::U8 { ep, out, stride } => {
-                    let hi = _mm512_set1_ps(super::super::code_bounds(ep).1);
+                    let hi = _mm512_set1_ps(ep.highest_before_zero_point());
                     let z = _mm512_set1_epi32(ep.output_zero_point);
-                    let lo = _mm512_set1_epi32(if ep.relu { ep.output_zero_point } else { 0 });
+                    let lo = _mm512_set1_epi32(ep.lowest_code());
                     let (stride, base) = (*stride, out.as_mut_ptr());
                     for j in 0..C {
                         let c0 = (b0 + j) * 16;
                         let valid = 16.min(n - c0);
-                        let mask: __mmask16 = if valid == 16 { 0xFFFF } else { (1u16 << valid) - 1 };
+                        let mask = first_lanes(valid);
                         let mul = &ep.multiplier[c0..c0 + valid];
                         let mul = _mm512_maskz_loadu_ps(mask, mul.as_ptr());
                         for (i, ai) in a.iter().enumerate() {
@@ -904,6 +901,12 @@ mod vnni {
     pub unsafe fn dot(x: &[u8], w: &[i8]) -> i32 {
         // SAFETY: the same features are enabled here.
         _mm512_reduce_add_epi32(unsafe { dot_lanes(x, w) })
+    }
+
+    /// The mask of the first `valid` (1 to 16) of 16 lanes: a channel block's channels below `n`.
+    #[inline(always)]
+    fn first_lanes(valid: usize) -> __mmask16 {
+        if valid == 16 { 0xFFFF } else { (1u16 << valid) - 1 }
     }
 
     /// See [`super::peak_int8`]: twelve `vpdpbusd` chains on all-ones bytes.
