@@ -289,17 +289,26 @@ mod x86 {
         }
     }
 
-    /// Which part of the inputs a pass covers: `k0..k1`, starting from zero (`first`) or from
-    /// the partial sums a previous pass left in the output, and ending with the bias and
-    /// activation (`last`) or with the partial sums stored. A stored partial sum is the
-    /// register's f32 value, so continuing from it gives the same bits as one pass.
+    /// Which part of the inputs a pass covers: `k0..k1`, starting from zero (the first pass,
+    /// `k0 = 0`) or from the partial sums a previous pass left in the output, and ending with
+    /// the bias and activation (the last, `k1 = k`) or with the partial sums stored. A stored
+    /// partial sum is the register's f32 value, so continuing from it gives the same bits as
+    /// one pass.
     #[derive(Clone, Copy)]
     struct Pass {
         k0: usize,
         k1: usize,
-        first: bool,
-        last: bool,
         relu: bool,
+    }
+
+    impl Pass {
+        fn first(self) -> bool {
+            self.k0 == 0
+        }
+
+        fn last(self, w: &PackedF32) -> bool {
+            self.k1 == w.k
+        }
     }
 
     /// One tile: `R` rows × panels `p0..p0 + P`, over the inputs of `pass`.
@@ -322,7 +331,7 @@ mod x86 {
         // SAFETY: the caller guarantees the features and extents used below.
         unsafe {
             let mut acc = [[V::zero(); P]; R];
-            if !pass.first {
+            if !pass.first() {
                 for (r, row) in acc.iter_mut().enumerate() {
                     for (j, a) in row.iter_mut().enumerate() {
                         *a = V::load(out.add(r * os + (p0 + j) * LANES));
@@ -343,8 +352,9 @@ mod x86 {
             for (j, _) in acc[0].iter().enumerate() {
                 let b = V::load(w.bias.as_ptr().add((p0 + j) * LANES));
                 for (r, row) in acc.iter().enumerate() {
-                    let y = if pass.last { V::add(row[j], b) } else { row[j] };
-                    let y = if pass.last && pass.relu { V::relu(y) } else { y };
+                    let last = pass.last(w);
+                    let y = if last { V::add(row[j], b) } else { row[j] };
+                    let y = if last && pass.relu { V::relu(y) } else { y };
                     y.store(out.add(r * os + (p0 + j) * LANES));
                 }
             }
@@ -385,10 +395,10 @@ mod x86 {
 
     /// Inputs per pass: a tile's panels of weights for this many inputs (`KC · P · 64`
     /// bytes) stay in L1 while a block of rows goes by.
-    pub(super) const KC: usize = 128;
+    const KC: usize = 128;
     /// Rows per block: the block's inputs for one pass (`RB · KC · 4` bytes) stay in L1/L2
     /// while every panel goes by.
-    pub(super) const RB: usize = 64;
+    const RB: usize = 64;
 
     /// Every row and panel: passes over the inputs `KC` at a time; in each, blocks of `RB`
     /// rows; in each block, panels `P` at a time (then one), each over the block's rows `MR`
@@ -411,7 +421,7 @@ mod x86 {
         let mut k0 = 0;
         loop {
             let k1 = (k0 + KC).min(w.k);
-            let pass = Pass { k0, k1, first: k0 == 0, last: k1 == w.k, relu };
+            let pass = Pass { k0, k1, relu };
             let mut b = 0;
             while b < m {
                 let rows = RB.min(m - b);
@@ -436,7 +446,7 @@ mod x86 {
                 }
                 b += rows;
             }
-            if pass.last {
+            if pass.last(w) {
                 return;
             }
             k0 = k1;
@@ -512,8 +522,19 @@ mod tests {
     #[test]
     fn every_kernel_gives_the_direct_sums_bit_for_bit() {
         let mut rng = Rng::new(7);
-        for &(m, k, n) in &[(1, 1, 1), (3, 35, 1), (9, 35, 128), (17, 128, 64), (8, 7, 16), (13, 20, 17), (70, 33, 47)]
-        {
+        // k past 128 runs several passes that continue from stored partial sums (129: one
+        // input in the second, 300: three passes); m past 64 several row blocks.
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (3, 35, 1),
+            (9, 35, 128),
+            (17, 128, 64),
+            (8, 7, 16),
+            (13, 20, 17),
+            (70, 33, 47),
+            (5, 129, 3),
+            (130, 300, 40),
+        ] {
             for relu in [false, true] {
                 let xs = k + 3;
                 let x = values(&mut rng, m * xs, 2.0);
