@@ -5,12 +5,13 @@
 //! the same shape in one process; criterion prints time per call, and
 //! `MACs per call / time` gives the throughput (the `elements` column counts MACs).
 //! `RECO_KERNEL` does not apply here: every kernel the CPU supports is measured. The `peak`
-//! group times each INT8 kernel's inner instruction alone: its rate is the ceiling.
+//! group times each INT8 kernel's inner instruction alone: its rate is the ceiling. The
+//! `relu inputs` groups time the float layer on mostly-zero inputs, dense and skipping zeros.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use reco_runtime::kernels::float::{PackedF32, Rows, RowsMut, dense_f32};
+use reco_runtime::kernels::float::{PackedF32, Rows, RowsMut, dense_f32, dense_f32_skipping_zeros};
 use reco_runtime::kernels::{Kernel, PackedWeights, gemm_u8s8, padded};
 use reco_runtime::rng::Rng;
 
@@ -67,5 +68,40 @@ fn peak(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, peak);
+/// Float layers on ReLU-like inputs (a share of exact zeros, the rest positive), dense tiles
+/// against the lists of nonzero inputs, on the hidden layers of the [128, 64] and [256, 128]
+/// teachers at the zero shares measured on them (65%) and around the switch (40–55%).
+fn skipping(c: &mut Criterion) {
+    let mut rng = Rng::new(2);
+    for (k, n) in [(128, 64), (256, 128), (64, 32)] {
+        let m = 64;
+        let weight: Vec<f32> = (0..n * k).map(|_| rng.normal() as f32).collect();
+        let packed = PackedF32::new(&weight, &vec![0.0; n], n, k);
+        let mut out = vec![0f32; m * packed.np()];
+        for zeros in [0.65, 0.55] {
+            let x: Vec<f32> =
+                (0..m * k).map(|_| if rng.uniform() < zeros { 0.0 } else { rng.normal().abs() as f32 }).collect();
+            let mut group = c.benchmark_group(format!("relu inputs {n}x{k} batch {m} zeros {zeros}"));
+            group.throughput(Throughput::Elements((m * k * n) as u64));
+            for kernel in Kernel::available() {
+                group.bench_function(format!("dense {}", kernel.name()), |b| {
+                    b.iter(|| {
+                        let rows = Rows { data: black_box(&x), stride: k, rows: m };
+                        dense_f32(kernel, rows, &packed, true, RowsMut { data: &mut out, stride: packed.np() });
+                    });
+                });
+                group.bench_function(format!("skipping {}", kernel.name()), |b| {
+                    b.iter(|| {
+                        let rows = Rows { data: black_box(&x), stride: k, rows: m };
+                        let out = RowsMut { data: &mut out, stride: packed.np() };
+                        dense_f32_skipping_zeros(kernel, rows, &packed, true, out);
+                    });
+                });
+            }
+            group.finish();
+        }
+    }
+}
+
+criterion_group!(benches, bench, peak, skipping);
 criterion_main!(benches);

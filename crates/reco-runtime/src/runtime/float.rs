@@ -147,7 +147,13 @@ pub(crate) fn run_layers(kernel: Kernel, layers: &[PackedF32], x: &[f32], m: usi
             } else {
                 Rows { data: src, stride: layers[i - 1].np(), rows }
             };
-            kernels::float::dense_f32(kernel, input, layer, relu, RowsMut { data: dst, stride: layer.np() });
+            let output = RowsMut { data: dst, stride: layer.np() };
+            if i == 0 {
+                kernels::float::dense_f32(kernel, input, layer, relu, output);
+            } else {
+                // The previous layer's ReLU outputs: often mostly zeros, skipped when they are.
+                kernels::float::dense_f32_skipping_zeros(kernel, input, layer, relu, output);
+            }
             std::mem::swap(&mut src, &mut dst);
         }
         for r in 0..rows {
