@@ -162,15 +162,19 @@ const SPARSE_BLOCK: usize = 64;
 /// inputs, and 16 more for the last full-width store.
 const SPARSE_ROOM: usize = 64 + LANES;
 
+#[cfg(target_arch = "x86_64")]
 /// 64 aligned bytes: the unit of [`Lists`].
 #[derive(Clone, Copy, Default)]
 #[repr(C, align(64))]
 struct Line([u32; LANES]);
 
+#[cfg(target_arch = "x86_64")]
 /// Lines per row list: [`SPARSE_ROOM`] values.
 const ROOM_LINES: usize = SPARSE_ROOM / LANES;
+#[cfg(target_arch = "x86_64")]
 const _: () = assert!(SPARSE_ROOM.is_multiple_of(LANES), "row lists are whole lines");
 
+#[cfg(target_arch = "x86_64")]
 /// Each row's nonzero inputs in a pass of [`dense_f32_skipping_zeros`]: for each of
 /// `SPARSE_BLOCK` rows, `SPARSE_ROOM` positions then the values at them, in one 64-byte
 /// aligned buffer (two separate vectors could land a multiple of 4 KB apart, and their
@@ -180,6 +184,7 @@ struct Lists {
     lines: Vec<Line>,
 }
 
+#[cfg(target_arch = "x86_64")]
 impl Lists {
     fn reserve(&mut self) {
         self.lines.resize(SPARSE_BLOCK * 2 * ROOM_LINES, Line::default());
@@ -218,6 +223,7 @@ impl Lists {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 thread_local! {
     /// Reused lists of [`dense_f32_skipping_zeros`].
     static SPARSE_LISTS: std::cell::RefCell<Lists> = std::cell::RefCell::new(Lists::default());
@@ -238,10 +244,23 @@ thread_local! {
 /// # Panics
 /// As [`dense_f32`].
 pub fn dense_f32_skipping_zeros(kernel: Kernel, x: Rows<'_>, w: &PackedF32, relu: bool, out: RowsMut<'_>) {
-    let path = path_of(kernel);
-    if path != Path::Avx512 || !w.finite || x.rows == 0 {
+    if path_of(kernel) != Path::Avx512 || !has_popcnt() || !w.finite || x.rows == 0 {
         return dense_f32(kernel, x, w, relu, out);
     }
+    #[cfg(target_arch = "x86_64")]
+    skip_blocks(x, w, relu, out);
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Blocks [`dense_f32_skipping_zeros`] ran over lists, for the tests to see it did.
+    static LISTED_BLOCKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// [`dense_f32_skipping_zeros`] once AVX-512 F and POPCNT are known present and the weights
+/// finite: every block of [`SPARSE_BLOCK`] rows through the x86 driver.
+#[cfg(target_arch = "x86_64")]
+fn skip_blocks(x: Rows<'_>, w: &PackedF32, relu: bool, out: RowsMut<'_>) {
     let (m, xs, os) = (x.rows, x.stride, out.stride);
     let (x, out) = (x.data, out.data);
     assert!(xs >= w.k && x.len() >= super::span(m, xs, w.k), "dense_f32: input buffer too small");
@@ -252,13 +271,13 @@ pub fn dense_f32_skipping_zeros(kernel: Kernel, x: Rows<'_>, w: &PackedF32, relu
         for start in (0..m).step_by(SPARSE_BLOCK) {
             let rows = SPARSE_BLOCK.min(m - start);
             let (xb, ob) = (&x[start * xs..], &mut out[start * os..]);
-            match path {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: AVX-512 F is present (`path_of`); rows start.. < m were checked
-                // against both buffers above; `lists` holds SPARSE_BLOCK · SPARSE_ROOM.
-                Path::Avx512 => unsafe { x86::skipping512(xb, xs, rows, w, relu, ob, os, &mut lists) },
-                _ => unreachable!("only AVX-512 came this far"),
-            }
+            // SAFETY: AVX-512 F and POPCNT are present (the caller); rows start.. < m were
+            // checked against both buffers above; `lists` holds SPARSE_BLOCK · SPARSE_ROOM.
+            let listed = unsafe { x86::skipping512(xb, xs, rows, w, relu, ob, os, &mut lists) };
+            #[cfg(test)]
+            LISTED_BLOCKS.with(|c| c.set(c.get() + usize::from(listed)));
+            #[cfg(not(test))]
+            let _ = listed;
         }
     });
 }
@@ -294,6 +313,17 @@ fn has_avx512f() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn has_popcnt() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("popcnt")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -368,64 +398,6 @@ mod x86 {
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
             unsafe { _mm512_storeu_ps(p, self.0) }
-        }
-    }
-
-    /// A vector type with the pieces of [`skipping`]: listing a row's nonzero inputs. Only
-    /// AVX-512 has them: without a compress instruction the lists cost more than they save
-    /// (an AVX2 version built them one input at a time and ran the quickstart models 6–8%
-    /// slower, `RECO_KERNEL=avx2` on AMD EPYC).
-    pub(super) trait Lister: Vector {
-        /// The share of nonzero inputs (in percent, over the sampled rows) above which
-        /// [`skipping`] runs the dense tiles.
-        const MAX_NONZERO_PERCENT: usize;
-        /// Writes the positions of `x[..k]`'s nonzero values (NaN included) in order to `idx`,
-        /// as byte offsets of their rows in a panel (`i · 64`), and the values to `vals`, each
-        /// with room for `k + 16`; returns how many. `k ≤ 2^26`.
-        unsafe fn nonzeros(x: *const f32, k: usize, idx: *mut u32, vals: *mut f32) -> usize;
-        /// How many of `x[..k]` are nonzero (NaN included).
-        unsafe fn count_nonzeros(x: *const f32, k: usize) -> usize;
-    }
-
-    impl Lister for Z {
-        /// Measured on the quickstart models (AMD EPYC): their 35%-nonzero hidden layers ran
-        /// 1.1–1.6× faster over their lists, a 64 → 32 layer at 47% nonzero slower.
-        const MAX_NONZERO_PERCENT: usize = 40;
-        /// Sixteen inputs at a time: a compare, a compress of their indices in a register
-        /// (a compressing store to memory is slow on some CPUs) and one full-width store.
-        #[inline(always)]
-        unsafe fn nonzeros(x: *const f32, k: usize, idx: *mut u32, vals: *mut f32) -> usize {
-            // SAFETY: lanes past `k` are masked off the load; each store writes 16 values
-            // at `n ≤ i`, within the `k + 16` the caller provides.
-            unsafe {
-                let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-                let (mut n, mut i) = (0, 0);
-                while i < k {
-                    let lanes: __mmask16 = if k - i >= 16 { !0 } else { (1 << (k - i)) - 1 };
-                    let v = _mm512_maskz_loadu_ps(lanes, x.add(i));
-                    let nz = _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(lanes, v, _mm512_setzero_ps());
-                    let at = _mm512_slli_epi32::<6>(_mm512_add_epi32(iota, _mm512_set1_epi32(i as i32)));
-                    _mm512_storeu_si512(idx.add(n).cast(), _mm512_maskz_compress_epi32(nz, at));
-                    _mm512_storeu_ps(vals.add(n), _mm512_maskz_compress_ps(nz, v));
-                    n += nz.count_ones() as usize;
-                    i += 16;
-                }
-                n
-            }
-        }
-        #[inline(always)]
-        unsafe fn count_nonzeros(x: *const f32, k: usize) -> usize {
-            // SAFETY: lanes past `k` are masked off the load.
-            unsafe {
-                let (mut n, mut i) = (0, 0);
-                while i < k {
-                    let lanes: __mmask16 = if k - i >= 16 { !0 } else { (1 << (k - i)) - 1 };
-                    let v = _mm512_maskz_loadu_ps(lanes, x.add(i));
-                    n += _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(lanes, v, _mm512_setzero_ps()).count_ones() as usize;
-                    i += 16;
-                }
-                n
-            }
         }
     }
 
@@ -630,6 +602,61 @@ mod x86 {
         }
     }
 
+    /// The share of nonzero inputs (in percent, over the sampled rows) above which
+    /// [`skipping`] runs the dense tiles. Measured on the quickstart models (AMD EPYC):
+    /// their 35%-nonzero hidden layers ran 1.1–1.6× faster over their lists, a 64 → 32 layer
+    /// at 47% nonzero slower. (AVX2 has no skipping: without a compress instruction, lists
+    /// built one input at a time ran the quickstart models 6–8% slower.)
+    const MAX_NONZERO_PERCENT: usize = 40;
+
+    /// Writes the positions of `x[..k]`'s nonzero values (NaN included) in order to `idx`,
+    /// as byte offsets of their rows in a panel (`i · 64`), and the values to `vals`, each
+    /// with room for `k + 16`; returns how many. `k ≤ 2^26`.
+    ///
+    /// Sixteen inputs at a time: a compare, a compress of their indices in a register (a
+    /// compressing store to memory is slow on some CPUs) and one full-width store.
+    ///
+    /// # Safety
+    /// AVX-512 F is present; `k` values exist at `x`, and `k + 16` at `idx` and `vals`.
+    #[inline(always)]
+    unsafe fn nonzeros(x: *const f32, k: usize, idx: *mut u32, vals: *mut f32) -> usize {
+        // SAFETY: lanes past `k` are masked off the load; each store writes 16 values
+        // at `n ≤ i`, within the `k + 16` the caller provides.
+        unsafe {
+            let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            let (mut n, mut i) = (0, 0);
+            while i < k {
+                let lanes: __mmask16 = if k - i >= 16 { !0 } else { (1 << (k - i)) - 1 };
+                let v = _mm512_maskz_loadu_ps(lanes, x.add(i));
+                let nz = _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(lanes, v, _mm512_setzero_ps());
+                let at = _mm512_slli_epi32::<6>(_mm512_add_epi32(iota, _mm512_set1_epi32(i as i32)));
+                _mm512_storeu_si512(idx.add(n).cast(), _mm512_maskz_compress_epi32(nz, at));
+                _mm512_storeu_ps(vals.add(n), _mm512_maskz_compress_ps(nz, v));
+                n += nz.count_ones() as usize;
+                i += 16;
+            }
+            n
+        }
+    }
+    /// How many of `x[..k]` are nonzero (NaN included).
+    ///
+    /// # Safety
+    /// AVX-512 F is present; `k` values exist at `x`.
+    #[inline(always)]
+    unsafe fn count_nonzeros(x: *const f32, k: usize) -> usize {
+        // SAFETY: lanes past `k` are masked off the load.
+        unsafe {
+            let (mut n, mut i) = (0, 0);
+            while i < k {
+                let lanes: __mmask16 = if k - i >= 16 { !0 } else { (1 << (k - i)) - 1 };
+                let v = _mm512_maskz_loadu_ps(lanes, x.add(i));
+                n += _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(lanes, v, _mm512_setzero_ps()).count_ones() as usize;
+                i += 16;
+            }
+            n
+        }
+    }
+
     /// One row's part of a pass for [`sparse_tile`]: the positions (byte offsets from the
     /// pass's first panel row, ascending) of its nonzero inputs, the values there, and its
     /// output row.
@@ -728,21 +755,22 @@ mod x86 {
     /// stay in L1 while the rows, touching them at their nonzero inputs, go by.
     const SPARSE_KC: usize = super::SPARSE_ROOM - LANES;
 
-    /// At most [`super::SPARSE_BLOCK`] rows. When at most half their inputs are nonzero:
-    /// passes of [`SPARSE_KC`] inputs; in each, every row's nonzero inputs of the pass
-    /// listed, then [`sparse_tiles`] over 4 panels at a time. Otherwise [`dense`].
+    /// At most [`super::SPARSE_BLOCK`] rows, with AVX-512. When the first [`SAMPLE`] rows'
+    /// inputs are at most [`MAX_NONZERO_PERCENT`] nonzero: passes of [`SPARSE_KC`] inputs; in
+    /// each, every row's nonzero inputs of the pass listed, then [`sparse_tiles`] over 4
+    /// panels at a time. Otherwise [`dense`].
     ///
-    /// Layers of 3 panels or more run pairs of rows (6 or 8 independent accumulators), each
+    /// Layers of 3 panels or more run pairs of rows (up to 8 independent accumulators), each
     /// finishing its longer list alone. Narrower layers run 4 rows at a time, their lists
     /// padded to the longest of the 4 with zeros at index 0 (adding nothing, as a skipped
     /// zero adds nothing), so no row runs alone on 1 or 2 accumulators.
     ///
     /// # Safety
-    /// As [`dense`], with `m ≤ SPARSE_BLOCK` and `lists` holding `SPARSE_BLOCK · SPARSE_ROOM`
-    /// of each.
+    /// As [`dense`] with AVX-512 F and POPCNT, `m ≤ SPARSE_BLOCK` and `lists` holding
+    /// `SPARSE_BLOCK · SPARSE_ROOM` of each kind.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn skipping<V: Lister, const MR: usize, const P: usize>(
+    unsafe fn skipping(
         x: *const f32,
         xs: usize,
         m: usize,
@@ -751,7 +779,7 @@ mod x86 {
         out: *mut f32,
         os: usize,
         lists: &mut super::Lists,
-    ) {
+    ) -> bool {
         let k = w.k;
         // SAFETY: rows < m ≤ SPARSE_BLOCK exist in x and out (the caller); a row's lists
         // have SPARSE_ROOM: room for the pass's ≤ SPARSE_KC inputs + 16.
@@ -759,10 +787,11 @@ mod x86 {
             let sample = m.min(SAMPLE);
             let mut nonzero = 0;
             for r in 0..sample {
-                nonzero += V::count_nonzeros(x.add(r * xs), k);
+                nonzero += count_nonzeros(x.add(r * xs), k);
             }
-            if 100 * nonzero > V::MAX_NONZERO_PERCENT * sample * k {
-                return dense::<V, MR, P>(x, xs, m, w, relu, out, os);
+            if 100 * nonzero > MAX_NONZERO_PERCENT * sample * k {
+                dense::<Z, 8, 2>(x, xs, m, w, relu, out, os);
+                return false;
             }
             let narrow = w.np() <= 2 * LANES;
             let mut counts = [0usize; super::SPARSE_BLOCK];
@@ -772,7 +801,7 @@ mod x86 {
                 let pass = Pass { k0, k1, relu };
                 for (r, c) in counts.iter_mut().enumerate().take(m) {
                     let (idx, vals) = lists.row_mut(r);
-                    *c = V::nonzeros(x.add(r * xs + k0), k1 - k0, idx.as_mut_ptr(), vals.as_mut_ptr());
+                    *c = nonzeros(x.add(r * xs + k0), k1 - k0, idx.as_mut_ptr(), vals.as_mut_ptr());
                 }
                 if narrow {
                     pad(lists, &mut counts[..m]);
@@ -786,27 +815,29 @@ mod x86 {
                     let mut r = 0;
                     if narrow {
                         while r + 4 <= m {
-                            sparse_tiles::<V, 4>([row(r), row(r + 1), row(r + 2), row(r + 3)], w, p0, pass);
+                            sparse_tiles::<Z, 4>([row(r), row(r + 1), row(r + 2), row(r + 3)], w, p0, pass);
                             r += 4;
                         }
                     }
                     while r + 2 <= m {
-                        sparse_tiles::<V, 2>([row(r), row(r + 1)], w, p0, pass);
+                        sparse_tiles::<Z, 2>([row(r), row(r + 1)], w, p0, pass);
                         r += 2;
                     }
                     if r < m {
-                        sparse_tiles::<V, 1>([row(r)], w, p0, pass);
+                        sparse_tiles::<Z, 1>([row(r)], w, p0, pass);
                     }
                 }
                 if pass.last(w) {
-                    return;
+                    return true;
                 }
                 k0 = k1;
             }
         }
     }
 
-    /// Pads each group of 4 rows' lists to the group's longest with zeros at index 0.
+    /// Pads each group of 4 rows' lists to the group's longest with zeros at offset 0 (the
+    /// pass's first input row, which exists: a list is only padded when another in its group
+    /// is longer, so the pass has inputs).
     fn pad(lists: &mut super::Lists, counts: &mut [usize]) {
         for (g, group) in counts.chunks_mut(4).enumerate() {
             let longest = group.iter().copied().max().unwrap_or(0);
@@ -850,34 +881,27 @@ mod x86 {
     driver!(dense512, Z, 2, "avx512f");
     driver!(dense256, Y, 1, "avx2,fma");
 
-    macro_rules! skipping_driver {
-        ($name:ident, $v:ty, $mr:expr, $p:expr, $features:literal) => {
-            /// At most [`super::SPARSE_BLOCK`] rows through [`skipping`] with this vector
-            /// type and its features.
-            ///
-            /// # Safety
-            /// The CPU features named are present, the buffers were checked by
-            /// [`super::dense_f32_skipping_zeros`], `m ≤ SPARSE_BLOCK` and `lists` holds
-            /// `SPARSE_BLOCK · SPARSE_ROOM` values.
-            #[target_feature(enable = $features)]
-            #[allow(clippy::too_many_arguments)]
-            pub(super) unsafe fn $name(
-                x: &[f32],
-                xs: usize,
-                m: usize,
-                w: &PackedF32,
-                relu: bool,
-                out: &mut [f32],
-                os: usize,
-                lists: &mut super::Lists,
-            ) {
-                // SAFETY: the caller checked every row and panel against the buffers.
-                unsafe { skipping::<$v, $mr, $p>(x.as_ptr(), xs, m, w, relu, out.as_mut_ptr(), os, lists) }
-            }
-        };
+    /// At most [`super::SPARSE_BLOCK`] rows through [`skipping`]; whether it ran the lists.
+    ///
+    /// # Safety
+    /// AVX-512 F and POPCNT are present, the buffers were checked by
+    /// [`super::dense_f32_skipping_zeros`], `m ≤ SPARSE_BLOCK` and `lists` holds
+    /// `SPARSE_BLOCK · SPARSE_ROOM` values of each kind.
+    #[target_feature(enable = "avx512f,popcnt")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn skipping512(
+        x: &[f32],
+        xs: usize,
+        m: usize,
+        w: &PackedF32,
+        relu: bool,
+        out: &mut [f32],
+        os: usize,
+        lists: &mut super::Lists,
+    ) -> bool {
+        // SAFETY: the caller checked every row and panel against the buffers.
+        unsafe { skipping(x.as_ptr(), xs, m, w, relu, out.as_mut_ptr(), os, lists) }
     }
-
-    skipping_driver!(skipping512, Z, 8, 2, "avx512f,popcnt");
 }
 
 #[cfg(test)]
@@ -962,15 +986,55 @@ mod tests {
         (0..len).map(|_| if rng.uniform() < zeros { 0.0 } else { (rng.normal() * scale) as f32 }).collect()
     }
 
+    /// [`dense_f32_skipping_zeros`] with output stride `os`, checked like [`run`] (padding
+    /// lanes 0, nothing written past the panels); the `[m, n]` part and whether any block
+    /// ran over lists.
+    fn run_skipping(kernel: Kernel, x: Rows<'_>, p: &PackedF32, relu: bool, os: usize) -> (Vec<f32>, bool) {
+        let m = x.rows;
+        let mut out = vec![f32::NAN; m * os];
+        let before = LISTED_BLOCKS.with(std::cell::Cell::get);
+        dense_f32_skipping_zeros(kernel, x, p, relu, RowsMut { data: &mut out, stride: os });
+        let listed = LISTED_BLOCKS.with(std::cell::Cell::get) > before;
+        let mut got = Vec::with_capacity(m * p.n());
+        for r in 0..m {
+            got.extend_from_slice(&out[r * os..r * os + p.n()]);
+            let pad = &out[r * os + p.n()..r * os + p.np()];
+            assert!(pad.iter().all(|&v| v == 0.0), "padding lanes of row {r} not zero: {pad:?}");
+            assert!(out[r * os + p.np()..(r + 1) * os].iter().all(|v| v.is_nan()), "wrote past the panels");
+        }
+        (got, listed)
+    }
+
+    /// Whether some block of 64 rows has its first 8 rows' inputs at most 40% nonzero.
+    fn sampled_sparse(x: &[f32], xs: usize, m: usize, k: usize) -> bool {
+        (0..m).step_by(64).any(|start| {
+            let sample = (m - start).min(8);
+            let nonzero = (start..start + sample).map(|r| x[r * xs..r * xs + k].iter().filter(|&&v| v != 0.0).count());
+            100 * nonzero.sum::<usize>() <= 40 * sample * k
+        })
+    }
+
     #[test]
     fn skipping_zeros_gives_the_direct_sums_bit_for_bit() {
         let mut rng = Rng::new(17);
-        // Shapes around the tile widths (1–9 panels), pass lengths (k 64, 65, 129, 200) and
-        // row groups (m not a multiple of 2 or 4, several blocks); densities on both sides
-        // of the switch to the dense tiles, and all zero.
-        for &(m, k, n) in
-            &[(1, 1, 1), (7, 64, 1), (9, 65, 33), (70, 128, 64), (5, 129, 48), (131, 200, 140), (4, 30, 16)]
-        {
+        let mut listed_shapes = 0;
+        // Panel counts 1–9 (groups of 4 with remainders of 1, 2 and 3), one to four passes
+        // of 64 inputs (k 1 to 200, not multiples of 16), row counts odd, below and past a
+        // pair or group of 4, and several blocks; zero shares on both sides of the switch
+        // to the dense tiles, and all zero.
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (7, 64, 1),
+            (9, 65, 33),
+            (70, 128, 64),
+            (5, 129, 48),
+            (131, 200, 140),
+            (4, 30, 16),
+            (7, 130, 20),
+            (11, 70, 90),
+            (6, 100, 110),
+            (3, 150, 7),
+        ] {
             for zeros in [1.0, 0.97, 0.7, 0.55, 0.2] {
                 for relu in [false, true] {
                     let xs = k + 2;
@@ -979,15 +1043,42 @@ mod tests {
                     let p = PackedF32::new(&w, &b, n, k);
                     let want = direct(Rows { data: &x, stride: xs, rows: m }, (&w, &b), n, k, relu);
                     for kernel in Kernel::available() {
-                        let os = p.np() + 3;
-                        let mut out = vec![f32::NAN; m * os];
                         let rows = Rows { data: &x, stride: xs, rows: m };
-                        dense_f32_skipping_zeros(kernel, rows, &p, relu, RowsMut { data: &mut out, stride: os });
-                        let got: Vec<f32> = (0..m).flat_map(|r| out[r * os..r * os + n].to_vec()).collect();
+                        let (got, listed) = run_skipping(kernel, rows, &p, relu, p.np() + 3);
                         let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
                         assert!(same, "{} m={m} k={k} n={n} zeros={zeros} relu={relu}", kernel.name());
+                        let expected = vector_lanes(kernel) == Some(16) && sampled_sparse(&x, xs, m, k);
+                        assert_eq!(listed, expected, "{} m={m} k={k} zeros={zeros}: lists ran", kernel.name());
+                        listed_shapes += usize::from(listed);
                     }
                 }
+            }
+        }
+        eprintln!("{listed_shapes} runs went over lists");
+    }
+
+    #[test]
+    fn skipping_zeros_with_no_inputs_and_tight_buffers_gives_the_dense_bits() {
+        let mut rng = Rng::new(23);
+        // k = 0: the outputs are the bias.
+        let p = PackedF32::new(&[], &[0.5, -1.0, 2.0], 3, 0);
+        for kernel in Kernel::available() {
+            let (got, _) = run_skipping(kernel, Rows { data: &[], stride: 0, rows: 2 }, &p, false, LANES);
+            assert_eq!(got, [0.5, -1.0, 2.0, 0.5, -1.0, 2.0], "{}", kernel.name());
+        }
+        // Buffers exactly (m - 1) · stride + width long.
+        let (k, n, xs, os) = (90, 20, 97, 40);
+        let (w, b) = (values(&mut rng, n * k, 0.5), values(&mut rng, n, 0.5));
+        let p = PackedF32::new(&w, &b, n, k);
+        for m in [1, 2, 5, 9, 66] {
+            let x = sparse_values(&mut rng, (m - 1) * xs + k, 1.0, 0.8);
+            let want = direct(Rows { data: &x, stride: xs, rows: m }, (&w, &b), n, k, true);
+            for kernel in Kernel::available() {
+                let mut out = vec![0f32; (m - 1) * os + p.np()];
+                let rows = Rows { data: &x, stride: xs, rows: m };
+                dense_f32_skipping_zeros(kernel, rows, &p, true, RowsMut { data: &mut out, stride: os });
+                let got: Vec<f32> = (0..m).flat_map(|r| out[r * os..r * os + n].to_vec()).collect();
+                assert_eq!(got, want, "{} m={m}", kernel.name());
             }
         }
     }
