@@ -479,14 +479,8 @@ mod x86 {
         let k = w.k;
         // SAFETY: the caller guarantees the features and extents used below.
         unsafe {
-            let mut acc = [[V::zero(); P]; R];
-            if !pass.first() {
-                for (r, row) in acc.iter_mut().enumerate() {
-                    for (j, a) in row.iter_mut().enumerate() {
-                        *a = V::load(out.add(r * os + (p0 + j) * LANES));
-                    }
-                }
-            }
+            let outs: [*mut f32; R] = std::array::from_fn(|r| out.add(r * os));
+            let mut acc = resume::<V, R, P>(&outs, p0, pass);
             let rows: [*const f32; R] = std::array::from_fn(|r| x.add(r * xs));
             let panels: [*const f32; P] = std::array::from_fn(|j| w.panels.as_ptr().add((p0 + j) * k * LANES));
             for i in pass.k0..pass.k1 {
@@ -498,13 +492,57 @@ mod x86 {
                     }
                 }
             }
-            for (j, _) in acc[0].iter().enumerate() {
+            finish(&acc, &outs, w, p0, pass);
+        }
+    }
+
+    /// A tile's accumulators at the start of `pass`: zero on the first pass, else the partial
+    /// sums the previous pass stored in panels `p0..p0 + P` of each output row `outs[r]`.
+    ///
+    /// # Safety
+    /// The vector type's CPU features are present; each output row has those panels.
+    #[inline(always)]
+    unsafe fn resume<V: Vector, const R: usize, const P: usize>(
+        outs: &[*mut f32; R],
+        p0: usize,
+        pass: Pass,
+    ) -> [[V; P]; R] {
+        // SAFETY: the caller guarantees the features and extents used below.
+        unsafe {
+            let mut acc = [[V::zero(); P]; R];
+            if !pass.first() {
+                for (a, &o) in acc.iter_mut().zip(outs) {
+                    for (j, v) in a.iter_mut().enumerate() {
+                        *v = V::load(o.add((p0 + j) * LANES));
+                    }
+                }
+            }
+            acc
+        }
+    }
+
+    /// Stores a tile's accumulators into panels `p0..p0 + P` of each output row `outs[r]`:
+    /// on the last pass with the bias added and then the ReLU, else as partial sums.
+    ///
+    /// # Safety
+    /// As [`resume`]; the panels exist in `w`.
+    #[inline(always)]
+    unsafe fn finish<V: Vector, const R: usize, const P: usize>(
+        acc: &[[V; P]; R],
+        outs: &[*mut f32; R],
+        w: &PackedF32,
+        p0: usize,
+        pass: Pass,
+    ) {
+        let last = pass.last(w);
+        // SAFETY: the caller guarantees the features and extents used below.
+        unsafe {
+            for j in 0..P {
                 let b = V::load(w.bias.as_ptr().add((p0 + j) * LANES));
-                for (r, row) in acc.iter().enumerate() {
-                    let last = pass.last(w);
-                    let y = if last { V::add(row[j], b) } else { row[j] };
+                for (a, &o) in acc.iter().zip(outs) {
+                    let y = if last { V::add(a[j], b) } else { a[j] };
                     let y = if last && pass.relu { V::relu(y) } else { y };
-                    y.store(out.add(r * os + (p0 + j) * LANES));
+                    y.store(o.add((p0 + j) * LANES));
                 }
             }
         }
@@ -685,14 +723,8 @@ mod x86 {
         unsafe {
             let panels: [*const f32; P] =
                 std::array::from_fn(|j| w.panels.as_ptr().add(((p0 + j) * w.k + pass.k0) * LANES));
-            let mut acc = [[V::zero(); P]; R];
-            if !pass.first() {
-                for (a, r) in acc.iter_mut().zip(&rows) {
-                    for (j, v) in a.iter_mut().enumerate() {
-                        *v = V::load(r.out.add((p0 + j) * LANES));
-                    }
-                }
-            }
+            let outs: [*mut f32; R] = std::array::from_fn(|r| rows[r].out);
+            let mut acc = resume::<V, R, P>(&outs, p0, pass);
             let common = rows.iter().map(|r| r.idx.len()).min().unwrap_or(0);
             for t in 0..common {
                 for (a, r) in acc.iter_mut().zip(&rows) {
@@ -704,14 +736,7 @@ mod x86 {
                     sparse_step(a, &panels, i, v);
                 }
             }
-            let last = pass.last(w);
-            for (a, r) in acc.iter().zip(&rows) {
-                for (j, &v) in a.iter().enumerate() {
-                    let y = if last { V::add(v, V::load(w.bias.as_ptr().add((p0 + j) * LANES))) } else { v };
-                    let y = if last && pass.relu { V::relu(y) } else { y };
-                    y.store(r.out.add((p0 + j) * LANES));
-                }
-            }
+            finish(&acc, &outs, w, p0, pass);
         }
     }
 
