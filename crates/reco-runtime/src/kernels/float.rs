@@ -27,13 +27,45 @@ use super::Kernel;
 /// Output channels per panel.
 pub const LANES: usize = 16;
 
+/// One input's weights for a panel's [`LANES`] channels, 64-byte aligned: a vector load of it
+/// never spans two cache lines (the tiles that skip zero inputs load one per multiply-add).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[repr(C, align(64))]
+struct PanelRow([f32; LANES]);
+
+/// A growable buffer of floats whose start is 64-byte aligned: rows of whole panels in it
+/// (a layer's activations) start on cache lines, so the tiles' vector loads and stores of
+/// them never span two.
+#[derive(Debug, Default)]
+pub struct AlignedF32 {
+    lines: Vec<PanelRow>,
+}
+
+impl AlignedF32 {
+    /// An empty buffer.
+    pub const fn new() -> Self {
+        Self { lines: Vec::new() }
+    }
+
+    /// The first `len` floats, zero-filled where never written, growing the buffer if needed.
+    pub fn get_mut(&mut self, len: usize) -> &mut [f32] {
+        let lines = len.div_ceil(LANES);
+        if self.lines.len() < lines {
+            self.lines.resize(lines, PanelRow::default());
+        }
+        // SAFETY: `PanelRow` is `repr(C)` of LANES f32s, so `lines` rows are that many
+        // contiguous initialized f32s, at least `len`; the borrow is `self`'s.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<f32>(), len) }
+    }
+}
+
 /// A float layer's weights `[n, k]` and bias `[n]` in panels of [`LANES`] channels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PackedF32 {
     n: usize,
     k: usize,
-    /// `[panels][k][LANES]`, channels past `n` zero.
-    panels: Vec<f32>,
+    /// `[panels][k]` rows of `LANES`, channels past `n` zero.
+    panels: Vec<PanelRow>,
     /// `[panels · LANES]`, padding zero.
     bias: Vec<f32>,
     /// Every weight is finite, so an input of zero adds nothing whatever it meets: the
@@ -49,11 +81,11 @@ impl PackedF32 {
     pub fn new(weight: &[f32], bias: &[f32], n: usize, k: usize) -> Self {
         assert!(weight.len() == n * k && bias.len() == n, "weights must be [n, k] and bias [n]");
         let np = n.div_ceil(LANES) * LANES;
-        let mut panels = vec![0f32; np * k];
+        let mut panels = vec![PanelRow::default(); np / LANES * k];
         for c in 0..n {
             let (p, lane) = (c / LANES, c % LANES);
             for i in 0..k {
-                panels[(p * k + i) * LANES + lane] = weight[c * k + i];
+                panels[p * k + i].0[lane] = weight[c * k + i];
             }
         }
         let mut padded = vec![0f32; np];
@@ -79,7 +111,12 @@ impl PackedF32 {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        4 * (self.panels.len() + self.bias.len())
+        4 * (self.panels.len() * LANES + self.bias.len())
+    }
+
+    /// The packed weights as `[panels][k][LANES]` floats.
+    fn weights(&self) -> *const f32 {
+        self.panels.as_ptr().cast()
     }
 }
 
@@ -290,11 +327,11 @@ fn scalar(x: Rows<'_>, w: &PackedF32, relu: bool, out: RowsMut<'_>) {
     for r in 0..m {
         let xr = &x[r * xs..r * xs + k];
         for p in 0..w.np() / LANES {
-            let panel = &w.panels[p * k * LANES..(p + 1) * k * LANES];
+            let panel = &w.panels[p * k..(p + 1) * k];
             for lane in 0..LANES {
                 let mut acc = 0f32;
-                for (i, &v) in xr.iter().enumerate() {
-                    acc = v.mul_add(panel[i * LANES + lane], acc);
+                for (&v, row) in xr.iter().zip(panel) {
+                    acc = v.mul_add(row.0[lane], acc);
                 }
                 let y = acc + w.bias[p * LANES + lane];
                 out[r * os + p * LANES + lane] = if relu { relu_one(y) } else { y };
@@ -482,7 +519,7 @@ mod x86 {
             let outs: [*mut f32; R] = std::array::from_fn(|r| out.add(r * os));
             let mut acc = resume::<V, R, P>(&outs, p0, pass);
             let rows: [*const f32; R] = std::array::from_fn(|r| x.add(r * xs));
-            let panels: [*const f32; P] = std::array::from_fn(|j| w.panels.as_ptr().add((p0 + j) * k * LANES));
+            let panels: [*const f32; P] = std::array::from_fn(|j| w.weights().add((p0 + j) * k * LANES));
             for i in pass.k0..pass.k1 {
                 let wv: [V; P] = std::array::from_fn(|j| V::load(panels[j].add(i * LANES)));
                 for (row, &xr) in acc.iter_mut().zip(&rows) {
@@ -721,8 +758,7 @@ mod x86 {
     ) {
         // SAFETY: the caller guarantees the features and extents used below.
         unsafe {
-            let panels: [*const f32; P] =
-                std::array::from_fn(|j| w.panels.as_ptr().add(((p0 + j) * w.k + pass.k0) * LANES));
+            let panels: [*const f32; P] = std::array::from_fn(|j| w.weights().add(((p0 + j) * w.k + pass.k0) * LANES));
             let outs: [*mut f32; R] = std::array::from_fn(|r| rows[r].out);
             let mut acc = resume::<V, R, P>(&outs, p0, pass);
             let common = rows.iter().map(|r| r.idx.len()).min().unwrap_or(0);
@@ -1141,6 +1177,21 @@ mod tests {
                 assert!(out[3 * p.np()..3 * p.np() + n].iter().all(|v| v.is_nan()), "the NaN input reaches row 3");
             }
         }
+    }
+
+    #[test]
+    fn packed_weights_and_activation_buffers_start_on_cache_lines() {
+        for (n, k) in [(1, 1), (3, 5), (40, 35), (128, 256)] {
+            let p = PackedF32::new(&vec![1.0; n * k], &vec![0.0; n], n, k);
+            assert_eq!(p.weights() as usize % 64, 0, "n={n} k={k}");
+        }
+        let mut a = AlignedF32::new();
+        a.get_mut(4).copy_from_slice(&[1.0, 2.0, 3.0, 4.0]);
+        for len in [1, 16, 17, 1000, 5000] {
+            let s = a.get_mut(len);
+            assert_eq!((s.len(), s.as_ptr() as usize % 64), (len, 0), "len {len}");
+        }
+        assert_eq!(a.get_mut(4), [1.0, 2.0, 3.0, 4.0], "values survive growth");
     }
 
     #[test]

@@ -112,7 +112,8 @@ const MLP_BLOCK: usize = 64;
 
 thread_local! {
     /// Reused activation buffers of [`mlp`] (two blocks of the widest layer).
-    static MLP_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static MLP_SCRATCH: std::cell::RefCell<kernels::float::AlignedF32> =
+        const { std::cell::RefCell::new(kernels::float::AlignedF32::new()) };
 }
 
 /// Runs `layers` (ReLU between them, none after the last) on `m` rows of `x`, a block of
@@ -135,8 +136,7 @@ pub(crate) fn run_layers(kernel: Kernel, layers: &[PackedF32], x: &[f32], m: usi
     let (n_out, np) = (last.n(), last.np());
     let mut out = Vec::with_capacity(m * n_out);
     let mut scratch = MLP_SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-    scratch.resize(2 * MLP_BLOCK * width, 0.0);
-    let (a, b) = scratch.split_at_mut(MLP_BLOCK * width);
+    let (a, b) = scratch.get_mut(2 * MLP_BLOCK * width).split_at_mut(MLP_BLOCK * width);
     for start in (0..m).step_by(MLP_BLOCK) {
         let rows = MLP_BLOCK.min(m - start);
         let (mut src, mut dst) = (&mut *a, &mut *b);
