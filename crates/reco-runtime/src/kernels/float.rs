@@ -20,7 +20,8 @@
 //! value) and only those are multiplied in, in the same order, so the sums are the same
 //! (`fma(0, w, acc)` is `acc` for finite `w`). Each step is one broadcast and one weight load
 //! per panel, without the dense tiles' reuse of a weight load across 8 rows, so it pays below
-//! about 40% nonzero.
+//! about 55% nonzero on layers of 48 outputs or more, and only on nearly all-zero inputs on
+//! narrower ones.
 
 use super::Kernel;
 
@@ -269,7 +270,7 @@ thread_local! {
 /// [`dense_f32`] for inputs with many exact zeros, such as the previous layer's ReLU outputs.
 ///
 /// With AVX-512, each block of [`SPARSE_BLOCK`] rows whose first rows' inputs are at most
-/// 40% nonzero is computed over each row's nonzero inputs only, in order; a denser block,
+/// 55% nonzero (20% for layers of 32 outputs or fewer) is computed over each row's nonzero inputs only, in order; a denser block,
 /// the other kernels and weights holding a non-finite value go to [`dense_f32`]. (On the ReLU
 /// MLPs trained here, 53–97% of hidden activations are exact zeros.)
 ///
@@ -678,11 +679,14 @@ mod x86 {
     }
 
     /// The share of nonzero inputs (in percent, over the sampled rows) above which
-    /// [`skipping`] runs the dense tiles. Measured on the quickstart models (AMD EPYC):
-    /// their 35%-nonzero hidden layers ran 1.1–1.6× faster over their lists, a 64 → 32 layer
-    /// at 47% nonzero slower. (AVX2 has no skipping: without a compress instruction, lists
-    /// built one input at a time ran the quickstart models 6–8% slower.)
-    const MAX_NONZERO_PERCENT: usize = 40;
+    /// [`skipping`] runs the dense tiles, for layers of 3 panels or more and for narrower
+    /// ones. Measured with criterion (`relu inputs`, AMD EPYC, 64 rows): [128 → 64] and
+    /// [256 → 128] layers ran 1.39× / 1.50× the dense tiles at 35% nonzero, 1.28× / 1.42× at
+    /// 45%, 1.09× / 1.19× at 55%; a [64 → 32] layer (2 panels, 4 rows padded together) ran
+    /// 0.8–0.96× at 35–55%, so narrow layers only skip when nearly all zero (a logit layer
+    /// after a mostly dead hidden layer). (AVX2 has no skipping: without a compress
+    /// instruction, lists built one input at a time ran the quickstart models 6–8% slower.)
+    const MAX_NONZERO_PERCENT: (usize, usize) = (55, 20);
 
     /// Writes the positions of `x[..k]`'s nonzero values (NaN included) in order to `idx`,
     /// as byte offsets of their rows in a panel (`i · 64`), and the values to `vals`, each
@@ -817,7 +821,7 @@ mod x86 {
     const SPARSE_KC: usize = super::SPARSE_ROOM - LANES;
 
     /// At most [`super::SPARSE_BLOCK`] rows, with AVX-512. When the first [`SAMPLE`] rows'
-    /// inputs are at most [`MAX_NONZERO_PERCENT`] nonzero: passes of [`SPARSE_KC`] inputs; in
+    /// inputs are at most [`MAX_NONZERO_PERCENT`] nonzero (by the layer's width): passes of [`SPARSE_KC`] inputs; in
     /// each, every row's nonzero inputs of the pass listed, then [`sparse_tiles`] over 4
     /// panels at a time. Otherwise [`dense`].
     ///
@@ -850,11 +854,12 @@ mod x86 {
             for r in 0..sample {
                 nonzero += count_nonzeros(x.add(r * xs), k);
             }
-            if 100 * nonzero > MAX_NONZERO_PERCENT * sample * k {
+            let narrow = w.np() <= 2 * LANES;
+            let most = if narrow { MAX_NONZERO_PERCENT.1 } else { MAX_NONZERO_PERCENT.0 };
+            if 100 * nonzero > most * sample * k {
                 dense::<Z, 8, 2>(x, xs, m, w, relu, out, os);
                 return false;
             }
-            let narrow = w.np() <= 2 * LANES;
             let mut counts = [0usize; super::SPARSE_BLOCK];
             let mut k0 = 0;
             loop {
@@ -1066,12 +1071,14 @@ mod tests {
         (got, listed)
     }
 
-    /// Whether some block of 64 rows has its first 8 rows' inputs at most 40% nonzero.
-    fn sampled_sparse(x: &[f32], xs: usize, m: usize, k: usize) -> bool {
+    /// Whether some block of 64 rows has its first 8 rows' inputs at most 55% nonzero (20%
+    /// for layers of at most 32 outputs).
+    fn sampled_sparse(x: &[f32], xs: usize, m: usize, k: usize, n: usize) -> bool {
+        let most = if n <= 32 { 20 } else { 55 };
         (0..m).step_by(64).any(|start| {
             let sample = (m - start).min(8);
             let nonzero = (start..start + sample).map(|r| x[r * xs..r * xs + k].iter().filter(|&&v| v != 0.0).count());
-            100 * nonzero.sum::<usize>() <= 40 * sample * k
+            100 * nonzero.sum::<usize>() <= most * sample * k
         })
     }
 
@@ -1108,7 +1115,7 @@ mod tests {
                         let (got, listed) = run_skipping(kernel, rows, &p, relu, p.np() + 3);
                         let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
                         assert!(same, "{} m={m} k={k} n={n} zeros={zeros} relu={relu}", kernel.name());
-                        let expected = vector_lanes(kernel) == Some(16) && sampled_sparse(&x, xs, m, k);
+                        let expected = vector_lanes(kernel) == Some(16) && sampled_sparse(&x, xs, m, k, n);
                         assert_eq!(listed, expected, "{} m={m} k={k} zeros={zeros}: lists ran", kernel.name());
                         listed_shapes += usize::from(listed);
                     }
