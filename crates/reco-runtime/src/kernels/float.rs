@@ -12,8 +12,10 @@
 //! Layout: output channels in panels of [`LANES`] (16, zero-padded), each panel's weights
 //! `[k][16]`, so one weight load per input serves a row's 16 outputs and a broadcast of
 //! `x[r, k]` is the other operand. AVX-512 runs tiles of 8 rows × 2 panels (16 accumulators),
-//! AVX2 4 rows × 1 panel (8). Outputs are written whole panels wide (padding lanes hold the
-//! sum over zero weights: 0, or NaN for non-finite inputs; nothing reads them).
+//! AVX2 4 rows × 1 panel (8). A one-output layer (a logit) with AVX-512 puts 16 rows in the
+//! lanes instead, transposing blocks of 16 × 16 inputs in registers, so no lane is padding.
+//! Outputs are written whole panels wide (padding lanes hold the sum over zero weights, 0,
+//! or NaN for non-finite inputs, or 0 from the one-output path; nothing reads them).
 //!
 //! Inputs that are mostly exact zeros (a ReLU's outputs) can skip them
 //! ([`dense_f32_skipping_zeros`], AVX-512): each row's nonzero inputs are listed (position and
@@ -185,7 +187,7 @@ pub fn dense_f32(kernel: Kernel, x: Rows<'_>, w: &PackedF32, relu: bool, out: Ro
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 F is present (`path_of`); the sizes were checked above, and the
         // tiles read `k` values of rows < m and write `np` values of rows < m.
-        Path::Avx512 => unsafe { x86::dense512::<8>(x, xs, m, w, relu, out, os) },
+        Path::Avx512 => unsafe { x86::dense512(x, xs, m, w, relu, out, os) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 and FMA are present (`path_of`); sizes checked as above.
         Path::Avx2 => unsafe { x86::dense256::<4>(x, xs, m, w, relu, out, os) },
@@ -857,7 +859,7 @@ mod x86 {
             let narrow = w.np() <= 2 * LANES;
             let most = if narrow { MAX_NONZERO_PERCENT.1 } else { MAX_NONZERO_PERCENT.0 };
             if 100 * nonzero > most * sample * k {
-                dense::<Z, 8, 2>(x, xs, m, w, relu, out, os);
+                dense_z(x, xs, m, w, relu, out, os);
                 return false;
             }
             let mut counts = [0usize; super::SPARSE_BLOCK];
@@ -944,7 +946,119 @@ mod x86 {
         };
     }
 
-    driver!(dense512, Z, 2, "avx512f");
+    /// Every row with AVX-512: [`column`] for a one-output layer, else [`dense`].
+    ///
+    /// # Safety
+    /// AVX-512 F is present, and the buffers were checked by [`super::dense_f32`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn dense512(
+        x: &[f32],
+        xs: usize,
+        m: usize,
+        w: &PackedF32,
+        relu: bool,
+        out: &mut [f32],
+        os: usize,
+    ) {
+        // SAFETY: the caller checked every row and panel against the buffers.
+        unsafe { dense_z(x.as_ptr(), xs, m, w, relu, out.as_mut_ptr(), os) }
+    }
+
+    /// [`dense512`] on pointers.
+    ///
+    /// # Safety
+    /// As [`dense`], with AVX-512 F.
+    #[inline(always)]
+    unsafe fn dense_z(x: *const f32, xs: usize, m: usize, w: &PackedF32, relu: bool, out: *mut f32, os: usize) {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            if w.n == 1 {
+                column(x, xs, m, w, relu, out, os);
+            } else {
+                dense::<Z, 8, 2>(x, xs, m, w, relu, out, os);
+            }
+        }
+    }
+
+    /// A one-output layer (a logit), 16 rows at a time as the lanes of one register: each
+    /// block of 16 inputs of the 16 rows is transposed in registers, so that one
+    /// multiply-add by a broadcast weight serves 16 rows, where a panel would compute 1
+    /// useful lane of 16. Each row's sum is the same sequence of fused multiply-adds from +0,
+    /// then the bias and the ReLU, so the bits are the panel tiles'. The output rows are
+    /// written a panel wide, the padding lanes 0; rows past the last 16 go to [`dense`].
+    ///
+    /// # Safety
+    /// As [`dense`], with AVX-512 F and `w.n == 1`.
+    #[inline(always)]
+    unsafe fn column(x: *const f32, xs: usize, m: usize, w: &PackedF32, relu: bool, out: *mut f32, os: usize) {
+        let full = m / LANES * LANES;
+        // SAFETY: rows < m exist in x (k values each) and out (a panel each), from the caller;
+        // masked-off lanes of a load are not read.
+        unsafe {
+            let weights = w.weights();
+            let bias = _mm512_set1_ps(*w.bias.as_ptr());
+            for r0 in (0..full).step_by(LANES) {
+                let rows = x.add(r0 * xs);
+                let mut acc = _mm512_setzero_ps();
+                for i in (0..w.k).step_by(LANES) {
+                    let cols = (w.k - i).min(LANES);
+                    let lanes: __mmask16 = if cols == LANES { !0 } else { (1 << cols) - 1 };
+                    let block: [__m512; LANES] =
+                        std::array::from_fn(|r| _mm512_maskz_loadu_ps(lanes, rows.add(r * xs + i)));
+                    for (c, col) in transpose(block).iter().enumerate().take(cols) {
+                        acc = _mm512_fmadd_ps(*col, _mm512_set1_ps(*weights.add((i + c) * LANES)), acc);
+                    }
+                }
+                let y = _mm512_add_ps(acc, bias);
+                let y = if relu { _mm512_max_ps(y, _mm512_setzero_ps()) } else { y };
+                for r in 0..LANES {
+                    let lane = _mm512_maskz_permutexvar_ps(1, _mm512_set1_epi32(r as i32), y);
+                    _mm512_storeu_ps(out.add((r0 + r) * os), lane);
+                }
+            }
+            if full < m {
+                dense::<Z, 8, 2>(x.add(full * xs), xs, m - full, w, relu, out.add(full * os), os);
+            }
+        }
+    }
+
+    /// A 16 × 16 transpose: row `r` of the result holds element `r` of every input row.
+    /// Pairs of rows interleaved by 32 then 64 bits within 128-bit lanes, then the 128-bit
+    /// lanes of each group of four gathered (64 shuffles).
+    ///
+    /// # Safety
+    /// AVX-512 F is present.
+    #[inline(always)]
+    unsafe fn transpose(a: [__m512; LANES]) -> [__m512; LANES] {
+        // SAFETY: register-only AVX-512 F operations (the caller guarantees the feature).
+        unsafe {
+            // b[2j] lane L: rows 2j, 2j+1 at columns 4L, 4L+1; b[2j+1]: at 4L+2, 4L+3.
+            let b: [__m512; LANES] = std::array::from_fn(|i| {
+                let (x, y) = (a[i & !1], a[i | 1]);
+                if i % 2 == 0 { _mm512_unpacklo_ps(x, y) } else { _mm512_unpackhi_ps(x, y) }
+            });
+            // c[4j + q] lane L: column 4L + q of rows 4j..4j+3.
+            let c: [__m512; LANES] = std::array::from_fn(|i| {
+                let (j, q) = (i / 4, i % 4);
+                let (x, y) = (_mm512_castps_pd(b[4 * j + q / 2]), _mm512_castps_pd(b[4 * j + 2 + q / 2]));
+                _mm512_castpd_ps(if q % 2 == 0 { _mm512_unpacklo_pd(x, y) } else { _mm512_unpackhi_pd(x, y) })
+            });
+            // d[4L + q]: lane L of c[q], c[4 + q], c[8 + q], c[12 + q].
+            let mut d = [_mm512_setzero_ps(); LANES];
+            for q in 0..4 {
+                let e0 = _mm512_shuffle_f32x4::<0x44>(c[q], c[4 + q]);
+                let e1 = _mm512_shuffle_f32x4::<0xEE>(c[q], c[4 + q]);
+                let e2 = _mm512_shuffle_f32x4::<0x44>(c[8 + q], c[12 + q]);
+                let e3 = _mm512_shuffle_f32x4::<0xEE>(c[8 + q], c[12 + q]);
+                d[q] = _mm512_shuffle_f32x4::<0x88>(e0, e2);
+                d[4 + q] = _mm512_shuffle_f32x4::<0xDD>(e0, e2);
+                d[8 + q] = _mm512_shuffle_f32x4::<0x88>(e1, e3);
+                d[12 + q] = _mm512_shuffle_f32x4::<0xDD>(e1, e3);
+            }
+            d
+        }
+    }
+
     driver!(dense256, Y, 1, "avx2,fma");
 
     /// At most [`super::SPARSE_BLOCK`] rows through [`skipping`]; whether it ran the lists.
@@ -1023,6 +1137,10 @@ mod tests {
             (70, 33, 47),
             (5, 129, 3),
             (130, 300, 40),
+            (40, 35, 1),
+            (33, 64, 1),
+            (16, 130, 1),
+            (16, 0, 1),
         ] {
             for relu in [false, true] {
                 let xs = k + 3;
@@ -1102,6 +1220,8 @@ mod tests {
             (11, 70, 90),
             (6, 100, 110),
             (3, 150, 7),
+            (37, 64, 1),
+            (19, 90, 1),
         ] {
             for zeros in [1.0, 0.97, 0.7, 0.55, 0.2] {
                 for relu in [false, true] {
