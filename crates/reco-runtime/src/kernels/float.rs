@@ -22,8 +22,8 @@
 //! value) and only those are multiplied in, in the same order, so the sums are the same
 //! (`fma(0, w, acc)` is `acc` for finite `w`). Each step is one broadcast and one weight load
 //! per panel, without the dense tiles' reuse of a weight load across 8 rows, so it pays below
-//! about 55% nonzero on layers of 48 outputs or more, and only on nearly all-zero inputs on
-//! narrower ones.
+//! about 55% nonzero on layers of more than 32 outputs (3 panels or more), only on nearly
+//! all-zero inputs on narrower ones, and never on one-output layers (rows as lanes win).
 
 use super::Kernel;
 
@@ -284,7 +284,7 @@ thread_local! {
 /// # Panics
 /// As [`dense_f32`].
 pub fn dense_f32_skipping_zeros(kernel: Kernel, x: Rows<'_>, w: &PackedF32, relu: bool, out: RowsMut<'_>) {
-    if path_of(kernel) != Path::Avx512 || !has_popcnt() || !w.finite || x.rows == 0 {
+    if path_of(kernel) != Path::Avx512 || !has_popcnt() || !w.finite || x.rows == 0 || w.n == 1 {
         return dense_f32(kernel, x, w, relu, out);
     }
     #[cfg(target_arch = "x86_64")]
@@ -685,8 +685,8 @@ mod x86 {
     /// ones. Measured with criterion (`relu inputs`, AMD EPYC, 64 rows): [128 → 64] and
     /// [256 → 128] layers ran 1.39× / 1.50× the dense tiles at 35% nonzero, 1.28× / 1.42× at
     /// 45%, 1.09× / 1.19× at 55%; a [64 → 32] layer (2 panels, 4 rows padded together) ran
-    /// 0.8–0.96× at 35–55%, so narrow layers only skip when nearly all zero (a logit layer
-    /// after a mostly dead hidden layer). (AVX2 has no skipping: without a compress
+    /// 0.8–0.96× at 35–55%, so narrow layers only skip when nearly all zero. (One-output
+    /// layers never come here: [`column`] beats the lists.) (AVX2 has no skipping: without a compress
     /// instruction, lists built one input at a time ran the quickstart models 6–8% slower.)
     const MAX_NONZERO_PERCENT: (usize, usize) = (55, 20);
 
@@ -1141,6 +1141,8 @@ mod tests {
             (33, 64, 1),
             (16, 130, 1),
             (16, 0, 1),
+            (17, 9, 1),
+            (48, 16, 1),
         ] {
             for relu in [false, true] {
                 let xs = k + 3;
@@ -1190,8 +1192,11 @@ mod tests {
     }
 
     /// Whether some block of 64 rows has its first 8 rows' inputs at most 55% nonzero (20%
-    /// for layers of at most 32 outputs).
+    /// for layers of 2 to 32 outputs; never for one output).
     fn sampled_sparse(x: &[f32], xs: usize, m: usize, k: usize, n: usize) -> bool {
+        if n == 1 {
+            return false;
+        }
         let most = if n <= 32 { 20 } else { 55 };
         (0..m).step_by(64).any(|start| {
             let sample = (m - start).min(8);
@@ -1324,14 +1329,16 @@ mod tests {
     #[test]
     fn a_row_gives_the_same_bits_alone_and_at_any_position() {
         let mut rng = Rng::new(11);
-        let (k, n, m) = (35, 40, 29);
-        let x = values(&mut rng, m * k, 1.5);
-        let p = PackedF32::new(&values(&mut rng, n * k, 0.2), &values(&mut rng, n, 0.1), n, k);
-        for kernel in Kernel::available() {
-            let all = run(kernel, &x, k, m, &p, true, p.np());
-            for r in [0, 7, 8, 15, 28] {
-                let alone = run(kernel, &x[r * k..(r + 1) * k], k, 1, &p, true, p.np());
-                assert_eq!(alone, all[r * n..(r + 1) * n], "{} row {r}", kernel.name());
+        // n = 1: a row alone runs the panel tiles, in a batch of 29 the 16-row lanes.
+        for (k, n, m) in [(35, 40, 29), (35, 1, 29)] {
+            let x = values(&mut rng, m * k, 1.5);
+            let p = PackedF32::new(&values(&mut rng, n * k, 0.2), &values(&mut rng, n, 0.1), n, k);
+            for kernel in Kernel::available() {
+                let all = run(kernel, &x, k, m, &p, true, p.np());
+                for r in [0, 7, 8, 15, 28] {
+                    let alone = run(kernel, &x[r * k..(r + 1) * k], k, 1, &p, true, p.np());
+                    assert_eq!(alone, all[r * n..(r + 1) * n], "{} n={n} row {r}", kernel.name());
+                }
             }
         }
     }
@@ -1339,12 +1346,14 @@ mod tests {
     #[test]
     fn relu_maps_nan_and_negative_zero_to_zero_on_every_kernel() {
         // One input, weight 1, bias 0: the outputs are the inputs (+0 added), then ReLU.
-        let x = [f32::NAN, -0.0, -1.5, 2.5, f32::INFINITY, f32::NEG_INFINITY];
+        // Three times over, so that 16 rows go through the one-output lanes too.
+        let x = [f32::NAN, -0.0, -1.5, 2.5, f32::INFINITY, f32::NEG_INFINITY].repeat(3);
         let p = PackedF32::new(&[1.0], &[0.0], 1, 1);
         for kernel in Kernel::available() {
             let got = run(kernel, &x, 1, x.len(), &p, true, LANES);
             let bits: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
-            let want: Vec<u32> = [0.0, 0.0, 0.0, 2.5, f32::INFINITY, 0.0].iter().map(|v: &f32| v.to_bits()).collect();
+            let want: Vec<u32> =
+                [0.0, 0.0, 0.0, 2.5, f32::INFINITY, 0.0].repeat(3).iter().map(|v: &f32| v.to_bits()).collect();
             assert_eq!(bits, want, "{}", kernel.name());
         }
     }
@@ -1359,23 +1368,20 @@ mod tests {
         }
         // Buffers exactly (m - 1) · stride + width long, strides wider than the rows, every
         // row count around the tile heights.
-        let (k, n, xs, os) = (9, 20, 13, 40);
-        let (w, b) = (values(&mut rng, n * k, 0.5), values(&mut rng, n, 0.5));
-        let p = PackedF32::new(&w, &b, n, k);
-        for m in 1..=17 {
-            let x = values(&mut rng, (m - 1) * xs + k, 1.0);
-            let want = direct(Rows { data: &x, stride: xs, rows: m }, (&w, &b), n, k, true);
-            for kernel in Kernel::available() {
-                let mut out = vec![0f32; (m - 1) * os + p.np()];
-                dense_f32(
-                    kernel,
-                    Rows { data: &x, stride: xs, rows: m },
-                    &p,
-                    true,
-                    RowsMut { data: &mut out, stride: os },
-                );
-                let got: Vec<f32> = (0..m).flat_map(|r| out[r * os..r * os + n].to_vec()).collect();
-                assert_eq!(got, want, "{} m={m}", kernel.name());
+        // n = 1 takes 16 rows as lanes with AVX-512.
+        for (k, n, xs, os) in [(9, 20, 13, 40), (9, 1, 13, 21)] {
+            let (w, b) = (values(&mut rng, n * k, 0.5), values(&mut rng, n, 0.5));
+            let p = PackedF32::new(&w, &b, n, k);
+            for m in 1..=33 {
+                let x = values(&mut rng, (m - 1) * xs + k, 1.0);
+                let want = direct(Rows { data: &x, stride: xs, rows: m }, (&w, &b), n, k, true);
+                for kernel in Kernel::available() {
+                    let mut out = vec![0f32; (m - 1) * os + p.np()];
+                    let rows = Rows { data: &x, stride: xs, rows: m };
+                    dense_f32(kernel, rows, &p, true, RowsMut { data: &mut out, stride: os });
+                    let got: Vec<f32> = (0..m).flat_map(|r| out[r * os..r * os + n].to_vec()).collect();
+                    assert_eq!(got, want, "{} n={n} m={m}", kernel.name());
+                }
             }
         }
     }
