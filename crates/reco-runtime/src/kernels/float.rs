@@ -500,6 +500,11 @@ mod x86 {
         }
     }
 
+    /// The passes over `k` inputs, `kc` at a time, in order (one empty pass when `k = 0`).
+    fn passes(k: usize, kc: usize, relu: bool) -> impl Iterator<Item = Pass> {
+        (0..k.div_ceil(kc).max(1)).map(move |p| Pass { k0: p * kc, k1: ((p + 1) * kc).min(k), relu })
+    }
+
     /// One tile: `R` rows × panels `p0..p0 + P`, over the inputs of `pass`.
     ///
     /// # Safety
@@ -645,10 +650,7 @@ mod x86 {
         os: usize,
     ) {
         let panels = w.np() / LANES;
-        let mut k0 = 0;
-        loop {
-            let k1 = (k0 + KC).min(w.k);
-            let pass = Pass { k0, k1, relu };
+        for pass in passes(w.k, KC, relu) {
             let mut b = 0;
             while b < m {
                 let rows = RB.min(m - b);
@@ -673,10 +675,6 @@ mod x86 {
                 }
                 b += rows;
             }
-            if pass.last(w) {
-                return;
-            }
-            k0 = k1;
         }
     }
 
@@ -685,9 +683,10 @@ mod x86 {
     /// ones. Measured with criterion (`relu inputs`, AMD EPYC, 64 rows): [128 → 64] and
     /// [256 → 128] layers ran 1.39× / 1.50× the dense tiles at 35% nonzero, 1.28× / 1.42× at
     /// 45%, 1.09× / 1.19× at 55%; a [64 → 32] layer (2 panels, 4 rows padded together) ran
-    /// 0.8–0.96× at 35–55%, so narrow layers only skip when nearly all zero. (One-output
-    /// layers never come here: [`column`] beats the lists.) (AVX2 has no skipping: without a compress
-    /// instruction, lists built one input at a time ran the quickstart models 6–8% slower.)
+    /// 0.8–0.96× at 35–55%, so narrow layers only skip when nearly all zero. One-output
+    /// layers never come here: [`column`] beats the lists. (AVX2 has no skipping: without a
+    /// compress instruction, lists built one input at a time ran the quickstart models 6–8%
+    /// slower.)
     const MAX_NONZERO_PERCENT: (usize, usize) = (55, 20);
 
     /// Writes the positions of `x[..k]`'s nonzero values (NaN included) in order to `idx`,
@@ -863,13 +862,11 @@ mod x86 {
                 return false;
             }
             let mut counts = [0usize; super::SPARSE_BLOCK];
-            let mut k0 = 0;
-            loop {
-                let k1 = (k0 + SPARSE_KC).min(k);
-                let pass = Pass { k0, k1, relu };
+            for pass in passes(k, SPARSE_KC, relu) {
                 for (r, c) in counts.iter_mut().enumerate().take(m) {
                     let (idx, vals) = lists.row_mut(r);
-                    *c = nonzeros(x.add(r * xs + k0), k1 - k0, idx.as_mut_ptr(), vals.as_mut_ptr());
+                    let x = x.add(r * xs + pass.k0);
+                    *c = nonzeros(x, pass.k1 - pass.k0, idx.as_mut_ptr(), vals.as_mut_ptr());
                 }
                 if narrow {
                     pad(lists, &mut counts[..m]);
@@ -895,12 +892,9 @@ mod x86 {
                         sparse_tiles::<Z, 1>([row(r)], w, p0, pass);
                     }
                 }
-                if pass.last(w) {
-                    return true;
-                }
-                k0 = k1;
             }
         }
+        true
     }
 
     /// Pads each group of 4 rows' lists to the group's longest with zeros at offset 0 (the
@@ -1260,18 +1254,31 @@ mod tests {
             assert_eq!(got, [0.5, -1.0, 2.0, 0.5, -1.0, 2.0], "{}", kernel.name());
         }
         // Buffers exactly (m - 1) · stride + width long.
-        let (k, n, xs, os) = (90, 20, 97, 40);
-        let (w, b) = (values(&mut rng, n * k, 0.5), values(&mut rng, n, 0.5));
+        tight_buffers(dense_f32_skipping_zeros, &mut rng, (90, 20, 97, 40), &[1, 2, 5, 9, 66], 0.8);
+    }
+
+    /// A layer entry point: [`dense_f32`] or [`dense_f32_skipping_zeros`].
+    type Layer = fn(Kernel, Rows<'_>, &PackedF32, bool, RowsMut<'_>);
+
+    /// `layer` on inputs and outputs exactly `(m - 1) · stride + width` long, with strides
+    /// wider than the rows, for each row count: the direct sums, bit for bit.
+    fn tight_buffers(
+        layer: Layer,
+        rng: &mut Rng,
+        (k, n, xs, os): (usize, usize, usize, usize),
+        ms: &[usize],
+        zeros: f64,
+    ) {
+        let (w, b) = (values(rng, n * k, 0.5), values(rng, n, 0.5));
         let p = PackedF32::new(&w, &b, n, k);
-        for m in [1, 2, 5, 9, 66] {
-            let x = sparse_values(&mut rng, (m - 1) * xs + k, 1.0, 0.8);
+        for &m in ms {
+            let x = sparse_values(rng, (m - 1) * xs + k, 1.0, zeros);
             let want = direct(Rows { data: &x, stride: xs, rows: m }, (&w, &b), n, k, true);
             for kernel in Kernel::available() {
                 let mut out = vec![0f32; (m - 1) * os + p.np()];
-                let rows = Rows { data: &x, stride: xs, rows: m };
-                dense_f32_skipping_zeros(kernel, rows, &p, true, RowsMut { data: &mut out, stride: os });
+                layer(kernel, Rows { data: &x, stride: xs, rows: m }, &p, true, RowsMut { data: &mut out, stride: os });
                 let got: Vec<f32> = (0..m).flat_map(|r| out[r * os..r * os + n].to_vec()).collect();
-                assert_eq!(got, want, "{} m={m}", kernel.name());
+                assert_eq!(got, want, "{} n={n} m={m}", kernel.name());
             }
         }
     }
@@ -1369,20 +1376,9 @@ mod tests {
         // Buffers exactly (m - 1) · stride + width long, strides wider than the rows, every
         // row count around the tile heights.
         // n = 1 takes 16 rows as lanes with AVX-512.
-        for (k, n, xs, os) in [(9, 20, 13, 40), (9, 1, 13, 21)] {
-            let (w, b) = (values(&mut rng, n * k, 0.5), values(&mut rng, n, 0.5));
-            let p = PackedF32::new(&w, &b, n, k);
-            for m in 1..=33 {
-                let x = values(&mut rng, (m - 1) * xs + k, 1.0);
-                let want = direct(Rows { data: &x, stride: xs, rows: m }, (&w, &b), n, k, true);
-                for kernel in Kernel::available() {
-                    let mut out = vec![0f32; (m - 1) * os + p.np()];
-                    let rows = Rows { data: &x, stride: xs, rows: m };
-                    dense_f32(kernel, rows, &p, true, RowsMut { data: &mut out, stride: os });
-                    let got: Vec<f32> = (0..m).flat_map(|r| out[r * os..r * os + n].to_vec()).collect();
-                    assert_eq!(got, want, "{} n={n} m={m}", kernel.name());
-                }
-            }
+        let ms: Vec<usize> = (1..=33).collect();
+        for shape in [(9, 20, 13, 40), (9, 1, 13, 21)] {
+            tight_buffers(dense_f32, &mut rng, shape, &ms, 0.0);
         }
     }
 
