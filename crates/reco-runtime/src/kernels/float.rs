@@ -181,8 +181,7 @@ pub fn dense_f32(kernel: Kernel, x: Rows<'_>, w: &PackedF32, relu: bool, out: Ro
     if m == 0 {
         return;
     }
-    assert!(xs >= w.k && x.len() >= super::span(m, xs, w.k), "dense_f32: input buffer too small");
-    assert!(os >= w.np() && out.len() >= super::span(m, os, w.np()), "dense_f32: output buffer too small");
+    check_buffers(m, (x.len(), xs), w, (out.len(), os));
     match path_of(kernel) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 F is present (`path_of`); the sizes were checked above, and the
@@ -190,9 +189,19 @@ pub fn dense_f32(kernel: Kernel, x: Rows<'_>, w: &PackedF32, relu: bool, out: Ro
         Path::Avx512 => unsafe { x86::dense512(x, xs, m, w, relu, out, os) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 and FMA are present (`path_of`); sizes checked as above.
-        Path::Avx2 => unsafe { x86::dense256::<4>(x, xs, m, w, relu, out, os) },
+        Path::Avx2 => unsafe { x86::dense256(x, xs, m, w, relu, out, os) },
         _ => scalar(Rows { data: x, stride: xs, rows: m }, w, relu, RowsMut { data: out, stride: os }),
     }
+}
+
+/// Asserts that `m` rows fit both buffers: `k` inputs a row in `x_len` values `xs` apart,
+/// and whole panels a row in `out_len` values `os` apart.
+///
+/// # Panics
+/// When a stride or buffer is too small for the shapes.
+fn check_buffers(m: usize, (x_len, xs): (usize, usize), w: &PackedF32, (out_len, os): (usize, usize)) {
+    assert!(xs >= w.k && x_len >= super::span(m, xs, w.k), "dense_f32: input buffer too small");
+    assert!(os >= w.np() && out_len >= super::span(m, os, w.np()), "dense_f32: output buffer too small");
 }
 
 /// Rows per decision of [`dense_f32_skipping_zeros`].
@@ -203,12 +212,6 @@ const SPARSE_BLOCK: usize = 64;
 const SPARSE_ROOM: usize = 64 + LANES;
 
 #[cfg(target_arch = "x86_64")]
-/// 64 aligned bytes: the unit of [`Lists`].
-#[derive(Clone, Copy, Default)]
-#[repr(C, align(64))]
-struct Line([u32; LANES]);
-
-#[cfg(target_arch = "x86_64")]
 /// Lines per row list: [`SPARSE_ROOM`] values.
 const ROOM_LINES: usize = SPARSE_ROOM / LANES;
 #[cfg(target_arch = "x86_64")]
@@ -216,18 +219,18 @@ const _: () = assert!(SPARSE_ROOM.is_multiple_of(LANES), "row lists are whole li
 
 #[cfg(target_arch = "x86_64")]
 /// Each row's nonzero inputs in a pass of [`dense_f32_skipping_zeros`]: for each of
-/// `SPARSE_BLOCK` rows, `SPARSE_ROOM` positions then the values at them, in one 64-byte
-/// aligned buffer (two separate vectors could land a multiple of 4 KB apart, and their
+/// `SPARSE_BLOCK` rows, `SPARSE_ROOM` positions then the values at them, in one buffer of
+/// aligned lines (two separate vectors could land a multiple of 4 KB apart, and their
 /// loads and stores then falsely depend on each other).
 #[derive(Default)]
 struct Lists {
-    lines: Vec<Line>,
+    lines: Vec<PanelRow>,
 }
 
 #[cfg(target_arch = "x86_64")]
 impl Lists {
     fn reserve(&mut self) {
-        self.lines.resize(SPARSE_BLOCK * 2 * ROOM_LINES, Line::default());
+        self.lines.resize(SPARSE_BLOCK * 2 * ROOM_LINES, PanelRow::default());
     }
 
     /// Row `r`'s positions and values, `SPARSE_ROOM` each.
@@ -236,8 +239,8 @@ impl Lists {
     /// When `r` is past the rows reserved.
     fn row_mut(&mut self, r: usize) -> (&mut [u32], &mut [f32]) {
         let (idx, vals) = self.lines[r * 2 * ROOM_LINES..(r + 1) * 2 * ROOM_LINES].split_at_mut(ROOM_LINES);
-        // SAFETY: `Line` is `repr(C)` of u32s, so its lines are ROOM_LINES · 16 contiguous
-        // u32s; an f32 has a u32's size and alignment, and every bit pattern is valid for both.
+        // SAFETY: `PanelRow` is `repr(C)` of f32s, so its lines are ROOM_LINES · 16 contiguous
+        // f32s; a u32 has an f32's size and alignment, and every bit pattern is valid for both.
         unsafe {
             (
                 std::slice::from_raw_parts_mut(idx.as_mut_ptr().cast::<u32>(), SPARSE_ROOM),
@@ -272,9 +275,11 @@ thread_local! {
 /// [`dense_f32`] for inputs with many exact zeros, such as the previous layer's ReLU outputs.
 ///
 /// With AVX-512, each block of [`SPARSE_BLOCK`] rows whose first rows' inputs are at most
-/// 55% nonzero (20% for layers of 32 outputs or fewer) is computed over each row's nonzero inputs only, in order; a denser block,
-/// the other kernels and weights holding a non-finite value go to [`dense_f32`]. (On the ReLU
-/// MLPs trained here, 53–97% of hidden activations are exact zeros.)
+/// 55% nonzero (20% for layers of 2 to 32 outputs) is computed over each row's nonzero
+/// inputs only, in order; a denser block, the other kernels, weights holding a non-finite
+/// value and one-output layers (whose 16-rows-as-lanes path beat the lists even on 93% and
+/// 97% zeros) go to [`dense_f32`]. (On the ReLU MLPs trained here, 53–97% of hidden
+/// activations are exact zeros.)
 ///
 /// Skipping is exact: with finite weights, `fma(±0, w, acc)` is `acc`, so every output has
 /// [`dense_f32`]'s value, bit for bit, except that a sum that is exactly -0 (only reachable
@@ -303,8 +308,7 @@ thread_local! {
 fn skip_blocks(x: Rows<'_>, w: &PackedF32, relu: bool, out: RowsMut<'_>) {
     let (m, xs, os) = (x.rows, x.stride, out.stride);
     let (x, out) = (x.data, out.data);
-    assert!(xs >= w.k && x.len() >= super::span(m, xs, w.k), "dense_f32: input buffer too small");
-    assert!(os >= w.np() && out.len() >= super::span(m, os, w.np()), "dense_f32: output buffer too small");
+    check_buffers(m, (x.len(), xs), w, (out.len(), os));
     SPARSE_LISTS.with(|cell| {
         let mut lists = cell.borrow_mut();
         lists.reserve();
@@ -390,6 +394,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{LANES, PackedF32};
+    use crate::kernels::x86::vnni::first_lanes;
 
     /// A vector register of `LANES` floats: one zmm, or two ymm.
     pub(super) trait Vector: Copy {
@@ -706,7 +711,7 @@ mod x86 {
             let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
             let (mut n, mut i) = (0, 0);
             while i < k {
-                let lanes: __mmask16 = if k - i >= 16 { !0 } else { (1 << (k - i)) - 1 };
+                let lanes = first_lanes((k - i).min(LANES));
                 let v = _mm512_maskz_loadu_ps(lanes, x.add(i));
                 let nz = _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(lanes, v, _mm512_setzero_ps());
                 let at = _mm512_slli_epi32::<6>(_mm512_add_epi32(iota, _mm512_set1_epi32(i as i32)));
@@ -728,7 +733,7 @@ mod x86 {
         unsafe {
             let (mut n, mut i) = (0, 0);
             while i < k {
-                let lanes: __mmask16 = if k - i >= 16 { !0 } else { (1 << (k - i)) - 1 };
+                let lanes = first_lanes((k - i).min(LANES));
                 let v = _mm512_maskz_loadu_ps(lanes, x.add(i));
                 n += _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(lanes, v, _mm512_setzero_ps()).count_ones() as usize;
                 i += 16;
@@ -822,9 +827,9 @@ mod x86 {
     const SPARSE_KC: usize = super::SPARSE_ROOM - LANES;
 
     /// At most [`super::SPARSE_BLOCK`] rows, with AVX-512. When the first [`SAMPLE`] rows'
-    /// inputs are at most [`MAX_NONZERO_PERCENT`] nonzero (by the layer's width): passes of [`SPARSE_KC`] inputs; in
-    /// each, every row's nonzero inputs of the pass listed, then [`sparse_tiles`] over 4
-    /// panels at a time. Otherwise [`dense`].
+    /// inputs are at most [`MAX_NONZERO_PERCENT`] nonzero (by the layer's width): passes of
+    /// [`SPARSE_KC`] inputs; in each, every row's nonzero inputs of the pass listed, then
+    /// [`sparse_tiles`] over 4 panels at a time. Otherwise [`dense_z`].
     ///
     /// Layers of 3 panels or more run pairs of rows (up to 8 independent accumulators), each
     /// finishing its longer list alone. Narrower layers run 4 rows at a time, their lists
@@ -916,30 +921,6 @@ mod x86 {
         }
     }
 
-    macro_rules! driver {
-        ($name:ident, $v:ty, $p:expr, $features:literal) => {
-            /// Every row ([`dense`]) with this vector type and its features.
-            ///
-            /// # Safety
-            /// The CPU features named are present, and the buffers were checked by
-            /// [`super::dense_f32`].
-            #[target_feature(enable = $features)]
-            pub(super) unsafe fn $name<const MR: usize>(
-                x: &[f32],
-                xs: usize,
-                m: usize,
-                w: &PackedF32,
-                relu: bool,
-                out: &mut [f32],
-                os: usize,
-            ) {
-                const { assert!(MR <= 8, "the tail arms cover at most 7 rows") };
-                // SAFETY: the caller checked every row and panel against the buffers.
-                unsafe { dense::<$v, MR, $p>(x.as_ptr(), xs, m, w, relu, out.as_mut_ptr(), os) }
-            }
-        };
-    }
-
     /// Every row with AVX-512: [`column`] for a one-output layer, else [`dense`].
     ///
     /// # Safety
@@ -996,7 +977,7 @@ mod x86 {
                 let mut acc = _mm512_setzero_ps();
                 for i in (0..w.k).step_by(LANES) {
                     let cols = (w.k - i).min(LANES);
-                    let lanes: __mmask16 = if cols == LANES { !0 } else { (1 << cols) - 1 };
+                    let lanes = first_lanes(cols);
                     let block: [__m512; LANES] =
                         std::array::from_fn(|r| _mm512_maskz_loadu_ps(lanes, rows.add(r * xs + i)));
                     for (c, col) in transpose(block).iter().enumerate().take(cols) {
@@ -1053,7 +1034,23 @@ mod x86 {
         }
     }
 
-    driver!(dense256, Y, 1, "avx2,fma");
+    /// Every row with AVX2 + FMA: [`dense`] in tiles of 4 rows × 1 panel.
+    ///
+    /// # Safety
+    /// AVX2 and FMA are present, and the buffers were checked by [`super::dense_f32`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dense256(
+        x: &[f32],
+        xs: usize,
+        m: usize,
+        w: &PackedF32,
+        relu: bool,
+        out: &mut [f32],
+        os: usize,
+    ) {
+        // SAFETY: the caller checked every row and panel against the buffers.
+        unsafe { dense::<Y, 4, 1>(x.as_ptr(), xs, m, w, relu, out.as_mut_ptr(), os) }
+    }
 
     /// At most [`super::SPARSE_BLOCK`] rows through [`skipping`]; whether it ran the lists.
     ///

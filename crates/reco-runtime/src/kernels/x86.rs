@@ -531,7 +531,7 @@ mod avx2 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod vnni {
+pub(super) mod vnni {
     use std::arch::x86_64::*;
 
     use super::{PackedWeights, Sink};
@@ -903,9 +903,10 @@ mod vnni {
         _mm512_reduce_add_epi32(unsafe { dot_lanes(x, w) })
     }
 
-    /// The mask of the first `valid` (1 to 16) of 16 lanes: a channel block's channels below `n`.
+    /// The mask of the first `valid` (1 to 16) of 16 lanes: a channel block's channels below
+    /// `n` (and the float kernels' last partial block of inputs).
     #[inline(always)]
-    fn first_lanes(valid: usize) -> __mmask16 {
+    pub(in crate::kernels) fn first_lanes(valid: usize) -> __mmask16 {
         if valid == 16 { 0xFFFF } else { (1u16 << valid) - 1 }
     }
 
